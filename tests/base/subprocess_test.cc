@@ -1,0 +1,131 @@
+#include "base/subprocess.h"
+
+#include <signal.h>
+
+#include <filesystem>
+
+#include <gtest/gtest.h>
+
+#include "base/file_util.h"
+
+namespace patchlab {
+namespace {
+
+SubprocessOptions Sh(std::string script) {
+  SubprocessOptions o;
+  o.argv = {"/bin/sh", "-c", std::move(script)};
+  return o;
+}
+
+TEST(Subprocess, ReportsExitCodeAndCapturesBothStreams) {
+  auto r = RunSubprocess(Sh("echo out; echo err >&2; exit 3"));
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_TRUE(r->status.exited);
+  EXPECT_EQ(r->status.code, 3);
+  EXPECT_FALSE(r->status.Success());
+  EXPECT_EQ(r->stdout_data, "out\n");
+  EXPECT_EQ(r->stderr_data, "err\n");
+  EXPECT_EQ(r->status.ToString(), "exit 3");
+}
+
+TEST(Subprocess, TellsDeathBySignalFromExit) {
+  auto r = RunSubprocess(Sh("kill -SEGV $$"));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_FALSE(r->status.exited);
+  EXPECT_EQ(r->status.signal, SIGSEGV);
+  EXPECT_NE(r->status.ToString().find("SIGSEGV"), std::string::npos);
+}
+
+TEST(Subprocess, TimeoutKillsTheWholeProcessGroup) {
+  auto o = Sh("trap '' TERM; sleep 30 & sleep 30; wait");
+  o.timeout = std::chrono::milliseconds(200);
+  o.kill_grace = std::chrono::milliseconds(100);
+  auto r = RunSubprocess(o);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->status.timed_out);
+  EXPECT_FALSE(r->status.exited);
+  EXPECT_EQ(r->status.signal, SIGKILL);
+  EXPECT_LT(r->wall, std::chrono::seconds(10));
+}
+
+TEST(Subprocess, TimeoutWithTermHonoured) {
+  auto o = Sh("sleep 30");
+  o.timeout = std::chrono::milliseconds(100);
+  auto r = RunSubprocess(o);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->status.timed_out);
+  EXPECT_EQ(r->status.signal, SIGTERM);
+}
+
+TEST(Subprocess, CapturesLargeOutputWithoutDeadlock) {
+  // 8 MiB on stdout and 1 MiB on stderr at once: far past a pipe's buffer.
+  auto r = RunSubprocess(Sh("head -c 8388608 /dev/zero; head -c 1048576 /dev/zero >&2"));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->status.Success());
+  EXPECT_EQ(r->stdout_data.size(), 8u << 20);
+  EXPECT_EQ(r->stderr_data.size(), 1u << 20);
+}
+
+TEST(Subprocess, PassesStdinEnvAndCwd) {
+  auto o = Sh("cat; printf '%s' \"$PL_TEST_VAR\"; pwd");
+  o.stdin_data = "hello ";
+  o.env_set = {{"PL_TEST_VAR", "world"}};
+  o.cwd = "/tmp";
+  auto r = RunSubprocess(o);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->stdout_data, "hello world/tmp\n");
+}
+
+TEST(Subprocess, ClearEnvKeepsOnlyGivenVariables) {
+  auto o = Sh("env");
+  o.clear_env = true;
+  o.env_set = {{"ONLY", "1"}};
+  auto r = RunSubprocess(o);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_NE(r->stdout_data.find("ONLY=1"), std::string::npos);
+  EXPECT_EQ(r->stdout_data.find("HOME="), std::string::npos);
+}
+
+TEST(Subprocess, WritesOutputToFile) {
+  std::string path = testing::TempDir() + "/subprocess_out.txt";
+  auto o = Sh("echo to-file; echo also >&2");
+  o.stdout_mode = OutputMode::kFile;
+  o.stdout_path = path;
+  o.stderr_to_stdout = true;
+  auto r = RunSubprocess(o);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(*ReadFile(path), "to-file\nalso\n");
+}
+
+TEST(Subprocess, MissingProgramIsAnErrorNamingIt) {
+  SubprocessOptions o;
+  o.argv = {"/nonexistent/program"};
+  auto r = RunSubprocess(o);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), ErrorCode::kNotFound);
+  EXPECT_NE(r.error().ToString().find("/nonexistent/program"), std::string::npos);
+}
+
+TEST(Subprocess, DestructorKillsARunningChild) {
+  pid_t pid;
+  {
+    auto sp = Subprocess::Start(Sh("sleep 30"));
+    ASSERT_TRUE(sp.has_value());
+    pid = sp->pid();
+    EXPECT_EQ(::kill(pid, 0), 0);
+  }
+  EXPECT_EQ(::kill(pid, 0), -1);
+  EXPECT_EQ(errno, ESRCH);
+}
+
+TEST(Subprocess, SignalReachesTheChild) {
+  auto sp = Subprocess::Start(Sh("sleep 30"));
+  ASSERT_TRUE(sp.has_value());
+  ASSERT_TRUE(sp->Signal(SIGUSR1).has_value());
+  auto r = sp->Wait();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status.signal, SIGUSR1);
+}
+
+}  // namespace
+}  // namespace patchlab
