@@ -1,0 +1,431 @@
+#include "base/elf_file.h"
+
+#include <elf.h>
+#include <gelf.h>
+#include <libelf.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+#include "base/file_util.h"
+
+namespace patchlab {
+namespace {
+
+SymbolType ToSymbolType(unsigned t) {
+  switch (t) {
+    case STT_NOTYPE: return SymbolType::kNone;
+    case STT_OBJECT: return SymbolType::kObject;
+    case STT_FUNC: return SymbolType::kFunc;
+    case STT_SECTION: return SymbolType::kSection;
+    case STT_FILE: return SymbolType::kFile;
+    case STT_TLS: return SymbolType::kTls;
+    case STT_GNU_IFUNC: return SymbolType::kIfunc;
+    default: return SymbolType::kOther;
+  }
+}
+
+SymbolBinding ToBinding(unsigned b) {
+  switch (b) {
+    case STB_LOCAL: return SymbolBinding::kLocal;
+    case STB_GLOBAL: return SymbolBinding::kGlobal;
+    case STB_WEAK: return SymbolBinding::kWeak;
+    default: return SymbolBinding::kOther;
+  }
+}
+
+bool IsCodeOrData(SymbolType t) {
+  return t == SymbolType::kFunc || t == SymbolType::kObject || t == SymbolType::kIfunc;
+}
+
+// Lower is better; used to rank symbols of one name.
+int Rank(const ElfSymbol& s) {
+  int rank = 0;
+  if (!s.defined) rank += 100;
+  if (!(IsCodeOrData(s.type) || s.type == SymbolType::kTls)) rank += 20;
+  if (s.binding == SymbolBinding::kWeak) rank += 2;
+  if (s.binding == SymbolBinding::kLocal) rank += 4;
+  if (s.dynamic) rank += 1;
+  return rank;
+}
+
+struct ElfCloser {
+  void operator()(Elf* e) const { elf_end(e); }
+};
+
+void InitLibelf() {
+  static std::once_flag once;
+  std::call_once(once, [] { elf_version(EV_CURRENT); });
+}
+
+}  // namespace
+
+struct ElfFile::Impl {
+  // Decodes the dynamic segment and the relocation tables it names, reading
+  // through PT_LOAD mappings so that files without section headers work too.
+  static Status LoadDynamic(ElfFile& f);
+};
+
+ElfFile::ElfFile(ElfFile&&) noexcept = default;
+ElfFile& ElfFile::operator=(ElfFile&&) noexcept = default;
+ElfFile::~ElfFile() = default;
+
+std::string_view ElfTypeName(ElfType type) {
+  switch (type) {
+    case ElfType::kRelocatable: return "REL";
+    case ElfType::kExecutable: return "EXEC";
+    case ElfType::kShared: return "DYN";
+    case ElfType::kCore: return "CORE";
+    case ElfType::kOther: return "OTHER";
+  }
+  return "OTHER";
+}
+
+std::span<const uint8_t> ElfFile::bytes() const {
+  return {reinterpret_cast<const uint8_t*>(data_->data()), data_->size()};
+}
+
+Result<ElfFile> ElfFile::Open(const std::filesystem::path& path) {
+  InitLibelf();
+  auto content = ReadFile(path);
+  if (!content) return std::unexpected(std::move(content.error()));
+  ElfFile f;
+  f.path_ = path;
+  f.data_ = std::make_unique<std::string>(std::move(*content));
+  const std::string name = path.string();
+  std::string& data = *f.data_;
+  if (data.size() < sizeof(Elf64_Ehdr) || std::memcmp(data.data(), ELFMAG, SELFMAG) != 0) {
+    return Fail(ErrorCode::kParse, "{}: not an ELF file", name);
+  }
+  const auto* ident = reinterpret_cast<const unsigned char*>(data.data());
+  if (ident[EI_CLASS] != ELFCLASS64 || ident[EI_DATA] != ELFDATA2LSB) {
+    return Fail(ErrorCode::kParse, "{}: not a 64-bit little-endian ELF file", name);
+  }
+  std::unique_ptr<Elf, ElfCloser> elf(elf_memory(data.data(), data.size()));
+  if (!elf) return Fail(ErrorCode::kParse, "{}: {}", name, elf_errmsg(-1));
+  GElf_Ehdr ehdr;
+  if (!gelf_getehdr(elf.get(), &ehdr)) {
+    return Fail(ErrorCode::kParse, "{}: bad ELF header: {}", name, elf_errmsg(-1));
+  }
+  if (ehdr.e_machine != EM_X86_64) {
+    return Fail(ErrorCode::kParse, "{}: machine {} is not x86-64", name, ehdr.e_machine);
+  }
+  switch (ehdr.e_type) {
+    case ET_REL: f.type_ = ElfType::kRelocatable; break;
+    case ET_EXEC: f.type_ = ElfType::kExecutable; break;
+    case ET_DYN: f.type_ = ElfType::kShared; break;
+    case ET_CORE: f.type_ = ElfType::kCore; break;
+    default: f.type_ = ElfType::kOther; break;
+  }
+  f.entry_ = ehdr.e_entry;
+
+  size_t phnum = 0;
+  if (elf_getphdrnum(elf.get(), &phnum) != 0) {
+    return Fail(ErrorCode::kParse, "{}: bad program headers: {}", name, elf_errmsg(-1));
+  }
+  for (size_t i = 0; i < phnum; ++i) {
+    GElf_Phdr ph;
+    if (!gelf_getphdr(elf.get(), static_cast<int>(i), &ph)) {
+      return Fail(ErrorCode::kParse, "{}: program header {}: {}", name, i, elf_errmsg(-1));
+    }
+    f.segments_.push_back(ElfSegment{ph.p_type, ph.p_flags, ph.p_offset, ph.p_vaddr, ph.p_filesz,
+                                     ph.p_memsz, ph.p_align});
+  }
+
+  size_t shstrndx = 0;
+  if (elf_getshdrstrndx(elf.get(), &shstrndx) != 0) shstrndx = 0;
+  for (Elf_Scn* scn = elf_nextscn(elf.get(), nullptr); scn; scn = elf_nextscn(elf.get(), scn)) {
+    GElf_Shdr sh;
+    if (!gelf_getshdr(scn, &sh)) {
+      return Fail(ErrorCode::kParse, "{}: section header: {}", name, elf_errmsg(-1));
+    }
+    ElfSection s;
+    const char* sname = shstrndx ? elf_strptr(elf.get(), shstrndx, sh.sh_name) : nullptr;
+    s.name = sname ? sname : "";
+    s.index = static_cast<uint32_t>(elf_ndxscn(scn));
+    s.type = sh.sh_type;
+    s.flags = sh.sh_flags;
+    s.addr = sh.sh_addr;
+    s.offset = sh.sh_offset;
+    s.size = sh.sh_size;
+    s.entsize = sh.sh_entsize;
+    s.link = sh.sh_link;
+    s.info = sh.sh_info;
+    if (s.type != SHT_NOBITS && (s.offset > data.size() || s.size > data.size() - s.offset)) {
+      return Fail(ErrorCode::kParse, "{}: section {} ({}) lies outside the file", name, s.index,
+                  s.name);
+    }
+    f.sections_.push_back(std::move(s));
+
+    if (sh.sh_type == SHT_SYMTAB || sh.sh_type == SHT_DYNSYM) {
+      Elf_Data* d = elf_getdata(scn, nullptr);
+      if (!d) continue;
+      size_t count = sh.sh_entsize ? sh.sh_size / sh.sh_entsize : 0;
+      for (size_t i = 1; i < count; ++i) {
+        GElf_Sym sym;
+        if (!gelf_getsym(d, static_cast<int>(i), &sym)) break;
+        ElfSymbol es;
+        const char* n = elf_strptr(elf.get(), sh.sh_link, sym.st_name);
+        es.name = n ? n : "";
+        es.value = sym.st_value;
+        es.size = sym.st_size;
+        es.type = ToSymbolType(GELF_ST_TYPE(sym.st_info));
+        es.binding = ToBinding(GELF_ST_BIND(sym.st_info));
+        es.section_index = sym.st_shndx;
+        es.defined = sym.st_shndx != SHN_UNDEF;
+        es.dynamic = sh.sh_type == SHT_DYNSYM;
+        f.symbols_.push_back(std::move(es));
+      }
+    }
+    if (sh.sh_type == SHT_NOTE && f.build_id_.empty()) {
+      Elf_Data* d = elf_getdata(scn, nullptr);
+      size_t off = 0, name_off = 0, desc_off = 0;
+      GElf_Nhdr nh;
+      while (d && (off = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
+        if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
+            std::memcmp(static_cast<char*>(d->d_buf) + name_off, "GNU", 4) == 0) {
+          const auto* p = static_cast<const uint8_t*>(d->d_buf) + desc_off;
+          f.build_id_.reserve(nh.n_descsz * 2);
+          for (size_t k = 0; k < nh.n_descsz; ++k) f.build_id_ += fmt::format("{:02x}", p[k]);
+          break;
+        }
+      }
+    }
+  }
+  // A file stripped of its section headers still has its notes in PT_NOTE.
+  if (f.build_id_.empty()) {
+    for (const ElfSegment& seg : f.segments_) {
+      if (seg.type != PT_NOTE || seg.offset > data.size() || seg.filesz > data.size() - seg.offset) {
+        continue;
+      }
+      Elf_Data* d = elf_getdata_rawchunk(elf.get(), static_cast<int64_t>(seg.offset), seg.filesz,
+                                          ELF_T_NHDR);
+      size_t off = 0, name_off = 0, desc_off = 0;
+      GElf_Nhdr nh;
+      while (d && (off = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
+        if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
+            std::memcmp(static_cast<char*>(d->d_buf) + name_off, "GNU", 4) == 0) {
+          const auto* p = static_cast<const uint8_t*>(d->d_buf) + desc_off;
+          for (size_t k = 0; k < nh.n_descsz; ++k) f.build_id_ += fmt::format("{:02x}", p[k]);
+          break;
+        }
+      }
+      if (!f.build_id_.empty()) break;
+    }
+  }
+
+  for (size_t i = 0; i < f.symbols_.size(); ++i) {
+    const ElfSymbol& s = f.symbols_[i];
+    if (!s.name.empty()) f.symbols_by_name_.emplace(s.name, i);
+    if (s.defined && s.size > 0 && IsCodeOrData(s.type) && s.section_index != SHN_ABS) {
+      f.symbols_by_addr_.push_back(i);
+    }
+  }
+  std::sort(f.symbols_by_addr_.begin(), f.symbols_by_addr_.end(), [&](size_t a, size_t b) {
+    const ElfSymbol& x = f.symbols_[a];
+    const ElfSymbol& y = f.symbols_[b];
+    if (x.value != y.value) return x.value < y.value;
+    return Rank(x) < Rank(y);
+  });
+
+  if (auto st = Impl::LoadDynamic(f); !st) return std::unexpected(std::move(st.error()));
+  return f;
+}
+
+Status ElfFile::Impl::LoadDynamic(ElfFile& f) {
+  const std::string name = f.path_.string();
+  const ElfSegment* dyn = nullptr;
+  for (const ElfSegment& seg : f.segments_) {
+    if (seg.type == PT_DYNAMIC) dyn = &seg;
+  }
+  if (!dyn || dyn->filesz == 0) return {};
+  // A separate debug file keeps the headers but not the bytes (NOBITS).
+  if (const ElfSection* s = f.FindSection(".dynamic"); s && s->type == SHT_NOBITS) return {};
+  if (dyn->offset > f.data_->size() || dyn->filesz > f.data_->size() - dyn->offset) {
+    return Fail(ErrorCode::kParse, "{}: PT_DYNAMIC lies outside the file", name);
+  }
+  const size_t count = dyn->filesz / sizeof(Elf64_Dyn);
+  const auto* entries = reinterpret_cast<const Elf64_Dyn*>(f.data_->data() + dyn->offset);
+  uint64_t strtab = 0, strsz = 0, symtab = 0, rela = 0, relasz = 0, jmprel = 0, pltrelsz = 0;
+  for (size_t i = 0; i < count; ++i) {
+    Elf64_Dyn d;
+    std::memcpy(&d, entries + i, sizeof d);
+    if (d.d_tag == DT_NULL) break;
+    f.dynamic_.push_back(ElfDynamicEntry{d.d_tag, d.d_un.d_val});
+    switch (d.d_tag) {
+      case DT_STRTAB: strtab = d.d_un.d_ptr; break;
+      case DT_STRSZ: strsz = d.d_un.d_val; break;
+      case DT_SYMTAB: symtab = d.d_un.d_ptr; break;
+      case DT_RELA: rela = d.d_un.d_ptr; break;
+      case DT_RELASZ: relasz = d.d_un.d_val; break;
+      case DT_JMPREL: jmprel = d.d_un.d_ptr; break;
+      case DT_PLTRELSZ: pltrelsz = d.d_un.d_val; break;
+      default: break;
+    }
+  }
+  std::vector<uint8_t> strings;
+  if (strtab && strsz) {
+    auto s = f.ReadAt(strtab, strsz);
+    if (!s) return std::unexpected(std::move(s.error()).AddContext("DT_STRTAB"));
+    strings = std::move(*s);
+  }
+  auto str_at = [&](uint64_t off) -> std::string {
+    if (off >= strings.size()) return {};
+    const char* p = reinterpret_cast<const char*>(strings.data()) + off;
+    return std::string(p, strnlen(p, strings.size() - off));
+  };
+  for (const ElfDynamicEntry& d : f.dynamic_) {
+    if (d.tag == DT_NEEDED) f.needed_.push_back(str_at(d.value));
+    if (d.tag == DT_SONAME) f.soname_ = str_at(d.value);
+  }
+  auto read_table = [&](uint64_t addr, uint64_t size, const char* table) -> Status {
+    if (!addr || !size) return {};
+    auto raw = f.ReadAt(addr, size);
+    if (!raw) return std::unexpected(std::move(raw.error()).AddContext(table));
+    for (size_t off = 0; off + sizeof(Elf64_Rela) <= raw->size(); off += sizeof(Elf64_Rela)) {
+      Elf64_Rela r;
+      std::memcpy(&r, raw->data() + off, sizeof r);
+      ElfRelocation rel;
+      rel.table = table;
+      rel.offset = r.r_offset;
+      rel.type = static_cast<uint32_t>(ELF64_R_TYPE(r.r_info));
+      rel.symbol_index = static_cast<uint32_t>(ELF64_R_SYM(r.r_info));
+      rel.addend = r.r_addend;
+      if (rel.symbol_index != 0 && symtab) {
+        auto sym_raw = f.ReadAt(symtab + uint64_t{rel.symbol_index} * sizeof(Elf64_Sym),
+                                sizeof(Elf64_Sym));
+        if (!sym_raw) {
+          return Fail(ErrorCode::kParse, "{}: {} entry {} names symbol {} outside DT_SYMTAB", name,
+                      table, off / sizeof(Elf64_Rela), rel.symbol_index);
+        }
+        Elf64_Sym sym;
+        std::memcpy(&sym, sym_raw->data(), sizeof sym);
+        rel.symbol = str_at(sym.st_name);
+        rel.symbol_defined = sym.st_shndx != SHN_UNDEF;
+        rel.symbol_value = sym.st_value;
+        rel.symbol_type = ToSymbolType(ELF64_ST_TYPE(sym.st_info));
+        rel.symbol_binding = ToBinding(ELF64_ST_BIND(sym.st_info));
+      }
+      f.relocations_.push_back(std::move(rel));
+    }
+    return {};
+  };
+  // DT_RELASZ may include the PLT relocations when they follow it directly;
+  // the loader then stops DT_RELA short, and so do we.
+  if (rela && jmprel && jmprel > rela && jmprel < rela + relasz) relasz = jmprel - rela;
+  if (auto st = read_table(rela, relasz, ".rela.dyn"); !st) return st;
+  if (auto st = read_table(jmprel, pltrelsz, ".rela.plt"); !st) return st;
+  return {};
+}
+
+std::vector<ElfSegment> ElfFile::LoadSegments() const {
+  std::vector<ElfSegment> out;
+  for (const ElfSegment& s : segments_) {
+    if (s.type == PT_LOAD) out.push_back(s);
+  }
+  return out;
+}
+
+const ElfSection* ElfFile::FindSection(std::string_view name) const {
+  for (const ElfSection& s : sections_) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+Result<std::span<const uint8_t>> ElfFile::SectionData(const ElfSection& section) const {
+  if (section.type == SHT_NOBITS) return std::span<const uint8_t>();
+  if (section.offset > data_->size() || section.size > data_->size() - section.offset) {
+    return Fail(ErrorCode::kParse, "{}: section {} lies outside the file", path_.string(),
+                section.name);
+  }
+  return bytes().subspan(section.offset, section.size);
+}
+
+const ElfSymbol* ElfFile::FindSymbol(std::string_view name) const {
+  const ElfSymbol* best = nullptr;
+  auto [lo, hi] = symbols_by_name_.equal_range(std::string(name));
+  for (auto it = lo; it != hi; ++it) {
+    const ElfSymbol& s = symbols_[it->second];
+    if (!best || Rank(s) < Rank(*best)) best = &s;
+  }
+  return best;
+}
+
+std::vector<const ElfSymbol*> ElfFile::FindSymbols(std::string_view name) const {
+  std::vector<const ElfSymbol*> out;
+  auto [lo, hi] = symbols_by_name_.equal_range(std::string(name));
+  for (auto it = lo; it != hi; ++it) out.push_back(&symbols_[it->second]);
+  std::sort(out.begin(), out.end(), [](const ElfSymbol* a, const ElfSymbol* b) {
+    return Rank(*a) < Rank(*b);
+  });
+  return out;
+}
+
+const ElfSymbol* ElfFile::SymbolAt(uint64_t addr) const {
+  // Symbols are sorted by start; walk back from the last one starting at or
+  // before addr. Sizes differ, so an earlier, longer symbol may still hold it.
+  auto it = std::upper_bound(symbols_by_addr_.begin(), symbols_by_addr_.end(), addr,
+                             [&](uint64_t a, size_t i) { return a < symbols_[i].value; });
+  const ElfSymbol* best = nullptr;
+  constexpr int kMaxBacktrack = 64;
+  int steps = 0;
+  while (it != symbols_by_addr_.begin() && steps++ < kMaxBacktrack) {
+    --it;
+    const ElfSymbol& s = symbols_[*it];
+    if (addr >= s.value && addr - s.value < s.size) {
+      if (!best || Rank(s) < Rank(*best) ||
+          (Rank(s) == Rank(*best) && s.value > best->value)) {
+        best = &s;
+      }
+    }
+  }
+  return best;
+}
+
+std::optional<uint64_t> ElfFile::FileOffsetOf(uint64_t addr) const {
+  for (const ElfSegment& s : segments_) {
+    if (s.type == PT_LOAD && addr >= s.vaddr && addr - s.vaddr < s.filesz) {
+      return s.offset + (addr - s.vaddr);
+    }
+  }
+  return std::nullopt;
+}
+
+Result<std::vector<uint8_t>> ElfFile::ReadAt(uint64_t addr, uint64_t size) const {
+  for (const ElfSegment& s : segments_) {
+    if (s.type != PT_LOAD || addr < s.vaddr || addr - s.vaddr >= s.memsz) continue;
+    uint64_t rel = addr - s.vaddr;
+    if (size > s.memsz - rel) break;
+    std::vector<uint8_t> out(size, 0);
+    if (rel < s.filesz) {
+      uint64_t n = std::min(size, s.filesz - rel);
+      if (s.offset + rel > data_->size() || n > data_->size() - (s.offset + rel)) {
+        return Fail(ErrorCode::kParse, "{}: segment at {:#x} lies outside the file",
+                    path_.string(), s.vaddr);
+      }
+      std::memcpy(out.data(), data_->data() + s.offset + rel, n);
+    }
+    return out;
+  }
+  return Fail(ErrorCode::kNotFound, "{}: address range {:#x}+{} is not inside one PT_LOAD segment",
+              path_.string(), addr, size);
+}
+
+Result<std::filesystem::path> FindDebugFile(std::string_view build_id,
+                                            const std::filesystem::path& debug_root) {
+  bool hex = build_id.size() > 2 && std::all_of(build_id.begin(), build_id.end(), [](char c) {
+               return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+             });
+  if (!hex) return Fail(ErrorCode::kInvalidArgument, "malformed build-id '{}'", build_id);
+  std::filesystem::path p = debug_root / ".build-id" / std::string(build_id.substr(0, 2)) /
+                            (std::string(build_id.substr(2)) + ".debug");
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(p, ec)) {
+    return Fail(ErrorCode::kNotFound, "no debug file for build-id {} ({})", build_id, p.string());
+  }
+  return p;
+}
+
+}  // namespace patchlab

@@ -1,0 +1,185 @@
+// ElfFile against real files: fixtures built by CMake (PIE and non-PIE), a
+// stripped copy made with objcopy at test time, and the system's libz.so.1.
+#include "base/elf_file.h"
+
+#include <dlfcn.h>
+#include <elf.h>
+#include <link.h>
+
+#include <filesystem>
+
+#include <gtest/gtest.h>
+
+#include "base/file_util.h"
+#include "base/subprocess.h"
+
+namespace patchlab {
+namespace {
+
+namespace fs = std::filesystem;
+
+const ElfSegment* FirstExecSegment(const ElfFile& f) {
+  for (const ElfSegment& s : f.segments()) {
+    if (s.type == PT_LOAD && (s.flags & PF_X)) return &s;
+  }
+  return nullptr;
+}
+
+// The path the dynamic loader maps for `soname`, or "" when it has none.
+std::string LoadedPath(const char* soname) {
+  void* handle = dlopen(soname, RTLD_NOW | RTLD_NOLOAD);
+  if (!handle) handle = dlopen(soname, RTLD_NOW);
+  if (!handle) return "";
+  link_map* map = nullptr;
+  std::string path;
+  if (dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0 && map && map->l_name) path = map->l_name;
+  dlclose(handle);
+  return path;
+}
+
+TEST(ElfFile, ReadsPieExecutable) {
+  auto f = ElfFile::Open(ELF_FIXTURE_PIE);
+  ASSERT_TRUE(f.has_value()) << f.error().ToString();
+  EXPECT_EQ(f->type(), ElfType::kShared);
+  EXPECT_NE(f->entry(), 0u);
+  ASSERT_NE(FirstExecSegment(*f), nullptr);
+  EXPECT_FALSE(f->LoadSegments().empty());
+  EXPECT_EQ(f->build_id().size(), 40u) << f->build_id();
+  ASSERT_NE(f->FindSection(".text"), nullptr);
+  EXPECT_EQ(f->FindSection(".no.such.section"), nullptr);
+
+  const ElfSymbol* exported = f->FindSymbol("exported_function");
+  ASSERT_NE(exported, nullptr);
+  EXPECT_TRUE(exported->defined);
+  EXPECT_EQ(exported->type, SymbolType::kFunc);
+  EXPECT_EQ(exported->binding, SymbolBinding::kGlobal);
+  EXPECT_GT(exported->size, 0u);
+
+  // Private symbols only live in .symtab.
+  const ElfSymbol* helper = f->FindSymbol("hidden_helper");
+  ASSERT_NE(helper, nullptr);
+  EXPECT_EQ(helper->binding, SymbolBinding::kLocal);
+  EXPECT_FALSE(helper->dynamic);
+  const ElfSymbol* counter = f->FindSymbol("counter");
+  ASSERT_NE(counter, nullptr);
+  EXPECT_EQ(counter->type, SymbolType::kObject);
+
+  // Lookup by address finds the containing function, also mid-function.
+  EXPECT_EQ(f->SymbolAt(exported->value), exported);
+  EXPECT_EQ(f->SymbolAt(exported->value + exported->size - 1), exported);
+  EXPECT_NE(f->SymbolAt(exported->value + exported->size), exported);
+
+  // The function's bytes through the segment mapping equal the section's.
+  auto code = f->ReadAt(exported->value, exported->size);
+  ASSERT_TRUE(code.has_value()) << code.error().ToString();
+  auto off = f->FileOffsetOf(exported->value);
+  ASSERT_TRUE(off.has_value());
+  EXPECT_EQ(0, std::memcmp(code->data(), f->bytes().data() + *off, code->size()));
+
+  // adler32 is undefined here and reached through the PLT: a JUMP_SLOT (or a
+  // GLOB_DAT with -fno-plt) against it, and libz among the needed libraries.
+  bool saw_adler = false;
+  for (const ElfRelocation& r : f->dynamic_relocations()) {
+    if (r.symbol == "adler32") {
+      saw_adler = true;
+      EXPECT_FALSE(r.symbol_defined);
+      EXPECT_TRUE(r.type == R_X86_64_JUMP_SLOT || r.type == R_X86_64_GLOB_DAT) << r.type;
+    }
+  }
+  EXPECT_TRUE(saw_adler);
+  // A PIE has RELATIVE relocations (e.g. for its init arrays).
+  EXPECT_TRUE(std::any_of(f->dynamic_relocations().begin(), f->dynamic_relocations().end(),
+                          [](const ElfRelocation& r) { return r.type == R_X86_64_RELATIVE; }));
+  EXPECT_NE(std::find(f->needed().begin(), f->needed().end(), "libz.so.1"), f->needed().end());
+  const ElfSymbol* undefined_adler = f->FindSymbol("adler32");
+  ASSERT_NE(undefined_adler, nullptr);
+  EXPECT_FALSE(undefined_adler->defined);
+}
+
+TEST(ElfFile, ReadsNonPieExecutable) {
+  auto f = ElfFile::Open(ELF_FIXTURE_NOPIE);
+  ASSERT_TRUE(f.has_value()) << f.error().ToString();
+  EXPECT_EQ(f->type(), ElfType::kExecutable);
+  const ElfSymbol* exported = f->FindSymbol("exported_function");
+  ASSERT_NE(exported, nullptr);
+  EXPECT_GE(exported->value, 0x400000u);  // absolute link-time address
+  EXPECT_EQ(f->SymbolAt(exported->value + 1), exported);
+}
+
+TEST(ElfFile, StrippedFileKeepsDynamicDataAndBuildId) {
+  fs::path dir = fs::path(testing::TempDir()) / "elf_stripped";
+  fs::create_directories(dir);
+  fs::path stripped = dir / "fixture.stripped";
+  SubprocessOptions o;
+  o.argv = {"objcopy", "--strip-all", ELF_FIXTURE_PIE, stripped.string()};
+  auto r = RunSubprocess(o);
+  if (!r) GTEST_SKIP() << "objcopy not available";
+  ASSERT_TRUE(r->status.Success()) << r->stderr_data;
+
+  auto full = ElfFile::Open(ELF_FIXTURE_PIE);
+  auto f = ElfFile::Open(stripped);
+  ASSERT_TRUE(full.has_value() && f.has_value());
+  EXPECT_EQ(f->build_id(), full->build_id());
+  EXPECT_EQ(f->FindSymbol("hidden_helper"), nullptr);  // .symtab is gone
+  EXPECT_EQ(f->FindSection(".symtab"), nullptr);
+  EXPECT_EQ(f->dynamic_relocations().size(), full->dynamic_relocations().size());
+  EXPECT_EQ(f->needed(), full->needed());
+}
+
+TEST(ElfFile, ReadsSystemSharedLibrary) {
+  std::string libz = LoadedPath("libz.so.1");
+  if (libz.empty()) GTEST_SKIP() << "libz.so.1 is not loaded in this process";
+  auto f = ElfFile::Open(libz);
+  ASSERT_TRUE(f.has_value()) << f.error().ToString();
+  EXPECT_EQ(f->type(), ElfType::kShared);
+  EXPECT_EQ(f->soname(), "libz.so.1");
+  EXPECT_NE(std::find(f->needed().begin(), f->needed().end(), "libc.so.6"), f->needed().end());
+  const ElfSymbol* adler = f->FindSymbol("adler32");
+  ASSERT_NE(adler, nullptr);
+  EXPECT_TRUE(adler->defined);
+  EXPECT_TRUE(adler->dynamic);
+  EXPECT_EQ(adler->type, SymbolType::kFunc);
+  EXPECT_FALSE(f->build_id().empty());
+  EXPECT_FALSE(f->dynamic_relocations().empty());
+}
+
+TEST(ElfFile, ErrorsNameTheFile) {
+  fs::path dir = fs::path(testing::TempDir()) / "elf_bad";
+  fs::create_directories(dir);
+  ASSERT_TRUE(WriteFileAtomic(dir / "text.txt", "hello, not an ELF file").has_value());
+  auto r = ElfFile::Open(dir / "text.txt");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), ErrorCode::kParse);
+  EXPECT_NE(r.error().ToString().find("text.txt"), std::string::npos) << r.error().ToString();
+
+  // A truncated ELF: the header survives, the rest does not.
+  auto whole = ReadFile(ELF_FIXTURE_PIE);
+  ASSERT_TRUE(whole.has_value());
+  ASSERT_TRUE(WriteFileAtomic(dir / "cut.elf", whole->substr(0, 200)).has_value());
+  auto cut = ElfFile::Open(dir / "cut.elf");
+  EXPECT_FALSE(cut.has_value());
+  if (!cut) {
+    EXPECT_NE(cut.error().ToString().find("cut.elf"), std::string::npos);
+  }
+
+  auto missing = ElfFile::Open(dir / "absent.so");
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_NE(missing.error().ToString().find("absent.so"), std::string::npos);
+}
+
+TEST(ElfFile, FindDebugFileUsesBuildIdLayout) {
+  fs::path root = fs::path(testing::TempDir()) / "debugroot";
+  fs::remove_all(root);
+  fs::create_directories(root / ".build-id" / "ab");
+  ASSERT_TRUE(WriteFileAtomic(root / ".build-id" / "ab" / "cdef0123.debug", "x").has_value());
+  auto found = FindDebugFile("abcdef0123", root);
+  ASSERT_TRUE(found.has_value()) << found.error().ToString();
+  EXPECT_EQ(*found, root / ".build-id" / "ab" / "cdef0123.debug");
+  auto absent = FindDebugFile("abcdef0124", root);
+  ASSERT_FALSE(absent.has_value());
+  EXPECT_EQ(absent.error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(FindDebugFile("../etc", root).error().code(), ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace patchlab
