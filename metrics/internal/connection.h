@@ -1,0 +1,91 @@
+// RAII owners of a sqlite3 connection and its prepared statements, with the
+// busy/retry policy of the compatibility database. Private to metrics/.
+//
+// Thread-safety: none; CompatDb serializes access with its mutex.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "base/error.h"
+
+namespace patchlab::metrics::internal {
+
+class Connection;
+
+// One prepared statement; reset and unbound on destruction.
+class Statement {
+ public:
+  Statement(Statement&& other) noexcept;
+  Statement& operator=(Statement&&) = delete;
+  Statement(const Statement&) = delete;
+  ~Statement();
+
+  // Binds by 1-based index. Strings are copied by SQLite.
+  Statement& Bind(int index, int64_t value);
+  Statement& Bind(int index, double value);
+  Statement& Bind(int index, std::string_view value);
+  Statement& Bind(int index, const char* value) { return Bind(index, std::string_view(value)); }
+  Statement& BindNull(int index);
+  template <typename T>
+  Statement& BindOptional(int index, const std::optional<T>& value) {
+    return value ? Bind(index, *value) : BindNull(index);
+  }
+
+  // Clears the last execution and the bindings, to run the statement again.
+  void Reset();
+  // Steps once: true when a row is available, false when done; fails naming the file.
+  Result<bool> Step();
+  // Steps to completion (for statements that return no rows).
+  Status Run();
+
+  int64_t Int(int column) const;
+  double Double(int column) const;
+  std::string Text(int column) const;
+  bool IsNull(int column) const;
+  std::optional<double> OptDouble(int column) const;
+  std::optional<int64_t> OptInt(int column) const;
+
+ private:
+  friend class Connection;
+  Statement(Connection* conn, sqlite3_stmt* stmt) : conn_(conn), stmt_(stmt) {}
+  Connection* conn_;
+  sqlite3_stmt* stmt_;
+};
+
+class Connection {
+ public:
+  // Opens (and with `create`, creates) the database file with WAL, foreign keys,
+  // synchronous=FULL and a busy timeout.
+  static Result<std::unique_ptr<Connection>> Open(const std::filesystem::path& path, bool create);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  Result<Statement> Prepare(std::string_view sql);
+  // Runs one or more statements with no parameters.
+  Status Exec(std::string_view sql);
+  // Runs `body` inside BEGIN IMMEDIATE ... COMMIT; rolls back when it fails.
+  // A busy database (SQLITE_BUSY beyond the busy timeout) is retried with backoff
+  // a bounded number of times before failing with kTimeout.
+  Status Transaction(const std::function<Status()>& body);
+
+  int64_t LastInsertId() const;
+  // An Error for the connection's last failure: "<file>: <what>: <sqlite message>".
+  Error LastError(std::string_view what, int rc) const;
+  const std::filesystem::path& path() const { return path_; }
+  sqlite3* handle() const { return db_; }
+
+ private:
+  Connection(std::filesystem::path path, sqlite3* db) : path_(std::move(path)), db_(db) {}
+  std::filesystem::path path_;
+  sqlite3* db_;
+};
+
+}  // namespace patchlab::metrics::internal
