@@ -149,12 +149,12 @@ class AgentClient {
   // Runs `hotpatch SUBCOMMAND ARGS... --json` in the guest (the image has it at
   // /usr/bin/hotpatch). Apply/Revert/Status/Verify are shorthands for the
   // patch core's command line: `hotpatch apply --pid PID PACKAGE`, `revert --pid
-  // PID [PATCH_ID]`, `status --pid PID`, `verify --pid PID`.
+  // PID [PATCH_ID]`, `status --pid PID` (PatchStatus), `verify --pid PID`.
   Result<HotpatchResult> Hotpatch(const std::string& subcommand, std::vector<std::string> args,
                                   milliseconds run_for);
   Result<HotpatchResult> Apply(pid_t pid, const std::string& guest_package, milliseconds run_for);
   Result<HotpatchResult> Revert(pid_t pid, const std::string& patch_id, milliseconds run_for);
-  Result<HotpatchResult> Status(pid_t pid, milliseconds run_for);
+  Result<HotpatchResult> PatchStatus(pid_t pid, milliseconds run_for);
   Result<HotpatchResult> Verify(pid_t pid, milliseconds run_for);
 
   // Heartbeats: how long since the last line of any kind from the agent, and
