@@ -114,7 +114,9 @@ class CompatDb {
   // For a patch: the newest result of every cell key ever recorded for it
   // (across runs), in key order. This is what the gate judges.
   Result<std::vector<CellResult>> LatestCellsOfPatch(const std::string& patch_id);
-  // Every cell planned for the patch in any run (the matrix it is meant to cover).
+  // The matrix the patch is meant to cover: for each scenario, the cells planned
+  // for the patch by the newest run that planned that scenario (a scenario whose
+  // matrix shrank does not keep demanding its old cells).
   Result<std::vector<CellKey>> PlannedCellsOfPatch(const std::string& patch_id);
   // Every result recorded on `image` (optionally of one patch), oldest first.
   Result<std::vector<CellResult>> History(const std::string& image, const std::string& patch_id = "");

@@ -181,8 +181,10 @@ Result<std::vector<CellResult>> CompatDb::LatestCellsOfPatch(const std::string& 
 Result<std::vector<CellKey>> CompatDb::PlannedCellsOfPatch(const std::string& patch_id) {
   std::lock_guard lock(*mutex_);
   auto stmt = conn_->Prepare(
-      "SELECT DISTINCT scenario, patch_id, image, cpu, workload FROM planned_cells WHERE patch_id=? "
-      "ORDER BY scenario, patch_id, image, cpu, workload");
+      "SELECT DISTINCT p.scenario, p.patch_id, p.image, p.cpu, p.workload FROM planned_cells p "
+      "WHERE p.patch_id=?1 AND p.run_id = (SELECT MAX(q.run_id) FROM planned_cells q "
+      "WHERE q.patch_id=?1 AND q.scenario=p.scenario) "
+      "ORDER BY p.scenario, p.patch_id, p.image, p.cpu, p.workload");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->Bind(1, patch_id);
   std::vector<CellKey> out;
