@@ -1,0 +1,220 @@
+#include "emulator/checker.h"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "base/log.h"
+#include "emulator/dwarf_signature.h"
+#include "emulator/expect.h"
+#include "emulator/input_generator.h"
+#include "emulator/listing.h"
+#include "emulator/shrinker.h"
+
+namespace patchlab::emulator {
+
+std::string_view VerdictName(Verdict v) {
+  switch (v) {
+    case Verdict::kEquivalent: return "equivalent";
+    case Verdict::kExpectedDivergence: return "expected-divergence";
+    case Verdict::kDiverges: return "diverges";
+    case Verdict::kNewCrash: return "new-crash";
+    case Verdict::kNewHang: return "new-hang";
+    case Verdict::kInconclusive: return "inconclusive";
+  }
+  return "?";
+}
+
+int VerdictExitCode(Verdict v) {
+  switch (v) {
+    case Verdict::kEquivalent:
+    case Verdict::kExpectedDivergence: return 0;
+    case Verdict::kInconclusive: return 3;
+    default: return 1;
+  }
+}
+
+Result<Signature> ResolveSignature(const CheckOptions& options, std::string* source) {
+  if (!options.signature.empty()) {
+    *source = "--sig";
+    return ParseSignature(options.signature);
+  }
+  *source = "DWARF";
+  std::string name = options.old_fn.symbol;
+  return ReadDwarfSignature(options.old_fn.elf, name);
+}
+
+namespace {
+
+// Hangs cost a whole budget each. Once one is seen, later runs get a budget
+// 1000 times the longest run that ended, so that a patch hanging on most
+// inputs does not take hours; never more than the configured one.
+constexpr uint64_t kHangBudgetFactor = 1000;
+constexpr uint64_t kMinHangBudget = 20000;
+// Shrinking a hang re-runs whole budgets: keep it short.
+constexpr int kHangShrinkEvaluations = 40;
+
+struct Found {
+  DivergenceKind kind;
+  Input input;
+  uint64_t index;
+};
+
+}  // namespace
+
+Result<CheckResult> RunCheck(const CheckOptions& options) {
+  CheckResult result;
+  auto sig = ResolveSignature(options, &result.signature_source);
+  if (!sig) return std::unexpected(std::move(sig.error()).AddContext("signature of " + options.old_fn.ToString()));
+  result.signature = sig->text;
+  std::vector<Expect> expects;
+  for (const std::string& e : options.expects) {
+    auto x = Expect::Parse(e, *sig);
+    if (!x) return std::unexpected(x.error());
+    expects.push_back(std::move(*x));
+  }
+  std::vector<std::vector<uint8_t>> corpus;
+  if (!options.corpus_dir.empty()) {
+    auto c = ReadCorpus(options.corpus_dir);
+    if (!c) return std::unexpected(c.error());
+    corpus = std::move(*c);
+  }
+  auto runner = PairRunner::Create(*sig, options.old_fn, options.new_fn, options.max_blocks);
+  if (!runner) return std::unexpected(runner.error());
+  PairRunner& pr = **runner;
+  if (options.listing) result.listing = SideBySideListing(pr.old_function(), pr.new_function());
+
+  auto expected = [&](const Input& in, const PairOutcome& o) {
+    for (const Expect& x : expects) {
+      if (x.Evaluate(in, *o.old_out, *o.new_out)) return true;
+    }
+    return false;
+  };
+
+  InputGenerator gen(*sig, options.seed, std::move(corpus));
+  std::vector<Found> found;
+  uint64_t longest = 0;
+  bool hang_seen = false;
+  for (uint64_t i = 0; i < options.inputs; ++i) {
+    Input in = gen.Next();
+    PairOutcome o = pr.Run(in);
+    ++result.inputs_run;
+    result.insns_old += o.old_out->insns;
+    result.insns_new += o.new_out->insns;
+    for (const RunOutcome* r : {o.old_out, o.new_out}) {
+      if (r->ending == Ending::kHang) hang_seen = true;
+      else longest = std::max(longest, r->blocks);
+    }
+    if (hang_seen) {
+      pr.SetMaxBlocks(std::min(options.max_blocks, std::max(kMinHangBudget, longest * kHangBudgetFactor)));
+    }
+    if (!o.divergence) continue;
+    DivergenceKind kind = o.divergence->kind;
+    if (kind == DivergenceKind::kInconclusive) {
+      if (result.inconclusive_inputs++ == 0) result.inconclusive_reason = o.divergence->detail;
+    } else if (expected(in, o)) {
+      ++result.expected_inputs;
+      continue;
+    } else {
+      ++result.divergent_inputs;
+    }
+    bool known = std::any_of(found.begin(), found.end(), [&](const Found& f) { return f.kind == kind; });
+    if (!known) found.push_back({kind, std::move(in), i});
+  }
+
+  for (const Found& f : found) {
+    Input minimal = f.input;
+    if (f.kind != DivergenceKind::kInconclusive) {
+      bool hang = f.kind == DivergenceKind::kNewHang || f.kind == DivergenceKind::kFixedHang;
+      minimal = Shrink(
+          *sig, f.input,
+          [&](const Input& c) {
+            PairOutcome o = pr.Run(c);
+            return o.divergence && o.divergence->kind == f.kind && !expected(c, o);
+          },
+          hang ? std::min(kHangShrinkEvaluations, options.shrink_evaluations) : options.shrink_evaluations);
+    }
+    PairOutcome o = pr.Run(minimal, /*exact=*/true);
+    Counterexample cx;
+    cx.kind = std::string(DivergenceKindName(f.kind));
+    cx.input_text = RenderInput(*sig, minimal);
+    cx.input = std::move(minimal);
+    cx.old_result = DescribeOutcome(*o.old_out);
+    cx.new_result = DescribeOutcome(*o.new_out);
+    if (sig->ret_width != 0) {
+      if (o.old_out->ending == Ending::kReturned) cx.old_result += " (" + RenderReturn(*sig, o.old_out->ret) + ")";
+      if (o.new_out->ending == Ending::kReturned) cx.new_result += " (" + RenderReturn(*sig, o.new_out->ret) + ")";
+    }
+    cx.detail = o.divergence ? o.divergence->detail : "did not diverge again on an exact re-run";
+    cx.found_at = f.index;
+    result.counterexamples.push_back(std::move(cx));
+  }
+
+  auto has = [&](DivergenceKind k) {
+    return std::any_of(found.begin(), found.end(), [&](const Found& f) { return f.kind == k; });
+  };
+  bool other = std::any_of(found.begin(), found.end(), [](const Found& f) {
+    return f.kind != DivergenceKind::kInconclusive;
+  });
+  if (has(DivergenceKind::kNewCrash)) result.verdict = Verdict::kNewCrash;
+  else if (has(DivergenceKind::kNewHang)) result.verdict = Verdict::kNewHang;
+  else if (other) result.verdict = Verdict::kDiverges;
+  else if (result.inconclusive_inputs > 0) result.verdict = Verdict::kInconclusive;
+  else if (result.expected_inputs > 0) result.verdict = Verdict::kExpectedDivergence;
+  else result.verdict = Verdict::kEquivalent;
+  Log("emulator")->debug("check {} vs {}: {} after {} inputs", options.old_fn.ToString(), options.new_fn.ToString(),
+                         VerdictName(result.verdict), result.inputs_run);
+  return result;
+}
+
+std::string FormatText(const CheckResult& r) {
+  std::string s = fmt::format("verdict: {}\nsignature: {} (from {})\ninputs run: {}\n", VerdictName(r.verdict),
+                              r.signature, r.signature_source, r.inputs_run);
+  if (r.divergent_inputs) s += fmt::format("inputs with unexpected differences: {}\n", r.divergent_inputs);
+  if (r.expected_inputs) s += fmt::format("inputs with expected differences: {}\n", r.expected_inputs);
+  if (r.inconclusive_inputs) {
+    s += fmt::format("inconclusive inputs: {} (first: {})\n", r.inconclusive_inputs, r.inconclusive_reason);
+  }
+  double ratio = r.insns_old == 0 ? 0.0 : static_cast<double>(r.insns_new) / static_cast<double>(r.insns_old);
+  s += fmt::format("instructions executed: old {}, new {} (new/old {:.3f})\n", r.insns_old, r.insns_new, ratio);
+  for (const Counterexample& c : r.counterexamples) {
+    s += fmt::format("\ncounterexample [{}] (first seen at input {}):\n  input: {}\n  old:   {}\n  new:   {}\n  detail: {}\n",
+                     c.kind, c.found_at, c.input_text, c.old_result, c.new_result, c.detail);
+  }
+  if (!r.listing.empty()) s += "\n" + r.listing;
+  return s;
+}
+
+std::string FormatJson(const CheckResult& r) {
+  nlohmann::json j;
+  j["verdict"] = std::string(VerdictName(r.verdict));
+  j["signature"] = r.signature;
+  j["signature_source"] = r.signature_source;
+  j["inputs_run"] = r.inputs_run;
+  j["divergent_inputs"] = r.divergent_inputs;
+  j["expected_inputs"] = r.expected_inputs;
+  j["inconclusive_inputs"] = r.inconclusive_inputs;
+  if (!r.inconclusive_reason.empty()) j["inconclusive_reason"] = r.inconclusive_reason;
+  j["insns_old"] = r.insns_old;
+  j["insns_new"] = r.insns_new;
+  j["counterexamples"] = nlohmann::json::array();
+  for (const Counterexample& c : r.counterexamples) {
+    nlohmann::json args = nlohmann::json::array();
+    for (const ArgValue& a : c.input.args) {
+      nlohmann::json v;
+      v["value"] = a.value;
+      v["null"] = a.is_null;
+      std::string hex;
+      for (uint8_t b : a.bytes) hex += fmt::format("{:02x}", b);
+      v["bytes"] = hex;
+      args.push_back(v);
+    }
+    j["counterexamples"].push_back({{"kind", c.kind}, {"input", c.input_text}, {"args", args},
+                                    {"leading_guard", c.input.leading}, {"old", c.old_result},
+                                    {"new", c.new_result}, {"detail", c.detail}, {"found_at", c.found_at}});
+  }
+  if (!r.listing.empty()) j["listing"] = r.listing;
+  return j.dump(2);
+}
+
+}  // namespace patchlab::emulator

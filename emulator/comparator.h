@@ -1,0 +1,48 @@
+// Comparing what the old and the new function did on one input: how each run
+// ended, the return value (at the declared width), every writable byte both
+// sides share (argument pages, the target image's writable segments, the used
+// heap), and the calls to effectful library stubs (allocation, abort).
+// Two runs that fault the same way at the same address are equal whatever they
+// wrote before: the process would die either way.
+//
+// Thread-safety: pure functions of their arguments.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "emulator/outcome.h"
+#include "emulator/sandbox.h"
+#include "emulator/signature.h"
+
+namespace patchlab::emulator {
+
+enum class DivergenceKind {
+  kReturn,        // both returned, different values
+  kMemory,        // both returned, a shared writable byte differs
+  kCalls,         // both returned, different allocation/abort calls
+  kFault,         // both faulted, differently (class or address)
+  kNewCrash,      // old returned, new faulted
+  kFixedCrash,    // old faulted, new returned
+  kNewHang,       // new ran past the block budget, old did not
+  kFixedHang,     // old hung, new did not
+  kInconclusive,  // either side could not be judged (no comparison made)
+};
+
+std::string_view DivergenceKindName(DivergenceKind k);
+
+struct Divergence {
+  DivergenceKind kind;
+  std::string detail;  // "first differing byte at 0x7a0000000ff8 (arg1+8): old 0x00, new 0x41"
+};
+
+// The first difference between two runs, or nullopt when they are equal.
+std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side, const RunOutcome& old_out,
+                                  const Sandbox& new_side, const RunOutcome& new_out);
+
+// The return value as the declared type reads it, e.g. "-1" or "0x7a0000000010".
+std::string RenderReturn(const Signature& sig, uint64_t ret);
+
+}  // namespace patchlab::emulator

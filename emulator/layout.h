@@ -1,0 +1,46 @@
+// Where the sandbox puts things in a guest's address space. Old and new side
+// use the same layout, so that pointers into buffers, the heap and the target
+// image mean the same thing on both sides and can be compared as numbers.
+#pragma once
+
+#include <cstdint>
+
+namespace patchlab::emulator {
+
+inline constexpr uint64_t kPageSize = 0x1000;
+
+// ET_DYN images (PIE targets, shared objects) are loaded at these bases;
+// ET_EXEC images at their own addresses.
+inline constexpr uint64_t kTargetBase = 0x555555554000;
+inline constexpr uint64_t kPatchBase = 0x7f0000000000;
+
+// Argument buffers: parameter i has one mapped page at kArgBase + i*kArgStride
+// with unmapped guard pages on both sides.
+inline constexpr uint64_t kArgBase = 0x7a0000000000;
+inline constexpr uint64_t kArgStride = 0x100000;
+inline constexpr uint64_t kArgBytes = kPageSize;
+
+inline constexpr uint64_t kHeapBase = 0x7b0000000000;
+inline constexpr uint64_t kHeapBytes = 0x100000;
+
+// fs:[0x28] is the stack protector's canary.
+inline constexpr uint64_t kTlsBase = 0x7c0000000000;
+inline constexpr uint64_t kTlsBytes = kPageSize;
+inline constexpr uint64_t kStackCanary = 0x2f8a5c3e17d04b00;
+
+// Library stubs: one 16-byte slot each; slot 0 holds the sentinel return address.
+inline constexpr uint64_t kStubBase = 0x7d0000000000;
+inline constexpr uint64_t kStubSlotBytes = 16;
+inline constexpr uint64_t kStubBytes = 0x10000;
+inline constexpr uint64_t kSentinel = kStubBase;
+
+inline constexpr uint64_t kStackBytes = 0x40000;
+inline constexpr uint64_t kStackTop = 0x7ff000000000;
+// Only this much below the initial stack pointer is cleared between runs:
+// deeper frames are rare and clearing everything would dominate a run's cost.
+inline constexpr uint64_t kStackResetBytes = 0x1000;
+
+// Fill of argument pages around a buffer and of fresh heap chunks.
+inline constexpr uint8_t kFillByte = 0xa5;
+
+}  // namespace patchlab::emulator

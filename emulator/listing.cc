@@ -1,0 +1,59 @@
+#include "emulator/listing.h"
+
+#include <capstone/capstone.h>
+
+#include <algorithm>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace patchlab::emulator {
+namespace {
+
+std::vector<std::string> Disassemble(const LoadedFunction& f) {
+  std::vector<std::string> lines;
+  uint64_t size = f.size != 0 ? f.size : 4096;
+  auto bytes = f.elf->ReadAt(f.link_address, size);
+  if (!bytes && f.size == 0) {
+    // Unsized and near a segment's end: take what the segment holds.
+    for (uint64_t s = 2048; s >= 16 && !bytes; s /= 2) bytes = f.elf->ReadAt(f.link_address, s);
+  }
+  if (!bytes) return {fmt::format("(cannot read code: {})", bytes.error().ToString())};
+  csh cs;
+  if (cs_open(CS_ARCH_X86, CS_MODE_64, &cs) != CS_ERR_OK) return {"(capstone unavailable)"};
+  cs_insn* insn = cs_malloc(cs);
+  const uint8_t* code = bytes->data();
+  size_t left = bytes->size();
+  uint64_t addr = f.entry;
+  while (left > 0) {
+    uint64_t at = addr;
+    if (!cs_disasm_iter(cs, &code, &left, &addr, insn)) {
+      lines.push_back(fmt::format("{:x}: (undecodable byte {:02x})", at, *code));
+      break;
+    }
+    lines.push_back(fmt::format("{:x}: {} {}", insn->address, insn->mnemonic, insn->op_str));
+    if (f.size == 0 && std::string_view(insn->mnemonic) == "ret") break;
+  }
+  cs_free(insn, 1);
+  cs_close(&cs);
+  return lines;
+}
+
+}  // namespace
+
+std::string SideBySideListing(const LoadedFunction& old_fn, const LoadedFunction& new_fn) {
+  std::vector<std::string> a = Disassemble(old_fn), b = Disassemble(new_fn);
+  size_t width = 12;
+  for (const std::string& l : a) width = std::max(width, l.size());
+  width = std::min<size_t>(width, 60);
+  std::string out = fmt::format("{:<{}} | {}\n", fmt::format("old ({} instructions)", a.size()), width,
+                                fmt::format("new ({} instructions)", b.size()));
+  for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
+    std::string l = i < a.size() ? a[i] : "";
+    if (l.size() > width) l = l.substr(0, width);
+    out += fmt::format("{:<{}} | {}\n", l, width, i < b.size() ? b[i] : "");
+  }
+  return out;
+}
+
+}  // namespace patchlab::emulator

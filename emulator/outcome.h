@@ -1,0 +1,65 @@
+// RunOutcome: everything one execution of a function did that the checker
+// compares: how it ended (returned, faulted, hung, or could not be judged), the
+// return value, the fault's class and address, the calls it made to library
+// stubs, and its cost in basic blocks and instructions.
+//
+// Thread-safety: plain values.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace patchlab::emulator {
+
+enum class Ending {
+  kReturned,      // reached the sentinel return address
+  kFault,         // a fault a real process would die of (see FaultClass)
+  kHang,          // ran past the basic-block budget
+  kInconclusive,  // did something the sandbox cannot judge (reason says what)
+};
+
+enum class FaultClass {
+  kNone,
+  kReadUnmapped,
+  kWriteUnmapped,
+  kFetchUnmapped,
+  kWriteProtected,   // write to read-only memory (e.g. .rodata, code)
+  kFetchProtected,   // jump into non-executable memory
+  kInvalidInstruction,
+  kDivideByZero,     // #DE: division by zero or quotient overflow
+  kTrap,             // int3 or another software interrupt
+  kAbort,            // abort() or a failed assertion
+  kStackSmash,       // __stack_chk_fail(): the canary was overwritten
+  kBadFree,          // free/realloc of a pointer the sandbox heap never gave out
+};
+
+std::string_view EndingName(Ending e);
+std::string_view FaultClassName(FaultClass f);
+
+// One call into a library stub, for traces: "malloc(24) = 0x7d0000000010".
+struct StubCall {
+  std::string name;
+  std::vector<uint64_t> args;  // only the arguments that say what the call did
+  uint64_t ret = 0;
+  std::string ToString() const;
+};
+
+struct RunOutcome {
+  Ending ending = Ending::kReturned;
+  uint64_t ret = 0;  // masked to the declared width when the checker reads it
+  FaultClass fault = FaultClass::kNone;
+  uint64_t fault_addr = 0;  // the data address for memory faults, else the PC
+  uint64_t fault_pc = 0;    // block start in a fast run; exact after Sandbox::RunExact
+  bool fault_pc_exact = false;
+  std::string where;        // "in memcpy" for faults inside a stub; the reason when inconclusive
+  std::vector<StubCall> calls;
+  uint64_t blocks = 0;
+  uint64_t insns = 0;
+};
+
+// "returned 0x2a", "fault read-unmapped at 0x7a00001000 (pc 0x401136)", "hang", ...
+std::string DescribeOutcome(const RunOutcome& o);
+
+}  // namespace patchlab::emulator

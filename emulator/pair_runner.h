@@ -1,0 +1,86 @@
+// PairRunner: the old and the new function, each in its own long-lived
+// Sandbox, run on the same input and compared.
+//
+// The old side maps the old ELF. The new side maps the old ELF too (the
+// target) and, when the new function lives in another file (a patch object),
+// that file at kPatchBase, its undefined references resolved against the
+// target's symbols (private ones included) before library stubs. So a patch
+// that calls the target's internal helpers or writes its globals does so in
+// the mapped target, and those writes are compared with the old side's.
+//
+// Thread-safety: none; one PairRunner per thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "base/elf_file.h"
+#include "base/error.h"
+#include "emulator/comparator.h"
+#include "emulator/image_loader.h"
+#include "emulator/input.h"
+#include "emulator/sandbox.h"
+#include "emulator/signature.h"
+
+namespace patchlab::emulator {
+
+// "ELF:SYMBOL": a file and a function in it (a symbol name, or 0xADDR for a
+// stripped file; the last ':' separates them).
+struct FunctionRef {
+  std::string elf;
+  std::string symbol;
+  // Parses "path:symbol". Fails (kInvalidArgument) without a ':' or a part.
+  static Result<FunctionRef> Parse(std::string_view text);
+  std::string ToString() const { return elf + ":" + symbol; }
+};
+
+// Where a function ended up in its sandbox.
+struct LoadedFunction {
+  std::shared_ptr<const ElfFile> elf;
+  uint64_t entry = 0;  // guest address
+  uint64_t size = 0;   // from the symbol; 0 when unknown
+  uint64_t link_address = 0;
+};
+
+struct PairOutcome {
+  const RunOutcome* old_out = nullptr;  // valid until the next Run
+  const RunOutcome* new_out = nullptr;
+  std::optional<Divergence> divergence;
+};
+
+class PairRunner {
+ public:
+  // Opens both ELFs, builds both sandboxes and finds both functions. Fails
+  // naming the file or symbol that is missing or cannot be loaded.
+  static Result<std::unique_ptr<PairRunner>> Create(const Signature& sig, const FunctionRef& old_fn,
+                                                    const FunctionRef& new_fn, uint64_t max_blocks);
+
+  // Runs both functions on `in` and compares them. With `exact`, fault
+  // addresses are exact instructions (slow; for reports).
+  PairOutcome Run(const Input& in, bool exact = false);
+
+  const LoadedFunction& old_function() const { return old_fn_; }
+  const LoadedFunction& new_function() const { return new_fn_; }
+  const Signature& signature() const { return sig_; }
+  // The hang budget of both sides' later runs.
+  void SetMaxBlocks(uint64_t n) {
+    old_sb_->set_max_blocks(n);
+    new_sb_->set_max_blocks(n);
+  }
+
+ private:
+  PairRunner() = default;
+  void Place(Sandbox& sb, const Input& in, uint64_t* args);
+
+  Signature sig_;
+  std::unique_ptr<Sandbox> old_sb_, new_sb_;
+  LoadedFunction old_fn_, new_fn_;
+};
+
+// Finds `symbol` (a name or 0xADDR) in `elf`. Fails naming both when absent
+// or undefined.
+Result<const ElfSymbol*> FindFunction(const ElfFile& elf, const std::string& symbol, uint64_t* address);
+
+}  // namespace patchlab::emulator

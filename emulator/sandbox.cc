@@ -1,0 +1,369 @@
+#include "emulator/sandbox.h"
+
+#include <unicorn/unicorn.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+
+#include "base/log.h"
+#include "emulator/internal/sandbox_live.h"
+#include "emulator/layout.h"
+#include "emulator/stubs.h"
+
+namespace patchlab::emulator {
+namespace {
+
+Error UcError(std::string_view what, uc_err err) {
+  return Error(ErrorCode::kInternal, fmt::format("unicorn: {}: {}", what, uc_strerror(err)));
+}
+
+void OnBlock(uc_engine* uc, uint64_t addr, uint32_t size, void* user) {
+  auto* live = static_cast<Sandbox::Live*>(user);
+  RunOutcome& out = live->out;
+  if (++out.blocks > live->max_blocks) {
+    live->Decide(Ending::kHang, FaultClass::kNone, addr, "");
+    uc_emu_stop(uc);
+    return;
+  }
+  Sandbox::Live::BlockInsns& e = live->block_insns[(addr ^ (addr >> 12)) & (live->block_insns.size() - 1)];
+  if (e.addr != addr || e.size != size) {
+    e.addr = addr;
+    e.size = size;
+    e.insns = 0;
+    // Blocks are only translated from mapped, readable code, so this finds it.
+    const uint8_t* code = live->sandbox->HostPtr(addr, size);
+    if (code != nullptr) {
+      cs_insn* insn = cs_malloc(live->capstone);
+      size_t left = size;
+      uint64_t at = addr;
+      while (left > 0 && cs_disasm_iter(live->capstone, &code, &left, &at, insn)) ++e.insns;
+      cs_free(insn, 1);
+    }
+  }
+  out.insns += e.insns;
+}
+
+void OnInstruction(uc_engine*, uint64_t addr, uint32_t, void* user) {
+  static_cast<Sandbox::Live*>(user)->last_pc = addr;
+}
+
+bool OnBadMemory(uc_engine*, uc_mem_type type, uint64_t addr, int, int64_t, void* user) {
+  auto* live = static_cast<Sandbox::Live*>(user);
+  FaultClass f = FaultClass::kReadUnmapped;
+  switch (type) {
+    case UC_MEM_WRITE_UNMAPPED: f = FaultClass::kWriteUnmapped; break;
+    case UC_MEM_FETCH_UNMAPPED: f = FaultClass::kFetchUnmapped; break;
+    case UC_MEM_WRITE_PROT: f = FaultClass::kWriteProtected; break;
+    case UC_MEM_FETCH_PROT: f = FaultClass::kFetchProtected; break;
+    default: break;  // READ_UNMAPPED, READ_PROT
+  }
+  live->Decide(Ending::kFault, f, addr, "");
+  return false;
+}
+
+void OnInterrupt(uc_engine* uc, uint32_t intno, void* user) {
+  auto* live = static_cast<Sandbox::Live*>(user);
+  uint64_t rip = 0;
+  uc_reg_read(uc, UC_X86_REG_RIP, &rip);
+  if (intno == 0) {
+    live->Decide(Ending::kFault, FaultClass::kDivideByZero, rip, "");
+  } else if (intno == 6) {
+    live->Decide(Ending::kFault, FaultClass::kInvalidInstruction, rip, "");
+  } else if (intno == 0x80) {
+    live->Decide(Ending::kInconclusive, FaultClass::kNone, rip,
+                 fmt::format("system call (int 0x80) near {:#x}", rip));
+  } else {
+    live->Decide(Ending::kFault, FaultClass::kTrap, rip, fmt::format("interrupt {}", intno));
+  }
+  uc_emu_stop(uc);
+}
+
+void OnSyscall(uc_engine* uc, void* user) {
+  auto* live = static_cast<Sandbox::Live*>(user);
+  uint64_t rip = 0, rax = 0;
+  uc_reg_read(uc, UC_X86_REG_RIP, &rip);
+  uc_reg_read(uc, UC_X86_REG_RAX, &rax);
+  live->Decide(Ending::kInconclusive, FaultClass::kNone, rip,
+               fmt::format("system call {} at {:#x}", rax, rip));
+  uc_emu_stop(uc);
+}
+
+void OnStubPage(uc_engine* uc, uint64_t addr, uint32_t, void* user) {
+  if (addr == kSentinel) return;
+  auto* stubs = static_cast<StubTable*>(user);
+  stubs->OnCall(uc, addr);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Sandbox>> Sandbox::Create(uint64_t max_blocks) {
+  std::unique_ptr<Sandbox> sb(new Sandbox());
+  sb->max_blocks_ = max_blocks;
+  sb->live_ = std::make_unique<Live>();
+  sb->live_->sandbox = sb.get();
+  sb->live_->max_blocks = max_blocks;
+  sb->stubs_ = std::make_unique<StubTable>(*sb);
+  if (cs_open(CS_ARCH_X86, CS_MODE_64, &sb->live_->capstone) != CS_ERR_OK) {
+    return Fail(ErrorCode::kInternal, "capstone: cs_open failed");
+  }
+  if (uc_err e = uc_open(UC_ARCH_X86, UC_MODE_64, &sb->uc_); e != UC_ERR_OK) {
+    sb->uc_ = nullptr;
+    return std::unexpected(UcError("uc_open", e));
+  }
+  Live* live = sb->live_.get();
+  uc_hook h;
+  auto hook = [&](uc_err e, const char* what) -> Status {
+    if (e != UC_ERR_OK) return std::unexpected(UcError(what, e));
+    return {};
+  };
+  if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_BLOCK, reinterpret_cast<void*>(OnBlock), live, 1, 0),
+                    "block hook"); !s) return std::unexpected(s.error());
+  if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_MEM_INVALID, reinterpret_cast<void*>(OnBadMemory), live, 1, 0),
+                    "memory hook"); !s) return std::unexpected(s.error());
+  if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_INTR, reinterpret_cast<void*>(OnInterrupt), live, 1, 0),
+                    "interrupt hook"); !s) return std::unexpected(s.error());
+  if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_INSN, reinterpret_cast<void*>(OnSyscall), live, 1, 0,
+                                UC_X86_INS_SYSCALL), "syscall hook"); !s) return std::unexpected(s.error());
+  if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_CODE, reinterpret_cast<void*>(OnStubPage), sb->stubs_.get(),
+                                kStubBase, kStubBase + kStubBytes - 1), "stub hook"); !s) {
+    return std::unexpected(s.error());
+  }
+
+  auto stub_page = sb->Map(kStubBase, kStubBytes, UC_PROT_READ | UC_PROT_EXEC, RegionKind::kCode, "stubs");
+  if (!stub_page) return std::unexpected(stub_page.error());
+  // Every slot is `ret`; the sentinel (slot 0) is `hlt`, never executed because
+  // runs end when they reach it.
+  std::memset(*stub_page, 0xc3, kStubBytes);
+  (*stub_page)[0] = 0xf4;
+  auto tls = sb->Map(kTlsBase, kTlsBytes, UC_PROT_READ | UC_PROT_WRITE, RegionKind::kTls, "tls");
+  if (!tls) return std::unexpected(tls.error());
+  std::memcpy(*tls + 0x28, &kStackCanary, sizeof kStackCanary);
+  // Only the thread control block's head (self pointer, canary, pointer
+  // guard) is restored between runs: restoring the page would cost more than
+  // a short function's whole run.
+  sb->SetResetRange(kTlsBase, 0, 0x100);
+  // fs:0 points to itself, as glibc's TCB does.
+  std::memcpy(*tls, &kTlsBase, sizeof kTlsBase);
+  if (auto s = sb->Map(kStackTop - kStackBytes, kStackBytes, UC_PROT_READ | UC_PROT_WRITE, RegionKind::kStack,
+                       "stack"); !s) return std::unexpected(s.error());
+  if (auto s = sb->Map(kHeapBase, kHeapBytes, UC_PROT_READ | UC_PROT_WRITE, RegionKind::kHeap, "heap"); !s) {
+    return std::unexpected(s.error());
+  }
+  uint64_t fs_base = kTlsBase;
+  if (uc_err e = uc_reg_write(sb->uc_, UC_X86_REG_FS_BASE, &fs_base); e != UC_ERR_OK) {
+    return std::unexpected(UcError("FS_BASE", e));
+  }
+  return sb;
+}
+
+Sandbox::~Sandbox() {
+  if (context_ != nullptr) uc_context_free(context_);
+  if (uc_ != nullptr) uc_close(uc_);
+  for (Region& r : regions_) std::free(r.host);
+  if (live_ && live_->capstone != 0) cs_close(&live_->capstone);
+}
+
+Result<uint8_t*> Sandbox::Map(uint64_t addr, uint64_t size, int prot, RegionKind kind, std::string name) {
+  assert(!frozen_ && addr % kPageSize == 0 && size % kPageSize == 0 && size > 0);
+  for (const Region& r : regions_) {
+    if (addr < r.addr + r.size && r.addr < addr + size) {
+      return Fail(ErrorCode::kInvalidArgument, "{} [{:#x}, {:#x}) overlaps {} [{:#x}, {:#x})", name, addr,
+                  addr + size, r.name, r.addr, r.addr + r.size);
+    }
+  }
+  auto* host = static_cast<uint8_t*>(std::aligned_alloc(kPageSize, size));
+  if (host == nullptr) return Fail(ErrorCode::kIo, "out of memory mapping {} ({} bytes)", name, size);
+  std::memset(host, 0, size);
+  if (uc_err e = uc_mem_map_ptr(uc_, addr, size, prot, host); e != UC_ERR_OK) {
+    std::free(host);
+    return std::unexpected(UcError(fmt::format("mapping {} at {:#x}", name, addr), e));
+  }
+  Region r;
+  r.addr = addr;
+  r.size = size;
+  r.prot = prot;
+  r.kind = kind;
+  r.name = std::move(name);
+  r.host = host;
+  r.reset_end = size;
+  regions_.push_back(std::move(r));
+  std::sort(regions_.begin(), regions_.end(), [](const Region& a, const Region& b) { return a.addr < b.addr; });
+  return host;
+}
+
+void Sandbox::set_max_blocks(uint64_t n) {
+  max_blocks_ = n;
+  live_->max_blocks = n;
+}
+
+uint64_t Sandbox::heap_used() const { return stubs_->heap_used(); }
+
+void Sandbox::SetResetRange(uint64_t addr, uint64_t begin, uint64_t end) {
+  for (Region& r : regions_) {
+    if (r.addr == addr) {
+      assert(begin <= end && end <= r.size);
+      r.reset_begin = begin;
+      r.reset_end = end;
+      return;
+    }
+  }
+  assert(false && "SetResetRange: no region there");
+}
+
+uint64_t Sandbox::StubAddress(const std::string& name) { return stubs_->AddressOf(name); }
+
+Status Sandbox::Freeze() {
+  for (Region& r : regions_) {
+    if (r.kind == RegionKind::kImageData || r.kind == RegionKind::kTls) r.snapshot.assign(r.host, r.host + r.size);
+  }
+  if (uc_err e = uc_context_alloc(uc_, &context_); e != UC_ERR_OK) return std::unexpected(UcError("context", e));
+  if (uc_err e = uc_context_save(uc_, context_); e != UC_ERR_OK) return std::unexpected(UcError("context", e));
+  frozen_ = true;
+  return {};
+}
+
+uint8_t* Sandbox::HostPtr(uint64_t addr, uint64_t len, int prot) {
+  // Few regions (a dozen): a scan beats a tree at this size.
+  for (Region& r : regions_) {
+    if (addr >= r.addr && addr - r.addr < r.size) {
+      if (len > r.size - (addr - r.addr) || (r.prot & prot) != prot) return nullptr;
+      return r.host + (addr - r.addr);
+    }
+  }
+  return nullptr;
+}
+
+uint64_t Sandbox::FirstBadByte(uint64_t addr, uint64_t len, int prot) {
+  uint64_t at = addr, end = addr + len;
+  while (at < end) {
+    const Region* hit = nullptr;
+    for (const Region& r : regions_) {
+      if (at >= r.addr && at - r.addr < r.size) hit = &r;
+    }
+    if (hit == nullptr || (hit->prot & prot) != prot) return at;
+    at = hit->addr + hit->size;
+  }
+  return end;
+}
+
+void Sandbox::Reset() {
+  assert(frozen_);
+  for (Region& r : regions_) {
+    switch (r.kind) {
+      case RegionKind::kImageData:
+      case RegionKind::kTls:
+        std::memcpy(r.host + r.reset_begin, r.snapshot.data() + r.reset_begin, r.reset_end - r.reset_begin);
+        break;
+      case RegionKind::kArg:
+        std::memset(r.host, kFillByte, r.size);
+        break;
+      case RegionKind::kStack:
+        std::memset(r.host + r.size - kStackResetBytes, 0, kStackResetBytes);
+        break;
+      case RegionKind::kHeap:
+        std::memset(r.host, 0, std::min<uint64_t>(stubs_->heap_used(), r.size));
+        break;
+      case RegionKind::kCode:
+        break;
+    }
+  }
+  stubs_->ResetHeap();
+}
+
+const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
+  return RunInternal(entry, args, false);
+}
+
+const RunOutcome& Sandbox::RunExact(uint64_t entry, std::span<const uint64_t> args) {
+  // Hooks are decided when a block is translated: flush so that the
+  // instruction hook reaches every block, and again so it leaves them.
+  uc_hook h;
+  uc_hook_add(uc_, &h, UC_HOOK_CODE, reinterpret_cast<void*>(OnInstruction), live_.get(), 1, 0);
+  uc_ctl_flush_tlb(uc_);
+  const RunOutcome& out = RunInternal(entry, args, true);
+  uc_hook_del(uc_, h);
+  uc_ctl_flush_tlb(uc_);
+  return out;
+}
+
+const RunOutcome& Sandbox::RunInternal(uint64_t entry, std::span<const uint64_t> args, bool exact) {
+  assert(frozen_ && args.size() <= 6);
+  Live& live = *live_;
+  RunOutcome& out = live.out;
+  out.ending = Ending::kReturned;
+  out.ret = 0;
+  out.fault = FaultClass::kNone;
+  out.fault_addr = out.fault_pc = 0;
+  out.fault_pc_exact = false;
+  out.where.clear();
+  out.calls.clear();
+  out.blocks = out.insns = 0;
+  live.decided = false;
+  live.last_pc = 0;
+
+  uc_context_restore(uc_, context_);
+  static constexpr int kArgRegs[6] = {UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RDX,
+                                      UC_X86_REG_RCX, UC_X86_REG_R8,  UC_X86_REG_R9};
+  int regs[7];
+  const void* vals[7];
+  for (size_t i = 0; i < args.size(); ++i) {
+    regs[i] = kArgRegs[i];
+    vals[i] = &args[i];
+  }
+  // At entry rsp+8 is 16-byte aligned, as after a call.
+  uint64_t rsp = kStackTop - 0x100 - 8;
+  regs[args.size()] = UC_X86_REG_RSP;
+  vals[args.size()] = &rsp;
+  uc_reg_write_batch(uc_, regs, const_cast<void* const*>(vals), static_cast<int>(args.size() + 1));
+  uint8_t* ret_slot = HostPtr(rsp, 8);
+  std::memcpy(ret_slot, &kSentinel, 8);
+
+  uc_err err = uc_emu_start(uc_, entry, kSentinel, 0, 0);
+  uint64_t rip = 0;
+  uc_reg_read(uc_, UC_X86_REG_RIP, &rip);
+  if (!live.decided) {
+    if (err == UC_ERR_OK && rip == kSentinel) {
+      uc_reg_read(uc_, UC_X86_REG_RAX, &out.ret);
+    } else if (err == UC_ERR_INSN_INVALID) {
+      uint64_t pc = exact && live.last_pc != 0 ? live.last_pc : rip;
+      live.Decide(Ending::kFault, FaultClass::kInvalidInstruction, pc, "");
+    } else if (err == UC_ERR_OK) {
+      live.Decide(Ending::kInconclusive, FaultClass::kNone, rip, fmt::format("stopped at {:#x}", rip));
+    } else {
+      live.Decide(Ending::kInconclusive, FaultClass::kNone, rip,
+                  fmt::format("unicorn: {} at {:#x}", uc_strerror(err), rip));
+    }
+  }
+  if (out.ending == Ending::kFault && out.fault_pc == 0) {
+    out.fault_pc = exact && live.last_pc != 0 ? live.last_pc : rip;
+    out.fault_pc_exact = exact && live.last_pc != 0;
+    if (out.fault == FaultClass::kInvalidInstruction) {
+      // Unicorn says INSN_INVALID also for valid instructions it cannot run
+      // (rdrand, AVX2): a real CPU would run those, so the run is not judged.
+      // Genuinely invalid encodings (ud2, garbage) stay a fault.
+      const uint8_t* code = HostPtr(out.fault_pc, 1);
+      if (code != nullptr) {
+        size_t left = 16;
+        for (const Region& r : regions_) {
+          if (out.fault_pc >= r.addr && out.fault_pc < r.addr + r.size) left = std::min<uint64_t>(16, r.addr + r.size - out.fault_pc);
+        }
+        cs_insn* insn = cs_malloc(live.capstone);
+        uint64_t at = out.fault_pc;
+        if (cs_disasm_iter(live.capstone, &code, &left, &at, insn)) {
+          std::string mnemonic = insn->mnemonic;
+          if (mnemonic.rfind("ud", 0) != 0) {
+            out.ending = Ending::kInconclusive;
+            out.fault = FaultClass::kNone;
+            out.where = fmt::format("unsupported instruction '{} {}' at {:#x}", mnemonic, insn->op_str,
+                                    out.fault_pc);
+          }
+        }
+        cs_free(insn, 1);
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace patchlab::emulator

@@ -1,0 +1,368 @@
+#include "emulator/signature.h"
+
+#include <cctype>
+#include <map>
+#include <optional>
+
+namespace patchlab::emulator {
+namespace {
+
+struct Token {
+  enum Kind { kWord, kNumber, kPunct, kComment, kEllipsis } kind;
+  std::string text;
+  size_t column;  // 1-based
+};
+
+Result<std::vector<Token>> Tokenize(std::string_view s) {
+  std::vector<Token> out;
+  size_t i = 0;
+  while (i < s.size()) {
+    char c = s[i];
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      ++i;
+    } else if (s.substr(i, 2) == "/*") {
+      size_t end = s.find("*/", i + 2);
+      if (end == std::string_view::npos) return Fail(ErrorCode::kParse, "column {}: unterminated comment", i + 1);
+      out.push_back({Token::kComment, std::string(s.substr(i + 2, end - i - 2)), i + 1});
+      i = end + 2;
+    } else if (s.substr(i, 3) == "...") {
+      out.push_back({Token::kEllipsis, "...", i + 1});
+      i += 3;
+    } else if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
+      size_t j = i;
+      while (j < s.size() && (std::isalnum(static_cast<unsigned char>(s[j])) || s[j] == '_')) ++j;
+      out.push_back({Token::kWord, std::string(s.substr(i, j - i)), i + 1});
+      i = j;
+    } else if (std::isdigit(static_cast<unsigned char>(c))) {
+      size_t j = i;
+      while (j < s.size() && std::isalnum(static_cast<unsigned char>(s[j]))) ++j;
+      out.push_back({Token::kNumber, std::string(s.substr(i, j - i)), i + 1});
+      i = j;
+    } else if (std::string_view("*,()[];").find(c) != std::string_view::npos) {
+      out.push_back({Token::kPunct, std::string(1, c), i + 1});
+      ++i;
+    } else {
+      return Fail(ErrorCode::kParse, "column {}: unexpected character '{}'", i + 1, c);
+    }
+  }
+  return out;
+}
+
+struct ScalarType {
+  int width;
+  bool is_signed;
+};
+
+// Typedef names every C programmer expects to work.
+const std::map<std::string, ScalarType, std::less<>>& KnownTypedefs() {
+  static const auto* m = new std::map<std::string, ScalarType, std::less<>>{
+      {"size_t", {8, false}},    {"ssize_t", {8, true}},    {"ptrdiff_t", {8, true}},
+      {"intptr_t", {8, true}},   {"uintptr_t", {8, false}}, {"off_t", {8, true}},
+      {"int8_t", {1, true}},     {"uint8_t", {1, false}},   {"int16_t", {2, true}},
+      {"uint16_t", {2, false}},  {"int32_t", {4, true}},    {"uint32_t", {4, false}},
+      {"int64_t", {8, true}},    {"uint64_t", {8, false}},  {"bool", {1, false}},
+      {"_Bool", {1, false}},     {"u8", {1, false}},        {"u16", {2, false}},
+      {"u32", {4, false}},       {"u64", {8, false}},       {"s8", {1, true}},
+      {"s16", {2, true}},        {"s32", {4, true}},        {"s64", {8, true}},
+      {"pid_t", {4, true}},      {"uid_t", {4, false}},     {"wchar_t", {4, true}},
+      {"socklen_t", {4, false}}, {"time_t", {8, true}},
+  };
+  return *m;
+}
+
+// One declaration: a parameter or the function itself (type + name).
+struct Decl {
+  std::string type_text;
+  std::string name;
+  int pointer_depth = 0;
+  bool base_const = false;   // const applies to the pointee (const T *)
+  bool is_void = false;
+  bool is_record = false;    // struct or union
+  bool is_float = false;
+  std::optional<ScalarType> scalar;
+  uint64_t array_len = 0;    // T x[N]
+  std::vector<std::string> annotations;
+  size_t column = 0;
+};
+
+Result<Decl> ParseDecl(const std::vector<Token>& toks, size_t column) {
+  Decl d;
+  d.column = column;
+  bool saw_unsigned = false, saw_signed = false;
+  int longs = 0;
+  std::string base;  // char short int long / typedef / tag
+  bool after_star = false;
+  for (size_t i = 0; i < toks.size(); ++i) {
+    const Token& t = toks[i];
+    if (!d.type_text.empty() && t.kind != Token::kComment) d.type_text += ' ';
+    if (t.kind == Token::kComment) {
+      std::string a;
+      for (char c : t.text + ",") {
+        if (c == ',') {
+          size_t b = a.find_first_not_of(' '), e = a.find_last_not_of(' ');
+          if (b != std::string::npos) d.annotations.push_back(a.substr(b, e - b + 1));
+          a.clear();
+        } else {
+          a += c;
+        }
+      }
+      continue;
+    }
+    if (t.kind == Token::kPunct && t.text == "*") {
+      ++d.pointer_depth;
+      after_star = true;
+      d.type_text += "*";
+      continue;
+    }
+    if (t.kind == Token::kPunct && t.text == "[") {
+      if (i + 2 < toks.size() && toks[i + 1].kind == Token::kNumber && toks[i + 2].text == "]") {
+        d.array_len = std::stoull(toks[i + 1].text, nullptr, 0);
+        d.type_text += "[" + toks[i + 1].text + "]";
+        i += 2;
+        continue;
+      }
+      if (i + 1 < toks.size() && toks[i + 1].text == "]") {
+        ++d.pointer_depth;
+        d.type_text += "[]";
+        ++i;
+        continue;
+      }
+      return Fail(ErrorCode::kParse, "column {}: array size must be a number", t.column);
+    }
+    if (t.kind != Token::kWord) {
+      return Fail(ErrorCode::kParse, "column {}: unexpected '{}'", t.column, t.text);
+    }
+    const std::string& w = t.text;
+    d.type_text += w;
+    if (w == "const") {
+      if (!after_star) d.base_const = true;
+    } else if (w == "volatile" || w == "restrict" || w == "__restrict" || w == "register" ||
+               w == "static" || w == "extern" || w == "inline") {
+    } else if (w == "unsigned") {
+      saw_unsigned = true;
+    } else if (w == "signed") {
+      saw_signed = true;
+    } else if (w == "long") {
+      ++longs;
+    } else if (w == "char" || w == "short" || w == "int") {
+      base = w;
+    } else if (w == "void") {
+      d.is_void = true;
+    } else if (w == "float" || w == "double") {
+      d.is_float = true;
+    } else if (w == "struct" || w == "union" || w == "enum") {
+      if (i + 1 >= toks.size() || toks[i + 1].kind != Token::kWord) {
+        return Fail(ErrorCode::kParse, "column {}: '{}' needs a tag name", t.column, w);
+      }
+      if (w == "enum") d.scalar = ScalarType{4, true};
+      else d.is_record = true;
+      d.type_text += " " + toks[i + 1].text;
+      ++i;
+    } else if (base.empty() && !d.is_void && !d.is_record && !d.scalar && longs == 0 &&
+               !saw_unsigned && !saw_signed && !d.is_float) {
+      auto it = KnownTypedefs().find(w);
+      if (it == KnownTypedefs().end()) {
+        return Fail(ErrorCode::kParse,
+                    "column {}: unknown type '{}' (use a standard C type or <stdint.h> name)", t.column, w);
+      }
+      d.scalar = it->second;
+    } else if (d.name.empty()) {
+      d.name = w;
+      // The name is not part of the type.
+      d.type_text.resize(d.type_text.size() - w.size());
+      while (!d.type_text.empty() && d.type_text.back() == ' ') d.type_text.pop_back();
+    } else {
+      return Fail(ErrorCode::kParse, "column {}: unexpected word '{}'", t.column, w);
+    }
+  }
+  if (!d.scalar && !d.is_void && !d.is_record && !d.is_float) {
+    if (base == "char") d.scalar = ScalarType{1, !saw_unsigned};
+    else if (base == "short") d.scalar = ScalarType{2, !saw_unsigned};
+    else if (longs > 0) d.scalar = ScalarType{8, !saw_unsigned};
+    else if (base == "int" || saw_unsigned || saw_signed) d.scalar = ScalarType{4, !saw_unsigned};
+    else return Fail(ErrorCode::kParse, "column {}: no type", column);
+  }
+  return d;
+}
+
+bool IsLengthName(std::string_view n) {
+  for (std::string_view k : {"len", "length", "size", "n", "count", "nbytes", "cap", "capacity",
+                             "buflen", "bufsize", "nmemb", "sz"}) {
+    if (n == k) return true;
+  }
+  auto ends = [&](std::string_view suf) {
+    return n.size() > suf.size() && n.substr(n.size() - suf.size()) == suf;
+  };
+  return ends("_len") || ends("_size") || ends("len") || ends("_count") || ends("_bytes");
+}
+
+}  // namespace
+
+Status FinishSignature(Signature& sig) {
+  if (sig.params.size() > 6) {
+    return Fail(ErrorCode::kUnsupported, "{}: {} parameters; only the 6 register arguments are supported",
+                sig.name, sig.params.size());
+  }
+  for (size_t i = 0; i < sig.params.size(); ++i) {
+    Param& p = sig.params[i];
+    if (!p.is_pointer || p.fixed_size != 0 || p.length_param >= 0 || p.cstring) continue;
+    if (i + 1 < sig.params.size()) {
+      Param& next = sig.params[i + 1];
+      if (!next.is_pointer && next.length_of < 0 && IsLengthName(next.name)) {
+        next.length_of = static_cast<int>(i);
+        p.length_param = static_cast<int>(i + 1);
+      }
+    }
+  }
+  for (Param& p : sig.params) {
+    if (!p.is_pointer || p.fixed_size != 0 || p.length_param >= 0 || p.cstring) continue;
+    if (p.byte_pointee && !p.pointer_slots) {
+      p.cstring = true;
+      continue;
+    }
+    return Fail(ErrorCode::kInvalidArgument,
+                "{}: parameter '{}' ({}): the size of what it points to is unknown; "
+                "annotate it, e.g. /* 24 bytes */, or pass its length next to it",
+                sig.name, p.name, p.type_text);
+  }
+  for (const Param& p : sig.params) {
+    if (p.fixed_size > kMaxBufferBytes) {
+      return Fail(ErrorCode::kUnsupported, "{}: parameter '{}' is {} bytes; at most {} are supported",
+                  sig.name, p.name, p.fixed_size, kMaxBufferBytes);
+    }
+  }
+  return {};
+}
+
+Result<Signature> ParseSignature(std::string_view prototype) {
+  auto toks = Tokenize(prototype);
+  if (!toks) return std::unexpected(toks.error());
+  auto fail = [&](Error e) { return std::unexpected(e.AddContext(fmt::format("signature '{}'", prototype))); };
+  const std::vector<Token>& t = *toks;
+  size_t open = 0;
+  while (open < t.size() && t[open].text != "(") ++open;
+  if (open == t.size()) return fail(Error(ErrorCode::kParse, "no '(' in the prototype"));
+  size_t close = t.size();
+  int depth = 0;
+  for (size_t i = open; i < t.size(); ++i) {
+    if (t[i].text == "(") ++depth;
+    if (t[i].text == ")" && --depth == 0) {
+      close = i;
+      break;
+    }
+  }
+  if (close == t.size()) return fail(Error(ErrorCode::kParse, "no matching ')'"));
+  for (size_t i = close + 1; i < t.size(); ++i) {
+    if (t[i].text != ";" && t[i].kind != Token::kComment) {
+      return fail(Error(ErrorCode::kParse, fmt::format("column {}: unexpected '{}' after ')'", t[i].column, t[i].text)));
+    }
+  }
+  Signature sig;
+  auto head = ParseDecl(std::vector<Token>(t.begin(), t.begin() + open), 1);
+  if (!head) return fail(head.error());
+  if (head->name.empty()) return fail(Error(ErrorCode::kParse, "the function has no name"));
+  sig.name = head->name;
+  if (head->is_float && head->pointer_depth == 0) {
+    return fail(Error(ErrorCode::kUnsupported, "floating-point return values are not supported"));
+  }
+  if (head->is_record && head->pointer_depth == 0) {
+    return fail(Error(ErrorCode::kUnsupported, "struct return values are not supported"));
+  }
+  if (head->pointer_depth > 0) {
+    sig.ret_width = 8;
+    sig.ret_pointer = true;
+  } else if (!head->is_void) {
+    sig.ret_width = head->scalar->width;
+    sig.ret_signed = head->scalar->is_signed;
+  }
+  std::vector<std::vector<Token>> groups(1);
+  for (size_t i = open + 1; i < close; ++i) {
+    if (t[i].text == ",") groups.emplace_back();
+    else groups.back().push_back(t[i]);
+  }
+  if (groups.size() == 1 && groups[0].empty()) groups.clear();
+  if (groups.size() == 1 && groups[0].size() == 1 && groups[0][0].text == "void") groups.clear();
+  std::map<std::string, std::vector<std::string>> len_annotations;  // pointer name -> length param
+  for (size_t g = 0; g < groups.size(); ++g) {
+    std::string default_name = fmt::format("arg{}", g + 1);
+    if (groups[g].empty()) return fail(Error(ErrorCode::kParse, fmt::format("parameter {} is empty", g + 1)));
+    if (groups[g][0].kind == Token::kEllipsis) {
+      return fail(Error(ErrorCode::kUnsupported, "variadic functions are not supported"));
+    }
+    auto d = ParseDecl(groups[g], groups[g][0].column);
+    if (!d) return fail(d.error().AddContext(fmt::format("parameter {}", g + 1)));
+    Param p;
+    p.name = d->name.empty() ? default_name : d->name;
+    p.type_text = d->type_text;
+    bool pointer = d->pointer_depth > 0 || d->array_len > 0;
+    if (!pointer && (d->is_float || d->is_record || d->is_void)) {
+      return fail(Error(ErrorCode::kUnsupported,
+                        fmt::format("parameter '{}' ({}): only integer and pointer parameters are supported",
+                                    p.name, p.type_text)));
+    }
+    if (pointer) {
+      p.is_pointer = true;
+      p.width = 8;
+      int depth = d->pointer_depth + (d->array_len > 0 ? 1 : 0);
+      p.pointee_const = d->base_const && depth == 1;
+      if (depth > 1) {
+        p.pointer_slots = true;
+        p.fixed_size = 8 * std::max<uint64_t>(1, d->array_len);
+      } else if (d->array_len > 0 && d->scalar) {
+        p.fixed_size = d->array_len * d->scalar->width;
+      } else if (d->scalar && !(d->scalar->width == 1)) {
+        p.fixed_size = d->scalar->width;
+      }
+      // char * stays unsized: a string or a (pointer, length) pair.
+      p.byte_pointee = depth == 1 && d->array_len == 0 && d->scalar && d->scalar->width == 1 &&
+                       d->type_text.find("char") != std::string::npos;
+    } else {
+      p.width = d->scalar->width;
+      p.is_signed = d->scalar->is_signed;
+    }
+    for (const std::string& a : d->annotations) {
+      uint64_t n = 0;
+      char unit[16] = {0};
+      char target[64] = {0};
+      if (std::sscanf(a.c_str(), "%lu %15s", &n, unit) == 2 && (std::string(unit) == "bytes" || std::string(unit) == "byte")) {
+        if (!pointer) return fail(Error(ErrorCode::kParse, fmt::format("parameter '{}': '{}' on a non-pointer", p.name, a)));
+        p.fixed_size = n;
+        p.pointer_slots = false;
+      } else if (std::sscanf(a.c_str(), "len(%63[A-Za-z0-9_])", target) == 1) {
+        if (pointer) return fail(Error(ErrorCode::kParse, fmt::format("parameter '{}': '{}' on a pointer", p.name, a)));
+        len_annotations[target].push_back(p.name);
+      } else if (a == "cstring") {
+        p.cstring = true;
+      } else if (a == "buffer") {
+        p.byte_pointee = false;
+      } else if (a == "nonnull") {
+        p.nonnull = true;
+      } else if (a == "out" || a == "in" || a == "inout") {
+        // Documentation only: every buffer is both generated and compared.
+      } else {
+        return fail(Error(ErrorCode::kParse,
+                          fmt::format("parameter '{}': unknown annotation '{}' (known: N bytes, len(NAME), "
+                                      "cstring, buffer, nonnull, in, out, inout)", p.name, a)));
+      }
+    }
+    sig.params.push_back(std::move(p));
+  }
+  for (const auto& [ptr, lens] : len_annotations) {
+    int pi = -1, li = -1;
+    for (size_t i = 0; i < sig.params.size(); ++i) {
+      if (sig.params[i].name == ptr && sig.params[i].is_pointer) pi = static_cast<int>(i);
+      if (sig.params[i].name == lens[0]) li = static_cast<int>(i);
+    }
+    if (pi < 0) return fail(Error(ErrorCode::kParse, fmt::format("len({}): no pointer parameter named '{}'", ptr, ptr)));
+    sig.params[pi].length_param = li;
+    sig.params[pi].fixed_size = 0;
+    sig.params[li].length_of = pi;
+  }
+  std::string text = std::string(prototype);
+  for (char& c : text) if (c == '\n' || c == '\t') c = ' ';
+  sig.text = text;
+  if (auto s = FinishSignature(sig); !s) return fail(s.error());
+  return sig;
+}
+
+}  // namespace patchlab::emulator

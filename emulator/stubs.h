@@ -1,0 +1,67 @@
+// StubTable: the library functions a checked function may call through its
+// PLT or GOT, emulated on the host when the call reaches the stub page.
+//
+// Each name gets a 16-byte slot holding `ret` on the sandbox's stub page; a
+// code hook limited to that page runs the stub's body (reading arguments from
+// rdi/rsi/rdx, working on guest memory through the sandbox's host pointers,
+// writing rax) before the `ret` returns to the caller. A code hook confined to
+// one page costs nothing anywhere else.
+//
+// Stubbed: memcpy memmove memset memcmp bcmp strlen strnlen strcmp strncmp
+// strchr strrchr memchr malloc calloc realloc free abort __stack_chk_fail
+// __assert_fail (and their __*_chk / glibc-internal aliases listed in
+// stubs.cc). A stub that touches memory a real one would fault on reports the
+// same fault (class and first bad byte) "in NAME". Any other name ends the run
+// as inconclusive, naming the function.
+//
+// The heap is a bump allocator on the sandbox heap region: deterministic, so
+// both sides hand out the same addresses for the same sequence of requests.
+// Only calls with effects beyond their return value and memory (allocation,
+// abort) are recorded in RunOutcome::calls.
+//
+// Thread-safety: belongs to its Sandbox's thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+struct uc_struct;
+
+namespace patchlab::emulator {
+
+class Sandbox;
+
+class StubTable {
+ public:
+  explicit StubTable(Sandbox& sandbox) : sandbox_(sandbox) {}
+
+  // Whether `name` has a stub body (rather than the inconclusive slot).
+  static bool IsStubbed(std::string_view name);
+
+  // The slot address for `name`, allocated on first use. Aborts when the page
+  // is full (thousands of distinct imports: a bug, not an input).
+  uint64_t AddressOf(const std::string& name);
+
+  // Runs the stub whose slot holds `pc`. Called from the stub page's code hook.
+  void OnCall(uc_struct* uc, uint64_t pc);
+
+  // Forgets every allocation (the sandbox clears the used part of the heap).
+  void ResetHeap();
+  uint64_t heap_used() const { return heap_next_; }
+
+ private:
+  void Fault(uc_struct* uc, int fault_class, uint64_t addr, std::string_view name);
+  void Stop(uc_struct* uc);
+  uint64_t Allocate(uint64_t size);
+
+  Sandbox& sandbox_;
+  std::map<std::string, uint64_t, std::less<>> slots_;
+  std::vector<std::string> slot_names_;  // index: slot number - 1
+  uint64_t heap_next_ = 0;               // offset of the next free heap byte
+  std::map<uint64_t, uint64_t> live_allocations_;  // guest address -> size
+};
+
+}  // namespace patchlab::emulator

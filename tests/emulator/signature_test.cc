@@ -1,0 +1,92 @@
+// C prototypes as users write them: widths, signedness, pointers, sizes,
+// (pointer, length) pairs, annotations, and clear refusals.
+#include "emulator/signature.h"
+
+#include <gtest/gtest.h>
+
+namespace patchlab::emulator {
+namespace {
+
+TEST(Signature, ParsesTheIssueExample) {
+  auto s = ParseSignature("int parse(const char *buf, size_t len, struct out *o /* 24 bytes */)");
+  ASSERT_TRUE(s.has_value()) << s.error().ToString();
+  EXPECT_EQ(s->name, "parse");
+  EXPECT_EQ(s->ret_width, 4);
+  EXPECT_TRUE(s->ret_signed);
+  ASSERT_EQ(s->params.size(), 3u);
+  EXPECT_TRUE(s->params[0].is_pointer);
+  EXPECT_TRUE(s->params[0].pointee_const);
+  EXPECT_EQ(s->params[0].length_param, 1);
+  EXPECT_FALSE(s->params[0].cstring) << "a buffer with a length is not a string";
+  EXPECT_EQ(s->params[1].length_of, 0);
+  EXPECT_EQ(s->params[1].width, 8);
+  EXPECT_FALSE(s->params[1].is_signed);
+  EXPECT_EQ(s->params[2].fixed_size, 24u);
+  EXPECT_FALSE(s->params[2].pointee_const);
+}
+
+TEST(Signature, IntegerWidthsAndSignedness) {
+  auto s = ParseSignature("unsigned long long f(signed char a, unsigned short b, long c, uint8_t d, int32_t e, bool g)");
+  ASSERT_TRUE(s.has_value()) << s.error().ToString();
+  EXPECT_EQ(s->ret_width, 8);
+  EXPECT_FALSE(s->ret_signed);
+  int widths[] = {1, 2, 8, 1, 4, 1};
+  bool signs[] = {true, false, true, false, true, false};
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(s->params[i].width, widths[i]) << i;
+    EXPECT_EQ(s->params[i].is_signed, signs[i]) << i;
+  }
+}
+
+TEST(Signature, PointeeSizesArraysAndStrings) {
+  auto s = ParseSignature("void f(const char *name, int *out, uint64_t table[4], char **slot)");
+  ASSERT_TRUE(s.has_value()) << s.error().ToString();
+  EXPECT_EQ(s->ret_width, 0);
+  EXPECT_TRUE(s->params[0].cstring);
+  EXPECT_EQ(s->params[1].fixed_size, 4u);
+  EXPECT_EQ(s->params[2].fixed_size, 32u);
+  EXPECT_TRUE(s->params[3].pointer_slots);
+  EXPECT_EQ(s->params[3].fixed_size, 8u);
+}
+
+TEST(Signature, AnnotationsPairAndMark) {
+  auto s = ParseSignature("int f(unsigned char *data /* nonnull */, int count /* len(data) */, char *dst /* buffer, 16 bytes */)");
+  ASSERT_TRUE(s.has_value()) << s.error().ToString();
+  EXPECT_TRUE(s->params[0].nonnull);
+  EXPECT_EQ(s->params[0].length_param, 1);
+  EXPECT_EQ(s->params[1].length_of, 0);
+  EXPECT_FALSE(s->params[2].cstring);
+  EXPECT_EQ(s->params[2].fixed_size, 16u);
+}
+
+TEST(Signature, UnknownSizeIsRefusedNamingTheParameter) {
+  auto s = ParseSignature("int f(struct thing *t)");
+  ASSERT_FALSE(s.has_value());
+  EXPECT_NE(s.error().ToString().find("'t'"), std::string::npos) << s.error().ToString();
+  EXPECT_NE(s.error().ToString().find("bytes"), std::string::npos) << s.error().ToString();
+}
+
+TEST(Signature, ClearErrorsForWhatIsNotSupported) {
+  struct Case {
+    const char* text;
+    ErrorCode code;
+    const char* mentions;
+  } cases[] = {
+      {"double f(int x)", ErrorCode::kUnsupported, "floating"},
+      {"int f(double x)", ErrorCode::kUnsupported, "only integer and pointer"},
+      {"int f(int a, ...)", ErrorCode::kUnsupported, "variadic"},
+      {"int f(int a, int b, int c, int d, int e, int f, int g)", ErrorCode::kUnsupported, "6"},
+      {"int f(frob_t x)", ErrorCode::kParse, "frob_t"},
+      {"int f(int x", ErrorCode::kParse, "')'"},
+      {"int f(int *p /* 4 parsecs */)", ErrorCode::kParse, "unknown annotation"},
+  };
+  for (const Case& c : cases) {
+    auto s = ParseSignature(c.text);
+    ASSERT_FALSE(s.has_value()) << c.text;
+    EXPECT_EQ(s.error().code(), c.code) << c.text << ": " << s.error().ToString();
+    EXPECT_NE(s.error().ToString().find(c.mentions), std::string::npos) << s.error().ToString();
+  }
+}
+
+}  // namespace
+}  // namespace patchlab::emulator
