@@ -51,7 +51,7 @@ struct RunOutcome {
   uint64_t ret = 0;  // masked to the declared width when the checker reads it
   FaultClass fault = FaultClass::kNone;
   uint64_t fault_addr = 0;  // the data address for memory faults, else the PC
-  uint64_t fault_pc = 0;    // block start in a fast run; exact after Sandbox::RunExact
+  uint64_t fault_pc = 0;    // block start in a fast run; exact in a sandbox created with exact = true
   bool fault_pc_exact = false;
   std::string where;        // "in memcpy" for faults inside a stub; the reason when inconclusive
   std::vector<StubCall> calls;

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "base/log.h"
 #include "emulator/layout.h"
 
 namespace patchlab::emulator {
@@ -67,53 +68,53 @@ Status MapArgPages(Sandbox& sb, const Signature& sig) {
 
 }  // namespace
 
+Result<std::unique_ptr<Sandbox>> PairRunner::BuildSide(int side, bool exact) {
+  auto sb = Sandbox::Create(max_blocks_, exact);
+  if (!sb) return std::unexpected(sb.error());
+  auto target = MapImage(**sb, old_elf_, target_bias_, "target");
+  if (!target) return std::unexpected(target.error());
+  if (auto s = ApplyRelocations(**sb, *target, {}); !s) return std::unexpected(s.error());
+  if (auto s = MapArgPages(**sb, sig_); !s) return std::unexpected(s.error());
+  if (side == 1 && !same_file_) {
+    auto patch = MapImage(**sb, new_elf_, new_bias_, "patch");
+    if (!patch) return std::unexpected(patch.error());
+    const LoadedImage* lookup[] = {&*target};
+    if (auto s = ApplyRelocations(**sb, *patch, lookup); !s) return std::unexpected(s.error());
+  }
+  if (auto s = (*sb)->Freeze(); !s) return std::unexpected(s.error());
+  return sb;
+}
+
 Result<std::unique_ptr<PairRunner>> PairRunner::Create(const Signature& sig, const FunctionRef& old_ref,
                                                        const FunctionRef& new_ref, uint64_t max_blocks) {
   std::unique_ptr<PairRunner> pr(new PairRunner());
   pr->sig_ = sig;
+  pr->max_blocks_ = max_blocks;
   auto old_elf = OpenShared(old_ref.elf);
   if (!old_elf) return std::unexpected(old_elf.error());
+  pr->old_elf_ = *old_elf;
   std::error_code ec;
-  bool same_file = std::filesystem::equivalent(old_ref.elf, new_ref.elf, ec);
-  std::shared_ptr<const ElfFile> new_elf = *old_elf;
-  if (!same_file) {
+  pr->same_file_ = std::filesystem::equivalent(old_ref.elf, new_ref.elf, ec);
+  pr->new_elf_ = pr->old_elf_;
+  if (!pr->same_file_) {
     auto n = OpenShared(new_ref.elf);
     if (!n) return std::unexpected(n.error());
-    new_elf = *n;
+    pr->new_elf_ = *n;
   }
-  const uint64_t target_bias = ChooseBias(**old_elf, kTargetBase);
-  for (int side = 0; side < 2; ++side) {
-    auto sb = Sandbox::Create(max_blocks);
-    if (!sb) return std::unexpected(sb.error());
-    auto target = MapImage(**sb, *old_elf, target_bias, "target");
-    if (!target) return std::unexpected(target.error());
-    const LoadedImage* none[] = {&*target};
-    if (auto s = ApplyRelocations(**sb, *target, std::span<const LoadedImage* const>(none, 0)); !s) {
-      return std::unexpected(s.error());
-    }
-    if (auto s = MapArgPages(**sb, sig); !s) return std::unexpected(s.error());
-    if (side == 0) {
-      auto f = Locate(*old_elf, target_bias, old_ref.symbol);
-      if (!f) return std::unexpected(f.error());
-      pr->old_fn_ = *f;
-      pr->old_sb_ = std::move(*sb);
-      continue;
-    }
-    uint64_t new_bias = target_bias;
-    if (!same_file) {
-      new_bias = ChooseBias(*new_elf, kPatchBase);
-      auto patch = MapImage(**sb, new_elf, new_bias, "patch");
-      if (!patch) return std::unexpected(patch.error());
-      const LoadedImage* lookup[] = {&*target};
-      if (auto s = ApplyRelocations(**sb, *patch, lookup); !s) return std::unexpected(s.error());
-    }
-    auto f = Locate(new_elf, new_bias, new_ref.symbol);
-    if (!f) return std::unexpected(f.error());
-    pr->new_fn_ = *f;
-    pr->new_sb_ = std::move(*sb);
-  }
-  if (auto s = pr->old_sb_->Freeze(); !s) return std::unexpected(s.error());
-  if (auto s = pr->new_sb_->Freeze(); !s) return std::unexpected(s.error());
+  pr->target_bias_ = ChooseBias(*pr->old_elf_, kTargetBase);
+  pr->new_bias_ = pr->same_file_ ? pr->target_bias_ : ChooseBias(*pr->new_elf_, kPatchBase);
+  auto old_fn = Locate(pr->old_elf_, pr->target_bias_, old_ref.symbol);
+  if (!old_fn) return std::unexpected(old_fn.error());
+  pr->old_fn_ = *old_fn;
+  auto new_fn = Locate(pr->new_elf_, pr->new_bias_, new_ref.symbol);
+  if (!new_fn) return std::unexpected(new_fn.error());
+  pr->new_fn_ = *new_fn;
+  auto old_sb = pr->BuildSide(0, false);
+  if (!old_sb) return std::unexpected(old_sb.error());
+  pr->old_sb_ = std::move(*old_sb);
+  auto new_sb = pr->BuildSide(1, false);
+  if (!new_sb) return std::unexpected(new_sb.error());
+  pr->new_sb_ = std::move(*new_sb);
   return pr;
 }
 
@@ -141,18 +142,33 @@ void PairRunner::Place(Sandbox& sb, const Input& in, uint64_t* args) {
 
 PairOutcome PairRunner::Run(const Input& in, bool exact) {
   assert(in.args.size() == sig_.params.size());
+  if (exact && old_exact_ == nullptr) {
+    // Both sides were built the same way once already: only a failing
+    // Unicorn could refuse now, and that is not an input's fault.
+    auto o = BuildSide(0, true);
+    auto n = BuildSide(1, true);
+    if (!o || !n) {
+      Log("emulator")->warn("cannot build exact-address sandboxes: {}", (!o ? o.error() : n.error()).ToString());
+      exact = false;
+    } else {
+      old_exact_ = std::move(*o);
+      new_exact_ = std::move(*n);
+    }
+  }
+  Sandbox& old_sb = exact ? *old_exact_ : *old_sb_;
+  Sandbox& new_sb = exact ? *new_exact_ : *new_sb_;
   uint64_t args[6] = {0};
   const size_t n = sig_.params.size();
-  old_sb_->Reset();
-  new_sb_->Reset();
-  Place(*old_sb_, in, args);
-  const RunOutcome& o = exact ? old_sb_->RunExact(old_fn_.entry, {args, n}) : old_sb_->Run(old_fn_.entry, {args, n});
-  Place(*new_sb_, in, args);
-  const RunOutcome& nw = exact ? new_sb_->RunExact(new_fn_.entry, {args, n}) : new_sb_->Run(new_fn_.entry, {args, n});
+  old_sb.Reset();
+  new_sb.Reset();
+  Place(old_sb, in, args);
+  const RunOutcome& o = old_sb.Run(old_fn_.entry, {args, n});
+  Place(new_sb, in, args);
+  const RunOutcome& nw = new_sb.Run(new_fn_.entry, {args, n});
   PairOutcome out;
   out.old_out = &o;
   out.new_out = &nw;
-  out.divergence = Compare(sig_, *old_sb_, o, *new_sb_, nw);
+  out.divergence = Compare(sig_, old_sb, o, new_sb, nw);
   return out;
 }
 

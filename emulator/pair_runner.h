@@ -66,16 +66,25 @@ class PairRunner {
   const Signature& signature() const { return sig_; }
   // The hang budget of both sides' later runs.
   void SetMaxBlocks(uint64_t n) {
-    old_sb_->set_max_blocks(n);
-    new_sb_->set_max_blocks(n);
+    max_blocks_ = n;
+    for (Sandbox* sb : {old_sb_.get(), new_sb_.get(), old_exact_.get(), new_exact_.get()}) {
+      if (sb != nullptr) sb->set_max_blocks(n);
+    }
   }
 
  private:
   PairRunner() = default;
   void Place(Sandbox& sb, const Input& in, uint64_t* args);
+  // A sandbox for one side (0 old, 1 new), frozen and ready to run.
+  Result<std::unique_ptr<Sandbox>> BuildSide(int side, bool exact);
 
   Signature sig_;
+  std::shared_ptr<const ElfFile> old_elf_, new_elf_;
+  bool same_file_ = false;
+  uint64_t target_bias_ = 0, new_bias_ = 0;
+  uint64_t max_blocks_ = 0;
   std::unique_ptr<Sandbox> old_sb_, new_sb_;
+  std::unique_ptr<Sandbox> old_exact_, new_exact_;  // made on the first exact run
   LoadedFunction old_fn_, new_fn_;
 };
 

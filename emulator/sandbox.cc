@@ -97,8 +97,9 @@ void OnStubPage(uc_engine* uc, uint64_t addr, uint32_t, void* user) {
 
 }  // namespace
 
-Result<std::unique_ptr<Sandbox>> Sandbox::Create(uint64_t max_blocks) {
+Result<std::unique_ptr<Sandbox>> Sandbox::Create(uint64_t max_blocks, bool exact) {
   std::unique_ptr<Sandbox> sb(new Sandbox());
+  sb->exact_ = exact;
   sb->max_blocks_ = max_blocks;
   sb->live_ = std::make_unique<Live>();
   sb->live_->sandbox = sb.get();
@@ -125,6 +126,10 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(uint64_t max_blocks) {
                     "interrupt hook"); !s) return std::unexpected(s.error());
   if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_INSN, reinterpret_cast<void*>(OnSyscall), live, 1, 0,
                                 UC_X86_INS_SYSCALL), "syscall hook"); !s) return std::unexpected(s.error());
+  if (exact) {
+    if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_CODE, reinterpret_cast<void*>(OnInstruction), live, 1, 0),
+                      "instruction hook"); !s) return std::unexpected(s.error());
+  }
   if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_CODE, reinterpret_cast<void*>(OnStubPage), sb->stubs_.get(),
                                 kStubBase, kStubBase + kStubBytes - 1), "stub hook"); !s) {
     return std::unexpected(s.error());
@@ -272,22 +277,7 @@ void Sandbox::Reset() {
 }
 
 const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
-  return RunInternal(entry, args, false);
-}
-
-const RunOutcome& Sandbox::RunExact(uint64_t entry, std::span<const uint64_t> args) {
-  // Hooks are decided when a block is translated: flush so that the
-  // instruction hook reaches every block, and again so it leaves them.
-  uc_hook h;
-  uc_hook_add(uc_, &h, UC_HOOK_CODE, reinterpret_cast<void*>(OnInstruction), live_.get(), 1, 0);
-  uc_ctl_flush_tlb(uc_);
-  const RunOutcome& out = RunInternal(entry, args, true);
-  uc_hook_del(uc_, h);
-  uc_ctl_flush_tlb(uc_);
-  return out;
-}
-
-const RunOutcome& Sandbox::RunInternal(uint64_t entry, std::span<const uint64_t> args, bool exact) {
+  const bool exact = exact_;
   assert(frozen_ && args.size() <= 6);
   Live& live = *live_;
   RunOutcome& out = live.out;
