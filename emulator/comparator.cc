@@ -68,10 +68,13 @@ std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side,
       return b.addr == a.addr && b.size == a.size && b.kind == a.kind;
     });
     if (it == nr.end()) continue;
-    uint64_t size = a.kind == RegionKind::kHeap ? std::min(a.size, std::max(old_side.heap_used(), new_side.heap_used()))
-                                                : a.size;
-    if (size == 0 || std::memcmp(a.host, it->host, size) == 0) continue;
-    uint64_t off = 0;
+    // Image pages: the bytes their segments cover (what lies past a segment's
+    // end in its last page belongs to no object). Heap: the part handed out.
+    uint64_t off = a.kind == RegionKind::kImageData ? a.reset_begin : 0;
+    uint64_t size = a.kind == RegionKind::kHeap        ? std::min(a.size, std::max(old_side.heap_used(), new_side.heap_used()))
+                    : a.kind == RegionKind::kImageData ? a.reset_end
+                                                       : a.size;
+    if (size <= off || std::memcmp(a.host + off, it->host + off, size - off) == 0) continue;
     while (off < size && a.host[off] == it->host[off]) ++off;
     return Divergence{DivergenceKind::kMemory,
                       fmt::format("first differing byte at {:#x} ({}+{:#x}): old {:#04x}, new {:#04x}", a.addr + off,
