@@ -9,6 +9,10 @@
  *
  * CPU time and operations are read together, so the lab divides one by the
  * other without mixing two clocks. At exit the same line goes to stdout.
+ *
+ * SIGTERM asks the target to stop early: workers finish their current batch
+ * and the target exits normally (0 when every result was right), the way a
+ * service shuts down; the lab stops a workload that way once it has measured.
  * Header-only on purpose: each target is built from its own folder with
  * nothing but the host compiler.
  */
@@ -16,6 +20,7 @@
 #define PATCHLAB_SCENARIOS_LABSTATS_H_
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,6 +36,13 @@ struct labstats {
   pthread_t reporter;
   char path[512];
 };
+
+static volatile sig_atomic_t labstats_terminated;
+
+static void labstats_on_sigterm(int sig) {
+  (void)sig;
+  labstats_terminated = 1;
+}
 
 static uint64_t labstats_clock_ns(clockid_t clock) {
   struct timespec ts;
@@ -71,6 +83,10 @@ static void labstats_start(struct labstats* s) {
   memset(s->path, 0, sizeof s->path);
   if (path != NULL) strncpy(s->path, path, sizeof s->path - 1);
   atomic_store(&s->stop, 0);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = labstats_on_sigterm;
+  sigaction(SIGTERM, &sa, NULL);
   pthread_create(&s->reporter, NULL, labstats_reporter, s);
 }
 
@@ -106,6 +122,7 @@ static void labstats_args(int argc, char** argv, int* threads, long* duration_ms
 }
 
 static int labstats_time_up(uint64_t start_ns, long duration_ms) {
+  if (labstats_terminated) return 1;
   return labstats_clock_ns(CLOCK_MONOTONIC) - start_ns >= (uint64_t)duration_ms * 1000000u;
 }
 
