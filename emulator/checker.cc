@@ -50,7 +50,7 @@ namespace {
 // 1000 times the longest run that ended, so that a patch hanging on most
 // inputs does not take hours; never more than the configured one.
 constexpr uint64_t kHangBudgetFactor = 1000;
-constexpr uint64_t kMinHangBudget = 20000;
+constexpr uint64_t kMinHangBudget = 100000;
 // Shrinking a hang re-runs whole budgets: keep it short.
 constexpr int kHangShrinkEvaluations = 40;
 
@@ -92,6 +92,13 @@ Result<CheckResult> RunCheck(const CheckOptions& options) {
   };
 
   InputGenerator gen(*sig, options.seed, std::move(corpus));
+  {
+    auto tokens = ExtractTokens(pr.old_function());
+    for (auto& t : ExtractTokens(pr.new_function())) tokens.push_back(std::move(t));
+    std::sort(tokens.begin(), tokens.end());
+    tokens.erase(std::unique(tokens.begin(), tokens.end()), tokens.end());
+    gen.SetDictionary(std::move(tokens));
+  }
   std::vector<Found> found;
   uint64_t longest = 0;
   bool hang_seen = false;

@@ -177,6 +177,23 @@ void InputGenerator::BuildBoundaries() {
   }
 }
 
+void InputGenerator::FillFromDictionary(const Param& p, ArgValue& v) {
+  v.is_null = false;
+  v.bytes.clear();
+  for (uint64_t pieces = 1 + Below(6); pieces > 0; --pieces) {
+    if (Below(3) != 0) {
+      const auto& t = dictionary_[Below(dictionary_.size())];
+      v.bytes.insert(v.bytes.end(), t.begin(), t.end());
+    } else {
+      ArgValue chunk;
+      FillBuffer(p, chunk, 1 + Below(12), static_cast<Content>(Below(5)));
+      v.bytes.insert(v.bytes.end(), chunk.bytes.begin(), chunk.bytes.end());
+    }
+  }
+  if (p.cstring) std::replace(v.bytes.begin(), v.bytes.end(), uint8_t{0}, uint8_t{'0'});
+  if (v.bytes.size() >= kMaxBufferBytes) v.bytes.resize(kMaxBufferBytes - 1);
+}
+
 Input InputGenerator::RandomInput() {
   Input in;
   in.args.resize(sig_.params.size());
@@ -196,6 +213,10 @@ Input InputGenerator::RandomInput() {
     }
     if (!p.nonnull && Below(32) == 0) {
       v.is_null = true;
+      continue;
+    }
+    if (!dictionary_.empty() && p.fixed_size == 0 && (p.byte_pointee || p.cstring) && Below(2) == 0) {
+      FillFromDictionary(p, v);
       continue;
     }
     uint64_t size = Below(4) == 0 ? Below(257) : Below(65);

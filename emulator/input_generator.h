@@ -10,7 +10,8 @@
 // once against the trailing and once against the leading guard; then every
 // corpus file as the first buffer argument; then mutations of corpus entries
 // (bit flips, boundary bytes, insertions, deletions, splices) and seeded
-// random inputs, alternating guard sides.
+// random inputs, alternating guard sides. Byte buffers of random inputs are
+// built from dictionary tokens half of the time when there is a dictionary.
 //
 // Thread-safety: none; one generator per thread.
 #pragma once
@@ -34,6 +35,11 @@ class InputGenerator {
   // REQUIRES: `sig` outlives the generator.
   InputGenerator(const Signature& sig, uint64_t seed, std::vector<std::vector<uint8_t>> corpus = {});
 
+  // Tokens (e.g. "GET ", ":", "\n") that random and mutated byte buffers are
+  // built from half of the time, so that parsers get past their first
+  // comparison. See ExtractTokens (listing.h). Call before the first Next().
+  void SetDictionary(std::vector<std::vector<uint8_t>> tokens) { dictionary_ = std::move(tokens); }
+
   // The next input of the stream.
   Input Next();
 
@@ -46,6 +52,7 @@ class InputGenerator {
   uint64_t Below(uint64_t n) { return n == 0 ? 0 : Rand() % n; }
   Input Typical();
   void FillBuffer(const Param& p, ArgValue& v, uint64_t size, Content c);
+  void FillFromDictionary(const Param& p, ArgValue& v);
   void SetLength(Input& in, int ptr_index, int relation);
   Input RandomInput();
   Input Mutate(const std::vector<uint8_t>& base);
@@ -54,6 +61,7 @@ class InputGenerator {
   const Signature& sig_;
   uint64_t state_;
   std::vector<std::vector<uint8_t>> corpus_;
+  std::vector<std::vector<uint8_t>> dictionary_;
   std::vector<Input> boundaries_;
   size_t next_boundary_ = 0;
   size_t next_corpus_ = 0;

@@ -150,6 +150,16 @@ TEST(Checker, PatchObjectReachesPrivateHelperAndGlobal) {
   EXPECT_EQ(c->input.args[0].value, 1u) << "smallest x that changes total_seen: " << c->input_text;
 }
 
+TEST(Checker, KeywordsInTheCodeReachDeepDivergences) {
+  // "PING " is compared as an immediate (an inlined memcmp); random bytes
+  // would never start with it, the dictionary built from the code does.
+  CheckResult r = MustRun(Options(FIXTURE_TARGET, "command_code", FIXTURE_TARGET, "command_code_changed"));
+  EXPECT_EQ(r.verdict, Verdict::kDiverges) << Explain(r);
+  const Counterexample* c = FindKind(r, "return");
+  ASSERT_NE(c, nullptr) << Explain(r);
+  EXPECT_EQ(std::string(c->input.args[0].bytes.begin(), c->input.args[0].bytes.end()), "PING !") << c->input_text;
+}
+
 TEST(Checker, UnsupportedInstructionIsInconclusive) {
   CheckResult r = MustRun(Options(FIXTURE_TARGET, "random_word", FIXTURE_TARGET, "random_word", "unsigned f(unsigned x)"));
   EXPECT_EQ(r.verdict, Verdict::kInconclusive) << Explain(r);
