@@ -1,0 +1,173 @@
+#include "harness/libvirt/internal/libvirt_vm.h"
+
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "base/file_util.h"
+#include "base/log.h"
+
+namespace patchlab::harness::libvirt_internal {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+LibvirtVm::LibvirtVm(std::unique_ptr<TransientDomain> domain, std::unique_ptr<AgentClient> agent, VmImage image,
+                     VmSpec spec, Accelerator accel, VmPaths paths, milliseconds heartbeat_threshold,
+                     std::function<void()> on_release)
+    : domain_(std::move(domain)),
+      agent_(std::move(agent)),
+      image_(std::move(image)),
+      spec_(std::move(spec)),
+      accel_(accel),
+      paths_(std::move(paths)),
+      heartbeat_threshold_(heartbeat_threshold),
+      on_release_(std::move(on_release)) {}
+
+LibvirtVm::~LibvirtVm() {
+  WriteStats();
+  agent_.reset();
+  if (auto s = domain_->Destroy(); !s) Log("libvirt")->warn("{}", s.error().ToString());
+  domain_.reset();
+  std::error_code ec;
+  std::filesystem::remove(paths_.agent_socket, ec);
+  if (on_release_) on_release_();
+}
+
+std::string LibvirtVm::Describe() const {
+  return fmt::format("libvirt domain {} on {}, {}, {} x{}, {}", domain_->name(), domain_->host()->uri(), image_.name,
+                     spec_.cpu_model, spec_.smp, AcceleratorName(accel_));
+}
+
+std::string LibvirtVm::HostName() const { return domain_->host()->uri(); }
+
+Result<DomainStats> LibvirtVm::Stats() { return domain_->Stats(); }
+
+void LibvirtVm::WriteStats() {
+  if (stats_written_ || !domain_->Active()) return;
+  auto stats = domain_->Stats();
+  if (!stats) return;
+  stats_written_ = true;
+  nlohmann::json j;
+  j["host"] = domain_->host()->uri();
+  j["domain"] = domain_->name();
+  j["state"] = stats->state;
+  j["cpu_time_ns"] = stats->cpu_time_ns;
+  if (stats->user_time_ns) j["user_time_ns"] = *stats->user_time_ns;
+  if (stats->system_time_ns) j["system_time_ns"] = *stats->system_time_ns;
+  j["memory_kib"] = stats->memory_kib;
+  if (stats->rss_kib) j["rss_kib"] = *stats->rss_kib;
+  (void)WriteFileAtomic(spec_.artefacts_dir / "libvirt-stats.json", j.dump(2) + "\n");
+}
+
+void LibvirtVm::CollectLocked(milliseconds heartbeat_threshold) {
+  for (const DomainEvent& e : domain_->TakeEvents()) {
+    if (e.kind == DomainEventKind::kCrashed) {
+      pending_.push_back({VmEventKind::kGuestPanicked, "libvirt " + e.detail, e.when});
+    } else if (e.kind == DomainEventKind::kStopped && !exited_reported_) {
+      exited_reported_ = true;
+      pending_.push_back({VmEventKind::kVmExited, "libvirt " + e.detail, e.when});
+    }
+  }
+  if (!exited_reported_ && !domain_->host()->alive()) {
+    exited_reported_ = true;
+    pending_.push_back(
+        {VmEventKind::kVmExited, "host connection lost: " + domain_->host()->close_reason(), Clock::now()});
+  }
+  if (agent_ && agent_->closed() && !agent_gone_reported_ && !exited_reported_) {
+    agent_gone_reported_ = true;
+    pending_.push_back({VmEventKind::kAgentGone, "agent channel closed: " + agent_->close_reason(), Clock::now()});
+  }
+  // A paused VM is silent on purpose (Pause simulates a hung host).
+  if (agent_ && !paused_ && !heartbeat_reported_ && !exited_reported_ && agent_->HeartbeatLost(heartbeat_threshold)) {
+    heartbeat_reported_ = true;
+    pending_.push_back({VmEventKind::kHeartbeatLost,
+                        fmt::format("no heartbeat for {:.1f} s", agent_->SinceLastHeard().count() / 1000.0),
+                        Clock::now()});
+  }
+}
+
+std::vector<VmEvent> LibvirtVm::PollEvents(milliseconds heartbeat_threshold) {
+  std::lock_guard lock(mu_);
+  CollectLocked(heartbeat_threshold);
+  std::vector<VmEvent> out(pending_.begin(), pending_.end());
+  pending_.clear();
+  return out;
+}
+
+std::optional<VmEvent> LibvirtVm::WaitForEvent(milliseconds timeout, milliseconds heartbeat_threshold) {
+  Clock::time_point deadline = Clock::now() + timeout;
+  while (true) {
+    {
+      std::lock_guard lock(mu_);
+      CollectLocked(heartbeat_threshold);
+      if (!pending_.empty()) {
+        VmEvent e = pending_.front();
+        pending_.pop_front();
+        return e;
+      }
+    }
+    Clock::time_point now = Clock::now();
+    if (now >= deadline) return std::nullopt;
+    // Domain events wake us at once; the agent and host checks are polled.
+    auto slice = std::min<milliseconds>(milliseconds(100),
+                                        std::chrono::duration_cast<milliseconds>(deadline - now) + milliseconds(1));
+    if (auto e = domain_->WaitEvent(slice)) {
+      std::lock_guard lock(mu_);
+      if (e->kind == DomainEventKind::kCrashed) {
+        pending_.push_back({VmEventKind::kGuestPanicked, "libvirt " + e->detail, e->when});
+      } else if (e->kind == DomainEventKind::kStopped && !exited_reported_) {
+        exited_reported_ = true;
+        pending_.push_back({VmEventKind::kVmExited, "libvirt " + e->detail, e->when});
+      }
+    }
+  }
+}
+
+bool LibvirtVm::Running() { return domain_->host()->alive() && domain_->Active(); }
+
+Status LibvirtVm::Shutdown(milliseconds grace) {
+  WriteStats();
+  if (!domain_->Active()) return {};
+  // busybox init ignores ACPI power buttons: the agent powers the guest off.
+  bool asked = agent_ && !agent_->closed() && agent_->Shutdown().has_value();
+  if (asked) {
+    Clock::time_point deadline = Clock::now() + grace;
+    while (Clock::now() < deadline && domain_->Active()) std::this_thread::sleep_for(milliseconds(50));
+  }
+  return domain_->Destroy();
+}
+
+void LibvirtVm::Kill() {
+  WriteStats();
+  if (auto s = domain_->Destroy(); !s) Log("libvirt")->warn("{}", s.error().ToString());
+}
+
+Status LibvirtVm::Pause() {
+  if (auto s = domain_->Suspend(); !s) return s;
+  std::lock_guard lock(mu_);
+  paused_ = true;
+  return {};
+}
+
+Status LibvirtVm::Cont() {
+  if (auto s = domain_->Resume(); !s) return s;
+  std::lock_guard lock(mu_);
+  paused_ = false;
+  return {};
+}
+
+void LibvirtVm::DropAgent() { agent_.reset(); }
+
+void LibvirtVm::ReplaceAfterSave(std::unique_ptr<TransientDomain> restored, std::unique_ptr<AgentClient> agent) {
+  domain_ = std::move(restored);
+  agent_ = std::move(agent);
+  std::lock_guard lock(mu_);
+  pending_.clear();
+  exited_reported_ = agent_gone_reported_ = heartbeat_reported_ = false;
+}
+
+void LibvirtVm::SetOnRelease(std::function<void()> on_release) { on_release_ = std::move(on_release); }
+
+}  // namespace patchlab::harness::libvirt_internal

@@ -1,0 +1,413 @@
+#include "harness/libvirt/libvirt_backend.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cctype>
+#include <thread>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "base/file_util.h"
+#include "base/log.h"
+#include "harness/libvirt/domain_xml.h"
+#include "harness/libvirt/internal/libvirt_vm.h"
+#include "harness/libvirt/internal/virt_ptr.h"
+
+namespace patchlab::harness {
+
+namespace fs = std::filesystem;
+using libvirt_internal::LibvirtVm;
+using libvirt_internal::VmPaths;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// One saved copy of a ready state: the file, and the domain name and file
+// paths it was saved with (libvirt restores it under that name only).
+struct StateCopy {
+  std::string file;
+  std::string domain;
+  std::string console_log;
+  std::string agent_socket;
+  bool in_use = false;
+};
+
+struct LibvirtBackend::Impl {
+  LibvirtBackendOptions options;
+  std::shared_ptr<LibvirtHost> host;
+  std::atomic<uint64_t> counter{0};
+
+  std::mutex mu;  // guards everything below
+  std::optional<KvmProbe> probe;
+  std::map<std::string, VmImage> placed;                  // by content hash + paths
+  std::map<std::string, std::vector<StateCopy>> states;  // by ReadyState::file
+  std::mutex place_mu;                                    // one upload at a time
+};
+
+namespace {
+
+std::string Sanitize(const std::string& name) {
+  std::string out;
+  for (char c : name) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') ? c : '-';
+  return out.substr(0, 40);
+}
+
+std::string ConsoleTail(const fs::path& console) {
+  auto text = ReadFile(console);
+  if (!text || text->empty()) return "(console log empty)";
+  constexpr size_t kTail = 1500;
+  return text->size() > kTail ? "..." + text->substr(text->size() - kTail) : *text;
+}
+
+std::string Replace(std::string text, const std::string& from, const std::string& to) {
+  for (size_t pos = 0; (pos = text.find(from, pos)) != std::string::npos; pos += to.size()) {
+    text.replace(pos, from.size(), to);
+  }
+  return text;
+}
+
+fs::path SocketDir(const LibvirtBackendOptions& o) {
+  if (!o.socket_dir.empty()) return o.socket_dir;
+  const char* tmp = std::getenv("TMPDIR");
+  return fs::path(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") / "patchlab-libvirt";
+}
+
+// Connects to the agent of a booting or restored domain and waits until it
+// proves alive, giving up early when the domain stops.
+Result<std::unique_ptr<AgentClient>> AwaitAgent(TransientDomain& domain, const VmPaths& paths,
+                                                const std::string& name, Clock::time_point deadline,
+                                                bool restored) {
+  AgentClientOptions ao;
+  ao.log_path = paths.agent_log;
+  ao.name = fmt::format("vm {} agent", name);
+  std::unique_ptr<AgentClient> agent;
+  std::string last_error = "no attempt";
+  while (!agent) {
+    if (!domain.Active()) return Fail(ErrorCode::kInfra, "{}: stopped before its agent answered", domain.Where());
+    auto now = Clock::now();
+    if (now >= deadline) {
+      return Fail(ErrorCode::kInfra, "{}: agent socket {} did not accept within the boot timeout ({})",
+                  domain.Where(), paths.agent_socket.string(), last_error);
+    }
+    auto slice = std::min<milliseconds>(milliseconds(500), std::chrono::duration_cast<milliseconds>(deadline - now));
+    auto c = AgentClient::Connect(paths.agent_socket, ao, slice);
+    if (c) {
+      agent = std::move(*c);
+    } else {
+      last_error = c.error().ToString();
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+  }
+  if (restored) {
+    // A restored agent said "ready" long ago; a reply proves it runs now.
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+    auto hello = agent->Hello(std::max(left, milliseconds(1)));
+    if (!hello) return Fail(ErrorCode::kInfra, "{}: restored agent: {}", domain.Where(), hello.error().ToString());
+    return agent;
+  }
+  while (true) {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return Fail(ErrorCode::kInfra, "{}: no ready line from the agent in time", domain.Where());
+    auto ready = agent->WaitReady(std::min(left, milliseconds(500)));
+    if (ready) return agent;
+    if (ready.error().code() != ErrorCode::kTimeout) {
+      return Fail(ErrorCode::kInfra, "{}: {}", domain.Where(), ready.error().ToString());
+    }
+    if (!domain.Active()) return Fail(ErrorCode::kInfra, "{}: stopped before its agent was ready", domain.Where());
+  }
+}
+
+// Boots `placed` (paths valid on the host) as a new domain.
+Result<std::unique_ptr<LibvirtVm>> BootOn(const std::shared_ptr<LibvirtBackend::Impl>& impl, const VmImage& image,
+                                          const VmImage& placed, const VmSpec& spec, Accelerator accel) {
+  if (auto s = MakeDirs(spec.artefacts_dir); !s) return std::unexpected(s.error());
+  fs::path socket_dir = SocketDir(impl->options);
+  if (auto s = MakeDirs(socket_dir, 0700); !s) return std::unexpected(s.error());
+  std::string name = fmt::format("patchlab-{}-{}-{}", Sanitize(spec.name), ::getpid(), impl->counter++);
+  VmPaths paths{fs::absolute(spec.artefacts_dir / "console.log"), fs::absolute(spec.artefacts_dir / "agent.log"),
+                socket_dir / (name + ".sock")};
+  std::error_code ec;
+  fs::remove(paths.agent_socket, ec);
+  fs::remove(paths.console_log, ec);
+
+  DomainXmlSpec x;
+  x.name = name;
+  x.domain_type = accel == Accelerator::kKvm ? "kvm" : "qemu";
+  x.machine = impl->options.machine;
+  x.cpu_model = spec.cpu_model;
+  x.vcpus = spec.smp;
+  x.memory_mib = spec.memory_mib;
+  x.kernel = placed.kernel.string();
+  x.initrd = placed.initrd.string();
+  std::string cmdline;
+  for (const auto& a : image.kernel_args) cmdline += (cmdline.empty() ? "" : " ") + a;
+  for (const auto& a : spec.extra_kernel_args) cmdline += (cmdline.empty() ? "" : " ") + a;
+  x.cmdline = cmdline;
+  x.console_log = paths.console_log.string();
+  x.agent_socket = paths.agent_socket.string();
+  std::string xml = BuildDomainXml(x);
+  (void)WriteFileAtomic(spec.artefacts_dir / "domain.xml", xml);
+
+  Clock::time_point deadline = Clock::now() + spec.boot_timeout;
+  auto domain = TransientDomain::Create(impl->host, xml, name);
+  if (!domain) return std::unexpected(domain.error());
+  auto agent = AwaitAgent(**domain, paths, spec.name, deadline, false);
+  if (!agent) {
+    // The domain is destroyed with its owner on return; the logs stay.
+    return Fail(ErrorCode::kInfra, "{}\nconsole tail:\n{}", agent.error().ToString(), ConsoleTail(paths.console_log));
+  }
+  return std::make_unique<LibvirtVm>(std::move(*domain), std::move(*agent), image, spec, accel, paths,
+                                     impl->options.heartbeat_threshold, nullptr);
+}
+
+// The image as the host sees it: as is, or uploaded once per content.
+Result<VmImage> Place(LibvirtBackend::Impl& impl, const VmImage& image) {
+  bool upload = impl.options.placement == ImagePlacement::kUpload ||
+                (impl.options.placement == ImagePlacement::kAuto && !impl.host->local());
+  if (!upload) {
+    VmImage direct = image;
+    direct.kernel = fs::absolute(image.kernel);
+    direct.initrd = fs::absolute(image.initrd);
+    return direct;
+  }
+  std::string key = image.content_hash + "|" + image.kernel.string() + "|" + image.initrd.string();
+  std::lock_guard lock(impl.place_mu);
+  {
+    std::lock_guard l(impl.mu);
+    if (auto it = impl.placed.find(key); it != impl.placed.end()) return it->second;
+  }
+  uint64_t sent = 0;
+  auto placed = UploadImage(*impl.host, impl.options.pool, image, &sent);
+  if (!placed) return std::unexpected(placed.error());
+  Log("libvirt")->info("libvirt {}: image {} in pool {} ({} bytes sent)", impl.host->uri(), image.name,
+                       impl.options.pool.name, sent);
+  std::lock_guard l(impl.mu);
+  impl.placed[key] = *placed;
+  return *placed;
+}
+
+KvmProbe Probe(const std::shared_ptr<LibvirtBackend::Impl>& impl, const VmImage& image) {
+  {
+    std::lock_guard lock(impl->mu);
+    if (impl->probe) return *impl->probe;
+  }
+  KvmProbe result;
+  if (impl->options.accelerator) {
+    result.accelerator = *impl->options.accelerator;
+    result.reason = "forced";
+  } else {
+    auto caps = impl->host->Capabilities();
+    if (!caps || !caps->kvm_listed) {
+      result.reason = caps ? "the host's capabilities list no kvm domain type" : caps.error().ToString();
+    } else if (auto placed = Place(*impl, image); !placed) {
+      result.reason = "cannot place the image for the probe: " + placed.error().ToString();
+    } else {
+      VmSpec probe_spec;
+      probe_spec.name = "kvm-probe";
+      probe_spec.memory_mib = 256;
+      probe_spec.boot_timeout = impl->options.kvm_probe_timeout;
+      probe_spec.artefacts_dir = fs::temp_directory_path() / fmt::format("patchlab-kvm-probe-{}", ::getpid());
+      auto vm = BootOn(impl, image, *placed, probe_spec, Accelerator::kKvm);
+      if (vm) {
+        result.accelerator = Accelerator::kKvm;
+        result.reason = "ok";
+      } else {
+        result.reason = fmt::format("a KVM guest did not reach its agent within {} ms",
+                                    impl->options.kvm_probe_timeout.count());
+      }
+      vm = Fail(ErrorCode::kInternal, "probe done");  // destroys the probe domain now
+      std::error_code ec;
+      fs::remove_all(probe_spec.artefacts_dir, ec);
+    }
+  }
+  Log("libvirt")->info("libvirt {}: accelerator {} ({})", impl->host->uri(), AcceleratorName(result.accelerator),
+                       result.reason);
+  std::lock_guard lock(impl->mu);
+  if (!impl->probe) impl->probe = result;
+  return *impl->probe;
+}
+
+}  // namespace
+
+LibvirtBackend::LibvirtBackend(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+LibvirtBackend::~LibvirtBackend() = default;
+
+Result<std::unique_ptr<LibvirtBackend>> LibvirtBackend::Open(LibvirtBackendOptions options) {
+  auto host = LibvirtHost::Open(options.uri, options.host);
+  if (!host) return std::unexpected(host.error());
+  return OnHost(std::move(*host), std::move(options));
+}
+
+Result<std::unique_ptr<LibvirtBackend>> LibvirtBackend::OnHost(std::shared_ptr<LibvirtHost> host,
+                                                               LibvirtBackendOptions options) {
+  auto caps = host->Capabilities();
+  if (!caps) return std::unexpected(caps.error());
+  if (!caps->x86_64_hvm) {
+    return Fail(ErrorCode::kInfra, "libvirt {}: the host cannot run x86_64 hvm guests (no QEMU for x86_64?)",
+                host->uri());
+  }
+  options.uri = host->uri();
+  auto impl = std::make_shared<Impl>();
+  impl->options = std::move(options);
+  impl->host = std::move(host);
+  return std::unique_ptr<LibvirtBackend>(new LibvirtBackend(std::move(impl)));
+}
+
+const std::shared_ptr<LibvirtHost>& LibvirtBackend::host() const { return impl_->host; }
+const LibvirtBackendOptions& LibvirtBackend::options() const { return impl_->options; }
+
+KvmProbe LibvirtBackend::ChooseAccelerator(const VmImage& image) { return Probe(impl_, image); }
+
+Result<std::unique_ptr<Vm>> LibvirtBackend::Boot(const VmImage& image, const VmSpec& spec) {
+  if (!impl_->host->alive()) {
+    return Fail(ErrorCode::kInfra, "libvirt {}: host dropped out: {}", impl_->host->uri(), impl_->host->close_reason());
+  }
+  KvmProbe accel = Probe(impl_, image);
+  auto placed = Place(*impl_, image);
+  if (!placed) return std::unexpected(Error(ErrorCode::kInfra, placed.error().ToString()));
+  auto vm = BootOn(impl_, image, *placed, spec, accel.accelerator);
+  if (!vm) return std::unexpected(vm.error());
+  return std::unique_ptr<Vm>(std::move(*vm));
+}
+
+Result<ReadyState> LibvirtBackend::SaveReady(Vm& vm_base, const fs::path& file) {
+  auto* vm = dynamic_cast<LibvirtVm*>(&vm_base);
+  if (vm == nullptr) return Fail(ErrorCode::kInvalidArgument, "SaveReady: {} is not a libvirt VM", vm_base.Describe());
+  TransientDomain& domain = vm->domain();
+  std::string name = domain.name();
+  std::string where = domain.Where();
+  auto xml = domain.XmlDesc();
+  if (!xml) return std::unexpected(xml.error());
+  std::string saved = fs::absolute(file).string();
+  if (auto s = MakeDirs(fs::path(saved).parent_path()); !s) return std::unexpected(s.error());
+  std::error_code ec;
+  fs::remove(saved, ec);
+
+  // The agent connection ends with the saved QEMU; the restored one listens anew.
+  vm->DropAgent();
+  if (auto s = domain.SaveTo(saved); !s) return std::unexpected(s.error());
+  Clock::time_point deadline = Clock::now() + vm->spec().boot_timeout;
+  auto restored = TransientDomain::Restore(impl_->host, saved, "", name);
+  if (!restored) return std::unexpected(restored.error());
+  auto agent = AwaitAgent(**restored, vm->paths(), vm->spec().name, deadline, true);
+  if (!agent) return std::unexpected(agent.error());
+  vm->ReplaceAfterSave(std::move(*restored), std::move(*agent));
+
+  ReadyState state{"libvirt", saved, vm->image(), vm->spec()};
+  {
+    std::lock_guard lock(impl_->mu);
+    auto& copies = impl_->states[saved];
+    std::erase_if(copies, [&](const StateCopy& c) { return c.file == saved; });
+    copies.push_back({saved, name, vm->paths().console_log.string(), vm->paths().agent_socket.string(), true});
+  }
+  std::weak_ptr<Impl> weak = impl_;
+  vm->SetOnRelease([weak, saved] {
+    if (auto impl = weak.lock()) {
+      std::lock_guard lock(impl->mu);
+      for (auto& c : impl->states[saved]) {
+        if (c.file == saved) c.in_use = false;
+      }
+    }
+  });
+  Log("libvirt")->debug("{}: ready state saved to {}", where, saved);
+  return state;
+}
+
+Result<std::unique_ptr<Vm>> LibvirtBackend::RestoreReady(const ReadyState& state, const VmSpec& spec) {
+  if (state.backend != "libvirt") {
+    return Fail(ErrorCode::kInvalidArgument, "ready state {} was made by the {} backend, not libvirt",
+                state.file.string(), state.backend);
+  }
+  if (spec.cpu_model != state.spec.cpu_model || spec.smp != state.spec.smp ||
+      spec.memory_mib != state.spec.memory_mib) {
+    return Fail(ErrorCode::kInvalidArgument, "ready state {} is {} x{} {} MiB; asked for {} x{} {} MiB",
+                state.file.string(), state.spec.cpu_model, state.spec.smp, state.spec.memory_mib, spec.cpu_model,
+                spec.smp, spec.memory_mib);
+  }
+  if (!impl_->host->alive()) {
+    return Fail(ErrorCode::kInfra, "libvirt {}: host dropped out: {}", impl_->host->uri(), impl_->host->close_reason());
+  }
+  std::string key = state.file.string();
+  std::optional<StateCopy> copy;
+  size_t copies_made = 0;
+  {
+    std::lock_guard lock(impl_->mu);
+    auto& copies = impl_->states[key];
+    copies_made = copies.size();
+    for (auto& c : copies) {
+      if (!c.in_use) {
+        c.in_use = true;
+        copy = c;
+        break;
+      }
+    }
+  }
+  auto release = [weak = std::weak_ptr<Impl>(impl_), key](const std::string& file) {
+    if (auto impl = weak.lock()) {
+      std::lock_guard lock(impl->mu);
+      for (auto& c : impl->states[key]) {
+        if (c.file == file) c.in_use = false;
+      }
+    }
+  };
+  if (!copy) {
+    // Every copy runs (or this host has none yet): a fresh VM becomes one more.
+    auto vm = Boot(state.image, spec);
+    if (!vm) return vm;
+    std::string file = fmt::format("{}.{}", key, copies_made);
+    auto saved = SaveReady(**vm, file);
+    if (!saved) return std::unexpected(saved.error());
+    std::lock_guard lock(impl_->mu);
+    auto& copies = impl_->states[key];
+    for (auto& c : impl_->states[file]) copies.push_back(c);
+    impl_->states.erase(file);
+    dynamic_cast<LibvirtVm&>(**vm).SetOnRelease([release, file] { release(file); });
+    return vm;
+  }
+
+  if (auto s = MakeDirs(spec.artefacts_dir); !s) {
+    release(copy->file);
+    return std::unexpected(s.error());
+  }
+  VmPaths paths{fs::absolute(spec.artefacts_dir / "console.log"), fs::absolute(spec.artefacts_dir / "agent.log"),
+                copy->agent_socket};
+  std::error_code ec;
+  fs::remove(paths.console_log, ec);
+  fs::remove(paths.agent_socket, ec);
+  std::string xml;
+  {
+    std::string saved_xml = libvirt_internal::TakeString(
+        virDomainSaveImageGetXMLDesc(impl_->host->conn(), copy->file.c_str(), VIR_DOMAIN_SAVE_IMAGE_XML_SECURE));
+    if (saved_xml.empty()) {
+      release(copy->file);
+      return libvirt_internal::FailVirt(ErrorCode::kInfra, fmt::format("libvirt {}: reading the saved state {}",
+                                                                        impl_->host->uri(), copy->file));
+    }
+    xml = Replace(saved_xml, "'" + XmlEscape(copy->console_log) + "'", "'" + XmlEscape(paths.console_log.string()) + "'");
+  }
+  (void)WriteFileAtomic(spec.artefacts_dir / "domain.xml", xml);
+  Clock::time_point deadline = Clock::now() + spec.boot_timeout;
+  auto domain = TransientDomain::Restore(impl_->host, copy->file, xml, copy->domain);
+  if (!domain) {
+    release(copy->file);
+    return std::unexpected(domain.error());
+  }
+  auto agent = AwaitAgent(**domain, paths, spec.name, deadline, true);
+  if (!agent) {
+    domain->reset();
+    release(copy->file);
+    return Fail(ErrorCode::kInfra, "{}\nconsole tail:\n{}", agent.error().ToString(), ConsoleTail(paths.console_log));
+  }
+  KvmProbe accel = Probe(impl_, state.image);
+  std::string file = copy->file;
+  return std::unique_ptr<Vm>(std::make_unique<LibvirtVm>(std::move(*domain), std::move(*agent), state.image, spec,
+                                                         accel.accelerator, paths, impl_->options.heartbeat_threshold,
+                                                         [release, file] { release(file); }));
+}
+
+LibvirtVmInfo* AsLibvirtVm(Vm& vm) { return dynamic_cast<LibvirtVmInfo*>(&vm); }
+
+}  // namespace patchlab::harness

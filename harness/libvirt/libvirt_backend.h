@@ -1,0 +1,109 @@
+// LibvirtBackend: VmBackend that runs the lab's VMs as transient libvirt
+// domains on one host, through libvirt's C API.
+//
+// Each VM is a domain named "patchlab-NAME-PID-N" (unique on the host while it
+// runs) booting the reference image directly (domain_xml.h): console into
+// ARTEFACTS/console.log, the guest agent on the second serial port as a unix
+// socket (the same guest protocol as the QEMU backend, so the same agent
+// works), an ISA panic device. Lifecycle and crash events come from libvirt's
+// event API (transient_domain.h); a host whose connection drops ends its VMs
+// with a kVmExited event. Shutdown writes the domain's CPU and memory figures
+// as libvirt reports them to ARTEFACTS/libvirt-stats.json.
+//
+// Acceleration: "kvm" when the host's capabilities list KVM *and* a probe boot
+// of the image under KVM reaches the agent within kvm_probe_timeout (some hosts
+// list KVM that fails or spins); otherwise "qemu" (TCG). Probed once per
+// backend unless forced in the options.
+//
+// Files: a local host (URI without a server) reads the image where it is and
+// writes logs and sockets into the lab's folders. A remote host gets the
+// image uploaded into a storage pool (image_upload.h); its console log and
+// agent socket paths must then be on a folder both machines share at the same
+// path (artefacts under a shared mount, docs/fleet.md), since the agent socket
+// is opened by the lab.
+//
+// Fast restore: SaveReady saves the ready domain (virDomainSave) and restores
+// it at once; RestoreReady restores a saved state under a new console log and
+// agent socket. libvirt keeps a saved domain's name and UUID, so one state
+// file serves one live domain at a time: when every saved copy of a state is
+// in use, RestoreReady boots a fresh VM and saves it as a further copy, so the
+// copies grow to the number of VMs run at once and later restores are fast.
+//
+// Errors as VmBackend: kInfra naming the host URI and domain.
+// Thread-safety: as VmBackend (Boot/RestoreReady concurrently).
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "base/error.h"
+#include "harness/libvirt/image_upload.h"
+#include "harness/libvirt/libvirt_host.h"
+#include "harness/libvirt/transient_domain.h"
+#include "harness/qemu_backend.h"  // KvmProbe
+#include "harness/vm_backend.h"
+
+namespace patchlab::harness {
+
+enum class ImagePlacement {
+  kAuto,        // local host: paths as they are; remote host: upload
+  kDirectPath,  // the host sees the image at the same paths (shared storage)
+  kUpload,      // always upload into the pool
+};
+
+struct LibvirtBackendOptions {
+  std::string uri = "qemu:///system";
+  std::optional<Accelerator> accelerator;  // nullopt: probe
+  std::chrono::milliseconds kvm_probe_timeout{15000};
+  std::chrono::milliseconds heartbeat_threshold{5000};
+  ImagePlacement placement = ImagePlacement::kAuto;
+  ImagePoolSpec pool;
+  std::string machine = "pc";
+  // Where agent sockets live (short paths: unix socket names are limited to 107
+  // bytes). Empty: $TMPDIR/patchlab-libvirt. Must be shared with a remote host.
+  std::filesystem::path socket_dir;
+  LibvirtHostOptions host;
+};
+
+class LibvirtBackend : public VmBackend {
+ public:
+  // Connects to options.uri and checks that it can run x86_64 guests.
+  // kInfra naming the URI when it cannot.
+  static Result<std::unique_ptr<LibvirtBackend>> Open(LibvirtBackendOptions options);
+  // Over an already open host (a fleet shares its connections).
+  static Result<std::unique_ptr<LibvirtBackend>> OnHost(std::shared_ptr<LibvirtHost> host,
+                                                        LibvirtBackendOptions options);
+  ~LibvirtBackend() override;
+
+  std::string_view Name() const override { return "libvirt"; }
+  Result<std::unique_ptr<Vm>> Boot(const VmImage& image, const VmSpec& spec) override;
+  Result<ReadyState> SaveReady(Vm& vm, const std::filesystem::path& file) override;
+  Result<std::unique_ptr<Vm>> RestoreReady(const ReadyState& state, const VmSpec& spec) override;
+
+  // The accelerator used for `image` on this host (probing on first use).
+  KvmProbe ChooseAccelerator(const VmImage& image);
+  const std::shared_ptr<LibvirtHost>& host() const;
+  const LibvirtBackendOptions& options() const;
+
+  struct Impl;
+
+ private:
+  explicit LibvirtBackend(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;
+};
+
+// The libvirt side of a Vm this backend made: its host, domain and figures.
+// (Vm& from LibvirtBackend can be asked with AsLibvirtVm; nullptr otherwise.)
+class LibvirtVmInfo {
+ public:
+  virtual ~LibvirtVmInfo() = default;
+  virtual std::string HostName() const = 0;    // the host URI
+  virtual std::string DomainName() const = 0;
+  virtual Result<DomainStats> Stats() = 0;
+};
+LibvirtVmInfo* AsLibvirtVm(Vm& vm);
+
+}  // namespace patchlab::harness
