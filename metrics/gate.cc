@@ -30,6 +30,19 @@ std::optional<double> WorstPauseUs(const CellResult& cell) {
   return cell.pause_median_us;
 }
 
+void Conclude(GateDecision& d) {
+  // A patch-wide gap (e.g. the semantic check) is reported once, not per cell.
+  std::set<std::string> seen;
+  std::erase_if(d.missing, [&](const MissingData& m) { return !seen.insert(m.what).second; });
+  if (!d.failures.empty()) {
+    d.outcome = GateOutcome::kReject;
+  } else if (!d.missing.empty()) {
+    d.outcome = GateOutcome::kNotEnoughData;
+  } else {
+    d.outcome = GateOutcome::kShip;
+  }
+}
+
 Result<GateDecision> Evaluate(CompatDb& db, const std::string& patch_id, const Ring* only_ring,
                               const Policy& policy) {
   GateDecision d;
@@ -71,17 +84,7 @@ Result<GateDecision> Evaluate(CompatDb& db, const std::string& patch_id, const R
                              : fmt::format("no results recorded for patch {} in ring '{}'", patch_id, d.ring),
         {}});
   }
-  // A patch-wide gap (e.g. the semantic check) is reported once, not per cell.
-  std::set<std::string> seen;
-  std::erase_if(d.missing, [&](const MissingData& m) { return !seen.insert(m.what).second; });
-
-  if (!d.failures.empty()) {
-    d.outcome = GateOutcome::kReject;
-  } else if (!d.missing.empty()) {
-    d.outcome = GateOutcome::kNotEnoughData;
-  } else {
-    d.outcome = GateOutcome::kShip;
-  }
+  Conclude(d);
   return d;
 }
 
@@ -192,6 +195,22 @@ std::string GateDecision::Explain() const {
   }
   for (const MissingData& m : missing) out += fmt::format("  missing: {}\n", m.what);
   return out;
+}
+
+GateDecision JudgeCells(const std::string& patch_id, std::vector<CellResult> cells,
+                        const std::vector<CellKey>& unrecorded, const Policy& policy) {
+  GateDecision d;
+  d.patch_id = patch_id;
+  d.cells = std::move(cells);
+  for (const CellResult& cell : d.cells) JudgeCell(cell, policy, d.failures, d.missing);
+  for (const CellKey& key : unrecorded) {
+    d.missing.push_back(MissingData{fmt::format("no result for {}", key.ToString()), key});
+  }
+  if (d.cells.empty() && d.missing.empty()) {
+    d.missing.push_back(MissingData{fmt::format("no results recorded for patch {}", patch_id), {}});
+  }
+  Conclude(d);
+  return d;
 }
 
 Result<GateDecision> EvaluateGate(CompatDb& db, const std::string& patch_id, const Policy& policy) {

@@ -58,6 +58,11 @@ struct GateDecision {
 void JudgeCell(const CellResult& cell, const Policy& policy, std::vector<GateFailure>& failures,
                std::vector<MissingData>& missing);
 
+// The gate over a given set of cells (e.g. one run's), with `unrecorded` cells
+// reported as missing. No database access; no ring logic.
+GateDecision JudgeCells(const std::string& patch_id, std::vector<CellResult> cells,
+                        const std::vector<CellKey>& unrecorded, const Policy& policy);
+
 // The gate over every ring of the policy. Fails only when the database cannot
 // be read; an unknown patch is a decision (kNotEnoughData, "no results").
 Result<GateDecision> EvaluateGate(CompatDb& db, const std::string& patch_id, const Policy& policy);

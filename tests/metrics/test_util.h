@@ -72,3 +72,71 @@ inline CompatDb OpenSeeded(const std::filesystem::path& path) {
 }
 
 }  // namespace patchlab::metrics::testing
+
+namespace patchlab::metrics::testing {
+
+// A run with every kind of cell a report must show: passes, a crash, a refusal,
+// an infra error, a semantic divergence with findings, and names that are
+// hostile to every output format. Returns the run id.
+inline int64_t RecordShowcaseRun(CompatDb& db) {
+  const std::string hostile = "kv <script>alert(\"x\")</script> & 'q' | `b` \\ end";
+  auto patch = db.RecordPatch(PatchInfo{"fix-1", 1, "abcd", "ff00", "lab-key"});
+  EXPECT_TRUE(patch.has_value());
+  EXPECT_TRUE(db.RecordImage(ImageInfo{"deb12", "6.1.0-13-cloud-amd64", {"busybox-static=1:1.35.0-4", "libc6=2.36-9"}, "c0ffee"})
+                  .has_value());
+  EXPECT_TRUE(db.RecordImage(ImageInfo{"deb12-old", "6.1.0-9-cloud-amd64", {}, "beef"}).has_value());
+  auto run = db.BeginRun(RunInfo{.label = "nightly", .args = "scenarios"});
+  EXPECT_TRUE(run.has_value());
+  std::vector<CellKey> plan;
+  int i = 0;
+  for (const char* image : {"deb12", "deb12-old"}) {
+    for (const char* cpu : {"qemu64", "Skylake-Client", "EPYC"}) {
+      CellResult c = GoodCell(*run, image, cpu, "default", "fix-1", hostile);
+      c.pause_us = {800.0 + 50 * i, 950.0 + 70 * i, 1300.0 + 20 * i, 700.0 + 10 * i};
+      c.cpu_overhead_pct = Estimate{0.2 + 0.3 * i, -0.4 + 0.3 * i, 0.9 + 0.35 * i, 16};
+      c.mem_overhead_kib = 1024.0 * (1 + i);
+      plan.push_back(c.key);
+      ++i;
+      EXPECT_TRUE(db.RecordCell(c).has_value());
+    }
+  }
+  CellResult crash = GoodCell(*run, "deb12", "qemu64", "burst", "fix-1", hostile);
+  crash.verdict = Verdict::kFail;
+  crash.met_expectation = false;
+  crash.crashes = {{CrashKind::kSegfault, 2}, {CrashKind::kWorkloadSignal, 1}};
+  crash.reasons = {"workload died by SIGSEGV <after> 3 s"};
+  crash.artefacts = "out/run 1/deb12 & burst";
+  EXPECT_TRUE(db.RecordCell(crash).has_value());
+  CellResult refused = GoodCell(*run, "deb12-old", "qemu64", "burst", "fix-1", hostile);
+  refused.verdict = Verdict::kNotHotpatchable;
+  refused.met_expectation.reset();  // no expectation stated: the policy decides
+  refused.apply = ApplyResult::kRefused;
+  refused.apply_reason = "jump into the first 5 bytes of parse_kv at 0x401a2b";
+  refused.cpu_overhead_pct.reset();
+  refused.mem_overhead_kib.reset();
+  refused.pause_us.clear();
+  EXPECT_TRUE(db.RecordCell(refused).has_value());
+  CellResult infra = GoodCell(*run, "deb12-old", "EPYC", "burst", "fix-1", hostile);
+  infra.verdict = Verdict::kInfraError;
+  infra.apply = ApplyResult::kNotRun;
+  infra.reasons = {"VM did not boot within 60 s"};
+  EXPECT_TRUE(db.RecordCell(infra).has_value());
+  CellResult diverged = GoodCell(*run, "deb12", "EPYC", "burst", "fix-1", hostile);
+  diverged.semantic = SemanticVerdict::kFail;
+  diverged.met_expectation.reset();
+  diverged.cpu_overhead_pct = Estimate{3.4, 2.9, 4.1, 16};
+  diverged.mem_overhead_kib = 17 * 1024;
+  diverged.pause_us = {600000};
+  EXPECT_TRUE(db.RecordCell(diverged).has_value());
+  EXPECT_TRUE(db.PlanCells(*run, plan).has_value());
+  EXPECT_TRUE(db.PlanCells(*run, {CellKey{hostile, "fix-1", "deb12", "Skylake-Client", "burst"}}).has_value());
+  EXPECT_TRUE(db.RecordFindings(*run, {SemanticFinding{*run, hostile, "fix-1", "parse_kv", "return-value",
+                                                       "buf=\"a=<1>\" len=5", "0", "-22", false, "errno & 'x'"},
+                                       SemanticFinding{*run, hostile, "fix-1", "parse_kv", "return-value",
+                                                       "buf=\"\" len=0", "17", "-1", true, "the fix"}})
+                  .has_value());
+  EXPECT_TRUE(db.FinishRun(*run, RunStatus::kComplete).has_value());
+  return *run;
+}
+
+}  // namespace patchlab::metrics::testing

@@ -1,0 +1,116 @@
+#include "metrics/json_export.h"
+
+#include <ctime>
+
+namespace patchlab::metrics {
+
+using nlohmann::json;
+
+std::string IsoTime(int64_t unix_seconds) {
+  if (unix_seconds == 0) return "";
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+namespace {
+template <typename T>
+json Opt(const std::optional<T>& v) {
+  return v ? json(*v) : json(nullptr);
+}
+json Key(const CellKey& k) {
+  return {{"scenario", k.scenario}, {"patch_id", k.patch_id}, {"image", k.image}, {"cpu", k.cpu},
+          {"workload", k.workload}};
+}
+}  // namespace
+
+json ToJson(const CellResult& c) {
+  json j = Key(c.key);
+  j["run_id"] = c.run_id;
+  j["patch_seq"] = c.patch_seq;
+  j["host"] = c.host;
+  j["verdict"] = VerdictName(c.verdict);
+  j["met_expectation"] = Opt(c.met_expectation);
+  j["apply_result"] = ApplyResultName(c.apply);
+  j["apply_reason"] = c.apply_reason;
+  json crashes = json::object();
+  for (const auto& [kind, count] : c.crashes) crashes[std::string(CrashKindName(kind))] = count;
+  j["crashes"] = crashes;
+  j["crashes_total"] = c.TotalCrashes();
+  j["pause_us"] = c.pause_us;
+  j["pause_median_us"] = Opt(c.pause_median_us);
+  if (c.cpu_overhead_pct) {
+    j["cpu_overhead_pct"] = {{"median", c.cpu_overhead_pct->value},
+                             {"ci_low", c.cpu_overhead_pct->low},
+                             {"ci_high", c.cpu_overhead_pct->high},
+                             {"samples", c.cpu_overhead_pct->samples}};
+  } else {
+    j["cpu_overhead_pct"] = nullptr;
+  }
+  j["mem_overhead_kib"] = Opt(c.mem_overhead_kib);
+  j["semantic"] = SemanticVerdictName(c.semantic);
+  j["duration_ms"] = c.duration_ms;
+  j["artefacts"] = c.artefacts;
+  j["reasons"] = c.reasons;
+  j["recorded_at"] = IsoTime(c.recorded_at);
+  return j;
+}
+
+json ToJson(const RunInfo& r) {
+  return {{"id", r.id},
+          {"started_at", IsoTime(r.started_at)},
+          {"finished_at", IsoTime(r.finished_at)},
+          {"host", r.host},
+          {"version", r.version},
+          {"git_revision", r.git_revision},
+          {"status", RunStatusName(r.status)},
+          {"label", r.label},
+          {"args", r.args},
+          {"note", r.note},
+          {"pid", r.pid}};
+}
+
+json ToJson(const PatchInfo& p) {
+  return {{"id", p.id},
+          {"seq", p.seq},
+          {"target_build_id", p.target_build_id},
+          {"package_hash", p.package_hash},
+          {"signer", p.signer}};
+}
+
+json ToJson(const ImageInfo& i) {
+  return {{"name", i.name}, {"kernel_version", i.kernel_version}, {"packages", i.packages},
+          {"content_hash", i.content_hash}};
+}
+
+json ToJson(const SemanticFinding& f) {
+  return {{"run_id", f.run_id},       {"scenario", f.scenario},     {"patch_id", f.patch_id},
+          {"function", f.function},   {"kind", f.kind},             {"input", f.input},
+          {"old_result", f.old_result}, {"new_result", f.new_result}, {"expected", f.expected},
+          {"detail", f.detail}};
+}
+
+json ToJson(const GateDecision& d) {
+  json failures = json::array();
+  for (const GateFailure& f : d.failures) {
+    json one = Key(f.cell);
+    one["rule"] = f.rule;
+    one["message"] = f.message;
+    one["run_id"] = f.run_id;
+    failures.push_back(one);
+  }
+  json missing = json::array();
+  for (const MissingData& m : d.missing) {
+    json one = {{"what", m.what}};
+    if (m.cell) one["cell"] = Key(*m.cell);
+    missing.push_back(one);
+  }
+  return {{"patch_id", d.patch_id}, {"ring", d.ring},         {"outcome", GateOutcomeName(d.outcome)},
+          {"exit_code", d.ExitCode()}, {"failures", failures}, {"missing", missing},
+          {"cells_judged", d.cells.size()}};
+}
+
+}  // namespace patchlab::metrics

@@ -1,0 +1,199 @@
+// Every report format checked by the program that consumes it: HTML rendered by
+// headless Chromium, JUnit XML validated by xmllint against the JUnit shape,
+// OpenMetrics text checked by promtool, JSON parsed back. Names in the data are
+// hostile (markup, quotes, pipes) and must come out escaped.
+#include "metrics/report.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "base/file_util.h"
+#include "base/subprocess.h"
+#include "tests/metrics/test_util.h"
+
+namespace patchlab::metrics {
+namespace {
+
+using testing::RecordShowcaseRun;
+using testing::ScratchDir;
+
+// The path of `tool` in PATH, or "" when it is not installed.
+std::string Which(const std::string& tool) {
+  SubprocessOptions o;
+  o.argv = {"sh", "-c", "command -v " + tool};
+  auto r = RunSubprocess(o);
+  if (!r || !r->status.Success()) return "";
+  std::string path = r->stdout_data;
+  while (!path.empty() && path.back() == '\n') path.pop_back();
+  return path;
+}
+
+class Reports : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto db = CompatDb::Open(dir_ / "lab.db");
+    ASSERT_TRUE(db.has_value()) << db.error().ToString();
+    db_.emplace(std::move(*db));
+    run_ = RecordShowcaseRun(*db_);
+    auto data = GatherRunReport(*db_, run_, DefaultPolicy());
+    ASSERT_TRUE(data.has_value()) << data.error().ToString();
+    data_ = std::move(*data);
+  }
+  std::filesystem::path Write(const std::string& name, ReportFormat format) {
+    auto path = dir_ / name;
+    auto s = WriteFileAtomic(path, RenderReport(data_, format));
+    EXPECT_TRUE(s.has_value());
+    return path;
+  }
+
+  ScratchDir dir_;
+  std::optional<CompatDb> db_;
+  int64_t run_ = 0;
+  ReportData data_;
+};
+
+TEST_F(Reports, GatheredRunJudgesEachPatch) {
+  ASSERT_EQ(data_.verdicts.size(), 1u);
+  const GateDecision& d = data_.verdicts[0];
+  EXPECT_EQ(d.outcome, GateOutcome::kReject) << d.Explain();
+  // The planned cell never recorded is named.
+  EXPECT_NE(d.Explain().find("deb12 x Skylake-Client x burst"), std::string::npos) << d.Explain();
+  EXPECT_EQ(data_.cells.size(), 10u);
+  EXPECT_EQ(data_.findings.size(), 2u);
+}
+
+TEST_F(Reports, HtmlIsSelfContainedEscapedAndRendersInChromium) {
+  std::string html = RenderHtml(data_);
+  EXPECT_EQ(html.find("<script>"), std::string::npos) << "user text must not become markup";
+  EXPECT_NE(html.find("&lt;script&gt;alert(&quot;x&quot;)"), std::string::npos);
+  for (const char* remote : {"src=\"http", "href=\"http", "url(http", "@import"}) {
+    EXPECT_EQ(html.find(remote), std::string::npos) << "fetches " << remote;
+  }
+  for (const char* part : {"must not ship", "<svg", "CPU overhead per cell", "Pause distribution",
+                           "Memory overhead per patched process", "Crashes by kind", "parse_kv",
+                           "href=\"out/run%201/deb12%20%26%20burst\""}) {
+    EXPECT_NE(html.find(part), std::string::npos) << part;
+  }
+
+  std::string chromium = Which("chromium");
+  if (chromium.empty()) GTEST_SKIP() << "chromium is not installed (ci/setup installs it)";
+  auto page = Write("report.html", ReportFormat::kHtml);
+  auto png = dir_ / "report.png";
+  auto profile = dir_ / "chromium-profile";
+  SubprocessOptions o;
+  o.argv = {chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--user-data-dir=" + profile.string(), "--screenshot=" + png.string(), "--window-size=1280,2000",
+            "file://" + page.string()};
+  o.timeout = std::chrono::seconds(120);
+  auto r = RunSubprocess(o);
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  ASSERT_TRUE(std::filesystem::exists(png)) << r->status.ToString() << "\n" << r->stderr_data;
+  auto bytes = ReadFile(png);
+  ASSERT_TRUE(bytes.has_value());
+  EXPECT_EQ(bytes->substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  // A blank 1280x2000 page compresses to a few KiB; tables, banners and charts do not.
+  EXPECT_GT(bytes->size(), 60u * 1024) << "the screenshot looks empty";
+  if (const char* keep = std::getenv("PATCHLAB_KEEP_SCREENSHOT")) {
+    std::filesystem::copy_file(png, keep, std::filesystem::copy_options::overwrite_existing);
+  }
+}
+
+TEST_F(Reports, JunitMatchesTheJunitSchemaShape) {
+  std::string xml = RenderJunit(data_);
+  EXPECT_EQ(xml.find("<script>"), std::string::npos);
+  std::string xmllint = Which("xmllint");
+  if (xmllint.empty()) GTEST_SKIP() << "xmllint is not installed (libxml2-utils, in ci/setup)";
+  auto file = Write("junit.xml", ReportFormat::kJunit);
+  SubprocessOptions o;
+  o.argv = {xmllint, "--noout", "--schema", PATCHLAB_SOURCE_DIR "/tests/metrics/junit.xsd", file.string()};
+  auto r = RunSubprocess(o);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->status.Success()) << r->stderr_data;
+
+  // One testcase per cell; the crash and the divergence fail, the infra error errs,
+  // and a failure carries its rule and reason.
+  SubprocessOptions count;
+  count.argv = {xmllint, "--xpath",
+                "concat(count(//testcase),' ',count(//testcase/failure),' ',count(//testcase/error))",
+                file.string()};
+  auto c = RunSubprocess(count);
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->stdout_data.substr(0, c->stdout_data.find('\n')), "10 3 1") << c->stderr_data;
+  EXPECT_NE(xml.find("max_crashes: 3 crashes"), std::string::npos);
+  EXPECT_NE(xml.find("type=\"not-hotpatchable\""), std::string::npos);
+
+  // Breaking the shape is noticed (the check can fail).
+  auto broken = dir_ / "broken.xml";
+  ASSERT_TRUE(WriteFileAtomic(broken, "<testsuites><testsuite name=\"x\"><testcase/></testsuite></testsuites>"));
+  o.argv.back() = broken.string();
+  auto bad = RunSubprocess(o);
+  ASSERT_TRUE(bad.has_value());
+  EXPECT_FALSE(bad->status.Success());
+}
+
+TEST_F(Reports, OpenMetricsPassesPromtool) {
+  std::string text = RenderOpenMetrics(data_);
+  EXPECT_NE(text.find("patchlab_cell_crashes{scenario=\"kv <script>alert(\\\"x\\\")</script>"), std::string::npos);
+  EXPECT_EQ(text.substr(text.size() - 6), "# EOF\n");
+  std::string promtool = Which("promtool");
+  if (promtool.empty()) GTEST_SKIP() << "promtool is not installed (prometheus, in ci/setup)";
+  SubprocessOptions o;
+  o.argv = {promtool, "check", "metrics"};
+  o.stdin_data = text;
+  o.stderr_to_stdout = true;
+  auto r = RunSubprocess(o);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->status.Success()) << r->status.ToString() << "\n" << r->stdout_data;
+  // A malformed exposition is refused (the check can fail).
+  o.stdin_data = "patchlab_cell_verdict{scenario=\"unterminated} 1\n";
+  auto bad = RunSubprocess(o);
+  ASSERT_TRUE(bad.has_value());
+  EXPECT_FALSE(bad->status.Success());
+}
+
+TEST_F(Reports, JsonCarriesEveryCellAndTheVerdict) {
+  auto j = nlohmann::json::parse(RenderJson(data_));
+  EXPECT_EQ(j["cells"].size(), 10u);
+  EXPECT_EQ(j["run"]["id"], run_);
+  EXPECT_EQ(j["patches"][0]["gate"]["outcome"], "reject");
+  EXPECT_EQ(j["findings"].size(), 2u);
+  EXPECT_EQ(j["cells"][0]["scenario"].get<std::string>().find("<script>"), 3u);  // data, not markup
+}
+
+TEST_F(Reports, MarkdownTableSurvivesPipesInNames) {
+  std::string md = RenderMarkdown(data_);
+  EXPECT_NE(md.find("❌ reject"), std::string::npos) << md;
+  EXPECT_NE(md.find("kv &lt;script&gt;"), std::string::npos) << md;
+  // Every table row has the same number of unescaped pipes as the header.
+  size_t header_pipes = 13;
+  size_t pos = md.find("| Scenario |");
+  ASSERT_NE(pos, std::string::npos);
+  std::string rest = md.substr(pos);
+  for (size_t start = 0; start < rest.size();) {
+    size_t end = rest.find('\n', start);
+    std::string line = rest.substr(start, end - start);
+    if (line.empty() || line[0] != '|') break;
+    size_t pipes = 0;
+    for (size_t i = 0; i < line.size(); ++i) {
+      if (line[i] == '|' && (i == 0 || line[i - 1] != '\\')) ++pipes;
+    }
+    EXPECT_EQ(pipes, header_pipes) << line;
+    start = end + 1;
+  }
+  EXPECT_NE(md.find("max_crashes"), std::string::npos);
+}
+
+TEST_F(Reports, PatchReportUsesTheGatesView) {
+  auto data = GatherPatchReport(*db_, "fix-1", DefaultPolicy());
+  ASSERT_TRUE(data.has_value()) << data.error().ToString();
+  EXPECT_EQ(data->verdicts.size(), 1u);
+  EXPECT_EQ(data->cells.size(), 10u);
+  auto unknown = GatherPatchReport(*db_, "nope", DefaultPolicy());
+  ASSERT_FALSE(unknown.has_value());
+  EXPECT_NE(unknown.error().ToString().find("nope"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace patchlab::metrics
