@@ -112,6 +112,7 @@ void RegisterRuns(CLI::App& app, CommandContext& ctx) {
   struct Args {
     DbOption db;
     bool json = false;
+    bool ids = false;
     std::string label;
     int limit = 0;
     int64_t set_label_run = 0;
@@ -121,6 +122,7 @@ void RegisterRuns(CLI::App& app, CommandContext& ctx) {
   CLI::App* sub = app.add_subcommand("runs", "list lab runs, newest first");
   AddDb(sub, args->db);
   sub->add_flag("--json", args->json, "print JSON");
+  sub->add_flag("--ids", args->ids, "print only the run ids, one per line (for scripts)");
   sub->add_option("--label", args->label, "only runs with this label");
   sub->add_option("--limit", args->limit, "at most this many runs")->check(CLI::NonNegativeNumber);
   auto* set = sub->add_option("--set-label", args->set_label, "give run --run this label (e.g. nightly)");
@@ -136,7 +138,9 @@ void RegisterRuns(CLI::App& app, CommandContext& ctx) {
     }
     auto runs = db->ListRuns(RunFilter{args->label, args->limit});
     if (!runs) return void(ctx.exit_code = Report(runs.error()));
-    if (args->json) {
+    if (args->ids) {
+      for (const RunInfo& r : *runs) std::printf("%lld\n", static_cast<long long>(r.id));
+    } else if (args->json) {
       nlohmann::json out = nlohmann::json::array();
       for (const RunInfo& r : *runs) {
         nlohmann::json j = ToJson(r);
