@@ -77,9 +77,12 @@ Status ApplyRelocations(Sandbox& sandbox, const LoadedImage& image,
     }
     for (const LoadedImage* other : lookup) {
       const ElfSymbol* s = other->elf->FindSymbol(r.symbol);
-      if (s != nullptr && s->defined && s->type != SymbolType::kIfunc && s->type != SymbolType::kTls) {
-        return other->bias + s->value;
-      }
+      if (s == nullptr || !s->defined || s->type == SymbolType::kTls) continue;
+      // A shared library exports only its global symbols; a patch's target
+      // lends it private ones too (that is what its references are for).
+      if (other->label != "target" && s->binding == SymbolBinding::kLocal) continue;
+      if (s->type == SymbolType::kIfunc) return sandbox.StubAddress(r.symbol + " (ifunc)");
+      return other->bias + s->value;
     }
     return sandbox.StubAddress(r.symbol);
   };

@@ -4,9 +4,10 @@
 //
 // Relocations: RELATIVE (bias + addend); GLOB_DAT, JUMP_SLOT and 64 against a
 // symbol (S, or S + addend for 64). A symbol defined in the image itself
-// resolves there; otherwise it is looked up by name (private symbols of
-// .symtab included) in the images of `lookup` in order, so that a patch
-// object's references to its target reach the mapped target; otherwise it
+// resolves there; otherwise it is looked up by name in the images of `lookup`
+// in order (in the image labelled "target", private .symtab symbols included,
+// so that a patch object's references reach the mapped target; in libraries,
+// global ones only); otherwise it
 // resolves to a library stub slot (stubs.h), which ends the run as
 // inconclusive if it is not a stubbed function. IRELATIVE targets (ifuncs)
 // become an inconclusive stub. COPY and TLS relocations are left alone:

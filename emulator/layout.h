@@ -13,6 +13,10 @@ inline constexpr uint64_t kPageSize = 0x1000;
 // ET_EXEC images at their own addresses.
 inline constexpr uint64_t kTargetBase = 0x555555554000;
 inline constexpr uint64_t kPatchBase = 0x7f0000000000;
+// Shared libraries the images need (other than glibc's, whose functions are
+// stubbed): the k-th at kLibraryBase + k * kLibraryStride.
+inline constexpr uint64_t kLibraryBase = 0x7e0000000000;
+inline constexpr uint64_t kLibraryStride = 0x10000000;
 
 // Argument buffers: parameter i has one mapped page at kArgBase + i*kArgStride
 // with unmapped guard pages on both sides.

@@ -4,7 +4,9 @@
 
 #include <cassert>
 #include <cstring>
+#include <algorithm>
 #include <filesystem>
+#include <optional>
 
 #include "base/log.h"
 #include "emulator/layout.h"
@@ -56,6 +58,24 @@ Result<LoadedFunction> Locate(std::shared_ptr<const ElfFile> elf, uint64_t bias,
   return f;
 }
 
+bool IsGlibcLibrary(const std::string& soname) {
+  for (const char* prefix : {"libc.so", "libm.so", "libpthread.so", "libdl.so", "librt.so", "ld-linux", "libmvec.so",
+                             "libresolv.so", "libutil.so"}) {
+    if (soname.rfind(prefix, 0) == 0) return true;
+  }
+  return false;
+}
+
+std::optional<std::filesystem::path> FindLibrary(const std::string& name, const std::filesystem::path& beside) {
+  std::vector<std::filesystem::path> dirs = {beside, "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64",
+                                             "/usr/lib64", "/lib", "/usr/lib", "/usr/local/lib"};
+  for (const auto& d : dirs) {
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(d / name, ec)) return d / name;
+  }
+  return std::nullopt;
+}
+
 Status MapArgPages(Sandbox& sb, const Signature& sig) {
   for (size_t i = 0; i < sig.params.size(); ++i) {
     if (!sig.params[i].is_pointer) continue;
@@ -73,12 +93,25 @@ Result<std::unique_ptr<Sandbox>> PairRunner::BuildSide(int side, bool exact) {
   if (!sb) return std::unexpected(sb.error());
   auto target = MapImage(**sb, old_elf_, target_bias_, "target");
   if (!target) return std::unexpected(target.error());
-  if (auto s = ApplyRelocations(**sb, *target, {}); !s) return std::unexpected(s.error());
+  std::vector<LoadedImage> libs;
+  for (const Library& lib : libraries_) {
+    auto m = MapImage(**sb, lib.elf, lib.bias, lib.elf->path().filename().string());
+    if (!m) return std::unexpected(m.error());
+    libs.push_back(std::move(*m));
+  }
+  // A library's own imports resolve against the other libraries, then stubs.
+  std::vector<const LoadedImage*> lib_lookup;
+  for (const LoadedImage& l : libs) lib_lookup.push_back(&l);
+  for (const LoadedImage& l : libs) {
+    if (auto s = ApplyRelocations(**sb, l, lib_lookup); !s) return std::unexpected(s.error());
+  }
+  if (auto s = ApplyRelocations(**sb, *target, lib_lookup); !s) return std::unexpected(s.error());
   if (auto s = MapArgPages(**sb, sig_); !s) return std::unexpected(s.error());
   if (side == 1 && !same_file_) {
     auto patch = MapImage(**sb, new_elf_, new_bias_, "patch");
     if (!patch) return std::unexpected(patch.error());
-    const LoadedImage* lookup[] = {&*target};
+    std::vector<const LoadedImage*> lookup = {&*target};
+    lookup.insert(lookup.end(), lib_lookup.begin(), lib_lookup.end());
     if (auto s = ApplyRelocations(**sb, *patch, lookup); !s) return std::unexpected(s.error());
   }
   if (auto s = (*sb)->Freeze(); !s) return std::unexpected(s.error());
@@ -102,6 +135,27 @@ Result<std::unique_ptr<PairRunner>> PairRunner::Create(const Signature& sig, con
     pr->new_elf_ = *n;
   }
   pr->target_bias_ = ChooseBias(*pr->old_elf_, kTargetBase);
+  // Needed libraries, breadth first, each once.
+  std::vector<const ElfFile*> queue = {pr->old_elf_.get()};
+  if (!pr->same_file_) queue.push_back(pr->new_elf_.get());
+  std::vector<std::string> seen;
+  for (size_t q = 0; q < queue.size(); ++q) {
+    for (const std::string& name : queue[q]->needed()) {
+      if (IsGlibcLibrary(name) || std::find(seen.begin(), seen.end(), name) != seen.end()) continue;
+      seen.push_back(name);
+      auto path = FindLibrary(name, queue[q]->path().parent_path());
+      if (!path) {
+        Log("emulator")->warn("{} needs {}, which is not found: calls into it end runs as inconclusive",
+                              queue[q]->path().string(), name);
+        continue;
+      }
+      auto lib = OpenShared(path->string());
+      if (!lib) return std::unexpected(std::move(lib.error()).AddContext("loading " + name));
+      uint64_t base = kLibraryBase + pr->libraries_.size() * kLibraryStride;
+      pr->libraries_.push_back({*lib, ChooseBias(**lib, base)});
+      queue.push_back(pr->libraries_.back().elf.get());
+    }
+  }
   pr->new_bias_ = pr->same_file_ ? pr->target_bias_ : ChooseBias(*pr->new_elf_, kPatchBase);
   auto old_fn = Locate(pr->old_elf_, pr->target_bias_, old_ref.symbol);
   if (!old_fn) return std::unexpected(old_fn.error());

@@ -7,6 +7,10 @@
 // target's symbols (private ones included) before library stubs. So a patch
 // that calls the target's internal helpers or writes its globals does so in
 // the mapped target, and those writes are compared with the old side's.
+// Both sides also map the shared libraries the images need (DT_NEEDED,
+// transitively, found in the usual system folders or beside the image), except
+// glibc's own (libc, libm, libpthread, libdl, librt, ld.so), whose functions
+// go to stubs: a call into libz runs libz's real code.
 //
 // Thread-safety: none; one PairRunner per thread.
 #pragma once
@@ -80,6 +84,11 @@ class PairRunner {
 
   Signature sig_;
   std::shared_ptr<const ElfFile> old_elf_, new_elf_;
+  struct Library {
+    std::shared_ptr<const ElfFile> elf;
+    uint64_t bias;
+  };
+  std::vector<Library> libraries_;  // same addresses on every side
   bool same_file_ = false;
   uint64_t target_bias_ = 0, new_bias_ = 0;
   uint64_t max_blocks_ = 0;

@@ -160,6 +160,18 @@ TEST(Checker, KeywordsInTheCodeReachDeepDivergences) {
   EXPECT_EQ(std::string(c->input.args[0].bytes.begin(), c->input.args[0].bytes.end()), "PING !") << c->input_text;
 }
 
+TEST(Checker, CallsIntoANeededLibraryRunItsRealCode) {
+  const char* sig = "unsigned long f(const unsigned char *buf, size_t len)";
+  CheckResult same = MustRun(Options(FIXTURE_ZLIB, "crc_whole", FIXTURE_ZLIB, "crc_halves", sig));
+  EXPECT_EQ(same.verdict, Verdict::kEquivalent) << Explain(same);
+  EXPECT_EQ(same.inconclusive_inputs, 0u);
+  CheckResult r = MustRun(Options(FIXTURE_ZLIB, "crc_whole", FIXTURE_ZLIB, "crc_short", sig));
+  EXPECT_EQ(r.verdict, Verdict::kDiverges) << Explain(r);
+  const Counterexample* c = FindKind(r, "return");
+  ASSERT_NE(c, nullptr) << Explain(r);
+  EXPECT_EQ(c->input.args[1].value, 1u) << "one byte is the smallest length that shows it: " << c->input_text;
+}
+
 TEST(Checker, UnsupportedInstructionIsInconclusive) {
   CheckResult r = MustRun(Options(FIXTURE_TARGET, "random_word", FIXTURE_TARGET, "random_word", "unsigned f(unsigned x)"));
   EXPECT_EQ(r.verdict, Verdict::kInconclusive) << Explain(r);
