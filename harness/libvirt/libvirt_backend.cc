@@ -245,7 +245,7 @@ Result<std::unique_ptr<LibvirtBackend>> LibvirtBackend::OnHost(std::shared_ptr<L
                                                                LibvirtBackendOptions options) {
   auto caps = host->Capabilities();
   if (!caps) return std::unexpected(caps.error());
-  if (!caps->x86_64_hvm) {
+  if (!caps->x86_64_hvm && options.require_x86_64) {
     return Fail(ErrorCode::kInfra, "libvirt {}: the host cannot run x86_64 hvm guests (no QEMU for x86_64?)",
                 host->uri());
   }

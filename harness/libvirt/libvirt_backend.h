@@ -66,6 +66,9 @@ struct LibvirtBackendOptions {
   // bytes). Empty: $TMPDIR/patchlab-libvirt. Must be shared with a remote host.
   std::filesystem::path socket_dir;
   LibvirtHostOptions host;
+  // Refuse hosts whose capabilities offer no x86_64 hvm guest. Off only for
+  // libvirt's test driver in unit tests (it offers i686 only).
+  bool require_x86_64 = true;
 };
 
 class LibvirtBackend : public VmBackend {
