@@ -87,12 +87,16 @@ std::span<const uint8_t> ElfFile::bytes() const {
 }
 
 Result<ElfFile> ElfFile::Open(const std::filesystem::path& path) {
-  InitLibelf();
   auto content = ReadFile(path);
   if (!content) return std::unexpected(std::move(content.error()));
+  return FromBytes(std::move(*content), path);
+}
+
+Result<ElfFile> ElfFile::FromBytes(std::string bytes, const std::filesystem::path& path) {
+  InitLibelf();
   ElfFile f;
   f.path_ = path;
-  f.data_ = std::make_unique<std::string>(std::move(*content));
+  f.data_ = std::make_unique<std::string>(std::move(bytes));
   const std::string name = path.string();
   std::string& data = *f.data_;
   if (data.size() < sizeof(Elf64_Ehdr) || std::memcmp(data.data(), ELFMAG, SELFMAG) != 0) {

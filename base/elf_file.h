@@ -88,6 +88,8 @@ class ElfFile {
   // read and kParse (naming the file) when it is not a well-formed ELF64
   // little-endian x86-64 file.
   static Result<ElfFile> Open(const std::filesystem::path& path);
+  // Decodes a file image held in memory; `origin` names it in errors.
+  static Result<ElfFile> FromBytes(std::string bytes, const std::filesystem::path& origin);
 
   ElfFile(ElfFile&&) noexcept;
   ElfFile& operator=(ElfFile&&) noexcept;

@@ -1,0 +1,101 @@
+// Patcher: applies, reverts, verifies and recovers live patches in one
+// running process. This is the patch core's front door; `hotpatch` and the
+// lab's guest agent call it.
+//
+// Apply, in order, changing nothing before every check passed:
+//  1. signature and manifest rules (sequence number, depends, replaces);
+//  2. the target module by file name and build-id; every old function found
+//     (.symtab, .dynsym or the debug file) and its prologue checked;
+//  3. the patch object prepared (symbols resolved) while the process runs;
+//  4. every thread stopped; no PC or return address in a function being
+//     replaced (else resume, back off, retry until the timeout, then refuse);
+//  5. the object mapped with injected mmap, relocated, protected; island
+//     slots written; the journal saved; the entries rewritten;
+//  6. every thread resumed; the state committed.
+// Any failure after the first change undoes every change (kRolledBack).
+//
+// Errors: kInvalidArgument (bad usage or input), kRefused (a rule said no,
+// nothing changed), kRolledBack, kTargetGone; others are internal failures.
+//
+// Thread-safety: a Patcher belongs to one thread (ptrace); it holds the
+// process's state lock, so patchers of one process run one at a time.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "patchcore/patch_package.h"
+#include "patchcore/patch_state.h"
+
+namespace patchlab::patchcore {
+
+struct ApplyOptions {
+  std::filesystem::path pubkey;  // required unless allow_unsigned
+  bool allow_unsigned = false;
+  std::chrono::milliseconds timeout{2000};
+};
+
+struct FunctionReport {
+  std::string name;
+  RemotePtr old_addr;
+  RemotePtr new_addr;
+};
+
+struct ApplyReport {
+  std::string patch_id;
+  uint64_t seq = 0;
+  std::vector<FunctionReport> functions;
+  std::chrono::microseconds pause{0};   // the whole process stopped, last attempt
+  std::chrono::microseconds attach{0};  // until every thread had stopped
+  int retries = 0;                      // stack-check attempts that found a thread inside
+  uint64_t mapped_bytes = 0;            // patch object plus new island pages
+  std::vector<std::string> warnings;
+};
+
+struct RevertReport {
+  std::vector<std::string> reverted;  // ids, top first
+  std::chrono::microseconds pause{0};
+  int retries = 0;
+};
+
+struct VerifyReport {
+  int checked = 0;
+  std::vector<std::string> mismatches;  // empty: everything matches the stack
+  bool ok() const { return mismatches.empty(); }
+};
+
+struct RecoverReport {
+  bool had_journal = false;
+  std::string action;  // "none", "rolled back apply of ID", "completed revert of ID", ...
+};
+
+class Patcher {
+ public:
+  // Takes the state lock of `pid`. kTargetGone when it does not exist.
+  static Result<Patcher> Open(pid_t pid);
+
+  Result<ApplyReport> Apply(const PatchPackage& package, const ApplyOptions& options);
+  // Reverts patch `id` (any position in the stack), or every patch when nullopt.
+  Result<RevertReport> Revert(std::optional<std::string> id,
+                              std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
+  // The recorded stack. kRefused when an interrupted operation awaits `recover`.
+  Result<ProcessState> Status() const;
+  bool HasPendingJournal() const;
+  Result<VerifyReport> Verify() const;
+  Result<RecoverReport> Recover(std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
+
+  pid_t pid() const { return pid_; }
+
+ private:
+  Patcher(pid_t pid, StateStore store) : pid_(pid), store_(std::move(store)) {}
+  pid_t pid_;
+  StateStore store_;
+};
+
+}  // namespace patchlab::patchcore

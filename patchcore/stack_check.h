@@ -1,0 +1,53 @@
+// Stack check: is any thread of a stopped process executing, or about to
+// return into, code we are about to replace or unmap?
+//
+// Every held thread is unwound with libunwind-ptrace (the thread's PC, then
+// each return address). A PC inside a range, or a return address whose call
+// lies inside one, is a hit. Memory is read through /proc/PID/mem in pages
+// (not word by word with PTRACE_PEEKDATA) to keep the process's pause short.
+//
+// Thread-safety: one StackChecker per Tracee, on the tracer thread.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "patchcore/process_memory.h"
+#include "patchcore/remote_ptr.h"
+#include "patchcore/tracee.h"
+
+namespace patchlab::patchcore {
+
+struct GuardedRange {
+  RemoteRange range;
+  std::string name;  // the function (or "patch object of ID") it holds
+};
+
+struct StackHit {
+  pid_t tid = 0;
+  RemotePtr address;
+  int frame = 0;  // 0: the PC
+  std::string name;
+};
+
+class StackChecker {
+ public:
+  StackChecker();
+  ~StackChecker();
+  StackChecker(const StackChecker&) = delete;
+  StackChecker& operator=(const StackChecker&) = delete;
+
+  // The first hit among all threads of `tracee`, or nullopt when none.
+  // Fails only when a thread's registers cannot be read (e.g. it vanished).
+  Result<std::optional<StackHit>> Check(const Tracee& tracee, const ProcessMemory& memory,
+                                        const std::vector<GuardedRange>& ranges);
+
+ private:
+  void* address_space_;  // unw_addr_space_t, kept so unwind info is cached across calls
+};
+
+}  // namespace patchlab::patchcore

@@ -1,0 +1,226 @@
+#include "patchcore/tracee.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+#include <thread>
+
+#include "base/file_util.h"
+#include "base/log.h"
+
+namespace patchlab::patchcore {
+namespace {
+
+// Thread ids in /proc/PID/task, or kTargetGone.
+Result<std::vector<pid_t>> ListThreads(pid_t pid) {
+  std::string dir = fmt::format("/proc/{}/task", pid);
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return Fail(ErrorCode::kTargetGone, "pid {} is gone", pid);
+  std::vector<pid_t> out;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    out.push_back(static_cast<pid_t>(std::atoi(e->d_name)));
+  }
+  ::closedir(d);
+  return out;
+}
+
+// A zombie thread (e.g. a main thread that called pthread_exit) never stops;
+// it also never runs again, so it needs no stopping.
+bool IsZombie(pid_t pid, pid_t tid) {
+  auto stat = ReadFile(fmt::format("/proc/{}/task/{}/stat", pid, tid));
+  if (!stat) return true;  // gone
+  size_t close = stat->rfind(')');
+  return close != std::string::npos && close + 2 < stat->size() &&
+         (stat->at(close + 2) == 'Z' || stat->at(close + 2) == 'X');
+}
+
+}  // namespace
+
+Tracee::Tracee(Tracee&& other) noexcept
+    : pid_(other.pid_),
+      threads_(std::move(other.threads_)),
+      first_stop_(other.first_stop_),
+      attach_time_(other.attach_time_),
+      attached_(std::exchange(other.attached_, false)) {}
+
+Tracee::~Tracee() { (void)Detach(); }
+
+std::vector<pid_t> Tracee::threads() const {
+  std::vector<pid_t> out;
+  out.reserve(threads_.size());
+  for (const Thread& t : threads_) out.push_back(t.tid);
+  return out;
+}
+
+Tracee::Thread* Tracee::FindThread(pid_t tid) {
+  for (Thread& t : threads_) {
+    if (t.tid == tid) return &t;
+  }
+  return nullptr;
+}
+
+Result<Tracee> Tracee::Attach(pid_t pid, std::chrono::milliseconds stop_timeout) {
+  Tracee tracee(pid);
+  tracee.attached_ = true;
+  if (::kill(pid, 0) != 0 && errno == ESRCH) {
+    return Fail(ErrorCode::kTargetGone, "pid {} does not exist", pid);
+  }
+  std::set<pid_t> known;
+  bool first = true;
+  const auto deadline = Clock::now() + stop_timeout;
+  while (true) {
+    auto tids = ListThreads(pid);
+    if (!tids) return std::unexpected(std::move(tids.error()));
+    std::vector<pid_t> fresh;
+    for (pid_t tid : *tids) {
+      if (known.insert(tid).second) fresh.push_back(tid);
+    }
+    if (fresh.empty()) break;
+    std::vector<size_t> seized;
+    for (pid_t tid : fresh) {
+      if (IsZombie(pid, tid)) continue;
+      if (first) {
+        tracee.first_stop_ = Clock::now();
+        first = false;
+      }
+      if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0) {
+        int err = errno;
+        if (err == ESRCH) continue;  // exited meanwhile
+        if (err == EPERM) {
+          return std::unexpected(Error(
+              ErrorCode::kRefused,
+              fmt::format("cannot ptrace thread {} of pid {} (is another tracer attached?)", tid,
+                          pid),
+              err));
+        }
+        return FailErrno(fmt::format("PTRACE_SEIZE thread {} of pid {}", tid, pid), err);
+      }
+      tracee.threads_.push_back(Thread{tid, {}});
+      if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0 && errno != ESRCH) {
+        return FailErrno(fmt::format("PTRACE_INTERRUPT thread {} of pid {}", tid, pid));
+      }
+      seized.push_back(tracee.threads_.size() - 1);
+    }
+    // Wait after interrupting the whole batch so the threads stop in parallel.
+    std::vector<pid_t> exited;
+    for (size_t index : seized) {
+      auto stopped = tracee.WaitForStop(tracee.threads_[index], deadline);
+      if (!stopped) return std::unexpected(std::move(stopped.error()));
+      if (!*stopped) exited.push_back(tracee.threads_[index].tid);
+    }
+    std::erase_if(tracee.threads_, [&](const Thread& t) {
+      return std::find(exited.begin(), exited.end(), t.tid) != exited.end();
+    });
+  }
+  if (tracee.threads_.empty()) return Fail(ErrorCode::kTargetGone, "pid {} is gone", pid);
+  tracee.attach_time_ =
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - tracee.first_stop_);
+  Log("patchcore")->debug("pid {}: {} threads stopped in {} us", pid, tracee.threads_.size(),
+                          tracee.attach_time_.count());
+  return tracee;
+}
+
+Result<bool> Tracee::WaitForStop(Thread& t, Clock::time_point deadline) {
+  int spins = 0;
+  while (true) {
+    int status = 0;
+    pid_t r = ::waitpid(t.tid, &status, __WALL | WNOHANG);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ECHILD) return false;  // reaped or gone
+      return FailErrno(fmt::format("waitpid thread {} of pid {}", t.tid, pid_));
+    }
+    if (r == 0) {
+      if (Clock::now() > deadline) {
+        return Fail(ErrorCode::kTimeout, "thread {} of pid {} did not stop", t.tid, pid_);
+      }
+      // Most threads stop within microseconds; spin a little before sleeping.
+      if (++spins > 50) std::this_thread::sleep_for(std::chrono::microseconds(20));
+      continue;
+    }
+    if (WIFEXITED(status) || WIFSIGNALED(status)) return false;
+    if (!WIFSTOPPED(status)) continue;
+    int event = status >> 16;
+    int sig = WSTOPSIG(status);
+    if (event == 0 && sig != SIGTRAP) {
+      // A signal-delivery-stop: the thread is stopped, and the signal is
+      // ours to deliver again later.
+      t.pending_signals.push_back(sig);
+    }
+    return true;
+  }
+}
+
+Result<user_regs_struct> Tracee::GetRegs(pid_t tid) const {
+  user_regs_struct regs;
+  if (::ptrace(PTRACE_GETREGS, tid, nullptr, &regs) != 0) {
+    if (errno == ESRCH) return Fail(ErrorCode::kTargetGone, "thread {} of pid {} is gone", tid, pid_);
+    return FailErrno(fmt::format("PTRACE_GETREGS thread {} of pid {}", tid, pid_));
+  }
+  return regs;
+}
+
+Status Tracee::SetRegs(pid_t tid, const user_regs_struct& regs) {
+  if (::ptrace(PTRACE_SETREGS, tid, nullptr, &regs) != 0) {
+    if (errno == ESRCH) return Fail(ErrorCode::kTargetGone, "thread {} of pid {} is gone", tid, pid_);
+    return FailErrno(fmt::format("PTRACE_SETREGS thread {} of pid {}", tid, pid_));
+  }
+  return {};
+}
+
+Status Tracee::SingleStep(pid_t tid) {
+  Thread* t = FindThread(tid);
+  if (!t) return Fail(ErrorCode::kInternal, "thread {} of pid {} is not held", tid, pid_);
+  constexpr int kMaxAttempts = 64;
+  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    if (::ptrace(PTRACE_SINGLESTEP, tid, nullptr, nullptr) != 0) {
+      if (errno == ESRCH) return Fail(ErrorCode::kTargetGone, "thread {} of pid {} is gone", tid, pid_);
+      return FailErrno(fmt::format("PTRACE_SINGLESTEP thread {} of pid {}", tid, pid_));
+    }
+    int status = 0;
+    pid_t r;
+    do {
+      r = ::waitpid(tid, &status, __WALL);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) return FailErrno(fmt::format("waitpid thread {} of pid {}", tid, pid_));
+    if (WIFEXITED(status) || WIFSIGNALED(status)) {
+      return Fail(ErrorCode::kTargetGone, "thread {} of pid {} exited while stepped", tid, pid_);
+    }
+    int event = status >> 16;
+    int sig = WSTOPSIG(status);
+    if (event == 0 && sig == SIGTRAP) return {};
+    // A pending interrupt trap or another signal came first; keep the signal
+    // and step again.
+    if (event == 0) t->pending_signals.push_back(sig);
+  }
+  return Fail(ErrorCode::kInternal, "thread {} of pid {} never completed a single step", tid, pid_);
+}
+
+Status Tracee::Detach() {
+  if (!attached_) return {};
+  attached_ = false;
+  for (const Thread& t : threads_) {
+    int sig = t.pending_signals.empty() ? 0 : t.pending_signals.front();
+    if (::ptrace(PTRACE_DETACH, t.tid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig))) !=
+        0) {
+      Log("patchcore")->debug("detach thread {} of pid {}: {}", t.tid, pid_, strerror(errno));
+    }
+    for (size_t i = 1; i < t.pending_signals.size(); ++i) {
+      ::syscall(SYS_tgkill, pid_, t.tid, t.pending_signals[i]);
+    }
+  }
+  threads_.clear();
+  if (::kill(pid_, 0) != 0 && errno == ESRCH) {
+    return Fail(ErrorCode::kTargetGone, "pid {} is gone", pid_);
+  }
+  return {};
+}
+
+}  // namespace patchlab::patchcore

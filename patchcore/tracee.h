@@ -1,0 +1,77 @@
+// Tracee: every thread of one process held in a ptrace stop.
+//
+// Attach() seizes each thread (PTRACE_SEIZE + PTRACE_INTERRUPT), waits until
+// it stops, and re-reads /proc/PID/task until a pass finds no new thread, so
+// threads born during the attach are caught too (a stopped thread cannot
+// clone, so the loop ends). Threads that exit meanwhile are dropped.
+// Signals that arrive while we hold a thread are kept and delivered again on
+// detach. The destructor detaches (resuming every thread) on every exit path.
+//
+// Thread-safety: ptrace requests must come from the thread that attached, so a
+// Tracee belongs to the thread that created it.
+#pragma once
+
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include <chrono>
+#include <vector>
+
+#include "base/error.h"
+#include "patchcore/remote_ptr.h"
+
+namespace patchlab::patchcore {
+
+class Tracee {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // Stops every thread of `pid`. Errors: kTargetGone (pid gone), kRefused
+  // (ptrace denied, e.g. another tracer), kTimeout (a thread did not stop
+  // within `stop_timeout`). On failure every thread seized so far is released.
+  static Result<Tracee> Attach(pid_t pid,
+                               std::chrono::milliseconds stop_timeout = std::chrono::seconds(2));
+
+  Tracee(Tracee&& other) noexcept;
+  Tracee& operator=(Tracee&& other) = delete;
+  Tracee(const Tracee&) = delete;
+  Tracee& operator=(const Tracee&) = delete;
+  // Detaches (see Detach), ignoring errors: the threads run on.
+  ~Tracee();
+
+  pid_t pid() const { return pid_; }
+  // Thread ids, the ones still held.
+  std::vector<pid_t> threads() const;
+  // When the first thread was asked to stop, and how long until all had stopped.
+  Clock::time_point first_stop() const { return first_stop_; }
+  std::chrono::microseconds attach_time() const { return attach_time_; }
+
+  Result<user_regs_struct> GetRegs(pid_t tid) const;
+  Status SetRegs(pid_t tid, const user_regs_struct& regs);
+
+  // Executes one instruction of `tid` and waits for it to stop again. A signal
+  // that arrives instead is kept for later delivery and the step retried.
+  Status SingleStep(pid_t tid);
+
+  // Resumes every thread and ends tracing; returns when all are released. Safe
+  // to call twice. Fails only if the whole process vanished (kTargetGone).
+  Status Detach();
+
+ private:
+  struct Thread {
+    pid_t tid;
+    std::vector<int> pending_signals;  // to deliver again on detach
+  };
+  explicit Tracee(pid_t pid) : pid_(pid) {}
+  Thread* FindThread(pid_t tid);
+  // Waits until `tid` reports a stop. Returns false when the thread exited.
+  Result<bool> WaitForStop(Thread& t, Clock::time_point deadline);
+
+  pid_t pid_;
+  std::vector<Thread> threads_;
+  Clock::time_point first_stop_{};
+  std::chrono::microseconds attach_time_{0};
+  bool attached_ = false;
+};
+
+}  // namespace patchlab::patchcore
