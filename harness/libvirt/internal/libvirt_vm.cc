@@ -77,7 +77,25 @@ void LibvirtVm::CollectLocked(milliseconds heartbeat_threshold) {
   }
   if (agent_ && agent_->closed() && !agent_gone_reported_ && !exited_reported_) {
     agent_gone_reported_ = true;
-    pending_.push_back({VmEventKind::kAgentGone, "agent channel closed: " + agent_->close_reason(), Clock::now()});
+    if (domain_->Active()) {
+      pending_.push_back({VmEventKind::kAgentGone, "agent channel closed: " + agent_->close_reason(), Clock::now()});
+    } else {
+      // The channel closed because the VM ended: say how, from libvirt's
+      // stopped event, which may trail the socket's end by a moment.
+      std::optional<DomainEvent> stopped;
+      for (int i = 0; i < 10 && !stopped; ++i) {
+        auto e = domain_->WaitEvent(std::chrono::milliseconds(100));
+        if (!e) continue;
+        if (e->kind == DomainEventKind::kCrashed) {
+          pending_.push_back({VmEventKind::kGuestPanicked, "libvirt " + e->detail, e->when});
+        } else if (e->kind == DomainEventKind::kStopped) {
+          stopped = e;
+        }
+      }
+      exited_reported_ = true;
+      pending_.push_back({VmEventKind::kVmExited, stopped ? "libvirt " + stopped->detail : "domain no longer running",
+                          stopped ? stopped->when : Clock::now()});
+    }
   }
   // A paused VM is silent on purpose (Pause simulates a hung host).
   if (agent_ && !paused_ && !heartbeat_reported_ && !exited_reported_ && agent_->HeartbeatLost(heartbeat_threshold)) {

@@ -1,0 +1,426 @@
+// Integration tests of the libvirt backend: real libvirtd daemons (started by
+// the tests in their own mount namespaces, see libvirtd_fixture.h), real QEMU
+// under TCG, the lab's real reference image and guest agent.
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "base/file_util.h"
+#include "base/subprocess.h"
+#include "harness/image_store.h"
+#include "harness/internal/cpio_writer.h"
+#include "harness/libvirt/fleet_backend.h"
+#include "harness/libvirt/host_check.h"
+#include "harness/libvirt/image_upload.h"
+#include "harness/libvirt/libvirt_backend.h"
+#include "tests/libvirt/libvirtd_fixture.h"
+
+namespace patchlab::harness {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+using testing::PrivateLibvirtd;
+
+constexpr milliseconds kHeartbeat{5000};
+
+// A minimal image of the same shape when the image store cannot build one:
+// the Debian cloud kernel, busybox-static and the lab's agent on ttyS1, cached
+// under CACHE/libvirt-test/.
+Result<VmImage> MinimalImage() {
+  fs::path dir = DefaultCacheDir() / "libvirt-test";
+  fs::path kernel_dir = dir / "kernel";
+  if (auto s = MakeDirs(dir); !s) return std::unexpected(s.error());
+  std::error_code ec;
+  fs::path vmlinuz;
+  auto find_kernel = [&] {
+    if (!fs::exists(kernel_dir / "boot")) return;
+    for (const auto& e : fs::directory_iterator(kernel_dir / "boot", ec)) {
+      if (e.path().filename().string().rfind("vmlinuz-", 0) == 0) vmlinuz = e.path();
+    }
+  };
+  find_kernel();
+  if (vmlinuz.empty()) {
+    SubprocessOptions get;
+    get.argv = {"sh", "-c",
+                "set -e; cd '" + dir.string() +
+                    "'; p=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image/{print $2; exit}');"
+                    " apt-get download \"$p\"; dpkg -x \"$p\"_*.deb kernel; rm -f \"$p\"_*.deb"};
+    get.timeout = std::chrono::minutes(5);
+    auto r = RunSubprocess(std::move(get));
+    if (!r) return std::unexpected(r.error());
+    if (!r->status.Success()) return Fail(ErrorCode::kNotFound, "fetching the cloud kernel: {}", r->stderr_data);
+    find_kernel();
+    if (vmlinuz.empty()) return Fail(ErrorCode::kNotFound, "no vmlinuz in the cloud kernel package");
+  }
+  auto busybox = ReadFile("/bin/busybox");
+  if (!busybox) return std::unexpected(busybox.error());
+  auto agent = ReadFile(PATCHLAB_AGENT_BINARY);
+  if (!agent) return std::unexpected(agent.error());
+  internal::CpioWriter cpio;
+  for (const char* d : {"/proc", "/sys", "/dev", "/tmp", "/run", "/bin", "/sbin", "/usr/sbin"}) cpio.AddDirectory(d);
+  cpio.AddCharDevice("/dev/console", 0600, 5, 1);
+  cpio.AddFile("/bin/busybox", 0755, *busybox);
+  cpio.AddSymlink("/bin/sh", "/bin/busybox");
+  cpio.AddFile("/usr/sbin/patchlab-agent", 0755, *agent);
+  // The ISA panic device needs its driver, a module in the cloud kernel.
+  std::string modules;
+  fs::path pvpanic_dir = kernel_dir / "lib/modules" / vmlinuz.filename().string().substr(8) / "kernel/drivers/misc/pvpanic";
+  for (const char* m : {"pvpanic.ko", "pvpanic-mmio.ko"}) {
+    auto data = ReadFile(pvpanic_dir / m);
+    if (!data) return std::unexpected(data.error());
+    cpio.AddFile(std::string("/lib/") + m, 0644, *data);
+    modules += std::string("insmod /lib/") + m + "\n";
+  }
+  cpio.AddFile("/init", 0755,
+               "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nmount -t proc proc /proc\n"
+               "mount -t sysfs sysfs /sys\nmount -t devtmpfs devtmpfs /dev\nmkdir -p /run/out\n" + modules +
+                   "exec /usr/sbin/patchlab-agent --device /dev/ttyS1\n");
+  std::string initrd_data = cpio.Finish();
+  fs::path initrd = dir / (Sha256Hex(initrd_data).substr(0, 16) + ".cpio");
+  if (!fs::exists(initrd)) {
+    if (auto s = WriteFileAtomic(initrd, initrd_data); !s) return std::unexpected(s.error());
+  }
+  std::string release = vmlinuz.filename().string().substr(8);
+  return VmImage{"libvirt-test-minimal", release, vmlinuz, initrd,
+                 {"console=ttyS0,115200", "loglevel=7", "print-fatal-signals=1", "panic=-1", "init_on_free=1"},
+                 {"qemu64"}, Sha256Hex(initrd_data + release)};
+}
+
+// The lab's reference image, built (or found in the cache) once per process;
+// the minimal one when the image store cannot build it here.
+Result<VmImage> LabImage() {
+  static std::optional<Result<VmImage>> image;
+  if (!image) {
+    ImageStoreOptions o;
+    o.recipes = PATCHLAB_SOURCE_DIR "/vm-images/images.yaml";
+    o.cache_dir = DefaultCacheDir();
+    o.agent_binary = PATCHLAB_AGENT_BINARY;
+    auto store = ImageStore::Open(o);
+    Result<VmImage> built = store ? store->Build("debian12-cloud") : Result<VmImage>(std::unexpected(store.error()));
+    if (!built) {
+      std::fprintf(stderr, "image store: %s; using a minimal image\n", built.error().ToString().c_str());
+      built = MinimalImage();
+    }
+    image = std::move(built);
+  }
+  return *image;
+}
+
+fs::path TestDir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / fmt::format("patchlab-lv-{}-{}", name, ::getpid());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::set<std::string> LiveDomains(LibvirtHost& host) {
+  std::set<std::string> names;
+  virDomainPtr* domains = nullptr;
+  int n = virConnectListAllDomains(host.conn(), &domains, 0);
+  for (int i = 0; i < n; ++i) {
+    names.insert(virDomainGetName(domains[i]));
+    virDomainFree(domains[i]);
+  }
+  free(domains);
+  return names;
+}
+
+VmSpec Spec(const fs::path& dir, const std::string& name) {
+  VmSpec s;
+  s.name = name;
+  s.memory_mib = 256;
+  s.artefacts_dir = dir / name;
+  s.boot_timeout = milliseconds(90000);
+  return s;
+}
+
+// One daemon and one backend shared by the single-host tests.
+class LibvirtVmTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (::geteuid() != 0) {
+      skip_ = "needs root (private libvirtd in a mount namespace, QEMU as root)";
+      return;
+    }
+    auto image = LabImage();
+    if (!image) {
+      skip_ = "no reference image: " + image.error().ToString();
+      return;
+    }
+    dir_ = new fs::path(TestDir("suite"));
+    auto d = PrivateLibvirtd::Start(*dir_ / "daemon");
+    if (!d) {
+      skip_ = "cannot start a private libvirtd: " + d.error().ToString();
+      return;
+    }
+    daemon_ = d->release();
+    LibvirtBackendOptions o;
+    o.uri = daemon_->uri();
+    o.accelerator = Accelerator::kTcg;  // KVM is probed in HostCheck; forced here to keep tests short
+    auto b = LibvirtBackend::Open(o);
+    ASSERT_TRUE(b.has_value()) << b.error().ToString();
+    backend_ = b->release();
+  }
+  static void TearDownTestSuite() {
+    delete backend_;
+    backend_ = nullptr;
+    delete daemon_;
+    daemon_ = nullptr;
+    if (dir_ != nullptr) fs::remove_all(*dir_);
+    delete dir_;
+    dir_ = nullptr;
+  }
+  void SetUp() override {
+    if (!skip_.empty()) GTEST_SKIP() << skip_;
+  }
+  void TearDown() override {
+    if (backend_ != nullptr && !HasFailure()) {
+      // Nothing may outlive a test: every domain is destroyed on every path.
+      EXPECT_EQ(LiveDomains(*backend_->host()).size(), 0u);
+    }
+    if (HasFailure() && daemon_ != nullptr) {
+      auto log = ReadFile(daemon_->log_path());
+      if (log) std::fprintf(stderr, "libvirtd log tail:\n%s\n", log->substr(log->size() > 4000 ? log->size() - 4000 : 0).c_str());
+    }
+  }
+
+  static inline std::string skip_;
+  static inline fs::path* dir_ = nullptr;
+  static inline PrivateLibvirtd* daemon_ = nullptr;
+  static inline LibvirtBackend* backend_ = nullptr;
+};
+
+TEST_F(LibvirtVmTest, BootsToTheAgentAndRecordsLibvirtFigures) {
+  auto image = LabImage();
+  VmSpec spec = Spec(*dir_, "boot");
+  auto vm = backend_->Boot(*image, spec);
+  ASSERT_TRUE(vm.has_value()) << vm.error().ToString();
+  auto hello = (*vm)->agent().Hello();
+  ASSERT_TRUE(hello.has_value()) << hello.error().ToString();
+  EXPECT_EQ(hello->kernel, image->kernel_release);
+  EXPECT_EQ((*vm)->accelerator(), Accelerator::kTcg);
+  EXPECT_NE((*vm)->Describe().find("libvirt domain patchlab-boot-"), std::string::npos) << (*vm)->Describe();
+  LibvirtVmInfo* info = AsLibvirtVm(**vm);
+  ASSERT_NE(info, nullptr);
+  EXPECT_EQ(info->HostName(), daemon_->uri());
+  auto stats = info->Stats();
+  ASSERT_TRUE(stats.has_value()) << stats.error().ToString();
+  EXPECT_EQ(stats->state, "running");
+  EXPECT_GT(stats->cpu_time_ns, 0u);
+  EXPECT_TRUE(stats->rss_kib.has_value());
+  EXPECT_TRUE((*vm)->Running());
+  EXPECT_TRUE((*vm)->PollEvents(kHeartbeat).empty());
+  ASSERT_TRUE((*vm)->Shutdown(milliseconds(5000)).has_value());
+  EXPECT_FALSE((*vm)->Running());
+  // The figures and the console stay beside the cell.
+  auto figures = ReadFile(spec.artefacts_dir / "libvirt-stats.json");
+  ASSERT_TRUE(figures.has_value());
+  EXPECT_NE(figures->find("\"cpu_time_ns\""), std::string::npos) << *figures;
+  auto console = ReadFile((*vm)->console_log_path());
+  ASSERT_TRUE(console.has_value());
+  EXPECT_NE(console->find("Linux version"), std::string::npos);
+  vm->reset();
+}
+
+TEST_F(LibvirtVmTest, GuestPanicIsACrashEvent) {
+  auto image = LabImage();
+  auto vm = backend_->Boot(*image, Spec(*dir_, "panic"));
+  ASSERT_TRUE(vm.has_value()) << vm.error().ToString();
+  ExecRequest req;
+  req.argv = {"/bin/sh", "-c", "echo c > /proc/sysrq-trigger"};
+  auto pid = (*vm)->agent().Exec(req);
+  ASSERT_TRUE(pid.has_value()) << pid.error().ToString();
+  std::optional<VmEvent> panic;
+  for (int i = 0; i < 10 && !panic; ++i) {
+    auto e = (*vm)->WaitForEvent(milliseconds(6000), milliseconds(60000));
+    if (e && e->kind == VmEventKind::kGuestPanicked) panic = e;
+  }
+  ASSERT_TRUE(panic.has_value()) << "no panic event; console:\n" << ReadFile((*vm)->console_log_path()).value_or("");
+  EXPECT_NE(panic->detail.find("panicked"), std::string::npos) << panic->detail;
+  vm->reset();
+}
+
+TEST_F(LibvirtVmTest, KilledVmIsAnExitEvent) {
+  auto image = LabImage();
+  auto vm = backend_->Boot(*image, Spec(*dir_, "kill"));
+  ASSERT_TRUE(vm.has_value()) << vm.error().ToString();
+  (*vm)->Kill();
+  auto e = (*vm)->WaitForEvent(milliseconds(20000), kHeartbeat);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->kind, VmEventKind::kVmExited) << e->detail;
+  EXPECT_EQ(e->detail, "libvirt stopped/destroyed");
+  EXPECT_TRUE((*vm)->PollEvents(kHeartbeat).empty()) << "one end, reported twice";
+  EXPECT_FALSE((*vm)->Running());
+  vm->reset();
+}
+
+TEST_F(LibvirtVmTest, SavedReadyStateRestoresAndGrowsCopiesForParallelVms) {
+  auto image = LabImage();
+  auto first = backend_->Boot(*image, Spec(*dir_, "save"));
+  ASSERT_TRUE(first.has_value()) << first.error().ToString();
+  auto state = backend_->SaveReady(**first, *dir_ / "states" / "ready.state");
+  ASSERT_TRUE(state.has_value()) << state.error().ToString();
+  EXPECT_EQ(state->backend, "libvirt");
+  // The saved VM goes on running with a fresh agent connection.
+  auto hello = (*first)->agent().Hello();
+  ASSERT_TRUE(hello.has_value()) << hello.error().ToString();
+  std::string boot_id = hello->boot_id;
+  first->reset();
+
+  VmSpec restored_spec = Spec(*dir_, "restored-1");
+  auto a = backend_->RestoreReady(*state, restored_spec);
+  ASSERT_TRUE(a.has_value()) << a.error().ToString();
+  auto ha = (*a)->agent().Hello();
+  ASSERT_TRUE(ha.has_value()) << ha.error().ToString();
+  EXPECT_EQ(ha->boot_id, boot_id) << "not the saved guest";
+  EXPECT_EQ((*a)->console_log_path(), fs::absolute(restored_spec.artefacts_dir / "console.log"));
+
+  // While the first restore runs, a second needs its own copy of the state.
+  auto b = backend_->RestoreReady(*state, Spec(*dir_, "restored-2"));
+  ASSERT_TRUE(b.has_value()) << b.error().ToString();
+  auto hb = (*b)->agent().Hello();
+  ASSERT_TRUE(hb.has_value()) << hb.error().ToString();
+  EXPECT_EQ(LiveDomains(*backend_->host()).size(), 2u);
+  EXPECT_TRUE(fs::exists(state->file.string() + ".1")) << "no second copy of the state";
+  a->reset();
+  b->reset();
+
+  // Both copies free again: two restores at once, no boot.
+  auto c = backend_->RestoreReady(*state, Spec(*dir_, "restored-3"));
+  auto d = backend_->RestoreReady(*state, Spec(*dir_, "restored-4"));
+  ASSERT_TRUE(c.has_value()) << c.error().ToString();
+  ASSERT_TRUE(d.has_value()) << d.error().ToString();
+  EXPECT_FALSE(fs::exists(state->file.string() + ".2")) << "a third copy was made";
+  EXPECT_TRUE((*c)->agent().Hello().has_value());
+  EXPECT_TRUE((*d)->agent().Hello().has_value());
+
+  VmSpec wrong = Spec(*dir_, "wrong");
+  wrong.memory_mib = 512;
+  auto bad = backend_->RestoreReady(*state, wrong);
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().code(), ErrorCode::kInvalidArgument);
+}
+
+TEST_F(LibvirtVmTest, ImagesUploadOnceIntoThePoolAndBootFromIt) {
+  auto image = LabImage();
+  ImagePoolSpec pool;  // the daemon's private /var/lib/libvirt/images/patchlab
+  uint64_t sent = 0;
+  auto placed = UploadImage(*backend_->host(), pool, *image, &sent);
+  ASSERT_TRUE(placed.has_value()) << placed.error().ToString();
+  EXPECT_GT(sent, 0u);
+  EXPECT_EQ(placed->kernel.parent_path(), fs::path(pool.dir));
+  uint64_t again = 1;
+  auto second = UploadImage(*backend_->host(), pool, *image, &again);
+  ASSERT_TRUE(second.has_value()) << second.error().ToString();
+  EXPECT_EQ(again, 0u) << "an identical volume was sent again";
+  EXPECT_EQ(second->kernel, placed->kernel);
+
+  LibvirtBackendOptions o;
+  o.uri = daemon_->uri();
+  o.accelerator = Accelerator::kTcg;
+  o.placement = ImagePlacement::kUpload;
+  auto uploader = LibvirtBackend::Open(o);
+  ASSERT_TRUE(uploader.has_value()) << uploader.error().ToString();
+  VmSpec spec = Spec(*dir_, "from-pool");
+  auto vm = (*uploader)->Boot(*image, spec);
+  ASSERT_TRUE(vm.has_value()) << vm.error().ToString();
+  auto xml = ReadFile(spec.artefacts_dir / "domain.xml");
+  ASSERT_TRUE(xml.has_value());
+  EXPECT_NE(xml->find("<kernel>" + placed->kernel.string() + "</kernel>"), std::string::npos) << *xml;
+  EXPECT_TRUE((*vm)->agent().Hello().has_value());
+}
+
+TEST_F(LibvirtVmTest, HostCheckPassesOnAWorkingHost) {
+  auto image = LabImage();
+  HostCheckOptions o;
+  o.image = *image;
+  o.force_upload = true;
+  o.probe_kvm = false;
+  HostCheckReport r = CheckHost(daemon_->uri(), o);
+  std::string lines;
+  for (const auto& l : r.lines) lines += l.check + ": " + l.detail + "\n";
+  EXPECT_TRUE(r.usable()) << lines;
+  ASSERT_EQ(r.lines.size(), 4u) << lines;
+  EXPECT_NE(r.lines[1].detail.find("QEMU"), std::string::npos) << lines;
+}
+
+// Two daemons stand in for two hosts: cells spread over both, and when one
+// host goes down mid-run its VM ends and the next cells land on the other.
+TEST(LibvirtFleet, SpreadsOverHostsAndSurvivesOneDroppingOut) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (private libvirtd in a mount namespace)";
+  auto image = LabImage();
+  if (!image) GTEST_SKIP() << "no reference image: " << image.error().ToString();
+  fs::path dir = TestDir("fleet");
+  auto a = PrivateLibvirtd::Start(dir / "host-a");
+  ASSERT_TRUE(a.has_value()) << a.error().ToString();
+  auto b = PrivateLibvirtd::Start(dir / "host-b");
+  ASSERT_TRUE(b.has_value()) << b.error().ToString();
+
+  FleetOptions o;
+  o.uris = {(*a)->uri(), (*b)->uri()};
+  o.per_host = 1;
+  o.backend.accelerator = Accelerator::kTcg;
+  auto fleet = FleetBackend::Open(o);
+  ASSERT_TRUE(fleet.has_value()) << fleet.error().ToString();
+  EXPECT_EQ((*fleet)->capacity(), 2);
+
+  // Two cells at once: one per host (per_host = 1).
+  auto vm1 = (*fleet)->Boot(*image, Spec(dir, "cell-1"));
+  ASSERT_TRUE(vm1.has_value()) << vm1.error().ToString();
+  auto vm2 = (*fleet)->Boot(*image, Spec(dir, "cell-2"));
+  ASSERT_TRUE(vm2.has_value()) << vm2.error().ToString();
+  std::string host1 = AsLibvirtVm(**vm1)->HostName();
+  std::string host2 = AsLibvirtVm(**vm2)->HostName();
+  EXPECT_NE(host1, host2) << "both cells on one host";
+  EXPECT_TRUE((*vm1)->agent().Hello().has_value());
+  EXPECT_TRUE((*vm2)->agent().Hello().has_value());
+
+  // Host B goes down mid-run, with its VM.
+  std::unique_ptr<Vm>& on_b = host1 == (*b)->uri() ? *vm1 : *vm2;
+  std::unique_ptr<Vm>& on_a = host1 == (*b)->uri() ? *vm2 : *vm1;
+  (*b)->Stop();
+  std::optional<VmEvent> gone;
+  for (int i = 0; i < 10 && !gone; ++i) {
+    auto e = on_b->WaitForEvent(milliseconds(3000), milliseconds(60000));
+    if (e && (e->kind == VmEventKind::kVmExited || e->kind == VmEventKind::kAgentGone)) gone = e;
+  }
+  ASSERT_TRUE(gone.has_value()) << "the VM on the stopped host did not end";
+  EXPECT_FALSE(on_b->Running());
+  on_b.reset();  // its slot is freed; the dead host takes no more
+
+  // The run goes on: the retried cell waits for host A's slot, then runs there.
+  std::thread finish_a([&] {
+    std::this_thread::sleep_for(milliseconds(500));
+    on_a.reset();
+  });
+  auto retry = (*fleet)->Boot(*image, Spec(dir, "cell-2-retry"));
+  finish_a.join();
+  ASSERT_TRUE(retry.has_value()) << retry.error().ToString();
+  EXPECT_EQ(AsLibvirtVm(**retry)->HostName(), (*a)->uri());
+  EXPECT_TRUE((*retry)->agent().Hello().has_value());
+
+  auto hosts = (*fleet)->Hosts();
+  ASSERT_EQ(hosts.size(), 2u);
+  EXPECT_TRUE(hosts[0].alive);
+  EXPECT_FALSE(hosts[1].alive);
+  EXPECT_FALSE(hosts[1].reason.empty());
+  EXPECT_EQ(hosts[0].started + hosts[1].started, 3);
+  retry->reset();
+  auto check_a = LibvirtHost::Open((*a)->uri());
+  ASSERT_TRUE(check_a.has_value());
+  EXPECT_TRUE(LiveDomains(**check_a).empty()) << "a domain leaked on host A";
+  fleet->reset();
+  a->reset();
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace patchlab::harness
