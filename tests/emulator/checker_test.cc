@@ -74,6 +74,17 @@ TEST(Checker, OffByOneInABoundsCheckIsANewCrashMinimized) {
   EXPECT_NE(c->old_result.find("-1"), std::string::npos) << c->old_result;
 }
 
+TEST(Checker, UnderReadFaultsAgainstTheLeadingGuard) {
+  CheckResult r = MustRun(Options(FIXTURE_TARGET, "ends_with_newline", FIXTURE_TARGET, "ends_with_newline_unchecked",
+                                  "int f(const char *buf /* nonnull */, size_t len)"));
+  EXPECT_EQ(r.verdict, Verdict::kNewCrash) << Explain(r);
+  const Counterexample* c = FindKind(r, "new-crash");
+  ASSERT_NE(c, nullptr) << Explain(r);
+  EXPECT_TRUE(c->input.leading) << "buf[-1] is mapped fill when the buffer ends at its page's end: " << c->input_text;
+  EXPECT_EQ(c->input.args[1].value, 0u) << c->input_text;
+  EXPECT_NE(c->new_result.find("read-unmapped at 0x79ffffffffff"), std::string::npos) << c->new_result;
+}
+
 TEST(Checker, NewNullDereferenceIsFound) {
   CheckResult r = MustRun(Options(FIXTURE_TARGET, "first_char", FIXTURE_TARGET, "first_char_no_null_check",
                                   "int first_char(const char *s)"));
