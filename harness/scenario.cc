@@ -6,6 +6,7 @@
 #include <set>
 
 #include "base/yaml_util.h"
+#include "emulator/semantic_spec.h"
 
 namespace patchlab::harness {
 namespace {
@@ -354,9 +355,9 @@ Result<Scenario> ParseScenarioFile(const fs::path& file) {
   PL_TRY(limits, ParseLimits(root));
   s.limits = limits;
   if (root.Has("semantic")) {
-    YAML::Node sem = root.Node("semantic");
-    if (!sem.IsMap()) return std::unexpected(root.ErrorAt("semantic", "must be a mapping"));
-    s.semantic = sem;
+    PL_TRY(section, root.Map("semantic"));
+    PL_TRY(check, emulator::ParseSemanticSection(section));
+    s.semantic = std::move(check);
   }
   PL_TRY(expect, ParseExpect(root));
   s.expect = std::move(expect);

@@ -24,6 +24,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "base/error.h"
+#include "emulator/checker.h"
 
 namespace patchlab::harness {
 
@@ -121,9 +122,11 @@ struct Scenario {
   ApplySpec apply;
   LimitsSpec limits;
   ExpectSpec expect;
-  // The semantic checker's section, as written, and where it starts; null when
-  // absent. The runner hands it to emulator::ParseSemanticSection.
-  YAML::Node semantic;
+  // The semantic checker's section (scenarios/README.md), parsed by
+  // emulator::ParseSemanticSection; nullopt when absent. An `old`/`new` ELF
+  // named like a build product (the target program, PATCH_ID.so) is replaced
+  // by the runner with the file it built.
+  std::optional<emulator::CheckOptions> semantic;
   std::chrono::milliseconds timeout{0};  // per cell, mandatory
 };
 

@@ -2,3 +2,17 @@
 patchlab_add_gtest(harness_runner_figures_test LABEL unit
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/runner_figures_test.cc
   LIBS patchlab_lab)
+# The real `patchlab run` end to end: host processes (process) and a QEMU VM (vm).
+foreach(label process vm)
+  set(t harness_runner_${label}_test)
+  patchlab_add_gtest(${t} LABEL ${label}
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/runner_end_to_end_test.cc
+    LIBS patchlab_metrics patchlab_base
+    TIMEOUT 600)
+  add_dependencies(${t} patchlab hotpatch)
+  target_compile_definitions(${t} PRIVATE
+    PATCHLAB_BIN="$<TARGET_FILE:patchlab>"
+    HOTPATCH_BIN="$<TARGET_FILE:hotpatch>"
+    PATCHLAB_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+    PATCHLAB_E2E_VM=$<STREQUAL:${label},vm>)
+endforeach()

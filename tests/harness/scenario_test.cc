@@ -174,6 +174,19 @@ TEST_F(ScenarioFileTest, DuplicatePatchIdsAreRefused) {
   EXPECT_THAT(s.error().ToString(), HasSubstr("id 'demo-1' appears twice"));
 }
 
+TEST_F(ScenarioFileTest, SemanticSectionIsParsedByTheChecker) {
+  auto ok = Load(Edit("expect:", "semantic:\n  old: demo:f\n  new: demo-1.so:f\n  inputs: 50\nexpect:"));
+  ASSERT_TRUE(ok) << ok.error().ToString();
+  ASSERT_TRUE(ok->semantic);
+  EXPECT_EQ(ok->semantic->inputs, 50u);
+  EXPECT_EQ(ok->semantic->old_fn.symbol, "f");
+
+  auto bad = Load(Edit("expect:", "semantic:\n  old: demo:f\n  new: demo-1.so:f\n  inputz: 50\nexpect:"));
+  ASSERT_FALSE(bad);
+  EXPECT_THAT(bad.error().ToString(), StartsWith(File() + ":22:3:"));
+  EXPECT_THAT(bad.error().ToString(), HasSubstr("inputz"));
+}
+
 TEST_F(ScenarioFileTest, YamlSyntaxErrorNamesTheLine) {
   auto s = Load(Edit("  threads: 3\n", "  threads: [3\n"));
   ASSERT_FALSE(s);
