@@ -1,7 +1,6 @@
 #include "emulator/checker.h"
 
 #include <algorithm>
-
 #include <nlohmann/json.hpp>
 
 #include "base/log.h"
@@ -15,12 +14,18 @@ namespace patchlab::emulator {
 
 std::string_view VerdictName(Verdict v) {
   switch (v) {
-    case Verdict::kEquivalent: return "equivalent";
-    case Verdict::kExpectedDivergence: return "expected-divergence";
-    case Verdict::kDiverges: return "diverges";
-    case Verdict::kNewCrash: return "new-crash";
-    case Verdict::kNewHang: return "new-hang";
-    case Verdict::kInconclusive: return "inconclusive";
+    case Verdict::kEquivalent:
+      return "equivalent";
+    case Verdict::kExpectedDivergence:
+      return "expected-divergence";
+    case Verdict::kDiverges:
+      return "diverges";
+    case Verdict::kNewCrash:
+      return "new-crash";
+    case Verdict::kNewHang:
+      return "new-hang";
+    case Verdict::kInconclusive:
+      return "inconclusive";
   }
   return "?";
 }
@@ -28,9 +33,12 @@ std::string_view VerdictName(Verdict v) {
 int VerdictExitCode(Verdict v) {
   switch (v) {
     case Verdict::kEquivalent:
-    case Verdict::kExpectedDivergence: return 0;
-    case Verdict::kInconclusive: return 3;
-    default: return 1;
+    case Verdict::kExpectedDivergence:
+      return 0;
+    case Verdict::kInconclusive:
+      return 3;
+    default:
+      return 1;
   }
 }
 
@@ -65,7 +73,9 @@ struct Found {
 Result<CheckResult> RunCheck(const CheckOptions& options) {
   CheckResult result;
   auto sig = ResolveSignature(options, &result.signature_source);
-  if (!sig) return std::unexpected(std::move(sig.error()).AddContext("signature of " + options.old_fn.ToString()));
+  if (!sig)
+    return std::unexpected(
+        std::move(sig.error()).AddContext("signature of " + options.old_fn.ToString()));
   result.signature = sig->text;
   std::vector<Expect> expects;
   for (const std::string& e : options.expects) {
@@ -109,11 +119,14 @@ Result<CheckResult> RunCheck(const CheckOptions& options) {
     result.insns_old += o.old_out->insns;
     result.insns_new += o.new_out->insns;
     for (const RunOutcome* r : {o.old_out, o.new_out}) {
-      if (r->ending == Ending::kHang) hang_seen = true;
-      else longest = std::max(longest, r->blocks);
+      if (r->ending == Ending::kHang)
+        hang_seen = true;
+      else
+        longest = std::max(longest, r->blocks);
     }
     if (hang_seen) {
-      pr.SetMaxBlocks(std::min(options.max_blocks, std::max(kMinHangBudget, longest * kHangBudgetFactor)));
+      pr.SetMaxBlocks(
+          std::min(options.max_blocks, std::max(kMinHangBudget, longest * kHangBudgetFactor)));
     }
     if (!o.divergence) continue;
     DivergenceKind kind = o.divergence->kind;
@@ -125,7 +138,8 @@ Result<CheckResult> RunCheck(const CheckOptions& options) {
     } else {
       ++result.divergent_inputs;
     }
-    bool known = std::any_of(found.begin(), found.end(), [&](const Found& f) { return f.kind == kind; });
+    bool known =
+        std::any_of(found.begin(), found.end(), [&](const Found& f) { return f.kind == kind; });
     if (!known) found.push_back({kind, std::move(in), i});
   }
 
@@ -139,7 +153,8 @@ Result<CheckResult> RunCheck(const CheckOptions& options) {
             PairOutcome o = pr.Run(c);
             return o.divergence && o.divergence->kind == f.kind && !expected(c, o);
           },
-          hang ? std::min(kHangShrinkEvaluations, options.shrink_evaluations) : options.shrink_evaluations);
+          hang ? std::min(kHangShrinkEvaluations, options.shrink_evaluations)
+               : options.shrink_evaluations);
     }
     PairOutcome o = pr.Run(minimal, /*exact=*/true);
     Counterexample cx;
@@ -149,8 +164,10 @@ Result<CheckResult> RunCheck(const CheckOptions& options) {
     cx.old_result = DescribeOutcome(*o.old_out);
     cx.new_result = DescribeOutcome(*o.new_out);
     if (sig->ret_width != 0) {
-      if (o.old_out->ending == Ending::kReturned) cx.old_result += " (" + RenderReturn(*sig, o.old_out->ret) + ")";
-      if (o.new_out->ending == Ending::kReturned) cx.new_result += " (" + RenderReturn(*sig, o.new_out->ret) + ")";
+      if (o.old_out->ending == Ending::kReturned)
+        cx.old_result += " (" + RenderReturn(*sig, o.old_out->ret) + ")";
+      if (o.new_out->ending == Ending::kReturned)
+        cx.new_result += " (" + RenderReturn(*sig, o.new_out->ret) + ")";
     }
     cx.detail = o.divergence ? o.divergence->detail : "did not diverge again on an exact re-run";
     cx.found_at = f.index;
@@ -160,33 +177,47 @@ Result<CheckResult> RunCheck(const CheckOptions& options) {
   auto has = [&](DivergenceKind k) {
     return std::any_of(found.begin(), found.end(), [&](const Found& f) { return f.kind == k; });
   };
-  bool other = std::any_of(found.begin(), found.end(), [](const Found& f) {
-    return f.kind != DivergenceKind::kInconclusive;
-  });
-  if (has(DivergenceKind::kNewCrash)) result.verdict = Verdict::kNewCrash;
-  else if (has(DivergenceKind::kNewHang)) result.verdict = Verdict::kNewHang;
-  else if (other) result.verdict = Verdict::kDiverges;
-  else if (result.inconclusive_inputs > 0) result.verdict = Verdict::kInconclusive;
-  else if (result.expected_inputs > 0) result.verdict = Verdict::kExpectedDivergence;
-  else result.verdict = Verdict::kEquivalent;
-  Log("emulator")->debug("check {} vs {}: {} after {} inputs", options.old_fn.ToString(), options.new_fn.ToString(),
-                         VerdictName(result.verdict), result.inputs_run);
+  bool other = std::any_of(found.begin(), found.end(),
+                           [](const Found& f) { return f.kind != DivergenceKind::kInconclusive; });
+  if (has(DivergenceKind::kNewCrash))
+    result.verdict = Verdict::kNewCrash;
+  else if (has(DivergenceKind::kNewHang))
+    result.verdict = Verdict::kNewHang;
+  else if (other)
+    result.verdict = Verdict::kDiverges;
+  else if (result.inconclusive_inputs > 0)
+    result.verdict = Verdict::kInconclusive;
+  else if (result.expected_inputs > 0)
+    result.verdict = Verdict::kExpectedDivergence;
+  else
+    result.verdict = Verdict::kEquivalent;
+  Log("emulator")
+      ->debug("check {} vs {}: {} after {} inputs", options.old_fn.ToString(),
+              options.new_fn.ToString(), VerdictName(result.verdict), result.inputs_run);
   return result;
 }
 
 std::string FormatText(const CheckResult& r) {
-  std::string s = fmt::format("verdict: {}\nsignature: {} (from {})\ninputs run: {}\n", VerdictName(r.verdict),
-                              r.signature, r.signature_source, r.inputs_run);
-  if (r.divergent_inputs) s += fmt::format("inputs with unexpected differences: {}\n", r.divergent_inputs);
-  if (r.expected_inputs) s += fmt::format("inputs with expected differences: {}\n", r.expected_inputs);
+  std::string s =
+      fmt::format("verdict: {}\nsignature: {} (from {})\ninputs run: {}\n", VerdictName(r.verdict),
+                  r.signature, r.signature_source, r.inputs_run);
+  if (r.divergent_inputs)
+    s += fmt::format("inputs with unexpected differences: {}\n", r.divergent_inputs);
+  if (r.expected_inputs)
+    s += fmt::format("inputs with expected differences: {}\n", r.expected_inputs);
   if (r.inconclusive_inputs) {
-    s += fmt::format("inconclusive inputs: {} (first: {})\n", r.inconclusive_inputs, r.inconclusive_reason);
+    s += fmt::format("inconclusive inputs: {} (first: {})\n", r.inconclusive_inputs,
+                     r.inconclusive_reason);
   }
-  double ratio = r.insns_old == 0 ? 0.0 : static_cast<double>(r.insns_new) / static_cast<double>(r.insns_old);
-  s += fmt::format("instructions executed: old {}, new {} (new/old {:.3f})\n", r.insns_old, r.insns_new, ratio);
+  double ratio =
+      r.insns_old == 0 ? 0.0 : static_cast<double>(r.insns_new) / static_cast<double>(r.insns_old);
+  s += fmt::format("instructions executed: old {}, new {} (new/old {:.3f})\n", r.insns_old,
+                   r.insns_new, ratio);
   for (const Counterexample& c : r.counterexamples) {
-    s += fmt::format("\ncounterexample [{}] (first seen at input {}):\n  input: {}\n  old:   {}\n  new:   {}\n  detail: {}\n",
-                     c.kind, c.found_at, c.input_text, c.old_result, c.new_result, c.detail);
+    s += fmt::format(
+        "\ncounterexample [{}] (first seen at input {}):\n  input: {}\n  old:   {}\n  new:   {}\n  "
+        "detail: {}\n",
+        c.kind, c.found_at, c.input_text, c.old_result, c.new_result, c.detail);
   }
   if (!r.listing.empty()) s += "\n" + r.listing;
   return s;
@@ -216,9 +247,14 @@ std::string FormatJson(const CheckResult& r) {
       v["bytes"] = hex;
       args.push_back(v);
     }
-    j["counterexamples"].push_back({{"kind", c.kind}, {"input", c.input_text}, {"args", args},
-                                    {"leading_guard", c.input.leading}, {"old", c.old_result},
-                                    {"new", c.new_result}, {"detail", c.detail}, {"found_at", c.found_at}});
+    j["counterexamples"].push_back({{"kind", c.kind},
+                                    {"input", c.input_text},
+                                    {"args", args},
+                                    {"leading_guard", c.input.leading},
+                                    {"old", c.old_result},
+                                    {"new", c.new_result},
+                                    {"detail", c.detail},
+                                    {"found_at", c.found_at}});
   }
   if (!r.listing.empty()) j["listing"] = r.listing;
   return j.dump(2);

@@ -34,45 +34,52 @@ namespace patchlab::emulator {
 struct CheckOptions {
   FunctionRef old_fn;
   FunctionRef new_fn;
-  std::string signature;            // C prototype; empty: from DWARF of the old ELF
-  uint64_t inputs = 10000;          // input pairs to run
+  std::string signature;    // C prototype; empty: from DWARF of the old ELF
+  uint64_t inputs = 10000;  // input pairs to run
   uint64_t seed = 1;
   std::vector<std::string> expects;  // expect.h expressions
-  std::string corpus_dir;           // empty: none
-  uint64_t max_blocks = 1000000;    // basic blocks before a run counts as hung
-  int shrink_evaluations = 1000;    // per counterexample
-  bool listing = false;             // fill CheckResult::listing
+  std::string corpus_dir;            // empty: none
+  uint64_t max_blocks = 1000000;     // basic blocks before a run counts as hung
+  int shrink_evaluations = 1000;     // per counterexample
+  bool listing = false;              // fill CheckResult::listing
 };
 
-enum class Verdict { kEquivalent, kExpectedDivergence, kDiverges, kNewCrash, kNewHang, kInconclusive };
+enum class Verdict {
+  kEquivalent,
+  kExpectedDivergence,
+  kDiverges,
+  kNewCrash,
+  kNewHang,
+  kInconclusive
+};
 
 std::string_view VerdictName(Verdict v);
 // 0 equivalent / expected-divergence, 1 diverges / new-crash / new-hang, 3 inconclusive.
 int VerdictExitCode(Verdict v);
 
 struct Counterexample {
-  std::string kind;    // DivergenceKindName
-  Input input;         // minimized
+  std::string kind;        // DivergenceKindName
+  Input input;             // minimized
   std::string input_text;  // RenderInput
   std::string old_result;  // DescribeOutcome of the exact re-run
   std::string new_result;
-  std::string detail;      // first differing byte, fault address, ...
-  uint64_t found_at = 0;   // index of the first input that showed this kind
+  std::string detail;     // first differing byte, fault address, ...
+  uint64_t found_at = 0;  // index of the first input that showed this kind
 };
 
 struct CheckResult {
   Verdict verdict = Verdict::kEquivalent;
-  std::string signature;        // as used
-  std::string signature_source; // "--sig" or "DWARF"
+  std::string signature;         // as used
+  std::string signature_source;  // "--sig" or "DWARF"
   uint64_t inputs_run = 0;
-  uint64_t divergent_inputs = 0;   // inputs with an unexpected difference
-  uint64_t expected_inputs = 0;    // inputs whose difference matched an --expect
+  uint64_t divergent_inputs = 0;  // inputs with an unexpected difference
+  uint64_t expected_inputs = 0;   // inputs whose difference matched an --expect
   uint64_t inconclusive_inputs = 0;
-  std::string inconclusive_reason;  // of the first inconclusive input
+  std::string inconclusive_reason;              // of the first inconclusive input
   std::vector<Counterexample> counterexamples;  // one per kind, in order of discovery
-  uint64_t insns_old = 0;  // instructions executed over all inputs
+  uint64_t insns_old = 0;                       // instructions executed over all inputs
   uint64_t insns_new = 0;
-  std::string listing;     // with CheckOptions::listing
+  std::string listing;  // with CheckOptions::listing
 };
 
 // Runs the whole check. Fails (and runs nothing) on setup errors: a file or

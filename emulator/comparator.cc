@@ -1,9 +1,9 @@
 #include "emulator/comparator.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstring>
-
-#include <fmt/format.h>
 
 #include "emulator/input.h"
 #include "emulator/layout.h"
@@ -12,15 +12,24 @@ namespace patchlab::emulator {
 
 std::string_view DivergenceKindName(DivergenceKind k) {
   switch (k) {
-    case DivergenceKind::kReturn: return "return";
-    case DivergenceKind::kMemory: return "memory";
-    case DivergenceKind::kCalls: return "calls";
-    case DivergenceKind::kFault: return "fault";
-    case DivergenceKind::kNewCrash: return "new-crash";
-    case DivergenceKind::kFixedCrash: return "fixed-crash";
-    case DivergenceKind::kNewHang: return "new-hang";
-    case DivergenceKind::kFixedHang: return "fixed-hang";
-    case DivergenceKind::kInconclusive: return "inconclusive";
+    case DivergenceKind::kReturn:
+      return "return";
+    case DivergenceKind::kMemory:
+      return "memory";
+    case DivergenceKind::kCalls:
+      return "calls";
+    case DivergenceKind::kFault:
+      return "fault";
+    case DivergenceKind::kNewCrash:
+      return "new-crash";
+    case DivergenceKind::kFixedCrash:
+      return "fixed-crash";
+    case DivergenceKind::kNewHang:
+      return "new-hang";
+    case DivergenceKind::kFixedHang:
+      return "fixed-hang";
+    case DivergenceKind::kInconclusive:
+      return "inconclusive";
   }
   return "?";
 }
@@ -32,8 +41,9 @@ std::string RenderReturn(const Signature& sig, uint64_t ret) {
   return sig.ret_signed ? fmt::format("{}", v) : fmt::format("{}", static_cast<uint64_t>(v));
 }
 
-std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side, const RunOutcome& o,
-                                  const Sandbox& new_side, const RunOutcome& n) {
+std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side,
+                                  const RunOutcome& o, const Sandbox& new_side,
+                                  const RunOutcome& n) {
   if (o.ending == Ending::kInconclusive || n.ending == Ending::kInconclusive) {
     const RunOutcome& which = o.ending == Ending::kInconclusive ? o : n;
     return Divergence{DivergenceKind::kInconclusive,
@@ -42,28 +52,37 @@ std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side,
   if (o.ending == Ending::kHang || n.ending == Ending::kHang) {
     if (o.ending == n.ending) return std::nullopt;
     if (n.ending == Ending::kHang) {
-      return Divergence{DivergenceKind::kNewHang, fmt::format("new ran past {} basic blocks; old {}", n.blocks - 1,
-                                                              DescribeOutcome(o))};
+      return Divergence{
+          DivergenceKind::kNewHang,
+          fmt::format("new ran past {} basic blocks; old {}", n.blocks - 1, DescribeOutcome(o))};
     }
-    return Divergence{DivergenceKind::kFixedHang, fmt::format("old ran past {} basic blocks; new {}",
-                                                              o.blocks - 1, DescribeOutcome(n))};
+    return Divergence{
+        DivergenceKind::kFixedHang,
+        fmt::format("old ran past {} basic blocks; new {}", o.blocks - 1, DescribeOutcome(n))};
   }
   if (o.ending == Ending::kFault || n.ending == Ending::kFault) {
     if (o.ending == Ending::kFault && n.ending == Ending::kFault) {
       if (o.fault == n.fault && o.fault_addr == n.fault_addr) return std::nullopt;
-      return Divergence{DivergenceKind::kFault, fmt::format("old: {}; new: {}", DescribeOutcome(o), DescribeOutcome(n))};
+      return Divergence{DivergenceKind::kFault,
+                        fmt::format("old: {}; new: {}", DescribeOutcome(o), DescribeOutcome(n))};
     }
-    if (n.ending == Ending::kFault) return Divergence{DivergenceKind::kNewCrash, DescribeOutcome(n)};
+    if (n.ending == Ending::kFault)
+      return Divergence{DivergenceKind::kNewCrash, DescribeOutcome(n)};
     return Divergence{DivergenceKind::kFixedCrash, "old: " + DescribeOutcome(o)};
   }
-  uint64_t mask = sig.ret_width == 0 ? 0 : sig.ret_width >= 8 ? ~0ull : (1ull << (sig.ret_width * 8)) - 1;
+  uint64_t mask = sig.ret_width == 0   ? 0
+                  : sig.ret_width >= 8 ? ~0ull
+                                       : (1ull << (sig.ret_width * 8)) - 1;
   if ((o.ret & mask) != (n.ret & mask)) {
     return Divergence{DivergenceKind::kReturn, fmt::format("old returned {}, new returned {}",
-                                                           RenderReturn(sig, o.ret & mask), RenderReturn(sig, n.ret & mask))};
+                                                           RenderReturn(sig, o.ret & mask),
+                                                           RenderReturn(sig, n.ret & mask))};
   }
   const std::vector<Region>& nr = new_side.regions();
   for (const Region& a : old_side.regions()) {
-    if (a.kind != RegionKind::kImageData && a.kind != RegionKind::kArg && a.kind != RegionKind::kHeap) continue;
+    if (a.kind != RegionKind::kImageData && a.kind != RegionKind::kArg &&
+        a.kind != RegionKind::kHeap)
+      continue;
     auto it = std::find_if(nr.begin(), nr.end(), [&](const Region& b) {
       return b.addr == a.addr && b.size == a.size && b.kind == a.kind;
     });
@@ -71,21 +90,24 @@ std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side,
     // Image pages: the bytes their segments cover (what lies past a segment's
     // end in its last page belongs to no object). Heap: the part handed out.
     uint64_t off = a.kind == RegionKind::kImageData ? a.reset_begin : 0;
-    uint64_t size = a.kind == RegionKind::kHeap        ? std::min(a.size, std::max(old_side.heap_used(), new_side.heap_used()))
+    uint64_t size = a.kind == RegionKind::kHeap
+                        ? std::min(a.size, std::max(old_side.heap_used(), new_side.heap_used()))
                     : a.kind == RegionKind::kImageData ? a.reset_end
                                                        : a.size;
     if (size <= off || std::memcmp(a.host + off, it->host + off, size - off) == 0) continue;
     while (off < size && a.host[off] == it->host[off]) ++off;
-    return Divergence{DivergenceKind::kMemory,
-                      fmt::format("first differing byte at {:#x} ({}+{:#x}): old {:#04x}, new {:#04x}", a.addr + off,
-                                  a.name, off, a.host[off], it->host[off])};
+    return Divergence{
+        DivergenceKind::kMemory,
+        fmt::format("first differing byte at {:#x} ({}+{:#x}): old {:#04x}, new {:#04x}",
+                    a.addr + off, a.name, off, a.host[off], it->host[off])};
   }
   size_t calls = std::max(o.calls.size(), n.calls.size());
   for (size_t i = 0; i < calls; ++i) {
     std::string oc = i < o.calls.size() ? o.calls[i].ToString() : "nothing";
     std::string nc = i < n.calls.size() ? n.calls[i].ToString() : "nothing";
     if (oc != nc) {
-      return Divergence{DivergenceKind::kCalls, fmt::format("library call {}: old {}, new {}", i + 1, oc, nc)};
+      return Divergence{DivergenceKind::kCalls,
+                        fmt::format("library call {}: old {}, new {}", i + 1, oc, nc)};
     }
   }
   return std::nullopt;

@@ -48,7 +48,8 @@ TypeView Resolve(Dwarf_Die* die) {
   TypeView t;
   Dwarf_Attribute attr;
   Dwarf_Die cur;
-  if (dwarf_attr_integrate(die, DW_AT_type, &attr) == nullptr || dwarf_formref_die(&attr, &cur) == nullptr) {
+  if (dwarf_attr_integrate(die, DW_AT_type, &attr) == nullptr ||
+      dwarf_formref_die(&attr, &cur) == nullptr) {
     t.text = "void";
     return t;
   }
@@ -63,7 +64,8 @@ TypeView Resolve(Dwarf_Die* die) {
       }
       if (tag == DW_TAG_typedef && t.text.empty()) t.text = DieName(&cur);
       Dwarf_Die next;
-      if (dwarf_attr_integrate(&cur, DW_AT_type, &attr) == nullptr || dwarf_formref_die(&attr, &next) == nullptr) {
+      if (dwarf_attr_integrate(&cur, DW_AT_type, &attr) == nullptr ||
+          dwarf_formref_die(&attr, &next) == nullptr) {
         t.kind = TypeView::kVoid;
         if (t.text.empty()) t.text = quals + "void";
         return t;
@@ -96,7 +98,8 @@ TypeView Resolve(Dwarf_Die* die) {
       t.size = 8;
       t.die = cur;
       t.has_pointee = true;
-    } else if (tag == DW_TAG_structure_type || tag == DW_TAG_union_type || tag == DW_TAG_class_type) {
+    } else if (tag == DW_TAG_structure_type || tag == DW_TAG_union_type ||
+               tag == DW_TAG_class_type) {
       t.kind = TypeView::kRecord;
       own = (tag == DW_TAG_union_type ? "union " : "struct ") + own;
     } else {
@@ -152,9 +155,11 @@ Result<bool> FindIn(const std::string& path, const std::string& function, Signat
   Dwarf_Die fn = s.die;
   sig->name = function;
   TypeView ret = Resolve(&fn);
-  if (ret.kind == TypeView::kFloat || ret.kind == TypeView::kRecord || ret.kind == TypeView::kOther) {
-    return Fail(ErrorCode::kUnsupported, "{}: '{}' returns {}: only integer, pointer and void returns are supported",
-                path, function, ret.text);
+  if (ret.kind == TypeView::kFloat || ret.kind == TypeView::kRecord ||
+      ret.kind == TypeView::kOther) {
+    return Fail(ErrorCode::kUnsupported,
+                "{}: '{}' returns {}: only integer, pointer and void returns are supported", path,
+                function, ret.text);
   }
   if (ret.kind != TypeView::kVoid) {
     sig->ret_width = ret.size;
@@ -183,17 +188,22 @@ Result<bool> FindIn(const std::string& path, const std::string& function, Signat
         p.width = 8;
         TypeView pointee = Resolve(&t.die);
         p.pointee_const = pointee.is_const;
-        if (pointee.kind == TypeView::kInt && pointee.is_char) p.byte_pointee = true;
-        else if (pointee.kind == TypeView::kInt || pointee.kind == TypeView::kRecord) p.fixed_size = pointee.size;
+        if (pointee.kind == TypeView::kInt && pointee.is_char)
+          p.byte_pointee = true;
+        else if (pointee.kind == TypeView::kInt || pointee.kind == TypeView::kRecord)
+          p.fixed_size = pointee.size;
         else if (pointee.kind == TypeView::kPointer) {
           p.fixed_size = 8;
           p.pointer_slots = true;
         }
       } else {
-        return Fail(ErrorCode::kUnsupported, "{}: '{}': parameter '{}' ({}): only integer and pointer parameters "
-                    "are supported", path, function, p.name, t.text);
+        return Fail(ErrorCode::kUnsupported,
+                    "{}: '{}': parameter '{}' ({}): only integer and pointer parameters "
+                    "are supported",
+                    path, function, p.name, t.text);
       }
-      params_text += (params_text.empty() ? "" : ", ") + p.type_text + (p.type_text.ends_with('*') ? "" : " ") + p.name;
+      params_text += (params_text.empty() ? "" : ", ") + p.type_text +
+                     (p.type_text.ends_with('*') ? "" : " ") + p.name;
       sig->params.push_back(std::move(p));
     } while (dwarf_siblingof(&child, &child) == 0);
   }
@@ -211,18 +221,22 @@ Result<Signature> ReadDwarfSignature(const std::string& elf_path, const std::str
   if (!*here) {
     auto elf = ElfFile::Open(elf_path);
     if (!elf) return std::unexpected(elf.error());
-    auto debug = elf->build_id().empty() ? Result<std::filesystem::path>(std::unexpected(Error(ErrorCode::kNotFound, "")))
-                                         : FindDebugFile(elf->build_id());
+    auto debug =
+        elf->build_id().empty()
+            ? Result<std::filesystem::path>(std::unexpected(Error(ErrorCode::kNotFound, "")))
+            : FindDebugFile(elf->build_id());
     if (!debug) {
       return Fail(ErrorCode::kNotFound,
-                  "{} has no debug information (and no debug file by build-id); pass the prototype with --sig",
+                  "{} has no debug information (and no debug file by build-id); pass the prototype "
+                  "with --sig",
                   elf_path);
     }
     auto there = FindIn(debug->string(), function, &sig);
     if (!there) return std::unexpected(there.error());
     if (!*there) {
-      return Fail(ErrorCode::kNotFound, "{}: its debug file {} has no DWARF; pass the prototype with --sig",
-                  elf_path, debug->string());
+      return Fail(ErrorCode::kNotFound,
+                  "{}: its debug file {} has no DWARF; pass the prototype with --sig", elf_path,
+                  debug->string());
     }
   }
   if (auto s = FinishSignature(sig); !s) return std::unexpected(s.error());

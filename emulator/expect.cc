@@ -47,7 +47,9 @@ class Parser {
   }
   std::string_view Word() {
     size_t j = pos_;
-    while (j < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[j])) || s_[j] == '_' || s_[j] == '.')) ++j;
+    while (j < s_.size() &&
+           (std::isalnum(static_cast<unsigned char>(s_[j])) || s_[j] == '_' || s_[j] == '.'))
+      ++j;
     return s_.substr(pos_, j - pos_);
   }
   static NodePtr Binary(std::string op, NodePtr a, NodePtr b) {
@@ -60,9 +62,10 @@ class Parser {
   }
   static int Precedence(std::string_view op) {
     static constexpr std::pair<std::string_view, int> kOps[] = {
-        {"||", 1}, {"&&", 2}, {"|", 3}, {"^", 4}, {"&", 5}, {"==", 6}, {"!=", 6}, {"<", 7}, {"<=", 7},
-        {">", 7},  {">=", 7}, {"+", 9}, {"-", 9}, {"*", 10}, {"/", 10}, {"%", 10}};
-    for (auto [o, p] : kOps) if (o == op) return p;
+        {"||", 1}, {"&&", 2}, {"|", 3},  {"^", 4}, {"&", 5}, {"==", 6}, {"!=", 6}, {"<", 7},
+        {"<=", 7}, {">", 7},  {">=", 7}, {"+", 9}, {"-", 9}, {"*", 10}, {"/", 10}, {"%", 10}};
+    for (auto [o, p] : kOps)
+      if (o == op) return p;
     return -1;
   }
   std::string PeekOp() {
@@ -70,7 +73,8 @@ class Parser {
     for (std::string_view two : {"||", "&&", "==", "!=", "<=", ">="}) {
       if (s_.substr(pos_, 2) == two) return std::string(two);
     }
-    if (pos_ < s_.size() && std::string_view("|^&<>+-*/%").find(s_[pos_]) != std::string_view::npos) {
+    if (pos_ < s_.size() &&
+        std::string_view("|^&<>+-*/%").find(s_[pos_]) != std::string_view::npos) {
       return std::string(1, s_[pos_]);
     }
     return "";
@@ -103,7 +107,8 @@ class Parser {
     return ParsePrimary();
   }
   int ParamIndex(std::string_view name) {
-    for (size_t i = 0; i < sig_.params.size(); ++i) if (sig_.params[i].name == name) return static_cast<int>(i);
+    for (size_t i = 0; i < sig_.params.size(); ++i)
+      if (sig_.params[i].name == name) return static_cast<int>(i);
     return -1;
   }
   Result<NodePtr> ParsePrimary() {
@@ -138,13 +143,20 @@ class Parser {
     std::string_view w = Word();
     if (w.empty()) return Error("expected a value");
     pos_ += w.size();
-    struct Named { std::string_view name; Node::Kind kind; bool new_side; };
-    static constexpr Named kNames[] = {
-        {"ret", Node::kRet, true},           {"old.ret", Node::kRet, false},
-        {"new.ret", Node::kRet, true},       {"old.fault", Node::kFault, false},
-        {"new.fault", Node::kFault, true},   {"old.hang", Node::kHang, false},
-        {"new.hang", Node::kHang, true},     {"old.returned", Node::kReturned, false},
-        {"new.returned", Node::kReturned, true}};
+    struct Named {
+      std::string_view name;
+      Node::Kind kind;
+      bool new_side;
+    };
+    static constexpr Named kNames[] = {{"ret", Node::kRet, true},
+                                       {"old.ret", Node::kRet, false},
+                                       {"new.ret", Node::kRet, true},
+                                       {"old.fault", Node::kFault, false},
+                                       {"new.fault", Node::kFault, true},
+                                       {"old.hang", Node::kHang, false},
+                                       {"new.hang", Node::kHang, true},
+                                       {"old.returned", Node::kReturned, false},
+                                       {"new.returned", Node::kReturned, true}};
     for (const Named& nm : kNames) {
       if (nm.name == w) {
         n->kind = nm.kind;
@@ -164,7 +176,8 @@ class Parser {
       Skip();
       std::string_view p = Word();
       int idx = ParamIndex(p);
-      if (idx < 0 || !sig_.params[idx].is_pointer) return Error(fmt::format("'{}' is not a pointer parameter", p));
+      if (idx < 0 || !sig_.params[idx].is_pointer)
+        return Error(fmt::format("'{}' is not a pointer parameter", p));
       pos_ += p.size();
       Skip();
       if (pos_ >= s_.size() || s_[pos_] != ')') return Error("expected ')'");
@@ -175,7 +188,9 @@ class Parser {
     }
     int idx = ParamIndex(w);
     if (idx < 0) {
-      std::string known = "ret, old.ret, new.ret, old.fault, new.fault, old.hang, new.hang, old.returned, new.returned";
+      std::string known =
+          "ret, old.ret, new.ret, old.fault, new.fault, old.hang, new.hang, old.returned, "
+          "new.returned";
       for (const Param& p : sig_.params) known += ", " + p.name;
       pos_ -= w.size();
       return Error(fmt::format("unknown name '{}' (known: {})", w, known));
@@ -203,14 +218,20 @@ class Parser {
   size_t pos_ = 0;
 };
 
-int64_t Eval(const Node& n, const Signature& sig, const Input& in, const RunOutcome& o, const RunOutcome& nw) {
+int64_t Eval(const Node& n, const Signature& sig, const Input& in, const RunOutcome& o,
+             const RunOutcome& nw) {
   const RunOutcome& side = n.new_side ? nw : o;
   switch (n.kind) {
-    case Node::kConst: return n.value;
-    case Node::kRet: return sig.ret_width == 0 ? 0 : SignedValueOf(sig.ret_width, sig.ret_signed, side.ret);
-    case Node::kFault: return side.ending == Ending::kFault;
-    case Node::kHang: return side.ending == Ending::kHang;
-    case Node::kReturned: return side.ending == Ending::kReturned;
+    case Node::kConst:
+      return n.value;
+    case Node::kRet:
+      return sig.ret_width == 0 ? 0 : SignedValueOf(sig.ret_width, sig.ret_signed, side.ret);
+    case Node::kFault:
+      return side.ending == Ending::kFault;
+    case Node::kHang:
+      return side.ending == Ending::kHang;
+    case Node::kReturned:
+      return side.ending == Ending::kReturned;
     case Node::kParam: {
       const Param& p = sig.params[n.param];
       const ArgValue& v = in.args[n.param];

@@ -9,8 +9,8 @@
 //                old.fault new.fault               the run faulted (1) or not (0)
 //                old.hang new.hang                 the run ran past the block budget
 //                old.returned new.returned         the run returned normally
-//                PARAM                             an integer argument's value; a pointer's: 0 when NULL, else 1
-//                len(PARAM)                        a buffer argument's length in bytes
+//                PARAM                             an integer argument's value; a pointer's: 0 when
+//                NULL, else 1 len(PARAM)                        a buffer argument's length in bytes
 //                PARAM[I]                          byte I of a buffer argument (0 past its end)
 // Examples: "ret == 0 when len > 16", "old.fault && new.ret == -1",
 //           "new.ret == -22 when buf == 0".

@@ -14,7 +14,8 @@ namespace patchlab::emulator {
 uint64_t ChooseBias(const ElfFile& elf, uint64_t dyn_base) {
   if (elf.type() != ElfType::kShared) return 0;
   uint64_t lowest = ~0ull;
-  for (const ElfSegment& s : elf.LoadSegments()) lowest = std::min(lowest, s.vaddr & ~(kPageSize - 1));
+  for (const ElfSegment& s : elf.LoadSegments())
+    lowest = std::min(lowest, s.vaddr & ~(kPageSize - 1));
   return lowest == ~0ull ? dyn_base : dyn_base - lowest;
 }
 
@@ -22,7 +23,8 @@ Result<LoadedImage> MapImage(Sandbox& sandbox, std::shared_ptr<const ElfFile> el
                              std::string label) {
   std::vector<ElfSegment> segs = elf->LoadSegments();
   if (segs.empty()) return Fail(ErrorCode::kParse, "{}: no PT_LOAD segment", elf->path().string());
-  std::sort(segs.begin(), segs.end(), [](const ElfSegment& a, const ElfSegment& b) { return a.vaddr < b.vaddr; });
+  std::sort(segs.begin(), segs.end(),
+            [](const ElfSegment& a, const ElfSegment& b) { return a.vaddr < b.vaddr; });
   // Group segments whose page ranges touch one another.
   struct Group {
     uint64_t start, end;
@@ -48,8 +50,10 @@ Result<LoadedImage> MapImage(Sandbox& sandbox, std::shared_ptr<const ElfFile> el
   for (size_t g = 0; g < groups.size(); ++g) {
     const Group& gr = groups[g];
     RegionKind kind = (gr.prot & UC_PROT_WRITE) ? RegionKind::kImageData : RegionKind::kCode;
-    auto host = sandbox.Map(gr.start, gr.end - gr.start, gr.prot, kind, fmt::format("{}:seg{}", label, g));
-    if (!host) return std::unexpected(std::move(host.error()).AddContext("loading " + elf->path().string()));
+    auto host =
+        sandbox.Map(gr.start, gr.end - gr.start, gr.prot, kind, fmt::format("{}:seg{}", label, g));
+    if (!host)
+      return std::unexpected(std::move(host.error()).AddContext("loading " + elf->path().string()));
     uint64_t lo = gr.end - gr.start, hi = 0;
     for (const ElfSegment* s : gr.members) {
       if (s->flags & PF_W) {
@@ -109,8 +113,9 @@ Status ApplyRelocations(Sandbox& sandbox, const LoadedImage& image,
       case R_X86_64_NONE:
         continue;
       default:
-        return Fail(ErrorCode::kUnsupported, "{}: relocation type {} at {:#x} ({}) is not supported",
-                    elf.path().string(), r.type, r.offset, r.symbol.empty() ? "no symbol" : r.symbol);
+        return Fail(ErrorCode::kUnsupported,
+                    "{}: relocation type {} at {:#x} ({}) is not supported", elf.path().string(),
+                    r.type, r.offset, r.symbol.empty() ? "no symbol" : r.symbol);
     }
     uint8_t* word = sandbox.HostPtr(image.bias + r.offset, 8);
     if (word == nullptr) {

@@ -29,8 +29,8 @@ namespace patchlab::emulator {
 
 struct LoadedImage {
   std::shared_ptr<const ElfFile> elf;
-  uint64_t bias = 0;   // added to link-time addresses
-  std::string label;   // "old", "new", "target", "patch": names its regions
+  uint64_t bias = 0;  // added to link-time addresses
+  std::string label;  // "old", "new", "target", "patch": names its regions
 };
 
 // Maps `elf`'s PT_LOAD segments at link-time address + `bias` (segments that

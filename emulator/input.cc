@@ -28,14 +28,18 @@ std::string RenderBytes(const std::vector<uint8_t>& b, bool as_string) {
     s = "\"";
     for (size_t i = 0; i < b.size() && i < kShown; ++i) {
       uint8_t c = b[i];
-      if (c == '"' || c == '\\') s += fmt::format("\\{}", static_cast<char>(c));
-      else if (c >= 0x20 && c < 0x7f) s += static_cast<char>(c);
-      else s += fmt::format("\\x{:02x}", c);
+      if (c == '"' || c == '\\')
+        s += fmt::format("\\{}", static_cast<char>(c));
+      else if (c >= 0x20 && c < 0x7f)
+        s += static_cast<char>(c);
+      else
+        s += fmt::format("\\x{:02x}", c);
     }
     s += b.size() > kShown ? "\"..." : "\"";
   } else {
     s = "<";
-    for (size_t i = 0; i < b.size() && i < kShown; ++i) s += fmt::format("{}{:02x}", i ? " " : "", b[i]);
+    for (size_t i = 0; i < b.size() && i < kShown; ++i)
+      s += fmt::format("{}{:02x}", i ? " " : "", b[i]);
     s += b.size() > kShown ? " ...>" : ">";
   }
   return s + fmt::format(" ({} bytes)", b.size());

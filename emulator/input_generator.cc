@@ -18,12 +18,14 @@ Result<std::vector<std::vector<uint8_t>>> ReadCorpus(const std::filesystem::path
   for (const auto& f : files) {
     auto data = ReadFile(f);
     if (!data) return std::unexpected(data.error());
-    out.emplace_back(data->begin(), data->begin() + std::min<size_t>(data->size(), kMaxBufferBytes - 1));
+    out.emplace_back(data->begin(),
+                     data->begin() + std::min<size_t>(data->size(), kMaxBufferBytes - 1));
   }
   return out;
 }
 
-InputGenerator::InputGenerator(const Signature& sig, uint64_t seed, std::vector<std::vector<uint8_t>> corpus)
+InputGenerator::InputGenerator(const Signature& sig, uint64_t seed,
+                               std::vector<std::vector<uint8_t>> corpus)
     : sig_(sig), state_(seed ^ 0x9e3779b97f4a7c15ull), corpus_(std::move(corpus)) {
   for (size_t i = 0; i < sig_.params.size(); ++i) {
     if (sig_.params[i].is_pointer && sig_.params[i].fixed_size == 0) {
@@ -45,10 +47,12 @@ uint64_t InputGenerator::Rand() {
 std::vector<uint64_t> InputGenerator::IntegerBoundaries(const Param& p) {
   int bits = p.width * 8;
   uint64_t mask = bits >= 64 ? ~0ull : (1ull << bits) - 1;
-  std::vector<uint64_t> v = {0, 1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 100, 127, 128, 255, 256, 1000, 4096, 65535, 65536};
+  std::vector<uint64_t> v = {0,  1,  2,   3,   7,   8,   15,  16,   17,   31,    32,   33,
+                             63, 64, 100, 127, 128, 255, 256, 1000, 4096, 65535, 65536};
   if (p.is_signed) {
     uint64_t max = mask >> 1, min = ~max;
-    for (uint64_t x : {~uint64_t{0}, ~uint64_t{1}, ~uint64_t{15}, ~uint64_t{127}, max, max - 1, min, min + 1}) {
+    for (uint64_t x :
+         {~uint64_t{0}, ~uint64_t{1}, ~uint64_t{15}, ~uint64_t{127}, max, max - 1, min, min + 1}) {
       v.push_back(x);
     }
   } else {
@@ -72,14 +76,26 @@ void InputGenerator::FillBuffer(const Param& p, ArgValue& v, uint64_t size, Cont
   static constexpr char kDigits[] = "0123456789,.;:- \n+x";
   for (uint64_t i = 0; i < size; ++i) {
     uint8_t b = 0;
-    if (p.pointer_slots) b = 0;
-    else switch (c) {
-      case Content::kZeros: b = 0; break;
-      case Content::kOnes: b = 0xff; break;
-      case Content::kDigits: b = kDigits[Below(sizeof kDigits - 1)]; break;
-      case Content::kAscii: b = static_cast<uint8_t>(0x20 + Below(0x5f)); break;
-      case Content::kRandom: b = static_cast<uint8_t>(Rand()); break;
-    }
+    if (p.pointer_slots)
+      b = 0;
+    else
+      switch (c) {
+        case Content::kZeros:
+          b = 0;
+          break;
+        case Content::kOnes:
+          b = 0xff;
+          break;
+        case Content::kDigits:
+          b = kDigits[Below(sizeof kDigits - 1)];
+          break;
+        case Content::kAscii:
+          b = static_cast<uint8_t>(0x20 + Below(0x5f));
+          break;
+        case Content::kRandom:
+          b = static_cast<uint8_t>(Rand());
+          break;
+      }
     // A NUL inside a string only shortens it; keep strings as long as asked.
     if (p.cstring && b == 0) b = '0';
     v.bytes[i] = b;
@@ -93,11 +109,20 @@ void InputGenerator::SetLength(Input& in, int ptr_index, int relation) {
   uint64_t n = in.args[ptr_index].is_null ? 0 : in.args[ptr_index].bytes.size();
   uint64_t len = n;
   switch (relation) {
-    case 1: len = n == 0 ? 0 : n - 1; break;
-    case 2: len = n + 1; break;
-    case 3: len = 0; break;
-    case 4: len = 1; break;
-    default: break;
+    case 1:
+      len = n == 0 ? 0 : n - 1;
+      break;
+    case 2:
+      len = n + 1;
+      break;
+    case 3:
+      len = 0;
+      break;
+    case 4:
+      len = 1;
+      break;
+    default:
+      break;
   }
   in.args[p.length_param].value = len;
 }
@@ -107,8 +132,10 @@ Input InputGenerator::Typical() {
   in.args.resize(sig_.params.size());
   for (size_t i = 0; i < sig_.params.size(); ++i) {
     const Param& p = sig_.params[i];
-    if (p.is_pointer) FillBuffer(p, in.args[i], 16, Content::kDigits);
-    else in.args[i].value = 1;
+    if (p.is_pointer)
+      FillBuffer(p, in.args[i], 16, Content::kDigits);
+    else
+      in.args[i].value = 1;
   }
   for (size_t i = 0; i < sig_.params.size(); ++i) SetLength(in, static_cast<int>(i), 0);
   return in;
@@ -116,8 +143,11 @@ Input InputGenerator::Typical() {
 
 void InputGenerator::BuildBoundaries() {
   std::vector<std::vector<Input>> per_param(sig_.params.size());
-  static constexpr uint64_t kSizes[] = {0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 255, 256, kMaxBufferBytes - 1};
-  static constexpr Content kContents[] = {Content::kZeros, Content::kOnes, Content::kDigits, Content::kAscii, Content::kRandom};
+  static constexpr uint64_t kSizes[] = {0,  1,  2,   3,   7,   8,   9,
+                                        15, 16, 17,  31,  32,  33,  63,
+                                        64, 65, 127, 128, 255, 256, kMaxBufferBytes - 1};
+  static constexpr Content kContents[] = {Content::kZeros, Content::kOnes, Content::kDigits,
+                                          Content::kAscii, Content::kRandom};
   for (size_t i = 0; i < sig_.params.size(); ++i) {
     const Param& p = sig_.params[i];
     if (p.length_of >= 0) continue;  // varied with its buffer
@@ -202,7 +232,9 @@ Input InputGenerator::RandomInput() {
     ArgValue& v = in.args[i];
     if (!p.is_pointer) {
       uint64_t r = Below(10);
-      if (r < 4) v.value = p.is_signed ? static_cast<uint64_t>(static_cast<int64_t>(Below(317)) - 16) : Below(301);
+      if (r < 4)
+        v.value =
+            p.is_signed ? static_cast<uint64_t>(static_cast<int64_t>(Below(317)) - 16) : Below(301);
       else if (r < 6) {
         auto b = IntegerBoundaries(p);
         v.value = b[Below(b.size())];
@@ -215,7 +247,8 @@ Input InputGenerator::RandomInput() {
       v.is_null = true;
       continue;
     }
-    if (!dictionary_.empty() && p.fixed_size == 0 && (p.byte_pointee || p.cstring) && Below(2) == 0) {
+    if (!dictionary_.empty() && p.fixed_size == 0 && (p.byte_pointee || p.cstring) &&
+        Below(2) == 0) {
       FillFromDictionary(p, v);
       continue;
     }
@@ -245,7 +278,8 @@ Input InputGenerator::Mutate(const std::vector<uint8_t>& base) {
         break;
       }
       case 2:
-        if (b.size() + 1 < kMaxBufferBytes) b.insert(b.begin() + Below(b.size() + 1), static_cast<uint8_t>(Rand()));
+        if (b.size() + 1 < kMaxBufferBytes)
+          b.insert(b.begin() + Below(b.size() + 1), static_cast<uint8_t>(Rand()));
         break;
       case 3:
         if (!b.empty()) b.erase(b.begin() + Below(b.size()));
@@ -284,8 +318,9 @@ Input InputGenerator::Next() {
     return in;
   }
   ++random_count_;
-  Input in = (!corpus_.empty() && first_buffer_ >= 0 && random_count_ % 2 == 0) ? Mutate(corpus_[Below(corpus_.size())])
-                                                                               : RandomInput();
+  Input in = (!corpus_.empty() && first_buffer_ >= 0 && random_count_ % 2 == 0)
+                 ? Mutate(corpus_[Below(corpus_.size())])
+                 : RandomInput();
   in.leading = random_count_ % 4 == 3;
   return in;
 }

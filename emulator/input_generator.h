@@ -33,7 +33,8 @@ Result<std::vector<std::vector<uint8_t>>> ReadCorpus(const std::filesystem::path
 class InputGenerator {
  public:
   // REQUIRES: `sig` outlives the generator.
-  InputGenerator(const Signature& sig, uint64_t seed, std::vector<std::vector<uint8_t>> corpus = {});
+  InputGenerator(const Signature& sig, uint64_t seed,
+                 std::vector<std::vector<uint8_t>> corpus = {});
 
   // Tokens (e.g. "GET ", ":", "\n") that random and mutated byte buffers are
   // built from half of the time, so that parsers get past their first

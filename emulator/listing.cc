@@ -1,11 +1,10 @@
 #include "emulator/listing.h"
 
 #include <capstone/capstone.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <vector>
-
-#include <fmt/format.h>
 
 namespace patchlab::emulator {
 namespace {
@@ -46,8 +45,8 @@ std::string SideBySideListing(const LoadedFunction& old_fn, const LoadedFunction
   size_t width = 12;
   for (const std::string& l : a) width = std::max(width, l.size());
   width = std::min<size_t>(width, 60);
-  std::string out = fmt::format("{:<{}} | {}\n", fmt::format("old ({} instructions)", a.size()), width,
-                                fmt::format("new ({} instructions)", b.size()));
+  std::string out = fmt::format("{:<{}} | {}\n", fmt::format("old ({} instructions)", a.size()),
+                                width, fmt::format("new ({} instructions)", b.size()));
   for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
     std::string l = i < a.size() ? a[i] : "";
     if (l.size() > width) l = l.substr(0, width);
@@ -68,7 +67,9 @@ std::vector<std::vector<uint8_t>> ExtractTokens(const LoadedFunction& f) {
   const uint8_t* code = bytes->data();
   size_t left = bytes->size();
   uint64_t addr = f.link_address;  // link-time addresses, so that targets can be read from the file
-  auto printable = [](uint8_t c) { return (c >= 0x20 && c < 0x7f) || c == '\n' || c == '\t' || c == '\r'; };
+  auto printable = [](uint8_t c) {
+    return (c >= 0x20 && c < 0x7f) || c == '\n' || c == '\t' || c == '\r';
+  };
   while (left > 0 && cs_disasm_iter(cs, &code, &left, &addr, insn)) {
     const cs_x86& x = insn->detail->x86;
     for (uint8_t i = 0; i < x.op_count; ++i) {
@@ -89,7 +90,8 @@ std::vector<std::vector<uint8_t>> ExtractTokens(const LoadedFunction& f) {
             if (c == 0 || !printable(c)) break;
             t.push_back(c);
           }
-          if (!t.empty() && t.size() < s->size() && (*s)[t.size()] == 0) tokens.push_back(std::move(t));
+          if (!t.empty() && t.size() < s->size() && (*s)[t.size()] == 0)
+            tokens.push_back(std::move(t));
           break;
         }
       }

@@ -6,28 +6,44 @@ namespace patchlab::emulator {
 
 std::string_view EndingName(Ending e) {
   switch (e) {
-    case Ending::kReturned: return "returned";
-    case Ending::kFault: return "fault";
-    case Ending::kHang: return "hang";
-    case Ending::kInconclusive: return "inconclusive";
+    case Ending::kReturned:
+      return "returned";
+    case Ending::kFault:
+      return "fault";
+    case Ending::kHang:
+      return "hang";
+    case Ending::kInconclusive:
+      return "inconclusive";
   }
   return "?";
 }
 
 std::string_view FaultClassName(FaultClass f) {
   switch (f) {
-    case FaultClass::kNone: return "none";
-    case FaultClass::kReadUnmapped: return "read-unmapped";
-    case FaultClass::kWriteUnmapped: return "write-unmapped";
-    case FaultClass::kFetchUnmapped: return "fetch-unmapped";
-    case FaultClass::kWriteProtected: return "write-protected";
-    case FaultClass::kFetchProtected: return "fetch-protected";
-    case FaultClass::kInvalidInstruction: return "invalid-instruction";
-    case FaultClass::kDivideByZero: return "divide-by-zero";
-    case FaultClass::kTrap: return "trap";
-    case FaultClass::kAbort: return "abort";
-    case FaultClass::kStackSmash: return "stack-smash";
-    case FaultClass::kBadFree: return "bad-free";
+    case FaultClass::kNone:
+      return "none";
+    case FaultClass::kReadUnmapped:
+      return "read-unmapped";
+    case FaultClass::kWriteUnmapped:
+      return "write-unmapped";
+    case FaultClass::kFetchUnmapped:
+      return "fetch-unmapped";
+    case FaultClass::kWriteProtected:
+      return "write-protected";
+    case FaultClass::kFetchProtected:
+      return "fetch-protected";
+    case FaultClass::kInvalidInstruction:
+      return "invalid-instruction";
+    case FaultClass::kDivideByZero:
+      return "divide-by-zero";
+    case FaultClass::kTrap:
+      return "trap";
+    case FaultClass::kAbort:
+      return "abort";
+    case FaultClass::kStackSmash:
+      return "stack-smash";
+    case FaultClass::kBadFree:
+      return "bad-free";
   }
   return "?";
 }
@@ -40,13 +56,17 @@ std::string StubCall::ToString() const {
 
 std::string DescribeOutcome(const RunOutcome& o) {
   switch (o.ending) {
-    case Ending::kReturned: return fmt::format("returned {:#x}", o.ret);
-    case Ending::kHang: return fmt::format("hang (over {} basic blocks)", o.blocks);
-    case Ending::kInconclusive: return "inconclusive: " + o.where;
+    case Ending::kReturned:
+      return fmt::format("returned {:#x}", o.ret);
+    case Ending::kHang:
+      return fmt::format("hang (over {} basic blocks)", o.blocks);
+    case Ending::kInconclusive:
+      return "inconclusive: " + o.where;
     case Ending::kFault: {
       std::string s = fmt::format("fault {} at {:#x}", FaultClassName(o.fault), o.fault_addr);
       if (!o.where.empty()) s += " " + o.where;
-      if (o.fault_pc != 0) s += fmt::format(" (pc {:#x}{})", o.fault_pc, o.fault_pc_exact ? "" : ", block start");
+      if (o.fault_pc != 0)
+        s += fmt::format(" (pc {:#x}{})", o.fault_pc, o.fault_pc_exact ? "" : ", block start");
       return s;
     }
   }

@@ -25,14 +25,14 @@ enum class FaultClass {
   kReadUnmapped,
   kWriteUnmapped,
   kFetchUnmapped,
-  kWriteProtected,   // write to read-only memory (e.g. .rodata, code)
-  kFetchProtected,   // jump into non-executable memory
+  kWriteProtected,  // write to read-only memory (e.g. .rodata, code)
+  kFetchProtected,  // jump into non-executable memory
   kInvalidInstruction,
-  kDivideByZero,     // #DE: division by zero or quotient overflow
-  kTrap,             // int3 or another software interrupt
-  kAbort,            // abort() or a failed assertion
-  kStackSmash,       // __stack_chk_fail(): the canary was overwritten
-  kBadFree,          // free/realloc of a pointer the sandbox heap never gave out
+  kDivideByZero,  // #DE: division by zero or quotient overflow
+  kTrap,          // int3 or another software interrupt
+  kAbort,         // abort() or a failed assertion
+  kStackSmash,    // __stack_chk_fail(): the canary was overwritten
+  kBadFree,       // free/realloc of a pointer the sandbox heap never gave out
 };
 
 std::string_view EndingName(Ending e);
@@ -51,9 +51,9 @@ struct RunOutcome {
   uint64_t ret = 0;  // masked to the declared width when the checker reads it
   FaultClass fault = FaultClass::kNone;
   uint64_t fault_addr = 0;  // the data address for memory faults, else the PC
-  uint64_t fault_pc = 0;    // block start in a fast run; exact in a sandbox created with exact = true
+  uint64_t fault_pc = 0;  // block start in a fast run; exact in a sandbox created with exact = true
   bool fault_pc_exact = false;
-  std::string where;        // "in memcpy" for faults inside a stub; the reason when inconclusive
+  std::string where;  // "in memcpy" for faults inside a stub; the reason when inconclusive
   std::vector<StubCall> calls;
   uint64_t blocks = 0;
   uint64_t insns = 0;

@@ -2,9 +2,9 @@
 
 #include <unicorn/unicorn.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cstring>
-#include <algorithm>
 #include <filesystem>
 #include <optional>
 
@@ -21,7 +21,8 @@ Result<FunctionRef> FunctionRef::Parse(std::string_view text) {
   return FunctionRef{std::string(text.substr(0, colon)), std::string(text.substr(colon + 1))};
 }
 
-Result<const ElfSymbol*> FindFunction(const ElfFile& elf, const std::string& symbol, uint64_t* address) {
+Result<const ElfSymbol*> FindFunction(const ElfFile& elf, const std::string& symbol,
+                                      uint64_t* address) {
   if (symbol.rfind("0x", 0) == 0) {
     uint64_t addr = std::strtoull(symbol.c_str(), nullptr, 16);
     *address = addr;
@@ -32,7 +33,8 @@ Result<const ElfSymbol*> FindFunction(const ElfFile& elf, const std::string& sym
     return Fail(ErrorCode::kNotFound, "{}: no defined symbol '{}'", elf.path().string(), symbol);
   }
   if (s->type != SymbolType::kFunc && s->type != SymbolType::kNone) {
-    return Fail(ErrorCode::kInvalidArgument, "{}: '{}' is not a function", elf.path().string(), symbol);
+    return Fail(ErrorCode::kInvalidArgument, "{}: '{}' is not a function", elf.path().string(),
+                symbol);
   }
   *address = s->value;
   return s;
@@ -46,7 +48,8 @@ Result<std::shared_ptr<const ElfFile>> OpenShared(const std::string& path) {
   return std::make_shared<const ElfFile>(std::move(*elf));
 }
 
-Result<LoadedFunction> Locate(std::shared_ptr<const ElfFile> elf, uint64_t bias, const std::string& symbol) {
+Result<LoadedFunction> Locate(std::shared_ptr<const ElfFile> elf, uint64_t bias,
+                              const std::string& symbol) {
   uint64_t addr = 0;
   auto s = FindFunction(*elf, symbol, &addr);
   if (!s) return std::unexpected(s.error());
@@ -59,16 +62,23 @@ Result<LoadedFunction> Locate(std::shared_ptr<const ElfFile> elf, uint64_t bias,
 }
 
 bool IsGlibcLibrary(const std::string& soname) {
-  for (const char* prefix : {"libc.so", "libm.so", "libpthread.so", "libdl.so", "librt.so", "ld-linux", "libmvec.so",
-                             "libresolv.so", "libutil.so"}) {
+  for (const char* prefix : {"libc.so", "libm.so", "libpthread.so", "libdl.so", "librt.so",
+                             "ld-linux", "libmvec.so", "libresolv.so", "libutil.so"}) {
     if (soname.rfind(prefix, 0) == 0) return true;
   }
   return false;
 }
 
-std::optional<std::filesystem::path> FindLibrary(const std::string& name, const std::filesystem::path& beside) {
-  std::vector<std::filesystem::path> dirs = {beside, "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64",
-                                             "/usr/lib64", "/lib", "/usr/lib", "/usr/local/lib"};
+std::optional<std::filesystem::path> FindLibrary(const std::string& name,
+                                                 const std::filesystem::path& beside) {
+  std::vector<std::filesystem::path> dirs = {beside,
+                                             "/lib/x86_64-linux-gnu",
+                                             "/usr/lib/x86_64-linux-gnu",
+                                             "/lib64",
+                                             "/usr/lib64",
+                                             "/lib",
+                                             "/usr/lib",
+                                             "/usr/local/lib"};
   for (const auto& d : dirs) {
     std::error_code ec;
     if (std::filesystem::is_regular_file(d / name, ec)) return d / name;
@@ -79,8 +89,8 @@ std::optional<std::filesystem::path> FindLibrary(const std::string& name, const 
 Status MapArgPages(Sandbox& sb, const Signature& sig) {
   for (size_t i = 0; i < sig.params.size(); ++i) {
     if (!sig.params[i].is_pointer) continue;
-    auto m = sb.Map(kArgBase + i * kArgStride, kArgBytes, UC_PROT_READ | UC_PROT_WRITE, RegionKind::kArg,
-                    fmt::format("{}", sig.params[i].name));
+    auto m = sb.Map(kArgBase + i * kArgStride, kArgBytes, UC_PROT_READ | UC_PROT_WRITE,
+                    RegionKind::kArg, fmt::format("{}", sig.params[i].name));
     if (!m) return std::unexpected(m.error());
   }
   return {};
@@ -118,8 +128,10 @@ Result<std::unique_ptr<Sandbox>> PairRunner::BuildSide(int side, bool exact) {
   return sb;
 }
 
-Result<std::unique_ptr<PairRunner>> PairRunner::Create(const Signature& sig, const FunctionRef& old_ref,
-                                                       const FunctionRef& new_ref, uint64_t max_blocks) {
+Result<std::unique_ptr<PairRunner>> PairRunner::Create(const Signature& sig,
+                                                       const FunctionRef& old_ref,
+                                                       const FunctionRef& new_ref,
+                                                       uint64_t max_blocks) {
   std::unique_ptr<PairRunner> pr(new PairRunner());
   pr->sig_ = sig;
   pr->max_blocks_ = max_blocks;
@@ -145,8 +157,9 @@ Result<std::unique_ptr<PairRunner>> PairRunner::Create(const Signature& sig, con
       seen.push_back(name);
       auto path = FindLibrary(name, queue[q]->path().parent_path());
       if (!path) {
-        Log("emulator")->warn("{} needs {}, which is not found: calls into it end runs as inconclusive",
-                              queue[q]->path().string(), name);
+        Log("emulator")
+            ->warn("{} needs {}, which is not found: calls into it end runs as inconclusive",
+                   queue[q]->path().string(), name);
         continue;
       }
       auto lib = OpenShared(path->string());
@@ -202,7 +215,9 @@ PairOutcome PairRunner::Run(const Input& in, bool exact) {
     auto o = BuildSide(0, true);
     auto n = BuildSide(1, true);
     if (!o || !n) {
-      Log("emulator")->warn("cannot build exact-address sandboxes: {}", (!o ? o.error() : n.error()).ToString());
+      Log("emulator")
+          ->warn("cannot build exact-address sandboxes: {}",
+                 (!o ? o.error() : n.error()).ToString());
       exact = false;
     } else {
       old_exact_ = std::move(*o);

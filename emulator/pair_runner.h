@@ -99,6 +99,7 @@ class PairRunner {
 
 // Finds `symbol` (a name or 0xADDR) in `elf`. Fails naming both when absent
 // or undefined.
-Result<const ElfSymbol*> FindFunction(const ElfFile& elf, const std::string& symbol, uint64_t* address);
+Result<const ElfSymbol*> FindFunction(const ElfFile& elf, const std::string& symbol,
+                                      uint64_t* address);
 
 }  // namespace patchlab::emulator

@@ -26,7 +26,8 @@ void OnBlock(uc_engine* uc, uint64_t addr, uint32_t size, void* user) {
     uc_emu_stop(uc);
     return;
   }
-  Sandbox::Live::BlockInsns& e = live->block_insns[(addr ^ (addr >> 12)) & (live->block_insns.size() - 1)];
+  Sandbox::Live::BlockInsns& e =
+      live->block_insns[(addr ^ (addr >> 12)) & (live->block_insns.size() - 1)];
   if (e.addr != addr || e.size != size) {
     e.addr = addr;
     e.size = size;
@@ -52,11 +53,20 @@ bool OnBadMemory(uc_engine*, uc_mem_type type, uint64_t addr, int, int64_t, void
   auto* live = static_cast<Sandbox::Live*>(user);
   FaultClass f = FaultClass::kReadUnmapped;
   switch (type) {
-    case UC_MEM_WRITE_UNMAPPED: f = FaultClass::kWriteUnmapped; break;
-    case UC_MEM_FETCH_UNMAPPED: f = FaultClass::kFetchUnmapped; break;
-    case UC_MEM_WRITE_PROT: f = FaultClass::kWriteProtected; break;
-    case UC_MEM_FETCH_PROT: f = FaultClass::kFetchProtected; break;
-    default: break;  // READ_UNMAPPED, READ_PROT
+    case UC_MEM_WRITE_UNMAPPED:
+      f = FaultClass::kWriteUnmapped;
+      break;
+    case UC_MEM_FETCH_UNMAPPED:
+      f = FaultClass::kFetchUnmapped;
+      break;
+    case UC_MEM_WRITE_PROT:
+      f = FaultClass::kWriteProtected;
+      break;
+    case UC_MEM_FETCH_PROT:
+      f = FaultClass::kFetchProtected;
+      break;
+    default:
+      break;  // READ_UNMAPPED, READ_PROT
   }
   live->Decide(Ending::kFault, f, addr, "");
   return false;
@@ -118,24 +128,42 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(uint64_t max_blocks, bool exact
     if (e != UC_ERR_OK) return std::unexpected(UcError(what, e));
     return {};
   };
-  if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_BLOCK, reinterpret_cast<void*>(OnBlock), live, 1, 0),
-                    "block hook"); !s) return std::unexpected(s.error());
-  if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_MEM_INVALID, reinterpret_cast<void*>(OnBadMemory), live, 1, 0),
-                    "memory hook"); !s) return std::unexpected(s.error());
-  if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_INTR, reinterpret_cast<void*>(OnInterrupt), live, 1, 0),
-                    "interrupt hook"); !s) return std::unexpected(s.error());
-  if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_INSN, reinterpret_cast<void*>(OnSyscall), live, 1, 0,
-                                UC_X86_INS_SYSCALL), "syscall hook"); !s) return std::unexpected(s.error());
+  if (auto s = hook(
+          uc_hook_add(sb->uc_, &h, UC_HOOK_BLOCK, reinterpret_cast<void*>(OnBlock), live, 1, 0),
+          "block hook");
+      !s)
+    return std::unexpected(s.error());
+  if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_MEM_INVALID,
+                                reinterpret_cast<void*>(OnBadMemory), live, 1, 0),
+                    "memory hook");
+      !s)
+    return std::unexpected(s.error());
+  if (auto s = hook(
+          uc_hook_add(sb->uc_, &h, UC_HOOK_INTR, reinterpret_cast<void*>(OnInterrupt), live, 1, 0),
+          "interrupt hook");
+      !s)
+    return std::unexpected(s.error());
+  if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_INSN, reinterpret_cast<void*>(OnSyscall), live,
+                                1, 0, UC_X86_INS_SYSCALL),
+                    "syscall hook");
+      !s)
+    return std::unexpected(s.error());
   if (exact) {
-    if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_CODE, reinterpret_cast<void*>(OnInstruction), live, 1, 0),
-                      "instruction hook"); !s) return std::unexpected(s.error());
+    if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_CODE, reinterpret_cast<void*>(OnInstruction),
+                                  live, 1, 0),
+                      "instruction hook");
+        !s)
+      return std::unexpected(s.error());
   }
-  if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_CODE, reinterpret_cast<void*>(OnStubPage), sb->stubs_.get(),
-                                kStubBase, kStubBase + kStubBytes - 1), "stub hook"); !s) {
+  if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_CODE, reinterpret_cast<void*>(OnStubPage),
+                                sb->stubs_.get(), kStubBase, kStubBase + kStubBytes - 1),
+                    "stub hook");
+      !s) {
     return std::unexpected(s.error());
   }
 
-  auto stub_page = sb->Map(kStubBase, kStubBytes, UC_PROT_READ | UC_PROT_EXEC, RegionKind::kCode, "stubs");
+  auto stub_page =
+      sb->Map(kStubBase, kStubBytes, UC_PROT_READ | UC_PROT_EXEC, RegionKind::kCode, "stubs");
   if (!stub_page) return std::unexpected(stub_page.error());
   // Every slot is `ret`; the sentinel (slot 0) is `hlt`, never executed because
   // runs end when they reach it.
@@ -150,9 +178,13 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(uint64_t max_blocks, bool exact
   sb->SetResetRange(kTlsBase, 0, 0x100);
   // fs:0 points to itself, as glibc's TCB does.
   std::memcpy(*tls, &kTlsBase, sizeof kTlsBase);
-  if (auto s = sb->Map(kStackTop - kStackBytes, kStackBytes, UC_PROT_READ | UC_PROT_WRITE, RegionKind::kStack,
-                       "stack"); !s) return std::unexpected(s.error());
-  if (auto s = sb->Map(kHeapBase, kHeapBytes, UC_PROT_READ | UC_PROT_WRITE, RegionKind::kHeap, "heap"); !s) {
+  if (auto s = sb->Map(kStackTop - kStackBytes, kStackBytes, UC_PROT_READ | UC_PROT_WRITE,
+                       RegionKind::kStack, "stack");
+      !s)
+    return std::unexpected(s.error());
+  if (auto s =
+          sb->Map(kHeapBase, kHeapBytes, UC_PROT_READ | UC_PROT_WRITE, RegionKind::kHeap, "heap");
+      !s) {
     return std::unexpected(s.error());
   }
   uint64_t fs_base = kTlsBase;
@@ -169,16 +201,18 @@ Sandbox::~Sandbox() {
   if (live_ && live_->capstone != 0) cs_close(&live_->capstone);
 }
 
-Result<uint8_t*> Sandbox::Map(uint64_t addr, uint64_t size, int prot, RegionKind kind, std::string name) {
+Result<uint8_t*> Sandbox::Map(uint64_t addr, uint64_t size, int prot, RegionKind kind,
+                              std::string name) {
   assert(!frozen_ && addr % kPageSize == 0 && size % kPageSize == 0 && size > 0);
   for (const Region& r : regions_) {
     if (addr < r.addr + r.size && r.addr < addr + size) {
-      return Fail(ErrorCode::kInvalidArgument, "{} [{:#x}, {:#x}) overlaps {} [{:#x}, {:#x})", name, addr,
-                  addr + size, r.name, r.addr, r.addr + r.size);
+      return Fail(ErrorCode::kInvalidArgument, "{} [{:#x}, {:#x}) overlaps {} [{:#x}, {:#x})", name,
+                  addr, addr + size, r.name, r.addr, r.addr + r.size);
     }
   }
   auto* host = static_cast<uint8_t*>(std::aligned_alloc(kPageSize, size));
-  if (host == nullptr) return Fail(ErrorCode::kIo, "out of memory mapping {} ({} bytes)", name, size);
+  if (host == nullptr)
+    return Fail(ErrorCode::kIo, "out of memory mapping {} ({} bytes)", name, size);
   std::memset(host, 0, size);
   if (uc_err e = uc_mem_map_ptr(uc_, addr, size, prot, host); e != UC_ERR_OK) {
     std::free(host);
@@ -193,7 +227,8 @@ Result<uint8_t*> Sandbox::Map(uint64_t addr, uint64_t size, int prot, RegionKind
   r.host = host;
   r.reset_end = size;
   regions_.push_back(std::move(r));
-  std::sort(regions_.begin(), regions_.end(), [](const Region& a, const Region& b) { return a.addr < b.addr; });
+  std::sort(regions_.begin(), regions_.end(),
+            [](const Region& a, const Region& b) { return a.addr < b.addr; });
   return host;
 }
 
@@ -220,10 +255,13 @@ uint64_t Sandbox::StubAddress(const std::string& name) { return stubs_->AddressO
 
 Status Sandbox::Freeze() {
   for (Region& r : regions_) {
-    if (r.kind == RegionKind::kImageData || r.kind == RegionKind::kTls) r.snapshot.assign(r.host, r.host + r.size);
+    if (r.kind == RegionKind::kImageData || r.kind == RegionKind::kTls)
+      r.snapshot.assign(r.host, r.host + r.size);
   }
-  if (uc_err e = uc_context_alloc(uc_, &context_); e != UC_ERR_OK) return std::unexpected(UcError("context", e));
-  if (uc_err e = uc_context_save(uc_, context_); e != UC_ERR_OK) return std::unexpected(UcError("context", e));
+  if (uc_err e = uc_context_alloc(uc_, &context_); e != UC_ERR_OK)
+    return std::unexpected(UcError("context", e));
+  if (uc_err e = uc_context_save(uc_, context_); e != UC_ERR_OK)
+    return std::unexpected(UcError("context", e));
   frozen_ = true;
   return {};
 }
@@ -258,7 +296,8 @@ void Sandbox::Reset() {
     switch (r.kind) {
       case RegionKind::kImageData:
       case RegionKind::kTls:
-        std::memcpy(r.host + r.reset_begin, r.snapshot.data() + r.reset_begin, r.reset_end - r.reset_begin);
+        std::memcpy(r.host + r.reset_begin, r.snapshot.data() + r.reset_begin,
+                    r.reset_end - r.reset_begin);
         break;
       case RegionKind::kArg:
         std::memset(r.host, kFillByte, r.size);
@@ -319,7 +358,8 @@ const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
       uint64_t pc = exact && live.last_pc != 0 ? live.last_pc : rip;
       live.Decide(Ending::kFault, FaultClass::kInvalidInstruction, pc, "");
     } else if (err == UC_ERR_OK) {
-      live.Decide(Ending::kInconclusive, FaultClass::kNone, rip, fmt::format("stopped at {:#x}", rip));
+      live.Decide(Ending::kInconclusive, FaultClass::kNone, rip,
+                  fmt::format("stopped at {:#x}", rip));
     } else {
       live.Decide(Ending::kInconclusive, FaultClass::kNone, rip,
                   fmt::format("unicorn: {} at {:#x}", uc_strerror(err), rip));
@@ -336,7 +376,8 @@ const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
       if (code != nullptr) {
         size_t left = 16;
         for (const Region& r : regions_) {
-          if (out.fault_pc >= r.addr && out.fault_pc < r.addr + r.size) left = std::min<uint64_t>(16, r.addr + r.size - out.fault_pc);
+          if (out.fault_pc >= r.addr && out.fault_pc < r.addr + r.size)
+            left = std::min<uint64_t>(16, r.addr + r.size - out.fault_pc);
         }
         cs_insn* insn = cs_malloc(live.capstone);
         uint64_t at = out.fault_pc;
@@ -345,8 +386,8 @@ const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
           if (mnemonic.rfind("ud", 0) != 0) {
             out.ending = Ending::kInconclusive;
             out.fault = FaultClass::kNone;
-            out.where = fmt::format("unsupported instruction '{} {}' at {:#x}", mnemonic, insn->op_str,
-                                    out.fault_pc);
+            out.where = fmt::format("unsupported instruction '{} {}' at {:#x}", mnemonic,
+                                    insn->op_str, out.fault_pc);
           }
         }
         cs_free(insn, 1);

@@ -15,7 +15,8 @@ Result<FunctionRef> ReadFunction(const YamlMap& m, std::string_view key) {
   auto text = m.Get<std::string>(key);
   if (!text) return std::unexpected(text.error());
   auto ref = FunctionRef::Parse(*text);
-  if (!ref) return std::unexpected(m.ErrorAt(key, "expected ELF:SYMBOL, e.g. target/app:parse_header"));
+  if (!ref)
+    return std::unexpected(m.ErrorAt(key, "expected ELF:SYMBOL, e.g. target/app:parse_header"));
   ref->elf = Relative(m.file(), ref->elf);
   return ref;
 }
@@ -23,8 +24,8 @@ Result<FunctionRef> ReadFunction(const YamlMap& m, std::string_view key) {
 }  // namespace
 
 Result<CheckOptions> ParseSemanticSection(const YamlMap& m) {
-  if (auto s = m.AllowOnly({"old", "new", "signature", "inputs", "seed", "expect", "corpus", "max_blocks",
-                            "shrink_evaluations"});
+  if (auto s = m.AllowOnly({"old", "new", "signature", "inputs", "seed", "expect", "corpus",
+                            "max_blocks", "shrink_evaluations"});
       !s) {
     return std::unexpected(s.error());
   }

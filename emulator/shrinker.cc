@@ -45,9 +45,12 @@ class Shrinker {
     if (lp < 0) return;
     uint64_t n = c.args[ptr].bytes.size();
     uint64_t& len = c.args[lp].value;
-    if (len == old_size) len = n;
-    else if (len == old_size + 1) len = n + 1;
-    else if (old_size > 0 && len == old_size - 1) len = n == 0 ? 0 : n - 1;
+    if (len == old_size)
+      len = n;
+    else if (len == old_size + 1)
+      len = n + 1;
+    else if (old_size > 0 && len == old_size - 1)
+      len = n == 0 ? 0 : n - 1;
   }
 
   bool ShrinkBuffer(size_t i) {
@@ -55,15 +58,18 @@ class Shrinker {
     bool progress = false;
     if (best_.args[i].is_null) return false;
     if (p.fixed_size == 0) {
-      for (size_t chunk = std::max<size_t>(best_.args[i].bytes.size() / 2, 1); chunk >= 1 && budget_ > 0; chunk /= 2) {
+      for (size_t chunk = std::max<size_t>(best_.args[i].bytes.size() / 2, 1);
+           chunk >= 1 && budget_ > 0; chunk /= 2) {
         for (size_t off = 0; off < best_.args[i].bytes.size() && budget_ > 0;) {
           Input c = best_;
           auto& b = c.args[i].bytes;
           uint64_t old_size = b.size();
           b.erase(b.begin() + off, b.begin() + std::min(b.size(), off + chunk));
           FollowLength(c, i, old_size);
-          if (Try(c)) progress = true;
-          else off += chunk;
+          if (Try(c))
+            progress = true;
+          else
+            off += chunk;
         }
         if (chunk == 1) break;
       }
@@ -84,7 +90,9 @@ class Shrinker {
 
   static std::vector<uint8_t> Simpler(uint8_t b, bool cstring) {
     std::vector<uint8_t> out;
-    auto add = [&](uint8_t t) { if (t < b && (!cstring || t != 0)) out.push_back(t); };
+    auto add = [&](uint8_t t) {
+      if (t < b && (!cstring || t != 0)) out.push_back(t);
+    };
     add(0);
     add(' ');
     if (std::isdigit(b)) add('0');
@@ -138,7 +146,8 @@ class Shrinker {
 
 }  // namespace
 
-Input Shrink(const Signature& sig, Input start, const StillFails& still_fails, int max_evaluations) {
+Input Shrink(const Signature& sig, Input start, const StillFails& still_fails,
+             int max_evaluations) {
   return Shrinker(sig, std::move(start), still_fails, max_evaluations).Run();
 }
 

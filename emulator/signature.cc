@@ -22,7 +22,8 @@ Result<std::vector<Token>> Tokenize(std::string_view s) {
       ++i;
     } else if (s.substr(i, 2) == "/*") {
       size_t end = s.find("*/", i + 2);
-      if (end == std::string_view::npos) return Fail(ErrorCode::kParse, "column {}: unterminated comment", i + 1);
+      if (end == std::string_view::npos)
+        return Fail(ErrorCode::kParse, "column {}: unterminated comment", i + 1);
       out.push_back({Token::kComment, std::string(s.substr(i + 2, end - i - 2)), i + 1});
       i = end + 2;
     } else if (s.substr(i, 3) == "...") {
@@ -75,12 +76,12 @@ struct Decl {
   std::string type_text;
   std::string name;
   int pointer_depth = 0;
-  bool base_const = false;   // const applies to the pointee (const T *)
+  bool base_const = false;  // const applies to the pointee (const T *)
   bool is_void = false;
-  bool is_record = false;    // struct or union
+  bool is_record = false;  // struct or union
   bool is_float = false;
   std::optional<ScalarType> scalar;
-  uint64_t array_len = 0;    // T x[N]
+  uint64_t array_len = 0;  // T x[N]
   std::vector<std::string> annotations;
   size_t column = 0;
 };
@@ -154,8 +155,10 @@ Result<Decl> ParseDecl(const std::vector<Token>& toks, size_t column) {
       if (i + 1 >= toks.size() || toks[i + 1].kind != Token::kWord) {
         return Fail(ErrorCode::kParse, "column {}: '{}' needs a tag name", t.column, w);
       }
-      if (w == "enum") d.scalar = ScalarType{4, true};
-      else d.is_record = true;
+      if (w == "enum")
+        d.scalar = ScalarType{4, true};
+      else
+        d.is_record = true;
       d.type_text += " " + toks[i + 1].text;
       ++i;
     } else if (base.empty() && !d.is_void && !d.is_record && !d.scalar && longs == 0 &&
@@ -163,7 +166,8 @@ Result<Decl> ParseDecl(const std::vector<Token>& toks, size_t column) {
       auto it = KnownTypedefs().find(w);
       if (it == KnownTypedefs().end()) {
         return Fail(ErrorCode::kParse,
-                    "column {}: unknown type '{}' (use a standard C type or <stdint.h> name)", t.column, w);
+                    "column {}: unknown type '{}' (use a standard C type or <stdint.h> name)",
+                    t.column, w);
       }
       d.scalar = it->second;
     } else if (d.name.empty()) {
@@ -176,11 +180,16 @@ Result<Decl> ParseDecl(const std::vector<Token>& toks, size_t column) {
     }
   }
   if (!d.scalar && !d.is_void && !d.is_record && !d.is_float) {
-    if (base == "char") d.scalar = ScalarType{1, !saw_unsigned};
-    else if (base == "short") d.scalar = ScalarType{2, !saw_unsigned};
-    else if (longs > 0) d.scalar = ScalarType{8, !saw_unsigned};
-    else if (base == "int" || saw_unsigned || saw_signed) d.scalar = ScalarType{4, !saw_unsigned};
-    else return Fail(ErrorCode::kParse, "column {}: no type", column);
+    if (base == "char")
+      d.scalar = ScalarType{1, !saw_unsigned};
+    else if (base == "short")
+      d.scalar = ScalarType{2, !saw_unsigned};
+    else if (longs > 0)
+      d.scalar = ScalarType{8, !saw_unsigned};
+    else if (base == "int" || saw_unsigned || saw_signed)
+      d.scalar = ScalarType{4, !saw_unsigned};
+    else
+      return Fail(ErrorCode::kParse, "column {}: no type", column);
   }
   return d;
 }
@@ -200,8 +209,9 @@ bool IsLengthName(std::string_view n) {
 
 Status FinishSignature(Signature& sig) {
   if (sig.params.size() > 6) {
-    return Fail(ErrorCode::kUnsupported, "{}: {} parameters; only the 6 register arguments are supported",
-                sig.name, sig.params.size());
+    return Fail(ErrorCode::kUnsupported,
+                "{}: {} parameters; only the 6 register arguments are supported", sig.name,
+                sig.params.size());
   }
   for (size_t i = 0; i < sig.params.size(); ++i) {
     Param& p = sig.params[i];
@@ -227,8 +237,9 @@ Status FinishSignature(Signature& sig) {
   }
   for (const Param& p : sig.params) {
     if (p.fixed_size > kMaxBufferBytes) {
-      return Fail(ErrorCode::kUnsupported, "{}: parameter '{}' is {} bytes; at most {} are supported",
-                  sig.name, p.name, p.fixed_size, kMaxBufferBytes);
+      return Fail(ErrorCode::kUnsupported,
+                  "{}: parameter '{}' is {} bytes; at most {} are supported", sig.name, p.name,
+                  p.fixed_size, kMaxBufferBytes);
     }
   }
   return {};
@@ -237,7 +248,9 @@ Status FinishSignature(Signature& sig) {
 Result<Signature> ParseSignature(std::string_view prototype) {
   auto toks = Tokenize(prototype);
   if (!toks) return std::unexpected(toks.error());
-  auto fail = [&](Error e) { return std::unexpected(e.AddContext(fmt::format("signature '{}'", prototype))); };
+  auto fail = [&](Error e) {
+    return std::unexpected(e.AddContext(fmt::format("signature '{}'", prototype)));
+  };
   const std::vector<Token>& t = *toks;
   size_t open = 0;
   while (open < t.size() && t[open].text != "(") ++open;
@@ -254,7 +267,8 @@ Result<Signature> ParseSignature(std::string_view prototype) {
   if (close == t.size()) return fail(Error(ErrorCode::kParse, "no matching ')'"));
   for (size_t i = close + 1; i < t.size(); ++i) {
     if (t[i].text != ";" && t[i].kind != Token::kComment) {
-      return fail(Error(ErrorCode::kParse, fmt::format("column {}: unexpected '{}' after ')'", t[i].column, t[i].text)));
+      return fail(Error(ErrorCode::kParse, fmt::format("column {}: unexpected '{}' after ')'",
+                                                       t[i].column, t[i].text)));
     }
   }
   Signature sig;
@@ -277,15 +291,18 @@ Result<Signature> ParseSignature(std::string_view prototype) {
   }
   std::vector<std::vector<Token>> groups(1);
   for (size_t i = open + 1; i < close; ++i) {
-    if (t[i].text == ",") groups.emplace_back();
-    else groups.back().push_back(t[i]);
+    if (t[i].text == ",")
+      groups.emplace_back();
+    else
+      groups.back().push_back(t[i]);
   }
   if (groups.size() == 1 && groups[0].empty()) groups.clear();
   if (groups.size() == 1 && groups[0].size() == 1 && groups[0][0].text == "void") groups.clear();
   std::map<std::string, std::vector<std::string>> len_annotations;  // pointer name -> length param
   for (size_t g = 0; g < groups.size(); ++g) {
     std::string default_name = fmt::format("arg{}", g + 1);
-    if (groups[g].empty()) return fail(Error(ErrorCode::kParse, fmt::format("parameter {} is empty", g + 1)));
+    if (groups[g].empty())
+      return fail(Error(ErrorCode::kParse, fmt::format("parameter {} is empty", g + 1)));
     if (groups[g][0].kind == Token::kEllipsis) {
       return fail(Error(ErrorCode::kUnsupported, "variadic functions are not supported"));
     }
@@ -296,9 +313,10 @@ Result<Signature> ParseSignature(std::string_view prototype) {
     p.type_text = d->type_text;
     bool pointer = d->pointer_depth > 0 || d->array_len > 0;
     if (!pointer && (d->is_float || d->is_record || d->is_void)) {
-      return fail(Error(ErrorCode::kUnsupported,
-                        fmt::format("parameter '{}' ({}): only integer and pointer parameters are supported",
-                                    p.name, p.type_text)));
+      return fail(Error(
+          ErrorCode::kUnsupported,
+          fmt::format("parameter '{}' ({}): only integer and pointer parameters are supported",
+                      p.name, p.type_text)));
     }
     if (pointer) {
       p.is_pointer = true;
@@ -324,12 +342,17 @@ Result<Signature> ParseSignature(std::string_view prototype) {
       uint64_t n = 0;
       char unit[16] = {0};
       char target[64] = {0};
-      if (std::sscanf(a.c_str(), "%lu %15s", &n, unit) == 2 && (std::string(unit) == "bytes" || std::string(unit) == "byte")) {
-        if (!pointer) return fail(Error(ErrorCode::kParse, fmt::format("parameter '{}': '{}' on a non-pointer", p.name, a)));
+      if (std::sscanf(a.c_str(), "%lu %15s", &n, unit) == 2 &&
+          (std::string(unit) == "bytes" || std::string(unit) == "byte")) {
+        if (!pointer)
+          return fail(Error(ErrorCode::kParse,
+                            fmt::format("parameter '{}': '{}' on a non-pointer", p.name, a)));
         p.fixed_size = n;
         p.pointer_slots = false;
       } else if (std::sscanf(a.c_str(), "len(%63[A-Za-z0-9_])", target) == 1) {
-        if (pointer) return fail(Error(ErrorCode::kParse, fmt::format("parameter '{}': '{}' on a pointer", p.name, a)));
+        if (pointer)
+          return fail(Error(ErrorCode::kParse,
+                            fmt::format("parameter '{}': '{}' on a pointer", p.name, a)));
         len_annotations[target].push_back(p.name);
       } else if (a == "cstring") {
         p.cstring = true;
@@ -340,9 +363,11 @@ Result<Signature> ParseSignature(std::string_view prototype) {
       } else if (a == "out" || a == "in" || a == "inout") {
         // Documentation only: every buffer is both generated and compared.
       } else {
-        return fail(Error(ErrorCode::kParse,
-                          fmt::format("parameter '{}': unknown annotation '{}' (known: N bytes, len(NAME), "
-                                      "cstring, buffer, nonnull, in, out, inout)", p.name, a)));
+        return fail(
+            Error(ErrorCode::kParse,
+                  fmt::format("parameter '{}': unknown annotation '{}' (known: N bytes, len(NAME), "
+                              "cstring, buffer, nonnull, in, out, inout)",
+                              p.name, a)));
       }
     }
     sig.params.push_back(std::move(p));
@@ -353,13 +378,16 @@ Result<Signature> ParseSignature(std::string_view prototype) {
       if (sig.params[i].name == ptr && sig.params[i].is_pointer) pi = static_cast<int>(i);
       if (sig.params[i].name == lens[0]) li = static_cast<int>(i);
     }
-    if (pi < 0) return fail(Error(ErrorCode::kParse, fmt::format("len({}): no pointer parameter named '{}'", ptr, ptr)));
+    if (pi < 0)
+      return fail(Error(ErrorCode::kParse,
+                        fmt::format("len({}): no pointer parameter named '{}'", ptr, ptr)));
     sig.params[pi].length_param = li;
     sig.params[pi].fixed_size = 0;
     sig.params[li].length_of = pi;
   }
   std::string text = std::string(prototype);
-  for (char& c : text) if (c == '\n' || c == '\t') c = ' ';
+  for (char& c : text)
+    if (c == '\n' || c == '\t') c = ' ';
   sig.text = text;
   if (auto s = FinishSignature(sig); !s) return fail(s.error());
   return sig;

@@ -38,7 +38,7 @@ struct Param {
   std::string name;       // "arg2" when the prototype has none
   std::string type_text;  // as written, for reports
   bool is_pointer = false;
-  int width = 8;          // integers: 1, 2, 4 or 8 bytes; pointers: 8
+  int width = 8;  // integers: 1, 2, 4 or 8 bytes; pointers: 8
   bool is_signed = false;
   // Pointers only.
   bool pointee_const = false;
@@ -53,8 +53,8 @@ struct Param {
 };
 
 struct Signature {
-  std::string name;  // function name as written
-  std::string text;  // the prototype, normalised to one line
+  std::string name;   // function name as written
+  std::string text;   // the prototype, normalised to one line
   int ret_width = 0;  // 0: void
   bool ret_signed = false;
   bool ret_pointer = false;

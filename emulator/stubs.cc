@@ -16,8 +16,25 @@ namespace patchlab::emulator {
 namespace {
 
 enum class Id {
-  kMemcpy, kMemmove, kMemset, kMemcmp, kStrlen, kStrnlen, kStrcmp, kStrncmp, kStrchr, kStrrchr,
-  kMemchr, kMalloc, kCalloc, kRealloc, kFree, kAbort, kStackChkFail, kAssertFail, kUnknown,
+  kMemcpy,
+  kMemmove,
+  kMemset,
+  kMemcmp,
+  kStrlen,
+  kStrnlen,
+  kStrcmp,
+  kStrncmp,
+  kStrchr,
+  kStrrchr,
+  kMemchr,
+  kMalloc,
+  kCalloc,
+  kRealloc,
+  kFree,
+  kAbort,
+  kStackChkFail,
+  kAssertFail,
+  kUnknown,
 };
 
 struct Known {
@@ -28,13 +45,27 @@ struct Known {
 // glibc's fortified and internal spellings behave the same for valid calls;
 // the extra destination-size argument of the __*_chk forms is not checked.
 constexpr Known kKnown[] = {
-    {"memcpy", Id::kMemcpy},       {"__memcpy_chk", Id::kMemcpy},   {"memmove", Id::kMemmove},
-    {"__memmove_chk", Id::kMemmove}, {"memset", Id::kMemset},       {"__memset_chk", Id::kMemset},
-    {"memcmp", Id::kMemcmp},       {"bcmp", Id::kMemcmp},           {"strlen", Id::kStrlen},
-    {"strnlen", Id::kStrnlen},     {"strcmp", Id::kStrcmp},         {"strncmp", Id::kStrncmp},
-    {"strchr", Id::kStrchr},       {"strrchr", Id::kStrrchr},       {"memchr", Id::kMemchr},
-    {"malloc", Id::kMalloc},       {"calloc", Id::kCalloc},         {"realloc", Id::kRealloc},
-    {"free", Id::kFree},           {"abort", Id::kAbort},           {"__stack_chk_fail", Id::kStackChkFail},
+    {"memcpy", Id::kMemcpy},
+    {"__memcpy_chk", Id::kMemcpy},
+    {"memmove", Id::kMemmove},
+    {"__memmove_chk", Id::kMemmove},
+    {"memset", Id::kMemset},
+    {"__memset_chk", Id::kMemset},
+    {"memcmp", Id::kMemcmp},
+    {"bcmp", Id::kMemcmp},
+    {"strlen", Id::kStrlen},
+    {"strnlen", Id::kStrnlen},
+    {"strcmp", Id::kStrcmp},
+    {"strncmp", Id::kStrncmp},
+    {"strchr", Id::kStrchr},
+    {"strrchr", Id::kStrrchr},
+    {"memchr", Id::kMemchr},
+    {"malloc", Id::kMalloc},
+    {"calloc", Id::kCalloc},
+    {"realloc", Id::kRealloc},
+    {"free", Id::kFree},
+    {"abort", Id::kAbort},
+    {"__stack_chk_fail", Id::kStackChkFail},
     {"__assert_fail", Id::kAssertFail},
 };
 
@@ -78,7 +109,8 @@ uint64_t StubTable::Allocate(uint64_t size) {
 void StubTable::Stop(uc_struct* uc) { uc_emu_stop(uc); }
 
 void StubTable::Fault(uc_struct* uc, int fault_class, uint64_t addr, std::string_view name) {
-  sandbox_.live().Decide(Ending::kFault, static_cast<FaultClass>(fault_class), addr, fmt::format("in {}", name));
+  sandbox_.live().Decide(Ending::kFault, static_cast<FaultClass>(fault_class), addr,
+                         fmt::format("in {}", name));
   Stop(uc);
 }
 
@@ -219,7 +251,8 @@ void StubTable::OnCall(uc_struct* uc, uint64_t pc) {
       uint64_t old_size = 0;
       if (a[0] != 0) {
         auto it = live_allocations_.find(a[0]);
-        if (it == live_allocations_.end()) return Fault(uc, static_cast<int>(FaultClass::kBadFree), a[0], name);
+        if (it == live_allocations_.end())
+          return Fault(uc, static_cast<int>(FaultClass::kBadFree), a[0], name);
         old_size = it->second;
       }
       ret = Allocate(a[1]);
@@ -227,7 +260,8 @@ void StubTable::OnCall(uc_struct* uc, uint64_t pc) {
         uint8_t* dst = sandbox_.HostPtr(ret, std::max<uint64_t>(a[1], 1));
         std::memset(dst, kFillByte, a[1]);
         if (a[0] != 0) {
-          std::memcpy(dst, sandbox_.HostPtr(a[0], std::max<uint64_t>(old_size, 1)), std::min(old_size, a[1]));
+          std::memcpy(dst, sandbox_.HostPtr(a[0], std::max<uint64_t>(old_size, 1)),
+                      std::min(old_size, a[1]));
           live_allocations_.erase(a[0]);
         }
       }

@@ -59,8 +59,8 @@ class StubTable {
 
   Sandbox& sandbox_;
   std::map<std::string, uint64_t, std::less<>> slots_;
-  std::vector<std::string> slot_names_;  // index: slot number - 1
-  uint64_t heap_next_ = 0;               // offset of the next free heap byte
+  std::vector<std::string> slot_names_;            // index: slot number - 1
+  uint64_t heap_next_ = 0;                         // offset of the next free heap byte
   std::map<uint64_t, uint64_t> live_allocations_;  // guest address -> size
 };
 

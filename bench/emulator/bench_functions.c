@@ -1,5 +1,6 @@
 // Functions the checker benchmark runs: a parse-like state machine that writes
-// a result struct (about 700 instructions per call on the benchmark's inputs) and an adler32-like loop (loads only).
+// a result struct (about 700 instructions per call on the benchmark's inputs) and an adler32-like
+// loop (loads only).
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,7 +18,7 @@ struct header {
 // Counters live in locals and reach *h once at the end, as a careful parser
 // does (char pointers may alias *h, so updating it in the loop would store on
 // every byte; Unicorn 2.0.1's stores cost ~115 ns each, see FACTS.md).
-__attribute__((noipa)) int parse_header(const char *buf, size_t len, struct header *h) {
+__attribute__((noipa)) int parse_header(const char* buf, size_t len, struct header* h) {
   enum { kKey, kSpace, kValue } state = kKey;
   uint32_t key_hash = 2166136261u, value_hash = 2166136261u;
   int32_t key_len = 0, value_len = 0, number = 0, fields = 0, errors = 0, spaces = 0;
@@ -67,7 +68,7 @@ __attribute__((noipa)) int parse_header(const char *buf, size_t len, struct head
   return errors > 0 ? 1 : 0;
 }
 
-__attribute__((noipa)) uint32_t adler_like(const unsigned char *buf, size_t len) {
+__attribute__((noipa)) uint32_t adler_like(const unsigned char* buf, size_t len) {
   uint32_t a = 1, b = 0;
   for (size_t i = 0; i < len; ++i) {
     a += buf[i];

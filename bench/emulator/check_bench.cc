@@ -25,7 +25,8 @@
 namespace patchlab::emulator {
 namespace {
 
-constexpr const char* kParseSig = "int parse_header(const char *buf, size_t len, struct header *h /* 32 bytes */)";
+constexpr const char* kParseSig =
+    "int parse_header(const char *buf, size_t len, struct header *h /* 32 bytes */)";
 constexpr const char* kAdlerSig = "uint32_t adler_like(const unsigned char *buf, size_t len)";
 
 Signature Sig(const char* text) {
@@ -39,9 +40,10 @@ Signature Sig(const char* text) {
 
 // Deterministic inputs: header lines of 40-70 bytes, or 128 pseudo-random bytes.
 std::vector<Input> MakeInputs(bool parse) {
-  static const char* kKeys[] = {"Content-Length", "Accept", "X-Request-Id", "Cache-Control", "Host"};
-  static const char* kValues[] = {"12345; charset=utf-8, gzip", "text/html,application/xml;q=0.9", "max-age=600, no-store",
-                                  "example.org:8080", "  17, 23, 42; 99"};
+  static const char* kKeys[] = {"Content-Length", "Accept", "X-Request-Id", "Cache-Control",
+                                "Host"};
+  static const char* kValues[] = {"12345; charset=utf-8, gzip", "text/html,application/xml;q=0.9",
+                                  "max-age=600, no-store", "example.org:8080", "  17, 23, 42; 99"};
   std::vector<Input> out;
   uint32_t x = 12345;
   for (int i = 0; i < 256; ++i) {
@@ -49,11 +51,13 @@ std::vector<Input> MakeInputs(bool parse) {
     in.args.resize(parse ? 3 : 2);
     std::vector<uint8_t> b;
     if (parse) {
-      std::string line = std::string(kKeys[i % 5]) + ": " + kValues[(i / 5) % 5] + std::to_string(i * 7919);
+      std::string line =
+          std::string(kKeys[i % 5]) + ": " + kValues[(i / 5) % 5] + std::to_string(i * 7919);
       b.assign(line.begin(), line.end());
       in.args[2].bytes.assign(32, 0);
     } else {
-      for (int k = 0; k < 128; ++k) b.push_back(static_cast<uint8_t>((x = x * 1103515245 + 12345) >> 16));
+      for (int k = 0; k < 128; ++k)
+        b.push_back(static_cast<uint8_t>((x = x * 1103515245 + 12345) >> 16));
     }
     in.args[1].value = b.size();
     in.args[0].bytes = std::move(b);
@@ -77,10 +81,13 @@ void BM_Check(benchmark::State& state, const char* sig_text, const char* symbol,
     divergences += o.divergence.has_value();
     insns += o.old_out->insns;
   }
-  state.counters["insns_per_exec"] = static_cast<double>(insns) / static_cast<double>(state.iterations());
+  state.counters["insns_per_exec"] =
+      static_cast<double>(insns) / static_cast<double>(state.iterations());
   if (divergences != 0) state.SkipWithError("a function diverged from itself");
-  state.counters["pairs_per_s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
-  state.counters["execs_per_s"] = benchmark::Counter(2.0 * state.iterations(), benchmark::Counter::kIsRate);
+  state.counters["pairs_per_s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["execs_per_s"] =
+      benchmark::Counter(2.0 * state.iterations(), benchmark::Counter::kIsRate);
 }
 
 // The engine's own limit: one engine, the ELF's segments mapped once, and per
@@ -150,7 +157,8 @@ void BM_Bare(benchmark::State& state, const char* symbol, bool parse) {
   std::vector<Input> inputs = MakeInputs(parse);
   size_t i = 0;
   for (auto _ : state) benchmark::DoNotOptimize(bare.Run(inputs[i++ & 255]));
-  state.counters["execs_per_s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["execs_per_s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 void BM_Check_ParseLike(benchmark::State& s) { BM_Check(s, kParseSig, "parse_header", true); }
@@ -169,7 +177,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& r : runs) {
       auto it = r.counters.find("execs_per_s");
-      if (it != r.counters.end() && r.run_type == Run::RT_Iteration) rates[r.benchmark_name()] = it->second.value;
+      if (it != r.counters.end() && r.run_type == Run::RT_Iteration)
+        rates[r.benchmark_name()] = it->second.value;
       auto p = r.counters.find("pairs_per_s");
       if (p != r.counters.end()) pairs[r.benchmark_name()] = p->second.value;
     }
@@ -188,9 +197,11 @@ int main(int argc, char** argv) {
   for (const char* fn : {"ParseLike", "AdlerLike"}) {
     auto check = reporter.rates.find(std::string("BM_Check_") + fn + "/min_time:1.000");
     auto bare = reporter.rates.find(std::string("BM_Bare_") + fn + "/min_time:1.000");
-    if (check == reporter.rates.end() || bare == reporter.rates.end() || bare->second == 0) continue;
-    std::printf("%s: check %.0f execs/s (%.0f pairs/s), bare %.0f execs/s, ratio %.3f\n", fn, check->second,
-                reporter.pairs[check->first], bare->second, check->second / bare->second);
+    if (check == reporter.rates.end() || bare == reporter.rates.end() || bare->second == 0)
+      continue;
+    std::printf("%s: check %.0f execs/s (%.0f pairs/s), bare %.0f execs/s, ratio %.3f\n", fn,
+                check->second, reporter.pairs[check->first], bare->second,
+                check->second / bare->second);
   }
   return 0;
 }

@@ -23,7 +23,8 @@ SubprocessResult Check(std::vector<std::string> args) {
 std::string Fn(const char* elf, const char* sym) { return std::string(elf) + ":" + sym; }
 
 TEST(CheckCli, EquivalentExitsZeroWithJsonKeys) {
-  auto r = Check({"--old", Fn(FIXTURE_TARGET, "sum_loop"), "--new", Fn(FIXTURE_TARGET, "sum_unrolled"), "--sig",
+  auto r = Check({"--old", Fn(FIXTURE_TARGET, "sum_loop"), "--new",
+                  Fn(FIXTURE_TARGET, "sum_unrolled"), "--sig",
                   "uint32_t f(const unsigned char *buf, size_t len)", "--inputs", "300", "--json"});
   EXPECT_EQ(r.status.code, 0) << r.stdout_data << r.stderr_data;
   auto j = nlohmann::json::parse(r.stdout_data, nullptr, false);
@@ -36,9 +37,12 @@ TEST(CheckCli, EquivalentExitsZeroWithJsonKeys) {
 }
 
 TEST(CheckCli, NewCrashExitsOneWithAMinimizedCounterexample) {
-  std::vector<std::string> args = {"--old", Fn(FIXTURE_TARGET, "first_char"), "--new",
-                                   Fn(FIXTURE_TARGET, "first_char_no_null_check"), "--sig",
-                                   "int first_char(const char *s)", "--inputs", "200", "--json", "--seed", "5"};
+  std::vector<std::string> args = {"--old",    Fn(FIXTURE_TARGET, "first_char"),
+                                   "--new",    Fn(FIXTURE_TARGET, "first_char_no_null_check"),
+                                   "--sig",    "int first_char(const char *s)",
+                                   "--inputs", "200",
+                                   "--json",   "--seed",
+                                   "5"};
   auto r = Check(args);
   EXPECT_EQ(r.status.code, 1) << r.stdout_data << r.stderr_data;
   auto j = nlohmann::json::parse(r.stdout_data, nullptr, false);
@@ -46,22 +50,25 @@ TEST(CheckCli, NewCrashExitsOneWithAMinimizedCounterexample) {
   EXPECT_EQ(j["verdict"], "new-crash");
   ASSERT_GE(j["counterexamples"].size(), 1u);
   const auto& c = j["counterexamples"][0];
-  for (const char* key : {"kind", "input", "old", "new", "detail"}) EXPECT_TRUE(c.contains(key)) << key;
+  for (const char* key : {"kind", "input", "old", "new", "detail"})
+    EXPECT_TRUE(c.contains(key)) << key;
   EXPECT_EQ(c["kind"], "new-crash");
   EXPECT_NE(c["input"].get<std::string>().find("s=NULL"), std::string::npos) << c["input"];
   EXPECT_EQ(Check(args).stdout_data, r.stdout_data) << "same seed, same output";
 }
 
 TEST(CheckCli, ExpectTurnsTheFixIntoExitZero) {
-  auto r = Check({"--old", Fn(FIXTURE_TARGET, "safe_div"), "--new", Fn(FIXTURE_TARGET, "safe_div_fixed"), "--sig",
-                  "int safe_div(int a, int b)", "--inputs", "300", "--expect", "new.ret == 0 when b == 0"});
+  auto r = Check({"--old", Fn(FIXTURE_TARGET, "safe_div"), "--new",
+                  Fn(FIXTURE_TARGET, "safe_div_fixed"), "--sig", "int safe_div(int a, int b)",
+                  "--inputs", "300", "--expect", "new.ret == 0 when b == 0"});
   EXPECT_EQ(r.status.code, 0) << r.stdout_data << r.stderr_data;
   EXPECT_NE(r.stdout_data.find("verdict: expected-divergence"), std::string::npos) << r.stdout_data;
 }
 
 TEST(CheckCli, InconclusiveExitsThreeNamingTheReason) {
-  auto r = Check({"--old", Fn(FIXTURE_TARGET, "uses_getenv"), "--new", Fn(FIXTURE_TARGET, "uses_getenv"), "--sig",
-                  "int f(const char *name)", "--inputs", "50"});
+  auto r =
+      Check({"--old", Fn(FIXTURE_TARGET, "uses_getenv"), "--new", Fn(FIXTURE_TARGET, "uses_getenv"),
+             "--sig", "int f(const char *name)", "--inputs", "50"});
   EXPECT_EQ(r.status.code, 3) << r.stdout_data << r.stderr_data;
   EXPECT_NE(r.stdout_data.find("getenv"), std::string::npos) << r.stdout_data;
 }
@@ -69,12 +76,13 @@ TEST(CheckCli, InconclusiveExitsThreeNamingTheReason) {
 TEST(CheckCli, UsageAndSetupErrorsExitTwo) {
   EXPECT_EQ(Check({}).status.code, 2);
   EXPECT_EQ(Check({"--old", Fn(FIXTURE_TARGET, "sum_loop")}).status.code, 2) << "no --new";
-  auto bad_sig = Check({"--old", Fn(FIXTURE_TARGET, "sum_loop"), "--new", Fn(FIXTURE_TARGET, "sum_loop"), "--sig",
-                        "int f(struct s *p)"});
+  auto bad_sig = Check({"--old", Fn(FIXTURE_TARGET, "sum_loop"), "--new",
+                        Fn(FIXTURE_TARGET, "sum_loop"), "--sig", "int f(struct s *p)"});
   EXPECT_EQ(bad_sig.status.code, 2);
   EXPECT_NE(bad_sig.stderr_data.find("'p'"), std::string::npos) << bad_sig.stderr_data;
-  auto bad_expect = Check({"--old", Fn(FIXTURE_TARGET, "classify"), "--new", Fn(FIXTURE_TARGET, "classify"), "--sig",
-                           "int f(int c)", "--expect", "c >"});
+  auto bad_expect =
+      Check({"--old", Fn(FIXTURE_TARGET, "classify"), "--new", Fn(FIXTURE_TARGET, "classify"),
+             "--sig", "int f(int c)", "--expect", "c >"});
   EXPECT_EQ(bad_expect.status.code, 2);
   EXPECT_NE(bad_expect.stderr_data.find("column"), std::string::npos) << bad_expect.stderr_data;
 }
@@ -82,14 +90,16 @@ TEST(CheckCli, UsageAndSetupErrorsExitTwo) {
 TEST(CheckCli, ScenarioSemanticSection) {
   std::string dir = ::testing::TempDir() + "/check_cli_scenario";
   ASSERT_TRUE(MakeDirs(dir).has_value());
-  std::string yaml = std::string("name: ignored by check\nsemantic:\n") + "  old: " + Fn(FIXTURE_TARGET, "accumulate") +
+  std::string yaml = std::string("name: ignored by check\nsemantic:\n") +
+                     "  old: " + Fn(FIXTURE_TARGET, "accumulate") +
                      "\n  new: " + Fn(FIXTURE_PATCH, "accumulate_forgets") +
                      "\n  signature: \"int f(int x)\"\n  inputs: 100\n";
   ASSERT_TRUE(WriteFileAtomic(dir + "/scenario.yaml", yaml).has_value());
   auto r = Check({dir + "/scenario.yaml", "--json"});
   EXPECT_EQ(r.status.code, 1) << r.stdout_data << r.stderr_data;
   EXPECT_NE(r.stdout_data.find("\"memory\""), std::string::npos) << r.stdout_data;
-  ASSERT_TRUE(WriteFileAtomic(dir + "/bad.yaml", "semantic:\n  old: x:y\n  new: x:y\n  bogus: 1\n").has_value());
+  ASSERT_TRUE(WriteFileAtomic(dir + "/bad.yaml", "semantic:\n  old: x:y\n  new: x:y\n  bogus: 1\n")
+                  .has_value());
   auto bad = Check({dir + "/bad.yaml"});
   EXPECT_EQ(bad.status.code, 2);
   EXPECT_NE(bad.stderr_data.find("bad.yaml:4"), std::string::npos) << bad.stderr_data;

@@ -9,8 +9,8 @@
 namespace patchlab::emulator {
 namespace {
 
-CheckOptions Options(std::string old_elf, std::string old_sym, std::string new_elf, std::string new_sym,
-                     std::string sig = "") {
+CheckOptions Options(std::string old_elf, std::string old_sym, std::string new_elf,
+                     std::string new_sym, std::string sig = "") {
   CheckOptions o;
   o.old_fn = {std::move(old_elf), std::move(old_sym)};
   o.new_fn = {std::move(new_elf), std::move(new_sym)};
@@ -47,7 +47,8 @@ TEST(Checker, LoopAndUnrolledTwinAreEquivalent) {
 
 TEST(Checker, SameSourceAtO0AndO2IsEquivalentWithStructOutput) {
   // The signature comes from DWARF: struct parse_result is 16 bytes there.
-  CheckResult r = MustRun(Options(FIXTURE_TARGET, "parse_number", FIXTURE_TARGET_O0, "parse_number"));
+  CheckResult r =
+      MustRun(Options(FIXTURE_TARGET, "parse_number", FIXTURE_TARGET_O0, "parse_number"));
   EXPECT_EQ(r.verdict, Verdict::kEquivalent) << Explain(r);
   EXPECT_EQ(r.signature_source, "DWARF");
   EXPECT_NE(r.signature.find("struct parse_result"), std::string::npos) << r.signature;
@@ -60,8 +61,9 @@ TEST(Checker, RefactorIntoAHelperIsEquivalent) {
 }
 
 TEST(Checker, OffByOneInABoundsCheckIsANewCrashMinimized) {
-  CheckResult r = MustRun(Options(FIXTURE_TARGET, "table_get", FIXTURE_TARGET, "table_get_off_by_one",
-                                  "int table_get(const int *table /* 64 bytes */, int i)"));
+  CheckResult r =
+      MustRun(Options(FIXTURE_TARGET, "table_get", FIXTURE_TARGET, "table_get_off_by_one",
+                      "int table_get(const int *table /* 64 bytes */, int i)"));
   EXPECT_EQ(r.verdict, Verdict::kNewCrash) << Explain(r);
   const Counterexample* c = FindKind(r, "new-crash");
   ASSERT_NE(c, nullptr) << Explain(r);
@@ -75,19 +77,22 @@ TEST(Checker, OffByOneInABoundsCheckIsANewCrashMinimized) {
 }
 
 TEST(Checker, UnderReadFaultsAgainstTheLeadingGuard) {
-  CheckResult r = MustRun(Options(FIXTURE_TARGET, "ends_with_newline", FIXTURE_TARGET, "ends_with_newline_unchecked",
+  CheckResult r = MustRun(Options(FIXTURE_TARGET, "ends_with_newline", FIXTURE_TARGET,
+                                  "ends_with_newline_unchecked",
                                   "int f(const char *buf /* nonnull */, size_t len)"));
   EXPECT_EQ(r.verdict, Verdict::kNewCrash) << Explain(r);
   const Counterexample* c = FindKind(r, "new-crash");
   ASSERT_NE(c, nullptr) << Explain(r);
-  EXPECT_TRUE(c->input.leading) << "buf[-1] is mapped fill when the buffer ends at its page's end: " << c->input_text;
+  EXPECT_TRUE(c->input.leading) << "buf[-1] is mapped fill when the buffer ends at its page's end: "
+                                << c->input_text;
   EXPECT_EQ(c->input.args[1].value, 0u) << c->input_text;
-  EXPECT_NE(c->new_result.find("read-unmapped at 0x79ffffffffff"), std::string::npos) << c->new_result;
+  EXPECT_NE(c->new_result.find("read-unmapped at 0x79ffffffffff"), std::string::npos)
+      << c->new_result;
 }
 
 TEST(Checker, NewNullDereferenceIsFound) {
-  CheckResult r = MustRun(Options(FIXTURE_TARGET, "first_char", FIXTURE_TARGET, "first_char_no_null_check",
-                                  "int first_char(const char *s)"));
+  CheckResult r = MustRun(Options(FIXTURE_TARGET, "first_char", FIXTURE_TARGET,
+                                  "first_char_no_null_check", "int first_char(const char *s)"));
   EXPECT_EQ(r.verdict, Verdict::kNewCrash) << Explain(r);
   const Counterexample* c = FindKind(r, "new-crash");
   ASSERT_NE(c, nullptr);
@@ -109,7 +114,8 @@ TEST(Checker, NewInfiniteLoopIsANewHang) {
 }
 
 TEST(Checker, ChangedReturnCodeOnOneInputClassDiverges) {
-  CheckResult r = MustRun(Options(FIXTURE_TARGET, "classify", FIXTURE_TARGET, "classify_spaces", "int classify(int c)"));
+  CheckResult r = MustRun(Options(FIXTURE_TARGET, "classify", FIXTURE_TARGET, "classify_spaces",
+                                  "int classify(int c)"));
   EXPECT_EQ(r.verdict, Verdict::kDiverges) << Explain(r);
   const Counterexample* c = FindKind(r, "return");
   ASSERT_NE(c, nullptr);
@@ -120,7 +126,8 @@ TEST(Checker, ChangedReturnCodeOnOneInputClassDiverges) {
 }
 
 TEST(Checker, DeclaredFixPassesAsExpectedDivergence) {
-  CheckOptions o = Options(FIXTURE_TARGET, "safe_div", FIXTURE_TARGET, "safe_div_fixed", "int safe_div(int a, int b)");
+  CheckOptions o = Options(FIXTURE_TARGET, "safe_div", FIXTURE_TARGET, "safe_div_fixed",
+                           "int safe_div(int a, int b)");
   {
     CheckResult r = MustRun(o);
     EXPECT_EQ(r.verdict, Verdict::kDiverges) << Explain(r);
@@ -141,9 +148,11 @@ TEST(Checker, DeclaredFixPassesAsExpectedDivergence) {
 
 TEST(Checker, StubbedLibraryCallsRunAndALeakIsACallDivergence) {
   const char* sig = "size_t dup_upper(const char *s, char *out /* 32 bytes */)";
-  CheckResult same = MustRun(Options(FIXTURE_TARGET, "dup_upper", FIXTURE_TARGET, "dup_upper", sig));
+  CheckResult same =
+      MustRun(Options(FIXTURE_TARGET, "dup_upper", FIXTURE_TARGET, "dup_upper", sig));
   EXPECT_EQ(same.verdict, Verdict::kEquivalent) << Explain(same);
-  CheckResult r = MustRun(Options(FIXTURE_TARGET, "dup_upper", FIXTURE_TARGET, "dup_upper_leaks", sig));
+  CheckResult r =
+      MustRun(Options(FIXTURE_TARGET, "dup_upper", FIXTURE_TARGET, "dup_upper_leaks", sig));
   EXPECT_EQ(r.verdict, Verdict::kDiverges) << Explain(r);
   const Counterexample* c = FindKind(r, "calls");
   ASSERT_NE(c, nullptr) << Explain(r);
@@ -151,24 +160,29 @@ TEST(Checker, StubbedLibraryCallsRunAndALeakIsACallDivergence) {
 }
 
 TEST(Checker, PatchObjectReachesPrivateHelperAndGlobal) {
-  CheckResult r = MustRun(Options(FIXTURE_TARGET, "accumulate", FIXTURE_PATCH, "accumulate_v2", "int f(int x)"));
+  CheckResult r = MustRun(
+      Options(FIXTURE_TARGET, "accumulate", FIXTURE_PATCH, "accumulate_v2", "int f(int x)"));
   EXPECT_EQ(r.verdict, Verdict::kEquivalent) << Explain(r);
-  CheckResult bad = MustRun(Options(FIXTURE_TARGET, "accumulate", FIXTURE_PATCH, "accumulate_forgets", "int f(int x)"));
+  CheckResult bad = MustRun(
+      Options(FIXTURE_TARGET, "accumulate", FIXTURE_PATCH, "accumulate_forgets", "int f(int x)"));
   EXPECT_EQ(bad.verdict, Verdict::kDiverges) << Explain(bad);
   const Counterexample* c = FindKind(bad, "memory");
   ASSERT_NE(c, nullptr) << Explain(bad);
-  EXPECT_NE(c->detail.find("target:"), std::string::npos) << "the global lives in the target: " << c->detail;
+  EXPECT_NE(c->detail.find("target:"), std::string::npos)
+      << "the global lives in the target: " << c->detail;
   EXPECT_EQ(c->input.args[0].value, 1u) << "smallest x that changes total_seen: " << c->input_text;
 }
 
 TEST(Checker, KeywordsInTheCodeReachDeepDivergences) {
   // "PING " is compared as an immediate (an inlined memcmp); random bytes
   // would never start with it, the dictionary built from the code does.
-  CheckResult r = MustRun(Options(FIXTURE_TARGET, "command_code", FIXTURE_TARGET, "command_code_changed"));
+  CheckResult r =
+      MustRun(Options(FIXTURE_TARGET, "command_code", FIXTURE_TARGET, "command_code_changed"));
   EXPECT_EQ(r.verdict, Verdict::kDiverges) << Explain(r);
   const Counterexample* c = FindKind(r, "return");
   ASSERT_NE(c, nullptr) << Explain(r);
-  EXPECT_EQ(std::string(c->input.args[0].bytes.begin(), c->input.args[0].bytes.end()), "PING !") << c->input_text;
+  EXPECT_EQ(std::string(c->input.args[0].bytes.begin(), c->input.args[0].bytes.end()), "PING !")
+      << c->input_text;
 }
 
 TEST(Checker, CallsIntoANeededLibraryRunItsRealCode) {
@@ -180,18 +194,21 @@ TEST(Checker, CallsIntoANeededLibraryRunItsRealCode) {
   EXPECT_EQ(r.verdict, Verdict::kDiverges) << Explain(r);
   const Counterexample* c = FindKind(r, "return");
   ASSERT_NE(c, nullptr) << Explain(r);
-  EXPECT_EQ(c->input.args[1].value, 1u) << "one byte is the smallest length that shows it: " << c->input_text;
+  EXPECT_EQ(c->input.args[1].value, 1u)
+      << "one byte is the smallest length that shows it: " << c->input_text;
 }
 
 TEST(Checker, UnsupportedInstructionIsInconclusive) {
-  CheckResult r = MustRun(Options(FIXTURE_TARGET, "random_word", FIXTURE_TARGET, "random_word", "unsigned f(unsigned x)"));
+  CheckResult r = MustRun(Options(FIXTURE_TARGET, "random_word", FIXTURE_TARGET, "random_word",
+                                  "unsigned f(unsigned x)"));
   EXPECT_EQ(r.verdict, Verdict::kInconclusive) << Explain(r);
   EXPECT_NE(r.inconclusive_reason.find("rdrand"), std::string::npos) << r.inconclusive_reason;
   EXPECT_EQ(VerdictExitCode(r.verdict), 3);
 }
 
 TEST(Checker, UnstubbedLibraryCallIsInconclusiveNamingIt) {
-  CheckResult r = MustRun(Options(FIXTURE_TARGET, "uses_getenv", FIXTURE_TARGET, "uses_getenv", "int f(const char *name)"));
+  CheckResult r = MustRun(Options(FIXTURE_TARGET, "uses_getenv", FIXTURE_TARGET, "uses_getenv",
+                                  "int f(const char *name)"));
   EXPECT_EQ(r.verdict, Verdict::kInconclusive) << Explain(r);
   EXPECT_NE(r.inconclusive_reason.find("getenv"), std::string::npos) << r.inconclusive_reason;
 }
@@ -212,11 +229,13 @@ TEST(Checker, MissingSymbolIsNamed) {
   auto r = RunCheck(Options(FIXTURE_TARGET, "sum_loop", FIXTURE_TARGET, "no_such_function",
                             "uint32_t f(const unsigned char *buf, size_t len)"));
   ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().ToString().find("no_such_function"), std::string::npos) << r.error().ToString();
+  EXPECT_NE(r.error().ToString().find("no_such_function"), std::string::npos)
+      << r.error().ToString();
 }
 
 TEST(Checker, ListingShowsBothFunctions) {
-  CheckOptions o = Options(FIXTURE_TARGET, "classify", FIXTURE_TARGET, "classify_spaces", "int classify(int c)");
+  CheckOptions o =
+      Options(FIXTURE_TARGET, "classify", FIXTURE_TARGET, "classify_spaces", "int classify(int c)");
   o.listing = true;
   o.inputs = 10;
   CheckResult r = MustRun(o);

@@ -36,14 +36,20 @@ TEST(InputGenerator, CoversBoundariesGuardsNullAndLengthRelations) {
   for (int i = 0; i < 2000; ++i) {
     Input in = g.Next();
     ks.insert(SignedValue(s.params[2], in.args[2].value));
-    if (in.args[0].is_null) null = true;
-    else len_minus_size.insert(static_cast<int64_t>(in.args[1].value) - static_cast<int64_t>(in.args[0].bytes.size()));
+    if (in.args[0].is_null)
+      null = true;
+    else
+      len_minus_size.insert(static_cast<int64_t>(in.args[1].value) -
+                            static_cast<int64_t>(in.args[0].bytes.size()));
     (in.leading ? leading : trailing) = true;
     const auto& b = in.args[0].bytes;
-    if (b.size() > 8 && std::all_of(b.begin(), b.end(), [](uint8_t x) { return x == 0; })) zeros = true;
-    if (b.size() > 8 && std::all_of(b.begin(), b.end(), [](uint8_t x) { return x == 0xff; })) ones = true;
+    if (b.size() > 8 && std::all_of(b.begin(), b.end(), [](uint8_t x) { return x == 0; }))
+      zeros = true;
+    if (b.size() > 8 && std::all_of(b.begin(), b.end(), [](uint8_t x) { return x == 0xff; }))
+      ones = true;
   }
-  for (int64_t want : {0LL, 1LL, -1LL, 2147483647LL, -2147483648LL}) EXPECT_TRUE(ks.count(want)) << want;
+  for (int64_t want : {0LL, 1LL, -1LL, 2147483647LL, -2147483648LL})
+    EXPECT_TRUE(ks.count(want)) << want;
   EXPECT_TRUE(null && leading && trailing && zeros && ones);
   for (int64_t rel : {-1LL, 0LL, 1LL}) EXPECT_TRUE(len_minus_size.count(rel)) << rel;
 }
@@ -56,8 +62,11 @@ TEST(InputGenerator, CorpusEntriesComeFirstAfterBoundariesAndAreMutated) {
   for (int i = 0; i < 3000; ++i) {
     Input in = g.Next();
     const auto& b = in.args[0].bytes;
-    if (b == seed) exact = true;
-    else if (b.size() >= 4 && b.size() <= 8 && std::search(b.begin(), b.end(), seed.begin(), seed.begin() + 2) != b.end()) mutated = true;
+    if (b == seed)
+      exact = true;
+    else if (b.size() >= 4 && b.size() <= 8 &&
+             std::search(b.begin(), b.end(), seed.begin(), seed.begin() + 2) != b.end())
+      mutated = true;
   }
   EXPECT_TRUE(exact);
   EXPECT_TRUE(mutated);

@@ -57,17 +57,22 @@ TEST(SemanticSpec, DefaultsAndASingleExpectString) {
 TEST(SemanticSpec, ErrorsNameLineAndField) {
   auto unknown = ParseText("semantic:\n  old: a:f\n  new: b:g\n  input: 5\n");
   ASSERT_FALSE(unknown.has_value());
-  EXPECT_NE(unknown.error().ToString().find("scenario.yaml:4"), std::string::npos) << unknown.error().ToString();
-  EXPECT_NE(unknown.error().ToString().find("semantic.input"), std::string::npos) << unknown.error().ToString();
+  EXPECT_NE(unknown.error().ToString().find("scenario.yaml:4"), std::string::npos)
+      << unknown.error().ToString();
+  EXPECT_NE(unknown.error().ToString().find("semantic.input"), std::string::npos)
+      << unknown.error().ToString();
 
   auto no_colon = ParseText("semantic:\n  old: just-a-file\n  new: b:g\n");
   ASSERT_FALSE(no_colon.has_value());
-  EXPECT_NE(no_colon.error().ToString().find("semantic.old"), std::string::npos) << no_colon.error().ToString();
-  EXPECT_NE(no_colon.error().ToString().find(":2"), std::string::npos) << no_colon.error().ToString();
+  EXPECT_NE(no_colon.error().ToString().find("semantic.old"), std::string::npos)
+      << no_colon.error().ToString();
+  EXPECT_NE(no_colon.error().ToString().find(":2"), std::string::npos)
+      << no_colon.error().ToString();
 
   auto bad_type = ParseText("semantic:\n  old: a:f\n  new: b:g\n  inputs: many\n");
   ASSERT_FALSE(bad_type.has_value());
-  EXPECT_NE(bad_type.error().ToString().find("semantic.inputs"), std::string::npos) << bad_type.error().ToString();
+  EXPECT_NE(bad_type.error().ToString().find("semantic.inputs"), std::string::npos)
+      << bad_type.error().ToString();
 
   EXPECT_FALSE(ParseText("semantic:\n  new: b:g\n").has_value()) << "old is required";
 }

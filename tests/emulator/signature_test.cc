@@ -26,7 +26,9 @@ TEST(Signature, ParsesTheIssueExample) {
 }
 
 TEST(Signature, IntegerWidthsAndSignedness) {
-  auto s = ParseSignature("unsigned long long f(signed char a, unsigned short b, long c, uint8_t d, int32_t e, bool g)");
+  auto s = ParseSignature(
+      "unsigned long long f(signed char a, unsigned short b, long c, uint8_t d, int32_t e, bool "
+      "g)");
   ASSERT_TRUE(s.has_value()) << s.error().ToString();
   EXPECT_EQ(s->ret_width, 8);
   EXPECT_FALSE(s->ret_signed);
@@ -50,7 +52,9 @@ TEST(Signature, PointeeSizesArraysAndStrings) {
 }
 
 TEST(Signature, AnnotationsPairAndMark) {
-  auto s = ParseSignature("int f(unsigned char *data /* nonnull */, int count /* len(data) */, char *dst /* buffer, 16 bytes */)");
+  auto s = ParseSignature(
+      "int f(unsigned char *data /* nonnull */, int count /* len(data) */, char *dst /* buffer, 16 "
+      "bytes */)");
   ASSERT_TRUE(s.has_value()) << s.error().ToString();
   EXPECT_TRUE(s->params[0].nonnull);
   EXPECT_EQ(s->params[0].length_param, 1);

@@ -27,12 +27,14 @@ int RunCheckCommand(const CheckFlags& f, const CLI::App& sub) {
     return 2;
   };
   if (!f.scenario.empty()) {
-    if (!f.old_fn.empty() || !f.new_fn.empty()) return usage("give either SCENARIO.yaml or --old/--new, not both");
+    if (!f.old_fn.empty() || !f.new_fn.empty())
+      return usage("give either SCENARIO.yaml or --old/--new, not both");
     auto spec = emulator::LoadSemanticSpec(f.scenario);
     if (!spec) return usage(spec.error().ToString());
     o = *spec;
   } else {
-    if (f.old_fn.empty() || f.new_fn.empty()) return usage("--old ELF:SYMBOL and --new ELF:SYMBOL are required (or SCENARIO.yaml)");
+    if (f.old_fn.empty() || f.new_fn.empty())
+      return usage("--old ELF:SYMBOL and --new ELF:SYMBOL are required (or SCENARIO.yaml)");
     auto old_ref = emulator::FunctionRef::Parse(f.old_fn);
     if (!old_ref) return usage("--old " + old_ref.error().ToString());
     auto new_ref = emulator::FunctionRef::Parse(f.new_fn);
@@ -61,24 +63,30 @@ int RunCheckCommand(const CheckFlags& f, const CLI::App& sub) {
 
 void RegisterCheckCommand(CLI::App& app, CommandContext& ctx) {
   auto flags = std::make_shared<CheckFlags>();
-  CLI::App* sub = app.add_subcommand(
-      "check",
-      "semantic check of an old function against a new one under Unicorn.\n"
-      "Exit: 0 equivalent/expected-divergence, 1 diverges/new-crash/new-hang, 2 usage, 3 inconclusive");
-  sub->add_option("scenario", flags->scenario, "scenario file whose `semantic:` section names the check");
+  CLI::App* sub =
+      app.add_subcommand("check",
+                         "semantic check of an old function against a new one under Unicorn.\n"
+                         "Exit: 0 equivalent/expected-divergence, 1 diverges/new-crash/new-hang, 2 "
+                         "usage, 3 inconclusive");
+  sub->add_option("scenario", flags->scenario,
+                  "scenario file whose `semantic:` section names the check");
   sub->add_option("--old", flags->old_fn, "old function: ELF:SYMBOL (the target)");
-  sub->add_option("--new", flags->new_fn, "new function: ELF:SYMBOL (patch object, or the same ELF)");
-  sub->add_option("--sig", flags->sig,
-                  "C prototype, e.g. \"int parse(const char *buf, size_t len, struct out *o /* 24 bytes */)\"; "
-                  "default: from DWARF");
+  sub->add_option("--new", flags->new_fn,
+                  "new function: ELF:SYMBOL (patch object, or the same ELF)");
+  sub->add_option(
+      "--sig", flags->sig,
+      "C prototype, e.g. \"int parse(const char *buf, size_t len, struct out *o /* 24 bytes */)\"; "
+      "default: from DWARF");
   sub->add_option("--inputs", flags->inputs, "input pairs to run (default 10000)");
   sub->add_option("--seed", flags->seed, "seed of the input generator (default 1)");
-  sub->add_option("--expect", flags->expects,
-                  "an expected divergence, e.g. \"ret == 0 when len > 16\" (repeatable; see docs/check.md)")
+  sub->add_option(
+         "--expect", flags->expects,
+         "an expected divergence, e.g. \"ret == 0 when len > 16\" (repeatable; see docs/check.md)")
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   sub->add_option("--corpus", flags->corpus, "folder of input files for the first buffer argument");
-  sub->add_option("--max-blocks", flags->max_blocks, "basic blocks before a run counts as a hang (default 1000000)");
+  sub->add_option("--max-blocks", flags->max_blocks,
+                  "basic blocks before a run counts as a hang (default 1000000)");
   sub->add_flag("--json", flags->json, "one JSON object instead of text");
   sub->add_flag("--listing", flags->listing, "side-by-side disassembly of both functions");
   sub->callback([flags, sub, &ctx] { ctx.exit_code = RunCheckCommand(*flags, *sub); });
