@@ -359,5 +359,46 @@ TEST(CompatDb, FullDiskFailsNamingTheFileAndKeepsWhatWasRecorded) {
   EXPECT_EQ(*db->IntegrityCheck(), "ok");
 }
 
+TEST(CompatDb, ReadOnlyFileFailsNamingItAndLosesNothing) {
+  // Root ignores file modes, so a read-only bind mount stands for a read-only file.
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root for a read-only bind mount";
+  ScratchDir dir;
+  auto rw = dir / "rw";
+  auto ro = dir / "ro";
+  std::filesystem::create_directories(rw);
+  std::filesystem::create_directories(ro);
+  {
+    CompatDb db = OpenSeeded(rw / "lab.db");
+    auto run = db.BeginRun({});
+    ASSERT_TRUE(db.RecordCell(GoodCell(*run, "deb12")).has_value());
+  }
+  if (::system(("mount --bind " + rw.string() + " " + ro.string() + " 2>/dev/null && mount -o remount,ro,bind " +
+                ro.string() + " 2>/dev/null")
+                   .c_str()) != 0) {
+    [[maybe_unused]] int rc = ::system(("umount " + ro.string() + " 2>/dev/null").c_str());
+    GTEST_SKIP() << "cannot make a read-only bind mount here";
+  }
+  struct Unmount {
+    std::filesystem::path dir;
+    ~Unmount() { [[maybe_unused]] int rc = ::system(("umount " + dir.string()).c_str()); }
+  } unmount{ro};
+
+  auto file = ro / "lab.db";
+  auto db = CompatDb::Open(file);
+  std::optional<Error> failure;
+  if (!db) {
+    failure = db.error();
+  } else if (auto s = db->RecordCell(GoodCell(1, "alpine")); !s) {
+    failure = s.error();
+  }
+  ASSERT_TRUE(failure.has_value()) << "writing to a read-only file succeeded";
+  EXPECT_NE(failure->ToString().find(file.string()), std::string::npos) << failure->ToString();
+
+  auto original = CompatDb::OpenExisting(rw / "lab.db");
+  ASSERT_TRUE(original.has_value()) << original.error().ToString();
+  EXPECT_EQ(original->CellsOfRun(1)->size(), 1u);
+  EXPECT_EQ(*original->IntegrityCheck(), "ok");
+}
+
 }  // namespace
 }  // namespace patchlab::metrics

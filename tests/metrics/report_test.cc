@@ -96,7 +96,9 @@ TEST_F(Reports, HtmlIsSelfContainedEscapedAndRendersInChromium) {
   // A blank 1280x2000 page compresses to a few KiB; tables, banners and charts do not.
   EXPECT_GT(bytes->size(), 60u * 1024) << "the screenshot looks empty";
   if (const char* keep = std::getenv("PATCHLAB_KEEP_SCREENSHOT")) {
+    // For looking at the page by hand: the screenshot and the HTML beside it.
     std::filesystem::copy_file(png, keep, std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::copy_file(page, std::string(keep) + ".html", std::filesystem::copy_options::overwrite_existing);
   }
 }
 
