@@ -107,7 +107,7 @@ TypeView Resolve(Dwarf_Die* die) {
     }
     if (t.kind == TypeView::kPointer) {
       TypeView pointee = Resolve(&cur);
-      if (t.text.empty()) t.text = quals + pointee.text + " *";
+      if (t.text.empty()) t.text = quals + pointee.text + (pointee.text.ends_with('*') ? "*" : " *");
     } else if (t.text.empty()) {
       t.text = quals + own;
     }
