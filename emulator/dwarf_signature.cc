@@ -107,7 +107,8 @@ TypeView Resolve(Dwarf_Die* die) {
     }
     if (t.kind == TypeView::kPointer) {
       TypeView pointee = Resolve(&cur);
-      if (t.text.empty()) t.text = quals + pointee.text + (pointee.text.ends_with('*') ? "*" : " *");
+      if (t.text.empty())
+        t.text = quals + pointee.text + (pointee.text.ends_with('*') ? "*" : " *");
     } else if (t.text.empty()) {
       t.text = quals + own;
     }

@@ -16,8 +16,8 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <ctime>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <string>
 #include <vector>
@@ -191,12 +191,14 @@ void BM_Ratio(benchmark::State& state, const char* sig_text, const char* symbol,
     double t0 = ThreadCpuSeconds();
     for (int i = 0; i < 256; ++i) benchmark::DoNotOptimize(bare.Run(inputs[i]));
     double t1 = ThreadCpuSeconds();
-    for (int i = 0; i < 128; ++i) benchmark::DoNotOptimize((*pr)->Run(inputs[(2 * i + (chunks & 1)) & 255]).divergence);
+    for (int i = 0; i < 128; ++i)
+      benchmark::DoNotOptimize((*pr)->Run(inputs[(2 * i + (chunks & 1)) & 255]).divergence);
     double t2 = ThreadCpuSeconds();
     bare_s += t1 - t0;
     check_s += t2 - t1;
     ++chunks;
-    if (t1 > t0 && t2 > t1) ratios.push_back((t1 - t0) / (t2 - t1));  // equal exec counts: ratio of rates
+    if (t1 > t0 && t2 > t1)
+      ratios.push_back((t1 - t0) / (t2 - t1));  // equal exec counts: ratio of rates
   }
   std::sort(ratios.begin(), ratios.end());
   state.counters["ratio_median"] = ratios.empty() ? 0.0 : ratios[ratios.size() / 2];
