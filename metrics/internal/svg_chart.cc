@@ -140,7 +140,16 @@ std::string Histogram(const std::string& title, const std::vector<double>& sampl
   }
   double lo = *std::min_element(samples.begin(), samples.end());
   double hi = *std::max_element(samples.begin(), samples.end());
-  if (limit) hi = std::max(hi, *limit);
+  // A limit far above every sample would squash them all into the first bin:
+  // then the limit is named, not drawn.
+  std::optional<double> drawn_limit = limit;
+  if (limit && *limit > 2 * hi) {
+    drawn_limit.reset();
+    out += fmt::format("<text x=\"{:.1f}\" y=\"18\" font-size=\"11\" fill=\"#2f7d4f\" text-anchor=\"end\">"
+                       "every sample below the limit {:g} {}</text>\n",
+                       kWidth - kRight, *limit, HtmlEscape(unit));
+  }
+  if (drawn_limit) hi = std::max(hi, *drawn_limit);
   Scale s = MakeScale(std::min(lo, 0.0), hi * 1.05, 60, kWidth - kRight);
   std::vector<int> counts(static_cast<size_t>(bins), 0);
   double width = (s.hi - s.lo) / bins;
@@ -155,14 +164,14 @@ std::string Histogram(const std::string& title, const std::vector<double>& sampl
     if (c == 0) continue;
     double x0 = s(s.lo + width * b), x1 = s(s.lo + width * (b + 1));
     double h = kPlotHeight * c / most;
-    bool over = limit && s.lo + width * (b + 1) > *limit;
+    bool over = drawn_limit && s.lo + width * (b + 1) > *drawn_limit;
     out += fmt::format(
         "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"><title>{}</title></rect>\n",
         x0 + 0.5, base - h, std::max(x1 - x0 - 1, 1.0), h, over ? kBad : kNeutral, c);
   }
   out += fmt::format("<text x=\"56\" y=\"{:.1f}\" font-size=\"11\" text-anchor=\"end\">{}</text>\n", kTop + 10, most);
   out += fmt::format("<text x=\"56\" y=\"{:.1f}\" font-size=\"11\" text-anchor=\"end\">0</text>\n", base);
-  out += LimitLine(s, limit, kTop + 4, base);
+  out += LimitLine(s, drawn_limit, kTop + 4, base);
   out += Axis(s, base + 2, unit);
   out += "</svg>\n";
   return out;
