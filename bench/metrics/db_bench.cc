@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <set>
 
 #include <benchmark/benchmark.h>
 
@@ -134,11 +135,20 @@ class RatioReporter : public benchmark::ConsoleReporter {
  public:
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
+    // With --benchmark_repetitions the median aggregate wins over single repetitions.
     for (const Run& r : runs) {
-      if (r.run_type == Run::RT_Iteration && r.error_occurred == false) times_[r.benchmark_name()] = r.GetAdjustedRealTime();
+      if (r.error_occurred) continue;
+      std::string name = r.run_name.str();
+      if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "median") {
+        times_[name] = r.GetAdjustedRealTime();
+        medians_.insert(name);
+      } else if (r.run_type == Run::RT_Iteration && !medians_.contains(name)) {
+        times_[name] = r.GetAdjustedRealTime();
+      }
     }
   }
   std::map<std::string, double> times_;
+  std::set<std::string> medians_;
 };
 
 }  // namespace
