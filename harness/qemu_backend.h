@@ -46,8 +46,9 @@ struct KvmProbe {
   bool cached = false;
 };
 
-// Probes whether KVM can boot `image` to init within `timeout` (uncached).
-KvmProbe ProbeKvm(const std::filesystem::path& qemu, const VmImage& image,
+// Probes whether KVM can boot `image` with `cpu_model` to init within `timeout`
+// (uncached). Never fails: any problem means TCG, with the reason.
+KvmProbe ProbeKvm(const std::filesystem::path& qemu, const VmImage& image, const std::string& cpu_model,
                   std::chrono::milliseconds timeout);
 
 class QemuBackend : public VmBackend {
@@ -60,9 +61,9 @@ class QemuBackend : public VmBackend {
   Result<ReadyState> SaveReady(Vm& vm, const std::filesystem::path& file) override;
   Result<std::unique_ptr<Vm>> RestoreReady(const ReadyState& state, const VmSpec& spec) override;
 
-  // The accelerator this backend uses for `image` (probing on first use, then
+  // The accelerator for `image` and `cpu_model` (probing on first use, then
   // cached in memory and on disk).
-  KvmProbe ChooseAccelerator(const VmImage& image);
+  KvmProbe ChooseAccelerator(const VmImage& image, const std::string& cpu_model);
 
  private:
   struct Impl;

@@ -1,0 +1,512 @@
+#include "harness/agent/agent.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "harness/agent/guest_info.h"
+#include "harness/agent_protocol.h"
+
+namespace patchlab::agent {
+namespace proto = harness::agent_protocol;
+using nlohmann::json;
+
+namespace {
+
+std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+json Fail(const std::string& why) { return {{"ok", false}, {"error", why}}; }
+
+// Writes all of `data`, waiting while a non-blocking fd is full.
+bool WriteAll(int fd, const std::string& data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+    } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      pollfd p{fd, POLLOUT, 0};
+      ::poll(&p, 1, 1000);
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+void SetNonBlocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+}  // namespace
+
+bool MakeRaw(int fd, std::string* error) {
+  termios t{};
+  if (::tcgetattr(fd, &t) != 0) {
+    *error = Errno("tcgetattr");
+    return false;
+  }
+  ::cfmakeraw(&t);
+  t.c_cflag |= CLOCAL | CREAD;
+  t.c_cflag &= ~CRTSCTS;
+  ::cfsetispeed(&t, B115200);
+  ::cfsetospeed(&t, B115200);
+  if (::tcsetattr(fd, TCSANOW, &t) != 0) {
+    *error = Errno("tcsetattr");
+    return false;
+  }
+  return true;
+}
+
+Agent::Agent(AgentOptions options) : options_(std::move(options)) {}
+
+void Agent::Send(const json& message) {
+  std::string line = message.dump(-1, ' ', false, json::error_handler_t::replace);
+  line += '\n';
+  if (!WriteAll(options_.channel_fd, line)) stop_ = true;
+}
+
+int Agent::Run() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  // A dying host end must not kill us with SIGPIPE; the write fails instead.
+  ::signal(SIGPIPE, SIG_IGN);
+  sigchld_fd_ = ::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  timer_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  auto interval = std::chrono::duration_cast<std::chrono::nanoseconds>(proto::kHeartbeatInterval);
+  itimerspec spec{};
+  spec.it_interval.tv_sec = interval.count() / 1000000000;
+  spec.it_interval.tv_nsec = interval.count() % 1000000000;
+  spec.it_value = spec.it_interval;
+  ::timerfd_settime(timer_fd_, 0, &spec, nullptr);
+  SetNonBlocking(options_.channel_fd);
+  std::error_code ec;
+  std::filesystem::create_directories(options_.output_dir, ec);
+
+  json ready = ReadHello();
+  ready["event"] = "ready";
+  Send(ready);
+
+  std::vector<pollfd> fds;
+  std::vector<pid_t> fd_owner;
+  while (!stop_) {
+    fds.clear();
+    fd_owner.clear();
+    fds.push_back({options_.channel_fd, POLLIN, 0});
+    fds.push_back({sigchld_fd_, POLLIN, 0});
+    fds.push_back({timer_fd_, POLLIN, 0});
+    for (auto& [pid, child] : children_) {
+      if (child.out_fd >= 0) fds.push_back({child.out_fd, POLLIN, 0}), fd_owner.push_back(pid);
+      if (child.err_fd >= 0) fds.push_back({child.err_fd, POLLIN, 0}), fd_owner.push_back(pid);
+    }
+    int n = ::poll(fds.data(), fds.size(), NextTimeoutMs());
+    if (n < 0 && errno != EINTR) break;
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) HandleInput();
+    if (fds[1].revents & POLLIN) {
+      signalfd_siginfo info;
+      while (::read(sigchld_fd_, &info, sizeof info) == sizeof info) {
+      }
+    }
+    if (fds[2].revents & POLLIN) {
+      uint64_t expirations;
+      if (::read(timer_fd_, &expirations, sizeof expirations) > 0) Heartbeat();
+    }
+    for (size_t i = 3; i < fds.size(); ++i) {
+      if (fds[i].revents == 0) continue;
+      auto it = children_.find(fd_owner[i - 3]);
+      if (it != children_.end()) DrainCapture(it->second, false);
+    }
+    // Reap on every pass: SIGCHLD may coalesce, and orphans reparented to us
+    // (PID 1 in the guest) must not linger as zombies.
+    ReapChildren();
+    CheckDeadlines();
+  }
+  return 0;
+}
+
+void Agent::Heartbeat() {
+  ++heartbeat_seq_;
+  // On a serial port, a host that connected after our first "ready" missed it.
+  if (options_.serial && !got_request_) {
+    json ready = ReadHello();
+    ready["event"] = "ready";
+    Send(ready);
+  }
+  Send({{"event", "heartbeat"}, {"seq", heartbeat_seq_}, {"uptime_s", UptimeSeconds()}});
+}
+
+int Agent::NextTimeoutMs() const {
+  auto now = Clock::now();
+  auto next = now + std::chrono::seconds(1);
+  for (const auto& w : waiters_) next = std::min(next, w.deadline);
+  for (const auto& [pid, c] : children_) {
+    if (c.run_reply_id && !c.ended) next = std::min(next, c.deadline);
+  }
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count();
+  return static_cast<int>(std::max<int64_t>(0, ms + 1));
+}
+
+void Agent::HandleInput() {
+  char buf[65536];
+  while (true) {
+    ssize_t n = ::read(options_.channel_fd, buf, sizeof buf);
+    if (n > 0) {
+      inbuf_.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n == 0) {
+      // A tty reports 0 when no data; a socket's 0 is the host hanging up.
+      if (!options_.serial) stop_ = true;
+      break;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) stop_ = true;
+    break;
+  }
+  size_t start = 0;
+  for (size_t nl; (nl = inbuf_.find('\n', start)) != std::string::npos; start = nl + 1) {
+    HandleLine(inbuf_.substr(start, nl - start));
+  }
+  inbuf_.erase(0, start);
+  if (inbuf_.size() > proto::kMaxLineBytes) {
+    inbuf_.clear();
+    Send({{"event", "error"}, {"error", "request line longer than the protocol's limit; dropped"}});
+  }
+}
+
+void Agent::HandleLine(const std::string& line) {
+  if (line.empty() || line == "\r") return;
+  json request = json::parse(line, nullptr, false);
+  if (request.is_discarded() || !request.is_object() || !request.contains("id") ||
+      !request["id"].is_number_unsigned() || !request.contains("op") || !request["op"].is_string()) {
+    Send({{"event", "error"}, {"error", "malformed request: " + line.substr(0, 200)}});
+    return;
+  }
+  got_request_ = true;
+  uint64_t id = request["id"].get<uint64_t>();
+  bool deferred = false;
+  json reply;
+  try {
+    reply = Dispatch(id, request, &deferred);
+  } catch (const json::exception& e) {
+    // A field of the wrong type: the request is bad, the agent carries on.
+    reply = Fail(std::string("bad request: ") + e.what());
+  }
+  if (deferred) return;
+  reply["id"] = id;
+  if (!reply.contains("ok")) reply["ok"] = true;
+  Send(reply);
+}
+
+json Agent::Dispatch(uint64_t id, const json& request, bool* deferred) {
+  const std::string op = request["op"].get<std::string>();
+  if (op == "hello") return ReadHello();
+  if (op == "exec") return OpExec(request, false, id, deferred);
+  if (op == "run") return OpExec(request, true, id, deferred);
+  if (op == "wait") return OpWait(id, request, deferred);
+  if (op == "kill") {
+    pid_t pid = request.at("pid").get<pid_t>();
+    if (::kill(pid, request.at("signal").get<int>()) != 0) return Fail(Errno("kill " + std::to_string(pid)));
+    return json::object();
+  }
+  if (op == "sample") {
+    json out;
+    std::string error;
+    if (!ReadSample(request.at("pid").get<pid_t>(), &out, &error)) return Fail(error);
+    return out;
+  }
+  if (op == "put") return OpPut(request);
+  if (op == "get") return OpGet(request);
+  if (op == "kmsg_mark" || op == "kmsg") {
+    json lines = json::array();
+    uint64_t mark = 0;
+    std::string error;
+    uint64_t since = op == "kmsg" ? request.at("since").get<uint64_t>() : 0;
+    if (!ReadKernelLog(options_.kmsg_path, since, op == "kmsg" ? &lines : nullptr, &mark, &error)) {
+      return Fail(error);
+    }
+    json out = {{"mark", mark}};
+    if (op == "kmsg") out["lines"] = std::move(lines);
+    return out;
+  }
+  if (op == "shutdown") {
+    Send({{"id", id}, {"ok", true}});
+    *deferred = true;
+    ::sync();
+    if (options_.power_off_on_shutdown) ::reboot(RB_POWER_OFF);
+    stop_ = true;
+    return json::object();
+  }
+  return Fail("unknown op '" + op + "'");
+}
+
+json Agent::OpExec(const json& request, bool capture, uint64_t id, bool* deferred) {
+  std::vector<std::string> argv = request.at("argv").get<std::vector<std::string>>();
+  if (argv.empty()) return Fail("empty argv");
+  std::vector<std::string> env_strings;
+  bool has_path = false;
+  if (request.contains("env")) {
+    for (const auto& [k, v] : request["env"].items()) {
+      env_strings.push_back(k + "=" + v.get<std::string>());
+      if (k == "PATH") has_path = true;
+    }
+  }
+  if (!has_path) env_strings.push_back("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin");
+  std::string cwd = request.value("cwd", std::string("/"));
+  std::string stdin_data = request.value("stdin", std::string());
+
+  int err_pipe[2];
+  int out_pipe[2] = {-1, -1}, errp[2] = {-1, -1}, in_pipe[2] = {-1, -1};
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) return Fail(Errno("pipe"));
+  if (capture && (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(errp, O_CLOEXEC) != 0 ||
+                  ::pipe2(in_pipe, O_CLOEXEC) != 0)) {
+    return Fail(Errno("pipe"));
+  }
+  std::vector<char*> cargv, cenv;
+  for (auto& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  for (auto& e : env_strings) cenv.push_back(e.data());
+  cenv.push_back(nullptr);
+  std::string out_path, err_path;
+  if (!capture) {
+    out_path = request.value("stdout", std::string());
+    err_path = request.value("stderr", std::string());
+  }
+
+  pid_t pid = ::fork();
+  if (pid < 0) return Fail(Errno("fork"));
+  if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::signal(SIGPIPE, SIG_DFL);
+    ::setpgid(0, 0);
+    auto die = [&](int err) {
+      (void)!::write(err_pipe[1], &err, sizeof err);
+      ::_exit(127);
+    };
+    if (::chdir(cwd.c_str()) != 0) die(errno);
+    if (capture) {
+      ::dup2(in_pipe[0], 0);
+      ::dup2(out_pipe[1], 1);
+      ::dup2(errp[1], 2);
+    } else {
+      int in = ::open("/dev/null", O_RDONLY);
+      if (in >= 0) ::dup2(in, 0);
+      // The agent is single-threaded, so the child may allocate here.
+      if (out_path.empty()) out_path = options_.output_dir + "/" + std::to_string(::getpid()) + ".out";
+      if (err_path.empty()) err_path = options_.output_dir + "/" + std::to_string(::getpid()) + ".err";
+      int o = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      int e = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (o < 0 || e < 0) die(errno);
+      ::dup2(o, 1);
+      ::dup2(e, 2);
+    }
+    ::execvpe(cargv[0], cargv.data(), cenv.data());
+    die(errno);
+  }
+  ::setpgid(pid, pid);
+  ::close(err_pipe[1]);
+  int child_errno = 0;
+  ssize_t got = ::read(err_pipe[0], &child_errno, sizeof child_errno);
+  ::close(err_pipe[0]);
+  Child child;
+  child.pid = pid;
+  if (capture) {
+    ::close(out_pipe[1]);
+    ::close(errp[1]);
+    ::close(in_pipe[0]);
+    if (!stdin_data.empty()) WriteAll(in_pipe[1], stdin_data);
+    ::close(in_pipe[1]);
+    child.capture = true;
+    child.out_fd = out_pipe[0];
+    child.err_fd = errp[0];
+    SetNonBlocking(child.out_fd);
+    SetNonBlocking(child.err_fd);
+  }
+  if (got == static_cast<ssize_t>(sizeof child_errno)) {
+    // exec failed; the child exits 127 and is reaped by the loop.
+    if (capture) {
+      ::close(child.out_fd);
+      ::close(child.err_fd);
+    }
+    children_[pid] = Child{.pid = pid};
+    children_[pid].capture = false;
+    errno = child_errno;
+    return Fail(Errno("exec " + argv[0]));
+  }
+  if (capture) {
+    child.run_reply_id = id;
+    child.deadline = Clock::now() + std::chrono::milliseconds(request.value("timeout_ms", 60000));
+    *deferred = true;
+  }
+  children_[pid] = std::move(child);
+  return {{"pid", pid}};
+}
+
+json Agent::OpWait(uint64_t id, const json& request, bool* deferred) {
+  pid_t pid = request.at("pid").get<pid_t>();
+  auto it = children_.find(pid);
+  if (it == children_.end()) return Fail("no child with pid " + std::to_string(pid) + " (not started by the agent)");
+  if (it->second.ended) return ExitFields(it->second);
+  int timeout_ms = request.value("timeout_ms", 0);
+  if (timeout_ms <= 0) return {{"exited", false}, {"timed_out", true}};
+  waiters_.push_back({id, pid, Clock::now() + std::chrono::milliseconds(timeout_ms)});
+  *deferred = true;
+  return json::object();
+}
+
+json Agent::OpPut(const json& request) {
+  std::string path = request.at("path").get<std::string>();
+  uint64_t offset = request.value("offset", uint64_t{0});
+  mode_t mode = request.value("mode", 0644);
+  std::string data;
+  if (!proto::Base64Decode(request.at("data").get<std::string>(), &data)) return Fail("put: data is not base64");
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  int flags = O_WRONLY | O_CLOEXEC | (offset == 0 ? O_CREAT | O_TRUNC : 0);
+  int fd = ::open(path.c_str(), flags, mode);
+  if (fd < 0) return Fail(Errno("open " + path));
+  ssize_t n = data.empty() ? 0 : ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
+  int err = errno;
+  ::fchmod(fd, mode);
+  struct stat st{};
+  ::fstat(fd, &st);
+  ::close(fd);
+  if (n != static_cast<ssize_t>(data.size())) {
+    errno = err;
+    return Fail(Errno("write " + path));
+  }
+  return {{"size", st.st_size}};
+}
+
+json Agent::OpGet(const json& request) {
+  std::string path = request.at("path").get<std::string>();
+  uint64_t offset = request.value("offset", uint64_t{0});
+  size_t length = std::min<size_t>(request.value("length", proto::kMaxChunkBytes), proto::kMaxChunkBytes);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Fail(Errno("open " + path));
+  std::string data(length, '\0');
+  ssize_t n = ::pread(fd, data.data(), length, static_cast<off_t>(offset));
+  int err = errno;
+  ::close(fd);
+  if (n < 0) {
+    errno = err;
+    return Fail(Errno("read " + path));
+  }
+  data.resize(static_cast<size_t>(n));
+  return {{"data", proto::Base64Encode(data)}, {"eof", static_cast<size_t>(n) < length}};
+}
+
+void Agent::ReapChildren() {
+  while (true) {
+    int status = 0;
+    pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) break;
+    auto it = children_.find(pid);
+    if (it == children_.end()) continue;  // an orphan we inherited as PID 1
+    Child& child = it->second;
+    child.ended = true;
+    child.status = status;
+    json event = ExitFields(child);
+    event["event"] = "exit";
+    event["pid"] = pid;
+    Send(event);
+    if (child.run_reply_id) FinishRun(child);
+  }
+  for (size_t i = 0; i < waiters_.size();) {
+    auto it = children_.find(waiters_[i].pid);
+    if (it != children_.end() && it->second.ended) {
+      json reply = ExitFields(it->second);
+      reply["id"] = waiters_[i].id;
+      reply["ok"] = true;
+      Send(reply);
+      waiters_.erase(waiters_.begin() + static_cast<std::ptrdiff_t>(i));
+    } else {
+      ++i;
+    }
+  }
+}
+
+void Agent::DrainCapture(Child& child, bool to_eof) {
+  char buf[65536];
+  for (int* fd : {&child.out_fd, &child.err_fd}) {
+    std::string& sink = fd == &child.out_fd ? child.out : child.err;
+    while (*fd >= 0) {
+      ssize_t n = ::read(*fd, buf, sizeof buf);
+      if (n > 0) {
+        // Keep the output bounded: a chatty command must not eat the guest's memory.
+        if (sink.size() < proto::kMaxChunkBytes) sink.append(buf, static_cast<size_t>(n));
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n == 0 || (n < 0 && errno != EAGAIN) || to_eof) {
+        ::close(*fd);
+        *fd = -1;
+      }
+      break;
+    }
+  }
+}
+
+void Agent::FinishRun(Child& child) {
+  // The child has ended; take what is left in the pipes (a grandchild holding
+  // them open must not delay the reply).
+  DrainCapture(child, true);
+  json reply = ExitFields(child);
+  reply["id"] = *child.run_reply_id;
+  reply["ok"] = true;
+  reply["stdout"] = child.out;
+  reply["stderr"] = child.err;
+  Send(reply);
+  child.run_reply_id.reset();
+  child.out.clear();
+  child.err.clear();
+}
+
+void Agent::CheckDeadlines() {
+  auto now = Clock::now();
+  for (size_t i = 0; i < waiters_.size();) {
+    if (waiters_[i].deadline <= now) {
+      Send({{"id", waiters_[i].id}, {"ok", true}, {"exited", false}, {"timed_out", true}});
+      waiters_.erase(waiters_.begin() + static_cast<std::ptrdiff_t>(i));
+    } else {
+      ++i;
+    }
+  }
+  for (auto& [pid, child] : children_) {
+    if (child.run_reply_id && !child.ended && !child.killed_for_timeout && child.deadline <= now) {
+      child.killed_for_timeout = true;
+      ::kill(-pid, SIGKILL);
+      ::kill(pid, SIGKILL);
+    }
+  }
+}
+
+json Agent::ExitFields(const Child& child) const {
+  json out;
+  if (!child.ended) return {{"exited", false}, {"timed_out", true}};
+  if (WIFEXITED(child.status)) {
+    out["exited"] = true;
+    out["code"] = WEXITSTATUS(child.status);
+  } else {
+    out["exited"] = false;
+    out["signal"] = WTERMSIG(child.status);
+    out["core_dumped"] = static_cast<bool>(WCOREDUMP(child.status));
+  }
+  out["timed_out"] = child.killed_for_timeout;
+  return out;
+}
+
+}  // namespace patchlab::agent
