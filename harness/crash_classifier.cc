@@ -49,11 +49,12 @@ int ParsePid(std::string_view text) {
   if (size_t at = text.find("pid: "); at != std::string_view::npos) {
     return std::atoi(std::string(text.substr(at + 5, 12)).c_str());
   }
-  size_t open = text.find('[');
-  size_t close = text.find("]: ");
-  if (open != std::string_view::npos && close != std::string_view::npos && open < close) {
+  // "comm[PID]" anywhere: the first '[' followed by digits and ']'.
+  for (size_t open = text.find('['); open != std::string_view::npos; open = text.find('[', open + 1)) {
+    size_t close = text.find(']', open);
+    if (close == std::string_view::npos || close == open + 1) continue;
     std::string digits(text.substr(open + 1, close - open - 1));
-    bool all_digits = !digits.empty();
+    bool all_digits = true;
     for (char c : digits) all_digits = all_digits && std::isdigit(static_cast<unsigned char>(c));
     if (all_digits) return std::atoi(digits.c_str());
   }

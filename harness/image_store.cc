@@ -38,6 +38,10 @@ mkdir -p /dev/pts /dev/shm /run/out
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /run/out
+# pvpanic lets QEMU see a kernel panic (GUEST_PANICKED); Debian builds it as a module.
+for m in /lib/modules/pvpanic.ko /lib/modules/pvpanic-mmio.ko; do
+  [ -f "$m" ] && insmod "$m"
+done
 echo "patchlab-init: starting the agent on /dev/ttyS1"
 exec /usr/sbin/patchlab-agent --device /dev/ttyS1
 )";
@@ -270,6 +274,20 @@ Result<std::string> BuildInitramfs(const ImageStoreOptions& options, const Image
     if (!host) return std::unexpected(std::move(host.error()).AddContext(fmt::format("image {} ({})", recipe.name, recipe.where)));
     std::string guest = fs::path(lib).is_absolute() ? lib : host->string();
     if (auto s = AddHostFile(cpio, fs::canonical(*host), guest, 0755, true); !s) return std::unexpected(s.error());
+  }
+  // The panic notifier's modules, if the kernel has them as modules.
+  std::error_code ec;
+  fs::path modules = ingredients.kernel_root / "lib/modules";
+  if (fs::is_directory(modules, ec)) {
+    for (const auto& release : fs::directory_iterator(modules, ec)) {
+      for (const char* name : {"pvpanic.ko", "pvpanic-mmio.ko"}) {
+        fs::path ko = release.path() / "kernel/drivers/misc/pvpanic" / name;
+        if (!fs::exists(ko)) continue;
+        auto data = ReadFile(ko);
+        if (!data) return std::unexpected(data.error());
+        cpio.AddFile(std::string("/lib/modules/") + name, 0644, *data);
+      }
+    }
   }
   for (const fs::path& root : ingredients.package_roots) {
     if (auto s = AddPackageTree(cpio, root); !s) return std::unexpected(s.error());

@@ -208,6 +208,15 @@ void QemuVm::CollectEvents(milliseconds heartbeat_threshold) {
     reported_exit_ = true;
     std::string detail = "qemu " + exit_status_->ToString();
     if (!shutdown_reason_.empty()) detail += ", shutdown reason " + shutdown_reason_;
+    // Without a pvpanic driver in the guest, a panic shows only as panic=-1's
+    // reset (QEMU exits under -no-reboot) and the console's last words.
+    if (!reported_panic_ && shutdown_reason_ == "guest-reset") {
+      auto console = ReadFile(console_log_path());
+      if (console && console->find("Kernel panic") != std::string::npos) {
+        reported_panic_ = true;
+        queued_.push_back({VmEventKind::kGuestPanicked, "Kernel panic on the console, then " + detail, now});
+      }
+    }
     queued_.push_back({VmEventKind::kVmExited, detail, now});
   }
   if (!exited && agent_ && agent_->closed() && !reported_agent_gone_) {

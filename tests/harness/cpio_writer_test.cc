@@ -1,0 +1,98 @@
+// The initramfs writer, checked by the real cpio(1) reading its archives back,
+// and the image recipe parser's errors.
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <gtest/gtest.h>
+
+#include "base/file_util.h"
+#include "base/subprocess.h"
+#include "harness/image_store.h"
+#include "harness/internal/cpio_writer.h"
+
+namespace patchlab::harness {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/cpio-test-XXXXXX";
+    path_ = ::mkdtemp(tmpl);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+TEST(CpioWriter, GnuCpioUnpacksWhatItWrites) {
+  internal::CpioWriter w;
+  w.AddFile("/usr/bin/tool", 0755, "#!/bin/sh\necho hi\n");
+  w.AddFile("etc/odd-size", 0600, std::string(1001, 'x'));
+  w.AddSymlink("/bin/sh", "/bin/busybox");
+  w.AddDirectory("/empty", 0700);
+  std::string archive = w.Finish();
+  EXPECT_EQ(archive.size() % 512, 0u);
+  TempDir dir;
+  ASSERT_TRUE(WriteFileAtomic(dir.path() / "a.cpio", archive));
+  SubprocessOptions o;
+  o.argv = {"cpio", "-idm", "--quiet", "-F", (dir.path() / "a.cpio").string()};
+  o.cwd = (dir.path()).string();
+  auto r = RunSubprocess(std::move(o));
+  ASSERT_TRUE(r);
+  ASSERT_TRUE(r->status.Success()) << r->stderr_data;
+  EXPECT_EQ(*ReadFile(dir.path() / "usr/bin/tool"), "#!/bin/sh\necho hi\n");
+  EXPECT_EQ(fs::status(dir.path() / "usr/bin/tool").permissions() & fs::perms::all, static_cast<fs::perms>(0755));
+  EXPECT_EQ(fs::file_size(dir.path() / "etc/odd-size"), 1001u);
+  EXPECT_EQ(fs::read_symlink(dir.path() / "bin/sh"), "/bin/busybox");
+  EXPECT_TRUE(fs::is_directory(dir.path() / "empty"));
+}
+
+TEST(CpioWriter, SameInputsGiveTheSameBytes) {
+  auto make = [] {
+    internal::CpioWriter w;
+    w.AddFile("/a/b", 0644, "data");
+    w.AddSymlink("/c", "a/b");
+    return w.Finish();
+  };
+  EXPECT_EQ(make(), make());
+}
+
+TEST(ImageRecipes, BundledRecipesLoadAndDiffer) {
+  auto recipes = LoadImageRecipes(fs::path(PATCHLAB_SOURCE_DIR) / "vm-images/images.yaml");
+  ASSERT_TRUE(recipes) << recipes.error().ToString();
+  ASSERT_GE(recipes->size(), 2u);
+  EXPECT_NE((*recipes)[0].kernel_package, (*recipes)[1].kernel_package);
+  for (const auto& r : *recipes) EXPECT_FALSE(r.cpus.empty()) << r.name;
+}
+
+TEST(ImageRecipes, ErrorsNameFileLineAndField) {
+  TempDir dir;
+  fs::path file = dir.path() / "images.yaml";
+  ASSERT_TRUE(WriteFileAtomic(file, "images:\n  - name: a\n    kernel: linux-image-amd64\n    kernal: typo\n"));
+  auto r = LoadImageRecipes(file);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().ToString().find(file.string() + ":4:"), std::string::npos) << r.error().ToString();
+  EXPECT_NE(r.error().ToString().find("kernal"), std::string::npos) << r.error().ToString();
+
+  ASSERT_TRUE(WriteFileAtomic(file, "images:\n  - name: a\n    cpus: [qemu64]\n"));
+  r = LoadImageRecipes(file);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().ToString().find("kernel"), std::string::npos) << r.error().ToString();
+
+  ASSERT_TRUE(WriteFileAtomic(file, "images:\n  - name: a\n    kernel: k\n  - name: a\n    kernel: k\n"));
+  r = LoadImageRecipes(file);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().ToString().find("already defined"), std::string::npos) << r.error().ToString();
+  EXPECT_NE(r.error().ToString().find(":4:"), std::string::npos) << r.error().ToString();
+}
+
+}  // namespace
+}  // namespace patchlab::harness
