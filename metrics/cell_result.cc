@@ -14,7 +14,8 @@ Result<E> ParseName(std::string_view what, std::string_view name,
     if (text == name) return value;
     allowed += (allowed.empty() ? "" : ", ") + std::string(text);
   }
-  return Fail(ErrorCode::kInvalidArgument, "unknown {} '{}' (expected one of: {})", what, name, allowed);
+  return Fail(ErrorCode::kInvalidArgument, "unknown {} '{}' (expected one of: {})", what, name,
+              allowed);
 }
 
 template <typename E, size_t N>
@@ -66,19 +67,25 @@ constexpr std::array<std::pair<RunStatus, std::string_view>, 4> kRunStatuses{{
 }  // namespace
 
 std::string_view VerdictName(Verdict v) { return NameOf(v, kVerdicts); }
-Result<Verdict> ParseVerdict(std::string_view name) { return ParseName("verdict", name, kVerdicts); }
+Result<Verdict> ParseVerdict(std::string_view name) {
+  return ParseName("verdict", name, kVerdicts);
+}
 std::string_view ApplyResultName(ApplyResult a) { return NameOf(a, kApplyResults); }
 Result<ApplyResult> ParseApplyResult(std::string_view name) {
   return ParseName("apply result", name, kApplyResults);
 }
 std::string_view CrashKindName(CrashKind k) { return NameOf(k, kCrashKinds); }
-Result<CrashKind> ParseCrashKind(std::string_view name) { return ParseName("crash kind", name, kCrashKinds); }
+Result<CrashKind> ParseCrashKind(std::string_view name) {
+  return ParseName("crash kind", name, kCrashKinds);
+}
 std::string_view SemanticVerdictName(SemanticVerdict s) { return NameOf(s, kSemantic); }
 Result<SemanticVerdict> ParseSemanticVerdict(std::string_view name) {
   return ParseName("semantic verdict", name, kSemantic);
 }
 std::string_view RunStatusName(RunStatus s) { return NameOf(s, kRunStatuses); }
-Result<RunStatus> ParseRunStatus(std::string_view name) { return ParseName("run status", name, kRunStatuses); }
+Result<RunStatus> ParseRunStatus(std::string_view name) {
+  return ParseName("run status", name, kRunStatuses);
+}
 
 std::string CellKey::ToString() const {
   return fmt::format("{}/{} on {} x {} x {}", scenario, patch_id, image, cpu, workload);

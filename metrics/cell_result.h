@@ -8,8 +8,8 @@
 // shown to users) and a parser that fails on an unknown name, naming it.
 #pragma once
 
-#include <cstdint>
 #include <compare>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -55,10 +55,17 @@ enum class CrashKind {
   kVmPanic,         // QEMU reported GUEST_PANICKED / the VM died
   kLostHeartbeat,   // the workload or agent stopped reporting (a hang)
 };
-inline constexpr CrashKind kAllCrashKinds[] = {
-    CrashKind::kWorkloadSignal, CrashKind::kWorkloadExit, CrashKind::kSegfault, CrashKind::kTrap,
-    CrashKind::kGpf,            CrashKind::kOops,         CrashKind::kBug,      CrashKind::kPanic,
-    CrashKind::kOom,            CrashKind::kVmPanic,      CrashKind::kLostHeartbeat};
+inline constexpr CrashKind kAllCrashKinds[] = {CrashKind::kWorkloadSignal,
+                                               CrashKind::kWorkloadExit,
+                                               CrashKind::kSegfault,
+                                               CrashKind::kTrap,
+                                               CrashKind::kGpf,
+                                               CrashKind::kOops,
+                                               CrashKind::kBug,
+                                               CrashKind::kPanic,
+                                               CrashKind::kOom,
+                                               CrashKind::kVmPanic,
+                                               CrashKind::kLostHeartbeat};
 // "workload-signal" "workload-exit" "segfault" "trap" "gpf" "oops" "bug" "panic"
 // "oom" "vm-panic" "lost-heartbeat"
 std::string_view CrashKindName(CrashKind k);
@@ -113,8 +120,8 @@ struct CellResult {
 
   std::map<CrashKind, int> crashes;  // absent kinds are 0
 
-  std::vector<double> pause_us;          // every stop-the-world pause measured
-  std::optional<double> pause_median_us;  // Median(pause_us) unless set otherwise
+  std::vector<double> pause_us;              // every stop-the-world pause measured
+  std::optional<double> pause_median_us;     // Median(pause_us) unless set otherwise
   std::optional<Estimate> cpu_overhead_pct;  // patched vs unpatched windows
   std::optional<double> mem_overhead_kib;    // per patched process (RSS growth)
 
@@ -129,17 +136,17 @@ struct CellResult {
 };
 
 struct RunInfo {
-  int64_t id = 0;  // set by CompatDb::BeginRun
-  int64_t started_at = 0;   // unix seconds; BeginRun fills it when 0
-  int64_t finished_at = 0;  // 0 while running
-  std::string host;         // BeginRun fills it when empty
-  std::string version;      // patchlab version; BeginRun fills it when empty
+  int64_t id = 0;            // set by CompatDb::BeginRun
+  int64_t started_at = 0;    // unix seconds; BeginRun fills it when 0
+  int64_t finished_at = 0;   // 0 while running
+  std::string host;          // BeginRun fills it when empty
+  std::string version;       // patchlab version; BeginRun fills it when empty
   std::string git_revision;  // git describe of the build; BeginRun fills it when empty
   RunStatus status = RunStatus::kRunning;
-  std::string label;   // free tag, e.g. "nightly", "pre-release"
-  std::string args;    // what the run was asked to do (scenario paths, options), for --resume
-  std::string note;    // why it is incomplete / failed
-  int pid = 0;         // the recording process; BeginRun fills it
+  std::string label;  // free tag, e.g. "nightly", "pre-release"
+  std::string args;   // what the run was asked to do (scenario paths, options), for --resume
+  std::string note;   // why it is incomplete / failed
+  int pid = 0;        // the recording process; BeginRun fills it
 };
 
 struct PatchInfo {

@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <ctime>
 #include <mutex>
-
 #include <nlohmann/json.hpp>
 
 #include "base/file_util.h"
@@ -42,7 +41,8 @@ bool ProcessAlive(int pid) {
 Result<CompatDb> CompatDb::OpenImpl(const std::filesystem::path& path, bool create) {
   if (create && path.has_parent_path()) {
     if (auto s = MakeDirs(path.parent_path()); !s) {
-      return std::unexpected(std::move(s.error()).AddContext("creating the folder of " + path.string()));
+      return std::unexpected(
+          std::move(s.error()).AddContext("creating the folder of " + path.string()));
     }
   }
   auto conn = Connection::Open(path, create);
@@ -63,7 +63,9 @@ Result<CompatDb> CompatDb::OpenExisting(const std::filesystem::path& path) {
 }
 
 CompatDb::CompatDb(std::filesystem::path path, std::unique_ptr<Connection> conn, int version)
-    : path_(std::move(path)), conn_(std::move(conn)), mutex_(std::make_unique<std::mutex>()),
+    : path_(std::move(path)),
+      conn_(std::move(conn)),
+      mutex_(std::make_unique<std::mutex>()),
       schema_version_(version) {}
 CompatDb::CompatDb(CompatDb&&) noexcept = default;
 CompatDb& CompatDb::operator=(CompatDb&&) noexcept = default;
@@ -80,10 +82,14 @@ Result<int64_t> CompatDb::BeginRun(RunInfo info) {
   int64_t id = 0;
   Status s = conn_->Transaction([&]() -> Status {
     auto stmt = conn_->Prepare(
-        "INSERT INTO runs(started_at, finished_at, host, version, git_revision, status, label, args, note, pid) "
+        "INSERT INTO runs(started_at, finished_at, host, version, git_revision, status, label, "
+        "args, note, pid) "
         "VALUES (?, 0, ?, ?, ?, 'running', ?, ?, '', ?)");
     if (!stmt) return std::unexpected(stmt.error());
-    stmt->Bind(1, info.started_at).Bind(2, info.host).Bind(3, info.version).Bind(4, info.git_revision);
+    stmt->Bind(1, info.started_at)
+        .Bind(2, info.host)
+        .Bind(3, info.version)
+        .Bind(4, info.git_revision);
     stmt->Bind(5, info.label).Bind(6, info.args).Bind(7, static_cast<int64_t>(info.pid));
     if (auto r = stmt->Run(); !r) return r;
     id = conn_->LastInsertId();
@@ -94,11 +100,13 @@ Result<int64_t> CompatDb::BeginRun(RunInfo info) {
 }
 
 Status CompatDb::RecordPatch(const PatchInfo& patch) {
-  if (patch.id.empty()) return Fail(ErrorCode::kInvalidArgument, "{}: a patch needs an id", path_.string());
+  if (patch.id.empty())
+    return Fail(ErrorCode::kInvalidArgument, "{}: a patch needs an id", path_.string());
   std::lock_guard lock(*mutex_);
   return conn_->Transaction([&]() -> Status {
     auto stmt = conn_->Prepare(
-        "INSERT INTO patches(id, seq, target_build_id, package_hash, signer) VALUES (?, ?, ?, ?, ?) "
+        "INSERT INTO patches(id, seq, target_build_id, package_hash, signer) VALUES (?, ?, ?, ?, "
+        "?) "
         "ON CONFLICT(id) DO UPDATE SET seq=excluded.seq, target_build_id=excluded.target_build_id, "
         "package_hash=excluded.package_hash, signer=excluded.signer");
     if (!stmt) return std::unexpected(stmt.error());
@@ -109,7 +117,8 @@ Status CompatDb::RecordPatch(const PatchInfo& patch) {
 }
 
 Status CompatDb::RecordImage(const ImageInfo& image) {
-  if (image.name.empty()) return Fail(ErrorCode::kInvalidArgument, "{}: an image needs a name", path_.string());
+  if (image.name.empty())
+    return Fail(ErrorCode::kInvalidArgument, "{}: an image needs a name", path_.string());
   std::lock_guard lock(*mutex_);
   return conn_->Transaction([&]() -> Status {
     auto stmt = conn_->Prepare(
@@ -133,7 +142,12 @@ Status CompatDb::PlanCells(int64_t run, const std::vector<CellKey>& cells) {
     if (!one) return std::unexpected(one.error());
     for (const CellKey& k : cells) {
       one->Reset();
-      one->Bind(1, run).Bind(2, k.scenario).Bind(3, k.patch_id).Bind(4, k.image).Bind(5, k.cpu).Bind(6, k.workload);
+      one->Bind(1, run)
+          .Bind(2, k.scenario)
+          .Bind(3, k.patch_id)
+          .Bind(4, k.image)
+          .Bind(5, k.cpu)
+          .Bind(6, k.workload);
       if (auto r = one->Run(); !r) return r;
     }
     return {};
@@ -144,37 +158,51 @@ Status CompatDb::RecordCell(const CellResult& cell) {
   std::lock_guard lock(*mutex_);
   Status s = conn_->Transaction([&]() -> Status {
     if (auto e = internal::RequireRun(*conn_, cell.run_id); !e) return e;
-    if (auto e = internal::RequireRow(*conn_, "patches", "id", cell.key.patch_id, "patch"); !e) return e;
-    if (auto e = internal::RequireRow(*conn_, "images", "name", cell.key.image, "image"); !e) return e;
+    if (auto e = internal::RequireRow(*conn_, "patches", "id", cell.key.patch_id, "patch"); !e)
+      return e;
+    if (auto e = internal::RequireRow(*conn_, "images", "name", cell.key.image, "image"); !e)
+      return e;
     // Replacing deletes the old row so its crash rows go with it (ON DELETE CASCADE).
     auto del = conn_->Prepare(
-        "DELETE FROM cells WHERE run_id=? AND scenario=? AND patch_id=? AND image=? AND cpu=? AND workload=?");
+        "DELETE FROM cells WHERE run_id=? AND scenario=? AND patch_id=? AND image=? AND cpu=? AND "
+        "workload=?");
     if (!del) return std::unexpected(del.error());
-    del->Bind(1, cell.run_id).Bind(2, cell.key.scenario).Bind(3, cell.key.patch_id).Bind(4, cell.key.image);
+    del->Bind(1, cell.run_id)
+        .Bind(2, cell.key.scenario)
+        .Bind(3, cell.key.patch_id)
+        .Bind(4, cell.key.image);
     del->Bind(5, cell.key.cpu).Bind(6, cell.key.workload);
     if (auto r = del->Run(); !r) return r;
 
     auto ins = conn_->Prepare(
-        "INSERT INTO cells(run_id, scenario, patch_id, patch_seq, image, cpu, workload, host, verdict, "
-        "apply_result, apply_reason, pause_us, pause_median_us, cpu_overhead_pct, cpu_ci_low, cpu_ci_high, "
-        "cpu_samples, mem_overhead_kib, semantic, duration_ms, artefacts, reasons, recorded_at, met_expectation) "
+        "INSERT INTO cells(run_id, scenario, patch_id, patch_seq, image, cpu, workload, host, "
+        "verdict, "
+        "apply_result, apply_reason, pause_us, pause_median_us, cpu_overhead_pct, cpu_ci_low, "
+        "cpu_ci_high, "
+        "cpu_samples, mem_overhead_kib, semantic, duration_ms, artefacts, reasons, recorded_at, "
+        "met_expectation) "
         "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     if (!ins) return std::unexpected(ins.error());
     std::optional<double> pause_median = cell.pause_median_us;
     if (!pause_median) pause_median = Median(cell.pause_us);
     ins->Bind(1, cell.run_id).Bind(2, cell.key.scenario).Bind(3, cell.key.patch_id);
-    ins->Bind(4, static_cast<int64_t>(cell.patch_seq)).Bind(5, cell.key.image).Bind(6, cell.key.cpu);
+    ins->Bind(4, static_cast<int64_t>(cell.patch_seq))
+        .Bind(5, cell.key.image)
+        .Bind(6, cell.key.cpu);
     ins->Bind(7, cell.key.workload).Bind(8, cell.host).Bind(9, VerdictName(cell.verdict));
     ins->Bind(10, ApplyResultName(cell.apply)).Bind(11, cell.apply_reason);
     ins->Bind(12, nlohmann::json(cell.pause_us).dump()).BindOptional(13, pause_median);
     if (cell.cpu_overhead_pct) {
       ins->Bind(14, cell.cpu_overhead_pct->value).Bind(15, cell.cpu_overhead_pct->low);
-      ins->Bind(16, cell.cpu_overhead_pct->high).Bind(17, static_cast<int64_t>(cell.cpu_overhead_pct->samples));
+      ins->Bind(16, cell.cpu_overhead_pct->high)
+          .Bind(17, static_cast<int64_t>(cell.cpu_overhead_pct->samples));
     } else {
       ins->BindNull(14).BindNull(15).BindNull(16).BindNull(17);
     }
     ins->BindOptional(18, cell.mem_overhead_kib).Bind(19, SemanticVerdictName(cell.semantic));
-    ins->Bind(20, cell.duration_ms).Bind(21, cell.artefacts).Bind(22, nlohmann::json(cell.reasons).dump());
+    ins->Bind(20, cell.duration_ms)
+        .Bind(21, cell.artefacts)
+        .Bind(22, nlohmann::json(cell.reasons).dump());
     ins->Bind(23, cell.recorded_at != 0 ? cell.recorded_at : Now());
     if (cell.met_expectation) {
       ins->Bind(24, static_cast<int64_t>(*cell.met_expectation ? 1 : 0));
@@ -193,7 +221,9 @@ Status CompatDb::RecordCell(const CellResult& cell) {
     }
     return {};
   });
-  if (!s) return std::unexpected(std::move(s.error()).AddContext("recording cell " + cell.key.ToString()));
+  if (!s)
+    return std::unexpected(
+        std::move(s.error()).AddContext("recording cell " + cell.key.ToString()));
   return {};
 }
 
@@ -204,10 +234,15 @@ Status CompatDb::RecordFindings(int64_t run, const std::vector<SemanticFinding>&
     for (const SemanticFinding& f : findings) {
       if (auto e = internal::RequireRow(*conn_, "patches", "id", f.patch_id, "patch"); !e) return e;
       auto stmt = conn_->Prepare(
-          "INSERT INTO findings(run_id, scenario, patch_id, function, kind, input, old_result, new_result, "
+          "INSERT INTO findings(run_id, scenario, patch_id, function, kind, input, old_result, "
+          "new_result, "
           "expected, detail) VALUES (?,?,?,?,?,?,?,?,?,?)");
       if (!stmt) return std::unexpected(stmt.error());
-      stmt->Bind(1, run).Bind(2, f.scenario).Bind(3, f.patch_id).Bind(4, f.function).Bind(5, f.kind);
+      stmt->Bind(1, run)
+          .Bind(2, f.scenario)
+          .Bind(3, f.patch_id)
+          .Bind(4, f.function)
+          .Bind(5, f.kind);
       stmt->Bind(6, f.input).Bind(7, f.old_result).Bind(8, f.new_result);
       stmt->Bind(9, static_cast<int64_t>(f.expected ? 1 : 0)).Bind(10, f.detail);
       if (auto r = stmt->Run(); !r) return r;
@@ -218,7 +253,8 @@ Status CompatDb::RecordFindings(int64_t run, const std::vector<SemanticFinding>&
 
 Status CompatDb::FinishRun(int64_t run, RunStatus status, std::string_view note) {
   if (status == RunStatus::kRunning) {
-    return Fail(ErrorCode::kInvalidArgument, "{}: a run cannot finish as 'running'", path_.string());
+    return Fail(ErrorCode::kInvalidArgument, "{}: a run cannot finish as 'running'",
+                path_.string());
   }
   std::lock_guard lock(*mutex_);
   return conn_->Transaction([&]() -> Status {
@@ -252,7 +288,8 @@ Result<int> CompatDb::MarkAbandonedRuns() {
       if (!ProcessAlive(pid)) dead.emplace_back(stmt->Int(0), pid);
     }
     for (const auto& [id, pid] : dead) {
-      auto up = conn_->Prepare("UPDATE runs SET status='incomplete', note=? WHERE id=? AND status='running'");
+      auto up = conn_->Prepare(
+          "UPDATE runs SET status='incomplete', note=? WHERE id=? AND status='running'");
       if (!up) return std::unexpected(up.error());
       up->Bind(1, fmt::format("recording process {} vanished", pid)).Bind(2, id);
       if (auto r = up->Run(); !r) return r;
@@ -261,7 +298,8 @@ Result<int> CompatDb::MarkAbandonedRuns() {
     return {};
   });
   if (!s) return std::unexpected(s.error());
-  if (marked > 0) Log("metrics")->info("{}: marked {} abandoned run(s) incomplete", path_.string(), marked);
+  if (marked > 0)
+    Log("metrics")->info("{}: marked {} abandoned run(s) incomplete", path_.string(), marked);
   return marked;
 }
 
@@ -277,13 +315,15 @@ Status CompatDb::ResumeRun(int64_t run) {
     if (!*row) return Fail(ErrorCode::kNotFound, "{}: no run {}", path_.string(), run);
     std::string status = stmt->Text(0);
     if (status == "complete") {
-      return Fail(ErrorCode::kInvalidArgument, "{}: run {} is complete; nothing to resume", path_.string(), run);
+      return Fail(ErrorCode::kInvalidArgument, "{}: run {} is complete; nothing to resume",
+                  path_.string(), run);
     }
     if (status == "running") {
       return Fail(ErrorCode::kInvalidArgument, "{}: run {} is still being recorded by pid {} on {}",
                   path_.string(), run, stmt->Int(1), stmt->Text(2));
     }
-    auto up = conn_->Prepare("UPDATE runs SET status='running', pid=?, host=?, note='', finished_at=0 WHERE id=?");
+    auto up = conn_->Prepare(
+        "UPDATE runs SET status='running', pid=?, host=?, note='', finished_at=0 WHERE id=?");
     if (!up) return std::unexpected(up.error());
     up->Bind(1, static_cast<int64_t>(getpid())).Bind(2, HostName()).Bind(3, run);
     return up->Run();

@@ -119,7 +119,8 @@ class CompatDb {
   // matrix shrank does not keep demanding its old cells).
   Result<std::vector<CellKey>> PlannedCellsOfPatch(const std::string& patch_id);
   // Every result recorded on `image` (optionally of one patch), oldest first.
-  Result<std::vector<CellResult>> History(const std::string& image, const std::string& patch_id = "");
+  Result<std::vector<CellResult>> History(const std::string& image,
+                                          const std::string& patch_id = "");
   // Findings of a run (patch_id empty: of every patch), or of a patch across runs (run 0).
   Result<std::vector<SemanticFinding>> Findings(int64_t run, const std::string& patch_id = "");
 

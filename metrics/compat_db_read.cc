@@ -1,6 +1,5 @@
 // CompatDb: the queries (gate, reports, `patchlab compat|runs|history`).
 #include <mutex>
-
 #include <nlohmann/json.hpp>
 
 #include "metrics/compat_db.h"
@@ -65,8 +64,8 @@ Result<RunInfo> CompatDb::GetRun(int64_t run) {
 
 Result<std::vector<RunInfo>> CompatDb::ListRuns(const RunFilter& filter) {
   std::lock_guard lock(*mutex_);
-  std::string sql = fmt::format("SELECT {} FROM runs WHERE (?1 = '' OR label = ?1) ORDER BY id DESC",
-                                internal::kRunColumns);
+  std::string sql = fmt::format(
+      "SELECT {} FROM runs WHERE (?1 = '' OR label = ?1) ORDER BY id DESC", internal::kRunColumns);
   if (filter.limit > 0) sql += fmt::format(" LIMIT {}", filter.limit);
   auto stmt = conn_->Prepare(sql);
   if (!stmt) return std::unexpected(stmt.error());
@@ -76,9 +75,10 @@ Result<std::vector<RunInfo>> CompatDb::ListRuns(const RunFilter& filter) {
 
 Result<std::optional<RunInfo>> CompatDb::LatestRun(std::string_view label, int64_t before) {
   std::lock_guard lock(*mutex_);
-  auto stmt = conn_->Prepare(fmt::format(
-      "SELECT {} FROM runs WHERE (?1 = '' OR label = ?1) AND (?2 = 0 OR id < ?2) ORDER BY id DESC LIMIT 1",
-      internal::kRunColumns));
+  auto stmt =
+      conn_->Prepare(fmt::format("SELECT {} FROM runs WHERE (?1 = '' OR label = ?1) AND (?2 = 0 OR "
+                                 "id < ?2) ORDER BY id DESC LIMIT 1",
+                                 internal::kRunColumns));
   if (!stmt) return std::unexpected(stmt.error());
   stmt->Bind(1, label).Bind(2, before);
   auto runs = ReadRuns(*stmt, path_);
@@ -89,12 +89,13 @@ Result<std::optional<RunInfo>> CompatDb::LatestRun(std::string_view label, int64
 
 Result<std::vector<PatchInfo>> CompatDb::ListPatches() {
   std::lock_guard lock(*mutex_);
-  auto stmt = conn_->Prepare("SELECT id, seq, target_build_id, package_hash, signer FROM patches ORDER BY id");
+  auto stmt = conn_->Prepare(
+      "SELECT id, seq, target_build_id, package_hash, signer FROM patches ORDER BY id");
   if (!stmt) return std::unexpected(stmt.error());
   std::vector<PatchInfo> out;
   Status s = ForEachRow(*stmt, [&]() -> Status {
-    out.push_back(PatchInfo{stmt->Text(0), static_cast<int>(stmt->Int(1)), stmt->Text(2), stmt->Text(3),
-                            stmt->Text(4)});
+    out.push_back(PatchInfo{stmt->Text(0), static_cast<int>(stmt->Int(1)), stmt->Text(2),
+                            stmt->Text(3), stmt->Text(4)});
     return {};
   });
   if (!s) return std::unexpected(s.error());
@@ -112,7 +113,8 @@ Result<std::optional<PatchInfo>> CompatDb::GetPatch(const std::string& id) {
 
 Result<std::vector<ImageInfo>> CompatDb::ListImages() {
   std::lock_guard lock(*mutex_);
-  auto stmt = conn_->Prepare("SELECT name, kernel_version, packages, content_hash FROM images ORDER BY name");
+  auto stmt = conn_->Prepare(
+      "SELECT name, kernel_version, packages, content_hash FROM images ORDER BY name");
   if (!stmt) return std::unexpected(stmt.error());
   std::vector<ImageInfo> out;
   Status s = ForEachRow(*stmt, [&]() -> Status {
@@ -141,7 +143,8 @@ Result<std::optional<ImageInfo>> CompatDb::GetImage(const std::string& name) {
 
 Result<std::vector<CellResult>> CompatDb::CellsOfRun(int64_t run) {
   std::lock_guard lock(*mutex_);
-  auto stmt = conn_->Prepare(fmt::format("SELECT {} FROM cells c WHERE c.run_id=?{}", internal::kCellColumns, kKeyOrder));
+  auto stmt = conn_->Prepare(
+      fmt::format("SELECT {} FROM cells c WHERE c.run_id=?{}", internal::kCellColumns, kKeyOrder));
   if (!stmt) return std::unexpected(stmt.error());
   stmt->Bind(1, run);
   return ReadCells(*stmt, path_);
@@ -151,8 +154,9 @@ Result<std::vector<CellResult>> CompatDb::LatestCellsOfPatch(const std::string& 
   std::vector<CellResult> all;
   {
     std::lock_guard lock(*mutex_);
-    auto stmt = conn_->Prepare(fmt::format("SELECT {} FROM cells c WHERE c.patch_id=?{}, c.run_id DESC",
-                                           internal::kCellColumns, kKeyOrder));
+    auto stmt =
+        conn_->Prepare(fmt::format("SELECT {} FROM cells c WHERE c.patch_id=?{}, c.run_id DESC",
+                                   internal::kCellColumns, kKeyOrder));
     if (!stmt) return std::unexpected(stmt.error());
     stmt->Bind(1, patch_id);
     auto cells = ReadCells(*stmt, path_);
@@ -189,7 +193,8 @@ Result<std::vector<CellKey>> CompatDb::PlannedCellsOfPatch(const std::string& pa
   stmt->Bind(1, patch_id);
   std::vector<CellKey> out;
   Status s = ForEachRow(*stmt, [&]() -> Status {
-    out.push_back(CellKey{stmt->Text(0), stmt->Text(1), stmt->Text(2), stmt->Text(3), stmt->Text(4)});
+    out.push_back(
+        CellKey{stmt->Text(0), stmt->Text(1), stmt->Text(2), stmt->Text(3), stmt->Text(4)});
     return {};
   });
   if (!s) return std::unexpected(s.error());
@@ -200,27 +205,31 @@ Result<std::vector<CellKey>> CompatDb::MissingCells(int64_t run) {
   std::lock_guard lock(*mutex_);
   if (auto e = internal::RequireRun(*conn_, run); !e) return std::unexpected(e.error());
   auto stmt = conn_->Prepare(
-      "SELECT p.scenario, p.patch_id, p.image, p.cpu, p.workload FROM planned_cells p WHERE p.run_id=?1 AND "
-      "NOT EXISTS (SELECT 1 FROM cells c WHERE c.run_id=?1 AND c.scenario=p.scenario AND c.patch_id=p.patch_id "
+      "SELECT p.scenario, p.patch_id, p.image, p.cpu, p.workload FROM planned_cells p WHERE "
+      "p.run_id=?1 AND "
+      "NOT EXISTS (SELECT 1 FROM cells c WHERE c.run_id=?1 AND c.scenario=p.scenario AND "
+      "c.patch_id=p.patch_id "
       "AND c.image=p.image AND c.cpu=p.cpu AND c.workload=p.workload) "
       "ORDER BY p.scenario, p.patch_id, p.image, p.cpu, p.workload");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->Bind(1, run);
   std::vector<CellKey> out;
   Status s = ForEachRow(*stmt, [&]() -> Status {
-    out.push_back(CellKey{stmt->Text(0), stmt->Text(1), stmt->Text(2), stmt->Text(3), stmt->Text(4)});
+    out.push_back(
+        CellKey{stmt->Text(0), stmt->Text(1), stmt->Text(2), stmt->Text(3), stmt->Text(4)});
     return {};
   });
   if (!s) return std::unexpected(s.error());
   return out;
 }
 
-Result<std::vector<CellResult>> CompatDb::History(const std::string& image, const std::string& patch_id) {
+Result<std::vector<CellResult>> CompatDb::History(const std::string& image,
+                                                  const std::string& patch_id) {
   std::lock_guard lock(*mutex_);
-  auto stmt = conn_->Prepare(fmt::format(
-      "SELECT {} FROM cells c WHERE c.image=?1 AND (?2 = '' OR c.patch_id=?2) "
-      "ORDER BY c.run_id, c.scenario, c.patch_id, c.cpu, c.workload",
-      internal::kCellColumns));
+  auto stmt = conn_->Prepare(
+      fmt::format("SELECT {} FROM cells c WHERE c.image=?1 AND (?2 = '' OR c.patch_id=?2) "
+                  "ORDER BY c.run_id, c.scenario, c.patch_id, c.cpu, c.workload",
+                  internal::kCellColumns));
   if (!stmt) return std::unexpected(stmt.error());
   stmt->Bind(1, image).Bind(2, patch_id);
   return ReadCells(*stmt, path_);
@@ -229,14 +238,16 @@ Result<std::vector<CellResult>> CompatDb::History(const std::string& image, cons
 Result<std::vector<SemanticFinding>> CompatDb::Findings(int64_t run, const std::string& patch_id) {
   std::lock_guard lock(*mutex_);
   auto stmt = conn_->Prepare(
-      "SELECT run_id, scenario, patch_id, function, kind, input, old_result, new_result, expected, detail "
+      "SELECT run_id, scenario, patch_id, function, kind, input, old_result, new_result, expected, "
+      "detail "
       "FROM findings WHERE (?1 = 0 OR run_id=?1) AND (?2 = '' OR patch_id=?2) ORDER BY run_id, id");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->Bind(1, run).Bind(2, patch_id);
   std::vector<SemanticFinding> out;
   Status s = ForEachRow(*stmt, [&]() -> Status {
-    out.push_back(SemanticFinding{stmt->Int(0), stmt->Text(1), stmt->Text(2), stmt->Text(3), stmt->Text(4),
-                                  stmt->Text(5), stmt->Text(6), stmt->Text(7), stmt->Int(8) != 0, stmt->Text(9)});
+    out.push_back(SemanticFinding{stmt->Int(0), stmt->Text(1), stmt->Text(2), stmt->Text(3),
+                                  stmt->Text(4), stmt->Text(5), stmt->Text(6), stmt->Text(7),
+                                  stmt->Int(8) != 0, stmt->Text(9)});
     return {};
   });
   if (!s) return std::unexpected(s.error());

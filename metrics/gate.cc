@@ -21,7 +21,8 @@ std::string JoinReasons(const std::vector<std::string>& reasons) {
   return out.empty() ? "no reason recorded" : out;
 }
 
-void Add(std::vector<GateFailure>& failures, const CellResult& cell, std::string rule, std::string message) {
+void Add(std::vector<GateFailure>& failures, const CellResult& cell, std::string rule,
+         std::string message) {
   failures.push_back(GateFailure{cell.key, std::move(rule), std::move(message), cell.run_id});
 }
 
@@ -48,7 +49,9 @@ Result<GateDecision> Evaluate(CompatDb& db, const std::string& patch_id, const R
   GateDecision d;
   d.patch_id = patch_id;
   if (only_ring != nullptr) d.ring = only_ring->name;
-  auto in_scope = [&](const std::string& image) { return only_ring == nullptr || only_ring->Contains(image); };
+  auto in_scope = [&](const std::string& image) {
+    return only_ring == nullptr || only_ring->Contains(image);
+  };
 
   auto cells = db.LatestCellsOfPatch(patch_id);
   if (!cells) return std::unexpected(cells.error());
@@ -73,15 +76,18 @@ Result<GateDecision> Evaluate(CompatDb& db, const std::string& patch_id, const R
     if (only_ring != nullptr && ring.name != only_ring->name) continue;
     for (const std::string& image : ring.images) {
       if (!images_measured.contains(image)) {
-        d.missing.push_back(MissingData{
-            fmt::format("ring '{}': no result on image {} (any CPU x any workload)", ring.name, image), {}});
+        d.missing.push_back(
+            MissingData{fmt::format("ring '{}': no result on image {} (any CPU x any workload)",
+                                    ring.name, image),
+                        {}});
       }
     }
   }
   if (d.cells.empty() && d.missing.empty()) {
     d.missing.push_back(MissingData{
-        only_ring == nullptr ? fmt::format("no results recorded for patch {}", patch_id)
-                             : fmt::format("no results recorded for patch {} in ring '{}'", patch_id, d.ring),
+        only_ring == nullptr
+            ? fmt::format("no results recorded for patch {}", patch_id)
+            : fmt::format("no results recorded for patch {} in ring '{}'", patch_id, d.ring),
         {}});
   }
   Conclude(d);
@@ -92,9 +98,12 @@ Result<GateDecision> Evaluate(CompatDb& db, const std::string& patch_id, const R
 
 std::string_view GateOutcomeName(GateOutcome o) {
   switch (o) {
-    case GateOutcome::kShip: return "ship";
-    case GateOutcome::kReject: return "reject";
-    case GateOutcome::kNotEnoughData: return "not-enough-data";
+    case GateOutcome::kShip:
+      return "ship";
+    case GateOutcome::kReject:
+      return "reject";
+    case GateOutcome::kNotEnoughData:
+      return "not-enough-data";
   }
   std::abort();
 }
@@ -102,17 +111,17 @@ std::string_view GateOutcomeName(GateOutcome o) {
 void JudgeCell(const CellResult& cell, const Policy& policy, std::vector<GateFailure>& failures,
                std::vector<MissingData>& missing) {
   if (cell.verdict == Verdict::kInfraError) {
-    missing.push_back(MissingData{
-        fmt::format("no measurement for {} (infra error in run {}: {})", cell.key.ToString(), cell.run_id,
-                    JoinReasons(cell.reasons)),
-        cell.key});
+    missing.push_back(
+        MissingData{fmt::format("no measurement for {} (infra error in run {}: {})",
+                                cell.key.ToString(), cell.run_id, JoinReasons(cell.reasons)),
+                    cell.key});
     return;
   }
   int crashes = cell.TotalCrashes();
   if (crashes > policy.max_crashes) {
     Add(failures, cell, "max_crashes",
-        fmt::format("{} crash{} ({}); the policy allows {}", crashes, crashes == 1 ? "" : "es", CrashList(cell),
-                    policy.max_crashes));
+        fmt::format("{} crash{} ({}); the policy allows {}", crashes, crashes == 1 ? "" : "es",
+                    CrashList(cell), policy.max_crashes));
   }
   bool applied = cell.apply == ApplyResult::kApplied;
   if (policy.require_applied && !applied) {
@@ -131,23 +140,25 @@ void JudgeCell(const CellResult& cell, const Policy& policy, std::vector<GateFai
       double judged = upper ? e.high : e.value;
       if (judged >= policy.max_cpu_overhead_pct) {
         Add(failures, cell, "max_cpu_overhead_pct",
-            fmt::format("CPU overhead {} {:.2f}% (median {:.2f}%, 95% CI {:.2f}..{:.2f}%) is not below {:.2f}%",
+            fmt::format("CPU overhead {} {:.2f}% (median {:.2f}%, 95% CI {:.2f}..{:.2f}%) is not "
+                        "below {:.2f}%",
                         upper ? "upper bound" : "median", judged, e.value, e.low, e.high,
                         policy.max_cpu_overhead_pct));
       }
     } else if (policy.require_figures) {
-      missing.push_back(MissingData{fmt::format("no CPU overhead figure for {}", cell.key.ToString()), cell.key});
+      missing.push_back(
+          MissingData{fmt::format("no CPU overhead figure for {}", cell.key.ToString()), cell.key});
     }
     if (cell.mem_overhead_kib) {
       double mib = *cell.mem_overhead_kib / 1024.0;
       if (mib >= policy.max_memory_overhead_mib) {
         Add(failures, cell, "max_memory_overhead_mib",
-            fmt::format("memory overhead {:.2f} MiB per patched process is not below {:.2f} MiB", mib,
-                        policy.max_memory_overhead_mib));
+            fmt::format("memory overhead {:.2f} MiB per patched process is not below {:.2f} MiB",
+                        mib, policy.max_memory_overhead_mib));
       }
     } else if (policy.require_figures) {
-      missing.push_back(
-          MissingData{fmt::format("no memory overhead figure for {}", cell.key.ToString()), cell.key});
+      missing.push_back(MissingData{
+          fmt::format("no memory overhead figure for {}", cell.key.ToString()), cell.key});
     }
     if (auto worst = WorstPauseUs(cell)) {
       double ms = *worst / 1000.0;
@@ -156,21 +167,26 @@ void JudgeCell(const CellResult& cell, const Policy& policy, std::vector<GateFai
             fmt::format("longest pause {:.3f} ms is not below {:.3f} ms", ms, policy.max_pause_ms));
       }
     } else if (policy.require_figures) {
-      missing.push_back(MissingData{fmt::format("no pause figure for {}", cell.key.ToString()), cell.key});
+      missing.push_back(
+          MissingData{fmt::format("no pause figure for {}", cell.key.ToString()), cell.key});
     }
   }
   if (policy.require_semantic_pass) {
     switch (cell.semantic) {
-      case SemanticVerdict::kPass: break;
+      case SemanticVerdict::kPass:
+        break;
       case SemanticVerdict::kFail:
-        Add(failures, cell, "require_semantic_pass", "the semantic check found an undeclared divergence");
+        Add(failures, cell, "require_semantic_pass",
+            "the semantic check found an undeclared divergence");
         break;
       case SemanticVerdict::kInconclusive:
-        Add(failures, cell, "require_semantic_pass", "the semantic check was inconclusive; the policy needs a pass");
+        Add(failures, cell, "require_semantic_pass",
+            "the semantic check was inconclusive; the policy needs a pass");
         break;
       case SemanticVerdict::kNotRun:
-        missing.push_back(MissingData{
-            fmt::format("no semantic check recorded for {}/{}", cell.key.scenario, cell.key.patch_id), {}});
+        missing.push_back(MissingData{fmt::format("no semantic check recorded for {}/{}",
+                                                  cell.key.scenario, cell.key.patch_id),
+                                      {}});
         break;
     }
   }
@@ -187,11 +203,13 @@ std::string GateDecision::Explain() const {
       out = fmt::format("REJECT {}{}: {} rule(s) broken\n", patch_id, scope, failures.size());
       break;
     case GateOutcome::kNotEnoughData:
-      out = fmt::format("NOT ENOUGH DATA {}{}: {} item(s) missing\n", patch_id, scope, missing.size());
+      out = fmt::format("NOT ENOUGH DATA {}{}: {} item(s) missing\n", patch_id, scope,
+                        missing.size());
       break;
   }
   for (const GateFailure& f : failures) {
-    out += fmt::format("  fail: {} [{}] (run {}): {}\n", f.cell.ToString(), f.rule, f.run_id, f.message);
+    out += fmt::format("  fail: {} [{}] (run {}): {}\n", f.cell.ToString(), f.rule, f.run_id,
+                       f.message);
   }
   for (const MissingData& m : missing) out += fmt::format("  missing: {}\n", m.what);
   return out;
@@ -217,13 +235,14 @@ Result<GateDecision> EvaluateGate(CompatDb& db, const std::string& patch_id, con
   return Evaluate(db, patch_id, nullptr, policy);
 }
 
-Result<GateDecision> EvaluateRing(CompatDb& db, const std::string& patch_id, const std::string& ring,
-                                  const Policy& policy) {
+Result<GateDecision> EvaluateRing(CompatDb& db, const std::string& patch_id,
+                                  const std::string& ring, const Policy& policy) {
   const Ring* r = policy.FindRing(ring);
   if (r == nullptr) {
     std::string names;
     for (const Ring& each : policy.rings) names += (names.empty() ? "" : ", ") + each.name;
-    return Fail(ErrorCode::kInvalidArgument, "{}: no ring '{}' (rings: {})", policy.source, ring, names);
+    return Fail(ErrorCode::kInvalidArgument, "{}: no ring '{}' (rings: {})", policy.source, ring,
+                names);
   }
   return Evaluate(db, patch_id, r, policy);
 }

@@ -37,7 +37,8 @@ struct GateFailure {
 
 // Something the gate needed and did not find.
 struct MissingData {
-  std::string what;  // "no result for kv/fix-1 on deb12 x qemu64 x default", "no CPU overhead figure"
+  std::string
+      what;  // "no result for kv/fix-1 on deb12 x qemu64 x default", "no CPU overhead figure"
   std::optional<CellKey> cell;
 };
 
@@ -69,7 +70,7 @@ Result<GateDecision> EvaluateGate(CompatDb& db, const std::string& patch_id, con
 
 // The gate restricted to one ring's images (`patchlab run --rings` stops after a
 // ring that does not ship). Fails (kInvalidArgument) when the policy has no such ring.
-Result<GateDecision> EvaluateRing(CompatDb& db, const std::string& patch_id, const std::string& ring,
-                                  const Policy& policy);
+Result<GateDecision> EvaluateRing(CompatDb& db, const std::string& patch_id,
+                                  const std::string& ring, const Policy& policy);
 
 }  // namespace patchlab::metrics

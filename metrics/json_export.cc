@@ -22,7 +22,10 @@ json Opt(const std::optional<T>& v) {
   return v ? json(*v) : json(nullptr);
 }
 json Key(const CellKey& k) {
-  return {{"scenario", k.scenario}, {"patch_id", k.patch_id}, {"image", k.image}, {"cpu", k.cpu},
+  return {{"scenario", k.scenario},
+          {"patch_id", k.patch_id},
+          {"image", k.image},
+          {"cpu", k.cpu},
           {"workload", k.workload}};
 }
 }  // namespace
@@ -82,14 +85,22 @@ json ToJson(const PatchInfo& p) {
 }
 
 json ToJson(const ImageInfo& i) {
-  return {{"name", i.name}, {"kernel_version", i.kernel_version}, {"packages", i.packages},
+  return {{"name", i.name},
+          {"kernel_version", i.kernel_version},
+          {"packages", i.packages},
           {"content_hash", i.content_hash}};
 }
 
 json ToJson(const SemanticFinding& f) {
-  return {{"run_id", f.run_id},       {"scenario", f.scenario},     {"patch_id", f.patch_id},
-          {"function", f.function},   {"kind", f.kind},             {"input", f.input},
-          {"old_result", f.old_result}, {"new_result", f.new_result}, {"expected", f.expected},
+  return {{"run_id", f.run_id},
+          {"scenario", f.scenario},
+          {"patch_id", f.patch_id},
+          {"function", f.function},
+          {"kind", f.kind},
+          {"input", f.input},
+          {"old_result", f.old_result},
+          {"new_result", f.new_result},
+          {"expected", f.expected},
           {"detail", f.detail}};
 }
 
@@ -108,8 +119,12 @@ json ToJson(const GateDecision& d) {
     if (m.cell) one["cell"] = Key(*m.cell);
     missing.push_back(one);
   }
-  return {{"patch_id", d.patch_id}, {"ring", d.ring},         {"outcome", GateOutcomeName(d.outcome)},
-          {"exit_code", d.ExitCode()}, {"failures", failures}, {"missing", missing},
+  return {{"patch_id", d.patch_id},
+          {"ring", d.ring},
+          {"outcome", GateOutcomeName(d.outcome)},
+          {"exit_code", d.ExitCode()},
+          {"failures", failures},
+          {"missing", missing},
           {"cells_judged", d.cells.size()}};
 }
 

@@ -37,7 +37,8 @@ Status ReadRings(const YamlMap& root, std::vector<Ring>& rings) {
     } else {
       for (const auto& image : *images) {
         if (image.empty() || image == "all") {
-          return std::unexpected(item->ErrorAt("images", "'all' stands alone; image names must not be empty"));
+          return std::unexpected(
+              item->ErrorAt("images", "'all' stands alone; image names must not be empty"));
         }
       }
       ring.images = *images;
@@ -73,20 +74,23 @@ Result<Policy> Overlay(Policy policy, const YAML::Node& doc, const std::string& 
   }
   auto root = YamlMap::Of(name, doc, "");
   if (!root) return std::unexpected(root.error());
-  if (auto s = root->AllowOnly({"max_crashes", "max_cpu_overhead_pct", "cpu_overhead_judged_on",
-                                "max_memory_overhead_mib", "max_pause_ms", "require_semantic_pass",
-                                "require_applied", "require_pass_verdict", "require_figures", "rings"});
+  if (auto s =
+          root->AllowOnly({"max_crashes", "max_cpu_overhead_pct", "cpu_overhead_judged_on",
+                           "max_memory_overhead_mib", "max_pause_ms", "require_semantic_pass",
+                           "require_applied", "require_pass_verdict", "require_figures", "rings"});
       !s) {
     return std::unexpected(s.error());
   }
-  if (auto s = ReadBound(*root, "max_crashes", policy.max_crashes); !s) return std::unexpected(s.error());
+  if (auto s = ReadBound(*root, "max_crashes", policy.max_crashes); !s)
+    return std::unexpected(s.error());
   if (auto s = ReadBound(*root, "max_cpu_overhead_pct", policy.max_cpu_overhead_pct); !s) {
     return std::unexpected(s.error());
   }
   if (auto s = ReadBound(*root, "max_memory_overhead_mib", policy.max_memory_overhead_mib); !s) {
     return std::unexpected(s.error());
   }
-  if (auto s = ReadBound(*root, "max_pause_ms", policy.max_pause_ms); !s) return std::unexpected(s.error());
+  if (auto s = ReadBound(*root, "max_pause_ms", policy.max_pause_ms); !s)
+    return std::unexpected(s.error());
   if (root->Has("cpu_overhead_judged_on")) {
     auto judged = root->Get<std::string>("cpu_overhead_judged_on");
     if (!judged) return std::unexpected(judged.error());
@@ -95,14 +99,16 @@ Result<Policy> Overlay(Policy policy, const YAML::Node& doc, const std::string& 
     } else if (*judged == "upper-bound") {
       policy.cpu_overhead_judged_on = OverheadJudgedOn::kUpperBound;
     } else {
-      return std::unexpected(root->ErrorAt(
-          "cpu_overhead_judged_on", fmt::format("must be 'median' or 'upper-bound', got '{}'", *judged)));
+      return std::unexpected(
+          root->ErrorAt("cpu_overhead_judged_on",
+                        fmt::format("must be 'median' or 'upper-bound', got '{}'", *judged)));
     }
   }
-  for (auto [key, field] : {std::pair<const char*, bool*>{"require_semantic_pass", &policy.require_semantic_pass},
-                            {"require_applied", &policy.require_applied},
-                            {"require_pass_verdict", &policy.require_pass_verdict},
-                            {"require_figures", &policy.require_figures}}) {
+  for (auto [key, field] :
+       {std::pair<const char*, bool*>{"require_semantic_pass", &policy.require_semantic_pass},
+        {"require_applied", &policy.require_applied},
+        {"require_pass_verdict", &policy.require_pass_verdict},
+        {"require_figures", &policy.require_figures}}) {
     if (auto s = ReadFlag(*root, key, *field); !s) return std::unexpected(s.error());
   }
   if (root->Has("rings")) {

@@ -41,7 +41,9 @@ std::string Figure(const std::optional<double>& v, const char* format) {
   return v ? fmt::format(fmt::runtime(format), *v) : "n/a";
 }
 
-std::string CellName(const CellKey& k) { return fmt::format("{} x {} x {}", k.image, k.cpu, k.workload); }
+std::string CellName(const CellKey& k) {
+  return fmt::format("{} x {} x {}", k.image, k.cpu, k.workload);
+}
 
 // Everything a test-oriented report says about a failed cell, one reason per line.
 std::string FailureText(const CellResult& cell, const Policy& policy) {
@@ -58,22 +60,28 @@ std::string FailureText(const CellResult& cell, const Policy& policy) {
 
 std::string_view ReportFormatName(ReportFormat f) {
   switch (f) {
-    case ReportFormat::kHtml: return "html";
-    case ReportFormat::kJunit: return "junit";
-    case ReportFormat::kMarkdown: return "md";
-    case ReportFormat::kJson: return "json";
-    case ReportFormat::kOpenMetrics: return "openmetrics";
+    case ReportFormat::kHtml:
+      return "html";
+    case ReportFormat::kJunit:
+      return "junit";
+    case ReportFormat::kMarkdown:
+      return "md";
+    case ReportFormat::kJson:
+      return "json";
+    case ReportFormat::kOpenMetrics:
+      return "openmetrics";
   }
   std::abort();
 }
 
 Result<ReportFormat> ParseReportFormat(std::string_view name) {
-  for (ReportFormat f : {ReportFormat::kHtml, ReportFormat::kJunit, ReportFormat::kMarkdown, ReportFormat::kJson,
-                         ReportFormat::kOpenMetrics}) {
+  for (ReportFormat f : {ReportFormat::kHtml, ReportFormat::kJunit, ReportFormat::kMarkdown,
+                         ReportFormat::kJson, ReportFormat::kOpenMetrics}) {
     if (ReportFormatName(f) == name) return f;
   }
   if (name == "markdown") return ReportFormat::kMarkdown;
-  return Fail(ErrorCode::kInvalidArgument, "unknown report format '{}' (html, junit, md, json, openmetrics)", name);
+  return Fail(ErrorCode::kInvalidArgument,
+              "unknown report format '{}' (html, junit, md, json, openmetrics)", name);
 }
 
 bool CellFailedForReport(const CellResult& cell, const Policy& policy) {
@@ -108,13 +116,15 @@ Result<ReportData> GatherRunReport(CompatDb& db, int64_t run, const Policy& poli
                      [&](const CellResult& c) { return c.key.patch_id == k.patch_id; })) {
       auto p = db.GetPatch(k.patch_id);
       if (!p) return std::unexpected(p.error());
-      if (std::none_of(data.patches.begin(), data.patches.end(), [&](const PatchInfo& x) { return x.id == k.patch_id; })) {
+      if (std::none_of(data.patches.begin(), data.patches.end(),
+                       [&](const PatchInfo& x) { return x.id == k.patch_id; })) {
         data.patches.push_back(p->value_or(PatchInfo{.id = k.patch_id}));
       }
     }
   }
   if (auto s = FillPatchesAndImages(db, data); !s) return std::unexpected(s.error());
-  std::sort(data.patches.begin(), data.patches.end(), [](const PatchInfo& a, const PatchInfo& b) { return a.id < b.id; });
+  std::sort(data.patches.begin(), data.patches.end(),
+            [](const PatchInfo& a, const PatchInfo& b) { return a.id < b.id; });
   for (const PatchInfo& p : data.patches) {
     std::vector<CellResult> mine;
     for (const CellResult& c : data.cells) {
@@ -129,7 +139,8 @@ Result<ReportData> GatherRunReport(CompatDb& db, int64_t run, const Policy& poli
   return data;
 }
 
-Result<ReportData> GatherPatchReport(CompatDb& db, const std::string& patch_id, const Policy& policy) {
+Result<ReportData> GatherPatchReport(CompatDb& db, const std::string& patch_id,
+                                     const Policy& policy) {
   ReportData data;
   data.title = fmt::format("patch {}", patch_id);
   data.policy = policy;
@@ -154,11 +165,16 @@ Result<ReportData> GatherPatchReport(CompatDb& db, const std::string& patch_id, 
 
 std::string RenderReport(const ReportData& data, ReportFormat format) {
   switch (format) {
-    case ReportFormat::kHtml: return RenderHtml(data);
-    case ReportFormat::kJunit: return RenderJunit(data);
-    case ReportFormat::kMarkdown: return RenderMarkdown(data);
-    case ReportFormat::kJson: return RenderJson(data);
-    case ReportFormat::kOpenMetrics: return RenderOpenMetrics(data);
+    case ReportFormat::kHtml:
+      return RenderHtml(data);
+    case ReportFormat::kJunit:
+      return RenderJunit(data);
+    case ReportFormat::kMarkdown:
+      return RenderMarkdown(data);
+    case ReportFormat::kJson:
+      return RenderJson(data);
+    case ReportFormat::kOpenMetrics:
+      return RenderOpenMetrics(data);
   }
   std::abort();
 }
@@ -202,28 +218,32 @@ std::string RenderJunit(const ReportData& data) {
       double secs = static_cast<double>(c->duration_ms) / 1000.0;
       s_time += secs;
       cases += fmt::format("    <testcase name=\"{}\" classname=\"{}\" time=\"{:.3f}\">\n",
-                           XmlEscape(CellName(c->key)), XmlEscape(fmt::format("patchlab.{}.{}", name.first, name.second)),
-                           secs);
+                           XmlEscape(CellName(c->key)),
+                           XmlEscape(fmt::format("patchlab.{}.{}", name.first, name.second)), secs);
       if (c->verdict == Verdict::kInfraError) {
         ++s_err;
         std::string why = c->reasons.empty() ? "infrastructure error" : c->reasons.front();
-        cases += fmt::format("      <error message=\"{}\" type=\"infra-error\">{}</error>\n", XmlEscape(why),
-                             XmlEscape(FailureText(*c, data.policy)));
+        cases += fmt::format("      <error message=\"{}\" type=\"infra-error\">{}</error>\n",
+                             XmlEscape(why), XmlEscape(FailureText(*c, data.policy)));
       } else if (CellFailedForReport(*c, data.policy)) {
         ++s_fail;
         std::string text = FailureText(*c, data.policy);
         std::string first = text.substr(0, text.find('\n'));
         if (first.empty()) first = fmt::format("verdict {}", VerdictName(c->verdict));
-        cases += fmt::format("      <failure message=\"{}\" type=\"{}\">{}</failure>\n", XmlEscape(first),
-                             VerdictName(c->verdict), XmlEscape(text));
+        cases += fmt::format("      <failure message=\"{}\" type=\"{}\">{}</failure>\n",
+                             XmlEscape(first), VerdictName(c->verdict), XmlEscape(text));
       }
       cases += fmt::format(
-          "      <system-out>verdict: {}\napply: {} {}\ncrashes: {}\npause median us: {}\ncpu overhead %: {}\n"
+          "      <system-out>verdict: {}\napply: {} {}\ncrashes: {}\npause median us: {}\ncpu "
+          "overhead %: {}\n"
           "memory overhead KiB: {}\nsemantic: {}\nartefacts: {}\n</system-out>\n",
-          VerdictName(c->verdict), ApplyResultName(c->apply), XmlEscape(c->apply_reason), c->TotalCrashes(),
-          Figure(c->pause_median_us, "{:.1f}"),
-          Figure(c->cpu_overhead_pct ? std::optional<double>(c->cpu_overhead_pct->value) : std::nullopt, "{:.2f}"),
-          Figure(c->mem_overhead_kib, "{:.0f}"), SemanticVerdictName(c->semantic), XmlEscape(c->artefacts));
+          VerdictName(c->verdict), ApplyResultName(c->apply), XmlEscape(c->apply_reason),
+          c->TotalCrashes(), Figure(c->pause_median_us, "{:.1f}"),
+          Figure(c->cpu_overhead_pct ? std::optional<double>(c->cpu_overhead_pct->value)
+                                     : std::nullopt,
+                 "{:.2f}"),
+          Figure(c->mem_overhead_kib, "{:.0f}"), SemanticVerdictName(c->semantic),
+          XmlEscape(c->artefacts));
       cases += "    </testcase>\n";
     }
     tests += static_cast<int>(cells.size());
@@ -231,7 +251,8 @@ std::string RenderJunit(const ReportData& data) {
     errors += s_err;
     total_s += s_time;
     body += fmt::format(
-        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"0\" time=\"{:.3f}\" "
+        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"0\" "
+        "time=\"{:.3f}\" "
         "timestamp=\"{}\" hostname=\"{}\">\n",
         XmlEscape(name.first + "/" + name.second), cells.size(), s_fail, s_err, s_time, timestamp,
         XmlEscape(cells.front()->host.empty() ? "unknown" : cells.front()->host));
@@ -240,7 +261,8 @@ std::string RenderJunit(const ReportData& data) {
   }
   return fmt::format(
       "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-      "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" time=\"{:.3f}\">\n{}</testsuites>\n",
+      "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" "
+      "time=\"{:.3f}\">\n{}</testsuites>\n",
       XmlEscape("patchlab " + data.title), tests, failures, errors, total_s, body);
 }
 
@@ -248,39 +270,48 @@ std::string RenderMarkdown(const ReportData& data) {
   std::string out = fmt::format("## patchlab: {}\n\n", MarkdownCell(data.title));
   if (data.run) {
     out += fmt::format("Run {} on `{}` ({}), {}, patchlab {} ({}).\n\n", data.run->id,
-                       MarkdownCell(data.run->host), IsoTime(data.run->started_at), RunStatusName(data.run->status),
-                       MarkdownCell(data.run->version), MarkdownCell(data.run->git_revision));
+                       MarkdownCell(data.run->host), IsoTime(data.run->started_at),
+                       RunStatusName(data.run->status), MarkdownCell(data.run->version),
+                       MarkdownCell(data.run->git_revision));
   }
   out += "| Patch | Gate | Cells | Failed | Missing |\n|---|---|---|---|---|\n";
   for (const GateDecision& d : data.verdicts) {
     const char* badge = d.outcome == GateOutcome::kShip     ? "✅ ship"
                         : d.outcome == GateOutcome::kReject ? "❌ reject"
                                                             : "⚠️ not enough data";
-    out += fmt::format("| {} | {} | {} | {} | {} |\n", MarkdownCell(d.patch_id), badge, d.cells.size(),
-                       d.failures.size(), d.missing.size());
+    out += fmt::format("| {} | {} | {} | {} | {} |\n", MarkdownCell(d.patch_id), badge,
+                       d.cells.size(), d.failures.size(), d.missing.size());
   }
-  out += "\n| Scenario | Patch | Image | CPU | Workload | Verdict | Apply | Crashes | Pause (ms) | CPU % [95% CI] | Mem (MiB) | Semantic |\n";
+  out +=
+      "\n| Scenario | Patch | Image | CPU | Workload | Verdict | Apply | Crashes | Pause (ms) | "
+      "CPU % [95% CI] | Mem (MiB) | Semantic |\n";
   out += "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const CellResult& c : data.cells) {
-    std::string cpu = c.cpu_overhead_pct ? fmt::format("{:.2f} [{:.2f}, {:.2f}]", c.cpu_overhead_pct->value,
-                                                       c.cpu_overhead_pct->low, c.cpu_overhead_pct->high)
-                                         : "n/a";
-    out += fmt::format("| {} | {} | {} | {} | {} | {}{} | {} | {} | {} | {} | {} | {} |\n",
-                       MarkdownCell(c.key.scenario), MarkdownCell(c.key.patch_id), MarkdownCell(c.key.image),
-                       MarkdownCell(c.key.cpu), MarkdownCell(c.key.workload),
-                       CellFailedForReport(c, data.policy) ? "❌ " : "", VerdictName(c.verdict),
-                       ApplyResultName(c.apply), c.TotalCrashes(),
-                       Figure(c.pause_median_us ? std::optional<double>(*c.pause_median_us / 1000) : std::nullopt, "{:.2f}"),
-                       cpu,
-                       Figure(c.mem_overhead_kib ? std::optional<double>(*c.mem_overhead_kib / 1024) : std::nullopt, "{:.2f}"),
-                       SemanticVerdictName(c.semantic));
+    std::string cpu = c.cpu_overhead_pct
+                          ? fmt::format("{:.2f} [{:.2f}, {:.2f}]", c.cpu_overhead_pct->value,
+                                        c.cpu_overhead_pct->low, c.cpu_overhead_pct->high)
+                          : "n/a";
+    out += fmt::format(
+        "| {} | {} | {} | {} | {} | {}{} | {} | {} | {} | {} | {} | {} |\n",
+        MarkdownCell(c.key.scenario), MarkdownCell(c.key.patch_id), MarkdownCell(c.key.image),
+        MarkdownCell(c.key.cpu), MarkdownCell(c.key.workload),
+        CellFailedForReport(c, data.policy) ? "❌ " : "", VerdictName(c.verdict),
+        ApplyResultName(c.apply), c.TotalCrashes(),
+        Figure(c.pause_median_us ? std::optional<double>(*c.pause_median_us / 1000) : std::nullopt,
+               "{:.2f}"),
+        cpu,
+        Figure(
+            c.mem_overhead_kib ? std::optional<double>(*c.mem_overhead_kib / 1024) : std::nullopt,
+            "{:.2f}"),
+        SemanticVerdictName(c.semantic));
   }
   bool any = false;
   for (const GateDecision& d : data.verdicts) {
     for (const GateFailure& f : d.failures) {
       if (!any) out += "\n**Why not:**\n\n";
       any = true;
-      out += fmt::format("- {} — `{}`: {}\n", MarkdownCell(f.cell.ToString()), f.rule, MarkdownCell(f.message));
+      out += fmt::format("- {} — `{}`: {}\n", MarkdownCell(f.cell.ToString()), f.rule,
+                         MarkdownCell(f.message));
     }
     for (const MissingData& m : d.missing) {
       if (!any) out += "\n**Why not:**\n\n";
@@ -300,36 +331,45 @@ std::string RenderOpenMetrics(const ReportData& data) {
     const char* help;
     std::string samples;
   };
-  Family verdict{"patchlab_cell_verdict", "1 for the verdict of a matrix cell, by verdict name", ""};
+  Family verdict{"patchlab_cell_verdict", "1 for the verdict of a matrix cell, by verdict name",
+                 ""};
   Family crashes{"patchlab_cell_crashes", "crashes seen in a matrix cell, by kind", ""};
   Family pause{"patchlab_cell_pause_seconds", "median stop-the-world pause while applying", ""};
-  Family pause_max{"patchlab_cell_pause_max_seconds", "longest stop-the-world pause while applying", ""};
-  Family cpu{"patchlab_cell_cpu_overhead_ratio", "CPU overhead patched vs unpatched (median; 0.01 = 1%)", ""};
-  Family cpu_low{"patchlab_cell_cpu_overhead_ci_low_ratio", "low end of the CPU overhead 95% interval", ""};
-  Family cpu_high{"patchlab_cell_cpu_overhead_ci_high_ratio", "high end of the CPU overhead 95% interval", ""};
+  Family pause_max{"patchlab_cell_pause_max_seconds", "longest stop-the-world pause while applying",
+                   ""};
+  Family cpu{"patchlab_cell_cpu_overhead_ratio",
+             "CPU overhead patched vs unpatched (median; 0.01 = 1%)", ""};
+  Family cpu_low{"patchlab_cell_cpu_overhead_ci_low_ratio",
+                 "low end of the CPU overhead 95% interval", ""};
+  Family cpu_high{"patchlab_cell_cpu_overhead_ci_high_ratio",
+                  "high end of the CPU overhead 95% interval", ""};
   Family mem{"patchlab_cell_memory_overhead_bytes", "memory growth per patched process", ""};
   Family duration{"patchlab_cell_duration_seconds", "wall time of the cell", ""};
   Family gate{"patchlab_patch_gate", "1 for the gate outcome of a patch, by outcome", ""};
 
   auto labels = [](const CellKey& k) {
     return fmt::format("scenario=\"{}\",patch=\"{}\",image=\"{}\",cpu=\"{}\",workload=\"{}\"",
-                       PromLabelEscape(k.scenario), PromLabelEscape(k.patch_id), PromLabelEscape(k.image),
-                       PromLabelEscape(k.cpu), PromLabelEscape(k.workload));
+                       PromLabelEscape(k.scenario), PromLabelEscape(k.patch_id),
+                       PromLabelEscape(k.image), PromLabelEscape(k.cpu),
+                       PromLabelEscape(k.workload));
   };
   auto sample = [](Family& f, const std::string& l, double v) {
     f.samples += fmt::format("{}{{{}}} {}\n", f.name, l, v);
   };
   for (const CellResult& c : data.cells) {
     std::string l = labels(c.key);
-    for (Verdict v : {Verdict::kPass, Verdict::kFail, Verdict::kNotHotpatchable, Verdict::kInfraError}) {
+    for (Verdict v :
+         {Verdict::kPass, Verdict::kFail, Verdict::kNotHotpatchable, Verdict::kInfraError}) {
       sample(verdict, fmt::format("{},verdict=\"{}\"", l, VerdictName(v)), c.verdict == v ? 1 : 0);
     }
     for (CrashKind k : kAllCrashKinds) {
       auto it = c.crashes.find(k);
-      sample(crashes, fmt::format("{},kind=\"{}\"", l, CrashKindName(k)), it == c.crashes.end() ? 0 : it->second);
+      sample(crashes, fmt::format("{},kind=\"{}\"", l, CrashKindName(k)),
+             it == c.crashes.end() ? 0 : it->second);
     }
     if (c.pause_median_us) sample(pause, l, *c.pause_median_us / 1e6);
-    if (!c.pause_us.empty()) sample(pause_max, l, *std::max_element(c.pause_us.begin(), c.pause_us.end()) / 1e6);
+    if (!c.pause_us.empty())
+      sample(pause_max, l, *std::max_element(c.pause_us.begin(), c.pause_us.end()) / 1e6);
     if (c.cpu_overhead_pct) {
       sample(cpu, l, c.cpu_overhead_pct->value / 100);
       sample(cpu_low, l, c.cpu_overhead_pct->low / 100);
@@ -340,12 +380,15 @@ std::string RenderOpenMetrics(const ReportData& data) {
   }
   for (const GateDecision& d : data.verdicts) {
     for (GateOutcome o : {GateOutcome::kShip, GateOutcome::kReject, GateOutcome::kNotEnoughData}) {
-      sample(gate, fmt::format("patch=\"{}\",outcome=\"{}\"", PromLabelEscape(d.patch_id), GateOutcomeName(o)),
+      sample(gate,
+             fmt::format("patch=\"{}\",outcome=\"{}\"", PromLabelEscape(d.patch_id),
+                         GateOutcomeName(o)),
              d.outcome == o ? 1 : 0);
     }
   }
   std::string out;
-  for (Family* f : {&verdict, &crashes, &pause, &pause_max, &cpu, &cpu_low, &cpu_high, &mem, &duration, &gate}) {
+  for (Family* f : {&verdict, &crashes, &pause, &pause_max, &cpu, &cpu_low, &cpu_high, &mem,
+                    &duration, &gate}) {
     out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n", f->name, f->help, f->name);
     out += f->samples;
   }

@@ -28,15 +28,15 @@ std::string_view ReportFormatName(ReportFormat f);
 Result<ReportFormat> ParseReportFormat(std::string_view name);  // also accepts "markdown"
 
 struct ReportData {
-  std::string title;                 // "run 12" or "patch fix-1"
-  std::optional<RunInfo> run;        // for a run report
-  std::vector<PatchInfo> patches;    // every patch the cells name
+  std::string title;                   // "run 12" or "patch fix-1"
+  std::optional<RunInfo> run;          // for a run report
+  std::vector<PatchInfo> patches;      // every patch the cells name
   std::vector<GateDecision> verdicts;  // one per patch, in `patches` order
-  std::vector<CellResult> cells;     // in key order
+  std::vector<CellResult> cells;       // in key order
   std::vector<SemanticFinding> findings;
-  std::vector<ImageInfo> images;     // every image the cells name
+  std::vector<ImageInfo> images;  // every image the cells name
   Policy policy;
-  int64_t generated_at = 0;          // unix seconds
+  int64_t generated_at = 0;  // unix seconds
   std::string db_path;
 };
 
@@ -44,7 +44,8 @@ struct ReportData {
 // unrecorded cells as missing data. Fails (kNotFound) on an unknown run.
 Result<ReportData> GatherRunReport(CompatDb& db, int64_t run, const Policy& policy);
 // A patch's newest result per cell across runs, with the gate's decision.
-Result<ReportData> GatherPatchReport(CompatDb& db, const std::string& patch_id, const Policy& policy);
+Result<ReportData> GatherPatchReport(CompatDb& db, const std::string& patch_id,
+                                     const Policy& policy);
 
 std::string RenderReport(const ReportData& data, ReportFormat format);
 std::string RenderHtml(const ReportData& data);

@@ -39,20 +39,25 @@ std::string CellLabel(const CellResult& c, bool with_patch) {
 }
 
 std::string Banner(const GateDecision& d, const Policy& policy) {
-  const char* cls = d.outcome == GateOutcome::kShip ? "ship" : d.outcome == GateOutcome::kReject ? "reject" : "nodata";
+  const char* cls = d.outcome == GateOutcome::kShip     ? "ship"
+                    : d.outcome == GateOutcome::kReject ? "reject"
+                                                        : "nodata";
   const char* word = d.outcome == GateOutcome::kShip     ? "may ship"
                      : d.outcome == GateOutcome::kReject ? "must not ship"
                                                          : "not enough data";
-  std::string out = fmt::format("<div class=\"banner {}\"><h3>Patch {}: {}</h3>", cls, HtmlEscape(d.patch_id), word);
-  out += fmt::format("<div>{} cell(s) judged against {}; {} rule(s) broken, {} item(s) missing.</div>",
-                     d.cells.size(), HtmlEscape(policy.source), d.failures.size(), d.missing.size());
+  std::string out = fmt::format("<div class=\"banner {}\"><h3>Patch {}: {}</h3>", cls,
+                                HtmlEscape(d.patch_id), word);
+  out +=
+      fmt::format("<div>{} cell(s) judged against {}; {} rule(s) broken, {} item(s) missing.</div>",
+                  d.cells.size(), HtmlEscape(policy.source), d.failures.size(), d.missing.size());
   if (!d.failures.empty() || !d.missing.empty()) {
     out += "<ul>";
     for (const GateFailure& f : d.failures) {
-      out += fmt::format("<li>{} — <b>{}</b>: {}</li>", HtmlEscape(f.cell.ToString()), HtmlEscape(f.rule),
-                         HtmlEscape(f.message));
+      out += fmt::format("<li>{} — <b>{}</b>: {}</li>", HtmlEscape(f.cell.ToString()),
+                         HtmlEscape(f.rule), HtmlEscape(f.message));
     }
-    for (const MissingData& m : d.missing) out += fmt::format("<li>missing: {}</li>", HtmlEscape(m.what));
+    for (const MissingData& m : d.missing)
+      out += fmt::format("<li>missing: {}</li>", HtmlEscape(m.what));
     out += "</ul>";
   }
   out += "</div>\n";
@@ -76,29 +81,43 @@ std::string Matrix(const ReportData& data) {
       "<th>Run</th><th>Artefacts</th><th>Reasons</th></tr></thead><tbody>\n";
   for (const CellResult& c : data.cells) {
     std::optional<double> pause_max;
-    if (!c.pause_us.empty()) pause_max = *std::max_element(c.pause_us.begin(), c.pause_us.end()) / 1000;
-    std::string cpu = c.cpu_overhead_pct ? fmt::format("{:.2f} [{:.2f}, {:.2f}] (n={})", c.cpu_overhead_pct->value,
-                                                       c.cpu_overhead_pct->low, c.cpu_overhead_pct->high,
-                                                       c.cpu_overhead_pct->samples)
-                                         : "n/a";
+    if (!c.pause_us.empty())
+      pause_max = *std::max_element(c.pause_us.begin(), c.pause_us.end()) / 1000;
+    std::string cpu = c.cpu_overhead_pct
+                          ? fmt::format("{:.2f} [{:.2f}, {:.2f}] (n={})", c.cpu_overhead_pct->value,
+                                        c.cpu_overhead_pct->low, c.cpu_overhead_pct->high,
+                                        c.cpu_overhead_pct->samples)
+                          : "n/a";
     std::string reasons;
-    for (const std::string& r : c.reasons) reasons += (reasons.empty() ? "" : "<br>") + HtmlEscape(r);
-    if (c.met_expectation) reasons += *c.met_expectation ? "<br><i>as the scenario expects</i>" : "<br><b>not as the scenario expects</b>";
-    std::string artefacts = c.artefacts.empty() ? "" : fmt::format("<a href=\"{}\">{}</a>",
-                                                                   HtmlEscape(internal::PathHref(c.artefacts)),
-                                                                   HtmlEscape(c.artefacts));
+    for (const std::string& r : c.reasons)
+      reasons += (reasons.empty() ? "" : "<br>") + HtmlEscape(r);
+    if (c.met_expectation)
+      reasons += *c.met_expectation ? "<br><i>as the scenario expects</i>"
+                                    : "<br><b>not as the scenario expects</b>";
+    std::string artefacts =
+        c.artefacts.empty()
+            ? ""
+            : fmt::format("<a href=\"{}\">{}</a>", HtmlEscape(internal::PathHref(c.artefacts)),
+                          HtmlEscape(c.artefacts));
     out += fmt::format(
-        "<tr class=\"v-{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><b>{}</b></td>"
-        "<td>{}{}</td><td class=\"num\">{}</td><td class=\"num\">{} / {}</td><td class=\"num\">{}</td>"
-        "<td class=\"num\">{}</td><td>{}</td><td class=\"num\">{:.1f}</td><td class=\"num\">{}</td><td>{}</td>"
+        "<tr "
+        "class=\"v-{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><b>{}</b></td>"
+        "<td>{}{}</td><td class=\"num\">{}</td><td class=\"num\">{} / {}</td><td "
+        "class=\"num\">{}</td>"
+        "<td class=\"num\">{}</td><td>{}</td><td class=\"num\">{:.1f}</td><td "
+        "class=\"num\">{}</td><td>{}</td>"
         "<td class=\"reasons\">{}</td></tr>\n",
-        VerdictName(c.verdict), HtmlEscape(c.key.scenario), HtmlEscape(c.key.patch_id), HtmlEscape(c.key.image),
-        HtmlEscape(c.key.cpu), HtmlEscape(c.key.workload), VerdictName(c.verdict), ApplyResultName(c.apply),
+        VerdictName(c.verdict), HtmlEscape(c.key.scenario), HtmlEscape(c.key.patch_id),
+        HtmlEscape(c.key.image), HtmlEscape(c.key.cpu), HtmlEscape(c.key.workload),
+        VerdictName(c.verdict), ApplyResultName(c.apply),
         c.apply_reason.empty() ? "" : "<br>" + HtmlEscape(c.apply_reason), CrashCell(c),
-        Num(c.pause_median_us ? std::optional<double>(*c.pause_median_us / 1000) : std::nullopt, "{:.2f}"),
+        Num(c.pause_median_us ? std::optional<double>(*c.pause_median_us / 1000) : std::nullopt,
+            "{:.2f}"),
         Num(pause_max, "{:.2f}"), cpu,
-        Num(c.mem_overhead_kib ? std::optional<double>(*c.mem_overhead_kib / 1024) : std::nullopt, "{:.2f}"),
-        SemanticVerdictName(c.semantic), static_cast<double>(c.duration_ms) / 1000, c.run_id, artefacts, reasons);
+        Num(c.mem_overhead_kib ? std::optional<double>(*c.mem_overhead_kib / 1024) : std::nullopt,
+            "{:.2f}"),
+        SemanticVerdictName(c.semantic), static_cast<double>(c.duration_ms) / 1000, c.run_id,
+        artefacts, reasons);
   }
   out += "</tbody></table>\n";
   return out;
@@ -116,7 +135,8 @@ std::string Charts(const ReportData& data) {
       row.value = c.cpu_overhead_pct->value;
       row.low = c.cpu_overhead_pct->low;
       row.high = c.cpu_overhead_pct->high;
-      double judged = p.cpu_overhead_judged_on == OverheadJudgedOn::kUpperBound ? *row.high : *row.value;
+      double judged =
+          p.cpu_overhead_judged_on == OverheadJudgedOn::kUpperBound ? *row.high : *row.value;
       row.bad = judged >= p.max_cpu_overhead_pct;
     }
     cpu.push_back(row);
@@ -132,16 +152,19 @@ std::string Charts(const ReportData& data) {
   std::vector<ChartRow> crash_rows;
   for (CrashKind k : kAllCrashKinds) {
     int n = crashes.contains(k) ? crashes[k] : 0;
-    crash_rows.push_back(ChartRow{std::string(CrashKindName(k)), static_cast<double>(n), {}, {}, n > 0});
+    crash_rows.push_back(
+        ChartRow{std::string(CrashKindName(k)), static_cast<double>(n), {}, {}, n > 0});
   }
   std::string out;
   out += internal::HorizontalChart("CPU overhead per cell (median and 95% interval)", cpu, "% CPU",
                                    p.max_cpu_overhead_pct);
-  out += internal::Histogram(fmt::format("Pause distribution ({} samples)", pauses_ms.size()), pauses_ms, 30, "ms",
-                             p.max_pause_ms);
-  out += internal::HorizontalChart("Memory overhead per patched process", mem, "MiB", p.max_memory_overhead_mib);
-  out += internal::HorizontalChart("Crashes by kind (all cells)", crash_rows, "crashes",
-                                   p.max_crashes > 0 ? std::optional<double>(p.max_crashes) : std::nullopt);
+  out += internal::Histogram(fmt::format("Pause distribution ({} samples)", pauses_ms.size()),
+                             pauses_ms, 30, "ms", p.max_pause_ms);
+  out += internal::HorizontalChart("Memory overhead per patched process", mem, "MiB",
+                                   p.max_memory_overhead_mib);
+  out += internal::HorizontalChart(
+      "Crashes by kind (all cells)", crash_rows, "crashes",
+      p.max_crashes > 0 ? std::optional<double>(p.max_crashes) : std::nullopt);
   return out;
 }
 
@@ -149,10 +172,13 @@ std::string Findings(const ReportData& data) {
   if (data.findings.empty()) return "<p>No semantic findings recorded.</p>\n";
   std::string out =
       "<table><thead><tr><th>Run</th><th>Scenario</th><th>Patch</th><th>Function</th><th>Kind</th>"
-      "<th>Minimal input</th><th>Old</th><th>New</th><th>Expected</th><th>Detail</th></tr></thead><tbody>\n";
+      "<th>Minimal "
+      "input</th><th>Old</th><th>New</th><th>Expected</th><th>Detail</th></tr></thead><tbody>\n";
   for (const SemanticFinding& f : data.findings) {
     out += fmt::format(
-        "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td><code>{}</code></td>"
+        "<tr "
+        "class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</"
+        "td><td><code>{}</code></td>"
         "<td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>\n",
         f.expected ? "v-pass" : "v-fail", f.run_id, HtmlEscape(f.scenario), HtmlEscape(f.patch_id),
         HtmlEscape(f.function), HtmlEscape(f.kind), HtmlEscape(f.input), HtmlEscape(f.old_result),
@@ -163,12 +189,16 @@ std::string Findings(const ReportData& data) {
 }
 
 std::string Images(const ReportData& data) {
-  std::string out = "<table><thead><tr><th>Image</th><th>Kernel</th><th>Packages</th><th>Content hash</th></tr></thead><tbody>\n";
+  std::string out =
+      "<table><thead><tr><th>Image</th><th>Kernel</th><th>Packages</th><th>Content "
+      "hash</th></tr></thead><tbody>\n";
   for (const ImageInfo& i : data.images) {
     std::string packages;
-    for (const std::string& p : i.packages) packages += (packages.empty() ? "" : ", ") + HtmlEscape(p);
-    out += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>\n", HtmlEscape(i.name),
-                       HtmlEscape(i.kernel_version), packages, HtmlEscape(i.content_hash.substr(0, 16)));
+    for (const std::string& p : i.packages)
+      packages += (packages.empty() ? "" : ", ") + HtmlEscape(p);
+    out += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>\n",
+                       HtmlEscape(i.name), HtmlEscape(i.kernel_version), packages,
+                       HtmlEscape(i.content_hash.substr(0, 16)));
   }
   out += "</tbody></table>\n";
   return out;
@@ -179,15 +209,18 @@ std::string Images(const ReportData& data) {
 std::string RenderHtml(const ReportData& data) {
   std::string out = fmt::format(
       "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
-      "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
-      "img-src data:\">\n<title>patchlab: {}</title>\n<style>{}</style></head><body>\n<h1>patchlab: {}</h1>\n",
+      "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src "
+      "'unsafe-inline'; "
+      "img-src data:\">\n<title>patchlab: "
+      "{}</title>\n<style>{}</style></head><body>\n<h1>patchlab: {}</h1>\n",
       HtmlEscape(data.title), kStyle, HtmlEscape(data.title));
   out += "<div class=\"meta\">";
   if (data.run) {
     const RunInfo& r = *data.run;
     out += fmt::format("Run {} · {} · started {} · finished {} · host {} · patchlab {} ({})", r.id,
-                       RunStatusName(r.status), IsoTime(r.started_at), r.finished_at ? IsoTime(r.finished_at) : "—",
-                       HtmlEscape(r.host), HtmlEscape(r.version), HtmlEscape(r.git_revision));
+                       RunStatusName(r.status), IsoTime(r.started_at),
+                       r.finished_at ? IsoTime(r.finished_at) : "—", HtmlEscape(r.host),
+                       HtmlEscape(r.version), HtmlEscape(r.git_revision));
     if (!r.label.empty()) out += fmt::format(" · label {}", HtmlEscape(r.label));
     if (!r.note.empty()) out += fmt::format(" · {}", HtmlEscape(r.note));
     out += "<br>";

@@ -26,7 +26,8 @@ double BinomialHalfCdf(size_t n, size_t k) {
   // log-space terms keep this exact enough for n up to tens of thousands.
   double total = 0;
   for (size_t i = 0; i <= k; ++i) {
-    double log_term = std::lgamma(n + 1.0) - std::lgamma(i + 1.0) - std::lgamma(n - i + 1.0) - n * std::log(2.0);
+    double log_term =
+        std::lgamma(n + 1.0) - std::lgamma(i + 1.0) - std::lgamma(n - i + 1.0) - n * std::log(2.0);
     total += std::exp(log_term);
   }
   return total;
@@ -48,7 +49,8 @@ class SplitMix64 {
   uint64_t state_;
 };
 
-double MedianOfDraw(const std::vector<double>& from, SplitMix64& rng, std::vector<double>& scratch) {
+double MedianOfDraw(const std::vector<double>& from, SplitMix64& rng,
+                    std::vector<double>& scratch) {
   scratch.resize(from.size());
   for (double& v : scratch) v = from[rng.Below(from.size())];
   size_t mid = scratch.size() / 2;
@@ -119,8 +121,9 @@ std::optional<Estimate> PairedOverheadPct(const std::vector<double>& unpatched,
   return MedianWithInterval(std::move(ratios), confidence);
 }
 
-std::optional<Estimate> OverheadPct(const std::vector<double>& unpatched, const std::vector<double>& patched,
-                                    double confidence, int resamples) {
+std::optional<Estimate> OverheadPct(const std::vector<double>& unpatched,
+                                    const std::vector<double>& patched, double confidence,
+                                    int resamples) {
   if (unpatched.empty() || patched.empty() || resamples <= 0) return std::nullopt;
   auto base = Median(unpatched);
   auto with = Median(patched);

@@ -47,7 +47,7 @@ std::optional<Estimate> PairedOverheadPct(const std::vector<double>& unpatched,
 // median(unpatched) - 1) with a percentile-bootstrap interval (fixed seed,
 // `resamples` draws). nullopt when either side is empty or the unpatched median is <= 0.
 std::optional<Estimate> OverheadPct(const std::vector<double>& unpatched,
-                                    const std::vector<double>& patched,
-                                    double confidence = 0.95, int resamples = 2000);
+                                    const std::vector<double>& patched, double confidence = 0.95,
+                                    int resamples = 2000);
 
 }  // namespace patchlab::metrics

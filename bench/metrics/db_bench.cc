@@ -8,6 +8,7 @@
 // so recording must never be what limits the lab, and the extra checks must stay
 // within a small multiple of the unavoidable fsync.
 // BM_RenderHtml_Cells renders the HTML report of a run with N cells (cells/s).
+#include <benchmark/benchmark.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -15,8 +16,6 @@
 #include <filesystem>
 #include <map>
 #include <set>
-
-#include <benchmark/benchmark.h>
 
 #include "metrics/compat_db.h"
 #include "metrics/report.h"
@@ -66,7 +65,8 @@ void BM_RecordCell_CompatDb(benchmark::State& state) {
   for (auto _ : state) {
     if (!db.RecordCell(Cell(run, i++))) state.SkipWithError("RecordCell failed");
   }
-  state.counters["cells_per_s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["cells_per_s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_RecordCell_CompatDb)->UseRealTime()->MinTime(2.0);
 
@@ -74,13 +74,16 @@ void BM_RecordCell_RawSqlite(benchmark::State& state) {
   auto file = ScratchFile("raw.db");
   sqlite3* db = nullptr;
   sqlite3_open(file.c_str(), &db);
-  sqlite3_exec(db,
-               "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-               "CREATE TABLE cells(run_id, scenario, patch_id, image, cpu, workload, verdict, apply_result, "
-               "pause_us, cpu_overhead_pct, cpu_ci_low, cpu_ci_high, mem_overhead_kib, semantic, reasons, artefacts)",
-               nullptr, nullptr, nullptr);
+  sqlite3_exec(
+      db,
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+      "CREATE TABLE cells(run_id, scenario, patch_id, image, cpu, workload, verdict, apply_result, "
+      "pause_us, cpu_overhead_pct, cpu_ci_low, cpu_ci_high, mem_overhead_kib, semantic, reasons, "
+      "artefacts)",
+      nullptr, nullptr, nullptr);
   sqlite3_stmt* insert = nullptr;
-  sqlite3_prepare_v2(db, "INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1, &insert, nullptr);
+  sqlite3_prepare_v2(db, "INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1, &insert,
+                     nullptr);
   int i = 0;
   for (auto _ : state) {
     CellResult c = Cell(1, i++);
@@ -88,7 +91,8 @@ void BM_RecordCell_RawSqlite(benchmark::State& state) {
     sqlite3_reset(insert);
     sqlite3_bind_int64(insert, 1, c.run_id);
     int col = 2;
-    for (const std::string& s : {c.key.scenario, c.key.patch_id, c.key.image, c.key.cpu, c.key.workload}) {
+    for (const std::string& s :
+         {c.key.scenario, c.key.patch_id, c.key.image, c.key.cpu, c.key.workload}) {
       sqlite3_bind_text(insert, col++, s.c_str(), -1, SQLITE_TRANSIENT);
     }
     sqlite3_bind_text(insert, 7, "pass", -1, SQLITE_STATIC);
@@ -106,7 +110,8 @@ void BM_RecordCell_RawSqlite(benchmark::State& state) {
   }
   sqlite3_finalize(insert);
   sqlite3_close(db);
-  state.counters["cells_per_s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["cells_per_s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_RecordCell_RawSqlite)->UseRealTime()->MinTime(2.0);
 
@@ -124,8 +129,8 @@ void BM_RenderHtml_Cells(benchmark::State& state) {
     bytes = html.size();
     benchmark::DoNotOptimize(html);
   }
-  state.counters["cells_per_s"] =
-      benchmark::Counter(static_cast<double>(state.iterations() * state.range(0)), benchmark::Counter::kIsRate);
+  state.counters["cells_per_s"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * state.range(0)), benchmark::Counter::kIsRate);
   state.counters["html_bytes"] = static_cast<double>(bytes);
 }
 BENCHMARK(BM_RenderHtml_Cells)->Arg(100)->Arg(1000)->Unit(benchmark::kMillisecond);
@@ -162,10 +167,12 @@ int main(int argc, char** argv) {
   auto a = t.find("BM_RecordCell_CompatDb/min_time:2.000/real_time");
   auto b = t.find("BM_RecordCell_RawSqlite/min_time:2.000/real_time");
   if (a != t.end() && b != t.end() && b->second > 0) {
-    std::printf("RecordCell: CompatDb %.1f us, raw SQLite %.1f us per cell, ratio %.2f (goal <= 3)\n",
-                a->second / 1000, b->second / 1000, a->second / b->second);
+    std::printf(
+        "RecordCell: CompatDb %.1f us, raw SQLite %.1f us per cell, ratio %.2f (goal <= 3)\n",
+        a->second / 1000, b->second / 1000, a->second / b->second);
   }
-  std::filesystem::remove_all(std::filesystem::temp_directory_path() / fmt::format("patchlab-bench-{}", getpid()));
+  std::filesystem::remove_all(std::filesystem::temp_directory_path() /
+                              fmt::format("patchlab-bench-{}", getpid()));
   benchmark::Shutdown();
   return 0;
 }

@@ -17,20 +17,28 @@ constexpr int kMaxTransactionAttempts = 12;
 ErrorCode CodeFor(int rc) {
   switch (rc & 0xff) {
     case SQLITE_BUSY:
-    case SQLITE_LOCKED: return ErrorCode::kTimeout;
+    case SQLITE_LOCKED:
+      return ErrorCode::kTimeout;
     case SQLITE_NOTADB:
-    case SQLITE_CORRUPT: return ErrorCode::kParse;
-    case SQLITE_CONSTRAINT: return ErrorCode::kInvalidArgument;
-    default: return ErrorCode::kIo;
+    case SQLITE_CORRUPT:
+      return ErrorCode::kParse;
+    case SQLITE_CONSTRAINT:
+      return ErrorCode::kInvalidArgument;
+    default:
+      return ErrorCode::kIo;
   }
 }
 
 int ErrnoFor(int rc) {
   switch (rc & 0xff) {
-    case SQLITE_FULL: return ENOSPC;
-    case SQLITE_READONLY: return EROFS;
-    case SQLITE_PERM: return EACCES;
-    default: return 0;
+    case SQLITE_FULL:
+      return ENOSPC;
+    case SQLITE_READONLY:
+      return EROFS;
+    case SQLITE_PERM:
+      return EACCES;
+    default:
+      return 0;
   }
 }
 
@@ -87,7 +95,9 @@ std::string Statement::Text(int column) const {
   if (text == nullptr) return {};
   return std::string(reinterpret_cast<const char*>(text), sqlite3_column_bytes(stmt_, column));
 }
-bool Statement::IsNull(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
+bool Statement::IsNull(int column) const {
+  return sqlite3_column_type(stmt_, column) == SQLITE_NULL;
+}
 std::optional<double> Statement::OptDouble(int column) const {
   if (IsNull(column)) return std::nullopt;
   return Double(column);
@@ -97,7 +107,8 @@ std::optional<int64_t> Statement::OptInt(int column) const {
   return Int(column);
 }
 
-Result<std::unique_ptr<Connection>> Connection::Open(const std::filesystem::path& path, bool create) {
+Result<std::unique_ptr<Connection>> Connection::Open(const std::filesystem::path& path,
+                                                     bool create) {
   sqlite3* db = nullptr;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
   int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
@@ -105,8 +116,9 @@ Result<std::unique_ptr<Connection>> Connection::Open(const std::filesystem::path
     std::string message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     int sys_errno = db != nullptr ? sqlite3_system_errno(db) : 0;
     sqlite3_close_v2(db);
-    return std::unexpected(Error(CodeFor(rc), fmt::format("{}: cannot open database: {}", path.string(), message),
-                                 sys_errno));
+    return std::unexpected(
+        Error(CodeFor(rc), fmt::format("{}: cannot open database: {}", path.string(), message),
+              sys_errno));
   }
   sqlite3_extended_result_codes(db, 1);
   sqlite3_busy_timeout(db, kBusyTimeoutMs);
@@ -114,7 +126,8 @@ Result<std::unique_ptr<Connection>> Connection::Open(const std::filesystem::path
   // journal_mode=WAL needs the write lock once per file; a concurrent opener may
   // hold it, so this goes through the same retry as every other write.
   for (int attempt = 0;; ++attempt) {
-    auto s = conn->Exec("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL;");
+    auto s =
+        conn->Exec("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL;");
     if (s) break;
     if (s.error().code() != ErrorCode::kTimeout || attempt + 1 >= kMaxTransactionAttempts) {
       return std::unexpected(s.error());
@@ -140,7 +153,8 @@ Status Connection::Exec(std::string_view sql) {
   if (rc != SQLITE_OK) {
     std::string what = message != nullptr ? message : sqlite3_errstr(rc);
     sqlite3_free(message);
-    return std::unexpected(Error(CodeFor(rc), fmt::format("{}: {}", path_.string(), what), ErrnoFor(rc)));
+    return std::unexpected(
+        Error(CodeFor(rc), fmt::format("{}: {}", path_.string(), what), ErrnoFor(rc)));
   }
   return {};
 }
@@ -172,7 +186,8 @@ Error Connection::LastError(std::string_view what, int rc) const {
   for (char& c : where) {
     if (c == '\n') c = ' ';
   }
-  return Error(CodeFor(rc), fmt::format("{}: {} (in '{}')", path_.string(), sqlite3_errmsg(db_), where),
+  return Error(CodeFor(rc),
+               fmt::format("{}: {} (in '{}')", path_.string(), sqlite3_errmsg(db_), where),
                ErrnoFor(rc));
 }
 

@@ -14,24 +14,26 @@ Status RequireRun(Connection& conn, int64_t run) {
   return {};
 }
 
-Status RequireRow(Connection& conn, std::string_view table, std::string_view column, std::string_view value,
-                  std::string_view what) {
+Status RequireRow(Connection& conn, std::string_view table, std::string_view column,
+                  std::string_view value, std::string_view what) {
   auto stmt = conn.Prepare(fmt::format("SELECT 1 FROM {} WHERE {}=?", table, column));
   if (!stmt) return std::unexpected(stmt.error());
   stmt->Bind(1, value);
   auto row = stmt->Step();
   if (!row) return std::unexpected(row.error());
   if (!*row) {
-    return Fail(ErrorCode::kNotFound, "{}: unknown {} '{}' (record it before its results)", conn.path().string(),
-                what, value);
+    return Fail(ErrorCode::kNotFound, "{}: unknown {} '{}' (record it before its results)",
+                conn.path().string(), what, value);
   }
   return {};
 }
 
 const char* const kCellColumns =
     "c.run_id, c.scenario, c.patch_id, c.patch_seq, c.image, c.cpu, c.workload, c.host, c.verdict, "
-    "c.met_expectation, c.apply_result, c.apply_reason, c.pause_us, c.pause_median_us, c.cpu_overhead_pct, "
-    "c.cpu_ci_low, c.cpu_ci_high, c.cpu_samples, c.mem_overhead_kib, c.semantic, c.duration_ms, c.artefacts, "
+    "c.met_expectation, c.apply_result, c.apply_reason, c.pause_us, c.pause_median_us, "
+    "c.cpu_overhead_pct, "
+    "c.cpu_ci_low, c.cpu_ci_high, c.cpu_samples, c.mem_overhead_kib, c.semantic, c.duration_ms, "
+    "c.artefacts, "
     "c.reasons, c.recorded_at, "
     "(SELECT group_concat(kind || '=' || count, ',') FROM cell_crashes WHERE cell_id = c.id)";
 
@@ -40,7 +42,8 @@ namespace {
 template <typename T>
 Result<T> Parsed(Result<T> r, const std::filesystem::path& file, const CellKey& key) {
   if (!r) {
-    return std::unexpected(std::move(r.error()).AddContext(fmt::format("{}: cell {}", file.string(), key.ToString())));
+    return std::unexpected(
+        std::move(r.error()).AddContext(fmt::format("{}: cell {}", file.string(), key.ToString())));
   }
   return r;
 }
@@ -89,7 +92,8 @@ Result<CellResult> ReadCell(const Statement& s, const std::filesystem::path& fil
   size_t pos = 0;
   while (pos < crashes.size()) {
     size_t comma = crashes.find(',', pos);
-    std::string item = crashes.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    std::string item =
+        crashes.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     pos = comma == std::string::npos ? crashes.size() : comma + 1;
     size_t eq = item.find('=');
     if (eq == std::string::npos) continue;
@@ -113,7 +117,8 @@ Result<RunInfo> ReadRun(const Statement& s, const std::filesystem::path& file) {
   r.git_revision = s.Text(5);
   auto status = ParseRunStatus(s.Text(6));
   if (!status) {
-    return std::unexpected(std::move(status.error()).AddContext(fmt::format("{}: run {}", file.string(), r.id)));
+    return std::unexpected(
+        std::move(status.error()).AddContext(fmt::format("{}: run {}", file.string(), r.id)));
   }
   r.status = *status;
   r.label = s.Text(7);

@@ -14,8 +14,8 @@ namespace patchlab::metrics::internal {
 Status RequireRun(Connection& conn, int64_t run);
 // Fails (kNotFound) unless `table` has a row with `column` = `value`; `what`
 // names it in the message ("patch", "image") with a hint of what to record first.
-Status RequireRow(Connection& conn, std::string_view table, std::string_view column, std::string_view value,
-                  std::string_view what);
+Status RequireRow(Connection& conn, std::string_view table, std::string_view column,
+                  std::string_view value, std::string_view what);
 
 // The SELECT column list that ReadCell reads, over `cells c`.
 extern const char* const kCellColumns;

@@ -100,9 +100,12 @@ CREATE INDEX planned_by_patch ON planned_cells(patch_id);
 
 const char* MigrationTo(int version) {
   switch (version) {
-    case 1: return kV1;
-    case 2: return kV2;
-    default: return nullptr;
+    case 1:
+      return kV1;
+    case 2:
+      return kV2;
+    default:
+      return nullptr;
   }
 }
 
@@ -145,7 +148,8 @@ Result<int> MigrateToCurrent(Connection& conn) {
           fmt::format("migrating {} to schema version {}", conn.path().string(), target)));
     }
     if (applied && at > 0) {
-      Log("metrics")->info("{}: migrated schema from version {} to {}", conn.path().string(), at, target);
+      Log("metrics")->info("{}: migrated schema from version {} to {}", conn.path().string(), at,
+                           target);
     }
     at = target;
   }

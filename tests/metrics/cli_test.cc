@@ -27,7 +27,8 @@ class PatchlabDb : public ::testing::Test {
     ASSERT_TRUE(db->RecordPatch(PatchInfo{"fix-2", 2, "abcd", "ee11", "lab-key"}).has_value());
     good_run_ = *db->BeginRun(RunInfo{.label = "nightly"});
     for (const char* image : {"deb12", "deb12-old"}) {
-      ASSERT_TRUE(db->RecordCell(GoodCell(good_run_, image, "qemu64", "default", "fix-2")).has_value());
+      ASSERT_TRUE(
+          db->RecordCell(GoodCell(good_run_, image, "qemu64", "default", "fix-2")).has_value());
     }
     ASSERT_TRUE(db->FinishRun(good_run_, RunStatus::kComplete).has_value());
   }
@@ -59,9 +60,10 @@ TEST_F(PatchlabDb, GateExitCodes) {
 
   auto reject = Patchlab({"gate", "fix-1"});
   EXPECT_EQ(reject.status.code, 1) << reject.stdout_data << reject.stderr_data;
-  for (const char* rule : {"max_crashes", "require_applied", "max_cpu_overhead_pct", "max_memory_overhead_mib",
-                           "max_pause_ms", "require_semantic_pass"}) {
-    EXPECT_NE(reject.stdout_data.find(rule), std::string::npos) << rule << " not listed in\n" << reject.stdout_data;
+  for (const char* rule : {"max_crashes", "require_applied", "max_cpu_overhead_pct",
+                           "max_memory_overhead_mib", "max_pause_ms", "require_semantic_pass"}) {
+    EXPECT_NE(reject.stdout_data.find(rule), std::string::npos) << rule << " not listed in\n"
+                                                                << reject.stdout_data;
   }
 
   auto unknown = Patchlab({"gate", "fix-9"});
@@ -70,7 +72,8 @@ TEST_F(PatchlabDb, GateExitCodes) {
 
   // A ring whose image never ran fix-2: not enough data, naming the image.
   auto policy = dir_ / "rings.yaml";
-  ASSERT_TRUE(WriteFileAtomic(policy, "rings:\n  - name: pilot\n    images: [deb12, alpine]\n").has_value());
+  ASSERT_TRUE(WriteFileAtomic(policy, "rings:\n  - name: pilot\n    images: [deb12, alpine]\n")
+                  .has_value());
   auto ring = Patchlab({"gate", "fix-2", "--policy", policy.string(), "--ring", "pilot", "--json"});
   EXPECT_EQ(ring.status.code, 3) << ring.stdout_data << ring.stderr_data;
   auto j = nlohmann::json::parse(ring.stdout_data, nullptr, false);
@@ -82,7 +85,8 @@ TEST_F(PatchlabDb, GateExitCodes) {
   ASSERT_TRUE(WriteFileAtomic(bad_policy, "max_crashes: 0\nmax_cpu: 3\n").has_value());
   auto bad = Patchlab({"gate", "fix-2", "--policy", bad_policy.string()});
   EXPECT_EQ(bad.status.code, 2);
-  EXPECT_NE(bad.stderr_data.find(bad_policy.string() + ":2:1"), std::string::npos) << bad.stderr_data;
+  EXPECT_NE(bad.stderr_data.find(bad_policy.string() + ":2:1"), std::string::npos)
+      << bad.stderr_data;
 
   auto no_db = Patchlab({"gate", "fix-2", "--db", (dir_ / "absent.db").string()}, false);
   EXPECT_EQ(no_db.status.code, 2);
@@ -94,7 +98,8 @@ TEST_F(PatchlabDb, GateExitCodes) {
 TEST_F(PatchlabDb, ReportWritesEveryFormat) {
   for (const char* format : {"html", "junit", "md", "json", "openmetrics"}) {
     auto out = dir_ / (std::string("report.") + format);
-    auto r = Patchlab({"report", "--run", std::to_string(showcase_run_), "--format", format, "-o", out.string()});
+    auto r = Patchlab(
+        {"report", "--run", std::to_string(showcase_run_), "--format", format, "-o", out.string()});
     EXPECT_EQ(r.status.code, 0) << format << ": " << r.stderr_data;
     auto text = ReadFile(out);
     ASSERT_TRUE(text.has_value()) << format;
@@ -108,9 +113,14 @@ TEST_F(PatchlabDb, ReportWritesEveryFormat) {
   EXPECT_EQ(patch.status.code, 0);
   EXPECT_NE(patch.stdout_data.find("✅ ship"), std::string::npos) << patch.stdout_data;
 
-  EXPECT_EQ(Patchlab({"report", "--run", "99", "--format", "html", "-o", (dir_ / "x.html").string()}).status.code, 2);
+  EXPECT_EQ(
+      Patchlab({"report", "--run", "99", "--format", "html", "-o", (dir_ / "x.html").string()})
+          .status.code,
+      2);
   EXPECT_EQ(Patchlab({"report", "--format", "pdf", "-o", "x"}).status.code, 2);
-  EXPECT_EQ(Patchlab({"report", "--run", "1", "--patch", "fix-1", "--format", "md", "-o", "x"}).status.code, 2);
+  EXPECT_EQ(Patchlab({"report", "--run", "1", "--patch", "fix-1", "--format", "md", "-o", "x"})
+                .status.code,
+            2);
 }
 
 TEST_F(PatchlabDb, QueriesPrintTablesAndJson) {
@@ -120,7 +130,8 @@ TEST_F(PatchlabDb, QueriesPrintTablesAndJson) {
   auto table = Patchlab({"compat", "fix-2"});
   EXPECT_NE(table.stdout_data.find("deb12-old"), std::string::npos) << table.stdout_data;
 
-  auto label = Patchlab({"runs", "--set-label", "pre-release", "--run", std::to_string(showcase_run_)});
+  auto label =
+      Patchlab({"runs", "--set-label", "pre-release", "--run", std::to_string(showcase_run_)});
   EXPECT_EQ(label.status.code, 0) << label.stderr_data;
   auto runs = Patchlab({"runs", "--label", "pre-release", "--json"});
   auto j = nlohmann::json::parse(runs.stdout_data);
@@ -146,9 +157,10 @@ TEST_F(PatchlabDb, RegressionsExitCodes) {
   ASSERT_TRUE(db->RecordCell(c).has_value());
   auto found = Patchlab({"regressions", "--label", "nightly"});
   EXPECT_EQ(found.status.code, 1) << found.stdout_data << found.stderr_data;
-  EXPECT_NE(found.stdout_data.find("[new-crash]: panic 0 -> 1"), std::string::npos) << found.stdout_data;
-  auto json = Patchlab({"regressions", "--run", std::to_string(worse), "--since-run", std::to_string(good_run_),
-                        "--json"});
+  EXPECT_NE(found.stdout_data.find("[new-crash]: panic 0 -> 1"), std::string::npos)
+      << found.stdout_data;
+  auto json = Patchlab({"regressions", "--run", std::to_string(worse), "--since-run",
+                        std::to_string(good_run_), "--json"});
   EXPECT_EQ(json.status.code, 1);
   EXPECT_EQ(nlohmann::json::parse(json.stdout_data)["regressions"][0]["kind"], "new-crash");
 

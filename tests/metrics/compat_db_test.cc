@@ -3,12 +3,11 @@
 // killed mid-way and resumed, and the errors a bad file or a full disk give.
 #include "metrics/compat_db.h"
 
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include "base/file_util.h"
 #include "tests/metrics/test_util.h"
@@ -162,7 +161,8 @@ TEST(CompatDb, MigratesAVersion1FileKeepingItsData) {
   auto next = db->BeginRun(RunInfo{.label = "nightly"});
   ASSERT_TRUE(next.has_value()) << next.error().ToString();
   EXPECT_EQ(*next, 2);
-  ASSERT_TRUE(db->PlanCells(*next, {CellKey{"kv", "fix-1", "deb12", "qemu64", "default"}}).has_value());
+  ASSERT_TRUE(
+      db->PlanCells(*next, {CellKey{"kv", "fix-1", "deb12", "qemu64", "default"}}).has_value());
   ASSERT_TRUE(db->RecordCell(GoodCell(*next, "deb12")).has_value());
   EXPECT_EQ(*db->IntegrityCheck(), "ok");
 
@@ -307,7 +307,8 @@ TEST(CompatDb, RunKilledMidwayIsResumedWithNothingLost) {
 
   // --resume: take the run over, fill what is missing, finish.
   ASSERT_TRUE(db->ResumeRun(run_id).has_value());
-  for (const CellKey& k : *missing) ASSERT_TRUE(db->RecordCell(GoodCell(run_id, k.image, k.cpu)).has_value());
+  for (const CellKey& k : *missing)
+    ASSERT_TRUE(db->RecordCell(GoodCell(run_id, k.image, k.cpu)).has_value());
   ASSERT_TRUE(db->FinishRun(run_id, RunStatus::kComplete).has_value());
   EXPECT_TRUE(db->MissingCells(run_id)->empty());
   EXPECT_EQ(db->CellsOfRun(run_id)->size(), plan.size());
@@ -322,7 +323,9 @@ TEST(CompatDb, FullDiskFailsNamingTheFileAndKeepsWhatWasRecorded) {
   ScratchDir dir;
   auto mount_point = dir / "tiny";
   std::filesystem::create_directories(mount_point);
-  if (::system(("mount -t tmpfs -o size=256k tmpfs " + mount_point.string() + " 2>/dev/null").c_str()) != 0) {
+  if (::system(
+          ("mount -t tmpfs -o size=256k tmpfs " + mount_point.string() + " 2>/dev/null").c_str()) !=
+      0) {
     GTEST_SKIP() << "cannot mount tmpfs here";
   }
   struct Unmount {
@@ -372,8 +375,8 @@ TEST(CompatDb, ReadOnlyFileFailsNamingItAndLosesNothing) {
     auto run = db.BeginRun({});
     ASSERT_TRUE(db.RecordCell(GoodCell(*run, "deb12")).has_value());
   }
-  if (::system(("mount --bind " + rw.string() + " " + ro.string() + " 2>/dev/null && mount -o remount,ro,bind " +
-                ro.string() + " 2>/dev/null")
+  if (::system(("mount --bind " + rw.string() + " " + ro.string() +
+                " 2>/dev/null && mount -o remount,ro,bind " + ro.string() + " 2>/dev/null")
                    .c_str()) != 0) {
     [[maybe_unused]] int rc = ::system(("umount " + ro.string() + " 2>/dev/null").c_str());
     GTEST_SKIP() << "cannot make a read-only bind mount here";

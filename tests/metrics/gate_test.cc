@@ -64,13 +64,19 @@ TEST_F(Gate, EachRuleRejectsOnItsOwn) {
   ExpectOnlyRule("max_crashes", [](CellResult& c) { c.crashes[CrashKind::kSegfault] = 1; });
 }
 TEST_F(Gate, CpuOverheadAtTheBoundRejects) {
-  ExpectOnlyRule("max_cpu_overhead_pct", [](CellResult& c) { c.cpu_overhead_pct = Estimate{2.0, 1.5, 2.5, 9}; });
+  ExpectOnlyRule("max_cpu_overhead_pct", [](CellResult& c) {
+    c.cpu_overhead_pct = Estimate{2.0, 1.5, 2.5, 9};
+  });
 }
 TEST_F(Gate, CpuUpperBoundIsJudgedWhenThePolicySaysSo) {
   Policy strict = DefaultPolicy();
   strict.cpu_overhead_judged_on = OverheadJudgedOn::kUpperBound;
-  ExpectOnlyRule("max_cpu_overhead_pct", [](CellResult& c) { c.cpu_overhead_pct = Estimate{1.0, 0.1, 2.4, 9}; },
-                 strict);
+  ExpectOnlyRule(
+      "max_cpu_overhead_pct",
+      [](CellResult& c) {
+        c.cpu_overhead_pct = Estimate{1.0, 0.1, 2.4, 9};
+      },
+      strict);
 }
 TEST_F(Gate, MemoryOverheadRejects) {
   ExpectOnlyRule("max_memory_overhead_mib", [](CellResult& c) { c.mem_overhead_kib = 16 * 1024; });
@@ -79,7 +85,8 @@ TEST_F(Gate, LongestPauseRejects) {
   ExpectOnlyRule("max_pause_ms", [](CellResult& c) { c.pause_us = {1000, 600000, 1000}; });
 }
 TEST_F(Gate, SemanticDivergenceRejects) {
-  ExpectOnlyRule("require_semantic_pass", [](CellResult& c) { c.semantic = SemanticVerdict::kFail; });
+  ExpectOnlyRule("require_semantic_pass",
+                 [](CellResult& c) { c.semantic = SemanticVerdict::kFail; });
 }
 TEST_F(Gate, AFailedVerdictRejects) {
   ExpectOnlyRule("require_pass_verdict", [](CellResult& c) {
@@ -131,7 +138,8 @@ TEST_F(Gate, MissingCellsAndFiguresAreNotEnoughData) {
   EXPECT_EQ(d.outcome, GateOutcome::kNotEnoughData) << d.Explain();
   EXPECT_EQ(d.ExitCode(), 3);
   std::string text = d.Explain();
-  EXPECT_NE(text.find("no result for kv/fix-1 on alpine x qemu64 x default"), std::string::npos) << text;
+  EXPECT_NE(text.find("no result for kv/fix-1 on alpine x qemu64 x default"), std::string::npos)
+      << text;
   EXPECT_NE(text.find("no memory overhead figure"), std::string::npos) << text;
 }
 
@@ -174,7 +182,8 @@ TEST_F(Gate, NewestRealMeasurementWins) {
 
 TEST_F(Gate, RingsRestrictTheImagesJudged) {
   auto policy = ParsePolicy(
-      "rings:\n  - name: pilot\n    images: [deb12]\n  - name: broad\n    images: all\n", "rings.yaml");
+      "rings:\n  - name: pilot\n    images: [deb12]\n  - name: broad\n    images: all\n",
+      "rings.yaml");
   ASSERT_TRUE(policy.has_value()) << policy.error().ToString();
   Record(GoodCell(run_, "deb12"));
   CellResult bad = GoodCell(run_, "alpine");
@@ -188,7 +197,8 @@ TEST_F(Gate, RingsRestrictTheImagesJudged) {
   EXPECT_EQ(broad->outcome, GateOutcome::kReject) << broad->Explain();
   auto unknown = EvaluateRing(*db_, "fix-1", "canary", *policy);
   ASSERT_FALSE(unknown.has_value());
-  EXPECT_NE(unknown.error().message().find("pilot, broad"), std::string::npos) << unknown.error().ToString();
+  EXPECT_NE(unknown.error().message().find("pilot, broad"), std::string::npos)
+      << unknown.error().ToString();
 }
 
 TEST_F(Gate, ARingImageWithoutResultsIsNamed) {
@@ -197,7 +207,8 @@ TEST_F(Gate, ARingImageWithoutResultsIsNamed) {
   Record(GoodCell(run_, "deb12"));
   GateDecision d = Decide(*policy);
   EXPECT_EQ(d.outcome, GateOutcome::kNotEnoughData) << d.Explain();
-  EXPECT_NE(d.Explain().find("ring 'pilot': no result on image deb12-old"), std::string::npos) << d.Explain();
+  EXPECT_NE(d.Explain().find("ring 'pilot': no result on image deb12-old"), std::string::npos)
+      << d.Explain();
 }
 
 TEST(Policy, DefaultFileIsTheBuiltInDefault) {
@@ -215,7 +226,8 @@ TEST(Policy, DefaultFileIsTheBuiltInDefault) {
 }
 
 TEST(Policy, OverridesOnlyWhatItSets) {
-  auto p = ParsePolicy("max_cpu_overhead_pct: 5\ncpu_overhead_judged_on: upper-bound\n", "mine.yaml");
+  auto p =
+      ParsePolicy("max_cpu_overhead_pct: 5\ncpu_overhead_judged_on: upper-bound\n", "mine.yaml");
   ASSERT_TRUE(p.has_value()) << p.error().ToString();
   EXPECT_EQ(p->max_cpu_overhead_pct, 5);
   EXPECT_EQ(p->cpu_overhead_judged_on, OverheadJudgedOn::kUpperBound);
@@ -233,7 +245,8 @@ TEST(Policy, ErrorsNameFileLineAndColumn) {
       {"max_crashes: lots\n", "bad.yaml:1:14"},
       {"max_pause_ms: -1\n", "must not be negative"},
       {"cpu_overhead_judged_on: mean\n", "bad.yaml:1:25"},
-      {"rings:\n  - name: pilot\n    images: [a]\n  - name: pilot\n    images: all\n", "bad.yaml:4:11"},
+      {"rings:\n  - name: pilot\n    images: [a]\n  - name: pilot\n    images: all\n",
+       "bad.yaml:4:11"},
       {"rings:\n  - name: pilot\n    images: []\n", "bad.yaml:3:13"},
       {"rings:\n  - name: pilot\n    hosts: [a]\n", "bad.yaml:3:5"},
       {"rings: pilot\n", "bad.yaml:1:8"},
@@ -243,7 +256,8 @@ TEST(Policy, ErrorsNameFileLineAndColumn) {
     auto p = ParsePolicy(c.text, "bad.yaml");
     ASSERT_FALSE(p.has_value()) << c.text;
     EXPECT_NE(p.error().ToString().find(c.expect), std::string::npos)
-        << "policy:\n" << c.text << "error: " << p.error().ToString();
+        << "policy:\n"
+        << c.text << "error: " << p.error().ToString();
   }
   auto absent = LoadPolicy("/nonexistent/policy.yaml");
   ASSERT_FALSE(absent.has_value());

@@ -1,8 +1,7 @@
 // ci/nightly end to end over three nights. `patchlab run` is replaced by
 // lab_stand_in (no VMs); every other subcommand is the real patchlab binary.
-#include <sys/stat.h>
-
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "base/file_util.h"
 #include "base/subprocess.h"
@@ -17,11 +16,12 @@ class Nightly : public ::testing::Test {
  protected:
   void SetUp() override {
     wrapper_ = dir_ / "patchlab";
-    ASSERT_TRUE(WriteFileAtomic(wrapper_,
-                                fmt::format("#!/bin/sh\nif [ \"$1\" = run ]; then shift; exec {} \"$@\"; fi\n"
-                                            "exec {} \"$@\"\n",
-                                            LAB_STAND_IN_BIN, PATCHLAB_BIN),
-                                0755)
+    ASSERT_TRUE(WriteFileAtomic(
+                    wrapper_,
+                    fmt::format("#!/bin/sh\nif [ \"$1\" = run ]; then shift; exec {} \"$@\"; fi\n"
+                                "exec {} \"$@\"\n",
+                                LAB_STAND_IN_BIN, PATCHLAB_BIN),
+                    0755)
                     .has_value());
   }
   SubprocessResult Night(const std::string& mode) {
@@ -46,14 +46,15 @@ TEST_F(Nightly, FirstNightPassesThenARegressionFails) {
   auto first = Night("good");
   EXPECT_EQ(first.status.code, 0) << first.stdout_data;
   EXPECT_NE(first.stdout_data.find("first nightly run"), std::string::npos) << first.stdout_data;
-  for (const char* file : {"report.html", "report.junit.xml", "report.md", "report.json", "report.prom",
-                           "regressions.txt", "regressions.json"}) {
+  for (const char* file : {"report.html", "report.junit.xml", "report.md", "report.json",
+                           "report.prom", "regressions.txt", "regressions.json"}) {
     EXPECT_TRUE(std::filesystem::exists(dir_ / "out" / file)) << file;
   }
 
   auto second = Night("good");
   EXPECT_EQ(second.status.code, 0) << second.stdout_data;
-  EXPECT_NE(second.stdout_data.find("no regression: run 2 against run 1"), std::string::npos) << second.stdout_data;
+  EXPECT_NE(second.stdout_data.find("no regression: run 2 against run 1"), std::string::npos)
+      << second.stdout_data;
 
   auto third = Night("crash");
   EXPECT_EQ(third.status.code, 1) << third.stdout_data;

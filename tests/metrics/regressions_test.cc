@@ -25,7 +25,9 @@ TEST(Regressions, EachKindIsFoundAndNoiseIsNot) {
     ASSERT_TRUE(db.RecordCell(new_cell).has_value());
   };
   both("unchanged", [](CellResult&) {});
-  both("noisy", [](CellResult& c) { c.cpu_overhead_pct = Estimate{0.9, 0.2, 1.6, 12}; });  // overlaps 1.1
+  both("noisy", [](CellResult& c) {
+    c.cpu_overhead_pct = Estimate{0.9, 0.2, 1.6, 12};
+  });  // overlaps 1.1
   both("crash", [](CellResult& c) { c.crashes[CrashKind::kOops] = 1; });
   both("refused", [](CellResult& c) {
     c.apply = ApplyResult::kRefused;
@@ -39,9 +41,10 @@ TEST(Regressions, EachKindIsFoundAndNoiseIsNot) {
   });
   both("infra", [](CellResult& c) { c.verdict = Verdict::kInfraError; });
   ASSERT_TRUE(db.RecordCell(GoodCell(after, "alpine", "brand-new")).has_value());
-  ASSERT_TRUE(db.RecordFindings(after, {SemanticFinding{after, "kv", "fix-2", "f", "memory", "x=1", "a", "b", false, ""},
-                                        SemanticFinding{after, "kv", "fix-2", "f", "return-value", "x=2", "1", "2",
-                                                        true, "the fix"}})
+  ASSERT_TRUE(db.RecordFindings(after, {SemanticFinding{after, "kv", "fix-2", "f", "memory", "x=1",
+                                                        "a", "b", false, ""},
+                                        SemanticFinding{after, "kv", "fix-2", "f", "return-value",
+                                                        "x=2", "1", "2", true, "the fix"}})
                   .has_value());
 
   auto report = FindRegressions(db, before, after);

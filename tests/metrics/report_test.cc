@@ -82,9 +82,18 @@ TEST_F(Reports, HtmlIsSelfContainedEscapedAndRendersInChromium) {
   auto png = dir_ / "report.png";
   auto profile = dir_ / "chromium-profile";
   SubprocessOptions o;
-  o.argv = {chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--user-data-dir=" + profile.string(), "--screenshot=" + png.string(), "--window-size=1280,2000",
+  o.argv = {chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--user-data-dir=" + profile.string(),
+            "--screenshot=" + png.string(),
+            "--window-size=1280,2000",
             "file://" + page.string()};
   o.timeout = std::chrono::seconds(120);
   auto r = RunSubprocess(o);
@@ -98,7 +107,8 @@ TEST_F(Reports, HtmlIsSelfContainedEscapedAndRendersInChromium) {
   if (const char* keep = std::getenv("PATCHLAB_KEEP_SCREENSHOT")) {
     // For looking at the page by hand: the screenshot and the HTML beside it.
     std::filesystem::copy_file(png, keep, std::filesystem::copy_options::overwrite_existing);
-    std::filesystem::copy_file(page, std::string(keep) + ".html", std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::copy_file(page, std::string(keep) + ".html",
+                               std::filesystem::copy_options::overwrite_existing);
   }
 }
 
@@ -109,7 +119,8 @@ TEST_F(Reports, JunitMatchesTheJunitSchemaShape) {
   if (xmllint.empty()) GTEST_SKIP() << "xmllint is not installed (libxml2-utils, in ci/setup)";
   auto file = Write("junit.xml", ReportFormat::kJunit);
   SubprocessOptions o;
-  o.argv = {xmllint, "--noout", "--schema", PATCHLAB_SOURCE_DIR "/tests/metrics/junit.xsd", file.string()};
+  o.argv = {xmllint, "--noout", "--schema", PATCHLAB_SOURCE_DIR "/tests/metrics/junit.xsd",
+            file.string()};
   auto r = RunSubprocess(o);
   ASSERT_TRUE(r.has_value());
   EXPECT_TRUE(r->status.Success()) << r->stderr_data;
@@ -117,9 +128,10 @@ TEST_F(Reports, JunitMatchesTheJunitSchemaShape) {
   // One testcase per cell; the crash and the divergence fail, the infra error errs,
   // and a failure carries its rule and reason.
   SubprocessOptions count;
-  count.argv = {xmllint, "--xpath",
-                "concat(count(//testcase),' ',count(//testcase/failure),' ',count(//testcase/error))",
-                file.string()};
+  count.argv = {
+      xmllint, "--xpath",
+      "concat(count(//testcase),' ',count(//testcase/failure),' ',count(//testcase/error))",
+      file.string()};
   auto c = RunSubprocess(count);
   ASSERT_TRUE(c.has_value());
   EXPECT_EQ(c->stdout_data.substr(0, c->stdout_data.find('\n')), "10 3 1") << c->stderr_data;
@@ -128,7 +140,8 @@ TEST_F(Reports, JunitMatchesTheJunitSchemaShape) {
 
   // Breaking the shape is noticed (the check can fail).
   auto broken = dir_ / "broken.xml";
-  ASSERT_TRUE(WriteFileAtomic(broken, "<testsuites><testsuite name=\"x\"><testcase/></testsuite></testsuites>"));
+  ASSERT_TRUE(WriteFileAtomic(
+      broken, "<testsuites><testsuite name=\"x\"><testcase/></testsuite></testsuites>"));
   o.argv.back() = broken.string();
   auto bad = RunSubprocess(o);
   ASSERT_TRUE(bad.has_value());
@@ -137,7 +150,8 @@ TEST_F(Reports, JunitMatchesTheJunitSchemaShape) {
 
 TEST_F(Reports, OpenMetricsPassesPromtool) {
   std::string text = RenderOpenMetrics(data_);
-  EXPECT_NE(text.find("patchlab_cell_crashes{scenario=\"kv <script>alert(\\\"x\\\")</script>"), std::string::npos);
+  EXPECT_NE(text.find("patchlab_cell_crashes{scenario=\"kv <script>alert(\\\"x\\\")</script>"),
+            std::string::npos);
   EXPECT_EQ(text.substr(text.size() - 6), "# EOF\n");
   std::string promtool = Which("promtool");
   if (promtool.empty()) GTEST_SKIP() << "promtool is not installed (prometheus, in ci/setup)";

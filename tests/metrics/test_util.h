@@ -1,12 +1,11 @@
 // Helpers for the metrics tests: a scratch folder and cells with plausible figures.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "metrics/cell_result.h"
 #include "metrics/compat_db.h"
@@ -18,8 +17,9 @@ class ScratchDir {
  public:
   ScratchDir() {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = std::filesystem::temp_directory_path() /
-            fmt::format("patchlab-metrics-{}-{}-{}", info->test_suite_name(), info->name(), getpid());
+    path_ =
+        std::filesystem::temp_directory_path() /
+        fmt::format("patchlab-metrics-{}-{}-{}", info->test_suite_name(), info->name(), getpid());
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }
@@ -36,8 +36,8 @@ class ScratchDir {
 
 // A passing cell: applied, no crash, small figures, semantic pass.
 inline CellResult GoodCell(int64_t run, const std::string& image, const std::string& cpu = "qemu64",
-                           const std::string& workload = "default", const std::string& patch = "fix-1",
-                           const std::string& scenario = "kv") {
+                           const std::string& workload = "default",
+                           const std::string& patch = "fix-1", const std::string& scenario = "kv") {
   CellResult c;
   c.run_id = run;
   c.key = CellKey{scenario, patch, image, cpu, workload};
@@ -82,9 +82,13 @@ inline int64_t RecordShowcaseRun(CompatDb& db) {
   const std::string hostile = "kv <script>alert(\"x\")</script> & 'q' | `b` \\ end";
   auto patch = db.RecordPatch(PatchInfo{"fix-1", 1, "abcd", "ff00", "lab-key"});
   EXPECT_TRUE(patch.has_value());
-  EXPECT_TRUE(db.RecordImage(ImageInfo{"deb12", "6.1.0-13-cloud-amd64", {"busybox-static=1:1.35.0-4", "libc6=2.36-9"}, "c0ffee"})
+  EXPECT_TRUE(db.RecordImage(ImageInfo{"deb12",
+                                       "6.1.0-13-cloud-amd64",
+                                       {"busybox-static=1:1.35.0-4", "libc6=2.36-9"},
+                                       "c0ffee"})
                   .has_value());
-  EXPECT_TRUE(db.RecordImage(ImageInfo{"deb12-old", "6.1.0-9-cloud-amd64", {}, "beef"}).has_value());
+  EXPECT_TRUE(
+      db.RecordImage(ImageInfo{"deb12-old", "6.1.0-9-cloud-amd64", {}, "beef"}).has_value());
   auto run = db.BeginRun(RunInfo{.label = "nightly", .args = "scenarios"});
   EXPECT_TRUE(run.has_value());
   std::vector<CellKey> plan;
@@ -129,11 +133,13 @@ inline int64_t RecordShowcaseRun(CompatDb& db) {
   diverged.pause_us = {600000};
   EXPECT_TRUE(db.RecordCell(diverged).has_value());
   EXPECT_TRUE(db.PlanCells(*run, plan).has_value());
-  EXPECT_TRUE(db.PlanCells(*run, {CellKey{hostile, "fix-1", "deb12", "Skylake-Client", "burst"}}).has_value());
-  EXPECT_TRUE(db.RecordFindings(*run, {SemanticFinding{*run, hostile, "fix-1", "parse_kv", "return-value",
-                                                       "buf=\"a=<1>\" len=5", "0", "-22", false, "errno & 'x'"},
-                                       SemanticFinding{*run, hostile, "fix-1", "parse_kv", "return-value",
-                                                       "buf=\"\" len=0", "17", "-1", true, "the fix"}})
+  EXPECT_TRUE(db.PlanCells(*run, {CellKey{hostile, "fix-1", "deb12", "Skylake-Client", "burst"}})
+                  .has_value());
+  EXPECT_TRUE(db.RecordFindings(
+                    *run, {SemanticFinding{*run, hostile, "fix-1", "parse_kv", "return-value",
+                                           "buf=\"a=<1>\" len=5", "0", "-22", false, "errno & 'x'"},
+                           SemanticFinding{*run, hostile, "fix-1", "parse_kv", "return-value",
+                                           "buf=\"\" len=0", "17", "-1", true, "the fix"}})
                   .has_value());
   EXPECT_TRUE(db.FinishRun(*run, RunStatus::kComplete).has_value());
   return *run;

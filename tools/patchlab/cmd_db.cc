@@ -4,7 +4,6 @@
 // policy, unreadable database), 3 not enough data (gate) / no baseline run.
 #include <cstdio>
 #include <map>
-
 #include <nlohmann/json.hpp>
 
 #include "base/file_util.h"
@@ -52,17 +51,28 @@ std::string Opt(const std::optional<double>& v, double scale, const char* format
 }
 
 std::vector<std::string> CellRow(const CellResult& c) {
-  std::string cpu = c.cpu_overhead_pct ? fmt::format("{:.2f} [{:.2f},{:.2f}]", c.cpu_overhead_pct->value,
-                                                     c.cpu_overhead_pct->low, c.cpu_overhead_pct->high)
-                                       : "-";
-  return {c.key.scenario, c.key.patch_id, c.key.image, c.key.cpu, c.key.workload, std::string(VerdictName(c.verdict)),
-          std::string(ApplyResultName(c.apply)), std::to_string(c.TotalCrashes()), Opt(c.pause_median_us, 1e-3, "{:.2f}"),
-          cpu, Opt(c.mem_overhead_kib, 1.0 / 1024, "{:.2f}"), std::string(SemanticVerdictName(c.semantic)),
+  std::string cpu = c.cpu_overhead_pct
+                        ? fmt::format("{:.2f} [{:.2f},{:.2f}]", c.cpu_overhead_pct->value,
+                                      c.cpu_overhead_pct->low, c.cpu_overhead_pct->high)
+                        : "-";
+  return {c.key.scenario,
+          c.key.patch_id,
+          c.key.image,
+          c.key.cpu,
+          c.key.workload,
+          std::string(VerdictName(c.verdict)),
+          std::string(ApplyResultName(c.apply)),
+          std::to_string(c.TotalCrashes()),
+          Opt(c.pause_median_us, 1e-3, "{:.2f}"),
+          cpu,
+          Opt(c.mem_overhead_kib, 1.0 / 1024, "{:.2f}"),
+          std::string(SemanticVerdictName(c.semantic)),
           std::to_string(c.run_id)};
 }
 
-const std::vector<std::string> kCellHeader = {"SCENARIO", "PATCH", "IMAGE", "CPU", "WORKLOAD", "VERDICT", "APPLY",
-                                              "CRASHES", "PAUSE_MS", "CPU_%[95%CI]", "MEM_MIB", "SEMANTIC", "RUN"};
+const std::vector<std::string> kCellHeader = {
+    "SCENARIO", "PATCH",    "IMAGE",        "CPU",     "WORKLOAD", "VERDICT", "APPLY",
+    "CRASHES",  "PAUSE_MS", "CPU_%[95%CI]", "MEM_MIB", "SEMANTIC", "RUN"};
 
 Result<Policy> PolicyFrom(const std::string& file) {
   if (file.empty()) return DefaultPolicy();
@@ -84,7 +94,8 @@ void RegisterCompat(CLI::App& app, CommandContext& ctx) {
     bool json = false;
   };
   auto args = std::make_shared<Args>();
-  CLI::App* sub = app.add_subcommand("compat", "the compatibility matrix of a patch: image x CPU x workload");
+  CLI::App* sub =
+      app.add_subcommand("compat", "the compatibility matrix of a patch: image x CPU x workload");
   sub->add_option("PATCH_ID", args->patch, "patch id")->required();
   AddDb(sub, args->db);
   sub->add_flag("--json", args->json, "print JSON");
@@ -98,7 +109,8 @@ void RegisterCompat(CLI::App& app, CommandContext& ctx) {
       for (const CellResult& c : *cells) out["cells"].push_back(ToJson(c));
       PrintJson(out);
     } else if (cells->empty()) {
-      std::printf("no results recorded for patch %s in %s\n", args->patch.c_str(), args->db.path.c_str());
+      std::printf("no results recorded for patch %s in %s\n", args->patch.c_str(),
+                  args->db.path.c_str());
     } else {
       std::vector<std::vector<std::string>> rows = {kCellHeader};
       for (const CellResult& c : *cells) rows.push_back(CellRow(c));
@@ -125,7 +137,8 @@ void RegisterRuns(CLI::App& app, CommandContext& ctx) {
   sub->add_flag("--ids", args->ids, "print only the run ids, one per line (for scripts)");
   sub->add_option("--label", args->label, "only runs with this label");
   sub->add_option("--limit", args->limit, "at most this many runs")->check(CLI::NonNegativeNumber);
-  auto* set = sub->add_option("--set-label", args->set_label, "give run --run this label (e.g. nightly)");
+  auto* set =
+      sub->add_option("--set-label", args->set_label, "give run --run this label (e.g. nightly)");
   sub->add_option("--run", args->set_label_run, "the run --set-label applies to")->needs(set);
   set->needs("--run");
   sub->callback([&ctx, args] {
@@ -150,15 +163,16 @@ void RegisterRuns(CLI::App& app, CommandContext& ctx) {
       }
       PrintJson(out);
     } else {
-      std::vector<std::vector<std::string>> rows = {
-          {"RUN", "STATUS", "STARTED", "FINISHED", "HOST", "VERSION", "LABEL", "CELLS", "MISSING", "NOTE"}};
+      std::vector<std::vector<std::string>> rows = {{"RUN", "STATUS", "STARTED", "FINISHED", "HOST",
+                                                     "VERSION", "LABEL", "CELLS", "MISSING",
+                                                     "NOTE"}};
       for (const RunInfo& r : *runs) {
         auto cells = db->CellsOfRun(r.id);
         auto missing = db->MissingCells(r.id);
-        rows.push_back({std::to_string(r.id), std::string(RunStatusName(r.status)), IsoTime(r.started_at),
-                        r.finished_at ? IsoTime(r.finished_at) : "-", r.host, r.git_revision, r.label,
-                        cells ? std::to_string(cells->size()) : "?", missing ? std::to_string(missing->size()) : "?",
-                        r.note});
+        rows.push_back({std::to_string(r.id), std::string(RunStatusName(r.status)),
+                        IsoTime(r.started_at), r.finished_at ? IsoTime(r.finished_at) : "-", r.host,
+                        r.git_revision, r.label, cells ? std::to_string(cells->size()) : "?",
+                        missing ? std::to_string(missing->size()) : "?", r.note});
       }
       PrintTable(rows);
     }
@@ -185,7 +199,8 @@ void RegisterHistory(CLI::App& app, CommandContext& ctx) {
     auto cells = db->History(args->image, args->patch);
     if (!cells) return void(ctx.exit_code = Report(cells.error()));
     if (args->json) {
-      nlohmann::json out = {{"image", args->image}, {"patch_id", args->patch}, {"cells", nlohmann::json::array()}};
+      nlohmann::json out = {
+          {"image", args->image}, {"patch_id", args->patch}, {"cells", nlohmann::json::array()}};
       for (const CellResult& c : *cells) out["cells"].push_back(ToJson(c));
       PrintJson(out);
     } else {
@@ -211,7 +226,8 @@ void RegisterGate(CLI::App& app, CommandContext& ctx) {
   };
   auto args = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand(
-      "gate", "may this patch ship? exit 0 yes, 1 no (every reason listed), 2 usage, 3 not enough data");
+      "gate",
+      "may this patch ship? exit 0 yes, 1 no (every reason listed), 2 usage, 3 not enough data");
   sub->add_option("PATCH_ID", args->patch, "patch id")->required();
   sub->add_option("--policy", args->policy, "policy YAML (default: the built-in policy)");
   sub->add_option("--ring", args->ring, "judge only this ring's images");
@@ -244,16 +260,19 @@ void RegisterReport(CLI::App& app, CommandContext& ctx) {
     std::string policy;
   };
   auto args = std::make_shared<Args>();
-  CLI::App* sub = app.add_subcommand(
-      "report", "write a report of a run or a patch: html, junit, md, json, openmetrics (default: the newest run)");
+  CLI::App* sub = app.add_subcommand("report",
+                                     "write a report of a run or a patch: html, junit, md, json, "
+                                     "openmetrics (default: the newest run)");
   auto* run = sub->add_option("--run", args->run, "the run to report");
-  auto* patch = sub->add_option("--patch", args->patch, "the patch to report (newest result of each cell)");
+  auto* patch =
+      sub->add_option("--patch", args->patch, "the patch to report (newest result of each cell)");
   run->excludes(patch);
   sub->add_option("--format", args->format, "html, junit, md, json or openmetrics")
       ->required()
       ->check(CLI::IsMember({"html", "junit", "md", "markdown", "json", "openmetrics"}));
   sub->add_option("-o,--output", args->output, "output file ('-': standard output)")->required();
-  sub->add_option("--policy", args->policy, "policy YAML for the verdicts (default: the built-in policy)");
+  sub->add_option("--policy", args->policy,
+                  "policy YAML for the verdicts (default: the built-in policy)");
   AddDb(sub, args->db);
   sub->callback([&ctx, args] {
     auto format = ParseReportFormat(args->format);
@@ -271,8 +290,9 @@ void RegisterReport(CLI::App& app, CommandContext& ctx) {
         auto latest = db->LatestRun();
         if (!latest) return void(ctx.exit_code = Report(latest.error()));
         if (!*latest) {
-          return void(ctx.exit_code = Report(Error(ErrorCode::kNotFound,
-                                                   fmt::format("{}: no run recorded yet", args->db.path))));
+          return void(ctx.exit_code =
+                          Report(Error(ErrorCode::kNotFound,
+                                       fmt::format("{}: no run recorded yet", args->db.path))));
         }
         run = (*latest)->id;
       }
@@ -301,13 +321,14 @@ void RegisterRegressions(CLI::App& app, CommandContext& ctx) {
     bool json = false;
   };
   auto args = std::make_shared<Args>();
-  CLI::App* sub = app.add_subcommand(
-      "regressions",
-      "compare a run with an earlier one: exit 0 none, 1 regressions, 2 usage, 3 no earlier run to compare with");
+  CLI::App* sub = app.add_subcommand("regressions",
+                                     "compare a run with an earlier one: exit 0 none, 1 "
+                                     "regressions, 2 usage, 3 no earlier run to compare with");
   sub->add_option("--run", args->run, "the run to check (default: the newest)");
   auto* since = sub->add_option("--since-run", args->since, "the baseline run");
-  sub->add_option("--label", args->label,
-                  "baseline: the newest earlier run with this label (default: the newest earlier run)")
+  sub->add_option(
+         "--label", args->label,
+         "baseline: the newest earlier run with this label (default: the newest earlier run)")
       ->excludes(since);
   AddDb(sub, args->db);
   sub->add_flag("--json", args->json, "print JSON");
@@ -329,7 +350,8 @@ void RegisterRegressions(CLI::App& app, CommandContext& ctx) {
       auto earlier = db->LatestRun(args->label, run);
       if (!earlier) return void(ctx.exit_code = Report(earlier.error()));
       if (!*earlier) {
-        std::printf("no run before run %lld%s: nothing to compare with\n", static_cast<long long>(run),
+        std::printf("no run before run %lld%s: nothing to compare with\n",
+                    static_cast<long long>(run),
                     args->label.empty() ? "" : fmt::format(" labelled '{}'", args->label).c_str());
         return void(ctx.exit_code = 3);
       }
@@ -344,9 +366,13 @@ void RegisterRegressions(CLI::App& app, CommandContext& ctx) {
                             {"regressions", nlohmann::json::array()},
                             {"notes", report->notes}};
       for (const Regression& r : report->regressions) {
-        out["regressions"].push_back({{"scenario", r.cell.scenario}, {"patch_id", r.cell.patch_id},
-                                      {"image", r.cell.image}, {"cpu", r.cell.cpu}, {"workload", r.cell.workload},
-                                      {"kind", r.kind}, {"message", r.message}});
+        out["regressions"].push_back({{"scenario", r.cell.scenario},
+                                      {"patch_id", r.cell.patch_id},
+                                      {"image", r.cell.image},
+                                      {"cpu", r.cell.cpu},
+                                      {"workload", r.cell.workload},
+                                      {"kind", r.kind},
+                                      {"message", r.message}});
       }
       PrintJson(out);
     } else {
