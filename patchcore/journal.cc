@@ -38,7 +38,11 @@ std::string Journal::ToJson() const {
                            {"new", HexBytes(w.new_bytes)}});
   }
   j["mapped"] = json::array();
-  for (const RemoteRange& r : mapped) j["mapped"].push_back(Range(r));
+  for (size_t i = 0; i < mapped.size(); ++i) {
+    json r = Range(mapped[i]);
+    r["head"] = i < mapped_heads.size() ? HexBytes(mapped_heads[i]) : "";
+    j["mapped"].push_back(std::move(r));
+  }
   j["to_unmap"] = json::array();
   for (const RemoteRange& r : to_unmap) j["to_unmap"].push_back(Range(r));
   j["new_state"] = new_state;
@@ -64,7 +68,12 @@ Result<Journal> Journal::FromJson(std::string_view text, std::string_view origin
       out.writes.push_back({RemotePtr(std::stoull(w.at("addr").get<std::string>(), nullptr, 16)),
                             std::move(*old_bytes), std::move(*new_bytes)});
     }
-    for (const json& r : j.at("mapped")) out.mapped.push_back(ParseRange(r));
+    for (const json& r : j.at("mapped")) {
+      out.mapped.push_back(ParseRange(r));
+      auto head = ParseHexBytes(r.value("head", ""));
+      if (!head) return Fail(ErrorCode::kParse, "{}: bad mapping head", origin);
+      out.mapped_heads.push_back(std::move(*head));
+    }
     for (const json& r : j.at("to_unmap")) out.to_unmap.push_back(ParseRange(r));
     out.new_state = j.at("new_state").get<std::string>();
   } catch (const std::exception& e) {

@@ -192,71 +192,19 @@ Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptio
     if (replaced.contains(p.id)) guarded.push_back({p.mapping, "patch object of " + p.id});
   }
 
-  // 3. Stop the world at a safe moment.
-  auto world = internal::StopWorld(pid_, *memory, guarded, options.timeout);
-  if (!world) return std::unexpected(std::move(world.error()));
-  Tracee& tracee = world->tracee;
-  report.retries = world->retries;
-  report.attach = tracee.attach_time();
+  // 3. Plan every change while the process runs: where the object and any
+  // new island pages go, the relocated image, every slot and entry write.
+  // The journal is saved (fsync) before the stop, so the pause holds no disk
+  // I/O.
+  ProcessMaps free_space = *maps;
+  auto object_at = free_space.FindFreeNear(target->range.start, object->map_size());
+  if (!object_at) object_at = free_space.FindFreeNear(target->range.start, object->map_size(), 1ull << 46);
+  if (!object_at) return Fail(ErrorCode::kRefused, "pid {}: no free address range for patch {}", pid_, m.id);
+  const RemoteRange mapping{*object_at, *object_at + static_cast<int64_t>(object->map_size())};
+  free_space.Reserve(mapping);
+  const std::vector<uint8_t> image = object->Image(mapping.start);
+  report.mapped_bytes = object->map_size();
 
-  for (const PlannedFunction& pf : plan) {
-    if (pf.stacked) continue;
-    auto now = memory->Read(pf.entry + pf.layout.patch_offset, pf.original.size());
-    if (!now) return std::unexpected(std::move(now.error()));
-    if (*now != pf.original) {
-      return Fail(ErrorCode::kRefused, "function {}: its code changed while being checked (another "
-                  "patcher?)", pf.mapping.old_name);
-    }
-  }
-
-  Journal journal;
-  journal.op = Journal::Op::kApply;
-  journal.patch_id = m.id;
-  journal.serial = state.serial;
-  const auto journal_path = store_.journal_path();
-  if (auto st = SaveJournal(journal_path, journal); !st) return std::unexpected(st.error());
-
-  RemoteSyscall sys(tracee, tracee.threads().front(), *syscall_insn);
-  std::vector<JournalWrite> done;  // writes made so far, for rollback
-  // Undo everything made so far; the process runs on its original code.
-  auto rollback = [&](Error cause) -> std::unexpected<Error> {
-    for (auto it = done.rbegin(); it != done.rend(); ++it) {
-      if (auto st = memory->Write(it->addr, it->old_bytes); !st) {
-        log->error("rollback of {} in pid {} failed: {}; run `hotpatch recover`", it->addr, pid_,
-                   st.error().ToString());
-        return std::unexpected(std::move(cause).AddContext("rollback incomplete"));
-      }
-    }
-    for (const RemoteRange& r : journal.mapped) (void)sys.Munmap(r.start, r.size());
-    (void)sys.Restore();
-    (void)tracee.Detach();
-    (void)RemoveJournal(journal_path);
-    if (cause.code() == ErrorCode::kTargetGone) return std::unexpected(std::move(cause));
-    return std::unexpected(Error(ErrorCode::kRolledBack,
-                                 fmt::format("apply of {} failed part-way and was rolled back: {}",
-                                             m.id, cause.ToString())));
-  };
-  auto write = [&](const JournalWrite& w) -> patchlab::Status {
-    if (auto st = memory->Write(w.addr, w.new_bytes); !st) return st;
-    done.push_back(w);
-    return {};
-  };
-
-  // 4. Map and fill the patch object. Nothing refers to the new pages yet.
-  auto hint = maps->FindFreeNear(target->range.start, object->map_size());
-  auto base = sys.Mmap(hint.value_or(RemotePtr()), object->map_size(), PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | (hint ? MAP_FIXED_NOREPLACE : 0));
-  if (!base && hint) {
-    base = sys.Mmap(RemotePtr(), object->map_size(), PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS);
-  }
-  if (!base) return rollback(std::move(base.error()));
-  RemoteRange mapping{*base, *base + static_cast<int64_t>(object->map_size())};
-  journal.mapped.push_back(mapping);
-  if (auto st = SaveJournal(journal_path, journal); !st) return rollback(st.error());
-  report.mapped_bytes += object->map_size();
-  std::vector<uint8_t> image = object->Image(*base);
-  if (auto st = memory->Write(*base, image); !st) return rollback(st.error());
   PatchState patch;
   patch.id = m.id;
   patch.seq = m.seq;
@@ -264,22 +212,21 @@ Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptio
   patch.module = target->path;
   patch.mapping = mapping;
   for (const PageProtection& p : object->protections()) {
-    if (auto st = sys.Mprotect(*base + static_cast<int64_t>(p.offset), p.size, p.prot); !st) {
-      return rollback(st.error());
-    }
     if (!(p.prot & PROT_WRITE)) {
       std::string_view bytes(reinterpret_cast<const char*>(image.data()) + p.offset, p.size);
-      patch.segments.push_back({*base + static_cast<int64_t>(p.offset), p.size, Sha256Hex(bytes)});
+      patch.segments.push_back(
+          {mapping.start + static_cast<int64_t>(p.offset), p.size, Sha256Hex(bytes)});
     }
   }
 
-  // 5. Island slots for new sites: fresh slots nobody jumps to yet.
   ProcessState next = state;
   std::vector<RemotePtr> new_islands;
-  std::vector<JournalWrite> live;
+  std::vector<JournalWrite> slot_writes;  // fresh slots nobody jumps to yet
+  std::vector<JournalWrite> live;         // what redirects calls
+  const std::vector<uint8_t> island_header = IslandHeader(pid_, store_.start_time());
   for (PlannedFunction& pf : plan) {
-    auto new_addr = object->FunctionAddress(*base, pf.mapping.new_name);
-    if (!new_addr) return rollback(new_addr.error());
+    auto new_addr = object->FunctionAddress(mapping.start, pf.mapping.new_name);
+    if (!new_addr) return std::unexpected(std::move(new_addr.error()));
     pf.new_addr = *new_addr;
     patch.functions.push_back({pf.mapping.old_name, pf.mapping.new_name, pf.entry, pf.new_addr});
     report.functions.push_back({pf.mapping.old_name, pf.entry, pf.new_addr});
@@ -296,48 +243,32 @@ Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptio
       }
     }
     if (!island) {
-      // The maps changed with our own mappings; read them again.
-      if (auto fresh = ProcessMaps::Read(pid_); fresh) maps = std::move(fresh);
-      auto where = maps->FindFreeNear(patch_at, kIslandPageSize);
+      auto where = free_space.FindFreeNear(patch_at, kIslandPageSize);
       if (!where) {
-        return rollback(Error(ErrorCode::kRefused,
-                              fmt::format("function {}: no free page within +-2 GiB for its "
-                                          "island", pf.mapping.old_name)));
+        return Fail(ErrorCode::kRefused, "function {}: no free page within +-2 GiB for its island",
+                    pf.mapping.old_name);
       }
-      auto page = sys.Mmap(*where, kIslandPageSize, PROT_READ | PROT_WRITE,
-                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE);
-      if (!page) return rollback(page.error());
-      journal.mapped.push_back({*page, *page + static_cast<int64_t>(kIslandPageSize)});
-      if (auto st = SaveJournal(journal_path, journal); !st) return rollback(st.error());
-      if (auto st = memory->Write(*page, IslandHeader(pid_, store_.start_time())); !st) {
-        return rollback(st.error());
-      }
-      next.islands.push_back({*page, kIslandPageSize, target->path, 0});
-      new_islands.push_back(*page);
+      free_space.Reserve({*where, *where + static_cast<int64_t>(kIslandPageSize)});
+      next.islands.push_back({*where, kIslandPageSize, target->path, 0});
+      new_islands.push_back(*where);
       island = &next.islands.back();
       report.mapped_bytes += kIslandPageSize;
     }
     RemotePtr slot =
         island->addr + static_cast<int64_t>(kIslandHeaderSize + island->next_slot * kSlotSize);
     island->next_slot++;
-    auto slot_old = memory->Read(slot, 14);
-    if (!slot_old) return rollback(slot_old.error());
-    // SAFETY: every thread is stopped, and no jump leads to this slot yet.
-    if (auto st = write({slot, *slot_old, EncodeSlot(pf.new_addr)}); !st) return rollback(st.error());
+    std::vector<uint8_t> slot_old(14, 0);
+    if (std::find(new_islands.begin(), new_islands.end(), island->addr) == new_islands.end()) {
+      auto old_bytes = memory->Read(slot, 14);
+      if (!old_bytes) return std::unexpected(std::move(old_bytes.error()));
+      slot_old = *old_bytes;
+    }
+    slot_writes.push_back({slot, slot_old, EncodeSlot(pf.new_addr)});
     auto jump = EncodeEntryJump(patch_at, slot, pf.layout.patch_size);
-    SiteState site{pf.mapping.old_name, target->path, pf.entry, pf.size, patch_at,
-                   pf.original, *jump, slot, island->addr};
-    next.sites.push_back(site);
+    next.sites.push_back({pf.mapping.old_name, target->path, pf.entry, pf.size, patch_at,
+                          pf.original, *jump, slot, island->addr});
     live.push_back({patch_at, pf.original, *jump});
   }
-  for (RemotePtr page : new_islands) {
-    if (auto st = sys.Mprotect(page, kIslandPageSize, PROT_READ | PROT_EXEC); !st) {
-      return rollback(st.error());
-    }
-  }
-  FaultPoint("after-map");
-
-  // 6. The live writes: stacked slots, then the sites of replaced patches.
   next.patches.push_back(patch);
   std::erase_if(next.patches, [&](const PatchState& p) { return replaced.contains(p.id); });
   std::vector<RemoteRange> replaced_mappings;
@@ -350,7 +281,7 @@ Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptio
   }
   for (uint64_t e : touched) {
     const SiteState* old_site = state.FindSite(RemotePtr(e));
-    if (!old_site) continue;  // a new site, written above
+    if (!old_site) continue;  // a new site, planned above
     auto before = state.LiveTarget(old_site->entry);
     auto after = next.LiveTarget(old_site->entry);
     if (after) {
@@ -362,9 +293,107 @@ Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptio
       std::erase_if(next.sites, [&](const SiteState& s) { return s.entry == old_site->entry; });
     }
   }
-  journal.writes = done;
+
+  Journal journal;
+  journal.op = Journal::Op::kApply;
+  journal.patch_id = m.id;
+  journal.serial = state.serial;
+  journal.mapped.push_back(mapping);
+  journal.mapped_heads.emplace_back(image.begin(), image.begin() + std::min<size_t>(64, image.size()));
+  for (RemotePtr page : new_islands) {
+    journal.mapped.push_back({page, page + static_cast<int64_t>(kIslandPageSize)});
+    journal.mapped_heads.push_back(island_header);
+  }
+  journal.writes = slot_writes;
   journal.writes.insert(journal.writes.end(), live.begin(), live.end());
-  if (auto st = SaveJournal(journal_path, journal); !st) return rollback(st.error());
+  const auto journal_path = store_.journal_path();
+  if (auto st = SaveJournal(journal_path, journal); !st) return std::unexpected(st.error());
+
+  // 4. Stop the world at a safe moment.
+  auto world = internal::StopWorld(pid_, *memory, guarded, options.timeout);
+  if (!world) {
+    (void)RemoveJournal(journal_path);
+    return std::unexpected(std::move(world.error()));
+  }
+  Tracee& tracee = world->tracee;
+  report.retries = world->retries;
+  report.attach = tracee.attach_time();
+  for (const PlannedFunction& pf : plan) {
+    if (pf.stacked) continue;
+    auto now = memory->Read(pf.entry + pf.layout.patch_offset, pf.original.size());
+    if (!now || *now != pf.original) {
+      (void)tracee.Detach();
+      (void)RemoveJournal(journal_path);
+      return Fail(ErrorCode::kRefused, "function {}: its code changed while being checked "
+                  "(another patcher?)", pf.mapping.old_name);
+    }
+  }
+
+  RemoteSyscall sys(tracee, tracee.threads().front(), *syscall_insn);
+  std::vector<JournalWrite> done;       // writes made so far, for rollback
+  std::vector<RemoteRange> made;        // mappings made so far
+  // Undo everything made so far; the process runs on its original code.
+  auto rollback = [&](Error cause) -> std::unexpected<Error> {
+    for (auto it = done.rbegin(); it != done.rend(); ++it) {
+      if (auto st = memory->Write(it->addr, it->old_bytes); !st) {
+        log->error("rollback of {} in pid {} failed: {}; run `hotpatch recover`", it->addr, pid_,
+                   st.error().ToString());
+        return std::unexpected(std::move(cause).AddContext("rollback incomplete"));
+      }
+    }
+    for (const RemoteRange& r : made) (void)sys.Munmap(r.start, r.size());
+    (void)sys.Restore();
+    (void)tracee.Detach();
+    (void)RemoveJournal(journal_path);
+    if (cause.code() == ErrorCode::kTargetGone) return std::unexpected(std::move(cause));
+    return std::unexpected(Error(ErrorCode::kRolledBack,
+                                 fmt::format("apply of {} failed part-way and was rolled back: {}",
+                                             m.id, cause.ToString())));
+  };
+  auto write = [&](const JournalWrite& w) -> patchlab::Status {
+    if (auto st = memory->Write(w.addr, w.new_bytes); !st) return st;
+    done.push_back(w);
+    return {};
+  };
+  auto map_at = [&](RemoteRange r) -> patchlab::Status {
+    auto got = sys.Mmap(r.start, r.size(), PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE);
+    if (!got) return std::unexpected(std::move(got.error()));
+    if (*got != r.start) {
+      // A kernel without MAP_FIXED_NOREPLACE treats it as a hint.
+      (void)sys.Munmap(*got, r.size());
+      return Fail(ErrorCode::kIo, "pid {}: {} is no longer free", pid_, r.start);
+    }
+    made.push_back(r);
+    return {};
+  };
+
+  // 5. Map and fill the object and new island pages: nothing refers to them yet.
+  if (auto st = map_at(mapping); !st) return rollback(st.error());
+  if (auto st = memory->Write(mapping.start, image); !st) return rollback(st.error());
+  for (const PageProtection& p : object->protections()) {
+    if (auto st = sys.Mprotect(mapping.start + static_cast<int64_t>(p.offset), p.size, p.prot); !st) {
+      return rollback(st.error());
+    }
+  }
+  for (RemotePtr page : new_islands) {
+    if (auto st = map_at({page, page + static_cast<int64_t>(kIslandPageSize)}); !st) {
+      return rollback(st.error());
+    }
+    if (auto st = memory->Write(page, island_header); !st) return rollback(st.error());
+  }
+  for (const JournalWrite& w : slot_writes) {
+    // SAFETY: every thread is stopped, and no jump leads to this slot yet.
+    if (auto st = write(w); !st) return rollback(st.error());
+  }
+  for (RemotePtr page : new_islands) {
+    if (auto st = sys.Mprotect(page, kIslandPageSize, PROT_READ | PROT_EXEC); !st) {
+      return rollback(st.error());
+    }
+  }
+  FaultPoint("after-map");
+
+  // 6. The live writes: new entries, stacked slots, sites of replaced patches.
   int count = 0;
   for (const JournalWrite& w : live) {
     // SAFETY: every thread of the process is stopped (Tracee), and the stack

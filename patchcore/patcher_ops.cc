@@ -107,7 +107,9 @@ Result<RevertReport> Patcher::Revert(std::optional<std::string> id,
   auto insn = FindSyscallInstruction(*memory, *maps);
   if (!insn) return std::unexpected(std::move(insn.error()));
 
-  auto world = internal::StopWorld(pid_, *memory, guarded, timeout);
+  // Redirecting calls away from a patch is safe whatever the threads are
+  // doing; only unmapping its code must wait until no thread is inside.
+  auto world = internal::StopWorld(pid_, *memory, {}, timeout);
   if (!world) return std::unexpected(std::move(world.error()));
   report.retries = world->retries;
   Tracee& tracee = world->tracee;
@@ -143,17 +145,32 @@ Result<RevertReport> Patcher::Revert(std::optional<std::string> id,
     done.push_back(&w);
     FaultPoint(fmt::format("after-write-{}", ++count));
   }
+  bool unmapped = false;
   {
-    RemoteSyscall sys(tracee, tracee.threads().front(), *insn);
-    for (const RemoteRange& r : to_unmap) {
-      if (auto st = sys.Munmap(r.start, r.size()); !st) {
-        Log("patchcore")->warn("pid {}: {}", pid_, st.error().ToString());
+    StackChecker checker;
+    auto hit = checker.Check(tracee, *memory, guarded);
+    if (hit && !*hit) {
+      RemoteSyscall sys(tracee, tracee.threads().front(), *insn);
+      for (const RemoteRange& r : to_unmap) {
+        if (auto st = sys.Munmap(r.start, r.size()); !st) {
+          Log("patchcore")->warn("pid {}: {}", pid_, st.error().ToString());
+        }
       }
+      unmapped = true;
     }
   }
   (void)tracee.Detach();
   report.pause = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() -
                                                                        tracee.first_stop());
+  if (!unmapped) {
+    // A thread was still inside; calls no longer go there, so it leaves soon.
+    if (auto st = UnmapWhenUnused(pid_, *memory, *maps, to_unmap, timeout); !st) {
+      return Fail(ErrorCode::kInternal,
+                  "revert in pid {}: calls are redirected, but {} (run `hotpatch recover` to "
+                  "free the old code later)",
+                  pid_, st.error().ToString());
+    }
+  }
   FaultPoint("before-commit");
   if (auto st = store_.Save(next); !st) return std::unexpected(st.error());
   (void)RemoveJournal(journal_path);
@@ -257,7 +274,19 @@ Result<RecoverReport> Patcher::Recover(std::chrono::milliseconds timeout) {
     }
     if (auto st = tracee->Detach(); !st) return std::unexpected(st.error());
   }
-  const auto& unmap = roll_back ? journal->mapped : journal->to_unmap;
+  std::vector<RemoteRange> unmap = journal->to_unmap;
+  if (roll_back) {
+    // Only ranges that hold what the apply put there: a planned mapping the
+    // patcher never made may be someone else's memory by now.
+    unmap.clear();
+    for (size_t i = 0; i < journal->mapped.size(); ++i) {
+      const RemoteRange& r = journal->mapped[i];
+      const auto& head = i < journal->mapped_heads.size() ? journal->mapped_heads[i]
+                                                          : std::vector<uint8_t>();
+      auto got = memory->Read(r.start, head.size());
+      if (!head.empty() && got && *got == head) unmap.push_back(r);
+    }
+  }
   if (auto st = UnmapWhenUnused(pid_, *memory, *maps, unmap, timeout); !st) {
     return std::unexpected(std::move(st.error()).AddContext(
         "code is restored, but old patch pages stay mapped"));

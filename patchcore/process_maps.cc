@@ -130,6 +130,16 @@ std::optional<RemotePtr> ProcessMaps::FindFreeNear(RemotePtr near, uint64_t size
   return RemotePtr(*best);
 }
 
+void ProcessMaps::Reserve(RemoteRange range) {
+  MapEntry e;
+  e.start = range.start;
+  e.end = range.end;
+  e.path = "[reserved]";
+  auto it = std::upper_bound(entries_.begin(), entries_.end(), e,
+                             [](const MapEntry& a, const MapEntry& b) { return a.start < b.start; });
+  entries_.insert(it, std::move(e));
+}
+
 Result<uint64_t> ProcessStartTime(pid_t pid) {
   auto stat = ReadFile(fmt::format("/proc/{}/stat", pid));
   if (!stat) return Fail(ErrorCode::kTargetGone, "pid {} is gone", pid);

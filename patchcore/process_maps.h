@@ -54,6 +54,9 @@ class ProcessMaps {
                                         uint64_t reach = kRel32Reach) const;
 
   // What a rel32 displacement can span, with a margin for the instruction itself.
+  // Marks `range` as taken (a mapping we are about to make).
+  void Reserve(RemoteRange range);
+
   static constexpr uint64_t kRel32Reach = (1ull << 31) - (1ull << 20);
 
  private:

@@ -1,6 +1,7 @@
 #include "patchcore/stack_check.h"
 
 #include <libunwind-ptrace.h>
+#include <sys/user.h>
 
 #include <cstring>
 #include <unordered_map>
@@ -17,6 +18,7 @@ constexpr uint64_t kCachePage = 4096;
 // which we read a page at a time from /proc/PID/mem.
 struct UnwindContext {
   void* upt;
+  const user_regs_struct* regs;  // the thread being unwound
   const ProcessMemory* memory;
   std::unordered_map<uint64_t, std::vector<uint8_t>> pages;
 };
@@ -54,11 +56,34 @@ int AccessMem(unw_addr_space_t as, unw_word_t addr, unw_word_t* val, int write, 
   std::memcpy(val, it->second.data() + off, sizeof(unw_word_t));
   return 0;
 }
-int AccessReg(unw_addr_space_t as, unw_regnum_t reg, unw_word_t* val, int write, void* /*arg*/) {
-  return _UPT_access_reg(as, reg, val, write, current_context->upt);
+// Registers come from the thread's GETREGS snapshot: one UPT (and its cache
+// of unwind tables) then serves every thread of the process.
+int AccessReg(unw_addr_space_t, unw_regnum_t reg, unw_word_t* val, int write, void* /*arg*/) {
+  if (write) return -UNW_EREADONLYREG;
+  const user_regs_struct& r = *current_context->regs;
+  switch (reg) {
+    case UNW_X86_64_RAX: *val = r.rax; return 0;
+    case UNW_X86_64_RDX: *val = r.rdx; return 0;
+    case UNW_X86_64_RCX: *val = r.rcx; return 0;
+    case UNW_X86_64_RBX: *val = r.rbx; return 0;
+    case UNW_X86_64_RSI: *val = r.rsi; return 0;
+    case UNW_X86_64_RDI: *val = r.rdi; return 0;
+    case UNW_X86_64_RBP: *val = r.rbp; return 0;
+    case UNW_X86_64_RSP: *val = r.rsp; return 0;
+    case UNW_X86_64_R8: *val = r.r8; return 0;
+    case UNW_X86_64_R9: *val = r.r9; return 0;
+    case UNW_X86_64_R10: *val = r.r10; return 0;
+    case UNW_X86_64_R11: *val = r.r11; return 0;
+    case UNW_X86_64_R12: *val = r.r12; return 0;
+    case UNW_X86_64_R13: *val = r.r13; return 0;
+    case UNW_X86_64_R14: *val = r.r14; return 0;
+    case UNW_X86_64_R15: *val = r.r15; return 0;
+    case UNW_X86_64_RIP: *val = r.rip; return 0;
+    default: return -UNW_EBADREG;
+  }
 }
-int AccessFpreg(unw_addr_space_t as, unw_regnum_t reg, unw_fpreg_t* val, int write, void* /*arg*/) {
-  return _UPT_access_fpreg(as, reg, val, write, current_context->upt);
+int AccessFpreg(unw_addr_space_t, unw_regnum_t, unw_fpreg_t*, int, void* /*arg*/) {
+  return -UNW_EBADREG;
 }
 int Resume(unw_addr_space_t as, unw_cursor_t* c, void* /*arg*/) {
   return _UPT_resume(as, c, current_context->upt);
@@ -93,37 +118,46 @@ Result<std::optional<StackHit>> StackChecker::Check(const Tracee& tracee,
     }
     return nullptr;
   };
+  void* upt = _UPT_create(tracee.pid());
+  if (!upt) return Fail(ErrorCode::kInternal, "libunwind: _UPT_create failed");
+  UnwindContext ctx{upt, nullptr, &memory, {}};
+  current_context = &ctx;
+  std::optional<StackHit> hit;
+  std::optional<Error> failure;
   for (pid_t tid : tracee.threads()) {
     auto regs = tracee.GetRegs(tid);
-    if (!regs) return std::unexpected(std::move(regs.error()));
+    if (!regs) {
+      failure = std::move(regs.error());
+      break;
+    }
     if (const GuardedRange* r = find(regs->rip)) {
-      return StackHit{tid, RemotePtr(regs->rip), 0, r->name};
+      hit = StackHit{tid, RemotePtr(regs->rip), 0, r->name};
+      break;
     }
-    UnwindContext ctx{_UPT_create(tid), &memory, {}};
-    if (!ctx.upt) return Fail(ErrorCode::kInternal, "libunwind: _UPT_create failed");
-    current_context = &ctx;
+    ctx.regs = &*regs;
     unw_cursor_t cursor;
-    std::optional<StackHit> hit;
-    if (unw_init_remote(&cursor, as, &ctx) == 0) {
-      for (int frame = 1; frame < kMaxFrames && unw_step(&cursor) > 0; ++frame) {
-        unw_word_t ip = 0;
-        unw_get_reg(&cursor, UNW_REG_IP, &ip);
-        if (ip == 0) break;
-        // A return address follows its call: the call itself is at ip - 1.
-        const GuardedRange* r = find(ip - 1);
-        if (!r) r = find(ip);
-        if (r) {
-          hit = StackHit{tid, RemotePtr(ip), frame, r->name};
-          break;
-        }
-      }
-    } else {
+    if (unw_init_remote(&cursor, as, &ctx) != 0) {
       Log("patchcore")->debug("thread {}: cannot start unwinding", tid);
+      continue;
     }
-    current_context = nullptr;
-    _UPT_destroy(ctx.upt);
-    if (hit) return hit;
+    for (int frame = 1; frame < kMaxFrames && unw_step(&cursor) > 0; ++frame) {
+      unw_word_t ip = 0;
+      unw_get_reg(&cursor, UNW_REG_IP, &ip);
+      if (ip == 0) break;
+      // A return address follows its call: the call itself is at ip - 1.
+      const GuardedRange* r = find(ip - 1);
+      if (!r) r = find(ip);
+      if (r) {
+        hit = StackHit{tid, RemotePtr(ip), frame, r->name};
+        break;
+      }
+    }
+    if (hit) break;
   }
+  current_context = nullptr;
+  _UPT_destroy(upt);
+  if (failure) return std::unexpected(std::move(*failure));
+  if (hit) return hit;
   return std::optional<StackHit>();
 }
 

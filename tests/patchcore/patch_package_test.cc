@@ -1,1 +1,61 @@
-// placeholder
+// Package encoding and signatures, without processes.
+#include "patchcore/patch_package.h"
+
+#include <filesystem>
+
+#include <gtest/gtest.h>
+
+#include "base/file_util.h"
+
+namespace patchlab::patchcore {
+namespace {
+
+Manifest SampleManifest(std::string_view object) {
+  Manifest m;
+  m.id = "fix-1";
+  m.seq = 7;
+  m.target_build_id = "abcdef";
+  m.target_file = "server";
+  m.functions = {{"parse", "parse_v2"}};
+  m.refs = {"table"};
+  m.object_sha256 = Sha256Hex(object);
+  return m;
+}
+
+TEST(PatchPackage, SignedRoundTripAndTamperDetection) {
+  auto dir = std::filesystem::path(::testing::TempDir()) / "pkg_keys";
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(GenerateKeyPair(dir).has_value());
+  EXPECT_FALSE(GenerateKeyPair(dir).has_value());  // never overwrites a key
+  std::string object = "\x7f" "ELF pretend object";
+  auto bytes = EncodePackage(SampleManifest(object), object, dir / "patch.key");
+  ASSERT_TRUE(bytes.has_value()) << bytes.error().ToString();
+  auto pkg = DecodePackage(*bytes, "sample");
+  ASSERT_TRUE(pkg.has_value()) << pkg.error().ToString();
+  EXPECT_EQ(pkg->manifest.id, "fix-1");
+  EXPECT_EQ(pkg->manifest.functions[0].new_name, "parse_v2");
+  EXPECT_TRUE(VerifyPackage(*pkg, dir / "patch.pub").has_value());
+
+  std::string flipped = *bytes;
+  flipped[flipped.find("fix-1")] = 'g';
+  auto bad = DecodePackage(flipped, "flipped");
+  ASSERT_TRUE(bad.has_value());
+  EXPECT_EQ(VerifyPackage(*bad, dir / "patch.pub").error().code(), ErrorCode::kRefused);
+
+  EXPECT_EQ(DecodePackage(bytes->substr(0, 40), "cut").error().code(), ErrorCode::kParse);
+}
+
+TEST(PatchPackage, UnsignedIsRefusedByVerify) {
+  std::string object = "obj";
+  auto bytes = EncodePackage(SampleManifest(object), object, "");
+  ASSERT_TRUE(bytes.has_value());
+  auto pkg = DecodePackage(*bytes, "unsigned");
+  ASSERT_TRUE(pkg.has_value());
+  EXPECT_FALSE(pkg->is_signed());
+  auto st = VerifyPackage(*pkg, "/nonexistent.pub");
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), ErrorCode::kRefused);
+}
+
+}  // namespace
+}  // namespace patchlab::patchcore

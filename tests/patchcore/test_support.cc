@@ -1,1 +1,100 @@
-// placeholder
+#include "test_support.h"
+
+#include <signal.h>
+
+#include <chrono>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "base/file_util.h"
+
+namespace patchlab::patchcore::testing {
+
+std::unique_ptr<Target> Target::Start(const std::string& binary, std::vector<std::string> args,
+                                      const std::filesystem::path& dir) {
+  auto t = std::make_unique<Target>();
+  t->out_ = dir / "target.out";
+  SubprocessOptions o;
+  o.argv = {binary};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  o.stdout_mode = OutputMode::kFile;
+  o.stdout_path = t->out_.string();
+  o.stderr_to_stdout = true;
+  auto p = Subprocess::Start(o);
+  EXPECT_TRUE(p.has_value()) << p.error().ToString();
+  if (!p) return nullptr;
+  t->process_.emplace(std::move(*p));
+  t->WaitFor([](const auto& tick) { return tick.count("calls") && tick.at("calls") > 0; });
+  return t;
+}
+
+bool Target::Alive() const { return ::kill(pid(), 0) == 0; }
+
+std::map<std::string, long> Target::Tick() const {
+  std::map<std::string, long> out;
+  auto text = ReadFile(out_);
+  if (!text) return out;
+  size_t end = text->rfind('\n');
+  if (end == std::string::npos) return out;
+  size_t start = text->rfind("tick ", end);
+  if (start == std::string::npos) return out;
+  std::istringstream line(text->substr(start + 5, end - start - 5));
+  std::string kv;
+  while (line >> kv) {
+    size_t eq = kv.find('=');
+    if (eq != std::string::npos) out[kv.substr(0, eq)] = std::stol(kv.substr(eq + 1));
+  }
+  return out;
+}
+
+bool Target::WaitFor(const std::function<bool(const std::map<std::string, long>&)>& pred,
+                     int max_ms) const {
+  for (int waited = 0; waited < max_ms; waited += 10) {
+    auto tick = Tick();
+    if (!tick.empty() && pred(tick)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+SubprocessResult Hotpatch(std::vector<std::string> args) {
+  SubprocessOptions o;
+  o.argv = {HOTPATCH_BIN};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  o.timeout = std::chrono::seconds(60);
+  auto r = RunSubprocess(o);
+  EXPECT_TRUE(r.has_value()) << r.error().ToString();
+  return r.value_or(SubprocessResult{});
+}
+
+Workspace::Workspace() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  dir = std::filesystem::path(::testing::TempDir()) / "patchcore" /
+        (std::string(info->test_suite_name()) + "." + info->name());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  ::setenv("HOTPATCH_STATE_DIR", (dir / "state").c_str(), 1);
+  auto r = Hotpatch({"keygen", "--out", (dir / "keys").string()});
+  EXPECT_EQ(r.status.code, 0) << r.stderr_data;
+}
+
+std::string Workspace::Pack(const std::string& target, const std::string& object,
+                            const std::string& id, int seq, std::vector<std::string> extra,
+                            bool sign) {
+  std::string out = (dir / (id + ".hpk")).string();
+  std::vector<std::string> args = {"pack",  "--target", target,        "--object", object,
+                                   "--id",  id,         "--seq",       std::to_string(seq),
+                                   "-o",    out};
+  if (sign) {
+    args.push_back("--key");
+    args.push_back(key());
+  }
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto r = Hotpatch(args);
+  EXPECT_EQ(r.status.code, 0) << r.stderr_data;
+  return out;
+}
+
+}  // namespace patchlab::patchcore::testing

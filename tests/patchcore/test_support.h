@@ -1,0 +1,52 @@
+// Helpers for the patch core's process tests: start a target program with its
+// output in a file, read its latest tick line, run the real hotpatch binary,
+// and build packages for a test.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/subprocess.h"
+
+namespace patchlab::patchcore::testing {
+
+// One running target; killed when destroyed.
+class Target {
+ public:
+  static std::unique_ptr<Target> Start(const std::string& binary, std::vector<std::string> args,
+                                       const std::filesystem::path& dir);
+  pid_t pid() const { return process_->pid(); }
+  // The counters of the latest complete tick line (calls, wrong, v0..v3, private, z, sig, child).
+  std::map<std::string, long> Tick() const;
+  // Waits (bounded, for liveness only) until `pred` holds on a fresh tick.
+  bool WaitFor(const std::function<bool(const std::map<std::string, long>&)>& pred,
+               int max_ms = 20000) const;
+  // True while the process has not exited.
+  bool Alive() const;
+
+ private:
+  std::optional<Subprocess> process_;
+  std::filesystem::path out_;
+};
+
+SubprocessResult Hotpatch(std::vector<std::string> args);
+
+// A scratch folder with a key pair, fresh for each test.
+struct Workspace {
+  Workspace();
+  std::filesystem::path dir;
+  std::string key() const { return (dir / "keys" / "patch.key").string(); }
+  std::string pub() const { return (dir / "keys" / "patch.pub").string(); }
+  // hotpatch pack; returns the package path. Fails the test on error.
+  std::string Pack(const std::string& target, const std::string& object, const std::string& id,
+                   int seq, std::vector<std::string> extra, bool sign = true);
+};
+
+}  // namespace patchlab::patchcore::testing
