@@ -95,7 +95,7 @@ struct ApplySpec {
 struct LimitsSpec {
   double cpu_overhead_pct = 2.0;
   double mem_overhead_kib = 15.0 * 1024;
-  double pause_us = 100000;  // TCG is slow: 100 ms by default
+  double pause_us = 500000;  // the default gate policy's bound; TCG is slow
 };
 
 struct ExpectSpec {

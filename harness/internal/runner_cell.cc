@@ -247,13 +247,27 @@ class Sequence {
       }
     }
     obs_.calls.push_back(std::move(call));
+    if (a.exit_code == 5) NoteVanished();
     return a.exit_code == 0;
+  }
+
+  // hotpatch found the target gone: tell a crash from a workload whose
+  // duration ran out before the measurement did.
+  void NoteVanished() {
+    auto exit = guest_.Wait(pid_, milliseconds(1000));
+    if (!exit || !*exit) return;
+    running_ = false;
+    NoteExit(**exit);
+    if ((*exit)->exited && (*exit)->code == 0) {
+      obs_.problems.push_back("the workload ended before the measurement finished (make workload.duration longer)");
+    }
   }
 
   bool Revert() {
     CheckTime();
     GuestPatchAnswer a = Must(guest_.Revert(pid_, plan_.patch->spec->id), "reverting");
     obs_.calls.push_back({PatchCall::Op::kRevert, a.exit_code, std::nullopt, a.message});
+    if (a.exit_code == 5) NoteVanished();
     return a.exit_code == 0;
   }
 
