@@ -20,13 +20,13 @@ trap 'rm -rf "$work"' EXIT
 
 "$patchlab" images build "$image" >/dev/null
 cache=${PATCHLAB_CACHE:-/var/cache/patchlab}
-# The newest built image of that name: its kernel and initramfs.
-imgdir=$(grep -l "\"$image\"\|^name: $image\|$image" -r "$cache/images" --include='*.json' --include='*.yaml' \
-           --include='*.txt' 2>/dev/null | xargs -r -n1 dirname | xargs -r ls -dt 2>/dev/null | head -n1 || true)
-kernel=$(find "${imgdir:-$cache/images}" -maxdepth 2 -type f \( -name 'vmlinuz*' -o -name 'bzImage' -o -name 'kernel' \) -printf '%T@ %p\n' | sort -rn | head -n1 | cut -d' ' -f2)
-initrd=$(find "$(dirname "$kernel")" -maxdepth 1 -type f \( -name '*initr*' -o -name '*.cpio*' \) | head -n1)
+# The newest built image of that name: image.json names its kernel and initramfs.
+imgdir=$(ls -dt "$cache/images/$image"-*/ 2>/dev/null | head -n1 || true)
+json=${imgdir%/}/image.json
+kernel=$(sed -n 's/^ *"kernel": "\(.*\)",*$/\1/p' "$json" 2>/dev/null | head -n1)
+initrd=$(sed -n 's/^ *"initrd": "\(.*\)",*$/\1/p' "$json" 2>/dev/null | head -n1)
 if [ -z "$kernel" ] || [ -z "$initrd" ]; then
-  echo "bench/lab: cannot find the kernel and initramfs of $image under $cache/images" >&2
+  echo "bench/lab: cannot find the kernel and initramfs of $image in $cache/images/$image-*/image.json" >&2
   exit 2
 fi
 
