@@ -19,6 +19,7 @@
 #include "harness/internal/runner_cell.h"
 #include "harness/internal/runner_figures.h"
 #include "harness/internal/runner_host_guest.h"
+#include "harness/libvirt/fleet_backend.h"
 #include "harness/internal/runner_vm_guest.h"
 #include "metrics/compat_db.h"
 #include "metrics/gate.h"
@@ -161,6 +162,13 @@ Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
   std::unique_ptr<internal::GuestFactory> factory;
   if (options_.backend == RunnerBackend::kHost) {
     factory = std::make_unique<internal::HostGuestFactory>(options_.hotpatch);
+  } else if (options_.backend == RunnerBackend::kLibvirt) {
+    // The fleet: VMs spread over the --connect hosts (docs/fleet.md).
+    auto fleet = MakeLibvirtBackend(options_.connect, options_.per_host);
+    if (!fleet) return std::unexpected(Error(ErrorCode::kInfra, fleet.error().ToString()));
+    auto f = internal::MakeVmGuestFactory(options_.recipes, out / "vm-states", std::move(*fleet));
+    if (!f) return std::unexpected(f.error());
+    factory = std::move(*f);
   } else {
     auto f = internal::MakeVmGuestFactory(options_.recipes, out / "vm-states");
     if (!f) return std::unexpected(f.error());
@@ -268,6 +276,7 @@ Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
       CellOutcome outcome;
       Clock::time_point cell_start = Clock::now();
       internal::CellObservations obs;
+      std::string machine_host;  // the libvirt host the cell's last machine ran on
       // A machine failure gets one more chance on a fresh machine.
       for (int attempt = 0; attempt < 2; ++attempt) {
         fs::path dir = attempt == 0 ? artefacts : artefacts / "retry";
@@ -277,6 +286,7 @@ Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
         if (!guest) {
           obs.infra_error = "starting the machine: " + guest.error().ToString();
         } else {
+          machine_host = (*guest)->Host();
           internal::CellPlan cp{pc.scenario, pc.built, pc.patch, pc.workload, key->public_key};
           obs = internal::RunCellSequence(**guest, cp, &cancel_);
           (void)(*guest)->Shutdown();
@@ -290,6 +300,7 @@ Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
       outcome.result.key = pc.key;
       outcome.result.patch_seq = static_cast<int>(pc.patch->spec->seq);
       outcome.result.artefacts = artefacts.string();
+      if (!machine_host.empty()) outcome.result.host = machine_host;
       internal::ComputeFigures(obs, pc.scenario->limits, outcome.result, outcome.overhead_flagged);
       outcome.result.duration_ms =
           std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - cell_start).count();

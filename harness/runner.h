@@ -36,6 +36,7 @@ namespace patchlab::harness {
 enum class RunnerBackend {
   kQemu,  // reference images in QEMU VMs (the lab's normal mode)
   kHost,  // this host's own processes: no image or CPU variation
+  kLibvirt,  // reference images in libvirt domains on the `connect` hosts (docs/fleet.md)
 };
 
 struct RunnerOptions {
@@ -49,6 +50,8 @@ struct RunnerOptions {
   std::filesystem::path hotpatch;   // the host's hotpatch (pack, keygen; apply on the host backend)
   std::filesystem::path key_dir;    // the lab's signing key; empty: DefaultKeyDir()
   std::filesystem::path recipes;    // vm-images/images.yaml (QEMU backend)
+  std::vector<std::string> connect;  // libvirt backend: one URI per host
+  int per_host = 1;                  // libvirt backend: VMs at once on each host
   std::string cc = "cc";
   std::string label;                // stored with the run ("nightly", ...)
   std::string args;                 // the command line, stored with the run

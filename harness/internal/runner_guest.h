@@ -70,6 +70,10 @@ class CellGuest {
   // Crashes of the machine itself seen so far: a panic event, a lost heartbeat.
   virtual std::vector<Crash> MachineCrashes() = 0;
 
+  // The machine the cell runs on, recorded with it (a libvirt host URI); empty:
+  // this lab machine.
+  virtual std::string Host() const { return ""; }
+
   // Where guest-side scratch files go (e.g. "/tmp/cell"), created on start.
   virtual std::string ScratchDir() const = 0;
   // Stops the machine and keeps its logs (console, agent, kernel) in the

@@ -6,6 +6,7 @@
 #include "base/file_util.h"
 #include "base/log.h"
 #include "harness/image_store.h"
+#include "harness/libvirt/fleet_backend.h"
 #include "harness/qemu_backend.h"
 
 namespace patchlab::harness::internal {
@@ -34,7 +35,8 @@ Result<T> AsInfra(Result<T> r, std::string_view what) {
 
 class VmGuest : public CellGuest {
  public:
-  VmGuest(std::unique_ptr<Vm> vm, fs::path artefacts) : vm_(std::move(vm)), artefacts_(std::move(artefacts)) {}
+  VmGuest(std::unique_ptr<Vm> vm, fs::path artefacts)
+      : vm_(std::move(vm)), artefacts_(std::move(artefacts)), host_(VmHostName(*vm_)) {}
   ~VmGuest() override { (void)Shutdown(); }
 
   Status Init() {
@@ -134,6 +136,7 @@ class VmGuest : public CellGuest {
   }
 
   std::string ScratchDir() const override { return kScratch; }
+  std::string Host() const override { return host_; }
 
   Status Shutdown() override {
     if (!vm_) return {};
@@ -156,14 +159,15 @@ class VmGuest : public CellGuest {
 
   std::unique_ptr<Vm> vm_;
   fs::path artefacts_;
+  std::string host_;  // libvirt host URI; empty for QEMU on this machine
   uint64_t mark_ = 0;
   std::string kernel_log_;
 };
 
 class VmGuestFactory : public GuestFactory {
  public:
-  VmGuestFactory(ImageStore store, fs::path state_dir)
-      : store_(std::move(store)), backend_(QemuBackendOptions{}), state_dir_(std::move(state_dir)) {}
+  VmGuestFactory(ImageStore store, fs::path state_dir, std::unique_ptr<VmBackend> backend)
+      : store_(std::move(store)), backend_(std::move(backend)), state_dir_(std::move(state_dir)) {}
 
   Result<std::unique_ptr<CellGuest>> Start(const GuestSpec& spec) override {
     auto image = Image(spec.image);
@@ -190,7 +194,7 @@ class VmGuestFactory : public GuestFactory {
         if (auto it = states_.find(key); it != states_.end()) state = it->second;
       }
       if (state) {
-        auto restored = backend_.RestoreReady(*state, vs);
+        auto restored = backend_->RestoreReady(*state, vs);
         if (restored) {
           vm = std::move(*restored);
         } else {
@@ -198,12 +202,12 @@ class VmGuestFactory : public GuestFactory {
         }
       }
       if (!vm) {
-        auto booted = backend_.Boot(*image, vs);
+        auto booted = backend_->Boot(*image, vs);
         if (!booted) return std::unexpected(Error(ErrorCode::kInfra, booted.error().ToString()));
         vm = std::move(*booted);
         if (!state) {
           (void)MakeDirs(state_dir_);
-          auto saved = backend_.SaveReady(*vm, state_dir_ / (key + ".state"));
+          auto saved = backend_->SaveReady(*vm, state_dir_ / (key + ".state"));
           if (saved) {
             std::lock_guard<std::mutex> lock(mu_);
             states_[key] = *saved;
@@ -252,7 +256,7 @@ class VmGuestFactory : public GuestFactory {
 
   std::mutex mu_;
   ImageStore store_;
-  QemuBackend backend_;
+  std::unique_ptr<VmBackend> backend_;
   fs::path state_dir_;
   std::map<std::string, VmImage> images_;
   std::map<std::string, ReadyState> states_;
@@ -262,6 +266,11 @@ class VmGuestFactory : public GuestFactory {
 }  // namespace
 
 Result<std::unique_ptr<GuestFactory>> MakeVmGuestFactory(const fs::path& recipes, const fs::path& state_dir) {
+  return MakeVmGuestFactory(recipes, state_dir, std::make_unique<QemuBackend>(QemuBackendOptions{}));
+}
+
+Result<std::unique_ptr<GuestFactory>> MakeVmGuestFactory(const fs::path& recipes, const fs::path& state_dir,
+                                                         std::unique_ptr<VmBackend> backend) {
   LabBinaries bins = LocateLabBinaries();
   ImageStoreOptions o;
   o.recipes = recipes;
@@ -270,7 +279,7 @@ Result<std::unique_ptr<GuestFactory>> MakeVmGuestFactory(const fs::path& recipes
   o.hotpatch_binary = bins.hotpatch;
   auto store = ImageStore::Open(o);
   if (!store) return std::unexpected(std::move(store.error()).AddContext("opening the image store"));
-  return std::unique_ptr<GuestFactory>(new VmGuestFactory(std::move(*store), state_dir));
+  return std::unique_ptr<GuestFactory>(new VmGuestFactory(std::move(*store), state_dir, std::move(backend)));
 }
 
 }  // namespace patchlab::harness::internal

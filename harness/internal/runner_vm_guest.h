@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "harness/internal/runner_guest.h"
+#include "harness/vm_backend.h"
 
 namespace patchlab::harness::internal {
 
@@ -19,5 +20,9 @@ namespace patchlab::harness::internal {
 // Fails (kInfra/kParse) when the recipes or the guest agent binary are missing.
 Result<std::unique_ptr<GuestFactory>> MakeVmGuestFactory(const std::filesystem::path& recipes,
                                                          const std::filesystem::path& state_dir);
+// As above, with VMs run by `backend` (e.g. the libvirt fleet) instead of QEMU directly.
+Result<std::unique_ptr<GuestFactory>> MakeVmGuestFactory(const std::filesystem::path& recipes,
+                                                         const std::filesystem::path& state_dir,
+                                                         std::unique_ptr<VmBackend> backend);
 
 }  // namespace patchlab::harness::internal

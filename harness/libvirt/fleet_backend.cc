@@ -238,4 +238,20 @@ int FleetBackend::capacity() const {
   return live * impl_->options.per_host;
 }
 
+Result<std::unique_ptr<VmBackend>> MakeLibvirtBackend(const std::vector<std::string>& uris, int per_host,
+                                                      LibvirtBackendOptions options) {
+  FleetOptions o;
+  o.uris = uris;
+  o.per_host = per_host;
+  o.backend = std::move(options);
+  auto fleet = FleetBackend::Open(std::move(o));
+  if (!fleet) return std::unexpected(fleet.error());
+  return std::unique_ptr<VmBackend>(std::move(*fleet));
+}
+
+std::string VmHostName(Vm& vm) {
+  LibvirtVmInfo* info = AsLibvirtVm(vm);
+  return info != nullptr ? info->HostName() : std::string();
+}
+
 }  // namespace patchlab::harness

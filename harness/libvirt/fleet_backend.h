@@ -68,4 +68,13 @@ class FleetBackend : public VmBackend {
   std::shared_ptr<Impl> impl_;
 };
 
+// What `patchlab run --backend libvirt --connect URI... --per-host N` runs on:
+// a FleetBackend over `uris` (one URI is a fleet of one host). Errors as Open.
+Result<std::unique_ptr<VmBackend>> MakeLibvirtBackend(const std::vector<std::string>& uris, int per_host,
+                                                      LibvirtBackendOptions options = {});
+
+// The host a Vm runs on, for CellResult::host: its libvirt URI, or "" for a
+// VM of another backend.
+std::string VmHostName(Vm& vm);
+
 }  // namespace patchlab::harness
