@@ -13,106 +13,23 @@
 #include <gtest/gtest.h>
 
 #include "base/file_util.h"
-#include "base/subprocess.h"
 #include "harness/image_store.h"
-#include "harness/internal/cpio_writer.h"
 #include "harness/libvirt/fleet_backend.h"
 #include "harness/libvirt/host_check.h"
 #include "harness/libvirt/image_upload.h"
 #include "harness/libvirt/libvirt_backend.h"
 #include "tests/libvirt/libvirtd_fixture.h"
+#include "tests/libvirt/test_image.h"
 
 namespace patchlab::harness {
 namespace {
 
 namespace fs = std::filesystem;
 using std::chrono::milliseconds;
+using testing::LabImage;
 using testing::PrivateLibvirtd;
 
 constexpr milliseconds kHeartbeat{5000};
-
-// A minimal image of the same shape when the image store cannot build one:
-// the Debian cloud kernel, busybox-static and the lab's agent on ttyS1, cached
-// under CACHE/libvirt-test/.
-Result<VmImage> MinimalImage() {
-  fs::path dir = DefaultCacheDir() / "libvirt-test";
-  fs::path kernel_dir = dir / "kernel";
-  if (auto s = MakeDirs(dir); !s) return std::unexpected(s.error());
-  std::error_code ec;
-  fs::path vmlinuz;
-  auto find_kernel = [&] {
-    if (!fs::exists(kernel_dir / "boot")) return;
-    for (const auto& e : fs::directory_iterator(kernel_dir / "boot", ec)) {
-      if (e.path().filename().string().rfind("vmlinuz-", 0) == 0) vmlinuz = e.path();
-    }
-  };
-  find_kernel();
-  if (vmlinuz.empty()) {
-    SubprocessOptions get;
-    get.argv = {"sh", "-c",
-                "set -e; cd '" + dir.string() +
-                    "'; p=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image/{print $2; exit}');"
-                    " apt-get download \"$p\"; dpkg -x \"$p\"_*.deb kernel; rm -f \"$p\"_*.deb"};
-    get.timeout = std::chrono::minutes(5);
-    auto r = RunSubprocess(std::move(get));
-    if (!r) return std::unexpected(r.error());
-    if (!r->status.Success()) return Fail(ErrorCode::kNotFound, "fetching the cloud kernel: {}", r->stderr_data);
-    find_kernel();
-    if (vmlinuz.empty()) return Fail(ErrorCode::kNotFound, "no vmlinuz in the cloud kernel package");
-  }
-  auto busybox = ReadFile("/bin/busybox");
-  if (!busybox) return std::unexpected(busybox.error());
-  auto agent = ReadFile(PATCHLAB_AGENT_BINARY);
-  if (!agent) return std::unexpected(agent.error());
-  internal::CpioWriter cpio;
-  for (const char* d : {"/proc", "/sys", "/dev", "/tmp", "/run", "/bin", "/sbin", "/usr/sbin"}) cpio.AddDirectory(d);
-  cpio.AddCharDevice("/dev/console", 0600, 5, 1);
-  cpio.AddFile("/bin/busybox", 0755, *busybox);
-  cpio.AddSymlink("/bin/sh", "/bin/busybox");
-  cpio.AddFile("/usr/sbin/patchlab-agent", 0755, *agent);
-  // The ISA panic device needs its driver, a module in the cloud kernel.
-  std::string modules;
-  fs::path pvpanic_dir = kernel_dir / "lib/modules" / vmlinuz.filename().string().substr(8) / "kernel/drivers/misc/pvpanic";
-  for (const char* m : {"pvpanic.ko", "pvpanic-mmio.ko"}) {
-    auto data = ReadFile(pvpanic_dir / m);
-    if (!data) return std::unexpected(data.error());
-    cpio.AddFile(std::string("/lib/") + m, 0644, *data);
-    modules += std::string("insmod /lib/") + m + "\n";
-  }
-  cpio.AddFile("/init", 0755,
-               "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nmount -t proc proc /proc\n"
-               "mount -t sysfs sysfs /sys\nmount -t devtmpfs devtmpfs /dev\nmkdir -p /run/out\n" + modules +
-                   "exec /usr/sbin/patchlab-agent --device /dev/ttyS1\n");
-  std::string initrd_data = cpio.Finish();
-  fs::path initrd = dir / (Sha256Hex(initrd_data).substr(0, 16) + ".cpio");
-  if (!fs::exists(initrd)) {
-    if (auto s = WriteFileAtomic(initrd, initrd_data); !s) return std::unexpected(s.error());
-  }
-  std::string release = vmlinuz.filename().string().substr(8);
-  return VmImage{"libvirt-test-minimal", release, vmlinuz, initrd,
-                 {"console=ttyS0,115200", "loglevel=7", "print-fatal-signals=1", "panic=-1", "init_on_free=1"},
-                 {"qemu64"}, Sha256Hex(initrd_data + release)};
-}
-
-// The lab's reference image, built (or found in the cache) once per process;
-// the minimal one when the image store cannot build it here.
-Result<VmImage> LabImage() {
-  static std::optional<Result<VmImage>> image;
-  if (!image) {
-    ImageStoreOptions o;
-    o.recipes = PATCHLAB_SOURCE_DIR "/vm-images/images.yaml";
-    o.cache_dir = DefaultCacheDir();
-    o.agent_binary = PATCHLAB_AGENT_BINARY;
-    auto store = ImageStore::Open(o);
-    Result<VmImage> built = store ? store->Build("debian12-cloud") : Result<VmImage>(std::unexpected(store.error()));
-    if (!built) {
-      std::fprintf(stderr, "image store: %s; using a minimal image\n", built.error().ToString().c_str());
-      built = MinimalImage();
-    }
-    image = std::move(built);
-  }
-  return *image;
-}
 
 fs::path TestDir(const std::string& name) {
   fs::path dir = fs::temp_directory_path() / fmt::format("patchlab-lv-{}-{}", name, ::getpid());
@@ -150,7 +67,7 @@ class LibvirtVmTest : public ::testing::Test {
       skip_ = "needs root (private libvirtd in a mount namespace, QEMU as root)";
       return;
     }
-    auto image = LabImage();
+    auto image = LabImage(PATCHLAB_SOURCE_DIR, PATCHLAB_AGENT_BINARY);
     if (!image) {
       skip_ = "no reference image: " + image.error().ToString();
       return;
@@ -199,7 +116,7 @@ class LibvirtVmTest : public ::testing::Test {
 };
 
 TEST_F(LibvirtVmTest, BootsToTheAgentAndRecordsLibvirtFigures) {
-  auto image = LabImage();
+  auto image = LabImage(PATCHLAB_SOURCE_DIR, PATCHLAB_AGENT_BINARY);
   VmSpec spec = Spec(*dir_, "boot");
   auto vm = backend_->Boot(*image, spec);
   ASSERT_TRUE(vm.has_value()) << vm.error().ToString();
@@ -231,7 +148,7 @@ TEST_F(LibvirtVmTest, BootsToTheAgentAndRecordsLibvirtFigures) {
 }
 
 TEST_F(LibvirtVmTest, GuestPanicIsACrashEvent) {
-  auto image = LabImage();
+  auto image = LabImage(PATCHLAB_SOURCE_DIR, PATCHLAB_AGENT_BINARY);
   auto vm = backend_->Boot(*image, Spec(*dir_, "panic"));
   ASSERT_TRUE(vm.has_value()) << vm.error().ToString();
   ExecRequest req;
@@ -249,7 +166,7 @@ TEST_F(LibvirtVmTest, GuestPanicIsACrashEvent) {
 }
 
 TEST_F(LibvirtVmTest, KilledVmIsAnExitEvent) {
-  auto image = LabImage();
+  auto image = LabImage(PATCHLAB_SOURCE_DIR, PATCHLAB_AGENT_BINARY);
   auto vm = backend_->Boot(*image, Spec(*dir_, "kill"));
   ASSERT_TRUE(vm.has_value()) << vm.error().ToString();
   (*vm)->Kill();
@@ -263,7 +180,7 @@ TEST_F(LibvirtVmTest, KilledVmIsAnExitEvent) {
 }
 
 TEST_F(LibvirtVmTest, SavedReadyStateRestoresAndGrowsCopiesForParallelVms) {
-  auto image = LabImage();
+  auto image = LabImage(PATCHLAB_SOURCE_DIR, PATCHLAB_AGENT_BINARY);
   auto first = backend_->Boot(*image, Spec(*dir_, "save"));
   ASSERT_TRUE(first.has_value()) << first.error().ToString();
   auto state = backend_->SaveReady(**first, *dir_ / "states" / "ready.state");
@@ -310,7 +227,7 @@ TEST_F(LibvirtVmTest, SavedReadyStateRestoresAndGrowsCopiesForParallelVms) {
 }
 
 TEST_F(LibvirtVmTest, ImagesUploadOnceIntoThePoolAndBootFromIt) {
-  auto image = LabImage();
+  auto image = LabImage(PATCHLAB_SOURCE_DIR, PATCHLAB_AGENT_BINARY);
   ImagePoolSpec pool;  // the daemon's private /var/lib/libvirt/images/patchlab
   uint64_t sent = 0;
   auto placed = UploadImage(*backend_->host(), pool, *image, &sent);
@@ -339,7 +256,7 @@ TEST_F(LibvirtVmTest, ImagesUploadOnceIntoThePoolAndBootFromIt) {
 }
 
 TEST_F(LibvirtVmTest, HostCheckPassesOnAWorkingHost) {
-  auto image = LabImage();
+  auto image = LabImage(PATCHLAB_SOURCE_DIR, PATCHLAB_AGENT_BINARY);
   HostCheckOptions o;
   o.image = *image;
   o.force_upload = true;
@@ -356,7 +273,7 @@ TEST_F(LibvirtVmTest, HostCheckPassesOnAWorkingHost) {
 // host goes down mid-run its VM ends and the next cells land on the other.
 TEST(LibvirtFleet, SpreadsOverHostsAndSurvivesOneDroppingOut) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root (private libvirtd in a mount namespace)";
-  auto image = LabImage();
+  auto image = LabImage(PATCHLAB_SOURCE_DIR, PATCHLAB_AGENT_BINARY);
   if (!image) GTEST_SKIP() << "no reference image: " << image.error().ToString();
   fs::path dir = TestDir("fleet");
   auto a = PrivateLibvirtd::Start(dir / "host-a");
