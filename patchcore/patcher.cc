@@ -391,6 +391,9 @@ Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptio
       return rollback(st.error());
     }
   }
+  // The injection thread gets its own registers back before any live write:
+  // a patcher killed from here on leaves every thread able to run.
+  if (auto st = sys.Restore(); !st) return rollback(st.error());
   FaultPoint("after-map");
 
   // 6. The live writes: new entries, stacked slots, sites of replaced patches.
