@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "base/log.h"
 
@@ -63,6 +64,7 @@ Result<int64_t> RemoteSyscall::Call(long nr, std::array<uint64_t, 6> args) {
   regs.r9 = args[5];
   if (auto st = tracee_.SetRegs(tid_, regs); !st) return std::unexpected(std::move(st.error()));
   if (auto st = tracee_.SingleStep(tid_); !st) return std::unexpected(std::move(st.error()));
+  stepped_ = true;
   auto after = tracee_.GetRegs(tid_);
   if (!after) return std::unexpected(std::move(after.error()));
   if (after->rip != insn_.addr() + 2) {
@@ -110,7 +112,9 @@ Status RemoteSyscall::Restore() {
   if (!saved_) return {};
   auto st = tracee_.SetRegs(tid_, *saved_);
   saved_.reset();
-  return st;
+  if (!st) return st;
+  if (std::exchange(stepped_, false)) return tracee_.ClearStepFlag(tid_);
+  return {};
 }
 
 }  // namespace patchlab::patchcore

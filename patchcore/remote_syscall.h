@@ -56,6 +56,7 @@ class RemoteSyscall {
   pid_t tid_;
   RemotePtr insn_;
   std::optional<user_regs_struct> saved_;
+  bool stepped_ = false;  // the trap flag needs clearing (Tracee::ClearStepFlag)
 };
 
 }  // namespace patchlab::patchcore

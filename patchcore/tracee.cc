@@ -203,6 +203,28 @@ Status Tracee::SingleStep(pid_t tid) {
   return Fail(ErrorCode::kInternal, "thread {} of pid {} never completed a single step", tid, pid_);
 }
 
+Status Tracee::ClearStepFlag(pid_t tid) {
+  Thread* t = FindThread(tid);
+  if (!t) return Fail(ErrorCode::kInternal, "thread {} of pid {} is not held", tid, pid_);
+  auto before = GetRegs(tid);
+  if (!before) return std::unexpected(std::move(before.error()));
+  if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0 ||
+      ::ptrace(PTRACE_CONT, tid, nullptr, nullptr) != 0) {
+    if (errno == ESRCH) return Fail(ErrorCode::kTargetGone, "thread {} of pid {} is gone", tid, pid_);
+    return FailErrno(fmt::format("re-stopping thread {} of pid {}", tid, pid_));
+  }
+  auto stopped = WaitForStop(*t, Clock::now() + std::chrono::seconds(2));
+  if (!stopped) return std::unexpected(std::move(stopped.error()));
+  if (!*stopped) return Fail(ErrorCode::kTargetGone, "thread {} of pid {} exited", tid, pid_);
+  auto after = GetRegs(tid);
+  if (!after) return std::unexpected(std::move(after.error()));
+  if (after->rip != before->rip) {
+    return Fail(ErrorCode::kInternal, "thread {} of pid {} ran from {:#x} to {:#x} while re-stopped",
+                tid, pid_, before->rip, after->rip);
+  }
+  return {};
+}
+
 Status Tracee::Detach() {
   if (!attached_) return {};
   attached_ = false;

@@ -53,6 +53,13 @@ class Tracee {
   // that arrives instead is kept for later delivery and the step retried.
   Status SingleStep(pid_t tid);
 
+  // After SingleStep the kernel keeps the trap flag armed in `tid` until it is
+  // resumed by a request other than a step; a tracer that dies before that
+  // leaves a thread that ends on SIGTRAP one instruction later. This disarms
+  // it without running any of the thread's code: the thread is resumed with a
+  // stop already pending (PTRACE_INTERRUPT), so it stops again at once.
+  Status ClearStepFlag(pid_t tid);
+
   // Resumes every thread and ends tracing; returns when all are released. Safe
   // to call twice. Fails only if the whole process vanished (kTargetGone).
   Status Detach();

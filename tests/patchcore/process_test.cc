@@ -197,11 +197,6 @@ TEST(HotpatchProcess, SecurityRefusals) {
 }
 
 TEST(HotpatchProcess, KilledAtEachFaultPointThenRecovered) {
-  // Known defect, reported for its own issue: SIGKILL of the patcher at one of
-  // these fault points also ends the target, so recover/verify see exit 5. The
-  // body stays as the acceptance test for the fix; remove this skip with it.
-  GTEST_SKIP() << "known defect: killing hotpatch at a fault point can end the target "
-                  "(recover then sees exit 5); open until fixed";
   for (const char* fault : {"after-map", "after-write-1", "before-commit"}) {
     SCOPED_TRACE(fault);
     Workspace ws;
