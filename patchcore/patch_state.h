@@ -94,6 +94,8 @@ class StateStore {
 
   const std::filesystem::path& dir() const { return dir_; }
   std::filesystem::path journal_path() const { return dir_ / "journal.json"; }
+  // The spin traps StopWorld has set while it waits for busy threads.
+  std::filesystem::path park_path() const { return dir_ / "park.json"; }
   uint64_t start_time() const { return start_time_; }
 
   // The saved state; an empty stack when none was saved.

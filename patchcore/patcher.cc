@@ -58,7 +58,8 @@ Result<Patcher> Patcher::Open(pid_t pid) {
 
 bool Patcher::HasPendingJournal() const {
   std::error_code ec;
-  return std::filesystem::exists(store_.journal_path(), ec);
+  return std::filesystem::exists(store_.journal_path(), ec) ||
+         std::filesystem::exists(store_.park_path(), ec);
 }
 
 Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptions& options) {
@@ -310,7 +311,7 @@ Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptio
   if (auto st = SaveJournal(journal_path, journal); !st) return std::unexpected(st.error());
 
   // 4. Stop the world at a safe moment.
-  auto world = internal::StopWorld(pid_, *memory, guarded, options.timeout);
+  auto world = internal::StopWorld(pid_, *memory, guarded, options.timeout, store_.park_path());
   if (!world) {
     (void)RemoveJournal(journal_path);
     return std::unexpected(std::move(world.error()));

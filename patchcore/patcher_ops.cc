@@ -23,11 +23,12 @@ using Clock = std::chrono::steady_clock;
 // Unmaps `ranges` once no thread runs in or returns into them; the caller has
 // already redirected every jump away from them.
 Status UnmapWhenUnused(pid_t pid, const ProcessMemory& memory, const ProcessMaps& maps,
-                       const std::vector<RemoteRange>& ranges, std::chrono::milliseconds timeout) {
+                       const std::vector<RemoteRange>& ranges, std::chrono::milliseconds timeout,
+                       const std::filesystem::path& park_journal) {
   if (ranges.empty()) return {};
   std::vector<GuardedRange> guarded;
   for (const RemoteRange& r : ranges) guarded.push_back({r, fmt::format("mapping at {}", r.start)});
-  auto world = internal::StopWorld(pid, memory, guarded, timeout);
+  auto world = internal::StopWorld(pid, memory, guarded, timeout, park_journal);
   if (!world) return std::unexpected(std::move(world.error()));
   auto insn = FindSyscallInstruction(memory, maps);
   if (!insn) return std::unexpected(std::move(insn.error()));
@@ -164,7 +165,7 @@ Result<RevertReport> Patcher::Revert(std::optional<std::string> id,
                                                                        tracee.first_stop());
   if (!unmapped) {
     // A thread was still inside; calls no longer go there, so it leaves soon.
-    if (auto st = UnmapWhenUnused(pid_, *memory, *maps, to_unmap, timeout); !st) {
+    if (auto st = UnmapWhenUnused(pid_, *memory, *maps, to_unmap, timeout, store_.park_path()); !st) {
       return Fail(ErrorCode::kInternal,
                   "revert in pid {}: calls are redirected, but {} (run `hotpatch recover` to "
                   "free the old code later)",
@@ -229,11 +230,24 @@ Result<VerifyReport> Patcher::Verify() const {
 
 Result<RecoverReport> Patcher::Recover(std::chrono::milliseconds timeout) {
   RecoverReport report;
+  if (std::filesystem::exists(store_.park_path())) {
+    // A patcher killed while busy threads ran to their spin traps: take the
+    // traps out first, so those threads go on.
+    auto memory = ProcessMemory::Open(pid_);
+    if (!memory) return std::unexpected(std::move(memory.error()));
+    auto tracee = Tracee::Attach(pid_);
+    if (!tracee) return std::unexpected(std::move(tracee.error()));
+    if (auto st = internal::RemoveParkTraps(*memory, store_.park_path()); !st) {
+      return std::unexpected(st.error());
+    }
+    if (auto st = tracee->Detach(); !st) return std::unexpected(st.error());
+    report.had_journal = true;
+  }
   const auto journal_path = store_.journal_path();
   auto journal = LoadJournal(journal_path);
   if (!journal) {
     if (journal.error().code() == ErrorCode::kNotFound) {
-      report.action = "none";
+      report.action = report.had_journal ? "removed the spin traps of an interrupted stop" : "none";
       return report;
     }
     return std::unexpected(std::move(journal.error()));
@@ -287,7 +301,7 @@ Result<RecoverReport> Patcher::Recover(std::chrono::milliseconds timeout) {
       if (!head.empty() && got && *got == head) unmap.push_back(r);
     }
   }
-  if (auto st = UnmapWhenUnused(pid_, *memory, *maps, unmap, timeout); !st) {
+  if (auto st = UnmapWhenUnused(pid_, *memory, *maps, unmap, timeout, store_.park_path()); !st) {
     return std::unexpected(std::move(st.error()).AddContext(
         "code is restored, but old patch pages stay mapped"));
   }

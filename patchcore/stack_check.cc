@@ -111,6 +111,15 @@ StackChecker::~StackChecker() {
 Result<std::optional<StackHit>> StackChecker::Check(const Tracee& tracee,
                                                     const ProcessMemory& memory,
                                                     const std::vector<GuardedRange>& ranges) {
+  auto hits = Hits(tracee, memory, ranges, tracee.threads(), /*first_only=*/true);
+  if (!hits) return std::unexpected(std::move(hits.error()));
+  if (hits->empty()) return std::optional<StackHit>();
+  return std::optional<StackHit>(hits->front());
+}
+
+Result<std::vector<StackHit>> StackChecker::Hits(const Tracee& tracee, const ProcessMemory& memory,
+                                                 const std::vector<GuardedRange>& ranges,
+                                                 const std::vector<pid_t>& tids, bool first_only) {
   auto as = static_cast<unw_addr_space_t>(address_space_);
   auto find = [&](uint64_t addr) -> const GuardedRange* {
     for (const GuardedRange& r : ranges) {
@@ -122,43 +131,52 @@ Result<std::optional<StackHit>> StackChecker::Check(const Tracee& tracee,
   if (!upt) return Fail(ErrorCode::kInternal, "libunwind: _UPT_create failed");
   UnwindContext ctx{upt, nullptr, &memory, {}};
   current_context = &ctx;
-  std::optional<StackHit> hit;
+  std::vector<StackHit> hits;
   std::optional<Error> failure;
-  for (pid_t tid : tracee.threads()) {
+  for (pid_t tid : tids) {
     auto regs = tracee.GetRegs(tid);
     if (!regs) {
       failure = std::move(regs.error());
       break;
     }
+    std::optional<StackHit> hit;
+    bool inside = false;  // the frame just seen is guarded
     if (const GuardedRange* r = find(regs->rip)) {
-      hit = StackHit{tid, RemotePtr(regs->rip), 0, r->name};
-      break;
+      hit = StackHit{tid, RemotePtr(regs->rip), 0, r->name, std::nullopt};
+      inside = true;
     }
     ctx.regs = &*regs;
     unw_cursor_t cursor;
     if (unw_init_remote(&cursor, as, &ctx) != 0) {
       Log("patchcore")->debug("thread {}: cannot start unwinding", tid);
-      continue;
-    }
-    for (int frame = 1; frame < kMaxFrames && unw_step(&cursor) > 0; ++frame) {
-      unw_word_t ip = 0;
-      unw_get_reg(&cursor, UNW_REG_IP, &ip);
-      if (ip == 0) break;
-      // A return address follows its call: the call itself is at ip - 1.
-      const GuardedRange* r = find(ip - 1);
-      if (!r) r = find(ip);
-      if (r) {
-        hit = StackHit{tid, RemotePtr(ip), frame, r->name};
-        break;
+    } else {
+      for (int frame = 1; frame < kMaxFrames && unw_step(&cursor) > 0; ++frame) {
+        unw_word_t ip = 0;
+        unw_get_reg(&cursor, UNW_REG_IP, &ip);
+        if (ip == 0) break;
+        // A return address follows its call: the call itself is at ip - 1.
+        const GuardedRange* r = find(ip - 1);
+        if (!r) r = find(ip);
+        if (r) {
+          if (!hit) hit = StackHit{tid, RemotePtr(ip), frame, r->name, std::nullopt};
+          if (first_only) break;
+          inside = true;
+          hit->escape.reset();
+        } else if (inside) {
+          hit->escape = RemotePtr(ip);
+          inside = false;
+        }
       }
     }
-    if (hit) break;
+    if (hit) {
+      hits.push_back(std::move(*hit));
+      if (first_only) break;
+    }
   }
   current_context = nullptr;
   _UPT_destroy(upt);
   if (failure) return std::unexpected(std::move(*failure));
-  if (hit) return hit;
-  return std::optional<StackHit>();
+  return hits;
 }
 
 }  // namespace patchlab::patchcore

@@ -32,6 +32,10 @@ struct StackHit {
   RemotePtr address;
   int frame = 0;  // 0: the PC
   std::string name;
+  // Where the thread goes once it has left every guarded frame: the return
+  // address of its outermost guarded frame. Unknown (nullopt) when unwinding
+  // did not reach a frame outside them.
+  std::optional<RemotePtr> escape;
 };
 
 class StackChecker {
@@ -45,6 +49,12 @@ class StackChecker {
   // Fails only when a thread's registers cannot be read (e.g. it vanished).
   Result<std::optional<StackHit>> Check(const Tracee& tracee, const ProcessMemory& memory,
                                         const std::vector<GuardedRange>& ranges);
+
+  // One hit per thread of `tids` (held by `tracee`) that runs in or returns
+  // into a range; only the first when `first_only`.
+  Result<std::vector<StackHit>> Hits(const Tracee& tracee, const ProcessMemory& memory,
+                                     const std::vector<GuardedRange>& ranges,
+                                     const std::vector<pid_t>& tids, bool first_only = false);
 
  private:
   void* address_space_;  // unw_addr_space_t, kept so unwind info is cached across calls

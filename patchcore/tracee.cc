@@ -1,6 +1,7 @@
 #include "patchcore/tracee.h"
 
 #include <dirent.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -43,12 +44,40 @@ bool IsZombie(pid_t pid, pid_t tid) {
 
 }  // namespace
 
+void Tracee::Boost::Raise() {
+  if (raised_) return;
+  saved_policy_ = ::sched_getscheduler(0);
+  if (saved_policy_ < 0 || ::sched_getparam(0, &saved_param_) != 0) return;
+  sched_param fifo{};
+  fifo.sched_priority = 1;
+  if (::sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &fifo) == 0) {
+    raised_ = true;
+  } else {
+    Log("patchcore")->debug("no real-time priority for the stop ({}); the pause may be longer "
+                            "when the target's threads keep every CPU busy",
+                            strerror(errno));
+  }
+}
+
+void Tracee::Boost::Lower() {
+  if (!std::exchange(raised_, false)) return;
+  if (::sched_setscheduler(0, saved_policy_, &saved_param_) != 0) {
+    Log("patchcore")->warn("restoring the patcher's scheduling policy: {}", strerror(errno));
+  }
+}
+
+Tracee::Boost::Boost(Boost&& other) noexcept
+    : raised_(std::exchange(other.raised_, false)),
+      saved_policy_(other.saved_policy_),
+      saved_param_(other.saved_param_) {}
+
 Tracee::Tracee(Tracee&& other) noexcept
     : pid_(other.pid_),
       threads_(std::move(other.threads_)),
       first_stop_(other.first_stop_),
       attach_time_(other.attach_time_),
-      attached_(std::exchange(other.attached_, false)) {}
+      attached_(std::exchange(other.attached_, false)),
+      boost_(std::move(other.boost_)) {}
 
 Tracee::~Tracee() { (void)Detach(); }
 
@@ -69,27 +98,35 @@ Tracee::Thread* Tracee::FindThread(pid_t tid) {
 Result<Tracee> Tracee::Attach(pid_t pid, std::chrono::milliseconds stop_timeout) {
   Tracee tracee(pid);
   tracee.attached_ = true;
+  tracee.boost_.Raise();
   if (::kill(pid, 0) != 0 && errno == ESRCH) {
     return Fail(ErrorCode::kTargetGone, "pid {} does not exist", pid);
   }
-  std::set<pid_t> known;
-  bool first = true;
+  auto held = tracee.HoldNewThreads(stop_timeout);
+  if (!held) return std::unexpected(std::move(held.error()));
+  if (tracee.threads_.empty()) return Fail(ErrorCode::kTargetGone, "pid {} is gone", pid);
+  tracee.attach_time_ =
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - tracee.first_stop_);
+  Log("patchcore")->debug("pid {}: {} threads stopped in {} us", pid, tracee.threads_.size(),
+                          tracee.attach_time_.count());
+  return tracee;
+}
+
+Result<std::vector<pid_t>> Tracee::HoldNewThreads(std::chrono::milliseconds stop_timeout) {
   const auto deadline = Clock::now() + stop_timeout;
+  std::vector<pid_t> added;
   while (true) {
-    auto tids = ListThreads(pid);
+    auto tids = ListThreads(pid_);
     if (!tids) return std::unexpected(std::move(tids.error()));
     std::vector<pid_t> fresh;
     for (pid_t tid : *tids) {
-      if (known.insert(tid).second) fresh.push_back(tid);
+      if (!FindThread(tid) && !IsZombie(pid_, tid)) fresh.push_back(tid);
     }
     if (fresh.empty()) break;
-    std::vector<size_t> seized;
+    // Seize the batch first (the threads run on), then interrupt it in one
+    // tight loop: the pause starts with the first interrupt.
+    std::vector<pid_t> seized;
     for (pid_t tid : fresh) {
-      if (IsZombie(pid, tid)) continue;
-      if (first) {
-        tracee.first_stop_ = Clock::now();
-        first = false;
-      }
       if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0) {
         int err = errno;
         if (err == ESRCH) continue;  // exited meanwhile
@@ -97,34 +134,52 @@ Result<Tracee> Tracee::Attach(pid_t pid, std::chrono::milliseconds stop_timeout)
           return std::unexpected(Error(
               ErrorCode::kRefused,
               fmt::format("cannot ptrace thread {} of pid {} (is another tracer attached?)", tid,
-                          pid),
+                          pid_),
               err));
         }
-        return FailErrno(fmt::format("PTRACE_SEIZE thread {} of pid {}", tid, pid), err);
+        return FailErrno(fmt::format("PTRACE_SEIZE thread {} of pid {}", tid, pid_), err);
       }
-      tracee.threads_.push_back(Thread{tid, {}});
-      if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0 && errno != ESRCH) {
-        return FailErrno(fmt::format("PTRACE_INTERRUPT thread {} of pid {}", tid, pid));
-      }
-      seized.push_back(tracee.threads_.size() - 1);
+      threads_.push_back(Thread{tid, {}});
+      seized.push_back(tid);
     }
-    // Wait after interrupting the whole batch so the threads stop in parallel.
-    std::vector<pid_t> exited;
-    for (size_t index : seized) {
-      auto stopped = tracee.WaitForStop(tracee.threads_[index], deadline);
-      if (!stopped) return std::unexpected(std::move(stopped.error()));
-      if (!*stopped) exited.push_back(tracee.threads_[index].tid);
+    if (first_stop_ == Clock::time_point{} && !seized.empty()) first_stop_ = Clock::now();
+    auto stopped = StopThreads(seized, deadline);
+    if (!stopped) return std::unexpected(std::move(stopped.error()));
+    for (pid_t tid : seized) {
+      if (FindThread(tid)) added.push_back(tid);
     }
-    std::erase_if(tracee.threads_, [&](const Thread& t) {
-      return std::find(exited.begin(), exited.end(), t.tid) != exited.end();
-    });
   }
-  if (tracee.threads_.empty()) return Fail(ErrorCode::kTargetGone, "pid {} is gone", pid);
-  tracee.attach_time_ =
-      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - tracee.first_stop_);
-  Log("patchcore")->debug("pid {}: {} threads stopped in {} us", pid, tracee.threads_.size(),
-                          tracee.attach_time_.count());
-  return tracee;
+  return added;
+}
+
+Status Tracee::ResumeThreads(const std::vector<pid_t>& tids) {
+  for (pid_t tid : tids) {
+    if (::ptrace(PTRACE_CONT, tid, nullptr, nullptr) != 0 && errno != ESRCH) {
+      return FailErrno(fmt::format("PTRACE_CONT thread {} of pid {}", tid, pid_));
+    }
+  }
+  return {};
+}
+
+Status Tracee::StopThreads(const std::vector<pid_t>& tids, Clock::time_point deadline) {
+  for (pid_t tid : tids) {
+    if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0 && errno != ESRCH) {
+      return FailErrno(fmt::format("PTRACE_INTERRUPT thread {} of pid {}", tid, pid_));
+    }
+  }
+  // Wait after interrupting the whole batch so the threads stop in parallel.
+  std::vector<pid_t> exited;
+  for (pid_t tid : tids) {
+    Thread* t = FindThread(tid);
+    if (!t) continue;
+    auto stopped = WaitForStop(*t, deadline);
+    if (!stopped) return std::unexpected(std::move(stopped.error()));
+    if (!*stopped) exited.push_back(tid);
+  }
+  std::erase_if(threads_, [&](const Thread& t) {
+    return std::find(exited.begin(), exited.end(), t.tid) != exited.end();
+  });
+  return {};
 }
 
 Result<bool> Tracee::WaitForStop(Thread& t, Clock::time_point deadline) {
@@ -239,6 +294,7 @@ Status Tracee::Detach() {
     }
   }
   threads_.clear();
+  boost_.Lower();
   if (::kill(pid_, 0) != 0 && errno == ESRCH) {
     return Fail(ErrorCode::kTargetGone, "pid {} is gone", pid_);
   }

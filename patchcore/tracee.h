@@ -11,6 +11,7 @@
 // Tracee belongs to the thread that created it.
 #pragma once
 
+#include <sched.h>
 #include <sys/types.h>
 #include <sys/user.h>
 
@@ -60,6 +61,17 @@ class Tracee {
   // stop already pending (PTRACE_INTERRUPT), so it stops again at once.
   Status ClearStepFlag(pid_t tid);
 
+  // Threads of the process not held yet (born since the attach, e.g. while
+  // some held threads ran on): seized and stopped like Attach does. Returns
+  // their ids.
+  Result<std::vector<pid_t>> HoldNewThreads(
+      std::chrono::milliseconds stop_timeout = std::chrono::seconds(2));
+
+  // Lets held threads run on (still traced), and stops them again. Threads
+  // that exit meanwhile are dropped by StopThreads.
+  Status ResumeThreads(const std::vector<pid_t>& tids);
+  Status StopThreads(const std::vector<pid_t>& tids, Clock::time_point deadline);
+
   // Resumes every thread and ends tracing; returns when all are released. Safe
   // to call twice. Fails only if the whole process vanished (kTargetGone).
   Status Detach();
@@ -74,11 +86,30 @@ class Tracee {
   // Waits until `tid` reports a stop. Returns false when the thread exited.
   Result<bool> WaitForStop(Thread& t, Clock::time_point deadline);
 
+  // While threads are held, the tracer thread runs SCHED_FIFO (when allowed):
+  // a target whose threads keep every CPU busy would otherwise preempt it
+  // between ptrace requests and stretch the pause by whole time slices.
+  class Boost {
+   public:
+    Boost() = default;
+    Boost(Boost&& other) noexcept;
+    Boost& operator=(Boost&&) = delete;
+    ~Boost() { Lower(); }
+    void Raise();
+    void Lower();
+
+   private:
+    bool raised_ = false;
+    int saved_policy_ = 0;
+    sched_param saved_param_{};
+  };
+
   pid_t pid_;
   std::vector<Thread> threads_;
   Clock::time_point first_stop_{};
   std::chrono::microseconds attach_time_{0};
   bool attached_ = false;
+  Boost boost_;
 };
 
 }  // namespace patchlab::patchcore

@@ -287,5 +287,50 @@ TEST(HotpatchProcess, VanishedTargetExitsFive) {
   EXPECT_EQ(r.status.code, 5) << r.stderr_data;
 }
 
+TEST(HotpatchProcess, HotFunctionInEveryThreadIsApplied) {
+  // Four threads spend nearly all their time inside hot_sum(): stopping the
+  // whole process at random almost never finds all four outside at once. The
+  // patcher parks the threads found outside and lets only the busy ones run
+  // until they leave.
+  Workspace ws;
+  auto target = Target::Start(TARGET_PIE, {"--hot", "4"}, ws.dir);
+  ASSERT_NE(target, nullptr);
+  std::string pid = std::to_string(target->pid());
+  auto pkg = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "p1", 1, Func("hot_sum=hot_sum_v1"));
+  for (int cycle = 0; cycle < 5; ++cycle) {
+    SCOPED_TRACE(cycle);
+    auto applied = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), "--json", pkg});
+    ASSERT_EQ(applied.status.code, 0) << applied.stderr_data;
+    long v1 = target->Tick()["v1"];
+    ASSERT_TRUE(target->WaitFor([&](const auto& t) { return t.at("v1") > v1 + 4; }));
+    auto reverted = Hotpatch({"revert", "--pid", pid, "p1"});
+    ASSERT_EQ(reverted.status.code, 0) << reverted.stderr_data;
+  }
+  EXPECT_EQ(Hotpatch({"verify", "--pid", pid}).status.code, 0);
+  EXPECT_EQ(target->Tick()["wrong"], 0);
+  EXPECT_TRUE(target->Alive());
+}
+
+TEST(HotpatchProcess, RecursionOnTheStackIsRefusedThenApplied) {
+  // Eight frames of recurse() sit on one thread's stack: the return addresses
+  // into the function (not only the PC) keep the patch out.
+  Workspace ws;
+  std::string release = (ws.dir / "release").string();
+  auto target = Target::Start(TARGET_PIE, {"--recurse", release}, ws.dir);
+  ASSERT_NE(target, nullptr);
+  std::string pid = std::to_string(target->pid());
+  auto pkg = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "p1", 1, Func("recurse=recurse_v1"));
+  auto refused = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), "--timeout", "300", pkg});
+  EXPECT_EQ(refused.status.code, 3) << refused.stderr_data;
+  EXPECT_NE(refused.stderr_data.find("recurse"), std::string::npos) << refused.stderr_data;
+  EXPECT_NE(refused.stderr_data.find("returns to"), std::string::npos) << refused.stderr_data;
+  std::ofstream(release) << "go";
+  auto applied = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), "--timeout", "5000", pkg});
+  EXPECT_EQ(applied.status.code, 0) << applied.stderr_data;
+  EXPECT_EQ(Hotpatch({"verify", "--pid", pid}).status.code, 0);
+  EXPECT_EQ(target->Tick()["wrong"], 0);
+  EXPECT_TRUE(target->Alive());
+}
+
 }  // namespace
 }  // namespace patchlab::patchcore::testing

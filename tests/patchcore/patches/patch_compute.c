@@ -18,6 +18,19 @@ long compute_v3(long x) { return 2 * x + 1 + 3000000; }
 
 long slow_path_v1(long x) { return x + 7; }
 
+// hot_sum plus 1000000 (version 1): the target's reference tells them apart.
+long hot_sum_v1(long x) {
+  long s = 1000000;
+  for (long i = 0; i < 200000; ++i) s += (x ^ i) & 1;
+  return s;
+}
+
+long recurse_v1(long depth) {
+  long n = 0;
+  while (depth-- > 0) ++n;
+  return n;
+}
+
 long too_short_v1(void) { return 0; }
 
 long branch_back_v1(long x) { return x - x; }

@@ -7,6 +7,10 @@
 //   --churn       threads hammer malloc/free and dlopen/dlclose
 //   --spawn       a thread keeps creating and joining short-lived threads
 //   --zlib        a thread checks adler32() of libz and probes its version
+//   --hot N       N threads spend nearly all their time inside hot_sum()
+//                 (a few microseconds outside per call)
+//   --recurse FILE one thread sits at the bottom of recurse() (depth 8) until
+//                 FILE exists, then recurses again every 10 ms
 // SIGUSR1 runs compute() in a signal handler; SIGUSR2 forks a child that
 // calls compute() and reports its version.
 #include <dlfcn.h>
@@ -34,6 +38,24 @@ __attribute__((noipa)) long slow_path(long x) {
     while (access(release_file, F_OK) != 0) usleep(1000);
   }
   return x + 7;
+}
+
+// A hot function: each call runs for about a millisecond. Versions add
+// 1000000 * version to the sum, as compute() does.
+__attribute__((noipa)) long hot_sum(long x) {
+  long s = 0;
+  for (long i = 0; i < 200000; ++i) s += (x ^ i) & 1;
+  return s;
+}
+
+// Recursion: the bottom frame waits for the release file, so every level of
+// recurse() is on the thread's stack meanwhile.
+__attribute__((noipa)) long recurse(long depth) {
+  if (depth == 0) {
+    while (access(release_file, F_OK) != 0) usleep(1000);
+    return 0;
+  }
+  return recurse(depth - 1) + 1;
 }
 
 // Functions with shapes the prologue check must refuse.
@@ -81,6 +103,30 @@ static void* Blocker(void* arg) {
   for (;;) {
     if (slow_path(-1) != 6) atomic_fetch_add(&wrong, 1);
     sleep(1000000);
+  }
+  return NULL;
+}
+
+static void* Hot(void* arg) {
+  long x = (long)(size_t)arg;
+  for (;;) {
+    ++x;
+    long r = hot_sum(x);
+    long d = r - 100000;  // half of the 200000 bits (x ^ i) & 1 are set
+    if (d < 0 || d % 1000000 != 0 || d / 1000000 >= kMaxVersions) {
+      atomic_fetch_add(&wrong, 1);
+    } else {
+      atomic_fetch_add_explicit(&versions[d / 1000000], 1, memory_order_relaxed);
+    }
+  }
+  return NULL;
+}
+
+static void* Recurser(void* arg) {
+  (void)arg;
+  for (;;) {
+    if (recurse(8) != 8) atomic_fetch_add(&wrong, 1);
+    usleep(10000);
   }
   return NULL;
 }
@@ -152,6 +198,12 @@ int main(int argc, char** argv) {
       Start(Blocker, 0);
     } else if (!strcmp(argv[i], "--churn")) {
       for (int k = 0; k < 4; ++k) Start(Churn, k);
+    } else if (!strcmp(argv[i], "--hot") && i + 1 < argc) {
+      threads = 0;
+      for (int k = atoi(argv[++i]); k > 0; --k) Start(Hot, k);
+    } else if (!strcmp(argv[i], "--recurse") && i + 1 < argc) {
+      release_file = argv[++i];
+      Start(Recurser, 0);
     } else if (!strcmp(argv[i], "--spawn")) {
       Start(Spawn, 0);
     } else if (!strcmp(argv[i], "--zlib")) {
