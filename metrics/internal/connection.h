@@ -64,6 +64,12 @@ class Connection {
   // Opens (and with `create`, creates) the database file with WAL, foreign keys,
   // synchronous=FULL and a busy timeout.
   static Result<std::unique_ptr<Connection>> Open(const std::filesystem::path& path, bool create);
+  // Opens an existing file for reading only: no write, no journal-mode change,
+  // so it works on a read-only file, folder or medium. A WAL file whose -shm
+  // cannot be created there (read-only folder) is opened immutable, unless its
+  // -wal holds committed pages the main file lacks: then it fails (kUnsupported)
+  // naming the -wal file, rather than show a stale database.
+  static Result<std::unique_ptr<Connection>> OpenReadOnly(const std::filesystem::path& path);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -81,11 +87,15 @@ class Connection {
   Error LastError(std::string_view what, int rc) const;
   const std::filesystem::path& path() const { return path_; }
   sqlite3* handle() const { return db_; }
+  bool read_only() const { return read_only_; }
+  bool immutable() const { return immutable_; }
 
  private:
   Connection(std::filesystem::path path, sqlite3* db) : path_(std::move(path)), db_(db) {}
   std::filesystem::path path_;
   sqlite3* db_;
+  bool read_only_ = false;
+  bool immutable_ = false;
 };
 
 }  // namespace patchlab::metrics::internal
