@@ -45,10 +45,20 @@ int ErrnoFor(int rc) {
 }  // namespace
 
 Statement::Statement(Statement&& other) noexcept
-    : conn_(other.conn_), stmt_(std::exchange(other.stmt_, nullptr)) {}
+    : conn_(other.conn_),
+      stmt_(std::exchange(other.stmt_, nullptr)),
+      in_use_(std::exchange(other.in_use_, nullptr)) {}
 
 Statement::~Statement() {
-  if (stmt_ != nullptr) sqlite3_finalize(stmt_);
+  if (stmt_ == nullptr) return;
+  if (in_use_ == nullptr) {
+    sqlite3_finalize(stmt_);
+    return;
+  }
+  // Back to the cache: no open read cursor, no bound value kept alive.
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+  *in_use_ = false;
 }
 
 Statement& Statement::Bind(int index, int64_t value) {
@@ -202,13 +212,27 @@ Result<std::unique_ptr<Connection>> Connection::OpenReadOnly(const std::filesyst
   return conn;
 }
 
-Connection::~Connection() { sqlite3_close_v2(db_); }
+Connection::~Connection() {
+  // REQUIRES: no Statement of this connection outlives it.
+  for (auto& [sql, entry] : cache_) sqlite3_finalize(entry.stmt);
+  sqlite3_close_v2(db_);
+}
 
 Result<Statement> Connection::Prepare(std::string_view sql) {
+  auto it = cache_.find(std::string(sql));
+  if (it != cache_.end() && !it->second.in_use) {
+    it->second.in_use = true;
+    return Statement(this, it->second.stmt, &it->second.in_use);
+  }
   sqlite3_stmt* stmt = nullptr;
-  int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);
+  int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
+                              SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
   if (rc != SQLITE_OK) return std::unexpected(LastError(sql, rc));
-  return Statement(this, stmt);
+  if (it != cache_.end()) return Statement(this, stmt, nullptr);  // the cached one is busy
+  CachedStatement& entry = cache_[std::string(sql)];
+  entry.stmt = stmt;
+  entry.in_use = true;
+  return Statement(this, stmt, &entry.in_use);
 }
 
 Status Connection::Exec(std::string_view sql) {
