@@ -61,10 +61,9 @@ class CompatDb {
   // history, regressions): nothing is written, not even the schema, so a file
   // on read-only media or in a read-only folder can be read. Fails naming the
   // file when it is absent (kNotFound), newer than kSchemaVersion (kUnsupported)
-  // or older than kMinReadableSchemaVersion (kRefused: migrate it first), or when a WAL file's -shm cannot
-  // be created beside it while its -wal holds writes the main file lacks
-  // (kUnsupported: reading it would show a stale database). Every write on the
-  // object fails (kUnsupported).
+  // or older than kMinReadableSchemaVersion (kRefused: migrate it first), or when a WAL file's -shm
+  // cannot be created beside it while its -wal holds writes the main file lacks (kUnsupported:
+  // reading it would show a stale database). Every write on the object fails (kUnsupported).
   static Result<CompatDb> OpenReadOnly(const std::filesystem::path& path);
 
   CompatDb(CompatDb&&) noexcept;

@@ -64,7 +64,8 @@ constexpr const char* kKeyOrder = " ORDER BY c.scenario, c.patch_id, c.image, c.
 
 Result<RunInfo> CompatDb::GetRun(int64_t run) {
   std::lock_guard lock(*mutex_);
-  auto stmt = conn_->Prepare(fmt::format("SELECT {} FROM runs WHERE id=?", internal::RunColumns(schema_version_)));
+  auto stmt = conn_->Prepare(
+      fmt::format("SELECT {} FROM runs WHERE id=?", internal::RunColumns(schema_version_)));
   if (!stmt) return std::unexpected(stmt.error());
   stmt->Bind(1, run);
   auto runs = ReadRuns(*stmt, path_);
@@ -75,8 +76,9 @@ Result<RunInfo> CompatDb::GetRun(int64_t run) {
 
 Result<std::vector<RunInfo>> CompatDb::ListRuns(const RunFilter& filter) {
   std::lock_guard lock(*mutex_);
-  std::string sql = fmt::format(
-      "SELECT {} FROM runs WHERE (?1 = '' OR label = ?1) ORDER BY id DESC", internal::RunColumns(schema_version_));
+  std::string sql =
+      fmt::format("SELECT {} FROM runs WHERE (?1 = '' OR label = ?1) ORDER BY id DESC",
+                  internal::RunColumns(schema_version_));
   if (filter.limit > 0) sql += fmt::format(" LIMIT {}", filter.limit);
   auto stmt = conn_->Prepare(sql);
   if (!stmt) return std::unexpected(stmt.error());

@@ -210,10 +210,12 @@ Status KillStrays(const fs::path& scratch) {
     std::string exe = fs::read_symlink(entry.path() / "exe", link_ec).string();
     if (link_ec || exe.compare(0, prefix.size(), prefix) != 0) continue;
     pid_t pid = static_cast<pid_t>(std::stol(name));
-    Log("harness")->warn("host backend: pid {} ({}) still runs from an earlier attempt of this cell "
-                         "(a lab killed mid-cell?); killing it",
-                         pid, exe);
-    if (::kill(pid, SIGKILL) != 0 && errno != ESRCH) return FailErrno(fmt::format("kill stray pid {}", pid));
+    Log("harness")->warn(
+        "host backend: pid {} ({}) still runs from an earlier attempt of this cell "
+        "(a lab killed mid-cell?); killing it",
+        pid, exe);
+    if (::kill(pid, SIGKILL) != 0 && errno != ESRCH)
+      return FailErrno(fmt::format("kill stray pid {}", pid));
     strays.push_back(pid);
   }
   for (pid_t pid : strays) {
@@ -222,7 +224,9 @@ Status KillStrays(const fs::path& scratch) {
       std::error_code gone;
       [[maybe_unused]] fs::path exe = fs::read_symlink(fmt::format("/proc/{}/exe", pid), gone);
       if (gone) break;
-      if (polls >= 500) return Fail(ErrorCode::kInfra, "stray pid {} from {} did not die after SIGKILL", pid, prefix);
+      if (polls >= 500)
+        return Fail(ErrorCode::kInfra, "stray pid {} from {} did not die after SIGKILL", pid,
+                    prefix);
       std::this_thread::sleep_for(milliseconds(10));
     }
   }

@@ -51,7 +51,8 @@ std::optional<int64_t> ProcessStartTicks(pid_t pid) {
     at = end;
   }
   if (fields.size() < 20) return std::nullopt;
-  if (fields[0] == "Z" || fields[0] == "X" || fields[0] == "x") return std::nullopt;  // exited, not reaped
+  if (fields[0] == "Z" || fields[0] == "X" || fields[0] == "x")
+    return std::nullopt;  // exited, not reaped
   return std::strtoll(std::string(fields[19]).c_str(), nullptr, 10);
 }
 
@@ -87,7 +88,8 @@ RecorderCheck CheckRecorder(const RunInfo& run) {
                           who, run.pid_ns, ns)};
     }
   }
-  if (run.pid <= 0) return {RecorderState::kGone, fmt::format("{} vanished (no pid recorded)", who)};
+  if (run.pid <= 0)
+    return {RecorderState::kGone, fmt::format("{} vanished (no pid recorded)", who)};
   std::optional<int64_t> start = ProcessStartTicks(run.pid);
   if (!start) {
     // No /proc entry (or a zombie). Without procfs, fall back on the pid.

@@ -19,7 +19,7 @@ namespace patchlab::metrics::internal {
 
 // This machine and process namespace as a run records them.
 std::string HostName();
-std::string BootId();       // empty when /proc does not say
+std::string BootId();        // empty when /proc does not say
 std::string PidNamespace();  // empty when /proc does not say
 // Field 22 of /proc/PID/stat (start time, clock ticks after boot), or nullopt
 // when `pid` does not exist or has exited (a zombie counts as exited).

@@ -27,11 +27,20 @@ class LabRun : public ::testing::Test {
     if (geteuid() != 0) GTEST_SKIP() << "patching host processes needs root (ptrace of a sibling)";
   }
 
-  std::vector<std::string> RunArgv(const fs::path& scenario, const std::vector<std::string>& extra) {
-    std::vector<std::string> argv = {PATCHLAB_BIN,  "run",         scenario.string(),
-                                     "--backend",   "host",        "--json",
-                                     "--db",        db_.string(),  "--out",
-                                     (dir_ / "out").string(), "--key-dir", (dir_ / "keys").string()};
+  std::vector<std::string> RunArgv(const fs::path& scenario,
+                                   const std::vector<std::string>& extra) {
+    std::vector<std::string> argv = {PATCHLAB_BIN,
+                                     "run",
+                                     scenario.string(),
+                                     "--backend",
+                                     "host",
+                                     "--json",
+                                     "--db",
+                                     db_.string(),
+                                     "--out",
+                                     (dir_ / "out").string(),
+                                     "--key-dir",
+                                     (dir_ / "keys").string()};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return argv;
   }
@@ -60,7 +69,8 @@ class LabRun : public ::testing::Test {
 };
 
 TEST_F(LabRun, KilledAfterItsFirstCellThenResumedLosesNothing) {
-  fs::path scenario = WritePricerScenario(dir_ / "scenarios", PricerPatch::kGood, {"w1", "w2", "w3", "w4"});
+  fs::path scenario =
+      WritePricerScenario(dir_ / "scenarios", PricerPatch::kGood, {"w1", "w2", "w3", "w4"});
   SubprocessOptions o;
   o.argv = RunArgv(scenario, {});
   o.stdout_mode = OutputMode::kFile;
@@ -74,7 +84,8 @@ TEST_F(LabRun, KilledAfterItsFirstCellThenResumedLosesNothing) {
   int64_t run = 0;
   size_t recorded = 0;
   for (int polls = 0; recorded == 0; ++polls) {
-    ASSERT_LT(polls, 6000) << "no cell recorded; lab output:\n" << ReadFile(dir_ / "first.out").value_or("");
+    ASSERT_LT(polls, 6000) << "no cell recorded; lab output:\n"
+                           << ReadFile(dir_ / "first.out").value_or("");
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     if (!fs::exists(db_)) continue;
     auto db = CompatDb::OpenExisting(db_);
@@ -117,7 +128,8 @@ TEST_F(LabRun, KilledAfterItsFirstCellThenResumedLosesNothing) {
   auto runs = RunSubprocess({.argv = {PATCHLAB_BIN, "runs", "--json", "--db", db_.string()}});
   ASSERT_TRUE(runs.has_value());
   auto runs_json = nlohmann::json::parse(runs->stdout_data, nullptr, false);
-  ASSERT_TRUE(runs_json.is_array() && runs_json.size() == 1) << runs->stdout_data << runs->stderr_data;
+  ASSERT_TRUE(runs_json.is_array() && runs_json.size() == 1)
+      << runs->stdout_data << runs->stderr_data;
   EXPECT_EQ(runs_json[0]["status"], "incomplete") << runs_json.dump(2);
   EXPECT_EQ(runs_json[0]["cells_missing"], static_cast<int64_t>(4 - before.size()));
 
@@ -136,12 +148,14 @@ TEST_F(LabRun, KilledAfterItsFirstCellThenResumedLosesNothing) {
   ASSERT_TRUE(after.has_value());
   ASSERT_EQ(after->size(), 4u);
   for (const CellResult& c : *after) {
-    EXPECT_EQ(c.verdict, Verdict::kPass) << c.key.ToString() << ": " << fmt::format("{}", fmt::join(c.reasons, "; "));
+    EXPECT_EQ(c.verdict, Verdict::kPass)
+        << c.key.ToString() << ": " << fmt::format("{}", fmt::join(c.reasons, "; "));
     EXPECT_EQ(c.met_expectation, std::optional<bool>(true)) << c.key.ToString();
   }
   // The cells recorded before the kill are the same rows, not re-measured.
   for (const CellResult& old : before) {
-    auto same = std::find_if(after->begin(), after->end(), [&](const CellResult& c) { return c.key == old.key; });
+    auto same = std::find_if(after->begin(), after->end(),
+                             [&](const CellResult& c) { return c.key == old.key; });
     ASSERT_NE(same, after->end()) << old.key.ToString();
     EXPECT_EQ(same->recorded_at, old.recorded_at) << old.key.ToString();
     EXPECT_EQ(same->duration_ms, old.duration_ms) << old.key.ToString();
@@ -187,8 +201,9 @@ TEST_F(Rings, APilotThatFailsTheGateStopsThePatch) {
   EXPECT_NE(stop.find("crash"), std::string::npos) << stop;
   EXPECT_NE(out.stderr_data.find("stopped after ring pilot"), std::string::npos) << out.stderr_data;
   // The gate by hand agrees, on the pilot ring.
-  auto gate = RunSubprocess({.argv = {PATCHLAB_BIN, "gate", "pricer-table", "--ring", "pilot", "--policy",
-                                      (dir_ / "policy.yaml").string(), "--db", db_.string()}});
+  auto gate =
+      RunSubprocess({.argv = {PATCHLAB_BIN, "gate", "pricer-table", "--ring", "pilot", "--policy",
+                              (dir_ / "policy.yaml").string(), "--db", db_.string()}});
   ASSERT_TRUE(gate.has_value());
   EXPECT_EQ(gate->status.code, 1) << gate->stdout_data << gate->stderr_data;
 }

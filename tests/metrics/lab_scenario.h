@@ -16,22 +16,26 @@
 namespace patchlab::metrics::testing {
 
 enum class PricerPatch {
-  kGood,   // the original formula: the service keeps running
-  kCrash,  // scenarios/bad-crash's table lookup: SIGSEGV under real traffic
-  kBroken, // does not compile: the lab must stop before recording anything
+  kGood,    // the original formula: the service keeps running
+  kCrash,   // scenarios/bad-crash's table lookup: SIGSEGV under real traffic
+  kBroken,  // does not compile: the lab must stop before recording anything
 };
 
 // Writes DIR/common/labstats.h and DIR/pricer/{scenario.yaml,pricer.c,price_table.c};
 // returns DIR/pricer. Patch id "pricer-table", one cell per workload name.
-inline std::filesystem::path WritePricerScenario(const std::filesystem::path& dir, PricerPatch patch,
-                                                 const std::vector<std::string>& workloads = {"steady"}) {
+inline std::filesystem::path WritePricerScenario(const std::filesystem::path& dir,
+                                                 PricerPatch patch,
+                                                 const std::vector<std::string>& workloads = {
+                                                     "steady"}) {
   namespace fs = std::filesystem;
   const fs::path source = PATCHLAB_SOURCE_DIR "/scenarios";
   fs::path folder = dir / "pricer";
   fs::create_directories(folder);
   fs::create_directories(dir / "common");
-  fs::copy_file(source / "common/labstats.h", dir / "common/labstats.h", fs::copy_options::overwrite_existing);
-  fs::copy_file(source / "bad-crash/pricer.c", folder / "pricer.c", fs::copy_options::overwrite_existing);
+  fs::copy_file(source / "common/labstats.h", dir / "common/labstats.h",
+                fs::copy_options::overwrite_existing);
+  fs::copy_file(source / "bad-crash/pricer.c", folder / "pricer.c",
+                fs::copy_options::overwrite_existing);
   std::string table;
   switch (patch) {
     case PricerPatch::kGood:

@@ -57,7 +57,8 @@ TEST(ReadOnly, ACleanlyClosedFileIsReadFromReadOnlyMedia) {
   auto write = db->SetRunLabel(run, "x");
   ASSERT_FALSE(write.has_value());
   EXPECT_EQ(write.error().code(), ErrorCode::kUnsupported);
-  EXPECT_NE(write.error().ToString().find(file.string()), std::string::npos) << write.error().ToString();
+  EXPECT_NE(write.error().ToString().find(file.string()), std::string::npos)
+      << write.error().ToString();
   // A writer's open fails there, naming the file.
   auto writer = CompatDb::Open(file);
   if (writer) {
@@ -65,7 +66,8 @@ TEST(ReadOnly, ACleanlyClosedFileIsReadFromReadOnlyMedia) {
     ASSERT_FALSE(s.has_value());
     EXPECT_NE(s.error().ToString().find(file.string()), std::string::npos) << s.error().ToString();
   } else {
-    EXPECT_NE(writer.error().ToString().find(file.string()), std::string::npos) << writer.error().ToString();
+    EXPECT_NE(writer.error().ToString().find(file.string()), std::string::npos)
+        << writer.error().ToString();
   }
 }
 
@@ -81,7 +83,8 @@ void CopyWhileOpen(const fs::path& dir, bool with_shm, int64_t& run_out) {
   fs::create_directories(dir / "copy");
   for (const char* suffix : {"", "-wal", "-shm"}) {
     if (!with_shm && std::string(suffix) == "-shm") continue;
-    fs::copy_file(dir / ("live/lab.db" + std::string(suffix)), dir / ("copy/lab.db" + std::string(suffix)));
+    fs::copy_file(dir / ("live/lab.db" + std::string(suffix)),
+                  dir / ("copy/lab.db" + std::string(suffix)));
   }
   run_out = *run;
 }

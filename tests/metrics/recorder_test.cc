@@ -1,6 +1,8 @@
 // Whether a run's recorder still runs: judged by host, boot id, pid namespace,
 // pid and the pid's start time, never by the pid alone. Real processes: this
 // test's own, and children it starts and kills.
+#include "metrics/internal/recorder.h"
+
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -9,7 +11,6 @@
 
 #include "base/file_util.h"
 #include "metrics/compat_db.h"
-#include "metrics/internal/recorder.h"
 #include "tests/metrics/test_util.h"
 
 namespace patchlab::metrics {
@@ -45,9 +46,11 @@ TEST(Recorder, ALiveRecorderKeepsItsRunAndItsDeathEndsIt) {
   EXPECT_EQ(db.MarkAbandonedRuns().value_or(-1), 0);
   auto resume = db.ResumeRun(*run);
   ASSERT_FALSE(resume.has_value());
-  EXPECT_NE(resume.error().message().find(fmt::format("recording process {} on", child)), std::string::npos)
+  EXPECT_NE(resume.error().message().find(fmt::format("recording process {} on", child)),
+            std::string::npos)
       << resume.error().ToString();
-  EXPECT_NE(resume.error().message().find("still running"), std::string::npos) << resume.error().ToString();
+  EXPECT_NE(resume.error().message().find("still running"), std::string::npos)
+      << resume.error().ToString();
 
   // Killed but not reaped yet (a zombie) is dead too.
   ASSERT_EQ(kill(child, SIGKILL), 0);
@@ -56,7 +59,8 @@ TEST(Recorder, ALiveRecorderKeepsItsRunAndItsDeathEndsIt) {
   info = db.GetRun(*run);  // readers see it at once
   ASSERT_TRUE(info.has_value());
   EXPECT_EQ(info->status, RunStatus::kIncomplete);
-  EXPECT_NE(info->note.find(fmt::format("recording process {} on", child)), std::string::npos) << info->note;
+  EXPECT_NE(info->note.find(fmt::format("recording process {} on", child)), std::string::npos)
+      << info->note;
   EXPECT_EQ(db.MarkAbandonedRuns().value_or(-1), 1);
   waitpid(child, nullptr, 0);
   EXPECT_TRUE(db.ResumeRun(*run).has_value());
@@ -79,7 +83,8 @@ TEST(Recorder, ARecycledPidIsNotTakenForTheRecorder) {
   auto info = db.GetRun(*run);
   ASSERT_TRUE(info.has_value());
   EXPECT_EQ(info->status, RunStatus::kIncomplete);
-  EXPECT_NE(info->note.find(fmt::format("pid {} is now another process", getpid())), std::string::npos)
+  EXPECT_NE(info->note.find(fmt::format("pid {} is now another process", getpid())),
+            std::string::npos)
       << info->note;
   // The same pid with the right start time is the recorder.
   auto live = db.BeginRun(RunInfo{.pid = getpid()});
@@ -91,7 +96,8 @@ TEST(Recorder, ARecycledPidIsNotTakenForTheRecorder) {
 TEST(Recorder, ARebootEndsEveryRunOfTheBootBefore) {
   ScratchDir dir;
   CompatDb db = OpenSeeded(dir / "lab.db");
-  auto run = db.BeginRun(RunInfo{.pid = getpid(), .boot_id = "00000000-0000-0000-0000-000000000000"});
+  auto run =
+      db.BeginRun(RunInfo{.pid = getpid(), .boot_id = "00000000-0000-0000-0000-000000000000"});
   ASSERT_TRUE(run.has_value()) << run.error().ToString();
   EXPECT_EQ(db.MarkAbandonedRuns().value_or(-1), 1);
   auto info = db.GetRun(*run);
@@ -111,12 +117,15 @@ TEST(Recorder, AnotherHostsOrNamespacesRunIsNeitherAliveNorDeadHere) {
   EXPECT_EQ(db.GetRun(*contained)->status, RunStatus::kRunning);
   auto resume = db.ResumeRun(*remote);
   ASSERT_FALSE(resume.has_value());
-  EXPECT_NE(resume.error().message().find("recording process 1 on elsewhere.example"), std::string::npos)
+  EXPECT_NE(resume.error().message().find("recording process 1 on elsewhere.example"),
+            std::string::npos)
       << resume.error().ToString();
-  EXPECT_NE(resume.error().message().find("another host"), std::string::npos) << resume.error().ToString();
+  EXPECT_NE(resume.error().message().find("another host"), std::string::npos)
+      << resume.error().ToString();
   resume = db.ResumeRun(*contained);
   ASSERT_FALSE(resume.has_value());
-  EXPECT_NE(resume.error().message().find("pid namespace pid:[1]"), std::string::npos) << resume.error().ToString();
+  EXPECT_NE(resume.error().message().find("pid namespace pid:[1]"), std::string::npos)
+      << resume.error().ToString();
 }
 
 TEST(Recorder, StartTicksComeFromProcStatEvenWithSpacesInTheName) {

@@ -80,11 +80,13 @@ namespace patchlab::metrics::testing {
 // Root ignores file modes, so only a read-only mount makes a file read-only.
 class ReadOnlyMedia {
  public:
-  ReadOnlyMedia(const std::filesystem::path& source, const std::filesystem::path& media) : media_(media) {
+  ReadOnlyMedia(const std::filesystem::path& source, const std::filesystem::path& media)
+      : media_(media) {
     std::filesystem::create_directories(media);
-    mounted_ = ::system(("mount --bind " + source.string() + " " + media.string() +
-                         " 2>/dev/null && mount -o remount,ro,bind " + media.string() + " 2>/dev/null")
-                            .c_str()) == 0;
+    mounted_ =
+        ::system(("mount --bind " + source.string() + " " + media.string() +
+                  " 2>/dev/null && mount -o remount,ro,bind " + media.string() + " 2>/dev/null")
+                     .c_str()) == 0;
     if (!mounted_) Unmount(" 2>/dev/null");
   }
   ~ReadOnlyMedia() {
@@ -101,10 +103,9 @@ class ReadOnlyMedia {
   bool mounted_ = false;
 };
 
-#define REQUIRE_MOUNT(m)                                                     \
+#define REQUIRE_MOUNT(m)                                                         \
   if (::geteuid() != 0) GTEST_SKIP() << "needs root for a read-only bind mount"; \
   if (!(m).mounted()) GTEST_SKIP() << "cannot make a read-only bind mount here"
-
 
 // A run with every kind of cell a report must show: passes, a crash, a refusal,
 // an infra error, a semantic divergence with findings, and names that are
