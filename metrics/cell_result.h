@@ -147,6 +147,12 @@ struct RunInfo {
   std::string args;   // what the run was asked to do (scenario paths, options), for --resume
   std::string note;   // why it is incomplete / failed
   int pid = 0;        // the recording process; BeginRun fills it
+  // Who `pid` is, so that a recycled pid, another host's or another boot's
+  // process is not taken for the recorder (schema 3; empty/0 in older rows).
+  // BeginRun fills them for `pid` when empty.
+  std::string boot_id;    // /proc/sys/kernel/random/boot_id of the recording host
+  std::string pid_ns;     // the recorder's pid namespace, e.g. "pid:[4026531836]"
+  int64_t pid_start = 0;  // its start time, clock ticks after boot (/proc/PID/stat field 22)
 };
 
 struct PatchInfo {

@@ -14,6 +14,7 @@
 #include "base/version.h"
 #include "metrics/internal/connection.h"
 #include "metrics/internal/db_rows.h"
+#include "metrics/internal/recorder.h"
 #include "metrics/internal/schema.h"
 
 namespace patchlab::metrics {
@@ -23,18 +24,10 @@ using internal::Statement;
 
 namespace {
 
-std::string HostName() {
-  char name[256] = {};
-  if (gethostname(name, sizeof name - 1) != 0) return "unknown";
-  return name;
-}
+using internal::CheckRecorder;
+using internal::RecorderState;
 
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
-
-bool ProcessAlive(int pid) {
-  if (pid <= 0) return false;
-  return kill(pid, 0) == 0 || errno == EPERM;
-}
 
 }  // namespace
 
@@ -53,6 +46,30 @@ Result<CompatDb> CompatDb::OpenImpl(const std::filesystem::path& path, bool crea
 }
 
 Result<CompatDb> CompatDb::Open(const std::filesystem::path& path) { return OpenImpl(path, true); }
+
+Result<CompatDb> CompatDb::OpenReadOnly(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    return Fail(ErrorCode::kNotFound, "{}: no such database (give --db FILE)", path.string());
+  }
+  auto conn = Connection::OpenReadOnly(path);
+  if (!conn) return std::unexpected(conn.error());
+  auto version = internal::ReadSchemaVersion(**conn);
+  if (!version) return std::unexpected(version.error());
+  if (*version > kSchemaVersion) {
+    return Fail(ErrorCode::kUnsupported,
+                "{}: database schema version {} is newer than this patchlab understands ({}); "
+                "use a newer patchlab",
+                path.string(), *version, kSchemaVersion);
+  }
+  if (*version < kMinReadableSchemaVersion) {
+    return Fail(ErrorCode::kRefused,
+                "{}: database schema version {} is too old to read without migrating it to {}; "
+                "open it once for writing (CompatDb::Open, `patchlab run`)",
+                path.string(), *version, kSchemaVersion);
+  }
+  return CompatDb(path, std::move(*conn), *version);
+}
 
 Result<CompatDb> CompatDb::OpenExisting(const std::filesystem::path& path) {
   std::error_code ec;
@@ -73,24 +90,24 @@ CompatDb::~CompatDb() = default;
 
 Result<int64_t> CompatDb::BeginRun(RunInfo info) {
   if (info.started_at == 0) info.started_at = Now();
-  if (info.host.empty()) info.host = HostName();
   if (info.version.empty()) info.version = Version();
   if (info.git_revision.empty()) info.git_revision = GitDescribe();
-  if (info.pid == 0) info.pid = static_cast<int>(getpid());
+  internal::FillRecorder(info);
   (void)MarkAbandonedRuns();  // best effort: a stale "running" run misleads readers
   std::lock_guard lock(*mutex_);
   int64_t id = 0;
   Status s = conn_->Transaction([&]() -> Status {
     auto stmt = conn_->Prepare(
         "INSERT INTO runs(started_at, finished_at, host, version, git_revision, status, label, "
-        "args, note, pid) "
-        "VALUES (?, 0, ?, ?, ?, 'running', ?, ?, '', ?)");
+        "args, note, pid, boot_id, pid_ns, pid_start) "
+        "VALUES (?, 0, ?, ?, ?, 'running', ?, ?, '', ?, ?, ?, ?)");
     if (!stmt) return std::unexpected(stmt.error());
     stmt->Bind(1, info.started_at)
         .Bind(2, info.host)
         .Bind(3, info.version)
         .Bind(4, info.git_revision);
     stmt->Bind(5, info.label).Bind(6, info.args).Bind(7, static_cast<int64_t>(info.pid));
+    stmt->Bind(8, info.boot_id).Bind(9, info.pid_ns).Bind(10, info.pid_start);
     if (auto r = stmt->Run(); !r) return r;
     id = conn_->LastInsertId();
     return {};
@@ -272,26 +289,27 @@ Status CompatDb::MarkIncomplete(int64_t run, std::string_view why) {
 
 Result<int> CompatDb::MarkAbandonedRuns() {
   std::lock_guard lock(*mutex_);
-  std::string host = HostName();
   int marked = 0;
   Status s = conn_->Transaction([&]() -> Status {
     marked = 0;
-    auto stmt = conn_->Prepare("SELECT id, pid FROM runs WHERE status='running' AND host=?");
+    auto stmt = conn_->Prepare(fmt::format("SELECT {} FROM runs WHERE status='running'",
+                                           internal::RunColumns(schema_version_)));
     if (!stmt) return std::unexpected(stmt.error());
-    stmt->Bind(1, host);
-    std::vector<std::pair<int64_t, int>> dead;
+    std::vector<std::pair<int64_t, std::string>> gone;
     for (;;) {
       auto row = stmt->Step();
       if (!row) return std::unexpected(row.error());
       if (!*row) break;
-      int pid = static_cast<int>(stmt->Int(1));
-      if (!ProcessAlive(pid)) dead.emplace_back(stmt->Int(0), pid);
+      auto run = internal::ReadRun(*stmt, path_);
+      if (!run) return std::unexpected(run.error());
+      auto check = CheckRecorder(*run);
+      if (check.state == RecorderState::kGone) gone.emplace_back(run->id, check.why);
     }
-    for (const auto& [id, pid] : dead) {
+    for (const auto& [id, why] : gone) {
       auto up = conn_->Prepare(
           "UPDATE runs SET status='incomplete', note=? WHERE id=? AND status='running'");
       if (!up) return std::unexpected(up.error());
-      up->Bind(1, fmt::format("recording process {} vanished", pid)).Bind(2, id);
+      up->Bind(1, why).Bind(2, id);
       if (auto r = up->Run(); !r) return r;
       ++marked;
     }
@@ -307,25 +325,33 @@ Status CompatDb::ResumeRun(int64_t run) {
   (void)MarkAbandonedRuns();
   std::lock_guard lock(*mutex_);
   return conn_->Transaction([&]() -> Status {
-    auto stmt = conn_->Prepare("SELECT status, pid, host FROM runs WHERE id=?");
+    auto stmt = conn_->Prepare(
+        fmt::format("SELECT {} FROM runs WHERE id=?", internal::RunColumns(schema_version_)));
     if (!stmt) return std::unexpected(stmt.error());
     stmt->Bind(1, run);
     auto row = stmt->Step();
     if (!row) return std::unexpected(row.error());
     if (!*row) return Fail(ErrorCode::kNotFound, "{}: no run {}", path_.string(), run);
-    std::string status = stmt->Text(0);
-    if (status == "complete") {
+    auto info = internal::ReadRun(*stmt, path_);
+    if (!info) return std::unexpected(info.error());
+    if (info->status == RunStatus::kComplete) {
       return Fail(ErrorCode::kInvalidArgument, "{}: run {} is complete; nothing to resume",
                   path_.string(), run);
     }
-    if (status == "running") {
-      return Fail(ErrorCode::kInvalidArgument, "{}: run {} is still being recorded by pid {} on {}",
-                  path_.string(), run, stmt->Int(1), stmt->Text(2));
+    if (info->status == RunStatus::kRunning) {
+      // MarkAbandonedRuns() left it running: its recorder is alive, or on a
+      // host (or in a pid namespace) this process cannot see.
+      return Fail(ErrorCode::kInvalidArgument, "{}: run {} is still being recorded: {}",
+                  path_.string(), run, CheckRecorder(*info).why);
     }
+    RunInfo self;
+    internal::FillRecorder(self);
     auto up = conn_->Prepare(
-        "UPDATE runs SET status='running', pid=?, host=?, note='', finished_at=0 WHERE id=?");
+        "UPDATE runs SET status='running', pid=?, host=?, boot_id=?, pid_ns=?, pid_start=?, "
+        "note='', finished_at=0 WHERE id=?");
     if (!up) return std::unexpected(up.error());
-    up->Bind(1, static_cast<int64_t>(getpid())).Bind(2, HostName()).Bind(3, run);
+    up->Bind(1, static_cast<int64_t>(self.pid)).Bind(2, self.host).Bind(3, self.boot_id);
+    up->Bind(4, self.pid_ns).Bind(5, self.pid_start).Bind(6, run);
     return up->Run();
   });
 }

@@ -38,7 +38,9 @@ namespace internal {
 class Connection;
 }
 
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
+// The oldest schema OpenReadOnly() can read (it cannot migrate).
+inline constexpr int kMinReadableSchemaVersion = 2;
 inline constexpr const char* kDefaultDbFile = "patchlab.db";
 
 struct RunFilter {
@@ -55,6 +57,14 @@ class CompatDb {
   // As Open(), but fails (kNotFound, naming the file) when the file does not exist,
   // so that a query on a mistyped --db does not create an empty database.
   static Result<CompatDb> OpenExisting(const std::filesystem::path& path);
+  // Opens an existing file for the queries only (gate, reports, compat, runs,
+  // history, regressions): nothing is written, not even the schema, so a file
+  // on read-only media or in a read-only folder can be read. Fails naming the
+  // file when it is absent (kNotFound), newer than kSchemaVersion (kUnsupported)
+  // or older than kMinReadableSchemaVersion (kRefused: migrate it first), or when a WAL file's -shm
+  // cannot be created beside it while its -wal holds writes the main file lacks (kUnsupported:
+  // reading it would show a stale database). Every write on the object fails (kUnsupported).
+  static Result<CompatDb> OpenReadOnly(const std::filesystem::path& path);
 
   CompatDb(CompatDb&&) noexcept;
   CompatDb& operator=(CompatDb&&) noexcept;
@@ -86,14 +96,19 @@ class CompatDb {
   Status FinishRun(int64_t run, RunStatus status, std::string_view note = "");
   // Same as FinishRun(run, kIncomplete, why), for a run interrupted on purpose.
   Status MarkIncomplete(int64_t run, std::string_view why);
-  // Marks "running" runs of this host whose recording pid no longer exists as
-  // incomplete ("recording process N vanished"). Returns how many were marked.
+  // Marks "running" runs whose recorder is gone as incomplete, with the reason
+  // as the note ("recording process N on HOST vanished: ..."). The recorder is
+  // gone when this host has rebooted since, or when no process with its pid and
+  // start time runs here any more; a run recorded on another host or in another
+  // pid namespace is left alone (cannot tell). Returns how many were marked.
+  // Readers (ListRuns, GetRun, LatestRun) already show such runs as incomplete.
   Result<int> MarkAbandonedRuns();
   // The planned cells of `run` that have no recorded result yet, in key order.
   Result<std::vector<CellKey>> MissingCells(int64_t run);
   // Re-opens an incomplete (or abandoned) run for `patchlab run --resume`:
-  // status running, pid the caller. Fails (kInvalidArgument) on a complete run,
-  // or one still being recorded by a live process.
+  // status running, recorder the caller. Fails (kInvalidArgument) on a complete
+  // run, one still being recorded by a live process, or one recorded on another
+  // host whose recorder cannot be checked from here (the message says which).
   Status ResumeRun(int64_t run);
   Status SetRunLabel(int64_t run, std::string_view label);
 

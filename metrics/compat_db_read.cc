@@ -5,6 +5,7 @@
 #include "metrics/compat_db.h"
 #include "metrics/internal/connection.h"
 #include "metrics/internal/db_rows.h"
+#include "metrics/internal/recorder.h"
 
 namespace patchlab::metrics {
 
@@ -35,11 +36,21 @@ Result<std::vector<CellResult>> ReadCells(Statement& stmt, const std::filesystem
   return out;
 }
 
+// A run whose recorder is gone reads as incomplete, with the reason, even
+// before a writer records that (a reader may not be able to write: read-only
+// media), so `patchlab runs` never shows a dead run as running.
 Result<std::vector<RunInfo>> ReadRuns(Statement& stmt, const std::filesystem::path& file) {
   std::vector<RunInfo> out;
   Status s = ForEachRow(stmt, [&]() -> Status {
     auto run = internal::ReadRun(stmt, file);
     if (!run) return std::unexpected(run.error());
+    if (run->status == RunStatus::kRunning) {
+      internal::RecorderCheck check = internal::CheckRecorder(*run);
+      if (check.state == internal::RecorderState::kGone) {
+        run->status = RunStatus::kIncomplete;
+        run->note = check.why;
+      }
+    }
     out.push_back(std::move(*run));
     return {};
   });
@@ -53,7 +64,8 @@ constexpr const char* kKeyOrder = " ORDER BY c.scenario, c.patch_id, c.image, c.
 
 Result<RunInfo> CompatDb::GetRun(int64_t run) {
   std::lock_guard lock(*mutex_);
-  auto stmt = conn_->Prepare(fmt::format("SELECT {} FROM runs WHERE id=?", internal::kRunColumns));
+  auto stmt = conn_->Prepare(
+      fmt::format("SELECT {} FROM runs WHERE id=?", internal::RunColumns(schema_version_)));
   if (!stmt) return std::unexpected(stmt.error());
   stmt->Bind(1, run);
   auto runs = ReadRuns(*stmt, path_);
@@ -64,8 +76,9 @@ Result<RunInfo> CompatDb::GetRun(int64_t run) {
 
 Result<std::vector<RunInfo>> CompatDb::ListRuns(const RunFilter& filter) {
   std::lock_guard lock(*mutex_);
-  std::string sql = fmt::format(
-      "SELECT {} FROM runs WHERE (?1 = '' OR label = ?1) ORDER BY id DESC", internal::kRunColumns);
+  std::string sql =
+      fmt::format("SELECT {} FROM runs WHERE (?1 = '' OR label = ?1) ORDER BY id DESC",
+                  internal::RunColumns(schema_version_));
   if (filter.limit > 0) sql += fmt::format(" LIMIT {}", filter.limit);
   auto stmt = conn_->Prepare(sql);
   if (!stmt) return std::unexpected(stmt.error());
@@ -78,7 +91,7 @@ Result<std::optional<RunInfo>> CompatDb::LatestRun(std::string_view label, int64
   auto stmt =
       conn_->Prepare(fmt::format("SELECT {} FROM runs WHERE (?1 = '' OR label = ?1) AND (?2 = 0 OR "
                                  "id < ?2) ORDER BY id DESC LIMIT 1",
-                                 internal::kRunColumns));
+                                 internal::RunColumns(schema_version_)));
   if (!stmt) return std::unexpected(stmt.error());
   stmt->Bind(1, label).Bind(2, before);
   auto runs = ReadRuns(*stmt, path_);

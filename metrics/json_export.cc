@@ -73,7 +73,10 @@ json ToJson(const RunInfo& r) {
           {"label", r.label},
           {"args", r.args},
           {"note", r.note},
-          {"pid", r.pid}};
+          {"pid", r.pid},
+          {"boot_id", r.boot_id},
+          {"pid_ns", r.pid_ns},
+          {"pid_start", r.pid_start}};
 }
 
 json ToJson(const PatchInfo& p) {

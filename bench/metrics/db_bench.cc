@@ -4,8 +4,9 @@
 // replace, cell row, crash rows; one IMMEDIATE transaction, WAL, synchronous=FULL).
 // BM_RecordCell_RawSqlite is the baseline: the same row, prepared once, inserted in
 // its own transaction with the same journal settings. The ratio (CompatDb time /
-// raw time) is printed at the end. Goal: <= 3 — a cell takes seconds to measure,
-// so recording must never be what limits the lab, and the extra checks must stay
+// raw time) is printed at the end, for wall time (mostly the fsync) and for CPU
+// time (what CompatDb adds). Goal: <= 3 — a cell takes seconds to measure, so
+// recording must never be what limits the lab, and the extra checks must stay
 // within a small multiple of the unavoidable fsync.
 // BM_RenderHtml_Cells renders the HTML report of a run with N cells (cells/s).
 #include <benchmark/benchmark.h>
@@ -146,13 +147,16 @@ class RatioReporter : public benchmark::ConsoleReporter {
       std::string name = r.run_name.str();
       if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "median") {
         times_[name] = r.GetAdjustedRealTime();
+        cpu_times_[name] = r.GetAdjustedCPUTime();
         medians_.insert(name);
       } else if (r.run_type == Run::RT_Iteration && !medians_.contains(name)) {
         times_[name] = r.GetAdjustedRealTime();
+        cpu_times_[name] = r.GetAdjustedCPUTime();
       }
     }
   }
   std::map<std::string, double> times_;
+  std::map<std::string, double> cpu_times_;  // the process's own work: fsync waits excluded
   std::set<std::string> medians_;
 };
 
@@ -163,13 +167,16 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   patchlab::metrics::RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
-  auto& t = reporter.times_;
-  auto a = t.find("BM_RecordCell_CompatDb/min_time:2.000/real_time");
-  auto b = t.find("BM_RecordCell_RawSqlite/min_time:2.000/real_time");
-  if (a != t.end() && b != t.end() && b->second > 0) {
-    std::printf(
-        "RecordCell: CompatDb %.1f us, raw SQLite %.1f us per cell, ratio %.2f (goal <= 3)\n",
-        a->second / 1000, b->second / 1000, a->second / b->second);
+  // The wall time is mostly the commit's fsync, which a shared disk makes noisy;
+  // the CPU time is what CompatDb itself adds.
+  for (const auto* times : {&reporter.times_, &reporter.cpu_times_}) {
+    auto a = times->find("BM_RecordCell_CompatDb/min_time:2.000/real_time");
+    auto b = times->find("BM_RecordCell_RawSqlite/min_time:2.000/real_time");
+    if (a != times->end() && b != times->end() && b->second > 0) {
+      std::printf("RecordCell %s: CompatDb %.1f us, raw SQLite %.1f us per cell, ratio %.2f%s\n",
+                  times == &reporter.times_ ? "wall" : "CPU", a->second / 1000, b->second / 1000,
+                  a->second / b->second, times == &reporter.times_ ? " (goal <= 3)" : "");
+    }
   }
   std::filesystem::remove_all(std::filesystem::temp_directory_path() /
                               fmt::format("patchlab-bench-{}", getpid()));

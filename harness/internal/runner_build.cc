@@ -67,7 +67,9 @@ fs::path DefaultKeyDir() {
   return fs::path(user_home) / ".local/share/patchlab/keys";
 }
 
-Result<LabKey> EnsureLabKey(const fs::path& dir, const fs::path& hotpatch) {
+Result<LabKey> EnsureLabKey(const fs::path& key_dir, const fs::path& hotpatch) {
+  // Absolute: keygen runs inside the folder, where a relative --out would nest.
+  const fs::path dir = fs::absolute(key_dir);
   LabKey key{dir / "patch.key", dir / "patch.pub"};
   if (auto s = MakeDirs(dir, 0700); !s) return std::unexpected(s.error());
   // Two lab runs starting together must not both make a key: the second would

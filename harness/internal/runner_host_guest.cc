@@ -1,10 +1,12 @@
 #include "harness/internal/runner_host_guest.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <map>
 #include <thread>
@@ -191,10 +193,55 @@ class HostGuest : public CellGuest {
   bool shut_down_ = false;
 };
 
+// A lab killed mid-cell (SIGKILL, OOM killer) leaves that cell's workload
+// running from its scratch folder until its duration ends. Measuring the cell
+// again (`--resume`) in the same folder would then fail to replace the busy
+// program (ETXTBSY) or, worse, read the stray's stats as the new workload's.
+// The strays are the lab's own test programs, run from the lab's own folder:
+// kill them, and wait until their memory (and so the busy file) is released.
+Status KillStrays(const fs::path& scratch) {
+  const std::string prefix = scratch.string() + "/";
+  std::vector<pid_t> strays;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::error_code link_ec;
+    std::string exe = fs::read_symlink(entry.path() / "exe", link_ec).string();
+    if (link_ec || exe.compare(0, prefix.size(), prefix) != 0) continue;
+    pid_t pid = static_cast<pid_t>(std::stol(name));
+    Log("harness")->warn(
+        "host backend: pid {} ({}) still runs from an earlier attempt of this cell "
+        "(a lab killed mid-cell?); killing it",
+        pid, exe);
+    if (::kill(pid, SIGKILL) != 0 && errno != ESRCH)
+      return FailErrno(fmt::format("kill stray pid {}", pid));
+    strays.push_back(pid);
+  }
+  for (pid_t pid : strays) {
+    // Not our child: wait for its exe link to go (exit released its memory).
+    for (int polls = 0;; ++polls) {
+      std::error_code gone;
+      [[maybe_unused]] fs::path exe = fs::read_symlink(fmt::format("/proc/{}/exe", pid), gone);
+      if (gone) break;
+      if (polls >= 500)
+        return Fail(ErrorCode::kInfra, "stray pid {} from {} did not die after SIGKILL", pid,
+                    prefix);
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<std::unique_ptr<CellGuest>> HostGuestFactory::Start(const GuestSpec& spec) {
   fs::path scratch = fs::absolute(spec.artefacts) / "guest";
+  if (auto s = KillStrays(scratch); !s) return std::unexpected(s.error());
+  // Nothing of an earlier attempt (a stats file above all) may pass for this one's.
+  std::error_code ec;
+  fs::remove_all(scratch, ec);
+  if (ec) return Fail(ErrorCode::kIo, "emptying {}: {}", scratch.string(), ec.message());
   if (auto s = MakeDirs(scratch); !s) return std::unexpected(s.error());
   return std::unique_ptr<CellGuest>(new HostGuest(hotpatch_, spec, scratch));
 }

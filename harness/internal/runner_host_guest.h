@@ -23,7 +23,9 @@ namespace patchlab::harness::internal {
 class HostGuestFactory : public GuestFactory {
  public:
   explicit HostGuestFactory(std::filesystem::path hotpatch) : hotpatch_(std::move(hotpatch)) {}
-  // Always succeeds unless the artefacts folder cannot be made.
+  // Starts the cell in a fresh scratch folder (ARTEFACTS/guest): programs still
+  // running from it (left by a lab that was killed mid-cell) are killed first.
+  // Fails when the folder cannot be emptied or made, or a stray will not die.
   Result<std::unique_ptr<CellGuest>> Start(const GuestSpec& spec) override;
   std::vector<std::string> DefaultCpus(const std::string& image) override;
   std::vector<std::string> Images() override;

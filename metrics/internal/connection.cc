@@ -45,10 +45,20 @@ int ErrnoFor(int rc) {
 }  // namespace
 
 Statement::Statement(Statement&& other) noexcept
-    : conn_(other.conn_), stmt_(std::exchange(other.stmt_, nullptr)) {}
+    : conn_(other.conn_),
+      stmt_(std::exchange(other.stmt_, nullptr)),
+      in_use_(std::exchange(other.in_use_, nullptr)) {}
 
 Statement::~Statement() {
-  if (stmt_ != nullptr) sqlite3_finalize(stmt_);
+  if (stmt_ == nullptr) return;
+  if (in_use_ == nullptr) {
+    sqlite3_finalize(stmt_);
+    return;
+  }
+  // Back to the cache: no open read cursor, no bound value kept alive.
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+  *in_use_ = false;
 }
 
 Statement& Statement::Bind(int index, int64_t value) {
@@ -107,11 +117,12 @@ std::optional<int64_t> Statement::OptInt(int column) const {
   return Int(column);
 }
 
-Result<std::unique_ptr<Connection>> Connection::Open(const std::filesystem::path& path,
-                                                     bool create) {
+namespace {
+
+// sqlite3_open_v2 with the lab's connection settings; fails naming the file.
+Result<sqlite3*> OpenHandle(const std::filesystem::path& path, const std::string& name, int flags) {
   sqlite3* db = nullptr;
-  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
-  int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
+  int rc = sqlite3_open_v2(name.c_str(), &db, flags, nullptr);
   if (rc != SQLITE_OK) {
     std::string message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     int sys_errno = db != nullptr ? sqlite3_system_errno(db) : 0;
@@ -122,7 +133,30 @@ Result<std::unique_ptr<Connection>> Connection::Open(const std::filesystem::path
   }
   sqlite3_extended_result_codes(db, 1);
   sqlite3_busy_timeout(db, kBusyTimeoutMs);
-  std::unique_ptr<Connection> conn(new Connection(path, db));
+  return db;
+}
+
+// A "file:" URI for `path` with `query`: '%', '?' and '#' in the path escaped.
+std::string FileUri(const std::filesystem::path& path, std::string_view query) {
+  std::string uri = "file:";
+  for (char c : std::filesystem::absolute(path).string()) {
+    if (c == '%' || c == '?' || c == '#') {
+      uri += fmt::format("%{:02X}", static_cast<unsigned char>(c));
+    } else {
+      uri += c;
+    }
+  }
+  return uri + "?" + std::string(query);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Connection>> Connection::Open(const std::filesystem::path& path,
+                                                     bool create) {
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+  auto db = OpenHandle(path, path.string(), flags);
+  if (!db) return std::unexpected(db.error());
+  std::unique_ptr<Connection> conn(new Connection(path, *db));
   // journal_mode=WAL needs the write lock once per file; a concurrent opener may
   // hold it, so this goes through the same retry as every other write.
   for (int attempt = 0;; ++attempt) {
@@ -137,13 +171,68 @@ Result<std::unique_ptr<Connection>> Connection::Open(const std::filesystem::path
   return conn;
 }
 
-Connection::~Connection() { sqlite3_close_v2(db_); }
+Result<std::unique_ptr<Connection>> Connection::OpenReadOnly(const std::filesystem::path& path) {
+  constexpr int kFlags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI;
+  auto db = OpenHandle(path, FileUri(path, "mode=ro"), kFlags);
+  if (!db) return std::unexpected(db.error());
+  std::unique_ptr<Connection> conn(new Connection(path, *db));
+  conn->read_only_ = true;
+  // SQLite opens a WAL file's -wal and -shm lazily: the first read tells
+  // whether this folder lets it. query_only is a second lock on the door.
+  auto probe = conn->Exec("PRAGMA query_only=ON; SELECT count(*) FROM sqlite_master;");
+  if (probe) return conn;
+  int rc = sqlite3_extended_errcode(conn->db_);
+  bool no_shm = (rc & 0xff) == SQLITE_CANTOPEN || rc == SQLITE_READONLY_CANTINIT ||
+                rc == SQLITE_READONLY_CANTLOCK || rc == SQLITE_READONLY_RECOVERY;
+  if (!no_shm) return std::unexpected(probe.error());
+  // The -shm cannot be made (read-only medium or folder). Nobody can write
+  // here either, so the main file is the whole database unless a -wal left
+  // behind by a writer that did not checkpoint holds pages it lacks.
+  std::filesystem::path wal = path.string() + "-wal";
+  std::error_code ec;
+  auto wal_size = std::filesystem::file_size(wal, ec);
+  if (!ec && wal_size > 0) {
+    return Fail(ErrorCode::kUnsupported,
+                "{}: cannot be read here: {} holds {} bytes of committed writes not yet in the "
+                "database file, and {}-shm cannot be created in this read-only folder; copy the "
+                "database with its -wal file to writable storage, or checkpoint it "
+                "(sqlite3 FILE 'PRAGMA wal_checkpoint') where it was written",
+                path.string(), wal.string(), wal_size, path.string());
+  }
+  conn.reset();
+  db = OpenHandle(path, FileUri(path, "mode=ro&immutable=1"), kFlags);
+  if (!db) return std::unexpected(db.error());
+  conn.reset(new Connection(path, *db));
+  conn->read_only_ = true;
+  conn->immutable_ = true;
+  if (auto s = conn->Exec("PRAGMA query_only=ON; SELECT count(*) FROM sqlite_master;"); !s) {
+    return std::unexpected(s.error());
+  }
+  Log("metrics")->debug("{}: opened immutable (read-only folder, no -wal)", path.string());
+  return conn;
+}
+
+Connection::~Connection() {
+  // REQUIRES: no Statement of this connection outlives it.
+  for (auto& [sql, entry] : cache_) sqlite3_finalize(entry.stmt);
+  sqlite3_close_v2(db_);
+}
 
 Result<Statement> Connection::Prepare(std::string_view sql) {
+  auto it = cache_.find(std::string(sql));
+  if (it != cache_.end() && !it->second.in_use) {
+    it->second.in_use = true;
+    return Statement(this, it->second.stmt, &it->second.in_use);
+  }
   sqlite3_stmt* stmt = nullptr;
-  int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);
+  int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
+                              SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
   if (rc != SQLITE_OK) return std::unexpected(LastError(sql, rc));
-  return Statement(this, stmt);
+  if (it != cache_.end()) return Statement(this, stmt, nullptr);  // the cached one is busy
+  CachedStatement& entry = cache_[std::string(sql)];
+  entry.stmt = stmt;
+  entry.in_use = true;
+  return Statement(this, stmt, &entry.in_use);
 }
 
 Status Connection::Exec(std::string_view sql) {
@@ -160,6 +249,10 @@ Status Connection::Exec(std::string_view sql) {
 }
 
 Status Connection::Transaction(const std::function<Status()>& body) {
+  if (read_only_) {
+    return Fail(ErrorCode::kUnsupported, "{}: opened read-only; nothing can be written",
+                path_.string());
+  }
   for (int attempt = 0;; ++attempt) {
     Status status = Exec("BEGIN IMMEDIATE");
     if (status) {

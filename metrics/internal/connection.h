@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "base/error.h"
 
@@ -19,7 +20,8 @@ namespace patchlab::metrics::internal {
 
 class Connection;
 
-// One prepared statement; reset and unbound on destruction.
+// One prepared statement; reset and unbound on destruction (and returned to its
+// connection's cache, or finalized when it was not cached).
 class Statement {
  public:
   Statement(Statement&& other) noexcept;
@@ -54,9 +56,12 @@ class Statement {
 
  private:
   friend class Connection;
-  Statement(Connection* conn, sqlite3_stmt* stmt) : conn_(conn), stmt_(stmt) {}
+  // `in_use`: the cache entry's flag to clear on destruction; null: owned.
+  Statement(Connection* conn, sqlite3_stmt* stmt, bool* in_use)
+      : conn_(conn), stmt_(stmt), in_use_(in_use) {}
   Connection* conn_;
   sqlite3_stmt* stmt_;
+  bool* in_use_;
 };
 
 class Connection {
@@ -64,10 +69,20 @@ class Connection {
   // Opens (and with `create`, creates) the database file with WAL, foreign keys,
   // synchronous=FULL and a busy timeout.
   static Result<std::unique_ptr<Connection>> Open(const std::filesystem::path& path, bool create);
+  // Opens an existing file for reading only: no write, no journal-mode change,
+  // so it works on a read-only file, folder or medium. A WAL file whose -shm
+  // cannot be created there (read-only folder) is opened immutable, unless its
+  // -wal holds committed pages the main file lacks: then it fails (kUnsupported)
+  // naming the -wal file, rather than show a stale database.
+  static Result<std::unique_ptr<Connection>> OpenReadOnly(const std::filesystem::path& path);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
+  // Prepares `sql`, or takes it from the connection's cache: each distinct SQL
+  // text is compiled once per connection (a cell is recorded with the same
+  // handful of statements every time). A statement already handed out and not
+  // yet destroyed is compiled afresh for the second user.
   Result<Statement> Prepare(std::string_view sql);
   // Runs one or more statements with no parameters.
   Status Exec(std::string_view sql);
@@ -81,11 +96,21 @@ class Connection {
   Error LastError(std::string_view what, int rc) const;
   const std::filesystem::path& path() const { return path_; }
   sqlite3* handle() const { return db_; }
+  bool read_only() const { return read_only_; }
+  bool immutable() const { return immutable_; }
 
  private:
   Connection(std::filesystem::path path, sqlite3* db) : path_(std::move(path)), db_(db) {}
+  struct CachedStatement {
+    sqlite3_stmt* stmt = nullptr;
+    bool in_use = false;
+  };
   std::filesystem::path path_;
   sqlite3* db_;
+  // Node-based: a Statement keeps a pointer to its entry's flag.
+  std::unordered_map<std::string, CachedStatement> cache_;
+  bool read_only_ = false;
+  bool immutable_ = false;
 };
 
 }  // namespace patchlab::metrics::internal

@@ -104,8 +104,11 @@ Result<CellResult> ReadCell(const Statement& s, const std::filesystem::path& fil
   return c;
 }
 
-const char* const kRunColumns =
-    "id, started_at, finished_at, host, version, git_revision, status, label, args, note, pid";
+std::string RunColumns(int version) {
+  std::string columns =
+      "id, started_at, finished_at, host, version, git_revision, status, label, args, note, pid";
+  return columns + (version >= 3 ? ", boot_id, pid_ns, pid_start" : ", '', '', 0");
+}
 
 Result<RunInfo> ReadRun(const Statement& s, const std::filesystem::path& file) {
   RunInfo r;
@@ -125,6 +128,9 @@ Result<RunInfo> ReadRun(const Statement& s, const std::filesystem::path& file) {
   r.args = s.Text(8);
   r.note = s.Text(9);
   r.pid = static_cast<int>(s.Int(10));
+  r.boot_id = s.Text(11);
+  r.pid_ns = s.Text(12);
+  r.pid_start = s.Int(13);
   return r;
 }
 

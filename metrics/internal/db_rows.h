@@ -23,7 +23,9 @@ extern const char* const kCellColumns;
 // naming the cell on a stored value this build does not know.
 Result<CellResult> ReadCell(const Statement& stmt, const std::filesystem::path& file);
 
-extern const char* const kRunColumns;
+// The SELECT column list that ReadRun reads, over `runs`, for a file of schema
+// `version` (columns a version lacks read as their defaults).
+std::string RunColumns(int version);
 Result<RunInfo> ReadRun(const Statement& stmt, const std::filesystem::path& file);
 
 }  // namespace patchlab::metrics::internal

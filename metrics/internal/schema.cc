@@ -96,6 +96,15 @@ CREATE TABLE planned_cells(
 CREATE INDEX planned_by_patch ON planned_cells(patch_id);
 )sql";
 
+// Version 3: who records a run, beyond its pid (a pid is recycled, and means
+// nothing on another host or after a reboot): the boot id, the pid namespace
+// and the process's start time in clock ticks since boot.
+constexpr const char* kV3 = R"sql(
+ALTER TABLE runs ADD COLUMN boot_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN pid_ns TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN pid_start INTEGER NOT NULL DEFAULT 0;
+)sql";
+
 }  // namespace
 
 const char* MigrationTo(int version) {
@@ -104,6 +113,8 @@ const char* MigrationTo(int version) {
       return kV1;
     case 2:
       return kV2;
+    case 3:
+      return kV3;
     default:
       return nullptr;
   }

@@ -13,6 +13,7 @@ namespace patchlab::metrics {
 namespace {
 
 using testing::GoodCell;
+using testing::ReadOnlyMedia;
 using testing::RecordShowcaseRun;
 using testing::ScratchDir;
 
@@ -166,6 +167,36 @@ TEST_F(PatchlabDb, RegressionsExitCodes) {
 
   auto first = Patchlab({"regressions", "--run", "1"});
   EXPECT_EQ(first.status.code, 3) << first.stdout_data;
+}
+
+TEST_F(PatchlabDb, EveryQueryWorksStraightFromReadOnlyMedia) {
+  ReadOnlyMedia media(dir_.path(), dir_ / "media");
+  REQUIRE_MOUNT(media);
+  db_path_ = (dir_ / "media/lab.db").string();
+  struct Query {
+    std::vector<std::string> args;
+    int exit_code;
+  };
+  const std::vector<Query> queries = {
+      {{"compat", "fix-1", "--json"}, 0},
+      {{"runs", "--json"}, 0},
+      {{"history", "--image", "deb12"}, 0},
+      {{"gate", "fix-2"}, 0},
+      {{"gate", "fix-1"}, 1},
+      {{"report", "--run", std::to_string(showcase_run_), "--format", "html", "-o", "-"}, 0},
+      {{"report", "--patch", "fix-1", "--format", "openmetrics", "-o", "-"}, 0},
+      {{"regressions", "--run", std::to_string(good_run_)}, 0},
+  };
+  for (const Query& q : queries) {
+    auto r = Patchlab(q.args);
+    EXPECT_EQ(r.status.code, q.exit_code) << fmt::format("{}", fmt::join(q.args, " ")) << "\n"
+                                          << r.stdout_data << r.stderr_data;
+    EXPECT_FALSE(r.stdout_data.empty()) << fmt::format("{}", fmt::join(q.args, " "));
+  }
+  // Writing is refused there, naming the file.
+  auto label = Patchlab({"runs", "--set-label", "x", "--run", std::to_string(good_run_)});
+  EXPECT_EQ(label.status.code, 2);
+  EXPECT_NE(label.stderr_data.find(db_path_), std::string::npos) << label.stderr_data;
 }
 
 }  // namespace

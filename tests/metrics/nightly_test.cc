@@ -1,75 +1,93 @@
-// ci/nightly end to end over three nights. `patchlab run` is replaced by
-// lab_stand_in (no VMs); every other subcommand is the real patchlab binary.
+// ci/nightly end to end over two nights with the real `patchlab run --backend
+// host`: the pricer service of a scratch scenario is patched live on this
+// host's processes. The first night's patch is correct; before the second the
+// patch's source turns into the crashing one under the same ids, as a bad
+// change to a patch would. ci/nightly must exit 0, then 1 with the regression
+// named, and write every report both nights.
 #include <gtest/gtest.h>
-#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/file_util.h"
 #include "base/subprocess.h"
+#include "tests/metrics/lab_scenario.h"
 #include "tests/metrics/test_util.h"
 
 namespace patchlab::metrics {
 namespace {
 
+using testing::PricerPatch;
 using testing::ScratchDir;
+using testing::WritePricerScenario;
 
 class Nightly : public ::testing::Test {
  protected:
-  void SetUp() override {
-    wrapper_ = dir_ / "patchlab";
-    ASSERT_TRUE(WriteFileAtomic(
-                    wrapper_,
-                    fmt::format("#!/bin/sh\nif [ \"$1\" = run ]; then shift; exec {} \"$@\"; fi\n"
-                                "exec {} \"$@\"\n",
-                                LAB_STAND_IN_BIN, PATCHLAB_BIN),
-                    0755)
-                    .has_value());
-  }
-  SubprocessResult Night(const std::string& mode) {
+  SubprocessResult Night(PricerPatch patch) {
+    std::filesystem::path scenario = WritePricerScenario(dir_ / "scenarios", patch);
     SubprocessOptions o;
     o.argv = {"bash", PATCHLAB_SOURCE_DIR "/ci/nightly"};
-    o.env_set = {{"PATCHLAB_BIN", wrapper_.string()},
+    o.env_set = {{"PATCHLAB_BIN", PATCHLAB_BIN},
                  {"PATCHLAB_DB", (dir_ / "lab.db").string()},
                  {"PATCHLAB_OUT", (dir_ / "out").string()},
-                 {"PATCHLAB_STAND_IN_MODE", mode}};
+                 {"PATCHLAB_SCENARIOS", scenario.string()},
+                 {"PATCHLAB_RUN_ARGS", "--backend host --key-dir " + (dir_ / "keys").string()}};
     o.stderr_to_stdout = true;
-    o.timeout = std::chrono::seconds(120);
+    o.timeout = std::chrono::seconds(240);
     auto r = RunSubprocess(o);
     EXPECT_TRUE(r.has_value()) << r.error().ToString();
     return r.value_or(SubprocessResult{});
   }
 
-  ScratchDir dir_;
-  std::filesystem::path wrapper_;
-};
-
-TEST_F(Nightly, FirstNightPassesThenARegressionFails) {
-  auto first = Night("good");
-  EXPECT_EQ(first.status.code, 0) << first.stdout_data;
-  EXPECT_NE(first.stdout_data.find("first nightly run"), std::string::npos) << first.stdout_data;
-  for (const char* file : {"report.html", "report.junit.xml", "report.md", "report.json",
-                           "report.prom", "regressions.txt", "regressions.json"}) {
-    EXPECT_TRUE(std::filesystem::exists(dir_ / "out" / file)) << file;
+  void ExpectEveryReport(const std::string& night) {
+    for (const char* file : {"report.html", "report.junit.xml", "report.md", "report.json",
+                             "report.prom", "regressions.txt", "regressions.json"}) {
+      std::error_code ec;
+      EXPECT_GT(std::filesystem::file_size(dir_ / "out" / file, ec), 0u) << night << ": " << file;
+      std::filesystem::remove(dir_ / "out" / file, ec);  // the next night must write it again
+    }
   }
 
-  auto second = Night("good");
-  EXPECT_EQ(second.status.code, 0) << second.stdout_data;
-  EXPECT_NE(second.stdout_data.find("no regression: run 2 against run 1"), std::string::npos)
-      << second.stdout_data;
+  ScratchDir dir_;
+};
 
-  auto third = Night("crash");
-  EXPECT_EQ(third.status.code, 1) << third.stdout_data;
+TEST_F(Nightly, AGoodNightThenACrashingPatchIsARegression) {
+  if (geteuid() != 0) GTEST_SKIP() << "patching host processes needs root (ptrace of a sibling)";
+  auto first = Night(PricerPatch::kGood);
+  ASSERT_EQ(first.status.code, 0) << first.stdout_data;
+  EXPECT_NE(first.stdout_data.find("first nightly run"), std::string::npos) << first.stdout_data;
+  ExpectEveryReport("night 1");
+
+  auto second = Night(PricerPatch::kCrash);
+  EXPECT_EQ(second.status.code, 1) << second.stdout_data;
+  EXPECT_NE(second.stdout_data.find("REGRESSION"), std::string::npos) << second.stdout_data;
   auto regressions = ReadFile(dir_ / "out" / "regressions.txt");
   ASSERT_TRUE(regressions.has_value());
-  EXPECT_NE(regressions->find("run 3 against run 2"), std::string::npos) << *regressions;
-  EXPECT_NE(regressions->find("[new-crash]: segfault 0 -> 1"), std::string::npos) << *regressions;
+  EXPECT_NE(regressions->find("run 2 against run 1"), std::string::npos) << *regressions;
+  EXPECT_NE(regressions->find("[new-crash]"), std::string::npos) << *regressions;
+  EXPECT_NE(regressions->find("pricer-table"), std::string::npos) << *regressions;
   auto junit = ReadFile(dir_ / "out" / "report.junit.xml");
-  EXPECT_NE(junit->find("<failure"), std::string::npos);
+  ASSERT_TRUE(junit.has_value());
+  EXPECT_NE(junit->find("<failure"), std::string::npos) << *junit;
+  ExpectEveryReport("night 2");
+
+  // Both nights are in the database, labelled, with the crash of the second.
+  auto db = CompatDb::OpenExisting(dir_ / "lab.db");
+  ASSERT_TRUE(db.has_value()) << db.error().ToString();
+  auto runs = db->ListRuns(RunFilter{.label = "nightly"});
+  ASSERT_TRUE(runs.has_value());
+  ASSERT_EQ(runs->size(), 2u);
+  auto cells = db->CellsOfRun((*runs)[0].id);
+  ASSERT_TRUE(cells.has_value());
+  ASSERT_EQ(cells->size(), 1u);
+  EXPECT_EQ((*cells)[0].verdict, Verdict::kFail);
+  EXPECT_GE((*cells)[0].TotalCrashes(), 1);
 }
 
 TEST_F(Nightly, ALabThatRecordsNothingIsAnError) {
-  auto r = Night("none");
+  // The patch does not compile: `patchlab run` stops before recording a run.
+  auto r = Night(PricerPatch::kBroken);
   EXPECT_EQ(r.status.code, 2) << r.stdout_data;
   EXPECT_NE(r.stdout_data.find("recorded no run"), std::string::npos) << r.stdout_data;
+  EXPECT_NE(r.stdout_data.find("price_table.c"), std::string::npos) << r.stdout_data;
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -74,6 +75,37 @@ inline CompatDb OpenSeeded(const std::filesystem::path& path) {
 }  // namespace patchlab::metrics::testing
 
 namespace patchlab::metrics::testing {
+
+// `media`: a read-only bind mount of the folder `source`, unmounted when done.
+// Root ignores file modes, so only a read-only mount makes a file read-only.
+class ReadOnlyMedia {
+ public:
+  ReadOnlyMedia(const std::filesystem::path& source, const std::filesystem::path& media)
+      : media_(media) {
+    std::filesystem::create_directories(media);
+    mounted_ =
+        ::system(("mount --bind " + source.string() + " " + media.string() +
+                  " 2>/dev/null && mount -o remount,ro,bind " + media.string() + " 2>/dev/null")
+                     .c_str()) == 0;
+    if (!mounted_) Unmount(" 2>/dev/null");
+  }
+  ~ReadOnlyMedia() {
+    if (mounted_) Unmount("");
+  }
+  bool mounted() const { return mounted_; }
+
+ private:
+  void Unmount(const std::string& redirect) {
+    [[maybe_unused]] int rc = ::system(("umount " + media_.string() + redirect).c_str());
+  }
+
+  std::filesystem::path media_;
+  bool mounted_ = false;
+};
+
+#define REQUIRE_MOUNT(m)                                                         \
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root for a read-only bind mount"; \
+  if (!(m).mounted()) GTEST_SKIP() << "cannot make a read-only bind mount here"
 
 // A run with every kind of cell a report must show: passes, a crash, a refusal,
 // an infra error, a semantic divergence with findings, and names that are

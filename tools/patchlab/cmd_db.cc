@@ -2,6 +2,8 @@
 // report and regressions. Exit codes: 0 success (gate: may ship; regressions:
 // none), 1 gate rejects / regressions found, 2 usage or input error (bad
 // policy, unreadable database), 3 not enough data (gate) / no baseline run.
+// Every query opens the database read-only (CompatDb::OpenReadOnly), so reports
+// can be made straight from read-only media; only `runs --set-label` writes.
 #include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -79,6 +81,14 @@ Result<Policy> PolicyFrom(const std::string& file) {
   return LoadPolicy(file);
 }
 
+// Read-only, so that reports work straight from read-only media; a file too
+// old to read without migrating is migrated in place when it can be written.
+Result<CompatDb> OpenForQueries(const std::string& path) {
+  auto db = CompatDb::OpenReadOnly(path);
+  if (!db && db.error().code() == ErrorCode::kRefused) return CompatDb::OpenExisting(path);
+  return db;
+}
+
 struct DbOption {
   std::string path = kDefaultDbFile;
 };
@@ -100,7 +110,7 @@ void RegisterCompat(CLI::App& app, CommandContext& ctx) {
   AddDb(sub, args->db);
   sub->add_flag("--json", args->json, "print JSON");
   sub->callback([&ctx, args] {
-    auto db = CompatDb::OpenExisting(args->db.path);
+    auto db = OpenForQueries(args->db.path);
     if (!db) return void(ctx.exit_code = Report(db.error()));
     auto cells = db->LatestCellsOfPatch(args->patch);
     if (!cells) return void(ctx.exit_code = Report(cells.error()));
@@ -142,7 +152,9 @@ void RegisterRuns(CLI::App& app, CommandContext& ctx) {
   sub->add_option("--run", args->set_label_run, "the run --set-label applies to")->needs(set);
   set->needs("--run");
   sub->callback([&ctx, args] {
-    auto db = CompatDb::OpenExisting(args->db.path);
+    // Only --set-label writes: listing works on a read-only file or medium.
+    auto db = args->set_label_run != 0 ? CompatDb::OpenExisting(args->db.path)
+                                       : OpenForQueries(args->db.path);
     if (!db) return void(ctx.exit_code = Report(db.error()));
     if (args->set_label_run != 0) {
       if (auto s = db->SetRunLabel(args->set_label_run, args->set_label); !s) {
@@ -194,7 +206,7 @@ void RegisterHistory(CLI::App& app, CommandContext& ctx) {
   AddDb(sub, args->db);
   sub->add_flag("--json", args->json, "print JSON");
   sub->callback([&ctx, args] {
-    auto db = CompatDb::OpenExisting(args->db.path);
+    auto db = OpenForQueries(args->db.path);
     if (!db) return void(ctx.exit_code = Report(db.error()));
     auto cells = db->History(args->image, args->patch);
     if (!cells) return void(ctx.exit_code = Report(cells.error()));
@@ -236,7 +248,7 @@ void RegisterGate(CLI::App& app, CommandContext& ctx) {
   sub->callback([&ctx, args] {
     auto policy = PolicyFrom(args->policy);
     if (!policy) return void(ctx.exit_code = Report(policy.error()));
-    auto db = CompatDb::OpenExisting(args->db.path);
+    auto db = OpenForQueries(args->db.path);
     if (!db) return void(ctx.exit_code = Report(db.error()));
     auto decision = args->ring.empty() ? EvaluateGate(*db, args->patch, *policy)
                                        : EvaluateRing(*db, args->patch, args->ring, *policy);
@@ -279,7 +291,7 @@ void RegisterReport(CLI::App& app, CommandContext& ctx) {
     if (!format) return void(ctx.exit_code = Report(format.error()));
     auto policy = PolicyFrom(args->policy);
     if (!policy) return void(ctx.exit_code = Report(policy.error()));
-    auto db = CompatDb::OpenExisting(args->db.path);
+    auto db = OpenForQueries(args->db.path);
     if (!db) return void(ctx.exit_code = Report(db.error()));
     Result<ReportData> data = Fail(ErrorCode::kInternal, "unset");
     if (!args->patch.empty()) {
@@ -333,7 +345,7 @@ void RegisterRegressions(CLI::App& app, CommandContext& ctx) {
   AddDb(sub, args->db);
   sub->add_flag("--json", args->json, "print JSON");
   sub->callback([&ctx, args] {
-    auto db = CompatDb::OpenExisting(args->db.path);
+    auto db = OpenForQueries(args->db.path);
     if (!db) return void(ctx.exit_code = Report(db.error()));
     int64_t run = args->run;
     if (run == 0) {
