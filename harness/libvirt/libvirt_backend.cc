@@ -69,11 +69,22 @@ std::string Replace(std::string text, const std::string& from, const std::string
   return text;
 }
 
+bool StreamConsole(const LibvirtBackend::Impl& impl) {
+  return impl.options.console_log == ConsoleLogPlacement::kStreamed ||
+         (impl.options.console_log == ConsoleLogPlacement::kAuto && !impl.host->local());
+}
+
 // Opens the agent's serial port of `domain` (created or restored paused) as a
-// libvirt stream and puts an AgentClient on it.
-Result<libvirt_internal::AgentLink> OpenAgent(TransientDomain& domain, const VmPaths& paths,
-                                              const std::string& name) {
-  libvirt_internal::AgentLink link;
+// libvirt stream and puts an AgentClient on it; with `stream_console`, also
+// the console's port into the console log.
+Result<libvirt_internal::DomainStreams> OpenStreams(TransientDomain& domain, const VmPaths& paths,
+                                                  const std::string& name, bool stream_console) {
+  libvirt_internal::DomainStreams link;
+  if (stream_console) {
+    auto console = libvirt_internal::ConsoleBridge::OpenToFile(domain, kConsoleDevice, paths.console_log);
+    if (!console) return std::unexpected(console.error());
+    link.console = std::move(*console);
+  }
   ScopedFd client_end;
   auto bridge = libvirt_internal::ConsoleBridge::Open(domain, kAgentDevice, &client_end);
   if (!bridge) return std::unexpected(bridge.error());
@@ -89,7 +100,7 @@ Result<libvirt_internal::AgentLink> OpenAgent(TransientDomain& domain, const VmP
 // the agent proves alive, giving up early when the domain stops. Nothing is
 // sent before the domain runs (bytes sent to a paused or restoring guest's
 // serial port may be lost).
-Status AwaitAgent(TransientDomain& domain, libvirt_internal::AgentLink& link, Clock::time_point deadline,
+Status AwaitAgent(TransientDomain& domain, libvirt_internal::DomainStreams& link, Clock::time_point deadline,
                   bool restored) {
   if (auto s = domain.Resume(); !s) return s;
   AgentClient& agent = *link.client;
@@ -138,7 +149,7 @@ Result<std::unique_ptr<LibvirtVm>> BootOn(const std::shared_ptr<LibvirtBackend::
   for (const auto& a : image.kernel_args) cmdline += (cmdline.empty() ? "" : " ") + a;
   for (const auto& a : spec.extra_kernel_args) cmdline += (cmdline.empty() ? "" : " ") + a;
   x.cmdline = cmdline;
-  x.console_log = paths.console_log.string();
+  if (!StreamConsole(*impl)) x.console_log = paths.console_log.string();
   x.metadata = DomainOwner::Self().MetadataXml();
   std::string xml = BuildDomainXml(x);
   (void)WriteFileAtomic(spec.artefacts_dir / "domain.xml", xml);
@@ -147,7 +158,7 @@ Result<std::unique_ptr<LibvirtVm>> BootOn(const std::shared_ptr<LibvirtBackend::
   // Paused until the agent's port is open: what the guest writes before is lost.
   auto domain = TransientDomain::Create(impl->host, xml, name, StartState::kPaused);
   if (!domain) return std::unexpected(domain.error());
-  auto agent = OpenAgent(**domain, paths, spec.name);
+  auto agent = OpenStreams(**domain, paths, spec.name, StreamConsole(*impl));
   if (!agent) return std::unexpected(agent.error());
   if (auto s = AwaitAgent(**domain, *agent, deadline, false); !s) {
     // The domain is destroyed with its owner on return; the logs stay.
@@ -294,7 +305,7 @@ Result<ReadyState> LibvirtBackend::SaveReady(Vm& vm_base, const fs::path& file) 
   Clock::time_point deadline = Clock::now() + vm->spec().boot_timeout;
   auto restored = TransientDomain::Restore(impl_->host, saved, "", name, StartState::kPaused);
   if (!restored) return std::unexpected(restored.error());
-  auto agent = OpenAgent(**restored, vm->paths(), vm->spec().name);
+  auto agent = OpenStreams(**restored, vm->paths(), vm->spec().name, StreamConsole(*impl_));
   if (!agent) return std::unexpected(agent.error());
   if (auto s = AwaitAgent(**restored, *agent, deadline, true); !s) return std::unexpected(s.error());
   vm->ReplaceAfterSave(std::move(*restored), std::move(*agent));
@@ -399,7 +410,7 @@ Result<std::unique_ptr<Vm>> LibvirtBackend::RestoreReady(const ReadyState& state
     release(copy->file);
     return std::unexpected(domain.error());
   }
-  auto agent = OpenAgent(**domain, paths, spec.name);
+  auto agent = OpenStreams(**domain, paths, spec.name, StreamConsole(*impl_));
   Status ready = agent ? AwaitAgent(**domain, *agent, deadline, true) : Status(std::unexpected(agent.error()));
   if (!ready) {
     if (agent) agent->Reset();

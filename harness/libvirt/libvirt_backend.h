@@ -20,8 +20,9 @@
 //
 // Files: a local host (URI without a server) reads the image where it is and
 // writes the console log into the lab's artefacts folder. A remote host gets
-// the image uploaded into a storage pool (image_upload.h) and writes the
-// console log at the same path on its side (docs/fleet.md).
+// the image uploaded into a storage pool (image_upload.h), and its console
+// (serial0) is a pty streamed into the lab's console.log like the agent's
+// port, so no folder needs sharing (ConsoleLogPlacement).
 //
 // Ownership: every domain names this lab process in its metadata, and Open /
 // OnHost destroy the domains of lab processes that died (domain_owner.h):
@@ -59,6 +60,12 @@ enum class ImagePlacement {
   kUpload,      // always upload into the pool
 };
 
+enum class ConsoleLogPlacement {
+  kAuto,      // local host: the host's QEMU writes it; remote host: streamed
+  kHostFile,  // the host's QEMU writes ARTEFACTS/console.log (same path on its side)
+  kStreamed,  // serial0 is a pty streamed over the connection into the lab's file
+};
+
 struct LibvirtBackendOptions {
   std::string uri = "qemu:///system";
   std::optional<Accelerator> accelerator;  // nullopt: probe
@@ -67,6 +74,7 @@ struct LibvirtBackendOptions {
   ImagePlacement placement = ImagePlacement::kAuto;
   ImagePoolSpec pool;
   std::string machine = "pc";
+  ConsoleLogPlacement console_log = ConsoleLogPlacement::kAuto;
   LibvirtHostOptions host;
   // Refuse hosts whose capabilities offer no x86_64 hvm guest. Off only for
   // libvirt's test driver in unit tests (it offers i686 only).

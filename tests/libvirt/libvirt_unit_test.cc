@@ -92,6 +92,15 @@ TEST(DomainXml, KvmTypeAndHostCpu) {
   EXPECT_NE(xml.find("<cpu mode='host-passthrough'/>"), std::string::npos) << xml;
 }
 
+TEST(DomainXml, NoConsoleLogMeansAPtyTheLabStreams) {
+  DomainXmlSpec spec = SampleSpec("patchlab-pty-console");
+  spec.console_log.clear();
+  std::string xml = BuildDomainXml(spec);
+  EXPECT_NE(xml.find("<serial type='pty'><target port='0'/></serial>"), std::string::npos) << xml;
+  EXPECT_NE(xml.find("<serial type='pty'><target port='1'/></serial>"), std::string::npos) << xml;
+  EXPECT_EQ(xml.find("type='file'"), std::string::npos) << xml;
+}
+
 TEST(DomainXml, EscapesTextAndAttributes) {
   DomainXmlSpec spec = SampleSpec("patchlab-esc");
   spec.cmdline = "a=<b> c='d' & e";

@@ -217,6 +217,32 @@ TEST_F(LibvirtVmTest, AgentAnswersOverTheLibvirtStreamAcrossSaveAndRestore) {
   EXPECT_TRUE(after.has_value()) << "the agent channel stayed open after the domain was destroyed";
 }
 
+// A host that does not share the lab's folders (qemu+ssh://) streams the
+// console into the lab's console.log too; forced here on the local daemon.
+TEST_F(LibvirtVmTest, StreamedConsoleLogIsWrittenByTheLab) {
+  auto image = LabImage(PATCHLAB_SOURCE_DIR, PATCHLAB_AGENT_BINARY);
+  LibvirtBackendOptions o;
+  o.uri = daemon_->uri();
+  o.accelerator = Accelerator::kTcg;
+  o.console_log = ConsoleLogPlacement::kStreamed;
+  auto streaming = LibvirtBackend::Open(o);
+  ASSERT_TRUE(streaming.has_value()) << streaming.error().ToString();
+  VmSpec spec = Spec(*dir_, "streamed-console");
+  auto vm = (*streaming)->Boot(*image, spec);
+  ASSERT_TRUE(vm.has_value()) << vm.error().ToString();
+  auto xml = ReadFile(spec.artefacts_dir / "domain.xml");
+  ASSERT_TRUE(xml.has_value());
+  EXPECT_NE(xml->find("<serial type='pty'><target port='0'/></serial>"), std::string::npos) << *xml;
+  EXPECT_EQ(xml->find("console.log"), std::string::npos) << "the host was told to write the log: " << *xml;
+  ASSERT_TRUE((*vm)->agent().Hello().has_value());
+  // The kernel's first lines came through the stream: the domain started
+  // paused until the stream was open.
+  auto console = ReadFile((*vm)->console_log_path());
+  ASSERT_TRUE(console.has_value());
+  EXPECT_NE(console->find("Linux version"), std::string::npos) << *console;
+  vm->reset();
+}
+
 // libvirt does not autodestroy restored domains: a lab killed while one runs
 // leaves it running. The next lab that connects to the host destroys it,
 // knowing from its metadata that its owner is dead.

@@ -31,7 +31,8 @@ constexpr size_t kChunk = 64 * 1024;
 struct ConsoleBridge::Pump {
   std::string where;
   virStreamPtr stream = nullptr;  // owned; freed by ~ConsoleBridge, off the loop
-  ScopedFd socket;                // the bridge's end, non-blocking
+  ScopedFd socket;                // the bridge's end, non-blocking (or the file of OpenToFile)
+  bool sink_is_file = false;      // OpenToFile: write(), no watch, nothing to the guest
   int watch = -1;                 // virEventAddHandle id of `socket`
   bool stream_watched = false;    // a stream event callback is registered
   bool stream_ended = false;      // EOF or error: no abort needed
@@ -74,11 +75,13 @@ struct ConsoleBridge::Pump {
 
   void FlushToSocket() {
     while (!to_socket.empty() && socket) {
-      ssize_t n = ::send(socket.get(), to_socket.data(), to_socket.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      ssize_t n = sink_is_file ? ::write(socket.get(), to_socket.data(), to_socket.size())
+                               : ::send(socket.get(), to_socket.data(), to_socket.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
       if (n < 0) {
-        Close(fmt::format("writing to the agent client: {}", std::strerror(errno)));
+        Close(fmt::format("writing to the {}: {}", sink_is_file ? "console log" : "agent client",
+                          std::strerror(errno)));
         return;
       }
       to_socket.erase(0, static_cast<size_t>(n));
@@ -194,22 +197,12 @@ void OnSocketEvent(int, int, int events, void* opaque) {
 
 }  // namespace
 
-Result<std::unique_ptr<ConsoleBridge>> ConsoleBridge::Open(TransientDomain& domain, const std::string& device,
-                                                           ScopedFd* client_end) {
-  if (auto s = EnsureEventLoop(); !s) return std::unexpected(s.error());
-  auto pump = std::make_shared<Pump>();
-  pump->where = fmt::format("{} device {}", domain.Where(), device);
-  int fds[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-    return Fail(ErrorCode::kInfra, "{}: socketpair: {}", pump->where, std::strerror(errno));
-  }
-  ScopedFd client(fds[0]);
-  pump->socket.Reset(fds[1]);
-  ::fcntl(fds[1], F_SETFL, ::fcntl(fds[1], F_GETFL) | O_NONBLOCK);
+namespace {
 
+// Opens the stream and starts the callbacks, with `pump->socket` already set.
+Status StartPump(const PumpRef& pump, TransientDomain& domain, const std::string& device) {
   pump->stream = virStreamNew(domain.host()->conn(), VIR_STREAM_NONBLOCK);
   if (pump->stream == nullptr) return FailVirt(ErrorCode::kInfra, pump->where + ": creating a stream");
-  std::unique_ptr<ConsoleBridge> bridge(new ConsoleBridge(pump));  // frees the stream on every path below
   if (virDomainOpenConsole(domain.handle(), device.c_str(), pump->stream, 0) < 0) {
     pump->stream_ended = true;  // never opened: nothing to abort
     return FailVirt(ErrorCode::kInfra, pump->where + ": opening as a console stream");
@@ -223,9 +216,11 @@ Result<std::unique_ptr<ConsoleBridge>> ConsoleBridge::Open(TransientDomain& doma
                                   OnStreamEvent, stream_ref, FreePumpRef) < 0) {
       delete stream_ref;
       failure = "watching the console stream: " + LastVirError();
+      pump->Close(failure);
       return;
     }
     pump->stream_watched = true;
+    if (pump->sink_is_file) return;  // a file is always writable: no watch
     auto* socket_ref = new PumpRef(pump);
     pump->watch = virEventAddHandle(pump->socket.get(), VIR_EVENT_HANDLE_READABLE, OnSocketEvent, socket_ref,
                                     FreePumpRef);
@@ -236,7 +231,40 @@ Result<std::unique_ptr<ConsoleBridge>> ConsoleBridge::Open(TransientDomain& doma
     }
   });
   if (!failure.empty()) return Fail(ErrorCode::kInfra, "{}: {}", pump->where, failure);
+  return {};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ConsoleBridge>> ConsoleBridge::Open(TransientDomain& domain, const std::string& device,
+                                                           ScopedFd* client_end) {
+  if (auto s = EnsureEventLoop(); !s) return std::unexpected(s.error());
+  auto pump = std::make_shared<Pump>();
+  pump->where = fmt::format("{} device {}", domain.Where(), device);
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    return Fail(ErrorCode::kInfra, "{}: socketpair: {}", pump->where, std::strerror(errno));
+  }
+  ScopedFd client(fds[0]);
+  pump->socket.Reset(fds[1]);
+  ::fcntl(fds[1], F_SETFL, ::fcntl(fds[1], F_GETFL) | O_NONBLOCK);
+  std::unique_ptr<ConsoleBridge> bridge(new ConsoleBridge(pump));  // frees the stream on every path below
+  if (auto s = StartPump(pump, domain, device); !s) return std::unexpected(s.error());
   *client_end = std::move(client);
+  return bridge;
+}
+
+Result<std::unique_ptr<ConsoleBridge>> ConsoleBridge::OpenToFile(TransientDomain& domain, const std::string& device,
+                                                                 const std::filesystem::path& file) {
+  if (auto s = EnsureEventLoop(); !s) return std::unexpected(s.error());
+  auto pump = std::make_shared<Pump>();
+  pump->where = fmt::format("{} device {}", domain.Where(), device);
+  pump->sink_is_file = true;
+  int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return Fail(ErrorCode::kIo, "{}: opening {}: {}", pump->where, file.string(), std::strerror(errno));
+  pump->socket.Reset(fd);
+  std::unique_ptr<ConsoleBridge> bridge(new ConsoleBridge(pump));
+  if (auto s = StartPump(pump, domain, device); !s) return std::unexpected(s.error());
   return bridge;
 }
 

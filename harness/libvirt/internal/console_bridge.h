@@ -1,6 +1,7 @@
 // ConsoleBridge: a domain's character device, opened as a libvirt stream
 // (virDomainOpenConsole), joined to one end of a socket pair whose other end
-// the caller hands to an AgentClient.
+// the caller hands to an AgentClient (Open), or appended to a local file
+// (OpenToFile: a console log written on this machine whatever the host).
 //
 // This is how the lab reaches the guest agent on any host: the agent's serial
 // port is a pty on the host, and the daemon carries its bytes over the libvirt
@@ -24,6 +25,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -40,6 +42,10 @@ class ConsoleBridge {
   // the socket pair (a blocking stream socket).
   static Result<std::unique_ptr<ConsoleBridge>> Open(TransientDomain& domain, const std::string& device,
                                                      ScopedFd* client_end);
+  // Opens `device` read-only in effect: what the guest writes there is
+  // appended to `file` (created when absent). Nothing is sent to the guest.
+  static Result<std::unique_ptr<ConsoleBridge>> OpenToFile(TransientDomain& domain, const std::string& device,
+                                                           const std::filesystem::path& file);
   // Stops pumping, aborts the stream and closes the bridge's socket end.
   ~ConsoleBridge();
   ConsoleBridge(const ConsoleBridge&) = delete;

@@ -13,7 +13,7 @@ namespace patchlab::harness::libvirt_internal {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-LibvirtVm::LibvirtVm(std::unique_ptr<TransientDomain> domain, AgentLink agent, VmImage image,
+LibvirtVm::LibvirtVm(std::unique_ptr<TransientDomain> domain, DomainStreams agent, VmImage image,
                      VmSpec spec, Accelerator accel, VmPaths paths, milliseconds heartbeat_threshold,
                      std::function<void()> on_release)
     : domain_(std::move(domain)),
@@ -179,7 +179,7 @@ Status LibvirtVm::Cont() {
 
 void LibvirtVm::DropAgent() { agent_.Reset(); }
 
-void LibvirtVm::ReplaceAfterSave(std::unique_ptr<TransientDomain> restored, AgentLink agent) {
+void LibvirtVm::ReplaceAfterSave(std::unique_ptr<TransientDomain> restored, DomainStreams agent) {
   agent_.Reset();
   domain_ = std::move(restored);
   agent_ = std::move(agent);

@@ -29,14 +29,18 @@ struct VmPaths {
   std::filesystem::path agent_log;
 };
 
-// The agent channel of one domain: the stream bridge and the client on its
-// socket. The client goes first (it owns the socket's other end).
-struct AgentLink {
+// The streams of one domain: the agent channel (the stream bridge and the
+// client on its socket; the client goes first, it owns the socket's other
+// end) and, where the console log is streamed rather than written by the
+// host, the console's bridge into ARTEFACTS/console.log.
+struct DomainStreams {
+  std::unique_ptr<ConsoleBridge> console;  // null: the host's QEMU writes console.log
   std::unique_ptr<ConsoleBridge> bridge;
   std::unique_ptr<AgentClient> client;
   void Reset() {
     client.reset();
     bridge.reset();
+    console.reset();
   }
 };
 
@@ -44,7 +48,7 @@ class LibvirtVm : public Vm, public LibvirtVmInfo {
  public:
   // `on_release` runs once the domain is gone (destruction), e.g. to free the
   // saved state copy it was restored from.
-  LibvirtVm(std::unique_ptr<TransientDomain> domain, AgentLink agent, VmImage image,
+  LibvirtVm(std::unique_ptr<TransientDomain> domain, DomainStreams agent, VmImage image,
             VmSpec spec, Accelerator accel, VmPaths paths, std::chrono::milliseconds heartbeat_threshold,
             std::function<void()> on_release);
   ~LibvirtVm() override;
@@ -73,7 +77,7 @@ class LibvirtVm : public Vm, public LibvirtVmInfo {
   // For SaveReady: the domain is saved (gone) and comes back as `restored`,
   // with a new agent connection. REQUIRES: no other thread uses the VM.
   TransientDomain& domain() { return *domain_; }
-  void ReplaceAfterSave(std::unique_ptr<TransientDomain> restored, AgentLink agent);
+  void ReplaceAfterSave(std::unique_ptr<TransientDomain> restored, DomainStreams agent);
   // Called before the domain is saved: the agent channel is about to close.
   void DropAgent();
   // The saved copy this VM now occupies (set by SaveReady), freed on release.
@@ -86,7 +90,7 @@ class LibvirtVm : public Vm, public LibvirtVmInfo {
   void WriteStats();
 
   std::unique_ptr<TransientDomain> domain_;
-  AgentLink agent_;
+  DomainStreams agent_;
   VmImage image_;
   VmSpec spec_;
   Accelerator accel_;
