@@ -479,5 +479,55 @@ TEST(LibvirtFleet, SpreadsOverHostsAndSurvivesOneDroppingOut) {
   fs::remove_all(dir);
 }
 
+// A host that went down and comes back takes VMs again: the fleet tries it
+// again when a VM needs a slot (here at most every 200 ms).
+TEST(LibvirtFleet, ADroppedHostIsReconnectedWhenItComesBack) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (private libvirtd in a mount namespace)";
+  auto image = LabImage(PATCHLAB_SOURCE_DIR, PATCHLAB_AGENT_BINARY);
+  if (!image) GTEST_SKIP() << "no reference image: " << image.error().ToString();
+  fs::path dir = TestDir("reconnect");
+  auto a = PrivateLibvirtd::Start(dir / "host-a");
+  ASSERT_TRUE(a.has_value()) << a.error().ToString();
+  auto b = PrivateLibvirtd::Start(dir / "host-b");
+  ASSERT_TRUE(b.has_value()) << b.error().ToString();
+  std::string uri_b = (*b)->uri();
+
+  FleetOptions o;
+  o.uris = {(*a)->uri(), uri_b};
+  o.per_host = 1;
+  o.backend.accelerator = Accelerator::kTcg;
+  o.reconnect_interval = milliseconds(200);
+  auto fleet = FleetBackend::Open(o);
+  ASSERT_TRUE(fleet.has_value()) << fleet.error().ToString();
+
+  // Host B goes down; the fleet notices (its close callback).
+  (*b)->Stop();
+  b->reset();
+  for (int i = 0; i < 100 && (*fleet)->Hosts()[1].alive; ++i) std::this_thread::sleep_for(milliseconds(100));
+  ASSERT_FALSE((*fleet)->Hosts()[1].alive) << "host B's end went unnoticed";
+
+  // It comes back at the same URI: with host A's slot taken, the next VM can
+  // only run if the fleet reconnects to B.
+  auto b2 = PrivateLibvirtd::Start(dir / "host-b");
+  ASSERT_TRUE(b2.has_value()) << b2.error().ToString();
+  ASSERT_EQ((*b2)->uri(), uri_b);
+  auto on_a = (*fleet)->Boot(*image, Spec(dir, "cell-a"));
+  ASSERT_TRUE(on_a.has_value()) << on_a.error().ToString();
+  auto on_b = (*fleet)->Boot(*image, Spec(dir, "cell-b"));
+  ASSERT_TRUE(on_b.has_value()) << on_b.error().ToString();
+  EXPECT_EQ(AsLibvirtVm(**on_a)->HostName(), (*a)->uri());
+  EXPECT_EQ(AsLibvirtVm(**on_b)->HostName(), uri_b);
+  EXPECT_TRUE((*on_b)->agent().Hello().has_value());
+  auto hosts = (*fleet)->Hosts();
+  EXPECT_TRUE(hosts[1].alive) << hosts[1].reason;
+  EXPECT_EQ(hosts[1].reconnects, 1);
+  on_a->reset();
+  on_b->reset();
+  fleet->reset();
+  b2->reset();
+  a->reset();
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace patchlab::harness
