@@ -102,7 +102,9 @@ Result<libvirt_internal::DomainStreams> OpenStreams(TransientDomain& domain, con
 // serial port may be lost).
 Status AwaitAgent(TransientDomain& domain, libvirt_internal::DomainStreams& link, Clock::time_point deadline,
                   bool restored) {
+  Clock::time_point resume_start = Clock::now();
   if (auto s = domain.Resume(); !s) return s;
+  Clock::time_point resumed = Clock::now();
   AgentClient& agent = *link.client;
   auto closed_why = [&] {
     return link.bridge->closed() ? link.bridge->close_reason() : agent.close_reason();
@@ -111,7 +113,12 @@ Status AwaitAgent(TransientDomain& domain, libvirt_internal::DomainStreams& link
     // A restored agent said "ready" long ago; a reply proves it runs now.
     auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
     auto hello = agent.Hello(std::max(left, milliseconds(1)));
-    if (hello) return {};
+    if (hello) {
+      Log("libvirt")->debug("{}: resume {} ms, first hello {} ms", domain.Where(),
+                            std::chrono::duration_cast<milliseconds>(resumed - resume_start).count(),
+                            std::chrono::duration_cast<milliseconds>(Clock::now() - resumed).count());
+      return {};
+    }
     if (agent.closed()) return Fail(ErrorCode::kInfra, "{}: restored agent: channel closed: {}", domain.Where(), closed_why());
     return Fail(ErrorCode::kInfra, "{}: restored agent: {}", domain.Where(), hello.error().ToString());
   }
@@ -389,6 +396,7 @@ Result<std::unique_ptr<Vm>> LibvirtBackend::RestoreReady(const ReadyState& state
   VmPaths paths{fs::absolute(spec.artefacts_dir / "console.log"), fs::absolute(spec.artefacts_dir / "agent.log")};
   std::error_code ec;
   fs::remove(paths.console_log, ec);
+  Clock::time_point t_start = Clock::now();
   std::string xml;
   {
     std::string saved_xml = libvirt_internal::TakeString(
@@ -405,12 +413,18 @@ Result<std::unique_ptr<Vm>> LibvirtBackend::RestoreReady(const ReadyState& state
   }
   (void)WriteFileAtomic(spec.artefacts_dir / "domain.xml", xml);
   Clock::time_point deadline = Clock::now() + spec.boot_timeout;
+  Clock::time_point t_xml = Clock::now();
   auto domain = TransientDomain::Restore(impl_->host, copy->file, xml, copy->domain, StartState::kPaused);
   if (!domain) {
     release(copy->file);
     return std::unexpected(domain.error());
   }
+  Clock::time_point t_restored = Clock::now();
   auto agent = OpenStreams(**domain, paths, spec.name, StreamConsole(*impl_));
+  Log("libvirt")->debug("{}: saved xml {} ms, virDomainRestoreFlags {} ms, streams {} ms", (*domain)->Where(),
+                        std::chrono::duration_cast<milliseconds>(t_xml - t_start).count(),
+                        std::chrono::duration_cast<milliseconds>(t_restored - t_xml).count(),
+                        std::chrono::duration_cast<milliseconds>(Clock::now() - t_restored).count());
   Status ready = agent ? AwaitAgent(**domain, *agent, deadline, true) : Status(std::unexpected(agent.error()));
   if (!ready) {
     if (agent) agent->Reset();
