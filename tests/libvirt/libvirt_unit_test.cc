@@ -270,8 +270,9 @@ TEST(HostCapabilities, ParsesKvmAndEmulator) {
   EXPECT_FALSE(none.kvm_listed);
 }
 
-// The test driver has no consoles, so no agent ever answers: Boot must fail
-// with an infrastructure error and leave no domain behind.
+// The test driver has no consoles, so the agent's port cannot be opened: Boot
+// must fail with an infrastructure error naming host and domain, and leave no
+// domain behind.
 TEST(LibvirtBackend, FailedBootLeavesNoDomain) {
   LibvirtBackendOptions o;
   o.uri = kTestUri;

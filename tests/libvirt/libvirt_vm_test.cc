@@ -94,7 +94,11 @@ class LibvirtVmTest : public ::testing::Test {
     backend_ = nullptr;
     delete daemon_;
     daemon_ = nullptr;
-    if (dir_ != nullptr) fs::remove_all(*dir_);
+    // A failed test's console, agent log and domain XML stay for a post-mortem.
+    if (dir_ != nullptr && ::testing::UnitTest::GetInstance()->failed_test_count() == 0) fs::remove_all(*dir_);
+    if (dir_ != nullptr && ::testing::UnitTest::GetInstance()->failed_test_count() > 0) {
+      std::fprintf(stderr, "artefacts kept in %s\n", dir_->c_str());
+    }
     delete dir_;
     dir_ = nullptr;
   }
@@ -292,7 +296,10 @@ TEST_F(LibvirtVmTest, GuestPanicIsACrashEvent) {
   auto vm = backend_->Boot(*image, Spec(*dir_, "panic"));
   ASSERT_TRUE(vm.has_value()) << vm.error().ToString();
   ExecRequest req;
-  req.argv = {"/bin/sh", "-c", "echo c > /proc/sysrq-trigger"};
+  // The pause lets the agent's reply to the exec leave the guest first: a
+  // panic in the same instant can take the reply with it (one vCPU, the
+  // reply still in the serial port's queue), and Exec then times out.
+  req.argv = {"/bin/sh", "-c", "sleep 1; echo c > /proc/sysrq-trigger"};
   auto pid = (*vm)->agent().Exec(req);
   ASSERT_TRUE(pid.has_value()) << pid.error().ToString();
   std::optional<VmEvent> panic;
