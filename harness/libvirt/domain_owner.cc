@@ -1,13 +1,12 @@
 #include "harness/libvirt/domain_owner.h"
 
+#include <fmt/format.h>
 #include <limits.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
-
-#include <fmt/format.h>
 
 #include "base/log.h"
 #include "harness/libvirt/domain_xml.h"
@@ -78,7 +77,8 @@ DomainOwner DomainOwner::Self() {
 
 std::string DomainOwner::MetadataXml() const {
   return fmt::format(
-      "<metadata><patchlab:owner xmlns:patchlab='{}' host='{}' boot='{}' pidns='{}' pid='{}' start='{}'/>"
+      "<metadata><patchlab:owner xmlns:patchlab='{}' host='{}' boot='{}' pidns='{}' pid='{}' "
+      "start='{}'/>"
       "</metadata>",
       kOwnerMetadataUri, XmlEscape(host), XmlEscape(boot), XmlEscape(pidns), pid, start);
 }
@@ -136,8 +136,8 @@ Result<std::vector<std::string>> DestroyDomainsOfDeadOwners(LibvirtHost& host) {
   virDomainPtr* domains = nullptr;
   int n = virConnectListAllDomains(host.conn(), &domains, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
   if (n < 0) {
-    return Fail(ErrorCode::kInfra, "libvirt {}: listing domains to find leftovers of dead labs: {}", host.uri(),
-                LastVirError());
+    return Fail(ErrorCode::kInfra, "libvirt {}: listing domains to find leftovers of dead labs: {}",
+                host.uri(), LastVirError());
   }
   std::vector<libvirt_internal::DomainPtr> owned;
   for (int i = 0; i < n; ++i) owned.emplace_back(domains[i]);
@@ -147,18 +147,20 @@ Result<std::vector<std::string>> DestroyDomainsOfDeadOwners(LibvirtHost& host) {
   for (auto& dom : owned) {
     const char* name_c = virDomainGetName(dom.get());
     std::string name = name_c != nullptr ? name_c : "?";
-    std::string element =
-        TakeString(virDomainGetMetadata(dom.get(), VIR_DOMAIN_METADATA_ELEMENT, kOwnerMetadataUri, 0));
+    std::string element = TakeString(
+        virDomainGetMetadata(dom.get(), VIR_DOMAIN_METADATA_ELEMENT, kOwnerMetadataUri, 0));
     if (element.empty()) continue;  // not the lab's (or made before owners were recorded)
     auto owner = ParseOwner(element);
     if (!owner || CheckOwner(*owner, self) != OwnerState::kDead) continue;
     if (virDomainDestroy(dom.get()) < 0) {
-      Log("libvirt")->warn("libvirt {} domain {}: left by dead lab process {} on {}, but cannot be destroyed: {}",
-                           host.uri(), name, owner->pid, owner->host, LastVirError());
+      Log("libvirt")->warn(
+          "libvirt {} domain {}: left by dead lab process {} on {}, but cannot be destroyed: {}",
+          host.uri(), name, owner->pid, owner->host, LastVirError());
       continue;
     }
-    Log("libvirt")->warn("libvirt {} domain {}: destroyed, left running by lab process {} on {}, which is gone",
-                         host.uri(), name, owner->pid, owner->host);
+    Log("libvirt")->warn(
+        "libvirt {} domain {}: destroyed, left running by lab process {} on {}, which is gone",
+        host.uri(), name, owner->pid, owner->host);
     destroyed.push_back(name);
   }
   return destroyed;

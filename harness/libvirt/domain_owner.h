@@ -31,11 +31,12 @@ namespace patchlab::harness {
 inline constexpr char kOwnerMetadataUri[] = "https://patchlab.dev/xmlns/owner/1";
 
 struct DomainOwner {
-  std::string host;    // gethostname()
-  std::string boot;    // /proc/sys/kernel/random/boot_id
-  std::string pidns;   // readlink /proc/self/ns/pid
+  std::string host;   // gethostname()
+  std::string boot;   // /proc/sys/kernel/random/boot_id
+  std::string pidns;  // readlink /proc/self/ns/pid
   long pid = 0;
-  unsigned long long start = 0;  // process start time, clock ticks after boot (/proc/PID/stat field 22)
+  unsigned long long start =
+      0;  // process start time, clock ticks after boot (/proc/PID/stat field 22)
 
   // This process.
   static DomainOwner Self();

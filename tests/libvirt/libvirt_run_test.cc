@@ -2,14 +2,13 @@
 // unit: how many cells run at once) and one real cell on a private libvirtd
 // (label vm: the cell lands in the database with its host and meets its
 // expectation). Built twice, like tests/harness/runner_end_to_end_test.cc.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
-#include <string>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "base/file_util.h"
 #include "base/subprocess.h"
@@ -51,27 +50,31 @@ constexpr char kHostA[] = "qemu+unix:///system?socket=/nonexistent/patchlab-a";
 constexpr char kHostB[] = "qemu+unix:///system?socket=/nonexistent/patchlab-b";
 
 TEST(PatchlabRunLibvirt, WithoutJobsEveryHostsSlotsAreFilled) {
-  Outcome out = RunPatchlab({"scenarios/kv-parse-fix", "--backend", "libvirt", "-c", kHostA, "-c", kHostB,
-                             "--per-host", "3", "--policy", "/nonexistent/policy.yaml"},
+  Outcome out = RunPatchlab({"scenarios/kv-parse-fix", "--backend", "libvirt", "-c", kHostA, "-c",
+                             kHostB, "--per-host", "3", "--policy", "/nonexistent/policy.yaml"},
                             std::chrono::seconds(60));
   EXPECT_EQ(out.exit_code, 2) << out.stderr_data;
-  EXPECT_THAT(out.stderr_data, HasSubstr("libvirt: 2 host(s) x 3 VM(s) each; 6 cell(s) at a time\n"));
+  EXPECT_THAT(out.stderr_data,
+              HasSubstr("libvirt: 2 host(s) x 3 VM(s) each; 6 cell(s) at a time\n"));
 }
 
 TEST(PatchlabRunLibvirt, AnExplicitJobsOneIsKept) {
-  Outcome out = RunPatchlab({"scenarios/kv-parse-fix", "--backend", "libvirt", "-c", kHostA, "-c", kHostB,
-                             "--per-host", "3", "-j", "1", "--policy", "/nonexistent/policy.yaml"},
-                            std::chrono::seconds(60));
+  Outcome out =
+      RunPatchlab({"scenarios/kv-parse-fix", "--backend", "libvirt", "-c", kHostA, "-c", kHostB,
+                   "--per-host", "3", "-j", "1", "--policy", "/nonexistent/policy.yaml"},
+                  std::chrono::seconds(60));
   EXPECT_EQ(out.exit_code, 2) << out.stderr_data;
-  EXPECT_THAT(out.stderr_data, HasSubstr("libvirt: 2 host(s) x 3 VM(s) each; 1 cell(s) at a time (--jobs)\n"));
+  EXPECT_THAT(out.stderr_data,
+              HasSubstr("libvirt: 2 host(s) x 3 VM(s) each; 1 cell(s) at a time (--jobs)\n"));
 }
 
 TEST(PatchlabRunLibvirt, AnExplicitJobsOtherThanOneIsKept) {
-  Outcome out = RunPatchlab({"scenarios/kv-parse-fix", "--backend", "libvirt", "-c", kHostA, "--jobs", "4",
-                             "--policy", "/nonexistent/policy.yaml"},
+  Outcome out = RunPatchlab({"scenarios/kv-parse-fix", "--backend", "libvirt", "-c", kHostA,
+                             "--jobs", "4", "--policy", "/nonexistent/policy.yaml"},
                             std::chrono::seconds(60));
   EXPECT_EQ(out.exit_code, 2) << out.stderr_data;
-  EXPECT_THAT(out.stderr_data, HasSubstr("libvirt: 1 host(s) x 1 VM(s) each; 4 cell(s) at a time (--jobs)\n"));
+  EXPECT_THAT(out.stderr_data,
+              HasSubstr("libvirt: 1 host(s) x 1 VM(s) each; 4 cell(s) at a time (--jobs)\n"));
 }
 
 #else
@@ -81,7 +84,8 @@ TEST(PatchlabRunLibvirt, AnExplicitJobsOtherThanOneIsKept) {
 // workload runs only as long as the runner measures (it stops the workload
 // once its windows are taken), so the scenario runs unchanged.
 TEST(PatchlabRunLibvirt, KvParseFixCellIsRecordedWithItsHost) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (private libvirtd in a mount namespace, QEMU as root)";
+  if (::geteuid() != 0)
+    GTEST_SKIP() << "needs root (private libvirtd in a mount namespace, QEMU as root)";
   auto help = RunSubprocess({.argv = {HOTPATCH_BIN, "pack", "--help"}});
   if (!help || help->stdout_data.find("not built yet") != std::string::npos) {
     GTEST_SKIP() << "hotpatch pack is not built yet";
@@ -92,10 +96,11 @@ TEST(PatchlabRunLibvirt, KvParseFixCellIsRecordedWithItsHost) {
   auto daemon = testing::PrivateLibvirtd::Start(dir / "daemon");
   ASSERT_TRUE(daemon.has_value()) << daemon.error().ToString();
 
-  Outcome out = RunPatchlab({"scenarios/kv-parse-fix", "--images", "debian12-cloud", "--cpus", "qemu64", "--backend",
-                             "libvirt", "--connect", (*daemon)->uri(), "--json", "--db", (dir / "lab.db").string(),
-                             "--out", (dir / "out").string(), "--key-dir", (dir / "keys").string()},
-                            std::chrono::minutes(9));
+  Outcome out = RunPatchlab(
+      {"scenarios/kv-parse-fix", "--images", "debian12-cloud", "--cpus", "qemu64", "--backend",
+       "libvirt", "--connect", (*daemon)->uri(), "--json", "--db", (dir / "lab.db").string(),
+       "--out", (dir / "out").string(), "--key-dir", (dir / "keys").string()},
+      std::chrono::minutes(9));
   nlohmann::json json = nlohmann::json::parse(out.stdout_data, nullptr, false);
   ASSERT_TRUE(json.is_object()) << out.stdout_data << out.stderr_data;
   ASSERT_EQ(out.exit_code, 0) << json.dump(2) << out.stderr_data;

@@ -28,8 +28,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::string dir = argv[2];
-  VmImage image{"helper", "?", argv[3], argv[4], std::vector<std::string>(argv + 5, argv + argc), {"qemu64"},
-                "helper"};
+  VmImage image{
+      "helper",   "?",     argv[3], argv[4], std::vector<std::string>(argv + 5, argv + argc),
+      {"qemu64"}, "helper"};
   VmSpec spec;
   spec.name = "orphan";
   spec.memory_mib = 256;

@@ -2,12 +2,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/socket.h>
 
 #include <cstring>
 #include <mutex>
-
-#include <fmt/format.h>
 
 #include "base/log.h"
 #include "harness/libvirt/internal/event_loop.h"
@@ -76,7 +75,8 @@ struct ConsoleBridge::Pump {
   void FlushToSocket() {
     while (!to_socket.empty() && socket) {
       ssize_t n = sink_is_file ? ::write(socket.get(), to_socket.data(), to_socket.size())
-                               : ::send(socket.get(), to_socket.data(), to_socket.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+                               : ::send(socket.get(), to_socket.data(), to_socket.size(),
+                                        MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
       if (n < 0) {
@@ -177,8 +177,9 @@ void OnStreamEvent(virStreamPtr, int events, void* opaque) {
   if ((events & (VIR_STREAM_EVENT_ERROR | VIR_STREAM_EVENT_HANGUP)) && p.Open()) {
     // Whatever the stream still held came with READABLE above.
     p.stream_ended = true;
-    p.Close((events & VIR_STREAM_EVENT_HANGUP) != 0 ? "the console stream hung up (the domain stopped?)"
-                                                    : "the console stream failed: " + LastVirError());
+    p.Close((events & VIR_STREAM_EVENT_HANGUP) != 0
+                ? "the console stream hung up (the domain stopped?)"
+                : "the console stream failed: " + LastVirError());
   }
   p.Rearm();
 }
@@ -202,7 +203,8 @@ namespace {
 // Opens the stream and starts the callbacks, with `pump->socket` already set.
 Status StartPump(const PumpRef& pump, TransientDomain& domain, const std::string& device) {
   pump->stream = virStreamNew(domain.host()->conn(), VIR_STREAM_NONBLOCK);
-  if (pump->stream == nullptr) return FailVirt(ErrorCode::kInfra, pump->where + ": creating a stream");
+  if (pump->stream == nullptr)
+    return FailVirt(ErrorCode::kInfra, pump->where + ": creating a stream");
   if (virDomainOpenConsole(domain.handle(), device.c_str(), pump->stream, 0) < 0) {
     pump->stream_ended = true;  // never opened: nothing to abort
     return FailVirt(ErrorCode::kInfra, pump->where + ": opening as a console stream");
@@ -211,9 +213,10 @@ Status StartPump(const PumpRef& pump, TransientDomain& domain, const std::string
   std::string failure;
   RunOnEventLoop([&] {
     auto* stream_ref = new PumpRef(pump);
-    if (virStreamEventAddCallback(pump->stream, VIR_STREAM_EVENT_READABLE | VIR_STREAM_EVENT_ERROR |
-                                                    VIR_STREAM_EVENT_HANGUP,
-                                  OnStreamEvent, stream_ref, FreePumpRef) < 0) {
+    if (virStreamEventAddCallback(
+            pump->stream,
+            VIR_STREAM_EVENT_READABLE | VIR_STREAM_EVENT_ERROR | VIR_STREAM_EVENT_HANGUP,
+            OnStreamEvent, stream_ref, FreePumpRef) < 0) {
       delete stream_ref;
       failure = "watching the console stream: " + LastVirError();
       pump->Close(failure);
@@ -222,8 +225,8 @@ Status StartPump(const PumpRef& pump, TransientDomain& domain, const std::string
     pump->stream_watched = true;
     if (pump->sink_is_file) return;  // a file is always writable: no watch
     auto* socket_ref = new PumpRef(pump);
-    pump->watch = virEventAddHandle(pump->socket.get(), VIR_EVENT_HANDLE_READABLE, OnSocketEvent, socket_ref,
-                                    FreePumpRef);
+    pump->watch = virEventAddHandle(pump->socket.get(), VIR_EVENT_HANDLE_READABLE, OnSocketEvent,
+                                    socket_ref, FreePumpRef);
     if (pump->watch < 0) {
       delete socket_ref;
       failure = "watching the bridge socket: " + LastVirError();
@@ -236,7 +239,8 @@ Status StartPump(const PumpRef& pump, TransientDomain& domain, const std::string
 
 }  // namespace
 
-Result<std::unique_ptr<ConsoleBridge>> ConsoleBridge::Open(TransientDomain& domain, const std::string& device,
+Result<std::unique_ptr<ConsoleBridge>> ConsoleBridge::Open(TransientDomain& domain,
+                                                           const std::string& device,
                                                            ScopedFd* client_end) {
   if (auto s = EnsureEventLoop(); !s) return std::unexpected(s.error());
   auto pump = std::make_shared<Pump>();
@@ -248,20 +252,23 @@ Result<std::unique_ptr<ConsoleBridge>> ConsoleBridge::Open(TransientDomain& doma
   ScopedFd client(fds[0]);
   pump->socket.Reset(fds[1]);
   ::fcntl(fds[1], F_SETFL, ::fcntl(fds[1], F_GETFL) | O_NONBLOCK);
-  std::unique_ptr<ConsoleBridge> bridge(new ConsoleBridge(pump));  // frees the stream on every path below
+  std::unique_ptr<ConsoleBridge> bridge(
+      new ConsoleBridge(pump));  // frees the stream on every path below
   if (auto s = StartPump(pump, domain, device); !s) return std::unexpected(s.error());
   *client_end = std::move(client);
   return bridge;
 }
 
-Result<std::unique_ptr<ConsoleBridge>> ConsoleBridge::OpenToFile(TransientDomain& domain, const std::string& device,
-                                                                 const std::filesystem::path& file) {
+Result<std::unique_ptr<ConsoleBridge>> ConsoleBridge::OpenToFile(
+    TransientDomain& domain, const std::string& device, const std::filesystem::path& file) {
   if (auto s = EnsureEventLoop(); !s) return std::unexpected(s.error());
   auto pump = std::make_shared<Pump>();
   pump->where = fmt::format("{} device {}", domain.Where(), device);
   pump->sink_is_file = true;
   int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0) return Fail(ErrorCode::kIo, "{}: opening {}: {}", pump->where, file.string(), std::strerror(errno));
+  if (fd < 0)
+    return Fail(ErrorCode::kIo, "{}: opening {}: {}", pump->where, file.string(),
+                std::strerror(errno));
   pump->socket.Reset(fd);
   std::unique_ptr<ConsoleBridge> bridge(new ConsoleBridge(pump));
   if (auto s = StartPump(pump, domain, device); !s) return std::unexpected(s.error());

@@ -40,11 +40,13 @@ class ConsoleBridge {
   // Opens `device` (a character device alias such as "serial1", of type pty)
   // of `domain` and starts pumping. `*client_end` receives the other end of
   // the socket pair (a blocking stream socket).
-  static Result<std::unique_ptr<ConsoleBridge>> Open(TransientDomain& domain, const std::string& device,
+  static Result<std::unique_ptr<ConsoleBridge>> Open(TransientDomain& domain,
+                                                     const std::string& device,
                                                      ScopedFd* client_end);
   // Opens `device` read-only in effect: what the guest writes there is
   // appended to `file` (created when absent). Nothing is sent to the guest.
-  static Result<std::unique_ptr<ConsoleBridge>> OpenToFile(TransientDomain& domain, const std::string& device,
+  static Result<std::unique_ptr<ConsoleBridge>> OpenToFile(TransientDomain& domain,
+                                                           const std::string& device,
                                                            const std::filesystem::path& file);
   // Stops pumping, aborts the stream and closes the bridge's socket end.
   ~ConsoleBridge();

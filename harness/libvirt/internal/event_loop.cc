@@ -82,7 +82,8 @@ void RunOnEventLoop(const std::function<void()>& fn) {
   // `call` lives on this stack until done: the timer is removed before that.
   call.timer = virEventAddTimeout(0, RunLoopCall, &call, nullptr);
   if (call.timer < 0) {
-    Log("libvirt")->critical("libvirt event loop: cannot add a timeout: {}", virGetLastErrorMessage());
+    Log("libvirt")->critical("libvirt event loop: cannot add a timeout: {}",
+                             virGetLastErrorMessage());
     std::abort();
   }
   std::unique_lock lock(call.mu);
