@@ -25,8 +25,7 @@ std::string XmlEscape(const std::string& text) {
 }
 
 std::string BuildDomainXml(const DomainXmlSpec& s) {
-  if (s.name.empty() || s.kernel.empty() || s.initrd.empty() || s.console_log.empty() ||
-      s.agent_socket.empty() || s.vcpus <= 0 || s.memory_mib <= 0) {
+  if (s.name.empty() || s.kernel.empty() || s.initrd.empty() || s.vcpus <= 0 || s.memory_mib <= 0) {
     Log("libvirt")->critical("BuildDomainXml: incomplete spec for '{}'", s.name);
     std::abort();
   }
@@ -42,6 +41,7 @@ std::string BuildDomainXml(const DomainXmlSpec& s) {
   return fmt::format(
       "<domain type='{type}'>\n"
       "  <name>{name}</name>\n"
+      "{metadata}"
       "  <memory unit='MiB'>{mem}</memory>\n"
       "  <vcpu>{vcpus}</vcpu>\n"
       "  <os>\n"
@@ -57,8 +57,8 @@ std::string BuildDomainXml(const DomainXmlSpec& s) {
       "  <on_crash>preserve</on_crash>\n"
       "  <devices>\n"
       "{emulator}"
-      "    <serial type='file'><source path='{console}' append='on'/><target port='0'/></serial>\n"
-      "    <serial type='unix'><source mode='bind' path='{agent}'/><target port='1'/></serial>\n"
+      "{console}"
+      "    <serial type='pty'><target port='1'/></serial>\n"
       "    <panic model='isa'/>\n"
       "    <memballoon model='none'/>\n"
       "  </devices>\n"
@@ -68,7 +68,12 @@ std::string BuildDomainXml(const DomainXmlSpec& s) {
       fmt::arg("mem", s.memory_mib), fmt::arg("vcpus", s.vcpus), fmt::arg("machine", XmlEscape(s.machine)),
       fmt::arg("kernel", XmlEscape(s.kernel)), fmt::arg("initrd", XmlEscape(s.initrd)),
       fmt::arg("cmdline", XmlEscape(s.cmdline)), fmt::arg("cpu", cpu), fmt::arg("emulator", emulator),
-      fmt::arg("console", XmlEscape(s.console_log)), fmt::arg("agent", XmlEscape(s.agent_socket)));
+      fmt::arg("console", s.console_log.empty()
+                              ? std::string("    <serial type='pty'><target port='0'/></serial>\n")
+                              : fmt::format("    <serial type='file'><source path='{}' append='on'/><target "
+                                            "port='0'/></serial>\n",
+                                            XmlEscape(s.console_log))),
+      fmt::arg("metadata", s.metadata.empty() ? "" : "  " + s.metadata + "\n"));
 }
 
 }  // namespace patchlab::harness

@@ -11,13 +11,26 @@ namespace patchlab::harness {
 
 namespace fs = std::filesystem;
 
+using Clock = std::chrono::steady_clock;
+
 struct FleetHost {
   std::string uri;
-  std::unique_ptr<LibvirtBackend> backend;  // null when it could not be opened
+  // Null when it could not be opened. Replaced on a reconnect, so users copy
+  // the pointer under the fleet's lock (a VM keeps its own host alive).
+  std::shared_ptr<LibvirtBackend> backend;
   bool alive = false;
   std::string reason;
   int running = 0;
   int started = 0;
+  int reconnects = 0;
+  Clock::time_point next_attempt{};  // when a dead host may be tried again
+  bool reconnecting = false;         // one thread tries at a time
+};
+
+// A slot taken on one host, with the backend it was taken on.
+struct FleetSlot {
+  size_t index;
+  std::shared_ptr<LibvirtBackend> backend;
 };
 
 struct FleetBackend::Impl {
@@ -26,20 +39,25 @@ struct FleetBackend::Impl {
   std::condition_variable cv;
   std::vector<FleetHost> hosts;
 
-  // Waits for a free slot on a live host (preferring `preferred` hosts when
-  // they have one) and takes it. kInfra when no host is left.
-  Result<size_t> Acquire() {
+  // Waits for a free slot on a live host and takes it; tries dead hosts again
+  // when their reconnect time has come. kInfra when no host is left.
+  Result<FleetSlot> Acquire() {
     std::unique_lock lock(mu);
     while (true) {
       std::optional<size_t> best;
       bool any_alive = false;
+      bool any_retry = false;
       for (size_t i = 0; i < hosts.size(); ++i) {
         FleetHost& h = hosts[i];
         if (h.alive && !h.backend->host()->alive()) {
           h.alive = false;
           h.reason = h.backend->host()->close_reason();
+          h.next_attempt = Clock::now() + options.reconnect_interval;
         }
-        if (!h.alive) continue;
+        if (!h.alive) {
+          if (options.reconnect_interval.count() > 0) any_retry = true;
+          continue;
+        }
         any_alive = true;
         if (h.running >= options.per_host) continue;
         if (!best || h.running < hosts[*best].running) best = i;
@@ -47,17 +65,66 @@ struct FleetBackend::Impl {
       if (best) {
         ++hosts[*best].running;
         ++hosts[*best].started;
-        return *best;
+        return FleetSlot{*best, hosts[*best].backend};
       }
-      if (!any_alive) {
+      if (TryReconnect(lock)) continue;
+      if (!any_alive && !any_retry) {
         std::string why;
         for (const auto& h : hosts) why += fmt::format("; {}: {}", h.uri, h.reason);
         return Fail(ErrorCode::kInfra, "libvirt fleet: every host dropped out{}", why);
       }
       // Host deaths notify too; the timeout re-checks liveness in case a
-      // close callback never comes (a daemon that hangs without closing).
+      // close callback never comes (a daemon that hangs without closing),
+      // and brings the next reconnect attempt.
       cv.wait_for(lock, std::chrono::seconds(1));
     }
+  }
+
+  // Tries to reopen one dead host whose time has come, with `lock` released
+  // while connecting. True when a host came back.
+  bool TryReconnect(std::unique_lock<std::mutex>& lock) {
+    if (options.reconnect_interval.count() <= 0) return false;
+    Clock::time_point now = Clock::now();
+    for (size_t i = 0; i < hosts.size(); ++i) {
+      FleetHost& h = hosts[i];
+      if (h.alive || h.reconnecting || now < h.next_attempt) continue;
+      h.reconnecting = true;
+      LibvirtBackendOptions bo = options.backend;
+      bo.uri = h.uri;
+      lock.unlock();
+      auto backend = LibvirtBackend::Open(bo);
+      lock.lock();
+      h.reconnecting = false;
+      h.next_attempt = Clock::now() + options.reconnect_interval;
+      if (!backend) {
+        h.reason = backend.error().ToString();
+        continue;
+      }
+      std::shared_ptr<LibvirtBackend> old = std::move(h.backend);
+      h.backend = std::move(*backend);
+      h.alive = true;
+      h.reason.clear();
+      ++h.reconnects;
+      Log("libvirt")->warn("libvirt fleet: {} is back; it takes VMs again", h.uri);
+      std::shared_ptr<LibvirtBackend> current = h.backend;
+      lock.unlock();
+      // Unlocked: a connection already closed calls MarkDead at once.
+      Watch(i, current);
+      old.reset();  // closes the dead connection (VMs on it hold their own reference)
+      lock.lock();
+      return true;
+    }
+    return false;
+  }
+
+  // Marks host `index` dead when `backend`'s connection closes.
+  // REQUIRES: `mu` not held (the callback runs at once if it closed already).
+  void Watch(size_t index, const std::shared_ptr<LibvirtBackend>& backend) {
+    std::weak_ptr<Impl> weak = self;
+    const LibvirtHost* watched = backend->host().get();
+    backend->host()->OnClose([weak, index, watched](const std::string& reason) {
+      if (auto fleet = weak.lock()) fleet->MarkDead(index, watched, reason);
+    });
   }
 
   void Release(size_t index) {
@@ -68,15 +135,21 @@ struct FleetBackend::Impl {
     cv.notify_all();
   }
 
-  void MarkDead(size_t index, const std::string& reason) {
+  // Marks host `index` dead if `connection` (null: any) is still its current one.
+  void MarkDead(size_t index, const LibvirtHost* connection, const std::string& reason) {
     {
       std::lock_guard lock(mu);
-      if (!hosts[index].alive) return;
-      hosts[index].alive = false;
-      hosts[index].reason = reason;
+      FleetHost& h = hosts[index];
+      if (!h.alive) return;
+      if (connection != nullptr && h.backend->host().get() != connection) return;  // an older connection's close
+      h.alive = false;
+      h.reason = reason;
+      h.next_attempt = Clock::now() + options.reconnect_interval;
     }
     cv.notify_all();
   }
+
+  std::weak_ptr<Impl> self;
 
   // The per-host name of a fleet-wide state file: one copy per host.
   static ReadyState OnHost(const ReadyState& state, size_t index) {
@@ -91,15 +164,16 @@ namespace {
 // A Vm running on one fleet host, holding that host's slot until destroyed.
 class FleetVm : public Vm, public LibvirtVmInfo {
  public:
-  FleetVm(std::unique_ptr<Vm> inner, std::shared_ptr<FleetBackend::Impl> fleet, size_t host)
-      : inner_(std::move(inner)), fleet_(std::move(fleet)), host_(host) {}
+  FleetVm(std::unique_ptr<Vm> inner, std::shared_ptr<FleetBackend::Impl> fleet, FleetSlot slot)
+      : inner_(std::move(inner)), fleet_(std::move(fleet)), slot_(std::move(slot)) {}
   ~FleetVm() override {
     inner_.reset();
-    fleet_->Release(host_);
+    fleet_->Release(slot_.index);
   }
 
   Vm& inner() { return *inner_; }
-  size_t host_index() const { return host_; }
+  size_t host_index() const { return slot_.index; }
+  LibvirtBackend& backend() { return *slot_.backend; }
 
   AgentClient& agent() override { return inner_->agent(); }
   const VmSpec& spec() const override { return inner_->spec(); }
@@ -127,7 +201,7 @@ class FleetVm : public Vm, public LibvirtVmInfo {
 
   std::unique_ptr<Vm> inner_;
   std::shared_ptr<FleetBackend::Impl> fleet_;
-  size_t host_;
+  FleetSlot slot_;  // the backend it runs on stays while it does, even past a reconnect
 };
 
 }  // namespace
@@ -154,20 +228,19 @@ Result<std::unique_ptr<FleetBackend>> FleetBackend::Open(FleetOptions options) {
       h.reason = backend.error().ToString();
       failures += "\n  " + h.reason;
       Log("libvirt")->warn("libvirt fleet: leaving out {}: {}", h.uri, h.reason);
+      h.next_attempt = Clock::now() + options.reconnect_interval;
     } else {
       h.backend = std::move(*backend);
       h.alive = true;
     }
     impl->hosts.push_back(std::move(h));
   }
+  impl->self = impl;
   bool any = false;
   for (size_t i = 0; i < impl->hosts.size(); ++i) {
     if (!impl->hosts[i].alive) continue;
     any = true;
-    std::weak_ptr<Impl> weak = impl;
-    impl->hosts[i].backend->host()->OnClose([weak, i](const std::string& reason) {
-      if (auto fleet = weak.lock()) fleet->MarkDead(i, reason);
-    });
+    impl->Watch(i, impl->hosts[i].backend);
   }
   if (!any) return Fail(ErrorCode::kInfra, "libvirt fleet: no host reachable:{}", failures);
   return std::unique_ptr<FleetBackend>(new FleetBackend(std::move(impl)));
@@ -179,12 +252,12 @@ Result<std::unique_ptr<Vm>> FleetBackend::Boot(const VmImage& image, const VmSpe
   for (size_t attempt = 0; attempt < impl_->hosts.size(); ++attempt) {
     auto slot = impl_->Acquire();
     if (!slot) return std::unexpected(Error(ErrorCode::kInfra, slot.error().message() + failures));
-    FleetHost& h = impl_->hosts[*slot];
-    auto vm = h.backend->Boot(image, spec);
+    auto vm = slot->backend->Boot(image, spec);
     if (vm) return std::unique_ptr<Vm>(std::make_unique<FleetVm>(std::move(*vm), impl_, *slot));
-    impl_->Release(*slot);
-    if (h.backend->host()->alive()) return vm;  // the host is fine: the failure is the VM's
-    impl_->MarkDead(*slot, h.backend->host()->close_reason());
+    impl_->Release(slot->index);
+    const auto& host = slot->backend->host();
+    if (host->alive()) return vm;  // the host is fine: the failure is the VM's
+    impl_->MarkDead(slot->index, host.get(), host->close_reason());
     failures += "; " + vm.error().ToString();
   }
   return Fail(ErrorCode::kInfra, "libvirt fleet: no host could boot {}{}", spec.name, failures);
@@ -197,7 +270,7 @@ Result<ReadyState> FleetBackend::SaveReady(Vm& vm, const fs::path& file) {
   ReadyState fleet_state;
   fleet_state.backend = "libvirt";
   fleet_state.file = file;
-  auto saved = impl_->hosts[index].backend->SaveReady(fleet_vm->inner(), Impl::OnHost(fleet_state, index).file);
+  auto saved = fleet_vm->backend().SaveReady(fleet_vm->inner(), Impl::OnHost(fleet_state, index).file);
   if (!saved) return saved;
   fleet_state.image = saved->image;
   fleet_state.spec = saved->spec;
@@ -209,13 +282,13 @@ Result<std::unique_ptr<Vm>> FleetBackend::RestoreReady(const ReadyState& state, 
   for (size_t attempt = 0; attempt < impl_->hosts.size(); ++attempt) {
     auto slot = impl_->Acquire();
     if (!slot) return std::unexpected(Error(ErrorCode::kInfra, slot.error().message() + failures));
-    FleetHost& h = impl_->hosts[*slot];
     // A host without its copy of the state boots and saves one (LibvirtBackend).
-    auto vm = h.backend->RestoreReady(Impl::OnHost(state, *slot), spec);
+    auto vm = slot->backend->RestoreReady(Impl::OnHost(state, slot->index), spec);
     if (vm) return std::unique_ptr<Vm>(std::make_unique<FleetVm>(std::move(*vm), impl_, *slot));
-    impl_->Release(*slot);
-    if (h.backend->host()->alive()) return vm;
-    impl_->MarkDead(*slot, h.backend->host()->close_reason());
+    impl_->Release(slot->index);
+    const auto& host = slot->backend->host();
+    if (host->alive()) return vm;
+    impl_->MarkDead(slot->index, host.get(), host->close_reason());
     failures += "; " + vm.error().ToString();
   }
   return Fail(ErrorCode::kInfra, "libvirt fleet: no host could restore {}{}", spec.name, failures);
@@ -227,7 +300,7 @@ std::vector<FleetHostStatus> FleetBackend::Hosts() const {
   for (const auto& h : impl_->hosts) {
     bool alive = h.alive && h.backend && h.backend->host()->alive();
     out.push_back({h.uri, alive, alive ? "" : (h.reason.empty() && h.backend ? h.backend->host()->close_reason() : h.reason),
-                   h.running, h.started});
+                   h.running, h.started, h.reconnects});
   }
   return out;
 }

@@ -8,7 +8,10 @@
 // new VMs, its running VMs report kVmExited ("host connection lost"), and the
 // runner's retry of those cells lands on the hosts left. A host that cannot
 // be reached at Open is left out with a warning; Open fails only when no host
-// is reachable. A dropped host is not reconnected during the run.
+// is reachable. A dropped or left-out host is tried again, at most once per
+// reconnect_interval, when a VM finds no free slot on the live hosts; once it
+// answers it takes VMs again (and its leftovers of dead labs are destroyed,
+// as on every connect).
 //
 // Ready states are per host (a saved state is a file on that host): SaveReady
 // saves on the VM's host and RestoreReady restores on whichever host it runs,
@@ -35,6 +38,9 @@ struct FleetOptions {
   std::vector<std::string> uris;   // one per host; at least one
   int per_host = 1;                // VMs running at once on each host
   LibvirtBackendOptions backend;   // for every host (its uri is replaced)
+  // How often a host that dropped out (or was unreachable at Open) is tried
+  // again; zero: never.
+  std::chrono::milliseconds reconnect_interval{30000};
 };
 
 struct FleetHostStatus {
@@ -43,6 +49,7 @@ struct FleetHostStatus {
   std::string reason;  // why it dropped out or was left out
   int running = 0;     // VMs running there now
   int started = 0;     // VMs started there so far
+  int reconnects = 0;  // times it came back after dropping out
 };
 
 class FleetBackend : public VmBackend {

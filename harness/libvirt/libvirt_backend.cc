@@ -13,6 +13,7 @@
 
 #include "base/file_util.h"
 #include "base/log.h"
+#include "harness/libvirt/domain_owner.h"
 #include "harness/libvirt/domain_xml.h"
 #include "harness/libvirt/internal/libvirt_vm.h"
 #include "harness/libvirt/internal/virt_ptr.h"
@@ -31,7 +32,6 @@ struct StateCopy {
   std::string file;
   std::string domain;
   std::string console_log;
-  std::string agent_socket;
   bool in_use = false;
 };
 
@@ -69,52 +69,66 @@ std::string Replace(std::string text, const std::string& from, const std::string
   return text;
 }
 
-fs::path SocketDir(const LibvirtBackendOptions& o) {
-  if (!o.socket_dir.empty()) return o.socket_dir;
-  const char* tmp = std::getenv("TMPDIR");
-  return fs::path(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") / "patchlab-libvirt";
+bool StreamConsole(const LibvirtBackend::Impl& impl) {
+  return impl.options.console_log == ConsoleLogPlacement::kStreamed ||
+         (impl.options.console_log == ConsoleLogPlacement::kAuto && !impl.host->local());
 }
 
-// Connects to the agent of a booting or restored domain and waits until it
-// proves alive, giving up early when the domain stops.
-Result<std::unique_ptr<AgentClient>> AwaitAgent(TransientDomain& domain, const VmPaths& paths,
-                                                const std::string& name, Clock::time_point deadline,
-                                                bool restored) {
+// Opens the agent's serial port of `domain` (created or restored paused) as a
+// libvirt stream and puts an AgentClient on it; with `stream_console`, also
+// the console's port into the console log.
+Result<libvirt_internal::DomainStreams> OpenStreams(TransientDomain& domain, const VmPaths& paths,
+                                                  const std::string& name, bool stream_console) {
+  libvirt_internal::DomainStreams link;
+  if (stream_console) {
+    auto console = libvirt_internal::ConsoleBridge::OpenToFile(domain, kConsoleDevice, paths.console_log);
+    if (!console) return std::unexpected(console.error());
+    link.console = std::move(*console);
+  }
+  ScopedFd client_end;
+  auto bridge = libvirt_internal::ConsoleBridge::Open(domain, kAgentDevice, &client_end);
+  if (!bridge) return std::unexpected(bridge.error());
+  link.bridge = std::move(*bridge);
   AgentClientOptions ao;
   ao.log_path = paths.agent_log;
   ao.name = fmt::format("vm {} agent", name);
-  std::unique_ptr<AgentClient> agent;
-  std::string last_error = "no attempt";
-  while (!agent) {
-    if (!domain.Active()) return Fail(ErrorCode::kInfra, "{}: stopped before its agent answered", domain.Where());
-    auto now = Clock::now();
-    if (now >= deadline) {
-      return Fail(ErrorCode::kInfra, "{}: agent socket {} did not accept within the boot timeout ({})",
-                  domain.Where(), paths.agent_socket.string(), last_error);
-    }
-    auto slice = std::min<milliseconds>(milliseconds(500), std::chrono::duration_cast<milliseconds>(deadline - now));
-    auto c = AgentClient::Connect(paths.agent_socket, ao, slice);
-    if (c) {
-      agent = std::move(*c);
-    } else {
-      last_error = c.error().ToString();
-      std::this_thread::sleep_for(milliseconds(20));
-    }
-  }
+  link.client = AgentClient::Adopt(std::move(client_end), ao);
+  return link;
+}
+
+// Resumes a domain started paused with its agent channel open, and waits until
+// the agent proves alive, giving up early when the domain stops. Nothing is
+// sent before the domain runs (bytes sent to a paused or restoring guest's
+// serial port may be lost).
+Status AwaitAgent(TransientDomain& domain, libvirt_internal::DomainStreams& link, Clock::time_point deadline,
+                  bool restored) {
+  Clock::time_point resume_start = Clock::now();
+  if (auto s = domain.Resume(); !s) return s;
+  Clock::time_point resumed = Clock::now();
+  AgentClient& agent = *link.client;
+  auto closed_why = [&] {
+    return link.bridge->closed() ? link.bridge->close_reason() : agent.close_reason();
+  };
   if (restored) {
     // A restored agent said "ready" long ago; a reply proves it runs now.
     auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-    auto hello = agent->Hello(std::max(left, milliseconds(1)));
-    if (!hello) return Fail(ErrorCode::kInfra, "{}: restored agent: {}", domain.Where(), hello.error().ToString());
-    return agent;
+    auto hello = agent.Hello(std::max(left, milliseconds(1)));
+    if (hello) {
+      Log("libvirt")->debug("{}: resume {} ms, first hello {} ms", domain.Where(),
+                            std::chrono::duration_cast<milliseconds>(resumed - resume_start).count(),
+                            std::chrono::duration_cast<milliseconds>(Clock::now() - resumed).count());
+      return {};
+    }
+    if (agent.closed()) return Fail(ErrorCode::kInfra, "{}: restored agent: channel closed: {}", domain.Where(), closed_why());
+    return Fail(ErrorCode::kInfra, "{}: restored agent: {}", domain.Where(), hello.error().ToString());
   }
   while (true) {
     auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) return Fail(ErrorCode::kInfra, "{}: no ready line from the agent in time", domain.Where());
-    auto ready = agent->WaitReady(std::min(left, milliseconds(500)));
-    if (ready) return agent;
+    auto ready = agent.WaitReady(std::min(left, milliseconds(500)));
+    if (ready) return {};
     if (ready.error().code() != ErrorCode::kTimeout) {
-      return Fail(ErrorCode::kInfra, "{}: {}", domain.Where(), ready.error().ToString());
+      return Fail(ErrorCode::kInfra, "{}: agent channel closed before the ready line: {}", domain.Where(), closed_why());
     }
     if (!domain.Active()) return Fail(ErrorCode::kInfra, "{}: stopped before its agent was ready", domain.Where());
   }
@@ -124,13 +138,9 @@ Result<std::unique_ptr<AgentClient>> AwaitAgent(TransientDomain& domain, const V
 Result<std::unique_ptr<LibvirtVm>> BootOn(const std::shared_ptr<LibvirtBackend::Impl>& impl, const VmImage& image,
                                           const VmImage& placed, const VmSpec& spec, Accelerator accel) {
   if (auto s = MakeDirs(spec.artefacts_dir); !s) return std::unexpected(s.error());
-  fs::path socket_dir = SocketDir(impl->options);
-  if (auto s = MakeDirs(socket_dir, 0700); !s) return std::unexpected(s.error());
   std::string name = fmt::format("patchlab-{}-{}-{}", Sanitize(spec.name), ::getpid(), impl->counter++);
-  VmPaths paths{fs::absolute(spec.artefacts_dir / "console.log"), fs::absolute(spec.artefacts_dir / "agent.log"),
-                socket_dir / (name + ".sock")};
+  VmPaths paths{fs::absolute(spec.artefacts_dir / "console.log"), fs::absolute(spec.artefacts_dir / "agent.log")};
   std::error_code ec;
-  fs::remove(paths.agent_socket, ec);
   fs::remove(paths.console_log, ec);
 
   DomainXmlSpec x;
@@ -146,18 +156,20 @@ Result<std::unique_ptr<LibvirtVm>> BootOn(const std::shared_ptr<LibvirtBackend::
   for (const auto& a : image.kernel_args) cmdline += (cmdline.empty() ? "" : " ") + a;
   for (const auto& a : spec.extra_kernel_args) cmdline += (cmdline.empty() ? "" : " ") + a;
   x.cmdline = cmdline;
-  x.console_log = paths.console_log.string();
-  x.agent_socket = paths.agent_socket.string();
+  if (!StreamConsole(*impl)) x.console_log = paths.console_log.string();
+  x.metadata = DomainOwner::Self().MetadataXml();
   std::string xml = BuildDomainXml(x);
   (void)WriteFileAtomic(spec.artefacts_dir / "domain.xml", xml);
 
   Clock::time_point deadline = Clock::now() + spec.boot_timeout;
-  auto domain = TransientDomain::Create(impl->host, xml, name);
+  // Paused until the agent's port is open: what the guest writes before is lost.
+  auto domain = TransientDomain::Create(impl->host, xml, name, StartState::kPaused);
   if (!domain) return std::unexpected(domain.error());
-  auto agent = AwaitAgent(**domain, paths, spec.name, deadline, false);
-  if (!agent) {
+  auto agent = OpenStreams(**domain, paths, spec.name, StreamConsole(*impl));
+  if (!agent) return std::unexpected(agent.error());
+  if (auto s = AwaitAgent(**domain, *agent, deadline, false); !s) {
     // The domain is destroyed with its owner on return; the logs stay.
-    return Fail(ErrorCode::kInfra, "{}\nconsole tail:\n{}", agent.error().ToString(), ConsoleTail(paths.console_log));
+    return Fail(ErrorCode::kInfra, "{}\nconsole tail:\n{}", s.error().ToString(), ConsoleTail(paths.console_log));
   }
   return std::make_unique<LibvirtVm>(std::move(*domain), std::move(*agent), image, spec, accel, paths,
                                      impl->options.heartbeat_threshold, nullptr);
@@ -250,6 +262,14 @@ Result<std::unique_ptr<LibvirtBackend>> LibvirtBackend::OnHost(std::shared_ptr<L
                 host->uri());
   }
   options.uri = host->uri();
+  // Domains a killed lab process left running hold memory and CPU on the host
+  // until someone destroys them: this is the first chance.
+  if (auto stale = DestroyDomainsOfDeadOwners(*host); !stale) {
+    Log("libvirt")->warn("{}", stale.error().ToString());
+  } else if (!stale->empty()) {
+    Log("libvirt")->warn("libvirt {}: destroyed {} domain(s) left by dead lab processes: {}", host->uri(),
+                         stale->size(), fmt::join(*stale, ", "));
+  }
   auto impl = std::make_shared<Impl>();
   impl->options = std::move(options);
   impl->host = std::move(host);
@@ -290,10 +310,11 @@ Result<ReadyState> LibvirtBackend::SaveReady(Vm& vm_base, const fs::path& file) 
   vm->DropAgent();
   if (auto s = domain.SaveTo(saved); !s) return std::unexpected(s.error());
   Clock::time_point deadline = Clock::now() + vm->spec().boot_timeout;
-  auto restored = TransientDomain::Restore(impl_->host, saved, "", name);
+  auto restored = TransientDomain::Restore(impl_->host, saved, "", name, StartState::kPaused);
   if (!restored) return std::unexpected(restored.error());
-  auto agent = AwaitAgent(**restored, vm->paths(), vm->spec().name, deadline, true);
+  auto agent = OpenStreams(**restored, vm->paths(), vm->spec().name, StreamConsole(*impl_));
   if (!agent) return std::unexpected(agent.error());
+  if (auto s = AwaitAgent(**restored, *agent, deadline, true); !s) return std::unexpected(s.error());
   vm->ReplaceAfterSave(std::move(*restored), std::move(*agent));
 
   ReadyState state{"libvirt", saved, vm->image(), vm->spec()};
@@ -301,7 +322,7 @@ Result<ReadyState> LibvirtBackend::SaveReady(Vm& vm_base, const fs::path& file) 
     std::lock_guard lock(impl_->mu);
     auto& copies = impl_->states[saved];
     std::erase_if(copies, [&](const StateCopy& c) { return c.file == saved; });
-    copies.push_back({saved, name, vm->paths().console_log.string(), vm->paths().agent_socket.string(), true});
+    copies.push_back({saved, name, vm->paths().console_log.string(), true});
   }
   std::weak_ptr<Impl> weak = impl_;
   vm->SetOnRelease([weak, saved] {
@@ -372,11 +393,10 @@ Result<std::unique_ptr<Vm>> LibvirtBackend::RestoreReady(const ReadyState& state
     release(copy->file);
     return std::unexpected(s.error());
   }
-  VmPaths paths{fs::absolute(spec.artefacts_dir / "console.log"), fs::absolute(spec.artefacts_dir / "agent.log"),
-                copy->agent_socket};
+  VmPaths paths{fs::absolute(spec.artefacts_dir / "console.log"), fs::absolute(spec.artefacts_dir / "agent.log")};
   std::error_code ec;
   fs::remove(paths.console_log, ec);
-  fs::remove(paths.agent_socket, ec);
+  Clock::time_point t_start = Clock::now();
   std::string xml;
   {
     std::string saved_xml = libvirt_internal::TakeString(
@@ -387,19 +407,30 @@ Result<std::unique_ptr<Vm>> LibvirtBackend::RestoreReady(const ReadyState& state
                                                                         impl_->host->uri(), copy->file));
     }
     xml = Replace(saved_xml, "'" + XmlEscape(copy->console_log) + "'", "'" + XmlEscape(paths.console_log.string()) + "'");
+    // The copy may have been saved by an earlier lab process: the restored
+    // domain is this one's (domain_owner.h).
+    xml = WithOwner(xml, DomainOwner::Self());
   }
   (void)WriteFileAtomic(spec.artefacts_dir / "domain.xml", xml);
   Clock::time_point deadline = Clock::now() + spec.boot_timeout;
-  auto domain = TransientDomain::Restore(impl_->host, copy->file, xml, copy->domain);
+  Clock::time_point t_xml = Clock::now();
+  auto domain = TransientDomain::Restore(impl_->host, copy->file, xml, copy->domain, StartState::kPaused);
   if (!domain) {
     release(copy->file);
     return std::unexpected(domain.error());
   }
-  auto agent = AwaitAgent(**domain, paths, spec.name, deadline, true);
-  if (!agent) {
+  Clock::time_point t_restored = Clock::now();
+  auto agent = OpenStreams(**domain, paths, spec.name, StreamConsole(*impl_));
+  Log("libvirt")->debug("{}: saved xml {} ms, virDomainRestoreFlags {} ms, streams {} ms", (*domain)->Where(),
+                        std::chrono::duration_cast<milliseconds>(t_xml - t_start).count(),
+                        std::chrono::duration_cast<milliseconds>(t_restored - t_xml).count(),
+                        std::chrono::duration_cast<milliseconds>(Clock::now() - t_restored).count());
+  Status ready = agent ? AwaitAgent(**domain, *agent, deadline, true) : Status(std::unexpected(agent.error()));
+  if (!ready) {
+    if (agent) agent->Reset();
     domain->reset();
     release(copy->file);
-    return Fail(ErrorCode::kInfra, "{}\nconsole tail:\n{}", agent.error().ToString(), ConsoleTail(paths.console_log));
+    return Fail(ErrorCode::kInfra, "{}\nconsole tail:\n{}", ready.error().ToString(), ConsoleTail(paths.console_log));
   }
   KvmProbe accel = Probe(impl_, state.image);
   std::string file = copy->file;

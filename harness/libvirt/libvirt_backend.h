@@ -3,9 +3,12 @@
 //
 // Each VM is a domain named "patchlab-NAME-PID-N" (unique on the host while it
 // runs) booting the reference image directly (domain_xml.h): console into
-// ARTEFACTS/console.log, the guest agent on the second serial port as a unix
-// socket (the same guest protocol as the QEMU backend, so the same agent
-// works), an ISA panic device. Lifecycle and crash events come from libvirt's
+// ARTEFACTS/console.log, the guest agent on the second serial port (the same
+// guest protocol as the QEMU backend, so the same agent works), an ISA panic
+// device. The agent's port is a pty on the host that the lab opens as a
+// libvirt stream (console_bridge.h), so it works over any connection,
+// qemu+ssh:// included: the domain starts paused, the stream opens, the
+// domain resumes, and the lab waits for the agent's ready line. Lifecycle and crash events come from libvirt's
 // event API (transient_domain.h); a host whose connection drops ends its VMs
 // with a kVmExited event. Shutdown writes the domain's CPU and memory figures
 // as libvirt reports them to ARTEFACTS/libvirt-stats.json.
@@ -16,11 +19,14 @@
 // backend unless forced in the options.
 //
 // Files: a local host (URI without a server) reads the image where it is and
-// writes logs and sockets into the lab's folders. A remote host gets the
-// image uploaded into a storage pool (image_upload.h); its console log and
-// agent socket paths must then be on a folder both machines share at the same
-// path (artefacts under a shared mount, docs/fleet.md), since the agent socket
-// is opened by the lab.
+// writes the console log into the lab's artefacts folder. A remote host gets
+// the image uploaded into a storage pool (image_upload.h), and its console
+// (serial0) is a pty streamed into the lab's console.log like the agent's
+// port, so no folder needs sharing (ConsoleLogPlacement).
+//
+// Ownership: every domain names this lab process in its metadata, and Open /
+// OnHost destroy the domains of lab processes that died (domain_owner.h):
+// restored domains are not autodestroyed by libvirt.
 //
 // Fast restore: SaveReady saves the ready domain (virDomainSave) and restores
 // it at once; RestoreReady restores a saved state under a new console log and
@@ -54,6 +60,12 @@ enum class ImagePlacement {
   kUpload,      // always upload into the pool
 };
 
+enum class ConsoleLogPlacement {
+  kAuto,      // local host: the host's QEMU writes it; remote host: streamed
+  kHostFile,  // the host's QEMU writes ARTEFACTS/console.log (same path on its side)
+  kStreamed,  // serial0 is a pty streamed over the connection into the lab's file
+};
+
 struct LibvirtBackendOptions {
   std::string uri = "qemu:///system";
   std::optional<Accelerator> accelerator;  // nullopt: probe
@@ -62,9 +74,7 @@ struct LibvirtBackendOptions {
   ImagePlacement placement = ImagePlacement::kAuto;
   ImagePoolSpec pool;
   std::string machine = "pc";
-  // Where agent sockets live (short paths: unix socket names are limited to 107
-  // bytes). Empty: $TMPDIR/patchlab-libvirt. Must be shared with a remote host.
-  std::filesystem::path socket_dir;
+  ConsoleLogPlacement console_log = ConsoleLogPlacement::kAuto;
   LibvirtHostOptions host;
   // Refuse hosts whose capabilities offer no x86_64 hvm guest. Off only for
   // libvirt's test driver in unit tests (it offers i686 only).
@@ -73,7 +83,8 @@ struct LibvirtBackendOptions {
 
 class LibvirtBackend : public VmBackend {
  public:
-  // Connects to options.uri and checks that it can run x86_64 guests.
+  // Connects to options.uri and checks that it can run x86_64 guests, then
+  // destroys the domains dead lab processes left there (domain_owner.h).
   // kInfra naming the URI when it cannot.
   static Result<std::unique_ptr<LibvirtBackend>> Open(LibvirtBackendOptions options);
   // Over an already open host (a fleet shares its connections).

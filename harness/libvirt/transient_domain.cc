@@ -116,35 +116,52 @@ TransientDomain::TransientDomain(std::shared_ptr<LibvirtHost> host, virDomainPtr
 }
 
 Result<std::unique_ptr<TransientDomain>> TransientDomain::Create(std::shared_ptr<LibvirtHost> host,
-                                                                 const std::string& xml, const std::string& name) {
-  virDomainPtr dom = virDomainCreateXML(host->conn(), xml.c_str(), VIR_DOMAIN_START_AUTODESTROY);
+                                                                 const std::string& xml, const std::string& name,
+                                                                 StartState start) {
+  unsigned paused = start == StartState::kPaused ? VIR_DOMAIN_START_PAUSED : 0;
+  bool suspend_after = false;
+  virDomainPtr dom = virDomainCreateXML(host->conn(), xml.c_str(), VIR_DOMAIN_START_AUTODESTROY | paused);
   if (dom == nullptr && LastVirErrorCode() == VIR_ERR_INVALID_ARG) {
-    // Drivers without autodestroy (the test driver) reject the flag; the
-    // destructor still destroys the domain on every exit path of this process.
+    // Drivers without autodestroy or paused starts (the test driver) reject
+    // the flags; the destructor still destroys the domain on every exit path
+    // of this process, and a suspend right after the start stands in for
+    // the paused start.
     dom = virDomainCreateXML(host->conn(), xml.c_str(), 0);
+    suspend_after = paused != 0;
   }
   if (dom == nullptr) {
     return FailVirt(ErrorCode::kInfra, fmt::format("libvirt {} domain {}: creating", host->uri(), name));
   }
-  return std::unique_ptr<TransientDomain>(new TransientDomain(std::move(host), dom, name));
+  std::unique_ptr<TransientDomain> domain(new TransientDomain(std::move(host), dom, name));
+  if (suspend_after) {
+    if (auto s = domain->Suspend(); !s) return std::unexpected(s.error());
+  }
+  return domain;
 }
 
 Result<std::unique_ptr<TransientDomain>> TransientDomain::Restore(std::shared_ptr<LibvirtHost> host,
                                                                   const std::string& file, const std::string& xml,
-                                                                  const std::string& name) {
+                                                                  const std::string& name, StartState start) {
   std::string where = fmt::format("libvirt {} domain {}", host->uri(), name);
   const char* dxml = xml.empty() ? nullptr : xml.c_str();
-  int rc = virDomainRestoreFlags(host->conn(), file.c_str(), dxml, VIR_DOMAIN_SAVE_RUNNING);
+  unsigned flags = start == StartState::kPaused ? VIR_DOMAIN_SAVE_PAUSED : VIR_DOMAIN_SAVE_RUNNING;
+  bool suspend_after = false;
+  int rc = virDomainRestoreFlags(host->conn(), file.c_str(), dxml, flags);
   if (rc < 0 && LastVirErrorCode() == VIR_ERR_INVALID_ARG) {
     // The test driver takes no flags; it restores running anyway.
     rc = virDomainRestoreFlags(host->conn(), file.c_str(), dxml, 0);
+    suspend_after = start == StartState::kPaused;
   }
   if (rc < 0) {
     return FailVirt(ErrorCode::kInfra, fmt::format("{}: restoring from {}", where, file));
   }
   virDomainPtr dom = virDomainLookupByName(host->conn(), name.c_str());
   if (dom == nullptr) return FailVirt(ErrorCode::kInfra, where + ": restored, but not found");
-  return std::unique_ptr<TransientDomain>(new TransientDomain(std::move(host), dom, name));
+  std::unique_ptr<TransientDomain> domain(new TransientDomain(std::move(host), dom, name));
+  if (suspend_after) {
+    if (auto s = domain->Suspend(); !s) return std::unexpected(s.error());
+  }
+  return domain;
 }
 
 TransientDomain::~TransientDomain() {

@@ -46,17 +46,25 @@ struct DomainStats {
   std::optional<uint64_t> rss_kib;  // resident set of the VM process (virDomainMemoryStats)
 };
 
+// How a created or restored domain starts: running, or with its vCPUs paused
+// (so that a console can be opened before the guest writes to it; Resume).
+enum class StartState { kRunning, kPaused };
+
 class TransientDomain {
  public:
   // Creates and starts a domain from `xml`, whose <name> is `name`.
   static Result<std::unique_ptr<TransientDomain>> Create(std::shared_ptr<LibvirtHost> host, const std::string& xml,
-                                                         const std::string& name);
+                                                         const std::string& name,
+                                                         StartState start = StartState::kRunning);
   // Starts the domain saved in `file` (a path on the daemon's host), with
   // `xml` replacing its saved description (same name, uuid and devices; file
-  // paths may differ). Empty `xml`: as saved.
+  // paths may differ). Empty `xml`: as saved. libvirt cannot autodestroy a
+  // restored domain: it outlives this process if the process is killed
+  // (domain_owner.h finds and destroys such leftovers).
   static Result<std::unique_ptr<TransientDomain>> Restore(std::shared_ptr<LibvirtHost> host,
                                                           const std::string& file, const std::string& xml,
-                                                          const std::string& name);
+                                                          const std::string& name,
+                                                          StartState start = StartState::kRunning);
   // Destroys the domain if it still runs.
   ~TransientDomain();
   TransientDomain(const TransientDomain&) = delete;
@@ -64,6 +72,9 @@ class TransientDomain {
 
   const std::string& name() const { return name_; }
   const std::shared_ptr<LibvirtHost>& host() const { return host_; }
+  // The libvirt handle, for calls this class does not wrap (consoles). Valid
+  // while this object lives.
+  virDomainPtr handle() const { return dom_; }
 
   // True while the domain exists and is not shut off.
   bool Active();

@@ -1,14 +1,17 @@
 // Unit tests of the libvirt backend's pieces against libvirt's built-in test
 // driver (test:///default: no daemon, real libvirt parsing and events).
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 
 #include <gtest/gtest.h>
 
+#include "harness/libvirt/domain_owner.h"
 #include "harness/libvirt/domain_xml.h"
 #include "harness/libvirt/fleet_backend.h"
 #include "harness/libvirt/host_check.h"
@@ -34,7 +37,7 @@ DomainXmlSpec SampleSpec(const std::string& name) {
   s.initrd = "/images/initrd.cpio";
   s.cmdline = "console=ttyS0 loglevel=7 print-fatal-signals=1";
   s.console_log = "/out/cell/console.log";
-  s.agent_socket = "/tmp/agent.sock";
+  s.metadata = DomainOwner::Self().MetadataXml();
   return s;
 }
 
@@ -71,7 +74,8 @@ TEST(DomainXml, ParsedBackByLibvirtWithEveryDevice) {
   EXPECT_NE(xml->find("<acpi/>"), std::string::npos) << *xml;
   EXPECT_NE(xml->find("<model fallback='forbid'>Nehalem</model>"), std::string::npos) << *xml;
   EXPECT_NE(xml->find("<source path='/out/cell/console.log' append='on'/>"), std::string::npos) << *xml;
-  EXPECT_NE(xml->find("<source mode='bind' path='/tmp/agent.sock'/>"), std::string::npos) << *xml;
+  EXPECT_NE(xml->find("<serial type='pty'>"), std::string::npos) << *xml;
+  EXPECT_NE(xml->find(kOwnerMetadataUri), std::string::npos) << *xml;
   EXPECT_NE(xml->find("<panic model='isa'"), std::string::npos) << *xml;
   EXPECT_NE(xml->find("<on_crash>preserve</on_crash>"), std::string::npos) << *xml;
   EXPECT_NE(xml->find("<on_reboot>destroy</on_reboot>"), std::string::npos) << *xml;
@@ -86,6 +90,15 @@ TEST(DomainXml, KvmTypeAndHostCpu) {
   std::string xml = BuildDomainXml(spec);
   EXPECT_NE(xml.find("<domain type='kvm'>"), std::string::npos) << xml;
   EXPECT_NE(xml.find("<cpu mode='host-passthrough'/>"), std::string::npos) << xml;
+}
+
+TEST(DomainXml, NoConsoleLogMeansAPtyTheLabStreams) {
+  DomainXmlSpec spec = SampleSpec("patchlab-pty-console");
+  spec.console_log.clear();
+  std::string xml = BuildDomainXml(spec);
+  EXPECT_NE(xml.find("<serial type='pty'><target port='0'/></serial>"), std::string::npos) << xml;
+  EXPECT_NE(xml.find("<serial type='pty'><target port='1'/></serial>"), std::string::npos) << xml;
+  EXPECT_EQ(xml.find("type='file'"), std::string::npos) << xml;
 }
 
 TEST(DomainXml, EscapesTextAndAttributes) {
@@ -257,8 +270,9 @@ TEST(HostCapabilities, ParsesKvmAndEmulator) {
   EXPECT_FALSE(none.kvm_listed);
 }
 
-// The test driver has no consoles, so no agent ever answers: Boot must fail
-// with an infrastructure error and leave no domain behind.
+// The test driver has no consoles, so the agent's port cannot be opened: Boot
+// must fail with an infrastructure error naming host and domain, and leave no
+// domain behind.
 TEST(LibvirtBackend, FailedBootLeavesNoDomain) {
   LibvirtBackendOptions o;
   o.uri = kTestUri;
@@ -295,6 +309,97 @@ TEST(LibvirtBackend, FailedBootLeavesNoDomain) {
   // The domain XML stays beside the logs for a post-mortem.
   EXPECT_TRUE(fs::exists(spec.artefacts_dir / "domain.xml"));
   fs::remove_all(dir);
+}
+
+TEST(DomainOwner, SelfRoundTripsThroughTheMetadataElement) {
+  DomainOwner self = DomainOwner::Self();
+  EXPECT_EQ(self.pid, ::getpid());
+  EXPECT_GT(self.start, 0u);
+  EXPECT_FALSE(self.boot.empty());
+  EXPECT_NE(self.pidns.find("pid:["), std::string::npos) << self.pidns;
+  auto back = ParseOwner(self.MetadataXml());
+  ASSERT_TRUE(back.has_value()) << self.MetadataXml();
+  EXPECT_EQ(back->host, self.host);
+  EXPECT_EQ(back->boot, self.boot);
+  EXPECT_EQ(back->pidns, self.pidns);
+  EXPECT_EQ(back->pid, self.pid);
+  EXPECT_EQ(back->start, self.start);
+  EXPECT_EQ(CheckOwner(self, self), OwnerState::kAlive);
+  EXPECT_FALSE(ParseOwner("<domain><name>x</name></domain>").has_value());
+  // As virDomainGetMetadata gives it back: the element alone, no namespace.
+  auto bare = ParseOwner("<owner host=\"h\" boot=\"b\" pidns=\"pid:[1]\" pid=\"12\" start=\"34\"/>");
+  ASSERT_TRUE(bare.has_value());
+  EXPECT_EQ(bare->host, "h");
+  EXPECT_EQ(bare->pid, 12);
+  EXPECT_EQ(bare->start, 34u);
+}
+
+TEST(DomainOwner, WithOwnerReplacesOrAddsTheMetadata) {
+  DomainOwner other = DomainOwner::Self();
+  other.pid = 1;
+  other.start = 7;
+  std::string saved = "<domain>\n  <name>d</name>\n  <metadata>\n    <x:y xmlns:x='u'/>\n  </metadata>\n</domain>";
+  std::string replaced = WithOwner(saved, other);
+  EXPECT_EQ(replaced.find("xmlns:x='u'"), std::string::npos) << replaced;
+  auto owner = ParseOwner(replaced);
+  ASSERT_TRUE(owner.has_value()) << replaced;
+  EXPECT_EQ(owner->pid, 1);
+  EXPECT_EQ(owner->start, 7u);
+  std::string added = WithOwner("<domain>\n  <name>d</name>\n</domain>", other);
+  EXPECT_NE(added.find("</name>\n  <metadata>"), std::string::npos) << added;
+  EXPECT_TRUE(ParseOwner(added).has_value());
+}
+
+// Domains of dead owners go, the others stay: a live owner (this process), a
+// lab on another machine, a domain that is not the lab's.
+TEST(DomainOwner, OnlyDomainsOfDeadOwnersAreDestroyed) {
+  auto host = TestHost();
+  ASSERT_TRUE(host);
+  DomainOwner self = DomainOwner::Self();
+  pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ASSERT_GT(child, 0);
+  ::waitpid(child, nullptr, 0);  // gone: its pid names no process (or a later one with another start)
+  DomainOwner exited = self;
+  exited.pid = child;
+  DomainOwner reused = self;  // this pid, but not this process's start time
+  reused.start = self.start + 1;
+  DomainOwner rebooted = self;
+  rebooted.boot = "00000000-0000-0000-0000-000000000000";
+  DomainOwner elsewhere = self;
+  elsewhere.host = self.host + "-other-lab";
+  elsewhere.pid = child;
+  EXPECT_EQ(CheckOwner(exited, self), OwnerState::kDead);
+  EXPECT_EQ(CheckOwner(reused, self), OwnerState::kDead);
+  EXPECT_EQ(CheckOwner(rebooted, self), OwnerState::kDead);
+  EXPECT_EQ(CheckOwner(elsewhere, self), OwnerState::kUnknown);
+
+  std::vector<std::unique_ptr<TransientDomain>> keep;
+  auto make = [&](const std::string& name, const std::string& metadata) {
+    DomainXmlSpec spec = SampleSpec(name);
+    spec.metadata = metadata;
+    auto dom = TransientDomain::Create(host, BuildDomainXml(spec), name);
+    EXPECT_TRUE(dom.has_value()) << dom.error().ToString();
+    if (dom) keep.push_back(std::move(*dom));
+  };
+  make("patchlab-owner-live", self.MetadataXml());
+  make("patchlab-owner-exited", exited.MetadataXml());
+  make("patchlab-owner-reused", reused.MetadataXml());
+  make("patchlab-owner-rebooted", rebooted.MetadataXml());
+  make("patchlab-owner-elsewhere", elsewhere.MetadataXml());
+  make("patchlab-owner-none", "");
+  ASSERT_EQ(keep.size(), 6u);
+
+  auto destroyed = DestroyDomainsOfDeadOwners(*host);
+  ASSERT_TRUE(destroyed.has_value()) << destroyed.error().ToString();
+  std::set<std::string> gone(destroyed->begin(), destroyed->end());
+  EXPECT_EQ(gone, (std::set<std::string>{"patchlab-owner-exited", "patchlab-owner-reused", "patchlab-owner-rebooted"}));
+  EXPECT_TRUE(keep[0]->Active());
+  EXPECT_FALSE(keep[1]->Active());
+  EXPECT_FALSE(keep[2]->Active());
+  EXPECT_FALSE(keep[3]->Active());
+  EXPECT_TRUE(keep[4]->Active());
+  EXPECT_TRUE(keep[5]->Active());
 }
 
 TEST(FleetBackend, UnreachableHostsAreLeftOutAndNamed) {

@@ -21,6 +21,7 @@ struct RunArgs {
   std::vector<std::string> scenarios;
   std::string db = "patchlab.db";
   int jobs = 1;
+  bool jobs_given = false;  // -j/--jobs on the command line (even -j 1)
   std::vector<std::string> images;
   std::vector<std::string> cpus;
   std::string out = "out";
@@ -131,8 +132,10 @@ int RunCommand(const RunArgs& a, const std::string& command_line) {
     o.backend = harness::RunnerBackend::kLibvirt;
     o.connect = a.connect;
     o.per_host = a.per_host;
-    // Without --jobs, fill every host's slots.
-    if (a.jobs == 1) o.jobs = static_cast<int>(a.connect.size()) * a.per_host;
+    // Without --jobs, fill every host's slots; an explicit -j (even -j 1) wins.
+    if (!a.jobs_given) o.jobs = static_cast<int>(a.connect.size()) * a.per_host;
+    std::fprintf(stderr, "patchlab run: libvirt: %zu host(s) x %d VM(s) each; %d cell(s) at a time%s\n",
+                 a.connect.size(), a.per_host, o.jobs, a.jobs_given ? " (--jobs)" : "");
   } else if (!a.connect.empty()) {
     std::fprintf(stderr, "patchlab run: --connect goes with --backend libvirt\n");
     return 2;
@@ -208,7 +211,9 @@ void RegisterRunCommand(CLI::App& app, CommandContext& ctx) {
       "invalid scenario, 3 only infrastructure failures kept cells from running.");
   sub->add_option("scenarios", args->scenarios, "scenario.yaml files or folders holding them")->required();
   sub->add_option("--db", args->db, "compatibility database (SQLite)")->capture_default_str();
-  sub->add_option("--jobs,-j", args->jobs, "cells run in parallel")->check(CLI::Range(1, 64))->capture_default_str();
+  CLI::Option* jobs = sub->add_option("--jobs,-j", args->jobs, "cells run in parallel (libvirt backend: default hosts x --per-host)")
+                          ->check(CLI::Range(1, 64))
+                          ->capture_default_str();
   sub->add_option("--images", args->images, "only these images")->delimiter(',');
   sub->add_option("--cpus", args->cpus, "only these QEMU CPU models")->delimiter(',');
   sub->add_option("--out", args->out, "artefacts folder (logs, figures, build products)")->capture_default_str();
@@ -229,7 +234,8 @@ void RegisterRunCommand(CLI::App& app, CommandContext& ctx) {
   sub->add_option("--label", args->label, "a tag stored with the run (nightly, pre-release, ...)");
   sub->add_option("--key-dir", args->key_dir, "the lab's signing key folder (default: $PATCHLAB_HOME/keys)");
   sub->add_option("--recipes", args->recipes, "image recipes (default: $PATCHLAB_RECIPES or vm-images/images.yaml)");
-  sub->callback([&ctx, args, sub] {
+  sub->callback([&ctx, args, sub, jobs] {
+    args->jobs_given = jobs->count() > 0;
     std::string line = "run";
     for (const auto& s : args->scenarios) line += " " + s;
     for (const auto* opt : sub->get_options()) {

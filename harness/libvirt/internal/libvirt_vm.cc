@@ -13,7 +13,7 @@ namespace patchlab::harness::libvirt_internal {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-LibvirtVm::LibvirtVm(std::unique_ptr<TransientDomain> domain, std::unique_ptr<AgentClient> agent, VmImage image,
+LibvirtVm::LibvirtVm(std::unique_ptr<TransientDomain> domain, DomainStreams agent, VmImage image,
                      VmSpec spec, Accelerator accel, VmPaths paths, milliseconds heartbeat_threshold,
                      std::function<void()> on_release)
     : domain_(std::move(domain)),
@@ -27,11 +27,9 @@ LibvirtVm::LibvirtVm(std::unique_ptr<TransientDomain> domain, std::unique_ptr<Ag
 
 LibvirtVm::~LibvirtVm() {
   WriteStats();
-  agent_.reset();
+  agent_.Reset();
   if (auto s = domain_->Destroy(); !s) Log("libvirt")->warn("{}", s.error().ToString());
   domain_.reset();
-  std::error_code ec;
-  std::filesystem::remove(paths_.agent_socket, ec);
   if (on_release_) on_release_();
 }
 
@@ -75,10 +73,13 @@ void LibvirtVm::CollectLocked(milliseconds heartbeat_threshold) {
     pending_.push_back(
         {VmEventKind::kVmExited, "host connection lost: " + domain_->host()->close_reason(), Clock::now()});
   }
-  if (agent_ && agent_->closed() && !agent_gone_reported_ && !exited_reported_) {
+  AgentClient* agent = agent_.client.get();
+  if (agent && agent->closed() && !agent_gone_reported_ && !exited_reported_) {
     agent_gone_reported_ = true;
     if (domain_->Active()) {
-      pending_.push_back({VmEventKind::kAgentGone, "agent channel closed: " + agent_->close_reason(), Clock::now()});
+      // The bridge knows why the stream ended; the client only saw EOF.
+      std::string why = agent_.bridge && agent_.bridge->closed() ? agent_.bridge->close_reason() : agent->close_reason();
+      pending_.push_back({VmEventKind::kAgentGone, "agent channel closed: " + why, Clock::now()});
     } else {
       // The channel closed because the VM ended: say how, from libvirt's
       // stopped event, which may trail the socket's end by a moment.
@@ -98,10 +99,10 @@ void LibvirtVm::CollectLocked(milliseconds heartbeat_threshold) {
     }
   }
   // A paused VM is silent on purpose (Pause simulates a hung host).
-  if (agent_ && !paused_ && !heartbeat_reported_ && !exited_reported_ && agent_->HeartbeatLost(heartbeat_threshold)) {
+  if (agent && !paused_ && !heartbeat_reported_ && !exited_reported_ && agent->HeartbeatLost(heartbeat_threshold)) {
     heartbeat_reported_ = true;
     pending_.push_back({VmEventKind::kHeartbeatLost,
-                        fmt::format("no heartbeat for {:.1f} s", agent_->SinceLastHeard().count() / 1000.0),
+                        fmt::format("no heartbeat for {:.1f} s", agent->SinceLastHeard().count() / 1000.0),
                         Clock::now()});
   }
 }
@@ -149,7 +150,7 @@ Status LibvirtVm::Shutdown(milliseconds grace) {
   WriteStats();
   if (!domain_->Active()) return {};
   // busybox init ignores ACPI power buttons: the agent powers the guest off.
-  bool asked = agent_ && !agent_->closed() && agent_->Shutdown().has_value();
+  bool asked = agent_.client && !agent_.client->closed() && agent_.client->Shutdown().has_value();
   if (asked) {
     Clock::time_point deadline = Clock::now() + grace;
     while (Clock::now() < deadline && domain_->Active()) std::this_thread::sleep_for(milliseconds(50));
@@ -176,9 +177,10 @@ Status LibvirtVm::Cont() {
   return {};
 }
 
-void LibvirtVm::DropAgent() { agent_.reset(); }
+void LibvirtVm::DropAgent() { agent_.Reset(); }
 
-void LibvirtVm::ReplaceAfterSave(std::unique_ptr<TransientDomain> restored, std::unique_ptr<AgentClient> agent) {
+void LibvirtVm::ReplaceAfterSave(std::unique_ptr<TransientDomain> restored, DomainStreams agent) {
+  agent_.Reset();
   domain_ = std::move(restored);
   agent_ = std::move(agent);
   std::lock_guard lock(mu_);

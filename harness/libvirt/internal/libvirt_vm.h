@@ -1,6 +1,7 @@
 // LibvirtVm: the Vm a LibvirtBackend returns: one TransientDomain and the
-// AgentClient on its second serial port, plus the bookkeeping of the saved
-// state copy it was restored from (released when the VM goes).
+// AgentClient on its second serial port (carried by a ConsoleBridge over the
+// libvirt connection), plus the bookkeeping of the saved state copy it was
+// restored from (released when the VM goes).
 //
 // Thread-safety: as Vm.
 #pragma once
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "harness/agent_client.h"
+#include "harness/libvirt/internal/console_bridge.h"
 #include "harness/libvirt/libvirt_backend.h"
 #include "harness/libvirt/transient_domain.h"
 #include "harness/vm_backend.h"
@@ -25,19 +27,33 @@ namespace patchlab::harness::libvirt_internal {
 struct VmPaths {
   std::filesystem::path console_log;
   std::filesystem::path agent_log;
-  std::filesystem::path agent_socket;
+};
+
+// The streams of one domain: the agent channel (the stream bridge and the
+// client on its socket; the client goes first, it owns the socket's other
+// end) and, where the console log is streamed rather than written by the
+// host, the console's bridge into ARTEFACTS/console.log.
+struct DomainStreams {
+  std::unique_ptr<ConsoleBridge> console;  // null: the host's QEMU writes console.log
+  std::unique_ptr<ConsoleBridge> bridge;
+  std::unique_ptr<AgentClient> client;
+  void Reset() {
+    client.reset();
+    bridge.reset();
+    console.reset();
+  }
 };
 
 class LibvirtVm : public Vm, public LibvirtVmInfo {
  public:
   // `on_release` runs once the domain is gone (destruction), e.g. to free the
   // saved state copy it was restored from.
-  LibvirtVm(std::unique_ptr<TransientDomain> domain, std::unique_ptr<AgentClient> agent, VmImage image,
+  LibvirtVm(std::unique_ptr<TransientDomain> domain, DomainStreams agent, VmImage image,
             VmSpec spec, Accelerator accel, VmPaths paths, std::chrono::milliseconds heartbeat_threshold,
             std::function<void()> on_release);
   ~LibvirtVm() override;
 
-  AgentClient& agent() override { return *agent_; }
+  AgentClient& agent() override { return *agent_.client; }
   const VmSpec& spec() const override { return spec_; }
   const VmImage& image() const override { return image_; }
   Accelerator accelerator() const override { return accel_; }
@@ -61,7 +77,7 @@ class LibvirtVm : public Vm, public LibvirtVmInfo {
   // For SaveReady: the domain is saved (gone) and comes back as `restored`,
   // with a new agent connection. REQUIRES: no other thread uses the VM.
   TransientDomain& domain() { return *domain_; }
-  void ReplaceAfterSave(std::unique_ptr<TransientDomain> restored, std::unique_ptr<AgentClient> agent);
+  void ReplaceAfterSave(std::unique_ptr<TransientDomain> restored, DomainStreams agent);
   // Called before the domain is saved: the agent channel is about to close.
   void DropAgent();
   // The saved copy this VM now occupies (set by SaveReady), freed on release.
@@ -74,7 +90,7 @@ class LibvirtVm : public Vm, public LibvirtVmInfo {
   void WriteStats();
 
   std::unique_ptr<TransientDomain> domain_;
-  std::unique_ptr<AgentClient> agent_;
+  DomainStreams agent_;
   VmImage image_;
   VmSpec spec_;
   Accelerator accel_;
