@@ -37,6 +37,8 @@ inline constexpr uint64_t kStubBase = 0x7d0000000000;
 inline constexpr uint64_t kStubSlotBytes = 16;
 inline constexpr uint64_t kStubBytes = 0x10000;
 inline constexpr uint64_t kSentinel = kStubBase;
+// The entry code every run starts at (entry_page.h), right after the stubs.
+inline constexpr uint64_t kEntryBase = kStubBase + kStubBytes;
 
 inline constexpr uint64_t kStackBytes = 0x40000;
 inline constexpr uint64_t kStackTop = 0x7ff000000000;

@@ -98,8 +98,8 @@ Status MapArgPages(Sandbox& sb, const Signature& sig) {
 
 }  // namespace
 
-Result<std::unique_ptr<Sandbox>> PairRunner::BuildSide(int side, bool exact) {
-  auto sb = Sandbox::Create(max_blocks_, exact);
+Result<std::unique_ptr<Sandbox>> PairRunner::BuildSide(int side, RunMode mode) {
+  auto sb = Sandbox::Create(max_blocks_, mode, watchdog_.get());
   if (!sb) return std::unexpected(sb.error());
   auto target = MapImage(**sb, old_elf_, target_bias_, "target");
   if (!target) return std::unexpected(target.error());
@@ -176,12 +176,16 @@ Result<std::unique_ptr<PairRunner>> PairRunner::Create(const Signature& sig,
   auto new_fn = Locate(pr->new_elf_, pr->new_bias_, new_ref.symbol);
   if (!new_fn) return std::unexpected(new_fn.error());
   pr->new_fn_ = *new_fn;
-  auto old_sb = pr->BuildSide(0, false);
-  if (!old_sb) return std::unexpected(old_sb.error());
-  pr->old_sb_ = std::move(*old_sb);
-  auto new_sb = pr->BuildSide(1, false);
-  if (!new_sb) return std::unexpected(new_sb.error());
-  pr->new_sb_ = std::move(*new_sb);
+  pr->watchdog_ = std::make_unique<RunWatchdog>();
+  pr->fast_tick_limit_ = RunWatchdog::MinTicksFor(max_blocks);
+  for (RunMode mode : {RunMode::kFast, RunMode::kCounted}) {
+    auto o = pr->BuildSide(0, mode);
+    if (!o) return std::unexpected(o.error());
+    auto n = pr->BuildSide(1, mode);
+    if (!n) return std::unexpected(n.error());
+    (mode == RunMode::kFast ? pr->old_fast_ : pr->old_counted_) = std::move(*o);
+    (mode == RunMode::kFast ? pr->new_fast_ : pr->new_counted_) = std::move(*n);
+  }
   return pr;
 }
 
@@ -207,37 +211,75 @@ void PairRunner::Place(Sandbox& sb, const Input& in, uint64_t* args) {
   }
 }
 
-PairOutcome PairRunner::Run(const Input& in, bool exact) {
-  assert(in.args.size() == sig_.params.size());
-  if (exact && old_exact_ == nullptr) {
-    // Both sides were built the same way once already: only a failing
-    // Unicorn could refuse now, and that is not an input's fault.
-    auto o = BuildSide(0, true);
-    auto n = BuildSide(1, true);
-    if (!o || !n) {
-      Log("emulator")
-          ->warn("cannot build exact-address sandboxes: {}",
-                 (!o ? o.error() : n.error()).ToString());
-      exact = false;
-    } else {
-      old_exact_ = std::move(*o);
-      new_exact_ = std::move(*n);
-    }
+void PairRunner::SetMaxBlocks(uint64_t n) {
+  max_blocks_ = n;
+  fast_tick_limit_ = RunWatchdog::MinTicksFor(n);
+  for (Sandbox* sb : {old_fast_.get(), new_fast_.get(), old_counted_.get(), new_counted_.get(),
+                      old_exact_.get(), new_exact_.get()}) {
+    if (sb != nullptr) sb->set_max_blocks(n);
   }
-  Sandbox& old_sb = exact ? *old_exact_ : *old_sb_;
-  Sandbox& new_sb = exact ? *new_exact_ : *new_sb_;
+}
+
+PairOutcome PairRunner::RunPair(Sandbox& old_sb, Sandbox& new_sb, const Input& in,
+                                bool* settled) {
   uint64_t args[6] = {0};
   const size_t n = sig_.params.size();
   old_sb.Reset();
   new_sb.Reset();
   Place(old_sb, in, args);
+  // One interval around both runs: if the pair took less than the least
+  // time `max_blocks_` blocks need, so did each run.
+  const uint64_t t0 = RunWatchdog::Now();
   const RunOutcome& o = old_sb.Run(old_fn_.entry, {args, n});
   Place(new_sb, in, args);
   const RunOutcome& nw = new_sb.Run(new_fn_.entry, {args, n});
+  const uint64_t ticks = RunWatchdog::Now() - t0;
+  *settled = old_sb.last_run_settled() && new_sb.last_run_settled() &&
+             (old_sb.mode() != RunMode::kFast || ticks < fast_tick_limit_);
   PairOutcome out;
   out.old_out = &o;
   out.new_out = &nw;
-  out.divergence = Compare(sig_, old_sb, o, new_sb, nw);
+  out.counted = old_sb.mode() != RunMode::kFast;
+  // An unsettled fast pair is run again: comparing it would be wasted.
+  if (*settled) out.divergence = Compare(sig_, old_sb, o, new_sb, nw);
+  return out;
+}
+
+PairOutcome PairRunner::Run(const Input& in, RunMode mode) {
+  assert(in.args.size() == sig_.params.size());
+  if (mode == RunMode::kExact && old_exact_ == nullptr) {
+    // Both sides were built the same way once already: only a failing
+    // Unicorn could refuse now, and that is not an input's fault.
+    auto o = BuildSide(0, RunMode::kExact);
+    auto n = BuildSide(1, RunMode::kExact);
+    if (!o || !n) {
+      Log("emulator")
+          ->warn("cannot build exact-address sandboxes: {}",
+                 (!o ? o.error() : n.error()).ToString());
+      mode = RunMode::kCounted;
+    } else {
+      old_exact_ = std::move(*o);
+      new_exact_ = std::move(*n);
+    }
+  }
+  PairOutcome out;
+  bool settled = true;
+  switch (mode) {
+    case RunMode::kFast:
+      out = RunPair(*old_fast_, *new_fast_, in, &settled);
+      if (settled) break;
+      // A side may have passed the block budget (or the watchdog cut it
+      // short): the counting pair decides, the same way every time.
+      ++fast_reruns_;
+      out = RunPair(*old_counted_, *new_counted_, in, &settled);
+      break;
+    case RunMode::kCounted:
+      out = RunPair(*old_counted_, *new_counted_, in, &settled);
+      break;
+    case RunMode::kExact:
+      out = RunPair(*old_exact_, *new_exact_, in, &settled);
+      break;
+  }
   return out;
 }
 

@@ -7,8 +7,10 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "emulator/entry_page.h"
 #include "emulator/internal/sandbox_live.h"
 #include "emulator/layout.h"
+#include "emulator/run_watchdog.h"
 #include "emulator/stubs.h"
 
 namespace patchlab::emulator {
@@ -19,6 +21,7 @@ Error UcError(std::string_view what, uc_err err) {
 }
 
 void OnBlock(uc_engine* uc, uint64_t addr, uint32_t size, void* user) {
+  if (IsEntryCode(addr)) return;  // the register reset, not the function
   auto* live = static_cast<Sandbox::Live*>(user);
   RunOutcome& out = live->out;
   if (++out.blocks > live->max_blocks) {
@@ -107,13 +110,15 @@ void OnStubPage(uc_engine* uc, uint64_t addr, uint32_t, void* user) {
 
 }  // namespace
 
-Result<std::unique_ptr<Sandbox>> Sandbox::Create(uint64_t max_blocks, bool exact) {
+Result<std::unique_ptr<Sandbox>> Sandbox::Create(uint64_t max_blocks, RunMode mode,
+                                                  RunWatchdog* watchdog) {
+  assert(mode != RunMode::kFast || watchdog != nullptr);
   std::unique_ptr<Sandbox> sb(new Sandbox());
-  sb->exact_ = exact;
-  sb->max_blocks_ = max_blocks;
+  sb->mode_ = mode;
+  sb->watchdog_ = watchdog;
   sb->live_ = std::make_unique<Live>();
   sb->live_->sandbox = sb.get();
-  sb->live_->max_blocks = max_blocks;
+  sb->set_max_blocks(max_blocks);
   sb->stubs_ = std::make_unique<StubTable>(*sb);
   if (cs_open(CS_ARCH_X86, CS_MODE_64, &sb->live_->capstone) != CS_ERR_OK) {
     return Fail(ErrorCode::kInternal, "capstone: cs_open failed");
@@ -128,11 +133,15 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(uint64_t max_blocks, bool exact
     if (e != UC_ERR_OK) return std::unexpected(UcError(what, e));
     return {};
   };
-  if (auto s = hook(
-          uc_hook_add(sb->uc_, &h, UC_HOOK_BLOCK, reinterpret_cast<void*>(OnBlock), live, 1, 0),
-          "block hook");
-      !s)
-    return std::unexpected(s.error());
+  // The block hook is what a fast sandbox leaves out: it fires on every
+  // block (a helper call each), a fifth of a short function's run time.
+  if (mode != RunMode::kFast) {
+    if (auto s = hook(
+            uc_hook_add(sb->uc_, &h, UC_HOOK_BLOCK, reinterpret_cast<void*>(OnBlock), live, 1, 0),
+            "block hook");
+        !s)
+      return std::unexpected(s.error());
+  }
   if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_MEM_INVALID,
                                 reinterpret_cast<void*>(OnBadMemory), live, 1, 0),
                     "memory hook");
@@ -148,7 +157,7 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(uint64_t max_blocks, bool exact
                     "syscall hook");
       !s)
     return std::unexpected(s.error());
-  if (exact) {
+  if (mode == RunMode::kExact) {
     if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_CODE, reinterpret_cast<void*>(OnInstruction),
                                   live, 1, 0),
                       "instruction hook");
@@ -169,6 +178,11 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(uint64_t max_blocks, bool exact
   // runs end when they reach it.
   std::memset(*stub_page, 0xc3, kStubBytes);
   (*stub_page)[0] = 0xf4;
+  auto entry = sb->Map(kEntryBase, kPageSize, UC_PROT_READ | UC_PROT_EXEC, RegionKind::kCode,
+                       "entry");
+  if (!entry) return std::unexpected(entry.error());
+  sb->entry_page_ = *entry;
+  WriteEntryPage(sb->entry_page_);
   auto tls = sb->Map(kTlsBase, kTlsBytes, UC_PROT_READ | UC_PROT_WRITE, RegionKind::kTls, "tls");
   if (!tls) return std::unexpected(tls.error());
   std::memcpy(*tls + 0x28, &kStackCanary, sizeof kStackCanary);
@@ -316,7 +330,7 @@ void Sandbox::Reset() {
 }
 
 const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
-  const bool exact = exact_;
+  const bool exact = mode_ == RunMode::kExact;
   assert(frozen_ && args.size() <= 6);
   Live& live = *live_;
   RunOutcome& out = live.out;
@@ -331,26 +345,33 @@ const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
   live.decided = false;
   live.last_pc = 0;
 
-  uc_context_restore(uc_, context_);
-  static constexpr int kArgRegs[6] = {UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RDX,
-                                      UC_X86_REG_RCX, UC_X86_REG_R8,  UC_X86_REG_R9};
-  int regs[7];
-  const void* vals[7];
-  for (size_t i = 0; i < args.size(); ++i) {
-    regs[i] = kArgRegs[i];
-    vals[i] = &args[i];
-  }
-  // At entry rsp+8 is 16-byte aligned, as after a call.
-  uint64_t rsp = kStackTop - 0x100 - 8;
-  regs[args.size()] = UC_X86_REG_RSP;
-  vals[args.size()] = &rsp;
-  uc_reg_write_batch(uc_, regs, const_cast<void* const*>(vals), static_cast<int>(args.size() + 1));
+  // A run that faulted, hung or stopped may leave state in the emulated CPU
+  // that the entry code cannot reach: QEMU remembers the last exception
+  // (a second #DE would become a double fault, a third a shutdown).
+  if (restore_context_) uc_context_restore(uc_, context_);
+  // The entry code loads these, resets every other register and jumps to
+  // `entry`. At entry rsp+8 is 16-byte aligned, as after a call.
+  uint64_t regs[6] = {0, 0, 0, 0, 0, 0};
+  std::copy(args.begin(), args.end(), regs);
+  const uint64_t rsp = kStackTop - 0x100 - 8;
+  std::memcpy(entry_page_ + kEntryArgsOffset, regs, sizeof regs);
+  std::memcpy(entry_page_ + kEntryRspOffset, &rsp, sizeof rsp);
+  std::memcpy(entry_page_ + kEntryTargetOffset, &entry, sizeof entry);
   uint8_t* ret_slot = HostPtr(rsp, 8);
   std::memcpy(ret_slot, &kSentinel, 8);
 
-  uc_err err = uc_emu_start(uc_, entry, kSentinel, 0, 0);
+  uc_err err;
+  if (mode_ == RunMode::kFast) {
+    watchdog_->Begin(uc_);
+    err = uc_emu_start(uc_, kEntryBase, kSentinel, 0, 0);
+    settled_ = !watchdog_->End();
+  } else {
+    err = uc_emu_start(uc_, kEntryBase, kSentinel, 0, 0);
+    settled_ = true;
+  }
   uint64_t rip = 0;
   uc_reg_read(uc_, UC_X86_REG_RIP, &rip);
+  restore_context_ = !(err == UC_ERR_OK && rip == kSentinel && !live.decided);
   if (!live.decided) {
     if (err == UC_ERR_OK && rip == kSentinel) {
       uc_reg_read(uc_, UC_X86_REG_RAX, &out.ret);
