@@ -80,6 +80,8 @@ void WriteEntryPage(uint8_t* page) {
   std::memcpy(page + kMxcsrOffset, &mxcsr, sizeof mxcsr);
   const uint64_t flags = 0x2;  // only the always-one bit
   std::memcpy(page + kFlagsOffset, &flags, sizeof flags);
+  // The sentinel: `hlt`, never executed because runs end when they reach it.
+  page[kSentinel - kEntryBase] = 0xf4;
 }
 
 bool IsEntryCode(uint64_t addr) { return addr - kEntryBase < kPageSize; }

@@ -2,7 +2,7 @@
 // state before every run (all general registers, flags, SSE registers and
 // MXCSR, x87 control/status/tags),
 // loads the argument registers and the stack pointer from the page's data
-// and jumps to the function.
+// and jumps to the function. The sentinel return address is on this page too.
 //
 // Doing this in guest code costs one translated block per run; resetting the
 // same state from the host (uc_context_restore of 5.5 KB, or uc_reg_write of

@@ -103,7 +103,6 @@ void OnSyscall(uc_engine* uc, void* user) {
 }
 
 void OnStubPage(uc_engine* uc, uint64_t addr, uint32_t, void* user) {
-  if (addr == kSentinel) return;
   auto* stubs = static_cast<StubTable*>(user);
   stubs->OnCall(uc, addr);
 }
@@ -174,10 +173,8 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(uint64_t max_blocks, RunMode mo
   auto stub_page =
       sb->Map(kStubBase, kStubBytes, UC_PROT_READ | UC_PROT_EXEC, RegionKind::kCode, "stubs");
   if (!stub_page) return std::unexpected(stub_page.error());
-  // Every slot is `ret`; the sentinel (slot 0) is `hlt`, never executed because
-  // runs end when they reach it.
+  // Every slot is `ret`.
   std::memset(*stub_page, 0xc3, kStubBytes);
-  (*stub_page)[0] = 0xf4;
   auto entry = sb->Map(kEntryBase, kPageSize, UC_PROT_READ | UC_PROT_EXEC, RegionKind::kCode,
                        "entry");
   if (!entry) return std::unexpected(entry.error());

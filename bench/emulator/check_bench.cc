@@ -113,7 +113,7 @@ class BareLoop {
     if (sym == nullptr) return false;
     entry_ = sym->value + bias;
     uc_mem_map(uc_, kStackTop - kStackBytes, kStackBytes, UC_PROT_READ | UC_PROT_WRITE);
-    uc_mem_map(uc_, kStubBase, kPageSize, UC_PROT_READ | UC_PROT_EXEC);
+    uc_mem_map(uc_, kSentinel & ~(kPageSize - 1), kPageSize, UC_PROT_READ | UC_PROT_EXEC);
     uc_mem_map(uc_, kTlsBase, kPageSize, UC_PROT_READ | UC_PROT_WRITE);
     uint64_t fs = kTlsBase;
     uc_reg_write(uc_, UC_X86_REG_FS_BASE, &fs);
