@@ -43,7 +43,7 @@ struct CheckOptions {
   int shrink_evaluations = 1000;     // per counterexample
   // Instructions are counted on every Nth input (1: all): counting costs a
   // hook call per basic block, a fifth of a short function's run time.
-  uint64_t count_every = 16;
+  uint64_t count_every = 32;
   bool listing = false;              // fill CheckResult::listing
 };
 

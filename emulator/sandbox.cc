@@ -366,12 +366,15 @@ const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
     err = uc_emu_start(uc_, kEntryBase, kSentinel, 0, 0);
     settled_ = true;
   }
-  uint64_t rip = 0;
-  uc_reg_read(uc_, UC_X86_REG_RIP, &rip);
+  // One call for both: each uc_reg_read walks Unicorn's register switch.
+  uint64_t rip = 0, rax = 0;
+  int ids[2] = {UC_X86_REG_RIP, UC_X86_REG_RAX};
+  void* vals[2] = {&rip, &rax};
+  uc_reg_read_batch(uc_, ids, vals, 2);
   restore_context_ = !(err == UC_ERR_OK && rip == kSentinel && !live.decided);
   if (!live.decided) {
     if (err == UC_ERR_OK && rip == kSentinel) {
-      uc_reg_read(uc_, UC_X86_REG_RAX, &out.ret);
+      out.ret = rax;
     } else if (err == UC_ERR_INSN_INVALID) {
       uint64_t pc = exact && live.last_pc != 0 ? live.last_pc : rip;
       live.Decide(Ending::kFault, FaultClass::kInvalidInstruction, pc, "");
@@ -384,6 +387,16 @@ const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
     }
   }
   if (out.ending == Ending::kFault && out.fault_pc == 0) {
+    // After a memory fault Unicorn leaves RIP at the start of the block it
+    // last synchronised: the block hook does that on every block, a fast run
+    // nowhere in particular, so a fast run names no PC for those (reports
+    // come from exact re-runs). Exceptions (#DE, #UD, traps) restore RIP.
+    const bool memory_fault = out.fault == FaultClass::kReadUnmapped ||
+                              out.fault == FaultClass::kWriteUnmapped ||
+                              out.fault == FaultClass::kFetchUnmapped ||
+                              out.fault == FaultClass::kWriteProtected ||
+                              out.fault == FaultClass::kFetchProtected;
+    if (mode_ == RunMode::kFast && memory_fault && out.where.empty()) rip = 0;
     out.fault_pc = exact && live.last_pc != 0 ? live.last_pc : rip;
     out.fault_pc_exact = exact && live.last_pc != 0;
     if (out.fault == FaultClass::kInvalidInstruction) {
