@@ -207,6 +207,7 @@ void PairRunner::Place(Sandbox& sb, const Input& in, uint64_t* args) {
     uint8_t* host = sb.HostPtr(page, kArgBytes) + (addr - page);
     if (!v.bytes.empty()) std::memcpy(host, v.bytes.data(), v.bytes.size());
     if (p.cstring) host[v.bytes.size()] = 0;
+    sb.MarkPlaced(addr, size);
     args[i] = addr;
   }
 }
@@ -241,7 +242,16 @@ PairOutcome PairRunner::RunPair(Sandbox& old_sb, Sandbox& new_sb, const Input& i
   out.new_out = &nw;
   out.counted = old_sb.mode() != RunMode::kFast;
   // An unsettled fast pair is run again: comparing it would be wasted.
-  if (*settled) out.divergence = Compare(sig_, old_sb, o, new_sb, nw);
+  if (*settled) {
+    bool args_equal = false;
+    out.divergence = Compare(sig_, old_sb, o, new_sb, nw, &args_equal);
+    // One scan tells both sides' next Reset what to refill when the pages
+    // are equal; otherwise both refill whole pages.
+    if (args_equal) {
+      old_sb.NoteCleanArgPages();
+      new_sb.CopyCleanArgPages(old_sb);
+    }
+  }
   return out;
 }
 

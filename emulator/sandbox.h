@@ -69,6 +69,12 @@ struct Region {
   // segments cover: bytes past a segment's end are compared but not restored.
   uint64_t reset_begin = 0;
   uint64_t reset_end = 0;
+  // kArg: the bytes the input was placed in (offsets), and whether every
+  // other byte is known to still hold kFillByte, so that a Reset need only
+  // refill the placed ones.
+  uint64_t placed_begin = 0;
+  uint64_t placed_end = 0;
+  bool clean_outside_placed = false;
 };
 
 class Sandbox {
@@ -110,6 +116,17 @@ class Sandbox {
   // Restores the frozen state: registers, writable image data, TLS, the top of
   // the stack, the heap; argument pages are filled with kFillByte.
   void Reset();
+
+  // Records that the input's buffer was written to [addr, addr+len) of an
+  // argument page. REQUIRES: after Reset, an argument page there.
+  void MarkPlaced(uint64_t addr, uint64_t len);
+  // After a run: notes which argument pages hold kFillByte everywhere but in
+  // their placed bytes (a memcmp per page), so that the next Reset refills
+  // only those.
+  void NoteCleanArgPages();
+  // The same knowledge for pages known to equal `other`'s byte for byte (the
+  // comparator found them equal) and placed the same way.
+  void CopyCleanArgPages(const Sandbox& other);
 
   // Calls `entry` with integer arguments `args` (at most 6) after a Reset the
   // caller did (so that it can place buffers first). The reference stays valid

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "emulator/input_generator.h"
+#include "emulator/layout.h"
 
 namespace patchlab::emulator {
 namespace {
@@ -102,6 +103,25 @@ TEST(PairRunner, FastRunsGiveTheCountedOutcome) {
     EXPECT_GT(divergences, 0) << "each pair differs on some inputs";
     if (std::string_view(c.old_sym) != "dup_upper") {
       EXPECT_GT(faults, 0);
+    }
+  }
+}
+
+TEST(PairRunner, BytesWrittenAroundABufferAreRefilledBeforeTheNextRun) {
+  // Resets refill only the placed bytes of pages a run left alone: a page
+  // written outside them must be refilled whole.
+  Signature sig = Sig("int scribble(unsigned char *buf /* 4 bytes */, int write)");
+  auto pr = Runner(sig, "scribble", "scribble");
+  ASSERT_NE(pr, nullptr);
+  for (RunMode mode : {RunMode::kFast, RunMode::kCounted}) {
+    for (int write : {0, 1, 0, 1, 1, 0}) {
+      Input in;
+      in.args.push_back(ArgValue{0, false, {1, 2, 3, 4}});
+      in.args.push_back(ArgValue{static_cast<uint64_t>(write), false, {}});
+      PairOutcome o = pr->Run(in, mode);
+      EXPECT_EQ(o.old_out->ret, kFillByte) << Describe(o);
+      EXPECT_EQ(o.new_out->ret, kFillByte) << Describe(o);
+      EXPECT_FALSE(o.divergence.has_value()) << Describe(o);
     }
   }
 }
