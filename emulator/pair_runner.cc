@@ -221,38 +221,32 @@ void PairRunner::SetMaxBlocks(uint64_t n) {
   }
 }
 
-PairOutcome PairRunner::RunPair(Sandbox& old_sb, Sandbox& new_sb, const Input& in,
-                                bool* settled) {
+const RunOutcome& PairRunner::RunSide(int side, RunMode mode, const Input& in) {
+  Sandbox& counted = side == 0 ? *old_counted_ : *new_counted_;
+  const uint64_t entry = side == 0 ? old_fn_.entry : new_fn_.entry;
   uint64_t args[6] = {0};
   const size_t n = sig_.params.size();
-  old_sb.Reset();
-  new_sb.Reset();
-  Place(old_sb, in, args);
-  // One interval around both runs: if the pair took less than the least
-  // time `max_blocks_` blocks need, so did each run.
+  Sandbox& sb = mode == RunMode::kFast      ? (side == 0 ? *old_fast_ : *new_fast_)
+                : mode == RunMode::kCounted ? counted
+                                            : (side == 0 ? *old_exact_ : *new_exact_);
+  sb.Reset();
+  Place(sb, in, args);
+  ran_[side] = &sb;
+  if (mode != RunMode::kFast) return sb.Run(entry, {args, n});
+  // Timed one side at a time: a pair's interval would be twice as likely to
+  // take in a preemption (and a run on a loaded machine is interrupted now
+  // and then), and only the side that cannot be settled is run again.
   const uint64_t t0 = RunWatchdog::Now();
-  const RunOutcome& o = old_sb.Run(old_fn_.entry, {args, n});
-  Place(new_sb, in, args);
-  const RunOutcome& nw = new_sb.Run(new_fn_.entry, {args, n});
+  const RunOutcome& o = sb.Run(entry, {args, n});
   const uint64_t ticks = RunWatchdog::Now() - t0;
-  *settled = old_sb.last_run_settled() && new_sb.last_run_settled() &&
-             (old_sb.mode() != RunMode::kFast || ticks < fast_tick_limit_);
-  PairOutcome out;
-  out.old_out = &o;
-  out.new_out = &nw;
-  out.counted = old_sb.mode() != RunMode::kFast;
-  // An unsettled fast pair is run again: comparing it would be wasted.
-  if (*settled) {
-    bool args_equal = false;
-    out.divergence = Compare(sig_, old_sb, o, new_sb, nw, &args_equal);
-    // One scan tells both sides' next Reset what to refill when the pages
-    // are equal; otherwise both refill whole pages.
-    if (args_equal) {
-      old_sb.NoteCleanArgPages();
-      new_sb.CopyCleanArgPages(old_sb);
-    }
-  }
-  return out;
+  if (sb.last_run_settled() && ticks < fast_tick_limit_) return o;
+  // It may have passed the block budget (or the watchdog cut it short): the
+  // counting sandbox decides, the same way every time.
+  ++fast_reruns_;
+  counted.Reset();
+  Place(counted, in, args);
+  ran_[side] = &counted;
+  return counted.Run(entry, {args, n});
 }
 
 PairOutcome PairRunner::Run(const Input& in, RunMode mode) {
@@ -273,22 +267,20 @@ PairOutcome PairRunner::Run(const Input& in, RunMode mode) {
     }
   }
   PairOutcome out;
-  bool settled = true;
-  switch (mode) {
-    case RunMode::kFast:
-      out = RunPair(*old_fast_, *new_fast_, in, &settled);
-      if (settled) break;
-      // A side may have passed the block budget (or the watchdog cut it
-      // short): the counting pair decides, the same way every time.
-      ++fast_reruns_;
-      out = RunPair(*old_counted_, *new_counted_, in, &settled);
-      break;
-    case RunMode::kCounted:
-      out = RunPair(*old_counted_, *new_counted_, in, &settled);
-      break;
-    case RunMode::kExact:
-      out = RunPair(*old_exact_, *new_exact_, in, &settled);
-      break;
+  out.old_out = &RunSide(0, mode, in);
+  out.new_out = &RunSide(1, mode, in);
+  Sandbox& old_sb = *ran_[0];
+  Sandbox& new_sb = *ran_[1];
+  out.counted = old_sb.mode() != RunMode::kFast && new_sb.mode() != RunMode::kFast;
+  // The sides may come from different sandboxes (one fast, one re-run
+  // counted): all map the same layout, so they compare the same way.
+  bool args_equal = false;
+  out.divergence = Compare(sig_, old_sb, *out.old_out, new_sb, *out.new_out, &args_equal);
+  // One scan tells both sides' next Reset what to refill when the pages are
+  // equal; otherwise both refill whole pages.
+  if (args_equal) {
+    old_sb.NoteCleanArgPages();
+    new_sb.CopyCleanArgPages(old_sb);
   }
   return out;
 }

@@ -13,8 +13,8 @@
 // go to stubs: a call into libz runs libz's real code.
 //
 // Each side has a fast sandbox (no block hook) and a counting one (sandbox.h);
-// a pair run in fast mode that either side cannot settle is run again in the
-// counting pair, so the outcome never depends on which pair answered.
+// a fast run that cannot be settled is run again in its side's counting
+// sandbox, so the outcome never depends on which sandbox answered.
 //
 // Thread-safety: none; one PairRunner per thread.
 #pragma once
@@ -58,7 +58,7 @@ struct PairOutcome {
   const RunOutcome* new_out = nullptr;
   std::optional<Divergence> divergence;
   // Blocks and insns of both outcomes were counted (a counting or exact run,
-  // or a fast run that had to be re-run).
+  // or fast runs that both had to be re-run).
   bool counted = false;
 };
 
@@ -81,7 +81,8 @@ class PairRunner {
   const Signature& signature() const { return sig_; }
   // The hang budget of both sides' later runs.
   void SetMaxBlocks(uint64_t n);
-  // Fast pair runs that had to be re-run counted (for benchmarks and tests).
+  // Fast runs (one side each) that had to be re-run counted (for benchmarks
+  // and tests).
   uint64_t fast_reruns() const { return fast_reruns_; }
 
  private:
@@ -89,8 +90,9 @@ class PairRunner {
   void Place(Sandbox& sb, const Input& in, uint64_t* args);
   // A sandbox for one side (0 old, 1 new), frozen and ready to run.
   Result<std::unique_ptr<Sandbox>> BuildSide(int side, RunMode mode);
-  // Sets *settled to false when a fast pair must be run again.
-  PairOutcome RunPair(Sandbox& old_sb, Sandbox& new_sb, const Input& in, bool* settled);
+  // Runs one side (0 old, 1 new) on `in` in `mode`; a fast run that cannot
+  // be settled is run again in the side's counting sandbox. Sets ran_[side].
+  const RunOutcome& RunSide(int side, RunMode mode, const Input& in);
 
   Signature sig_;
   std::shared_ptr<const ElfFile> old_elf_, new_elf_;
@@ -104,6 +106,7 @@ class PairRunner {
   uint64_t max_blocks_ = 0;
   uint64_t fast_reruns_ = 0;
   uint64_t fast_tick_limit_ = 0;  // RunWatchdog::MinTicksFor(max_blocks_)
+  Sandbox* ran_[2] = {nullptr, nullptr};  // where each side of the last Run ran
   std::unique_ptr<Sandbox> old_fast_, new_fast_;
   std::unique_ptr<Sandbox> old_counted_, new_counted_;
   std::unique_ptr<Sandbox> old_exact_, new_exact_;  // made on the first exact run
