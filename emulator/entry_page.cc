@@ -7,13 +7,13 @@
 namespace patchlab::emulator {
 namespace {
 
-constexpr uint64_t kZerosOffset = 0x400;  // 16 zero bytes, 16-byte aligned
-constexpr uint64_t kMxcsrOffset = 0x600;
-constexpr uint64_t kFlagsOffset = 0x648;
+constexpr uint64_t kZerosOffset = 0x410;  // 16 zero bytes, 16-byte aligned
+constexpr uint64_t kMxcsrOffset = 0x610;
+constexpr uint64_t kFlagsOffset = 0x658;
 
-// Assembled with GNU as (Intel syntax) from the following; the RIP-relative
-// operands point into this page (zeros 0x400, mxcsr 0x600, args 0x608, rsp
-// 0x638, target 0x640, flags 0x648):
+// Assembled with GNU as (Intel syntax) from the following, at offset 0x10;
+// the RIP-relative operands point into this page (zeros 0x410, mxcsr 0x610,
+// args 0x618, rsp 0x648, target 0x650, flags 0x658):
 //   lea rsp, [rip + flags]; popfq    popfq only reads: no guest store (stores
 //                                    cost ~115 ns each in Unicorn 2.0.1); it
 //                                    restores every flag a function can change
@@ -68,22 +68,29 @@ constexpr uint8_t kCode[] = {
     0x48, 0x8b, 0x25, 0x66, 0x05, 0x00, 0x00,        // mov rsp,[rip+0x566]
     0xff, 0x25, 0x68, 0x05, 0x00, 0x00,              // jmp [rip+0x568]
 };
-static_assert(sizeof kCode == 216 && sizeof kCode <= kZerosOffset);
+static_assert(sizeof kCode == 216 && kEntryCodeOffset + sizeof kCode <= kZerosOffset);
+static_assert(kEntryArgsOffset == kMxcsrOffset + 8 && kEntryRspOffset == kEntryArgsOffset + 48 &&
+              kEntryTargetOffset == kEntryRspOffset + 8 && kFlagsOffset == kEntryTargetOffset + 8);
 
 }  // namespace
 
 void WriteEntryPage(uint8_t* page) {
   std::memset(page, 0, kPageSize);
-  std::memcpy(page, kCode, sizeof kCode);
-  // SSE: all exceptions masked, round to nearest (the power-on MXCSR).
+  std::memcpy(page + kEntryCodeOffset, kCode, sizeof kCode);
+  // SSE: all exceptions masked, round to nearest, as a Linux process starts
+  // (Unicorn's reset leaves MXCSR and the x87 control word at 0: every
+  // exception unmasked). fninit sets the x87 control word to 0x37f.
   const uint32_t mxcsr = 0x1f80;
   std::memcpy(page + kMxcsrOffset, &mxcsr, sizeof mxcsr);
   const uint64_t flags = 0x2;  // only the always-one bit
   std::memcpy(page + kFlagsOffset, &flags, sizeof flags);
   // The sentinel: `hlt`, never executed because runs end when they reach it.
-  page[kSentinel - kEntryBase] = 0xf4;
+  static_assert(kSentinel == kEntryBase);
+  page[0] = 0xf4;
 }
 
-bool IsEntryCode(uint64_t addr) { return addr - kEntryBase < kPageSize; }
+bool IsEntryCode(uint64_t addr) {
+  return addr - (kEntryBase + kEntryCodeOffset) < kPageSize - kEntryCodeOffset;
+}
 
 }  // namespace patchlab::emulator

@@ -19,11 +19,13 @@
 
 namespace patchlab::emulator {
 
-// Offsets of the per-run data in the page: six argument registers
-// (rdi, rsi, rdx, rcx, r8, r9), then rsp, then the function's address.
-inline constexpr uint64_t kEntryArgsOffset = 0x608;
-inline constexpr uint64_t kEntryRspOffset = 0x638;
-inline constexpr uint64_t kEntryTargetOffset = 0x640;
+// Where runs start (the sentinel `hlt` is at offset 0), and the offsets of the
+// per-run data in the page: six argument registers (rdi, rsi, rdx, rcx, r8,
+// r9), then rsp, then the function's address.
+inline constexpr uint64_t kEntryCodeOffset = 0x10;
+inline constexpr uint64_t kEntryArgsOffset = 0x618;
+inline constexpr uint64_t kEntryRspOffset = 0x648;
+inline constexpr uint64_t kEntryTargetOffset = 0x650;
 
 // Fills `page` (one page) with the code and the constant data.
 void WriteEntryPage(uint8_t* page);

@@ -405,10 +405,10 @@ const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
   uc_err err;
   if (mode_ == RunMode::kFast) {
     watchdog_->Begin(uc_);
-    err = uc_emu_start(uc_, kEntryBase, kSentinel, 0, 0);
+    err = uc_emu_start(uc_, kEntryBase + kEntryCodeOffset, kSentinel, 0, 0);
     settled_ = !watchdog_->End();
   } else {
-    err = uc_emu_start(uc_, kEntryBase, kSentinel, 0, 0);
+    err = uc_emu_start(uc_, kEntryBase + kEntryCodeOffset, kSentinel, 0, 0);
     settled_ = true;
   }
   // One call for both: each uc_reg_read walks Unicorn's register switch.
