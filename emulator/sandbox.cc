@@ -411,12 +411,18 @@ const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
     err = uc_emu_start(uc_, kEntryBase + kEntryCodeOffset, kSentinel, 0, 0);
     settled_ = true;
   }
-  // One call for both: each uc_reg_read walks Unicorn's register switch.
-  uint64_t rip = 0, rax = 0;
-  int ids[2] = {UC_X86_REG_RIP, UC_X86_REG_RAX};
-  void* vals[2] = {&rip, &rax};
-  uc_reg_read_batch(uc_, ids, vals, 2);
-  restore_context_ = !(err == UC_ERR_OK && rip == kSentinel && !live.decided);
+  // One call for all: each uc_reg_read walks Unicorn's register switch.
+  uint64_t rip = 0, rax = 0, rflags = 0;
+  int ids[3] = {UC_X86_REG_RIP, UC_X86_REG_RAX, UC_X86_REG_RFLAGS};
+  void* vals[3] = {&rip, &rax, &rflags};
+  uc_reg_read_batch(uc_, ids, vals, 3);
+  // The entry code resets the arithmetic flags and DF; a function that set
+  // any other flag (AC, TF, IF, ID, ...: only popf/sti can) gets the whole
+  // CPU state restored before the next run, like one that did not return.
+  constexpr uint64_t kEntryResetFlags = 0xcd5;  // CF PF AF ZF SF DF OF
+  const bool other_flags_changed = (rflags & ~kEntryResetFlags) != 0x2;
+  restore_context_ =
+      other_flags_changed || !(err == UC_ERR_OK && rip == kSentinel && !live.decided);
   if (!live.decided) {
     if (err == UC_ERR_OK && rip == kSentinel) {
       out.ret = rax;
