@@ -4,8 +4,9 @@
 // Memory is host memory mapped into the engine (uc_mem_map_ptr), so a reset
 // is a memcpy and results are read and compared in place, without copies.
 // Registers are reset by guest code every run starts at (entry_page.h); the
-// whole CPU state (uc_context_restore) only after a run that did not return,
-// since an exception leaves state behind in the emulated CPU. Hooks
+// whole CPU state (uc_context_restore) only after a run that did not return
+// (an exception leaves state behind in the emulated CPU) or set a flag the
+// entry code does not reset (AC, TF, IF, ID). Hooks
 // are installed once: hooks for unmapped and protected accesses, interrupts
 // and system calls, one code hook limited to the stub page that runs library
 // stubs (stubs.h), and, unless the sandbox is a fast one, a basic-block hook
