@@ -43,7 +43,8 @@ std::string RenderReturn(const Signature& sig, uint64_t ret) {
 
 std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side,
                                   const RunOutcome& o, const Sandbox& new_side,
-                                  const RunOutcome& n) {
+                                  const RunOutcome& n, bool* args_equal) {
+  if (args_equal != nullptr) *args_equal = false;
   if (o.ending == Ending::kInconclusive || n.ending == Ending::kInconclusive) {
     const RunOutcome& which = o.ending == Ending::kInconclusive ? o : n;
     return Divergence{DivergenceKind::kInconclusive,
@@ -101,6 +102,9 @@ std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side,
         fmt::format("first differing byte at {:#x} ({}+{:#x}): old {:#04x}, new {:#04x}",
                     a.addr + off, a.name, off, a.host[off], it->host[off])};
   }
+  // Every region both sides share is equal, argument pages among them (both
+  // sides map the same ones).
+  if (args_equal != nullptr) *args_equal = true;
   size_t calls = std::max(o.calls.size(), n.calls.size());
   for (size_t i = 0; i < calls; ++i) {
     std::string oc = i < o.calls.size() ? o.calls[i].ToString() : "nothing";

@@ -39,9 +39,11 @@ struct Divergence {
 };
 
 // The first difference between two runs, or nullopt when they are equal.
+// Sets *args_equal (when given) to whether every argument page was compared
+// and found equal on both sides.
 std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side,
                                   const RunOutcome& old_out, const Sandbox& new_side,
-                                  const RunOutcome& new_out);
+                                  const RunOutcome& new_out, bool* args_equal = nullptr);
 
 // The return value as the declared type reads it, e.g. "-1" or "0x7a0000000010".
 std::string RenderReturn(const Signature& sig, uint64_t ret);

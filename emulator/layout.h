@@ -32,11 +32,19 @@ inline constexpr uint64_t kTlsBase = 0x7c0000000000;
 inline constexpr uint64_t kTlsBytes = kPageSize;
 inline constexpr uint64_t kStackCanary = 0x2f8a5c3e17d04b00;
 
-// Library stubs: one 16-byte slot each; slot 0 holds the sentinel return address.
+// Library stubs: one 16-byte slot each; slot 0 is not used.
 inline constexpr uint64_t kStubBase = 0x7d0000000000;
 inline constexpr uint64_t kStubSlotBytes = 16;
 inline constexpr uint64_t kStubBytes = 0x10000;
-inline constexpr uint64_t kSentinel = kStubBase;
+// The entry code every run starts at (entry_page.h), on the page before the
+// stubs, and at that page's start the sentinel return address where every run
+// ends: one page, so one TLB fill a run (Unicorn 2.0.1 flushes the TLB at each
+// start). The sentinel must start its page with the page before it unmapped:
+// after every run Unicorn invalidates translated code at [exit - 1, exit),
+// which costs microseconds when that byte is mapped (a bare loop ran two to
+// four times slower with its exit at the end of a mapped page).
+inline constexpr uint64_t kEntryBase = kStubBase - kPageSize;
+inline constexpr uint64_t kSentinel = kEntryBase;
 
 inline constexpr uint64_t kStackBytes = 0x40000;
 inline constexpr uint64_t kStackTop = 0x7ff000000000;

@@ -12,6 +12,10 @@
 // glibc's own (libc, libm, libpthread, libdl, librt, ld.so), whose functions
 // go to stubs: a call into libz runs libz's real code.
 //
+// Each side has a fast sandbox (no block hook) and a counting one (sandbox.h);
+// a fast run that cannot be settled is run again in its side's counting
+// sandbox, so the outcome never depends on which sandbox answered.
+//
 // Thread-safety: none; one PairRunner per thread.
 #pragma once
 
@@ -25,6 +29,7 @@
 #include "emulator/comparator.h"
 #include "emulator/image_loader.h"
 #include "emulator/input.h"
+#include "emulator/run_watchdog.h"
 #include "emulator/sandbox.h"
 #include "emulator/signature.h"
 
@@ -52,6 +57,9 @@ struct PairOutcome {
   const RunOutcome* old_out = nullptr;  // valid until the next Run
   const RunOutcome* new_out = nullptr;
   std::optional<Divergence> divergence;
+  // Blocks and insns of both outcomes were counted (a counting or exact run,
+  // or fast runs that both had to be re-run).
+  bool counted = false;
 };
 
 class PairRunner {
@@ -61,26 +69,30 @@ class PairRunner {
   static Result<std::unique_ptr<PairRunner>> Create(const Signature& sig, const FunctionRef& old_fn,
                                                     const FunctionRef& new_fn, uint64_t max_blocks);
 
-  // Runs both functions on `in` and compares them. With `exact`, fault
-  // addresses are exact instructions (slow; for reports).
-  PairOutcome Run(const Input& in, bool exact = false);
+  // Runs both functions on `in` and compares them. kFast: without the
+  // block hook, re-run counted when a side cannot settle (the outcome is the
+  // same as kCounted's; only `counted` and the counts may differ). kCounted:
+  // blocks and instructions counted. kExact: fault addresses are exact
+  // instructions (slow; for reports).
+  PairOutcome Run(const Input& in, RunMode mode = RunMode::kFast);
 
   const LoadedFunction& old_function() const { return old_fn_; }
   const LoadedFunction& new_function() const { return new_fn_; }
   const Signature& signature() const { return sig_; }
   // The hang budget of both sides' later runs.
-  void SetMaxBlocks(uint64_t n) {
-    max_blocks_ = n;
-    for (Sandbox* sb : {old_sb_.get(), new_sb_.get(), old_exact_.get(), new_exact_.get()}) {
-      if (sb != nullptr) sb->set_max_blocks(n);
-    }
-  }
+  void SetMaxBlocks(uint64_t n);
+  // Fast runs (one side each) that had to be re-run counted (for benchmarks
+  // and tests).
+  uint64_t fast_reruns() const { return fast_reruns_; }
 
  private:
   PairRunner() = default;
   void Place(Sandbox& sb, const Input& in, uint64_t* args);
   // A sandbox for one side (0 old, 1 new), frozen and ready to run.
-  Result<std::unique_ptr<Sandbox>> BuildSide(int side, bool exact);
+  Result<std::unique_ptr<Sandbox>> BuildSide(int side, RunMode mode);
+  // Runs one side (0 old, 1 new) on `in` in `mode`; a fast run that cannot
+  // be settled is run again in the side's counting sandbox. Sets ran_[side].
+  const RunOutcome& RunSide(int side, RunMode mode, const Input& in);
 
   Signature sig_;
   std::shared_ptr<const ElfFile> old_elf_, new_elf_;
@@ -92,9 +104,15 @@ class PairRunner {
   bool same_file_ = false;
   uint64_t target_bias_ = 0, new_bias_ = 0;
   uint64_t max_blocks_ = 0;
-  std::unique_ptr<Sandbox> old_sb_, new_sb_;
+  uint64_t fast_reruns_ = 0;
+  uint64_t fast_tick_limit_ = 0;  // RunWatchdog::MinTicksFor(max_blocks_)
+  Sandbox* ran_[2] = {nullptr, nullptr};  // where each side of the last Run ran
+  std::unique_ptr<Sandbox> old_fast_, new_fast_;
+  std::unique_ptr<Sandbox> old_counted_, new_counted_;
   std::unique_ptr<Sandbox> old_exact_, new_exact_;  // made on the first exact run
   LoadedFunction old_fn_, new_fn_;
+  // Declared last: destroyed first, before the engines it may stop.
+  std::unique_ptr<RunWatchdog> watchdog_;
 };
 
 // Finds `symbol` (a name or 0xADDR) in `elf`. Fails naming both when absent

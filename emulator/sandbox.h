@@ -3,12 +3,29 @@
 //
 // Memory is host memory mapped into the engine (uc_mem_map_ptr), so a reset
 // is a memcpy and results are read and compared in place, without copies.
-// Registers are reset with uc_context_restore. Hooks are installed once: a
-// basic-block hook that counts blocks and instructions and stops a run past its
-// budget (a hang), hooks for unmapped and protected accesses, interrupts and
-// system calls, and one code hook limited to the stub page that runs library
-// stubs (stubs.h). Never uses uc_emu_start's count or timeout: both are costly
-// in Unicorn 2.0.1.
+// Registers are reset by guest code every run starts at (entry_page.h); the
+// whole CPU state (uc_context_restore) only after a run that did not return
+// (an exception leaves state behind in the emulated CPU) or set a flag the
+// entry code does not reset (AC, TF, IF, ID). Hooks
+// are installed once: hooks for unmapped and protected accesses, interrupts
+// and system calls, one code hook limited to the stub page that runs library
+// stubs (stubs.h), and, unless the sandbox is a fast one, a basic-block hook
+// that counts blocks and instructions and stops a run past its budget (a
+// hang). Never uses uc_emu_start's count or timeout: both are costly in
+// Unicorn 2.0.1.
+//
+// Three modes (RunMode), one engine each, because Unicorn decides hooks when
+// it translates code and adding one later needs a translation flush:
+//  - kFast: no block hook. A run the watchdog stopped is reported
+//    unsettled; so must the caller treat a run that took longer than
+//    RunWatchdog::MinTicksFor(budget) (it times runs itself, a pair at a
+//    time: reading the TSC costs ~12 ns here). Either is re-run in a counting
+//    sandbox. Any other run's outcome is the one a counting run gives, except
+//    that blocks and insns are 0 (not counted).
+//  - kCounted: the block hook; blocks, insns and the budget are exact.
+//  - kExact: also an instruction hook, so that a fault's PC is the faulting
+//    instruction rather than its block's start (Unicorn issue 1323); several
+//    times slower, for re-running counterexamples only.
 //
 // Thread-safety: none; one Sandbox per thread.
 #pragma once
@@ -28,6 +45,9 @@ struct uc_context;
 namespace patchlab::emulator {
 
 class StubTable;
+class RunWatchdog;
+
+enum class RunMode { kFast, kCounted, kExact };
 
 enum class RegionKind {
   kCode,       // read-only image segments, the stub page: never reset or compared
@@ -50,18 +70,23 @@ struct Region {
   // segments cover: bytes past a segment's end are compared but not restored.
   uint64_t reset_begin = 0;
   uint64_t reset_end = 0;
+  // kArg: the bytes the input was placed in (offsets), and whether every
+  // other byte is known to still hold kFillByte, so that a Reset need only
+  // refill the placed ones.
+  uint64_t placed_begin = 0;
+  uint64_t placed_end = 0;
+  bool clean_outside_placed = false;
 };
 
 class Sandbox {
  public:
-  // Opens the engine, maps stack, TLS, heap and stub page and installs hooks.
-  // With `exact`, also an instruction hook, so that a fault's PC is the
-  // faulting instruction rather than its block's start (Unicorn issue 1323);
-  // that is several times slower, for re-running counterexamples only. (Adding
-  // the hook to a running engine would need uc_ctl_flush_tlb, which costs
-  // over half a second in Unicorn 2.0.1; a second engine costs a millisecond.)
-  // Fails (kInternal) only if Unicorn refuses.
-  static Result<std::unique_ptr<Sandbox>> Create(uint64_t max_blocks, bool exact = false);
+  // Opens the engine, maps stack, TLS, heap, stub and entry pages and installs
+  // the hooks of `mode`. (Adding a hook to a running engine would need
+  // uc_ctl_flush_tlb, which costs over half a second in Unicorn 2.0.1; a
+  // second engine costs a millisecond.) A kFast sandbox needs `watchdog`,
+  // which must outlive its runs. Fails (kInternal) only if Unicorn refuses.
+  static Result<std::unique_ptr<Sandbox>> Create(uint64_t max_blocks, RunMode mode,
+                                                 RunWatchdog* watchdog = nullptr);
   ~Sandbox();
   Sandbox(const Sandbox&) = delete;
   Sandbox& operator=(const Sandbox&) = delete;
@@ -93,10 +118,26 @@ class Sandbox {
   // the stack, the heap; argument pages are filled with kFillByte.
   void Reset();
 
+  // Records that the input's buffer was written to [addr, addr+len) of an
+  // argument page. REQUIRES: after Reset, an argument page there.
+  void MarkPlaced(uint64_t addr, uint64_t len);
+  // After a run: notes which argument pages hold kFillByte everywhere but in
+  // their placed bytes (a memcmp per page), so that the next Reset refills
+  // only those.
+  void NoteCleanArgPages();
+  // The same knowledge for pages known to equal `other`'s byte for byte (the
+  // comparator found them equal) and placed the same way.
+  void CopyCleanArgPages(const Sandbox& other);
+
   // Calls `entry` with integer arguments `args` (at most 6) after a Reset the
   // caller did (so that it can place buffers first). The reference stays valid
   // until the next Run.
   const RunOutcome& Run(uint64_t entry, std::span<const uint64_t> args);
+  // Whether the last Run's outcome stands as far as the sandbox knows:
+  // always in counting modes; in kFast, false when the watchdog stopped it
+  // (the caller also checks the run's length, see kFast above).
+  bool last_run_settled() const { return settled_; }
+  RunMode mode() const { return mode_; }
 
   const std::vector<Region>& regions() const { return regions_; }
   uint64_t heap_used() const;  // bytes of the heap handed out this run
@@ -112,13 +153,17 @@ class Sandbox {
   Sandbox() = default;
 
   uc_struct* uc_ = nullptr;
-  uc_context* context_ = nullptr;
+  uint8_t* entry_page_ = nullptr;  // host side of the entry page
+  uc_context* context_ = nullptr;  // the CPU as frozen, for after exceptions
+  bool restore_context_ = false;
   std::vector<Region> regions_;
   std::unique_ptr<Live> live_;
   std::unique_ptr<StubTable> stubs_;
   uint64_t max_blocks_ = 0;
+  RunMode mode_ = RunMode::kCounted;
+  RunWatchdog* watchdog_ = nullptr;
   bool frozen_ = false;
-  bool exact_ = false;
+  bool settled_ = true;
   friend class StubTable;
 };
 

@@ -83,7 +83,7 @@ bool StubTable::IsStubbed(std::string_view name) { return Lookup(name) != Id::kU
 uint64_t StubTable::AddressOf(const std::string& name) {
   auto it = slots_.find(name);
   if (it != slots_.end()) return it->second;
-  uint64_t slot = slot_names_.size() + 1;  // slot 0 is the sentinel
+  uint64_t slot = slot_names_.size() + 1;  // slot 0 is not used
   assert(slot < kStubBytes / kStubSlotBytes && "stub page full");
   slot_names_.push_back(name);
   uint64_t addr = kStubBase + slot * kStubSlotBytes;

@@ -5,11 +5,15 @@
 //   BM_Check_ParseLike / BM_Bare_ParseLike   a header parser writing a struct
 //   BM_Check_AdlerLike / BM_Bare_AdlerLike   an adler32-like loop (loads only)
 //
+// The check runs inputs as `patchlab check` does: fast (no block hook) except
+// every CheckOptions::count_every-th input, which is counted.
+//
 // Counters: execs_per_s (function executions: two per compared pair for a
 // check, one per run for the bare loop) and pairs_per_s. At the end the
 // program prints, per function, check execs/s divided by bare execs/s.
 // BM_Ratio_* interleave the two in small chunks (the robust figure on a
-// loaded machine): ratio_median, bare_execs_per_s, check_execs_per_s.
+// loaded machine): ratio_median, bare_execs_per_s, check_execs_per_s,
+// reruns (fast pairs re-run counted because they could not be settled).
 // Goals (issue 4): ratio >= 0.90; >= 150,000 pairs/s on the parse-like one.
 #include <benchmark/benchmark.h>
 #include <unicorn/unicorn.h>
@@ -23,6 +27,7 @@
 #include <vector>
 
 #include "base/elf_file.h"
+#include "emulator/checker.h"
 #include "emulator/layout.h"
 #include "emulator/pair_runner.h"
 
@@ -40,6 +45,12 @@ Signature Sig(const char* text) {
     std::abort();
   }
   return *s;
+}
+
+// The checker's mode for the k-th input.
+RunMode ModeOf(uint64_t k) {
+  static const uint64_t every = CheckOptions{}.count_every;
+  return k % every == 0 ? RunMode::kCounted : RunMode::kFast;
 }
 
 // Deterministic inputs: header lines of 40-70 bytes, or 128 pseudo-random bytes.
@@ -80,13 +91,19 @@ void BM_Check(benchmark::State& state, const char* sig_text, const char* symbol,
   std::vector<Input> inputs = MakeInputs(parse);
   size_t i = 0;
   uint64_t divergences = 0, insns = 0;
+  uint64_t counted = 0;
   for (auto _ : state) {
-    PairOutcome o = (*pr)->Run(inputs[i++ & 255]);
+    PairOutcome o = (*pr)->Run(inputs[i & 255], ModeOf(i));
+    ++i;
     divergences += o.divergence.has_value();
-    insns += o.old_out->insns;
+    if (o.counted) {
+      insns += o.old_out->insns;
+      ++counted;
+    }
   }
   state.counters["insns_per_exec"] =
-      static_cast<double>(insns) / static_cast<double>(state.iterations());
+      counted == 0 ? 0.0 : static_cast<double>(insns) / static_cast<double>(counted);
+  state.counters["reruns"] = static_cast<double>((*pr)->fast_reruns());
   if (divergences != 0) state.SkipWithError("a function diverged from itself");
   state.counters["pairs_per_s"] =
       benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
@@ -113,7 +130,7 @@ class BareLoop {
     if (sym == nullptr) return false;
     entry_ = sym->value + bias;
     uc_mem_map(uc_, kStackTop - kStackBytes, kStackBytes, UC_PROT_READ | UC_PROT_WRITE);
-    uc_mem_map(uc_, kStubBase, kPageSize, UC_PROT_READ | UC_PROT_EXEC);
+    uc_mem_map(uc_, kSentinel & ~(kPageSize - 1), kPageSize, UC_PROT_READ | UC_PROT_EXEC);
     uc_mem_map(uc_, kTlsBase, kPageSize, UC_PROT_READ | UC_PROT_WRITE);
     uint64_t fs = kTlsBase;
     uc_reg_write(uc_, UC_X86_REG_FS_BASE, &fs);
@@ -186,13 +203,15 @@ void BM_Ratio(benchmark::State& state, const char* sig_text, const char* symbol,
   std::vector<Input> inputs = MakeInputs(parse);
   std::vector<double> ratios;
   double bare_s = 0, check_s = 0;
-  uint64_t chunks = 0;
+  uint64_t chunks = 0, k = 0;
   for (auto _ : state) {
     double t0 = ThreadCpuSeconds();
     for (int i = 0; i < 256; ++i) benchmark::DoNotOptimize(bare.Run(inputs[i]));
     double t1 = ThreadCpuSeconds();
-    for (int i = 0; i < 128; ++i)
-      benchmark::DoNotOptimize((*pr)->Run(inputs[(2 * i + (chunks & 1)) & 255]).divergence);
+    for (int i = 0; i < 128; ++i, ++k) {
+      benchmark::DoNotOptimize(
+          (*pr)->Run(inputs[(2 * i + (chunks & 1)) & 255], ModeOf(k)).divergence);
+    }
     double t2 = ThreadCpuSeconds();
     bare_s += t1 - t0;
     check_s += t2 - t1;
@@ -205,6 +224,7 @@ void BM_Ratio(benchmark::State& state, const char* sig_text, const char* symbol,
   state.counters["bare_execs_per_s"] = bare_s > 0 ? 256.0 * chunks / bare_s : 0.0;
   state.counters["check_execs_per_s"] = check_s > 0 ? 256.0 * chunks / check_s : 0.0;
   state.counters["check_pairs_per_s"] = check_s > 0 ? 128.0 * chunks / check_s : 0.0;
+  state.counters["reruns"] = static_cast<double>((*pr)->fast_reruns());
 }
 
 void BM_Check_ParseLike(benchmark::State& s) { BM_Check(s, kParseSig, "parse_header", true); }

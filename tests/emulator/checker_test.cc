@@ -219,6 +219,23 @@ TEST(Checker, SameSeedSameReport) {
   EXPECT_EQ(FormatJson(MustRun(o)), FormatJson(MustRun(o)));
 }
 
+TEST(Checker, CountingEveryInputChangesOnlyTheInstructionFigures) {
+  CheckOptions o = Options(FIXTURE_TARGET, "table_get", FIXTURE_TARGET, "table_get_off_by_one",
+                           "int table_get(const int *table /* 64 bytes */, int i)");
+  CheckResult sampled = MustRun(o);
+  o.count_every = 1;
+  CheckResult all = MustRun(o);
+  EXPECT_EQ(sampled.insns_inputs, 19u) << "600 inputs, every 32nd counted";
+  EXPECT_EQ(all.insns_inputs, 600u);
+  EXPECT_GT(all.insns_old, sampled.insns_old);
+  EXPECT_GT(sampled.insns_old, 0u);
+  // Verdict, counts of inputs, counterexamples: all the same.
+  sampled.insns_old = all.insns_old;
+  sampled.insns_new = all.insns_new;
+  sampled.insns_inputs = all.insns_inputs;
+  EXPECT_EQ(FormatJson(sampled), FormatJson(all));
+}
+
 TEST(Checker, NoDebugInformationIsRefusedWithAClearMessage) {
   auto r = RunCheck(Options(FIXTURE_STRIPPED, "sum_loop", FIXTURE_STRIPPED, "sum_unrolled"));
   ASSERT_FALSE(r.has_value());

@@ -14,7 +14,7 @@ namespace {
 struct CheckFlags {
   std::string scenario;
   std::string old_fn, new_fn, sig, corpus;
-  uint64_t inputs = 0, seed = 0, max_blocks = 0;
+  uint64_t inputs = 0, seed = 0, max_blocks = 0, count_every = 0;
   std::vector<std::string> expects;
   bool json = false, listing = false;
 };
@@ -48,9 +48,11 @@ int RunCheckCommand(const CheckFlags& f, const CLI::App& sub) {
   if (sub.count("--seed")) o.seed = f.seed;
   if (sub.count("--corpus")) o.corpus_dir = f.corpus;
   if (sub.count("--max-blocks")) o.max_blocks = f.max_blocks;
+  if (sub.count("--count-every")) o.count_every = f.count_every;
   if (!f.expects.empty()) o.expects = f.expects;
   o.listing = f.listing;
   if (o.inputs == 0) return usage("--inputs must be at least 1");
+  if (o.count_every == 0) return usage("--count-every must be at least 1");
 
   auto result = emulator::RunCheck(o);
   if (!result) return usage(result.error().ToString());
@@ -87,6 +89,8 @@ void RegisterCheckCommand(CLI::App& app, CommandContext& ctx) {
   sub->add_option("--corpus", flags->corpus, "folder of input files for the first buffer argument");
   sub->add_option("--max-blocks", flags->max_blocks,
                   "basic blocks before a run counts as a hang (default 1000000)");
+  sub->add_option("--count-every", flags->count_every,
+                  "count instructions on every Nth input (default 32; 1: all, slower)");
   sub->add_flag("--json", flags->json, "one JSON object instead of text");
   sub->add_flag("--listing", flags->listing, "side-by-side disassembly of both functions");
   sub->callback([flags, sub, &ctx] { ctx.exit_code = RunCheckCommand(*flags, *sub); });

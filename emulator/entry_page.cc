@@ -1,0 +1,99 @@
+#include "emulator/entry_page.h"
+
+#include <cstring>
+
+#include "emulator/layout.h"
+
+namespace patchlab::emulator {
+namespace {
+
+constexpr uint64_t kMxcsrOffset = 0x610;
+
+// Assembled with GNU as (Intel syntax) from the following, at offset 0x10;
+// the RIP-relative operands point into this page (mxcsr 0x610, args 0x618,
+// rsp 0x648, target 0x650):
+//   xor on every general register but the arguments and rsp
+//   movq xmmN, rax (rax is 0)        clears all 128 bits with two inline
+//                                    stores into the CPU state; pxor would
+//                                    be a helper call each in QEMU 5's SSE
+//                                    code, movaps a guest load
+//   fninit                           x87 control, status and tags (not the
+//                                    register contents: see docs/check.md)
+//   ldmxcsr [rip + mxcsr]
+//   mov rdi..r9, [rip + args]
+//   inc eax; test eax, eax; mov eax, 0; cld
+//                                    flags as Unicorn starts them (0x2): the
+//                                    arithmetic ones and DF. popfq would also
+//                                    reset AC, TF, IF, ID, but it ends the
+//                                    translated block (a return to Unicorn's
+//                                    loop every run); the sandbox checks those
+//                                    after each run instead (Sandbox::Run)
+//   mov rsp, [rip + rsp]; jmp [rip + target]
+// fxrstor would also clear the x87 registers, but QEMU's helper reads its
+// image through ~20 slow-path loads, each with a Unicorn region lookup: in a
+// profile of the adler32-like check that lookup alone took 8% of the time.
+constexpr uint8_t kCode[] = {
+    0x31, 0xc0,                                      // xor eax,eax
+    0x31, 0xdb,                                      // xor ebx,ebx
+    0x31, 0xed,                                      // xor ebp,ebp
+    0x45, 0x31, 0xd2,                                // xor r10d,r10d
+    0x45, 0x31, 0xdb,                                // xor r11d,r11d
+    0x45, 0x31, 0xe4,                                // xor r12d,r12d
+    0x45, 0x31, 0xed,                                // xor r13d,r13d
+    0x45, 0x31, 0xf6,                                // xor r14d,r14d
+    0x45, 0x31, 0xff,                                // xor r15d,r15d
+    0x66, 0x48, 0x0f, 0x6e, 0xc0,                    // movq xmm0,rax
+    0x66, 0x48, 0x0f, 0x6e, 0xc8,                    // movq xmm1,rax
+    0x66, 0x48, 0x0f, 0x6e, 0xd0,                    // movq xmm2,rax
+    0x66, 0x48, 0x0f, 0x6e, 0xd8,                    // movq xmm3,rax
+    0x66, 0x48, 0x0f, 0x6e, 0xe0,                    // movq xmm4,rax
+    0x66, 0x48, 0x0f, 0x6e, 0xe8,                    // movq xmm5,rax
+    0x66, 0x48, 0x0f, 0x6e, 0xf0,                    // movq xmm6,rax
+    0x66, 0x48, 0x0f, 0x6e, 0xf8,                    // movq xmm7,rax
+    0x66, 0x4c, 0x0f, 0x6e, 0xc0,                    // movq xmm8,rax
+    0x66, 0x4c, 0x0f, 0x6e, 0xc8,                    // movq xmm9,rax
+    0x66, 0x4c, 0x0f, 0x6e, 0xd0,                    // movq xmm10,rax
+    0x66, 0x4c, 0x0f, 0x6e, 0xd8,                    // movq xmm11,rax
+    0x66, 0x4c, 0x0f, 0x6e, 0xe0,                    // movq xmm12,rax
+    0x66, 0x4c, 0x0f, 0x6e, 0xe8,                    // movq xmm13,rax
+    0x66, 0x4c, 0x0f, 0x6e, 0xf0,                    // movq xmm14,rax
+    0x66, 0x4c, 0x0f, 0x6e, 0xf8,                    // movq xmm15,rax
+    0xdb, 0xe3,                                      // fninit
+    0x0f, 0xae, 0x15, 0x8f, 0x05, 0x00, 0x00,        // ldmxcsr [rip+0x58f]
+    0x48, 0x8b, 0x3d, 0x90, 0x05, 0x00, 0x00,        // mov rdi,[rip+0x590]
+    0x48, 0x8b, 0x35, 0x91, 0x05, 0x00, 0x00,        // mov rsi,[rip+0x591]
+    0x48, 0x8b, 0x15, 0x92, 0x05, 0x00, 0x00,        // mov rdx,[rip+0x592]
+    0x48, 0x8b, 0x0d, 0x93, 0x05, 0x00, 0x00,        // mov rcx,[rip+0x593]
+    0x4c, 0x8b, 0x05, 0x94, 0x05, 0x00, 0x00,        // mov r8,[rip+0x594]
+    0x4c, 0x8b, 0x0d, 0x95, 0x05, 0x00, 0x00,        // mov r9,[rip+0x595]
+    0xff, 0xc0,                                      // inc eax
+    0x85, 0xc0,                                      // test eax,eax
+    0xb8, 0x00, 0x00, 0x00, 0x00,                    // mov eax,0x0
+    0xfc,                                            // cld
+    0x48, 0x8b, 0x25, 0x8c, 0x05, 0x00, 0x00,        // mov rsp,[rip+0x58c]
+    0xff, 0x25, 0x8e, 0x05, 0x00, 0x00,              // jmp [rip+0x58e]
+};
+static_assert(sizeof kCode == 178 && kEntryCodeOffset + sizeof kCode <= kMxcsrOffset);
+static_assert(kEntryArgsOffset == kMxcsrOffset + 8 && kEntryRspOffset == kEntryArgsOffset + 48 &&
+              kEntryTargetOffset == kEntryRspOffset + 8);
+
+}  // namespace
+
+void WriteEntryPage(uint8_t* page) {
+  std::memset(page, 0, kPageSize);
+  std::memcpy(page + kEntryCodeOffset, kCode, sizeof kCode);
+  // SSE: all exceptions masked, round to nearest, as a Linux process starts
+  // (Unicorn's reset leaves MXCSR and the x87 control word at 0: every
+  // exception unmasked). fninit sets the x87 control word to 0x37f.
+  const uint32_t mxcsr = 0x1f80;
+  std::memcpy(page + kMxcsrOffset, &mxcsr, sizeof mxcsr);
+  // The sentinel: `hlt`, never executed because runs end when they reach it.
+  static_assert(kSentinel == kEntryBase);
+  page[0] = 0xf4;
+}
+
+bool IsEntryCode(uint64_t addr) {
+  return addr - (kEntryBase + kEntryCodeOffset) < kPageSize - kEntryCodeOffset;
+}
+
+}  // namespace patchlab::emulator
