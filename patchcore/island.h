@@ -2,9 +2,12 @@
 // in an island page near its module (within rel32 reach):
 //     slot:  ff 25 00 00 00 00      jmp [rip+0]
 //            <8-byte address>       the live replacement
-// and its entry (after an endbr64) becomes `e9 rel32` to the slot, padded with
-// int3 up to the whole instructions it replaced. Stacking another patch on the
-// same function rewrites the slot's 8 bytes only.
+// and its entry (after an endbr64) becomes `e9 rel32` straight to the live
+// replacement when that is within rel32 reach (the patch object is mapped near
+// its target, so it nearly always is: a call then costs one direct jump), and
+// to the slot otherwise; padded with int3 up to the whole instructions it
+// replaced. Stacking another patch on the same function rewrites the slot's
+// 8 bytes and, when it jumps straight, the entry's rel32.
 // The first kIslandHeaderSize bytes of an island page are a marker that names
 // it as ours (magic, pid, process start time).
 //
@@ -52,6 +55,14 @@ inline std::optional<std::vector<uint8_t>> EncodeEntryJump(RemotePtr at, RemoteP
   for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(r >> (8 * i)));
   out.resize(size, 0xcc);
   return out;
+}
+
+// The entry jump of a site whose live replacement is `target`: straight there
+// when in reach, else through the site's `slot`.
+inline std::optional<std::vector<uint8_t>> EncodeSiteJump(RemotePtr at, RemotePtr target,
+                                                          RemotePtr slot, uint32_t size) {
+  if (auto direct = EncodeEntryJump(at, target, size)) return direct;
+  return EncodeEntryJump(at, slot, size);
 }
 
 }  // namespace patchlab::patchcore

@@ -265,7 +265,7 @@ Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptio
       slot_old = *old_bytes;
     }
     slot_writes.push_back({slot, slot_old, EncodeSlot(pf.new_addr)});
-    auto jump = EncodeEntryJump(patch_at, slot, pf.layout.patch_size);
+    auto jump = EncodeSiteJump(patch_at, pf.new_addr, slot, pf.layout.patch_size);
     next.sites.push_back({pf.mapping.old_name, target->path, pf.entry, pf.size, patch_at,
                           pf.original, *jump, slot, island->addr});
     live.push_back({patch_at, pf.original, *jump});
@@ -289,6 +289,14 @@ Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptio
       if (before && *before == *after) continue;
       live.push_back({old_site->slot + static_cast<int64_t>(kSlotAddressOffset),
                       EncodeAddress(before.value_or(RemotePtr())), EncodeAddress(*after)});
+      auto jump = EncodeSiteJump(old_site->patch_at, *after, old_site->slot,
+                                 static_cast<uint32_t>(old_site->jump.size()));
+      if (jump && *jump != old_site->jump) {
+        live.push_back({old_site->patch_at, old_site->jump, *jump});
+        for (SiteState& s : next.sites) {
+          if (s.entry == old_site->entry) s.jump = *jump;
+        }
+      }
     } else {
       live.push_back({old_site->patch_at, old_site->jump, old_site->original});
       std::erase_if(next.sites, [&](const SiteState& s) { return s.entry == old_site->entry; });

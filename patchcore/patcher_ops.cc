@@ -83,6 +83,14 @@ Result<RevertReport> Patcher::Revert(std::optional<std::string> id,
       if (before && *before == *after) continue;
       writes.push_back({site.slot + static_cast<int64_t>(kSlotAddressOffset),
                         EncodeAddress(before.value_or(RemotePtr())), EncodeAddress(*after)});
+      auto jump = EncodeSiteJump(site.patch_at, *after, site.slot,
+                                 static_cast<uint32_t>(site.jump.size()));
+      if (jump && *jump != site.jump) {
+        writes.push_back({site.patch_at, site.jump, *jump});
+        for (SiteState& s : next.sites) {
+          if (s.entry == site.entry) s.jump = *jump;
+        }
+      }
     } else {
       writes.push_back({site.patch_at, site.jump, site.original});
       std::erase_if(next.sites, [&](const SiteState& s) { return s.entry == site.entry; });

@@ -4,9 +4,12 @@
 //                         attach_us (medians over the iterations are in the
 //                         aggregate rows with --benchmark_repetitions).
 //   BM_Call_Direct        calling the new function directly (baseline)
-//   BM_Call_Trampoline    calling it through the entry jmp + island slot that
-//                         apply writes (the same two instructions, in a page
-//                         of this process)
+//   BM_Call_Trampoline    calling it through the entry jump apply writes when
+//                         the replacement is within rel32 reach (the usual
+//                         case: the patch object is mapped near its target):
+//                         one direct jmp
+//   BM_Call_ViaSlot       the fallback when it is not: entry jmp + island slot
+//                         `jmp [rip+0]`
 //   BM_Memory_Pss         PSS growth of the patched target against the bytes
 //                         the patch maps (counter extra_kib = growth - mapped)
 #include <signal.h>
@@ -90,20 +93,33 @@ BENCHMARK(BM_Pause_Apply)->Arg(1)->Arg(16)->Arg(64)->Iterations(15)->UseManualTi
 
 __attribute__((noinline)) long NewFunction(long x) { return x * 2 + 1; }
 
-// entry: jmp rel32 -> slot; slot: jmp [rip+0] -> NewFunction, as apply writes them.
-void* Trampoline() {
-  static void* entry = [] {
-    auto* page = static_cast<uint8_t*>(mmap(nullptr, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
-                                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    RemotePtr at(reinterpret_cast<uint64_t>(page));
-    RemotePtr slot = at + 64;
-    auto jump = EncodeEntryJump(at, slot, 5);
-    std::memcpy(page, jump->data(), jump->size());
-    auto s = EncodeSlot(RemotePtr(reinterpret_cast<uint64_t>(&NewFunction)));
-    std::memcpy(page + 64, s.data(), s.size());
-    return static_cast<void*>(page);
+// A page of this process laid out as apply lays out a site: at +0 an entry
+// that jumps straight to NewFunction; at +32 an entry that jumps to the slot
+// at +64, which jumps on through its 8-byte address.
+uint8_t* SitePage() {
+  static uint8_t* page = [] {
+    // Near NewFunction, as apply maps a patch object near its target.
+    const uint64_t near = reinterpret_cast<uint64_t>(&NewFunction) & ~0xfffffull;
+    uint8_t* p = nullptr;
+    for (uint64_t off = 16ull << 20; off < (1ull << 30) && !p; off *= 2) {
+      void* got = mmap(reinterpret_cast<void*>(near + off), 4096,
+                       PROT_READ | PROT_WRITE | PROT_EXEC,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+      if (got != MAP_FAILED) p = static_cast<uint8_t*>(got);
+    }
+    if (!p) std::abort();
+    RemotePtr base(reinterpret_cast<uint64_t>(p));
+    RemotePtr fn(reinterpret_cast<uint64_t>(&NewFunction));
+    auto direct = EncodeEntryJump(base, fn, 5);
+    auto to_slot = EncodeEntryJump(base + 32, base + 64, 5);
+    auto slot = EncodeSlot(fn);
+    if (!direct || !to_slot) std::abort();
+    std::memcpy(p, direct->data(), direct->size());
+    std::memcpy(p + 32, to_slot->data(), to_slot->size());
+    std::memcpy(p + 64, slot.data(), slot.size());
+    return p;
   }();
-  return entry;
+  return page;
 }
 
 void BM_Call_Direct(benchmark::State& state) {
@@ -114,11 +130,18 @@ void BM_Call_Direct(benchmark::State& state) {
 BENCHMARK(BM_Call_Direct);
 
 void BM_Call_Trampoline(benchmark::State& state) {
-  long (*volatile fn)(long) = reinterpret_cast<long (*)(long)>(Trampoline());
+  long (*volatile fn)(long) = reinterpret_cast<long (*)(long)>(SitePage());
   long x = 0;
   for (auto _ : state) benchmark::DoNotOptimize(x = fn(x));
 }
 BENCHMARK(BM_Call_Trampoline);
+
+void BM_Call_ViaSlot(benchmark::State& state) {
+  long (*volatile fn)(long) = reinterpret_cast<long (*)(long)>(SitePage() + 32);
+  long x = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(x = fn(x));
+}
+BENCHMARK(BM_Call_ViaSlot);
 
 long PssKib(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
