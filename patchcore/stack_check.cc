@@ -4,6 +4,7 @@
 #include <sys/user.h>
 
 #include <cstring>
+#include <functional>
 #include <unordered_map>
 
 #include "base/log.h"
@@ -21,6 +22,9 @@ struct UnwindContext {
   const user_regs_struct* regs;  // the thread being unwound
   const ProcessMemory* memory;
   std::unordered_map<uint64_t, std::vector<uint8_t>> pages;
+  // The UPT that serves `ip`: one per module, so each module's unwind tables
+  // are loaded once, not again every time a stack crosses into another module.
+  std::function<void*(uint64_t ip)> upt_for;
 };
 
 // libunwind-ptrace calls back into the address space's accessors with its
@@ -28,7 +32,7 @@ struct UnwindContext {
 thread_local UnwindContext* current_context = nullptr;
 
 int FindProcInfo(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t* pi, int need, void* /*arg*/) {
-  return _UPT_find_proc_info(as, ip, pi, need, current_context->upt);
+  return _UPT_find_proc_info(as, ip, pi, need, current_context->upt_for(ip));
 }
 void PutUnwindInfo(unw_addr_space_t as, unw_proc_info_t* pi, void* /*arg*/) {
   _UPT_put_unwind_info(as, pi, current_context->upt);
@@ -106,6 +110,49 @@ StackChecker::StackChecker() {
 
 StackChecker::~StackChecker() {
   unw_destroy_addr_space(static_cast<unw_addr_space_t>(address_space_));
+  for (auto& [path, upt] : module_upts_) _UPT_destroy(upt);
+}
+
+void StackChecker::Prepare(pid_t pid, const ProcessMemory& memory) {
+  auto maps = ProcessMaps::Read(pid);
+  if (!maps) return;  // the stop that follows reports a vanished pid
+  maps_ = std::move(*maps);
+  auto as = static_cast<unw_addr_space_t>(address_space_);
+  void* upt = _UPT_create(pid);
+  if (!upt) return;
+  UnwindContext ctx{upt, nullptr, &memory, {}, [&](uint64_t ip) { return UptFor(pid, ip, upt); }};
+  current_context = &ctx;
+  for (const MapEntry& e : maps_->entries()) {
+    if (!e.exec || !e.is_file()) continue;
+    // Looking up any address of the module loads its unwind tables into the
+    // module's UPT, where they stay for the checks during the stop.
+    unw_proc_info_t pi;
+    std::memset(&pi, 0, sizeof pi);
+    void* module = UptFor(pid, e.start.addr(), upt);
+    if (_UPT_find_proc_info(as, e.start.addr(), &pi, 0, module) == 0) {
+      _UPT_put_unwind_info(as, &pi, module);
+    }
+  }
+  current_context = nullptr;
+  _UPT_destroy(upt);
+}
+
+void* StackChecker::UptFor(pid_t pid, uint64_t ip, void* fallback) {
+  const MapEntry* entry = maps_ ? maps_->Find(RemotePtr(ip)) : nullptr;
+  if (!entry) {
+    // A module mapped since (or the first call): read the maps again.
+    auto maps = ProcessMaps::Read(pid);
+    if (maps) maps_ = std::move(*maps);
+    entry = maps_ ? maps_->Find(RemotePtr(ip)) : nullptr;
+  }
+  if (!entry || !entry->is_file()) return fallback;
+  auto it = module_upts_.find(entry->path);
+  if (it == module_upts_.end()) {
+    void* upt = _UPT_create(pid);
+    if (!upt) return fallback;
+    it = module_upts_.emplace(entry->path, upt).first;
+  }
+  return it->second;
 }
 
 Result<std::optional<StackHit>> StackChecker::Check(const Tracee& tracee,
@@ -129,7 +176,8 @@ Result<std::vector<StackHit>> StackChecker::Hits(const Tracee& tracee, const Pro
   };
   void* upt = _UPT_create(tracee.pid());
   if (!upt) return Fail(ErrorCode::kInternal, "libunwind: _UPT_create failed");
-  UnwindContext ctx{upt, nullptr, &memory, {}};
+  UnwindContext ctx{upt, nullptr, &memory, {},
+                    [&](uint64_t ip) { return UptFor(tracee.pid(), ip, upt); }};
   current_context = &ctx;
   std::vector<StackHit> hits;
   std::optional<Error> failure;

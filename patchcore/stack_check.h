@@ -11,11 +11,13 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "base/error.h"
+#include "patchcore/process_maps.h"
 #include "patchcore/process_memory.h"
 #include "patchcore/remote_ptr.h"
 #include "patchcore/tracee.h"
@@ -45,6 +47,11 @@ class StackChecker {
   StackChecker(const StackChecker&) = delete;
   StackChecker& operator=(const StackChecker&) = delete;
 
+  // Loads the unwind tables of every module of `pid` while the process still
+  // runs, so that the checks made while it is stopped do not. Optional; a
+  // failure only leaves the loading to the checks.
+  void Prepare(pid_t pid, const ProcessMemory& memory);
+
   // The first hit among all threads of `tracee`, or nullopt when none.
   // Fails only when a thread's registers cannot be read (e.g. it vanished).
   Result<std::optional<StackHit>> Check(const Tracee& tracee, const ProcessMemory& memory,
@@ -57,7 +64,11 @@ class StackChecker {
                                      const std::vector<pid_t>& tids, bool first_only = false);
 
  private:
+  void* UptFor(pid_t pid, uint64_t ip, void* fallback);
+
   void* address_space_;  // unw_addr_space_t, kept so unwind info is cached across calls
+  std::optional<ProcessMaps> maps_;
+  std::map<std::string, void*> module_upts_;  // libunwind-ptrace UPT per module path
 };
 
 }  // namespace patchlab::patchcore

@@ -121,6 +121,7 @@ inline Result<StoppedWorld> StopWorld(pid_t pid, const ProcessMemory& memory,
   using std::chrono::microseconds;
   const auto deadline = Clock::now() + timeout;
   StackChecker checker;
+  if (!guarded.empty()) checker.Prepare(pid, memory);
   auto backoff = microseconds(500);
   auto park_budget = microseconds(2000);
   int retries = 0;
