@@ -64,6 +64,7 @@ std::string ProcessState::ToJson() const {
     for (const SegmentState& s : p.segments) {
       jp["segments"].push_back({{"addr", Hex(s.addr)}, {"size", s.size}, {"sha256", s.sha256}});
     }
+    jp["depends"] = p.depends;
     jp["functions"] = json::array();
     for (const PatchFunctionState& f : p.functions) {
       jp["functions"].push_back({{"name", f.name},
@@ -111,6 +112,7 @@ Result<ProcessState> ProcessState::FromJson(std::string_view text, std::string_v
       p.module = jp.at("module").get<std::string>();
       p.mapping.start = Ptr(jp.at("mapping").at("addr"));
       p.mapping.end = p.mapping.start + jp.at("mapping").at("size").get<int64_t>();
+      if (jp.contains("depends")) p.depends = jp.at("depends").get<std::vector<std::string>>();
       for (const json& js : jp.at("segments")) {
         p.segments.push_back(
             {Ptr(js.at("addr")), js.at("size").get<uint64_t>(), js.at("sha256").get<std::string>()});

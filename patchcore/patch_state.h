@@ -58,6 +58,7 @@ struct PatchState {
   RemoteRange mapping;
   std::vector<SegmentState> segments;
   std::vector<PatchFunctionState> functions;
+  std::vector<std::string> depends;  // ids this patch needs live (revert keeps them)
 };
 
 struct IslandState {

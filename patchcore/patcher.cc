@@ -210,6 +210,7 @@ Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptio
   patch.id = m.id;
   patch.seq = m.seq;
   patch.package_sha256 = package.sha256;
+  patch.depends = m.depends;
   patch.module = target->path;
   patch.mapping = mapping;
   for (const PageProtection& p : object->protections()) {

@@ -62,6 +62,17 @@ Result<RevertReport> Patcher::Revert(std::optional<std::string> id,
     for (const PatchState& p : state.patches) removing.insert(p.id);
   }
   if (removing.empty()) return report;
+  for (const PatchState& p : state.patches) {
+    if (removing.contains(p.id)) continue;
+    for (const std::string& dep : p.depends) {
+      if (removing.contains(dep)) {
+        return Fail(ErrorCode::kRefused,
+                    "patch {} is needed by live patch {} (it depends on it); revert {} first, or "
+                    "revert --all",
+                    dep, p.id, p.id);
+      }
+    }
+  }
   for (auto it = state.patches.rbegin(); it != state.patches.rend(); ++it) {
     if (removing.contains(it->id)) report.reverted.push_back(it->id);
   }

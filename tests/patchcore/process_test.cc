@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 
 #include "base/file_util.h"
+#include "patchcore/patch_package.h"
+#include "patchcore/patcher.h"
 #include "test_support.h"
 
 namespace patchlab::patchcore::testing {
@@ -29,13 +31,25 @@ void CycleUnderLoad(const std::string& binary, int threads, int cycles) {
   auto target = Target::Start(binary, {"--threads", std::to_string(threads)}, ws.dir);
   ASSERT_NE(target, nullptr);
   std::string pkg = ws.Pack(binary, PATCH_COMPUTE, "p1", 1, Func("compute=compute_v1"));
-  for (int i = 0; i < cycles; ++i) {
-    auto a = Hotpatch({"apply", "--pid", std::to_string(target->pid()), "--pubkey", ws.pub(), pkg});
-    ASSERT_EQ(a.status.code, 0) << "cycle " << i << ": " << a.stderr_data;
-    long v1 = target->Tick()["v1"];
-    ASSERT_TRUE(target->WaitFor([&](const auto& t) { return t.at("v1") > v1; }));
-    auto r = Hotpatch({"revert", "--pid", std::to_string(target->pid()), "p1"});
-    ASSERT_EQ(r.status.code, 0) << "cycle " << i << ": " << r.stderr_data;
+  // The cycles go through the library (the same code the CLI runs) so that
+  // 200 of them fit in a test's time; every 20th is checked to have taken.
+  {  // the Patcher holds the process's state lock until it goes
+    auto package = ReadPackage(pkg);
+    ASSERT_TRUE(package) << package.error().ToString();
+    auto patcher = Patcher::Open(target->pid());
+    ASSERT_TRUE(patcher) << patcher.error().ToString();
+    ApplyOptions options;
+    options.pubkey = ws.pub();
+    for (int i = 0; i < cycles; ++i) {
+      auto a = patcher->Apply(*package, options);
+      ASSERT_TRUE(a) << "cycle " << i << ": " << a.error().ToString();
+      if (i % 20 == 0) {
+        long v1 = target->Tick()["v1"];
+        ASSERT_TRUE(target->WaitFor([&](const auto& t) { return t.at("v1") > v1; }));
+      }
+      auto r = patcher->Revert("p1");
+      ASSERT_TRUE(r) << "cycle " << i << ": " << r.error().ToString();
+    }
   }
   long v0 = target->Tick()["v0"];
   ASSERT_TRUE(target->WaitFor([&](const auto& t) { return t.at("v0") > v0; }));
@@ -45,12 +59,17 @@ void CycleUnderLoad(const std::string& binary, int threads, int cycles) {
   EXPECT_GT(tick["v1"], 0);
   // compute_v1 increments the target's own private counter.
   EXPECT_GT(tick["private"], 0);
+  // A last cycle through the command line, then verify.
+  auto a = Hotpatch({"apply", "--pid", std::to_string(target->pid()), "--pubkey", ws.pub(), pkg});
+  ASSERT_EQ(a.status.code, 0) << a.stderr_data;
   EXPECT_EQ(Hotpatch({"verify", "--pid", std::to_string(target->pid())}).status.code, 0);
+  EXPECT_EQ(Hotpatch({"revert", "--pid", std::to_string(target->pid()), "p1"}).status.code, 0);
+  EXPECT_EQ(target->Tick()["wrong"], 0);
 }
 
-TEST(HotpatchProcess, ApplyRevertCyclesSingleThreadPie) { CycleUnderLoad(TARGET_PIE, 1, 30); }
+TEST(HotpatchProcess, ApplyRevertCyclesSingleThreadPie) { CycleUnderLoad(TARGET_PIE, 1, 200); }
 
-TEST(HotpatchProcess, ApplyRevertCycles64ThreadsPie) { CycleUnderLoad(TARGET_PIE, 64, 10); }
+TEST(HotpatchProcess, ApplyRevertCycles64ThreadsPie) { CycleUnderLoad(TARGET_PIE, 64, 200); }
 
 TEST(HotpatchProcess, ApplyRevertCyclesNonPie) { CycleUnderLoad(TARGET_NOPIE, 4, 5); }
 
@@ -307,6 +326,38 @@ TEST(HotpatchProcess, HotFunctionInEveryThreadIsApplied) {
     ASSERT_EQ(reverted.status.code, 0) << reverted.stderr_data;
   }
   EXPECT_EQ(Hotpatch({"verify", "--pid", pid}).status.code, 0);
+  EXPECT_EQ(target->Tick()["wrong"], 0);
+  EXPECT_TRUE(target->Alive());
+}
+
+TEST(HotpatchProcess, DependsIsCheckedOnApplyAndKeptOnRevert) {
+  Workspace ws;
+  auto target = Target::Start(TARGET_PIE, {"--threads", "2"}, ws.dir);
+  ASSERT_NE(target, nullptr);
+  std::string pid = std::to_string(target->pid());
+  auto base = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "base", 1, Func("compute=compute_v1"));
+  auto needs = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "needs-base", 2,
+                       [] {
+                         auto v = Func("slow_path=slow_path_v1");
+                         v.insert(v.end(), {"--depends", "base"});
+                         return v;
+                       }());
+  auto early = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), needs});
+  EXPECT_EQ(early.status.code, 3) << early.stderr_data;
+  EXPECT_NE(early.stderr_data.find("depends on base"), std::string::npos) << early.stderr_data;
+  ASSERT_EQ(Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), base}).status.code, 0);
+  ASSERT_EQ(Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), needs}).status.code, 0);
+  // base cannot go while needs-base is live; nothing changes.
+  auto refused = Hotpatch({"revert", "--pid", pid, "base"});
+  EXPECT_EQ(refused.status.code, 3) << refused.stderr_data;
+  EXPECT_NE(refused.stderr_data.find("needed by live patch needs-base"), std::string::npos)
+      << refused.stderr_data;
+  auto status = Hotpatch({"status", "--pid", pid, "--json"});
+  EXPECT_NE(status.stdout_data.find("\"base\""), std::string::npos) << status.stdout_data;
+  EXPECT_EQ(Hotpatch({"verify", "--pid", pid}).status.code, 0);
+  // In order, or all at once, it works.
+  ASSERT_EQ(Hotpatch({"revert", "--pid", pid, "needs-base"}).status.code, 0);
+  ASSERT_EQ(Hotpatch({"revert", "--pid", pid, "base"}).status.code, 0);
   EXPECT_EQ(target->Tick()["wrong"], 0);
   EXPECT_TRUE(target->Alive());
 }
