@@ -5,6 +5,7 @@
 #include <libelf.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 
@@ -415,6 +416,32 @@ Result<std::vector<uint8_t>> ElfFile::ReadAt(uint64_t addr, uint64_t size) const
   }
   return Fail(ErrorCode::kNotFound, "{}: address range {:#x}+{} is not inside one PT_LOAD segment",
               path_.string(), addr, size);
+}
+
+std::vector<std::filesystem::path> DebugRoots() {
+  std::vector<std::filesystem::path> roots;
+  if (const char* env = std::getenv("PATCHLAB_DEBUG_DIR")) {
+    std::string_view rest(env);
+    while (!rest.empty()) {
+      size_t colon = rest.find(':');
+      std::string_view dir = rest.substr(0, colon);
+      if (!dir.empty()) roots.emplace_back(dir);
+      rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
+    }
+  }
+  roots.emplace_back("/usr/lib/debug");
+  return roots;
+}
+
+Result<std::filesystem::path> FindDebugFile(std::string_view build_id) {
+  std::string looked;
+  for (const std::filesystem::path& root : DebugRoots()) {
+    auto found = FindDebugFile(build_id, root);
+    if (found || found.error().code() != ErrorCode::kNotFound) return found;
+    looked += (looked.empty() ? "" : ", ") + root.string();
+  }
+  return Fail(ErrorCode::kNotFound, "no debug file for build-id {} (looked in {})", build_id,
+              looked);
 }
 
 Result<std::filesystem::path> FindDebugFile(std::string_view build_id,

@@ -165,10 +165,16 @@ class ElfFile {
 };
 
 // The separate debug file for `build_id` (hex), looked up as
-// ROOT/.build-id/xx/rest.debug with ROOT = `debug_root` (default
-// /usr/lib/debug). kNotFound when absent; kInvalidArgument for a malformed id.
+// ROOT/.build-id/xx/rest.debug in each ROOT of DebugRoots(). kNotFound (naming
+// every place looked at) when absent; kInvalidArgument for a malformed id.
+Result<std::filesystem::path> FindDebugFile(std::string_view build_id);
 Result<std::filesystem::path> FindDebugFile(std::string_view build_id,
-                                            const std::filesystem::path& debug_root = "/usr/lib/debug");
+                                            const std::filesystem::path& debug_root);
+
+// Where debug files are looked for: the folders of $PATCHLAB_DEBUG_DIR
+// (colon-separated), then /usr/lib/debug (what Debian's -dbgsym packages
+// fill).
+std::vector<std::filesystem::path> DebugRoots();
 
 std::string_view ElfTypeName(ElfType type);
 

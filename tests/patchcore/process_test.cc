@@ -8,7 +8,9 @@
 
 #include <gtest/gtest.h>
 
+#include "base/elf_file.h"
 #include "base/file_util.h"
+#include "base/subprocess.h"
 #include "patchcore/patch_package.h"
 #include "patchcore/patcher.h"
 #include "test_support.h"
@@ -360,6 +362,55 @@ TEST(HotpatchProcess, DependsIsCheckedOnApplyAndKeptOnRevert) {
   ASSERT_EQ(Hotpatch({"revert", "--pid", pid, "base"}).status.code, 0);
   EXPECT_EQ(target->Tick()["wrong"], 0);
   EXPECT_TRUE(target->Alive());
+}
+
+TEST(HotpatchProcess, StrippedTargetIsPatchedThroughItsDebugFile) {
+  // A stripped executable has no symbol table: its functions and private
+  // symbols are found in the separate debug file named by its build-id.
+  Workspace ws;
+  const auto stripped = ws.dir / "stripped-target";
+  const auto debug = ws.dir / "target.debug";
+  auto run = [](std::vector<std::string> argv) {
+    SubprocessOptions o;
+    o.argv = std::move(argv);
+    auto r = RunSubprocess(o);
+    return r && r->status.Success();
+  };
+  std::filesystem::copy_file(TARGET_PIE, stripped);
+  ASSERT_TRUE(run({"objcopy", "--only-keep-debug", stripped.string(), debug.string()}));
+  ASSERT_TRUE(run({"strip", "--strip-all", stripped.string()}));
+  auto elf = ElfFile::Open(stripped);
+  ASSERT_TRUE(elf) << elf.error().ToString();
+  ASSERT_EQ(elf->FindSymbol("private_helper"), nullptr) << "not stripped";
+  const std::string id = elf->build_id();
+  ASSERT_GT(id.size(), 2u);
+  const auto root = ws.dir / "debug-root";
+  std::filesystem::create_directories(root / ".build-id" / id.substr(0, 2));
+  std::filesystem::copy_file(debug, root / ".build-id" / id.substr(0, 2) / (id.substr(2) + ".debug"));
+
+  auto target = Target::Start(stripped.string(), {"--threads", "2"}, ws.dir);
+  ASSERT_NE(target, nullptr);
+  std::string pid = std::to_string(target->pid());
+  std::vector<std::string> pack = {"pack", "--target", stripped.string(), "--object", PATCH_COMPUTE,
+                                   "--id", "p1", "--seq", "1", "--func", "compute=compute_v1",
+                                   "--ref", "private_helper", "--ref", "private_calls",
+                                   "--key", ws.key(), "-o", (ws.dir / "p1.hpk").string()};
+  auto without = Hotpatch(pack);
+  EXPECT_NE(without.status.code, 0);
+  EXPECT_NE(without.stderr_data.find("compute"), std::string::npos) << without.stderr_data;
+
+  ::setenv("PATCHLAB_DEBUG_DIR", root.c_str(), 1);
+  auto packed = Hotpatch(pack);
+  auto applied = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), (ws.dir / "p1.hpk").string()});
+  auto verified = Hotpatch({"verify", "--pid", pid});
+  ::unsetenv("PATCHLAB_DEBUG_DIR");
+  ASSERT_EQ(packed.status.code, 0) << packed.stderr_data;
+  ASSERT_EQ(applied.status.code, 0) << applied.stderr_data;
+  EXPECT_EQ(verified.status.code, 0) << verified.stdout_data;
+  long v1 = target->Tick()["v1"];
+  ASSERT_TRUE(target->WaitFor([&](const auto& t) { return t.at("v1") > v1 + 1000; }));
+  EXPECT_GT(target->Tick()["private"], 0);
+  EXPECT_EQ(target->Tick()["wrong"], 0);
 }
 
 TEST(HotpatchProcess, RecursionOnTheStackIsRefusedThenApplied) {
