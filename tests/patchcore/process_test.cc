@@ -242,6 +242,32 @@ TEST(HotpatchProcess, KilledAtEachFaultPointThenRecovered) {
   }
 }
 
+TEST(HotpatchProcess, RevertKilledAtEachFaultPointThenRecovered) {
+  for (const char* fault : {"after-write-1", "before-commit"}) {
+    SCOPED_TRACE(fault);
+    Workspace ws;
+    auto target = Target::Start(TARGET_PIE, {"--threads", "4"}, ws.dir);
+    ASSERT_NE(target, nullptr);
+    std::string pid = std::to_string(target->pid());
+    auto pkg = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "p1", 1, Func("compute=compute_v1"));
+    ASSERT_EQ(Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), pkg}).status.code, 0);
+    ::setenv("HOTPATCH_FAULT", fault, 1);
+    auto killed = Hotpatch({"revert", "--pid", pid, "p1"});
+    ::unsetenv("HOTPATCH_FAULT");
+    EXPECT_EQ(killed.status.signal, SIGKILL) << killed.status.ToString();
+    auto rec = Hotpatch({"recover", "--pid", pid});
+    EXPECT_EQ(rec.status.code, 0) << rec.stderr_data;
+    EXPECT_EQ(Hotpatch({"verify", "--pid", pid}).status.code, 0);
+    // The revert was completed: the original code runs and the stack is empty.
+    auto status = Hotpatch({"status", "--pid", pid, "--json"});
+    EXPECT_NE(status.stdout_data.find("\"patches\":[]"), std::string::npos) << status.stdout_data;
+    long v0 = target->Tick()["v0"];
+    ASSERT_TRUE(target->WaitFor([&](const auto& t) { return t.at("v0") > v0 + 1000; }));
+    EXPECT_EQ(target->Tick()["wrong"], 0);
+    EXPECT_TRUE(target->Alive());
+  }
+}
+
 TEST(HotpatchProcess, SharedLibraryFunctionAdler32) {
   Workspace ws;
   auto target = Target::Start(TARGET_PIE, {"--zlib"}, ws.dir);
