@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include <gmock/gmock.h>
@@ -126,6 +127,29 @@ TEST_F(RunEndToEnd, KvParseFixInARealVm) {
   EXPECT_TRUE(fs::exists(artefacts / "console.log"));
   EXPECT_TRUE(fs::exists(artefacts / "kernel.log"));
   ExpectRecorded(out.json, "pass");
+}
+
+TEST_F(RunEndToEnd, RingsKeepARejectedPatchOffTheNextRing) {
+  if (::access("/usr/bin/qemu-system-x86_64", X_OK) != 0) GTEST_SKIP() << "qemu-system-x86_64 is not installed";
+  // The pilot ring is one image; the crashing patch fails the gate there, so
+  // the broad ring's image never runs it.
+  const fs::path policy = dir_ / "rings.yaml";
+  std::ofstream(policy) << "max_crashes: 0\n"
+                           "rings:\n"
+                           "  - name: pilot\n"
+                           "    images: [debian12-cloud]\n"
+                           "  - name: broad\n"
+                           "    images: all\n";
+  Outcome out = Run({"scenarios/bad-crash", "--cpus", "qemu64", "--rings", "--policy", policy.string()});
+  ASSERT_TRUE(out.json.is_object()) << out.stderr_data;
+  EXPECT_EQ(out.exit_code, 0) << out.json.dump(2) << out.stderr_data;
+  ASSERT_EQ(out.json["cells"].size(), 1u) << out.json.dump(2);
+  EXPECT_EQ(out.json["cells"][0]["image"], "debian12-cloud");
+  EXPECT_EQ(out.json["cells"][0]["verdict"], "fail");
+  ASSERT_EQ(out.json["ring_stops"].size(), 1u) << out.json.dump(2);
+  EXPECT_THAT(out.json["ring_stops"][0].get<std::string>(),
+              ::testing::HasSubstr("pricer-table-lookup: stopped after ring pilot"));
+  ExpectRecorded(out.json, "fail");
 }
 #endif
 
