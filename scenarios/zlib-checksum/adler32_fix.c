@@ -9,6 +9,8 @@
 
 unsigned long adler32(unsigned long adler, const unsigned char* buf, unsigned int len) {
   unsigned long a = adler & 0xffff, s = (adler >> 16) & 0xffff;
+  /* libz returns 1 for a NULL buffer too, except with len 1, where it reads
+   * buf[0] and faults; this one returns 1 there as well. */
   if (buf == NULL) return 1;
   while (len > 0) {
     unsigned int n = len < NMAX ? len : NMAX;
@@ -20,5 +22,7 @@ unsigned long adler32(unsigned long adler, const unsigned char* buf, unsigned in
     a %= BASE;
     s %= BASE;
   }
-  return (s << 16) | a;
+  /* libz reduces both halves even when no byte was added, so a value whose
+   * halves are not yet reduced (e.g. 65521) comes back reduced there too. */
+  return ((s % BASE) << 16) | (a % BASE);
 }
