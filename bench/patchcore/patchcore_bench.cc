@@ -67,6 +67,10 @@ void BM_Pause_Apply(benchmark::State& state) {
     return;
   }
   auto patcher = Patcher::Open(target->pid());
+  if (!patcher) {
+    state.SkipWithError(patcher.error().ToString().c_str());
+    return;
+  }
   ApplyOptions options;
   options.allow_unsigned = true;
   std::vector<double> pauses, attaches;
@@ -159,6 +163,10 @@ void BM_Memory_Pss(benchmark::State& state) {
     return;
   }
   auto patcher = Patcher::Open(target->pid());
+  if (!patcher) {
+    state.SkipWithError(patcher.error().ToString().c_str());
+    return;
+  }
   ApplyOptions options;
   options.allow_unsigned = true;
   long growth = 0, mapped = 0;
