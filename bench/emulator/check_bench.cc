@@ -37,6 +37,11 @@ namespace {
 constexpr const char* kParseSig =
     "int parse_header(const char *buf, size_t len, struct header *h /* 32 bytes */)";
 constexpr const char* kAdlerSig = "uint32_t adler_like(const unsigned char *buf, size_t len)";
+constexpr const char* kNothingSig = "void do_nothing(void)";
+constexpr const char* kFirstByteSig = "int first_byte(const unsigned char *buf, size_t len)";
+
+// What a benchmark's inputs look like.
+enum class Shape { kParse, kBuffer, kNone };
 
 Signature Sig(const char* text) {
   auto s = ParseSignature(text);
@@ -53,8 +58,10 @@ RunMode ModeOf(uint64_t k) {
   return k % every == 0 ? RunMode::kCounted : RunMode::kFast;
 }
 
-// Deterministic inputs: header lines of 40-70 bytes, or 128 pseudo-random bytes.
-std::vector<Input> MakeInputs(bool parse) {
+// Deterministic inputs: header lines of 40-70 bytes, 128 pseudo-random bytes,
+// or no argument at all.
+std::vector<Input> MakeInputs(Shape shape) {
+  const bool parse = shape == Shape::kParse;
   static const char* kKeys[] = {"Content-Length", "Accept", "X-Request-Id", "Cache-Control",
                                 "Host"};
   static const char* kValues[] = {"12345; charset=utf-8, gzip", "text/html,application/xml;q=0.9",
@@ -63,6 +70,10 @@ std::vector<Input> MakeInputs(bool parse) {
   uint32_t x = 12345;
   for (int i = 0; i < 256; ++i) {
     Input in;
+    if (shape == Shape::kNone) {
+      out.push_back(std::move(in));
+      continue;
+    }
     in.args.resize(parse ? 3 : 2);
     std::vector<uint8_t> b;
     if (parse) {
@@ -81,14 +92,18 @@ std::vector<Input> MakeInputs(bool parse) {
   return out;
 }
 
-void BM_Check(benchmark::State& state, const char* sig_text, const char* symbol, bool parse) {
+int PointerArgs(Shape shape) {
+  return shape == Shape::kParse ? 3 : shape == Shape::kBuffer ? 1 : 0;
+}
+
+void BM_Check(benchmark::State& state, const char* sig_text, const char* symbol, Shape shape) {
   Signature sig = Sig(sig_text);
   auto pr = PairRunner::Create(sig, {BENCH_FUNCTIONS, symbol}, {BENCH_FUNCTIONS, symbol}, 1000000);
   if (!pr) {
     state.SkipWithError(pr.error().ToString().c_str());
     return;
   }
-  std::vector<Input> inputs = MakeInputs(parse);
+  std::vector<Input> inputs = MakeInputs(shape);
   size_t i = 0;
   uint64_t divergences = 0, insns = 0;
   uint64_t counted = 0;
@@ -153,7 +168,7 @@ class BareLoop {
       uc_mem_write(uc_, addr, in.args[i].bytes.data(), in.args[i].bytes.size());
       args[i] = addr;
     }
-    uint64_t rsp = kStackTop - 0x100 - 8;
+    uint64_t rsp = kInitialRsp;
     uc_mem_write(uc_, rsp, &kSentinel, 8);
     int regs[4] = {UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RDX, UC_X86_REG_RSP};
     void* vals[4] = {&args[0], &args[1], &args[2], &rsp};
@@ -169,13 +184,13 @@ class BareLoop {
   uint64_t entry_ = 0;
 };
 
-void BM_Bare(benchmark::State& state, const char* symbol, bool parse) {
+void BM_Bare(benchmark::State& state, const char* symbol, Shape shape) {
   BareLoop bare;
-  if (!bare.Open(symbol, parse ? 3 : 1)) {
+  if (!bare.Open(symbol, PointerArgs(shape))) {
     state.SkipWithError("cannot set up the bare Unicorn loop");
     return;
   }
-  std::vector<Input> inputs = MakeInputs(parse);
+  std::vector<Input> inputs = MakeInputs(shape);
   size_t i = 0;
   for (auto _ : state) benchmark::DoNotOptimize(bare.Run(inputs[i++ & 255]));
   state.counters["execs_per_s"] =
@@ -192,15 +207,15 @@ double ThreadCpuSeconds() {
 // each chunk timed in thread CPU time, so that both see the same machine
 // (this one is shared and its load changes by the second). The ratio is the
 // median over chunk pairs of check execs/s divided by bare execs/s.
-void BM_Ratio(benchmark::State& state, const char* sig_text, const char* symbol, bool parse) {
+void BM_Ratio(benchmark::State& state, const char* sig_text, const char* symbol, Shape shape) {
   Signature sig = Sig(sig_text);
   auto pr = PairRunner::Create(sig, {BENCH_FUNCTIONS, symbol}, {BENCH_FUNCTIONS, symbol}, 1000000);
   BareLoop bare;
-  if (!pr || !bare.Open(symbol, parse ? 3 : 1)) {
+  if (!pr || !bare.Open(symbol, PointerArgs(shape))) {
     state.SkipWithError("setup failed");
     return;
   }
-  std::vector<Input> inputs = MakeInputs(parse);
+  std::vector<Input> inputs = MakeInputs(shape);
   std::vector<double> ratios;
   double bare_s = 0, check_s = 0;
   uint64_t chunks = 0, k = 0;
@@ -225,20 +240,42 @@ void BM_Ratio(benchmark::State& state, const char* sig_text, const char* symbol,
   state.counters["check_execs_per_s"] = check_s > 0 ? 256.0 * chunks / check_s : 0.0;
   state.counters["check_pairs_per_s"] = check_s > 0 ? 128.0 * chunks / check_s : 0.0;
   state.counters["reruns"] = static_cast<double>((*pr)->fast_reruns());
+  // What a compared pair costs beyond the two bare executions it stands for.
+  if (chunks > 0)
+    state.counters["added_ns_per_pair"] =
+        (check_s / (128.0 * chunks) - bare_s / (128.0 * chunks)) * 1e9;
 }
 
-void BM_Check_ParseLike(benchmark::State& s) { BM_Check(s, kParseSig, "parse_header", true); }
-void BM_Bare_ParseLike(benchmark::State& s) { BM_Bare(s, "parse_header", true); }
-void BM_Check_AdlerLike(benchmark::State& s) { BM_Check(s, kAdlerSig, "adler_like", false); }
-void BM_Bare_AdlerLike(benchmark::State& s) { BM_Bare(s, "adler_like", false); }
-void BM_Ratio_ParseLike(benchmark::State& s) { BM_Ratio(s, kParseSig, "parse_header", true); }
-void BM_Ratio_AdlerLike(benchmark::State& s) { BM_Ratio(s, kAdlerSig, "adler_like", false); }
+void BM_Check_ParseLike(benchmark::State& s) {
+  BM_Check(s, kParseSig, "parse_header", Shape::kParse);
+}
+void BM_Bare_ParseLike(benchmark::State& s) { BM_Bare(s, "parse_header", Shape::kParse); }
+void BM_Check_AdlerLike(benchmark::State& s) {
+  BM_Check(s, kAdlerSig, "adler_like", Shape::kBuffer);
+}
+void BM_Bare_AdlerLike(benchmark::State& s) { BM_Bare(s, "adler_like", Shape::kBuffer); }
+void BM_Ratio_ParseLike(benchmark::State& s) {
+  BM_Ratio(s, kParseSig, "parse_header", Shape::kParse);
+}
+void BM_Ratio_AdlerLike(benchmark::State& s) {
+  BM_Ratio(s, kAdlerSig, "adler_like", Shape::kBuffer);
+}
+// The check's own cost per pair, with functions that do next to nothing: the
+// floor under added_ns_per_pair of the two above.
+void BM_Ratio_Nothing(benchmark::State& s) { BM_Ratio(s, kNothingSig, "do_nothing", Shape::kNone); }
+void BM_Ratio_FirstByte(benchmark::State& s) {
+  BM_Ratio(s, kFirstByteSig, "first_byte", Shape::kBuffer);
+}
+void BM_Check_Nothing(benchmark::State& s) { BM_Check(s, kNothingSig, "do_nothing", Shape::kNone); }
 BENCHMARK(BM_Ratio_ParseLike)->MinTime(2.0);
 BENCHMARK(BM_Ratio_AdlerLike)->MinTime(2.0);
+BENCHMARK(BM_Ratio_Nothing)->MinTime(1.0);
+BENCHMARK(BM_Ratio_FirstByte)->MinTime(1.0);
 BENCHMARK(BM_Bare_ParseLike)->MinTime(1.0);
 BENCHMARK(BM_Check_ParseLike)->MinTime(1.0);
 BENCHMARK(BM_Bare_AdlerLike)->MinTime(1.0);
 BENCHMARK(BM_Check_AdlerLike)->MinTime(1.0);
+BENCHMARK(BM_Check_Nothing)->MinTime(1.0);
 
 // Prints as usual and keeps each benchmark's execs_per_s for the ratios.
 class RatioReporter : public benchmark::ConsoleReporter {
