@@ -1,11 +1,13 @@
 #include "emulator/comparator.h"
 
 #include <fmt/format.h>
+#include <unicorn/unicorn.h>
 
 #include <algorithm>
 #include <cstring>
 
 #include "emulator/input.h"
+#include "emulator/internal/byte_scan.h"
 #include "emulator/layout.h"
 
 namespace patchlab::emulator {
@@ -43,8 +45,8 @@ std::string RenderReturn(const Signature& sig, uint64_t ret) {
 
 std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side,
                                   const RunOutcome& o, const Sandbox& new_side,
-                                  const RunOutcome& n, bool* args_equal) {
-  if (args_equal != nullptr) *args_equal = false;
+                                  const RunOutcome& n, CleanArgPages* clean) {
+  CleanArgPages seen;
   if (o.ending == Ending::kInconclusive || n.ending == Ending::kInconclusive) {
     const RunOutcome& which = o.ending == Ending::kInconclusive ? o : n;
     return Divergence{DivergenceKind::kInconclusive,
@@ -79,15 +81,17 @@ std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side,
                                                            RenderReturn(sig, o.ret & mask),
                                                            RenderReturn(sig, n.ret & mask))};
   }
+  // Both region lists are sorted by address, and the regions both sides
+  // share sit at the same addresses: one walk pairs them up.
   const std::vector<Region>& nr = new_side.regions();
+  auto it = nr.begin();
   for (const Region& a : old_side.regions()) {
     if (a.kind != RegionKind::kImageData && a.kind != RegionKind::kArg &&
         a.kind != RegionKind::kHeap)
       continue;
-    auto it = std::find_if(nr.begin(), nr.end(), [&](const Region& b) {
-      return b.addr == a.addr && b.size == a.size && b.kind == a.kind;
-    });
-    if (it == nr.end()) continue;
+    while (it != nr.end() && it->addr < a.addr) ++it;
+    if (it == nr.end()) break;
+    if (it->addr != a.addr || it->size != a.size || it->kind != a.kind) continue;
     // Image pages: the bytes their segments cover (what lies past a segment's
     // end in its last page belongs to no object). Heap: the part handed out.
     uint64_t off = a.kind == RegionKind::kImageData ? a.reset_begin : 0;
@@ -95,7 +99,19 @@ std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side,
                         ? std::min(a.size, std::max(old_side.heap_used(), new_side.heap_used()))
                     : a.kind == RegionKind::kImageData ? a.reset_end
                                                        : a.size;
-    if (size <= off || std::memcmp(a.host + off, it->host + off, size - off) == 0) continue;
+    if (a.kind == RegionKind::kArg) {
+      if ((a.prot & UC_PROT_WRITE) == 0 && (it->prot & UC_PROT_WRITE) == 0) continue;
+      // One pass tells both whether the pages are equal and whether the next
+      // Reset may refill only the placed bytes.
+      PagePairScan scan =
+          ScanPagePair(a.host, it->host, a.size, kFillByte, a.placed_begin, a.placed_end);
+      if (scan.equal) {
+        if (scan.a_clean && seen.count < seen.addrs.size()) seen.addrs[seen.count++] = a.addr;
+        continue;
+      }
+    } else if (size <= off || std::memcmp(a.host + off, it->host + off, size - off) == 0) {
+      continue;
+    }
     while (off < size && a.host[off] == it->host[off]) ++off;
     return Divergence{
         DivergenceKind::kMemory,
@@ -104,7 +120,7 @@ std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side,
   }
   // Every region both sides share is equal, argument pages among them (both
   // sides map the same ones).
-  if (args_equal != nullptr) *args_equal = true;
+  if (clean != nullptr) *clean = seen;
   size_t calls = std::max(o.calls.size(), n.calls.size());
   for (size_t i = 0; i < calls; ++i) {
     std::string oc = i < o.calls.size() ? o.calls[i].ToString() : "nothing";

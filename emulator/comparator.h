@@ -8,8 +8,10 @@
 // Thread-safety: pure functions of their arguments.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -38,12 +40,22 @@ struct Divergence {
   std::string detail;  // "first differing byte at 0x7a0000000ff8 (arg1+8): old 0x00, new 0x41"
 };
 
+// What a comparison learned about writable argument pages on its way, for
+// the next Reset of both sides (Sandbox::MarkCleanArgPages): the pages equal
+// on both sides that still hold kFillByte outside their placed bytes. Only
+// filled in when every shared region compared equal.
+struct CleanArgPages {
+  std::array<uint64_t, 6> addrs{};
+  size_t count = 0;
+  std::span<const uint64_t> span() const { return {addrs.data(), count}; }
+};
+
 // The first difference between two runs, or nullopt when they are equal.
-// Sets *args_equal (when given) to whether every argument page was compared
-// and found equal on both sides.
+// Argument pages read-only on both sides are not compared: both hold the
+// same placed input and nothing else could have written there.
 std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side,
                                   const RunOutcome& old_out, const Sandbox& new_side,
-                                  const RunOutcome& new_out, bool* args_equal = nullptr);
+                                  const RunOutcome& new_out, CleanArgPages* clean = nullptr);
 
 // The return value as the declared type reads it, e.g. "-1" or "0x7a0000000010".
 std::string RenderReturn(const Signature& sig, uint64_t ret);

@@ -34,7 +34,9 @@ struct LoadedImage {
 };
 
 // Maps `elf`'s PT_LOAD segments at link-time address + `bias` (segments that
-// share a page share one region, with the union of their permissions).
+// share a page share one region, with the union of their permissions). The
+// PT_GNU_RELRO pages are a read-only region of their own, as after ld.so's
+// mprotect: writing there faults, and they are neither restored nor compared.
 // Fails when the file has no PT_LOAD segment or a segment overlaps something
 // already mapped (naming both).
 Result<LoadedImage> MapImage(Sandbox& sandbox, std::shared_ptr<const ElfFile> elf, uint64_t bias,

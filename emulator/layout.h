@@ -48,6 +48,9 @@ inline constexpr uint64_t kSentinel = kEntryBase;
 
 inline constexpr uint64_t kStackBytes = 0x40000;
 inline constexpr uint64_t kStackTop = 0x7ff000000000;
+// Where rsp points at a function's entry, at the sentinel return address:
+// rsp + 8 is 16-byte aligned, as after a call.
+inline constexpr uint64_t kInitialRsp = kStackTop - 0x100 - 8;
 // Only this much below the initial stack pointer is cleared between runs:
 // deeper frames are rare and clearing everything would dominate a run's cost.
 inline constexpr uint64_t kStackResetBytes = 0x1000;

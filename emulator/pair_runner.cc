@@ -86,11 +86,17 @@ std::optional<std::filesystem::path> FindLibrary(const std::string& name,
   return std::nullopt;
 }
 
-Status MapArgPages(Sandbox& sb, const Signature& sig) {
+// A fast sandbox maps const buffers read-only: nothing need be compared or
+// refilled there after a run, and a run that writes through one anyway is
+// re-run in a counting sandbox, where every argument page is writable.
+Status MapArgPages(Sandbox& sb, const Signature& sig, RunMode mode) {
   for (size_t i = 0; i < sig.params.size(); ++i) {
-    if (!sig.params[i].is_pointer) continue;
-    auto m = sb.Map(kArgBase + i * kArgStride, kArgBytes, UC_PROT_READ | UC_PROT_WRITE,
-                    RegionKind::kArg, fmt::format("{}", sig.params[i].name));
+    const Param& p = sig.params[i];
+    if (!p.is_pointer) continue;
+    const int prot =
+        mode == RunMode::kFast && p.pointee_const ? UC_PROT_READ : UC_PROT_READ | UC_PROT_WRITE;
+    auto m = sb.Map(kArgBase + i * kArgStride, kArgBytes, prot, RegionKind::kArg,
+                    fmt::format("{}", p.name));
     if (!m) return std::unexpected(m.error());
   }
   return {};
@@ -116,7 +122,7 @@ Result<std::unique_ptr<Sandbox>> PairRunner::BuildSide(int side, RunMode mode) {
     if (auto s = ApplyRelocations(**sb, l, lib_lookup); !s) return std::unexpected(s.error());
   }
   if (auto s = ApplyRelocations(**sb, *target, lib_lookup); !s) return std::unexpected(s.error());
-  if (auto s = MapArgPages(**sb, sig_); !s) return std::unexpected(s.error());
+  if (auto s = MapArgPages(**sb, sig_, mode); !s) return std::unexpected(s.error());
   if (side == 1 && !same_file_) {
     auto patch = MapImage(**sb, new_elf_, new_bias_, "patch");
     if (!patch) return std::unexpected(patch.error());
@@ -221,7 +227,7 @@ void PairRunner::SetMaxBlocks(uint64_t n) {
   }
 }
 
-const RunOutcome& PairRunner::RunSide(int side, RunMode mode, const Input& in) {
+const RunOutcome& PairRunner::RunSide(int side, RunMode mode, const Input& in, uint64_t* clock) {
   Sandbox& counted = side == 0 ? *old_counted_ : *new_counted_;
   const uint64_t entry = side == 0 ? old_fn_.entry : new_fn_.entry;
   uint64_t args[6] = {0};
@@ -233,20 +239,24 @@ const RunOutcome& PairRunner::RunSide(int side, RunMode mode, const Input& in) {
   Place(sb, in, args);
   ran_[side] = &sb;
   if (mode != RunMode::kFast) return sb.Run(entry, {args, n});
-  // Timed one side at a time: a pair's interval would be twice as likely to
-  // take in a preemption (and a run on a loaded machine is interrupted now
-  // and then), and only the side that cannot be settled is run again.
-  const uint64_t t0 = RunWatchdog::Now();
+  // Timed one side at a time (a pair's interval would be twice as likely to
+  // take in a preemption, and only the side that cannot be settled is run
+  // again), from the end of the previous side's run: the interval also holds
+  // this Reset and Place, which can only make a re-run more likely.
+  const uint64_t t0 = *clock;
   const RunOutcome& o = sb.Run(entry, {args, n});
-  const uint64_t ticks = RunWatchdog::Now() - t0;
-  if (sb.last_run_settled() && ticks < fast_tick_limit_) return o;
-  // It may have passed the block budget (or the watchdog cut it short): the
-  // counting sandbox decides, the same way every time.
+  *clock = RunWatchdog::Now();
+  if (sb.last_run_settled() && *clock - t0 < fast_tick_limit_) return o;
+  // It may have passed the block budget (or the watchdog cut it short, or it
+  // wrote through a read-only const buffer): the counting sandbox decides,
+  // the same way every time.
   ++fast_reruns_;
   counted.Reset();
   Place(counted, in, args);
   ran_[side] = &counted;
-  return counted.Run(entry, {args, n});
+  const RunOutcome& c = counted.Run(entry, {args, n});
+  *clock = RunWatchdog::Now();
+  return c;
 }
 
 PairOutcome PairRunner::Run(const Input& in, RunMode mode) {
@@ -267,21 +277,19 @@ PairOutcome PairRunner::Run(const Input& in, RunMode mode) {
     }
   }
   PairOutcome out;
-  out.old_out = &RunSide(0, mode, in);
-  out.new_out = &RunSide(1, mode, in);
+  uint64_t clock = mode == RunMode::kFast ? RunWatchdog::Now() : 0;
+  out.old_out = &RunSide(0, mode, in, &clock);
+  out.new_out = &RunSide(1, mode, in, &clock);
   Sandbox& old_sb = *ran_[0];
   Sandbox& new_sb = *ran_[1];
   out.counted = old_sb.mode() != RunMode::kFast && new_sb.mode() != RunMode::kFast;
   // The sides may come from different sandboxes (one fast, one re-run
   // counted): all map the same layout, so they compare the same way.
-  bool args_equal = false;
-  out.divergence = Compare(sig_, old_sb, *out.old_out, new_sb, *out.new_out, &args_equal);
-  // One scan tells both sides' next Reset what to refill when the pages are
-  // equal; otherwise both refill whole pages.
-  if (args_equal) {
-    old_sb.NoteCleanArgPages();
-    new_sb.CopyCleanArgPages(old_sb);
-  }
+  CleanArgPages clean;
+  out.divergence = Compare(sig_, old_sb, *out.old_out, new_sb, *out.new_out, &clean);
+  // Equal pages placed the same way: clean on one side, clean on both.
+  old_sb.MarkCleanArgPages(clean.span());
+  new_sb.MarkCleanArgPages(clean.span());
   return out;
 }
 

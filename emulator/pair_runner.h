@@ -92,7 +92,9 @@ class PairRunner {
   Result<std::unique_ptr<Sandbox>> BuildSide(int side, RunMode mode);
   // Runs one side (0 old, 1 new) on `in` in `mode`; a fast run that cannot
   // be settled is run again in the side's counting sandbox. Sets ran_[side].
-  const RunOutcome& RunSide(int side, RunMode mode, const Input& in);
+  // kFast: *clock is the TSC when the previous side's run ended (or the pair
+  // began); it is moved to when this side's ended.
+  const RunOutcome& RunSide(int side, RunMode mode, const Input& in, uint64_t* clock);
 
   Signature sig_;
   std::shared_ptr<const ElfFile> old_elf_, new_elf_;

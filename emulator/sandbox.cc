@@ -9,6 +9,7 @@
 
 #include "base/log.h"
 #include "emulator/entry_page.h"
+#include "emulator/internal/byte_scan.h"
 #include "emulator/internal/sandbox_live.h"
 #include "emulator/layout.h"
 #include "emulator/run_watchdog.h"
@@ -215,6 +216,7 @@ Sandbox::~Sandbox() {
 
 Result<uint8_t*> Sandbox::Map(uint64_t addr, uint64_t size, int prot, RegionKind kind,
                               std::string name) {
+  // Not after Freeze: Reset keeps pointers into regions_.
   assert(!frozen_ && addr % kPageSize == 0 && size % kPageSize == 0 && size > 0);
   for (const Region& r : regions_) {
     if (addr < r.addr + r.size && r.addr < addr + size) {
@@ -269,7 +271,16 @@ Status Sandbox::Freeze() {
   for (Region& r : regions_) {
     if (r.kind == RegionKind::kImageData || r.kind == RegionKind::kTls)
       r.snapshot.assign(r.host, r.host + r.size);
+    // What a Reset visits: code never changes (the regions stay put from now on).
+    if (r.kind != RegionKind::kCode) resettable_.push_back(&r);
+    if (r.kind == RegionKind::kArg) {
+      // Reset refills only what a run may have changed: start filled.
+      std::memset(r.host, kFillByte, r.size);
+      args_.push_back(&r);
+    }
   }
+  ret_slot_ = HostPtr(kInitialRsp, 8, UC_PROT_WRITE);
+  assert(ret_slot_ != nullptr);
   if (uc_err e = uc_context_alloc(uc_, &context_); e != UC_ERR_OK)
     return std::unexpected(UcError("context", e));
   if (uc_err e = uc_context_save(uc_, context_); e != UC_ERR_OK)
@@ -304,7 +315,8 @@ uint64_t Sandbox::FirstBadByte(uint64_t addr, uint64_t len, int prot) {
 
 void Sandbox::Reset() {
   assert(frozen_);
-  for (Region& r : regions_) {
+  for (Region* region : resettable_) {
+    Region& r = *region;
     switch (r.kind) {
       case RegionKind::kImageData:
       case RegionKind::kTls:
@@ -313,17 +325,23 @@ void Sandbox::Reset() {
         break;
       case RegionKind::kArg:
         // Refilling a whole page costs ~100 ns; most runs leave all but the
-        // placed bytes alone (NoteCleanArgPages).
-        if (r.clean_outside_placed)
+        // placed bytes alone (MarkCleanArgPages), and a read-only page (a
+        // const buffer in a fast sandbox) keeps them all.
+        if (r.clean_outside_placed || (r.prot & UC_PROT_WRITE) == 0)
           std::memset(r.host + r.placed_begin, kFillByte, r.placed_end - r.placed_begin);
         else
           std::memset(r.host, kFillByte, r.size);
         r.placed_begin = r.placed_end = 0;
         r.clean_outside_placed = false;
         break;
-      case RegionKind::kStack:
-        std::memset(r.host + r.size - kStackResetBytes, 0, kStackResetBytes);
+      case RegionKind::kStack: {
+        // Clearing is a store per byte; finding where the run's writes start
+        // is half a load per byte, and most functions use little stack.
+        uint8_t* window = r.host + r.size - kStackResetBytes;
+        const size_t first = FirstNonZeroBlock(window, kStackResetBytes);
+        std::memset(window + first, 0, kStackResetBytes - first);
         break;
+      }
       case RegionKind::kHeap:
         std::memset(r.host, 0, std::min<uint64_t>(stubs_->heap_used(), r.size));
         break;
@@ -335,40 +353,29 @@ void Sandbox::Reset() {
 }
 
 void Sandbox::MarkPlaced(uint64_t addr, uint64_t len) {
-  for (Region& r : regions_) {
-    if (r.kind == RegionKind::kArg && addr >= r.addr && addr - r.addr + len <= r.size) {
-      r.placed_begin = addr - r.addr;
-      r.placed_end = r.placed_begin + len;
+  for (Region* r : args_) {
+    if (addr >= r->addr && addr - r->addr + len <= r->size) {
+      r->placed_begin = addr - r->addr;
+      r->placed_end = r->placed_begin + len;
       return;
     }
   }
   assert(false && "MarkPlaced: no argument page there");
 }
 
-void Sandbox::NoteCleanArgPages() {
-  static const auto fill = [] {
-    std::array<uint8_t, kArgBytes> f;
-    f.fill(kFillByte);
-    return f;
-  }();
-  for (Region& r : regions_) {
-    if (r.kind != RegionKind::kArg) continue;
-    assert(r.size == kArgBytes);
-    r.clean_outside_placed =
-        std::memcmp(r.host, fill.data(), r.placed_begin) == 0 &&
-        std::memcmp(r.host + r.placed_end, fill.data(), r.size - r.placed_end) == 0;
+void Sandbox::MarkCleanArgPages(std::span<const uint64_t> addrs) {
+  for (uint64_t addr : addrs) {
+    for (Region* r : args_) {
+      if (r->addr == addr) r->clean_outside_placed = true;
+    }
   }
 }
 
-void Sandbox::CopyCleanArgPages(const Sandbox& other) {
-  auto it = other.regions_.begin();
-  for (Region& r : regions_) {
-    if (r.kind != RegionKind::kArg) continue;
-    while (it != other.regions_.end() && (it->kind != RegionKind::kArg || it->addr < r.addr)) ++it;
-    r.clean_outside_placed = it != other.regions_.end() && it->addr == r.addr &&
-                             it->placed_begin == r.placed_begin &&
-                             it->placed_end == r.placed_end && it->clean_outside_placed;
+bool Sandbox::InReadOnlyArgPage(uint64_t addr) const {
+  for (const Region* r : args_) {
+    if (addr - r->addr < r->size) return (r->prot & UC_PROT_WRITE) == 0;
   }
+  return false;
 }
 
 const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
@@ -395,12 +402,11 @@ const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
   // `entry`. At entry rsp+8 is 16-byte aligned, as after a call.
   uint64_t regs[6] = {0, 0, 0, 0, 0, 0};
   std::copy(args.begin(), args.end(), regs);
-  const uint64_t rsp = kStackTop - 0x100 - 8;
+  const uint64_t rsp = kInitialRsp;
   std::memcpy(entry_page_ + kEntryArgsOffset, regs, sizeof regs);
   std::memcpy(entry_page_ + kEntryRspOffset, &rsp, sizeof rsp);
   std::memcpy(entry_page_ + kEntryTargetOffset, &entry, sizeof entry);
-  uint8_t* ret_slot = HostPtr(rsp, 8);
-  std::memcpy(ret_slot, &kSentinel, 8);
+  std::memcpy(ret_slot_, &kSentinel, 8);
 
   uc_err err;
   if (mode_ == RunMode::kFast) {
@@ -476,6 +482,12 @@ const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
       }
     }
   }
+  // A fast sandbox maps const buffers read-only (so that nothing need be
+  // compared or refilled there): a write through one is what a counting
+  // sandbox, where those pages are writable, must decide.
+  if (mode_ == RunMode::kFast && out.ending == Ending::kFault &&
+      out.fault == FaultClass::kWriteProtected && InReadOnlyArgPage(out.fault_addr))
+    settled_ = false;
   return out;
 }
 

@@ -18,10 +18,11 @@
 // it translates code and adding one later needs a translation flush:
 //  - kFast: no block hook. A run the watchdog stopped is reported
 //    unsettled; so must the caller treat a run that took longer than
-//    RunWatchdog::MinTicksFor(budget) (it times runs itself, a pair at a
-//    time: reading the TSC costs ~12 ns here). Either is re-run in a counting
-//    sandbox. Any other run's outcome is the one a counting run gives, except
-//    that blocks and insns are 0 (not counted).
+//    RunWatchdog::MinTicksFor(budget) (it times runs itself: reading the TSC
+//    costs ~12 ns here). Const buffers are mapped read-only (the caller maps
+//    argument pages), and a run that wrote through one is unsettled too.
+//    Each is re-run in a counting sandbox. Any other run's outcome is the one
+//    a counting run gives, except that blocks and insns are 0 (not counted).
 //  - kCounted: the block hook; blocks, insns and the budget are exact.
 //  - kExact: also an instruction hook, so that a fault's PC is the faulting
 //    instruction rather than its block's start (Unicorn issue 1323); several
@@ -52,7 +53,8 @@ enum class RunMode { kFast, kCounted, kExact };
 enum class RegionKind {
   kCode,       // read-only image segments, the stub page: never reset or compared
   kImageData,  // writable image segments: restored from a snapshot, compared
-  kArg,        // an argument page: refilled by the checker, compared
+  kArg,        // an argument page: refilled by the checker, compared unless
+               // read-only (a const buffer in a kFast sandbox)
   kHeap,       // the stub heap: used part cleared, compared
   kStack,      // cleared near the top, not compared (frames differ legitimately)
   kTls,        // the stack-protector page: restored from a snapshot
@@ -121,13 +123,12 @@ class Sandbox {
   // Records that the input's buffer was written to [addr, addr+len) of an
   // argument page. REQUIRES: after Reset, an argument page there.
   void MarkPlaced(uint64_t addr, uint64_t len);
-  // After a run: notes which argument pages hold kFillByte everywhere but in
-  // their placed bytes (a memcmp per page), so that the next Reset refills
-  // only those.
-  void NoteCleanArgPages();
-  // The same knowledge for pages known to equal `other`'s byte for byte (the
-  // comparator found them equal) and placed the same way.
-  void CopyCleanArgPages(const Sandbox& other);
+  // After a run: the argument pages at `addrs` hold kFillByte everywhere but
+  // in their placed bytes (the comparator saw it), so the next Reset need
+  // refill only those.
+  void MarkCleanArgPages(std::span<const uint64_t> addrs);
+  // Whether `addr` lies in an argument page mapped read-only.
+  bool InReadOnlyArgPage(uint64_t addr) const;
 
   // Calls `entry` with integer arguments `args` (at most 6) after a Reset the
   // caller did (so that it can place buffers first). The reference stays valid
@@ -157,6 +158,9 @@ class Sandbox {
   uc_context* context_ = nullptr;  // the CPU as frozen, for after exceptions
   bool restore_context_ = false;
   std::vector<Region> regions_;
+  std::vector<Region*> resettable_;  // all but kCode, from Freeze on
+  std::vector<Region*> args_;        // the kArg ones
+  uint8_t* ret_slot_ = nullptr;      // host side of the return address at kInitialRsp
   std::unique_ptr<Live> live_;
   std::unique_ptr<StubTable> stubs_;
   uint64_t max_blocks_ = 0;

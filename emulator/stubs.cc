@@ -126,6 +126,7 @@ void StubTable::OnCall(uc_struct* uc, uint64_t pc) {
   constexpr int kR = UC_PROT_READ, kW = UC_PROT_WRITE;
   const int read_fault = static_cast<int>(FaultClass::kReadUnmapped);
   const int write_fault = static_cast<int>(FaultClass::kWriteUnmapped);
+  const int write_prot_fault = static_cast<int>(FaultClass::kWriteProtected);
 
   // Checks [p, p+n) for `prot`; on a hole reports the fault a real libc would hit.
   auto check = [&](uint64_t p, uint64_t n, int prot) -> uint8_t* {
@@ -134,7 +135,12 @@ void StubTable::OnCall(uc_struct* uc, uint64_t pc) {
     if (host != nullptr) return host;
     uint64_t bad = sandbox_.FirstBadByte(p, n, prot);
     if (bad == p + n) bad = p;  // spans regions: report the start
-    Fault(uc, prot == kW ? write_fault : read_fault, bad, name);
+    // A write to a mapped page that is not writable (RELRO, a const buffer)
+    // is a protection fault, as the CPU would report it.
+    const int fault = prot != kW                            ? read_fault
+                      : sandbox_.HostPtr(bad, 1) != nullptr ? write_prot_fault
+                                                            : write_fault;
+    Fault(uc, fault, bad, name);
     return nullptr;
   };
   // Length of the NUL-terminated string at p, reading at most `limit` bytes; -1 after a fault.

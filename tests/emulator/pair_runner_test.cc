@@ -126,6 +126,75 @@ TEST(PairRunner, BytesWrittenAroundABufferAreRefilledBeforeTheNextRun) {
   }
 }
 
+TEST(PairRunner, StackBytesARunLeavesAreClearedBeforeTheNext) {
+  Signature sig = Sig("uint64_t f(uint64_t x)");
+  auto pr = Runner(sig, "stack_residue", "stack_residue");
+  ASSERT_NE(pr, nullptr);
+  for (RunMode mode : {RunMode::kFast, RunMode::kCounted, RunMode::kExact}) {
+    SCOPED_TRACE(static_cast<int>(mode));
+    for (uint64_t x : {0x5ull, 0ull, 0x77ull, 0x1ull, 0ull}) {
+      PairOutcome o = pr->Run(Integers({x}), mode);
+      ASSERT_EQ(o.old_out->ending, Ending::kReturned) << Describe(o);
+      EXPECT_EQ(o.old_out->ret, 0u) << "stack left by the run before x=" << x << ":\n"
+                                    << Describe(o);
+      EXPECT_EQ(o.new_out->ret, 0u) << Describe(o);
+    }
+  }
+}
+
+Input Buffer(std::string_view text) {
+  Input in;
+  in.args.push_back(ArgValue{0, false, std::vector<uint8_t>(text.begin(), text.end())});
+  in.args.push_back(ArgValue{text.size(), false, {}});
+  return in;
+}
+
+TEST(PairRunner, AWriteThroughAConstBufferIsSeenAsAWrite) {
+  // Fast sandboxes map const buffers read-only; a function that writes
+  // through one anyway (itself or through a library call) changes the
+  // caller's bytes, as it would in a real process: the pages differ, and
+  // nothing faulted.
+  Signature sig = Sig("int f(const char *buf, size_t len)");
+  for (const char* writer : {"stamp_const", "stamp_const_memset"}) {
+    SCOPED_TRACE(writer);
+    auto pr = Runner(sig, "stamp_const_not", writer);
+    ASSERT_NE(pr, nullptr);
+    for (RunMode mode : {RunMode::kFast, RunMode::kCounted}) {
+      PairOutcome o = pr->Run(Buffer("read only"), mode);
+      EXPECT_FALSE(o.divergence.has_value()) << Describe(o);
+      o = pr->Run(Buffer("write here"), mode);
+      EXPECT_EQ(o.new_out->ending, Ending::kReturned) << Describe(o);
+      EXPECT_EQ(o.new_out->ret, static_cast<uint64_t>('w')) << Describe(o);
+      ASSERT_TRUE(o.divergence.has_value()) << Describe(o);
+      EXPECT_EQ(o.divergence->kind, DivergenceKind::kMemory) << o.divergence->detail;
+      EXPECT_NE(o.divergence->detail.find("new 0x21"), std::string::npos) << o.divergence->detail;
+      // The fill around the buffer is whole again for the next input.
+      o = pr->Run(Buffer("read"), mode);
+      EXPECT_FALSE(o.divergence.has_value()) << Describe(o);
+    }
+  }
+}
+
+TEST(PairRunner, RelroPagesAreReadOnlyAsAfterTheLoader) {
+  Signature sig = Sig("int f(int i)");
+  auto reads = Runner(sig, "relro_read", "relro_read");
+  auto writes = Runner(sig, "relro_write", "relro_write");
+  ASSERT_NE(reads, nullptr);
+  ASSERT_NE(writes, nullptr);
+  for (RunMode mode : {RunMode::kFast, RunMode::kCounted, RunMode::kExact}) {
+    SCOPED_TRACE(static_cast<int>(mode));
+    PairOutcome o = reads->Run(Integers({1}), mode);
+    ASSERT_EQ(o.old_out->ending, Ending::kReturned) << Describe(o);
+    EXPECT_EQ(o.old_out->ret, static_cast<uint64_t>('b')) << "the relocated pointer is read";
+    o = writes->Run(Integers({0}), mode);
+    ASSERT_EQ(o.old_out->ending, Ending::kFault) << Describe(o);
+    EXPECT_EQ(o.old_out->fault, FaultClass::kWriteProtected) << Describe(o);
+    EXPECT_EQ(o.new_out->fault, FaultClass::kWriteProtected) << Describe(o);
+    EXPECT_GE(o.old_out->fault_addr, kTargetBase) << Describe(o);
+    EXPECT_FALSE(o.divergence.has_value()) << Describe(o);
+  }
+}
+
 TEST(PairRunner, AFastRunPastTheBudgetIsAHangEvenWhenItEnds) {
   // sum_loop runs a block or two per byte: 4000 bytes are far past a budget
   // of 50 blocks (a hang for the counted run) yet end within microseconds.
