@@ -196,6 +196,7 @@ Result<std::unique_ptr<PairRunner>> PairRunner::Create(const Signature& sig,
 }
 
 void PairRunner::Place(Sandbox& sb, const Input& in, uint64_t* args) {
+  size_t page = 0;  // pointer parameters have argument pages in order
   for (size_t i = 0; i < sig_.params.size(); ++i) {
     const Param& p = sig_.params[i];
     const ArgValue& v = in.args[i];
@@ -203,18 +204,17 @@ void PairRunner::Place(Sandbox& sb, const Input& in, uint64_t* args) {
       args[i] = v.value;
       continue;
     }
+    const size_t k = page++;
     if (v.is_null) {
       args[i] = 0;
       continue;
     }
-    uint64_t size = PlacedSize(p, v);
-    uint64_t page = kArgBase + i * kArgStride;
-    uint64_t addr = in.leading ? page : page + kArgBytes - size;
-    uint8_t* host = sb.HostPtr(page, kArgBytes) + (addr - page);
+    const uint64_t size = PlacedSize(p, v);
+    const uint64_t offset = in.leading ? 0 : kArgBytes - size;
+    uint8_t* host = sb.PlaceInArgPage(k, offset, size);
     if (!v.bytes.empty()) std::memcpy(host, v.bytes.data(), v.bytes.size());
     if (p.cstring) host[v.bytes.size()] = 0;
-    sb.MarkPlaced(addr, size);
-    args[i] = addr;
+    args[i] = kArgBase + i * kArgStride + offset;
   }
 }
 
@@ -227,36 +227,24 @@ void PairRunner::SetMaxBlocks(uint64_t n) {
   }
 }
 
-const RunOutcome& PairRunner::RunSide(int side, RunMode mode, const Input& in, uint64_t* clock) {
-  Sandbox& counted = side == 0 ? *old_counted_ : *new_counted_;
-  const uint64_t entry = side == 0 ? old_fn_.entry : new_fn_.entry;
+const RunOutcome& PairRunner::RunIn(Sandbox& sb, int side, const Input& in) {
   uint64_t args[6] = {0};
-  const size_t n = sig_.params.size();
-  Sandbox& sb = mode == RunMode::kFast      ? (side == 0 ? *old_fast_ : *new_fast_)
-                : mode == RunMode::kCounted ? counted
-                                            : (side == 0 ? *old_exact_ : *new_exact_);
   sb.Reset();
   Place(sb, in, args);
   ran_[side] = &sb;
-  if (mode != RunMode::kFast) return sb.Run(entry, {args, n});
-  // Timed one side at a time (a pair's interval would be twice as likely to
-  // take in a preemption, and only the side that cannot be settled is run
-  // again), from the end of the previous side's run: the interval also holds
-  // this Reset and Place, which can only make a re-run more likely.
-  const uint64_t t0 = *clock;
-  const RunOutcome& o = sb.Run(entry, {args, n});
-  *clock = RunWatchdog::Now();
-  if (sb.last_run_settled() && *clock - t0 < fast_tick_limit_) return o;
-  // It may have passed the block budget (or the watchdog cut it short, or it
-  // wrote through a read-only const buffer): the counting sandbox decides,
-  // the same way every time.
-  ++fast_reruns_;
-  counted.Reset();
-  Place(counted, in, args);
-  ran_[side] = &counted;
-  const RunOutcome& c = counted.Run(entry, {args, n});
-  *clock = RunWatchdog::Now();
-  return c;
+  return sb.Run(side == 0 ? old_fn_.entry : new_fn_.entry, {args, sig_.params.size()});
+}
+
+Sandbox& PairRunner::SandboxFor(int side, RunMode mode) {
+  switch (mode) {
+    case RunMode::kFast:
+      return side == 0 ? *old_fast_ : *new_fast_;
+    case RunMode::kCounted:
+      return side == 0 ? *old_counted_ : *new_counted_;
+    case RunMode::kExact:
+      break;
+  }
+  return side == 0 ? *old_exact_ : *new_exact_;
 }
 
 PairOutcome PairRunner::Run(const Input& in, RunMode mode) {
@@ -277,9 +265,38 @@ PairOutcome PairRunner::Run(const Input& in, RunMode mode) {
     }
   }
   PairOutcome out;
-  uint64_t clock = mode == RunMode::kFast ? RunWatchdog::Now() : 0;
-  out.old_out = &RunSide(0, mode, in, &clock);
-  out.new_out = &RunSide(1, mode, in, &clock);
+  if (mode != RunMode::kFast) {
+    out.old_out = &RunIn(SandboxFor(0, mode), 0, in);
+    out.new_out = &RunIn(SandboxFor(1, mode), 1, in);
+  } else {
+    // A fast run whose outcome cannot be settled (it took long enough to
+    // have passed the block budget, the watchdog cut it short, or it wrote
+    // through a read-only const buffer) is run again in the side's counting
+    // sandbox, which decides the same way every time. Reading the TSC costs
+    // ~16 ns: while pairs are short next to the budget, one interval times
+    // the pair (each side took less than all of it), and a pair that came
+    // near the budget has the next ones timed a side at a time, so that a
+    // long function does not re-run both sides when one went long. An
+    // interval also holds the Reset and Place before a run, which can only
+    // make a re-run more likely.
+    const bool split = split_timing_;
+    const uint64_t t0 = RunWatchdog::Now();
+    out.old_out = &RunIn(*old_fast_, 0, in);
+    const uint64_t t1 = split ? RunWatchdog::Now() : t0;
+    out.new_out = &RunIn(*new_fast_, 1, in);
+    const uint64_t t2 = RunWatchdog::Now();
+    const bool old_in_time = split ? t1 - t0 < fast_tick_limit_ : t2 - t0 < fast_tick_limit_;
+    const bool new_in_time = t2 - t1 < fast_tick_limit_;
+    split_timing_ = t2 - t0 >= fast_tick_limit_ / 2;
+    if (!old_in_time || !ran_[0]->last_run_settled()) {
+      ++fast_reruns_;
+      out.old_out = &RunIn(*old_counted_, 0, in);
+    }
+    if (!new_in_time || !ran_[1]->last_run_settled()) {
+      ++fast_reruns_;
+      out.new_out = &RunIn(*new_counted_, 1, in);
+    }
+  }
   Sandbox& old_sb = *ran_[0];
   Sandbox& new_sb = *ran_[1];
   out.counted = old_sb.mode() != RunMode::kFast && new_sb.mode() != RunMode::kFast;

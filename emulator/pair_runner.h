@@ -90,11 +90,10 @@ class PairRunner {
   void Place(Sandbox& sb, const Input& in, uint64_t* args);
   // A sandbox for one side (0 old, 1 new), frozen and ready to run.
   Result<std::unique_ptr<Sandbox>> BuildSide(int side, RunMode mode);
-  // Runs one side (0 old, 1 new) on `in` in `mode`; a fast run that cannot
-  // be settled is run again in the side's counting sandbox. Sets ran_[side].
-  // kFast: *clock is the TSC when the previous side's run ended (or the pair
-  // began); it is moved to when this side's ended.
-  const RunOutcome& RunSide(int side, RunMode mode, const Input& in, uint64_t* clock);
+  // Resets `sb`, places `in` and runs side `side` (0 old, 1 new) there; sets
+  // ran_[side].
+  const RunOutcome& RunIn(Sandbox& sb, int side, const Input& in);
+  Sandbox& SandboxFor(int side, RunMode mode);
 
   Signature sig_;
   std::shared_ptr<const ElfFile> old_elf_, new_elf_;
@@ -108,6 +107,7 @@ class PairRunner {
   uint64_t max_blocks_ = 0;
   uint64_t fast_reruns_ = 0;
   uint64_t fast_tick_limit_ = 0;  // RunWatchdog::MinTicksFor(max_blocks_)
+  bool split_timing_ = false;     // time the next fast pair a side at a time
   Sandbox* ran_[2] = {nullptr, nullptr};  // where each side of the last Run ran
   std::unique_ptr<Sandbox> old_fast_, new_fast_;
   std::unique_ptr<Sandbox> old_counted_, new_counted_;

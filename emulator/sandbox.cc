@@ -352,15 +352,13 @@ void Sandbox::Reset() {
   stubs_->ResetHeap();
 }
 
-void Sandbox::MarkPlaced(uint64_t addr, uint64_t len) {
-  for (Region* r : args_) {
-    if (addr >= r->addr && addr - r->addr + len <= r->size) {
-      r->placed_begin = addr - r->addr;
-      r->placed_end = r->placed_begin + len;
-      return;
-    }
-  }
-  assert(false && "MarkPlaced: no argument page there");
+uint8_t* Sandbox::PlaceInArgPage(size_t k, uint64_t offset, uint64_t len) {
+  assert(frozen_ && k < args_.size());
+  Region& r = *args_[k];
+  assert(offset <= r.size && len <= r.size - offset);
+  r.placed_begin = offset;
+  r.placed_end = offset + len;
+  return r.host + offset;
 }
 
 void Sandbox::MarkCleanArgPages(std::span<const uint64_t> addrs) {

@@ -120,9 +120,10 @@ class Sandbox {
   // the stack, the heap; argument pages are filled with kFillByte.
   void Reset();
 
-  // Records that the input's buffer was written to [addr, addr+len) of an
-  // argument page. REQUIRES: after Reset, an argument page there.
-  void MarkPlaced(uint64_t addr, uint64_t len);
+  // The host bytes of [offset, offset+len) of the k-th argument page (in
+  // address order), where the caller places an input's buffer; Reset refills
+  // them. REQUIRES: after Reset; k < the number of argument pages.
+  uint8_t* PlaceInArgPage(size_t k, uint64_t offset, uint64_t len);
   // After a run: the argument pages at `addrs` hold kFillByte everywhere but
   // in their placed bytes (the comparator saw it), so the next Reset need
   // refill only those.
