@@ -16,23 +16,35 @@ namespace {
 
 SymbolType ToSymbolType(unsigned t) {
   switch (t) {
-    case STT_NOTYPE: return SymbolType::kNone;
-    case STT_OBJECT: return SymbolType::kObject;
-    case STT_FUNC: return SymbolType::kFunc;
-    case STT_SECTION: return SymbolType::kSection;
-    case STT_FILE: return SymbolType::kFile;
-    case STT_TLS: return SymbolType::kTls;
-    case STT_GNU_IFUNC: return SymbolType::kIfunc;
-    default: return SymbolType::kOther;
+    case STT_NOTYPE:
+      return SymbolType::kNone;
+    case STT_OBJECT:
+      return SymbolType::kObject;
+    case STT_FUNC:
+      return SymbolType::kFunc;
+    case STT_SECTION:
+      return SymbolType::kSection;
+    case STT_FILE:
+      return SymbolType::kFile;
+    case STT_TLS:
+      return SymbolType::kTls;
+    case STT_GNU_IFUNC:
+      return SymbolType::kIfunc;
+    default:
+      return SymbolType::kOther;
   }
 }
 
 SymbolBinding ToBinding(unsigned b) {
   switch (b) {
-    case STB_LOCAL: return SymbolBinding::kLocal;
-    case STB_GLOBAL: return SymbolBinding::kGlobal;
-    case STB_WEAK: return SymbolBinding::kWeak;
-    default: return SymbolBinding::kOther;
+    case STB_LOCAL:
+      return SymbolBinding::kLocal;
+    case STB_GLOBAL:
+      return SymbolBinding::kGlobal;
+    case STB_WEAK:
+      return SymbolBinding::kWeak;
+    default:
+      return SymbolBinding::kOther;
   }
 }
 
@@ -74,11 +86,16 @@ ElfFile::~ElfFile() = default;
 
 std::string_view ElfTypeName(ElfType type) {
   switch (type) {
-    case ElfType::kRelocatable: return "REL";
-    case ElfType::kExecutable: return "EXEC";
-    case ElfType::kShared: return "DYN";
-    case ElfType::kCore: return "CORE";
-    case ElfType::kOther: return "OTHER";
+    case ElfType::kRelocatable:
+      return "REL";
+    case ElfType::kExecutable:
+      return "EXEC";
+    case ElfType::kShared:
+      return "DYN";
+    case ElfType::kCore:
+      return "CORE";
+    case ElfType::kOther:
+      return "OTHER";
   }
   return "OTHER";
 }
@@ -117,11 +134,21 @@ Result<ElfFile> ElfFile::FromBytes(std::string bytes, const std::filesystem::pat
     return Fail(ErrorCode::kParse, "{}: machine {} is not x86-64", name, ehdr.e_machine);
   }
   switch (ehdr.e_type) {
-    case ET_REL: f.type_ = ElfType::kRelocatable; break;
-    case ET_EXEC: f.type_ = ElfType::kExecutable; break;
-    case ET_DYN: f.type_ = ElfType::kShared; break;
-    case ET_CORE: f.type_ = ElfType::kCore; break;
-    default: f.type_ = ElfType::kOther; break;
+    case ET_REL:
+      f.type_ = ElfType::kRelocatable;
+      break;
+    case ET_EXEC:
+      f.type_ = ElfType::kExecutable;
+      break;
+    case ET_DYN:
+      f.type_ = ElfType::kShared;
+      break;
+    case ET_CORE:
+      f.type_ = ElfType::kCore;
+      break;
+    default:
+      f.type_ = ElfType::kOther;
+      break;
   }
   f.entry_ = ehdr.e_entry;
 
@@ -201,11 +228,12 @@ Result<ElfFile> ElfFile::FromBytes(std::string bytes, const std::filesystem::pat
   // A file stripped of its section headers still has its notes in PT_NOTE.
   if (f.build_id_.empty()) {
     for (const ElfSegment& seg : f.segments_) {
-      if (seg.type != PT_NOTE || seg.offset > data.size() || seg.filesz > data.size() - seg.offset) {
+      if (seg.type != PT_NOTE || seg.offset > data.size() ||
+          seg.filesz > data.size() - seg.offset) {
         continue;
       }
-      Elf_Data* d = elf_getdata_rawchunk(elf.get(), static_cast<int64_t>(seg.offset), seg.filesz,
-                                          ELF_T_NHDR);
+      Elf_Data* d =
+          elf_getdata_rawchunk(elf.get(), static_cast<int64_t>(seg.offset), seg.filesz, ELF_T_NHDR);
       size_t off = 0, name_off = 0, desc_off = 0;
       GElf_Nhdr nh;
       while (d && (off = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
@@ -259,14 +287,29 @@ Status ElfFile::Impl::LoadDynamic(ElfFile& f) {
     if (d.d_tag == DT_NULL) break;
     f.dynamic_.push_back(ElfDynamicEntry{d.d_tag, d.d_un.d_val});
     switch (d.d_tag) {
-      case DT_STRTAB: strtab = d.d_un.d_ptr; break;
-      case DT_STRSZ: strsz = d.d_un.d_val; break;
-      case DT_SYMTAB: symtab = d.d_un.d_ptr; break;
-      case DT_RELA: rela = d.d_un.d_ptr; break;
-      case DT_RELASZ: relasz = d.d_un.d_val; break;
-      case DT_JMPREL: jmprel = d.d_un.d_ptr; break;
-      case DT_PLTRELSZ: pltrelsz = d.d_un.d_val; break;
-      default: break;
+      case DT_STRTAB:
+        strtab = d.d_un.d_ptr;
+        break;
+      case DT_STRSZ:
+        strsz = d.d_un.d_val;
+        break;
+      case DT_SYMTAB:
+        symtab = d.d_un.d_ptr;
+        break;
+      case DT_RELA:
+        rela = d.d_un.d_ptr;
+        break;
+      case DT_RELASZ:
+        relasz = d.d_un.d_val;
+        break;
+      case DT_JMPREL:
+        jmprel = d.d_un.d_ptr;
+        break;
+      case DT_PLTRELSZ:
+        pltrelsz = d.d_un.d_val;
+        break;
+      default:
+        break;
     }
   }
   std::vector<uint8_t> strings;
@@ -298,8 +341,8 @@ Status ElfFile::Impl::LoadDynamic(ElfFile& f) {
       rel.symbol_index = static_cast<uint32_t>(ELF64_R_SYM(r.r_info));
       rel.addend = r.r_addend;
       if (rel.symbol_index != 0 && symtab) {
-        auto sym_raw = f.ReadAt(symtab + uint64_t{rel.symbol_index} * sizeof(Elf64_Sym),
-                                sizeof(Elf64_Sym));
+        auto sym_raw =
+            f.ReadAt(symtab + uint64_t{rel.symbol_index} * sizeof(Elf64_Sym), sizeof(Elf64_Sym));
         if (!sym_raw) {
           return Fail(ErrorCode::kParse, "{}: {} entry {} names symbol {} outside DT_SYMTAB", name,
                       table, off / sizeof(Elf64_Rela), rel.symbol_index);
@@ -362,9 +405,8 @@ std::vector<const ElfSymbol*> ElfFile::FindSymbols(std::string_view name) const 
   std::vector<const ElfSymbol*> out;
   auto [lo, hi] = symbols_by_name_.equal_range(std::string(name));
   for (auto it = lo; it != hi; ++it) out.push_back(&symbols_[it->second]);
-  std::sort(out.begin(), out.end(), [](const ElfSymbol* a, const ElfSymbol* b) {
-    return Rank(*a) < Rank(*b);
-  });
+  std::sort(out.begin(), out.end(),
+            [](const ElfSymbol* a, const ElfSymbol* b) { return Rank(*a) < Rank(*b); });
   return out;
 }
 
@@ -380,8 +422,7 @@ const ElfSymbol* ElfFile::SymbolAt(uint64_t addr) const {
     --it;
     const ElfSymbol& s = symbols_[*it];
     if (addr >= s.value && addr - s.value < s.size) {
-      if (!best || Rank(s) < Rank(*best) ||
-          (Rank(s) == Rank(*best) && s.value > best->value)) {
+      if (!best || Rank(s) < Rank(*best) || (Rank(s) == Rank(*best) && s.value > best->value)) {
         best = &s;
       }
     }
@@ -407,8 +448,8 @@ Result<std::vector<uint8_t>> ElfFile::ReadAt(uint64_t addr, uint64_t size) const
     if (rel < s.filesz) {
       uint64_t n = std::min(size, s.filesz - rel);
       if (s.offset + rel > data_->size() || n > data_->size() - (s.offset + rel)) {
-        return Fail(ErrorCode::kParse, "{}: segment at {:#x} lies outside the file",
-                    path_.string(), s.vaddr);
+        return Fail(ErrorCode::kParse, "{}: segment at {:#x} lies outside the file", path_.string(),
+                    s.vaddr);
       }
       std::memcpy(out.data(), data_->data() + s.offset + rel, n);
     }

@@ -27,7 +27,7 @@ namespace patchlab {
 
 enum class ElfType { kRelocatable, kExecutable, kShared, kCore, kOther };
 
-struct ElfSegment {  // one program header
+struct ElfSegment {    // one program header
   uint32_t type = 0;   // PT_LOAD, PT_DYNAMIC, ...
   uint32_t flags = 0;  // PF_R | PF_W | PF_X
   uint64_t offset = 0;
@@ -65,11 +65,11 @@ struct ElfSymbol {
 };
 
 struct ElfRelocation {
-  std::string table;       // ".rela.dyn", ".rela.plt" (or "DT_RELA"/"DT_JMPREL")
-  uint64_t offset = 0;     // link-time address of the patched word
-  uint32_t type = 0;       // R_X86_64_*
+  std::string table;    // ".rela.dyn", ".rela.plt" (or "DT_RELA"/"DT_JMPREL")
+  uint64_t offset = 0;  // link-time address of the patched word
+  uint32_t type = 0;    // R_X86_64_*
   uint32_t symbol_index = 0;
-  std::string symbol;      // empty when the relocation has no symbol
+  std::string symbol;  // empty when the relocation has no symbol
   bool symbol_defined = false;
   uint64_t symbol_value = 0;
   SymbolType symbol_type = SymbolType::kNone;

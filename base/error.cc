@@ -6,17 +6,28 @@ namespace patchlab {
 
 std::string_view ErrorCodeName(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kInvalidArgument: return "invalid-argument";
-    case ErrorCode::kNotFound: return "not-found";
-    case ErrorCode::kIo: return "io";
-    case ErrorCode::kParse: return "parse";
-    case ErrorCode::kRefused: return "refused";
-    case ErrorCode::kRolledBack: return "rolled-back";
-    case ErrorCode::kTargetGone: return "target-gone";
-    case ErrorCode::kTimeout: return "timeout";
-    case ErrorCode::kUnsupported: return "unsupported";
-    case ErrorCode::kInfra: return "infra";
-    case ErrorCode::kInternal: return "internal";
+    case ErrorCode::kInvalidArgument:
+      return "invalid-argument";
+    case ErrorCode::kNotFound:
+      return "not-found";
+    case ErrorCode::kIo:
+      return "io";
+    case ErrorCode::kParse:
+      return "parse";
+    case ErrorCode::kRefused:
+      return "refused";
+    case ErrorCode::kRolledBack:
+      return "rolled-back";
+    case ErrorCode::kTargetGone:
+      return "target-gone";
+    case ErrorCode::kTimeout:
+      return "timeout";
+    case ErrorCode::kUnsupported:
+      return "unsupported";
+    case ErrorCode::kInfra:
+      return "infra";
+    case ErrorCode::kInternal:
+      return "internal";
   }
   return "unknown";
 }

@@ -9,13 +9,13 @@
 // Thread-safety: a value type; distinct objects may be used from any thread.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <cerrno>
 #include <expected>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <fmt/format.h>
 
 namespace patchlab {
 

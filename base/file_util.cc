@@ -1,10 +1,9 @@
 #include "base/file_util.h"
 
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <openssl/evp.h>
 
 #include "base/scoped_fd.h"
 

@@ -1,12 +1,12 @@
 #include "base/log.h"
 
+#include <spdlog/sinks/stdout_color_sinks.h>
+
 #include <cstdlib>
 #include <map>
 #include <mutex>
 #include <string>
 #include <vector>
-
-#include <spdlog/sinks/stdout_color_sinks.h>
 
 namespace patchlab {
 namespace {
@@ -43,7 +43,8 @@ Status ApplySpecLocked(LogConfig& config, std::string_view spec) {
   size_t pos = 0;
   while (pos <= spec.size()) {
     size_t comma = spec.find(',', pos);
-    std::string_view item = spec.substr(pos, comma == std::string_view::npos ? spec.npos : comma - pos);
+    std::string_view item =
+        spec.substr(pos, comma == std::string_view::npos ? spec.npos : comma - pos);
     pos = comma == std::string_view::npos ? spec.size() + 1 : comma + 1;
     if (item.empty()) continue;
     size_t eq = item.find('=');
@@ -71,7 +72,8 @@ void ApplyEnvLocked(LogConfig& config) {
   config.env_applied = true;
   if (const char* env = std::getenv("PATCHLAB_LOG")) {
     if (auto status = ApplySpecLocked(config, env); !status) {
-      std::fprintf(stderr, "patchlab: ignoring PATCHLAB_LOG: %s\n", status.error().ToString().c_str());
+      std::fprintf(stderr, "patchlab: ignoring PATCHLAB_LOG: %s\n",
+                   status.error().ToString().c_str());
     }
   }
 }

@@ -8,10 +8,10 @@
 // Thread-safety: loggers are thread-safe; SetLogSpec should run before threads start.
 #pragma once
 
+#include <spdlog/spdlog.h>
+
 #include <memory>
 #include <string_view>
-
-#include <spdlog/spdlog.h>
 
 #include "base/error.h"
 

@@ -274,8 +274,14 @@ Result<SubprocessResult> Subprocess::Wait() {
     int nfds = 0;
     fds[nfds++] = {pidfd_.get(), POLLIN, 0};
     int out_index = -1, err_index = -1;
-    if (stdout_pipe_) { out_index = nfds; fds[nfds++] = {stdout_pipe_.get(), POLLIN, 0}; }
-    if (stderr_pipe_) { err_index = nfds; fds[nfds++] = {stderr_pipe_.get(), POLLIN, 0}; }
+    if (stdout_pipe_) {
+      out_index = nfds;
+      fds[nfds++] = {stdout_pipe_.get(), POLLIN, 0};
+    }
+    if (stderr_pipe_) {
+      err_index = nfds;
+      fds[nfds++] = {stderr_pipe_.get(), POLLIN, 0};
+    }
 
     int wait_ms = -1;
     if (has_deadline) {
@@ -285,10 +291,12 @@ Result<SubprocessResult> Subprocess::Wait() {
     int ready = ::poll(fds, static_cast<nfds_t>(nfds), wait_ms);
     if (ready < 0 && errno != EINTR) return FailErrno("poll");
     if (ready > 0) {
-      if (out_index >= 0 && fds[out_index].revents && !DrainOnce(stdout_pipe_.get(), result.stdout_data)) {
+      if (out_index >= 0 && fds[out_index].revents &&
+          !DrainOnce(stdout_pipe_.get(), result.stdout_data)) {
         stdout_pipe_.Reset();
       }
-      if (err_index >= 0 && fds[err_index].revents && !DrainOnce(stderr_pipe_.get(), result.stderr_data)) {
+      if (err_index >= 0 && fds[err_index].revents &&
+          !DrainOnce(stderr_pipe_.get(), result.stderr_data)) {
         stderr_pipe_.Reset();
       }
       if (fds[0].revents) exited = true;

@@ -37,9 +37,9 @@ struct SubprocessOptions {
   std::optional<std::string> stdin_data;  // nullopt: /dev/null
   OutputMode stdout_mode = OutputMode::kCapture;
   OutputMode stderr_mode = OutputMode::kCapture;
-  std::string stdout_path;         // with kFile
-  std::string stderr_path;         // with kFile
-  bool stderr_to_stdout = false;   // stderr goes wherever stdout goes
+  std::string stdout_path;        // with kFile
+  std::string stderr_path;        // with kFile
+  bool stderr_to_stdout = false;  // stderr goes wherever stdout goes
 
   // 0: no timeout. On timeout the process group gets SIGTERM, then SIGKILL after kill_grace.
   std::chrono::milliseconds timeout{0};
@@ -47,9 +47,9 @@ struct SubprocessOptions {
 };
 
 struct ExitStatus {
-  bool exited = false;     // returned from main or called exit
-  int code = 0;            // with exited
-  int signal = 0;          // when killed by a signal
+  bool exited = false;  // returned from main or called exit
+  int code = 0;         // with exited
+  int signal = 0;       // when killed by a signal
   bool core_dumped = false;
   bool timed_out = false;  // we killed it because the timeout passed
 

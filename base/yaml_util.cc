@@ -12,11 +12,16 @@ std::string MarkString(const std::string& file, const YAML::Mark& mark) {
 
 template <typename T>
 constexpr std::string_view TypeName() {
-  if constexpr (std::is_same_v<T, std::string>) return "a string";
-  else if constexpr (std::is_same_v<T, bool>) return "true or false";
-  else if constexpr (std::is_same_v<T, double>) return "a number";
-  else if constexpr (std::is_unsigned_v<T>) return "a non-negative integer";
-  else return "an integer";
+  if constexpr (std::is_same_v<T, std::string>)
+    return "a string";
+  else if constexpr (std::is_same_v<T, bool>)
+    return "true or false";
+  else if constexpr (std::is_same_v<T, double>)
+    return "a number";
+  else if constexpr (std::is_unsigned_v<T>)
+    return "a non-negative integer";
+  else
+    return "an integer";
 }
 
 }  // namespace
@@ -29,8 +34,8 @@ Result<YAML::Node> LoadYamlString(const std::string& text, const std::string& na
   try {
     return YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    return std::unexpected(Error(ErrorCode::kParse,
-                                 fmt::format("{}: {}", MarkString(name, e.mark), e.msg)));
+    return std::unexpected(
+        Error(ErrorCode::kParse, fmt::format("{}: {}", MarkString(name, e.mark), e.msg)));
   }
 }
 
@@ -82,9 +87,9 @@ Status YamlMap::AllowOnly(std::initializer_list<std::string_view> allowed) const
       std::string list;
       for (std::string_view a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
       return std::unexpected(Error(
-          ErrorCode::kParse, fmt::format("{}: unknown key '{}' in {} (allowed: {})",
-                                         YamlWhere(file_, kv.first), FieldPath(key),
-                                         path_.empty() ? "the document" : "'" + path_ + "'", list)));
+          ErrorCode::kParse,
+          fmt::format("{}: unknown key '{}' in {} (allowed: {})", YamlWhere(file_, kv.first),
+                      FieldPath(key), path_.empty() ? "the document" : "'" + path_ + "'", list)));
     }
   }
   return {};
@@ -105,13 +110,15 @@ YAML::Node YamlMap::Node(std::string_view key) const {
 }
 
 Result<YamlMap> YamlMap::Map(std::string_view key) const {
-  if (!Has(key)) return std::unexpected(ErrorAt("", fmt::format("missing required field '{}'", key)));
+  if (!Has(key))
+    return std::unexpected(ErrorAt("", fmt::format("missing required field '{}'", key)));
   return Of(file_, Node(key), FieldPath(key));
 }
 
 template <typename T>
 Result<T> YamlMap::Get(std::string_view key) const {
-  if (!Has(key)) return std::unexpected(ErrorAt("", fmt::format("missing required field '{}'", key)));
+  if (!Has(key))
+    return std::unexpected(ErrorAt("", fmt::format("missing required field '{}'", key)));
   YAML::Node value = Node(key);
   if (!value.IsScalar()) {
     return std::unexpected(ErrorAt(key, fmt::format("must be {}", TypeName<T>())));
@@ -136,7 +143,8 @@ Result<T> YamlMap::GetOr(std::string_view key, T fallback) const {
 }
 
 Result<std::vector<std::string>> YamlMap::GetStrings(std::string_view key) const {
-  if (!Has(key)) return std::unexpected(ErrorAt("", fmt::format("missing required field '{}'", key)));
+  if (!Has(key))
+    return std::unexpected(ErrorAt("", fmt::format("missing required field '{}'", key)));
   YAML::Node value = Node(key);
   std::vector<std::string> out;
   if (value.IsScalar()) {
@@ -148,8 +156,8 @@ Result<std::vector<std::string>> YamlMap::GetStrings(std::string_view key) const
   }
   for (const auto& item : value) {
     if (!item.IsScalar()) {
-      return std::unexpected(Error(ErrorCode::kParse,
-                                   fmt::format("{}: {}: every item must be a string",
+      return std::unexpected(
+          Error(ErrorCode::kParse, fmt::format("{}: {}: every item must be a string",
                                                YamlWhere(file_, item), FieldPath(key))));
     }
     out.push_back(item.Scalar());

@@ -8,13 +8,13 @@
 // No exception leaves this header's functions. Thread-safety: none; one per thread.
 #pragma once
 
+#include <yaml-cpp/yaml.h>
+
 #include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <yaml-cpp/yaml.h>
 
 #include "base/error.h"
 

@@ -44,7 +44,7 @@ struct CheckOptions {
   // Instructions are counted on every Nth input (1: all): counting costs a
   // hook call per basic block, a fifth of a short function's run time.
   uint64_t count_every = 32;
-  bool listing = false;              // fill CheckResult::listing
+  bool listing = false;  // fill CheckResult::listing
 };
 
 enum class Verdict {
@@ -83,7 +83,7 @@ struct CheckResult {
   uint64_t insns_old = 0;                       // instructions executed on the counted inputs
   uint64_t insns_new = 0;
   uint64_t insns_inputs = 0;  // inputs whose instructions were counted (see count_every)
-  std::string listing;  // with CheckOptions::listing
+  std::string listing;        // with CheckOptions::listing
 };
 
 // Runs the whole check. Fails (and runs nothing) on setup errors: a file or

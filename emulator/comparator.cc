@@ -44,8 +44,8 @@ std::string RenderReturn(const Signature& sig, uint64_t ret) {
 }
 
 std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side,
-                                  const RunOutcome& o, const Sandbox& new_side,
-                                  const RunOutcome& n, CleanArgPages* clean) {
+                                  const RunOutcome& o, const Sandbox& new_side, const RunOutcome& n,
+                                  CleanArgPages* clean) {
   CleanArgPages seen;
   if (o.ending == Ending::kInconclusive || n.ending == Ending::kInconclusive) {
     const RunOutcome& which = o.ending == Ending::kInconclusive ? o : n;

@@ -33,6 +33,7 @@ constexpr uint64_t kMxcsrOffset = 0x610;
 // fxrstor would also clear the x87 registers, but QEMU's helper reads its
 // image through ~20 slow-path loads, each with a Unicorn region lookup: in a
 // profile of the adler32-like check that lookup alone took 8% of the time.
+// clang-format off
 constexpr uint8_t kCode[] = {
     0x31, 0xc0,                                      // xor eax,eax
     0x31, 0xdb,                                      // xor ebx,ebx
@@ -74,6 +75,7 @@ constexpr uint8_t kCode[] = {
     0x48, 0x8b, 0x25, 0x93, 0x05, 0x00, 0x00,        // mov rsp,[rip+0x593]
     0xff, 0x25, 0x95, 0x05, 0x00, 0x00,              // jmp [rip+0x595]
 };
+// clang-format on
 static_assert(sizeof kCode == 171 && kEntryCodeOffset + sizeof kCode <= kMxcsrOffset);
 static_assert(kEntryArgsOffset == kMxcsrOffset + 8 && kEntryRspOffset == kEntryArgsOffset + 48 &&
               kEntryTargetOffset == kEntryRspOffset + 8);

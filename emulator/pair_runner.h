@@ -106,8 +106,8 @@ class PairRunner {
   uint64_t target_bias_ = 0, new_bias_ = 0;
   uint64_t max_blocks_ = 0;
   uint64_t fast_reruns_ = 0;
-  uint64_t fast_tick_limit_ = 0;  // RunWatchdog::MinTicksFor(max_blocks_)
-  bool split_timing_ = false;     // time the next fast pair a side at a time
+  uint64_t fast_tick_limit_ = 0;          // RunWatchdog::MinTicksFor(max_blocks_)
+  bool split_timing_ = false;             // time the next fast pair a side at a time
   Sandbox* ran_[2] = {nullptr, nullptr};  // where each side of the last Run ran
   std::unique_ptr<Sandbox> old_fast_, new_fast_;
   std::unique_ptr<Sandbox> old_counted_, new_counted_;

@@ -112,7 +112,7 @@ void OnStubPage(uc_engine* uc, uint64_t addr, uint32_t, void* user) {
 }  // namespace
 
 Result<std::unique_ptr<Sandbox>> Sandbox::Create(uint64_t max_blocks, RunMode mode,
-                                                  RunWatchdog* watchdog) {
+                                                 RunWatchdog* watchdog) {
   assert(mode != RunMode::kFast || watchdog != nullptr);
   std::unique_ptr<Sandbox> sb(new Sandbox());
   sb->mode_ = mode;
@@ -177,8 +177,8 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(uint64_t max_blocks, RunMode mo
   if (!stub_page) return std::unexpected(stub_page.error());
   // Every slot is `ret`.
   std::memset(*stub_page, 0xc3, kStubBytes);
-  auto entry = sb->Map(kEntryBase, kPageSize, UC_PROT_READ | UC_PROT_EXEC, RegionKind::kCode,
-                       "entry");
+  auto entry =
+      sb->Map(kEntryBase, kPageSize, UC_PROT_READ | UC_PROT_EXEC, RegionKind::kCode, "entry");
   if (!entry) return std::unexpected(entry.error());
   sb->entry_page_ = *entry;
   WriteEntryPage(sb->entry_page_);
@@ -446,11 +446,10 @@ const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
     // last synchronised: the block hook does that on every block, a fast run
     // nowhere in particular, so a fast run names no PC for those (reports
     // come from exact re-runs). Exceptions (#DE, #UD, traps) restore RIP.
-    const bool memory_fault = out.fault == FaultClass::kReadUnmapped ||
-                              out.fault == FaultClass::kWriteUnmapped ||
-                              out.fault == FaultClass::kFetchUnmapped ||
-                              out.fault == FaultClass::kWriteProtected ||
-                              out.fault == FaultClass::kFetchProtected;
+    const bool memory_fault =
+        out.fault == FaultClass::kReadUnmapped || out.fault == FaultClass::kWriteUnmapped ||
+        out.fault == FaultClass::kFetchUnmapped || out.fault == FaultClass::kWriteProtected ||
+        out.fault == FaultClass::kFetchProtected;
     if (mode_ == RunMode::kFast && memory_fault && out.where.empty()) rip = 0;
     out.fault_pc = exact && live.last_pc != 0 ? live.last_pc : rip;
     out.fault_pc_exact = exact && live.last_pc != 0;

@@ -83,7 +83,8 @@ std::unique_ptr<AgentClient> AgentClient::Adopt(ScopedFd socket, AgentClientOpti
 }
 
 Result<std::unique_ptr<AgentClient>> AgentClient::Connect(const std::filesystem::path& socket_path,
-                                                          AgentClientOptions options, milliseconds timeout) {
+                                                          AgentClientOptions options,
+                                                          milliseconds timeout) {
   auto fd = internal::ConnectUnix(socket_path, timeout);
   if (!fd) return std::unexpected(std::move(fd.error()).AddContext(options.name + " channel"));
   return Adopt(std::move(*fd), std::move(options));
@@ -109,7 +110,8 @@ void AgentClient::ReaderLoop() {
       break;
     }
     bool overlong = false;
-    for (const std::string& line : splitter.Feed(std::string_view(buf.data(), static_cast<size_t>(n)), &overlong)) {
+    for (const std::string& line :
+         splitter.Feed(std::string_view(buf.data(), static_cast<size_t>(n)), &overlong)) {
       HandleLine(line);
     }
   }
@@ -134,7 +136,8 @@ void AgentClient::HandleLine(const std::string& line) {
   json msg = json::parse(line, nullptr, false);
   std::lock_guard lock(state_->mu);
   state_->last_heard = Clock::now();
-  bool is_reply = msg.is_object() && msg.contains("id") && msg["id"].is_number_unsigned() && msg.contains("ok");
+  bool is_reply =
+      msg.is_object() && msg.contains("id") && msg["id"].is_number_unsigned() && msg.contains("ok");
   bool is_event = msg.is_object() && msg.contains("event") && msg["event"].is_string();
   if (!is_reply && !is_event) {
     // Not the protocol: fail what is waiting (its reply may have been this line)
@@ -145,8 +148,9 @@ void AgentClient::HandleLine(const std::string& line) {
     if (state_->garbage.size() > kKeptGarbageLines) state_->garbage.pop_front();
     for (auto& [id, p] : state_->pending) {
       p->done = true;
-      p->error = Error(ErrorCode::kInfra, fmt::format("{}: malformed line on the agent channel: '{}'",
-                                                      options_.name, shown));
+      p->error =
+          Error(ErrorCode::kInfra,
+                fmt::format("{}: malformed line on the agent channel: '{}'", options_.name, shown));
     }
     state_->pending.clear();
     state_->cv.notify_all();
@@ -178,9 +182,12 @@ Status AgentClient::WaitReady(milliseconds timeout) {
   std::unique_lock lock(state_->mu);
   bool ok = state_->cv.wait_for(lock, timeout, [&] { return state_->ready || state_->closed; });
   if (state_->ready) return {};
-  if (state_->closed) return Fail(ErrorCode::kInfra, "{}: {} before the ready line", options_.name, state_->close_reason);
+  if (state_->closed)
+    return Fail(ErrorCode::kInfra, "{}: {} before the ready line", options_.name,
+                state_->close_reason);
   (void)ok;
-  return Fail(ErrorCode::kTimeout, "{}: no ready line within {} ms", options_.name, timeout.count());
+  return Fail(ErrorCode::kTimeout, "{}: no ready line within {} ms", options_.name,
+              timeout.count());
 }
 
 Result<json> AgentClient::Call(json request, milliseconds timeout) {
@@ -189,7 +196,8 @@ Result<json> AgentClient::Call(json request, milliseconds timeout) {
   uint64_t id;
   {
     std::lock_guard lock(state_->mu);
-    if (state_->closed) return Fail(ErrorCode::kInfra, "{}: {}", options_.name, state_->close_reason);
+    if (state_->closed)
+      return Fail(ErrorCode::kInfra, "{}: {}", options_.name, state_->close_reason);
     id = state_->next_id++;
     state_->pending[id] = &pending;
   }
@@ -200,7 +208,9 @@ Result<json> AgentClient::Call(json request, milliseconds timeout) {
     std::lock_guard lock(state_->log_mu);
     double t = std::chrono::duration<double>(Clock::now() - state_->started).count();
     // File payloads would drown the log; the op and size say enough.
-    std::string shown = line.size() > 600 ? line.substr(0, 300) + fmt::format("... ({} bytes)", line.size()) : line.substr(0, line.size() - 1);
+    std::string shown = line.size() > 600
+                            ? line.substr(0, 300) + fmt::format("... ({} bytes)", line.size())
+                            : line.substr(0, line.size() - 1);
     std::fprintf(state_->log, "%10.3f > %s\n", t, shown.c_str());
     std::fflush(state_->log);
   }
@@ -217,12 +227,14 @@ Result<json> AgentClient::Call(json request, milliseconds timeout) {
   state_->cv.wait_for(lock, timeout, [&] { return pending.done; });
   if (!pending.done) {
     state_->pending.erase(id);
-    return Fail(ErrorCode::kTimeout, "{}: no reply to '{}' within {} ms", options_.name, op, timeout.count());
+    return Fail(ErrorCode::kTimeout, "{}: no reply to '{}' within {} ms", options_.name, op,
+                timeout.count());
   }
   if (pending.error) return std::unexpected(*pending.error);
   if (!pending.reply.value("ok", false)) {
     std::string why = pending.reply.value("error", std::string("no reason given"));
-    ErrorCode code = why.find("No such file") != std::string::npos || why.find("no child") != std::string::npos ||
+    ErrorCode code = why.find("No such file") != std::string::npos ||
+                             why.find("no child") != std::string::npos ||
                              why.find("no process") != std::string::npos
                          ? ErrorCode::kNotFound
                          : ErrorCode::kIo;
@@ -311,7 +323,10 @@ Status AgentClient::Put(const std::string& guest_path, mode_t mode, std::string_
   size_t offset = 0;
   do {
     std::string_view chunk = bytes.substr(offset, proto::kMaxChunkBytes);
-    auto r = Call({{"op", "put"}, {"path", guest_path}, {"mode", mode}, {"offset", offset},
+    auto r = Call({{"op", "put"},
+                   {"path", guest_path},
+                   {"mode", mode},
+                   {"offset", offset},
                    {"data", proto::Base64Encode(chunk)}},
                   milliseconds{0});
     if (!r) return std::unexpected(std::move(r.error()).AddContext("putting " + guest_path));
@@ -323,12 +338,16 @@ Status AgentClient::Put(const std::string& guest_path, mode_t mode, std::string_
 Result<std::string> AgentClient::Get(const std::string& guest_path) {
   std::string out;
   while (true) {
-    auto r = Call({{"op", "get"}, {"path", guest_path}, {"offset", out.size()}, {"length", proto::kMaxChunkBytes}},
+    auto r = Call({{"op", "get"},
+                   {"path", guest_path},
+                   {"offset", out.size()},
+                   {"length", proto::kMaxChunkBytes}},
                   milliseconds{0});
     if (!r) return std::unexpected(r.error());
     std::string chunk;
     if (!proto::Base64Decode(r->value("data", ""), &chunk)) {
-      return Fail(ErrorCode::kInfra, "{}: get {}: payload is not base64", options_.name, guest_path);
+      return Fail(ErrorCode::kInfra, "{}: get {}: payload is not base64", options_.name,
+                  guest_path);
     }
     out += chunk;
     if (r->value("eof", true) || chunk.empty()) return out;
@@ -358,8 +377,8 @@ Status AgentClient::Shutdown() {
   return {};
 }
 
-Result<HotpatchResult> AgentClient::Hotpatch(const std::string& subcommand, std::vector<std::string> args,
-                                             milliseconds run_for) {
+Result<HotpatchResult> AgentClient::Hotpatch(const std::string& subcommand,
+                                             std::vector<std::string> args, milliseconds run_for) {
   ExecRequest req;
   req.argv = {"/usr/bin/hotpatch", subcommand};
   req.argv.insert(req.argv.end(), args.begin(), args.end());
@@ -367,12 +386,12 @@ Result<HotpatchResult> AgentClient::Hotpatch(const std::string& subcommand, std:
   auto r = Run(req, run_for);
   if (!r) return std::unexpected(r.error());
   if (r->exit.timed_out) {
-    return Fail(ErrorCode::kTimeout, "{}: hotpatch {} did not finish within {} ms", options_.name, subcommand,
-                run_for.count());
+    return Fail(ErrorCode::kTimeout, "{}: hotpatch {} did not finish within {} ms", options_.name,
+                subcommand, run_for.count());
   }
   if (r->exit.exited && r->exit.code == 127 && r->stdout_data.empty()) {
-    return Fail(ErrorCode::kInfra, "{}: /usr/bin/hotpatch could not run in the guest: {}", options_.name,
-                r->stderr_data);
+    return Fail(ErrorCode::kInfra, "{}: /usr/bin/hotpatch could not run in the guest: {}",
+                options_.name, r->stderr_data);
   }
   HotpatchResult out;
   out.exited = r->exit.exited;
@@ -384,10 +403,12 @@ Result<HotpatchResult> AgentClient::Hotpatch(const std::string& subcommand, std:
   return out;
 }
 
-Result<HotpatchResult> AgentClient::Apply(pid_t pid, const std::string& guest_package, milliseconds run_for) {
+Result<HotpatchResult> AgentClient::Apply(pid_t pid, const std::string& guest_package,
+                                          milliseconds run_for) {
   return Hotpatch("apply", {"--pid", std::to_string(pid), guest_package}, run_for);
 }
-Result<HotpatchResult> AgentClient::Revert(pid_t pid, const std::string& patch_id, milliseconds run_for) {
+Result<HotpatchResult> AgentClient::Revert(pid_t pid, const std::string& patch_id,
+                                           milliseconds run_for) {
   std::vector<std::string> args = {"--pid", std::to_string(pid)};
   if (!patch_id.empty()) args.push_back(patch_id);
   return Hotpatch("revert", std::move(args), run_for);
@@ -403,7 +424,9 @@ milliseconds AgentClient::SinceLastHeard() const {
   std::lock_guard lock(state_->mu);
   return std::chrono::duration_cast<milliseconds>(Clock::now() - state_->last_heard);
 }
-bool AgentClient::HeartbeatLost(milliseconds threshold) const { return SinceLastHeard() > threshold; }
+bool AgentClient::HeartbeatLost(milliseconds threshold) const {
+  return SinceLastHeard() > threshold;
+}
 uint64_t AgentClient::heartbeats() const {
   std::lock_guard lock(state_->mu);
   return state_->heartbeats;

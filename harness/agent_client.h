@@ -24,11 +24,10 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "base/error.h"
 #include "base/scoped_fd.h"
@@ -44,7 +43,7 @@ struct AgentHello {
   std::string cpu_model;  // /proc/cpuinfo "model name"
   int ncpus = 0;
   double uptime_s = 0;
-  std::string boot_id;    // /proc/sys/kernel/random/boot_id
+  std::string boot_id;  // /proc/sys/kernel/random/boot_id
 };
 
 struct ExecRequest {
@@ -61,7 +60,7 @@ struct GuestExit {
   int code = 0;
   int signal = 0;
   bool core_dumped = false;
-  bool timed_out = false;  // `run`/`wait` deadline passed (a `run` child is then killed)
+  bool timed_out = false;        // `run`/`wait` deadline passed (a `run` child is then killed)
   std::string ToString() const;  // "exit 0", "killed by SIGSEGV", "still running"
 };
 
@@ -96,8 +95,8 @@ struct KernelLogLine {
 // exit code is a result (refused, rolled back), not an error of this call.
 struct HotpatchResult {
   int exit_code = 0;
-  bool exited = true;            // false: hotpatch itself died by a signal
-  nlohmann::json json;           // parsed stdout; null when stdout was not JSON
+  bool exited = true;   // false: hotpatch itself died by a signal
+  nlohmann::json json;  // parsed stdout; null when stdout was not JSON
   std::string stdout_data;
   std::string stderr_data;
 };

@@ -50,7 +50,8 @@ int ParsePid(std::string_view text) {
     return std::atoi(std::string(text.substr(at + 5, 12)).c_str());
   }
   // "comm[PID]" anywhere: the first '[' followed by digits and ']'.
-  for (size_t open = text.find('['); open != std::string_view::npos; open = text.find('[', open + 1)) {
+  for (size_t open = text.find('['); open != std::string_view::npos;
+       open = text.find('[', open + 1)) {
     size_t close = text.find(']', open);
     if (close == std::string_view::npos || close == open + 1) continue;
     std::string digits(text.substr(open + 1, close - open - 1));
@@ -65,14 +66,22 @@ int ParsePid(std::string_view text) {
 
 std::string_view CrashKindName(CrashKind kind) {
   switch (kind) {
-    case CrashKind::kWorkloadSignal: return "workload-signal";
-    case CrashKind::kWorkloadError: return "workload-error";
-    case CrashKind::kUserFault: return "user-fault";
-    case CrashKind::kKernelOops: return "kernel-oops";
-    case CrashKind::kKernelPanic: return "kernel-panic";
-    case CrashKind::kOutOfMemory: return "out-of-memory";
-    case CrashKind::kHung: return "hung";
-    case CrashKind::kVmDied: return "vm-died";
+    case CrashKind::kWorkloadSignal:
+      return "workload-signal";
+    case CrashKind::kWorkloadError:
+      return "workload-error";
+    case CrashKind::kUserFault:
+      return "user-fault";
+    case CrashKind::kKernelOops:
+      return "kernel-oops";
+    case CrashKind::kKernelPanic:
+      return "kernel-panic";
+    case CrashKind::kOutOfMemory:
+      return "out-of-memory";
+    case CrashKind::kHung:
+      return "hung";
+    case CrashKind::kVmDied:
+      return "vm-died";
   }
   std::abort();
 }
@@ -101,7 +110,8 @@ std::vector<Crash> ClassifyConsoleText(std::string_view console_text) {
   size_t start = 0;
   while (start < console_text.size()) {
     size_t nl = console_text.find('\n', start);
-    std::string_view line = console_text.substr(start, nl == std::string_view::npos ? std::string_view::npos : nl - start);
+    std::string_view line = console_text.substr(
+        start, nl == std::string_view::npos ? std::string_view::npos : nl - start);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (auto c = ClassifyKernelLogLine(line)) {
       c->source = "console log";
@@ -126,12 +136,19 @@ std::optional<Crash> ClassifyWorkloadExit(int pid, const GuestExit& exit) {
 Crash ClassifyVmEvent(const VmEvent& event) {
   CrashKind kind = CrashKind::kVmDied;
   switch (event.kind) {
-    case VmEventKind::kGuestPanicked: kind = CrashKind::kKernelPanic; break;
-    case VmEventKind::kHeartbeatLost: kind = CrashKind::kHung; break;
+    case VmEventKind::kGuestPanicked:
+      kind = CrashKind::kKernelPanic;
+      break;
+    case VmEventKind::kHeartbeatLost:
+      kind = CrashKind::kHung;
+      break;
     case VmEventKind::kVmExited:
-    case VmEventKind::kAgentGone: kind = CrashKind::kVmDied; break;
+    case VmEventKind::kAgentGone:
+      kind = CrashKind::kVmDied;
+      break;
   }
-  return Crash{kind, "vm event", fmt::format("{}: {}", VmEventKindName(event.kind), event.detail), 0};
+  return Crash{kind, "vm event", fmt::format("{}: {}", VmEventKindName(event.kind), event.detail),
+               0};
 }
 
 }  // namespace patchlab::harness

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-
 #include <nlohmann/json.hpp>
 
 #include "base/file_util.h"
@@ -25,8 +24,9 @@ namespace {
 // port, user-space crashes in the kernel log (FACTS: `quiet` hides them and
 // abort() leaves no line without print-fatal-signals), and init_on_free, which
 // shrinks the saved ready state by about 40%.
-const std::vector<std::string> kBaseKernelArgs = {
-    "console=ttyS0,115200", "loglevel=7", "print-fatal-signals=1", "panic=-1", "init_on_free=1", "rdinit=/init"};
+const std::vector<std::string> kBaseKernelArgs = {"console=ttyS0,115200",  "loglevel=7",
+                                                  "print-fatal-signals=1", "panic=-1",
+                                                  "init_on_free=1",        "rdinit=/init"};
 
 constexpr std::string_view kInitScript = R"(#!/bin/busybox sh
 # patchlab reference image: mount the basics and hand over to the guest agent.
@@ -67,8 +67,8 @@ Result<std::vector<ImageRecipe>> ParseRecipes(const std::string& file, const YAM
   for (size_t i = 0; i < list.size(); ++i) {
     auto m = YamlMap::Of(file, list[i], fmt::format("images[{}]", i));
     if (!m) return std::unexpected(m.error());
-    if (auto s = m->AllowOnly({"name", "description", "kernel", "packages", "libraries", "cpus", "kernel_args",
-                               "memory_mib"});
+    if (auto s = m->AllowOnly({"name", "description", "kernel", "packages", "libraries", "cpus",
+                               "kernel_args", "memory_mib"});
         !s) {
       return std::unexpected(s.error());
     }
@@ -77,12 +77,15 @@ Result<std::vector<ImageRecipe>> ParseRecipes(const std::string& file, const YAM
     auto name = m->Get<std::string>("name");
     if (!name) return std::unexpected(name.error());
     r.name = *name;
-    if (r.name.empty() || r.name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_.") != std::string::npos) {
-      return std::unexpected(m->ErrorAt("name", "must be lowercase letters, digits, '-', '_' or '.'"));
+    if (r.name.empty() ||
+        r.name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_.") != std::string::npos) {
+      return std::unexpected(
+          m->ErrorAt("name", "must be lowercase letters, digits, '-', '_' or '.'"));
     }
     for (const auto& other : recipes) {
       if (other.name == r.name) {
-        return std::unexpected(m->ErrorAt("name", fmt::format("'{}' is already defined at {}", r.name, other.where)));
+        return std::unexpected(
+            m->ErrorAt("name", fmt::format("'{}' is already defined at {}", r.name, other.where)));
       }
     }
     auto kernel = m->Get<std::string>("kernel");
@@ -91,8 +94,9 @@ Result<std::vector<ImageRecipe>> ParseRecipes(const std::string& file, const YAM
     auto desc = m->GetOr<std::string>("description", "");
     if (!desc) return std::unexpected(desc.error());
     r.description = *desc;
-    for (auto [key, out] : {std::pair{"packages", &r.packages}, std::pair{"libraries", &r.libraries},
-                            std::pair{"cpus", &r.cpus}, std::pair{"kernel_args", &r.kernel_args}}) {
+    for (auto [key, out] :
+         {std::pair{"packages", &r.packages}, std::pair{"libraries", &r.libraries},
+          std::pair{"cpus", &r.cpus}, std::pair{"kernel_args", &r.kernel_args}}) {
       if (!m->Has(key)) continue;
       auto v = m->GetStrings(key);
       if (!v) return std::unexpected(v.error());
@@ -101,7 +105,8 @@ Result<std::vector<ImageRecipe>> ParseRecipes(const std::string& file, const YAM
     if (r.cpus.empty()) r.cpus = {"qemu64"};
     auto mem = m->GetOr<int>("memory_mib", 512);
     if (!mem) return std::unexpected(mem.error());
-    if (*mem < 64 || *mem > 65536) return std::unexpected(m->ErrorAt("memory_mib", "must be between 64 and 65536"));
+    if (*mem < 64 || *mem > 65536)
+      return std::unexpected(m->ErrorAt("memory_mib", "must be between 64 and 65536"));
     r.memory_mib = *mem;
     recipes.push_back(std::move(r));
   }
@@ -109,7 +114,8 @@ Result<std::vector<ImageRecipe>> ParseRecipes(const std::string& file, const YAM
 }
 
 // Adds a host file at `guest_path`, and with `closure` its ldd closure.
-Status AddHostFile(CpioWriter& cpio, const fs::path& host, const std::string& guest_path, mode_t mode, bool closure) {
+Status AddHostFile(CpioWriter& cpio, const fs::path& host, const std::string& guest_path,
+                   mode_t mode, bool closure) {
   auto data = ReadFile(host);
   if (!data) return std::unexpected(data.error());
   cpio.AddFile(guest_path, mode, *data);
@@ -130,7 +136,8 @@ Status AddHostFile(CpioWriter& cpio, const fs::path& host, const std::string& gu
 Status AddPackageTree(CpioWriter& cpio, const fs::path& root) {
   std::vector<fs::path> entries;
   std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(root, ec); it != fs::recursive_directory_iterator(); ++it) {
+  for (auto it = fs::recursive_directory_iterator(root, ec);
+       it != fs::recursive_directory_iterator(); ++it) {
     entries.push_back(it->path());
   }
   if (ec) return Fail(ErrorCode::kIo, "listing {}: {}", root.string(), ec.message());
@@ -155,10 +162,17 @@ Status AddPackageTree(CpioWriter& cpio, const fs::path& root) {
   return {};
 }
 
-nlohmann::json ImageJson(const VmImage& image, const ImageRecipe& recipe, const std::string& package) {
-  return {{"name", image.name},        {"kernel_package", package},       {"kernel_release", image.kernel_release},
-          {"kernel", image.kernel},    {"initrd", image.initrd},           {"kernel_args", image.kernel_args},
-          {"cpus", image.cpus},        {"content_hash", image.content_hash}, {"memory_mib", recipe.memory_mib}};
+nlohmann::json ImageJson(const VmImage& image, const ImageRecipe& recipe,
+                         const std::string& package) {
+  return {{"name", image.name},
+          {"kernel_package", package},
+          {"kernel_release", image.kernel_release},
+          {"kernel", image.kernel},
+          {"initrd", image.initrd},
+          {"kernel_args", image.kernel_args},
+          {"cpus", image.cpus},
+          {"content_hash", image.content_hash},
+          {"memory_mib", recipe.memory_mib}};
 }
 
 }  // namespace
@@ -174,19 +188,27 @@ LabBinaries LocateLabBinaries() {
   fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   // Walk up from the running program: in a build tree the agent sits in
   // BUILD/harness and hotpatch in BUILD/tools/hotpatch.
-  for (fs::path dir = exe.parent_path(); !dir.empty() && dir != dir.root_path(); dir = dir.parent_path()) {
-    if (out.agent.empty() && fs::is_regular_file(dir / "harness/patchlab-agent")) out.agent = dir / "harness/patchlab-agent";
-    if (out.agent.empty() && fs::is_regular_file(dir / "patchlab-agent")) out.agent = dir / "patchlab-agent";
-    if (out.hotpatch.empty() && fs::is_regular_file(dir / "tools/hotpatch/hotpatch")) out.hotpatch = dir / "tools/hotpatch/hotpatch";
-    if (out.hotpatch.empty() && fs::is_regular_file(dir / "hotpatch")) out.hotpatch = dir / "hotpatch";
+  for (fs::path dir = exe.parent_path(); !dir.empty() && dir != dir.root_path();
+       dir = dir.parent_path()) {
+    if (out.agent.empty() && fs::is_regular_file(dir / "harness/patchlab-agent"))
+      out.agent = dir / "harness/patchlab-agent";
+    if (out.agent.empty() && fs::is_regular_file(dir / "patchlab-agent"))
+      out.agent = dir / "patchlab-agent";
+    if (out.hotpatch.empty() && fs::is_regular_file(dir / "tools/hotpatch/hotpatch"))
+      out.hotpatch = dir / "tools/hotpatch/hotpatch";
+    if (out.hotpatch.empty() && fs::is_regular_file(dir / "hotpatch"))
+      out.hotpatch = dir / "hotpatch";
   }
   const char* path_env = std::getenv("PATH");
   std::string path = path_env ? path_env : "/usr/bin:/bin";
   for (size_t start = 0; start <= path.size();) {
     size_t colon = path.find(':', start);
-    fs::path dir = path.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
-    if (out.agent.empty() && fs::is_regular_file(dir / "patchlab-agent")) out.agent = dir / "patchlab-agent";
-    if (out.hotpatch.empty() && fs::is_regular_file(dir / "hotpatch")) out.hotpatch = dir / "hotpatch";
+    fs::path dir =
+        path.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
+    if (out.agent.empty() && fs::is_regular_file(dir / "patchlab-agent"))
+      out.agent = dir / "patchlab-agent";
+    if (out.hotpatch.empty() && fs::is_regular_file(dir / "hotpatch"))
+      out.hotpatch = dir / "hotpatch";
     if (colon == std::string::npos) break;
     start = colon + 1;
   }
@@ -202,11 +224,13 @@ Result<std::vector<ImageRecipe>> LoadImageRecipes(const fs::path& yaml_path) {
 Result<ImageStore> ImageStore::Open(ImageStoreOptions options) {
   if (options.cache_dir.empty()) options.cache_dir = DefaultCacheDir();
   if (options.agent_binary.empty() || !fs::exists(options.agent_binary)) {
-    return Fail(ErrorCode::kNotFound, "guest agent binary '{}' not found (build the patchlab-agent target)",
+    return Fail(ErrorCode::kNotFound,
+                "guest agent binary '{}' not found (build the patchlab-agent target)",
                 options.agent_binary.string());
   }
   if (!fs::exists(options.busybox)) {
-    return Fail(ErrorCode::kNotFound, "{} not found (install busybox-static)", options.busybox.string());
+    return Fail(ErrorCode::kNotFound, "{} not found (install busybox-static)",
+                options.busybox.string());
   }
   auto recipes = LoadImageRecipes(options.recipes);
   if (!recipes) return std::unexpected(recipes.error());
@@ -219,7 +243,8 @@ Result<ImageRecipe> ImageStore::Recipe(const std::string& name) const {
     if (r.name == name) return r;
     names += (names.empty() ? "" : ", ") + r.name;
   }
-  return Fail(ErrorCode::kNotFound, "no image named '{}' in {} (it has: {})", name, options_.recipes.string(), names);
+  return Fail(ErrorCode::kNotFound, "no image named '{}' in {} (it has: {})", name,
+              options_.recipes.string(), names);
 }
 
 namespace {
@@ -232,9 +257,11 @@ struct Ingredients {
 
 // The initramfs of a recipe: deterministic bytes for the same inputs.
 Result<std::string> BuildInitramfs(const ImageStoreOptions& options, const ImageRecipe& recipe,
-                                   const Ingredients& ingredients, const std::vector<ImageFile>& extra) {
+                                   const Ingredients& ingredients,
+                                   const std::vector<ImageFile>& extra) {
   CpioWriter cpio;
-  for (const char* dir : {"/proc", "/sys", "/dev", "/tmp", "/run", "/root", "/etc", "/usr/bin", "/usr/sbin"}) {
+  for (const char* dir :
+       {"/proc", "/sys", "/dev", "/tmp", "/run", "/root", "/etc", "/usr/bin", "/usr/sbin"}) {
     cpio.AddDirectory(dir);
   }
   // The kernel opens /dev/console for init's stdio before anything is mounted.
@@ -263,7 +290,8 @@ Result<std::string> BuildInitramfs(const ImageStoreOptions& options, const Image
   for (const auto& n : names) cpio.AddSymlink(n, "/bin/busybox");
   cpio.AddFile("/init", 0755, kInitScript);
   cpio.AddFile("/bare-init", 0755, kBareInitScript);
-  if (auto s = AddHostFile(cpio, options.agent_binary, "/usr/sbin/patchlab-agent", 0755, true); !s) return std::unexpected(s.error());
+  if (auto s = AddHostFile(cpio, options.agent_binary, "/usr/sbin/patchlab-agent", 0755, true); !s)
+    return std::unexpected(s.error());
   if (!options.hotpatch_binary.empty() && fs::is_regular_file(options.hotpatch_binary)) {
     if (auto s = AddHostFile(cpio, options.hotpatch_binary, "/usr/bin/hotpatch", 0755, true); !s) {
       return std::unexpected(std::move(s.error()).AddContext("adding hotpatch"));
@@ -271,9 +299,13 @@ Result<std::string> BuildInitramfs(const ImageStoreOptions& options, const Image
   }
   for (const std::string& lib : recipe.libraries) {
     auto host = internal::FindHostLibrary(lib);
-    if (!host) return std::unexpected(std::move(host.error()).AddContext(fmt::format("image {} ({})", recipe.name, recipe.where)));
+    if (!host)
+      return std::unexpected(
+          std::move(host.error())
+              .AddContext(fmt::format("image {} ({})", recipe.name, recipe.where)));
     std::string guest = fs::path(lib).is_absolute() ? lib : host->string();
-    if (auto s = AddHostFile(cpio, fs::canonical(*host), guest, 0755, true); !s) return std::unexpected(s.error());
+    if (auto s = AddHostFile(cpio, fs::canonical(*host), guest, 0755, true); !s)
+      return std::unexpected(s.error());
   }
   // The panic notifier's modules, if the kernel has them as modules.
   std::error_code ec;
@@ -293,8 +325,10 @@ Result<std::string> BuildInitramfs(const ImageStoreOptions& options, const Image
     if (auto s = AddPackageTree(cpio, root); !s) return std::unexpected(s.error());
   }
   for (const ImageFile& f : extra) {
-    if (!fs::exists(f.host_path)) return Fail(ErrorCode::kNotFound, "extra image file {} does not exist", f.host_path.string());
-    if (auto s = AddHostFile(cpio, f.host_path, f.guest_path, f.mode, f.with_libraries); !s) return std::unexpected(s.error());
+    if (!fs::exists(f.host_path))
+      return Fail(ErrorCode::kNotFound, "extra image file {} does not exist", f.host_path.string());
+    if (auto s = AddHostFile(cpio, f.host_path, f.guest_path, f.mode, f.with_libraries); !s)
+      return std::unexpected(s.error());
   }
   return cpio.Finish();
 }
@@ -303,7 +337,8 @@ Result<std::string> BuildInitramfs(const ImageStoreOptions& options, const Image
 
 namespace {
 
-Result<std::optional<VmImage>> BuildOrFind(const ImageStoreOptions& options, const ImageRecipe& recipe,
+Result<std::optional<VmImage>> BuildOrFind(const ImageStoreOptions& options,
+                                           const ImageRecipe& recipe,
                                            const std::vector<ImageFile>& extra, bool fetch) {
   auto where = fmt::format("image {} ({})", recipe.name, recipe.where);
   Ingredients ing;
@@ -323,7 +358,8 @@ Result<std::optional<VmImage>> BuildOrFind(const ImageStoreOptions& options, con
     auto deb = internal::FetchDeb(p, debs);
     if (!deb) return std::unexpected(std::move(deb.error()).AddContext(where));
     fs::path root = options.cache_dir / "packages" / fs::path(p.filename).stem();
-    if (auto s = internal::ExtractDeb(*deb, root); !s) return std::unexpected(std::move(s.error()).AddContext(where));
+    if (auto s = internal::ExtractDeb(*deb, root); !s)
+      return std::unexpected(std::move(s.error()).AddContext(where));
     roots.push_back(root);
   }
   ing.kernel_root = roots.front();
@@ -339,11 +375,13 @@ Result<std::optional<VmImage>> BuildOrFind(const ImageStoreOptions& options, con
     }
   }
   if (image.kernel.empty()) {
-    return Fail(ErrorCode::kNotFound, "{}: package {} has no boot/vmlinuz-*: not a kernel image package", where,
+    return Fail(ErrorCode::kNotFound,
+                "{}: package {} has no boot/vmlinuz-*: not a kernel image package", where,
                 pkg->name);
   }
   image.kernel_args = kBaseKernelArgs;
-  image.kernel_args.insert(image.kernel_args.end(), recipe.kernel_args.begin(), recipe.kernel_args.end());
+  image.kernel_args.insert(image.kernel_args.end(), recipe.kernel_args.begin(),
+                           recipe.kernel_args.end());
   image.cpus = recipe.cpus;
 
   auto initramfs = BuildInitramfs(options, recipe, ing, extra);
@@ -352,27 +390,33 @@ Result<std::optional<VmImage>> BuildOrFind(const ImageStoreOptions& options, con
   for (const auto& a : image.kernel_args) key += a + " ";
   key += "\n" + Sha256Hex(*initramfs);
   image.content_hash = Sha256Hex(key);
-  fs::path dir = options.cache_dir / "images" / fmt::format("{}-{}", recipe.name, image.content_hash.substr(0, 16));
+  fs::path dir = options.cache_dir / "images" /
+                 fmt::format("{}-{}", recipe.name, image.content_hash.substr(0, 16));
   image.initrd = dir / "initrd.cpio";
-  if (fs::exists(dir / "image.json") && fs::exists(image.initrd)) return std::optional<VmImage>(image);
+  if (fs::exists(dir / "image.json") && fs::exists(image.initrd))
+    return std::optional<VmImage>(image);
   if (!fetch) return std::optional<VmImage>();
 
-  Log("harness")->info("building image {} ({} kernel {}, initramfs {} KiB)", recipe.name, pkg->name, pkg->version,
-                       initramfs->size() / 1024);
+  Log("harness")->info("building image {} ({} kernel {}, initramfs {} KiB)", recipe.name, pkg->name,
+                       pkg->version, initramfs->size() / 1024);
   fs::path tmp = dir.string() + fmt::format(".tmp-{}", ::getpid());
   std::error_code ec;
   fs::remove_all(tmp, ec);
   if (auto s = MakeDirs(tmp); !s) return std::unexpected(s.error());
   VmImage staged = image;
   staged.initrd = image.initrd;  // the final path goes into image.json
-  if (auto s = WriteFileAtomic(tmp / "initrd.cpio", *initramfs); !s) return std::unexpected(s.error());
-  if (auto s = WriteFileAtomic(tmp / "image.json", ImageJson(staged, recipe, pkg->name).dump(2) + "\n"); !s) {
+  if (auto s = WriteFileAtomic(tmp / "initrd.cpio", *initramfs); !s)
+    return std::unexpected(s.error());
+  if (auto s =
+          WriteFileAtomic(tmp / "image.json", ImageJson(staged, recipe, pkg->name).dump(2) + "\n");
+      !s) {
     return std::unexpected(s.error());
   }
   fs::rename(tmp, dir, ec);
   if (ec) {
     fs::remove_all(tmp, ec);  // a concurrent build got there first with the same content
-    if (!fs::exists(image.initrd)) return Fail(ErrorCode::kIo, "{}: cannot move the image into {}", where, dir.string());
+    if (!fs::exists(image.initrd))
+      return Fail(ErrorCode::kIo, "{}: cannot move the image into {}", where, dir.string());
   }
   return std::optional<VmImage>(image);
 }
@@ -396,8 +440,10 @@ Result<std::optional<VmImage>> ImageStore::Cached(const std::string& name) {
 Result<fs::path> ImageStore::MakeOverlay(const std::vector<ImageFile>& files) {
   CpioWriter cpio;
   for (const ImageFile& f : files) {
-    if (!fs::exists(f.host_path)) return Fail(ErrorCode::kNotFound, "overlay file {} does not exist", f.host_path.string());
-    if (auto s = AddHostFile(cpio, f.host_path, f.guest_path, f.mode, f.with_libraries); !s) return std::unexpected(s.error());
+    if (!fs::exists(f.host_path))
+      return Fail(ErrorCode::kNotFound, "overlay file {} does not exist", f.host_path.string());
+    if (auto s = AddHostFile(cpio, f.host_path, f.guest_path, f.mode, f.with_libraries); !s)
+      return std::unexpected(s.error());
   }
   std::string data = cpio.Finish();
   fs::path path = options_.cache_dir / "overlays" / (Sha256Hex(data).substr(0, 24) + ".cpio");
@@ -418,7 +464,8 @@ Result<VmImage> ImageStore::ComposeInitrd(const VmImage& base, const fs::path& o
   if (fs::exists(out.initrd)) return out;
   if (auto s = MakeDirs(out.initrd.parent_path()); !s) return std::unexpected(s.error());
   // Linux unpacks concatenated archives in order; later files replace earlier ones.
-  if (auto s = WriteFileAtomic(out.initrd, *base_bytes + *overlay_bytes); !s) return std::unexpected(s.error());
+  if (auto s = WriteFileAtomic(out.initrd, *base_bytes + *overlay_bytes); !s)
+    return std::unexpected(s.error());
   return out;
 }
 

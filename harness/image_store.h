@@ -39,13 +39,13 @@ namespace patchlab::harness {
 struct ImageRecipe {
   std::string name;
   std::string description;
-  std::string kernel_package;             // versioned or meta package name
-  std::vector<std::string> packages;      // extra Debian packages unpacked into the root
-  std::vector<std::string> libraries;     // host libraries to include (with closure), e.g. libz.so.1
-  std::vector<std::string> cpus;          // default CPU models
-  std::vector<std::string> kernel_args;   // added after the lab's defaults
+  std::string kernel_package;            // versioned or meta package name
+  std::vector<std::string> packages;     // extra Debian packages unpacked into the root
+  std::vector<std::string> libraries;    // host libraries to include (with closure), e.g. libz.so.1
+  std::vector<std::string> cpus;         // default CPU models
+  std::vector<std::string> kernel_args;  // added after the lab's defaults
   int memory_mib = 512;
-  std::string where;                      // "images.yaml:12:5", for messages
+  std::string where;  // "images.yaml:12:5", for messages
 };
 
 // Reads a recipe file. Fails with kParse / kNotFound naming file:line:col.
@@ -56,13 +56,13 @@ struct ImageFile {
   std::filesystem::path host_path;  // must exist
   std::string guest_path;           // absolute path in the guest
   mode_t mode = 0755;
-  bool with_libraries = false;      // also add its ldd closure at the same paths
+  bool with_libraries = false;  // also add its ldd closure at the same paths
 };
 
 struct ImageStoreOptions {
-  std::filesystem::path recipes;       // vm-images/images.yaml
-  std::filesystem::path cache_dir;     // default: $PATCHLAB_CACHE or /var/cache/patchlab
-  std::filesystem::path agent_binary;  // patchlab-agent (static); required
+  std::filesystem::path recipes;          // vm-images/images.yaml
+  std::filesystem::path cache_dir;        // default: $PATCHLAB_CACHE or /var/cache/patchlab
+  std::filesystem::path agent_binary;     // patchlab-agent (static); required
   std::filesystem::path hotpatch_binary;  // optional: included when the file exists
   std::filesystem::path busybox = "/bin/busybox";  // from busybox-static
 };

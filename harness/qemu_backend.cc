@@ -7,9 +7,8 @@
 
 #include <map>
 #include <mutex>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "base/file_util.h"
 #include "base/log.h"
@@ -24,7 +23,8 @@ using internal::QemuVm;
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
-KvmProbe ProbeKvm(const fs::path& qemu, const VmImage& image, const std::string& cpu_model, milliseconds timeout) {
+KvmProbe ProbeKvm(const fs::path& qemu, const VmImage& image, const std::string& cpu_model,
+                  milliseconds timeout) {
   KvmProbe probe;
   int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
   if (fd < 0) {
@@ -35,10 +35,27 @@ KvmProbe ProbeKvm(const fs::path& qemu, const VmImage& image, const std::string&
   // /dev/kvm can exist while KVM fails (emulation failure) or spins (nested
   // KVM): only a real boot to init within a deadline proves it works.
   SubprocessOptions o;
-  o.argv = {qemu.string(), "-machine", "pc", "-accel", "kvm", "-cpu", cpu_model, "-m", "256",
-            "-nodefaults", "-no-reboot", "-display", "none", "-serial", "stdio",
-            "-kernel", image.kernel.string(), "-initrd", image.initrd.string(),
-            "-append", "console=ttyS0 panic=-1 rdinit=/bare-init"};
+  o.argv = {qemu.string(),
+            "-machine",
+            "pc",
+            "-accel",
+            "kvm",
+            "-cpu",
+            cpu_model,
+            "-m",
+            "256",
+            "-nodefaults",
+            "-no-reboot",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-kernel",
+            image.kernel.string(),
+            "-initrd",
+            image.initrd.string(),
+            "-append",
+            "console=ttyS0 panic=-1 rdinit=/bare-init"};
   o.stderr_to_stdout = true;
   o.timeout = timeout;
   o.kill_grace = milliseconds(200);
@@ -53,7 +70,8 @@ KvmProbe ProbeKvm(const fs::path& qemu, const VmImage& image, const std::string&
   } else {
     std::string out = r->stdout_data;
     size_t nl = out.find('\n');
-    probe.reason = fmt::format("KVM boot failed ({}): {}", r->status.ToString(), out.substr(0, std::min<size_t>(nl, 200)));
+    probe.reason = fmt::format("KVM boot failed ({}): {}", r->status.ToString(),
+                               out.substr(0, std::min<size_t>(nl, 200)));
   }
   return probe;
 }
@@ -80,14 +98,16 @@ KvmProbe QemuBackend::ChooseAccelerator(const VmImage& image, const std::string&
   // it is kept on disk so each host pays for the probe once.
   utsname uts{};
   ::uname(&uts);
-  struct stat st{};
+  struct stat st {};
   std::string qemu_path = o.qemu.string();
   if (o.qemu.is_relative()) {
     auto which = RunSubprocess({.argv = {"sh", "-c", "command -v " + qemu_path}});
-    if (which && which->status.Success()) qemu_path = which->stdout_data.substr(0, which->stdout_data.find('\n'));
+    if (which && which->status.Success())
+      qemu_path = which->stdout_data.substr(0, which->stdout_data.find('\n'));
   }
   ::stat(qemu_path.c_str(), &st);
-  std::string key = fmt::format("{} {} {} {}", uts.release, qemu_path, static_cast<long long>(st.st_mtime), cpu_model);
+  std::string key = fmt::format("{} {} {} {}", uts.release, qemu_path,
+                                static_cast<long long>(st.st_mtime), cpu_model);
   fs::path cache_file = o.cache_dir / "kvm-probe.json";
   nlohmann::json cache = nlohmann::json::object();
   if (auto text = ReadFile(cache_file)) {
@@ -96,14 +116,16 @@ KvmProbe QemuBackend::ChooseAccelerator(const VmImage& image, const std::string&
   }
   if (cache.contains(key) && cache[key].is_object()) {
     KvmProbe p;
-    p.accelerator = cache[key].value("accelerator", "tcg") == "kvm" ? Accelerator::kKvm : Accelerator::kTcg;
+    p.accelerator =
+        cache[key].value("accelerator", "tcg") == "kvm" ? Accelerator::kKvm : Accelerator::kTcg;
     p.reason = cache[key].value("reason", "");
     p.cached = true;
     impl_->probes[cpu_model] = p;
     return p;
   }
   KvmProbe p = ProbeKvm(o.qemu, image, cpu_model, o.kvm_probe_timeout);
-  Log("harness")->info("KVM probe for {}: {} ({})", cpu_model, AcceleratorName(p.accelerator), p.reason);
+  Log("harness")->info("KVM probe for {}: {} ({})", cpu_model, AcceleratorName(p.accelerator),
+                       p.reason);
   cache[key] = {{"accelerator", AcceleratorName(p.accelerator)}, {"reason", p.reason}};
   if (MakeDirs(o.cache_dir)) (void)WriteFileAtomic(cache_file, cache.dump(2) + "\n");
   impl_->probes[cpu_model] = p;
@@ -111,8 +133,8 @@ KvmProbe QemuBackend::ChooseAccelerator(const VmImage& image, const std::string&
 }
 
 Result<std::unique_ptr<Vm>> QemuBackend::Boot(const VmImage& image, const VmSpec& spec) {
-  QemuLaunch launch{impl_->options.qemu, image, spec, ChooseAccelerator(image, spec.cpu_model).accelerator,
-                    std::nullopt};
+  QemuLaunch launch{impl_->options.qemu, image, spec,
+                    ChooseAccelerator(image, spec.cpu_model).accelerator, std::nullopt};
   auto vm = QemuVm::Start(std::move(launch));
   if (!vm) return std::unexpected(vm.error());
   Log("harness")->debug("booted {}", (*vm)->Describe());
@@ -130,7 +152,8 @@ Result<ReadyState> QemuBackend::SaveReady(Vm& vm, const fs::path& file) {
     return std::unexpected(r.error());
   }
   if (auto r = qmp.Execute("migrate", {{"uri", fmt::format("exec:cat > {}", tmp.string())}}); !r) {
-    return std::unexpected(std::move(r.error()).AddContext("saving the ready state of " + vm.spec().name));
+    return std::unexpected(
+        std::move(r.error()).AddContext("saving the ready state of " + vm.spec().name));
   }
   auto deadline = Clock::now() + std::chrono::seconds(120);
   while (true) {
@@ -142,15 +165,18 @@ Result<ReadyState> QemuBackend::SaveReady(Vm& vm, const fs::path& file) {
       std::error_code ec;
       fs::remove(tmp, ec);
       return Fail(ErrorCode::kInfra, "saving {}: migration {} ({})", vm.spec().name,
-                  status == "failed" || status == "cancelled" ? status : "timed out", r->value("error-desc", ""));
+                  status == "failed" || status == "cancelled" ? status : "timed out",
+                  r->value("error-desc", ""));
     }
     std::this_thread::sleep_for(milliseconds(10));
   }
   std::error_code ec;
   fs::rename(tmp, file, ec);
-  if (ec) return Fail(ErrorCode::kIo, "rename {} -> {}: {}", tmp.string(), file.string(), ec.message());
+  if (ec)
+    return Fail(ErrorCode::kIo, "rename {} -> {}: {}", tmp.string(), file.string(), ec.message());
   // The source stops when migration completes; let it carry on as promised.
-  if (auto r = qmp.Execute("cont"); !r) return std::unexpected(std::move(r.error()).AddContext("resuming after save"));
+  if (auto r = qmp.Execute("cont"); !r)
+    return std::unexpected(std::move(r.error()).AddContext("resuming after save"));
   ReadyState state{"qemu", file, vm.image(), vm.spec()};
   return state;
 }
@@ -163,11 +189,12 @@ Result<std::unique_ptr<Vm>> QemuBackend::RestoreReady(const ReadyState& state, c
   if (spec.cpu_model != state.spec.cpu_model || spec.smp != state.spec.smp ||
       spec.memory_mib != state.spec.memory_mib) {
     return Fail(ErrorCode::kInvalidArgument,
-                "restore of {} needs cpu {} x{} with {} MiB as saved, got {} x{} with {} MiB", state.file.string(),
-                state.spec.cpu_model, state.spec.smp, state.spec.memory_mib, spec.cpu_model, spec.smp,
-                spec.memory_mib);
+                "restore of {} needs cpu {} x{} with {} MiB as saved, got {} x{} with {} MiB",
+                state.file.string(), state.spec.cpu_model, state.spec.smp, state.spec.memory_mib,
+                spec.cpu_model, spec.smp, spec.memory_mib);
   }
-  if (!fs::exists(state.file)) return Fail(ErrorCode::kInfra, "ready state {} does not exist", state.file.string());
+  if (!fs::exists(state.file))
+    return Fail(ErrorCode::kInfra, "ready state {} does not exist", state.file.string());
   VmSpec restored = spec;
   // The guest's command line is in the saved memory; keep QEMU's -append equal to it.
   restored.extra_kernel_args = state.spec.extra_kernel_args;

@@ -48,8 +48,8 @@ struct KvmProbe {
 
 // Probes whether KVM can boot `image` with `cpu_model` to init within `timeout`
 // (uncached). Never fails: any problem means TCG, with the reason.
-KvmProbe ProbeKvm(const std::filesystem::path& qemu, const VmImage& image, const std::string& cpu_model,
-                  std::chrono::milliseconds timeout);
+KvmProbe ProbeKvm(const std::filesystem::path& qemu, const VmImage& image,
+                  const std::string& cpu_model, std::chrono::milliseconds timeout);
 
 class QemuBackend : public VmBackend {
  public:

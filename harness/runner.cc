@@ -7,10 +7,9 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "base/file_util.h"
 #include "base/log.h"
@@ -19,8 +18,8 @@
 #include "harness/internal/runner_cell.h"
 #include "harness/internal/runner_figures.h"
 #include "harness/internal/runner_host_guest.h"
-#include "harness/libvirt/fleet_backend.h"
 #include "harness/internal/runner_vm_guest.h"
+#include "harness/libvirt/fleet_backend.h"
 #include "metrics/compat_db.h"
 #include "metrics/gate.h"
 
@@ -42,7 +41,8 @@ struct PlannedCell {
 
 std::string Slug(const std::string& s) {
   std::string out;
-  for (char c : s) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.') ? c : '_';
+  for (char c : s)
+    out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.') ? c : '_';
   return out;
 }
 
@@ -71,7 +71,8 @@ nlohmann::json FiguresJson(const CellOutcome& c) {
     j["cpu_overhead_pct"] = nullptr;
   }
   j["overhead_flagged"] = c.overhead_flagged;
-  j["mem_overhead_kib"] = r.mem_overhead_kib ? nlohmann::json(*r.mem_overhead_kib) : nlohmann::json();
+  j["mem_overhead_kib"] =
+      r.mem_overhead_kib ? nlohmann::json(*r.mem_overhead_kib) : nlohmann::json();
   j["semantic"] = metrics::SemanticVerdictName(r.semantic);
   j["duration_ms"] = r.duration_ms;
   j["artefacts"] = r.artefacts;
@@ -113,8 +114,10 @@ Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
   if (!key) return std::unexpected(key.error());
   std::vector<std::unique_ptr<BuiltScenario>> built;
   for (const Scenario& s : scenarios) {
-    log->info("building {} ({} patch{})", s.name, s.patches.size(), s.patches.size() == 1 ? "" : "es");
-    auto b = internal::BuildScenario(s, out / Slug(s.name) / "build", *key, options_.hotpatch, options_.cc);
+    log->info("building {} ({} patch{})", s.name, s.patches.size(),
+              s.patches.size() == 1 ? "" : "es");
+    auto b = internal::BuildScenario(s, out / Slug(s.name) / "build", *key, options_.hotpatch,
+                                     options_.cc);
     if (!b) return std::unexpected(b.error());
     built.push_back(std::make_unique<BuiltScenario>(std::move(*b)));
   }
@@ -130,15 +133,18 @@ Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
       emulator::CheckOptions check = *s.semantic;
       if (fs::path(check.new_fn.elf).filename() != p.object.filename()) continue;
       check.new_fn.elf = p.object.string();
-      if (fs::path(check.old_fn.elf).filename() == s.target.program) check.old_fn.elf = built[si]->program.string();
+      if (fs::path(check.old_fn.elf).filename() == s.target.program)
+        check.old_fn.elf = built[si]->program.string();
       log->info("semantic check of {} ({} inputs)", p.spec->id, check.inputs);
       auto result = emulator::RunCheck(check);
       if (!result) {
         return std::unexpected(
-            std::move(result.error()).AddContext(fmt::format("{}: semantic check of {}", s.file.string(), p.spec->id)));
+            std::move(result.error())
+                .AddContext(fmt::format("{}: semantic check of {}", s.file.string(), p.spec->id)));
       }
       metrics::SemanticVerdict v = metrics::SemanticVerdict::kPass;
-      if (result->verdict == emulator::Verdict::kInconclusive) v = metrics::SemanticVerdict::kInconclusive;
+      if (result->verdict == emulator::Verdict::kInconclusive)
+        v = metrics::SemanticVerdict::kInconclusive;
       if (emulator::VerdictExitCode(result->verdict) == 1) v = metrics::SemanticVerdict::kFail;
       semantic[p.spec->id] = v;
       (void)WriteFileAtomic(out / Slug(s.name) / "build" / (p.spec->id + ".semantic.json"),
@@ -185,14 +191,15 @@ Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
     if (!options_.images.empty()) {
       std::vector<std::string> kept;
       for (const auto& i : images) {
-        if (std::find(options_.images.begin(), options_.images.end(), i) != options_.images.end()) kept.push_back(i);
+        if (std::find(options_.images.begin(), options_.images.end(), i) != options_.images.end())
+          kept.push_back(i);
       }
       images = kept;
     }
     for (const auto& image : images) {
       if (!known_images.contains(image)) {
-        return Fail(ErrorCode::kInvalidArgument, "{}: image '{}' is not one the lab knows ({})", s.file.string(),
-                    image, fmt::join(known_images, ", "));
+        return Fail(ErrorCode::kInvalidArgument, "{}: image '{}' is not one the lab knows ({})",
+                    s.file.string(), image, fmt::join(known_images, ", "));
       }
       std::vector<std::string> cpus = !options_.cpus.empty() ? options_.cpus
                                       : !s.cpus.empty()      ? s.cpus
@@ -201,13 +208,15 @@ Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
       for (const auto& patch : built[si]->patches) {
         for (const auto& cpu : cpus) {
           for (const auto& w : s.workloads) {
-            plan.push_back({&s, built[si].get(), &patch, &w, {s.name, patch.spec->id, image, cpu, w.name}});
+            plan.push_back(
+                {&s, built[si].get(), &patch, &w, {s.name, patch.spec->id, image, cpu, w.name}});
           }
         }
       }
     }
   }
-  if (plan.empty()) return Fail(ErrorCode::kInvalidArgument, "the matrix is empty (check --images and --cpus)");
+  if (plan.empty())
+    return Fail(ErrorCode::kInvalidArgument, "the matrix is empty (check --images and --cpus)");
 
   // 4. The database: the run, its plan, the patches and images it uses.
   auto db = metrics::CompatDb::Open(options_.db);
@@ -231,8 +240,8 @@ Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
   }
   for (const auto& b : built) {
     for (const auto& p : b->patches) {
-      metrics::PatchInfo info{p.spec->id, static_cast<int>(p.spec->seq), p.target_build_id, p.package_sha256,
-                              key->public_key.string()};
+      metrics::PatchInfo info{p.spec->id, static_cast<int>(p.spec->seq), p.target_build_id,
+                              p.package_sha256, key->public_key.string()};
       if (auto s = db->RecordPatch(info); !s) return std::unexpected(s.error());
     }
   }
@@ -281,7 +290,8 @@ Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
       for (int attempt = 0; attempt < 2; ++attempt) {
         fs::path dir = attempt == 0 ? artefacts : artefacts / "retry";
         obs = internal::CellObservations{};
-        internal::GuestSpec spec{pc.key.image, pc.key.cpu, pc.scenario->vcpus, pc.scenario->memory_mib, dir};
+        internal::GuestSpec spec{pc.key.image, pc.key.cpu, pc.scenario->vcpus,
+                                 pc.scenario->memory_mib, dir};
         auto guest = factory->Start(spec);
         if (!guest) {
           obs.infra_error = "starting the machine: " + guest.error().ToString();
@@ -304,8 +314,8 @@ Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
       internal::ComputeFigures(obs, pc.scenario->limits, outcome.result, outcome.overhead_flagged);
       outcome.result.duration_ms =
           std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - cell_start).count();
-      outcome.met_expectation =
-          internal::MetExpectation(outcome.result, outcome.overhead_flagged, pc.scenario->expect, outcome.unmet);
+      outcome.met_expectation = internal::MetExpectation(outcome.result, outcome.overhead_flagged,
+                                                         pc.scenario->expect, outcome.unmet);
       outcome.result.met_expectation = outcome.met_expectation;
       (void)MakeDirs(artefacts);
       (void)WriteFileAtomic(artefacts / "figures.json", FiguresJson(outcome).dump(2) + "\n");
@@ -359,7 +369,8 @@ Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
       std::vector<size_t> cells;
       std::set<std::string> patches;
       for (size_t i = 0; i < plan.size(); ++i) {
-        if (done[i] || stopped.contains(plan[i].key.patch_id) || !ring.Contains(plan[i].key.image)) continue;
+        if (done[i] || stopped.contains(plan[i].key.patch_id) || !ring.Contains(plan[i].key.image))
+          continue;
         cells.push_back(i);
         done[i] = true;
         patches.insert(plan[i].key.patch_id);
@@ -371,8 +382,8 @@ Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
         if (!decision) return std::unexpected(decision.error());
         if (decision->outcome != metrics::GateOutcome::kShip) {
           stopped.insert(patch);
-          report.ring_stops.push_back(fmt::format("{}: stopped after ring {}: {}", patch, ring.name,
-                                                  decision->Explain()));
+          report.ring_stops.push_back(
+              fmt::format("{}: stopped after ring {}: {}", patch, ring.name, decision->Explain()));
         }
       }
     }

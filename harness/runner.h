@@ -34,8 +34,8 @@
 namespace patchlab::harness {
 
 enum class RunnerBackend {
-  kQemu,  // reference images in QEMU VMs (the lab's normal mode)
-  kHost,  // this host's own processes: no image or CPU variation
+  kQemu,     // reference images in QEMU VMs (the lab's normal mode)
+  kHost,     // this host's own processes: no image or CPU variation
   kLibvirt,  // reference images in libvirt domains on the `connect` hosts (docs/fleet.md)
 };
 
@@ -47,14 +47,14 @@ struct RunnerOptions {
   std::vector<std::string> cpus;    // only these CPU models (empty: each scenario's or image's)
   std::optional<int64_t> resume;    // finish this run instead of starting one
   RunnerBackend backend = RunnerBackend::kQemu;
-  std::filesystem::path hotpatch;   // the host's hotpatch (pack, keygen; apply on the host backend)
-  std::filesystem::path key_dir;    // the lab's signing key; empty: DefaultKeyDir()
-  std::filesystem::path recipes;    // vm-images/images.yaml (QEMU backend)
+  std::filesystem::path hotpatch;  // the host's hotpatch (pack, keygen; apply on the host backend)
+  std::filesystem::path key_dir;   // the lab's signing key; empty: DefaultKeyDir()
+  std::filesystem::path recipes;   // vm-images/images.yaml (QEMU backend)
   std::vector<std::string> connect;  // libvirt backend: one URI per host
   int per_host = 1;                  // libvirt backend: VMs at once on each host
   std::string cc = "cc";
-  std::string label;                // stored with the run ("nightly", ...)
-  std::string args;                 // the command line, stored with the run
+  std::string label;  // stored with the run ("nightly", ...)
+  std::string args;   // the command line, stored with the run
   // Rollout rings (`patchlab run --rings`): run the policy's rings in order and
   // stop a patch before the next ring when the gate rejects it on this one.
   bool rings = false;
@@ -73,8 +73,8 @@ struct RunProgress {
   int total = 0;
   int done = 0;
   int running = 0;
-  int failed = 0;        // done and not meeting expectation (infra errors included)
-  double eta_s = -1;     // < 0: unknown yet
+  int failed = 0;     // done and not meeting expectation (infra errors included)
+  double eta_s = -1;  // < 0: unknown yet
   const CellOutcome* finished = nullptr;  // the cell just finished, if any
 };
 

@@ -15,13 +15,13 @@ namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 
 // Propagates the error of a Result-returning expression, else yields its value.
-#define PL_TRY(var, expr)                                  \
-  auto var##_result = (expr);                              \
+#define PL_TRY(var, expr)                                          \
+  auto var##_result = (expr);                                      \
   if (!var##_result) return std::unexpected(var##_result.error()); \
   auto var = std::move(*var##_result)
 
-#define PL_CHECK(expr)                                      \
-  do {                                                      \
+#define PL_CHECK(expr)                                             \
+  do {                                                             \
     if (auto _s = (expr); !_s) return std::unexpected(_s.error()); \
   } while (0)
 
@@ -69,7 +69,8 @@ Result<milliseconds> GetDurationOr(const YamlMap& m, std::string_view key, milli
 Result<int> GetIntInRange(const YamlMap& m, std::string_view key, int fallback, int lo, int hi) {
   PL_TRY(v, m.GetOr<int>(key, fallback));
   if (v < lo || v > hi) {
-    return std::unexpected(m.ErrorAt(key, fmt::format("must be between {} and {}, got {}", lo, hi, v)));
+    return std::unexpected(
+        m.ErrorAt(key, fmt::format("must be between {} and {}, got {}", lo, hi, v)));
   }
   return v;
 }
@@ -97,7 +98,8 @@ Result<TargetSpec> ParseTarget(const YamlMap& root) {
   TargetSpec t;
   PL_TRY(program, m.Get<std::string>("program"));
   if (!IsName(program)) {
-    return std::unexpected(m.ErrorAt("program", "must be a plain file name (letters, digits, - _ .)"));
+    return std::unexpected(
+        m.ErrorAt("program", "must be a plain file name (letters, digits, - _ .)"));
   }
   t.program = program;
   PL_TRY(sources, GetSources(m, "sources"));
@@ -110,8 +112,8 @@ Result<TargetSpec> ParseTarget(const YamlMap& root) {
 }
 
 Result<PatchSpec> ParsePatch(const YamlMap& m) {
-  PL_CHECK(m.AllowOnly({"id", "seq", "module", "sources", "cflags", "functions", "references",
-                        "replaces"}));
+  PL_CHECK(m.AllowOnly(
+      {"id", "seq", "module", "sources", "cflags", "functions", "references", "replaces"}));
   PatchSpec p;
   p.where = YamlWhere(m.file(), m.node());
   PL_TRY(id, m.Get<std::string>("id"));
@@ -131,7 +133,8 @@ Result<PatchSpec> ParsePatch(const YamlMap& m) {
   p.cflags = std::move(cflags);
 
   PL_TRY(functions, m.GetStrings("functions"));
-  if (functions.empty()) return std::unexpected(m.ErrorAt("functions", "must name at least one function"));
+  if (functions.empty())
+    return std::unexpected(m.ErrorAt("functions", "must name at least one function"));
   YAML::Node fnode = m.Node("functions");
   for (size_t i = 0; i < functions.size(); ++i) {
     const std::string& f = functions[i];
@@ -139,8 +142,8 @@ Result<PatchSpec> ParsePatch(const YamlMap& m) {
     size_t eq = f.find('=');
     FunctionMap fm{f.substr(0, eq), eq == std::string::npos ? f.substr(0, eq) : f.substr(eq + 1)};
     if (!IsIdentifier(fm.old_name) || !IsIdentifier(fm.new_name)) {
-      return std::unexpected(
-          ItemError(m, at, "functions", fmt::format("'{}' must be OLD or OLD=NEW (symbol names)", f)));
+      return std::unexpected(ItemError(
+          m, at, "functions", fmt::format("'{}' must be OLD or OLD=NEW (symbol names)", f)));
     }
     p.functions.push_back(std::move(fm));
   }
@@ -157,7 +160,8 @@ Result<PatchSpec> ParsePatch(const YamlMap& m) {
 }
 
 Result<std::vector<PatchSpec>> ParsePatches(const YamlMap& root) {
-  if (!root.Has("patch")) return std::unexpected(root.ErrorAt("", "missing required field 'patch'"));
+  if (!root.Has("patch"))
+    return std::unexpected(root.ErrorAt("", "missing required field 'patch'"));
   YAML::Node node = root.Node("patch");
   std::vector<PatchSpec> out;
   if (node.IsMap()) {
@@ -171,13 +175,14 @@ Result<std::vector<PatchSpec>> ParsePatches(const YamlMap& root) {
       out.push_back(std::move(p));
     }
   } else {
-    return std::unexpected(root.ErrorAt("patch", "must be a mapping or a non-empty list of mappings"));
+    return std::unexpected(
+        root.ErrorAt("patch", "must be a mapping or a non-empty list of mappings"));
   }
   std::set<std::string> ids;
   for (const auto& p : out) {
     if (!ids.insert(p.id).second) {
-      return std::unexpected(Error(ErrorCode::kParse,
-                                   fmt::format("{}: patch: id '{}' appears twice", p.where, p.id)));
+      return std::unexpected(
+          Error(ErrorCode::kParse, fmt::format("{}: patch: id '{}' appears twice", p.where, p.id)));
     }
   }
   return out;
@@ -207,7 +212,8 @@ Result<WorkloadSpec> ParseWorkload(const YamlMap& m, bool named) {
 }
 
 Result<std::vector<WorkloadSpec>> ParseWorkloads(const YamlMap& root) {
-  if (!root.Has("workload")) return std::unexpected(root.ErrorAt("", "missing required field 'workload'"));
+  if (!root.Has("workload"))
+    return std::unexpected(root.ErrorAt("", "missing required field 'workload'"));
   YAML::Node node = root.Node("workload");
   std::vector<WorkloadSpec> out;
   if (node.IsMap()) {
@@ -220,12 +226,14 @@ Result<std::vector<WorkloadSpec>> ParseWorkloads(const YamlMap& root) {
       PL_TRY(m, YamlMap::Of(root.file(), node[i], fmt::format("workload[{}]", i)));
       PL_TRY(w, ParseWorkload(m, true));
       if (!names.insert(w.name).second) {
-        return std::unexpected(m.ErrorAt("name", fmt::format("workload '{}' appears twice", w.name)));
+        return std::unexpected(
+            m.ErrorAt("name", fmt::format("workload '{}' appears twice", w.name)));
       }
       out.push_back(std::move(w));
     }
   } else {
-    return std::unexpected(root.ErrorAt("workload", "must be a mapping or a non-empty list of mappings"));
+    return std::unexpected(
+        root.ErrorAt("workload", "must be a mapping or a non-empty list of mappings"));
   }
   return out;
 }
@@ -236,7 +244,8 @@ Result<MeasureSpec> ParseMeasure(const YamlMap& root) {
   PL_TRY(m, root.Map("measure"));
   PL_CHECK(m.AllowOnly({"window", "alternations"}));
   PL_TRY(window, GetDurationOr(m, "window", s.window));
-  if (window < milliseconds(100)) return std::unexpected(m.ErrorAt("window", "must be at least 100ms"));
+  if (window < milliseconds(100))
+    return std::unexpected(m.ErrorAt("window", "must be at least 100ms"));
   s.window = window;
   PL_TRY(alternations, GetIntInRange(m, "alternations", s.alternations, 1, 100));
   s.alternations = alternations;
@@ -254,7 +263,8 @@ Result<ApplySpec> ParseApply(const YamlMap& root) {
   } else if (when == "at-start") {
     s.when = ApplyWhen::kAtStart;
   } else {
-    return std::unexpected(m.ErrorAt("when", fmt::format("must be after-warmup or at-start, got '{}'", when)));
+    return std::unexpected(
+        m.ErrorAt("when", fmt::format("must be after-warmup or at-start, got '{}'", when)));
   }
   PL_TRY(repeat, GetIntInRange(m, "repeat", s.repeat, 1, 1000));
   s.repeat = repeat;
@@ -271,8 +281,10 @@ Result<LimitsSpec> ParseLimits(const YamlMap& root) {
   PL_TRY(cpu, m.GetOr<double>("cpu_overhead_pct", s.cpu_overhead_pct));
   PL_TRY(mem, m.GetOr<double>("mem_overhead_kib", s.mem_overhead_kib));
   PL_TRY(pause, m.GetOr<double>("pause_us", s.pause_us));
-  for (auto [key, v] : {std::pair{"cpu_overhead_pct", cpu}, {"mem_overhead_kib", mem}, {"pause_us", pause}}) {
-    if (!(v >= 0) || !std::isfinite(v)) return std::unexpected(m.ErrorAt(key, "must be a number >= 0"));
+  for (auto [key, v] :
+       {std::pair{"cpu_overhead_pct", cpu}, {"mem_overhead_kib", mem}, {"pause_us", pause}}) {
+    if (!(v >= 0) || !std::isfinite(v))
+      return std::unexpected(m.ErrorAt(key, "must be a number >= 0"));
   }
   s.cpu_overhead_pct = cpu;
   s.mem_overhead_kib = mem;
@@ -282,7 +294,8 @@ Result<LimitsSpec> ParseLimits(const YamlMap& root) {
 
 Result<ExpectSpec> ParseExpect(const YamlMap& root) {
   PL_TRY(m, root.Map("expect"));
-  PL_CHECK(m.AllowOnly({"verdict", "max_crashes", "overhead_flagged", "reason_contains", "semantic"}));
+  PL_CHECK(
+      m.AllowOnly({"verdict", "max_crashes", "overhead_flagged", "reason_contains", "semantic"}));
   ExpectSpec e;
   PL_TRY(verdict_name, m.Get<std::string>("verdict"));
   auto verdict = ParseVerdict(verdict_name);
@@ -324,10 +337,12 @@ Result<Scenario> ParseScenarioFile(const fs::path& file) {
   s.dir = file.parent_path().empty() ? fs::path(".") : file.parent_path();
   // The timeout is checked first: a scenario without one must never run.
   if (!root.Has("timeout")) {
-    return std::unexpected(root.ErrorAt("", "missing required field 'timeout' (every scenario needs one)"));
+    return std::unexpected(
+        root.ErrorAt("", "missing required field 'timeout' (every scenario needs one)"));
   }
   PL_TRY(timeout, GetDuration(root, "timeout"));
-  if (timeout < milliseconds(1000)) return std::unexpected(root.ErrorAt("timeout", "must be at least 1s"));
+  if (timeout < milliseconds(1000))
+    return std::unexpected(root.ErrorAt("timeout", "must be at least 1s"));
   s.timeout = timeout;
   PL_TRY(name, root.Get<std::string>("name"));
   if (!IsName(name)) return std::unexpected(root.ErrorAt("name", "must be letters, digits, - _ ."));
@@ -369,29 +384,30 @@ Result<Scenario> ParseScenarioFile(const fs::path& file) {
       YAML::Node wn = root.Node("workload");
       return std::unexpected(Error(
           ErrorCode::kParse,
-          fmt::format("{}: workload '{}': duration {}ms is shorter than warmup + (2 x alternations + 1) "
-                      "windows = {}ms",
-                      YamlWhere(file.string(), wn), w.name, w.duration.count(), needed.count())));
+          fmt::format(
+              "{}: workload '{}': duration {}ms is shorter than warmup + (2 x alternations + 1) "
+              "windows = {}ms",
+              YamlWhere(file.string(), wn), w.name, w.duration.count(), needed.count())));
     }
     if (w.duration >= s.timeout) {
-      return std::unexpected(root.ErrorAt(
-          "timeout", fmt::format("{}ms must be longer than workload '{}' ({}ms)", s.timeout.count(),
-                                 w.name, w.duration.count())));
+      return std::unexpected(
+          root.ErrorAt("timeout", fmt::format("{}ms must be longer than workload '{}' ({}ms)",
+                                              s.timeout.count(), w.name, w.duration.count())));
     }
   }
   for (const auto& p : s.patches) {
     for (const auto& src : p.sources) {
       if (!fs::exists(s.dir / src)) {
-        return std::unexpected(Error(ErrorCode::kParse,
-                                     fmt::format("{}: patch '{}': source {} does not exist", p.where,
-                                                 p.id, (s.dir / src).string())));
+        return std::unexpected(
+            Error(ErrorCode::kParse, fmt::format("{}: patch '{}': source {} does not exist",
+                                                 p.where, p.id, (s.dir / src).string())));
       }
     }
   }
   for (const auto& src : s.target.sources) {
     if (!fs::exists(s.dir / src)) {
-      return std::unexpected(root.ErrorAt(
-          "target", fmt::format("source {} does not exist", (s.dir / src).string())));
+      return std::unexpected(
+          root.ErrorAt("target", fmt::format("source {} does not exist", (s.dir / src).string())));
     }
   }
   return s;
@@ -401,16 +417,21 @@ Result<Scenario> ParseScenarioFile(const fs::path& file) {
 
 std::string_view VerdictName(Verdict verdict) {
   switch (verdict) {
-    case Verdict::kPass: return "pass";
-    case Verdict::kFail: return "fail";
-    case Verdict::kNotHotpatchable: return "not-hotpatchable";
-    case Verdict::kInfraError: return "infra-error";
+    case Verdict::kPass:
+      return "pass";
+    case Verdict::kFail:
+      return "fail";
+    case Verdict::kNotHotpatchable:
+      return "not-hotpatchable";
+    case Verdict::kInfraError:
+      return "infra-error";
   }
   std::abort();
 }
 
 Result<Verdict> ParseVerdict(std::string_view name) {
-  for (Verdict v : {Verdict::kPass, Verdict::kFail, Verdict::kNotHotpatchable, Verdict::kInfraError}) {
+  for (Verdict v :
+       {Verdict::kPass, Verdict::kFail, Verdict::kNotHotpatchable, Verdict::kInfraError}) {
     if (VerdictName(v) == name) return v;
   }
   return Fail(ErrorCode::kInvalidArgument, "unknown verdict '{}'", name);
@@ -436,14 +457,16 @@ Result<milliseconds> ParseDuration(std::string_view text) {
   } else {
     return Fail(ErrorCode::kInvalidArgument, "'{}' is not a duration (units: ms, s, m)", text);
   }
-  if (ms > 7 * 24 * 3600e3) return Fail(ErrorCode::kInvalidArgument, "duration '{}' is too long", text);
+  if (ms > 7 * 24 * 3600e3)
+    return Fail(ErrorCode::kInvalidArgument, "duration '{}' is too long", text);
   return milliseconds(static_cast<int64_t>(std::llround(ms)));
 }
 
 Result<Scenario> LoadScenario(const fs::path& path) {
   std::error_code ec;
   fs::path file = fs::is_directory(path, ec) ? path / "scenario.yaml" : path;
-  if (!fs::exists(file, ec)) return Fail(ErrorCode::kNotFound, "{}: no such scenario file", file.string());
+  if (!fs::exists(file, ec))
+    return Fail(ErrorCode::kNotFound, "{}: no such scenario file", file.string());
   return ParseScenarioFile(file);
 }
 
@@ -454,8 +477,8 @@ Result<std::vector<Scenario>> LoadScenarios(const std::vector<std::string>& args
   auto add = [&](const fs::path& file) -> Status {
     PL_TRY(s, ParseScenarioFile(file));
     if (!names.insert(s.name).second) {
-      return Fail(ErrorCode::kParse, "{}: scenario name '{}' is used by another scenario", file.string(),
-                  s.name);
+      return Fail(ErrorCode::kParse, "{}: scenario name '{}' is used by another scenario",
+                  file.string(), s.name);
     }
     out.push_back(std::move(s));
     return {};

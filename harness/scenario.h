@@ -13,6 +13,8 @@
 // Thread-safety: a Scenario is a plain value; the functions are reentrant.
 #pragma once
 
+#include <yaml-cpp/yaml.h>
+
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -21,8 +23,6 @@
 #include <string_view>
 #include <vector>
 
-#include <yaml-cpp/yaml.h>
-
 #include "base/error.h"
 #include "emulator/checker.h"
 
@@ -30,10 +30,10 @@ namespace patchlab::harness {
 
 // The outcome of one cell (and what a scenario expects of it).
 enum class Verdict {
-  kPass,              // applied live, no crash, correct results, within limits
-  kFail,              // crashed, wrong results, rolled back, or a limit exceeded
-  kNotHotpatchable,   // refused before any change: needs a restart instead
-  kInfraError,        // the lab's machinery failed; says nothing about the patch
+  kPass,             // applied live, no crash, correct results, within limits
+  kFail,             // crashed, wrong results, rolled back, or a limit exceeded
+  kNotHotpatchable,  // refused before any change: needs a restart instead
+  kInfraError,       // the lab's machinery failed; says nothing about the patch
 };
 std::string_view VerdictName(Verdict verdict);  // "pass", "fail", "not-hotpatchable", "infra-error"
 Result<Verdict> ParseVerdict(std::string_view name);
@@ -60,15 +60,15 @@ struct PatchSpec {
   std::string module;
   std::vector<std::string> sources;  // relative to the scenario folder
   std::vector<std::string> cflags;
-  std::vector<FunctionMap> functions;     // at least one
-  std::vector<std::string> references;    // private target symbols the patch uses
-  std::string replaces;                   // "", "all" or "ID,ID"
-  std::string where;                      // FILE:LINE:COL of the patch, for messages
+  std::vector<FunctionMap> functions;   // at least one
+  std::vector<std::string> references;  // private target symbols the patch uses
+  std::string replaces;                 // "", "all" or "ID,ID"
+  std::string where;                    // FILE:LINE:COL of the patch, for messages
 };
 
 struct WorkloadSpec {
-  std::string name;                    // "default" when the scenario has one workload
-  std::vector<std::string> command;    // argv; "{threads}" is replaced by `threads`
+  std::string name;                  // "default" when the scenario has one workload
+  std::vector<std::string> command;  // argv; "{threads}" is replaced by `threads`
   int threads = 1;
   std::chrono::milliseconds duration{0};  // how long the workload may run in all
   std::chrono::milliseconds warmup{0};    // before the first measured window
@@ -100,10 +100,10 @@ struct LimitsSpec {
 
 struct ExpectSpec {
   Verdict verdict = Verdict::kPass;
-  std::optional<int> max_crashes;            // default: 0 for pass, unbounded otherwise
-  std::optional<bool> overhead_flagged;      // whether the CPU limit must (not) be exceeded
+  std::optional<int> max_crashes;              // default: 0 for pass, unbounded otherwise
+  std::optional<bool> overhead_flagged;        // whether the CPU limit must (not) be exceeded
   std::optional<std::string> reason_contains;  // a substring one reason must hold
-  std::optional<std::string> semantic;       // expected semantic verdict, e.g. "pass"
+  std::optional<std::string> semantic;         // expected semantic verdict, e.g. "pass"
 };
 
 struct Scenario {
@@ -112,9 +112,9 @@ struct Scenario {
   std::string name;
   std::string description;
   TargetSpec target;
-  std::vector<PatchSpec> patches;      // at least one
-  std::vector<std::string> images;     // image names; empty: every image
-  std::vector<std::string> cpus;       // QEMU CPU models; empty: each image's defaults
+  std::vector<PatchSpec> patches;   // at least one
+  std::vector<std::string> images;  // image names; empty: every image
+  std::vector<std::string> cpus;    // QEMU CPU models; empty: each image's defaults
   int vcpus = 2;
   int memory_mib = 256;
   std::vector<WorkloadSpec> workloads;  // at least one

@@ -39,13 +39,13 @@ namespace patchlab::harness {
 
 // A bootable image: what ImageStore::Build returns.
 struct VmImage {
-  std::string name;                  // recipe name, e.g. "debian12-cloud"
-  std::string kernel_release;        // e.g. "6.1.0-56-cloud-amd64"
-  std::filesystem::path kernel;      // bzImage (vmlinuz)
-  std::filesystem::path initrd;      // newc cpio (base, or base + overlay)
+  std::string name;                      // recipe name, e.g. "debian12-cloud"
+  std::string kernel_release;            // e.g. "6.1.0-56-cloud-amd64"
+  std::filesystem::path kernel;          // bzImage (vmlinuz)
+  std::filesystem::path initrd;          // newc cpio (base, or base + overlay)
   std::vector<std::string> kernel_args;  // the recipe's command line (console, loglevel...)
-  std::vector<std::string> cpus;     // the recipe's default CPU models
-  std::string content_hash;          // identifies kernel + initrd content
+  std::vector<std::string> cpus;         // the recipe's default CPU models
+  std::string content_hash;              // identifies kernel + initrd content
 };
 
 struct VmSpec {
@@ -55,7 +55,7 @@ struct VmSpec {
   std::vector<std::string> extra_kernel_args;
   // Where this VM's logs go; created if absent. Must be distinct per VM.
   std::filesystem::path artefacts_dir;
-  std::string name = "vm";           // for messages and logs
+  std::string name = "vm";                         // for messages and logs
   std::chrono::milliseconds boot_timeout{120000};  // QEMU start to agent ready
 };
 
@@ -110,10 +110,10 @@ class Vm {
 
 // A saved ready state: a VM whose agent was ready, frozen to a file.
 struct ReadyState {
-  std::string backend;            // which backend made it
-  std::filesystem::path file;     // the saved state; may be shared by parallel restores
+  std::string backend;         // which backend made it
+  std::filesystem::path file;  // the saved state; may be shared by parallel restores
   VmImage image;
-  VmSpec spec;                    // cpu/smp/memory of the saved VM; restores must match
+  VmSpec spec;  // cpu/smp/memory of the saved VM; restores must match
 };
 
 class VmBackend {

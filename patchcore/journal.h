@@ -37,14 +37,14 @@ struct Journal {
   enum class Op { kApply, kRevert };
   Op op = Op::kApply;
   std::string patch_id;
-  uint64_t serial = 0;                 // the state serial the operation started from
-  std::vector<JournalWrite> writes;    // in the order they are made
-  std::vector<RemoteRange> mapped;     // made (or about to be made) by this operation
+  uint64_t serial = 0;               // the state serial the operation started from
+  std::vector<JournalWrite> writes;  // in the order they are made
+  std::vector<RemoteRange> mapped;   // made (or about to be made) by this operation
   // The first bytes each mapping gets: recovery unmaps a range only when it
   // still starts with them, so a range never mapped is never touched.
   std::vector<std::vector<uint8_t>> mapped_heads;
-  std::vector<RemoteRange> to_unmap;   // freed when the operation completes
-  std::string new_state;               // the state to commit when rolling forward
+  std::vector<RemoteRange> to_unmap;  // freed when the operation completes
+  std::string new_state;              // the state to commit when rolling forward
 
   std::string ToJson() const;
   static Result<Journal> FromJson(std::string_view json, std::string_view origin);

@@ -82,7 +82,8 @@ Result<ModuleSet> ModuleSet::Load(pid_t pid, const ProcessMaps& maps) {
       set.modules_.push_back(std::move(m));
     }
   }
-  if (set.modules_.empty()) return Fail(ErrorCode::kNotFound, "pid {} has no ELF module mapped", pid);
+  if (set.modules_.empty())
+    return Fail(ErrorCode::kNotFound, "pid {} has no ELF module mapped", pid);
   return set;
 }
 

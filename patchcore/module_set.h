@@ -24,11 +24,11 @@
 namespace patchlab::patchcore {
 
 struct LoadedModule {
-  std::string path;                       // as in /proc/PID/maps
-  std::shared_ptr<const ElfFile> elf;     // the file on disk
-  std::shared_ptr<const ElfFile> debug;   // debug file by build-id, when found
-  uint64_t bias = 0;                      // runtime address - link-time address
-  RemoteRange range;                      // lowest to highest mapping of the file
+  std::string path;                      // as in /proc/PID/maps
+  std::shared_ptr<const ElfFile> elf;    // the file on disk
+  std::shared_ptr<const ElfFile> debug;  // debug file by build-id, when found
+  uint64_t bias = 0;                     // runtime address - link-time address
+  RemoteRange range;                     // lowest to highest mapping of the file
 
   RemotePtr Runtime(uint64_t link_addr) const { return RemotePtr(link_addr + bias); }
   // A defined symbol of this module: .symtab/.dynsym, then the debug file.

@@ -152,8 +152,8 @@ std::vector<RemoteRange> PatchObject::CodeRanges(RemotePtr base) const {
   std::vector<RemoteRange> out;
   for (const PageProtection& p : protections_) {
     if (p.prot & PROT_EXEC) {
-      out.push_back({base + static_cast<int64_t>(p.offset),
-                     base + static_cast<int64_t>(p.offset + p.size)});
+      out.push_back(
+          {base + static_cast<int64_t>(p.offset), base + static_cast<int64_t>(p.offset + p.size)});
     }
   }
   return out;

@@ -31,7 +31,7 @@ namespace patchlab::patchcore {
 struct PageProtection {
   uint64_t offset = 0;  // from the image base, page-aligned
   uint64_t size = 0;
-  int prot = 0;         // PROT_*
+  int prot = 0;  // PROT_*
 };
 
 class PatchObject {

@@ -6,7 +6,6 @@
 
 #include <cstring>
 #include <memory>
-
 #include <nlohmann/json.hpp>
 
 #include "base/file_util.h"
@@ -39,7 +38,8 @@ template <typename T>
 bool GetLe(std::string_view& in, T& v) {
   if (in.size() < sizeof(T)) return false;
   v = 0;
-  for (size_t i = 0; i < sizeof(T); ++i) v |= static_cast<T>(static_cast<uint8_t>(in[i])) << (8 * i);
+  for (size_t i = 0; i < sizeof(T); ++i)
+    v |= static_cast<T>(static_cast<uint8_t>(in[i])) << (8 * i);
   in.remove_prefix(sizeof(T));
   return true;
 }
@@ -156,8 +156,7 @@ Status GenerateKeyPair(const std::filesystem::path& dir) {
   PkeyPtr key(raw, &EVP_PKEY_free);
   BioPtr priv_bio(BIO_new(BIO_s_mem()), &BIO_free);
   BioPtr pub_bio(BIO_new(BIO_s_mem()), &BIO_free);
-  if (!PEM_write_bio_PrivateKey(priv_bio.get(), key.get(), nullptr, nullptr, 0, nullptr,
-                                nullptr) ||
+  if (!PEM_write_bio_PrivateKey(priv_bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) ||
       !PEM_write_bio_PUBKEY(pub_bio.get(), key.get())) {
     return Fail(ErrorCode::kInternal, "encoding the key pair: {}", OpensslError());
   }
@@ -246,8 +245,10 @@ Result<PatchPackage> ReadPackage(const std::filesystem::path& path) {
 
 Status VerifyPackage(const PatchPackage& package, const std::filesystem::path& pubkey_path) {
   if (!package.is_signed()) {
-    return Fail(ErrorCode::kRefused, "package {} is unsigned (rule: signed packages only; "
-                "--allow-unsigned overrides)", package.manifest.id);
+    return Fail(ErrorCode::kRefused,
+                "package {} is unsigned (rule: signed packages only; "
+                "--allow-unsigned overrides)",
+                package.manifest.id);
   }
   auto key = ReadKey(pubkey_path, /*private_key=*/false);
   if (!key) return std::unexpected(std::move(key.error()));

@@ -31,7 +31,7 @@ struct Manifest {
   std::string target_build_id;
   std::string target_file;  // basename of the target module, e.g. "server" or "libz.so.1"
   std::vector<FunctionMapping> functions;
-  std::vector<std::string> refs;      // private target symbols the patch object uses
+  std::vector<std::string> refs;  // private target symbols the patch object uses
   bool replaces_all = false;
   std::vector<std::string> replaces;  // ids this patch supersedes
   std::vector<std::string> depends;   // ids that must be live
@@ -45,10 +45,10 @@ struct Manifest {
 
 struct PatchPackage {
   Manifest manifest;
-  std::string object;     // the ELF bytes
-  std::string signature;  // empty when unsigned
+  std::string object;        // the ELF bytes
+  std::string signature;     // empty when unsigned
   std::string signed_bytes;  // what the signature covers
-  std::string sha256;     // of the whole package file
+  std::string sha256;        // of the whole package file
 
   bool is_signed() const { return !signature.empty(); }
 };

@@ -15,9 +15,7 @@ using nlohmann::json;
 
 std::string Hex(RemotePtr p) { return fmt::format("{:#x}", p.addr()); }
 
-RemotePtr Ptr(const json& j) {
-  return RemotePtr(std::stoull(j.get<std::string>(), nullptr, 16));
-}
+RemotePtr Ptr(const json& j) { return RemotePtr(std::stoull(j.get<std::string>(), nullptr, 16)); }
 
 }  // namespace
 
@@ -114,8 +112,8 @@ Result<ProcessState> ProcessState::FromJson(std::string_view text, std::string_v
       p.mapping.end = p.mapping.start + jp.at("mapping").at("size").get<int64_t>();
       if (jp.contains("depends")) p.depends = jp.at("depends").get<std::vector<std::string>>();
       for (const json& js : jp.at("segments")) {
-        p.segments.push_back(
-            {Ptr(js.at("addr")), js.at("size").get<uint64_t>(), js.at("sha256").get<std::string>()});
+        p.segments.push_back({Ptr(js.at("addr")), js.at("size").get<uint64_t>(),
+                              js.at("sha256").get<std::string>()});
       }
       for (const json& jf : jp.at("functions")) {
         p.functions.push_back({jf.at("name").get<std::string>(),
@@ -133,7 +131,8 @@ Result<ProcessState> ProcessState::FromJson(std::string_view text, std::string_v
       site.patch_at = Ptr(js.at("patch_at"));
       auto original = ParseHexBytes(js.at("original").get<std::string>());
       auto jump = ParseHexBytes(js.at("jump").get<std::string>());
-      if (!original || !jump) return Fail(ErrorCode::kParse, "{}: bad bytes of site {}", origin, site.function);
+      if (!original || !jump)
+        return Fail(ErrorCode::kParse, "{}: bad bytes of site {}", origin, site.function);
       site.original = std::move(*original);
       site.jump = std::move(*jump);
       site.slot = Ptr(js.at("slot"));

@@ -28,13 +28,13 @@ namespace patchlab::patchcore {
 struct SiteState {
   std::string function;
   std::string module;
-  RemotePtr entry;         // the function's first byte
-  uint64_t size = 0;       // the function's size
-  RemotePtr patch_at;      // where the jump is written (after an endbr64)
+  RemotePtr entry;                // the function's first byte
+  uint64_t size = 0;              // the function's size
+  RemotePtr patch_at;             // where the jump is written (after an endbr64)
   std::vector<uint8_t> original;  // bytes the jump replaced
   std::vector<uint8_t> jump;      // the jump as written
-  RemotePtr slot;          // island slot the jump goes to
-  RemotePtr island;        // island page holding the slot
+  RemotePtr slot;                 // island slot the jump goes to
+  RemotePtr island;               // island page holding the slot
 };
 
 struct SegmentState {
@@ -71,7 +71,7 @@ struct IslandState {
 struct ProcessState {
   pid_t pid = 0;
   uint64_t start_time = 0;
-  uint64_t serial = 0;  // bumped by every committed apply or revert
+  uint64_t serial = 0;              // bumped by every committed apply or revert
   std::vector<PatchState> patches;  // bottom to top
   std::vector<SiteState> sites;
   std::vector<IslandState> islands;

@@ -27,9 +27,9 @@ struct PlannedFunction {
   FunctionMapping mapping;
   RemotePtr entry;
   uint64_t size = 0;
-  bool stacked = false;          // the site exists already (another patch)
-  PrologueLayout layout;         // for a new site
-  std::vector<uint8_t> original; // for a new site
+  bool stacked = false;           // the site exists already (another patch)
+  PrologueLayout layout;          // for a new site
+  std::vector<uint8_t> original;  // for a new site
   RemotePtr new_addr;
 };
 
@@ -76,12 +76,16 @@ Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptio
     }
     if (auto st = VerifyPackage(package, options.pubkey); !st) return std::unexpected(st.error());
   } else if (!package.is_signed()) {
-    report.warnings.push_back(fmt::format("package {} is unsigned; applied because "
-                                          "--allow-unsigned was given", m.id));
+    report.warnings.push_back(
+        fmt::format("package {} is unsigned; applied because "
+                    "--allow-unsigned was given",
+                    m.id));
   }
   if (HasPendingJournal()) {
-    return Fail(ErrorCode::kRefused, "pid {} has an interrupted operation; run `hotpatch recover` "
-                "first", pid_);
+    return Fail(ErrorCode::kRefused,
+                "pid {} has an interrupted operation; run `hotpatch recover` "
+                "first",
+                pid_);
   }
   auto loaded_state = store_.Load();
   if (!loaded_state) return std::unexpected(std::move(loaded_state.error()));
@@ -125,9 +129,8 @@ Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptio
   }
   if (!target) target = modules->FindByBuildId(m.target_build_id);
   if (!target) {
-    return Fail(ErrorCode::kRefused,
-                "patch {}: pid {} has no module {} with build-id {} loaded", m.id, pid_,
-                m.target_file, m.target_build_id);
+    return Fail(ErrorCode::kRefused, "patch {}: pid {} has no module {} with build-id {} loaded",
+                m.id, pid_, m.target_file, m.target_build_id);
   }
   auto object_elf = ElfFile::FromBytes(package.object, fmt::format("patch object of {}", m.id));
   if (!object_elf) return std::unexpected(std::move(object_elf.error()));
@@ -154,8 +157,10 @@ Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptio
                   f.old_name, target->path);
     }
     if (sym->size == 0) {
-      return Fail(ErrorCode::kRefused, "function {}: its size is unknown (rule: the whole function "
-                  "must be read)", f.old_name);
+      return Fail(ErrorCode::kRefused,
+                  "function {}: its size is unknown (rule: the whole function "
+                  "must be read)",
+                  f.old_name);
     }
     pf.entry = target->Runtime(sym->value);
     pf.size = sym->size;
@@ -186,7 +191,8 @@ Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptio
   std::vector<GuardedRange> guarded;
   for (const PlannedFunction& pf : plan) {
     if (!pf.stacked) {
-      guarded.push_back({{pf.entry, pf.entry + static_cast<int64_t>(pf.size)}, pf.mapping.old_name});
+      guarded.push_back(
+          {{pf.entry, pf.entry + static_cast<int64_t>(pf.size)}, pf.mapping.old_name});
     }
   }
   for (const PatchState& p : state.patches) {
@@ -199,8 +205,10 @@ Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptio
   // I/O.
   ProcessMaps free_space = *maps;
   auto object_at = free_space.FindFreeNear(target->range.start, object->map_size());
-  if (!object_at) object_at = free_space.FindFreeNear(target->range.start, object->map_size(), 1ull << 46);
-  if (!object_at) return Fail(ErrorCode::kRefused, "pid {}: no free address range for patch {}", pid_, m.id);
+  if (!object_at)
+    object_at = free_space.FindFreeNear(target->range.start, object->map_size(), 1ull << 46);
+  if (!object_at)
+    return Fail(ErrorCode::kRefused, "pid {}: no free address range for patch {}", pid_, m.id);
   const RemoteRange mapping{*object_at, *object_at + static_cast<int64_t>(object->map_size())};
   free_space.Reserve(mapping);
   const std::vector<uint8_t> image = object->Image(mapping.start);
@@ -309,7 +317,8 @@ Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptio
   journal.patch_id = m.id;
   journal.serial = state.serial;
   journal.mapped.push_back(mapping);
-  journal.mapped_heads.emplace_back(image.begin(), image.begin() + std::min<size_t>(64, image.size()));
+  journal.mapped_heads.emplace_back(image.begin(),
+                                    image.begin() + std::min<size_t>(64, image.size()));
   for (RemotePtr page : new_islands) {
     journal.mapped.push_back({page, page + static_cast<int64_t>(kIslandPageSize)});
     journal.mapped_heads.push_back(island_header);
@@ -334,14 +343,16 @@ Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptio
     if (!now || *now != pf.original) {
       (void)tracee.Detach();
       (void)RemoveJournal(journal_path);
-      return Fail(ErrorCode::kRefused, "function {}: its code changed while being checked "
-                  "(another patcher?)", pf.mapping.old_name);
+      return Fail(ErrorCode::kRefused,
+                  "function {}: its code changed while being checked "
+                  "(another patcher?)",
+                  pf.mapping.old_name);
     }
   }
 
   RemoteSyscall sys(tracee, tracee.threads().front(), *syscall_insn);
-  std::vector<JournalWrite> done;       // writes made so far, for rollback
-  std::vector<RemoteRange> made;        // mappings made so far
+  std::vector<JournalWrite> done;  // writes made so far, for rollback
+  std::vector<RemoteRange> made;   // mappings made so far
   // Undo everything made so far; the process runs on its original code.
   auto rollback = [&](Error cause) -> std::unexpected<Error> {
     for (auto it = done.rbegin(); it != done.rend(); ++it) {
@@ -382,7 +393,8 @@ Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptio
   if (auto st = map_at(mapping); !st) return rollback(st.error());
   if (auto st = memory->Write(mapping.start, image); !st) return rollback(st.error());
   for (const PageProtection& p : object->protections()) {
-    if (auto st = sys.Mprotect(mapping.start + static_cast<int64_t>(p.offset), p.size, p.prot); !st) {
+    if (auto st = sys.Mprotect(mapping.start + static_cast<int64_t>(p.offset), p.size, p.prot);
+        !st) {
       return rollback(st.error());
     }
   }
@@ -434,8 +446,9 @@ Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptio
   if (!detached) return std::unexpected(std::move(detached.error()));
   FaultPoint("before-commit");
   if (auto st = store_.Save(next); !st) {
-    return std::unexpected(std::move(st.error()).AddContext(
-        "patch applied but its state could not be saved; run `hotpatch recover`"));
+    return std::unexpected(
+        std::move(st.error())
+            .AddContext("patch applied but its state could not be saved; run `hotpatch recover`"));
   }
   (void)RemoveJournal(journal_path);
   log->info("pid {}: applied {} (seq {}), pause {} us, {} retries", pid_, m.id, m.seq,

@@ -88,7 +88,8 @@ class Patcher {
   Result<ProcessState> Status() const;
   bool HasPendingJournal() const;
   Result<VerifyReport> Verify() const;
-  Result<RecoverReport> Recover(std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
+  Result<RecoverReport> Recover(
+      std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
 
   pid_t pid() const { return pid_; }
 

@@ -45,8 +45,10 @@ Status UnmapWhenUnused(pid_t pid, const ProcessMemory& memory, const ProcessMaps
 Result<RevertReport> Patcher::Revert(std::optional<std::string> id,
                                      std::chrono::milliseconds timeout) {
   if (HasPendingJournal()) {
-    return Fail(ErrorCode::kRefused, "pid {} has an interrupted operation; run `hotpatch recover` "
-                "first", pid_);
+    return Fail(ErrorCode::kRefused,
+                "pid {} has an interrupted operation; run `hotpatch recover` "
+                "first",
+                pid_);
   }
   auto loaded = store_.Load();
   if (!loaded) return std::unexpected(std::move(loaded.error()));
@@ -94,8 +96,8 @@ Result<RevertReport> Patcher::Revert(std::optional<std::string> id,
       if (before && *before == *after) continue;
       writes.push_back({site.slot + static_cast<int64_t>(kSlotAddressOffset),
                         EncodeAddress(before.value_or(RemotePtr())), EncodeAddress(*after)});
-      auto jump = EncodeSiteJump(site.patch_at, *after, site.slot,
-                                 static_cast<uint32_t>(site.jump.size()));
+      auto jump =
+          EncodeSiteJump(site.patch_at, *after, site.slot, static_cast<uint32_t>(site.jump.size()));
       if (jump && *jump != site.jump) {
         writes.push_back({site.patch_at, site.jump, *jump});
         for (SiteState& s : next.sites) {
@@ -159,8 +161,9 @@ Result<RevertReport> Patcher::Revert(std::optional<std::string> id,
       (void)tracee.Detach();
       (void)RemoveJournal(journal_path);
       if (st.error().code() == ErrorCode::kTargetGone) return std::unexpected(st.error());
-      return Fail(ErrorCode::kRolledBack, "revert in pid {} failed part-way and was rolled back: {}",
-                  pid_, st.error().ToString());
+      return Fail(ErrorCode::kRolledBack,
+                  "revert in pid {} failed part-way and was rolled back: {}", pid_,
+                  st.error().ToString());
     }
     done.push_back(&w);
     FaultPoint(fmt::format("after-write-{}", ++count));
@@ -180,11 +183,12 @@ Result<RevertReport> Patcher::Revert(std::optional<std::string> id,
     }
   }
   (void)tracee.Detach();
-  report.pause = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() -
-                                                                       tracee.first_stop());
+  report.pause =
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - tracee.first_stop());
   if (!unmapped) {
     // A thread was still inside; calls no longer go there, so it leaves soon.
-    if (auto st = UnmapWhenUnused(pid_, *memory, *maps, to_unmap, timeout, store_.park_path()); !st) {
+    if (auto st = UnmapWhenUnused(pid_, *memory, *maps, to_unmap, timeout, store_.park_path());
+        !st) {
       return Fail(ErrorCode::kInternal,
                   "revert in pid {}: calls are redirected, but {} (run `hotpatch recover` to "
                   "free the old code later)",
@@ -277,9 +281,9 @@ Result<RecoverReport> Patcher::Recover(std::chrono::milliseconds timeout) {
   if (state->serial != journal->serial) {
     // The operation committed before its journal could be removed.
     (void)RemoveJournal(journal_path);
-    report.action = fmt::format("{} of {} had committed; removed its journal",
-                                journal->op == Journal::Op::kApply ? "apply" : "revert",
-                                journal->patch_id);
+    report.action =
+        fmt::format("{} of {} had committed; removed its journal",
+                    journal->op == Journal::Op::kApply ? "apply" : "revert", journal->patch_id);
     return report;
   }
   auto maps = ProcessMaps::Read(pid_);
@@ -296,7 +300,8 @@ Result<RecoverReport> Patcher::Recover(std::chrono::milliseconds timeout) {
         // an entry (or a slot's previous address) is what the apply would
         // have done on failure; threads already inside the new code finish
         // there, and the new code stays mapped until none is left inside.
-        if (auto st = memory->Write(it->addr, it->old_bytes); !st) return std::unexpected(st.error());
+        if (auto st = memory->Write(it->addr, it->old_bytes); !st)
+          return std::unexpected(st.error());
       }
     } else {
       for (const JournalWrite& w : journal->writes) {
@@ -314,15 +319,15 @@ Result<RecoverReport> Patcher::Recover(std::chrono::milliseconds timeout) {
     unmap.clear();
     for (size_t i = 0; i < journal->mapped.size(); ++i) {
       const RemoteRange& r = journal->mapped[i];
-      const auto& head = i < journal->mapped_heads.size() ? journal->mapped_heads[i]
-                                                          : std::vector<uint8_t>();
+      const auto& head =
+          i < journal->mapped_heads.size() ? journal->mapped_heads[i] : std::vector<uint8_t>();
       auto got = memory->Read(r.start, head.size());
       if (!head.empty() && got && *got == head) unmap.push_back(r);
     }
   }
   if (auto st = UnmapWhenUnused(pid_, *memory, *maps, unmap, timeout, store_.park_path()); !st) {
-    return std::unexpected(std::move(st.error()).AddContext(
-        "code is restored, but old patch pages stay mapped"));
+    return std::unexpected(
+        std::move(st.error()).AddContext("code is restored, but old patch pages stay mapped"));
   }
   if (!roll_back) {
     auto next = ProcessState::FromJson(journal->new_state, journal_path.string());

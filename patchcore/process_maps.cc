@@ -43,8 +43,7 @@ Result<ProcessMaps> ProcessMaps::Parse(std::string_view text, std::string_view o
     unsigned dev_major = 0, dev_minor = 0;
     int path_pos = -1;
     if (std::sscanf(line.c_str(), "%" SCNx64 "-%" SCNx64 " %4s %" SCNx64 " %x:%x %" SCNu64 " %n",
-                    &start, &end, perms, &offset, &dev_major, &dev_minor, &inode,
-                    &path_pos) < 7) {
+                    &start, &end, perms, &offset, &dev_major, &dev_minor, &inode, &path_pos) < 7) {
       return Fail(ErrorCode::kParse, "{}:{}: malformed line '{}'", origin, line_no, line);
     }
     MapEntry e;
@@ -135,8 +134,9 @@ void ProcessMaps::Reserve(RemoteRange range) {
   e.start = range.start;
   e.end = range.end;
   e.path = "[reserved]";
-  auto it = std::upper_bound(entries_.begin(), entries_.end(), e,
-                             [](const MapEntry& a, const MapEntry& b) { return a.start < b.start; });
+  auto it =
+      std::upper_bound(entries_.begin(), entries_.end(), e,
+                       [](const MapEntry& a, const MapEntry& b) { return a.start < b.start; });
   entries_.insert(it, std::move(e));
 }
 

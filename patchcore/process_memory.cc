@@ -13,8 +13,8 @@ Result<ProcessMemory> ProcessMemory::Open(pid_t pid) {
     int err = errno;
     if (err == ENOENT || err == ESRCH) return Fail(ErrorCode::kTargetGone, "pid {} is gone", pid);
     if (err == EACCES || err == EPERM) {
-      return std::unexpected(Error(ErrorCode::kRefused,
-                                   fmt::format("no access to the memory of pid {}", pid), err));
+      return std::unexpected(
+          Error(ErrorCode::kRefused, fmt::format("no access to the memory of pid {}", pid), err));
     }
     return FailErrno("open " + path, err);
   }

@@ -3,9 +3,9 @@
 // Thread-safety: a value type.
 #pragma once
 
-#include <cstdint>
-
 #include <fmt/format.h>
+
+#include <cstdint>
 
 namespace patchlab::patchcore {
 

@@ -101,9 +101,9 @@ Status RemoteSyscall::Munmap(RemotePtr addr, uint64_t size) {
   auto r = Call(SYS_munmap, {addr.addr(), size, 0, 0, 0, 0});
   if (!r) return std::unexpected(std::move(r.error()));
   if (*r != 0) {
-    return std::unexpected(Error::FromErrno(
-        fmt::format("injected munmap {}+{} in pid {}", addr, size, tracee_.pid()),
-        static_cast<int>(-*r)));
+    return std::unexpected(
+        Error::FromErrno(fmt::format("injected munmap {}+{} in pid {}", addr, size, tracee_.pid()),
+                         static_cast<int>(-*r)));
   }
   return {};
 }

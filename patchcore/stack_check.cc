@@ -66,24 +66,59 @@ int AccessReg(unw_addr_space_t, unw_regnum_t reg, unw_word_t* val, int write, vo
   if (write) return -UNW_EREADONLYREG;
   const user_regs_struct& r = *current_context->regs;
   switch (reg) {
-    case UNW_X86_64_RAX: *val = r.rax; return 0;
-    case UNW_X86_64_RDX: *val = r.rdx; return 0;
-    case UNW_X86_64_RCX: *val = r.rcx; return 0;
-    case UNW_X86_64_RBX: *val = r.rbx; return 0;
-    case UNW_X86_64_RSI: *val = r.rsi; return 0;
-    case UNW_X86_64_RDI: *val = r.rdi; return 0;
-    case UNW_X86_64_RBP: *val = r.rbp; return 0;
-    case UNW_X86_64_RSP: *val = r.rsp; return 0;
-    case UNW_X86_64_R8: *val = r.r8; return 0;
-    case UNW_X86_64_R9: *val = r.r9; return 0;
-    case UNW_X86_64_R10: *val = r.r10; return 0;
-    case UNW_X86_64_R11: *val = r.r11; return 0;
-    case UNW_X86_64_R12: *val = r.r12; return 0;
-    case UNW_X86_64_R13: *val = r.r13; return 0;
-    case UNW_X86_64_R14: *val = r.r14; return 0;
-    case UNW_X86_64_R15: *val = r.r15; return 0;
-    case UNW_X86_64_RIP: *val = r.rip; return 0;
-    default: return -UNW_EBADREG;
+    case UNW_X86_64_RAX:
+      *val = r.rax;
+      return 0;
+    case UNW_X86_64_RDX:
+      *val = r.rdx;
+      return 0;
+    case UNW_X86_64_RCX:
+      *val = r.rcx;
+      return 0;
+    case UNW_X86_64_RBX:
+      *val = r.rbx;
+      return 0;
+    case UNW_X86_64_RSI:
+      *val = r.rsi;
+      return 0;
+    case UNW_X86_64_RDI:
+      *val = r.rdi;
+      return 0;
+    case UNW_X86_64_RBP:
+      *val = r.rbp;
+      return 0;
+    case UNW_X86_64_RSP:
+      *val = r.rsp;
+      return 0;
+    case UNW_X86_64_R8:
+      *val = r.r8;
+      return 0;
+    case UNW_X86_64_R9:
+      *val = r.r9;
+      return 0;
+    case UNW_X86_64_R10:
+      *val = r.r10;
+      return 0;
+    case UNW_X86_64_R11:
+      *val = r.r11;
+      return 0;
+    case UNW_X86_64_R12:
+      *val = r.r12;
+      return 0;
+    case UNW_X86_64_R13:
+      *val = r.r13;
+      return 0;
+    case UNW_X86_64_R14:
+      *val = r.r14;
+      return 0;
+    case UNW_X86_64_R15:
+      *val = r.r15;
+      return 0;
+    case UNW_X86_64_RIP:
+      *val = r.rip;
+      return 0;
+    default:
+      return -UNW_EBADREG;
   }
 }
 int AccessFpreg(unw_addr_space_t, unw_regnum_t, unw_fpreg_t*, int, void* /*arg*/) {
@@ -97,8 +132,8 @@ int GetProcName(unw_addr_space_t as, unw_word_t addr, char* buf, size_t len, unw
   return _UPT_get_proc_name(as, addr, buf, len, off, current_context->upt);
 }
 
-unw_accessors_t kAccessors = {FindProcInfo, PutUnwindInfo, GetDynInfoListAddr, AccessMem,
-                              AccessReg,    AccessFpreg,   Resume,             GetProcName};
+unw_accessors_t kAccessors = {FindProcInfo, PutUnwindInfo, GetDynInfoListAddr, AccessMem, AccessReg,
+                              AccessFpreg,  Resume,        GetProcName};
 
 }  // namespace
 
@@ -176,8 +211,8 @@ Result<std::vector<StackHit>> StackChecker::Hits(const Tracee& tracee, const Pro
   };
   void* upt = _UPT_create(tracee.pid());
   if (!upt) return Fail(ErrorCode::kInternal, "libunwind: _UPT_create failed");
-  UnwindContext ctx{upt, nullptr, &memory, {},
-                    [&](uint64_t ip) { return UptFor(tracee.pid(), ip, upt); }};
+  UnwindContext ctx{
+      upt, nullptr, &memory, {}, [&](uint64_t ip) { return UptFor(tracee.pid(), ip, upt); }};
   current_context = &ctx;
   std::vector<StackHit> hits;
   std::optional<Error> failure;

@@ -53,9 +53,11 @@ void Tracee::Boost::Raise() {
   if (::sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &fifo) == 0) {
     raised_ = true;
   } else {
-    Log("patchcore")->debug("no real-time priority for the stop ({}); the pause may be longer "
-                            "when the target's threads keep every CPU busy",
-                            strerror(errno));
+    Log("patchcore")
+        ->debug(
+            "no real-time priority for the stop ({}); the pause may be longer "
+            "when the target's threads keep every CPU busy",
+            strerror(errno));
   }
 }
 
@@ -107,8 +109,9 @@ Result<Tracee> Tracee::Attach(pid_t pid, std::chrono::milliseconds stop_timeout)
   if (tracee.threads_.empty()) return Fail(ErrorCode::kTargetGone, "pid {} is gone", pid);
   tracee.attach_time_ =
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - tracee.first_stop_);
-  Log("patchcore")->debug("pid {}: {} threads stopped in {} us", pid, tracee.threads_.size(),
-                          tracee.attach_time_.count());
+  Log("patchcore")
+      ->debug("pid {}: {} threads stopped in {} us", pid, tracee.threads_.size(),
+              tracee.attach_time_.count());
   return tracee;
 }
 
@@ -131,11 +134,11 @@ Result<std::vector<pid_t>> Tracee::HoldNewThreads(std::chrono::milliseconds stop
         int err = errno;
         if (err == ESRCH) continue;  // exited meanwhile
         if (err == EPERM) {
-          return std::unexpected(Error(
-              ErrorCode::kRefused,
-              fmt::format("cannot ptrace thread {} of pid {} (is another tracer attached?)", tid,
-                          pid_),
-              err));
+          return std::unexpected(
+              Error(ErrorCode::kRefused,
+                    fmt::format("cannot ptrace thread {} of pid {} (is another tracer attached?)",
+                                tid, pid_),
+                    err));
         }
         return FailErrno(fmt::format("PTRACE_SEIZE thread {} of pid {}", tid, pid_), err);
       }
@@ -216,7 +219,8 @@ Result<bool> Tracee::WaitForStop(Thread& t, Clock::time_point deadline) {
 Result<user_regs_struct> Tracee::GetRegs(pid_t tid) const {
   user_regs_struct regs;
   if (::ptrace(PTRACE_GETREGS, tid, nullptr, &regs) != 0) {
-    if (errno == ESRCH) return Fail(ErrorCode::kTargetGone, "thread {} of pid {} is gone", tid, pid_);
+    if (errno == ESRCH)
+      return Fail(ErrorCode::kTargetGone, "thread {} of pid {} is gone", tid, pid_);
     return FailErrno(fmt::format("PTRACE_GETREGS thread {} of pid {}", tid, pid_));
   }
   return regs;
@@ -224,7 +228,8 @@ Result<user_regs_struct> Tracee::GetRegs(pid_t tid) const {
 
 Status Tracee::SetRegs(pid_t tid, const user_regs_struct& regs) {
   if (::ptrace(PTRACE_SETREGS, tid, nullptr, &regs) != 0) {
-    if (errno == ESRCH) return Fail(ErrorCode::kTargetGone, "thread {} of pid {} is gone", tid, pid_);
+    if (errno == ESRCH)
+      return Fail(ErrorCode::kTargetGone, "thread {} of pid {} is gone", tid, pid_);
     return FailErrno(fmt::format("PTRACE_SETREGS thread {} of pid {}", tid, pid_));
   }
   return {};
@@ -236,7 +241,8 @@ Status Tracee::SingleStep(pid_t tid) {
   constexpr int kMaxAttempts = 64;
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     if (::ptrace(PTRACE_SINGLESTEP, tid, nullptr, nullptr) != 0) {
-      if (errno == ESRCH) return Fail(ErrorCode::kTargetGone, "thread {} of pid {} is gone", tid, pid_);
+      if (errno == ESRCH)
+        return Fail(ErrorCode::kTargetGone, "thread {} of pid {} is gone", tid, pid_);
       return FailErrno(fmt::format("PTRACE_SINGLESTEP thread {} of pid {}", tid, pid_));
     }
     int status = 0;
@@ -265,7 +271,8 @@ Status Tracee::ClearStepFlag(pid_t tid) {
   if (!before) return std::unexpected(std::move(before.error()));
   if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0 ||
       ::ptrace(PTRACE_CONT, tid, nullptr, nullptr) != 0) {
-    if (errno == ESRCH) return Fail(ErrorCode::kTargetGone, "thread {} of pid {} is gone", tid, pid_);
+    if (errno == ESRCH)
+      return Fail(ErrorCode::kTargetGone, "thread {} of pid {} is gone", tid, pid_);
     return FailErrno(fmt::format("re-stopping thread {} of pid {}", tid, pid_));
   }
   auto stopped = WaitForStop(*t, Clock::now() + std::chrono::seconds(2));
@@ -274,8 +281,9 @@ Status Tracee::ClearStepFlag(pid_t tid) {
   auto after = GetRegs(tid);
   if (!after) return std::unexpected(std::move(after.error()));
   if (after->rip != before->rip) {
-    return Fail(ErrorCode::kInternal, "thread {} of pid {} ran from {:#x} to {:#x} while re-stopped",
-                tid, pid_, before->rip, after->rip);
+    return Fail(ErrorCode::kInternal,
+                "thread {} of pid {} ran from {:#x} to {:#x} while re-stopped", tid, pid_,
+                before->rip, after->rip);
   }
   return {};
 }

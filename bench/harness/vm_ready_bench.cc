@@ -8,16 +8,15 @@
 // restore/bare. Goals (issue 5): cold <= 1.15 x bare, restore <= 0.25 s.
 //
 //   build/vm/bench/harness/harness_vm_bench --benchmark_filter=BM_VmReady
+#include <benchmark/benchmark.h>
+#include <signal.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <thread>
 #include <vector>
-
-#include <signal.h>
-
-#include <benchmark/benchmark.h>
 
 #include "base/file_util.h"
 #include "base/subprocess.h"
@@ -43,10 +42,28 @@ double BareBootSeconds(const VmImage& image, Accelerator accel, const fs::path& 
   fs::path console = dir / "bare-console.log";
   fs::remove(console);
   SubprocessOptions o;
-  o.argv = {"qemu-system-x86_64", "-machine", "pc", "-accel", accel == Accelerator::kKvm ? "kvm" : "tcg",
-            "-cpu", "qemu64", "-m", "256", "-nodefaults", "-no-reboot", "-display", "none",
-            "-serial", "file:" + console.string(), "-kernel", image.kernel.string(), "-initrd", image.initrd.string(),
-            "-append", "console=ttyS0,115200 loglevel=7 print-fatal-signals=1 panic=-1 init_on_free=1 rdinit=/bare-init"};
+  o.argv = {"qemu-system-x86_64",
+            "-machine",
+            "pc",
+            "-accel",
+            accel == Accelerator::kKvm ? "kvm" : "tcg",
+            "-cpu",
+            "qemu64",
+            "-m",
+            "256",
+            "-nodefaults",
+            "-no-reboot",
+            "-display",
+            "none",
+            "-serial",
+            "file:" + console.string(),
+            "-kernel",
+            image.kernel.string(),
+            "-initrd",
+            image.initrd.string(),
+            "-append",
+            "console=ttyS0,115200 loglevel=7 print-fatal-signals=1 panic=-1 init_on_free=1 "
+            "rdinit=/bare-init"};
   o.stdout_mode = OutputMode::kNull;
   o.stderr_mode = OutputMode::kNull;
   auto start = Clock::now();

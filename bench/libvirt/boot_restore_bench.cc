@@ -66,7 +66,8 @@ double Time(Start start, std::unique_ptr<Vm>* out) {
 int main(int argc, char** argv) {
   int rounds = 5;
   for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) rounds = std::max(1, std::atoi(argv[++i]));
+    if (std::strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
+      rounds = std::max(1, std::atoi(argv[++i]));
   }
   if (::geteuid() != 0) {
     std::fprintf(stderr, "bench_libvirt_boot: needs root (a private libvirtd)\n");
@@ -77,7 +78,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "no image: %s\n", image.error().ToString().c_str());
     return 1;
   }
-  fs::path dir = fs::temp_directory_path() / ("patchlab-bench-libvirt-" + std::to_string(::getpid()));
+  fs::path dir =
+      fs::temp_directory_path() / ("patchlab-bench-libvirt-" + std::to_string(::getpid()));
   fs::create_directories(dir);
   auto daemon = testing::PrivateLibvirtd::Start(dir / "daemon");
   if (!daemon) {
@@ -105,7 +107,8 @@ int main(int argc, char** argv) {
   auto l_state = (*libvirt)->SaveReady(*vm, dir / "libvirt.state");
   vm.reset();
   if (!q_state || !l_state) {
-    std::fprintf(stderr, "saving: %s\n", (!q_state ? q_state.error() : l_state.error()).ToString().c_str());
+    std::fprintf(stderr, "saving: %s\n",
+                 (!q_state ? q_state.error() : l_state.error()).ToString().c_str());
     return 1;
   }
 
@@ -116,17 +119,22 @@ int main(int argc, char** argv) {
     vm.reset();
     l_boot.push_back(Time([&] { return (*libvirt)->Boot(*image, Spec(dir, "lb" + n)); }, &vm));
     vm.reset();
-    q_restore.push_back(Time([&] { return qemu.RestoreReady(*q_state, Spec(dir, "qr" + n)); }, &vm));
+    q_restore.push_back(
+        Time([&] { return qemu.RestoreReady(*q_state, Spec(dir, "qr" + n)); }, &vm));
     vm.reset();
-    l_restore.push_back(Time([&] { return (*libvirt)->RestoreReady(*l_state, Spec(dir, "lr" + n)); }, &vm));
+    l_restore.push_back(
+        Time([&] { return (*libvirt)->RestoreReady(*l_state, Spec(dir, "lr" + n)); }, &vm));
     vm.reset();
-    std::fprintf(stderr, "round %d: boot qemu %.3f libvirt %.3f; restore qemu %.3f libvirt %.3f\n", r, q_boot.back(),
-                 l_boot.back(), q_restore.back(), l_restore.back());
+    std::fprintf(stderr, "round %d: boot qemu %.3f libvirt %.3f; restore qemu %.3f libvirt %.3f\n",
+                 r, q_boot.back(), l_boot.back(), q_restore.back(), l_restore.back());
   }
   double qb = Median(q_boot), lb = Median(l_boot), qr = Median(q_restore), lr = Median(l_restore);
-  std::printf("image %s, TCG, %d rounds, medians (s) from the call to an agent hello:\n", image->name.c_str(), rounds);
-  std::printf("  BM_Boot_Qemu        %.3f\n  BM_Boot_Libvirt     %.3f   ratio libvirt/qemu %.2f\n", qb, lb, lb / qb);
-  std::printf("  BM_Restore_Qemu     %.3f\n  BM_Restore_Libvirt  %.3f   ratio libvirt/qemu %.2f\n", qr, lr, lr / qr);
+  std::printf("image %s, TCG, %d rounds, medians (s) from the call to an agent hello:\n",
+              image->name.c_str(), rounds);
+  std::printf("  BM_Boot_Qemu        %.3f\n  BM_Boot_Libvirt     %.3f   ratio libvirt/qemu %.2f\n",
+              qb, lb, lb / qb);
+  std::printf("  BM_Restore_Qemu     %.3f\n  BM_Restore_Libvirt  %.3f   ratio libvirt/qemu %.2f\n",
+              qr, lr, lr / qr);
   libvirt->reset();
   daemon->reset();
   fs::remove_all(dir);

@@ -12,6 +12,7 @@
 //                         `jmp [rip+0]`
 //   BM_Memory_Pss         PSS growth of the patched target against the bytes
 //                         the patch maps (counter extra_kib = growth - mapped)
+#include <benchmark/benchmark.h>
 #include <signal.h>
 #include <sys/mman.h>
 
@@ -19,8 +20,6 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
-
-#include <benchmark/benchmark.h>
 
 #include "base/subprocess.h"
 #include "patchcore/island.h"
@@ -41,9 +40,15 @@ std::string PackageFor() {
   auto dir = Scratch();
   std::string out = (dir / "p1.hpk").string();
   SubprocessOptions o;
-  o.argv = {HOTPATCH_BIN, "pack", "--target", TARGET_PIE, "--object", PATCH_COMPUTE, "--id", "p1",
-            "--seq", "1", "--func", "compute=compute_v1", "--ref", "private_helper", "--ref",
-            "private_calls", "-o", out};
+  o.argv = {HOTPATCH_BIN, "pack",
+            "--target",   TARGET_PIE,
+            "--object",   PATCH_COMPUTE,
+            "--id",       "p1",
+            "--seq",      "1",
+            "--func",     "compute=compute_v1",
+            "--ref",      "private_helper",
+            "--ref",      "private_calls",
+            "-o",         out};
   auto r = RunSubprocess(o);
   if (!r || !r->status.Success()) std::abort();
   return out;
@@ -92,7 +97,12 @@ void BM_Pause_Apply(benchmark::State& state) {
   state.counters["pause_us_median"] = pauses[pauses.size() / 2];
   state.counters["attach_us_median"] = attaches[attaches.size() / 2];
 }
-BENCHMARK(BM_Pause_Apply)->Arg(1)->Arg(16)->Arg(64)->Iterations(15)->UseManualTime()
+BENCHMARK(BM_Pause_Apply)
+    ->Arg(1)
+    ->Arg(16)
+    ->Arg(64)
+    ->Iterations(15)
+    ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 
 __attribute__((noinline)) long NewFunction(long x) { return x * 2 + 1; }
@@ -106,9 +116,9 @@ uint8_t* SitePage() {
     const uint64_t near = reinterpret_cast<uint64_t>(&NewFunction) & ~0xfffffull;
     uint8_t* p = nullptr;
     for (uint64_t off = 16ull << 20; off < (1ull << 30) && !p; off *= 2) {
-      void* got = mmap(reinterpret_cast<void*>(near + off), 4096,
-                       PROT_READ | PROT_WRITE | PROT_EXEC,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+      void* got =
+          mmap(reinterpret_cast<void*>(near + off), 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
       if (got != MAP_FAILED) p = static_cast<uint8_t*>(got);
     }
     if (!p) std::abort();

@@ -189,7 +189,8 @@ void Agent::HandleLine(const std::string& line) {
   if (line.empty() || line == "\r") return;
   json request = json::parse(line, nullptr, false);
   if (request.is_discarded() || !request.is_object() || !request.contains("id") ||
-      !request["id"].is_number_unsigned() || !request.contains("op") || !request["op"].is_string()) {
+      !request["id"].is_number_unsigned() || !request.contains("op") ||
+      !request["op"].is_string()) {
     Send({{"event", "error"}, {"error", "malformed request: " + line.substr(0, 200)}});
     return;
   }
@@ -217,7 +218,8 @@ json Agent::Dispatch(uint64_t id, const json& request, bool* deferred) {
   if (op == "wait") return OpWait(id, request, deferred);
   if (op == "kill") {
     pid_t pid = request.at("pid").get<pid_t>();
-    if (::kill(pid, request.at("signal").get<int>()) != 0) return Fail(Errno("kill " + std::to_string(pid)));
+    if (::kill(pid, request.at("signal").get<int>()) != 0)
+      return Fail(Errno("kill " + std::to_string(pid)));
     return json::object();
   }
   if (op == "sample") {
@@ -305,8 +307,10 @@ json Agent::OpExec(const json& request, bool capture, uint64_t id, bool* deferre
       int in = ::open("/dev/null", O_RDONLY);
       if (in >= 0) ::dup2(in, 0);
       // The agent is single-threaded, so the child may allocate here.
-      if (out_path.empty()) out_path = options_.output_dir + "/" + std::to_string(::getpid()) + ".out";
-      if (err_path.empty()) err_path = options_.output_dir + "/" + std::to_string(::getpid()) + ".err";
+      if (out_path.empty())
+        out_path = options_.output_dir + "/" + std::to_string(::getpid()) + ".out";
+      if (err_path.empty())
+        err_path = options_.output_dir + "/" + std::to_string(::getpid()) + ".err";
       int o = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       int e = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       if (o < 0 || e < 0) die(errno);
@@ -358,7 +362,8 @@ json Agent::OpExec(const json& request, bool capture, uint64_t id, bool* deferre
 json Agent::OpWait(uint64_t id, const json& request, bool* deferred) {
   pid_t pid = request.at("pid").get<pid_t>();
   auto it = children_.find(pid);
-  if (it == children_.end()) return Fail("no child with pid " + std::to_string(pid) + " (not started by the agent)");
+  if (it == children_.end())
+    return Fail("no child with pid " + std::to_string(pid) + " (not started by the agent)");
   if (it->second.ended) return ExitFields(it->second);
   int timeout_ms = request.value("timeout_ms", 0);
   if (timeout_ms <= 0) return {{"exited", false}, {"timed_out", true}};
@@ -372,7 +377,8 @@ json Agent::OpPut(const json& request) {
   uint64_t offset = request.value("offset", uint64_t{0});
   mode_t mode = request.value("mode", 0644);
   std::string data;
-  if (!proto::Base64Decode(request.at("data").get<std::string>(), &data)) return Fail("put: data is not base64");
+  if (!proto::Base64Decode(request.at("data").get<std::string>(), &data))
+    return Fail("put: data is not base64");
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
   int flags = O_WRONLY | O_CLOEXEC | (offset == 0 ? O_CREAT | O_TRUNC : 0);
@@ -381,7 +387,7 @@ json Agent::OpPut(const json& request) {
   ssize_t n = data.empty() ? 0 : ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
   int err = errno;
   ::fchmod(fd, mode);
-  struct stat st{};
+  struct stat st {};
   ::fstat(fd, &st);
   ::close(fd);
   if (n != static_cast<ssize_t>(data.size())) {
@@ -394,7 +400,8 @@ json Agent::OpPut(const json& request) {
 json Agent::OpGet(const json& request) {
   std::string path = request.at("path").get<std::string>();
   uint64_t offset = request.value("offset", uint64_t{0});
-  size_t length = std::min<size_t>(request.value("length", proto::kMaxChunkBytes), proto::kMaxChunkBytes);
+  size_t length =
+      std::min<size_t>(request.value("length", proto::kMaxChunkBytes), proto::kMaxChunkBytes);
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Fail(Errno("open " + path));
   std::string data(length, '\0');

@@ -12,19 +12,18 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace patchlab::agent {
 
 using Clock = std::chrono::steady_clock;
 
 struct AgentOptions {
-  int channel_fd = -1;        // connected, read/write
-  bool serial = false;        // a tty: repeat "ready" until the first request
+  int channel_fd = -1;                 // connected, read/write
+  bool serial = false;                 // a tty: repeat "ready" until the first request
   bool power_off_on_shutdown = false;  // PID 1 in a guest: reboot(POWER_OFF)
   std::string kmsg_path = "/dev/kmsg";
   std::string output_dir = "/run/out";

@@ -32,7 +32,8 @@ std::string Trim(std::string s) {
 uint64_t KibField(const std::string& text, const std::string& key) {
   size_t at = 0;
   while ((at = text.find(key, at)) != std::string::npos) {
-    if (at == 0 || text[at - 1] == '\n') return std::strtoull(text.c_str() + at + key.size(), nullptr, 10);
+    if (at == 0 || text[at - 1] == '\n')
+      return std::strtoull(text.c_str() + at + key.size(), nullptr, 10);
     at += key.size();
   }
   return 0;
@@ -54,7 +55,8 @@ nlohmann::json ReadHello() {
   if (size_t at = cpuinfo.find("model name"); at != std::string::npos) {
     size_t colon = cpuinfo.find(':', at);
     size_t eol = cpuinfo.find('\n', at);
-    if (colon != std::string::npos && colon < eol) model = Trim(cpuinfo.substr(colon + 1, eol - colon - 1));
+    if (colon != std::string::npos && colon < eol)
+      model = Trim(cpuinfo.substr(colon + 1, eol - colon - 1));
   }
   out["cpu_model"] = model;
   out["ncpus"] = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));

@@ -5,9 +5,8 @@
 #include <sys/types.h>
 
 #include <cstdint>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace patchlab::agent {
 

@@ -34,7 +34,8 @@ int ListenOnce(const std::string& path) {
   if (s < 0 || path.size() >= sizeof addr.sun_path) return -1;
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   ::unlink(path.c_str());
-  if (::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(s, 1) != 0) return -1;
+  if (::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(s, 1) != 0)
+    return -1;
   int c = ::accept4(s, nullptr, nullptr, SOCK_CLOEXEC);
   ::close(s);
   ::unlink(path.c_str());
@@ -56,7 +57,8 @@ int main(int argc, char** argv) {
     const char* v = nullptr;
     if (a == "--power-off") {
       options.power_off_on_shutdown = true;
-    } else if ((a == "--device" || a == "--listen" || a == "--fd" || a == "--kmsg" || a == "--out") &&
+    } else if ((a == "--device" || a == "--listen" || a == "--fd" || a == "--kmsg" ||
+                a == "--out") &&
                (v = next()) != nullptr) {
       if (a == "--device") device = v;
       if (a == "--listen") listen_path = v;
@@ -79,7 +81,8 @@ int main(int argc, char** argv) {
   } else if (!listen_path.empty()) {
     fd = ListenOnce(listen_path);
     if (fd < 0) {
-      std::fprintf(stderr, "patchlab-agent: listen on %s: %s\n", listen_path.c_str(), std::strerror(errno));
+      std::fprintf(stderr, "patchlab-agent: listen on %s: %s\n", listen_path.c_str(),
+                   std::strerror(errno));
       return 1;
     }
   }

@@ -15,24 +15,28 @@ std::string CpioWriter::Normalize(std::string_view path) {
   return std::string(path);
 }
 
-bool CpioWriter::Contains(std::string_view path) const { return names_.count(Normalize(path)) != 0; }
+bool CpioWriter::Contains(std::string_view path) const {
+  return names_.count(Normalize(path)) != 0;
+}
 
 void CpioWriter::AddParents(const std::string& path) {
-  for (size_t slash = path.find('/'); slash != std::string::npos; slash = path.find('/', slash + 1)) {
+  for (size_t slash = path.find('/'); slash != std::string::npos;
+       slash = path.find('/', slash + 1)) {
     std::string dir = path.substr(0, slash);
     if (!names_.count(dir)) AddEntry(dir, S_IFDIR | 0755, {}, 0, 0);
   }
 }
 
-void CpioWriter::AddEntry(const std::string& path, uint32_t mode, std::string_view data, uint32_t rdev_major,
-                          uint32_t rdev_minor) {
+void CpioWriter::AddEntry(const std::string& path, uint32_t mode, std::string_view data,
+                          uint32_t rdev_major, uint32_t rdev_minor) {
   names_.insert(path);
   char header[111];
   // newc: magic, ino, mode, uid, gid, nlink, mtime, filesize, devmajor, devminor,
   // rdevmajor, rdevminor, namesize (with NUL), check; all 8-digit hex.
-  std::snprintf(header, sizeof header, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X", next_ino_++,
-                mode, 0u, 0u, S_ISDIR(mode) ? 2u : 1u, 0u, static_cast<uint32_t>(data.size()), 0u, 0u, rdev_major,
-                rdev_minor, static_cast<uint32_t>(path.size() + 1), 0u);
+  std::snprintf(header, sizeof header, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
+                next_ino_++, mode, 0u, 0u, S_ISDIR(mode) ? 2u : 1u, 0u,
+                static_cast<uint32_t>(data.size()), 0u, 0u, rdev_major, rdev_minor,
+                static_cast<uint32_t>(path.size() + 1), 0u);
   out_.append(header, 110);
   out_.append(path);
   out_.push_back('\0');

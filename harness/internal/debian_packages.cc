@@ -2,9 +2,8 @@
 
 #include <unistd.h>
 
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "base/file_util.h"
 #include "base/log.h"
@@ -43,12 +42,14 @@ Result<DebianPackage> Show(const std::string& name) {
   auto r = RunApt({"apt-cache", "show", "--no-all-versions", name});
   if (!r) return std::unexpected(r.error());
   if (!r->status.Success() || r->stdout_data.empty()) {
-    return Fail(ErrorCode::kNotFound, "package {}: apt-cache show: {}", name, FirstLine(r->stderr_data));
+    return Fail(ErrorCode::kNotFound, "package {}: apt-cache show: {}", name,
+                FirstLine(r->stderr_data));
   }
   DebianPackage p{Field(r->stdout_data, "Package"), Field(r->stdout_data, "Version"),
                   fs::path(Field(r->stdout_data, "Filename")).filename().string()};
   if (p.name.empty() || p.version.empty() || p.filename.empty()) {
-    return Fail(ErrorCode::kNotFound, "package {}: apt-cache show gave no Package/Version/Filename", name);
+    return Fail(ErrorCode::kNotFound, "package {}: apt-cache show gave no Package/Version/Filename",
+                name);
   }
   return p;
 }
@@ -106,7 +107,8 @@ Result<DebianPackage> ResolvePackage(const std::string& name, const fs::path& ca
     std::string hint = "run apt-get update, or pick a package that `apt-cache search` lists";
     return std::unexpected(std::move(resolved.error()).AddContext(hint));
   }
-  memo[key] = {{"name", resolved->name}, {"version", resolved->version}, {"filename", resolved->filename}};
+  memo[key] = {
+      {"name", resolved->name}, {"version", resolved->version}, {"filename", resolved->filename}};
   if (MakeDirs(cache_dir)) (void)WriteFileAtomic(memo_file, memo.dump(2) + "\n");
   return resolved;
 }
@@ -122,7 +124,9 @@ Result<fs::path> FetchDeb(const DebianPackage& package, const fs::path& debs_dir
   fs::remove_all(tmp, ec);
   if (auto s = MakeDirs(tmp); !s) return std::unexpected(s.error());
   Log("harness")->info("fetching {} {} with apt-get download", package.name, package.version);
-  auto r = RunApt({"apt-get", "download", "-q", fmt::format("{}={}", package.name, package.version)}, tmp.string());
+  auto r =
+      RunApt({"apt-get", "download", "-q", fmt::format("{}={}", package.name, package.version)},
+             tmp.string());
   if (!r) return std::unexpected(r.error());
   if (!r->status.Success() || !fs::exists(tmp / package.filename)) {
     fs::remove_all(tmp, ec);
@@ -133,12 +137,14 @@ Result<fs::path> FetchDeb(const DebianPackage& package, const fs::path& debs_dir
     for (std::string line; std::getline(in, line);) {
       if (line.rfind("E:", 0) == 0) last_error = line;
     }
-    return Fail(ErrorCode::kNotFound, "package {} {} cannot be fetched: {}", package.name, package.version,
-                last_error.empty() ? FirstLine(why) : last_error);
+    return Fail(ErrorCode::kNotFound, "package {} {} cannot be fetched: {}", package.name,
+                package.version, last_error.empty() ? FirstLine(why) : last_error);
   }
   fs::rename(tmp / package.filename, deb, ec);
   fs::remove_all(tmp, ec);
-  if (!fs::exists(deb)) return Fail(ErrorCode::kIo, "moving {} into {}: {}", package.filename, debs_dir.string(), ec.message());
+  if (!fs::exists(deb))
+    return Fail(ErrorCode::kIo, "moving {} into {}: {}", package.filename, debs_dir.string(),
+                ec.message());
   return deb;
 }
 
@@ -155,7 +161,8 @@ Status ExtractDeb(const fs::path& deb, const fs::path& dir) {
     return Fail(ErrorCode::kIo, "dpkg -x {}: {}", deb.string(), FirstLine(r->stderr_data));
   }
   fs::rename(tmp, dir, ec);
-  if (ec && !fs::exists(dir)) return Fail(ErrorCode::kIo, "rename {} -> {}: {}", tmp.string(), dir.string(), ec.message());
+  if (ec && !fs::exists(dir))
+    return Fail(ErrorCode::kIo, "rename {} -> {}: {}", tmp.string(), dir.string(), ec.message());
   fs::remove_all(tmp, ec);  // another process won the race; its copy is identical
   return {};
 }

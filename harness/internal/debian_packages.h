@@ -20,11 +20,13 @@ struct DebianPackage {
 // to the linux-image-* package it depends on. kNotFound naming the package and
 // apt's words when the archive does not have it. Answers are remembered in
 // CACHE_DIR/resolved.json until apt's package lists change.
-Result<DebianPackage> ResolvePackage(const std::string& name, const std::filesystem::path& cache_dir);
+Result<DebianPackage> ResolvePackage(const std::string& name,
+                                     const std::filesystem::path& cache_dir);
 
 // The .deb of `package` under `debs_dir`, downloaded with `apt-get download` if
 // it is not there yet. kNotFound with apt's message when it cannot be fetched.
-Result<std::filesystem::path> FetchDeb(const DebianPackage& package, const std::filesystem::path& debs_dir);
+Result<std::filesystem::path> FetchDeb(const DebianPackage& package,
+                                       const std::filesystem::path& debs_dir);
 
 // `dpkg -x DEB` into `dir` (made atomically: a temporary folder renamed at the
 // end); returns at once when `dir` already exists.

@@ -36,30 +36,52 @@ std::string Join(const std::vector<std::string>& v) {
 std::vector<std::string> QemuCommandLine(const QemuLaunch& launch, const fs::path& socket_dir) {
   const VmSpec& spec = launch.spec;
   std::vector<std::string> kernel_args = launch.image.kernel_args;
-  kernel_args.insert(kernel_args.end(), spec.extra_kernel_args.begin(), spec.extra_kernel_args.end());
+  kernel_args.insert(kernel_args.end(), spec.extra_kernel_args.begin(),
+                     spec.extra_kernel_args.end());
   std::vector<std::string> argv = {
       launch.qemu.string(),
-      "-name", spec.name,
-      "-machine", "pc",
-      "-accel", launch.accelerator == Accelerator::kKvm ? "kvm" : "tcg",
-      "-cpu", spec.cpu_model,
-      "-smp", std::to_string(spec.smp),
-      "-m", std::to_string(spec.memory_mib),
-      "-nodefaults", "-no-reboot", "-display", "none",
-      "-kernel", launch.image.kernel.string(),
-      "-initrd", launch.image.initrd.string(),
-      "-append", Join(kernel_args),
+      "-name",
+      spec.name,
+      "-machine",
+      "pc",
+      "-accel",
+      launch.accelerator == Accelerator::kKvm ? "kvm" : "tcg",
+      "-cpu",
+      spec.cpu_model,
+      "-smp",
+      std::to_string(spec.smp),
+      "-m",
+      std::to_string(spec.memory_mib),
+      "-nodefaults",
+      "-no-reboot",
+      "-display",
+      "none",
+      "-kernel",
+      launch.image.kernel.string(),
+      "-initrd",
+      launch.image.initrd.string(),
+      "-append",
+      Join(kernel_args),
       // First serial port: the console, into a file. Second: the agent channel;
       // the host connects before the guest writes (what comes earlier is dropped).
-      "-chardev", fmt::format("file,id=console,path={}", (spec.artefacts_dir / "console.log").string()),
-      "-serial", "chardev:console",
-      "-chardev", fmt::format("socket,id=agent,path={},server=on,wait=off", (socket_dir / "agent.sock").string()),
-      "-serial", "chardev:agent",
-      "-chardev", fmt::format("socket,id=qmp,path={},server=on,wait=off", (socket_dir / "qmp.sock").string()),
-      "-mon", "chardev=qmp,mode=control",
+      "-chardev",
+      fmt::format("file,id=console,path={}", (spec.artefacts_dir / "console.log").string()),
+      "-serial",
+      "chardev:console",
+      "-chardev",
+      fmt::format("socket,id=agent,path={},server=on,wait=off",
+                  (socket_dir / "agent.sock").string()),
+      "-serial",
+      "chardev:agent",
+      "-chardev",
+      fmt::format("socket,id=qmp,path={},server=on,wait=off", (socket_dir / "qmp.sock").string()),
+      "-mon",
+      "chardev=qmp,mode=control",
       // A panic shows as GUEST_PANICKED and the guest stays for inspection.
-      "-device", "pvpanic",
-      "-action", "panic=pause",
+      "-device",
+      "pvpanic",
+      "-action",
+      "panic=pause",
   };
   if (launch.incoming) {
     argv.push_back("-incoming");
@@ -71,7 +93,8 @@ std::vector<std::string> QemuCommandLine(const QemuLaunch& launch, const fs::pat
 Result<std::unique_ptr<QemuVm>> QemuVm::Start(QemuLaunch launch) {
   std::unique_ptr<QemuVm> vm(new QemuVm(std::move(launch)));
   const VmSpec& spec = vm->launch_.spec;
-  if (spec.artefacts_dir.empty()) return Fail(ErrorCode::kInvalidArgument, "VmSpec.artefacts_dir is empty");
+  if (spec.artefacts_dir.empty())
+    return Fail(ErrorCode::kInvalidArgument, "VmSpec.artefacts_dir is empty");
   if (auto s = MakeDirs(spec.artefacts_dir); !s) return std::unexpected(s.error());
   // Sockets live in a short private folder: sun_path holds 107 bytes, and
   // artefact folders can be deep.
@@ -89,11 +112,14 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Start(QemuLaunch launch) {
   {
     // The command line first in qemu.log, for post-mortems and hand reruns.
     std::string cmd;
-    for (const auto& a : opts.argv) cmd += (a.find(' ') != std::string::npos ? "'" + a + "'" : a) + " ";
+    for (const auto& a : opts.argv)
+      cmd += (a.find(' ') != std::string::npos ? "'" + a + "'" : a) + " ";
     (void)WriteFileAtomic(spec.artefacts_dir / "qemu.cmdline", cmd + "\n");
   }
   auto process = Subprocess::Start(std::move(opts));
-  if (!process) return Fail(ErrorCode::kInfra, "{}: cannot start QEMU: {}", spec.name, process.error().ToString());
+  if (!process)
+    return Fail(ErrorCode::kInfra, "{}: cannot start QEMU: {}", spec.name,
+                process.error().ToString());
   vm->pid_ = process->pid();
   vm->process_.emplace(std::move(*process));
   int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, vm->pid_, 0));
@@ -106,7 +132,8 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Start(QemuLaunch launch) {
   // Connect the agent channel first: the guest's ready line is lost if nobody listens.
   auto deadline = Clock::now() + milliseconds(10000);
   while (true) {
-    auto agent = AgentClient::Connect(vm->socket_dir_ / "agent.sock", agent_options, milliseconds(100));
+    auto agent =
+        AgentClient::Connect(vm->socket_dir_ / "agent.sock", agent_options, milliseconds(100));
     if (agent) {
       vm->agent_ = std::move(*agent);
       break;
@@ -117,9 +144,12 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Start(QemuLaunch launch) {
     }
   }
   auto qmp = QmpClient::Connect(vm->socket_dir_ / "qmp.sock", milliseconds(10000));
-  if (!qmp) return Fail(ErrorCode::kInfra, "{}: {}\n{}", spec.name, qmp.error().ToString(), vm->PostMortem());
+  if (!qmp)
+    return Fail(ErrorCode::kInfra, "{}: {}\n{}", spec.name, qmp.error().ToString(),
+                vm->PostMortem());
   vm->qmp_ = std::move(*qmp);
-  if (auto s = vm->WaitReady(vm->launch_.incoming.has_value()); !s) return std::unexpected(s.error());
+  if (auto s = vm->WaitReady(vm->launch_.incoming.has_value()); !s)
+    return std::unexpected(s.error());
   return vm;
 }
 
@@ -150,12 +180,15 @@ Status QemuVm::WaitReady(bool restoring) {
     auto ready = agent_->WaitReady(milliseconds(200));
     if (ready) return {};
     if (ready.error().code() != ErrorCode::kTimeout) return fail(ready.error().ToString());
-    if (ProcessExited()) return fail(fmt::format("QEMU exited before the agent was ready ({})", exit_status_->ToString()));
+    if (ProcessExited())
+      return fail(
+          fmt::format("QEMU exited before the agent was ready ({})", exit_status_->ToString()));
     for (const QmpEvent& e : qmp_->TakeEvents()) {
       if (e.name == "GUEST_PANICKED") return fail("the guest kernel panicked while booting");
     }
     if (Clock::now() > deadline) {
-      return fail(fmt::format("no ready line from the agent within {} ms", spec.boot_timeout.count()));
+      return fail(
+          fmt::format("no ready line from the agent within {} ms", spec.boot_timeout.count()));
     }
   }
 }
@@ -169,12 +202,14 @@ QemuVm::~QemuVm() {
 }
 
 std::string QemuVm::Describe() const {
-  return fmt::format("qemu pid {}, {}, {} x{}, {} MiB, {}", pid_, launch_.image.name, launch_.spec.cpu_model,
-                     launch_.spec.smp, launch_.spec.memory_mib, AcceleratorName(launch_.accelerator));
+  return fmt::format("qemu pid {}, {}, {} x{}, {} MiB, {}", pid_, launch_.image.name,
+                     launch_.spec.cpu_model, launch_.spec.smp, launch_.spec.memory_mib,
+                     AcceleratorName(launch_.accelerator));
 }
 
 std::string QemuVm::PostMortem() {
-  return fmt::format("--- console.log (tail) ---\n{}\n--- qemu.log (tail) ---\n{}", Tail(console_log_path(), 3000),
+  return fmt::format("--- console.log (tail) ---\n{}\n--- qemu.log (tail) ---\n{}",
+                     Tail(console_log_path(), 3000),
                      Tail(launch_.spec.artefacts_dir / "qemu.log", 2000));
 }
 
@@ -214,7 +249,8 @@ void QemuVm::CollectEvents(milliseconds heartbeat_threshold) {
       auto console = ReadFile(console_log_path());
       if (console && console->find("Kernel panic") != std::string::npos) {
         reported_panic_ = true;
-        queued_.push_back({VmEventKind::kGuestPanicked, "Kernel panic on the console, then " + detail, now});
+        queued_.push_back(
+            {VmEventKind::kGuestPanicked, "Kernel panic on the console, then " + detail, now});
       }
     }
     queued_.push_back({VmEventKind::kVmExited, detail, now});
@@ -228,8 +264,9 @@ void QemuVm::CollectEvents(milliseconds heartbeat_threshold) {
     bool lost = agent_->HeartbeatLost(heartbeat_threshold);
     if (lost && !heartbeat_lost_) {
       heartbeat_lost_ = true;
-      queued_.push_back({VmEventKind::kHeartbeatLost,
-                         fmt::format("no line from the agent for {} ms", agent_->SinceLastHeard().count()), now});
+      queued_.push_back(
+          {VmEventKind::kHeartbeatLost,
+           fmt::format("no line from the agent for {} ms", agent_->SinceLastHeard().count()), now});
     } else if (!lost) {
       heartbeat_lost_ = false;  // heard again: a later silence is a new event
     }
@@ -244,7 +281,8 @@ std::vector<VmEvent> QemuVm::PollEvents(milliseconds heartbeat_threshold) {
   return out;
 }
 
-std::optional<VmEvent> QemuVm::WaitForEvent(milliseconds timeout, milliseconds heartbeat_threshold) {
+std::optional<VmEvent> QemuVm::WaitForEvent(milliseconds timeout,
+                                            milliseconds heartbeat_threshold) {
   auto deadline = Clock::now() + timeout;
   while (true) {
     {

@@ -37,8 +37,12 @@ class QemuVm : public Vm {
   const VmSpec& spec() const override { return launch_.spec; }
   const VmImage& image() const override { return launch_.image; }
   Accelerator accelerator() const override { return launch_.accelerator; }
-  std::filesystem::path console_log_path() const override { return launch_.spec.artefacts_dir / "console.log"; }
-  std::filesystem::path agent_log_path() const override { return launch_.spec.artefacts_dir / "agent.log"; }
+  std::filesystem::path console_log_path() const override {
+    return launch_.spec.artefacts_dir / "console.log";
+  }
+  std::filesystem::path agent_log_path() const override {
+    return launch_.spec.artefacts_dir / "agent.log";
+  }
   std::string Describe() const override;
 
   std::vector<VmEvent> PollEvents(std::chrono::milliseconds heartbeat_threshold) override;
@@ -57,7 +61,7 @@ class QemuVm : public Vm {
  private:
   explicit QemuVm(QemuLaunch launch) : launch_(std::move(launch)) {}
   Status WaitReady(bool restoring);
-  bool ProcessExited();  // non-blocking; reaps once
+  bool ProcessExited();      // non-blocking; reaps once
   std::string PostMortem();  // tails of console.log and qemu.log
 
   QemuLaunch launch_;
@@ -82,6 +86,7 @@ class QemuVm : public Vm {
 };
 
 // The QEMU command line for `launch`, with sockets in `socket_dir`.
-std::vector<std::string> QemuCommandLine(const QemuLaunch& launch, const std::filesystem::path& socket_dir);
+std::vector<std::string> QemuCommandLine(const QemuLaunch& launch,
+                                         const std::filesystem::path& socket_dir);
 
 }  // namespace patchlab::harness::internal

@@ -44,9 +44,11 @@ Result<std::unique_ptr<QmpClient>> QmpClient::Connect(const std::filesystem::pat
   std::unique_ptr<QmpClient> client(new QmpClient(std::move(*fd)));
   {
     std::unique_lock lock(client->state_->mu);
-    client->state_->cv.wait_for(lock, timeout, [&] { return client->state_->greeted || client->state_->closed; });
+    client->state_->cv.wait_for(lock, timeout,
+                                [&] { return client->state_->greeted || client->state_->closed; });
     if (!client->state_->greeted) {
-      return Fail(ErrorCode::kInfra, "QMP {}: no greeting from QEMU within {} ms", socket.string(), timeout.count());
+      return Fail(ErrorCode::kInfra, "QMP {}: no greeting from QEMU within {} ms", socket.string(),
+                  timeout.count());
     }
   }
   auto caps = client->Execute("qmp_capabilities", nullptr, timeout);
@@ -62,14 +64,16 @@ void QmpClient::ReaderLoop() {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     bool overlong = false;
-    for (const std::string& line : splitter.Feed(std::string_view(buf.data(), static_cast<size_t>(n)), &overlong)) {
+    for (const std::string& line :
+         splitter.Feed(std::string_view(buf.data(), static_cast<size_t>(n)), &overlong)) {
       json msg = json::parse(line, nullptr, false);
       if (!msg.is_object()) continue;
       std::lock_guard lock(state_->mu);
       if (msg.contains("QMP")) {
         state_->greeted = true;
       } else if (msg.contains("event")) {
-        state_->events.push_back({msg["event"].get<std::string>(), msg.value("data", json::object())});
+        state_->events.push_back(
+            {msg["event"].get<std::string>(), msg.value("data", json::object())});
         Log("harness")->debug("QMP event {}", msg["event"].get<std::string>());
       } else if (msg.contains("id") && msg["id"].is_number_unsigned()) {
         auto it = state_->replies.find(msg["id"].get<uint64_t>());
@@ -83,11 +87,13 @@ void QmpClient::ReaderLoop() {
   state_->cv.notify_all();
 }
 
-Result<json> QmpClient::Execute(const std::string& command, json arguments, std::chrono::milliseconds timeout) {
+Result<json> QmpClient::Execute(const std::string& command, json arguments,
+                                std::chrono::milliseconds timeout) {
   uint64_t id;
   {
     std::lock_guard lock(state_->mu);
-    if (state_->closed) return Fail(ErrorCode::kInfra, "QMP {}: QEMU closed its monitor (process gone?)", command);
+    if (state_->closed)
+      return Fail(ErrorCode::kInfra, "QMP {}: QEMU closed its monitor (process gone?)", command);
     id = state_->next_id++;
     state_->replies[id] = std::nullopt;
   }
@@ -103,15 +109,18 @@ Result<json> QmpClient::Execute(const std::string& command, json arguments, std:
     state_->replies.erase(id);
     return Fail(ErrorCode::kInfra, "QMP {}: {}", command, written.error().ToString());
   }
-  state_->cv.wait_for(lock, timeout, [&] { return state_->replies[id].has_value() || state_->closed; });
+  state_->cv.wait_for(lock, timeout,
+                      [&] { return state_->replies[id].has_value() || state_->closed; });
   std::optional<json> reply = std::move(state_->replies[id]);
   state_->replies.erase(id);
   if (!reply) {
-    if (state_->closed) return Fail(ErrorCode::kInfra, "QMP {}: QEMU closed its monitor before replying", command);
+    if (state_->closed)
+      return Fail(ErrorCode::kInfra, "QMP {}: QEMU closed its monitor before replying", command);
     return Fail(ErrorCode::kTimeout, "QMP {}: no reply within {} ms", command, timeout.count());
   }
   if (reply->contains("error")) {
-    return Fail(ErrorCode::kInfra, "QMP {}: {}", command, (*reply)["error"].value("desc", reply->dump()));
+    return Fail(ErrorCode::kInfra, "QMP {}: {}", command,
+                (*reply)["error"].value("desc", reply->dump()));
   }
   return reply->value("return", json::object());
 }

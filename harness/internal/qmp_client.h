@@ -8,10 +8,9 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "base/error.h"
 #include "base/scoped_fd.h"
@@ -19,8 +18,8 @@
 namespace patchlab::harness::internal {
 
 struct QmpEvent {
-  std::string name;      // "GUEST_PANICKED"
-  nlohmann::json data;   // the event's "data"
+  std::string name;     // "GUEST_PANICKED"
+  nlohmann::json data;  // the event's "data"
 };
 
 class QmpClient {

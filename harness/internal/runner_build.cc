@@ -33,7 +33,8 @@ std::string Describe(const std::vector<std::string>& argv, const SubprocessResul
 }
 
 // Runs one build tool in `cwd`, appending its command and output to `log`.
-Result<SubprocessResult> RunTool(const std::vector<std::string>& argv, const fs::path& cwd, std::string& log) {
+Result<SubprocessResult> RunTool(const std::vector<std::string>& argv, const fs::path& cwd,
+                                 std::string& log) {
   SubprocessOptions o;
   o.argv = argv;
   o.cwd = cwd.string();
@@ -85,14 +86,16 @@ Result<LabKey> EnsureLabKey(const fs::path& key_dir, const fs::path& hotpatch) {
   auto r = RunTool(argv, dir, log);
   if (!r) return std::unexpected(std::move(r.error()).AddContext("making the lab's signing key"));
   if (!r->status.Success() || !fs::exists(key.private_key, ec) || !fs::exists(key.public_key, ec)) {
-    return Fail(ErrorCode::kInfra, "making the lab's signing key in {}: {}", dir.string(), Describe(argv, *r));
+    return Fail(ErrorCode::kInfra, "making the lab's signing key in {}: {}", dir.string(),
+                Describe(argv, *r));
   }
   Log("harness")->info("made the lab's signing key in {}", dir.string());
   return key;
 }
 
-Result<BuiltScenario> BuildScenario(const Scenario& scenario, const fs::path& work_dir, const LabKey& key,
-                                    const fs::path& hotpatch, const std::string& cc) {
+Result<BuiltScenario> BuildScenario(const Scenario& scenario, const fs::path& work_dir,
+                                    const LabKey& key, const fs::path& hotpatch,
+                                    const std::string& cc) {
   if (auto s = MakeDirs(work_dir); !s) return std::unexpected(s.error());
   fs::path abs_work = fs::absolute(work_dir);
   std::string log;
@@ -100,8 +103,8 @@ Result<BuiltScenario> BuildScenario(const Scenario& scenario, const fs::path& wo
   auto scenario_error = [&](std::string what, const std::vector<std::string>& argv,
                             const SubprocessResult& r) {
     finish();
-    return Fail(ErrorCode::kInvalidArgument, "{}: {}: {} (full log: {})", scenario.file.string(), what,
-                Describe(argv, r), (abs_work / "build.log").string());
+    return Fail(ErrorCode::kInvalidArgument, "{}: {}: {} (full log: {})", scenario.file.string(),
+                what, Describe(argv, r), (abs_work / "build.log").string());
   };
 
   BuiltScenario built;
@@ -114,8 +117,10 @@ Result<BuiltScenario> BuildScenario(const Scenario& scenario, const fs::path& wo
   argv.insert(argv.end(), {"-o", built.program.string()});
   argv.insert(argv.end(), scenario.target.libs.begin(), scenario.target.libs.end());
   auto r = RunTool(argv, scenario.dir, log);
-  if (!r) return std::unexpected(std::move(r.error()).AddContext("compiling " + scenario.target.program));
-  if (!r->status.Success()) return scenario_error("target " + scenario.target.program + " does not build", argv, *r);
+  if (!r)
+    return std::unexpected(std::move(r.error()).AddContext("compiling " + scenario.target.program));
+  if (!r->status.Success())
+    return scenario_error("target " + scenario.target.program + " does not build", argv, *r);
 
   for (const PatchSpec& spec : scenario.patches) {
     BuiltPatch p;
@@ -126,11 +131,13 @@ Result<BuiltScenario> BuildScenario(const Scenario& scenario, const fs::path& wo
     std::error_code ec;
     if (!fs::exists(p.module, ec)) {
       finish();
-      return Fail(ErrorCode::kInvalidArgument, "{}: patch '{}': module {} does not exist on this host",
-                  spec.where, spec.id, p.module.string());
+      return Fail(ErrorCode::kInvalidArgument,
+                  "{}: patch '{}': module {} does not exist on this host", spec.where, spec.id,
+                  p.module.string());
     }
     auto elf = ElfFile::Open(p.module);
-    if (!elf) return std::unexpected(std::move(elf.error()).AddContext(fmt::format("patch '{}'", spec.id)));
+    if (!elf)
+      return std::unexpected(std::move(elf.error()).AddContext(fmt::format("patch '{}'", spec.id)));
     p.target_build_id = elf->build_id();
 
     argv = {cc, "-O2", "-g", "-fPIC", "-shared", "-fno-stack-protector"};
@@ -139,12 +146,14 @@ Result<BuiltScenario> BuildScenario(const Scenario& scenario, const fs::path& wo
     argv.insert(argv.end(), {"-o", p.object.string()});
     r = RunTool(argv, scenario.dir, log);
     if (!r) return std::unexpected(std::move(r.error()).AddContext("compiling patch " + spec.id));
-    if (!r->status.Success()) return scenario_error("patch '" + spec.id + "' does not build", argv, *r);
+    if (!r->status.Success())
+      return scenario_error("patch '" + spec.id + "' does not build", argv, *r);
 
-    argv = {hotpatch.string(), "pack", "--target", p.module.string(), "--object", p.object.string(),
-            "--id", spec.id, "--seq", std::to_string(spec.seq)};
+    argv = {hotpatch.string(), "pack", "--target", p.module.string(), "--object",
+            p.object.string(), "--id", spec.id,    "--seq",           std::to_string(spec.seq)};
     for (const auto& f : spec.functions) {
-      argv.insert(argv.end(), {"--func", f.old_name == f.new_name ? f.old_name : f.old_name + "=" + f.new_name});
+      argv.insert(argv.end(), {"--func", f.old_name == f.new_name ? f.old_name
+                                                                  : f.old_name + "=" + f.new_name});
     }
     for (const auto& ref : spec.references) argv.insert(argv.end(), {"--ref", ref});
     if (!spec.replaces.empty()) argv.insert(argv.end(), {"--replaces", spec.replaces});
@@ -152,8 +161,9 @@ Result<BuiltScenario> BuildScenario(const Scenario& scenario, const fs::path& wo
     r = RunTool(argv, scenario.dir, log);
     if (!r) return std::unexpected(std::move(r.error()).AddContext("packing patch " + spec.id));
     if (r->status.exited && r->status.code == 2) {
-      return scenario_error(fmt::format("patch '{}' ({}) cannot be packed", spec.id, Joined(spec.functions)),
-                            argv, *r);
+      return scenario_error(
+          fmt::format("patch '{}' ({}) cannot be packed", spec.id, Joined(spec.functions)), argv,
+          *r);
     }
     if (!r->status.Success()) {
       finish();

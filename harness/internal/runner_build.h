@@ -24,7 +24,8 @@ struct LabKey {
 
 // The key pair under `dir`, made with `hotpatch keygen --out dir` when absent.
 // Fails naming the folder or hotpatch's output.
-Result<LabKey> EnsureLabKey(const std::filesystem::path& dir, const std::filesystem::path& hotpatch);
+Result<LabKey> EnsureLabKey(const std::filesystem::path& dir,
+                            const std::filesystem::path& hotpatch);
 
 // Where the lab keeps its key by default: $PATCHLAB_HOME/keys, else
 // /var/lib/patchlab/keys as root, else ~/.local/share/patchlab/keys.

@@ -2,9 +2,8 @@
 
 #include <signal.h>
 
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "base/log.h"
 #include "base/subprocess.h"
@@ -27,8 +26,12 @@ struct Stop {};
 
 class Sequence {
  public:
-  Sequence(CellGuest& guest, const CellPlan& plan, const std::atomic<bool>* cancel, CellObservations& obs)
-      : guest_(guest), plan_(plan), cancel_(cancel), obs_(obs),
+  Sequence(CellGuest& guest, const CellPlan& plan, const std::atomic<bool>* cancel,
+           CellObservations& obs)
+      : guest_(guest),
+        plan_(plan),
+        cancel_(cancel),
+        obs_(obs),
         deadline_(Clock::now() + plan.scenario->timeout) {}
 
   void Run() {
@@ -74,8 +77,9 @@ class Sequence {
       throw Stop{};
     }
     if (Clock::now() > deadline_) {
-      obs_.problems.push_back(fmt::format("the cell exceeded its {}s timeout",
-                                          std::chrono::duration_cast<std::chrono::seconds>(plan_.scenario->timeout).count()));
+      obs_.problems.push_back(fmt::format(
+          "the cell exceeded its {}s timeout",
+          std::chrono::duration_cast<std::chrono::seconds>(plan_.scenario->timeout).count()));
       throw Stop{};
     }
   }
@@ -147,9 +151,10 @@ class Sequence {
       }
       if (exit && !*exit) {
         (void)guest_.Kill(pid_, SIGKILL);
-        obs_.crashes.push_back({metrics::CrashKind::kLostHeartbeat,
-                                fmt::format("{} did not exit within {}s of SIGTERM (hung)",
-                                            plan_.scenario->target.program, kExitGrace.count() / 1000)});
+        obs_.crashes.push_back(
+            {metrics::CrashKind::kLostHeartbeat,
+             fmt::format("{} did not exit within {}s of SIGTERM (hung)",
+                         plan_.scenario->target.program, kExitGrace.count() / 1000)});
         (void)guest_.Wait(pid_, kExitGrace);
       } else if (exit) {
         NoteExit(**exit);
@@ -170,7 +175,8 @@ class Sequence {
       obs_.crashes.push_back({metrics::CrashKind::kWorkloadSignal,
                               fmt::format("{} killed by {}", program, SignalName(e.signal))});
     } else if (e.code != 0) {
-      obs_.crashes.push_back({metrics::CrashKind::kWorkloadExit, fmt::format("{} exited {}", program, e.code)});
+      obs_.crashes.push_back(
+          {metrics::CrashKind::kWorkloadExit, fmt::format("{} exited {}", program, e.code)});
     }
   }
 
@@ -185,13 +191,15 @@ class Sequence {
         std::this_thread::sleep_for(std::min(left, kPoll));
         continue;
       }
-      auto exit = Must(guest_.Wait(pid_, std::min(left, milliseconds(500))), "watching the workload");
+      auto exit =
+          Must(guest_.Wait(pid_, std::min(left, milliseconds(500))), "watching the workload");
       if (exit) {
         running_ = false;
         NoteExit(*exit);
         if (exit->exited && exit->code == 0) {
-          obs_.problems.push_back("the workload ended before the measurement finished "
-                                  "(make workload.duration longer)");
+          obs_.problems.push_back(
+              "the workload ended before the measurement finished "
+              "(make workload.duration longer)");
         }
         if (auto s = TryStats()) obs_.last_stats = *s;
         throw Stop{};
@@ -202,7 +210,8 @@ class Sequence {
   std::optional<StatsSample> TryStats() {
     auto text = guest_.ReadFile(stats_path_);
     if (!text) {
-      if (text.error().code() == ErrorCode::kInfra) Must(std::move(text), "reading the workload's stats");
+      if (text.error().code() == ErrorCode::kInfra)
+        Must(std::move(text), "reading the workload's stats");
       return std::nullopt;
     }
     auto s = ParseStatsLine(*text);
@@ -214,7 +223,8 @@ class Sequence {
   StatsSample Stats() {
     auto s = TryStats();
     if (!s) {
-      obs_.problems.push_back("the workload's stats file " + stats_path_ + " is missing or malformed");
+      obs_.problems.push_back("the workload's stats file " + stats_path_ +
+                              " is missing or malformed");
       throw Stop{};
     }
     return *s;
@@ -225,10 +235,11 @@ class Sequence {
     Sleep(plan_.scenario->measure.window);
     StatsSample end = Stats();
     if (end.ops == begin.ops) {
-      obs_.crashes.push_back({metrics::CrashKind::kLostHeartbeat,
-                              fmt::format("{} completed no operation in a {}ms {} window (hung)",
-                                          plan_.scenario->target.program, plan_.scenario->measure.window.count(),
-                                          patched ? "patched" : "unpatched")});
+      obs_.crashes.push_back(
+          {metrics::CrashKind::kLostHeartbeat,
+           fmt::format("{} completed no operation in a {}ms {} window (hung)",
+                       plan_.scenario->target.program, plan_.scenario->measure.window.count(),
+                       patched ? "patched" : "unpatched")});
       throw Stop{};
     }
     obs_.windows.push_back({patched, begin, end});
@@ -237,7 +248,8 @@ class Sequence {
   bool Apply() {
     CheckTime();
     GuestPatchAnswer a =
-        Must(guest_.Apply(pid_, guest_package_, guest_pubkey_, plan_.scenario->apply.timeout), "applying");
+        Must(guest_.Apply(pid_, guest_package_, guest_pubkey_, plan_.scenario->apply.timeout),
+             "applying");
     PatchCall call{PatchCall::Op::kApply, a.exit_code, std::nullopt, a.message};
     if (a.exit_code == 0) {
       // The pause is hotpatch's own figure: the time the process was stopped.
@@ -259,7 +271,8 @@ class Sequence {
     running_ = false;
     NoteExit(**exit);
     if ((*exit)->exited && (*exit)->code == 0) {
-      obs_.problems.push_back("the workload ended before the measurement finished (make workload.duration longer)");
+      obs_.problems.push_back(
+          "the workload ended before the measurement finished (make workload.duration longer)");
     }
   }
 
@@ -301,11 +314,13 @@ std::vector<std::string> WorkloadArgv(const WorkloadSpec& workload, const std::s
   return argv;
 }
 
-CellObservations RunCellSequence(CellGuest& guest, const CellPlan& plan, const std::atomic<bool>* cancel) {
+CellObservations RunCellSequence(CellGuest& guest, const CellPlan& plan,
+                                 const std::atomic<bool>* cancel) {
   CellObservations obs;
   Sequence(guest, plan, cancel, obs).Run();
   Log("harness")->debug("cell {}/{}: {} windows, {} patch calls, {} crashes", plan.scenario->name,
-                        plan.patch->spec->id, obs.windows.size(), obs.calls.size(), obs.crashes.size());
+                        plan.patch->spec->id, obs.windows.size(), obs.calls.size(),
+                        obs.crashes.size());
   return obs;
 }
 

@@ -31,7 +31,8 @@ struct CellPlan {
 // the guest) becomes obs.infra_error, everything else becomes figures,
 // crashes and problems in the returned observations. `cancel` (may be null)
 // stops early between steps; the cell is then an infra error ("cancelled").
-CellObservations RunCellSequence(CellGuest& guest, const CellPlan& plan, const std::atomic<bool>* cancel);
+CellObservations RunCellSequence(CellGuest& guest, const CellPlan& plan,
+                                 const std::atomic<bool>* cancel);
 
 // The workload's argv in the guest: argv[0] equal to the target program's
 // name becomes `guest_program`; "{threads}" and "{duration_ms}" are replaced.

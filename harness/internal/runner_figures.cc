@@ -20,9 +20,12 @@ constexpr int kHotpatchTargetGone = 5;
 
 std::string_view OpName(PatchCall::Op op) {
   switch (op) {
-    case PatchCall::Op::kApply: return "apply";
-    case PatchCall::Op::kRevert: return "revert";
-    case PatchCall::Op::kVerify: return "verify";
+    case PatchCall::Op::kApply:
+      return "apply";
+    case PatchCall::Op::kRevert:
+      return "revert";
+    case PatchCall::Op::kVerify:
+      return "verify";
   }
   std::abort();
 }
@@ -38,7 +41,8 @@ std::string FirstLine(std::string_view s) {
 // target stalled: a hang is reported elsewhere, not divided by zero here).
 std::optional<double> CostPerOp(const Window& w) {
   if (w.end.ops <= w.begin.ops || w.end.cpu_ns < w.begin.cpu_ns) return std::nullopt;
-  return static_cast<double>(w.end.cpu_ns - w.begin.cpu_ns) / static_cast<double>(w.end.ops - w.begin.ops);
+  return static_cast<double>(w.end.cpu_ns - w.begin.cpu_ns) /
+         static_cast<double>(w.end.ops - w.begin.ops);
 }
 
 }  // namespace
@@ -54,7 +58,8 @@ Result<StatsSample> ParseStatsLine(std::string_view line) {
     std::string_view field = rest.substr(0, sp);
     rest = sp == std::string_view::npos ? std::string_view() : rest.substr(sp + 1);
     size_t eq = field.find('=');
-    if (eq == std::string_view::npos) return Fail(ErrorCode::kParse, "stats line '{}': '{}' is not key=value", line, field);
+    if (eq == std::string_view::npos)
+      return Fail(ErrorCode::kParse, "stats line '{}': '{}' is not key=value", line, field);
     std::string_view key = field.substr(0, eq), value = field.substr(eq + 1);
     uint64_t v = 0;
     auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
@@ -94,7 +99,8 @@ std::vector<Crash> KernelLogCrashes(std::string_view log) {
   size_t pos = 0;
   while (pos < log.size()) {
     size_t nl = log.find('\n', pos);
-    std::string_view line = log.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+    std::string_view line =
+        log.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
     pos = nl == std::string_view::npos ? log.size() : nl + 1;
     for (const auto& [pattern, kind] : kPatterns) {
       if (line.find(pattern) != std::string_view::npos) {
@@ -106,8 +112,8 @@ std::vector<Crash> KernelLogCrashes(std::string_view log) {
   return out;
 }
 
-void ComputeFigures(const CellObservations& obs, const LimitsSpec& limits, metrics::CellResult& cell,
-                    bool& overhead_flagged) {
+void ComputeFigures(const CellObservations& obs, const LimitsSpec& limits,
+                    metrics::CellResult& cell, bool& overhead_flagged) {
   overhead_flagged = false;
   cell.semantic = obs.semantic;
   cell.reasons.clear();
@@ -140,17 +146,25 @@ void ComputeFigures(const CellObservations& obs, const LimitsSpec& limits, metri
     if (call.op == PatchCall::Op::kApply && first_apply) {
       first_apply = false;
       switch (call.exit_code) {
-        case kHotpatchOk: cell.apply = ApplyResult::kApplied; break;
-        case kHotpatchRefused: cell.apply = ApplyResult::kRefused; break;
-        case kHotpatchRolledBack: cell.apply = ApplyResult::kRolledBack; break;
-        default: cell.apply = ApplyResult::kNotRun; break;
+        case kHotpatchOk:
+          cell.apply = ApplyResult::kApplied;
+          break;
+        case kHotpatchRefused:
+          cell.apply = ApplyResult::kRefused;
+          break;
+        case kHotpatchRolledBack:
+          cell.apply = ApplyResult::kRolledBack;
+          break;
+        default:
+          cell.apply = ApplyResult::kNotRun;
+          break;
       }
       if (call.exit_code == kHotpatchRefused || call.exit_code == kHotpatchRolledBack) {
         refused = true;
         cell.apply_reason = FirstLine(call.message);
-        cell.reasons.push_back(fmt::format("not hotpatchable — needs a restart: apply {}: {}",
-                                           call.exit_code == kHotpatchRefused ? "refused" : "rolled back",
-                                           cell.apply_reason));
+        cell.reasons.push_back(fmt::format(
+            "not hotpatchable — needs a restart: apply {}: {}",
+            call.exit_code == kHotpatchRefused ? "refused" : "rolled back", cell.apply_reason));
         continue;
       }
     }
@@ -160,8 +174,8 @@ void ComputeFigures(const CellObservations& obs, const LimitsSpec& limits, metri
       cell.reasons.push_back(fmt::format("{}: the target died during the call: {}", OpName(call.op),
                                          FirstLine(call.message)));
     } else {
-      cell.reasons.push_back(fmt::format("{} failed (hotpatch exit {}): {}", OpName(call.op), call.exit_code,
-                                         FirstLine(call.message)));
+      cell.reasons.push_back(fmt::format("{} failed (hotpatch exit {}): {}", OpName(call.op),
+                                         call.exit_code, FirstLine(call.message)));
     }
   }
   for (const std::string& p : obs.problems) {
@@ -172,7 +186,8 @@ void ComputeFigures(const CellObservations& obs, const LimitsSpec& limits, metri
 
   if (obs.last_stats && obs.last_stats->errors > 0) {
     failed = true;
-    cell.reasons.push_back(fmt::format("the target counted {} wrong results", obs.last_stats->errors));
+    cell.reasons.push_back(
+        fmt::format("the target counted {} wrong results", obs.last_stats->errors));
   }
 
   // CPU overhead: each patched window against the unpatched one measured
@@ -194,12 +209,14 @@ void ComputeFigures(const CellObservations& obs, const LimitsSpec& limits, metri
   }
   if (cell.cpu_overhead_pct && cell.cpu_overhead_pct->low > limits.cpu_overhead_pct) {
     overhead_flagged = true;
-    cell.reasons.push_back(fmt::format("cpu overhead {:.1f}% (interval {:.1f}..{:.1f}%) above the {:.1f}% limit",
-                                       cell.cpu_overhead_pct->value, cell.cpu_overhead_pct->low,
-                                       cell.cpu_overhead_pct->high, limits.cpu_overhead_pct));
+    cell.reasons.push_back(
+        fmt::format("cpu overhead {:.1f}% (interval {:.1f}..{:.1f}%) above the {:.1f}% limit",
+                    cell.cpu_overhead_pct->value, cell.cpu_overhead_pct->low,
+                    cell.cpu_overhead_pct->high, limits.cpu_overhead_pct));
   }
   if (obs.pss_before_kib && obs.pss_after_kib) {
-    cell.mem_overhead_kib = static_cast<double>(*obs.pss_after_kib) - static_cast<double>(*obs.pss_before_kib);
+    cell.mem_overhead_kib =
+        static_cast<double>(*obs.pss_after_kib) - static_cast<double>(*obs.pss_before_kib);
     if (*cell.mem_overhead_kib > limits.mem_overhead_kib) {
       cell.reasons.push_back(fmt::format("memory overhead {:.0f} KiB above the {:.0f} KiB limit",
                                          *cell.mem_overhead_kib, limits.mem_overhead_kib));
@@ -207,8 +224,8 @@ void ComputeFigures(const CellObservations& obs, const LimitsSpec& limits, metri
   }
   bool pause_over = cell.pause_median_us && *cell.pause_median_us > limits.pause_us;
   if (pause_over) {
-    cell.reasons.push_back(fmt::format("pause {:.0f} us above the {:.0f} us limit", *cell.pause_median_us,
-                                       limits.pause_us));
+    cell.reasons.push_back(fmt::format("pause {:.0f} us above the {:.0f} us limit",
+                                       *cell.pause_median_us, limits.pause_us));
   }
   bool mem_over = cell.mem_overhead_kib && *cell.mem_overhead_kib > limits.mem_overhead_kib;
   if (obs.semantic == metrics::SemanticVerdict::kFail) {
@@ -230,28 +247,31 @@ void ComputeFigures(const CellObservations& obs, const LimitsSpec& limits, metri
   }
 }
 
-bool MetExpectation(const metrics::CellResult& cell, bool overhead_flagged, const ExpectSpec& expect,
-                    std::vector<std::string>& why_not) {
+bool MetExpectation(const metrics::CellResult& cell, bool overhead_flagged,
+                    const ExpectSpec& expect, std::vector<std::string>& why_not) {
   why_not.clear();
   if (cell.verdict == MVerdict::kInfraError) {
     why_not.push_back("infrastructure error: the cell did not run");
     return false;
   }
   if (metrics::VerdictName(cell.verdict) != VerdictName(expect.verdict)) {
-    why_not.push_back(fmt::format("verdict {} where {} was expected", metrics::VerdictName(cell.verdict),
-                                  VerdictName(expect.verdict)));
+    why_not.push_back(fmt::format("verdict {} where {} was expected",
+                                  metrics::VerdictName(cell.verdict), VerdictName(expect.verdict)));
   }
   int max_crashes = expect.max_crashes.value_or(expect.verdict == Verdict::kFail ? INT32_MAX : 0);
   if (cell.TotalCrashes() > max_crashes) {
-    why_not.push_back(fmt::format("{} crashes, at most {} expected", cell.TotalCrashes(), max_crashes));
+    why_not.push_back(
+        fmt::format("{} crashes, at most {} expected", cell.TotalCrashes(), max_crashes));
   }
   if (expect.overhead_flagged && *expect.overhead_flagged != overhead_flagged) {
-    why_not.push_back(*expect.overhead_flagged ? "the CPU overhead was expected to exceed the limit"
-                                               : "the CPU overhead was expected to stay within the limit");
+    why_not.push_back(*expect.overhead_flagged
+                          ? "the CPU overhead was expected to exceed the limit"
+                          : "the CPU overhead was expected to stay within the limit");
   }
   if (expect.reason_contains) {
     bool found = false;
-    for (const auto& r : cell.reasons) found = found || r.find(*expect.reason_contains) != std::string::npos;
+    for (const auto& r : cell.reasons)
+      found = found || r.find(*expect.reason_contains) != std::string::npos;
     if (!found) why_not.push_back(fmt::format("no reason mentions '{}'", *expect.reason_contains));
   }
   if (expect.semantic && *expect.semantic != "skipped" &&

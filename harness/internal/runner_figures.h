@@ -40,9 +40,9 @@ struct Window {
 struct PatchCall {
   enum class Op { kApply, kRevert, kVerify };
   Op op = Op::kApply;
-  int exit_code = 0;                // hotpatch's: 0 done, 2 usage, 3 refused, 4 rolled back, 5 target gone
-  std::optional<double> pause_us;   // from apply --json
-  std::string message;              // stderr, or the reason it gave
+  int exit_code = 0;  // hotpatch's: 0 done, 2 usage, 3 refused, 4 rolled back, 5 target gone
+  std::optional<double> pause_us;  // from apply --json
+  std::string message;             // stderr, or the reason it gave
 };
 
 struct Crash {
@@ -78,7 +78,7 @@ void ComputeFigures(const CellObservations& obs, const LimitsSpec& limits,
 
 // Whether `cell` met `expect`; when it did not, `why_not` says why (one line
 // per unmet clause). Infra errors never meet an expectation.
-bool MetExpectation(const metrics::CellResult& cell, bool overhead_flagged, const ExpectSpec& expect,
-                    std::vector<std::string>& why_not);
+bool MetExpectation(const metrics::CellResult& cell, bool overhead_flagged,
+                    const ExpectSpec& expect, std::vector<std::string>& why_not);
 
 }  // namespace patchlab::harness::internal

@@ -60,7 +60,8 @@ class CellGuest {
   virtual Status Kill(pid_t pid, int signal) = 0;
   virtual Result<GuestSample> Sample(pid_t pid) = 0;
 
-  virtual Result<GuestPatchAnswer> Apply(pid_t pid, const std::string& package, const std::string& pubkey,
+  virtual Result<GuestPatchAnswer> Apply(pid_t pid, const std::string& package,
+                                         const std::string& pubkey,
                                          std::chrono::milliseconds timeout) = 0;
   virtual Result<GuestPatchAnswer> Revert(pid_t pid, const std::string& patch_id) = 0;
   virtual Result<GuestPatchAnswer> Verify(pid_t pid) = 0;

@@ -31,8 +31,9 @@ class HostGuest : public CellGuest {
     if (kmsg_) {
       ::lseek(kmsg_.get(), 0, SEEK_END);
     } else {
-      Log("harness")->warn("host backend: cannot read /dev/kmsg ({}); kernel-log crash lines are not seen",
-                           std::strerror(errno));
+      Log("harness")->warn(
+          "host backend: cannot read /dev/kmsg ({}); kernel-log crash lines are not seen",
+          std::strerror(errno));
     }
   }
   ~HostGuest() override { (void)Shutdown(); }
@@ -40,12 +41,17 @@ class HostGuest : public CellGuest {
   Status PutFile(const fs::path& host_path, const std::string& guest_path, int mode) override {
     std::error_code ec;
     fs::copy_file(host_path, guest_path, fs::copy_options::overwrite_existing, ec);
-    if (ec) return Fail(ErrorCode::kIo, "copy {} to {}: {}", host_path.string(), guest_path, ec.message());
-    if (::chmod(guest_path.c_str(), static_cast<mode_t>(mode)) != 0) return FailErrno("chmod " + guest_path);
+    if (ec)
+      return Fail(ErrorCode::kIo, "copy {} to {}: {}", host_path.string(), guest_path,
+                  ec.message());
+    if (::chmod(guest_path.c_str(), static_cast<mode_t>(mode)) != 0)
+      return FailErrno("chmod " + guest_path);
     return {};
   }
 
-  Result<std::string> ReadFile(const std::string& guest_path) override { return patchlab::ReadFile(guest_path); }
+  Result<std::string> ReadFile(const std::string& guest_path) override {
+    return patchlab::ReadFile(guest_path);
+  }
 
   Result<pid_t> Exec(const std::vector<std::string>& argv,
                      const std::vector<std::pair<std::string, std::string>>& env,
@@ -67,7 +73,8 @@ class HostGuest : public CellGuest {
 
   Result<std::optional<GuestExit>> Wait(pid_t pid, milliseconds timeout) override {
     auto it = children_.find(pid);
-    if (it == children_.end()) return Fail(ErrorCode::kNotFound, "pid {} was not started here", pid);
+    if (it == children_.end())
+      return Fail(ErrorCode::kNotFound, "pid {} was not started here", pid);
     auto until = std::chrono::steady_clock::now() + timeout;
     while (true) {
       // Peek without reaping: Subprocess::Wait reaps once it has ended.
@@ -92,7 +99,8 @@ class HostGuest : public CellGuest {
 
   Status Kill(pid_t pid, int signal) override {
     auto it = children_.find(pid);
-    if (it == children_.end()) return Fail(ErrorCode::kNotFound, "pid {} was not started here", pid);
+    if (it == children_.end())
+      return Fail(ErrorCode::kNotFound, "pid {} was not started here", pid);
     return it->second.Signal(signal);
   }
 
@@ -117,7 +125,8 @@ class HostGuest : public CellGuest {
                     timeout * 4 + milliseconds(30000));
   }
   Result<GuestPatchAnswer> Revert(pid_t pid, const std::string& patch_id) override {
-    return Hotpatch({"revert", "--pid", std::to_string(pid), "--json", patch_id}, milliseconds(60000));
+    return Hotpatch({"revert", "--pid", std::to_string(pid), "--json", patch_id},
+                    milliseconds(60000));
   }
   Result<GuestPatchAnswer> Verify(pid_t pid) override {
     return Hotpatch({"verify", "--pid", std::to_string(pid), "--json"}, milliseconds(60000));

@@ -28,7 +28,8 @@ bool IsMachineFailure(const Error& e) {
 template <typename T>
 Result<T> AsInfra(Result<T> r, std::string_view what) {
   if (!r && IsMachineFailure(r.error())) {
-    return std::unexpected(Error(ErrorCode::kInfra, fmt::format("{}: {}", what, r.error().ToString())));
+    return std::unexpected(
+        Error(ErrorCode::kInfra, fmt::format("{}: {}", what, r.error().ToString())));
   }
   return r;
 }
@@ -48,7 +49,8 @@ class VmGuest : public CellGuest {
     auto r = AsInfra(vm_->agent().Run(mk, kCallTimeout), "mkdir " + std::string(kScratch));
     if (!r) return std::unexpected(r.error());
     if (!r->exit.exited || r->exit.code != 0) {
-      return Fail(ErrorCode::kInfra, "mkdir {} in the guest: {} {}", kScratch, r->exit.ToString(), r->stderr_data);
+      return Fail(ErrorCode::kInfra, "mkdir {} in the guest: {} {}", kScratch, r->exit.ToString(),
+                  r->stderr_data);
     }
     return {};
   }
@@ -57,7 +59,8 @@ class VmGuest : public CellGuest {
     auto bytes = patchlab::ReadFile(host_path);
     if (!bytes) return std::unexpected(bytes.error());
     auto r = vm_->agent().Put(guest_path, static_cast<mode_t>(mode), *bytes);
-    if (!r && IsMachineFailure(r.error())) return Fail(ErrorCode::kInfra, "put {}: {}", guest_path, r.error().ToString());
+    if (!r && IsMachineFailure(r.error()))
+      return Fail(ErrorCode::kInfra, "put {}: {}", guest_path, r.error().ToString());
     return r;
   }
 
@@ -86,7 +89,8 @@ class VmGuest : public CellGuest {
 
   Status Kill(pid_t pid, int signal) override {
     auto r = vm_->agent().Kill(pid, signal);
-    if (!r && IsMachineFailure(r.error())) return Fail(ErrorCode::kInfra, "kill: {}", r.error().ToString());
+    if (!r && IsMachineFailure(r.error()))
+      return Fail(ErrorCode::kInfra, "kill: {}", r.error().ToString());
     return r;
   }
 
@@ -98,8 +102,9 @@ class VmGuest : public CellGuest {
 
   Result<GuestPatchAnswer> Apply(pid_t pid, const std::string& package, const std::string& pubkey,
                                  milliseconds timeout) override {
-    return Hotpatch("apply", {"--pid", std::to_string(pid), "--pubkey", pubkey, "--timeout",
-                              std::to_string(timeout.count()), package},
+    return Hotpatch("apply",
+                    {"--pid", std::to_string(pid), "--pubkey", pubkey, "--timeout",
+                     std::to_string(timeout.count()), package},
                     timeout * 4 + kCallTimeout);
   }
   Result<GuestPatchAnswer> Revert(pid_t pid, const std::string& patch_id) override {
@@ -147,7 +152,8 @@ class VmGuest : public CellGuest {
   }
 
  private:
-  Result<GuestPatchAnswer> Hotpatch(const std::string& sub, std::vector<std::string> args, milliseconds run_for) {
+  Result<GuestPatchAnswer> Hotpatch(const std::string& sub, std::vector<std::string> args,
+                                    milliseconds run_for) {
     auto r = AsInfra(vm_->agent().Hotpatch(sub, std::move(args), run_for), "hotpatch " + sub);
     if (!r) return std::unexpected(r.error());
     GuestPatchAnswer a;
@@ -198,7 +204,8 @@ class VmGuestFactory : public GuestFactory {
         if (restored) {
           vm = std::move(*restored);
         } else {
-          Log("harness")->warn("{}: restore failed ({}); booting", key, restored.error().ToString());
+          Log("harness")->warn("{}: restore failed ({}); booting", key,
+                               restored.error().ToString());
         }
       }
       if (!vm) {
@@ -248,7 +255,8 @@ class VmGuestFactory : public GuestFactory {
     if (auto it = images_.find(name); it != images_.end()) return it->second;
     auto built = store_.Build(name);
     if (!built) {
-      return std::unexpected(Error(ErrorCode::kInfra, fmt::format("image {}: {}", name, built.error().ToString())));
+      return std::unexpected(
+          Error(ErrorCode::kInfra, fmt::format("image {}: {}", name, built.error().ToString())));
     }
     images_.emplace(name, *built);
     return *built;
@@ -265,11 +273,14 @@ class VmGuestFactory : public GuestFactory {
 
 }  // namespace
 
-Result<std::unique_ptr<GuestFactory>> MakeVmGuestFactory(const fs::path& recipes, const fs::path& state_dir) {
-  return MakeVmGuestFactory(recipes, state_dir, std::make_unique<QemuBackend>(QemuBackendOptions{}));
+Result<std::unique_ptr<GuestFactory>> MakeVmGuestFactory(const fs::path& recipes,
+                                                         const fs::path& state_dir) {
+  return MakeVmGuestFactory(recipes, state_dir,
+                            std::make_unique<QemuBackend>(QemuBackendOptions{}));
 }
 
-Result<std::unique_ptr<GuestFactory>> MakeVmGuestFactory(const fs::path& recipes, const fs::path& state_dir,
+Result<std::unique_ptr<GuestFactory>> MakeVmGuestFactory(const fs::path& recipes,
+                                                         const fs::path& state_dir,
                                                          std::unique_ptr<VmBackend> backend) {
   LabBinaries bins = LocateLabBinaries();
   ImageStoreOptions o;
@@ -278,8 +289,10 @@ Result<std::unique_ptr<GuestFactory>> MakeVmGuestFactory(const fs::path& recipes
   o.agent_binary = bins.agent;
   o.hotpatch_binary = bins.hotpatch;
   auto store = ImageStore::Open(o);
-  if (!store) return std::unexpected(std::move(store.error()).AddContext("opening the image store"));
-  return std::unique_ptr<GuestFactory>(new VmGuestFactory(std::move(*store), state_dir, std::move(backend)));
+  if (!store)
+    return std::unexpected(std::move(store.error()).AddContext("opening the image store"));
+  return std::unique_ptr<GuestFactory>(
+      new VmGuestFactory(std::move(*store), state_dir, std::move(backend)));
 }
 
 }  // namespace patchlab::harness::internal

@@ -63,7 +63,8 @@ std::vector<std::string> LineSplitter::Feed(std::string_view bytes, bool* overlo
   size_t start = 0;
   while (start < bytes.size()) {
     size_t nl = bytes.find('\n', start);
-    std::string_view piece = bytes.substr(start, nl == std::string_view::npos ? std::string_view::npos : nl - start);
+    std::string_view piece =
+        bytes.substr(start, nl == std::string_view::npos ? std::string_view::npos : nl - start);
     if (!discarding_) buffer_.append(piece);
     if (buffer_.size() > max_line_) {
       *overlong = true;

@@ -1,8 +1,8 @@
 #include "harness/libvirt/domain_xml.h"
 
-#include <cstdlib>
-
 #include <fmt/format.h>
+
+#include <cstdlib>
 
 #include "base/log.h"
 
@@ -13,12 +13,23 @@ std::string XmlEscape(const std::string& text) {
   out.reserve(text.size());
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '\'': out += "&apos;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -34,10 +45,13 @@ std::string BuildDomainXml(const DomainXmlSpec& s) {
     cpu = "  <cpu mode='host-passthrough'/>\n";
   } else {
     // check='none': under TCG the model is emulated whatever the host CPU is.
-    cpu = fmt::format("  <cpu mode='custom' match='exact' check='none'><model fallback='forbid'>{}</model></cpu>\n",
-                      XmlEscape(s.cpu_model));
+    cpu = fmt::format(
+        "  <cpu mode='custom' match='exact' check='none'><model "
+        "fallback='forbid'>{}</model></cpu>\n",
+        XmlEscape(s.cpu_model));
   }
-  std::string emulator = s.emulator.empty() ? "" : fmt::format("    <emulator>{}</emulator>\n", XmlEscape(s.emulator));
+  std::string emulator =
+      s.emulator.empty() ? "" : fmt::format("    <emulator>{}</emulator>\n", XmlEscape(s.emulator));
   return fmt::format(
       "<domain type='{type}'>\n"
       "  <name>{name}</name>\n"
@@ -65,14 +79,16 @@ std::string BuildDomainXml(const DomainXmlSpec& s) {
       "  <seclabel type='none'/>\n"
       "</domain>\n",
       fmt::arg("type", XmlEscape(s.domain_type)), fmt::arg("name", XmlEscape(s.name)),
-      fmt::arg("mem", s.memory_mib), fmt::arg("vcpus", s.vcpus), fmt::arg("machine", XmlEscape(s.machine)),
-      fmt::arg("kernel", XmlEscape(s.kernel)), fmt::arg("initrd", XmlEscape(s.initrd)),
-      fmt::arg("cmdline", XmlEscape(s.cmdline)), fmt::arg("cpu", cpu), fmt::arg("emulator", emulator),
-      fmt::arg("console", s.console_log.empty()
-                              ? std::string("    <serial type='pty'><target port='0'/></serial>\n")
-                              : fmt::format("    <serial type='file'><source path='{}' append='on'/><target "
-                                            "port='0'/></serial>\n",
-                                            XmlEscape(s.console_log))),
+      fmt::arg("mem", s.memory_mib), fmt::arg("vcpus", s.vcpus),
+      fmt::arg("machine", XmlEscape(s.machine)), fmt::arg("kernel", XmlEscape(s.kernel)),
+      fmt::arg("initrd", XmlEscape(s.initrd)), fmt::arg("cmdline", XmlEscape(s.cmdline)),
+      fmt::arg("cpu", cpu), fmt::arg("emulator", emulator),
+      fmt::arg("console",
+               s.console_log.empty()
+                   ? std::string("    <serial type='pty'><target port='0'/></serial>\n")
+                   : fmt::format("    <serial type='file'><source path='{}' append='on'/><target "
+                                 "port='0'/></serial>\n",
+                                 XmlEscape(s.console_log))),
       fmt::arg("metadata", s.metadata.empty() ? "" : "  " + s.metadata + "\n"));
 }
 

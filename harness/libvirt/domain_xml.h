@@ -32,12 +32,13 @@ struct DomainXmlSpec {
   std::string cpu_model = "qemu64";  // a QEMU CPU model; "host" means host-passthrough
   int vcpus = 1;
   int memory_mib = 512;
-  std::string kernel;       // paths as the daemon's host sees them
+  std::string kernel;  // paths as the daemon's host sees them
   std::string initrd;
   std::string cmdline;
   std::string console_log;  // file the first serial port writes; empty: a pty (streamed by the lab)
-  std::string metadata;     // a <metadata> element, inserted as is (DomainOwner::MetadataXml); may be empty
-  std::string emulator;     // empty: the host's default for the domain type
+  std::string
+      metadata;  // a <metadata> element, inserted as is (DomainOwner::MetadataXml); may be empty
+  std::string emulator;  // empty: the host's default for the domain type
 };
 
 // The domain XML for `spec`. Text fields are XML-escaped. REQUIRES: name, kernel

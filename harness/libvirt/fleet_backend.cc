@@ -1,9 +1,9 @@
 #include "harness/libvirt/fleet_backend.h"
 
+#include <fmt/format.h>
+
 #include <condition_variable>
 #include <mutex>
-
-#include <fmt/format.h>
 
 #include "base/log.h"
 
@@ -141,7 +141,8 @@ struct FleetBackend::Impl {
       std::lock_guard lock(mu);
       FleetHost& h = hosts[index];
       if (!h.alive) return;
-      if (connection != nullptr && h.backend->host().get() != connection) return;  // an older connection's close
+      if (connection != nullptr && h.backend->host().get() != connection)
+        return;  // an older connection's close
       h.alive = false;
       h.reason = reason;
       h.next_attempt = Clock::now() + options.reconnect_interval;
@@ -182,8 +183,11 @@ class FleetVm : public Vm, public LibvirtVmInfo {
   std::filesystem::path console_log_path() const override { return inner_->console_log_path(); }
   std::filesystem::path agent_log_path() const override { return inner_->agent_log_path(); }
   std::string Describe() const override { return inner_->Describe(); }
-  std::vector<VmEvent> PollEvents(std::chrono::milliseconds t) override { return inner_->PollEvents(t); }
-  std::optional<VmEvent> WaitForEvent(std::chrono::milliseconds timeout, std::chrono::milliseconds t) override {
+  std::vector<VmEvent> PollEvents(std::chrono::milliseconds t) override {
+    return inner_->PollEvents(t);
+  }
+  std::optional<VmEvent> WaitForEvent(std::chrono::milliseconds timeout,
+                                      std::chrono::milliseconds t) override {
     return inner_->WaitForEvent(timeout, t);
   }
   bool Running() override { return inner_->Running(); }
@@ -210,10 +214,11 @@ FleetBackend::FleetBackend(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) 
 FleetBackend::~FleetBackend() = default;
 
 Result<std::unique_ptr<FleetBackend>> FleetBackend::Open(FleetOptions options) {
-  if (options.uris.empty()) return Fail(ErrorCode::kInvalidArgument, "libvirt fleet: no --connect URI given");
+  if (options.uris.empty())
+    return Fail(ErrorCode::kInvalidArgument, "libvirt fleet: no --connect URI given");
   if (options.per_host < 1) {
-    return Fail(ErrorCode::kInvalidArgument, "libvirt fleet: --per-host must be at least 1 (got {})",
-                options.per_host);
+    return Fail(ErrorCode::kInvalidArgument,
+                "libvirt fleet: --per-host must be at least 1 (got {})", options.per_host);
   }
   auto impl = std::make_shared<Impl>();
   impl->options = options;
@@ -265,19 +270,22 @@ Result<std::unique_ptr<Vm>> FleetBackend::Boot(const VmImage& image, const VmSpe
 
 Result<ReadyState> FleetBackend::SaveReady(Vm& vm, const fs::path& file) {
   auto* fleet_vm = dynamic_cast<FleetVm*>(&vm);
-  if (fleet_vm == nullptr) return Fail(ErrorCode::kInvalidArgument, "SaveReady: {} is not a fleet VM", vm.Describe());
+  if (fleet_vm == nullptr)
+    return Fail(ErrorCode::kInvalidArgument, "SaveReady: {} is not a fleet VM", vm.Describe());
   size_t index = fleet_vm->host_index();
   ReadyState fleet_state;
   fleet_state.backend = "libvirt";
   fleet_state.file = file;
-  auto saved = fleet_vm->backend().SaveReady(fleet_vm->inner(), Impl::OnHost(fleet_state, index).file);
+  auto saved =
+      fleet_vm->backend().SaveReady(fleet_vm->inner(), Impl::OnHost(fleet_state, index).file);
   if (!saved) return saved;
   fleet_state.image = saved->image;
   fleet_state.spec = saved->spec;
   return fleet_state;
 }
 
-Result<std::unique_ptr<Vm>> FleetBackend::RestoreReady(const ReadyState& state, const VmSpec& spec) {
+Result<std::unique_ptr<Vm>> FleetBackend::RestoreReady(const ReadyState& state,
+                                                       const VmSpec& spec) {
   std::string failures;
   for (size_t attempt = 0; attempt < impl_->hosts.size(); ++attempt) {
     auto slot = impl_->Acquire();
@@ -299,8 +307,11 @@ std::vector<FleetHostStatus> FleetBackend::Hosts() const {
   std::vector<FleetHostStatus> out;
   for (const auto& h : impl_->hosts) {
     bool alive = h.alive && h.backend && h.backend->host()->alive();
-    out.push_back({h.uri, alive, alive ? "" : (h.reason.empty() && h.backend ? h.backend->host()->close_reason() : h.reason),
-                   h.running, h.started, h.reconnects});
+    out.push_back(
+        {h.uri, alive,
+         alive ? ""
+               : (h.reason.empty() && h.backend ? h.backend->host()->close_reason() : h.reason),
+         h.running, h.started, h.reconnects});
   }
   return out;
 }
@@ -311,8 +322,8 @@ int FleetBackend::capacity() const {
   return live * impl_->options.per_host;
 }
 
-Result<std::unique_ptr<VmBackend>> MakeLibvirtBackend(const std::vector<std::string>& uris, int per_host,
-                                                      LibvirtBackendOptions options) {
+Result<std::unique_ptr<VmBackend>> MakeLibvirtBackend(const std::vector<std::string>& uris,
+                                                      int per_host, LibvirtBackendOptions options) {
   FleetOptions o;
   o.uris = uris;
   o.per_host = per_host;

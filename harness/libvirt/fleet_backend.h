@@ -35,9 +35,9 @@
 namespace patchlab::harness {
 
 struct FleetOptions {
-  std::vector<std::string> uris;   // one per host; at least one
-  int per_host = 1;                // VMs running at once on each host
-  LibvirtBackendOptions backend;   // for every host (its uri is replaced)
+  std::vector<std::string> uris;  // one per host; at least one
+  int per_host = 1;               // VMs running at once on each host
+  LibvirtBackendOptions backend;  // for every host (its uri is replaced)
   // How often a host that dropped out (or was unreachable at Open) is tried
   // again; zero: never.
   std::chrono::milliseconds reconnect_interval{30000};
@@ -77,7 +77,8 @@ class FleetBackend : public VmBackend {
 
 // What `patchlab run --backend libvirt --connect URI... --per-host N` runs on:
 // a FleetBackend over `uris` (one URI is a fleet of one host). Errors as Open.
-Result<std::unique_ptr<VmBackend>> MakeLibvirtBackend(const std::vector<std::string>& uris, int per_host,
+Result<std::unique_ptr<VmBackend>> MakeLibvirtBackend(const std::vector<std::string>& uris,
+                                                      int per_host,
                                                       LibvirtBackendOptions options = {});
 
 // The host a Vm runs on, for CellResult::host: its libvirt URI, or "" for a

@@ -1,8 +1,7 @@
 #include "harness/libvirt/host_check.h"
 
-#include <unistd.h>
-
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include "harness/libvirt/libvirt_backend.h"
 #include "harness/libvirt/libvirt_host.h"
@@ -34,7 +33,9 @@ HostCheckReport CheckHost(const std::string& uri, const HostCheckOptions& option
   }
   unsigned long lib = 0;
   virConnectGetLibVersion((*host)->conn(), &lib);
-  report.lines.push_back({"libvirt", true, false, fmt::format("libvirt {} on {}", VersionString(lib), (*host)->hostname())});
+  report.lines.push_back(
+      {"libvirt", true, false,
+       fmt::format("libvirt {} on {}", VersionString(lib), (*host)->hostname())});
 
   auto caps = (*host)->Capabilities();
   if (!caps) {
@@ -42,33 +43,39 @@ HostCheckReport CheckHost(const std::string& uri, const HostCheckOptions& option
     return report;
   }
   if (!caps->x86_64_hvm) {
-    report.lines.push_back({"qemu", false, true,
-                            fmt::format("{} {} offers no x86_64 hvm guests (is qemu-system-x86 installed there?)",
-                                        caps->hypervisor, VersionString(caps->version))});
+    report.lines.push_back(
+        {"qemu", false, true,
+         fmt::format("{} {} offers no x86_64 hvm guests (is qemu-system-x86 installed there?)",
+                     caps->hypervisor, VersionString(caps->version))});
     return report;
   }
-  report.lines.push_back({"qemu", true, false,
-                          fmt::format("{} {}, x86_64 guests via {}", caps->hypervisor, VersionString(caps->version),
-                                      caps->emulator.empty() ? "(default emulator)" : caps->emulator)});
+  report.lines.push_back(
+      {"qemu", true, false,
+       fmt::format("{} {}, x86_64 guests via {}", caps->hypervisor, VersionString(caps->version),
+                   caps->emulator.empty() ? "(default emulator)" : caps->emulator)});
 
   bool upload = options.force_upload || !(*host)->local();
   if (!options.image) {
     if (!upload) {
-      report.lines.push_back({"image", true, false, "local host: images are read where the lab builds them"});
+      report.lines.push_back(
+          {"image", true, false, "local host: images are read where the lab builds them"});
     } else if (auto s = EnsureImagePool(**host, options.pool); !s) {
-      report.lines.push_back({"image", false, true, "images cannot be uploaded: " + s.error().ToString()});
+      report.lines.push_back(
+          {"image", false, true, "images cannot be uploaded: " + s.error().ToString()});
     } else {
       report.lines.push_back({"image", true, false,
-                              fmt::format("storage pool {} ready in {}: images are uploaded there", options.pool.name,
-                                          options.pool.dir)});
+                              fmt::format("storage pool {} ready in {}: images are uploaded there",
+                                          options.pool.name, options.pool.dir)});
     }
   } else if (!upload) {
-    bool present = ::access(options.image->kernel.c_str(), R_OK) == 0 && ::access(options.image->initrd.c_str(), R_OK) == 0;
-    report.lines.push_back({"image", present, !present,
-                            present ? fmt::format("{} present ({}, {})", options.image->name,
-                                                  options.image->kernel.string(), options.image->initrd.string())
-                                    : fmt::format("{}: kernel or initrd missing ({}, {})", options.image->name,
-                                                  options.image->kernel.string(), options.image->initrd.string())});
+    bool present = ::access(options.image->kernel.c_str(), R_OK) == 0 &&
+                   ::access(options.image->initrd.c_str(), R_OK) == 0;
+    report.lines.push_back(
+        {"image", present, !present,
+         present ? fmt::format("{} present ({}, {})", options.image->name,
+                               options.image->kernel.string(), options.image->initrd.string())
+                 : fmt::format("{}: kernel or initrd missing ({}, {})", options.image->name,
+                               options.image->kernel.string(), options.image->initrd.string())});
   } else {
     uint64_t sent = 0;
     auto placed = UploadImage(**host, options.pool, *options.image, &sent);
@@ -77,17 +84,19 @@ HostCheckReport CheckHost(const std::string& uri, const HostCheckOptions& option
     } else {
       report.lines.push_back(
           {"image", true, false,
-           sent > 0 ? fmt::format("{} uploaded into pool {} ({} bytes, size verified)", options.image->name,
-                                  options.pool.name, sent)
-                    : fmt::format("{} already in pool {} ({})", options.image->name, options.pool.name,
-                                  placed->kernel.parent_path().string())});
+           sent > 0 ? fmt::format("{} uploaded into pool {} ({} bytes, size verified)",
+                                  options.image->name, options.pool.name, sent)
+                    : fmt::format("{} already in pool {} ({})", options.image->name,
+                                  options.pool.name, placed->kernel.parent_path().string())});
     }
   }
 
   if (!caps->kvm_listed) {
-    report.lines.push_back({"accelerator", true, false, "tcg: the host lists no kvm domain type (slower, works)"});
+    report.lines.push_back(
+        {"accelerator", true, false, "tcg: the host lists no kvm domain type (slower, works)"});
   } else if (!options.image || !options.probe_kvm) {
-    report.lines.push_back({"accelerator", true, false, "kvm listed (not probed: give an image to probe it); tcg otherwise"});
+    report.lines.push_back({"accelerator", true, false,
+                            "kvm listed (not probed: give an image to probe it); tcg otherwise"});
   } else {
     LibvirtBackendOptions bo;
     bo.uri = uri;

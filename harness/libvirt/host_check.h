@@ -22,7 +22,7 @@
 namespace patchlab::harness {
 
 struct HostCheckLine {
-  std::string check;   // "libvirt", "qemu", "image", "accelerator"
+  std::string check;  // "libvirt", "qemu", "image", "accelerator"
   bool ok = false;
   bool fatal = false;  // !ok and the lab cannot run there
   std::string detail;  // "libvirt 9.0.0 on host-a", "no x86_64 hvm guest in the capabilities"

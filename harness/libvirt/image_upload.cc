@@ -1,9 +1,8 @@
 #include "harness/libvirt/image_upload.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
-
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include "base/file_util.h"
 #include "base/log.h"
@@ -26,12 +25,15 @@ Result<PoolPtr> OpenPool(LibvirtHost& host, const ImagePoolSpec& spec) {
   std::string where = fmt::format("libvirt {} pool {}", host.uri(), spec.name);
   PoolPtr pool(virStoragePoolLookupByName(host.conn(), spec.name.c_str()));
   if (!pool) {
-    if (LastVirErrorCode() != VIR_ERR_NO_STORAGE_POOL) return FailVirt(ErrorCode::kInfra, where + ": looking it up");
-    std::string xml = fmt::format("<pool type='dir'><name>{}</name><target><path>{}</path></target></pool>",
-                                  XmlEscape(spec.name), XmlEscape(spec.dir));
+    if (LastVirErrorCode() != VIR_ERR_NO_STORAGE_POOL)
+      return FailVirt(ErrorCode::kInfra, where + ": looking it up");
+    std::string xml =
+        fmt::format("<pool type='dir'><name>{}</name><target><path>{}</path></target></pool>",
+                    XmlEscape(spec.name), XmlEscape(spec.dir));
     pool.reset(virStoragePoolDefineXML(host.conn(), xml.c_str(), 0));
     if (!pool) return FailVirt(ErrorCode::kInfra, where + ": defining it in " + spec.dir);
-    if (virStoragePoolBuild(pool.get(), 0) < 0) return FailVirt(ErrorCode::kInfra, where + ": building " + spec.dir);
+    if (virStoragePoolBuild(pool.get(), 0) < 0)
+      return FailVirt(ErrorCode::kInfra, where + ": building " + spec.dir);
     Log("libvirt")->info("{}: defined in {}", where, spec.dir);
   }
   if (virStoragePoolIsActive(pool.get()) != 1 && virStoragePoolCreate(pool.get(), 0) < 0) {
@@ -67,8 +69,8 @@ Status EnsureImagePool(LibvirtHost& host, const ImagePoolSpec& spec) {
   return {};
 }
 
-Result<UploadedFile> UploadFile(LibvirtHost& host, const ImagePoolSpec& spec, const std::filesystem::path& file,
-                                const std::string& volume) {
+Result<UploadedFile> UploadFile(LibvirtHost& host, const ImagePoolSpec& spec,
+                                const std::filesystem::path& file, const std::string& volume) {
   std::string where = fmt::format("libvirt {} pool {} volume {}", host.uri(), spec.name, volume);
   ScopedFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return FailErrno("open " + file.string());
@@ -86,17 +88,20 @@ Result<UploadedFile> UploadFile(LibvirtHost& host, const ImagePoolSpec& spec, co
   VolPtr vol(virStorageVolLookupByName(pool->get(), volume.c_str()));
   if (vol) {
     virStorageVolInfo info{};
-    if (virStorageVolGetInfo(vol.get(), &info) == 0 && info.capacity == size && info.allocation >= size) {
+    if (virStorageVolGetInfo(vol.get(), &info) == 0 && info.capacity == size &&
+        info.allocation >= size) {
       out.path = TakeString(virStorageVolGetPath(vol.get()));
       return out;
     }
     Log("libvirt")->warn("{}: present with the wrong size; replacing it", where);
-    if (virStorageVolDelete(vol.get(), 0) < 0) return FailVirt(ErrorCode::kInfra, where + ": deleting a bad copy");
+    if (virStorageVolDelete(vol.get(), 0) < 0)
+      return FailVirt(ErrorCode::kInfra, where + ": deleting a bad copy");
     vol.reset();
   }
 
   std::string xml = fmt::format(
-      "<volume><name>{}</name><capacity unit='bytes'>{}</capacity><allocation unit='bytes'>{}</allocation>"
+      "<volume><name>{}</name><capacity unit='bytes'>{}</capacity><allocation "
+      "unit='bytes'>{}</allocation>"
       "<target><format type='raw'/></target></volume>",
       XmlEscape(volume), size, size);
   vol.reset(virStorageVolCreateXML(pool->get(), xml.c_str(), 0));
@@ -109,7 +114,8 @@ Result<UploadedFile> UploadFile(LibvirtHost& host, const ImagePoolSpec& spec, co
     sent = FailVirt(ErrorCode::kInfra, where + ": starting the upload");
   } else {
     sent = SendFile(stream.get(), fd.get(), size, where);
-    if (sent && virStreamFinish(stream.get()) < 0) sent = FailVirt(ErrorCode::kInfra, where + ": finishing");
+    if (sent && virStreamFinish(stream.get()) < 0)
+      sent = FailVirt(ErrorCode::kInfra, where + ": finishing");
     if (!sent) virStreamAbort(stream.get());
   }
   if (sent) {
@@ -117,7 +123,8 @@ Result<UploadedFile> UploadFile(LibvirtHost& host, const ImagePoolSpec& spec, co
     if (virStorageVolGetInfo(vol.get(), &info) < 0) {
       sent = FailVirt(ErrorCode::kInfra, where + ": reading it back");
     } else if (info.capacity != size) {
-      sent = Fail(ErrorCode::kInfra, "{}: {} bytes on the host after upload, {} sent", where, info.capacity, size);
+      sent = Fail(ErrorCode::kInfra, "{}: {} bytes on the host after upload, {} sent", where,
+                  info.capacity, size);
     }
   }
   if (!sent) {

@@ -30,17 +30,17 @@ struct ImagePoolSpec {
 };
 
 struct UploadedFile {
-  std::string path;      // the volume's path on the host
+  std::string path;  // the volume's path on the host
   uint64_t bytes = 0;
-  bool sent = false;     // false: an identical volume was already there
+  bool sent = false;  // false: an identical volume was already there
 };
 
 // Makes sure the pool exists and runs on `host`.
 Status EnsureImagePool(LibvirtHost& host, const ImagePoolSpec& pool);
 
 // Uploads `file` as volume `volume` unless present with the same size.
-Result<UploadedFile> UploadFile(LibvirtHost& host, const ImagePoolSpec& pool, const std::filesystem::path& file,
-                                const std::string& volume);
+Result<UploadedFile> UploadFile(LibvirtHost& host, const ImagePoolSpec& pool,
+                                const std::filesystem::path& file, const std::string& volume);
 
 // Uploads `image`'s kernel and initrd (named by content) and returns the image
 // with both paths replaced by the volumes' paths on the host.

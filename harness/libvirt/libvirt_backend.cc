@@ -1,15 +1,14 @@
 #include "harness/libvirt/libvirt_backend.h"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cctype>
-#include <thread>
 #include <cstdlib>
 #include <map>
 #include <mutex>
-
-#include <fmt/format.h>
+#include <thread>
 
 #include "base/file_util.h"
 #include "base/log.h"
@@ -42,16 +41,17 @@ struct LibvirtBackend::Impl {
 
   std::mutex mu;  // guards everything below
   std::optional<KvmProbe> probe;
-  std::map<std::string, VmImage> placed;                  // by content hash + paths
+  std::map<std::string, VmImage> placed;                 // by content hash + paths
   std::map<std::string, std::vector<StateCopy>> states;  // by ReadyState::file
-  std::mutex place_mu;                                    // one upload at a time
+  std::mutex place_mu;                                   // one upload at a time
 };
 
 namespace {
 
 std::string Sanitize(const std::string& name) {
   std::string out;
-  for (char c : name) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') ? c : '-';
+  for (char c : name)
+    out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') ? c : '-';
   return out.substr(0, 40);
 }
 
@@ -78,10 +78,11 @@ bool StreamConsole(const LibvirtBackend::Impl& impl) {
 // libvirt stream and puts an AgentClient on it; with `stream_console`, also
 // the console's port into the console log.
 Result<libvirt_internal::DomainStreams> OpenStreams(TransientDomain& domain, const VmPaths& paths,
-                                                  const std::string& name, bool stream_console) {
+                                                    const std::string& name, bool stream_console) {
   libvirt_internal::DomainStreams link;
   if (stream_console) {
-    auto console = libvirt_internal::ConsoleBridge::OpenToFile(domain, kConsoleDevice, paths.console_log);
+    auto console =
+        libvirt_internal::ConsoleBridge::OpenToFile(domain, kConsoleDevice, paths.console_log);
     if (!console) return std::unexpected(console.error());
     link.console = std::move(*console);
   }
@@ -100,8 +101,8 @@ Result<libvirt_internal::DomainStreams> OpenStreams(TransientDomain& domain, con
 // the agent proves alive, giving up early when the domain stops. Nothing is
 // sent before the domain runs (bytes sent to a paused or restoring guest's
 // serial port may be lost).
-Status AwaitAgent(TransientDomain& domain, libvirt_internal::DomainStreams& link, Clock::time_point deadline,
-                  bool restored) {
+Status AwaitAgent(TransientDomain& domain, libvirt_internal::DomainStreams& link,
+                  Clock::time_point deadline, bool restored) {
   Clock::time_point resume_start = Clock::now();
   if (auto s = domain.Resume(); !s) return s;
   Clock::time_point resumed = Clock::now();
@@ -114,32 +115,42 @@ Status AwaitAgent(TransientDomain& domain, libvirt_internal::DomainStreams& link
     auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
     auto hello = agent.Hello(std::max(left, milliseconds(1)));
     if (hello) {
-      Log("libvirt")->debug("{}: resume {} ms, first hello {} ms", domain.Where(),
-                            std::chrono::duration_cast<milliseconds>(resumed - resume_start).count(),
-                            std::chrono::duration_cast<milliseconds>(Clock::now() - resumed).count());
+      Log("libvirt")->debug(
+          "{}: resume {} ms, first hello {} ms", domain.Where(),
+          std::chrono::duration_cast<milliseconds>(resumed - resume_start).count(),
+          std::chrono::duration_cast<milliseconds>(Clock::now() - resumed).count());
       return {};
     }
-    if (agent.closed()) return Fail(ErrorCode::kInfra, "{}: restored agent: channel closed: {}", domain.Where(), closed_why());
-    return Fail(ErrorCode::kInfra, "{}: restored agent: {}", domain.Where(), hello.error().ToString());
+    if (agent.closed())
+      return Fail(ErrorCode::kInfra, "{}: restored agent: channel closed: {}", domain.Where(),
+                  closed_why());
+    return Fail(ErrorCode::kInfra, "{}: restored agent: {}", domain.Where(),
+                hello.error().ToString());
   }
   while (true) {
     auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return Fail(ErrorCode::kInfra, "{}: no ready line from the agent in time", domain.Where());
+    if (left.count() <= 0)
+      return Fail(ErrorCode::kInfra, "{}: no ready line from the agent in time", domain.Where());
     auto ready = agent.WaitReady(std::min(left, milliseconds(500)));
     if (ready) return {};
     if (ready.error().code() != ErrorCode::kTimeout) {
-      return Fail(ErrorCode::kInfra, "{}: agent channel closed before the ready line: {}", domain.Where(), closed_why());
+      return Fail(ErrorCode::kInfra, "{}: agent channel closed before the ready line: {}",
+                  domain.Where(), closed_why());
     }
-    if (!domain.Active()) return Fail(ErrorCode::kInfra, "{}: stopped before its agent was ready", domain.Where());
+    if (!domain.Active())
+      return Fail(ErrorCode::kInfra, "{}: stopped before its agent was ready", domain.Where());
   }
 }
 
 // Boots `placed` (paths valid on the host) as a new domain.
-Result<std::unique_ptr<LibvirtVm>> BootOn(const std::shared_ptr<LibvirtBackend::Impl>& impl, const VmImage& image,
-                                          const VmImage& placed, const VmSpec& spec, Accelerator accel) {
+Result<std::unique_ptr<LibvirtVm>> BootOn(const std::shared_ptr<LibvirtBackend::Impl>& impl,
+                                          const VmImage& image, const VmImage& placed,
+                                          const VmSpec& spec, Accelerator accel) {
   if (auto s = MakeDirs(spec.artefacts_dir); !s) return std::unexpected(s.error());
-  std::string name = fmt::format("patchlab-{}-{}-{}", Sanitize(spec.name), ::getpid(), impl->counter++);
-  VmPaths paths{fs::absolute(spec.artefacts_dir / "console.log"), fs::absolute(spec.artefacts_dir / "agent.log")};
+  std::string name =
+      fmt::format("patchlab-{}-{}-{}", Sanitize(spec.name), ::getpid(), impl->counter++);
+  VmPaths paths{fs::absolute(spec.artefacts_dir / "console.log"),
+                fs::absolute(spec.artefacts_dir / "agent.log")};
   std::error_code ec;
   fs::remove(paths.console_log, ec);
 
@@ -169,10 +180,11 @@ Result<std::unique_ptr<LibvirtVm>> BootOn(const std::shared_ptr<LibvirtBackend::
   if (!agent) return std::unexpected(agent.error());
   if (auto s = AwaitAgent(**domain, *agent, deadline, false); !s) {
     // The domain is destroyed with its owner on return; the logs stay.
-    return Fail(ErrorCode::kInfra, "{}\nconsole tail:\n{}", s.error().ToString(), ConsoleTail(paths.console_log));
+    return Fail(ErrorCode::kInfra, "{}\nconsole tail:\n{}", s.error().ToString(),
+                ConsoleTail(paths.console_log));
   }
-  return std::make_unique<LibvirtVm>(std::move(*domain), std::move(*agent), image, spec, accel, paths,
-                                     impl->options.heartbeat_threshold, nullptr);
+  return std::make_unique<LibvirtVm>(std::move(*domain), std::move(*agent), image, spec, accel,
+                                     paths, impl->options.heartbeat_threshold, nullptr);
 }
 
 // The image as the host sees it: as is, or uploaded once per content.
@@ -194,8 +206,8 @@ Result<VmImage> Place(LibvirtBackend::Impl& impl, const VmImage& image) {
   uint64_t sent = 0;
   auto placed = UploadImage(*impl.host, impl.options.pool, image, &sent);
   if (!placed) return std::unexpected(placed.error());
-  Log("libvirt")->info("libvirt {}: image {} in pool {} ({} bytes sent)", impl.host->uri(), image.name,
-                       impl.options.pool.name, sent);
+  Log("libvirt")->info("libvirt {}: image {} in pool {} ({} bytes sent)", impl.host->uri(),
+                       image.name, impl.options.pool.name, sent);
   std::lock_guard l(impl.mu);
   impl.placed[key] = *placed;
   return *placed;
@@ -213,7 +225,8 @@ KvmProbe Probe(const std::shared_ptr<LibvirtBackend::Impl>& impl, const VmImage&
   } else {
     auto caps = impl->host->Capabilities();
     if (!caps || !caps->kvm_listed) {
-      result.reason = caps ? "the host's capabilities list no kvm domain type" : caps.error().ToString();
+      result.reason =
+          caps ? "the host's capabilities list no kvm domain type" : caps.error().ToString();
     } else if (auto placed = Place(*impl, image); !placed) {
       result.reason = "cannot place the image for the probe: " + placed.error().ToString();
     } else {
@@ -221,7 +234,8 @@ KvmProbe Probe(const std::shared_ptr<LibvirtBackend::Impl>& impl, const VmImage&
       probe_spec.name = "kvm-probe";
       probe_spec.memory_mib = 256;
       probe_spec.boot_timeout = impl->options.kvm_probe_timeout;
-      probe_spec.artefacts_dir = fs::temp_directory_path() / fmt::format("patchlab-kvm-probe-{}", ::getpid());
+      probe_spec.artefacts_dir =
+          fs::temp_directory_path() / fmt::format("patchlab-kvm-probe-{}", ::getpid());
       auto vm = BootOn(impl, image, *placed, probe_spec, Accelerator::kKvm);
       if (vm) {
         result.accelerator = Accelerator::kKvm;
@@ -235,8 +249,8 @@ KvmProbe Probe(const std::shared_ptr<LibvirtBackend::Impl>& impl, const VmImage&
       fs::remove_all(probe_spec.artefacts_dir, ec);
     }
   }
-  Log("libvirt")->info("libvirt {}: accelerator {} ({})", impl->host->uri(), AcceleratorName(result.accelerator),
-                       result.reason);
+  Log("libvirt")->info("libvirt {}: accelerator {} ({})", impl->host->uri(),
+                       AcceleratorName(result.accelerator), result.reason);
   std::lock_guard lock(impl->mu);
   if (!impl->probe) impl->probe = result;
   return *impl->probe;
@@ -258,7 +272,8 @@ Result<std::unique_ptr<LibvirtBackend>> LibvirtBackend::OnHost(std::shared_ptr<L
   auto caps = host->Capabilities();
   if (!caps) return std::unexpected(caps.error());
   if (!caps->x86_64_hvm && options.require_x86_64) {
-    return Fail(ErrorCode::kInfra, "libvirt {}: the host cannot run x86_64 hvm guests (no QEMU for x86_64?)",
+    return Fail(ErrorCode::kInfra,
+                "libvirt {}: the host cannot run x86_64 hvm guests (no QEMU for x86_64?)",
                 host->uri());
   }
   options.uri = host->uri();
@@ -267,8 +282,8 @@ Result<std::unique_ptr<LibvirtBackend>> LibvirtBackend::OnHost(std::shared_ptr<L
   if (auto stale = DestroyDomainsOfDeadOwners(*host); !stale) {
     Log("libvirt")->warn("{}", stale.error().ToString());
   } else if (!stale->empty()) {
-    Log("libvirt")->warn("libvirt {}: destroyed {} domain(s) left by dead lab processes: {}", host->uri(),
-                         stale->size(), fmt::join(*stale, ", "));
+    Log("libvirt")->warn("libvirt {}: destroyed {} domain(s) left by dead lab processes: {}",
+                         host->uri(), stale->size(), fmt::join(*stale, ", "));
   }
   auto impl = std::make_shared<Impl>();
   impl->options = std::move(options);
@@ -283,7 +298,8 @@ KvmProbe LibvirtBackend::ChooseAccelerator(const VmImage& image) { return Probe(
 
 Result<std::unique_ptr<Vm>> LibvirtBackend::Boot(const VmImage& image, const VmSpec& spec) {
   if (!impl_->host->alive()) {
-    return Fail(ErrorCode::kInfra, "libvirt {}: host dropped out: {}", impl_->host->uri(), impl_->host->close_reason());
+    return Fail(ErrorCode::kInfra, "libvirt {}: host dropped out: {}", impl_->host->uri(),
+                impl_->host->close_reason());
   }
   KvmProbe accel = Probe(impl_, image);
   auto placed = Place(*impl_, image);
@@ -295,7 +311,9 @@ Result<std::unique_ptr<Vm>> LibvirtBackend::Boot(const VmImage& image, const VmS
 
 Result<ReadyState> LibvirtBackend::SaveReady(Vm& vm_base, const fs::path& file) {
   auto* vm = dynamic_cast<LibvirtVm*>(&vm_base);
-  if (vm == nullptr) return Fail(ErrorCode::kInvalidArgument, "SaveReady: {} is not a libvirt VM", vm_base.Describe());
+  if (vm == nullptr)
+    return Fail(ErrorCode::kInvalidArgument, "SaveReady: {} is not a libvirt VM",
+                vm_base.Describe());
   TransientDomain& domain = vm->domain();
   std::string name = domain.name();
   std::string where = domain.Where();
@@ -314,7 +332,8 @@ Result<ReadyState> LibvirtBackend::SaveReady(Vm& vm_base, const fs::path& file) 
   if (!restored) return std::unexpected(restored.error());
   auto agent = OpenStreams(**restored, vm->paths(), vm->spec().name, StreamConsole(*impl_));
   if (!agent) return std::unexpected(agent.error());
-  if (auto s = AwaitAgent(**restored, *agent, deadline, true); !s) return std::unexpected(s.error());
+  if (auto s = AwaitAgent(**restored, *agent, deadline, true); !s)
+    return std::unexpected(s.error());
   vm->ReplaceAfterSave(std::move(*restored), std::move(*agent));
 
   ReadyState state{"libvirt", saved, vm->image(), vm->spec()};
@@ -337,19 +356,23 @@ Result<ReadyState> LibvirtBackend::SaveReady(Vm& vm_base, const fs::path& file) 
   return state;
 }
 
-Result<std::unique_ptr<Vm>> LibvirtBackend::RestoreReady(const ReadyState& state, const VmSpec& spec) {
+Result<std::unique_ptr<Vm>> LibvirtBackend::RestoreReady(const ReadyState& state,
+                                                         const VmSpec& spec) {
   if (state.backend != "libvirt") {
-    return Fail(ErrorCode::kInvalidArgument, "ready state {} was made by the {} backend, not libvirt",
-                state.file.string(), state.backend);
+    return Fail(ErrorCode::kInvalidArgument,
+                "ready state {} was made by the {} backend, not libvirt", state.file.string(),
+                state.backend);
   }
   if (spec.cpu_model != state.spec.cpu_model || spec.smp != state.spec.smp ||
       spec.memory_mib != state.spec.memory_mib) {
-    return Fail(ErrorCode::kInvalidArgument, "ready state {} is {} x{} {} MiB; asked for {} x{} {} MiB",
-                state.file.string(), state.spec.cpu_model, state.spec.smp, state.spec.memory_mib, spec.cpu_model,
+    return Fail(ErrorCode::kInvalidArgument,
+                "ready state {} is {} x{} {} MiB; asked for {} x{} {} MiB", state.file.string(),
+                state.spec.cpu_model, state.spec.smp, state.spec.memory_mib, spec.cpu_model,
                 spec.smp, spec.memory_mib);
   }
   if (!impl_->host->alive()) {
-    return Fail(ErrorCode::kInfra, "libvirt {}: host dropped out: {}", impl_->host->uri(), impl_->host->close_reason());
+    return Fail(ErrorCode::kInfra, "libvirt {}: host dropped out: {}", impl_->host->uri(),
+                impl_->host->close_reason());
   }
   std::string key = state.file.string();
   std::optional<StateCopy> copy;
@@ -393,20 +416,23 @@ Result<std::unique_ptr<Vm>> LibvirtBackend::RestoreReady(const ReadyState& state
     release(copy->file);
     return std::unexpected(s.error());
   }
-  VmPaths paths{fs::absolute(spec.artefacts_dir / "console.log"), fs::absolute(spec.artefacts_dir / "agent.log")};
+  VmPaths paths{fs::absolute(spec.artefacts_dir / "console.log"),
+                fs::absolute(spec.artefacts_dir / "agent.log")};
   std::error_code ec;
   fs::remove(paths.console_log, ec);
   Clock::time_point t_start = Clock::now();
   std::string xml;
   {
-    std::string saved_xml = libvirt_internal::TakeString(
-        virDomainSaveImageGetXMLDesc(impl_->host->conn(), copy->file.c_str(), VIR_DOMAIN_SAVE_IMAGE_XML_SECURE));
+    std::string saved_xml = libvirt_internal::TakeString(virDomainSaveImageGetXMLDesc(
+        impl_->host->conn(), copy->file.c_str(), VIR_DOMAIN_SAVE_IMAGE_XML_SECURE));
     if (saved_xml.empty()) {
       release(copy->file);
-      return libvirt_internal::FailVirt(ErrorCode::kInfra, fmt::format("libvirt {}: reading the saved state {}",
-                                                                        impl_->host->uri(), copy->file));
+      return libvirt_internal::FailVirt(
+          ErrorCode::kInfra,
+          fmt::format("libvirt {}: reading the saved state {}", impl_->host->uri(), copy->file));
     }
-    xml = Replace(saved_xml, "'" + XmlEscape(copy->console_log) + "'", "'" + XmlEscape(paths.console_log.string()) + "'");
+    xml = Replace(saved_xml, "'" + XmlEscape(copy->console_log) + "'",
+                  "'" + XmlEscape(paths.console_log.string()) + "'");
     // The copy may have been saved by an earlier lab process: the restored
     // domain is this one's (domain_owner.h).
     xml = WithOwner(xml, DomainOwner::Self());
@@ -414,29 +440,33 @@ Result<std::unique_ptr<Vm>> LibvirtBackend::RestoreReady(const ReadyState& state
   (void)WriteFileAtomic(spec.artefacts_dir / "domain.xml", xml);
   Clock::time_point deadline = Clock::now() + spec.boot_timeout;
   Clock::time_point t_xml = Clock::now();
-  auto domain = TransientDomain::Restore(impl_->host, copy->file, xml, copy->domain, StartState::kPaused);
+  auto domain =
+      TransientDomain::Restore(impl_->host, copy->file, xml, copy->domain, StartState::kPaused);
   if (!domain) {
     release(copy->file);
     return std::unexpected(domain.error());
   }
   Clock::time_point t_restored = Clock::now();
   auto agent = OpenStreams(**domain, paths, spec.name, StreamConsole(*impl_));
-  Log("libvirt")->debug("{}: saved xml {} ms, virDomainRestoreFlags {} ms, streams {} ms", (*domain)->Where(),
-                        std::chrono::duration_cast<milliseconds>(t_xml - t_start).count(),
-                        std::chrono::duration_cast<milliseconds>(t_restored - t_xml).count(),
-                        std::chrono::duration_cast<milliseconds>(Clock::now() - t_restored).count());
-  Status ready = agent ? AwaitAgent(**domain, *agent, deadline, true) : Status(std::unexpected(agent.error()));
+  Log("libvirt")->debug(
+      "{}: saved xml {} ms, virDomainRestoreFlags {} ms, streams {} ms", (*domain)->Where(),
+      std::chrono::duration_cast<milliseconds>(t_xml - t_start).count(),
+      std::chrono::duration_cast<milliseconds>(t_restored - t_xml).count(),
+      std::chrono::duration_cast<milliseconds>(Clock::now() - t_restored).count());
+  Status ready =
+      agent ? AwaitAgent(**domain, *agent, deadline, true) : Status(std::unexpected(agent.error()));
   if (!ready) {
     if (agent) agent->Reset();
     domain->reset();
     release(copy->file);
-    return Fail(ErrorCode::kInfra, "{}\nconsole tail:\n{}", ready.error().ToString(), ConsoleTail(paths.console_log));
+    return Fail(ErrorCode::kInfra, "{}\nconsole tail:\n{}", ready.error().ToString(),
+                ConsoleTail(paths.console_log));
   }
   KvmProbe accel = Probe(impl_, state.image);
   std::string file = copy->file;
-  return std::unique_ptr<Vm>(std::make_unique<LibvirtVm>(std::move(*domain), std::move(*agent), state.image, spec,
-                                                         accel.accelerator, paths, impl_->options.heartbeat_threshold,
-                                                         [release, file] { release(file); }));
+  return std::unique_ptr<Vm>(std::make_unique<LibvirtVm>(
+      std::move(*domain), std::move(*agent), state.image, spec, accel.accelerator, paths,
+      impl_->options.heartbeat_threshold, [release, file] { release(file); }));
 }
 
 LibvirtVmInfo* AsLibvirtVm(Vm& vm) { return dynamic_cast<LibvirtVmInfo*>(&vm); }

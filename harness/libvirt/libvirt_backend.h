@@ -8,10 +8,10 @@
 // device. The agent's port is a pty on the host that the lab opens as a
 // libvirt stream (console_bridge.h), so it works over any connection,
 // qemu+ssh:// included: the domain starts paused, the stream opens, the
-// domain resumes, and the lab waits for the agent's ready line. Lifecycle and crash events come from libvirt's
-// event API (transient_domain.h); a host whose connection drops ends its VMs
-// with a kVmExited event. Shutdown writes the domain's CPU and memory figures
-// as libvirt reports them to ARTEFACTS/libvirt-stats.json.
+// domain resumes, and the lab waits for the agent's ready line. Lifecycle and crash events come
+// from libvirt's event API (transient_domain.h); a host whose connection drops ends its VMs with a
+// kVmExited event. Shutdown writes the domain's CPU and memory figures as libvirt reports them to
+// ARTEFACTS/libvirt-stats.json.
 //
 // Acceleration: "kvm" when the host's capabilities list KVM *and* a probe boot
 // of the image under KVM reaches the agent within kvm_probe_timeout (some hosts
@@ -114,7 +114,7 @@ class LibvirtBackend : public VmBackend {
 class LibvirtVmInfo {
  public:
   virtual ~LibvirtVmInfo() = default;
-  virtual std::string HostName() const = 0;    // the host URI
+  virtual std::string HostName() const = 0;  // the host URI
   virtual std::string DomainName() const = 0;
   virtual Result<DomainStats> Stats() = 0;
 };

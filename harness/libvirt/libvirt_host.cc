@@ -1,8 +1,7 @@
 #include "harness/libvirt/libvirt_host.h"
 
-#include <unistd.h>
-
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "harness/libvirt/internal/event_loop.h"
@@ -46,10 +45,12 @@ HostCapabilities ParseCapabilities(const std::string& xml) {
 LibvirtHost::LibvirtHost(std::string uri, virConnectPtr conn)
     : uri_(std::move(uri)), local_(UriIsLocal(uri_)), conn_(conn) {}
 
-Result<std::shared_ptr<LibvirtHost>> LibvirtHost::Open(const std::string& uri, LibvirtHostOptions options) {
+Result<std::shared_ptr<LibvirtHost>> LibvirtHost::Open(const std::string& uri,
+                                                       LibvirtHostOptions options) {
   if (auto s = libvirt_internal::EnsureEventLoop(); !s) return std::unexpected(s.error());
   virConnectPtr conn = virConnectOpen(uri.c_str());
-  if (conn == nullptr) return Fail(ErrorCode::kInfra, "libvirt {}: cannot connect: {}", uri, LastVirError());
+  if (conn == nullptr)
+    return Fail(ErrorCode::kInfra, "libvirt {}: cannot connect: {}", uri, LastVirError());
   std::shared_ptr<LibvirtHost> host(new LibvirtHost(uri, conn));
   host->hostname_ = TakeString(virConnectGetHostname(conn));
   if (host->hostname_.empty()) host->hostname_ = uri;
@@ -61,14 +62,16 @@ Result<std::shared_ptr<LibvirtHost>> LibvirtHost::Open(const std::string& uri, L
     }
   }
   // The test driver has no close callback; its connections never drop.
-  if (virConnectRegisterCloseCallback(conn, &LibvirtHost::CloseCallback, host.get(), nullptr) == 0) {
+  if (virConnectRegisterCloseCallback(conn, &LibvirtHost::CloseCallback, host.get(), nullptr) ==
+      0) {
     host->close_callback_registered_ = true;
   }
   return host;
 }
 
 LibvirtHost::~LibvirtHost() {
-  if (close_callback_registered_) virConnectUnregisterCloseCallback(conn_, &LibvirtHost::CloseCallback);
+  if (close_callback_registered_)
+    virConnectUnregisterCloseCallback(conn_, &LibvirtHost::CloseCallback);
   virConnectClose(conn_);
 }
 
@@ -129,7 +132,8 @@ void LibvirtHost::OnClose(std::function<void(const std::string&)> callback) {
 
 Result<HostCapabilities> LibvirtHost::Capabilities() const {
   std::string xml = TakeString(virConnectGetCapabilities(conn_));
-  if (xml.empty()) return Fail(ErrorCode::kInfra, "libvirt {}: reading capabilities: {}", uri_, LastVirError());
+  if (xml.empty())
+    return Fail(ErrorCode::kInfra, "libvirt {}: reading capabilities: {}", uri_, LastVirError());
   HostCapabilities caps = ParseCapabilities(xml);
   if (const char* type = virConnectGetType(conn_)) caps.hypervisor = type;
   unsigned long version = 0;

@@ -43,7 +43,8 @@ class LibvirtHost {
  public:
   // Connects to `uri` (read-write). Fails with kInfra naming the URI when the
   // daemon is unreachable or refuses.
-  static Result<std::shared_ptr<LibvirtHost>> Open(const std::string& uri, LibvirtHostOptions options = {});
+  static Result<std::shared_ptr<LibvirtHost>> Open(const std::string& uri,
+                                                   LibvirtHostOptions options = {});
   ~LibvirtHost();
   LibvirtHost(const LibvirtHost&) = delete;
   LibvirtHost& operator=(const LibvirtHost&) = delete;

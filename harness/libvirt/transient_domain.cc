@@ -1,10 +1,10 @@
 #include "harness/libvirt/transient_domain.h"
 
+#include <fmt/format.h>
+
 #include <condition_variable>
 #include <deque>
 #include <mutex>
-
-#include <fmt/format.h>
 
 #include "base/log.h"
 #include "harness/libvirt/internal/virt_ptr.h"
@@ -26,23 +26,35 @@ namespace {
 
 std::string StoppedDetail(int detail) {
   switch (detail) {
-    case VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN: return "shutdown";
-    case VIR_DOMAIN_EVENT_STOPPED_DESTROYED: return "destroyed";
-    case VIR_DOMAIN_EVENT_STOPPED_CRASHED: return "crashed";
-    case VIR_DOMAIN_EVENT_STOPPED_MIGRATED: return "migrated";
-    case VIR_DOMAIN_EVENT_STOPPED_SAVED: return "saved";
-    case VIR_DOMAIN_EVENT_STOPPED_FAILED: return "failed";
-    default: return fmt::format("detail {}", detail);
+    case VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN:
+      return "shutdown";
+    case VIR_DOMAIN_EVENT_STOPPED_DESTROYED:
+      return "destroyed";
+    case VIR_DOMAIN_EVENT_STOPPED_CRASHED:
+      return "crashed";
+    case VIR_DOMAIN_EVENT_STOPPED_MIGRATED:
+      return "migrated";
+    case VIR_DOMAIN_EVENT_STOPPED_SAVED:
+      return "saved";
+    case VIR_DOMAIN_EVENT_STOPPED_FAILED:
+      return "failed";
+    default:
+      return fmt::format("detail {}", detail);
   }
 }
 
 std::string SuspendedDetail(int detail) {
   switch (detail) {
-    case VIR_DOMAIN_EVENT_SUSPENDED_PAUSED: return "paused";
-    case VIR_DOMAIN_EVENT_SUSPENDED_IOERROR: return "io-error";
-    case VIR_DOMAIN_EVENT_SUSPENDED_WATCHDOG: return "watchdog";
-    case VIR_DOMAIN_EVENT_SUSPENDED_API_ERROR: return "api-error";
-    default: return fmt::format("detail {}", detail);
+    case VIR_DOMAIN_EVENT_SUSPENDED_PAUSED:
+      return "paused";
+    case VIR_DOMAIN_EVENT_SUSPENDED_IOERROR:
+      return "io-error";
+    case VIR_DOMAIN_EVENT_SUSPENDED_WATCHDOG:
+      return "watchdog";
+    case VIR_DOMAIN_EVENT_SUSPENDED_API_ERROR:
+      return "api-error";
+    default:
+      return fmt::format("detail {}", detail);
   }
 }
 
@@ -71,7 +83,8 @@ DomainEvent Translate(int event, int detail) {
       break;
     case VIR_DOMAIN_EVENT_CRASHED:
       e.kind = DomainEventKind::kCrashed;
-      e.detail = detail == VIR_DOMAIN_EVENT_CRASHED_PANICKED ? "crashed/panicked" : fmt::format("crashed/{}", detail);
+      e.detail = detail == VIR_DOMAIN_EVENT_CRASHED_PANICKED ? "crashed/panicked"
+                                                             : fmt::format("crashed/{}", detail);
       break;
     default:
       e.detail = fmt::format("event {} detail {}", event, detail);
@@ -92,35 +105,52 @@ int OnLifecycle(virConnectPtr, virDomainPtr, int event, int detail, void* opaque
   return 0;
 }
 
-void FreeEvents(void* opaque) { delete static_cast<std::shared_ptr<TransientDomain::Events>*>(opaque); }
+void FreeEvents(void* opaque) {
+  delete static_cast<std::shared_ptr<TransientDomain::Events>*>(opaque);
+}
 
 }  // namespace
 
 std::string DomainStateName(int state) {
   switch (state) {
-    case VIR_DOMAIN_NOSTATE: return "no-state";
-    case VIR_DOMAIN_RUNNING: return "running";
-    case VIR_DOMAIN_BLOCKED: return "blocked";
-    case VIR_DOMAIN_PAUSED: return "paused";
-    case VIR_DOMAIN_SHUTDOWN: return "shutting-down";
-    case VIR_DOMAIN_SHUTOFF: return "shut-off";
-    case VIR_DOMAIN_CRASHED: return "crashed";
-    case VIR_DOMAIN_PMSUSPENDED: return "pm-suspended";
-    default: return fmt::format("state {}", state);
+    case VIR_DOMAIN_NOSTATE:
+      return "no-state";
+    case VIR_DOMAIN_RUNNING:
+      return "running";
+    case VIR_DOMAIN_BLOCKED:
+      return "blocked";
+    case VIR_DOMAIN_PAUSED:
+      return "paused";
+    case VIR_DOMAIN_SHUTDOWN:
+      return "shutting-down";
+    case VIR_DOMAIN_SHUTOFF:
+      return "shut-off";
+    case VIR_DOMAIN_CRASHED:
+      return "crashed";
+    case VIR_DOMAIN_PMSUSPENDED:
+      return "pm-suspended";
+    default:
+      return fmt::format("state {}", state);
   }
 }
 
-TransientDomain::TransientDomain(std::shared_ptr<LibvirtHost> host, virDomainPtr dom, std::string name)
-    : host_(std::move(host)), dom_(dom), name_(std::move(name)), events_(std::make_shared<Events>()) {
+TransientDomain::TransientDomain(std::shared_ptr<LibvirtHost> host, virDomainPtr dom,
+                                 std::string name)
+    : host_(std::move(host)),
+      dom_(dom),
+      name_(std::move(name)),
+      events_(std::make_shared<Events>()) {
   SubscribeEvents();
 }
 
 Result<std::unique_ptr<TransientDomain>> TransientDomain::Create(std::shared_ptr<LibvirtHost> host,
-                                                                 const std::string& xml, const std::string& name,
+                                                                 const std::string& xml,
+                                                                 const std::string& name,
                                                                  StartState start) {
   unsigned paused = start == StartState::kPaused ? VIR_DOMAIN_START_PAUSED : 0;
   bool suspend_after = false;
-  virDomainPtr dom = virDomainCreateXML(host->conn(), xml.c_str(), VIR_DOMAIN_START_AUTODESTROY | paused);
+  virDomainPtr dom =
+      virDomainCreateXML(host->conn(), xml.c_str(), VIR_DOMAIN_START_AUTODESTROY | paused);
   if (dom == nullptr && LastVirErrorCode() == VIR_ERR_INVALID_ARG) {
     // Drivers without autodestroy or paused starts (the test driver) reject
     // the flags; the destructor still destroys the domain on every exit path
@@ -130,7 +160,8 @@ Result<std::unique_ptr<TransientDomain>> TransientDomain::Create(std::shared_ptr
     suspend_after = paused != 0;
   }
   if (dom == nullptr) {
-    return FailVirt(ErrorCode::kInfra, fmt::format("libvirt {} domain {}: creating", host->uri(), name));
+    return FailVirt(ErrorCode::kInfra,
+                    fmt::format("libvirt {} domain {}: creating", host->uri(), name));
   }
   std::unique_ptr<TransientDomain> domain(new TransientDomain(std::move(host), dom, name));
   if (suspend_after) {
@@ -140,8 +171,10 @@ Result<std::unique_ptr<TransientDomain>> TransientDomain::Create(std::shared_ptr
 }
 
 Result<std::unique_ptr<TransientDomain>> TransientDomain::Restore(std::shared_ptr<LibvirtHost> host,
-                                                                  const std::string& file, const std::string& xml,
-                                                                  const std::string& name, StartState start) {
+                                                                  const std::string& file,
+                                                                  const std::string& xml,
+                                                                  const std::string& name,
+                                                                  StartState start) {
   std::string where = fmt::format("libvirt {} domain {}", host->uri(), name);
   const char* dxml = xml.empty() ? nullptr : xml.c_str();
   unsigned flags = start == StartState::kPaused ? VIR_DOMAIN_SAVE_PAUSED : VIR_DOMAIN_SAVE_RUNNING;
@@ -170,12 +203,15 @@ TransientDomain::~TransientDomain() {
   virDomainFree(dom_);
 }
 
-std::string TransientDomain::Where() const { return fmt::format("libvirt {} domain {}", host_->uri(), name_); }
+std::string TransientDomain::Where() const {
+  return fmt::format("libvirt {} domain {}", host_->uri(), name_);
+}
 
 void TransientDomain::SubscribeEvents() {
   auto* opaque = new std::shared_ptr<Events>(events_);
-  callback_id_ = virConnectDomainEventRegisterAny(host_->conn(), dom_, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-                                                  VIR_DOMAIN_EVENT_CALLBACK(OnLifecycle), opaque, FreeEvents);
+  callback_id_ =
+      virConnectDomainEventRegisterAny(host_->conn(), dom_, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                       VIR_DOMAIN_EVENT_CALLBACK(OnLifecycle), opaque, FreeEvents);
   if (callback_id_ < 0) {
     delete opaque;
     Log("libvirt")->warn("{}: no lifecycle events: {}", Where(), libvirt_internal::LastVirError());
@@ -201,9 +237,10 @@ Status TransientDomain::Destroy() {
     if (code != VIR_ERR_NO_DOMAIN && code != VIR_ERR_OPERATION_INVALID) {
       if (!host_->alive()) {
         gone_ = true;
-        return Fail(ErrorCode::kInfra,
-                    "{}: host connection lost ({}); the daemon destroys its autodestroy domains itself", Where(),
-                    host_->close_reason());
+        return Fail(
+            ErrorCode::kInfra,
+            "{}: host connection lost ({}); the daemon destroys its autodestroy domains itself",
+            Where(), host_->close_reason());
       }
       return FailVirt(ErrorCode::kInfra, Where() + ": destroying");
     }
@@ -237,7 +274,8 @@ Status TransientDomain::SaveTo(const std::string& file) {
 Result<DomainStats> TransientDomain::Stats() {
   DomainStats stats;
   virDomainInfo info{};
-  if (virDomainGetInfo(dom_, &info) < 0) return FailVirt(ErrorCode::kInfra, Where() + ": reading info");
+  if (virDomainGetInfo(dom_, &info) < 0)
+    return FailVirt(ErrorCode::kInfra, Where() + ": reading info");
   stats.state = DomainStateName(info.state);
   stats.cpu_time_ns = info.cpuTime;
   stats.memory_kib = info.memory;
@@ -277,7 +315,8 @@ std::vector<DomainEvent> TransientDomain::TakeEvents() {
 
 std::optional<DomainEvent> TransientDomain::WaitEvent(std::chrono::milliseconds timeout) {
   std::unique_lock lock(events_->mu);
-  if (!events_->cv.wait_for(lock, timeout, [&] { return !events_->queue.empty(); })) return std::nullopt;
+  if (!events_->cv.wait_for(lock, timeout, [&] { return !events_->queue.empty(); }))
+    return std::nullopt;
   DomainEvent e = events_->queue.front();
   events_->queue.pop_front();
   return e;

@@ -28,7 +28,15 @@
 
 namespace patchlab::harness {
 
-enum class DomainEventKind { kStarted, kSuspended, kResumed, kStopped, kShutdown, kCrashed, kOther };
+enum class DomainEventKind {
+  kStarted,
+  kSuspended,
+  kResumed,
+  kStopped,
+  kShutdown,
+  kCrashed,
+  kOther
+};
 
 struct DomainEvent {
   DomainEventKind kind;
@@ -38,11 +46,11 @@ struct DomainEvent {
 
 // CPU and memory figures of a running domain, as libvirt reports them.
 struct DomainStats {
-  std::string state;             // "running", "paused", "crashed", ...
-  uint64_t cpu_time_ns = 0;      // all vCPUs (virDomainGetInfo)
-  std::optional<uint64_t> user_time_ns;    // virDomainGetCPUStats, where available
+  std::string state;                     // "running", "paused", "crashed", ...
+  uint64_t cpu_time_ns = 0;              // all vCPUs (virDomainGetInfo)
+  std::optional<uint64_t> user_time_ns;  // virDomainGetCPUStats, where available
   std::optional<uint64_t> system_time_ns;
-  uint64_t memory_kib = 0;       // current allocation
+  uint64_t memory_kib = 0;          // current allocation
   std::optional<uint64_t> rss_kib;  // resident set of the VM process (virDomainMemoryStats)
 };
 
@@ -53,7 +61,8 @@ enum class StartState { kRunning, kPaused };
 class TransientDomain {
  public:
   // Creates and starts a domain from `xml`, whose <name> is `name`.
-  static Result<std::unique_ptr<TransientDomain>> Create(std::shared_ptr<LibvirtHost> host, const std::string& xml,
+  static Result<std::unique_ptr<TransientDomain>> Create(std::shared_ptr<LibvirtHost> host,
+                                                         const std::string& xml,
                                                          const std::string& name,
                                                          StartState start = StartState::kRunning);
   // Starts the domain saved in `file` (a path on the daemon's host), with
@@ -62,7 +71,8 @@ class TransientDomain {
   // restored domain: it outlives this process if the process is killed
   // (domain_owner.h finds and destroys such leftovers).
   static Result<std::unique_ptr<TransientDomain>> Restore(std::shared_ptr<LibvirtHost> host,
-                                                          const std::string& file, const std::string& xml,
+                                                          const std::string& file,
+                                                          const std::string& xml,
                                                           const std::string& name,
                                                           StartState start = StartState::kRunning);
   // Destroys the domain if it still runs.
@@ -97,7 +107,7 @@ class TransientDomain {
   // "libvirt URI domain NAME", the prefix of every message.
   std::string Where() const;
 
- // The event queue the event loop fills (defined in the .cc).
+  // The event queue the event loop fills (defined in the .cc).
   struct Events;
 
  private:

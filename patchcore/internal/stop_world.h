@@ -51,7 +51,8 @@ inline Status RemoveParkTraps(const ProcessMemory& memory,
                               const std::filesystem::path& park_journal) {
   auto traps = LoadJournal(park_journal);
   if (!traps) {
-    return traps.error().code() == ErrorCode::kNotFound ? Status() : Status(std::unexpected(traps.error()));
+    return traps.error().code() == ErrorCode::kNotFound ? Status()
+                                                        : Status(std::unexpected(traps.error()));
   }
   for (const JournalWrite& w : traps->writes) {
     auto now = memory.Read(w.addr, w.new_bytes.size());
@@ -69,10 +70,10 @@ namespace detail {
 // Sets a spin trap at each busy thread's escape address where that is safe;
 // the traps made, recorded in `park_journal` first.
 inline Result<std::vector<JournalWrite>> SetParkTraps(const Tracee& tracee,
-                                                     const ProcessMemory& memory,
-                                                     const std::vector<StackHit>& busy,
-                                                     const std::vector<GuardedRange>& guarded,
-                                                     const std::filesystem::path& park_journal) {
+                                                      const ProcessMemory& memory,
+                                                      const std::vector<StackHit>& busy,
+                                                      const std::vector<GuardedRange>& guarded,
+                                                      const std::filesystem::path& park_journal) {
   std::set<uint64_t> sites;
   for (const StackHit& h : busy) {
     if (h.escape) sites.insert(h.escape->addr());

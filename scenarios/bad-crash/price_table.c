@@ -12,7 +12,7 @@ uint64_t price_item(uint32_t sku, uint32_t qty) {
     for (uint32_t i = 0; i < 9000; ++i) unit_price[i] = (uint16_t)(100 + i);
     ready = 1;
   }
-  uint64_t unit = unit_price[sku];  /* BUG: should be unit_price[sku % 9000] */
+  uint64_t unit = unit_price[sku]; /* BUG: should be unit_price[sku % 9000] */
   uint64_t discount = qty / 10 > 30 ? 30 : qty / 10;
   return unit * qty * (100 - discount) / 100;
 }

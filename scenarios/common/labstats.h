@@ -5,7 +5,8 @@
  * 100 ms, one line to the file named by the environment variable
  * PATCHLAB_STATS (atomically: temporary file, then rename):
  *
- *   ops=<completed operations> errors=<wrong results> cpu_ns=<process CPU time> wall_ns=<monotonic clock>
+ *   ops=<completed operations> errors=<wrong results> cpu_ns=<process CPU time> wall_ns=<monotonic
+ * clock>
  *
  * CPU time and operations are read together, so the lab divides one by the
  * other without mixing two clocks. At exit the same line goes to stdout.
@@ -52,7 +53,8 @@ static uint64_t labstats_clock_ns(clockid_t clock) {
 
 static int labstats_format(struct labstats* s, char* buf, size_t size) {
   return snprintf(buf, size, "ops=%llu errors=%llu cpu_ns=%llu wall_ns=%llu\n",
-                  (unsigned long long)atomic_load(&s->ops), (unsigned long long)atomic_load(&s->errors),
+                  (unsigned long long)atomic_load(&s->ops),
+                  (unsigned long long)atomic_load(&s->errors),
                   (unsigned long long)labstats_clock_ns(CLOCK_PROCESS_CPUTIME_ID),
                   (unsigned long long)labstats_clock_ns(CLOCK_MONOTONIC));
 }
@@ -111,7 +113,8 @@ static void labstats_args(int argc, char** argv, int* threads, long* duration_ms
     } else if (strcmp(argv[i], "--duration-ms") == 0) {
       *duration_ms = atol(argv[i + 1]);
     } else {
-      fprintf(stderr, "%s: unknown argument %s (usage: --threads N --duration-ms D)\n", argv[0], argv[i]);
+      fprintf(stderr, "%s: unknown argument %s (usage: --threads N --duration-ms D)\n", argv[0],
+              argv[i]);
       exit(2);
     }
   }

@@ -4,11 +4,10 @@
 
 #include <dlfcn.h>
 #include <elf.h>
+#include <gtest/gtest.h>
 #include <link.h>
 
 #include <filesystem>
-
-#include <gtest/gtest.h>
 
 #include "base/file_util.h"
 #include "base/subprocess.h"

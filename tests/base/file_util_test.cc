@@ -1,10 +1,9 @@
 #include "base/file_util.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <filesystem>
-
-#include <gtest/gtest.h>
 
 namespace patchlab {
 namespace {
@@ -46,7 +45,8 @@ TEST(FileUtil, WriteAtomicOnFullDiskLeavesOldFile) {
   // A real full disk: a 64 KiB tmpfs. Needs root to mount; CI runs as root.
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a tiny tmpfs";
   fs::path dir = FreshDir("fulldisk");
-  if (::system(("mount -t tmpfs -o size=64k tmpfs " + dir.string() + " 2>/dev/null").c_str()) != 0) {
+  if (::system(("mount -t tmpfs -o size=64k tmpfs " + dir.string() + " 2>/dev/null").c_str()) !=
+      0) {
     GTEST_SKIP() << "cannot mount tmpfs here";
   }
   struct Unmount {

@@ -1,7 +1,6 @@
 #include "base/scoped_fd.h"
 
 #include <fcntl.h>
-
 #include <gtest/gtest.h>
 
 namespace patchlab {
@@ -12,7 +11,10 @@ bool IsOpen(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
 TEST(ScopedFd, ClosesOnDestruction) {
   int raw = ::open("/dev/null", O_RDONLY);
   ASSERT_GE(raw, 0);
-  { ScopedFd fd(raw); EXPECT_TRUE(IsOpen(raw)); }
+  {
+    ScopedFd fd(raw);
+    EXPECT_TRUE(IsOpen(raw));
+  }
   EXPECT_FALSE(IsOpen(raw));
 }
 

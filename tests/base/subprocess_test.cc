@@ -1,10 +1,9 @@
 #include "base/subprocess.h"
 
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <filesystem>
-
-#include <gtest/gtest.h>
 
 #include "base/file_util.h"
 

@@ -35,10 +35,10 @@ TEST(CheckCli, EquivalentExitsZeroWithJsonKeys) {
   EXPECT_GT(j["insns_old"].get<uint64_t>(), 0u);
   EXPECT_GT(j["insns_new"].get<uint64_t>(), 0u);
   EXPECT_EQ(j["insns_inputs"], 10) << "every 32nd of 300 inputs";
-  auto all = Check({"--old", Fn(FIXTURE_TARGET, "sum_loop"), "--new",
-                    Fn(FIXTURE_TARGET, "sum_unrolled"), "--sig",
-                    "uint32_t f(const unsigned char *buf, size_t len)", "--inputs", "300",
-                    "--count-every", "1", "--json"});
+  auto all =
+      Check({"--old", Fn(FIXTURE_TARGET, "sum_loop"), "--new", Fn(FIXTURE_TARGET, "sum_unrolled"),
+             "--sig", "uint32_t f(const unsigned char *buf, size_t len)", "--inputs", "300",
+             "--count-every", "1", "--json"});
   auto ja = nlohmann::json::parse(all.stdout_data, nullptr, false);
   ASSERT_FALSE(ja.is_discarded()) << all.stdout_data;
   EXPECT_EQ(ja["insns_inputs"], 300);

@@ -1,6 +1,9 @@
 // The agent protocol end to end on the host: the real patchlab-agent binary
 // listening on a unix socket, the real AgentClient talking to it. Fault cases
 // (garbage, silence, a dead peer) use a socket the test speaks on by hand.
+#include "harness/agent_protocol.h"
+
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -9,11 +12,8 @@
 #include <filesystem>
 #include <thread>
 
-#include <gtest/gtest.h>
-
 #include "base/subprocess.h"
 #include "harness/agent_client.h"
-#include "harness/agent_protocol.h"
 
 namespace patchlab::harness {
 namespace {
@@ -28,7 +28,8 @@ class AgentOnHost : public ::testing::Test {
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     SubprocessOptions o;
-    o.argv = {PATCHLAB_AGENT_BINARY, "--listen", (dir_ / "agent.sock").string(), "--out", (dir_ / "out").string()};
+    o.argv = {PATCHLAB_AGENT_BINARY, "--listen", (dir_ / "agent.sock").string(), "--out",
+              (dir_ / "out").string()};
     o.stdout_mode = OutputMode::kFile;
     o.stdout_path = (dir_ / "agent.stderr").string();
     o.stderr_to_stdout = true;
@@ -84,7 +85,8 @@ TEST_F(AgentOnHost, ExecWaitReportsExitCodesAndSignals) {
   EXPECT_EQ(kexit->signal, SIGSEGV);
   EXPECT_EQ(kexit->ToString().rfind("killed by SIGSEGV", 0), 0u) << kexit->ToString();
   // Both exits also arrived as events.
-  for (int i = 0; i < 100 && client_->TakeExitEvents().empty(); ++i) std::this_thread::sleep_for(milliseconds(10));
+  for (int i = 0; i < 100 && client_->TakeExitEvents().empty(); ++i)
+    std::this_thread::sleep_for(milliseconds(10));
 }
 
 TEST_F(AgentOnHost, WaitTimesOutOnARunningChildAndKillEndsIt) {
@@ -106,7 +108,8 @@ TEST_F(AgentOnHost, WaitTimesOutOnARunningChildAndKillEndsIt) {
 }
 
 TEST_F(AgentOnHost, RunCapturesOutputAndKillsAtItsDeadline) {
-  auto r = client_->Run({.argv = {"/bin/sh", "-c", "echo out; echo err >&2; exit 3"}}, milliseconds(20000));
+  auto r = client_->Run({.argv = {"/bin/sh", "-c", "echo out; echo err >&2; exit 3"}},
+                        milliseconds(20000));
   ASSERT_TRUE(r) << r.error().ToString();
   EXPECT_EQ(r->stdout_data, "out\n");
   EXPECT_EQ(r->stderr_data, "err\n");
@@ -122,7 +125,8 @@ TEST_F(AgentOnHost, RunCapturesOutputAndKillsAtItsDeadline) {
 TEST_F(AgentOnHost, ExecOfAMissingProgramIsAClearError) {
   auto r = client_->Exec({.argv = {"/no/such/program"}});
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message().find("/no/such/program"), std::string::npos) << r.error().ToString();
+  EXPECT_NE(r.error().message().find("/no/such/program"), std::string::npos)
+      << r.error().ToString();
   auto w = client_->Wait(999999, milliseconds(10));
   ASSERT_FALSE(w);
   EXPECT_EQ(w.error().code(), ErrorCode::kNotFound);
@@ -130,7 +134,8 @@ TEST_F(AgentOnHost, ExecOfAMissingProgramIsAClearError) {
 
 TEST_F(AgentOnHost, PutAndGetRoundTripBinaryFilesLargerThanAChunk) {
   std::string data;
-  for (size_t i = 0; i < agent_protocol::kMaxChunkBytes * 2 + 123; ++i) data.push_back(static_cast<char>(i * 7 % 256));
+  for (size_t i = 0; i < agent_protocol::kMaxChunkBytes * 2 + 123; ++i)
+    data.push_back(static_cast<char>(i * 7 % 256));
   std::string path = (dir_ / "sub/dir/blob").string();
   ASSERT_TRUE(client_->Put(path, 0750, data));
   EXPECT_EQ(fs::file_size(path), data.size());
@@ -150,7 +155,8 @@ TEST_F(AgentOnHost, KernelLogMarkAndLinesSince) {
 }
 
 TEST_F(AgentOnHost, HeartbeatsArrive) {
-  for (int i = 0; i < 300 && client_->heartbeats() < 2; ++i) std::this_thread::sleep_for(milliseconds(20));
+  for (int i = 0; i < 300 && client_->heartbeats() < 2; ++i)
+    std::this_thread::sleep_for(milliseconds(20));
   EXPECT_GE(client_->heartbeats(), 2u);
   EXPECT_FALSE(client_->HeartbeatLost(milliseconds(5000)));
 }
@@ -182,7 +188,9 @@ struct ScriptedPeer {
     client = AgentClient::Adopt(ScopedFd(sv[0]), {.default_timeout = milliseconds(300)});
     peer.Reset(sv[1]);
   }
-  void Say(const std::string& text) { ASSERT_EQ(::write(peer.get(), text.data(), text.size()), static_cast<ssize_t>(text.size())); }
+  void Say(const std::string& text) {
+    ASSERT_EQ(::write(peer.get(), text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  }
   std::unique_ptr<AgentClient> client;
   ScopedFd peer;
 };
@@ -198,7 +206,8 @@ TEST(AgentClient, GarbageLineFailsThePendingCallNamingTheLine) {
   peer.join();
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), ErrorCode::kInfra);
-  EXPECT_NE(r.error().message().find("Kernel panic - not a JSON line"), std::string::npos) << r.error().ToString();
+  EXPECT_NE(r.error().message().find("Kernel panic - not a JSON line"), std::string::npos)
+      << r.error().ToString();
   ASSERT_EQ(p.client->garbage_lines().size(), 1u);
   // The channel itself survives a bad line.
   EXPECT_FALSE(p.client->closed());
@@ -216,7 +225,8 @@ TEST(AgentClient, SilentAgentTimesOutAndHeartbeatIsLost) {
   std::this_thread::sleep_for(milliseconds(60));
   EXPECT_TRUE(p.client->HeartbeatLost(milliseconds(50)));
   p.Say("{\"event\":\"heartbeat\",\"seq\":1}\n");
-  for (int i = 0; i < 200 && p.client->heartbeats() == 0; ++i) std::this_thread::sleep_for(milliseconds(5));
+  for (int i = 0; i < 200 && p.client->heartbeats() == 0; ++i)
+    std::this_thread::sleep_for(milliseconds(5));
   EXPECT_FALSE(p.client->HeartbeatLost(milliseconds(5000)));
 }
 
@@ -227,7 +237,9 @@ TEST(AgentClient, RefusedRequestCarriesTheAgentsReason) {
     ssize_t n = ::read(p.peer.get(), buf, sizeof buf);
     ASSERT_GT(n, 0);
     auto req = nlohmann::json::parse(std::string(buf, static_cast<size_t>(n)));
-    p.Say(nlohmann::json{{"id", req["id"]}, {"ok", false}, {"error", "open /x: Permission denied"}}.dump() + "\n");
+    p.Say(nlohmann::json{{"id", req["id"]}, {"ok", false}, {"error", "open /x: Permission denied"}}
+              .dump() +
+          "\n");
   });
   auto r = p.client->Get("/x");
   peer.join();
@@ -237,7 +249,8 @@ TEST(AgentClient, RefusedRequestCarriesTheAgentsReason) {
 }
 
 TEST(AgentProtocol, Base64RoundTripsAndRejectsBadInput) {
-  for (std::string s : {std::string(), std::string("a"), std::string("ab"), std::string("abc"), std::string("\0\xff\x10", 3)}) {
+  for (std::string s : {std::string(), std::string("a"), std::string("ab"), std::string("abc"),
+                        std::string("\0\xff\x10", 3)}) {
     std::string back;
     ASSERT_TRUE(agent_protocol::Base64Decode(agent_protocol::Base64Encode(s), &back));
     EXPECT_EQ(back, s);

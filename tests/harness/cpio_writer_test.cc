@@ -1,15 +1,15 @@
 // The initramfs writer, checked by the real cpio(1) reading its archives back,
 // and the image recipe parser's errors.
+#include "harness/internal/cpio_writer.h"
+
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 
-#include <gtest/gtest.h>
-
 #include "base/file_util.h"
 #include "base/subprocess.h"
 #include "harness/image_store.h"
-#include "harness/internal/cpio_writer.h"
 
 namespace patchlab::harness {
 namespace {
@@ -49,7 +49,8 @@ TEST(CpioWriter, GnuCpioUnpacksWhatItWrites) {
   ASSERT_TRUE(r);
   ASSERT_TRUE(r->status.Success()) << r->stderr_data;
   EXPECT_EQ(*ReadFile(dir.path() / "usr/bin/tool"), "#!/bin/sh\necho hi\n");
-  EXPECT_EQ(fs::status(dir.path() / "usr/bin/tool").permissions() & fs::perms::all, static_cast<fs::perms>(0755));
+  EXPECT_EQ(fs::status(dir.path() / "usr/bin/tool").permissions() & fs::perms::all,
+            static_cast<fs::perms>(0755));
   EXPECT_EQ(fs::file_size(dir.path() / "etc/odd-size"), 1001u);
   EXPECT_EQ(fs::read_symlink(dir.path() / "bin/sh"), "/bin/busybox");
   EXPECT_TRUE(fs::is_directory(dir.path() / "empty"));
@@ -76,10 +77,12 @@ TEST(ImageRecipes, BundledRecipesLoadAndDiffer) {
 TEST(ImageRecipes, ErrorsNameFileLineAndField) {
   TempDir dir;
   fs::path file = dir.path() / "images.yaml";
-  ASSERT_TRUE(WriteFileAtomic(file, "images:\n  - name: a\n    kernel: linux-image-amd64\n    kernal: typo\n"));
+  ASSERT_TRUE(WriteFileAtomic(
+      file, "images:\n  - name: a\n    kernel: linux-image-amd64\n    kernal: typo\n"));
   auto r = LoadImageRecipes(file);
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().ToString().find(file.string() + ":4:"), std::string::npos) << r.error().ToString();
+  EXPECT_NE(r.error().ToString().find(file.string() + ":4:"), std::string::npos)
+      << r.error().ToString();
   EXPECT_NE(r.error().ToString().find("kernal"), std::string::npos) << r.error().ToString();
 
   ASSERT_TRUE(WriteFileAtomic(file, "images:\n  - name: a\n    cpus: [qemu64]\n"));
@@ -87,10 +90,12 @@ TEST(ImageRecipes, ErrorsNameFileLineAndField) {
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().ToString().find("kernel"), std::string::npos) << r.error().ToString();
 
-  ASSERT_TRUE(WriteFileAtomic(file, "images:\n  - name: a\n    kernel: k\n  - name: a\n    kernel: k\n"));
+  ASSERT_TRUE(
+      WriteFileAtomic(file, "images:\n  - name: a\n    kernel: k\n  - name: a\n    kernel: k\n"));
   r = LoadImageRecipes(file);
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().ToString().find("already defined"), std::string::npos) << r.error().ToString();
+  EXPECT_NE(r.error().ToString().find("already defined"), std::string::npos)
+      << r.error().ToString();
   EXPECT_NE(r.error().ToString().find(":4:"), std::string::npos) << r.error().ToString();
 }
 

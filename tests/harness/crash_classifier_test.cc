@@ -1,21 +1,22 @@
 // Kernel log lines as Linux 6.1 prints them, and VM events, to crash kinds.
-#include <signal.h>
+#include "harness/crash_classifier.h"
 
 #include <gtest/gtest.h>
-
-#include "harness/crash_classifier.h"
+#include <signal.h>
 
 namespace patchlab::harness {
 namespace {
 
 TEST(CrashClassifier, UserSpaceFaultsFromTheKernelLog) {
   auto segv = ClassifyKernelLogLine(
-      "[   12.345678] crasher[87]: segfault at 0 ip 0000558d2c3a1139 sp 00007ffd error 6 in crasher[558d2c3a1000+1000]");
+      "[   12.345678] crasher[87]: segfault at 0 ip 0000558d2c3a1139 sp 00007ffd error 6 in "
+      "crasher[558d2c3a1000+1000]");
   ASSERT_TRUE(segv);
   EXPECT_EQ(segv->kind, CrashKind::kUserFault);
   EXPECT_EQ(segv->pid, 87);
   EXPECT_EQ(segv->detail.rfind("crasher[87]", 0), 0u) << "timestamp stripped";
-  auto trap = ClassifyKernelLogLine("traps: kv[120] trap invalid opcode ip:401136 sp:7ffc error:0 in kv[401000+1000]");
+  auto trap = ClassifyKernelLogLine(
+      "traps: kv[120] trap invalid opcode ip:401136 sp:7ffc error:0 in kv[401000+1000]");
   ASSERT_TRUE(trap);
   EXPECT_EQ(trap->kind, CrashKind::kUserFault);
   EXPECT_EQ(trap->pid, 120);
@@ -28,10 +29,13 @@ TEST(CrashClassifier, UserSpaceFaultsFromTheKernelLog) {
 }
 
 TEST(CrashClassifier, KernelFailuresAndOom) {
-  EXPECT_EQ(ClassifyKernelLogLine("Kernel panic - not syncing: sysrq triggered crash")->kind, CrashKind::kKernelPanic);
-  EXPECT_EQ(ClassifyKernelLogLine("BUG: kernel NULL pointer dereference, address: 0000000000000000")->kind,
+  EXPECT_EQ(ClassifyKernelLogLine("Kernel panic - not syncing: sysrq triggered crash")->kind,
+            CrashKind::kKernelPanic);
+  EXPECT_EQ(ClassifyKernelLogLine("BUG: kernel NULL pointer dereference, address: 0000000000000000")
+                ->kind,
             CrashKind::kKernelOops);
-  EXPECT_EQ(ClassifyKernelLogLine("Oops: 0002 [#1] PREEMPT SMP NOPTI")->kind, CrashKind::kKernelOops);
+  EXPECT_EQ(ClassifyKernelLogLine("Oops: 0002 [#1] PREEMPT SMP NOPTI")->kind,
+            CrashKind::kKernelOops);
   auto oom = ClassifyKernelLogLine("Out of memory: Killed process 311 (hog) total-vm:1000kB");
   ASSERT_TRUE(oom);
   EXPECT_EQ(oom->kind, CrashKind::kOutOfMemory);
@@ -42,7 +46,8 @@ TEST(CrashClassifier, KernelFailuresAndOom) {
 
 TEST(CrashClassifier, ConsoleTextFindsEveryCrashLine) {
   auto crashes = ClassifyConsoleText(
-      "[    1.0] booting\r\n[    2.0] a[3]: segfault at 8 ip 1 sp 2 error 4\r\nok\n[    3.0] Kernel panic - not syncing: x\n");
+      "[    1.0] booting\r\n[    2.0] a[3]: segfault at 8 ip 1 sp 2 error 4\r\nok\n[    3.0] "
+      "Kernel panic - not syncing: x\n");
   ASSERT_EQ(crashes.size(), 2u);
   EXPECT_EQ(crashes[0].kind, CrashKind::kUserFault);
   EXPECT_EQ(crashes[0].source, "console log");

@@ -1,14 +1,14 @@
 // Reference images built for real from Debian's archive: the first build
 // fetches the kernel package, the second finds everything in the cache.
+#include "harness/image_store.h"
+
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <filesystem>
 
-#include <gtest/gtest.h>
-
 #include "base/file_util.h"
 #include "base/subprocess.h"
-#include "harness/image_store.h"
 #include "tests/harness/vm_test_env.h"
 
 namespace patchlab::harness {
@@ -26,7 +26,7 @@ TEST(ImageStore, SecondBuildIsACacheHitWithIdenticalFiles) {
   EXPECT_NE(first->kernel_release.find("cloud-amd64"), std::string::npos) << first->kernel_release;
   auto bytes = ReadFile(first->initrd);
   ASSERT_TRUE(bytes);
-  struct stat before{};
+  struct stat before {};
   ASSERT_EQ(::stat(first->initrd.c_str(), &before), 0);
 
   auto second = store->Build("debian12-cloud");
@@ -34,7 +34,7 @@ TEST(ImageStore, SecondBuildIsACacheHitWithIdenticalFiles) {
   EXPECT_EQ(second->initrd, first->initrd);
   EXPECT_EQ(second->kernel, first->kernel);
   EXPECT_EQ(second->content_hash, first->content_hash);
-  struct stat after{};
+  struct stat after {};
   ASSERT_EQ(::stat(second->initrd.c_str(), &after), 0);
   EXPECT_EQ(after.st_ino, before.st_ino) << "the cached file was rewritten";
   EXPECT_EQ(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
@@ -48,8 +48,9 @@ TEST(ImageStore, SecondBuildIsACacheHitWithIdenticalFiles) {
   list.argv = {"cpio", "-t", "--quiet", "-F", first->initrd.string()};
   auto r = RunSubprocess(std::move(list));
   ASSERT_TRUE(r && r->status.Success());
-  for (const char* path : {"init", "bin/busybox", "usr/sbin/patchlab-agent", "lib/x86_64-linux-gnu/libz.so.1",
-                           "lib/x86_64-linux-gnu/libc.so.6", "lib64/ld-linux-x86-64.so.2", "dev/console"}) {
+  for (const char* path :
+       {"init", "bin/busybox", "usr/sbin/patchlab-agent", "lib/x86_64-linux-gnu/libz.so.1",
+        "lib/x86_64-linux-gnu/libc.so.6", "lib64/ld-linux-x86-64.so.2", "dev/console"}) {
     EXPECT_NE(r->stdout_data.find(std::string(path) + "\n"), std::string::npos) << path;
   }
 }
@@ -70,8 +71,9 @@ TEST(ImageStore, AnUnknownPackageIsAClearError) {
   if (auto why = testing::MissingVmPrerequisite(); !why.empty()) GTEST_SKIP() << why;
   char tmpl[] = "/tmp/images-test-XXXXXX";
   fs::path dir = ::mkdtemp(tmpl);
-  ASSERT_TRUE(WriteFileAtomic(dir / "images.yaml",
-                              "images:\n  - name: gone\n    kernel: linux-image-0.0.0-99-nosuch-amd64\n"));
+  ASSERT_TRUE(
+      WriteFileAtomic(dir / "images.yaml",
+                      "images:\n  - name: gone\n    kernel: linux-image-0.0.0-99-nosuch-amd64\n"));
   auto options = testing::StoreOptions();
   options.recipes = dir / "images.yaml";
   options.cache_dir = dir / "cache";

@@ -1,17 +1,17 @@
 // The QEMU backend on real VMs (TCG here): one cold boot for the suite, its
 // ready state saved once, and every crash case on its own restored VM. The
 // console, agent and QEMU logs of each VM stay under the test's artefacts dir.
+#include "harness/qemu_backend.h"
+
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <filesystem>
 #include <thread>
 
-#include <gtest/gtest.h>
-
 #include "base/file_util.h"
 #include "harness/crash_classifier.h"
 #include "harness/internal/qemu_vm.h"
-#include "harness/qemu_backend.h"
 #include "tests/harness/vm_test_env.h"
 
 namespace patchlab::harness {
@@ -97,12 +97,14 @@ TEST_F(QemuBackendTest, BootsToAReadyAgentThatKeepsBeating) {
   auto console = ReadFile(booted_->console_log_path());
   ASSERT_TRUE(console);
   EXPECT_NE(console->find("patchlab-init: starting the agent"), std::string::npos);
-  EXPECT_NE(console->find("print-fatal-signals=1"), std::string::npos) << "the command line is logged";
+  EXPECT_NE(console->find("print-fatal-signals=1"), std::string::npos)
+      << "the command line is logged";
 }
 
 TEST_F(QemuBackendTest, FallsBackToTcgWhenKvmDoesNotWork) {
   KvmProbe probe = backend_->ChooseAccelerator(*image_, "qemu64");
-  if (probe.accelerator == Accelerator::kKvm) GTEST_SKIP() << "KVM works on this host; no fallback to see";
+  if (probe.accelerator == Accelerator::kKvm)
+    GTEST_SKIP() << "KVM works on this host; no fallback to see";
   EXPECT_EQ(booted_->accelerator(), Accelerator::kTcg);
   EXPECT_FALSE(probe.reason.empty());
   EXPECT_NE(booted_->Describe().find("tcg"), std::string::npos);

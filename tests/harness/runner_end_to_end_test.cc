@@ -1,16 +1,15 @@
 // The real `patchlab run` on bundled scenarios: once on this host's processes
 // (label process) and once booting a real QEMU VM (label vm). Each checks the
 // exit code, the --json cells, the artefacts and the database rows.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
-#include <string>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "base/file_util.h"
 #include "base/subprocess.h"
@@ -25,7 +24,8 @@ class RunEndToEnd : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() /
-           fmt::format("runner_e2e.{}.{}", getpid(), ::testing::UnitTest::GetInstance()->current_test_info()->name());
+           fmt::format("runner_e2e.{}.{}", getpid(),
+                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     // hotpatch is the patch core's program; until it can pack and apply, the
@@ -49,8 +49,8 @@ class RunEndToEnd : public ::testing::Test {
     SubprocessOptions o;
     o.argv = {PATCHLAB_BIN, "run"};
     o.argv.insert(o.argv.end(), args.begin(), args.end());
-    o.argv.insert(o.argv.end(), {"--json", "--db", (dir_ / "lab.db").string(), "--out", (dir_ / "out").string(),
-                                 "--key-dir", (dir_ / "keys").string()});
+    o.argv.insert(o.argv.end(), {"--json", "--db", (dir_ / "lab.db").string(), "--out",
+                                 (dir_ / "out").string(), "--key-dir", (dir_ / "keys").string()});
     o.cwd = PATCHLAB_SOURCE_DIR;
     o.timeout = std::chrono::minutes(9);
     auto r = RunSubprocess(std::move(o));
@@ -107,7 +107,8 @@ TEST_F(RunEndToEnd, HostBackendCatchesTheCrashingPatch) {
 
 #else
 TEST_F(RunEndToEnd, KvParseFixInARealVm) {
-  if (::access("/usr/bin/qemu-system-x86_64", X_OK) != 0) GTEST_SKIP() << "qemu-system-x86_64 is not installed";
+  if (::access("/usr/bin/qemu-system-x86_64", X_OK) != 0)
+    GTEST_SKIP() << "qemu-system-x86_64 is not installed";
   Outcome out = Run({"scenarios/kv-parse-fix", "--images", "debian12-cloud", "--cpus", "qemu64"});
   ASSERT_TRUE(out.json.is_object()) << out.stderr_data;
   ASSERT_EQ(out.exit_code, 0) << out.json.dump(2) << out.stderr_data;
@@ -130,7 +131,8 @@ TEST_F(RunEndToEnd, KvParseFixInARealVm) {
 }
 
 TEST_F(RunEndToEnd, RingsKeepARejectedPatchOffTheNextRing) {
-  if (::access("/usr/bin/qemu-system-x86_64", X_OK) != 0) GTEST_SKIP() << "qemu-system-x86_64 is not installed";
+  if (::access("/usr/bin/qemu-system-x86_64", X_OK) != 0)
+    GTEST_SKIP() << "qemu-system-x86_64 is not installed";
   // The pilot ring is one image; the crashing patch fails the gate there, so
   // the broad ring's image never runs it.
   const fs::path policy = dir_ / "rings.yaml";
@@ -140,7 +142,8 @@ TEST_F(RunEndToEnd, RingsKeepARejectedPatchOffTheNextRing) {
                            "    images: [debian12-cloud]\n"
                            "  - name: broad\n"
                            "    images: all\n";
-  Outcome out = Run({"scenarios/bad-crash", "--cpus", "qemu64", "--rings", "--policy", policy.string()});
+  Outcome out =
+      Run({"scenarios/bad-crash", "--cpus", "qemu64", "--rings", "--policy", policy.string()});
   ASSERT_TRUE(out.json.is_object()) << out.stderr_data;
   EXPECT_EQ(out.exit_code, 0) << out.json.dump(2) << out.stderr_data;
   ASSERT_EQ(out.json["cells"].size(), 1u) << out.json.dump(2);

@@ -6,8 +6,8 @@
 namespace patchlab::harness::internal {
 namespace {
 
-using ::testing::HasSubstr;
 using metrics::CrashKind;
+using ::testing::HasSubstr;
 
 StatsSample At(uint64_t ops, uint64_t cpu_ns) { return {ops, 0, cpu_ns, 0}; }
 
@@ -104,8 +104,9 @@ TEST(RunnerFigures, RefusedApplyIsNotHotpatchable) {
   CellObservations obs;
   obs.windows = Windows(1, 100, 1.0);
   obs.windows.pop_back();
-  obs.calls.push_back({PatchCall::Op::kApply, 3, std::nullopt,
-                       "refused: poll_events: a thread stayed inside it past the 1000 ms timeout\n"});
+  obs.calls.push_back(
+      {PatchCall::Op::kApply, 3, std::nullopt,
+       "refused: poll_events: a thread stayed inside it past the 1000 ms timeout\n"});
   metrics::CellResult cell;
   bool flagged = false;
   ComputeFigures(obs, LimitsSpec{}, cell, flagged);

@@ -1,12 +1,11 @@
 #include "harness/scenario.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <string>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "base/file_util.h"
 
@@ -44,8 +43,9 @@ timeout: 60s
 class ScenarioFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("scenario_test." + std::to_string(getpid()) + "." +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("scenario_test." + std::to_string(getpid()) + "." +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir_);
     ASSERT_TRUE(WriteFileAtomic(dir_ / "demo.c", "int main(void) { return 0; }\n"));
     ASSERT_TRUE(WriteFileAtomic(dir_ / "fix.c", "int f(void) { return 1; }\n"));
@@ -167,21 +167,26 @@ TEST_F(ScenarioFileTest, ExpectInfraErrorIsRefused) {
 
 TEST_F(ScenarioFileTest, DuplicatePatchIdsAreRefused) {
   std::string text = Edit("patch:\n  id: demo-1", "patch:\n- id: demo-1");
-  text = Edit("patch:\n  id: demo-1\n  seq: 2\n  sources: [fix.c]\n  functions: [f, g=g_v2]\n  references: [counter]\n",
-              "patch:\n  - {id: demo-1, sources: [fix.c], functions: [f]}\n  - {id: demo-1, sources: [fix.c], functions: [f]}\n");
+  text = Edit(
+      "patch:\n  id: demo-1\n  seq: 2\n  sources: [fix.c]\n  functions: [f, g=g_v2]\n  references: "
+      "[counter]\n",
+      "patch:\n  - {id: demo-1, sources: [fix.c], functions: [f]}\n  - {id: demo-1, sources: "
+      "[fix.c], functions: [f]}\n");
   auto s = Load(text);
   ASSERT_FALSE(s);
   EXPECT_THAT(s.error().ToString(), HasSubstr("id 'demo-1' appears twice"));
 }
 
 TEST_F(ScenarioFileTest, SemanticSectionIsParsedByTheChecker) {
-  auto ok = Load(Edit("expect:", "semantic:\n  old: demo:f\n  new: demo-1.so:f\n  inputs: 50\nexpect:"));
+  auto ok =
+      Load(Edit("expect:", "semantic:\n  old: demo:f\n  new: demo-1.so:f\n  inputs: 50\nexpect:"));
   ASSERT_TRUE(ok) << ok.error().ToString();
   ASSERT_TRUE(ok->semantic);
   EXPECT_EQ(ok->semantic->inputs, 50u);
   EXPECT_EQ(ok->semantic->old_fn.symbol, "f");
 
-  auto bad = Load(Edit("expect:", "semantic:\n  old: demo:f\n  new: demo-1.so:f\n  inputz: 50\nexpect:"));
+  auto bad =
+      Load(Edit("expect:", "semantic:\n  old: demo:f\n  new: demo-1.so:f\n  inputz: 50\nexpect:"));
   ASSERT_FALSE(bad);
   EXPECT_THAT(bad.error().ToString(), StartsWith(File() + ":22:3:"));
   EXPECT_THAT(bad.error().ToString(), HasSubstr("inputz"));
@@ -209,8 +214,9 @@ TEST(BundledScenarios, AllParse) {
   ASSERT_TRUE(all) << all.error().ToString();
   std::vector<std::string> names;
   for (const auto& s : *all) names.push_back(s.name);
-  EXPECT_THAT(names, ::testing::UnorderedElementsAre("bad-crash", "kv-parse-fix", "not-hotpatchable",
-                                                     "slow-patch", "zlib-checksum"));
+  EXPECT_THAT(names,
+              ::testing::UnorderedElementsAre("bad-crash", "kv-parse-fix", "not-hotpatchable",
+                                              "slow-patch", "zlib-checksum"));
   for (const auto& s : *all) {
     EXPECT_GT(s.timeout.count(), 0) << s.name;
     EXPECT_FALSE(s.patches.empty()) << s.name;

@@ -3,19 +3,19 @@
 // machine that cannot run them.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "harness/image_store.h"
 
 namespace patchlab::harness::testing {
 
 inline std::string MissingVmPrerequisite() {
-  for (const char* tool : {"/usr/bin/qemu-system-x86_64", "/usr/bin/apt-get", "/usr/bin/dpkg", "/bin/busybox"}) {
+  for (const char* tool :
+       {"/usr/bin/qemu-system-x86_64", "/usr/bin/apt-get", "/usr/bin/dpkg", "/bin/busybox"}) {
     if (::access(tool, X_OK) != 0) return std::string(tool) + " is not installed (bash ci/setup)";
   }
   if (::geteuid() != 0) return "apt-get download into the lab cache needs root";

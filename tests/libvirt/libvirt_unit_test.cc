@@ -1,5 +1,6 @@
 // Unit tests of the libvirt backend's pieces against libvirt's built-in test
 // driver (test:///default: no daemon, real libvirt parsing and events).
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -8,8 +9,6 @@
 #include <fstream>
 #include <set>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "harness/libvirt/domain_owner.h"
 #include "harness/libvirt/domain_xml.h"
@@ -69,11 +68,13 @@ TEST(DomainXml, ParsedBackByLibvirtWithEveryDevice) {
   EXPECT_NE(xml->find("machine='pc'"), std::string::npos) << *xml;
   EXPECT_NE(xml->find("<kernel>/images/vmlinuz</kernel>"), std::string::npos) << *xml;
   EXPECT_NE(xml->find("<initrd>/images/initrd.cpio</initrd>"), std::string::npos) << *xml;
-  EXPECT_NE(xml->find("<cmdline>console=ttyS0 loglevel=7 print-fatal-signals=1</cmdline>"), std::string::npos)
+  EXPECT_NE(xml->find("<cmdline>console=ttyS0 loglevel=7 print-fatal-signals=1</cmdline>"),
+            std::string::npos)
       << *xml;
   EXPECT_NE(xml->find("<acpi/>"), std::string::npos) << *xml;
   EXPECT_NE(xml->find("<model fallback='forbid'>Nehalem</model>"), std::string::npos) << *xml;
-  EXPECT_NE(xml->find("<source path='/out/cell/console.log' append='on'/>"), std::string::npos) << *xml;
+  EXPECT_NE(xml->find("<source path='/out/cell/console.log' append='on'/>"), std::string::npos)
+      << *xml;
   EXPECT_NE(xml->find("<serial type='pty'>"), std::string::npos) << *xml;
   EXPECT_NE(xml->find(kOwnerMetadataUri), std::string::npos) << *xml;
   EXPECT_NE(xml->find("<panic model='isa'"), std::string::npos) << *xml;
@@ -172,7 +173,8 @@ TEST(TransientDomain, SaveThenRestoreUnderTheSameName) {
   auto host = TestHost();
   ASSERT_TRUE(host);
   DomainXmlSpec spec = SampleSpec("patchlab-save");
-  fs::path file = fs::temp_directory_path() / fmt::format("patchlab-libvirt-unit-{}.save", ::getpid());
+  fs::path file =
+      fs::temp_directory_path() / fmt::format("patchlab-libvirt-unit-{}.save", ::getpid());
   auto dom = TransientDomain::Create(host, BuildDomainXml(spec), spec.name);
   ASSERT_TRUE(dom.has_value());
   ASSERT_TRUE((*dom)->SaveTo(file.string()).has_value());
@@ -200,7 +202,8 @@ TEST(TransientDomain, RestoreOfAMissingFileNamesHostDomainAndFile) {
 TEST(TransientDomain, BadXmlNamesHostAndDomain) {
   auto host = TestHost();
   ASSERT_TRUE(host);
-  auto dom = TransientDomain::Create(host, "<domain type='qemu'><name>x</name>", "patchlab-bad-xml");
+  auto dom =
+      TransientDomain::Create(host, "<domain type='qemu'><name>x</name>", "patchlab-bad-xml");
   ASSERT_FALSE(dom.has_value());
   EXPECT_EQ(dom.error().code(), ErrorCode::kInfra);
   std::string msg = dom.error().ToString();
@@ -230,7 +233,8 @@ TEST(LibvirtHost, UnreachableUriIsNamed) {
 TEST(LibvirtHost, UnknownDriverIsNamed) {
   auto host = LibvirtHost::Open("nosuchdriver:///x");
   ASSERT_FALSE(host.has_value());
-  EXPECT_NE(host.error().ToString().find("nosuchdriver:///x"), std::string::npos) << host.error().ToString();
+  EXPECT_NE(host.error().ToString().find("nosuchdriver:///x"), std::string::npos)
+      << host.error().ToString();
 }
 
 TEST(LibvirtHost, TestDriverCapabilities) {
@@ -256,10 +260,12 @@ TEST(LibvirtHost, UriLocality) {
 TEST(HostCapabilities, ParsesKvmAndEmulator) {
   const char* xml =
       "<capabilities><host/>"
-      "<guest><os_type>hvm</os_type><arch name='i686'><emulator>/usr/bin/qemu-system-i386</emulator>"
+      "<guest><os_type>hvm</os_type><arch "
+      "name='i686'><emulator>/usr/bin/qemu-system-i386</emulator>"
       "<domain type='qemu'/></arch></guest>"
       "<guest><os_type>hvm</os_type><arch name='x86_64'><wordsize>64</wordsize>"
-      "<emulator>/usr/bin/qemu-system-x86_64</emulator><domain type='qemu'/><domain type='kvm'/></arch></guest>"
+      "<emulator>/usr/bin/qemu-system-x86_64</emulator><domain type='qemu'/><domain "
+      "type='kvm'/></arch></guest>"
       "</capabilities>";
   HostCapabilities caps = ParseCapabilities(xml);
   EXPECT_TRUE(caps.x86_64_hvm);
@@ -280,7 +286,8 @@ TEST(LibvirtBackend, FailedBootLeavesNoDomain) {
   o.require_x86_64 = false;  // the test driver offers i686 only
   auto backend = LibvirtBackend::Open(o);
   ASSERT_TRUE(backend.has_value()) << backend.error().ToString();
-  fs::path dir = fs::temp_directory_path() / fmt::format("patchlab-libvirt-unit-boot-{}", ::getpid());
+  fs::path dir =
+      fs::temp_directory_path() / fmt::format("patchlab-libvirt-unit-boot-{}", ::getpid());
   fs::create_directories(dir);
   fs::path kernel = dir / "vmlinuz";
   fs::path initrd = dir / "initrd";
@@ -294,7 +301,8 @@ TEST(LibvirtBackend, FailedBootLeavesNoDomain) {
   auto vm = (*backend)->Boot(image, spec);
   ASSERT_FALSE(vm.has_value());
   EXPECT_EQ(vm.error().code(), ErrorCode::kInfra);
-  EXPECT_NE(vm.error().ToString().find("libvirt test:///default domain patchlab-unit-boot-"), std::string::npos)
+  EXPECT_NE(vm.error().ToString().find("libvirt test:///default domain patchlab-unit-boot-"),
+            std::string::npos)
       << vm.error().ToString();
   // Nothing named patchlab-unit-boot-* is left on the host.
   virDomainPtr* domains = nullptr;
@@ -327,7 +335,8 @@ TEST(DomainOwner, SelfRoundTripsThroughTheMetadataElement) {
   EXPECT_EQ(CheckOwner(self, self), OwnerState::kAlive);
   EXPECT_FALSE(ParseOwner("<domain><name>x</name></domain>").has_value());
   // As virDomainGetMetadata gives it back: the element alone, no namespace.
-  auto bare = ParseOwner("<owner host=\"h\" boot=\"b\" pidns=\"pid:[1]\" pid=\"12\" start=\"34\"/>");
+  auto bare =
+      ParseOwner("<owner host=\"h\" boot=\"b\" pidns=\"pid:[1]\" pid=\"12\" start=\"34\"/>");
   ASSERT_TRUE(bare.has_value());
   EXPECT_EQ(bare->host, "h");
   EXPECT_EQ(bare->pid, 12);
@@ -338,7 +347,8 @@ TEST(DomainOwner, WithOwnerReplacesOrAddsTheMetadata) {
   DomainOwner other = DomainOwner::Self();
   other.pid = 1;
   other.start = 7;
-  std::string saved = "<domain>\n  <name>d</name>\n  <metadata>\n    <x:y xmlns:x='u'/>\n  </metadata>\n</domain>";
+  std::string saved =
+      "<domain>\n  <name>d</name>\n  <metadata>\n    <x:y xmlns:x='u'/>\n  </metadata>\n</domain>";
   std::string replaced = WithOwner(saved, other);
   EXPECT_EQ(replaced.find("xmlns:x='u'"), std::string::npos) << replaced;
   auto owner = ParseOwner(replaced);
@@ -359,7 +369,8 @@ TEST(DomainOwner, OnlyDomainsOfDeadOwnersAreDestroyed) {
   pid_t child = ::fork();
   if (child == 0) ::_exit(0);
   ASSERT_GT(child, 0);
-  ::waitpid(child, nullptr, 0);  // gone: its pid names no process (or a later one with another start)
+  ::waitpid(child, nullptr,
+            0);  // gone: its pid names no process (or a later one with another start)
   DomainOwner exited = self;
   exited.pid = child;
   DomainOwner reused = self;  // this pid, but not this process's start time
@@ -393,7 +404,8 @@ TEST(DomainOwner, OnlyDomainsOfDeadOwnersAreDestroyed) {
   auto destroyed = DestroyDomainsOfDeadOwners(*host);
   ASSERT_TRUE(destroyed.has_value()) << destroyed.error().ToString();
   std::set<std::string> gone(destroyed->begin(), destroyed->end());
-  EXPECT_EQ(gone, (std::set<std::string>{"patchlab-owner-exited", "patchlab-owner-reused", "patchlab-owner-rebooted"}));
+  EXPECT_EQ(gone, (std::set<std::string>{"patchlab-owner-exited", "patchlab-owner-reused",
+                                         "patchlab-owner-rebooted"}));
   EXPECT_TRUE(keep[0]->Active());
   EXPECT_FALSE(keep[1]->Active());
   EXPECT_FALSE(keep[2]->Active());
@@ -420,7 +432,8 @@ TEST(FleetBackend, UnreachableHostsAreLeftOutAndNamed) {
 
 TEST(FleetBackend, NoReachableHostFailsNamingEach) {
   FleetOptions o;
-  o.uris = {"qemu+unix:///system?socket=/nonexistent/a", "qemu+unix:///system?socket=/nonexistent/b"};
+  o.uris = {"qemu+unix:///system?socket=/nonexistent/a",
+            "qemu+unix:///system?socket=/nonexistent/b"};
   auto fleet = FleetBackend::Open(o);
   ASSERT_FALSE(fleet.has_value());
   EXPECT_EQ(fleet.error().code(), ErrorCode::kInfra);

@@ -2,6 +2,7 @@
 // the tests in their own mount namespaces, see libvirtd_fixture.h), real QEMU
 // under TCG, the lab's real reference image and guest agent.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,8 +13,6 @@
 #include <set>
 #include <string>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "base/file_util.h"
 #include "harness/image_store.h"
@@ -84,7 +83,8 @@ class LibvirtVmTest : public ::testing::Test {
     daemon_ = d->release();
     LibvirtBackendOptions o;
     o.uri = daemon_->uri();
-    o.accelerator = Accelerator::kTcg;  // KVM is probed in HostCheck; forced here to keep tests short
+    o.accelerator =
+        Accelerator::kTcg;  // KVM is probed in HostCheck; forced here to keep tests short
     auto b = LibvirtBackend::Open(o);
     ASSERT_TRUE(b.has_value()) << b.error().ToString();
     backend_ = b->release();
@@ -95,7 +95,8 @@ class LibvirtVmTest : public ::testing::Test {
     delete daemon_;
     daemon_ = nullptr;
     // A failed test's console, agent log and domain XML stay for a post-mortem.
-    if (dir_ != nullptr && ::testing::UnitTest::GetInstance()->failed_test_count() == 0) fs::remove_all(*dir_);
+    if (dir_ != nullptr && ::testing::UnitTest::GetInstance()->failed_test_count() == 0)
+      fs::remove_all(*dir_);
     if (dir_ != nullptr && ::testing::UnitTest::GetInstance()->failed_test_count() > 0) {
       std::fprintf(stderr, "artefacts kept in %s\n", dir_->c_str());
     }
@@ -112,7 +113,9 @@ class LibvirtVmTest : public ::testing::Test {
     }
     if (HasFailure() && daemon_ != nullptr) {
       auto log = ReadFile(daemon_->log_path());
-      if (log) std::fprintf(stderr, "libvirtd log tail:\n%s\n", log->substr(log->size() > 4000 ? log->size() - 4000 : 0).c_str());
+      if (log)
+        std::fprintf(stderr, "libvirtd log tail:\n%s\n",
+                     log->substr(log->size() > 4000 ? log->size() - 4000 : 0).c_str());
     }
   }
 
@@ -131,7 +134,8 @@ TEST_F(LibvirtVmTest, BootsToTheAgentAndRecordsLibvirtFigures) {
   ASSERT_TRUE(hello.has_value()) << hello.error().ToString();
   EXPECT_EQ(hello->kernel, image->kernel_release);
   EXPECT_EQ((*vm)->accelerator(), Accelerator::kTcg);
-  EXPECT_NE((*vm)->Describe().find("libvirt domain patchlab-boot-"), std::string::npos) << (*vm)->Describe();
+  EXPECT_NE((*vm)->Describe().find("libvirt domain patchlab-boot-"), std::string::npos)
+      << (*vm)->Describe();
   LibvirtVmInfo* info = AsLibvirtVm(**vm);
   ASSERT_NE(info, nullptr);
   EXPECT_EQ(info->HostName(), daemon_->uri());
@@ -166,7 +170,8 @@ TEST_F(LibvirtVmTest, AgentAnswersOverTheLibvirtStreamAcrossSaveAndRestore) {
   auto xml = ReadFile(spec.artefacts_dir / "domain.xml");
   ASSERT_TRUE(xml.has_value());
   EXPECT_NE(xml->find("<serial type='pty'><target port='1'/></serial>"), std::string::npos) << *xml;
-  EXPECT_EQ(xml->find("type='unix'"), std::string::npos) << "an agent socket on the lab's file system: " << *xml;
+  EXPECT_EQ(xml->find("type='unix'"), std::string::npos)
+      << "an agent socket on the lab's file system: " << *xml;
 
   auto exercise = [](Vm& v, const std::string& when) {
     SCOPED_TRACE(when);
@@ -237,7 +242,8 @@ TEST_F(LibvirtVmTest, StreamedConsoleLogIsWrittenByTheLab) {
   auto xml = ReadFile(spec.artefacts_dir / "domain.xml");
   ASSERT_TRUE(xml.has_value());
   EXPECT_NE(xml->find("<serial type='pty'><target port='0'/></serial>"), std::string::npos) << *xml;
-  EXPECT_EQ(xml->find("console.log"), std::string::npos) << "the host was told to write the log: " << *xml;
+  EXPECT_EQ(xml->find("console.log"), std::string::npos)
+      << "the host was told to write the log: " << *xml;
   ASSERT_TRUE((*vm)->agent().Hello().has_value());
   // The kernel's first lines came through the stream: the domain started
   // paused until the stream was open.
@@ -256,8 +262,8 @@ TEST_F(LibvirtVmTest, DomainsOfAKilledLabAreDestroyedByTheNextOne) {
   fs::create_directories(dir);
   int out[2];
   ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
-  std::vector<std::string> args = {PATCHLAB_OWNER_HELPER, daemon_->uri(), dir.string(), image->kernel.string(),
-                                   image->initrd.string()};
+  std::vector<std::string> args = {PATCHLAB_OWNER_HELPER, daemon_->uri(), dir.string(),
+                                   image->kernel.string(), image->initrd.string()};
   for (const auto& a : image->kernel_args) args.push_back(a);
   pid_t helper = ::fork();
   if (helper == 0) {
@@ -277,18 +283,21 @@ TEST_F(LibvirtVmTest, DomainsOfAKilledLabAreDestroyedByTheNextOne) {
   ::kill(helper, SIGKILL);
   int status = 0;
   ::waitpid(helper, &status, 0);
-  ASSERT_EQ(line.rfind("patchlab-orphan-", 0), 0u) << "the helper did not get its VM running: '" << line << "'";
+  ASSERT_EQ(line.rfind("patchlab-orphan-", 0), 0u)
+      << "the helper did not get its VM running: '" << line << "'";
 
   // The killed lab's restored domain outlives it...
   std::this_thread::sleep_for(milliseconds(500));
-  ASSERT_TRUE(LiveDomains(*backend_->host()).contains(line)) << "no leak to clean up: the test proves nothing";
+  ASSERT_TRUE(LiveDomains(*backend_->host()).contains(line))
+      << "no leak to clean up: the test proves nothing";
   // ...until a lab connects to the host.
   LibvirtBackendOptions o;
   o.uri = daemon_->uri();
   o.accelerator = Accelerator::kTcg;
   auto next = LibvirtBackend::Open(o);
   ASSERT_TRUE(next.has_value()) << next.error().ToString();
-  EXPECT_FALSE(LiveDomains(*backend_->host()).contains(line)) << line << " of a dead lab still runs";
+  EXPECT_FALSE(LiveDomains(*backend_->host()).contains(line))
+      << line << " of a dead lab still runs";
 }
 
 TEST_F(LibvirtVmTest, GuestPanicIsACrashEvent) {
@@ -307,7 +316,8 @@ TEST_F(LibvirtVmTest, GuestPanicIsACrashEvent) {
     auto e = (*vm)->WaitForEvent(milliseconds(6000), milliseconds(60000));
     if (e && e->kind == VmEventKind::kGuestPanicked) panic = e;
   }
-  ASSERT_TRUE(panic.has_value()) << "no panic event; console:\n" << ReadFile((*vm)->console_log_path()).value_or("");
+  ASSERT_TRUE(panic.has_value()) << "no panic event; console:\n"
+                                 << ReadFile((*vm)->console_log_path()).value_or("");
   EXPECT_NE(panic->detail.find("panicked"), std::string::npos) << panic->detail;
   vm->reset();
 }
@@ -398,7 +408,8 @@ TEST_F(LibvirtVmTest, ImagesUploadOnceIntoThePoolAndBootFromIt) {
   ASSERT_TRUE(vm.has_value()) << vm.error().ToString();
   auto xml = ReadFile(spec.artefacts_dir / "domain.xml");
   ASSERT_TRUE(xml.has_value());
-  EXPECT_NE(xml->find("<kernel>" + placed->kernel.string() + "</kernel>"), std::string::npos) << *xml;
+  EXPECT_NE(xml->find("<kernel>" + placed->kernel.string() + "</kernel>"), std::string::npos)
+      << *xml;
   EXPECT_TRUE((*vm)->agent().Hello().has_value());
 }
 
@@ -510,7 +521,8 @@ TEST(LibvirtFleet, ADroppedHostIsReconnectedWhenItComesBack) {
   // Host B goes down; the fleet notices (its close callback).
   (*b)->Stop();
   b->reset();
-  for (int i = 0; i < 100 && (*fleet)->Hosts()[1].alive; ++i) std::this_thread::sleep_for(milliseconds(100));
+  for (int i = 0; i < 100 && (*fleet)->Hosts()[1].alive; ++i)
+    std::this_thread::sleep_for(milliseconds(100));
   ASSERT_FALSE((*fleet)->Hosts()[1].alive) << "host B's end went unnoticed";
 
   // It comes back at the same URI: with host A's slot taken, the next VM can

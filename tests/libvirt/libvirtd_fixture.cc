@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -18,8 +19,6 @@
 #include <sstream>
 #include <thread>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "base/file_util.h"
 
@@ -66,7 +65,8 @@ void BindOrDie(const fs::path& from, const char* to) {
 // In the forked child: private mounts, then the subreaper loop around libvirtd.
 [[noreturn]] void RunReaper(const fs::path& dir) {
   ::setsid();
-  if (::unshare(CLONE_NEWNS) != 0 || ::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+  if (::unshare(CLONE_NEWNS) != 0 ||
+      ::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
     std::fprintf(stderr, "fixture: mount namespace: %s\n", std::strerror(errno));
     ::_exit(121);
   }
@@ -85,14 +85,16 @@ void BindOrDie(const fs::path& from, const char* to) {
 
   pid_t daemon = ::fork();
   if (daemon == 0) {
-    int log = ::open((dir / "libvirtd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int log =
+        ::open((dir / "libvirtd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log >= 0) {
       ::dup2(log, 1);
       ::dup2(log, 2);
     }
     std::string conf = (dir / "etc" / "libvirtd.conf").string();
     std::string pid_file = (dir / "libvirtd.pid").string();
-    ::execlp("libvirtd", "libvirtd", "--config", conf.c_str(), "--pid-file", pid_file.c_str(), nullptr);
+    ::execlp("libvirtd", "libvirtd", "--config", conf.c_str(), "--pid-file", pid_file.c_str(),
+             nullptr);
     std::fprintf(stderr, "fixture: exec libvirtd: %s\n", std::strerror(errno));
     ::_exit(127);
   }
@@ -147,10 +149,12 @@ Status WriteConfig(const fs::path& dir) {
   auto group = ReadFile("/etc/group");
   if (!passwd) return std::unexpected(passwd.error());
   if (!group) return std::unexpected(group.error());
-  if (passwd->find("\nlibvirt-qemu:") == std::string::npos && passwd->rfind("libvirt-qemu:", 0) != 0) {
+  if (passwd->find("\nlibvirt-qemu:") == std::string::npos &&
+      passwd->rfind("libvirt-qemu:", 0) != 0) {
     *passwd += "libvirt-qemu:x:64055:64055:Libvirt Qemu:/var/lib/libvirt:/usr/sbin/nologin\n";
   }
-  if (group->find("\nlibvirt-qemu:") == std::string::npos && group->rfind("libvirt-qemu:", 0) != 0) {
+  if (group->find("\nlibvirt-qemu:") == std::string::npos &&
+      group->rfind("libvirt-qemu:", 0) != 0) {
     *group += "libvirt-qemu:x:64055:\n";
   }
   if (auto s = WriteFileAtomic(dir / "passwd", *passwd); !s) return s;
@@ -183,8 +187,8 @@ Result<std::unique_ptr<PrivateLibvirtd>> PrivateLibvirtd::Start(const fs::path& 
     }
     if (Clock::now() >= deadline) {
       d->Stop();
-      return Fail(ErrorCode::kTimeout, "libvirtd in {} did not answer on {}; see {}", dir.string(), socket.string(),
-                  d->log_path().string());
+      return Fail(ErrorCode::kTimeout, "libvirtd in {} did not answer on {}; see {}", dir.string(),
+                  socket.string(), d->log_path().string());
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }

@@ -36,8 +36,9 @@ class PrivateLibvirtd {
  public:
   // Starts a daemon with its state under `dir` (created) and waits until it
   // answers on its socket. Fails naming the daemon's log when it does not.
-  static Result<std::unique_ptr<PrivateLibvirtd>> Start(const std::filesystem::path& dir,
-                                                        std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  static Result<std::unique_ptr<PrivateLibvirtd>> Start(
+      const std::filesystem::path& dir,
+      std::chrono::milliseconds timeout = std::chrono::seconds(30));
   ~PrivateLibvirtd();  // Stop()
   PrivateLibvirtd(const PrivateLibvirtd&) = delete;
   PrivateLibvirtd& operator=(const PrivateLibvirtd&) = delete;

@@ -1,9 +1,9 @@
 // Package encoding and signatures, without processes.
 #include "patchcore/patch_package.h"
 
-#include <filesystem>
-
 #include <gtest/gtest.h>
+
+#include <filesystem>
 
 #include "base/file_util.h"
 
@@ -27,7 +27,9 @@ TEST(PatchPackage, SignedRoundTripAndTamperDetection) {
   std::filesystem::remove_all(dir);
   ASSERT_TRUE(GenerateKeyPair(dir).has_value());
   EXPECT_FALSE(GenerateKeyPair(dir).has_value());  // never overwrites a key
-  std::string object = "\x7f" "ELF pretend object";
+  std::string object =
+      "\x7f"
+      "ELF pretend object";
   auto bytes = EncodePackage(SampleManifest(object), object, dir / "patch.key");
   ASSERT_TRUE(bytes.has_value()) << bytes.error().ToString();
   auto pkg = DecodePackage(*bytes, "sample");

@@ -1,12 +1,11 @@
 // The patch core against real running programs, driven through the real
 // hotpatch binary. Targets check every result themselves and print counts;
 // a test reads those counts (v<k>: results of patch version k).
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 
 #include <fstream>
-
-#include <gtest/gtest.h>
 
 #include "base/elf_file.h"
 #include "base/file_util.h"
@@ -80,8 +79,8 @@ TEST(HotpatchProcess, EndbrEntryIsKept) {
   auto target = Target::Start(TARGET_CET, {"--threads", "2"}, ws.dir);
   ASSERT_NE(target, nullptr);
   std::string pkg = ws.Pack(TARGET_CET, PATCH_COMPUTE, "p1", 1, Func("compute=compute_v2"));
-  auto a = Hotpatch({"apply", "--pid", std::to_string(target->pid()), "--pubkey", ws.pub(),
-                     "--json", pkg});
+  auto a = Hotpatch(
+      {"apply", "--pid", std::to_string(target->pid()), "--pubkey", ws.pub(), "--json", pkg});
   ASSERT_EQ(a.status.code, 0) << a.stderr_data;
   ASSERT_TRUE(target->WaitFor([](const auto& t) { return t.at("v2") > 0; }));
   // The entry still starts with endbr64: the jump went after it.
@@ -121,8 +120,8 @@ TEST(HotpatchProcess, UnpatchableShapesAreRefusedWithTheRule) {
                {"branch_back=branch_back_v1", "no branch into the overwritten bytes"}};
   int seq = 1;
   for (const Case& c : cases) {
-    std::string pkg = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "shape" + std::to_string(seq), seq,
-                              Func(c.func));
+    std::string pkg =
+        ws.Pack(TARGET_PIE, PATCH_COMPUTE, "shape" + std::to_string(seq), seq, Func(c.func));
     ++seq;
     auto r = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), pkg});
     EXPECT_EQ(r.status.code, 3) << c.func << ": " << r.stderr_data;
@@ -139,12 +138,11 @@ TEST(HotpatchProcess, StackingRevertOrderReplaceAllAndSequence) {
   auto p1 = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "p1", 1, Func("compute=compute_v1"));
   auto p2 = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "p2", 2, Func("compute=compute_v2"));
   auto low = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "low", 2, Func("compute=compute_v3"));
-  auto all = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "p3", 3,
-                     [] {
-                       auto v = Func("compute=compute_v3");
-                       v.insert(v.end(), {"--replaces", "all"});
-                       return v;
-                     }());
+  auto all = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "p3", 3, [] {
+    auto v = Func("compute=compute_v3");
+    v.insert(v.end(), {"--replaces", "all"});
+    return v;
+  }());
   auto seen = [&](const char* v) {
     long before = target->Tick()[v];
     return target->WaitFor([&](const auto& t) { return t.at(v) > before + 1000; });
@@ -191,7 +189,8 @@ TEST(HotpatchProcess, SecurityRefusals) {
   // Wrong key.
   ASSERT_EQ(Hotpatch({"keygen", "--out", (ws.dir / "other").string()}).status.code, 0);
   auto good = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "g", 1, Func("compute=compute_v1"));
-  r = Hotpatch({"apply", "--pid", pid, "--pubkey", (ws.dir / "other" / "patch.pub").string(), good});
+  r = Hotpatch(
+      {"apply", "--pid", pid, "--pubkey", (ws.dir / "other" / "patch.pub").string(), good});
   EXPECT_EQ(r.status.code, 3) << r.stderr_data;
   // Tampered: one byte of the manifest changed.
   auto bytes = *ReadFile(good);
@@ -364,12 +363,11 @@ TEST(HotpatchProcess, DependsIsCheckedOnApplyAndKeptOnRevert) {
   ASSERT_NE(target, nullptr);
   std::string pid = std::to_string(target->pid());
   auto base = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "base", 1, Func("compute=compute_v1"));
-  auto needs = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "needs-base", 2,
-                       [] {
-                         auto v = Func("slow_path=slow_path_v1");
-                         v.insert(v.end(), {"--depends", "base"});
-                         return v;
-                       }());
+  auto needs = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "needs-base", 2, [] {
+    auto v = Func("slow_path=slow_path_v1");
+    v.insert(v.end(), {"--depends", "base"});
+    return v;
+  }());
   auto early = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), needs});
   EXPECT_EQ(early.status.code, 3) << early.stderr_data;
   EXPECT_NE(early.stderr_data.find("depends on base"), std::string::npos) << early.stderr_data;
@@ -412,22 +410,39 @@ TEST(HotpatchProcess, StrippedTargetIsPatchedThroughItsDebugFile) {
   ASSERT_GT(id.size(), 2u);
   const auto root = ws.dir / "debug-root";
   std::filesystem::create_directories(root / ".build-id" / id.substr(0, 2));
-  std::filesystem::copy_file(debug, root / ".build-id" / id.substr(0, 2) / (id.substr(2) + ".debug"));
+  std::filesystem::copy_file(debug,
+                             root / ".build-id" / id.substr(0, 2) / (id.substr(2) + ".debug"));
 
   auto target = Target::Start(stripped.string(), {"--threads", "2"}, ws.dir);
   ASSERT_NE(target, nullptr);
   std::string pid = std::to_string(target->pid());
-  std::vector<std::string> pack = {"pack", "--target", stripped.string(), "--object", PATCH_COMPUTE,
-                                   "--id", "p1", "--seq", "1", "--func", "compute=compute_v1",
-                                   "--ref", "private_helper", "--ref", "private_calls",
-                                   "--key", ws.key(), "-o", (ws.dir / "p1.hpk").string()};
+  std::vector<std::string> pack = {"pack",
+                                   "--target",
+                                   stripped.string(),
+                                   "--object",
+                                   PATCH_COMPUTE,
+                                   "--id",
+                                   "p1",
+                                   "--seq",
+                                   "1",
+                                   "--func",
+                                   "compute=compute_v1",
+                                   "--ref",
+                                   "private_helper",
+                                   "--ref",
+                                   "private_calls",
+                                   "--key",
+                                   ws.key(),
+                                   "-o",
+                                   (ws.dir / "p1.hpk").string()};
   auto without = Hotpatch(pack);
   EXPECT_NE(without.status.code, 0);
   EXPECT_NE(without.stderr_data.find("compute"), std::string::npos) << without.stderr_data;
 
   ::setenv("PATCHLAB_DEBUG_DIR", root.c_str(), 1);
   auto packed = Hotpatch(pack);
-  auto applied = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), (ws.dir / "p1.hpk").string()});
+  auto applied =
+      Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), (ws.dir / "p1.hpk").string()});
   auto verified = Hotpatch({"verify", "--pid", pid});
   ::unsetenv("PATCHLAB_DEBUG_DIR");
   ASSERT_EQ(packed.status.code, 0) << packed.stderr_data;

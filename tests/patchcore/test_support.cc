@@ -1,12 +1,11 @@
 #include "test_support.h"
 
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <chrono>
 #include <sstream>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "base/file_util.h"
 
@@ -84,9 +83,9 @@ std::string Workspace::Pack(const std::string& target, const std::string& object
                             const std::string& id, int seq, std::vector<std::string> extra,
                             bool sign) {
   std::string out = (dir / (id + ".hpk")).string();
-  std::vector<std::string> args = {"pack",  "--target", target,        "--object", object,
-                                   "--id",  id,         "--seq",       std::to_string(seq),
-                                   "-o",    out};
+  std::vector<std::string> args = {"pack", "--target", target,  "--object",          object,
+                                   "--id", id,         "--seq", std::to_string(seq), "-o",
+                                   out};
   if (sign) {
     args.push_back("--key");
     args.push_back(key());

@@ -21,15 +21,18 @@ TEST(Cli, HotpatchHelpListsEverySubcommand) {
   auto r = RunTool({HOTPATCH_BIN, "--help"});
   EXPECT_TRUE(r.status.Success()) << r.status.ToString();
   for (const char* sub : {"keygen", "pack", "apply", "revert", "status", "verify", "recover"}) {
-    EXPECT_NE(r.stdout_data.find(sub), std::string::npos) << "missing " << sub << " in\n" << r.stdout_data;
+    EXPECT_NE(r.stdout_data.find(sub), std::string::npos) << "missing " << sub << " in\n"
+                                                          << r.stdout_data;
   }
 }
 
 TEST(Cli, PatchlabHelpListsEverySubcommand) {
   auto r = RunTool({PATCHLAB_BIN, "--help"});
   EXPECT_TRUE(r.status.Success()) << r.status.ToString();
-  for (const char* sub : {"check", "images", "run", "compat", "runs", "history", "gate", "report", "hosts"}) {
-    EXPECT_NE(r.stdout_data.find(sub), std::string::npos) << "missing " << sub << " in\n" << r.stdout_data;
+  for (const char* sub :
+       {"check", "images", "run", "compat", "runs", "history", "gate", "report", "hosts"}) {
+    EXPECT_NE(r.stdout_data.find(sub), std::string::npos) << "missing " << sub << " in\n"
+                                                          << r.stdout_data;
   }
 }
 

@@ -6,12 +6,11 @@
 // verify, a mismatch); 5 the target vanished.
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
-#include <optional>
-
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "base/elf_file.h"
 #include "base/file_util.h"
@@ -51,10 +50,10 @@ int ExitCodeFor(const Error& e) {
 
 int Report(const Error& e, const char* command) {
   int code = ExitCodeFor(e);
-  const char* what = code == kExitRefused    ? "refused"
-                     : code == kExitGone     ? "target gone"
-                     : code == kExitUsage    ? "error"
-                                             : "failed";
+  const char* what = code == kExitRefused ? "refused"
+                     : code == kExitGone  ? "target gone"
+                     : code == kExitUsage ? "error"
+                                          : "failed";
   std::fprintf(stderr, "hotpatch %s: %s: %s\n", command, what, e.ToString().c_str());
   return code;
 }
@@ -78,8 +77,10 @@ int CmdPack(const PackArgs& a) {
   auto target = ElfFile::Open(a.target);
   if (!target) return Report(target.error(), "pack");
   if (target->build_id().empty()) {
-    std::fprintf(stderr, "hotpatch pack: error: %s has no GNU build-id (link it with "
-                 "-Wl,--build-id)\n", a.target.c_str());
+    std::fprintf(stderr,
+                 "hotpatch pack: error: %s has no GNU build-id (link it with "
+                 "-Wl,--build-id)\n",
+                 a.target.c_str());
     return kExitUsage;
   }
   auto object_bytes = ReadFile(a.object);
@@ -87,8 +88,10 @@ int CmdPack(const PackArgs& a) {
   auto object = ElfFile::FromBytes(*object_bytes, a.object);
   if (!object) return Report(object.error(), "pack");
   if (object->type() != ElfType::kShared) {
-    std::fprintf(stderr, "hotpatch pack: error: %s is not a shared object (build it with -fPIC "
-                 "-shared)\n", a.object.c_str());
+    std::fprintf(stderr,
+                 "hotpatch pack: error: %s is not a shared object (build it with -fPIC "
+                 "-shared)\n",
+                 a.object.c_str());
     return kExitUsage;
   }
   std::optional<ElfFile> debug;
@@ -124,8 +127,10 @@ int CmdPack(const PackArgs& a) {
   }
   for (const std::string& r : a.refs) {
     if (!find_in_target(r)) {
-      std::fprintf(stderr, "hotpatch pack: error: --ref %s: no such symbol in %s (or its debug "
-                   "file)\n", r.c_str(), a.target.c_str());
+      std::fprintf(stderr,
+                   "hotpatch pack: error: --ref %s: no such symbol in %s (or its debug "
+                   "file)\n",
+                   r.c_str(), a.target.c_str());
       return kExitUsage;
     }
     m.refs.push_back(r);
@@ -147,7 +152,8 @@ int CmdPack(const PackArgs& a) {
   auto encoded = patchcore::EncodePackage(m, *object_bytes, a.key);
   if (!encoded) return Report(encoded.error(), "pack");
   if (auto st = WriteFileAtomic(a.out, *encoded, 0644); !st) return Report(st.error(), "pack");
-  if (a.key.empty()) std::fprintf(stderr, "hotpatch pack: warning: %s is unsigned\n", a.out.c_str());
+  if (a.key.empty())
+    std::fprintf(stderr, "hotpatch pack: warning: %s is unsigned\n", a.out.c_str());
   return kExitOk;
 }
 
@@ -193,8 +199,8 @@ int CmdApply(const ApplyArgs& a) {
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("applied %s (seq %lu) to pid %d: %zu function(s), pause %ld us, %d retries\n",
-                r->patch_id.c_str(), static_cast<unsigned long>(r->seq), a.pid,
-                r->functions.size(), static_cast<long>(r->pause.count()), r->retries);
+                r->patch_id.c_str(), static_cast<unsigned long>(r->seq), a.pid, r->functions.size(),
+                static_cast<long>(r->pause.count()), r->retries);
   }
   return kExitOk;
 }
@@ -316,7 +322,8 @@ int main(int argc, char** argv) {
 
   PackArgs pack_args;
   auto* pack = app.add_subcommand("pack", "build a signed patch package");
-  pack->add_option("--target", pack_args.target, "the target ELF (executable or library)")->required();
+  pack->add_option("--target", pack_args.target, "the target ELF (executable or library)")
+      ->required();
   pack->add_option("--object", pack_args.object, "the patch object (-fPIC -shared)")->required();
   pack->add_option("--id", pack_args.id, "patch id")->required();
   pack->add_option("--seq", pack_args.seq, "sequence number")->required();
@@ -348,8 +355,9 @@ int main(int argc, char** argv) {
   revert->add_flag("--json", revert_json, "print one JSON object");
   revert->add_option("--timeout", revert_timeout, "ms to wait for threads to leave (2000)");
   revert->add_option("id", revert_id, "patch id");
-  revert->callback(
-      [&] { exit_code = CmdRevert(revert_pid, revert_id, revert_all, revert_json, revert_timeout); });
+  revert->callback([&] {
+    exit_code = CmdRevert(revert_pid, revert_id, revert_all, revert_json, revert_timeout);
+  });
 
   pid_t status_pid = 0;
   bool status_json = false;
@@ -366,7 +374,8 @@ int main(int argc, char** argv) {
   verify->callback([&] { exit_code = CmdVerify(verify_pid, verify_json); });
 
   pid_t recover_pid = 0;
-  auto* recover = app.add_subcommand("recover", "finish an interrupted apply or revert from its journal");
+  auto* recover =
+      app.add_subcommand("recover", "finish an interrupted apply or revert from its journal");
   recover->add_option("--pid", recover_pid, "target process")->required();
   recover->callback([&] { exit_code = CmdRecover(recover_pid); });
 

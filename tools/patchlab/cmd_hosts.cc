@@ -4,11 +4,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "harness/image_store.h"
 #include "harness/libvirt/host_check.h"
@@ -62,8 +61,9 @@ Result<std::optional<harness::VmImage>> ImageToCheck(const HostsArgs& a) {
   auto cached = store->Cached(a.image);
   if (!cached) return std::unexpected(cached.error());
   if (!*cached) {
-    return Fail(ErrorCode::kNotFound, "image {} is not built on this machine (run `patchlab images build {}`)",
-                a.image, a.image);
+    return Fail(ErrorCode::kNotFound,
+                "image {} is not built on this machine (run `patchlab images build {}`)", a.image,
+                a.image);
   }
   return std::optional<harness::VmImage>(**cached);
 }
@@ -92,7 +92,8 @@ int HostsCheck(const HostsArgs& a) {
       h["uri"] = uri;
       h["usable"] = usable;
       h["checks"] = nlohmann::json::array();
-      for (const auto& l : r.lines) h["checks"].push_back({{"check", l.check}, {"ok", l.ok}, {"detail", l.detail}});
+      for (const auto& l : r.lines)
+        h["checks"].push_back({{"check", l.check}, {"ok", l.ok}, {"detail", l.detail}});
       out.push_back(h);
       continue;
     }
@@ -109,27 +110,41 @@ int HostsCheck(const HostsArgs& a) {
 }  // namespace
 
 void RegisterHostsCommand(CLI::App& app, CommandContext& ctx) {
-  CLI::App* hosts = app.add_subcommand("hosts", "libvirt hosts for fleet runs (patchlab run --backend libvirt)");
+  CLI::App* hosts =
+      app.add_subcommand("hosts", "libvirt hosts for fleet runs (patchlab run --backend libvirt)");
   hosts->require_subcommand(1);
   auto args = std::make_shared<HostsArgs>();
-  CLI::App* check = hosts->add_subcommand("check", "tell whether libvirt hosts can run the lab, one line per check");
+  CLI::App* check = hosts->add_subcommand(
+      "check", "tell whether libvirt hosts can run the lab, one line per check");
   check->footer(
       "Checks: libvirt reachable, QEMU for x86_64 guests, the image present (local host) or\n"
-      "uploadable (remote host or --upload), KVM or TCG. Exit codes: 0 every host can run the lab,\n"
+      "uploadable (remote host or --upload), KVM or TCG. Exit codes: 0 every host can run the "
+      "lab,\n"
       "1 some host cannot, 2 usage error, 3 the image to check is not built here.");
-  check->add_option("--connect,-c", args->uris, "libvirt URI of a host (repeatable), e.g. qemu+ssh://host-a/system")
+  check
+      ->add_option("--connect,-c", args->uris,
+                   "libvirt URI of a host (repeatable), e.g. qemu+ssh://host-a/system")
       ->required();
-  check->add_option("--image", args->image, "a lab image (built here) to place on each host and probe KVM with");
-  check->add_option("--recipes", args->recipes, "image recipes (default: $PATCHLAB_RECIPES or vm-images/images.yaml)");
-  check->add_option("--kernel", args->kernel, "an image's kernel file (with --initrd), instead of --image");
+  check->add_option("--image", args->image,
+                    "a lab image (built here) to place on each host and probe KVM with");
+  check->add_option("--recipes", args->recipes,
+                    "image recipes (default: $PATCHLAB_RECIPES or vm-images/images.yaml)");
+  check->add_option("--kernel", args->kernel,
+                    "an image's kernel file (with --initrd), instead of --image");
   check->add_option("--initrd", args->initrd, "an image's initramfs file (with --kernel)");
-  check->add_flag("--upload", args->upload, "upload the image into the host's pool even when the host is local");
+  check->add_flag("--upload", args->upload,
+                  "upload the image into the host's pool even when the host is local");
   check->add_flag("--no-kvm-probe", args->no_probe, "do not boot a probe guest under KVM");
-  check->add_option("--kvm-probe-timeout", args->probe_timeout_s, "seconds a KVM probe guest gets to reach its agent")
+  check
+      ->add_option("--kvm-probe-timeout", args->probe_timeout_s,
+                   "seconds a KVM probe guest gets to reach its agent")
       ->check(CLI::Range(1, 600))
       ->capture_default_str();
-  check->add_option("--pool", args->pool, "libvirt storage pool for uploaded images")->capture_default_str();
-  check->add_option("--pool-dir", args->pool_dir, "the pool's folder on each host (made when the pool is defined)")
+  check->add_option("--pool", args->pool, "libvirt storage pool for uploaded images")
+      ->capture_default_str();
+  check
+      ->add_option("--pool-dir", args->pool_dir,
+                   "the pool's folder on each host (made when the pool is defined)")
       ->capture_default_str();
   check->add_flag("--json", args->json, "print one JSON list of hosts and checks");
   check->callback([&ctx, args] { ctx.exit_code = HostsCheck(*args); });

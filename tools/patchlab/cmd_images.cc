@@ -1,13 +1,13 @@
 // patchlab images: build and list the reference VM images (vm-images/images.yaml).
 //
 //   patchlab images list  [--recipes FILE] [--cache DIR] [--json]
-//   patchlab images build [NAME...] [--recipes FILE] [--cache DIR] [--agent FILE] [--hotpatch FILE] [--json]
+//   patchlab images build [NAME...] [--recipes FILE] [--cache DIR] [--agent FILE] [--hotpatch FILE]
+//   [--json]
 //
 // Exit codes: 0 success; 1 a build failed (a package could not be fetched...);
 // 2 usage error or a bad recipe file.
 #include <cstdio>
 #include <filesystem>
-
 #include <nlohmann/json.hpp>
 
 #include "harness/image_store.h"
@@ -34,7 +34,8 @@ std::string DefaultRecipes() {
   if (fs::exists(in_cwd)) return in_cwd.string();
   std::error_code ec;
   fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  for (fs::path dir = exe.parent_path(); !dir.empty() && dir != dir.root_path(); dir = dir.parent_path()) {
+  for (fs::path dir = exe.parent_path(); !dir.empty() && dir != dir.root_path();
+       dir = dir.parent_path()) {
     if (fs::exists(dir / in_cwd)) return (dir / in_cwd).string();
   }
   return in_cwd.string();
@@ -55,8 +56,9 @@ int ExitFor(const Error& e) {
 }
 
 nlohmann::json ImageJson(const harness::VmImage& image) {
-  return {{"name", image.name},     {"kernel_release", image.kernel_release}, {"kernel", image.kernel},
-          {"initrd", image.initrd}, {"cpus", image.cpus},                     {"content_hash", image.content_hash}};
+  return {{"name", image.name},     {"kernel_release", image.kernel_release},
+          {"kernel", image.kernel}, {"initrd", image.initrd},
+          {"cpus", image.cpus},     {"content_hash", image.content_hash}};
 }
 
 int RunList(const ImagesFlags& f) {
@@ -68,8 +70,11 @@ int RunList(const ImagesFlags& f) {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& r : store->recipes()) {
     auto cached = store->Cached(r.name);
-    nlohmann::json j = {{"name", r.name}, {"description", r.description}, {"kernel_package", r.kernel_package},
-                        {"cpus", r.cpus}, {"built", cached && cached->has_value()}};
+    nlohmann::json j = {{"name", r.name},
+                        {"description", r.description},
+                        {"kernel_package", r.kernel_package},
+                        {"cpus", r.cpus},
+                        {"built", cached && cached->has_value()}};
     if (cached && cached->has_value()) j["image"] = ImageJson(**cached);
     if (!cached) j["error"] = cached.error().ToString();
     out.push_back(j);
@@ -77,7 +82,8 @@ int RunList(const ImagesFlags& f) {
       std::printf("%-20s %-26s %-8s %s\n", r.name.c_str(), r.kernel_package.c_str(),
                   cached && cached->has_value() ? "built" : "-", r.description.c_str());
       if (cached && cached->has_value()) {
-        std::printf("%-20s kernel %s\n%-20s initrd %s\n", "", (*cached)->kernel.c_str(), "", (*cached)->initrd.c_str());
+        std::printf("%-20s kernel %s\n%-20s initrd %s\n", "", (*cached)->kernel.c_str(), "",
+                    (*cached)->initrd.c_str());
       }
     }
   }
@@ -96,7 +102,9 @@ int RunBuild(const ImagesFlags& f) {
     for (const auto& r : store->recipes()) names.push_back(r.name);
   }
   if (store->options().hotpatch_binary.empty() || !fs::exists(store->options().hotpatch_binary)) {
-    std::fprintf(stderr, "patchlab images build: note: no hotpatch binary found; images will not contain it\n");
+    std::fprintf(
+        stderr,
+        "patchlab images build: note: no hotpatch binary found; images will not contain it\n");
   }
   int rc = 0;
   nlohmann::json out = nlohmann::json::array();
@@ -120,9 +128,11 @@ int RunBuild(const ImagesFlags& f) {
 
 void AddCommonFlags(CLI::App* sub, ImagesFlags& f) {
   sub->add_option("--recipes", f.recipes, "image recipes (default: vm-images/images.yaml)");
-  sub->add_option("--cache", f.cache, "cache folder (default: $PATCHLAB_CACHE or /var/cache/patchlab)");
+  sub->add_option("--cache", f.cache,
+                  "cache folder (default: $PATCHLAB_CACHE or /var/cache/patchlab)");
   sub->add_option("--agent", f.agent, "guest agent binary (default: found beside this program)");
-  sub->add_option("--hotpatch", f.hotpatch, "hotpatch binary to include (default: found beside this program)");
+  sub->add_option("--hotpatch", f.hotpatch,
+                  "hotpatch binary to include (default: found beside this program)");
   sub->add_flag("--json", f.json, "print JSON");
 }
 
@@ -135,7 +145,8 @@ void RegisterImagesCommand(CLI::App& app, CommandContext& ctx) {
   CLI::App* list = images->add_subcommand("list", "list the image recipes and which are built");
   AddCommonFlags(list, flags);
   list->callback([&ctx] { ctx.exit_code = RunList(flags); });
-  CLI::App* build = images->add_subcommand("build", "build images (all, or the NAMEs given); cached by content");
+  CLI::App* build =
+      images->add_subcommand("build", "build images (all, or the NAMEs given); cached by content");
   AddCommonFlags(build, flags);
   build->add_option("name", flags.names, "image names (default: every recipe)");
   build->callback([&ctx] { ctx.exit_code = RunBuild(flags); });

@@ -5,7 +5,6 @@
 
 #include <cstdio>
 #include <cstdlib>
-
 #include <nlohmann/json.hpp>
 
 #include "harness/image_store.h"
@@ -74,8 +73,8 @@ class ProgressPrinter {
       constexpr int kWidth = 30;
       int filled = p.total > 0 ? p.done * kWidth / p.total : 0;
       std::fprintf(stderr, "\r\033[K[%s%s] %d/%d done, %d running, %d failed, ETA %s",
-                   std::string(filled, '#').c_str(), std::string(kWidth - filled, '.').c_str(), p.done,
-                   p.total, p.running, p.failed, Duration(p.eta_s).c_str());
+                   std::string(filled, '#').c_str(), std::string(kWidth - filled, '.').c_str(),
+                   p.done, p.total, p.running, p.failed, Duration(p.eta_s).c_str());
       if (p.done == p.total) std::fprintf(stderr, "\n");
     }
     std::fflush(stderr);
@@ -99,10 +98,13 @@ nlohmann::json CellJson(const harness::CellOutcome& c) {
   j["apply"] = metrics::ApplyResultName(r.apply);
   j["crashes"] = r.TotalCrashes();
   j["pause_us"] = r.pause_median_us ? nlohmann::json(*r.pause_median_us) : nlohmann::json();
-  j["cpu_overhead_pct"] = r.cpu_overhead_pct ? nlohmann::json(r.cpu_overhead_pct->value) : nlohmann::json();
-  if (r.cpu_overhead_pct) j["cpu_overhead_interval_pct"] = {r.cpu_overhead_pct->low, r.cpu_overhead_pct->high};
+  j["cpu_overhead_pct"] =
+      r.cpu_overhead_pct ? nlohmann::json(r.cpu_overhead_pct->value) : nlohmann::json();
+  if (r.cpu_overhead_pct)
+    j["cpu_overhead_interval_pct"] = {r.cpu_overhead_pct->low, r.cpu_overhead_pct->high};
   j["overhead_flagged"] = c.overhead_flagged;
-  j["mem_overhead_kib"] = r.mem_overhead_kib ? nlohmann::json(*r.mem_overhead_kib) : nlohmann::json();
+  j["mem_overhead_kib"] =
+      r.mem_overhead_kib ? nlohmann::json(*r.mem_overhead_kib) : nlohmann::json();
   j["semantic"] = metrics::SemanticVerdictName(r.semantic);
   j["reasons"] = r.reasons;
   j["unmet"] = c.unmet;
@@ -134,7 +136,8 @@ int RunCommand(const RunArgs& a, const std::string& command_line) {
     o.per_host = a.per_host;
     // Without --jobs, fill every host's slots; an explicit -j (even -j 1) wins.
     if (!a.jobs_given) o.jobs = static_cast<int>(a.connect.size()) * a.per_host;
-    std::fprintf(stderr, "patchlab run: libvirt: %zu host(s) x %d VM(s) each; %d cell(s) at a time%s\n",
+    std::fprintf(stderr,
+                 "patchlab run: libvirt: %zu host(s) x %d VM(s) each; %d cell(s) at a time%s\n",
                  a.connect.size(), a.per_host, o.jobs, a.jobs_given ? " (--jobs)" : "");
   } else if (!a.connect.empty()) {
     std::fprintf(stderr, "patchlab run: --connect goes with --backend libvirt\n");
@@ -142,7 +145,8 @@ int RunCommand(const RunArgs& a, const std::string& command_line) {
   }
   o.hotpatch = harness::LocateLabBinaries().hotpatch;
   if (o.hotpatch.empty()) {
-    std::fprintf(stderr, "patchlab run: cannot find the hotpatch program (beside patchlab or in PATH)\n");
+    std::fprintf(stderr,
+                 "patchlab run: cannot find the hotpatch program (beside patchlab or in PATH)\n");
     return 3;
   }
   o.key_dir = a.key_dir;
@@ -181,7 +185,8 @@ int RunCommand(const RunArgs& a, const std::string& command_line) {
     return report.error().code() == ErrorCode::kInfra ? 3 : 2;
   }
   int rc = report->ExitCode();
-  for (const auto& stop : report->ring_stops) std::fprintf(stderr, "patchlab run: %s\n", stop.c_str());
+  for (const auto& stop : report->ring_stops)
+    std::fprintf(stderr, "patchlab run: %s\n", stop.c_str());
   if (a.json) {
     nlohmann::json j;
     j["run_id"] = report->run_id;
@@ -196,7 +201,8 @@ int RunCommand(const RunArgs& a, const std::string& command_line) {
     for (const auto& c : report->cells) met += c.met_expectation ? 1 : 0;
     std::printf("run %lld: %d of %zu cells met their expectation%s; database %s, artefacts %s\n",
                 static_cast<long long>(report->run_id), met, report->cells.size(),
-                report->cancelled ? " (interrupted: finish with --resume)" : "", a.db.c_str(), a.out.c_str());
+                report->cancelled ? " (interrupted: finish with --resume)" : "", a.db.c_str(),
+                a.out.c_str());
   }
   return rc;
 }
@@ -205,35 +211,47 @@ int RunCommand(const RunArgs& a, const std::string& command_line) {
 
 void RegisterRunCommand(CLI::App& app, CommandContext& ctx) {
   auto args = std::make_shared<RunArgs>();
-  CLI::App* sub = app.add_subcommand("run", "run scenarios: boot VMs, apply patches live under load");
+  CLI::App* sub =
+      app.add_subcommand("run", "run scenarios: boot VMs, apply patches live under load");
   sub->footer(
       "Exit codes: 0 every cell met its scenario's expect:, 1 some cell did not, 2 usage error or\n"
       "invalid scenario, 3 only infrastructure failures kept cells from running.");
-  sub->add_option("scenarios", args->scenarios, "scenario.yaml files or folders holding them")->required();
+  sub->add_option("scenarios", args->scenarios, "scenario.yaml files or folders holding them")
+      ->required();
   sub->add_option("--db", args->db, "compatibility database (SQLite)")->capture_default_str();
-  CLI::Option* jobs = sub->add_option("--jobs,-j", args->jobs, "cells run in parallel (libvirt backend: default hosts x --per-host)")
-                          ->check(CLI::Range(1, 64))
-                          ->capture_default_str();
+  CLI::Option* jobs =
+      sub->add_option("--jobs,-j", args->jobs,
+                      "cells run in parallel (libvirt backend: default hosts x --per-host)")
+          ->check(CLI::Range(1, 64))
+          ->capture_default_str();
   sub->add_option("--images", args->images, "only these images")->delimiter(',');
   sub->add_option("--cpus", args->cpus, "only these QEMU CPU models")->delimiter(',');
-  sub->add_option("--out", args->out, "artefacts folder (logs, figures, build products)")->capture_default_str();
+  sub->add_option("--out", args->out, "artefacts folder (logs, figures, build products)")
+      ->capture_default_str();
   sub->add_flag("--json", args->json, "print one JSON object with every cell on stdout");
   sub->add_option("--resume", args->resume, "finish an interrupted run: only its missing cells")
       ->check(CLI::PositiveNumber);
-  sub->add_option("--backend", args->backend, "qemu (reference VMs), libvirt (VMs on the --connect hosts) or host (this machine's processes)")
+  sub->add_option("--backend", args->backend,
+                  "qemu (reference VMs), libvirt (VMs on the --connect hosts) or host (this "
+                  "machine's processes)")
       ->check(CLI::IsMember({"qemu", "libvirt", "host"}))
       ->capture_default_str();
   sub->add_option("--connect,-c", args->connect,
-                  "libvirt backend: a host's URI, repeatable (e.g. qemu+ssh://host-a/system); see docs/fleet.md");
+                  "libvirt backend: a host's URI, repeatable (e.g. qemu+ssh://host-a/system); see "
+                  "docs/fleet.md");
   sub->add_option("--per-host", args->per_host, "libvirt backend: VMs at once on each host")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
   sub->add_flag("--rings", args->rings,
-                "run the policy's rollout rings in order; a patch the gate rejects on a ring goes no further");
-  sub->add_option("--policy", args->policy, "gate policy with the rings (default: the built-in policy)");
+                "run the policy's rollout rings in order; a patch the gate rejects on a ring goes "
+                "no further");
+  sub->add_option("--policy", args->policy,
+                  "gate policy with the rings (default: the built-in policy)");
   sub->add_option("--label", args->label, "a tag stored with the run (nightly, pre-release, ...)");
-  sub->add_option("--key-dir", args->key_dir, "the lab's signing key folder (default: $PATCHLAB_HOME/keys)");
-  sub->add_option("--recipes", args->recipes, "image recipes (default: $PATCHLAB_RECIPES or vm-images/images.yaml)");
+  sub->add_option("--key-dir", args->key_dir,
+                  "the lab's signing key folder (default: $PATCHLAB_HOME/keys)");
+  sub->add_option("--recipes", args->recipes,
+                  "image recipes (default: $PATCHLAB_RECIPES or vm-images/images.yaml)");
   sub->callback([&ctx, args, sub, jobs] {
     args->jobs_given = jobs->count() > 0;
     std::string line = "run";

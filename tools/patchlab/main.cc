@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.parse_complete_callback([&] {
     if (!log_spec.empty()) {
-      if (auto s = SetLogSpec(log_spec); !s) throw CLI::ValidationError("--log", s.error().ToString());
+      if (auto s = SetLogSpec(log_spec); !s)
+        throw CLI::ValidationError("--log", s.error().ToString());
     }
   });
 

@@ -1,9 +1,9 @@
 #include "harness/libvirt/internal/libvirt_vm.h"
 
-#include <thread>
-
 #include <fmt/format.h>
+
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "base/file_util.h"
 #include "base/log.h"
@@ -14,8 +14,8 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 LibvirtVm::LibvirtVm(std::unique_ptr<TransientDomain> domain, DomainStreams agent, VmImage image,
-                     VmSpec spec, Accelerator accel, VmPaths paths, milliseconds heartbeat_threshold,
-                     std::function<void()> on_release)
+                     VmSpec spec, Accelerator accel, VmPaths paths,
+                     milliseconds heartbeat_threshold, std::function<void()> on_release)
     : domain_(std::move(domain)),
       agent_(std::move(agent)),
       image_(std::move(image)),
@@ -34,8 +34,9 @@ LibvirtVm::~LibvirtVm() {
 }
 
 std::string LibvirtVm::Describe() const {
-  return fmt::format("libvirt domain {} on {}, {}, {} x{}, {}", domain_->name(), domain_->host()->uri(), image_.name,
-                     spec_.cpu_model, spec_.smp, AcceleratorName(accel_));
+  return fmt::format("libvirt domain {} on {}, {}, {} x{}, {}", domain_->name(),
+                     domain_->host()->uri(), image_.name, spec_.cpu_model, spec_.smp,
+                     AcceleratorName(accel_));
 }
 
 std::string LibvirtVm::HostName() const { return domain_->host()->uri(); }
@@ -70,15 +71,16 @@ void LibvirtVm::CollectLocked(milliseconds heartbeat_threshold) {
   }
   if (!exited_reported_ && !domain_->host()->alive()) {
     exited_reported_ = true;
-    pending_.push_back(
-        {VmEventKind::kVmExited, "host connection lost: " + domain_->host()->close_reason(), Clock::now()});
+    pending_.push_back({VmEventKind::kVmExited,
+                        "host connection lost: " + domain_->host()->close_reason(), Clock::now()});
   }
   AgentClient* agent = agent_.client.get();
   if (agent && agent->closed() && !agent_gone_reported_ && !exited_reported_) {
     agent_gone_reported_ = true;
     if (domain_->Active()) {
       // The bridge knows why the stream ended; the client only saw EOF.
-      std::string why = agent_.bridge && agent_.bridge->closed() ? agent_.bridge->close_reason() : agent->close_reason();
+      std::string why = agent_.bridge && agent_.bridge->closed() ? agent_.bridge->close_reason()
+                                                                 : agent->close_reason();
       pending_.push_back({VmEventKind::kAgentGone, "agent channel closed: " + why, Clock::now()});
     } else {
       // The channel closed because the VM ended: say how, from libvirt's
@@ -94,16 +96,19 @@ void LibvirtVm::CollectLocked(milliseconds heartbeat_threshold) {
         }
       }
       exited_reported_ = true;
-      pending_.push_back({VmEventKind::kVmExited, stopped ? "libvirt " + stopped->detail : "domain no longer running",
+      pending_.push_back({VmEventKind::kVmExited,
+                          stopped ? "libvirt " + stopped->detail : "domain no longer running",
                           stopped ? stopped->when : Clock::now()});
     }
   }
   // A paused VM is silent on purpose (Pause simulates a hung host).
-  if (agent && !paused_ && !heartbeat_reported_ && !exited_reported_ && agent->HeartbeatLost(heartbeat_threshold)) {
+  if (agent && !paused_ && !heartbeat_reported_ && !exited_reported_ &&
+      agent->HeartbeatLost(heartbeat_threshold)) {
     heartbeat_reported_ = true;
-    pending_.push_back({VmEventKind::kHeartbeatLost,
-                        fmt::format("no heartbeat for {:.1f} s", agent->SinceLastHeard().count() / 1000.0),
-                        Clock::now()});
+    pending_.push_back(
+        {VmEventKind::kHeartbeatLost,
+         fmt::format("no heartbeat for {:.1f} s", agent->SinceLastHeard().count() / 1000.0),
+         Clock::now()});
   }
 }
 
@@ -115,7 +120,8 @@ std::vector<VmEvent> LibvirtVm::PollEvents(milliseconds heartbeat_threshold) {
   return out;
 }
 
-std::optional<VmEvent> LibvirtVm::WaitForEvent(milliseconds timeout, milliseconds heartbeat_threshold) {
+std::optional<VmEvent> LibvirtVm::WaitForEvent(milliseconds timeout,
+                                               milliseconds heartbeat_threshold) {
   Clock::time_point deadline = Clock::now() + timeout;
   while (true) {
     {
@@ -130,8 +136,9 @@ std::optional<VmEvent> LibvirtVm::WaitForEvent(milliseconds timeout, millisecond
     Clock::time_point now = Clock::now();
     if (now >= deadline) return std::nullopt;
     // Domain events wake us at once; the agent and host checks are polled.
-    auto slice = std::min<milliseconds>(milliseconds(100),
-                                        std::chrono::duration_cast<milliseconds>(deadline - now) + milliseconds(1));
+    auto slice = std::min<milliseconds>(
+        milliseconds(100),
+        std::chrono::duration_cast<milliseconds>(deadline - now) + milliseconds(1));
     if (auto e = domain_->WaitEvent(slice)) {
       std::lock_guard lock(mu_);
       if (e->kind == DomainEventKind::kCrashed) {
@@ -153,7 +160,8 @@ Status LibvirtVm::Shutdown(milliseconds grace) {
   bool asked = agent_.client && !agent_.client->closed() && agent_.client->Shutdown().has_value();
   if (asked) {
     Clock::time_point deadline = Clock::now() + grace;
-    while (Clock::now() < deadline && domain_->Active()) std::this_thread::sleep_for(milliseconds(50));
+    while (Clock::now() < deadline && domain_->Active())
+      std::this_thread::sleep_for(milliseconds(50));
   }
   return domain_->Destroy();
 }
@@ -188,6 +196,8 @@ void LibvirtVm::ReplaceAfterSave(std::unique_ptr<TransientDomain> restored, Doma
   exited_reported_ = agent_gone_reported_ = heartbeat_reported_ = false;
 }
 
-void LibvirtVm::SetOnRelease(std::function<void()> on_release) { on_release_ = std::move(on_release); }
+void LibvirtVm::SetOnRelease(std::function<void()> on_release) {
+  on_release_ = std::move(on_release);
+}
 
 }  // namespace patchlab::harness::libvirt_internal

@@ -49,8 +49,8 @@ class LibvirtVm : public Vm, public LibvirtVmInfo {
   // `on_release` runs once the domain is gone (destruction), e.g. to free the
   // saved state copy it was restored from.
   LibvirtVm(std::unique_ptr<TransientDomain> domain, DomainStreams agent, VmImage image,
-            VmSpec spec, Accelerator accel, VmPaths paths, std::chrono::milliseconds heartbeat_threshold,
-            std::function<void()> on_release);
+            VmSpec spec, Accelerator accel, VmPaths paths,
+            std::chrono::milliseconds heartbeat_threshold, std::function<void()> on_release);
   ~LibvirtVm() override;
 
   AgentClient& agent() override { return *agent_.client; }

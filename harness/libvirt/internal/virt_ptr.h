@@ -68,7 +68,8 @@ inline int LastVirErrorCode() {
 // An Error for a failed libvirt call: "`what`: libvirt's message".
 inline std::unexpected<Error> FailVirt(ErrorCode code, const std::string& what) {
   int vcode = LastVirErrorCode();
-  if (vcode == VIR_ERR_NO_DOMAIN || vcode == VIR_ERR_NO_STORAGE_POOL || vcode == VIR_ERR_NO_STORAGE_VOL) {
+  if (vcode == VIR_ERR_NO_DOMAIN || vcode == VIR_ERR_NO_STORAGE_POOL ||
+      vcode == VIR_ERR_NO_STORAGE_VOL) {
     code = ErrorCode::kNotFound;
   }
   return std::unexpected(Error(code, what + ": " + LastVirError()));

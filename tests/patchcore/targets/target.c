@@ -232,12 +232,13 @@ int main(int argc, char** argv) {
         atomic_store(&child_version, WEXITSTATUS(status) - 10);
       }
     }
-    printf("tick calls=%ld wrong=%ld v0=%ld v1=%ld v2=%ld v3=%ld private=%ld z=%ld sig=%ld "
-           "child=%ld\n",
-           atomic_load(&calls), atomic_load(&wrong), atomic_load(&versions[0]),
-           atomic_load(&versions[1]), atomic_load(&versions[2]), atomic_load(&versions[3]),
-           private_calls, atomic_load(&z_probe), atomic_load(&sig_version),
-           atomic_load(&child_version));
+    printf(
+        "tick calls=%ld wrong=%ld v0=%ld v1=%ld v2=%ld v3=%ld private=%ld z=%ld sig=%ld "
+        "child=%ld\n",
+        atomic_load(&calls), atomic_load(&wrong), atomic_load(&versions[0]),
+        atomic_load(&versions[1]), atomic_load(&versions[2]), atomic_load(&versions[3]),
+        private_calls, atomic_load(&z_probe), atomic_load(&sig_version),
+        atomic_load(&child_version));
     fflush(stdout);
   }
 }
