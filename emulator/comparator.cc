@@ -83,14 +83,13 @@ std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side,
   }
   // Both region lists are sorted by address, and the regions both sides
   // share sit at the same addresses: one walk pairs them up.
-  const std::vector<Region>& nr = new_side.regions();
-  auto it = nr.begin();
-  for (const Region& a : old_side.regions()) {
-    if (a.kind != RegionKind::kImageData && a.kind != RegionKind::kArg &&
-        a.kind != RegionKind::kHeap)
-      continue;
-    while (it != nr.end() && it->addr < a.addr) ++it;
-    if (it == nr.end()) break;
+  std::span<Region* const> nr = new_side.compared_regions();
+  auto next = nr.begin();
+  for (const Region* old_region : old_side.compared_regions()) {
+    const Region& a = *old_region;
+    while (next != nr.end() && (*next)->addr < a.addr) ++next;
+    if (next == nr.end()) break;
+    const Region* it = *next;
     if (it->addr != a.addr || it->size != a.size || it->kind != a.kind) continue;
     // Image pages: the bytes their segments cover (what lies past a segment's
     // end in its last page belongs to no object). Heap: the part handed out.

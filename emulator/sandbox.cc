@@ -273,6 +273,9 @@ Status Sandbox::Freeze() {
       r.snapshot.assign(r.host, r.host + r.size);
     // What a Reset visits: code never changes (the regions stay put from now on).
     if (r.kind != RegionKind::kCode) resettable_.push_back(&r);
+    if (r.kind == RegionKind::kImageData || r.kind == RegionKind::kArg ||
+        r.kind == RegionKind::kHeap)
+      compared_.push_back(&r);
     if (r.kind == RegionKind::kArg) {
       // Reset refills only what a run may have changed: start filled.
       std::memset(r.host, kFillByte, r.size);
@@ -402,8 +405,11 @@ const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
   std::copy(args.begin(), args.end(), regs);
   const uint64_t rsp = kInitialRsp;
   std::memcpy(entry_page_ + kEntryArgsOffset, regs, sizeof regs);
-  std::memcpy(entry_page_ + kEntryRspOffset, &rsp, sizeof rsp);
-  std::memcpy(entry_page_ + kEntryTargetOffset, &entry, sizeof entry);
+  if (entry != entry_written_) {  // a sandbox mostly runs one function
+    std::memcpy(entry_page_ + kEntryRspOffset, &rsp, sizeof rsp);
+    std::memcpy(entry_page_ + kEntryTargetOffset, &entry, sizeof entry);
+    entry_written_ = entry;
+  }
   std::memcpy(ret_slot_, &kSentinel, 8);
 
   uc_err err;

@@ -142,6 +142,9 @@ class Sandbox {
   RunMode mode() const { return mode_; }
 
   const std::vector<Region>& regions() const { return regions_; }
+  // The regions a comparison looks at (writable image data, argument pages,
+  // the heap), in address order. REQUIRES: frozen.
+  std::span<Region* const> compared_regions() const { return compared_; }
   uint64_t heap_used() const;  // bytes of the heap handed out this run
   uint64_t max_blocks() const { return max_blocks_; }
   // Changes the hang budget of later runs (hooks stay as they are).
@@ -161,6 +164,8 @@ class Sandbox {
   std::vector<Region> regions_;
   std::vector<Region*> resettable_;  // all but kCode, from Freeze on
   std::vector<Region*> args_;        // the kArg ones
+  std::vector<Region*> compared_;    // kImageData, kArg, kHeap, in address order
+  uint64_t entry_written_ = 0;       // the function the entry page jumps to
   uint8_t* ret_slot_ = nullptr;      // host side of the return address at kInitialRsp
   std::unique_ptr<Live> live_;
   std::unique_ptr<StubTable> stubs_;

@@ -122,8 +122,8 @@ void BM_Check(benchmark::State& state, const char* sig_text, const char* symbol,
   if (divergences != 0) state.SkipWithError("a function diverged from itself");
   state.counters["pairs_per_s"] =
       benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
-  state.counters["execs_per_s"] =
-      benchmark::Counter(2.0 * state.iterations(), benchmark::Counter::kIsRate);
+  state.counters["execs_per_s"] = benchmark::Counter(2.0 * static_cast<double>(state.iterations()),
+                                                     benchmark::Counter::kIsRate);
 }
 
 // The engine's own limit: one engine, the ELF's segments mapped once, and per
@@ -225,7 +225,9 @@ void BM_Ratio(benchmark::State& state, const char* sig_text, const char* symbol,
     double t1 = ThreadCpuSeconds();
     for (int i = 0; i < 128; ++i, ++k) {
       benchmark::DoNotOptimize(
-          (*pr)->Run(inputs[(2 * i + (chunks & 1)) & 255], ModeOf(k)).divergence);
+          (*pr)
+              ->Run(inputs[(2 * static_cast<uint64_t>(i) + (chunks & 1)) & 255], ModeOf(k))
+              .divergence);
     }
     double t2 = ThreadCpuSeconds();
     bare_s += t1 - t0;
@@ -236,14 +238,14 @@ void BM_Ratio(benchmark::State& state, const char* sig_text, const char* symbol,
   }
   std::sort(ratios.begin(), ratios.end());
   state.counters["ratio_median"] = ratios.empty() ? 0.0 : ratios[ratios.size() / 2];
-  state.counters["bare_execs_per_s"] = bare_s > 0 ? 256.0 * chunks / bare_s : 0.0;
-  state.counters["check_execs_per_s"] = check_s > 0 ? 256.0 * chunks / check_s : 0.0;
-  state.counters["check_pairs_per_s"] = check_s > 0 ? 128.0 * chunks / check_s : 0.0;
+  const auto n = static_cast<double>(chunks);
+  state.counters["bare_execs_per_s"] = bare_s > 0 ? 256.0 * n / bare_s : 0.0;
+  state.counters["check_execs_per_s"] = check_s > 0 ? 256.0 * n / check_s : 0.0;
+  state.counters["check_pairs_per_s"] = check_s > 0 ? 128.0 * n / check_s : 0.0;
   state.counters["reruns"] = static_cast<double>((*pr)->fast_reruns());
   // What a compared pair costs beyond the two bare executions it stands for.
   if (chunks > 0)
-    state.counters["added_ns_per_pair"] =
-        (check_s / (128.0 * chunks) - bare_s / (128.0 * chunks)) * 1e9;
+    state.counters["added_ns_per_pair"] = (check_s / (128.0 * n) - bare_s / (128.0 * n)) * 1e9;
 }
 
 void BM_Check_ParseLike(benchmark::State& s) {
