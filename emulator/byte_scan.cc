@@ -20,6 +20,8 @@ __attribute__((target("avx2"))) size_t FirstNonZeroBlockAvx2(const uint8_t* p, s
   return n;
 }
 
+}  // namespace
+
 size_t FirstNonZeroBlockSse2(const uint8_t* p, size_t n) {
   const __m128i zero = _mm_setzero_si128();
   for (size_t off = 0; off < n; off += 64) {
@@ -30,6 +32,8 @@ size_t FirstNonZeroBlockSse2(const uint8_t* p, size_t n) {
   }
   return n;
 }
+
+namespace {
 
 // OR of a ^ b over [begin, end) into *diff and of a ^ fill over it into
 // *dirty when `check_fill`. 32-byte steps; begin and end multiples of 32.
@@ -67,6 +71,8 @@ __attribute__((target("avx2"))) PagePairScan ScanPagePairAvx2(const uint8_t* a, 
           static_cast<bool>(_mm256_testz_si256(dirty, dirty))};
 }
 
+}  // namespace
+
 PagePairScan ScanPagePairSse2(const uint8_t* a, const uint8_t* b, size_t n, uint8_t fill, size_t lo,
                               size_t hi) {
   const __m128i f = _mm_set1_epi8(static_cast<char>(fill));
@@ -81,8 +87,6 @@ PagePairScan ScanPagePairSse2(const uint8_t* a, const uint8_t* b, size_t n, uint
   return {_mm_movemask_epi8(_mm_cmpeq_epi8(diff, zero)) == 0xffff,
           _mm_movemask_epi8(_mm_cmpeq_epi8(dirty, zero)) == 0xffff};
 }
-
-}  // namespace
 
 size_t FirstNonZeroBlock(const uint8_t* p, size_t n) {
   assert(reinterpret_cast<uintptr_t>(p) % 64 == 0 && n % 64 == 0);

@@ -18,9 +18,8 @@
 // it translates code and adding one later needs a translation flush:
 //  - kFast: no block hook. A run the watchdog stopped is reported
 //    unsettled; so must the caller treat a run that took longer than
-//    RunWatchdog::MinTicksFor(budget) (it times runs itself: reading the TSC
-//    costs ~12 ns here). Const buffers are mapped read-only (the caller maps
-//    argument pages), and a run that wrote through one is unsettled too.
+//    RunWatchdog::MinTicksFor(budget) (PairRunner times its runs). Const buffers are mapped
+//    read-only (the caller maps argument pages), and a run that wrote through one is unsettled too.
 //    Each is re-run in a counting sandbox. Any other run's outcome is the one
 //    a counting run gives, except that blocks and insns are 0 (not counted).
 //  - kCounted: the block hook; blocks, insns and the budget are exact.

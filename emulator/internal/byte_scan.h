@@ -23,4 +23,10 @@ struct PagePairScan {
 PagePairScan ScanPagePair(const uint8_t* a, const uint8_t* b, size_t n, uint8_t fill,
                           size_t placed_begin, size_t placed_end);
 
+// The SSE2 forms the two above fall back to on CPUs without AVX2 (for tests;
+// ScanPagePairSse2 takes the placed range already widened to 32-byte blocks).
+size_t FirstNonZeroBlockSse2(const uint8_t* p, size_t n);
+PagePairScan ScanPagePairSse2(const uint8_t* a, const uint8_t* b, size_t n, uint8_t fill, size_t lo,
+                              size_t hi);
+
 }  // namespace patchlab::emulator
