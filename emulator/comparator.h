@@ -37,7 +37,7 @@ std::string_view DivergenceKindName(DivergenceKind k);
 
 struct Divergence {
   DivergenceKind kind;
-  std::string detail;  // "first differing byte at 0x7a0000000ff8 (arg1+8): old 0x00, new 0x41"
+  std::string detail;  // "first differing byte at 0x7a000010a008 (arg1+8): old 0x00, new 0x41"
 };
 
 // What a comparison learned about writable argument pages on its way, for
@@ -57,7 +57,7 @@ std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side,
                                   const RunOutcome& old_out, const Sandbox& new_side,
                                   const RunOutcome& new_out, CleanArgPages* clean = nullptr);
 
-// The return value as the declared type reads it, e.g. "-1" or "0x7a0000000010".
+// The return value as the declared type reads it, e.g. "-1" or "0x7a0000008010".
 std::string RenderReturn(const Signature& sig, uint64_t ret);
 
 }  // namespace patchlab::emulator

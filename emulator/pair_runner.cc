@@ -95,8 +95,7 @@ Status MapArgPages(Sandbox& sb, const Signature& sig, RunMode mode) {
     if (!p.is_pointer) continue;
     const int prot =
         mode == RunMode::kFast && p.pointee_const ? UC_PROT_READ : UC_PROT_READ | UC_PROT_WRITE;
-    auto m = sb.Map(kArgBase + i * kArgStride, kArgBytes, prot, RegionKind::kArg,
-                    fmt::format("{}", p.name));
+    auto m = sb.Map(ArgPage(i), kArgBytes, prot, RegionKind::kArg, fmt::format("{}", p.name));
     if (!m) return std::unexpected(m.error());
   }
   return {};
@@ -214,7 +213,7 @@ void PairRunner::Place(Sandbox& sb, const Input& in, uint64_t* args) {
     uint8_t* host = sb.PlaceInArgPage(k, offset, size);
     if (!v.bytes.empty()) std::memcpy(host, v.bytes.data(), v.bytes.size());
     if (p.cstring) host[v.bytes.size()] = 0;
-    args[i] = kArgBase + i * kArgStride + offset;
+    args[i] = ArgPage(i) + offset;
   }
 }
 

@@ -150,7 +150,7 @@ class BareLoop {
     uint64_t fs = kTlsBase;
     uc_reg_write(uc_, UC_X86_REG_FS_BASE, &fs);
     for (int i = 0; i < pointer_args; ++i) {
-      uc_mem_map(uc_, kArgBase + i * kArgStride, kArgBytes, UC_PROT_READ | UC_PROT_WRITE);
+      uc_mem_map(uc_, ArgPage(i), kArgBytes, UC_PROT_READ | UC_PROT_WRITE);
     }
     return true;
   }
@@ -164,7 +164,7 @@ class BareLoop {
         args[i] = in.args[i].value;
         continue;
       }
-      uint64_t addr = kArgBase + i * kArgStride + kArgBytes - in.args[i].bytes.size();
+      uint64_t addr = ArgPage(i) + kArgBytes - in.args[i].bytes.size();
       uc_mem_write(uc_, addr, in.args[i].bytes.data(), in.args[i].bytes.size());
       args[i] = addr;
     }
