@@ -108,6 +108,33 @@ std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side,
         if (scan.a_clean && seen.count < seen.addrs.size()) seen.addrs[seen.count++] = a.addr;
         continue;
       }
+    } else if (a.kind == RegionKind::kImageData) {
+      // Granules neither side wrote hold the same snapshot on both: the
+      // ones either side touched, each once.
+      bool differ = false;
+      auto differs = [&](uint32_t g) {
+        off = a.GranuleBegin(g);
+        const uint64_t end = a.GranuleEnd(g);
+        return off < end && std::memcmp(a.host + off, it->host + off, end - off) != 0;
+      };
+      for (uint32_t g : a.touched) {
+        if ((differ = differs(g))) break;
+      }
+      for (uint32_t g : it->touched) {
+        if (differ) break;
+        if (a.written[g] == Region::kCold) differ = differs(g);
+      }
+      if (!differ) continue;
+      // Report the lowest differing byte, whatever order the granules were
+      // written in.
+      uint64_t lowest = a.written.size();
+      for (const Region* side : {&a, it}) {
+        for (uint32_t g : side->touched) {
+          if (g < lowest && differs(g)) lowest = g;
+        }
+      }
+      off = a.GranuleBegin(lowest);
+      size = a.GranuleEnd(lowest);
     } else if (size <= off || std::memcmp(a.host + off, it->host + off, size - off) == 0) {
       continue;
     }

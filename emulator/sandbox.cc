@@ -54,7 +54,8 @@ void OnInstruction(uc_engine*, uint64_t addr, uint32_t, void* user) {
   static_cast<Sandbox::Live*>(user)->last_pc = addr;
 }
 
-bool OnBadMemory(uc_engine*, uc_mem_type type, uint64_t addr, int, int64_t, void* user) {
+bool OnBadMemory(uc_engine*, uc_mem_type type, uint64_t addr, int size, int64_t value,
+                 void* user) {
   auto* live = static_cast<Sandbox::Live*>(user);
   FaultClass f = FaultClass::kReadUnmapped;
   switch (type) {
@@ -65,6 +66,13 @@ bool OnBadMemory(uc_engine*, uc_mem_type type, uint64_t addr, int, int64_t, void
       f = FaultClass::kFetchUnmapped;
       break;
     case UC_MEM_WRITE_PROT:
+      // The first store to a granule of image data: open it, and make the
+      // store here (Unicorn 2.0.1 carries on past the hook without it).
+      if (size > 0 && size <= 8 && live->sandbox->OpenImageData(addr)) {
+        uint8_t* host = live->sandbox->HostPtr(addr, static_cast<uint64_t>(size));
+        if (host != nullptr) std::memcpy(host, &value, static_cast<size_t>(size));
+        return true;
+      }
       f = FaultClass::kWriteProtected;
       break;
     case UC_MEM_FETCH_PROT:
@@ -228,11 +236,21 @@ Result<uint8_t*> Sandbox::Map(uint64_t addr, uint64_t size, int prot, RegionKind
   if (host == nullptr)
     return Fail(ErrorCode::kIo, "out of memory mapping {} ({} bytes)", name, size);
   std::memset(host, 0, size);
-  if (uc_err e = uc_mem_map_ptr(uc_, addr, size, prot, host); e != UC_ERR_OK) {
-    std::free(host);
-    return std::unexpected(UcError(fmt::format("mapping {} at {:#x}", name, addr), e));
+  // Image data goes in granules that Freeze makes read-only one by one
+  // (uc_mem_protect on part of a mapping would split it, each time).
+  const uint64_t pages = size / kPageSize;
+  const uint64_t granule =
+      kind == RegionKind::kImageData ? (pages + kMaxGranules - 1) / kMaxGranules * kPageSize : size;
+  for (uint64_t off = 0; off < size; off += granule) {
+    const uint64_t len = std::min(granule, size - off);
+    if (uc_err e = uc_mem_map_ptr(uc_, addr + off, len, prot, host + off); e != UC_ERR_OK) {
+      if (off > 0) uc_mem_unmap(uc_, addr, off);
+      std::free(host);
+      return std::unexpected(UcError(fmt::format("mapping {} at {:#x}", name, addr + off), e));
+    }
   }
   Region r;
+  r.granule = granule;
   r.addr = addr;
   r.size = size;
   r.prot = prot;
@@ -276,6 +294,15 @@ Status Sandbox::Freeze() {
     if (r.kind == RegionKind::kImageData || r.kind == RegionKind::kArg ||
         r.kind == RegionKind::kHeap)
       compared_.push_back(&r);
+    if (r.kind == RegionKind::kImageData) {
+      r.written.assign((r.size + r.granule - 1) / r.granule, Region::kCold);
+      for (uint64_t off = 0; off < r.size; off += r.granule) {
+        if (uc_err e = uc_mem_protect(uc_, r.addr + off, std::min(r.granule, r.size - off),
+                                      r.prot & ~UC_PROT_WRITE);
+            e != UC_ERR_OK)
+          return std::unexpected(UcError(fmt::format("protecting {}", r.name), e));
+      }
+    }
     if (r.kind == RegionKind::kArg) {
       // Reset refills only what a run may have changed: start filled.
       std::memset(r.host, kFillByte, r.size);
@@ -318,10 +345,19 @@ uint64_t Sandbox::FirstBadByte(uint64_t addr, uint64_t len, int prot) {
 
 void Sandbox::Reset() {
   assert(frozen_);
+  for (auto [region, g] : to_open_) {
+    if (region->written[g] != Region::kOpen) Open(*region, g);
+  }
+  to_open_.clear();
   for (Region* region : resettable_) {
     Region& r = *region;
     switch (r.kind) {
       case RegionKind::kImageData:
+        for (uint32_t g : r.touched) {
+          const uint64_t b = r.GranuleBegin(g), e = r.GranuleEnd(g);
+          if (b < e) std::memcpy(r.host + b, r.snapshot.data() + b, e - b);
+        }
+        break;
       case RegionKind::kTls:
         std::memcpy(r.host + r.reset_begin, r.snapshot.data() + r.reset_begin,
                     r.reset_end - r.reset_begin);
@@ -370,6 +406,44 @@ void Sandbox::MarkCleanArgPages(std::span<const uint64_t> addrs) {
       if (r->addr == addr) r->clean_outside_placed = true;
     }
   }
+}
+
+void Sandbox::Open(Region& r, size_t g) {
+  const uint64_t off = g * r.granule;
+  // Only an engine that lost its mapping could refuse; the store then faults
+  // as write-protected, which is no worse than before.
+  uc_mem_protect(uc_, r.addr + off, std::min(r.granule, r.size - off), r.prot);
+  if (r.written[g] == Region::kCold) r.touched.push_back(static_cast<uint32_t>(g));
+  r.written[g] = Region::kOpen;
+}
+
+void Sandbox::NoteHostWrite(uint64_t addr, uint64_t len) {
+  for (Region& r : regions_) {
+    if (r.kind != RegionKind::kImageData || r.written.empty() || addr >= r.addr + r.size ||
+        addr + len <= r.addr)
+      continue;
+    const uint64_t lo = std::max(addr, r.addr) - r.addr;
+    const uint64_t hi = std::min(addr + len, r.addr + r.size) - r.addr;
+    for (size_t g = lo / r.granule; g * r.granule < hi; ++g) {
+      if (r.written[g] != Region::kCold) continue;
+      r.written[g] = Region::kWrittenClosed;
+      r.touched.push_back(static_cast<uint32_t>(g));
+      to_open_.emplace_back(&r, g);
+    }
+  }
+}
+
+bool Sandbox::OpenImageData(uint64_t addr) {
+  for (Region& r : regions_) {
+    if (r.kind != RegionKind::kImageData || r.written.empty() || addr - r.addr >= r.size) continue;
+    // A store that starts in an open granule and faulted crosses into the next.
+    size_t g = (addr - r.addr) / r.granule;
+    if (r.written[g] == Region::kOpen) ++g;
+    if (g >= r.written.size() || r.written[g] == Region::kOpen) return false;
+    Open(r, g);
+    return true;
+  }
+  return false;
 }
 
 bool Sandbox::InReadOnlyArgPage(uint64_t addr) const {

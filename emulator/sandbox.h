@@ -30,10 +30,12 @@
 // Thread-safety: none; one Sandbox per thread.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/error.h"
@@ -59,6 +61,9 @@ enum class RegionKind {
   kTls,        // the stack-protector page: restored from a snapshot
 };
 
+// The most granules one region of image data is mapped in (Region::granule).
+inline constexpr uint64_t kMaxGranules = 256;
+
 struct Region {
   uint64_t addr = 0;
   uint64_t size = 0;
@@ -77,6 +82,23 @@ struct Region {
   uint64_t placed_begin = 0;
   uint64_t placed_end = 0;
   bool clean_outside_placed = false;
+  // kImageData: the region is mapped into the engine in granules (a page, or
+  // more for regions over kMaxGranules pages), each read-only until the first
+  // write to it (a guest store or a stub's), which makes it writable for good
+  // and sets its `written` flag. Only written granules are restored and
+  // compared: a target's .data and .bss may be megabytes, of which a function
+  // writes a few bytes or none, and a granule never written still holds the
+  // snapshot.
+  // Per granule: kCold (read-only in the engine, holds the snapshot),
+  // kWrittenClosed (a stub wrote it; still read-only in the engine until the
+  // next Reset or guest store), kOpen (writable in the engine).
+  enum GranuleState : uint8_t { kCold, kWrittenClosed, kOpen };
+  uint64_t granule = 0;
+  std::vector<uint8_t> written;
+  std::vector<uint32_t> touched;  // the granules not kCold, in the order they were written
+  // The bytes of granule g that Reset restores and Compare looks at.
+  uint64_t GranuleBegin(size_t g) const { return std::max(reset_begin, g * granule); }
+  uint64_t GranuleEnd(size_t g) const { return std::min(reset_end, (g + 1) * granule); }
 };
 
 class Sandbox {
@@ -129,6 +151,16 @@ class Sandbox {
   void MarkCleanArgPages(std::span<const uint64_t> addrs);
   // Whether `addr` lies in an argument page mapped read-only.
   bool InReadOnlyArgPage(uint64_t addr) const;
+  // A stub wrote [addr, addr+len) through host memory: marks what it wrote of
+  // the image data as written (see Region::written). Not the engine's
+  // protection: that changes at the next guest write or Reset.
+  void NoteHostWrite(uint64_t addr, uint64_t len);
+  // A guest store to `addr` hit a read-only granule of image data: makes it
+  // (and the next, for a store across the edge) writable and written.
+  // Returns false when `addr` is no such granule (a genuine protection
+  // fault). Called from the engine's memory hook, which then retries the
+  // store.
+  bool OpenImageData(uint64_t addr);
 
   // Calls `entry` with integer arguments `args` (at most 6) after a Reset the
   // caller did (so that it can place buffers first). The reference stays valid
@@ -155,6 +187,8 @@ class Sandbox {
 
  private:
   Sandbox() = default;
+  // Makes granule g of image data region r writable in the engine.
+  void Open(Region& r, size_t g);
 
   uc_struct* uc_ = nullptr;
   uint8_t* entry_page_ = nullptr;  // host side of the entry page
@@ -164,6 +198,9 @@ class Sandbox {
   std::vector<Region*> resettable_;  // all but kCode, from Freeze on
   std::vector<Region*> args_;        // the kArg ones
   std::vector<Region*> compared_;    // kImageData, kArg, kHeap, in address order
+  // Granules a stub marked written whose engine mapping is still read-only:
+  // (region, granule index), opened at the next Reset.
+  std::vector<std::pair<Region*, size_t>> to_open_;
   uint64_t entry_written_ = 0;       // the function the entry page jumps to
   uint8_t* ret_slot_ = nullptr;      // host side of the return address at kInitialRsp
   std::unique_ptr<Live> live_;

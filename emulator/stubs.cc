@@ -132,7 +132,10 @@ void StubTable::OnCall(uc_struct* uc, uint64_t pc) {
   auto check = [&](uint64_t p, uint64_t n, int prot) -> uint8_t* {
     if (n == 0) return reinterpret_cast<uint8_t*>(1);  // valid, never dereferenced
     uint8_t* host = sandbox_.HostPtr(p, n, prot);
-    if (host != nullptr) return host;
+    if (host != nullptr) {
+      if (prot == kW) sandbox_.NoteHostWrite(p, n);
+      return host;
+    }
     uint64_t bad = sandbox_.FirstBadByte(p, n, prot);
     if (bad == p + n) bad = p;  // spans regions: report the start
     // A write to a mapped page that is not writable (RELRO, a const buffer)

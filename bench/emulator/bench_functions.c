@@ -86,3 +86,10 @@ __attribute__((noipa)) void do_nothing(void) {}
 __attribute__((noipa)) int first_byte(const unsigned char* buf, size_t len) {
   return len == 0 ? -1 : buf[0];
 }
+
+#ifdef BENCH_BIG_DATA
+// 4 MiB of .bss beside the functions above, which never touch it: what a
+// check costs must not grow with the size of the image's data.
+static unsigned char big_state[4u << 20];
+unsigned touch_big_state(size_t i) { return big_state[i % sizeof big_state]++; }
+#endif

@@ -184,6 +184,74 @@ TEST(PairRunner, RelroPagesAreReadOnlyAsAfterTheLoader) {
   }
 }
 
+// Image data is mapped read-only a granule at a time and opened by the first
+// write to it (a store, or a stub's write); only opened granules are restored
+// and compared. Whatever a run writes and wherever it lands (across a page
+// edge, at the end of 2 MiB of .bss), the next run reads the image's own
+// bytes, and a write the other side does not make is a divergence.
+TEST(PairRunner, WritesToImageDataAreComparedAndUndoneWhereverTheyLand) {
+  auto runner = [](const char* sig, const char* old_sym, const char* new_sym) {
+    auto pr = PairRunner::Create(Sig(sig), {FIXTURE_BIG_DATA, old_sym},
+                                 {FIXTURE_BIG_DATA, new_sym}, 1000000);
+    EXPECT_TRUE(pr.has_value()) << pr.error().ToString();
+    return pr ? std::move(*pr) : nullptr;
+  };
+  const char* kStore = "uint64_t f(uint64_t at, uint64_t v)";
+  const char* kFill = "uint64_t f(uint64_t at, uint64_t len, int c)";
+  auto same = runner(kStore, "big_store", "big_store");
+  auto shifted = runner(kStore, "big_store", "big_store_shifted");
+  auto filled = runner(kFill, "big_fill", "big_fill");
+  auto store_vs_fill = runner(kFill, "big_store", "big_fill");
+  auto bump = runner("uint64_t f(void)", "bump", "bump");
+  ASSERT_TRUE(same && shifted && filled && store_vs_fill && bump);
+  const uint64_t kBig = 2u << 20;
+  for (RunMode mode : {RunMode::kFast, RunMode::kCounted, RunMode::kExact}) {
+    SCOPED_TRACE(static_cast<int>(mode));
+    for (uint64_t at : {uint64_t{0}, uint64_t{4092}, uint64_t{8188}, uint64_t{12284},
+                        (kBig / 2) + 4093, kBig - 9}) {
+      SCOPED_TRACE(at);
+      PairOutcome o = same->Run(Integers({at, 0x1122334455667788}), mode);
+      EXPECT_EQ(o.old_out->ret, 0u) << Describe(o);
+      EXPECT_FALSE(o.divergence.has_value()) << Describe(o);
+      o = same->Run(Integers({at, 0x99}), mode);
+      EXPECT_EQ(o.old_out->ret, 0u) << "the last run's store was undone: " << Describe(o);
+      EXPECT_EQ(o.new_out->ret, 0u) << Describe(o);
+
+      o = shifted->Run(Integers({at, 0x1122334455667788}), mode);
+      ASSERT_TRUE(o.divergence.has_value()) << Describe(o);
+      EXPECT_EQ(o.divergence->kind, DivergenceKind::kMemory) << o.divergence->detail;
+      EXPECT_NE(o.divergence->detail.find("old 0x88, new 0x00"), std::string::npos)
+          << o.divergence->detail;
+      o = shifted->Run(Integers({at, 0}), mode);
+      EXPECT_EQ(o.old_out->ret, 0u) << Describe(o);
+      EXPECT_EQ(o.new_out->ret, 0u) << "undone after a divergent run too: " << Describe(o);
+
+      // memset is a stub: its writes reach host memory without the engine.
+      o = filled->Run(Integers({at, 8, 0x5a}), mode);
+      EXPECT_EQ(o.old_out->ret, 0u) << Describe(o);
+      EXPECT_FALSE(o.divergence.has_value()) << Describe(o);
+      o = filled->Run(Integers({at, 8, 0x5a}), mode);
+      EXPECT_EQ(o.old_out->ret, 0u) << "the stub's write was undone: " << Describe(o);
+      o = store_vs_fill->Run(Integers({at, 8, 0x5a}), mode);
+      ASSERT_TRUE(o.divergence.has_value()) << Describe(o);
+      EXPECT_NE(o.divergence->detail.find("old 0x08, new 0x5a"), std::string::npos)
+          << o.divergence->detail;
+    }
+    // A fresh pair for each mode: its first store opens the granule.
+    auto twice = runner(kStore, "big_store_twice", "big_store_twice");
+    ASSERT_NE(twice, nullptr);
+    for (int i = 0; i < 2; ++i) {
+      PairOutcome o = twice->Run(Integers({4000, 7}), mode);
+      EXPECT_EQ(o.old_out->ret, 15u) << "both stores of one run landed: " << Describe(o);
+    }
+    for (int i = 0; i < 3; ++i) {
+      PairOutcome o = bump->Run(Input{}, mode);
+      EXPECT_EQ(o.old_out->ret, 42u) << ".data starts from the image's bytes: " << Describe(o);
+      EXPECT_FALSE(o.divergence.has_value()) << Describe(o);
+    }
+  }
+}
+
 TEST(PairRunner, AFastRunPastTheBudgetIsAHangEvenWhenItEnds) {
   // sum_loop runs a block or two per byte: 4000 bytes are far past a budget
   // of 50 blocks (a hang for the counted run) yet end within microseconds.
