@@ -54,8 +54,7 @@ void OnInstruction(uc_engine*, uint64_t addr, uint32_t, void* user) {
   static_cast<Sandbox::Live*>(user)->last_pc = addr;
 }
 
-bool OnBadMemory(uc_engine*, uc_mem_type type, uint64_t addr, int size, int64_t value,
-                 void* user) {
+bool OnBadMemory(uc_engine*, uc_mem_type type, uint64_t addr, int size, int64_t value, void* user) {
   auto* live = static_cast<Sandbox::Live*>(user);
   FaultClass f = FaultClass::kReadUnmapped;
   switch (type) {

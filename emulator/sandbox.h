@@ -201,8 +201,8 @@ class Sandbox {
   // Granules a stub marked written whose engine mapping is still read-only:
   // (region, granule index), opened at the next Reset.
   std::vector<std::pair<Region*, size_t>> to_open_;
-  uint64_t entry_written_ = 0;       // the function the entry page jumps to
-  uint8_t* ret_slot_ = nullptr;      // host side of the return address at kInitialRsp
+  uint64_t entry_written_ = 0;   // the function the entry page jumps to
+  uint8_t* ret_slot_ = nullptr;  // host side of the return address at kInitialRsp
   std::unique_ptr<Live> live_;
   std::unique_ptr<StubTable> stubs_;
   uint64_t max_blocks_ = 0;

@@ -191,8 +191,8 @@ TEST(PairRunner, RelroPagesAreReadOnlyAsAfterTheLoader) {
 // bytes, and a write the other side does not make is a divergence.
 TEST(PairRunner, WritesToImageDataAreComparedAndUndoneWhereverTheyLand) {
   auto runner = [](const char* sig, const char* old_sym, const char* new_sym) {
-    auto pr = PairRunner::Create(Sig(sig), {FIXTURE_BIG_DATA, old_sym},
-                                 {FIXTURE_BIG_DATA, new_sym}, 1000000);
+    auto pr = PairRunner::Create(Sig(sig), {FIXTURE_BIG_DATA, old_sym}, {FIXTURE_BIG_DATA, new_sym},
+                                 1000000);
     EXPECT_TRUE(pr.has_value()) << pr.error().ToString();
     return pr ? std::move(*pr) : nullptr;
   };
