@@ -37,7 +37,9 @@ PagePairScan Reference(const uint8_t* a, const uint8_t* b, size_t begin, size_t 
 
 TEST(ByteScan, FirstNonZeroBlockFindsTheLowestDirtyByte) {
   Pages p;
-  for (size_t dirty : {size_t{0}, size_t{63}, size_t{64}, size_t{2047}, kBytes - 1}) {
+  // Block edges, and the edges of the 256-byte chunks the AVX2 form tests at once.
+  for (size_t dirty : {size_t{0}, size_t{63}, size_t{64}, size_t{255}, size_t{256}, size_t{300},
+                       size_t{2047}, kBytes - 257, kBytes - 1}) {
     SCOPED_TRACE(dirty);
     std::memset(p.a, 0, kBytes);
     EXPECT_EQ(FirstNonZeroBlock(p.a, kBytes), kBytes);
@@ -46,6 +48,20 @@ TEST(ByteScan, FirstNonZeroBlockFindsTheLowestDirtyByte) {
     p.a[kBytes - 1] = 1;  // a higher one must not hide it
     EXPECT_EQ(FirstNonZeroBlock(p.a, kBytes), dirty & ~size_t{63});
     EXPECT_EQ(FirstNonZeroBlockSse2(p.a, kBytes), dirty & ~size_t{63});
+  }
+}
+
+TEST(ByteScan, FirstNonZeroBlockScansALengthThatIsNotWholeChunks) {
+  Pages p;
+  constexpr size_t kShort = kBytes - 128;  // 62 blocks: the last two past the last whole chunk
+  for (size_t dirty : {kShort - 129, kShort - 64, kShort - 1}) {
+    SCOPED_TRACE(dirty);
+    std::memset(p.a, 0, kBytes);
+    p.a[kBytes - 1] = 1;  // past the length: must not be seen
+    EXPECT_EQ(FirstNonZeroBlock(p.a, kShort), kShort);
+    p.a[dirty] = 1;
+    EXPECT_EQ(FirstNonZeroBlock(p.a, kShort), dirty & ~size_t{63});
+    EXPECT_EQ(FirstNonZeroBlockSse2(p.a, kShort), dirty & ~size_t{63});
   }
 }
 
