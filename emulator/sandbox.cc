@@ -67,10 +67,11 @@ bool OnBadMemory(uc_engine*, uc_mem_type type, uint64_t addr, int size, int64_t 
     case UC_MEM_WRITE_PROT:
       // The first store to a granule of image data: open it, and make the
       // store here (Unicorn 2.0.1 carries on past the hook without it).
-      if (size > 0 && size <= 8 && live->sandbox->OpenImageData(addr)) {
-        uint8_t* host = live->sandbox->HostPtr(addr, static_cast<uint64_t>(size));
-        if (host != nullptr) std::memcpy(host, &value, static_cast<size_t>(size));
-        return true;
+      if (size > 0 && size <= 8) {
+        if (uint8_t* host = live->sandbox->OpenImageData(addr, static_cast<uint64_t>(size))) {
+          std::memcpy(host, &value, static_cast<size_t>(size));
+          return true;
+        }
       }
       f = FaultClass::kWriteProtected;
       break;
@@ -432,17 +433,22 @@ void Sandbox::NoteHostWrite(uint64_t addr, uint64_t len) {
   }
 }
 
-bool Sandbox::OpenImageData(uint64_t addr) {
+uint8_t* Sandbox::OpenImageData(uint64_t addr, uint64_t len) {
   for (Region& r : regions_) {
     if (r.kind != RegionKind::kImageData || r.written.empty() || addr - r.addr >= r.size) continue;
-    // A store that starts in an open granule and faulted crosses into the next.
-    size_t g = (addr - r.addr) / r.granule;
-    if (r.written[g] == Region::kOpen) ++g;
-    if (g >= r.written.size() || r.written[g] == Region::kOpen) return false;
-    Open(r, g);
-    return true;
+    // A store reaching past the segments' pages is not ours to make.
+    if (len > r.size - (addr - r.addr)) return nullptr;
+    const size_t first = (addr - r.addr) / r.granule, last = (addr - r.addr + len - 1) / r.granule;
+    bool opened = false;
+    for (size_t g = first; g <= last; ++g) {
+      if (r.written[g] == Region::kOpen) continue;
+      Open(r, g);
+      opened = true;
+    }
+    // Every granule open already: the fault was the engine's, not ours.
+    return opened ? r.host + (addr - r.addr) : nullptr;
   }
-  return false;
+  return nullptr;
 }
 
 bool Sandbox::InReadOnlyArgPage(uint64_t addr) const {

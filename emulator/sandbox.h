@@ -155,12 +155,12 @@ class Sandbox {
   // the image data as written (see Region::written). Not the engine's
   // protection: that changes at the next guest write or Reset.
   void NoteHostWrite(uint64_t addr, uint64_t len);
-  // A guest store to `addr` hit a read-only granule of image data: makes it
-  // (and the next, for a store across the edge) writable and written.
-  // Returns false when `addr` is no such granule (a genuine protection
-  // fault). Called from the engine's memory hook, which then retries the
-  // store.
-  bool OpenImageData(uint64_t addr);
+  // A guest store to [addr, addr+len) hit a read-only granule of image data:
+  // makes every granule it covers writable and written, and returns the host
+  // bytes, where the engine's memory hook makes the store (Unicorn 2.0.1 goes
+  // on past the hook without making it). nullptr when the store covers no
+  // such granule (a genuine protection fault) or leaves the region.
+  uint8_t* OpenImageData(uint64_t addr, uint64_t len);
 
   // Calls `entry` with integer arguments `args` (at most 6) after a Reset the
   // caller did (so that it can place buffers first). The reference stays valid

@@ -237,6 +237,18 @@ TEST(PairRunner, WritesToImageDataAreComparedAndUndoneWhereverTheyLand) {
       EXPECT_NE(o.divergence->detail.find("old 0x08, new 0x5a"), std::string::npos)
           << o.divergence->detail;
     }
+    // Stores across a page edge into two granules neither side opened yet
+    // (granules are one page or more: one edge among these is theirs).
+    for (uint64_t at : {4092, 8188, 12284, 16380, 20476, 24572}) {
+      SCOPED_TRACE(at);
+      auto fresh = runner(kStore, "big_store", "big_store");
+      ASSERT_NE(fresh, nullptr);
+      PairOutcome o = fresh->Run(Integers({at, 0x1122334455667788}), mode);
+      EXPECT_EQ(o.old_out->ret, 0u) << Describe(o);
+      o = fresh->Run(Integers({at, 0}), mode);
+      EXPECT_EQ(o.old_out->ret, 0u) << "both granules were restored: " << Describe(o);
+      EXPECT_FALSE(o.divergence.has_value()) << Describe(o);
+    }
     // A fresh pair for each mode: its first store opens the granule.
     auto twice = runner(kStore, "big_store_twice", "big_store_twice");
     ASSERT_NE(twice, nullptr);
