@@ -118,7 +118,8 @@ std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side,
         return off < end && std::memcmp(a.host + off, it->host + off, end - off) != 0;
       };
       for (uint32_t g : a.touched) {
-        if ((differ = differs(g))) break;
+        differ = differs(g);
+        if (differ) break;
       }
       for (uint32_t g : it->touched) {
         if (differ) break;

@@ -116,6 +116,7 @@ Result<std::unique_ptr<Sandbox>> PairRunner::BuildSide(int side, RunMode mode) {
   }
   // A library's own imports resolve against the other libraries, then stubs.
   std::vector<const LoadedImage*> lib_lookup;
+  lib_lookup.reserve(libs.size());
   for (const LoadedImage& l : libs) lib_lookup.push_back(&l);
   for (const LoadedImage& l : libs) {
     if (auto s = ApplyRelocations(**sb, l, lib_lookup); !s) return std::unexpected(s.error());
