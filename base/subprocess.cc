@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <map>
 
+#include "base/parent_death.h"
+
 extern char** environ;
 
 namespace patchlab {
@@ -166,9 +168,15 @@ Result<Subprocess> Subprocess::Start(SubprocessOptions options) {
   const int child_err = options.stderr_to_stdout ? -2 : err_plan.child_fd.get();
   const char* cwd = options.cwd.empty() ? nullptr : options.cwd.c_str();
 
+  const pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) return FailErrno("fork for " + program);
   if (pid == 0) {
+    // First, to keep short the window in which a parent that dies leaves the
+    // child behind. It is tied to this thread, which is safe for the lab's
+    // callers: each starts and stops its child on one thread (a runner worker
+    // boots, uses and kills its cell's QEMU or workload itself).
+    DieWithParent(parent);
     ::setpgid(0, 0);
     // Restore default dispositions and an empty mask: a parent's ignored
     // SIGPIPE or blocked signals must not leak into the program.

@@ -2,6 +2,15 @@
 // a pipe or file, wait for it with a timeout that kills it (and its process
 // group), and tell a normal exit from a death by signal.
 //
+// The child dies with its parent: it gets SIGKILL when the thread that called
+// Start() exits, which covers the whole process being killed (a ctest timeout,
+// a Ctrl-C of its parent), so no QEMU or target program outlives the lab or
+// test binary that started it. That is PR_SET_PDEATHSIG (base/parent_death.h):
+// it is tied to the *starting thread*, so a child that must outlive a
+// std::thread or pool worker is started from a longer-lived thread; and it
+// reaches the child only, not the processes the child starts (the destructor
+// and the timeout kill those, as its process group).
+//
 // Thread-safety: a Subprocess object belongs to one thread. Start() is safe to
 // call from several threads at once (it only forks and execs).
 #pragma once
@@ -69,6 +78,7 @@ class Subprocess {
  public:
   // Starts the program. Fails (naming argv[0]) when it cannot be executed:
   // not found, not executable, an output file that cannot be opened.
+  // The child is SIGKILLed when the calling thread exits (see the top).
   static Result<Subprocess> Start(SubprocessOptions options);
 
   Subprocess(Subprocess&& other) noexcept;

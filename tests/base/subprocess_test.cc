@@ -1,19 +1,51 @@
 #include "base/subprocess.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
+#include <optional>
+#include <thread>
 
 #include "base/file_util.h"
+#include "base/parent_death.h"
+#include "base/scoped_fd.h"
 
 namespace patchlab {
 namespace {
+
+using std::chrono::milliseconds;
 
 SubprocessOptions Sh(std::string script) {
   SubprocessOptions o;
   o.argv = {"/bin/sh", "-c", std::move(script)};
   return o;
+}
+
+// True once `pid` has ended: no such process, or a zombie its new parent
+// (init or a subreaper, when its own parent died) has not reaped yet.
+bool Ended(pid_t pid) {
+  auto stat = ReadFile(fmt::format("/proc/{}/stat", pid));
+  if (!stat) return true;
+  // The state follows the command name, which may itself hold ") ".
+  size_t paren = stat->rfind(')');
+  if (paren == std::string::npos || paren + 2 >= stat->size()) return true;
+  char state = (*stat)[paren + 2];
+  return state == 'Z' || state == 'X';
+}
+
+// Polls, for liveness only: a signal is delivered when the kernel gets to it.
+bool EndsWithin(pid_t pid, milliseconds limit) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (!Ended(pid)) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  return true;
 }
 
 TEST(Subprocess, ReportsExitCodeAndCapturesBothStreams) {
@@ -124,6 +156,63 @@ TEST(Subprocess, SignalReachesTheChild) {
   auto r = sp->Wait();
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->status.signal, SIGUSR1);
+}
+
+// A lab or test binary killed outright (SIGKILL from a ctest timeout) must not
+// leave the programs it started running: a process that started `sleep 1000`
+// through Subprocess is killed, and the sleep must end too.
+TEST(Subprocess, ChildDiesWhenTheProcessThatStartedItIsKilled) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  ScopedFd report_read(fds[0]);
+  ScopedFd report_write(fds[1]);
+  const pid_t test_pid = ::getpid();
+  const pid_t starter = ::fork();
+  ASSERT_GE(starter, 0);
+  if (starter == 0) {
+    // This test binary runs no other thread, so the child may allocate.
+    DieWithParent(test_pid);
+    SubprocessOptions o;
+    o.argv = {"sleep", "1000"};
+    o.stdout_mode = OutputMode::kNull;
+    o.stderr_mode = OutputMode::kNull;
+    auto sleeper = Subprocess::Start(std::move(o));
+    pid_t pid = sleeper ? sleeper->pid() : -1;
+    [[maybe_unused]] ssize_t n = ::write(report_write.get(), &pid, sizeof pid);
+    for (;;) ::pause();  // until killed, its Subprocess never destroyed
+  }
+  report_write.Reset();
+  pid_t sleeper = -1;
+  ssize_t n = ::read(report_read.get(), &sleeper, sizeof sleeper);
+
+  ::kill(starter, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(::waitpid(starter, &status, 0), starter);
+  ASSERT_EQ(n, static_cast<ssize_t>(sizeof sleeper));
+  ASSERT_GT(sleeper, 0) << "the starter could not start sleep";
+  bool ended = EndsWithin(sleeper, milliseconds(10000));
+  if (!ended) ::kill(sleeper, SIGKILL);  // leave nothing behind, even failing
+  EXPECT_TRUE(ended) << "sleep (pid " << sleeper << ") outlived the process that started it";
+}
+
+// The edge the header warns of: the signal follows the thread that called
+// Start(), not the process. A child started from a thread that has returned is
+// killed though this process lives on.
+TEST(Subprocess, ChildStartedFromAThreadThatReturnedIsKilled) {
+  std::optional<Subprocess> sleeper;
+  std::thread starter([&] {
+    SubprocessOptions o;
+    o.argv = {"sleep", "1000"};
+    o.timeout = milliseconds(10000);  // only when the kill never comes
+    auto started = Subprocess::Start(std::move(o));
+    if (started) sleeper.emplace(std::move(*started));
+  });
+  starter.join();
+  ASSERT_TRUE(sleeper.has_value());
+  auto r = sleeper->Wait();
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_FALSE(r->status.timed_out);
+  EXPECT_EQ(r->status.signal, SIGKILL) << r->status.ToString();
 }
 
 }  // namespace
