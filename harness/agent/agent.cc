@@ -15,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "base/parent_death.h"
 #include "harness/agent/guest_info.h"
 #include "harness/agent_protocol.h"
 
@@ -286,9 +287,16 @@ json Agent::OpExec(const json& request, bool capture, uint64_t id, bool* deferre
     err_path = request.value("stderr", std::string());
   }
 
+  const pid_t agent_pid = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) return Fail(Errno("fork"));
   if (pid == 0) {
+    // Its own process group keeps a workload out of a kill of ours, so without
+    // this an agent killed on a host (the tests run it there) leaves every
+    // workload running. In a guest, where the agent is PID 1, its death ends
+    // the machine anyway. The agent has one thread, so the signal comes only
+    // when the agent ends.
+    DieWithParent(agent_pid);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);

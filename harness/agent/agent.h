@@ -4,7 +4,8 @@
 // capture pipes of `run` children and a heartbeat timer. It starts workloads,
 // reaps every child (it is PID 1 in the guest, so orphans too), answers
 // requests, and never blocks on one request: `wait` and `run` replies are
-// deferred until the child ends or the deadline passes.
+// deferred until the child ends or the deadline passes. Its children die with
+// it (SIGKILL, base/parent_death.h), also when it is killed.
 #pragma once
 
 #include <sys/types.h>

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "base/file_util.h"
 #include "base/subprocess.h"
 #include "harness/agent_client.h"
 
@@ -20,6 +21,18 @@ namespace {
 
 namespace fs = std::filesystem;
 using std::chrono::milliseconds;
+
+// True once `pid` has ended: no such process, or a zombie its new parent
+// (init or a subreaper, when its own parent died) has not reaped yet.
+bool Ended(pid_t pid) {
+  auto stat = ReadFile(fmt::format("/proc/{}/stat", pid));
+  if (!stat) return true;
+  // The state follows the command name, which may itself hold ") ".
+  size_t paren = stat->rfind(')');
+  if (paren == std::string::npos || paren + 2 >= stat->size()) return true;
+  char state = (*stat)[paren + 2];
+  return state == 'Z' || state == 'X';
+}
 
 class AgentOnHost : public ::testing::Test {
  protected:
@@ -178,6 +191,20 @@ TEST_F(AgentOnHost, ADeadAgentFailsPendingAndLaterCallsAtOnce) {
   EXPECT_EQ(later.error().code(), ErrorCode::kInfra);
   EXPECT_TRUE(client_->closed());
   ::kill(*pid, SIGKILL);
+}
+
+TEST_F(AgentOnHost, AKilledAgentTakesItsWorkloadsWithIt) {
+  auto pid = client_->Exec({.argv = {"/bin/sleep", "1000"}});
+  ASSERT_TRUE(pid) << pid.error().ToString();
+  ASSERT_FALSE(Ended(*pid));
+  ASSERT_TRUE(agent_process_->Signal(SIGKILL).has_value());
+  bool ended = false;
+  for (int waited_ms = 0; waited_ms < 10000 && !ended; waited_ms += 10) {
+    std::this_thread::sleep_for(milliseconds(10));
+    ended = Ended(*pid);
+  }
+  if (!ended) ::kill(*pid, SIGKILL);  // leave nothing behind, even failing
+  EXPECT_TRUE(ended) << "workload pid " << *pid << " outlived the agent";
 }
 
 // A peer the test controls: what an agent that misbehaves looks like.
