@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "base/file_util.h"
+#include "base/parent_death.h"
 #include "harness/image_store.h"
 #include "harness/libvirt/fleet_backend.h"
 #include "harness/libvirt/host_check.h"
@@ -265,8 +266,10 @@ TEST_F(LibvirtVmTest, DomainsOfAKilledLabAreDestroyedByTheNextOne) {
   std::vector<std::string> args = {PATCHLAB_OWNER_HELPER, daemon_->uri(), dir.string(),
                                    image->kernel.string(), image->initrd.string()};
   for (const auto& a : image->kernel_args) args.push_back(a);
+  const pid_t test_pid = ::getpid();
   pid_t helper = ::fork();
   if (helper == 0) {
+    DieWithParent(test_pid);  // the test kills it below; so does the test's death
     ::dup2(out[1], 1);
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());

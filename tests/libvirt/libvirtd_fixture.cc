@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "base/file_util.h"
+#include "base/parent_death.h"
 
 namespace patchlab::testing {
 
@@ -172,9 +173,15 @@ Result<std::unique_ptr<PrivateLibvirtd>> PrivateLibvirtd::Start(const fs::path& 
   d->dir_ = dir;
   fs::path socket = dir / "sock" / "libvirt-sock";
   d->uri_ = "qemu+unix:///system?socket=" + socket.string();
+  const pid_t starter = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) return FailErrno("fork");
-  if (pid == 0) RunReaper(dir);
+  if (pid == 0) {
+    // A test binary killed outright (a ctest timeout) stops the daemon and
+    // its QEMUs as Stop() does: SIGTERM to the reaper.
+    DieWithParent(starter, SIGTERM);
+    RunReaper(dir);
+  }
   d->reaper_ = pid;
   Clock::time_point deadline = Clock::now() + timeout;
   while (!SocketAnswers(socket)) {

@@ -13,7 +13,9 @@
 // The daemon runs under a small child subreaper (PR_SET_CHILD_SUBREAPER, a
 // waitpid loop) that reaps its daemonized QEMUs at once (PID 1 here reaps
 // orphans only every ~2 s), and on Stop kills every QEMU left, as a host
-// going down takes its VMs with it.
+// going down takes its VMs with it. The reaper stops the same way when the
+// thread that called Start exits, so a killed test binary leaves no daemon
+// behind (base/parent_death.h).
 //
 // Requires root (mount namespaces, QEMU as root); Start fails with
 // kUnsupported otherwise, and tests skip.

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/file_util.h"
+#include "base/parent_death.h"
 #include "metrics/compat_db.h"
 #include "tests/metrics/test_util.h"
 
@@ -20,10 +21,12 @@ using internal::ProcessStartTicks;
 using testing::OpenSeeded;
 using testing::ScratchDir;
 
-// A child that waits until killed.
+// A child that waits until killed, by the test or by this process's death.
 pid_t Sleeper() {
+  const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
+    DieWithParent(parent);
     for (;;) pause();
   }
   return pid;
@@ -130,8 +133,10 @@ TEST(Recorder, AnotherHostsOrNamespacesRunIsNeitherAliveNorDeadHere) {
 
 TEST(Recorder, StartTicksComeFromProcStatEvenWithSpacesInTheName) {
   // A comm with spaces and parentheses must not shift the fields.
+  const pid_t parent = getpid();
   pid_t child = fork();
   if (child == 0) {
+    DieWithParent(parent);
     prctl(PR_SET_NAME, "x) (y z");
     for (;;) pause();
   }
