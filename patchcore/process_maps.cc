@@ -6,6 +6,7 @@
 #include <set>
 
 #include "base/file_util.h"
+#include "base/proc_stat.h"
 
 namespace patchlab::patchcore {
 namespace {
@@ -141,22 +142,9 @@ void ProcessMaps::Reserve(RemoteRange range) {
 }
 
 Result<uint64_t> ProcessStartTime(pid_t pid) {
-  auto stat = ReadFile(fmt::format("/proc/{}/stat", pid));
-  if (!stat) return Fail(ErrorCode::kTargetGone, "pid {} is gone", pid);
-  // The command name may hold spaces and parentheses: fields start after the last ')'.
-  size_t close = stat->rfind(')');
-  if (close == std::string::npos) {
-    return Fail(ErrorCode::kParse, "/proc/{}/stat: no command name", pid);
-  }
-  std::string rest = stat->substr(close + 2);
-  // rest starts at field 3 (state); start time is field 22.
-  size_t pos = 0;
-  for (int field = 3; field < 22; ++field) {
-    pos = rest.find(' ', pos);
-    if (pos == std::string::npos) return Fail(ErrorCode::kParse, "/proc/{}/stat: too short", pid);
-    ++pos;
-  }
-  return std::strtoull(rest.c_str() + pos, nullptr, 10);
+  auto stat = ReadProcStat(pid);
+  if (!stat) return std::unexpected(stat.error());
+  return stat->start_ticks;
 }
 
 }  // namespace patchlab::patchcore

@@ -14,6 +14,7 @@
 
 #include "base/file_util.h"
 #include "base/log.h"
+#include "base/proc_stat.h"
 
 namespace patchlab::patchcore {
 namespace {
@@ -30,16 +31,6 @@ Result<std::vector<pid_t>> ListThreads(pid_t pid) {
   }
   ::closedir(d);
   return out;
-}
-
-// A zombie thread (e.g. a main thread that called pthread_exit) never stops;
-// it also never runs again, so it needs no stopping.
-bool IsZombie(pid_t pid, pid_t tid) {
-  auto stat = ReadFile(fmt::format("/proc/{}/task/{}/stat", pid, tid));
-  if (!stat) return true;  // gone
-  size_t close = stat->rfind(')');
-  return close != std::string::npos && close + 2 < stat->size() &&
-         (stat->at(close + 2) == 'Z' || stat->at(close + 2) == 'X');
 }
 
 }  // namespace
@@ -123,7 +114,9 @@ Result<std::vector<pid_t>> Tracee::HoldNewThreads(std::chrono::milliseconds stop
     if (!tids) return std::unexpected(std::move(tids.error()));
     std::vector<pid_t> fresh;
     for (pid_t tid : *tids) {
-      if (!FindThread(tid) && !IsZombie(pid_, tid)) fresh.push_back(tid);
+      // A zombie thread (a main thread that called pthread_exit) never stops;
+      // it also never runs again, so it needs no stopping.
+      if (!FindThread(tid) && !HasEnded(pid_, tid)) fresh.push_back(tid);
     }
     if (fresh.empty()) break;
     // Seize the batch first (the threads run on), then interrupt it in one

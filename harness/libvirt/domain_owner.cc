@@ -6,9 +6,9 @@
 
 #include <cstdlib>
 #include <fstream>
-#include <sstream>
 
 #include "base/log.h"
+#include "base/proc_stat.h"
 #include "harness/libvirt/domain_xml.h"
 #include "harness/libvirt/internal/virt_ptr.h"
 
@@ -26,20 +26,10 @@ std::string FirstLine(const std::string& path) {
   return line;
 }
 
-// Field 22 of /proc/PID/stat (starttime); 0 when the process does not exist.
+// The start time of /proc/PID/stat; 0 when the process does not exist.
 unsigned long long StartTicks(long pid) {
-  std::ifstream in(fmt::format("/proc/{}/stat", pid));
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  // The command name (field 2) may hold spaces and parentheses: count from
-  // the last ')'.
-  size_t paren = stat.rfind(')');
-  if (paren == std::string::npos) return 0;
-  std::istringstream rest(stat.substr(paren + 2));
-  std::string field;
-  for (int i = 3; i <= 22; ++i) {
-    if (!(rest >> field)) return 0;
-  }
-  return std::strtoull(field.c_str(), nullptr, 10);
+  auto stat = ReadProcStat(static_cast<pid_t>(pid));
+  return stat ? stat->start_ticks : 0;
 }
 
 // The value of attribute `name` in the first element of `xml` that has it

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/file_util.h"
+#include "base/proc_stat.h"
 
 namespace patchlab::metrics::internal {
 
@@ -33,27 +34,9 @@ std::string PidNamespace() {
 
 std::optional<int64_t> ProcessStartTicks(pid_t pid) {
   if (pid <= 0) return std::nullopt;
-  auto stat = ReadFile(fmt::format("/proc/{}/stat", pid));
-  if (!stat) return std::nullopt;
-  // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses, so the
-  // fields are counted from the last ')'. STATE is field 3, starttime field 22.
-  size_t close = stat->rfind(')');
-  if (close == std::string::npos) return std::nullopt;
-  std::vector<std::string_view> fields;
-  std::string_view rest = std::string_view(*stat).substr(close + 1);
-  size_t at = 0;
-  while (fields.size() < 20) {
-    at = rest.find_first_not_of(' ', at);
-    if (at == std::string_view::npos) break;
-    size_t end = rest.find(' ', at);
-    fields.push_back(rest.substr(at, end - at));
-    if (end == std::string_view::npos) break;
-    at = end;
-  }
-  if (fields.size() < 20) return std::nullopt;
-  if (fields[0] == "Z" || fields[0] == "X" || fields[0] == "x")
-    return std::nullopt;  // exited, not reaped
-  return std::strtoll(std::string(fields[19]).c_str(), nullptr, 10);
+  auto stat = ReadProcStat(pid);
+  if (!stat || HasEndedState(stat->state)) return std::nullopt;  // exited, not reaped
+  return static_cast<int64_t>(stat->start_ticks);
 }
 
 void FillRecorder(RunInfo& run) {

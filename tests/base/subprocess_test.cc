@@ -13,6 +13,7 @@
 
 #include "base/file_util.h"
 #include "base/parent_death.h"
+#include "base/proc_stat.h"
 #include "base/scoped_fd.h"
 
 namespace patchlab {
@@ -26,22 +27,10 @@ SubprocessOptions Sh(std::string script) {
   return o;
 }
 
-// True once `pid` has ended: no such process, or a zombie its new parent
-// (init or a subreaper, when its own parent died) has not reaped yet.
-bool Ended(pid_t pid) {
-  auto stat = ReadFile(fmt::format("/proc/{}/stat", pid));
-  if (!stat) return true;
-  // The state follows the command name, which may itself hold ") ".
-  size_t paren = stat->rfind(')');
-  if (paren == std::string::npos || paren + 2 >= stat->size()) return true;
-  char state = (*stat)[paren + 2];
-  return state == 'Z' || state == 'X';
-}
-
 // Polls, for liveness only: a signal is delivered when the kernel gets to it.
 bool EndsWithin(pid_t pid, milliseconds limit) {
   auto until = std::chrono::steady_clock::now() + limit;
-  while (!Ended(pid)) {
+  while (!HasEnded(pid)) {
     if (std::chrono::steady_clock::now() >= until) return false;
     std::this_thread::sleep_for(milliseconds(10));
   }

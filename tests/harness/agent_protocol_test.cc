@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "base/file_util.h"
+#include "base/proc_stat.h"
 #include "base/subprocess.h"
 #include "harness/agent_client.h"
 
@@ -21,18 +22,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using std::chrono::milliseconds;
-
-// True once `pid` has ended: no such process, or a zombie its new parent
-// (init or a subreaper, when its own parent died) has not reaped yet.
-bool Ended(pid_t pid) {
-  auto stat = ReadFile(fmt::format("/proc/{}/stat", pid));
-  if (!stat) return true;
-  // The state follows the command name, which may itself hold ") ".
-  size_t paren = stat->rfind(')');
-  if (paren == std::string::npos || paren + 2 >= stat->size()) return true;
-  char state = (*stat)[paren + 2];
-  return state == 'Z' || state == 'X';
-}
 
 class AgentOnHost : public ::testing::Test {
  protected:
@@ -196,12 +185,12 @@ TEST_F(AgentOnHost, ADeadAgentFailsPendingAndLaterCallsAtOnce) {
 TEST_F(AgentOnHost, AKilledAgentTakesItsWorkloadsWithIt) {
   auto pid = client_->Exec({.argv = {"/bin/sleep", "1000"}});
   ASSERT_TRUE(pid) << pid.error().ToString();
-  ASSERT_FALSE(Ended(*pid));
+  ASSERT_FALSE(HasEnded(*pid));
   ASSERT_TRUE(agent_process_->Signal(SIGKILL).has_value());
   bool ended = false;
   for (int waited_ms = 0; waited_ms < 10000 && !ended; waited_ms += 10) {
     std::this_thread::sleep_for(milliseconds(10));
-    ended = Ended(*pid);
+    ended = HasEnded(*pid);
   }
   if (!ended) ::kill(*pid, SIGKILL);  // leave nothing behind, even failing
   EXPECT_TRUE(ended) << "workload pid " << *pid << " outlived the agent";
