@@ -82,7 +82,7 @@ std::vector<std::string> BuildEnv(const SubprocessOptions& options) {
   for (const auto& [k, v] : options.env_set) env[k] = v;
   std::vector<std::string> out;
   out.reserve(env.size());
-  for (const auto& [k, v] : env) out.push_back(k + "=" + v);
+  for (const auto& [k, v] : env) out.push_back(fmt::format("{}={}", k, v));
   return out;
 }
 
@@ -153,9 +153,11 @@ Result<Subprocess> Subprocess::Start(SubprocessOptions options) {
   // async-signal-safe calls are allowed.
   std::vector<std::string> env_strings = BuildEnv(options);
   std::vector<char*> envp;
+  envp.reserve(env_strings.size() + 1);
   for (auto& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
   std::vector<char*> argv;
+  argv.reserve(options.argv.size() + 1);
   for (auto& s : options.argv) argv.push_back(s.data());
   argv.push_back(nullptr);
 

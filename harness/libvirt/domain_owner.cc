@@ -130,6 +130,7 @@ Result<std::vector<std::string>> DestroyDomainsOfDeadOwners(LibvirtHost& host) {
                 host.uri(), LastVirError());
   }
   std::vector<libvirt_internal::DomainPtr> owned;
+  owned.reserve(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) owned.emplace_back(domains[i]);
   free(domains);  // NOLINT: libvirt's allocator is malloc
   DomainOwner self = DomainOwner::Self();

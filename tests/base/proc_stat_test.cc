@@ -31,10 +31,11 @@ TEST(ProcStat, FieldsCountFromTheLastParenthesis) {
 }
 
 TEST(ProcStat, MalformedLinesAreParseErrors) {
-  for (std::string text : {std::string("77 no command name S 1 2"), std::string("77 (x) S 1 2 3"),
-                           std::string("77 (x) ") + Tail('S').substr(0, 40),
-                           std::string("77 (x) S 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 "
-                                       "notanumber 23")}) {
+  for (const std::string& text :
+       {std::string("77 no command name S 1 2"), std::string("77 (x) S 1 2 3"),
+        std::string("77 (x) ") + Tail('S').substr(0, 40),
+        std::string("77 (x) S 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 "
+                    "notanumber 23")}) {
     SCOPED_TRACE(text);
     auto s = ParseProcStat(text);
     ASSERT_FALSE(s.has_value());

@@ -265,8 +265,8 @@ TEST(AgentClient, RefusedRequestCarriesTheAgentsReason) {
 }
 
 TEST(AgentProtocol, Base64RoundTripsAndRejectsBadInput) {
-  for (std::string s : {std::string(), std::string("a"), std::string("ab"), std::string("abc"),
-                        std::string("\0\xff\x10", 3)}) {
+  for (const std::string& s : {std::string(), std::string("a"), std::string("ab"),
+                               std::string("abc"), std::string("\0\xff\x10", 3)}) {
     std::string back;
     ASSERT_TRUE(agent_protocol::Base64Decode(agent_protocol::Base64Encode(s), &back));
     EXPECT_EQ(back, s);

@@ -272,6 +272,7 @@ TEST_F(LibvirtVmTest, DomainsOfAKilledLabAreDestroyedByTheNextOne) {
     DieWithParent(test_pid);  // the test kills it below; so does the test's death
     ::dup2(out[1], 1);
     std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     ::execv(argv[0], argv.data());
