@@ -24,6 +24,11 @@ constexpr milliseconds kPoll{100};
 // Ends the sequence early: what happened has already been written into obs.
 struct Stop {};
 
+// Whose step failed when a guest call fails without the machine failing: the
+// patch's (starting the target, applying, the workload) or the lab's own
+// (copying files in, reading the kernel log), which says nothing of the patch.
+enum class Step { kPatch, kLab };
+
 class Sequence {
  public:
   Sequence(CellGuest& guest, const CellPlan& plan, const std::atomic<bool>* cancel,
@@ -47,11 +52,13 @@ class Sequence {
   }
 
  private:
-  // Unwraps a guest answer; a machine failure ends the cell as infra.
+  // Unwraps a guest answer; a machine failure, or any failure of a lab step
+  // (a full guest disk while copying the target in), ends the cell as infra.
   template <typename T>
-  T Must(Result<T> r, std::string_view what) {
+  T Must(Result<T> r, std::string_view what, Step step = Step::kPatch) {
     if (r) return std::move(*r);
-    if (r.error().code() == ErrorCode::kInfra || r.error().code() == ErrorCode::kTimeout) {
+    if (step == Step::kLab || r.error().code() == ErrorCode::kInfra ||
+        r.error().code() == ErrorCode::kTimeout) {
       // A guest that panicked or hung fails every call too, but that is the
       // patch's doing, not the lab's.
       std::vector<Crash> crashes = guest_.MachineCrashes();
@@ -67,8 +74,8 @@ class Sequence {
     obs_.problems.push_back(fmt::format("{}: {}", what, r.error().ToString()));
     throw Stop{};
   }
-  void Must(Status s, std::string_view what) {
-    if (!s) Must(Result<int>(std::unexpected(s.error())), what);
+  void Must(Status s, std::string_view what, Step step = Step::kPatch) {
+    if (!s) Must(Result<int>(std::unexpected(s.error())), what, step);
   }
 
   void CheckTime() {
@@ -91,11 +98,14 @@ class Sequence {
     guest_package_ = scratch_ + "/" + plan_.patch->spec->id + ".hpk";
     guest_pubkey_ = scratch_ + "/patch.pub";
     stats_path_ = scratch_ + "/stats";
-    Must(guest_.PutFile(plan_.built->program, guest_program_, 0755), "pushing the target");
-    Must(guest_.PutFile(plan_.patch->package, guest_package_, 0644), "pushing the package");
-    Must(guest_.PutFile(plan_.public_key, guest_pubkey_, 0644), "pushing the lab's public key");
+    Must(guest_.PutFile(plan_.built->program, guest_program_, 0755), "pushing the target",
+         Step::kLab);
+    Must(guest_.PutFile(plan_.patch->package, guest_package_, 0644), "pushing the package",
+         Step::kLab);
+    Must(guest_.PutFile(plan_.public_key, guest_pubkey_, 0644), "pushing the lab's public key",
+         Step::kLab);
     // Marks the kernel log: crashes before this point are not the cell's.
-    (void)Must(guest_.KernelLogSince(), "reading the kernel log");
+    (void)Must(guest_.KernelLogSince(), "reading the kernel log", Step::kLab);
   }
 
   void StartWorkload() {

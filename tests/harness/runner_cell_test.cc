@@ -1,0 +1,121 @@
+// The cell sequence against a fake machine (the VM boundary): a lab step that
+// fails without the machine failing (the guest disk fills while the target,
+// the package or the key is copied in) is the lab's failure, recorded as
+// infra-error, never a failure of the patch; a machine that crashed meanwhile
+// is the patch's doing and stays a crash.
+#include "harness/internal/runner_cell.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "harness/internal/runner_figures.h"
+#include "metrics/cell_result.h"
+
+namespace patchlab::harness::internal {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Copies succeed until `fail_put` (1-based), which fails with `error`; every
+// later step would be the patch's and is not reached in these tests.
+class FakeGuest : public CellGuest {
+ public:
+  int fail_put = 0;
+  Error error{ErrorCode::kIo, "write /tmp/cell/p.hpk: No space left on device"};
+  std::vector<Crash> crashes;
+  std::vector<std::string> put;
+
+  Status PutFile(const std::filesystem::path&, const std::string& guest_path, int) override {
+    put.push_back(guest_path);
+    if (static_cast<int>(put.size()) == fail_put) return std::unexpected(error);
+    return {};
+  }
+  Result<std::string> ReadFile(const std::string&) override { return Unreached(); }
+  Result<pid_t> Exec(const std::vector<std::string>&,
+                     const std::vector<std::pair<std::string, std::string>>&,
+                     const std::string&) override {
+    return Unreached();
+  }
+  Result<std::optional<GuestExit>> Wait(pid_t, milliseconds) override { return Unreached(); }
+  Status Kill(pid_t, int) override { return Unreached(); }
+  Result<GuestSample> Sample(pid_t) override { return Unreached(); }
+  Result<GuestPatchAnswer> Apply(pid_t, const std::string&, const std::string&,
+                                 milliseconds) override {
+    return Unreached();
+  }
+  Result<GuestPatchAnswer> Revert(pid_t, const std::string&) override { return Unreached(); }
+  Result<GuestPatchAnswer> Verify(pid_t) override { return Unreached(); }
+  Result<std::string> KernelLogSince() override { return std::string(); }
+  std::vector<Crash> MachineCrashes() override { return crashes; }
+  std::string ScratchDir() const override { return "/tmp/cell"; }
+  Status Shutdown() override { return {}; }
+
+ private:
+  // The sequence must stop at the failed copy: any step after it fails the test.
+  std::unexpected<Error> Unreached() {
+    ADD_FAILURE() << "the sequence went on past a failed copy";
+    return std::unexpected(Error(ErrorCode::kInternal, "not reached"));
+  }
+};
+
+struct Plan {
+  Plan() {
+    scenario.name = "disk-full";
+    scenario.target.program = "server";
+    scenario.timeout = milliseconds(60000);
+    spec.id = "fix-1";
+    built.scenario = &scenario;
+    built.program = "/lab/build/server";
+    patch.spec = &spec;
+    patch.package = "/lab/build/fix-1.hpk";
+    plan.scenario = &scenario;
+    plan.built = &built;
+    plan.patch = &patch;
+    plan.workload = &workload;
+    plan.public_key = "/lab/key.pub";
+  }
+  Scenario scenario;
+  PatchSpec spec;
+  BuiltScenario built;
+  BuiltPatch patch;
+  WorkloadSpec workload;
+  CellPlan plan;
+};
+
+TEST(CellSequence, AFailedCopyIntoTheMachineIsAnInfraError) {
+  const char* steps[] = {"pushing the target", "pushing the package",
+                         "pushing the lab's public key"};
+  for (int failing = 1; failing <= 3; ++failing) {
+    SCOPED_TRACE(steps[failing - 1]);
+    Plan p;
+    FakeGuest guest;
+    guest.fail_put = failing;
+    CellObservations obs = RunCellSequence(guest, p.plan, nullptr);
+    ASSERT_TRUE(obs.infra_error.has_value());
+    EXPECT_NE(obs.infra_error->find(steps[failing - 1]), std::string::npos) << *obs.infra_error;
+    EXPECT_NE(obs.infra_error->find("No space left on device"), std::string::npos)
+        << *obs.infra_error;
+    EXPECT_TRUE(obs.problems.empty());
+    metrics::CellResult cell;
+    bool flagged = false;
+    ComputeFigures(obs, LimitsSpec{}, cell, flagged);
+    EXPECT_EQ(cell.verdict, metrics::Verdict::kInfraError);
+    EXPECT_EQ(cell.apply, metrics::ApplyResult::kNotRun);
+  }
+}
+
+TEST(CellSequence, ACopyFailingBecauseTheMachineCrashedIsTheCrash) {
+  Plan p;
+  FakeGuest guest;
+  guest.fail_put = 2;
+  guest.crashes.push_back({metrics::CrashKind::kVmPanic, "Kernel panic - not syncing"});
+  CellObservations obs = RunCellSequence(guest, p.plan, nullptr);
+  EXPECT_FALSE(obs.infra_error.has_value()) << *obs.infra_error;
+  ASSERT_EQ(obs.crashes.size(), 1u);
+  EXPECT_EQ(obs.crashes[0].kind, metrics::CrashKind::kVmPanic);
+}
+
+}  // namespace
+}  // namespace patchlab::harness::internal
