@@ -109,31 +109,21 @@ std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side,
         continue;
       }
     } else if (a.kind == RegionKind::kImageData) {
-      // Granules neither side wrote hold the same snapshot on both: the
-      // ones either side touched, each once.
-      bool differ = false;
+      // Granules neither side wrote hold the same snapshot on both. Of the
+      // others, each compared once, the lowest that differs is reported,
+      // whatever order they were written in.
       auto differs = [&](uint32_t g) {
-        off = a.GranuleBegin(g);
-        const uint64_t end = a.GranuleEnd(g);
-        return off < end && std::memcmp(a.host + off, it->host + off, end - off) != 0;
+        const uint64_t b = a.GranuleBegin(g), e = a.GranuleEnd(g);
+        return b < e && std::memcmp(a.host + b, it->host + b, e - b) != 0;
       };
+      uint64_t lowest = a.written.size();
       for (uint32_t g : a.touched) {
-        differ = differs(g);
-        if (differ) break;
+        if (g < lowest && differs(g)) lowest = g;
       }
       for (uint32_t g : it->touched) {
-        if (differ) break;
-        if (a.written[g] == Region::kCold) differ = differs(g);
+        if (g < lowest && a.written[g] == Region::kCold && differs(g)) lowest = g;
       }
-      if (!differ) continue;
-      // Report the lowest differing byte, whatever order the granules were
-      // written in.
-      uint64_t lowest = a.written.size();
-      for (const Region* side : {&a, it}) {
-        for (uint32_t g : side->touched) {
-          if (g < lowest && differs(g)) lowest = g;
-        }
-      }
+      if (lowest == a.written.size()) continue;
       off = a.GranuleBegin(lowest);
       size = a.GranuleEnd(lowest);
     } else if (size <= off || std::memcmp(a.host + off, it->host + off, size - off) == 0) {
