@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "tests/support/status_matchers.h"
+
 namespace patchlab::harness::internal {
 namespace {
 
@@ -45,7 +47,7 @@ CellObservations Applied(int pairs, double factor) {
 
 TEST(RunnerStats, ParsesTheTargetsLine) {
   auto s = ParseStatsLine("ops=12 errors=3 cpu_ns=456 wall_ns=789\n");
-  ASSERT_TRUE(s) << s.error().ToString();
+  ASSERT_OK(s);
   EXPECT_EQ(s->ops, 12u);
   EXPECT_EQ(s->errors, 3u);
   EXPECT_EQ(s->cpu_ns, 456u);
