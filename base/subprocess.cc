@@ -100,21 +100,6 @@ bool DrainOnce(int fd, std::string& out) {
 
 }  // namespace
 
-std::string SignalName(int sig) {
-  const char* abbrev = ::sigabbrev_np(sig);
-  if (abbrev == nullptr) return fmt::format("signal {}", sig);
-  return fmt::format("SIG{}", abbrev);
-}
-
-std::string ExitStatus::ToString() const {
-  std::string out;
-  if (timed_out) out = "timed out, ";
-  if (exited) return out + fmt::format("exit {}", code);
-  out += "killed by " + SignalName(signal);
-  if (core_dumped) out += " (core dumped)";
-  return out;
-}
-
 Result<Subprocess> Subprocess::Start(SubprocessOptions options) {
   if (options.argv.empty()) return Fail(ErrorCode::kInvalidArgument, "subprocess: empty argv");
   const std::string& program = options.argv[0];

@@ -38,7 +38,7 @@ class FakeGuest : public CellGuest {
                      const std::string&) override {
     return Unreached();
   }
-  Result<std::optional<GuestExit>> Wait(pid_t, milliseconds) override { return Unreached(); }
+  Result<std::optional<ExitStatus>> Wait(pid_t, milliseconds) override { return Unreached(); }
   Status Kill(pid_t, int) override { return Unreached(); }
   Result<GuestSample> Sample(pid_t) override { return Unreached(); }
   Result<GuestPatchAnswer> Apply(pid_t, const std::string&, const std::string&,

@@ -177,7 +177,7 @@ class Sequence {
     for (Crash& c : guest_.MachineCrashes()) obs_.crashes.push_back(std::move(c));
   }
 
-  void NoteExit(const GuestExit& e) {
+  void NoteExit(const ExitStatus& e) {
     if (auto crash = ClassifyWorkloadExit(plan_.scenario->target.program, pid_, e))
       obs_.crashes.push_back(std::move(*crash));
   }

@@ -55,8 +55,7 @@ class CellGuest {
                              const std::vector<std::pair<std::string, std::string>>& env,
                              const std::string& log_path) = 0;
   // Waits up to `timeout` for `pid` to end; nullopt when it still runs.
-  // (GuestExit is the agent protocol's; timed_out is never set here.)
-  virtual Result<std::optional<GuestExit>> Wait(pid_t pid, std::chrono::milliseconds timeout) = 0;
+  virtual Result<std::optional<ExitStatus>> Wait(pid_t pid, std::chrono::milliseconds timeout) = 0;
   virtual Status Kill(pid_t pid, int signal) = 0;
   virtual Result<GuestSample> Sample(pid_t pid) = 0;
 

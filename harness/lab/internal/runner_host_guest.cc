@@ -71,7 +71,7 @@ class HostGuest : public CellGuest {
     return pid;
   }
 
-  Result<std::optional<GuestExit>> Wait(pid_t pid, milliseconds timeout) override {
+  Result<std::optional<ExitStatus>> Wait(pid_t pid, milliseconds timeout) override {
     auto it = children_.find(pid);
     if (it == children_.end())
       return Fail(ErrorCode::kNotFound, "pid {} was not started here", pid);
@@ -83,18 +83,13 @@ class HostGuest : public CellGuest {
         return FailErrno(fmt::format("waitid {}", pid));
       }
       if (info.si_pid == pid) break;
-      if (std::chrono::steady_clock::now() >= until) return std::optional<GuestExit>();
+      if (std::chrono::steady_clock::now() >= until) return std::optional<ExitStatus>();
       std::this_thread::sleep_for(milliseconds(20));
     }
     auto r = it->second.Wait();
     children_.erase(it);
     if (!r) return std::unexpected(r.error());
-    GuestExit e;
-    e.exited = r->status.exited;
-    e.code = r->status.code;
-    e.signal = r->status.signal;
-    e.core_dumped = r->status.core_dumped;
-    return std::optional<GuestExit>(e);
+    return std::optional<ExitStatus>(r->status);
   }
 
   Status Kill(pid_t pid, int signal) override {

@@ -80,11 +80,11 @@ class VmGuest : public CellGuest {
     return AsInfra(vm_->agent().Exec(req), "exec " + argv[0]);
   }
 
-  Result<std::optional<GuestExit>> Wait(pid_t pid, milliseconds timeout) override {
+  Result<std::optional<ExitStatus>> Wait(pid_t pid, milliseconds timeout) override {
     auto r = AsInfra(vm_->agent().Wait(pid, timeout), "wait");
     if (!r) return std::unexpected(r.error());
-    if (r->timed_out) return std::optional<GuestExit>();
-    return std::optional<GuestExit>(*r);
+    if (r->timed_out) return std::optional<ExitStatus>();
+    return std::optional<ExitStatus>(*r);
   }
 
   Status Kill(pid_t pid, int signal) override {
