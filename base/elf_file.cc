@@ -5,8 +5,10 @@
 #include <libelf.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <mutex>
 
 #include "base/file_util.h"
@@ -59,6 +61,7 @@ int Rank(const ElfSymbol& s) {
   if (!(IsCodeOrData(s.type) || s.type == SymbolType::kTls)) rank += 20;
   if (s.binding == SymbolBinding::kWeak) rank += 2;
   if (s.binding == SymbolBinding::kLocal) rank += 4;
+  if (!s.default_version) rank += 8;
   if (s.dynamic) rank += 1;
   return rank;
 }
@@ -92,6 +95,7 @@ void InitLibelf() {
 // The addresses and sizes of the tables the dynamic segment points at.
 struct DynamicTables {
   uint64_t strtab = 0, strsz = 0, symtab = 0, rela = 0, relasz = 0, jmprel = 0, pltrelsz = 0;
+  uint64_t relr = 0, relrsz = 0;
 };
 
 // Strings of DT_STRTAB, looked up by offset.
@@ -117,12 +121,19 @@ struct ElfFile::Impl {
   // Section headers, with the symbols of .symtab/.dynsym and the build-id note.
   static Status ReadSections(ElfFile& f, Elf* elf);
   static void ReadSymbols(ElfFile& f, Elf* elf, Elf_Scn* scn, const GElf_Shdr& sh);
+  // Names the versions of .dynsym's symbols from .gnu.version and
+  // .gnu.version_d / .gnu.version_r. `dynsym_begin`: where .dynsym's symbol
+  // 1 sits in symbols_.
+  static void ReadSymbolVersions(ElfFile& f, Elf* elf, size_t dynsym_begin);
   static void ReadBuildIdFromSegments(ElfFile& f, Elf* elf);
   static void IndexSymbols(ElfFile& f);
   // Decodes the dynamic segment and the relocation tables it names, reading
   // through PT_LOAD mappings so that files without section headers work too.
   static Status LoadDynamic(ElfFile& f);
   static DynamicTables ReadDynamicEntries(ElfFile& f, const ElfSegment& dyn);
+  // DT_RELR: packed relative relocations (an address, then bitmaps of the
+  // 63 words after it), unpacked into RELATIVE ones.
+  static Status ReadRelrTable(ElfFile& f, uint64_t addr, uint64_t size);
   static Status ReadRelocationTable(ElfFile& f, uint64_t addr, uint64_t size, uint64_t symtab,
                                     const DynamicStrings& strings, const char* table);
 };
@@ -237,6 +248,7 @@ Status ElfFile::Impl::ReadSections(ElfFile& f, Elf* elf) {
   const std::string& data = *f.data_;
   size_t shstrndx = 0;
   if (elf_getshdrstrndx(elf, &shstrndx) != 0) shstrndx = 0;
+  size_t dynsym_begin = SIZE_MAX;
   for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn; scn = elf_nextscn(elf, scn)) {
     GElf_Shdr sh;
     if (!gelf_getshdr(scn, &sh)) {
@@ -259,12 +271,63 @@ Status ElfFile::Impl::ReadSections(ElfFile& f, Elf* elf) {
                   s.name);
     }
     f.sections_.push_back(std::move(s));
+    if (sh.sh_type == SHT_DYNSYM) dynsym_begin = f.symbols_.size();
     if (sh.sh_type == SHT_SYMTAB || sh.sh_type == SHT_DYNSYM) ReadSymbols(f, elf, scn, sh);
     if (sh.sh_type == SHT_NOTE && f.build_id_.empty()) {
       f.build_id_ = BuildIdFromNotes(elf_getdata(scn, nullptr));
     }
   }
+  if (dynsym_begin != SIZE_MAX) ReadSymbolVersions(f, elf, dynsym_begin);
   return {};
+}
+
+void ElfFile::Impl::ReadSymbolVersions(ElfFile& f, Elf* elf, size_t dynsym_begin) {
+  Elf_Scn* versym = nullptr;
+  std::map<uint16_t, std::string> names;  // version index -> name
+  for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn; scn = elf_nextscn(elf, scn)) {
+    GElf_Shdr sh;
+    if (!gelf_getshdr(scn, &sh)) continue;
+    Elf_Data* d = elf_getdata(scn, nullptr);
+    if (d == nullptr) continue;
+    if (sh.sh_type == SHT_GNU_versym) {
+      versym = scn;
+    } else if (sh.sh_type == SHT_GNU_verdef) {
+      GElf_Verdef def;
+      GElf_Verdaux aux;
+      for (size_t off = 0; gelf_getverdef(d, static_cast<int>(off), &def) != nullptr;) {
+        if (gelf_getverdaux(d, static_cast<int>(off + def.vd_aux), &aux) != nullptr) {
+          const char* n = elf_strptr(elf, sh.sh_link, aux.vda_name);
+          if (n != nullptr) names[def.vd_ndx] = n;
+        }
+        if (def.vd_next == 0) break;
+        off += def.vd_next;
+      }
+    } else if (sh.sh_type == SHT_GNU_verneed) {
+      GElf_Verneed need;
+      GElf_Vernaux aux;
+      for (size_t off = 0; gelf_getverneed(d, static_cast<int>(off), &need) != nullptr;) {
+        for (size_t a = off + need.vn_aux; gelf_getvernaux(d, static_cast<int>(a), &aux);) {
+          const char* n = elf_strptr(elf, sh.sh_link, aux.vna_name);
+          if (n != nullptr) names[aux.vna_other] = n;
+          if (aux.vna_next == 0) break;
+          a += aux.vna_next;
+        }
+        if (need.vn_next == 0) break;
+        off += need.vn_next;
+      }
+    }
+  }
+  if (versym == nullptr) return;
+  Elf_Data* d = elf_getdata(versym, nullptr);
+  for (size_t i = dynsym_begin; i < f.symbols_.size() && f.symbols_[i].dynamic; ++i) {
+    GElf_Versym v;
+    if (gelf_getversym(d, static_cast<int>(i - dynsym_begin + 1), &v) == nullptr) break;
+    ElfSymbol& s = f.symbols_[i];
+    // Hidden: an older version kept for old binaries, not the default.
+    s.default_version = (v & 0x8000) == 0;
+    auto it = names.find(static_cast<uint16_t>(v & 0x7fff));
+    if (it != names.end() && (v & 0x7fff) > VER_NDX_GLOBAL) s.version = it->second;
+  }
 }
 
 void ElfFile::Impl::ReadSymbols(ElfFile& f, Elf* elf, Elf_Scn* scn, const GElf_Shdr& sh) {
@@ -344,6 +407,7 @@ Status ElfFile::Impl::LoadDynamic(ElfFile& f) {
   // the loader then stops DT_RELA short, and so do we.
   if (t.rela && t.jmprel && t.jmprel > t.rela && t.jmprel < t.rela + t.relasz)
     t.relasz = t.jmprel - t.rela;
+  if (auto st = ReadRelrTable(f, t.relr, t.relrsz); !st) return st;
   if (auto st = ReadRelocationTable(f, t.rela, t.relasz, t.symtab, strings, ".rela.dyn"); !st)
     return st;
   return ReadRelocationTable(f, t.jmprel, t.pltrelsz, t.symtab, strings, ".rela.plt");
@@ -380,11 +444,54 @@ DynamicTables ElfFile::Impl::ReadDynamicEntries(ElfFile& f, const ElfSegment& dy
       case DT_PLTRELSZ:
         t.pltrelsz = d.d_un.d_val;
         break;
+      case DT_RELR:
+        t.relr = d.d_un.d_ptr;
+        break;
+      case DT_RELRSZ:
+        t.relrsz = d.d_un.d_val;
+        break;
       default:
         break;
     }
   }
   return t;
+}
+
+Status ElfFile::Impl::ReadRelrTable(ElfFile& f, uint64_t addr, uint64_t size) {
+  if (!addr || !size) return {};
+  auto raw = f.ReadAt(addr, size);
+  if (!raw) return std::unexpected(std::move(raw.error()).AddContext(".relr.dyn"));
+  auto add = [&](uint64_t where) -> Status {
+    auto word = f.ReadAt(where, 8);
+    if (!word) {
+      return Fail(ErrorCode::kParse, "{}: .relr.dyn relocates {:#x}, outside every segment",
+                  f.path_.string(), where);
+    }
+    ElfRelocation rel;
+    rel.table = ".relr.dyn";
+    rel.offset = where;
+    rel.type = R_X86_64_RELATIVE;
+    std::memcpy(&rel.addend, word->data(), 8);
+    f.relocations_.push_back(std::move(rel));
+    return {};
+  };
+  uint64_t next = 0;  // the word the next bitmap's bit 1 stands for
+  for (size_t off = 0; off + 8 <= raw->size(); off += 8) {
+    uint64_t entry;
+    std::memcpy(&entry, raw->data() + off, 8);
+    if ((entry & 1) == 0) {
+      if (auto st = add(entry); !st) return st;
+      next = entry + 8;
+      continue;
+    }
+    for (int bit = 1; bit < 64; ++bit) {
+      if ((entry >> bit) & 1) {
+        if (auto st = add(next + (bit - 1) * 8); !st) return st;
+      }
+    }
+    next += 63 * 8;
+  }
+  return {};
 }
 
 Status ElfFile::Impl::ReadRelocationTable(ElfFile& f, uint64_t addr, uint64_t size, uint64_t symtab,
@@ -446,21 +553,28 @@ Result<std::span<const uint8_t>> ElfFile::SectionData(const ElfSection& section)
 }
 
 const ElfSymbol* ElfFile::FindSymbol(std::string_view name) const {
-  const ElfSymbol* best = nullptr;
-  auto [lo, hi] = symbols_by_name_.equal_range(std::string(name));
-  for (auto it = lo; it != hi; ++it) {
-    const ElfSymbol& s = symbols_[it->second];
-    if (!best || Rank(s) < Rank(*best)) best = &s;
-  }
-  return best;
+  std::vector<const ElfSymbol*> all = FindSymbols(name);
+  return all.empty() ? nullptr : all.front();
 }
 
 std::vector<const ElfSymbol*> ElfFile::FindSymbols(std::string_view name) const {
   std::vector<const ElfSymbol*> out;
+  // "name@VERSION" / "name@@VERSION": that version only (a symbol's own name
+  // never holds an '@').
+  std::string_view version;
+  const size_t at = name.find('@');
+  if (at != std::string_view::npos && at > 0) {
+    version = name.substr(at + 1);
+    if (version.starts_with('@')) version.remove_prefix(1);
+    name = name.substr(0, at);
+  }
   auto [lo, hi] = symbols_by_name_.equal_range(std::string(name));
-  for (auto it = lo; it != hi; ++it) out.push_back(&symbols_[it->second]);
-  std::sort(out.begin(), out.end(),
-            [](const ElfSymbol* a, const ElfSymbol* b) { return Rank(*a) < Rank(*b); });
+  for (auto it = lo; it != hi; ++it) {
+    const ElfSymbol& s = symbols_[it->second];
+    if (at == std::string_view::npos || (s.dynamic && s.version == version)) out.push_back(&s);
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const ElfSymbol* a, const ElfSymbol* b) { return Rank(*a) < Rank(*b); });
   return out;
 }
 
