@@ -145,6 +145,8 @@ class CheckRun {
       const bool counted = hang_seen_ || i % count_every == 0;
       PairOutcome o = pr.Run(in, counted ? RunMode::kCounted : RunMode::kFast);
       ++result_.inputs_run;
+      if (o.old_out->ending == Ending::kReturned && o.new_out->ending == Ending::kReturned)
+        ++result_.returned_inputs;
       if (i % count_every == 0) {
         ++result_.insns_inputs;
         result_.insns_old += o.old_out->insns;
@@ -277,6 +279,7 @@ std::string FormatJson(const CheckResult& r) {
   j["divergent_inputs"] = r.divergent_inputs;
   j["expected_inputs"] = r.expected_inputs;
   j["inconclusive_inputs"] = r.inconclusive_inputs;
+  j["returned_inputs"] = r.returned_inputs;
   if (!r.inconclusive_reason.empty()) j["inconclusive_reason"] = r.inconclusive_reason;
   j["insns_old"] = r.insns_old;
   j["insns_new"] = r.insns_new;
