@@ -95,6 +95,11 @@ class Patcher {
 
  private:
   Patcher(pid_t pid, StateStore store) : pid_(pid), store_(std::move(store)) {}
+  // The stack an apply or revert starts from; kRefused while an interrupted
+  // operation awaits `recover`.
+  Result<ProcessState> LoadForChange() const;
+  // Takes out the spin traps a killed patcher left; true when there were any.
+  Result<bool> TakeOutParkTraps();
   pid_t pid_;
   StateStore store_;
 };
