@@ -87,7 +87,7 @@ std::vector<RemoteRange> MappedByApply(const Journal& journal, const ProcessMemo
 
 }  // namespace
 
-Result<ProcessState> Patcher::Status() const { return store_.Load(); }
+Result<ProcessState> Patcher::State() const { return store_.Load(); }
 
 Result<VerifyReport> Patcher::Verify() const {
   VerifyReport report;
