@@ -46,6 +46,59 @@ PY
 # Debian's own: a stripped program, and the two smallest debug files of libc6-dbg.
 cp /usr/bin/true "$elf/gen-debian-true"
 if [ -d /usr/lib/debug/.build-id ]; then
-  find /usr/lib/debug/.build-id -name '*.debug' -type f -printf '%s %p\n' | sort -n | head -n 2 |
-    while read -r _ f; do cp "$f" "$elf/gen-debian-$(basename "$f")"; done
+  mapfile -t smallest < <(find /usr/lib/debug/.build-id -name '*.debug' -type f -printf '%s %p\n' |
+    sort -n | sed -n '1,2s/^[0-9]* //p')
+  for f in "${smallest[@]}"; do cp "$f" "$elf/gen-debian-$(basename "$f")"; done
 fi
+
+# --- Packages, state and journals, recorded from real hotpatch runs ----------
+# A patch of the patch core's test target is packed three ways (signed,
+# unsigned with --depends, several functions with --replaces all), applied to
+# the running target, and interrupted at a fault point (HOTPATCH_FAULT) so that
+# the journal it leaves can be kept; `hotpatch recover` then finishes it.
+cmake --build "$build" --target hotpatch pc_target_pie >/dev/null
+hotpatch=$build/tools/hotpatch/hotpatch
+target=$build/tests/patchcore/pc_target_pie
+mkdir -p "$corpus/package" "$corpus/state" "$corpus/journal"
+rm -f "$corpus"/package/gen-* "$corpus"/state/gen-* "$corpus"/journal/gen-*
+gcc -Os -fPIC -shared -s -Wl,-z,noseparate-code -o "$tmp/patch.so" \
+  tests/patchcore/patches/patch_compute.c
+"$hotpatch" keygen --out "$tmp/keys" >/dev/null
+refs=(--ref private_helper --ref private_calls)
+pack=("$hotpatch" pack --target "$target" --object "$tmp/patch.so")
+"${pack[@]}" --id fix-1 --seq 1 --func compute=compute_v1 "${refs[@]}" \
+  --key "$tmp/keys/patch.key" -o "$corpus/package/gen-signed.hpk"
+"${pack[@]}" --id fix-2 --seq 2 --func compute=compute_v2 "${refs[@]}" --depends fix-1 \
+  -o "$corpus/package/gen-unsigned.hpk" 2>/dev/null
+"${pack[@]}" --id fix-3 --seq 3 --func compute=compute_v3 --func slow_path=slow_path_v1 \
+  "${refs[@]}" --replaces all --key "$tmp/keys/patch.key" -o "$tmp/all.hpk"
+cp "$tmp/all.hpk" "$corpus/package/gen-replaces-all.hpk"
+# The manifest alone (the harness reads input without the magic as a manifest).
+python3 - "$corpus/package/gen-signed.hpk" "$corpus/package/gen-manifest.json" <<'PY'
+import struct, sys
+data = open(sys.argv[1], 'rb').read()
+size = struct.unpack_from('<I', data, 16)[0]
+open(sys.argv[2], 'wb').write(data[20:20 + size])
+PY
+
+export HOTPATCH_STATE_DIR=$tmp/state
+"$target" >/dev/null &
+target_pid=$!
+sleep 0.3
+state_dir() { echo "$HOTPATCH_STATE_DIR/$target_pid-"*; }
+hp() { "$hotpatch" "$@" >/dev/null 2>&1; }
+hp apply --pid "$target_pid" --pubkey "$tmp/keys/patch.pub" "$corpus/package/gen-signed.hpk"
+hp apply --pid "$target_pid" --allow-unsigned "$corpus/package/gen-unsigned.hpk"
+cp "$(state_dir)/state.json" "$corpus/state/gen-two-patches.json"
+# The fault point kills hotpatch with SIGKILL (bash reports it on stderr).
+{ HOTPATCH_FAULT=after-write-1 hp apply --pid "$target_pid" --pubkey "$tmp/keys/patch.pub" \
+  "$tmp/all.hpk" || true; } 2>/dev/null
+cp "$(state_dir)/journal.json" "$corpus/journal/gen-apply-interrupted.json"
+hp recover --pid "$target_pid"
+hp apply --pid "$target_pid" --pubkey "$tmp/keys/patch.pub" "$tmp/all.hpk"
+cp "$(state_dir)/state.json" "$corpus/state/gen-three-patches.json"
+{ HOTPATCH_FAULT=after-write-1 hp revert --pid "$target_pid" fix-3 || true; } 2>/dev/null
+cp "$(state_dir)/journal.json" "$corpus/journal/gen-revert-interrupted.json"
+hp recover --pid "$target_pid"
+kill "$target_pid"
+wait "$target_pid" 2>/dev/null || true
