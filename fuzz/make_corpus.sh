@@ -102,3 +102,20 @@ cp "$(state_dir)/journal.json" "$corpus/journal/gen-revert-interrupted.json"
 hp recover --pid "$target_pid"
 kill "$target_pid"
 wait "$target_pid" 2>/dev/null || true
+
+# --- Prototypes (--sig) ------------------------------------------------------
+# The checker test fixture's real prototypes, and one-line prototypes from
+# Debian's C headers (most are refused: __THROW, attributes, void *).
+mkdir -p "$corpus/sig"
+rm -f "$corpus"/sig/gen-*
+n=0
+while IFS= read -r proto; do
+  n=$((n + 1))
+  printf '%s' "$proto" >"$corpus/sig/gen-fixture-$n"
+done < <(sed -n 's/^API \(.*)\) *{.*$/\1/p' tests/emulator/fixtures/target.c)
+n=0
+while IFS= read -r proto; do
+  n=$((n + 1))
+  printf '%s' "$proto" >"$corpus/sig/gen-debian-header-$n"
+done < <(grep -hE '^extern [a-z_ ]+\**[a-z_]+ \(.*\);?$' /usr/include/string.h /usr/include/zlib.h \
+  /usr/include/unistd.h | head -n 12)
