@@ -1,6 +1,7 @@
 #include "emulator/signature.h"
 
 #include <cctype>
+#include <charconv>
 #include <map>
 #include <optional>
 
@@ -86,6 +87,23 @@ struct Decl {
   size_t column = 0;
 };
 
+// A C integer literal as an array size: decimal, 0x hex or 0 octal, every
+// character used. nullopt when it is not one or does not fit 64 bits.
+std::optional<uint64_t> ParseArrayLength(std::string_view text) {
+  int base = 10;
+  if (text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) {
+    base = 16;
+    text.remove_prefix(2);
+  } else if (text.size() > 1 && text[0] == '0') {
+    base = 8;
+    text.remove_prefix(1);
+  }
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value, base);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
 Result<Decl> ParseDecl(const std::vector<Token>& toks, size_t column) {
   Decl d;
   d.column = column;
@@ -117,7 +135,19 @@ Result<Decl> ParseDecl(const std::vector<Token>& toks, size_t column) {
     }
     if (t.kind == Token::kPunct && t.text == "[") {
       if (i + 2 < toks.size() && toks[i + 1].kind == Token::kNumber && toks[i + 2].text == "]") {
-        d.array_len = std::stoull(toks[i + 1].text, nullptr, 0);
+        auto len = ParseArrayLength(toks[i + 1].text);
+        if (!len) {
+          return Fail(ErrorCode::kParse, "column {}: array size '{}' is not a number",
+                      toks[i + 1].column, toks[i + 1].text);
+        }
+        // Any element is a byte at least: a larger array cannot fit a buffer
+        // (and its size in bytes could wrap).
+        if (*len > kMaxBufferBytes) {
+          return Fail(ErrorCode::kUnsupported,
+                      "column {}: an array of {} elements; at most {} bytes are supported",
+                      toks[i + 1].column, *len, kMaxBufferBytes);
+        }
+        d.array_len = *len;
         d.type_text += "[" + toks[i + 1].text + "]";
         i += 2;
         continue;
