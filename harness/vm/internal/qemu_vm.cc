@@ -18,6 +18,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+// How long a closed agent channel waits for QEMU's exit to show (see CollectEvents).
+constexpr milliseconds kExitAfterChannelClosed{1000};
+
 std::string Tail(const fs::path& path, size_t bytes) {
   auto data = ReadFile(path);
   if (!data) return "(none)";
@@ -250,6 +253,14 @@ void QemuVm::CollectEvents(milliseconds heartbeat_threshold, std::deque<VmEvent>
     }
   }
   bool exited = ProcessExited();
+  if (!exited && !reported_agent_gone_ && agent_ && agent_->closed()) {
+    // A killed QEMU closes its sockets before its exit shows on the pidfd, so
+    // the channel's end may be seen first. Give the process a moment, so that
+    // a dead VM is reported as one and not as a lost agent.
+    pollfd p{pidfd_.get(), POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(kExitAfterChannelClosed.count()));
+    exited = ProcessExited();
+  }
   if (exited && !reported_exit_) {
     reported_exit_ = true;
     std::string detail = "qemu " + exit_status_->ToString();
