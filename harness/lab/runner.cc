@@ -271,6 +271,41 @@ Status RunRings(const RunnerOptions& options, const std::atomic<bool>& cancel,
 
 }  // namespace
 
+nlohmann::json CellOutcomeJson(const CellOutcome& c) {
+  const metrics::CellResult& r = c.result;
+  nlohmann::json j;
+  j["scenario"] = r.key.scenario;
+  j["patch_id"] = r.key.patch_id;
+  j["image"] = r.key.image;
+  j["cpu"] = r.key.cpu;
+  j["workload"] = r.key.workload;
+  j["verdict"] = metrics::VerdictName(r.verdict);
+  j["met_expectation"] = c.met_expectation;
+  j["apply"] = metrics::ApplyResultName(r.apply);
+  j["apply_reason"] = r.apply_reason;
+  j["crashes"] = r.TotalCrashes();
+  nlohmann::json kinds = nlohmann::json::object();
+  for (const auto& [kind, n] : r.crashes) kinds[std::string(metrics::CrashKindName(kind))] = n;
+  j["crashes_by_kind"] = kinds;
+  j["pause_us"] = r.pause_median_us ? nlohmann::json(*r.pause_median_us) : nlohmann::json();
+  j["pauses_us"] = r.pause_us;
+  if (r.cpu_overhead_pct) {
+    j["cpu_overhead_pct"] = r.cpu_overhead_pct->value;
+    j["cpu_overhead_interval_pct"] = {r.cpu_overhead_pct->low, r.cpu_overhead_pct->high};
+  } else {
+    j["cpu_overhead_pct"] = nullptr;
+  }
+  j["overhead_flagged"] = c.overhead_flagged;
+  j["mem_overhead_kib"] =
+      r.mem_overhead_kib ? nlohmann::json(*r.mem_overhead_kib) : nlohmann::json();
+  j["semantic"] = metrics::SemanticVerdictName(r.semantic);
+  j["duration_ms"] = r.duration_ms;
+  j["artefacts"] = r.artefacts;
+  j["reasons"] = r.reasons;
+  j["unmet"] = c.unmet;
+  return j;
+}
+
 int RunReport::ExitCode() const {
   bool unmet = false, infra = false;
   for (const auto& c : cells) {

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
-#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "base/file_util.h"
@@ -16,41 +15,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-nlohmann::json FiguresJson(const CellOutcome& c) {
-  const metrics::CellResult& r = c.result;
-  nlohmann::json j;
-  j["scenario"] = r.key.scenario;
-  j["patch_id"] = r.key.patch_id;
-  j["image"] = r.key.image;
-  j["cpu"] = r.key.cpu;
-  j["workload"] = r.key.workload;
-  j["verdict"] = metrics::VerdictName(r.verdict);
-  j["met_expectation"] = c.met_expectation;
-  j["apply"] = metrics::ApplyResultName(r.apply);
-  j["apply_reason"] = r.apply_reason;
-  j["crashes"] = r.TotalCrashes();
-  nlohmann::json kinds = nlohmann::json::object();
-  for (const auto& [kind, n] : r.crashes) kinds[std::string(metrics::CrashKindName(kind))] = n;
-  j["crashes_by_kind"] = kinds;
-  j["pause_us"] = r.pause_median_us ? nlohmann::json(*r.pause_median_us) : nlohmann::json();
-  j["pauses_us"] = r.pause_us;
-  if (r.cpu_overhead_pct) {
-    j["cpu_overhead_pct"] = r.cpu_overhead_pct->value;
-    j["cpu_overhead_interval_pct"] = {r.cpu_overhead_pct->low, r.cpu_overhead_pct->high};
-  } else {
-    j["cpu_overhead_pct"] = nullptr;
-  }
-  j["overhead_flagged"] = c.overhead_flagged;
-  j["mem_overhead_kib"] =
-      r.mem_overhead_kib ? nlohmann::json(*r.mem_overhead_kib) : nlohmann::json();
-  j["semantic"] = metrics::SemanticVerdictName(r.semantic);
-  j["duration_ms"] = r.duration_ms;
-  j["artefacts"] = r.artefacts;
-  j["reasons"] = r.reasons;
-  j["unmet"] = c.unmet;
-  return j;
-}
 
 // What the cell's machine showed, and which host it ran on (libvirt).
 struct Observed {
@@ -118,7 +82,7 @@ CellRun RunCell(const PlannedCell& pc, const CellContext& ctx) {
       MetExpectation(r, outcome.overhead_flagged, pc.scenario->expect, outcome.unmet);
   r.met_expectation = outcome.met_expectation;
   (void)MakeDirs(artefacts);
-  (void)WriteFileAtomic(artefacts / "figures.json", FiguresJson(outcome).dump(2) + "\n");
+  (void)WriteFileAtomic(artefacts / "figures.json", CellOutcomeJson(outcome).dump(2) + "\n");
   return run;
 }
 
