@@ -116,10 +116,10 @@ void LibvirtVm::CollectLocked(milliseconds heartbeat_threshold, std::deque<VmEve
   if (agent && !paused_ && !heartbeat_reported_ && !exited_reported_ &&
       agent->HeartbeatLost(heartbeat_threshold)) {
     heartbeat_reported_ = true;
-    queue.push_back(
-        {VmEventKind::kHeartbeatLost,
-         fmt::format("no heartbeat for {:.1f} s", agent->SinceLastHeard().count() / 1000.0),
-         Clock::now()});
+    queue.push_back({VmEventKind::kHeartbeatLost,
+                     fmt::format("no heartbeat for {:.1f} s",
+                                 static_cast<double>(agent->SinceLastHeard().count()) / 1000.0),
+                     Clock::now()});
   }
 }
 
