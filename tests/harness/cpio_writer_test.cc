@@ -1,6 +1,6 @@
 // The initramfs writer, checked by the real cpio(1) reading its archives back,
 // and the image recipe parser's errors.
-#include "harness/internal/cpio_writer.h"
+#include "harness/vm/internal/cpio_writer.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -9,7 +9,7 @@
 
 #include "base/file_util.h"
 #include "base/subprocess.h"
-#include "harness/image_store.h"
+#include "harness/vm/image_store.h"
 
 namespace patchlab::harness {
 namespace {

@@ -3,14 +3,14 @@
 // the package or the key is copied in) is the lab's failure, recorded as
 // infra-error, never a failure of the patch; a machine that crashed meanwhile
 // is the patch's doing and stays a crash.
-#include "harness/internal/runner_cell.h"
+#include "harness/lab/internal/runner_cell.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
-#include "harness/internal/runner_figures.h"
+#include "harness/lab/internal/runner_figures.h"
 #include "metrics/cell_result.h"
 
 namespace patchlab::harness::internal {

@@ -1,4 +1,4 @@
-#include "harness/scenario.h"
+#include "harness/lab/scenario.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
