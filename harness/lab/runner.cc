@@ -64,21 +64,46 @@ nlohmann::json FiguresJson(const CellOutcome& c) {
   j["crashes_by_kind"] = kinds;
   j["pause_us"] = r.pause_median_us ? nlohmann::json(*r.pause_median_us) : nlohmann::json();
   j["pauses_us"] = r.pause_us;
+  auto opt = [](const std::optional<double>& v) {
+    return v ? nlohmann::json(*v) : nlohmann::json();
+  };
   if (r.cpu_overhead_pct) {
     j["cpu_overhead_pct"] = r.cpu_overhead_pct->value;
     j["cpu_overhead_interval_pct"] = {r.cpu_overhead_pct->low, r.cpu_overhead_pct->high};
+    j["cpu_pairs"] = r.cpu_overhead_pct->samples;
   } else {
     j["cpu_overhead_pct"] = nullptr;
   }
+  j["cpu_clock"] = metrics::CpuClockName(r.cpu_clock);
+  j["cpu_outcome"] =
+      r.cpu_outcome ? nlohmann::json(metrics::OverheadOutcomeName(*r.cpu_outcome)) : nullptr;
+  j["cpu_limit_pct"] = opt(r.cpu_limit_pct);
   j["overhead_flagged"] = c.overhead_flagged;
-  j["mem_overhead_kib"] =
-      r.mem_overhead_kib ? nlohmann::json(*r.mem_overhead_kib) : nlohmann::json();
+  nlohmann::json windows = nlohmann::json::array();
+  for (const auto& w : r.cpu_windows) {
+    windows.push_back({{"patched", w.patched}, {"cost", w.cost}, {"work", w.work}});
+  }
+  j["cpu_windows"] = windows;
+  if (r.host_load) {
+    j["host_load"] = {{"load1", r.host_load->load1},
+                      {"busy_pct", r.host_load->busy_pct},
+                      {"steal_pct", r.host_load->steal_pct}};
+  }
+  j["mem_overhead_kib"] = opt(r.mem_overhead_kib);
+  j["patch_mapped_kib"] = opt(r.patch_mapped_kib);
+  j["island_kib"] = opt(r.island_kib);
   j["semantic"] = metrics::SemanticVerdictName(r.semantic);
   j["duration_ms"] = r.duration_ms;
   j["artefacts"] = r.artefacts;
   j["reasons"] = r.reasons;
   j["unmet"] = c.unmet;
   return j;
+}
+
+// The seed of a cell's ABBA order: fixed by the cell and the run, so a run is
+// reproducible and different cells get different orders.
+uint64_t CellSeed(const metrics::CellKey& key, int64_t run_id) {
+  return std::hash<std::string>{}(key.ToString()) ^ (static_cast<uint64_t>(run_id) << 32);
 }
 
 }  // namespace
@@ -104,6 +129,10 @@ Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
                               const std::function<void(const RunProgress&)>& progress) {
   auto log = Log("harness");
   if (scenarios.empty()) return Fail(ErrorCode::kInvalidArgument, "no scenario to run");
+  // Cells are judged under the policy the gate will use (a scenario's limits
+  // only tighten it), so a run and `patchlab gate` cannot disagree.
+  const metrics::Policy& policy =
+      options_.policy != nullptr ? *options_.policy : metrics::DefaultPolicy();
   if (auto s = MakeDirs(options_.out); !s) return std::unexpected(s.error());
   fs::path out = fs::absolute(options_.out);
 
@@ -292,12 +321,20 @@ Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
         obs = internal::CellObservations{};
         internal::GuestSpec spec{pc.key.image, pc.key.cpu, pc.scenario->vcpus,
                                  pc.scenario->memory_mib, dir};
+        // Under TCG, CPU figures count guest instructions: host load cannot move them.
+        spec.count_instructions = options_.backend == RunnerBackend::kQemu;
         auto guest = factory->Start(spec);
         if (!guest) {
           obs.infra_error = "starting the machine: " + guest.error().ToString();
         } else {
           machine_host = (*guest)->Host();
-          internal::CellPlan cp{pc.scenario, pc.built, pc.patch, pc.workload, key->public_key};
+          internal::CellPlan cp{pc.scenario,
+                                pc.built,
+                                pc.patch,
+                                pc.workload,
+                                key->public_key,
+                                internal::RulesFor(*pc.scenario, policy),
+                                CellSeed(pc.key, report.run_id)};
           obs = internal::RunCellSequence(**guest, cp, &cancel_);
           (void)(*guest)->Shutdown();
         }
@@ -311,11 +348,12 @@ Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
       outcome.result.patch_seq = static_cast<int>(pc.patch->spec->seq);
       outcome.result.artefacts = artefacts.string();
       if (!machine_host.empty()) outcome.result.host = machine_host;
-      internal::ComputeFigures(obs, pc.scenario->limits, outcome.result, outcome.overhead_flagged);
+      internal::ComputeFigures(obs, internal::RulesFor(*pc.scenario, policy), outcome.result);
+      outcome.overhead_flagged = internal::OverheadFlagged(outcome.result);
       outcome.result.duration_ms =
           std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - cell_start).count();
-      outcome.met_expectation = internal::MetExpectation(outcome.result, outcome.overhead_flagged,
-                                                         pc.scenario->expect, outcome.unmet);
+      outcome.met_expectation =
+          internal::MetExpectation(outcome.result, pc.scenario->expect, outcome.unmet);
       outcome.result.met_expectation = outcome.met_expectation;
       (void)MakeDirs(artefacts);
       (void)WriteFileAtomic(artefacts / "figures.json", FiguresJson(outcome).dump(2) + "\n");

@@ -100,8 +100,14 @@ nlohmann::json CellJson(const harness::CellOutcome& c) {
   j["pause_us"] = r.pause_median_us ? nlohmann::json(*r.pause_median_us) : nlohmann::json();
   j["cpu_overhead_pct"] =
       r.cpu_overhead_pct ? nlohmann::json(r.cpu_overhead_pct->value) : nlohmann::json();
-  if (r.cpu_overhead_pct)
+  if (r.cpu_overhead_pct) {
     j["cpu_overhead_interval_pct"] = {r.cpu_overhead_pct->low, r.cpu_overhead_pct->high};
+    j["cpu_pairs"] = r.cpu_overhead_pct->samples;
+  }
+  j["cpu_clock"] = metrics::CpuClockName(r.cpu_clock);
+  j["cpu_outcome"] =
+      r.cpu_outcome ? nlohmann::json(metrics::OverheadOutcomeName(*r.cpu_outcome)) : nullptr;
+  j["cpu_limit_pct"] = r.cpu_limit_pct ? nlohmann::json(*r.cpu_limit_pct) : nlohmann::json();
   j["overhead_flagged"] = c.overhead_flagged;
   j["mem_overhead_kib"] =
       r.mem_overhead_kib ? nlohmann::json(*r.mem_overhead_kib) : nlohmann::json();
@@ -246,7 +252,8 @@ void RegisterRunCommand(CLI::App& app, CommandContext& ctx) {
                 "run the policy's rollout rings in order; a patch the gate rejects on a ring goes "
                 "no further");
   sub->add_option("--policy", args->policy,
-                  "gate policy with the rings (default: the built-in policy)");
+                  "the policy cells are judged under (a scenario's limits only tighten it) and "
+                  "its rings (default: the built-in policy)");
   sub->add_option("--label", args->label, "a tag stored with the run (nightly, pre-release, ...)");
   sub->add_option("--key-dir", args->key_dir,
                   "the lab's signing key folder (default: $PATCHLAB_HOME/keys)");
