@@ -166,9 +166,10 @@ void CpuFigure(const CellObservations& obs, const CellRules& rules, metrics::Cel
   cell.cpu_overhead_pct = d.estimate;
   cell.cpu_outcome = d.outcome;
   const metrics::Estimate& e = *d.estimate;
+  std::string clock(metrics::CpuClockName(obs.clock));
   std::string figure =
-      fmt::format("cpu overhead {:+.2f}% (99.9% interval {:.2f}..{:.2f}%, {} pairs, {})", e.value,
-                  e.low, e.high, e.samples, metrics::CpuClockName(obs.clock));
+      fmt::format("cpu overhead {:+.2f}% (99.9% interval {:.2f}..{:.2f}%, {} pairs{}{})", e.value,
+                  e.low, e.high, e.samples, clock.empty() ? "" : ", ", clock);
   if (d.outcome == metrics::OverheadOutcome::kAbove) {
     cell.reasons.push_back(fmt::format("{} above the {:.2f}% limit", figure, rules.cpu.limit_pct));
   } else if (d.outcome == metrics::OverheadOutcome::kNoisy) {
