@@ -289,15 +289,34 @@ nlohmann::json CellOutcomeJson(const CellOutcome& c) {
   j["crashes_by_kind"] = kinds;
   j["pause_us"] = r.pause_median_us ? nlohmann::json(*r.pause_median_us) : nlohmann::json();
   j["pauses_us"] = r.pause_us;
+  auto opt = [](const std::optional<double>& v) {
+    return v ? nlohmann::json(*v) : nlohmann::json();
+  };
   if (r.cpu_overhead_pct) {
     j["cpu_overhead_pct"] = r.cpu_overhead_pct->value;
     j["cpu_overhead_interval_pct"] = {r.cpu_overhead_pct->low, r.cpu_overhead_pct->high};
+    j["cpu_pairs"] = r.cpu_overhead_pct->samples;
   } else {
     j["cpu_overhead_pct"] = nullptr;
   }
+  j["cpu_clock"] = metrics::CpuClockName(r.cpu_clock);
+  j["cpu_outcome"] =
+      r.cpu_outcome ? nlohmann::json(metrics::OverheadOutcomeName(*r.cpu_outcome)) : nullptr;
+  j["cpu_limit_pct"] = opt(r.cpu_limit_pct);
   j["overhead_flagged"] = c.overhead_flagged;
-  j["mem_overhead_kib"] =
-      r.mem_overhead_kib ? nlohmann::json(*r.mem_overhead_kib) : nlohmann::json();
+  nlohmann::json windows = nlohmann::json::array();
+  for (const auto& w : r.cpu_windows) {
+    windows.push_back({{"patched", w.patched}, {"cost", w.cost}, {"work", w.work}});
+  }
+  j["cpu_windows"] = windows;
+  if (r.host_load) {
+    j["host_load"] = {{"load1", r.host_load->load1},
+                      {"busy_pct", r.host_load->busy_pct},
+                      {"steal_pct", r.host_load->steal_pct}};
+  }
+  j["mem_overhead_kib"] = opt(r.mem_overhead_kib);
+  j["patch_mapped_kib"] = opt(r.patch_mapped_kib);
+  j["island_kib"] = opt(r.island_kib);
   j["semantic"] = metrics::SemanticVerdictName(r.semantic);
   j["duration_ms"] = r.duration_ms;
   j["artefacts"] = r.artefacts;
@@ -326,6 +345,10 @@ Runner::Runner(RunnerOptions options) : options_(std::move(options)) {}
 Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
                               const std::function<void(const RunProgress&)>& progress) {
   if (scenarios.empty()) return Fail(ErrorCode::kInvalidArgument, "no scenario to run");
+  // Cells are judged under the policy the gate will use (a scenario's limits
+  // only tighten it), so a run and `patchlab gate` cannot disagree.
+  const metrics::Policy& policy =
+      options_.policy != nullptr ? *options_.policy : metrics::DefaultPolicy();
   if (auto s = MakeDirs(options_.out); !s) return std::unexpected(s.error());
   fs::path out = fs::absolute(options_.out);
 
@@ -356,8 +379,10 @@ Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
     return std::unexpected(s.error());
 
   // 4. The cells, `jobs` at a time, all at once or ring by ring.
-  internal::CellContext ctx{factory->get(),      &*db,    report.run_id, out, key->public_key,
-                            &semantic->verdicts, &cancel_};
+  internal::CellContext ctx{factory->get(),      &*db,     report.run_id, out, key->public_key,
+                            &semantic->verdicts, &cancel_, &policy};
+  // Under TCG, CPU figures count guest instructions: host load cannot move them.
+  ctx.count_instructions = options_.backend == RunnerBackend::kQemu;
   internal::CellPool pool(*plan, ctx, options_.jobs, progress);
   Status ran = options_.rings ? RunRings(options_, cancel_, *plan, pool, *db, report)
                               : RunAllCells(*plan, pool);

@@ -242,13 +242,21 @@ Result<MeasureSpec> ParseMeasure(const YamlMap& root) {
   MeasureSpec s;
   if (!root.Has("measure")) return s;
   PL_TRY(m, root.Map("measure"));
-  PL_CHECK(m.AllowOnly({"window", "alternations"}));
+  PL_CHECK(m.AllowOnly({"window", "alternations", "max_alternations"}));
   PL_TRY(window, GetDurationOr(m, "window", s.window));
   if (window < milliseconds(100))
     return std::unexpected(m.ErrorAt("window", "must be at least 100ms"));
   s.window = window;
   PL_TRY(alternations, GetIntInRange(m, "alternations", s.alternations, 1, 100));
   s.alternations = alternations;
+  // The default budget is never below an explicit `alternations`.
+  PL_TRY(max_alternations,
+         GetIntInRange(m, "max_alternations", std::max(s.max_alternations, alternations), 1, 200));
+  if (max_alternations < alternations) {
+    return std::unexpected(m.ErrorAt(
+        "max_alternations", fmt::format("must be at least alternations ({})", alternations)));
+  }
+  s.max_alternations = max_alternations;
   return s;
 }
 
@@ -278,7 +286,7 @@ Result<LimitsSpec> ParseLimits(const YamlMap& root) {
   if (!root.Has("limits")) return s;
   PL_TRY(m, root.Map("limits"));
   PL_CHECK(m.AllowOnly({"cpu_overhead_pct", "mem_overhead_kib", "pause_us"}));
-  PL_TRY(cpu, m.GetOr<double>("cpu_overhead_pct", s.cpu_overhead_pct));
+  PL_TRY(cpu, m.GetOr<double>("cpu_overhead_pct", 0.0));
   PL_TRY(mem, m.GetOr<double>("mem_overhead_kib", s.mem_overhead_kib));
   PL_TRY(pause, m.GetOr<double>("pause_us", s.pause_us));
   for (auto [key, v] :
@@ -286,7 +294,7 @@ Result<LimitsSpec> ParseLimits(const YamlMap& root) {
     if (!(v >= 0) || !std::isfinite(v))
       return std::unexpected(m.ErrorAt(key, "must be a number >= 0"));
   }
-  s.cpu_overhead_pct = cpu;
+  if (m.Has("cpu_overhead_pct")) s.cpu_overhead_pct = cpu;
   s.mem_overhead_kib = mem;
   s.pause_us = pause;
   return s;

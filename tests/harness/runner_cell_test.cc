@@ -49,6 +49,7 @@ class FakeGuest : public CellGuest {
   Result<std::string> KernelLogSince() override { return std::string(); }
   std::vector<Crash> MachineCrashes() override { return crashes; }
   std::string ScratchDir() const override { return "/tmp/cell"; }
+  metrics::CpuClock Clock() const override { return metrics::CpuClock::kGuestCpuTime; }
   Status Shutdown() override { return {}; }
 
  private:
@@ -110,8 +111,7 @@ TEST(CellSequence, AFailedCopyIntoTheMachineIsAnInfraError) {
         << *obs.infra_error;
     EXPECT_TRUE(obs.problems.empty());
     metrics::CellResult cell;
-    bool flagged = false;
-    ComputeFigures(obs, LimitsSpec{}, cell, flagged);
+    ComputeFigures(obs, CellRules{}, cell);
     EXPECT_EQ(cell.verdict, metrics::Verdict::kInfraError);
     EXPECT_EQ(cell.apply, metrics::ApplyResult::kNotRun);
   }

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "base/file_util.h"
+#include "tests/support/status_matchers.h"
 
 namespace patchlab::harness {
 namespace {
@@ -124,6 +125,20 @@ TEST_F(ScenarioFileTest, BadDurationNamesTheField) {
   ASSERT_FALSE(s);
   EXPECT_THAT(s.error().ToString(), StartsWith(File() + ":17:11:"));
   EXPECT_THAT(s.error().ToString(), HasSubstr("measure.window"));
+}
+
+TEST_F(ScenarioFileTest, PairBudgetBelowTheFirstLookNamesTheField) {
+  auto s = Load(Edit("alternations: 2", "alternations: 2\n  max_alternations: 1"));
+  ASSERT_FALSE(s);
+  EXPECT_THAT(s.error().ToString(), HasSubstr("measure.max_alternations"));
+  EXPECT_THAT(s.error().ToString(), HasSubstr("at least alternations (2)"));
+}
+
+TEST_F(ScenarioFileTest, CpuLimitIsKeptOnlyWhenTheScenarioSetsIt) {
+  auto s = Load(Edit("alternations: 2", "alternations: 2\nlimits:\n  pause_us: 1000"));
+  ASSERT_OK(s);
+  EXPECT_FALSE(s->limits.cpu_overhead_pct.has_value());  // the policy's limit applies
+  EXPECT_EQ(s->measure.max_alternations, 28);
 }
 
 TEST_F(ScenarioFileTest, BadFunctionMapNamesTheItem) {

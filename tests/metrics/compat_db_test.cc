@@ -11,6 +11,7 @@
 
 #include "base/file_util.h"
 #include "tests/metrics/test_util.h"
+#include "tests/support/status_matchers.h"
 
 namespace patchlab::metrics {
 namespace {
@@ -154,6 +155,20 @@ TEST(CompatDb, MigratesAVersion1FileKeepingItsData) {
   EXPECT_EQ(cells->front().crashes.at(CrashKind::kSegfault), 2);
   EXPECT_EQ(cells->front().pause_us, (std::vector<double>{1500, 2500}));
   EXPECT_FALSE(cells->front().met_expectation.has_value());
+  // The CPU figure survives every migration; what schema 4 added is empty.
+  const CellResult& old = cells->front();
+  ASSERT_TRUE(old.cpu_overhead_pct.has_value());
+  EXPECT_EQ(old.cpu_overhead_pct->value, 1.5);
+  EXPECT_EQ(old.cpu_overhead_pct->low, 0.5);
+  EXPECT_EQ(old.cpu_overhead_pct->high, 2.5);
+  EXPECT_EQ(old.cpu_overhead_pct->samples, 8u);
+  EXPECT_EQ(old.cpu_overhead_pct->coverage, 0);
+  EXPECT_EQ(old.cpu_clock, CpuClock::kUnknown);
+  EXPECT_FALSE(old.cpu_outcome.has_value());
+  EXPECT_FALSE(old.cpu_scenario_limit_pct.has_value());
+  EXPECT_TRUE(old.cpu_windows.empty());
+  EXPECT_FALSE(old.host_load.has_value());
+  EXPECT_EQ(old.mem_overhead_kib, 4096.0);
   EXPECT_EQ(db->Findings(1)->size(), 1u);
   EXPECT_EQ(db->GetImage("deb12")->value().packages, std::vector<std::string>{"busybox=1.35"});
 
@@ -170,6 +185,47 @@ TEST(CompatDb, MigratesAVersion1FileKeepingItsData) {
   auto again = CompatDb::Open(file);
   ASSERT_TRUE(again.has_value()) << again.error().ToString();
   EXPECT_EQ(again->CellsOfRun(1)->size(), 1u);
+}
+
+TEST(CompatDb, RecordsEveryPartOfACpuFigure) {
+  ScratchDir dir;
+  CompatDb db = OpenSeeded(dir / "lab.db");
+  auto run = db.BeginRun(RunInfo{});
+  ASSERT_OK(run);
+  CellResult c = GoodCell(*run, "deb12");
+  c.cpu_overhead_pct = Estimate{0.42, 0.31, 0.55, 12, 0.9995};
+  c.cpu_clock = CpuClock::kGuestInstructions;
+  c.cpu_outcome = OverheadOutcome::kWithin;
+  c.cpu_limit_pct = 2.0;
+  c.cpu_scenario_limit_pct = 5.0;
+  c.cpu_windows = {{false, 1000, 10}, {true, 1004.2, 10}};
+  c.cpu_reference_pct = Estimate{0.6, -0.4, 1.5, 12, 0.9995};
+  c.cpu_reference_clock = CpuClock::kNativeCpuTime;
+  c.host_load = HostLoad{3.5, 97.0, 1.25};
+  c.patch_mapped_kib = 12;
+  c.island_kib = 4;
+  ASSERT_OK(db.RecordCell(c));
+  auto cells = db.CellsOfRun(*run);
+  ASSERT_OK(cells);
+  ASSERT_EQ(cells->size(), 1u);
+  const CellResult& r = cells->front();
+  ASSERT_TRUE(r.cpu_overhead_pct.has_value());
+  EXPECT_EQ(r.cpu_overhead_pct->coverage, 0.9995);
+  EXPECT_EQ(r.cpu_clock, CpuClock::kGuestInstructions);
+  EXPECT_EQ(r.cpu_outcome, OverheadOutcome::kWithin);
+  EXPECT_EQ(r.cpu_limit_pct, 2.0);
+  EXPECT_EQ(r.cpu_scenario_limit_pct, 5.0);
+  ASSERT_EQ(r.cpu_windows.size(), 2u);
+  EXPECT_TRUE(r.cpu_windows[1].patched);
+  EXPECT_EQ(r.cpu_windows[1].cost, 1004.2);
+  EXPECT_EQ(r.cpu_windows[1].work, 10);
+  ASSERT_TRUE(r.cpu_reference_pct.has_value());
+  EXPECT_EQ(r.cpu_reference_pct->high, 1.5);
+  EXPECT_EQ(r.cpu_reference_clock, CpuClock::kNativeCpuTime);
+  ASSERT_TRUE(r.host_load.has_value());
+  EXPECT_EQ(r.host_load->steal_pct, 1.25);
+  EXPECT_EQ(r.patch_mapped_kib, 12);
+  EXPECT_EQ(r.island_kib, 4);
 }
 
 TEST(CompatDb, RefusesANewerSchemaAndAFileThatIsNotADatabase) {

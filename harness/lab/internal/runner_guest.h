@@ -64,6 +64,10 @@ class CellGuest {
   // this lab machine.
   virtual std::string Host() const { return ""; }
 
+  // The clock a target's CPU time is read on in this machine: instructions in
+  // an instruction-counting guest, CPU time otherwise.
+  virtual metrics::CpuClock Clock() const = 0;
+
   // Where guest-side scratch files go (e.g. "/tmp/cell"), created on start.
   virtual std::string ScratchDir() const = 0;
   // Stops the machine and keeps its logs (console, agent, kernel) in the
@@ -78,6 +82,9 @@ struct GuestSpec {
   int vcpus = 2;
   int memory_mib = 256;
   std::filesystem::path artefacts;  // console.log, agent.log, kernel.log land here
+  // Count guest instructions (one vCPU; VmSpec::count_instructions) where the
+  // machine can: CPU figures the host's load cannot disturb.
+  bool count_instructions = false;
 };
 
 class GuestFactory {

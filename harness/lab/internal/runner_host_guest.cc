@@ -162,6 +162,7 @@ class HostGuest : public CellGuest {
 
   std::vector<Crash> MachineCrashes() override { return {}; }
   std::string ScratchDir() const override { return scratch_.string(); }
+  metrics::CpuClock Clock() const override { return metrics::CpuClock::kNativeCpuTime; }
 
   Status Shutdown() override {
     for (auto& [pid, sp] : children_) (void)sp.Signal(SIGKILL);

@@ -103,6 +103,10 @@ class VmGuest : public CellGuest {
 
   std::string ScratchDir() const override { return kScratch; }
   std::string Host() const override { return host_; }
+  metrics::CpuClock Clock() const override {
+    return vm_ && vm_->CountsInstructions() ? metrics::CpuClock::kGuestInstructions
+                                            : metrics::CpuClock::kGuestCpuTime;
+  }
 
   Status Shutdown() override {
     if (!vm_) return {};
@@ -130,11 +134,13 @@ class VmGuestFactory : public GuestFactory {
     if (!image) return std::unexpected(image.error());
     VmSpec vs;
     vs.cpu_model = spec.cpu;
-    vs.smp = spec.vcpus;
+    vs.smp = spec.count_instructions ? 1 : spec.vcpus;
+    vs.count_instructions = spec.count_instructions;
     vs.memory_mib = spec.memory_mib;
     vs.artefacts_dir = spec.artefacts;
     vs.name = spec.image + "-" + spec.cpu;
-    std::string key = fmt::format("{}-{}-{}x{}", spec.image, spec.cpu, spec.vcpus, spec.memory_mib);
+    std::string key = fmt::format("{}-{}-{}x{}{}", spec.image, spec.cpu, vs.smp, spec.memory_mib,
+                                  vs.count_instructions ? "-icount" : "");
     std::mutex* key_mu;
     {
       std::lock_guard<std::mutex> lock(mu_);
