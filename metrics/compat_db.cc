@@ -197,8 +197,8 @@ Status CompatDb::RecordCell(const CellResult& cell) {
         "apply_result, apply_reason, pause_us, pause_median_us, cpu_overhead_pct, cpu_ci_low, "
         "cpu_ci_high, "
         "cpu_samples, mem_overhead_kib, semantic, duration_ms, artefacts, reasons, recorded_at, "
-        "met_expectation) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+        "met_expectation, application) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     if (!ins) return std::unexpected(ins.error());
     std::optional<double> pause_median = cell.pause_median_us;
     if (!pause_median) pause_median = Median(cell.pause_us);
@@ -226,6 +226,7 @@ Status CompatDb::RecordCell(const CellResult& cell) {
     } else {
       ins->BindNull(24);
     }
+    ins->Bind(25, cell.application);
     if (auto r = ins->Run(); !r) return r;
     int64_t cell_id = conn_->LastInsertId();
 

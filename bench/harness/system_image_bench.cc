@@ -18,8 +18,8 @@
 #include <filesystem>
 #include <vector>
 
-#include "harness/image_store.h"
-#include "harness/qemu_backend.h"
+#include "harness/vm/image_store.h"
+#include "harness/vm/qemu_backend.h"
 
 namespace patchlab::harness {
 namespace {

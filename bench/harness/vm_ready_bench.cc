@@ -20,8 +20,8 @@
 
 #include "base/file_util.h"
 #include "base/subprocess.h"
-#include "harness/image_store.h"
-#include "harness/qemu_backend.h"
+#include "harness/vm/image_store.h"
+#include "harness/vm/qemu_backend.h"
 
 namespace patchlab::harness {
 namespace {

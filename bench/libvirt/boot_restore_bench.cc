@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "harness/libvirt/libvirt_backend.h"
-#include "harness/qemu_backend.h"
+#include "harness/vm/qemu_backend.h"
 #include "tests/libvirt/libvirtd_fixture.h"
 #include "tests/libvirt/test_image.h"
 

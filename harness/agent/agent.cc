@@ -18,7 +18,7 @@
 #include "base/parent_death.h"
 #include "base/process_table.h"
 #include "harness/agent/guest_info.h"
-#include "harness/agent_protocol.h"
+#include "harness/protocol/agent_protocol.h"
 
 namespace patchlab::agent {
 namespace proto = harness::agent_protocol;

@@ -1,4 +1,4 @@
-// Agent: the guest side of the lab's channel (harness/agent_protocol.h).
+// Agent: the guest side of the lab's channel (harness/protocol/agent_protocol.h).
 //
 // One thread, one poll loop over the channel, a signalfd for SIGCHLD, the
 // capture pipes of `run` children and a heartbeat timer. It starts workloads,

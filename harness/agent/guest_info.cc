@@ -10,7 +10,7 @@
 #include <sstream>
 #include <vector>
 
-#include "harness/agent_protocol.h"
+#include "harness/protocol/agent_protocol.h"
 
 namespace patchlab::agent {
 namespace {

@@ -1,4 +1,4 @@
-// patchlab-agent: the lab's guest agent (see agent.h, harness/agent_protocol.h).
+// patchlab-agent: the lab's guest agent (see agent.h, harness/protocol/agent_protocol.h).
 //
 //   patchlab-agent --device /dev/ttyS1     in a guest: the second serial port
 //   patchlab-agent --listen SOCKET         on a host: accept one connection (tests)

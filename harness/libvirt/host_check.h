@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "harness/libvirt/image_upload.h"
-#include "harness/vm_backend.h"
+#include "harness/vm/vm_backend.h"
 
 namespace patchlab::harness {
 

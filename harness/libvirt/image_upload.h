@@ -20,7 +20,7 @@
 
 #include "base/error.h"
 #include "harness/libvirt/libvirt_host.h"
-#include "harness/vm_backend.h"
+#include "harness/vm/vm_backend.h"
 
 namespace patchlab::harness {
 

@@ -49,8 +49,8 @@
 #include "harness/libvirt/image_upload.h"
 #include "harness/libvirt/libvirt_host.h"
 #include "harness/libvirt/transient_domain.h"
-#include "harness/qemu_backend.h"  // KvmProbe
-#include "harness/vm_backend.h"
+#include "harness/vm/qemu_backend.h"  // KvmProbe
+#include "harness/vm/vm_backend.h"
 
 namespace patchlab::harness {
 

@@ -35,7 +35,8 @@ const char* const kCellColumns =
     "c.cpu_ci_low, c.cpu_ci_high, c.cpu_samples, c.mem_overhead_kib, c.semantic, c.duration_ms, "
     "c.artefacts, "
     "c.reasons, c.recorded_at, "
-    "(SELECT group_concat(kind || '=' || count, ',') FROM cell_crashes WHERE cell_id = c.id)";
+    "(SELECT group_concat(kind || '=' || count, ',') FROM cell_crashes WHERE cell_id = c.id), "
+    "c.application";
 
 namespace {
 
@@ -88,6 +89,7 @@ Result<CellResult> ReadCell(const Statement& s, const std::filesystem::path& fil
     }
   }
   c.recorded_at = s.Int(23);
+  c.application = s.Text(25);
   std::string crashes = s.Text(24);
   size_t pos = 0;
   while (pos < crashes.size()) {

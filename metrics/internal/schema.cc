@@ -105,6 +105,12 @@ ALTER TABLE runs ADD COLUMN pid_ns TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN pid_start INTEGER NOT NULL DEFAULT 0;
 )sql";
 
+// Version 4: the application a cell ran ("nginx-light 1.22.1-9", or a program
+// and its build-id), for targets the lab did not build; '' for the lab's own.
+constexpr const char* kV4 = R"sql(
+ALTER TABLE cells ADD COLUMN application TEXT NOT NULL DEFAULT '';
+)sql";
+
 }  // namespace
 
 const char* MigrationTo(int version) {
@@ -115,6 +121,8 @@ const char* MigrationTo(int version) {
       return kV2;
     case 3:
       return kV3;
+    case 4:
+      return kV4;
     default:
       return nullptr;
   }

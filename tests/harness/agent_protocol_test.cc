@@ -1,7 +1,7 @@
 // The agent protocol end to end on the host: the real patchlab-agent binary
 // listening on a unix socket, the real AgentClient talking to it. Fault cases
 // (garbage, silence, a dead peer) use a socket the test speaks on by hand.
-#include "harness/agent_protocol.h"
+#include "harness/protocol/agent_protocol.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -15,7 +15,7 @@
 #include "base/file_util.h"
 #include "base/proc_stat.h"
 #include "base/subprocess.h"
-#include "harness/agent_client.h"
+#include "harness/vm/agent_client.h"
 
 namespace patchlab::harness {
 namespace {

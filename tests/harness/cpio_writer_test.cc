@@ -1,6 +1,6 @@
 // The initramfs writer, checked by the real cpio(1) reading its archives back,
 // and the image recipe parser's errors.
-#include "harness/internal/cpio_writer.h"
+#include "harness/vm/internal/cpio_writer.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -10,8 +10,8 @@
 
 #include "base/file_util.h"
 #include "base/subprocess.h"
-#include "harness/image_store.h"
-#include "harness/internal/debian_system.h"
+#include "harness/vm/image_store.h"
+#include "harness/vm/internal/debian_system.h"
 #include "tests/support/status_matchers.h"
 
 namespace patchlab::harness {

@@ -1,5 +1,5 @@
 // Kernel log lines as Linux 6.1 prints them, and VM events, to crash kinds.
-#include "harness/crash_classifier.h"
+#include "harness/vm/crash_classifier.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>

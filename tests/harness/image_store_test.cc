@@ -1,6 +1,6 @@
 // Reference images built for real from Debian's archive: the first build
 // fetches the kernel package, the second finds everything in the cache.
-#include "harness/image_store.h"
+#include "harness/vm/image_store.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>

@@ -1,7 +1,7 @@
 // The QEMU backend on real VMs (TCG here): one cold boot for the suite, its
 // ready state saved once, and every crash case on its own restored VM. The
 // console, agent and QEMU logs of each VM stay under the test's artefacts dir.
-#include "harness/qemu_backend.h"
+#include "harness/vm/qemu_backend.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -10,8 +10,8 @@
 #include <thread>
 
 #include "base/file_util.h"
-#include "harness/crash_classifier.h"
-#include "harness/internal/qemu_vm.h"
+#include "harness/vm/crash_classifier.h"
+#include "harness/vm/internal/qemu_vm.h"
 #include "tests/harness/vm_test_env.h"
 
 namespace patchlab::harness {

@@ -3,14 +3,14 @@
 // the package or the key is copied in) is the lab's failure, recorded as
 // infra-error, never a failure of the patch; a machine that crashed meanwhile
 // is the patch's doing and stays a crash.
-#include "harness/internal/runner_cell.h"
+#include "harness/lab/internal/runner_cell.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
-#include "harness/internal/runner_figures.h"
+#include "harness/lab/internal/runner_figures.h"
 #include "metrics/cell_result.h"
 
 namespace patchlab::harness::internal {
@@ -41,6 +41,10 @@ class FakeGuest : public CellGuest {
   Result<std::optional<GuestExit>> Wait(pid_t, milliseconds) override { return Unreached(); }
   Status Kill(pid_t, int) override { return Unreached(); }
   Result<GuestSample> Sample(pid_t) override { return Unreached(); }
+  Result<GuestRun> Run(const std::vector<std::string>&, milliseconds) override {
+    return Unreached();
+  }
+  Result<std::vector<ProcessCpu>> Processes(const std::string&) override { return Unreached(); }
   Result<GuestPatchAnswer> Apply(pid_t, const std::string&, const std::string&,
                                  milliseconds) override {
     return Unreached();

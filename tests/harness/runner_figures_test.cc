@@ -1,4 +1,4 @@
-#include "harness/internal/runner_figures.h"
+#include "harness/lab/internal/runner_figures.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

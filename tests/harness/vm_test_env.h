@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <string>
 
-#include "harness/image_store.h"
+#include "harness/vm/image_store.h"
 
 namespace patchlab::harness::testing {
 

@@ -16,11 +16,11 @@
 
 #include "base/file_util.h"
 #include "base/parent_death.h"
-#include "harness/image_store.h"
 #include "harness/libvirt/fleet_backend.h"
 #include "harness/libvirt/host_check.h"
 #include "harness/libvirt/image_upload.h"
 #include "harness/libvirt/libvirt_backend.h"
+#include "harness/vm/image_store.h"
 #include "tests/libvirt/libvirtd_fixture.h"
 #include "tests/libvirt/test_image.h"
 

@@ -7,8 +7,8 @@
 
 #include "base/file_util.h"
 #include "base/subprocess.h"
-#include "harness/image_store.h"
-#include "harness/internal/cpio_writer.h"
+#include "harness/vm/image_store.h"
+#include "harness/vm/internal/cpio_writer.h"
 
 namespace patchlab::testing {
 

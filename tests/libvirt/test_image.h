@@ -10,7 +10,7 @@
 #include <filesystem>
 
 #include "base/error.h"
-#include "harness/vm_backend.h"
+#include "harness/vm/vm_backend.h"
 
 namespace patchlab::testing {
 

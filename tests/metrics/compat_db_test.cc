@@ -41,6 +41,7 @@ TEST(CompatDb, CellRoundTripKeepsEveryFigure) {
   cell.apply = ApplyResult::kRolledBack;
   cell.apply_reason = "thread 12 inside parse_kv";
   cell.met_expectation = false;
+  cell.application = "nginx-light 1.22.1-9+deb12u12";
   ASSERT_TRUE(db.RecordCell(cell).has_value());
 
   auto cells = db.CellsOfRun(*run);
@@ -52,6 +53,7 @@ TEST(CompatDb, CellRoundTripKeepsEveryFigure) {
   EXPECT_EQ(back.apply, ApplyResult::kRolledBack);
   EXPECT_EQ(back.apply_reason, cell.apply_reason);
   EXPECT_EQ(back.met_expectation, std::optional<bool>(false));
+  EXPECT_EQ(back.application, "nginx-light 1.22.1-9+deb12u12");
   EXPECT_EQ(back.crashes, cell.crashes);
   EXPECT_EQ(back.TotalCrashes(), 3);
   EXPECT_EQ(back.pause_us, cell.pause_us);
@@ -154,6 +156,7 @@ TEST(CompatDb, MigratesAVersion1FileKeepingItsData) {
   EXPECT_EQ(cells->front().crashes.at(CrashKind::kSegfault), 2);
   EXPECT_EQ(cells->front().pause_us, (std::vector<double>{1500, 2500}));
   EXPECT_FALSE(cells->front().met_expectation.has_value());
+  EXPECT_EQ(cells->front().application, "");  // a column version 4 added
   EXPECT_EQ(db->Findings(1)->size(), 1u);
   EXPECT_EQ(db->GetImage("deb12")->value().packages, std::vector<std::string>{"busybox=1.35"});
 

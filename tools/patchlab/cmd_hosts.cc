@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "harness/image_store.h"
 #include "harness/libvirt/host_check.h"
+#include "harness/vm/image_store.h"
 #include "tools/patchlab/commands.h"
 
 namespace patchlab::cli {

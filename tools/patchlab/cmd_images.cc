@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "harness/image_store.h"
+#include "harness/vm/image_store.h"
 #include "tools/patchlab/commands.h"
 
 namespace patchlab::cli {

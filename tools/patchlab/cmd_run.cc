@@ -7,9 +7,9 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
-#include "harness/image_store.h"
-#include "harness/runner.h"
-#include "harness/scenario.h"
+#include "harness/lab/runner.h"
+#include "harness/lab/scenario.h"
+#include "harness/vm/image_store.h"
 #include "metrics/policy.h"
 #include "tools/patchlab/commands.h"
 

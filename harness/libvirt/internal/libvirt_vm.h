@@ -16,11 +16,11 @@
 #include <string>
 #include <vector>
 
-#include "harness/agent_client.h"
 #include "harness/libvirt/internal/console_bridge.h"
 #include "harness/libvirt/libvirt_backend.h"
 #include "harness/libvirt/transient_domain.h"
-#include "harness/vm_backend.h"
+#include "harness/vm/agent_client.h"
+#include "harness/vm/vm_backend.h"
 
 namespace patchlab::harness::libvirt_internal {
 

@@ -1,0 +1,339 @@
+#include "harness/lab/internal/runner_cell.h"
+
+#include <signal.h>
+
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "base/log.h"
+#include "base/subprocess.h"
+#include "harness/lab/internal/runner_app_cell.h"
+
+namespace patchlab::harness::internal {
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+// How long a target may take to write its first stats line, and to exit once
+// asked to (SIGTERM) before it counts as hung. TCG runs guests 10-50x slower
+// than the host, hence the generous bounds.
+constexpr milliseconds kFirstReportGrace{15000};
+constexpr milliseconds kExitGrace{10000};
+constexpr milliseconds kPoll{100};
+
+// Ends the sequence early: what happened has already been written into obs.
+struct Stop {};
+
+// Whose step failed when a guest call fails without the machine failing: the
+// patch's (starting the target, applying, the workload) or the lab's own
+// (copying files in, reading the kernel log), which says nothing of the patch.
+enum class Step { kPatch, kLab };
+
+class Sequence {
+ public:
+  Sequence(CellGuest& guest, const CellPlan& plan, const std::atomic<bool>* cancel,
+           CellObservations& obs)
+      : guest_(guest),
+        plan_(plan),
+        cancel_(cancel),
+        obs_(obs),
+        deadline_(Clock::now() + plan.scenario->timeout) {}
+
+  void Run() {
+    try {
+      Prepare();
+      StartWorkload();
+      Measure();
+      Finish();
+    } catch (const Stop&) {
+      // Something ended the sequence; gather what can still be gathered.
+      if (!obs_.infra_error && !machine_gone_) Finish();
+    }
+  }
+
+ private:
+  // Unwraps a guest answer; a machine failure, or any failure of a lab step
+  // (a full guest disk while copying the target in), ends the cell as infra.
+  template <typename T>
+  T Must(Result<T> r, std::string_view what, Step step = Step::kPatch) {
+    if (r) return std::move(*r);
+    if (step == Step::kLab || r.error().code() == ErrorCode::kInfra ||
+        r.error().code() == ErrorCode::kTimeout) {
+      // A guest that panicked or hung fails every call too, but that is the
+      // patch's doing, not the lab's.
+      std::vector<Crash> crashes = guest_.MachineCrashes();
+      if (!crashes.empty()) {
+        for (Crash& c : crashes) obs_.crashes.push_back(std::move(c));
+        obs_.problems.push_back(fmt::format("{}: the machine stopped answering", what));
+        machine_gone_ = true;
+        throw Stop{};
+      }
+      obs_.infra_error = fmt::format("{}: {}", what, r.error().ToString());
+      throw Stop{};
+    }
+    obs_.problems.push_back(fmt::format("{}: {}", what, r.error().ToString()));
+    throw Stop{};
+  }
+  void Must(Status s, std::string_view what, Step step = Step::kPatch) {
+    if (!s) Must(Result<int>(std::unexpected(s.error())), what, step);
+  }
+
+  void CheckTime() {
+    if (cancel_ != nullptr && cancel_->load()) {
+      obs_.infra_error = "cancelled";
+      throw Stop{};
+    }
+    if (Clock::now() > deadline_) {
+      obs_.problems.push_back(fmt::format(
+          "the cell exceeded its {}s timeout",
+          std::chrono::duration_cast<std::chrono::seconds>(plan_.scenario->timeout).count()));
+      throw Stop{};
+    }
+  }
+
+  void Prepare() {
+    scratch_ = guest_.ScratchDir();
+    const Scenario& s = *plan_.scenario;
+    guest_program_ = scratch_ + "/" + s.target.program;
+    guest_package_ = scratch_ + "/" + plan_.patch->spec->id + ".hpk";
+    guest_pubkey_ = scratch_ + "/patch.pub";
+    stats_path_ = scratch_ + "/stats";
+    Must(guest_.PutFile(plan_.built->program, guest_program_, 0755), "pushing the target",
+         Step::kLab);
+    Must(guest_.PutFile(plan_.patch->package, guest_package_, 0644), "pushing the package",
+         Step::kLab);
+    Must(guest_.PutFile(plan_.public_key, guest_pubkey_, 0644), "pushing the lab's public key",
+         Step::kLab);
+    // Marks the kernel log: crashes before this point are not the cell's.
+    (void)Must(guest_.KernelLogSince(), "reading the kernel log", Step::kLab);
+  }
+
+  void StartWorkload() {
+    std::vector<std::string> argv =
+        WorkloadArgv(*plan_.workload, plan_.scenario->target.program, guest_program_);
+    pid_ = Must(guest_.Exec(argv, {{"PATCHLAB_STATS", stats_path_}}, scratch_ + "/workload.log"),
+                "starting the workload");
+    running_ = true;
+    // Wait for the first report: the target is up and doing work.
+    Clock::time_point until = Clock::now() + kFirstReportGrace;
+    while (true) {
+      CheckTime();
+      if (auto s = TryStats(); s && s->ops > 0) break;
+      if (Clock::now() > until) {
+        obs_.problems.push_back(fmt::format("the workload reported no work within {}s of its start",
+                                            kFirstReportGrace.count() / 1000));
+        throw Stop{};
+      }
+      Sleep(kPoll);
+    }
+  }
+
+  void Measure() {
+    const Scenario& s = *plan_.scenario;
+    if (s.apply.when == ApplyWhen::kAfterWarmup) Sleep(plan_.workload->warmup);
+    for (int i = 0; i < s.measure.alternations; ++i) {
+      MeasureWindow(false);
+      if (i == 0) obs_.pss_before_kib = Must(guest_.Sample(pid_), "sampling the target").pss_kib;
+      if (!Apply()) throw Stop{};
+      MeasureWindow(true);
+      if (i == 0) {
+        obs_.pss_after_kib = Must(guest_.Sample(pid_), "sampling the target").pss_kib;
+        for (int r = 1; r < s.apply.repeat; ++r) {
+          if (!Revert() || !Apply()) throw Stop{};
+        }
+      }
+      if (i + 1 < s.measure.alternations && !Revert()) throw Stop{};
+    }
+    GuestPatchAnswer verify = Must(guest_.Verify(pid_), "verifying");
+    obs_.calls.push_back({PatchCall::Op::kVerify, verify.exit_code, std::nullopt, verify.message});
+  }
+
+  // Stops the workload (it must exit cleanly), then reads the kernel log and
+  // the machine's own crash reports.
+  void Finish() {
+    if (running_) {
+      if (auto s = TryStats()) obs_.last_stats = *s;
+      (void)guest_.Kill(pid_, SIGTERM);
+      auto exit = guest_.Wait(pid_, kExitGrace);
+      if (!exit && exit.error().code() == ErrorCode::kInfra) {
+        obs_.infra_error = "waiting for the workload: " + exit.error().ToString();
+        return;
+      }
+      if (exit && !*exit) {
+        (void)guest_.Kill(pid_, SIGKILL);
+        obs_.crashes.push_back(
+            {metrics::CrashKind::kLostHeartbeat,
+             fmt::format("{} did not exit within {}s of SIGTERM (hung)",
+                         plan_.scenario->target.program, kExitGrace.count() / 1000)});
+        (void)guest_.Wait(pid_, kExitGrace);
+      } else if (exit) {
+        NoteExit(**exit);
+      }
+      running_ = false;
+      if (auto s = TryStats()) obs_.last_stats = *s;
+    }
+    auto klog = guest_.KernelLogSince();
+    if (klog) {
+      for (Crash& c : KernelLogCrashes(*klog)) obs_.crashes.push_back(std::move(c));
+    }
+    for (Crash& c : guest_.MachineCrashes()) obs_.crashes.push_back(std::move(c));
+  }
+
+  void NoteExit(const GuestExit& e) {
+    const std::string& program = plan_.scenario->target.program;
+    if (!e.exited) {
+      obs_.crashes.push_back({metrics::CrashKind::kWorkloadSignal,
+                              fmt::format("{} killed by {}", program, SignalName(e.signal))});
+    } else if (e.code != 0) {
+      obs_.crashes.push_back(
+          {metrics::CrashKind::kWorkloadExit, fmt::format("{} exited {}", program, e.code)});
+    }
+  }
+
+  // Sleeps `d` while watching the workload: an early end stops the sequence.
+  void Sleep(milliseconds d) {
+    Clock::time_point until = Clock::now() + d;
+    while (true) {
+      CheckTime();
+      milliseconds left = std::chrono::duration_cast<milliseconds>(until - Clock::now());
+      if (left <= milliseconds(0)) return;
+      if (!running_) {
+        std::this_thread::sleep_for(std::min(left, kPoll));
+        continue;
+      }
+      auto exit =
+          Must(guest_.Wait(pid_, std::min(left, milliseconds(500))), "watching the workload");
+      if (exit) {
+        running_ = false;
+        NoteExit(*exit);
+        if (exit->exited && exit->code == 0) {
+          obs_.problems.push_back(
+              "the workload ended before the measurement finished "
+              "(make workload.duration longer)");
+        }
+        if (auto s = TryStats()) obs_.last_stats = *s;
+        throw Stop{};
+      }
+    }
+  }
+
+  std::optional<StatsSample> TryStats() {
+    auto text = guest_.ReadFile(stats_path_);
+    if (!text) {
+      if (text.error().code() == ErrorCode::kInfra)
+        Must(std::move(text), "reading the workload's stats");
+      return std::nullopt;
+    }
+    auto s = ParseStatsLine(*text);
+    if (!s) return std::nullopt;  // a torn read cannot happen (rename), but a target may lie
+    obs_.last_stats = *s;
+    return *s;
+  }
+
+  StatsSample Stats() {
+    auto s = TryStats();
+    if (!s) {
+      obs_.problems.push_back("the workload's stats file " + stats_path_ +
+                              " is missing or malformed");
+      throw Stop{};
+    }
+    return *s;
+  }
+
+  void MeasureWindow(bool patched) {
+    StatsSample begin = Stats();
+    Sleep(plan_.scenario->measure.window);
+    StatsSample end = Stats();
+    if (end.ops == begin.ops) {
+      obs_.crashes.push_back(
+          {metrics::CrashKind::kLostHeartbeat,
+           fmt::format("{} completed no operation in a {}ms {} window (hung)",
+                       plan_.scenario->target.program, plan_.scenario->measure.window.count(),
+                       patched ? "patched" : "unpatched")});
+      throw Stop{};
+    }
+    obs_.windows.push_back({patched, begin, end});
+  }
+
+  bool Apply() {
+    CheckTime();
+    GuestPatchAnswer a =
+        Must(guest_.Apply(pid_, guest_package_, guest_pubkey_, plan_.scenario->apply.timeout),
+             "applying");
+    PatchCall call{PatchCall::Op::kApply, a.exit_code, std::nullopt, a.message};
+    if (a.exit_code == 0) {
+      // The pause is hotpatch's own figure: the time the process was stopped.
+      auto json = nlohmann::json::parse(a.json, nullptr, false);
+      if (json.is_object() && json.contains("pause_us") && json["pause_us"].is_number()) {
+        call.pause_us = json["pause_us"].get<double>();
+      }
+    }
+    obs_.calls.push_back(std::move(call));
+    if (a.exit_code == 5) NoteVanished();
+    return a.exit_code == 0;
+  }
+
+  // hotpatch found the target gone: tell a crash from a workload whose
+  // duration ran out before the measurement did.
+  void NoteVanished() {
+    auto exit = guest_.Wait(pid_, milliseconds(1000));
+    if (!exit || !*exit) return;
+    running_ = false;
+    NoteExit(**exit);
+    if ((*exit)->exited && (*exit)->code == 0) {
+      obs_.problems.push_back(
+          "the workload ended before the measurement finished (make workload.duration longer)");
+    }
+  }
+
+  bool Revert() {
+    CheckTime();
+    GuestPatchAnswer a = Must(guest_.Revert(pid_, plan_.patch->spec->id), "reverting");
+    obs_.calls.push_back({PatchCall::Op::kRevert, a.exit_code, std::nullopt, a.message});
+    if (a.exit_code == 5) NoteVanished();
+    return a.exit_code == 0;
+  }
+
+  CellGuest& guest_;
+  const CellPlan& plan_;
+  const std::atomic<bool>* cancel_;
+  CellObservations& obs_;
+  Clock::time_point deadline_;
+  std::string scratch_, guest_program_, guest_package_, guest_pubkey_, stats_path_;
+  pid_t pid_ = -1;
+  bool running_ = false;
+  bool machine_gone_ = false;
+};
+
+void ReplaceAll(std::string& s, std::string_view from, const std::string& to) {
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) {
+    s.replace(at, from.size(), to);
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> WorkloadArgv(const WorkloadSpec& workload, const std::string& program,
+                                      const std::string& guest_program) {
+  std::vector<std::string> argv = workload.command;
+  if (!argv.empty() && argv[0] == program) argv[0] = guest_program;
+  for (auto& a : argv) {
+    ReplaceAll(a, "{threads}", std::to_string(workload.threads));
+    ReplaceAll(a, "{duration_ms}", std::to_string(workload.duration.count()));
+  }
+  return argv;
+}
+
+CellObservations RunCellSequence(CellGuest& guest, const CellPlan& plan,
+                                 const std::atomic<bool>* cancel) {
+  if (!plan.scenario->target.Built()) return RunAppCellSequence(guest, plan, cancel);
+  CellObservations obs;
+  Sequence(guest, plan, cancel, obs).Run();
+  Log("harness")->debug("cell {}/{}: {} windows, {} patch calls, {} crashes", plan.scenario->name,
+                        plan.patch->spec->id, obs.windows.size(), obs.calls.size(),
+                        obs.crashes.size());
+  return obs;
+}
+
+}  // namespace patchlab::harness::internal

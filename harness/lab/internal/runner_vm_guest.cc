@@ -1,0 +1,321 @@
+#include "harness/lab/internal/runner_vm_guest.h"
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+
+#include "base/file_util.h"
+#include "base/log.h"
+#include "harness/libvirt/fleet_backend.h"
+#include "harness/vm/image_store.h"
+#include "harness/vm/qemu_backend.h"
+
+namespace patchlab::harness::internal {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+
+// Under TCG a busy guest can go quiet for a while; only a long silence is a hang.
+constexpr milliseconds kHeartbeatThreshold{10000};
+constexpr milliseconds kCallTimeout{60000};
+constexpr const char* kScratch = "/tmp/cell";
+
+// An agent-side failure that is not the machine's: the guest answered.
+bool IsMachineFailure(const Error& e) {
+  return e.code() == ErrorCode::kInfra || e.code() == ErrorCode::kTimeout;
+}
+
+template <typename T>
+Result<T> AsInfra(Result<T> r, std::string_view what) {
+  if (!r && IsMachineFailure(r.error())) {
+    return std::unexpected(
+        Error(ErrorCode::kInfra, fmt::format("{}: {}", what, r.error().ToString())));
+  }
+  return r;
+}
+
+class VmGuest : public CellGuest {
+ public:
+  VmGuest(std::unique_ptr<Vm> vm, fs::path artefacts)
+      : vm_(std::move(vm)), artefacts_(std::move(artefacts)), host_(VmHostName(*vm_)) {}
+  ~VmGuest() override { (void)Shutdown(); }
+
+  Status Init() {
+    auto mark = AsInfra(vm_->agent().KernelLogMark(), "kmsg_mark");
+    if (!mark) return std::unexpected(mark.error());
+    mark_ = *mark;
+    ExecRequest mk;
+    mk.argv = {"/bin/mkdir", "-p", kScratch};
+    auto r = AsInfra(vm_->agent().Run(mk, kCallTimeout), "mkdir " + std::string(kScratch));
+    if (!r) return std::unexpected(r.error());
+    if (!r->exit.exited || r->exit.code != 0) {
+      return Fail(ErrorCode::kInfra, "mkdir {} in the guest: {} {}", kScratch, r->exit.ToString(),
+                  r->stderr_data);
+    }
+    return {};
+  }
+
+  Status PutFile(const fs::path& host_path, const std::string& guest_path, int mode) override {
+    auto bytes = patchlab::ReadFile(host_path);
+    if (!bytes) return std::unexpected(bytes.error());
+    auto r = vm_->agent().Put(guest_path, static_cast<mode_t>(mode), *bytes);
+    if (!r && IsMachineFailure(r.error()))
+      return Fail(ErrorCode::kInfra, "put {}: {}", guest_path, r.error().ToString());
+    return r;
+  }
+
+  Result<std::string> ReadFile(const std::string& guest_path) override {
+    return AsInfra(vm_->agent().Get(guest_path), "get " + guest_path);
+  }
+
+  Result<pid_t> Exec(const std::vector<std::string>& argv,
+                     const std::vector<std::pair<std::string, std::string>>& env,
+                     const std::string& log_path) override {
+    ExecRequest req;
+    req.argv = argv;
+    for (const auto& [k, v] : env) req.env[k] = v;
+    req.cwd = kScratch;
+    req.stdout_path = log_path;
+    req.stderr_path = log_path + ".err";
+    return AsInfra(vm_->agent().Exec(req), "exec " + argv[0]);
+  }
+
+  Result<std::optional<GuestExit>> Wait(pid_t pid, milliseconds timeout) override {
+    auto r = AsInfra(vm_->agent().Wait(pid, timeout), "wait");
+    if (!r) return std::unexpected(r.error());
+    if (r->timed_out) return std::optional<GuestExit>();
+    return std::optional<GuestExit>(*r);
+  }
+
+  Status Kill(pid_t pid, int signal) override {
+    auto r = vm_->agent().Kill(pid, signal);
+    if (!r && IsMachineFailure(r.error()))
+      return Fail(ErrorCode::kInfra, "kill: {}", r.error().ToString());
+    return r;
+  }
+
+  Result<GuestRun> Run(const std::vector<std::string>& argv, milliseconds timeout) override {
+    ExecRequest req;
+    req.argv = argv;
+    req.cwd = kScratch;
+    auto r = AsInfra(vm_->agent().Run(req, timeout), "run " + argv[0]);
+    if (!r) return std::unexpected(r.error());
+    return GuestRun{r->exit, std::move(r->stdout_data), std::move(r->stderr_data)};
+  }
+
+  Result<std::vector<ProcessCpu>> Processes(const std::string& program) override {
+    return AsInfra(vm_->agent().Processes(program), "procs " + program);
+  }
+
+  Result<GuestSample> Sample(pid_t pid) override {
+    auto r = AsInfra(vm_->agent().Sample(pid), "sample");
+    if (!r) return std::unexpected(r.error());
+    return GuestSample{r->pss_kib, r->rss_kib};
+  }
+
+  Result<GuestPatchAnswer> Apply(pid_t pid, const std::string& package, const std::string& pubkey,
+                                 milliseconds timeout) override {
+    return Hotpatch("apply",
+                    {"--pid", std::to_string(pid), "--pubkey", pubkey, "--timeout",
+                     std::to_string(timeout.count()), package},
+                    timeout * 4 + kCallTimeout);
+  }
+  Result<GuestPatchAnswer> Revert(pid_t pid, const std::string& patch_id) override {
+    return Hotpatch("revert", {"--pid", std::to_string(pid), patch_id}, kCallTimeout);
+  }
+  Result<GuestPatchAnswer> Verify(pid_t pid) override {
+    return Hotpatch("verify", {"--pid", std::to_string(pid)}, kCallTimeout);
+  }
+
+  Result<std::string> KernelLogSince() override {
+    auto lines = AsInfra(vm_->agent().KernelLog(mark_), "kmsg");
+    if (!lines) return std::unexpected(lines.error());
+    std::string out;
+    for (const auto& l : *lines) {
+      out += l.text + "\n";
+      mark_ = std::max(mark_, l.seq);
+    }
+    kernel_log_ += out;
+    return out;
+  }
+
+  std::vector<Crash> MachineCrashes() override {
+    std::vector<Crash> out;
+    for (const VmEvent& e : vm_->PollEvents(kHeartbeatThreshold)) {
+      // A dead VM process or a closed channel is the lab's failure, reported
+      // by the calls that failed; a panic or a hang is the guest's.
+      if (e.kind == VmEventKind::kGuestPanicked) {
+        out.push_back({metrics::CrashKind::kVmPanic, e.detail});
+      } else if (e.kind == VmEventKind::kHeartbeatLost) {
+        out.push_back({metrics::CrashKind::kLostHeartbeat, e.detail});
+      }
+    }
+    return out;
+  }
+
+  std::string ScratchDir() const override { return kScratch; }
+  std::string Host() const override { return host_; }
+
+  Status Shutdown() override {
+    if (!vm_) return {};
+    (void)WriteFileAtomic(artefacts_ / "kernel.log", kernel_log_);
+    Status s = vm_->Shutdown(milliseconds(3000));
+    vm_.reset();
+    return s;
+  }
+
+ private:
+  Result<GuestPatchAnswer> Hotpatch(const std::string& sub, std::vector<std::string> args,
+                                    milliseconds run_for) {
+    auto r = AsInfra(vm_->agent().Hotpatch(sub, std::move(args), run_for), "hotpatch " + sub);
+    if (!r) return std::unexpected(r.error());
+    GuestPatchAnswer a;
+    a.exit_code = r->exited ? r->exit_code : -1;
+    a.json = r->stdout_data;
+    a.message = r->exited ? r->stderr_data : "hotpatch died by a signal: " + r->stderr_data;
+    return a;
+  }
+
+  std::unique_ptr<Vm> vm_;
+  fs::path artefacts_;
+  std::string host_;  // libvirt host URI; empty for QEMU on this machine
+  uint64_t mark_ = 0;
+  std::string kernel_log_;
+};
+
+class VmGuestFactory : public GuestFactory {
+ public:
+  VmGuestFactory(ImageStore store, fs::path state_dir, std::unique_ptr<VmBackend> backend)
+      : store_(std::move(store)), backend_(std::move(backend)), state_dir_(std::move(state_dir)) {}
+
+  Result<std::unique_ptr<CellGuest>> Start(const GuestSpec& spec) override {
+    auto image = Image(spec.image);
+    if (!image) return std::unexpected(image.error());
+    VmSpec vs;
+    vs.cpu_model = spec.cpu;
+    vs.smp = spec.vcpus;
+    vs.memory_mib = spec.memory_mib;
+    // A Debian-system image holds its whole root in memory: below its recipe's
+    // memory_mib the kernel cannot even unpack it (a panic at boot).
+    if (auto recipe = store_.Recipe(spec.image); recipe && recipe->system)
+      vs.memory_mib = std::max(vs.memory_mib, recipe->memory_mib);
+    vs.artefacts_dir = spec.artefacts;
+    vs.name = spec.image + "-" + spec.cpu;
+    std::string key = fmt::format("{}-{}-{}x{}", spec.image, spec.cpu, spec.vcpus, vs.memory_mib);
+    std::mutex* key_mu;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      key_mu = &key_locks_[key];
+    }
+    std::unique_ptr<Vm> vm;
+    {
+      // One boot per key saves the ready state; the other cells wait and restore.
+      std::lock_guard<std::mutex> key_lock(*key_mu);
+      std::optional<ReadyState> state;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (auto it = states_.find(key); it != states_.end()) state = it->second;
+      }
+      if (state) {
+        auto restored = backend_->RestoreReady(*state, vs);
+        if (restored) {
+          vm = std::move(*restored);
+        } else {
+          Log("harness")->warn("{}: restore failed ({}); booting", key,
+                               restored.error().ToString());
+        }
+      }
+      if (!vm) {
+        auto booted = backend_->Boot(*image, vs);
+        if (!booted) return std::unexpected(Error(ErrorCode::kInfra, booted.error().ToString()));
+        vm = std::move(*booted);
+        if (!state) {
+          (void)MakeDirs(state_dir_);
+          auto saved = backend_->SaveReady(*vm, state_dir_ / (key + ".state"));
+          if (saved) {
+            std::lock_guard<std::mutex> lock(mu_);
+            states_[key] = *saved;
+          } else {
+            Log("harness")->warn("{}: saving the ready state failed ({}); later cells boot", key,
+                                 saved.error().ToString());
+          }
+        }
+      }
+    }
+    auto guest = std::make_unique<VmGuest>(std::move(vm), spec.artefacts);
+    if (auto s = guest->Init(); !s) return std::unexpected(s.error());
+    return std::unique_ptr<CellGuest>(std::move(guest));
+  }
+
+  std::vector<std::string> DefaultCpus(const std::string& image) override {
+    auto r = store_.Recipe(image);
+    if (!r || r->cpus.empty()) return {"qemu64"};
+    return r->cpus;
+  }
+
+  bool DefaultFor(const std::string& image, bool built_target) override {
+    auto r = store_.Recipe(image);
+    return r && r->system.has_value() != built_target;
+  }
+
+  std::vector<std::string> Images() override {
+    std::vector<std::string> out;
+    for (const auto& r : store_.recipes()) out.push_back(r.name);
+    return out;
+  }
+
+  std::optional<std::pair<std::string, std::string>> Describe(const std::string& image) override {
+    auto i = Image(image);
+    if (!i) return std::nullopt;
+    return std::pair{i->kernel_release, i->content_hash};
+  }
+
+ private:
+  // Builds (or finds in the cache) an image once per run.
+  Result<VmImage> Image(const std::string& name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = images_.find(name); it != images_.end()) return it->second;
+    auto built = store_.Build(name);
+    if (!built) {
+      return std::unexpected(
+          Error(ErrorCode::kInfra, fmt::format("image {}: {}", name, built.error().ToString())));
+    }
+    images_.emplace(name, *built);
+    return *built;
+  }
+
+  std::mutex mu_;
+  ImageStore store_;
+  std::unique_ptr<VmBackend> backend_;
+  fs::path state_dir_;
+  std::map<std::string, VmImage> images_;
+  std::map<std::string, ReadyState> states_;
+  std::map<std::string, std::mutex> key_locks_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<GuestFactory>> MakeVmGuestFactory(const fs::path& recipes,
+                                                         const fs::path& state_dir) {
+  return MakeVmGuestFactory(recipes, state_dir,
+                            std::make_unique<QemuBackend>(QemuBackendOptions{}));
+}
+
+Result<std::unique_ptr<GuestFactory>> MakeVmGuestFactory(const fs::path& recipes,
+                                                         const fs::path& state_dir,
+                                                         std::unique_ptr<VmBackend> backend) {
+  LabBinaries bins = LocateLabBinaries();
+  ImageStoreOptions o;
+  o.recipes = recipes;
+  o.cache_dir = DefaultCacheDir();
+  o.agent_binary = bins.agent;
+  o.hotpatch_binary = bins.hotpatch;
+  auto store = ImageStore::Open(o);
+  if (!store)
+    return std::unexpected(std::move(store.error()).AddContext("opening the image store"));
+  return std::unique_ptr<GuestFactory>(
+      new VmGuestFactory(std::move(*store), state_dir, std::move(backend)));
+}
+
+}  // namespace patchlab::harness::internal
