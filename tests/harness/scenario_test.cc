@@ -216,7 +216,7 @@ TEST(BundledScenarios, AllParse) {
   for (const auto& s : *all) names.push_back(s.name);
   EXPECT_THAT(names, ::testing::UnorderedElementsAre("bad-crash", "kv-parse-fix", "nginx-gzip",
                                                      "nginx-gzip-bad", "not-hotpatchable",
-                                                     "slow-patch", "zlib-checksum"));
+                                                     "redis-lzf", "slow-patch", "zlib-checksum"));
   for (const auto& s : *all) {
     EXPECT_GT(s.timeout.count(), 0) << s.name;
     EXPECT_FALSE(s.patches.empty()) << s.name;
