@@ -159,6 +159,13 @@ class AppSequence {
       Infra(fmt::format("{}: target.program: {} is not an executable file in image {}",
                         s_.target.where, s_.target.program, plan_.image));
     }
+    // Processes are found by /proc/PID/exe, which names the file, not the link
+    // a package may install (Debian's /usr/bin/redis-server -> redis-check-rdb).
+    GuestRun real = RunIn({"readlink", "-f", s_.target.program}, kCommandTimeout, "readlink");
+    program_ = s_.target.program;
+    if (real.exit.exited && real.exit.code == 0 && !real.out.empty()) {
+      program_ = real.out.substr(0, real.out.find('\n'));
+    }
     if (!s_.target.package.empty()) {
       GuestRun v = RunIn({"dpkg-query", "-W", "-f=${Version}", s_.target.package}, kCommandTimeout,
                          "dpkg-query");
@@ -203,12 +210,12 @@ class AppSequence {
       }
       std::this_thread::sleep_for(kPoll);
     }
-    auto procs = Must(guest_.Processes(s_.target.program), "listing the target's processes");
+    auto procs = Must(guest_.Processes(program_), "listing the target's processes");
     if (procs.empty()) {
       Infra(
-          fmt::format("{}: target.program: no process runs {} once the service is ready (is it "
-                      "the program the service starts?)",
-                      s_.target.where, s_.target.program));
+          fmt::format("{}: target.program: no process runs {} ({}) once the service is ready "
+                      "(is it the program the service starts?)",
+                      s_.target.where, s_.target.program, program_));
     }
     for (const ProcessCpu& p : procs) known_[p.pid] = p;
     running_ = true;
@@ -219,7 +226,7 @@ class AppSequence {
   // The target's processes now; one that was known and is gone is a crash (a
   // worker its master respawned included); new ones are known from now on.
   std::vector<ProcessCpu> Census(std::string_view when) {
-    auto now = Must(guest_.Processes(s_.target.program), "listing the target's processes");
+    auto now = Must(guest_.Processes(program_), "listing the target's processes");
     std::map<pid_t, const ProcessCpu*> by_pid;
     for (const ProcessCpu& p : now) by_pid[p.pid] = &p;
     for (auto it = known_.begin(); it != known_.end();) {
@@ -453,9 +460,9 @@ class AppSequence {
       for (const auto& [pid, p] : known_) (void)guest_.Kill(pid, SIGTERM);
     }
     Clock::time_point until = Clock::now() + kStopGrace;
-    while (!Must(guest_.Processes(s_.target.program), "listing the target's processes").empty()) {
+    while (!Must(guest_.Processes(program_), "listing the target's processes").empty()) {
       if (Clock::now() > until) {
-        auto left = guest_.Processes(s_.target.program);
+        auto left = guest_.Processes(program_);
         for (const ProcessCpu& p : left ? *left : std::vector<ProcessCpu>{}) {
           (void)guest_.Kill(p.pid, SIGKILL);
         }
@@ -473,7 +480,7 @@ class AppSequence {
   void StopQuietly() {
     if (!running_) return;
     running_ = false;
-    auto procs = guest_.Processes(s_.target.program);
+    auto procs = guest_.Processes(program_);
     if (!procs) return;
     for (const ProcessCpu& p : *procs) (void)guest_.Kill(p.pid, SIGKILL);
   }
@@ -494,6 +501,7 @@ class AppSequence {
   CellObservations& obs_;
   Clock::time_point deadline_;
   std::string scratch_, package_, pubkey_;
+  std::string program_;  // target.program with its links resolved in the guest
   pid_t service_pid_ = -1;
   bool running_ = false;
   bool machine_gone_ = false;
