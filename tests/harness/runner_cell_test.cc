@@ -72,6 +72,7 @@ struct Plan {
     spec.id = "fix-1";
     built.scenario = &scenario;
     built.program = "/lab/build/server";
+    scenario.target.sources = {"t.c"};  // a target the lab builds: the labstats sequence
     patch.spec = &spec;
     patch.package = "/lab/build/fix-1.hpk";
     plan.scenario = &scenario;

@@ -198,7 +198,10 @@ class AppSequence {
     Clock::time_point until = Clock::now() + svc.ready_timeout;
     GuestRun probe;
     while (true) {
-      probe = RunIn(Argv(svc.ready.argv), kCommandTimeout, svc.ready.where);
+      // A probe that hangs must not outlast the readiness deadline.
+      auto left = std::chrono::duration_cast<milliseconds>(until - Clock::now());
+      probe =
+          RunIn(Argv(svc.ready.argv), std::clamp(left, kPoll, kCommandTimeout), svc.ready.where);
       if (probe.exit.exited && probe.exit.code == 0) break;
       if (Clock::now() > until) {
         auto log = guest_.ReadFile(scratch_ + "/service.log");
@@ -225,8 +228,18 @@ class AppSequence {
 
   // The target's processes now; one that was known and is gone is a crash (a
   // worker its master respawned included); new ones are known from now on.
+  //
+  // The target is the processes running the program when the service became
+  // ready and their descendants (a respawned worker's parent is the master).
+  // Others running the same program are not: a check or a generator may run
+  // it too (python3 scripts checking a python3 service), and their short
+  // lives are no crash.
   std::vector<ProcessCpu> Census(std::string_view when) {
-    auto now = Must(guest_.Processes(program_), "listing the target's processes");
+    auto listed = Must(guest_.Processes(program_), "listing the target's processes");
+    std::vector<ProcessCpu> now;
+    for (const ProcessCpu& p : listed) {
+      if (known_.contains(p.pid) || known_.contains(p.ppid)) now.push_back(p);
+    }
     std::map<pid_t, const ProcessCpu*> by_pid;
     for (const ProcessCpu& p : now) by_pid[p.pid] = &p;
     for (auto it = known_.begin(); it != known_.end();) {
