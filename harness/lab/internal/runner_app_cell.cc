@@ -501,7 +501,7 @@ class AppSequence {
   void GatherCrashes() {
     if (obs_.infra_error) return;
     if (auto klog = guest_.KernelLogSince()) {
-      for (Crash& c : KernelLogCrashes(*klog)) obs_.crashes.push_back(std::move(c));
+      for (Crash& c : ClassifyKernelLog(*klog)) obs_.crashes.push_back(std::move(c));
     }
     for (Crash& c : guest_.MachineCrashes()) obs_.crashes.push_back(std::move(c));
   }
