@@ -3,7 +3,7 @@
 // wrong CRC in its trailer; the scenario's check must catch it.
 #include <stddef.h>
 
-__attribute__((noipa)) unsigned long crc32_z(unsigned long crc, const unsigned char *buf,
+__attribute__((noipa)) unsigned long crc32_z(unsigned long crc, const unsigned char* buf,
                                              size_t len) {
   if (buf == NULL) return 0;
   unsigned int c = (unsigned int)crc ^ 0xFFFFFFFFu;

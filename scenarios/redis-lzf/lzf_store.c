@@ -3,7 +3,7 @@
 // data uncompressed". Every value still saves and loads intact; RDB files get
 // larger and saving costs less CPU. (A stand-in for a security fix that turns
 // off a risky code path.)
-__attribute__((noipa)) unsigned int lzf_compress(const void *in, unsigned int in_len, void *out,
+__attribute__((noipa)) unsigned int lzf_compress(const void* in, unsigned int in_len, void* out,
                                                  unsigned int out_len) {
   (void)in;
   (void)in_len;
