@@ -129,6 +129,9 @@ struct CellResult {
   CellKey key;
   int patch_seq = 0;
   std::string host;  // the machine the VM ran on
+  // What ran, for a target the lab did not build: "PACKAGE VERSION" (a Debian
+  // package's program) or "PROGRAM build-id ID"; empty for the lab's own targets.
+  std::string application;
 
   Verdict verdict = Verdict::kInfraError;
   // Whether the verdict is what the scenario's `expect` asked for (a scenario may

@@ -259,11 +259,13 @@ Status CompatDb::RecordCell(const CellResult& cell) {
         "artefacts, reasons, recorded_at, met_expectation, cpu_clock, cpu_coverage, cpu_outcome, "
         "cpu_limit_pct, cpu_scenario_limit_pct, cpu_windows, cpu_ref_pct, cpu_ref_low, "
         "cpu_ref_high, cpu_ref_samples, cpu_ref_clock, host_load1, host_busy_pct, host_steal_pct, "
-        "patch_mapped_kib, island_kib) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+        "patch_mapped_kib, island_kib, application) "
+        "VALUES "
+        "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     if (!ins) return std::unexpected(ins.error());
     BindCellBasics(*ins, cell);
     BindCellFigures(*ins, cell);
+    ins->Bind(41, cell.application);
     if (auto r = ins->Run(); !r) return r;
     int64_t cell_id = conn_->LastInsertId();
 

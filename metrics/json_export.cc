@@ -35,6 +35,7 @@ json ToJson(const CellResult& c) {
   j["run_id"] = c.run_id;
   j["patch_seq"] = c.patch_seq;
   j["host"] = c.host;
+  j["application"] = c.application;
   j["verdict"] = VerdictName(c.verdict);
   j["met_expectation"] = Opt(c.met_expectation);
   j["apply_result"] = ApplyResultName(c.apply);

@@ -12,6 +12,7 @@
 #include "harness/lab/internal/runner_host_guest.h"
 #include "harness/lab/internal/runner_vm_guest.h"
 #include "harness/libvirt/fleet_backend.h"
+#include "harness/vm/image_store.h"
 #include "metrics/compat_db.h"
 #include "metrics/gate.h"
 
@@ -31,6 +32,18 @@ struct SemanticResults {
   std::vector<metrics::SemanticFinding> findings;
 };
 
+// A real application's patch is packed against the file its image runs: the
+// root of the scenario's first image when that is a Debian system (an image's
+// packages may be newer than the host's, with other build-ids). Empty: the host's.
+Result<fs::path> ModuleRoot(const Scenario& s, const RunnerOptions& options) {
+  if (s.target.Built() || s.images.empty() || options.backend == RunnerBackend::kHost) {
+    return fs::path();
+  }
+  auto root = SystemRootOf(options.recipes, s.images.front(), DefaultCacheDir());
+  if (!root) return std::unexpected(std::move(root.error()).AddContext(s.file.string()));
+  return root->value_or(fs::path());
+}
+
 // Every scenario's target and patches, built and signed with the lab's key;
 // by scenario index. A scenario that does not build fails the run here.
 Result<BuiltScenarios> BuildScenarios(const std::vector<Scenario>& scenarios, const fs::path& out,
@@ -39,8 +52,10 @@ Result<BuiltScenarios> BuildScenarios(const std::vector<Scenario>& scenarios, co
   for (const Scenario& s : scenarios) {
     Log("harness")->info("building {} ({} patch{})", s.name, s.patches.size(),
                          s.patches.size() == 1 ? "" : "es");
+    auto module_root = ModuleRoot(s, options);
+    if (!module_root) return std::unexpected(module_root.error());
     auto b = internal::BuildScenario(s, out / internal::Slug(s.name) / "build", key,
-                                     options.hotpatch, options.cc);
+                                     options.hotpatch, options.cc, *module_root);
     if (!b) return std::unexpected(b.error());
     built.push_back(std::make_unique<BuiltScenario>(std::move(*b)));
   }
@@ -116,10 +131,16 @@ Result<std::unique_ptr<internal::GuestFactory>> MakeGuestFactory(const RunnerOpt
   return internal::MakeVmGuestFactory(options.recipes, out / "vm-states");
 }
 
-// The images a scenario runs on: its own (else every image), kept to --images.
+// The images a scenario runs on: its own, else every image that is a default
+// for its kind of target (GuestFactory::DefaultFor), kept to --images.
 std::vector<std::string> ScenarioImages(const Scenario& s, const RunnerOptions& options,
                                         internal::GuestFactory& factory) {
-  std::vector<std::string> images = s.images.empty() ? factory.Images() : s.images;
+  std::vector<std::string> images = s.images;
+  if (images.empty()) {
+    for (const std::string& i : factory.Images()) {
+      if (factory.DefaultFor(i, s.target.Built())) images.push_back(i);
+    }
+  }
   if (options.images.empty()) return images;
   std::vector<std::string> kept;
   for (const auto& i : images) {
@@ -322,6 +343,8 @@ nlohmann::json CellOutcomeJson(const CellOutcome& c) {
   j["artefacts"] = r.artefacts;
   j["reasons"] = r.reasons;
   j["unmet"] = c.unmet;
+  j["application"] = r.application;
+  if (!c.latency_ms.is_null()) j["latency_ms"] = c.latency_ms;
   return j;
 }
 

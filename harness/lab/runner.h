@@ -70,6 +70,9 @@ struct CellOutcome {
   bool overhead_flagged = false;
   bool met_expectation = false;
   std::vector<std::string> unmet;  // why the expectation was not met
+  // A real application's load generator: percentile -> {unpatched, patched}
+  // medians in ms (figures.json); null when it printed none.
+  nlohmann::json latency_ms;
 };
 
 // Every figure of a finished cell, its verdict, reasons and artefacts folder:

@@ -35,17 +35,17 @@ std::string CellColumns(int version) {
       "c.pause_median_us, c.cpu_overhead_pct, c.cpu_ci_low, c.cpu_ci_high, c.cpu_samples, "
       "c.mem_overhead_kib, c.semantic, c.duration_ms, c.artefacts, c.reasons, c.recorded_at, "
       "(SELECT group_concat(kind || '=' || count, ',') FROM cell_crashes WHERE cell_id = c.id), ";
-  // Columns 25..40: the figures of schema 4.
+  // Columns 25..40: the figures of schema 4; 41: the application (schema 4).
   if (version >= 4) {
     return columns +
            "c.cpu_clock, c.cpu_coverage, c.cpu_outcome, c.cpu_limit_pct, "
            "c.cpu_scenario_limit_pct, c.cpu_windows, c.cpu_ref_pct, c.cpu_ref_low, c.cpu_ref_high, "
            "c.cpu_ref_samples, c.cpu_ref_clock, c.host_load1, c.host_busy_pct, c.host_steal_pct, "
-           "c.patch_mapped_kib, c.island_kib";
+           "c.patch_mapped_kib, c.island_kib, c.application";
   }
   return columns +
          "'', NULL, NULL, NULL, NULL, '[]', NULL, NULL, NULL, NULL, '', NULL, NULL, NULL, NULL, "
-         "NULL";
+         "NULL, ''";
 }
 
 namespace {
@@ -141,6 +141,7 @@ Result<CellResult> ReadCell(const Statement& s, const std::filesystem::path& fil
     }
   }
   c.recorded_at = s.Int(23);
+  c.application = s.Text(41);
   std::string crashes = s.Text(24);
   size_t pos = 0;
   while (pos < crashes.size()) {

@@ -42,6 +42,8 @@ class FakeGuest : public CellGuest {
   Result<ExitStatus> Wait(pid_t, milliseconds) override { return Unreached(); }
   Status Kill(pid_t, int) override { return Unreached(); }
   Result<ProcessSample> Sample(pid_t) override { return Unreached(); }
+  Result<RunResult> Run(const ExecRequest&, milliseconds) override { return Unreached(); }
+  Result<std::vector<ProcessCpu>> Processes(const std::string&) override { return Unreached(); }
   Result<HotpatchResult> Hotpatch(const std::string&, std::vector<std::string>,
                                   milliseconds) override {
     return Unreached();
@@ -75,6 +77,7 @@ struct Plan {
     spec.id = "fix-1";
     built.scenario = &scenario;
     built.program = dir / "server";
+    scenario.target.sources = {"t.c"};  // a target the lab builds: the labstats sequence
     patch.spec = &spec;
     patch.package = dir / "fix-1.hpk";
     plan.scenario = &scenario;

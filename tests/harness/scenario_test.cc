@@ -229,9 +229,9 @@ TEST(BundledScenarios, AllParse) {
   ASSERT_TRUE(all) << all.error().ToString();
   std::vector<std::string> names;
   for (const auto& s : *all) names.push_back(s.name);
-  EXPECT_THAT(names,
-              ::testing::UnorderedElementsAre("bad-crash", "kv-parse-fix", "not-hotpatchable",
-                                              "slow-patch", "zlib-checksum"));
+  EXPECT_THAT(names, ::testing::UnorderedElementsAre("bad-crash", "kv-parse-fix", "nginx-gzip",
+                                                     "nginx-gzip-bad", "not-hotpatchable",
+                                                     "redis-lzf", "slow-patch", "zlib-checksum"));
   for (const auto& s : *all) {
     EXPECT_GT(s.timeout.count(), 0) << s.name;
     EXPECT_FALSE(s.patches.empty()) << s.name;

@@ -9,6 +9,8 @@
 #include "base/file_util.h"
 #include "base/log.h"
 #include "harness/lab/internal/host_load.h"
+#include "harness/lab/internal/patch_calls.h"
+#include "harness/lab/internal/runner_app_cell.h"
 
 namespace patchlab::harness::internal {
 namespace {
@@ -22,9 +24,6 @@ using Clock = std::chrono::steady_clock;
 constexpr milliseconds kFirstReportGrace{15000};
 constexpr milliseconds kExitGrace{10000};
 constexpr milliseconds kPoll{100};
-// How long a revert or verify may take, and an apply beyond its own timeout
-// (which it may use up to four times: attach, quiesce retries).
-constexpr milliseconds kHotpatchCallTimeout{60000};
 // No operation for this long (host time) in a measured window is a hang. Long
 // enough for an instruction-counting guest on a busy host, whose target
 // reports every 100 ms of guest time: seconds of the host's.
@@ -55,23 +54,6 @@ struct Stop {};
 // patch's (starting the target, applying, the workload) or the lab's own
 // (copying files in, reading the kernel log), which says nothing of the patch.
 enum class Step { kPatch, kLab };
-
-// What the patch core in the machine answered, as the figures read it:
-// hotpatch's exit code contract (0 done, 2 usage, 3 refused, 4 rolled back,
-// 5 target gone; -1 when hotpatch itself died) and, for an apply that
-// succeeded, its own pause figure: the time the process was stopped.
-std::optional<double> JsonNumber(const nlohmann::json& json, const char* key) {
-  if (!json.is_object() || !json.contains(key) || !json[key].is_number()) return std::nullopt;
-  return json[key].get<double>();
-}
-
-PatchCall ToCall(PatchCall::Op op, const HotpatchResult& r) {
-  PatchCall call{op, r.exited ? r.exit_code : -1, std::nullopt,
-                 r.exited ? r.stderr_data : "hotpatch died by a signal: " + r.stderr_data};
-  if (op == PatchCall::Op::kApply && call.exit_code == 0)
-    call.pause_us = JsonNumber(r.json, "pause_us");
-  return call;
-}
 
 class Sequence {
  public:
@@ -206,10 +188,8 @@ class Sequence {
       target = pairs.unpatched.size() + rule.step;
     }
     obs_.host_load = load_.Stop();
-    obs_.calls.push_back(ToCall(
-        PatchCall::Op::kVerify,
-        Must(guest_.Hotpatch("verify", {"--pid", std::to_string(pid_)}, kHotpatchCallTimeout),
-             "verifying")));
+    obs_.calls.push_back(
+        ToPatchCall(PatchCall::Op::kVerify, Must(HotpatchVerify(guest_, pid_), "verifying")));
   }
 
   // Brings the patch to `patched`: the first apply samples the target's PSS
@@ -370,14 +350,10 @@ class Sequence {
 
   bool Apply() {
     CheckTime();
-    milliseconds timeout = plan_.scenario->apply.timeout;
-    HotpatchResult r =
-        Must(guest_.Hotpatch("apply",
-                             {"--pid", std::to_string(pid_), "--pubkey", guest_pubkey_, "--timeout",
-                              std::to_string(timeout.count()), guest_package_},
-                             timeout * 4 + kHotpatchCallTimeout),
-             "applying");
-    PatchCall call = ToCall(PatchCall::Op::kApply, r);
+    HotpatchResult r = Must(
+        HotpatchApply(guest_, pid_, guest_package_, guest_pubkey_, plan_.scenario->apply.timeout),
+        "applying");
+    PatchCall call = ToPatchCall(PatchCall::Op::kApply, r);
     // What the first apply mapped into the process: the patch's own memory,
     // reported beside the PSS growth it causes.
     if (call.exit_code == 0 && !applied_once_) {
@@ -404,11 +380,9 @@ class Sequence {
 
   bool Revert() {
     CheckTime();
-    PatchCall call = ToCall(
-        PatchCall::Op::kRevert,
-        Must(guest_.Hotpatch("revert", {"--pid", std::to_string(pid_), plan_.patch->spec->id},
-                             kHotpatchCallTimeout),
-             "reverting"));
+    PatchCall call =
+        ToPatchCall(PatchCall::Op::kRevert,
+                    Must(HotpatchRevert(guest_, pid_, plan_.patch->spec->id), "reverting"));
     obs_.calls.push_back(call);
     if (call.exit_code == 5) NoteVanished();
     return call.exit_code == 0;
@@ -454,6 +428,7 @@ std::vector<std::string> WorkloadArgv(const WorkloadSpec& workload, const std::s
 
 CellObservations RunCellSequence(CellGuest& guest, const CellPlan& plan,
                                  const std::atomic<bool>* cancel) {
+  if (!plan.scenario->target.Built()) return RunAppCellSequence(guest, plan, cancel);
   CellObservations obs;
   obs.clock = guest.Clock();
   Sequence(guest, plan, cancel, obs).Run();

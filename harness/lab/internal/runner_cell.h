@@ -29,9 +29,10 @@ struct CellPlan {
   const BuiltScenario* built = nullptr;
   const BuiltPatch* patch = nullptr;
   const WorkloadSpec* workload = nullptr;
-  std::filesystem::path public_key;
-  CellRules rules;    // when the CPU figure is resolved (RulesFor)
-  uint64_t seed = 0;  // orders the ABBA blocks; the same seed, the same order
+  std::filesystem::path public_key;  // the lab's; a prebuilt patch carries its own
+  CellRules rules;                   // when the CPU figure is resolved (RulesFor)
+  uint64_t seed = 0;                 // orders the ABBA blocks; the same seed, the same order
+  std::string image;                 // the image name, for messages
 };
 
 // The order of the windows of `blocks` ABBA blocks: each block is two pairs,

@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "harness/lab/internal/runner_cell.h"
 #include "harness/lab/internal/runner_figures.h"
+#include "metrics/stats.h"
 
 namespace patchlab::harness::internal {
 namespace {
@@ -49,7 +50,8 @@ Observed ObserveOnAMachine(const PlannedCell& pc, const CellContext& ctx,
                   pc.workload,
                   ctx.public_key,
                   RulesFor(*pc.scenario, *ctx.policy),
-                  CellSeed(pc.key, ctx.run_id)};
+                  CellSeed(pc.key, ctx.run_id),
+                  pc.key.image};
       seen.obs = RunCellSequence(**guest, cp, ctx.cancel);
       (void)(*guest)->Shutdown();
     }
@@ -59,6 +61,20 @@ Observed ObserveOnAMachine(const PlannedCell& pc, const CellContext& ctx,
                          attempt == 0 ? "retrying on a fresh machine" : "giving up");
   }
   return seen;
+}
+
+// The load generator's latency percentiles, median over the windows of each
+// kind: {"p50": {"unpatched": 1.2, "patched": 1.3}, ...}; null when none.
+nlohmann::json LatencyJson(const CellObservations& obs) {
+  nlohmann::json out;
+  auto add = [&](const std::map<std::string, std::vector<double>>& by_name, const char* kind) {
+    for (const auto& [name, values] : by_name) {
+      if (!values.empty()) out[name][kind] = metrics::Median(values).value_or(0);
+    }
+  };
+  add(obs.latency_unpatched_ms, "unpatched");
+  add(obs.latency_patched_ms, "patched");
+  return out;
 }
 
 }  // namespace
@@ -88,6 +104,12 @@ CellRun RunCell(const PlannedCell& pc, const CellContext& ctx) {
   r.patch_seq = static_cast<int>(pc.patch->spec->seq);
   r.artefacts = artefacts.string();
   if (!seen.machine_host.empty()) r.host = seen.machine_host;
+  // A real application's: what ran, its generator's latencies, outputs kept.
+  r.application = seen.obs.application;
+  outcome.latency_ms = LatencyJson(seen.obs);
+  if (!seen.obs.artefacts.empty()) (void)MakeDirs(artefacts);
+  for (const auto& [name, content] : seen.obs.artefacts)
+    (void)WriteFileAtomic(artefacts / name, content);
   ComputeFigures(seen.obs, RulesFor(*pc.scenario, *ctx.policy), r);
   outcome.overhead_flagged = OverheadFlagged(r);
   r.duration_ms =

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -67,6 +68,14 @@ struct CellObservations {
   std::optional<double> mapped_kib;        // hotpatch apply --json: what the patch mapped
   std::optional<double> island_kib;        // of which island (trampoline) pages
   metrics::SemanticVerdict semantic = metrics::SemanticVerdict::kNotRun;
+  // A target the lab did not build: what ran ("nginx-light 1.22.1-9", or
+  // "/usr/local/bin/x build-id 3f2a..."), the load generator's latency
+  // percentiles per window (name -> ms, unpatched and patched), and outputs
+  // worth keeping (a failed check's): file name -> content, for the artefacts.
+  std::string application;
+  std::map<std::string, std::vector<double>> latency_unpatched_ms;
+  std::map<std::string, std::vector<double>> latency_patched_ms;
+  std::map<std::string, std::string> artefacts;
 };
 
 // What a cell is judged against: the policy in force, tightened by the
