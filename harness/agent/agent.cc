@@ -16,6 +16,7 @@
 #include <filesystem>
 
 #include "base/parent_death.h"
+#include "base/process_table.h"
 #include "harness/agent/guest_info.h"
 #include "harness/protocol/agent_protocol.h"
 
@@ -308,6 +309,17 @@ json Agent::Dispatch(uint64_t id, const json& request, bool* deferred) {
     std::string error;
     if (!ReadSample(request.at("pid").get<pid_t>(), &out, &error)) return Fail(error);
     return out;
+  }
+  if (op == "procs") {
+    json list = json::array();
+    for (const ProcessCpu& p : ProcessesRunning(request.at("exe").get<std::string>())) {
+      list.push_back({{"pid", p.pid},
+                      {"ppid", p.ppid},
+                      {"comm", p.comm},
+                      {"start_ticks", p.start_ticks},
+                      {"cpu_ns", p.cpu_ns}});
+    }
+    return {{"processes", std::move(list)}};
   }
   if (op == "put") return OpPut(request);
   if (op == "get") return OpGet(request);

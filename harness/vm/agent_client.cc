@@ -307,6 +307,24 @@ Result<ProcessSample> AgentClient::Sample(pid_t pid) {
   return s;
 }
 
+Result<std::vector<ProcessCpu>> AgentClient::Processes(const std::string& exe) {
+  auto r = Call({{"op", "procs"}, {"exe", exe}}, milliseconds{0});
+  if (!r) return std::unexpected(r.error());
+  std::vector<ProcessCpu> out;
+  if (!r->contains("processes") || !(*r)["processes"].is_array())
+    return Fail(ErrorCode::kParse, "procs: the reply has no processes list");
+  for (const auto& p : (*r)["processes"]) {
+    ProcessCpu c;
+    c.pid = p.value("pid", 0);
+    c.ppid = p.value("ppid", 0);
+    c.comm = p.value("comm", std::string());
+    c.start_ticks = p.value("start_ticks", uint64_t{0});
+    c.cpu_ns = p.value("cpu_ns", uint64_t{0});
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 Status AgentClient::Put(const std::string& guest_path, mode_t mode, std::string_view bytes) {
   size_t offset = 0;
   do {
