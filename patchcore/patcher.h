@@ -2,15 +2,18 @@
 // running process. This is the patch core's front door; `hotpatch` and the
 // lab's guest agent call it.
 //
-// Apply, in order, changing nothing before every check passed:
+// Apply, in order, changing nothing live before every check passed:
 //  1. signature and manifest rules (sequence number, depends, replaces);
-//  2. the target module by file name and build-id; every old function found
-//     (.symtab, .dynsym or the debug file) and its prologue checked;
-//  3. the patch object prepared (symbols resolved) while the process runs;
-//  4. every thread stopped; no PC or return address in a function being
-//     replaced (else resume, back off, retry until the timeout, then refuse);
-//  5. the object mapped with injected mmap, relocated, protected; island
-//     slots written; the journal saved; the entries rewritten;
+//  2. the target module by build-id; every old function found (.symtab,
+//     .dynsym or the debug file) and its prologue checked;
+//  3. the patch object prepared (symbols resolved) and every change planned
+//     while the process runs; the journal saved;
+//  4. the object and new island pages mapped (injected mmap, one thread
+//     held, the others running: nothing refers to them yet), relocated,
+//     protected, the fresh island slots written;
+//  5. every thread stopped; no PC or return address in a function being
+//     replaced (else resume, back off, retry until the timeout, then refuse
+//     and unmap what step 4 mapped); the entries rewritten;
 //  6. every thread resumed; the state committed.
 // Any failure after the first change undoes every change (kRolledBack).
 //
@@ -32,6 +35,7 @@
 #include "base/error.h"
 #include "patchcore/patch_package.h"
 #include "patchcore/patch_state.h"
+#include "patchcore/prepared_package.h"
 
 namespace patchlab::patchcore {
 
@@ -51,10 +55,11 @@ struct ApplyReport {
   std::string patch_id;
   uint64_t seq = 0;
   std::vector<FunctionReport> functions;
-  std::chrono::microseconds pause{0};   // the whole process stopped, last attempt
-  std::chrono::microseconds attach{0};  // until every thread had stopped
-  int retries = 0;                      // stack-check attempts that found a thread inside
-  uint64_t mapped_bytes = 0;            // patch object plus new island pages
+  std::chrono::microseconds pause{0};    // the whole process stopped, last attempt
+  std::chrono::microseconds attach{0};   // until every thread had stopped
+  std::chrono::microseconds staging{0};  // one thread held to map the object, before
+  int retries = 0;                       // stack-check attempts that found a thread inside
+  uint64_t mapped_bytes = 0;             // patch object plus new island pages
   std::vector<std::string> warnings;
 };
 
@@ -81,6 +86,9 @@ class Patcher {
   static Result<Patcher> Open(pid_t pid);
 
   Result<ApplyReport> Apply(const PatchPackage& package, const ApplyOptions& options);
+  // The same with the package's shared work done once (apply --system); its
+  // signature was checked by PreparedPackage::Prepare.
+  Result<ApplyReport> Apply(const PreparedPackage& prepared, const ApplyOptions& options);
   // Reverts patch `id` (any position in the stack), or every patch when nullopt.
   Result<RevertReport> Revert(std::optional<std::string> id,
                               std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));

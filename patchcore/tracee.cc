@@ -106,6 +106,25 @@ Result<Tracee> Tracee::Attach(pid_t pid, std::chrono::milliseconds stop_timeout)
   return tracee;
 }
 
+Result<Tracee> Tracee::AttachOne(pid_t pid, std::chrono::milliseconds stop_timeout) {
+  Tracee tracee(pid);
+  tracee.attached_ = true;
+  auto tids = ListThreads(pid);
+  if (!tids) return std::unexpected(std::move(tids.error()));
+  // The main thread first: it is the one most processes keep.
+  std::stable_partition(tids->begin(), tids->end(), [&](pid_t tid) { return tid == pid; });
+  for (pid_t tid : *tids) {
+    if (HasEnded(pid, tid)) continue;
+    auto held = tracee.SeizeAndStop({tid}, Clock::now() + stop_timeout);
+    if (!held) return std::unexpected(std::move(held.error()));
+    if (held->empty()) continue;  // it exited meanwhile: the next one
+    tracee.attach_time_ =
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - tracee.first_stop_);
+    return tracee;
+  }
+  return Fail(ErrorCode::kTargetGone, "pid {} is gone", pid);
+}
+
 Result<std::vector<pid_t>> Tracee::HoldNewThreads(std::chrono::milliseconds stop_timeout) {
   const auto deadline = Clock::now() + stop_timeout;
   std::vector<pid_t> added;
@@ -119,33 +138,42 @@ Result<std::vector<pid_t>> Tracee::HoldNewThreads(std::chrono::milliseconds stop
       if (!FindThread(tid) && !HasEnded(pid_, tid)) fresh.push_back(tid);
     }
     if (fresh.empty()) break;
-    // Seize the batch first (the threads run on), then interrupt it in one
-    // tight loop: the pause starts with the first interrupt.
-    std::vector<pid_t> seized;
-    for (pid_t tid : fresh) {
-      if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0) {
-        int err = errno;
-        if (err == ESRCH) continue;  // exited meanwhile
-        if (err == EPERM) {
-          return std::unexpected(
-              Error(ErrorCode::kRefused,
-                    fmt::format("cannot ptrace thread {} of pid {} (is another tracer attached?)",
-                                tid, pid_),
-                    err));
-        }
-        return FailErrno(fmt::format("PTRACE_SEIZE thread {} of pid {}", tid, pid_), err);
-      }
-      threads_.push_back(Thread{tid, {}});
-      seized.push_back(tid);
-    }
-    if (first_stop_ == Clock::time_point{} && !seized.empty()) first_stop_ = Clock::now();
-    auto stopped = StopThreads(seized, deadline);
-    if (!stopped) return std::unexpected(std::move(stopped.error()));
-    for (pid_t tid : seized) {
-      if (FindThread(tid)) added.push_back(tid);
-    }
+    auto held = SeizeAndStop(fresh, deadline);
+    if (!held) return std::unexpected(std::move(held.error()));
+    added.insert(added.end(), held->begin(), held->end());
   }
   return added;
+}
+
+Result<std::vector<pid_t>> Tracee::SeizeAndStop(const std::vector<pid_t>& tids,
+                                                Clock::time_point deadline) {
+  // Seize the batch first (the threads run on), then interrupt it in one
+  // tight loop: the pause starts with the first interrupt.
+  std::vector<pid_t> seized;
+  for (pid_t tid : tids) {
+    if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0) {
+      int err = errno;
+      if (err == ESRCH) continue;  // exited meanwhile
+      if (err == EPERM) {
+        return std::unexpected(
+            Error(ErrorCode::kRefused,
+                  fmt::format("cannot ptrace thread {} of pid {} (is another tracer attached?)",
+                              tid, pid_),
+                  err));
+      }
+      return FailErrno(fmt::format("PTRACE_SEIZE thread {} of pid {}", tid, pid_), err);
+    }
+    threads_.push_back(Thread{tid, {}});
+    seized.push_back(tid);
+  }
+  if (first_stop_ == Clock::time_point{} && !seized.empty()) first_stop_ = Clock::now();
+  auto stopped = StopThreads(seized, deadline);
+  if (!stopped) return std::unexpected(std::move(stopped.error()));
+  std::vector<pid_t> held;
+  for (pid_t tid : seized) {
+    if (FindThread(tid)) held.push_back(tid);
+  }
+  return held;
 }
 
 Status Tracee::ResumeThreads(const std::vector<pid_t>& tids) {

@@ -32,6 +32,12 @@ class Tracee {
   // within `stop_timeout`). On failure every thread seized so far is released.
   static Result<Tracee> Attach(pid_t pid,
                                std::chrono::milliseconds stop_timeout = std::chrono::seconds(2));
+  // Stops one thread of `pid` only (the main thread, or the first live one
+  // when it has ended), for work that needs a stopped thread but not a
+  // stopped process: injected syscalls on memory nothing refers to yet. The
+  // other threads run on. Errors as Attach.
+  static Result<Tracee> AttachOne(pid_t pid,
+                                  std::chrono::milliseconds stop_timeout = std::chrono::seconds(2));
 
   Tracee(Tracee&& other) noexcept;
   Tracee& operator=(Tracee&& other) = delete;
@@ -83,6 +89,11 @@ class Tracee {
   };
   explicit Tracee(pid_t pid) : pid_(pid) {}
   Thread* FindThread(pid_t tid);
+  // Seizes `tids` (running), then interrupts them in one tight loop and waits
+  // until each has stopped; threads that exit meanwhile are dropped. Returns
+  // the ones held.
+  Result<std::vector<pid_t>> SeizeAndStop(const std::vector<pid_t>& tids,
+                                          Clock::time_point deadline);
   // Waits until `tid` reports a stop. Returns false when the thread exited.
   Result<bool> WaitForStop(Thread& t, Clock::time_point deadline);
 

@@ -216,29 +216,24 @@ Result<std::set<std::string>> CheckStackRules(const Manifest& m, const ProcessSt
 
 Result<const LoadedModule*> FindTargetModule(const Manifest& m, const ModuleSet& modules,
                                              pid_t pid) {
-  const LoadedModule* target = modules.FindByFileName(m.target_file);
-  if (target && target->elf->build_id() != m.target_build_id) {
+  // By build-id: the file the process maps, wherever it is and whatever the
+  // file at its path is now.
+  if (const LoadedModule* target = modules.FindByBuildId(m.target_build_id)) return target;
+  if (const LoadedModule* named = modules.FindByFileName(m.target_file)) {
     return Fail(ErrorCode::kRefused,
                 "patch {} is for {} with build-id {}, but pid {} runs {} with build-id {} (rule: "
                 "build-ids must match)",
-                m.id, m.target_file, m.target_build_id, pid, target->path,
-                target->elf->build_id().empty() ? "(none)" : target->elf->build_id());
+                m.id, m.target_file, m.target_build_id, pid, named->path,
+                named->elf->build_id().empty() ? "(none)" : named->elf->build_id());
   }
-  if (!target) target = modules.FindByBuildId(m.target_build_id);
-  if (!target) {
-    return Fail(ErrorCode::kRefused, "patch {}: pid {} has no module {} with build-id {} loaded",
-                m.id, pid, m.target_file, m.target_build_id);
-  }
-  return target;
+  return Fail(ErrorCode::kRefused, "patch {}: pid {} has no module {} with build-id {} loaded",
+              m.id, pid, m.target_file, m.target_build_id);
 }
 
-Result<PatchObject> PrepareObject(const PatchPackage& package, const LoadedModule& target,
+Result<PatchObject> PrepareObject(const std::shared_ptr<const ElfFile>& object_elf,
+                                  const Manifest& m, const LoadedModule& target,
                                   const ModuleSet& modules, const ProcessMemory& memory) {
-  const Manifest& m = package.manifest;
-  auto object_elf = ElfFile::FromBytes(package.object, fmt::format("patch object of {}", m.id));
-  if (!object_elf) return std::unexpected(std::move(object_elf.error()));
-  auto object_ptr = std::make_shared<const ElfFile>(std::move(*object_elf));
-  auto object = PatchObject::Prepare(object_ptr, m, target, modules, memory);
+  auto object = PatchObject::Prepare(object_elf, m, target, modules, memory);
   if (!object) {
     Error e = std::move(object.error());
     if (e.code() == ErrorCode::kUnsupported || e.code() == ErrorCode::kNotFound) {

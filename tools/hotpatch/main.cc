@@ -194,6 +194,7 @@ int CmdApply(const ApplyArgs& a) {
     }
     j["pause_us"] = r->pause.count();
     j["attach_us"] = r->attach.count();
+    j["staging_us"] = r->staging.count();
     j["retries"] = r->retries;
     j["mapped_bytes"] = r->mapped_bytes;
     std::printf("%s\n", j.dump().c_str());
