@@ -7,6 +7,7 @@
 
 #include "base/log.h"
 #include "patchcore/internal/apply_plan.h"
+#include "patchcore/internal/inherited_state.h"
 #include "patchcore/internal/rollback_guard.h"
 #include "patchcore/internal/staged_object.h"
 #include "patchcore/internal/stop_world.h"
@@ -224,13 +225,33 @@ Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptio
   return Apply(*prepared, options);
 }
 
+Result<pid_t> Patcher::AdoptInherited() {
+  auto state = LoadForChange();
+  if (!state) return std::unexpected(std::move(state.error()));
+  if (!state->patches.empty()) return 0;
+  auto maps = ProcessMaps::Read(pid_);
+  if (!maps) return std::unexpected(std::move(maps.error()));
+  auto memory = ProcessMemory::Open(pid_);
+  if (!memory) return std::unexpected(std::move(memory.error()));
+  auto found = internal::FindInheritedState(pid_, store_.start_time(), *maps, *memory);
+  if (!found) return std::unexpected(std::move(found.error()));
+  if (!*found) return 0;
+  if (auto st = store_.Save((*found)->state); !st) return std::unexpected(st.error());
+  Log("patchcore")
+      ->info("pid {}: adopted the patch stack inherited from pid {}", pid_, (*found)->origin);
+  return (*found)->origin;
+}
+
 Result<ApplyReport> Patcher::Apply(const PreparedPackage& prepared, const ApplyOptions& options) {
   const Manifest& m = prepared.manifest();
+  auto adopted = AdoptInherited();
+  if (!adopted) return std::unexpected(std::move(adopted.error()));
   auto state = LoadForChange();
   if (!state) return std::unexpected(std::move(state.error()));
   auto planned = PlanApply(pid_, store_, prepared, *state);
   if (!planned) return std::unexpected(std::move(planned.error()));
   ApplyReport report{.patch_id = m.id, .seq = m.seq, .functions = planned->plan.reports};
+  report.inherited_from = *adopted;
   report.mapped_bytes = planned->plan.mapped_bytes;
   report.warnings = prepared.warnings();
   // The journal names every mapping before it exists in the target.

@@ -60,11 +60,13 @@ struct ApplyReport {
   std::chrono::microseconds staging{0};  // one thread held to map the object, before
   int retries = 0;                       // stack-check attempts that found a thread inside
   uint64_t mapped_bytes = 0;             // patch object plus new island pages
+  pid_t inherited_from = 0;              // the stack was adopted from this process first (fork)
   std::vector<std::string> warnings;
 };
 
 struct RevertReport {
   std::vector<std::string> reverted;  // ids, top first
+  pid_t inherited_from = 0;           // the stack was adopted from this process first (fork)
   std::chrono::microseconds pause{0};
   int retries = 0;
 };
@@ -96,11 +98,19 @@ class Patcher {
   // see HasPendingJournal).
   Result<ProcessState> State() const;
   bool HasPendingJournal() const;
+  // A process forked from a patched one runs its patched code without a
+  // record of its own: when this one has none, finds the record it inherited
+  // (internal/inherited_state.h), checks it byte for byte and saves it as
+  // its own. Returns the pid it came from, or 0 when there was nothing to
+  // adopt; kRefused when it holds island pages no record matches. Apply and
+  // Revert do this first on their own.
+  Result<pid_t> AdoptInherited();
   Result<VerifyReport> Verify() const;
   Result<RecoverReport> Recover(
       std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
 
   pid_t pid() const { return pid_; }
+  uint64_t start_time() const { return store_.start_time(); }
 
  private:
   Patcher(pid_t pid, StateStore store) : pid_(pid), store_(std::move(store)) {}

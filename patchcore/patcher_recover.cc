@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "base/file_util.h"
+#include "patchcore/internal/inherited_state.h"
 #include "patchcore/internal/stop_world.h"
 #include "patchcore/internal/unmap_when_unused.h"
 #include "patchcore/island.h"
@@ -13,39 +14,6 @@
 
 namespace patchlab::patchcore {
 namespace {
-
-// Compares what the process holds with what the stack says must be there.
-class SiteVerifier {
- public:
-  SiteVerifier(const ProcessMemory& memory, VerifyReport& report)
-      : memory_(memory), report_(report) {}
-
-  void Bytes(RemotePtr addr, const std::vector<uint8_t>& want, const std::string& what) {
-    ++report_.checked;
-    auto got = memory_.Read(addr, want.size());
-    if (!got) {
-      report_.mismatches.push_back(fmt::format("{} at {}: {}", what, addr, got.error().ToString()));
-    } else if (*got != want) {
-      report_.mismatches.push_back(fmt::format("{} at {}: found {}, expected {}", what, addr,
-                                               HexBytes(*got), HexBytes(want)));
-    }
-  }
-
-  void Segment(const PatchState& p, const SegmentState& s) {
-    ++report_.checked;
-    auto got = memory_.Read(s.addr, s.size);
-    std::string_view bytes;
-    if (got) bytes = std::string_view(reinterpret_cast<const char*>(got->data()), got->size());
-    if (!got || Sha256Hex(bytes) != s.sha256) {
-      report_.mismatches.push_back(fmt::format(
-          "code of patch {} at {} ({} bytes) differs from what was loaded", p.id, s.addr, s.size));
-    }
-  }
-
- private:
-  const ProcessMemory& memory_;
-  VerifyReport& report_;
-};
 
 // Writes the journal's bytes again with every thread held: an apply's old
 // bytes (newest first: rolled back), a revert's new ones (rolled forward).
@@ -98,23 +66,8 @@ Result<VerifyReport> Patcher::Verify() const {
   if (!state) return std::unexpected(std::move(state.error()));
   auto memory = ProcessMemory::Open(pid_);
   if (!memory) return std::unexpected(std::move(memory.error()));
-  SiteVerifier check(*memory, report);
-  for (const SiteState& site : state->sites) {
-    check.Bytes(site.patch_at, site.jump, "entry jump of " + site.function);
-    auto target = state->LiveTarget(site.entry);
-    if (!target) {
-      report.mismatches.push_back("site " + site.function + " has no live patch");
-      continue;
-    }
-    check.Bytes(site.slot, EncodeSlot(*target), "island slot of " + site.function);
-  }
-  for (const IslandState& is : state->islands) {
-    std::vector<uint8_t> magic(kIslandMagic, kIslandMagic + sizeof kIslandMagic);
-    check.Bytes(is.addr, magic, "island marker");
-  }
-  for (const PatchState& p : state->patches) {
-    for (const SegmentState& s : p.segments) check.Segment(p, s);
-  }
+  auto mismatches = internal::StateMismatches(*state, *memory, &report.checked);
+  report.mismatches.insert(report.mismatches.end(), mismatches.begin(), mismatches.end());
   return report;
 }
 

@@ -89,12 +89,15 @@ Status UnmapUnused(pid_t pid, const RevertPlan& plan, RemotePtr syscall_insn) {
 
 Result<RevertReport> Patcher::Revert(std::optional<std::string> id,
                                      std::chrono::milliseconds timeout) {
+  auto adopted = AdoptInherited();
+  if (!adopted) return std::unexpected(std::move(adopted.error()));
   auto state = LoadForChange();
   if (!state) return std::unexpected(std::move(state.error()));
   auto plan = internal::PlanRevert(*state, id, pid_);
   if (!plan) return std::unexpected(std::move(plan.error()));
   RevertReport report;
   report.reverted = plan->reverted;
+  report.inherited_from = *adopted;
   if (report.reverted.empty()) return report;
   auto maps = ProcessMaps::Read(pid_);
   if (!maps) return std::unexpected(std::move(maps.error()));

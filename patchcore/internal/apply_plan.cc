@@ -50,6 +50,15 @@ Result<PlannedFunction> PlanFunction(const FunctionMapping& f, const Manifest& m
   }
   auto code = memory.Read(pf.entry, pf.size);
   if (!code) return std::unexpected(std::move(code.error()));
+  // The bytes to be saved as original must be the file's: code changed by
+  // something else (a debugger's breakpoint, another live patcher, a patch
+  // inherited by fork and not adopted) would come back on revert.
+  if (auto file = target.elf->ReadAt(sym->value, pf.size); file && *file != *code) {
+    return Fail(ErrorCode::kRefused,
+                "function {}: its code in pid {} differs from {} on disk (changed by a debugger or "
+                "another patcher?) (rule: only unmodified code is patched)",
+                f.old_name, memory.pid(), target.path);
+  }
   auto layout = CheckPrologue(f.old_name, pf.entry.addr(), *code);
   if (!layout) return std::unexpected(std::move(layout.error()));
   pf.layout = *layout;
