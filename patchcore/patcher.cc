@@ -38,6 +38,7 @@ std::vector<uint8_t> IslandHeader(pid_t pid, uint64_t start_time) {
   uint64_t p = static_cast<uint64_t>(pid);
   std::memcpy(h.data() + 16, &p, 8);
   std::memcpy(h.data() + 24, &start_time, 8);
+  std::memcpy(h.data() + kIslandStubOffset, kIslandStub, sizeof kIslandStub);
   return h;
 }
 
@@ -147,7 +148,8 @@ Status Switch(const ApplyPlan& plan, Tracee& tracee, const ProcessMemory& memory
 // `hotpatch recover` can finish.
 std::unexpected<Error> Abandon(StagedObject* staged, Error cause, const StateStore& store) {
   if (staged) {
-    if (auto st = staged->Unstage(); !st) {
+    // A process that is gone needs no cleaning up, and no recovery.
+    if (auto st = staged->Unstage(); !st && st.error().code() != ErrorCode::kTargetGone) {
       return std::unexpected(std::move(cause).AddContext(fmt::format(
           "the prepared patch object stays mapped ({}); run `hotpatch recover`", st.error())));
     }
@@ -176,6 +178,9 @@ void FreeSuperseded(pid_t pid, const PlannedApply& planned, std::vector<std::str
     return;
   }
   RemoteSyscall sys(*tracee, tracee->threads().front(), planned.syscall_insn);
+  std::vector<RemotePtr> islands;
+  for (const IslandState& is : planned.plan.next.islands) islands.push_back(is.addr);
+  sys.UseStubOf(planned.memory, islands);
   for (const RemoteRange& r : planned.plan.replaced_mappings) {
     if (auto st = sys.Munmap(r.start, r.size()); !st) {
       warnings.push_back("leaving a superseded patch mapped: " + st.error().ToString());

@@ -79,7 +79,8 @@ struct VerifyReport {
 
 struct RecoverReport {
   bool had_journal = false;
-  std::string action;  // "none", "rolled back apply of ID", "completed revert of ID", ...
+  int stranded_threads = 0;  // threads given their registers back (killed injection)
+  std::string action;        // "none", "rolled back apply of ID", "completed revert of ID", ...
 };
 
 class Patcher {
@@ -119,6 +120,9 @@ class Patcher {
   Result<ProcessState> LoadForChange() const;
   // Takes out the spin traps a killed patcher left; true when there were any.
   Result<bool> TakeOutParkTraps();
+  // Puts back the registers of threads a killed patcher left at an island's
+  // spin stub; how many.
+  Result<int> RestoreStranded();
   pid_t pid_;
   StateStore store_;
 };

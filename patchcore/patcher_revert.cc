@@ -72,10 +72,12 @@ bool UnusedAtSwitch(const RevertPlan& plan, const Tracee& tracee, const ProcessM
 
 // Unmaps the reverted code holding one thread: no jump leads there any more
 // and no thread was inside at the switch, so none can be now.
-Status UnmapUnused(pid_t pid, const RevertPlan& plan, RemotePtr syscall_insn) {
+Status UnmapUnused(pid_t pid, const RevertPlan& plan, const std::vector<RemotePtr>& islands,
+                   const ProcessMemory& memory, RemotePtr syscall_insn) {
   auto tracee = Tracee::AttachOne(pid);
   if (!tracee) return std::unexpected(std::move(tracee.error()));
   RemoteSyscall sys(*tracee, tracee->threads().front(), syscall_insn);
+  sys.UseStubOf(memory, islands);  // island pages that go are unmapped last
   for (const RemoteRange& r : plan.to_unmap) {
     if (auto st = sys.Munmap(r.start, r.size()); !st) {
       Log("patchcore")->warn("pid {}: {}", pid, st.error().ToString());
@@ -126,9 +128,11 @@ Result<RevertReport> Patcher::Revert(std::optional<std::string> id,
   (void)tracee.Detach();
   report.pause =
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - tracee.first_stop());
-  auto freed = unused ? UnmapUnused(pid_, *plan, *insn)
-                      : internal::UnmapWhenUnused(pid_, *memory, *maps, plan->to_unmap, timeout,
-                                                  store_.park_path());
+  std::vector<RemotePtr> islands;
+  for (const IslandState& is : state->islands) islands.push_back(is.addr);
+  auto freed = unused ? UnmapUnused(pid_, *plan, islands, *memory, *insn)
+                      : internal::UnmapWhenUnused(pid_, *memory, *maps, plan->to_unmap, islands,
+                                                  timeout, store_.park_path());
   if (!freed) {
     return Fail(ErrorCode::kInternal,
                 "revert in pid {}: calls are redirected, but {} (run `hotpatch recover` to "

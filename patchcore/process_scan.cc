@@ -27,13 +27,13 @@ std::vector<pid_t> AllPids() {
   return pids;
 }
 
-// Whether `pid` is `ancestor` or one of its descendants.
+// Whether `pid` descends from `ancestor` (is a child, grandchild, ...).
 bool Descends(pid_t pid, pid_t ancestor, const std::map<pid_t, pid_t>& parent_of) {
   for (int depth = 0; pid > 0 && depth < 4096; ++depth) {
-    if (pid == ancestor) return true;
     auto it = parent_of.find(pid);
     if (it == parent_of.end()) return false;
     pid = it->second;
+    if (pid == ancestor) return true;
   }
   return false;
 }

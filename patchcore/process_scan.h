@@ -29,8 +29,9 @@ struct ProcessInfo {
 };
 
 struct ScanFilter {
-  // Only this process and its descendants (for a service, or for tests on
-  // a shared machine); every process when unset.
+  // Only the descendants of this process (its children, their children,
+  // ...; not the process itself): a service's workers, or a test's
+  // processes on a shared machine. Every process when unset.
   std::optional<pid_t> descendants_of;
 };
 

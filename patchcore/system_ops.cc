@@ -68,6 +68,7 @@ std::vector<ProcessInfo> RevertCandidates(const std::string& id, const ScanFilte
 // nullopt when `id` is not live in `p` (it is no target).
 std::optional<ProcessOutcome> RevertOne(const ProcessInfo& p, const std::string& id,
                                         std::chrono::milliseconds timeout) {
+  if (!internal::MayRunPatch(p, id)) return std::nullopt;
   ProcessOutcome out;
   auto patcher = internal::OpenFound(p, out);
   if (!patcher) return out;
@@ -109,7 +110,7 @@ std::vector<ProcessOutcome> ForEach(const std::vector<ProcessInfo>& targets, int
 
 std::optional<ProcessOutcome> VerifyOne(const ProcessInfo& p) {
   ProcessOutcome out;
-  auto patcher = internal::OpenFound(p, out);
+  auto patcher = internal::OpenFound(p, out, /*needs_ptrace=*/false);
   if (!patcher) return out;
   auto r = patcher->Verify();
   if (!r) {

@@ -56,16 +56,11 @@ class Tracee {
   Result<user_regs_struct> GetRegs(pid_t tid) const;
   Status SetRegs(pid_t tid, const user_regs_struct& regs);
 
-  // Executes one instruction of `tid` and waits for it to stop again. A signal
-  // that arrives instead is kept for later delivery and the step retried.
-  Status SingleStep(pid_t tid);
-
-  // After SingleStep the kernel keeps the trap flag armed in `tid` until it is
-  // resumed by a request other than a step; a tracer that dies before that
-  // leaves a thread that ends on SIGTRAP one instruction later. This disarms
-  // it without running any of the thread's code: the thread is resumed with a
-  // stop already pending (PTRACE_INTERRUPT), so it stops again at once.
-  Status ClearStepFlag(pid_t tid);
+  // Resumes `tid` until it has entered and left one system call
+  // (PTRACE_SYSCALL twice) and stops it there. Signals that arrive meanwhile
+  // are kept for later delivery. Nothing is left armed in the thread: a
+  // tracer that dies at any point leaves it simply running on.
+  Status RunSyscall(pid_t tid);
 
   // Threads of the process not held yet (born since the attach, e.g. while
   // some held threads ran on): seized and stopped like Attach does. Returns

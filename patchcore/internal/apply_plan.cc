@@ -123,7 +123,8 @@ Result<IslandState*> IslandFor(const PlannedFunction& pf, RemotePtr patch_at,
                                ApplyPlan& plan) {
   for (IslandState& is : plan.next.islands) {
     RemotePtr slot = is.addr + static_cast<int64_t>(kIslandHeaderSize + is.next_slot * kSlotSize);
-    if (is.module == target.path && kIslandHeaderSize + (is.next_slot + 1) * kSlotSize <= is.size &&
+    if (is.module == target.path &&
+        kIslandHeaderSize + (is.next_slot + 1) * kSlotSize <= std::min(is.size, kIslandSlotsEnd) &&
         EncodeEntryJump(patch_at, slot, pf.layout.patch_size)) {
       return &is;
     }

@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "base/log.h"
@@ -15,11 +16,37 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Maps and fills the patch object and the new island pages, writes the fresh
-// slots, and gives the injection thread its registers back.
+// The island pages this apply does not make (their stubs can run the calls).
+std::vector<RemotePtr> ExistingIslands(const ApplyPlan& plan) {
+  std::vector<RemotePtr> out;
+  for (const IslandState& is : plan.next.islands) {
+    if (std::find(plan.new_islands.begin(), plan.new_islands.end(), is.addr) ==
+        plan.new_islands.end()) {
+      out.push_back(is.addr);
+    }
+  }
+  return out;
+}
+
+// Maps the new island pages first (executable at once, written through
+// /proc/PID/mem: one injected call each, and their stub runs the rest), then
+// the patch object (filled and protected), then writes the fresh slots, and
+// gives the injection thread its registers back.
 Status MapAndFill(const ApplyPlan& plan, const ProcessMemory& memory, RemoteSyscall& sys,
                   RollbackGuard& undo) {
-  if (auto st = undo.Map(plan.mapping); !st) return st;
+  sys.UseStubOf(memory, ExistingIslands(plan));
+  for (RemotePtr page : plan.new_islands) {
+    if (auto st =
+            undo.Map({page, page + static_cast<int64_t>(kIslandPageSize)}, PROT_READ | PROT_EXEC);
+        !st) {
+      return st;
+    }
+    // The page is new: nothing refers to it and no thread runs in it.
+    if (auto st = memory.Write(page, plan.island_header); !st) return st;
+    sys.UseStubOf(memory, {page});
+  }
+  if (auto st = undo.Map(plan.mapping, PROT_READ | PROT_WRITE); !st) return st;
+  FaultPoint("mid-staging");  // a thread waits at a stub with the patcher's registers
   if (auto st = memory.Write(plan.mapping.start, plan.image); !st) return st;
   for (const PageProtection& p : plan.protections) {
     if (auto st = sys.Mprotect(plan.mapping.start + static_cast<int64_t>(p.offset), p.size, p.prot);
@@ -27,18 +54,11 @@ Status MapAndFill(const ApplyPlan& plan, const ProcessMemory& memory, RemoteSysc
       return st;
     }
   }
-  for (RemotePtr page : plan.new_islands) {
-    if (auto st = undo.Map({page, page + static_cast<int64_t>(kIslandPageSize)}); !st) return st;
-    if (auto st = memory.Write(page, plan.island_header); !st) return st;
-  }
   for (const JournalWrite& w : plan.slot_writes) {
     // SAFETY: the slot is one no jump leads to yet (a new island page, or
     // the next unused slot of an existing one), so no thread, running or
     // held, can execute these bytes; the rest of the page is left as it is.
     if (auto st = undo.Write(w); !st) return st;
-  }
-  for (RemotePtr page : plan.new_islands) {
-    if (auto st = sys.Mprotect(page, kIslandPageSize, PROT_READ | PROT_EXEC); !st) return st;
   }
   return sys.Restore();
 }
@@ -99,6 +119,9 @@ Status StagedObject::Unstage() {
   auto tracee = Tracee::AttachOne(pid_);
   if (!tracee) return std::unexpected(std::move(tracee.error()));
   RemoteSyscall sys(*tracee, tracee->threads().front(), syscall_insn_);
+  std::vector<RemotePtr> islands;
+  for (const IslandState& is : plan_->next.islands) islands.push_back(is.addr);
+  sys.UseStubOf(*memory_, islands);  // a new page's stub too: Munmap leaves it last
   for (const JournalWrite& w : plan_->slot_writes) {
     // SAFETY: still no jump leads to this slot: the switch never happened
     // (or was undone), so no thread can be executing it.

@@ -1,6 +1,9 @@
 #include "patchcore/internal/system_common.h"
 
+#include "base/file_util.h"
 #include "patchcore/attach_blocker.h"
+#include "patchcore/internal/inherited_state.h"
+#include "patchcore/patch_state.h"
 
 namespace patchlab::patchcore::internal {
 
@@ -22,10 +25,11 @@ ModuleUsers FindModuleUsers(const std::string& build_id, const std::vector<Proce
   return out;
 }
 
-Result<Patcher> OpenFound(const ProcessInfo& p, ProcessOutcome& out) {
+Result<Patcher> OpenFound(const ProcessInfo& p, ProcessOutcome& out, bool needs_ptrace) {
   out.pid = p.pid;
   out.comm = p.comm;
-  if (auto blocker = KnownAttachBlocker(p.pid)) {
+  auto blocker = KnownAttachBlocker(p.pid);
+  if (blocker && (needs_ptrace || blocker->ended)) {
     out.result = blocker->ended ? Outcome::kVanished : Outcome::kRefused;
     out.reason = blocker->reason;
     return Fail(ErrorCode::kRefused, "{}", blocker->reason);
@@ -41,6 +45,21 @@ Result<Patcher> OpenFound(const ProcessInfo& p, ProcessOutcome& out) {
     return Fail(ErrorCode::kTargetGone, "{}", out.reason);
   }
   return patcher;
+}
+
+bool MayRunPatch(const ProcessInfo& p, const std::string& id) {
+  const auto file = StateRoot() / fmt::format("{}-{}", p.pid, p.start_time) / "state.json";
+  if (auto text = ReadFile(file)) {
+    auto state = ProcessState::FromJson(*text, file.string());
+    if (state && state->FindPatch(id)) return true;
+    if (state && !state->patches.empty()) return false;  // its own record, without `id`
+  }
+  auto maps = ProcessMaps::Read(p.pid);
+  if (!maps) return false;
+  auto memory = ProcessMemory::Open(p.pid);
+  if (!memory) return false;
+  auto inherited = FindInheritedState(p.pid, p.start_time, *maps, *memory);
+  return inherited && *inherited && (*inherited)->state.FindPatch(id);
 }
 
 void SetFailure(const Error& e, ProcessOutcome& out) {

@@ -29,8 +29,13 @@ ModuleUsers FindModuleUsers(const std::string& build_id, const std::vector<Proce
                             ElfCache& files);
 
 // The Patcher of `p`, or the outcome that says why there is none: a known
-// blocker (zombie, another tracer), a vanished or recycled pid, no access.
-Result<Patcher> OpenFound(const ProcessInfo& p, ProcessOutcome& out);
+// blocker (zombie; another tracer, when the work needs ptrace), a vanished or
+// recycled pid, no access.
+Result<Patcher> OpenFound(const ProcessInfo& p, ProcessOutcome& out, bool needs_ptrace = true);
+
+// Whether `p` may run patch `id`: its record says so, or it inherited it by
+// fork (read only: nothing is attached or saved).
+bool MayRunPatch(const ProcessInfo& p, const std::string& id);
 
 // `out` completed for a per-process failure: vanished (kTargetGone),
 // rolled-back (kRolledBack and the failures that happen part-way), else

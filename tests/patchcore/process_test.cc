@@ -249,7 +249,7 @@ TEST(HotpatchProcess, SecurityRefusals) {
 }
 
 TEST(HotpatchProcess, KilledAtEachFaultPointThenRecovered) {
-  for (const char* fault : {"after-map", "after-write-1", "before-commit"}) {
+  for (const char* fault : {"mid-staging", "after-map", "after-write-1", "before-commit"}) {
     SCOPED_TRACE(fault);
     Workspace ws;
     auto target = Target::Start(TARGET_PIE, {"--threads", "4"}, ws.dir);

@@ -34,7 +34,7 @@ void AddTarget(CLI::App* cmd, Args& a, bool scope) {
   pid->excludes(system);
   if (!scope) return;
   cmd->add_option("--descendants-of", a.sys.descendants_of,
-                  "--system: only this process and its descendants");
+                  "--system: only the descendants of this process (not itself)");
   cmd->add_option("--jobs", a.sys.jobs, "--system: processes at a time (default: one per CPU)");
 }
 
