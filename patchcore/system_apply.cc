@@ -152,13 +152,9 @@ Result<SystemReport> ApplySystem(const PatchPackage& package, const SystemOption
   ModuleUsers found = internal::FindModuleUsers(m.target_build_id, candidates, prepared->files());
   report.uninspected = std::move(found.uninspected);
   report.scanned = found.scanned;
-  if (found.users.empty() && options.follow.count() == 0) {
-    return Fail(ErrorCode::kRefused,
-                "no process maps {} with build-id {} ({} processes looked at{})", m.target_file,
-                m.target_build_id, report.scanned,
-                report.uninspected.empty()
-                    ? ""
-                    : fmt::format(", {} could not be inspected", report.uninspected.size()));
+  if (found.users.empty() && report.uninspected.empty() && options.follow.count() == 0) {
+    return Fail(ErrorCode::kRefused, "no process maps {} with build-id {} ({} processes looked at)",
+                m.target_file, m.target_build_id, report.scanned);
   }
   report.processes = ApplyAll(*prepared, found.users, options);
   RevertTheApplied(m.id, report, options);
@@ -166,7 +162,7 @@ Result<SystemReport> ApplySystem(const PatchPackage& package, const SystemOption
     Follower follower(*prepared, options, report);
     follower.Remember(candidates, found.users);
     follower.Run();
-    if (report.processes.empty()) {
+    if (report.processes.empty() && report.uninspected.empty()) {
       return Fail(ErrorCode::kRefused, "no process mapped {} with build-id {} within {} ms",
                   m.target_file, m.target_build_id, options.follow.count());
     }

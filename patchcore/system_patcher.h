@@ -91,7 +91,8 @@ struct SystemOptions {
 };
 
 // kRefused naming the module and build-id when no process maps it (and
-// nothing was found while following); errors of the package as Patcher.
+// nothing was found while following) and none was left uninspected; errors
+// of the package as Patcher.
 Result<SystemReport> ApplySystem(const PatchPackage& package, const SystemOptions& options);
 // kInvalidArgument when patch `id` is live in no process.
 Result<SystemReport> RevertSystem(const std::string& id, const SystemOptions& options);
