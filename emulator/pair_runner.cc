@@ -8,13 +8,23 @@
 #include <filesystem>
 #include <optional>
 
+#include "base/function_name.h"
 #include "base/log.h"
 #include "emulator/layout.h"
 
 namespace patchlab::emulator {
 
 Result<FunctionRef> FunctionRef::Parse(std::string_view text) {
-  size_t colon = text.rfind(':');
+  // The last ':' that is not half of a C++ '::'.
+  size_t colon = std::string_view::npos;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != ':') continue;
+    if (i + 1 < text.size() && text[i + 1] == ':') {
+      ++i;
+      continue;
+    }
+    colon = i;
+  }
   if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size()) {
     return Fail(ErrorCode::kInvalidArgument, "'{}': expected ELF:SYMBOL", text);
   }
@@ -23,21 +33,10 @@ Result<FunctionRef> FunctionRef::Parse(std::string_view text) {
 
 Result<const ElfSymbol*> FindFunction(const ElfFile& elf, const std::string& symbol,
                                       uint64_t* address) {
-  if (symbol.rfind("0x", 0) == 0) {
-    uint64_t addr = std::strtoull(symbol.c_str(), nullptr, 16);
-    *address = addr;
-    return elf.SymbolAt(addr);  // may be nullptr: a stripped file has no size to offer
-  }
-  const ElfSymbol* s = elf.FindSymbol(symbol);
-  if (s == nullptr || !s->defined) {
-    return Fail(ErrorCode::kNotFound, "{}: no defined symbol '{}'", elf.path().string(), symbol);
-  }
-  if (s->type != SymbolType::kFunc && s->type != SymbolType::kNone) {
-    return Fail(ErrorCode::kInvalidArgument, "{}: '{}' is not a function", elf.path().string(),
-                symbol);
-  }
-  *address = s->value;
-  return s;
+  auto match = FindFunctionByName(elf, symbol);
+  if (!match) return std::unexpected(match.error());
+  *address = match->address;
+  return match->symbol;  // nullptr for an address no symbol covers (a stripped file)
 }
 
 namespace {

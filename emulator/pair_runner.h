@@ -35,8 +35,10 @@
 
 namespace patchlab::emulator {
 
-// "ELF:SYMBOL": a file and a function in it (a symbol name, or 0xADDR for a
-// stripped file; the last ':' separates them).
+// "ELF:SYMBOL": a file and a function in it (a symbol name, name@VERSION, a
+// C++ name such as Pricer::Quote or Pricer::Quote(std::string const&) const,
+// or 0xADDR for a stripped file). The ':' that separates them is the last
+// one not part of a '::'.
 struct FunctionRef {
   std::string elf;
   std::string symbol;
@@ -117,8 +119,9 @@ class PairRunner {
   std::unique_ptr<RunWatchdog> watchdog_;
 };
 
-// Finds `symbol` (a name or 0xADDR) in `elf`. Fails naming both when absent
-// or undefined.
+// Finds `symbol` in `elf`: a name, name@VERSION, a C++ name with or without
+// its parameter list, or 0xADDR (base/function_name.h). Fails naming both
+// when absent, not a function, or an overload set named without parameters.
 Result<const ElfSymbol*> FindFunction(const ElfFile& elf, const std::string& symbol,
                                       uint64_t* address);
 

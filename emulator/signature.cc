@@ -250,7 +250,51 @@ bool IsLengthName(std::string_view n) {
 
 }  // namespace
 
+int FloatBytes(FloatFormat format) {
+  switch (format) {
+    case FloatFormat::kSingle:
+      return 4;
+    case FloatFormat::kDouble:
+      return 8;
+    case FloatFormat::kX87:
+    case FloatFormat::kQuad:
+      return 16;
+    case FloatFormat::kNone:
+      break;
+  }
+  return 0;
+}
+
+std::string_view FloatFormatName(FloatFormat format) {
+  switch (format) {
+    case FloatFormat::kSingle:
+      return "float";
+    case FloatFormat::kDouble:
+      return "double";
+    case FloatFormat::kX87:
+      return "long double";
+    case FloatFormat::kQuad:
+      return "_Float128";
+    case FloatFormat::kNone:
+      break;
+  }
+  return "?";
+}
+
 Status FinishSignature(Signature& sig) {
+  if (sig.ret_kind != ValueKind::kVoid && sig.ret_kind != ValueKind::kPointer &&
+      !(sig.ret_kind == ValueKind::kInteger && sig.ret_width <= 8)) {
+    return Fail(ErrorCode::kUnsupported,
+                "{}: returns {}: only integer, pointer and void returns are supported", sig.name,
+                sig.ret_kind == ValueKind::kFloat ? FloatFormatName(sig.ret_format) : "a record");
+  }
+  for (const Param& p : sig.params) {
+    if (p.kind != ValueKind::kPointer && !(p.kind == ValueKind::kInteger && p.width <= 8)) {
+      return Fail(ErrorCode::kUnsupported,
+                  "{}: parameter '{}' ({}): only integer and pointer parameters are supported",
+                  sig.name, p.name, p.type_text);
+    }
+  }
   if (sig.params.size() > 6) {
     return Fail(ErrorCode::kUnsupported,
                 "{}: {} parameters; only the 6 register arguments are supported", sig.name,
@@ -333,9 +377,11 @@ Status ParseReturn(const std::vector<Token>& head_tokens, Signature& sig) {
     return Fail(ErrorCode::kUnsupported, "struct return values are not supported");
   }
   if (head->pointer_depth > 0) {
+    sig.ret_kind = ValueKind::kPointer;
     sig.ret_width = 8;
     sig.ret_pointer = true;
   } else if (!head->is_void) {
+    sig.ret_kind = ValueKind::kInteger;
     sig.ret_width = head->scalar->width;
     sig.ret_signed = head->scalar->is_signed;
   }
@@ -359,6 +405,7 @@ std::vector<std::vector<Token>> SplitParameters(const std::vector<Token>& t,
 
 // The type of a pointer (or array) parameter: what it points to and how big.
 void SetPointerType(const Decl& d, Param& p) {
+  p.kind = ValueKind::kPointer;
   p.is_pointer = true;
   p.width = 8;
   int depth = d.pointer_depth + (d.array_len > 0 ? 1 : 0);
