@@ -126,12 +126,11 @@ std::optional<Divergence> CompareRegion(const Sandbox& old_side, const Region& a
 std::optional<Divergence> CompareCalls(const RunOutcome& o, const RunOutcome& n) {
   size_t calls = std::max(o.calls.size(), n.calls.size());
   for (size_t i = 0; i < calls; ++i) {
+    if (i < o.calls.size() && i < n.calls.size() && o.calls[i] == n.calls[i]) continue;
     std::string oc = i < o.calls.size() ? o.calls[i].ToString() : "nothing";
     std::string nc = i < n.calls.size() ? n.calls[i].ToString() : "nothing";
-    if (oc != nc) {
-      return Divergence{DivergenceKind::kCalls,
-                        fmt::format("library call {}: old {}, new {}", i + 1, oc, nc)};
-    }
+    return Divergence{DivergenceKind::kCalls,
+                      fmt::format("library call {}: old {}, new {}", i + 1, oc, nc)};
   }
   return std::nullopt;
 }

@@ -38,12 +38,16 @@ enum class FaultClass {
 std::string_view EndingName(Ending e);
 std::string_view FaultClassName(FaultClass f);
 
-// One call into a library stub, for traces: "malloc(24) = 0x7d0000000010".
+// One call with an effect beyond its return value (a library stub's, a
+// system call's), for comparing and traces: "malloc(24) = 0x7d0000000010".
 struct StubCall {
   std::string name;
   std::vector<uint64_t> args;  // only the arguments that say what the call did
   uint64_t ret = 0;
+  std::string data;  // the bytes it wrote out (write), compared whole
+  // The call; `data` shown as a string of at most 64 bytes.
   std::string ToString() const;
+  bool operator==(const StubCall&) const = default;
 };
 
 struct RunOutcome {

@@ -10,6 +10,7 @@
 
 #include "base/function_name.h"
 #include "base/log.h"
+#include "emulator/image_linker.h"
 #include "emulator/layout.h"
 
 namespace patchlab::emulator {
@@ -41,50 +42,6 @@ Result<const ElfSymbol*> FindFunction(const ElfFile& elf, const std::string& sym
 
 namespace {
 
-Result<std::shared_ptr<const ElfFile>> OpenShared(const std::string& path) {
-  auto elf = ElfFile::Open(path);
-  if (!elf) return std::unexpected(elf.error());
-  return std::make_shared<const ElfFile>(std::move(*elf));
-}
-
-Result<LoadedFunction> Locate(std::shared_ptr<const ElfFile> elf, uint64_t bias,
-                              const std::string& symbol) {
-  uint64_t addr = 0;
-  auto s = FindFunction(*elf, symbol, &addr);
-  if (!s) return std::unexpected(s.error());
-  LoadedFunction f;
-  f.elf = std::move(elf);
-  f.entry = addr + bias;
-  f.link_address = addr;
-  f.size = *s != nullptr ? (*s)->size : 0;
-  return f;
-}
-
-bool IsGlibcLibrary(const std::string& soname) {
-  for (const char* prefix : {"libc.so", "libm.so", "libpthread.so", "libdl.so", "librt.so",
-                             "ld-linux", "libmvec.so", "libresolv.so", "libutil.so"}) {
-    if (soname.rfind(prefix, 0) == 0) return true;
-  }
-  return false;
-}
-
-std::optional<std::filesystem::path> FindLibrary(const std::string& name,
-                                                 const std::filesystem::path& beside) {
-  std::vector<std::filesystem::path> dirs = {beside,
-                                             "/lib/x86_64-linux-gnu",
-                                             "/usr/lib/x86_64-linux-gnu",
-                                             "/lib64",
-                                             "/usr/lib64",
-                                             "/lib",
-                                             "/usr/lib",
-                                             "/usr/local/lib"};
-  for (const auto& d : dirs) {
-    std::error_code ec;
-    if (std::filesystem::is_regular_file(d / name, ec)) return d / name;
-  }
-  return std::nullopt;
-}
-
 // A fast sandbox maps const buffers read-only: nothing need be compared or
 // refilled there after a run, and a run that writes through one anyway is
 // re-run in a counting sandbox, where every argument page is writable.
@@ -103,86 +60,78 @@ Status MapArgPages(Sandbox& sb, const Signature& sig, RunMode mode) {
 }  // namespace
 
 Result<std::unique_ptr<Sandbox>> PairRunner::BuildSide(int side, RunMode mode) {
-  auto sb = Sandbox::Create(max_blocks_, mode, watchdog_.get());
+  SandboxConfig config;
+  config.max_blocks = max_blocks_;
+  config.mode = mode;
+  config.watchdog = watchdog_.get();
+  config.cpu = &cpu_;
+  config.syscall_seed = syscall_seed_;
+  auto sb = Sandbox::Create(config);
   if (!sb) return std::unexpected(sb.error());
-  auto target = MapImage(**sb, old_elf_, target_bias_, "target");
-  if (!target) return std::unexpected(target.error());
-  std::vector<LoadedImage> libs;
-  for (const Library& lib : libraries_) {
-    auto m = MapImage(**sb, lib.elf, lib.bias, lib.elf->path().filename().string());
-    if (!m) return std::unexpected(m.error());
-    libs.push_back(std::move(*m));
+  const SideLayout& layout = layout_.sides[side];
+  ImageLinker linker(**sb, ld_so_, ifuncs_[side]);
+  for (const SideImage& image : layout.images) {
+    auto added = linker.Add(image.elf, image.bias, image.label, image.lookup);
+    if (!added) return std::unexpected(added.error());
   }
-  // A library's own imports resolve against the other libraries, then stubs.
-  std::vector<const LoadedImage*> lib_lookup;
-  lib_lookup.reserve(libs.size());
-  for (const LoadedImage& l : libs) lib_lookup.push_back(&l);
-  for (const LoadedImage& l : libs) {
-    if (auto s = ApplyRelocations(**sb, l, lib_lookup); !s) return std::unexpected(s.error());
-  }
-  if (auto s = ApplyRelocations(**sb, *target, lib_lookup); !s) return std::unexpected(s.error());
   if (auto s = MapArgPages(**sb, sig_, mode); !s) return std::unexpected(s.error());
-  if (side == 1 && !same_file_) {
-    auto patch = MapImage(**sb, new_elf_, new_bias_, "patch");
-    if (!patch) return std::unexpected(patch.error());
-    std::vector<const LoadedImage*> lookup = {&*target};
-    lookup.insert(lookup.end(), lib_lookup.begin(), lib_lookup.end());
-    if (auto s = ApplyRelocations(**sb, *patch, lookup); !s) return std::unexpected(s.error());
-  }
+  if (auto s = linker.Link(); !s) return std::unexpected(s.error());
+  auto entry = linker.EntryOf(layout.function_image, layout.symbol, layout.address);
+  if (!entry) return std::unexpected(entry.error());
+  SetFunction(side, layout, *entry);
   if (auto s = (*sb)->Freeze(); !s) return std::unexpected(s.error());
   return sb;
+}
+
+void PairRunner::AddNote(std::string note) {
+  if (std::find(notes_.begin(), notes_.end(), note) == notes_.end())
+    notes_.push_back(std::move(note));
+}
+
+void PairRunner::SetFunction(int side, const SideLayout& layout, uint64_t entry) {
+  LoadedFunction& f = side == 0 ? old_fn_ : new_fn_;
+  const SideImage& image = layout.images[layout.function_image];
+  f.elf = image.elf;
+  f.entry = entry;
+  f.link_address = entry - image.bias;
+  const ElfSymbol* at =
+      f.link_address == layout.address ? layout.symbol : image.elf->SymbolAt(f.link_address);
+  f.size = at != nullptr ? at->size : 0;
+  if (f.link_address != layout.address && layout.symbol != nullptr) {
+    AddNote(fmt::format("{}: {} is an IFUNC; a {} CPU runs {} at {:#x}", side == 0 ? "old" : "new",
+                        Demangle(layout.symbol->name), cpu_.name,
+                        at != nullptr ? at->name : "the code", f.link_address));
+  }
 }
 
 Result<std::unique_ptr<PairRunner>> PairRunner::Create(const Signature& sig,
                                                        const FunctionRef& old_ref,
                                                        const FunctionRef& new_ref,
                                                        uint64_t max_blocks) {
+  PairOptions options;
+  options.max_blocks = max_blocks;
+  return Create(sig, old_ref, new_ref, options);
+}
+
+Result<std::unique_ptr<PairRunner>> PairRunner::Create(const Signature& sig,
+                                                       const FunctionRef& old_ref,
+                                                       const FunctionRef& new_ref,
+                                                       const PairOptions& options) {
   std::unique_ptr<PairRunner> pr(new PairRunner());
   pr->sig_ = sig;
-  pr->max_blocks_ = max_blocks;
-  auto old_elf = OpenShared(old_ref.elf);
-  if (!old_elf) return std::unexpected(old_elf.error());
-  pr->old_elf_ = *old_elf;
-  std::error_code ec;
-  pr->same_file_ = std::filesystem::equivalent(old_ref.elf, new_ref.elf, ec);
-  pr->new_elf_ = pr->old_elf_;
-  if (!pr->same_file_) {
-    auto n = OpenShared(new_ref.elf);
-    if (!n) return std::unexpected(n.error());
-    pr->new_elf_ = *n;
-  }
-  pr->target_bias_ = ChooseBias(*pr->old_elf_, kTargetBase);
-  // Needed libraries, breadth first, each once.
-  std::vector<const ElfFile*> queue = {pr->old_elf_.get()};
-  if (!pr->same_file_) queue.push_back(pr->new_elf_.get());
-  std::vector<std::string> seen;
-  for (size_t q = 0; q < queue.size(); ++q) {
-    for (const std::string& name : queue[q]->needed()) {
-      if (IsGlibcLibrary(name) || std::find(seen.begin(), seen.end(), name) != seen.end()) continue;
-      seen.push_back(name);
-      auto path = FindLibrary(name, queue[q]->path().parent_path());
-      if (!path) {
-        Log("emulator")
-            ->warn("{} needs {}, which is not found: calls into it end runs as inconclusive",
-                   queue[q]->path().string(), name);
-        continue;
-      }
-      auto lib = OpenShared(path->string());
-      if (!lib) return std::unexpected(std::move(lib.error()).AddContext("loading " + name));
-      uint64_t base = kLibraryBase + pr->libraries_.size() * kLibraryStride;
-      pr->libraries_.push_back({*lib, ChooseBias(**lib, base)});
-      queue.push_back(pr->libraries_.back().elf.get());
-    }
-  }
-  pr->new_bias_ = pr->same_file_ ? pr->target_bias_ : ChooseBias(*pr->new_elf_, kPatchBase);
-  auto old_fn = Locate(pr->old_elf_, pr->target_bias_, old_ref.symbol);
-  if (!old_fn) return std::unexpected(old_fn.error());
-  pr->old_fn_ = *old_fn;
-  auto new_fn = Locate(pr->new_elf_, pr->new_bias_, new_ref.symbol);
-  if (!new_fn) return std::unexpected(new_fn.error());
-  pr->new_fn_ = *new_fn;
+  pr->max_blocks_ = options.max_blocks;
+  pr->syscall_seed_ = options.seed;
+  auto cpu = CpuModelByName(options.cpu);
+  if (!cpu) return std::unexpected(cpu.error());
+  pr->cpu_ = std::move(*cpu);
+  auto layout = PlanLayout(old_ref, new_ref);
+  if (!layout) return std::unexpected(layout.error());
+  pr->layout_ = std::move(*layout);
+  auto ld_so = LdSoData::Create(pr->layout_.glibc_libraries, pr->cpu_);
+  if (!ld_so) return std::unexpected(ld_so.error());
+  pr->ld_so_ = std::move(*ld_so);
   pr->watchdog_ = std::make_unique<RunWatchdog>();
-  pr->fast_tick_limit_ = RunWatchdog::MinTicksFor(max_blocks);
+  pr->fast_tick_limit_ = RunWatchdog::MinTicksFor(options.max_blocks);
   for (RunMode mode : {RunMode::kFast, RunMode::kCounted}) {
     auto o = pr->BuildSide(0, mode);
     if (!o) return std::unexpected(o.error());

@@ -27,10 +27,13 @@
 #include "base/elf_file.h"
 #include "base/error.h"
 #include "emulator/comparator.h"
-#include "emulator/image_loader.h"
+#include "emulator/cpu_model.h"
+#include "emulator/image_linker.h"
 #include "emulator/input.h"
+#include "emulator/ld_so_data.h"
 #include "emulator/run_watchdog.h"
 #include "emulator/sandbox.h"
+#include "emulator/side_layout.h"
 #include "emulator/signature.h"
 
 namespace patchlab::emulator {
@@ -64,10 +67,21 @@ struct PairOutcome {
   bool counted = false;
 };
 
+struct PairOptions {
+  uint64_t max_blocks = 1000000;
+  std::string cpu;    // cpu_model.h; "" is the baseline x86-64
+  uint64_t seed = 1;  // of the system-call layer's getrandom bytes
+};
+
 class PairRunner {
  public:
-  // Opens both ELFs, builds both sandboxes and finds both functions. Fails
-  // naming the file or symbol that is missing or cannot be loaded.
+  // Opens both ELFs, builds both sides' sandboxes (side_layout.h,
+  // image_linker.h) and finds both functions (an IFUNC: the implementation
+  // its resolver picks on the CPU model). Fails naming the file or symbol
+  // that is missing or cannot be loaded, or an unknown CPU model.
+  static Result<std::unique_ptr<PairRunner>> Create(const Signature& sig, const FunctionRef& old_fn,
+                                                    const FunctionRef& new_fn,
+                                                    const PairOptions& options);
   static Result<std::unique_ptr<PairRunner>> Create(const Signature& sig, const FunctionRef& old_fn,
                                                     const FunctionRef& new_fn, uint64_t max_blocks);
 
@@ -86,26 +100,31 @@ class PairRunner {
   // Fast runs (one side each) that had to be re-run counted (for benchmarks
   // and tests).
   uint64_t fast_reruns() const { return fast_reruns_; }
+  // What a report should say about how the functions were found (an IFUNC's
+  // implementation, ...).
+  const std::vector<std::string>& notes() const { return notes_; }
+  const std::string& cpu_name() const { return cpu_.name; }
 
  private:
   PairRunner() = default;
   void Place(Sandbox& sb, const Input& in, uint64_t* args);
   // A sandbox for one side (0 old, 1 new), frozen and ready to run.
   Result<std::unique_ptr<Sandbox>> BuildSide(int side, RunMode mode);
+  // Records where side `side`'s function runs (`entry`, a guest address).
+  void SetFunction(int side, const SideLayout& layout, uint64_t entry);
+  void AddNote(std::string note);  // once
   // Resets `sb`, places `in` and runs side `side` (0 old, 1 new) there; sets
   // ran_[side].
   const RunOutcome& RunIn(Sandbox& sb, int side, const Input& in);
   Sandbox& SandboxFor(int side, RunMode mode);
 
   Signature sig_;
-  std::shared_ptr<const ElfFile> old_elf_, new_elf_;
-  struct Library {
-    std::shared_ptr<const ElfFile> elf;
-    uint64_t bias;
-  };
-  std::vector<Library> libraries_;  // same addresses on every side
-  bool same_file_ = false;
-  uint64_t target_bias_ = 0, new_bias_ = 0;
+  PairLayout layout_;
+  CpuModel cpu_;
+  LdSoData ld_so_;
+  IfuncCache ifuncs_[2];  // per side
+  uint64_t syscall_seed_ = 1;
+  std::vector<std::string> notes_;
   uint64_t max_blocks_ = 0;
   uint64_t fast_reruns_ = 0;
   uint64_t fast_tick_limit_ = 0;          // RunWatchdog::MinTicksFor(max_blocks_)

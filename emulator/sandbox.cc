@@ -8,12 +8,14 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "emulator/cpu_model.h"
 #include "emulator/entry_page.h"
 #include "emulator/internal/byte_scan.h"
 #include "emulator/internal/sandbox_live.h"
 #include "emulator/layout.h"
 #include "emulator/run_watchdog.h"
 #include "emulator/stubs.h"
+#include "emulator/syscalls.h"
 
 namespace patchlab::emulator {
 namespace {
@@ -102,14 +104,27 @@ void OnInterrupt(uc_engine* uc, uint32_t intno, void* user) {
   uc_emu_stop(uc);
 }
 
-void OnSyscall(uc_engine* uc, void* user) {
-  auto* live = static_cast<Sandbox::Live*>(user);
-  uint64_t rip = 0, rax = 0;
-  uc_reg_read(uc, UC_X86_REG_RIP, &rip);
-  uc_reg_read(uc, UC_X86_REG_RAX, &rax);
-  live->Decide(Ending::kInconclusive, FaultClass::kNone, rip,
-               fmt::format("system call {} at {:#x}", rax, rip));
-  uc_emu_stop(uc);
+void OnSyscall(uc_engine* uc, void* user) { static_cast<SyscallLayer*>(user)->OnSyscall(uc); }
+
+// Answers `cpuid` from the CPU model (returning 1 skips Unicorn's own answer,
+// which is the same TCG feature set whatever model it emulates).
+int OnCpuid(uc_engine* uc, void* user) {
+  const auto* cpu = static_cast<const CpuModel*>(user);
+  uint64_t leaf = 0, subleaf = 0;
+  uc_reg_read(uc, UC_X86_REG_RAX, &leaf);
+  uc_reg_read(uc, UC_X86_REG_RCX, &subleaf);
+  const std::array<uint32_t, 4> r =
+      cpu->Cpuid(static_cast<uint32_t>(leaf), static_cast<uint32_t>(subleaf));
+  uint64_t v[4] = {r[0], r[1], r[2], r[3]};
+  int ids[4] = {UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RCX, UC_X86_REG_RDX};
+  void* vals[4] = {&v[0], &v[1], &v[2], &v[3]};
+  uc_reg_write_batch(uc, ids, vals, 4);
+  return 1;
+}
+
+const CpuModel& BaselineCpu() {
+  static const CpuModel* const model = new CpuModel(*CpuModelByName(""));
+  return *model;
 }
 
 void OnStubPage(uc_engine* uc, uint64_t addr, uint32_t, void* user) {
@@ -119,16 +134,18 @@ void OnStubPage(uc_engine* uc, uint64_t addr, uint32_t, void* user) {
 
 }  // namespace
 
-Result<std::unique_ptr<Sandbox>> Sandbox::Create(uint64_t max_blocks, RunMode mode,
-                                                 RunWatchdog* watchdog) {
-  assert(mode != RunMode::kFast || watchdog != nullptr);
+Result<std::unique_ptr<Sandbox>> Sandbox::Create(const SandboxConfig& config) {
+  assert(config.mode != RunMode::kFast || config.watchdog != nullptr);
   std::unique_ptr<Sandbox> sb(new Sandbox());
-  sb->mode_ = mode;
-  sb->watchdog_ = watchdog;
+  sb->mode_ = config.mode;
+  sb->watchdog_ = config.watchdog;
+  sb->cpu_ = config.cpu != nullptr ? config.cpu : &BaselineCpu();
   sb->live_ = std::make_unique<Live>();
   sb->live_->sandbox = sb.get();
-  sb->set_max_blocks(max_blocks);
+  sb->set_max_blocks(config.max_blocks);
   sb->stubs_ = std::make_unique<StubTable>(*sb);
+  sb->syscalls_ = std::make_unique<SyscallLayer>(*sb);
+  sb->syscalls_->set_seed(config.syscall_seed);
   if (cs_open(CS_ARCH_X86, CS_MODE_64, &sb->live_->capstone) != CS_ERR_OK) {
     return Fail(ErrorCode::kInternal, "capstone: cs_open failed");
   }
@@ -136,83 +153,90 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(uint64_t max_blocks, RunMode mo
     sb->uc_ = nullptr;
     return std::unexpected(UcError("uc_open", e));
   }
-  Live* live = sb->live_.get();
-  uc_hook h;
-  auto hook = [&](uc_err e, const char* what) -> Status {
-    if (e != UC_ERR_OK) return std::unexpected(UcError(what, e));
-    return {};
+  if (auto s = sb->AddHooks(); !s) return std::unexpected(s.error());
+  if (auto s = sb->MapFixedPages(); !s) return std::unexpected(s.error());
+  return sb;
+}
+
+Status Sandbox::AddHooks() {
+  Live* live = live_.get();
+  struct HookSpec {
+    int type;
+    void* callback;
+    void* user;
+    uint64_t begin, end;
+    const char* what;
+    bool wanted;
   };
   // The block hook is what a fast sandbox leaves out: it fires on every
   // block (a helper call each), a fifth of a short function's run time.
-  if (mode != RunMode::kFast) {
-    if (auto s = hook(
-            uc_hook_add(sb->uc_, &h, UC_HOOK_BLOCK, reinterpret_cast<void*>(OnBlock), live, 1, 0),
-            "block hook");
-        !s)
-      return std::unexpected(s.error());
+  const HookSpec specs[] = {
+      {UC_HOOK_BLOCK, reinterpret_cast<void*>(OnBlock), live, 1, 0, "block hook",
+       mode_ != RunMode::kFast},
+      {UC_HOOK_MEM_INVALID, reinterpret_cast<void*>(OnBadMemory), live, 1, 0, "memory hook", true},
+      {UC_HOOK_INTR, reinterpret_cast<void*>(OnInterrupt), live, 1, 0, "interrupt hook", true},
+      {UC_HOOK_CODE, reinterpret_cast<void*>(OnInstruction), live, 1, 0, "instruction hook",
+       mode_ == RunMode::kExact},
+      {UC_HOOK_CODE, reinterpret_cast<void*>(OnStubPage), stubs_.get(), kStubBase,
+       kStubBase + kStubBytes - 1, "stub hook", true},
+  };
+  uc_hook h;
+  for (const HookSpec& spec : specs) {
+    if (!spec.wanted) continue;
+    if (uc_err e = uc_hook_add(uc_, &h, spec.type, spec.callback, spec.user, spec.begin, spec.end);
+        e != UC_ERR_OK)
+      return std::unexpected(UcError(spec.what, e));
   }
-  if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_MEM_INVALID,
-                                reinterpret_cast<void*>(OnBadMemory), live, 1, 0),
-                    "memory hook");
-      !s)
-    return std::unexpected(s.error());
-  if (auto s = hook(
-          uc_hook_add(sb->uc_, &h, UC_HOOK_INTR, reinterpret_cast<void*>(OnInterrupt), live, 1, 0),
-          "interrupt hook");
-      !s)
-    return std::unexpected(s.error());
-  if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_INSN, reinterpret_cast<void*>(OnSyscall), live,
-                                1, 0, UC_X86_INS_SYSCALL),
-                    "syscall hook");
-      !s)
-    return std::unexpected(s.error());
-  if (mode == RunMode::kExact) {
-    if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_CODE, reinterpret_cast<void*>(OnInstruction),
-                                  live, 1, 0),
-                      "instruction hook");
-        !s)
-      return std::unexpected(s.error());
-  }
-  if (auto s = hook(uc_hook_add(sb->uc_, &h, UC_HOOK_CODE, reinterpret_cast<void*>(OnStubPage),
-                                sb->stubs_.get(), kStubBase, kStubBase + kStubBytes - 1),
-                    "stub hook");
-      !s) {
-    return std::unexpected(s.error());
-  }
+  // Instruction hooks take the instruction as one more argument.
+  if (uc_err e = uc_hook_add(uc_, &h, UC_HOOK_INSN, reinterpret_cast<void*>(OnSyscall),
+                             syscalls_.get(), 1, 0, UC_X86_INS_SYSCALL);
+      e != UC_ERR_OK)
+    return std::unexpected(UcError("syscall hook", e));
+  if (uc_err e = uc_hook_add(uc_, &h, UC_HOOK_INSN, reinterpret_cast<void*>(OnCpuid),
+                             const_cast<CpuModel*>(cpu_), 1, 0, UC_X86_INS_CPUID);
+      e != UC_ERR_OK)
+    return std::unexpected(UcError("cpuid hook", e));
+  return {};
+}
 
+Status Sandbox::MapFixedPages() {
   auto stub_page =
-      sb->Map(kStubBase, kStubBytes, UC_PROT_READ | UC_PROT_EXEC, RegionKind::kCode, "stubs");
+      Map(kStubBase, kStubBytes, UC_PROT_READ | UC_PROT_EXEC, RegionKind::kCode, "stubs");
   if (!stub_page) return std::unexpected(stub_page.error());
   // Every slot is `ret`.
   std::memset(*stub_page, 0xc3, kStubBytes);
-  auto entry =
-      sb->Map(kEntryBase, kPageSize, UC_PROT_READ | UC_PROT_EXEC, RegionKind::kCode, "entry");
+  auto entry = Map(kEntryBase, kPageSize, UC_PROT_READ | UC_PROT_EXEC, RegionKind::kCode, "entry");
   if (!entry) return std::unexpected(entry.error());
-  sb->entry_page_ = *entry;
-  WriteEntryPage(sb->entry_page_);
-  auto tls = sb->Map(kTlsBase, kTlsBytes, UC_PROT_READ | UC_PROT_WRITE, RegionKind::kTls, "tls");
+  entry_page_ = *entry;
+  WriteEntryPage(entry_page_);
+  // The thread control block, as glibc lays out its head: fs:0 and fs:0x10
+  // point to it, fs:0x28 is the stack protector's canary. Image data: a run
+  // that writes it (glibc keeps its thread's state there) has it restored
+  // and compared.
+  auto tls = Map(kTlsBase, kTlsBytes, UC_PROT_READ | UC_PROT_WRITE, RegionKind::kImageData, "tls");
   if (!tls) return std::unexpected(tls.error());
-  std::memcpy(*tls + 0x28, &kStackCanary, sizeof kStackCanary);
-  // Only the thread control block's head (self pointer, canary, pointer
-  // guard) is restored between runs: restoring the page would cost more than
-  // a short function's whole run.
-  sb->SetResetRange(kTlsBase, 0, 0x100);
-  // fs:0 points to itself, as glibc's TCB does.
   std::memcpy(*tls, &kTlsBase, sizeof kTlsBase);
-  if (auto s = sb->Map(kStackTop - kStackBytes, kStackBytes, UC_PROT_READ | UC_PROT_WRITE,
-                       RegionKind::kStack, "stack");
+  std::memcpy(*tls + 0x10, &kTlsBase, sizeof kTlsBase);
+  std::memcpy(*tls + 0x28, &kStackCanary, sizeof kStackCanary);
+  if (auto s = Map(kStackTop - kStackBytes, kStackBytes, UC_PROT_READ | UC_PROT_WRITE,
+                   RegionKind::kStack, "stack");
       !s)
     return std::unexpected(s.error());
-  if (auto s =
-          sb->Map(kHeapBase, kHeapBytes, UC_PROT_READ | UC_PROT_WRITE, RegionKind::kHeap, "heap");
+  if (auto s = Map(kHeapBase, kHeapBytes, UC_PROT_READ | UC_PROT_WRITE, RegionKind::kHeap, "heap");
       !s) {
     return std::unexpected(s.error());
   }
   uint64_t fs_base = kTlsBase;
-  if (uc_err e = uc_reg_write(sb->uc_, UC_X86_REG_FS_BASE, &fs_base); e != UC_ERR_OK) {
+  if (uc_err e = uc_reg_write(uc_, UC_X86_REG_FS_BASE, &fs_base); e != UC_ERR_OK) {
     return std::unexpected(UcError("FS_BASE", e));
   }
-  return sb;
+  // The CPU as no code has touched it yet (calls during load may leave
+  // state behind): what a run that did not return is restored to.
+  if (uc_err e = uc_context_alloc(uc_, &context_); e != UC_ERR_OK)
+    return std::unexpected(UcError("context", e));
+  if (uc_err e = uc_context_save(uc_, context_); e != UC_ERR_OK)
+    return std::unexpected(UcError("context", e));
+  return {};
 }
 
 Sandbox::~Sandbox() {
@@ -287,8 +311,7 @@ uint64_t Sandbox::StubAddress(const std::string& name) { return stubs_->AddressO
 
 Status Sandbox::Freeze() {
   for (Region& r : regions_) {
-    if (r.kind == RegionKind::kImageData || r.kind == RegionKind::kTls)
-      r.snapshot.assign(r.host, r.host + r.size);
+    if (r.kind == RegionKind::kImageData) r.snapshot.assign(r.host, r.host + r.size);
     // What a Reset visits: code never changes (the regions stay put from now on).
     if (r.kind != RegionKind::kCode) resettable_.push_back(&r);
     if (r.kind == RegionKind::kImageData || r.kind == RegionKind::kArg ||
@@ -311,10 +334,6 @@ Status Sandbox::Freeze() {
   }
   ret_slot_ = HostPtr(kInitialRsp, 8, UC_PROT_WRITE);
   assert(ret_slot_ != nullptr);
-  if (uc_err e = uc_context_alloc(uc_, &context_); e != UC_ERR_OK)
-    return std::unexpected(UcError("context", e));
-  if (uc_err e = uc_context_save(uc_, context_); e != UC_ERR_OK)
-    return std::unexpected(UcError("context", e));
   frozen_ = true;
   return {};
 }
@@ -357,10 +376,6 @@ void Sandbox::Reset() {
           const uint64_t b = r.GranuleBegin(g), e = r.GranuleEnd(g);
           if (b < e) std::memcpy(r.host + b, r.snapshot.data() + b, e - b);
         }
-        break;
-      case RegionKind::kTls:
-        std::memcpy(r.host + r.reset_begin, r.snapshot.data() + r.reset_begin,
-                    r.reset_end - r.reset_begin);
         break;
       case RegionKind::kArg:
         // Refilling a whole page costs ~100 ns; most runs leave all but the
@@ -502,6 +517,43 @@ void Sandbox::JudgeInvalidInstruction() {
   cs_free(insn, 1);
 }
 
+Result<uint64_t> Sandbox::CallDuringLoad(uint64_t fn) {
+  assert(!frozen_);
+  Live& live = *live_;
+  live.out = RunOutcome{};
+  live.decided = false;
+  live.last_pc = 0;
+  syscalls_->BeginRun();
+  const uint64_t regs[6] = {0, 0, 0, 0, 0, 0};
+  const uint64_t rsp = kInitialRsp;
+  std::memcpy(entry_page_ + kEntryArgsOffset, regs, sizeof regs);
+  std::memcpy(entry_page_ + kEntryRspOffset, &rsp, sizeof rsp);
+  std::memcpy(entry_page_ + kEntryTargetOffset, &fn, sizeof fn);
+  entry_written_ = fn;
+  uint8_t* ret = HostPtr(kInitialRsp, 8, UC_PROT_WRITE);
+  assert(ret != nullptr);
+  std::memcpy(ret, &kSentinel, 8);
+  // A fast sandbox has no block hook to stop a function that loops: at load
+  // time Unicorn's own timeout does (a thread per call, a few calls a check).
+  constexpr uint64_t kLoadCallTimeoutUs = 2000000;
+  const uc_err err = uc_emu_start(uc_, kEntryBase + kEntryCodeOffset, kSentinel,
+                                  mode_ == RunMode::kFast ? kLoadCallTimeoutUs : 0, 0);
+  uint64_t rip = 0, rax = 0;
+  int ids[2] = {UC_X86_REG_RIP, UC_X86_REG_RAX};
+  void* vals[2] = {&rip, &rax};
+  uc_reg_read_batch(uc_, ids, vals, 2);
+  // Whatever it left in the CPU, the first run starts from a clean state.
+  restore_context_ = true;
+  if (live.decided) {
+    return Fail(ErrorCode::kUnsupported, "calling {:#x}: {}", fn, DescribeOutcome(live.out));
+  }
+  if (err != UC_ERR_OK || rip != kSentinel) {
+    return Fail(ErrorCode::kUnsupported, "calling {:#x}: stopped at {:#x}: {}", fn, rip,
+                uc_strerror(err));
+  }
+  return rax;
+}
+
 const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
   const bool exact = mode_ == RunMode::kExact;
   assert(frozen_ && args.size() <= 6);
@@ -517,6 +569,7 @@ const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
   out.blocks = out.insns = 0;
   live.decided = false;
   live.last_pc = 0;
+  syscalls_->BeginRun();
 
   // A run that faulted, hung or stopped may leave state in the emulated CPU
   // that the entry code cannot reach: QEMU remembers the last exception

@@ -47,7 +47,9 @@ struct uc_context;
 namespace patchlab::emulator {
 
 class StubTable;
+class SyscallLayer;
 class RunWatchdog;
+struct CpuModel;
 
 enum class RunMode { kFast, kCounted, kExact };
 
@@ -58,7 +60,6 @@ enum class RegionKind {
                // read-only (a const buffer in a kFast sandbox)
   kHeap,       // the stub heap: used part cleared, compared
   kStack,      // cleared near the top, not compared (frames differ legitimately)
-  kTls,        // the stack-protector page: restored from a snapshot
 };
 
 // The most granules one region of image data is mapped in (Region::granule).
@@ -71,7 +72,7 @@ struct Region {
   RegionKind kind = RegionKind::kCode;
   std::string name;  // "target:seg1", "arg2", "heap"
   uint8_t* host = nullptr;
-  std::vector<uint8_t> snapshot;  // kImageData and kTls only
+  std::vector<uint8_t> snapshot;  // kImageData only
   // The part a Reset restores (offsets). Image pages restore the bytes their
   // segments cover: bytes past a segment's end are compared but not restored.
   uint64_t reset_begin = 0;
@@ -101,15 +102,26 @@ struct Region {
   uint64_t GranuleEnd(size_t g) const { return std::min(reset_end, (g + 1) * granule); }
 };
 
+struct SandboxConfig {
+  uint64_t max_blocks = 1000000;
+  RunMode mode = RunMode::kCounted;
+  // Needed by a kFast sandbox; must outlive its runs.
+  RunWatchdog* watchdog = nullptr;
+  // What `cpuid` answers; nullptr: the baseline x86-64 model. Must outlive
+  // the sandbox.
+  const CpuModel* cpu = nullptr;
+  uint64_t syscall_seed = 1;  // getrandom's bytes (syscalls.h)
+};
+
 class Sandbox {
  public:
-  // Opens the engine, maps stack, TLS, heap, stub and entry pages and installs
-  // the hooks of `mode`. (Adding a hook to a running engine would need
-  // uc_ctl_flush_tlb, which costs over half a second in Unicorn 2.0.1; a
-  // second engine costs a millisecond.) A kFast sandbox needs `watchdog`,
-  // which must outlive its runs. Fails (kInternal) only if Unicorn refuses.
-  static Result<std::unique_ptr<Sandbox>> Create(uint64_t max_blocks, RunMode mode,
-                                                 RunWatchdog* watchdog = nullptr);
+  // Opens the engine, maps stack, TLS (the thread control block: fs:0 and
+  // fs:0x10 point at it, fs:0x28 holds the canary), heap, stub and entry
+  // pages and installs the hooks of the mode. (Adding a hook to a running
+  // engine would need uc_ctl_flush_tlb, which costs over half a second in
+  // Unicorn 2.0.1; a second engine costs a millisecond.) Fails (kInternal)
+  // only if Unicorn refuses.
+  static Result<std::unique_ptr<Sandbox>> Create(const SandboxConfig& config);
   ~Sandbox();
   Sandbox(const Sandbox&) = delete;
   Sandbox& operator=(const Sandbox&) = delete;
@@ -126,6 +138,17 @@ class Sandbox {
   // slot when the function is stubbed, else a slot that ends the run as
   // inconclusive naming the function. Same name, same slot.
   uint64_t StubAddress(const std::string& name);
+
+  // Calls the function at `fn` with no arguments before Freeze, as ld.so
+  // calls IFUNC resolvers and a thread's start-up calls initialisers, and
+  // returns its rax. Fails naming the fault, hang or inconclusive call that
+  // stopped it. REQUIRES: not frozen.
+  Result<uint64_t> CallDuringLoad(uint64_t fn);
+
+  // The static TLS blocks of the loaded modules: module k (1-based, as
+  // __tls_get_addr and DTPMOD64 number them) starts at fs - offsets[k-1].
+  void SetTlsModules(std::vector<uint64_t> offsets) { tls_offsets_ = std::move(offsets); }
+  const std::vector<uint64_t>& tls_offsets() const { return tls_offsets_; }
 
   // Records the state every run starts from. REQUIRES: all mapping done.
   Status Freeze();
@@ -187,6 +210,8 @@ class Sandbox {
 
  private:
   Sandbox() = default;
+  Status AddHooks();
+  Status MapFixedPages();
   // After a run that faulted: the fault's PC (rip as Unicorn left it), and
   // whether an invalid instruction is one a real CPU would run.
   void LocateFault(uint64_t rip);
@@ -209,12 +234,16 @@ class Sandbox {
   uint8_t* ret_slot_ = nullptr;  // host side of the return address at kInitialRsp
   std::unique_ptr<Live> live_;
   std::unique_ptr<StubTable> stubs_;
+  std::unique_ptr<SyscallLayer> syscalls_;
+  const CpuModel* cpu_ = nullptr;
+  std::vector<uint64_t> tls_offsets_;
   uint64_t max_blocks_ = 0;
   RunMode mode_ = RunMode::kCounted;
   RunWatchdog* watchdog_ = nullptr;
   bool frozen_ = false;
   bool settled_ = true;
   friend class StubTable;
+  friend class SyscallLayer;
 };
 
 }  // namespace patchlab::emulator

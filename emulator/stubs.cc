@@ -34,6 +34,7 @@ enum class Id {
   kAbort,
   kStackChkFail,
   kAssertFail,
+  kTlsGetAddr,
   kUnknown,
 };
 
@@ -67,6 +68,7 @@ constexpr Known kKnown[] = {
     {"abort", Id::kAbort},
     {"__stack_chk_fail", Id::kStackChkFail},
     {"__assert_fail", Id::kAssertFail},
+    {"__tls_get_addr", Id::kTlsGetAddr},
 };
 
 Id Lookup(std::string_view name) {
@@ -315,6 +317,22 @@ std::optional<uint64_t> StubTable::Reallocate(const Call& c) {
   return ret;
 }
 
+std::optional<uint64_t> StubTable::TlsGetAddr(const Call& c) {
+  // The argument points at {module id, offset in the module's block}.
+  const uint8_t* index = Check(c, c.a[0], 16, kR);
+  if (index == nullptr) return std::nullopt;
+  uint64_t module = 0, offset = 0;
+  std::memcpy(&module, index, 8);
+  std::memcpy(&offset, index + 8, 8);
+  const std::vector<uint64_t>& blocks = sandbox_.tls_offsets();
+  if (module == 0 || module > blocks.size()) {
+    // ld.so would look the module up and find nothing: a crash.
+    Fault(c.uc, static_cast<int>(FaultClass::kReadUnmapped), c.a[0], c.name);
+    return std::nullopt;
+  }
+  return kTlsBase - blocks[module - 1] + offset;
+}
+
 void StubTable::OnCall(uc_struct* uc, uint64_t pc) {
   uint64_t slot = (pc - kStubBase) / kStubSlotBytes;
   if (slot == 0 || slot > slot_names_.size() || (pc - kStubBase) % kStubSlotBytes != 0) return;
@@ -351,6 +369,9 @@ void StubTable::OnCall(uc_struct* uc, uint64_t pc) {
       return Fault(uc, static_cast<int>(FaultClass::kAbort), pc, c.name);
     case Id::kStackChkFail:
       return Fault(uc, static_cast<int>(FaultClass::kStackSmash), pc, c.name);
+    case Id::kTlsGetAddr:
+      ret = TlsGetAddr(c);
+      break;
     case Id::kUnknown:
       sandbox_.live().Decide(Ending::kInconclusive, FaultClass::kNone, pc,
                              fmt::format("call to unstubbed function '{}'", c.name));

@@ -10,9 +10,10 @@
 // Stubbed: memcpy memmove memset memcmp bcmp strlen strnlen strcmp strncmp
 // strchr strrchr memchr malloc calloc realloc free abort __stack_chk_fail
 // __assert_fail (and their __*_chk / glibc-internal aliases listed in
-// stubs.cc). A stub that touches memory a real one would fault on reports the
-// same fault (class and first bad byte) "in NAME". Any other name ends the run
-// as inconclusive, naming the function.
+// stubs.cc), and ld.so's __tls_get_addr (static TLS blocks of the loaded
+// modules, Sandbox::SetTlsModules). A stub that touches memory a real one would fault on reports
+// the same fault (class and first bad byte) "in NAME". Any other name ends the run as inconclusive,
+// naming the function.
 //
 // The heap is a bump allocator on the sandbox heap region: deterministic, so
 // both sides hand out the same addresses for the same sequence of requests.
@@ -61,6 +62,8 @@ class StubTable {
   std::optional<uint64_t> StringStub(const Call& c, int id);
   std::optional<uint64_t> AllocationStub(const Call& c, int id);
   std::optional<uint64_t> Reallocate(const Call& c);
+  // __tls_get_addr: the address of a variable in a module's static TLS block.
+  std::optional<uint64_t> TlsGetAddr(const Call& c);
   // [p, p+n) in host memory when it is all mapped with `prot`; else reports
   // the fault a real libc would hit (class and first bad byte) and returns
   // nullptr. n == 0 is valid and never dereferenced.

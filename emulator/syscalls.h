@@ -1,0 +1,66 @@
+// SyscallLayer: the system calls a checked function may make, answered the
+// same way on both sides without a kernel, so that functions making them
+// are compared on what they return and write:
+//   getpid, gettid        4242 (a process's main thread)
+//   clock_gettime         a clock that starts every run at 2026-01-01
+//   gettimeofday, time    00:00:00 UTC (monotonic clocks at 100000 s) and
+//                         advances 1 us at each reading
+//   getrandom             bytes from a splitmix64 stream seeded with the
+//                         check's seed, the same for every run (recorded:
+//                         a call is compared, with its length and flags)
+//   write                 to a captured buffer: the call is compared with
+//                         the bytes written; returns the count
+// A bad pointer gets -EFAULT and an unknown flag -EINVAL, as from the
+// kernel. Any other system call ends the run as inconclusive, naming it.
+//
+// Thread-safety: belongs to its Sandbox's thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+struct uc_struct;
+
+namespace patchlab::emulator {
+
+class Sandbox;
+
+// "openat", or "#999" for a number this machine's kernel headers do not name.
+std::string SyscallName(uint64_t nr);
+
+class SyscallLayer {
+ public:
+  explicit SyscallLayer(Sandbox& sandbox) : sandbox_(sandbox) {}
+
+  // The seed of getrandom's bytes.
+  void set_seed(uint64_t seed) { seed_ = seed; }
+  uint64_t seed() const { return seed_; }
+  // Every run starts with the clock and the random stream at their start.
+  void BeginRun() {
+    clock_us_ = 0;
+    random_state_ = seed_;
+  }
+  // Answers the system call the CPU is at (from the sandbox's hook), or
+  // decides the run inconclusive and stops it.
+  void OnSyscall(uc_struct* uc);
+
+ private:
+  struct Call;
+  uint64_t ClockGettime(const Call& c);
+  uint64_t Gettimeofday(const Call& c);
+  uint64_t Time(const Call& c);
+  uint64_t Getrandom(const Call& c);
+  uint64_t Write(const Call& c);
+  // Host bytes of guest [addr, addr+len) writable by the kernel (noted as
+  // written), or nullptr for -EFAULT.
+  uint8_t* Writable(uint64_t addr, uint64_t len);
+  // The clock's reading, in microseconds since the run began.
+  uint64_t Tick() { return clock_us_++; }
+
+  Sandbox& sandbox_;
+  uint64_t seed_ = 1;
+  uint64_t clock_us_ = 0;
+  uint64_t random_state_ = 1;
+};
+
+}  // namespace patchlab::emulator
