@@ -1,6 +1,7 @@
 #include "emulator/expect.h"
 
 #include <cctype>
+#include <stdexcept>
 #include <vector>
 
 namespace patchlab::emulator {
@@ -18,6 +19,12 @@ namespace {
 
 using Node = Expect::Node;
 using NodePtr = std::shared_ptr<const Node>;
+
+// Parsing, evaluating and destroying a tree all recurse along its height, so
+// a hostile --expect (a megabyte of '(' or of "1+1+...") must stop at a bound
+// instead of exhausting the stack. Real expressions are a few terms deep.
+constexpr int kMaxNesting = 100;  // parentheses, unary operators, operator precedence levels
+constexpr int kMaxNodes = 1000;   // operands and operators in all
 
 class Parser {
  public:
@@ -40,7 +47,11 @@ class Parser {
 
  private:
   std::unexpected<patchlab::Error> Error(std::string_view what) {
-    return Fail(ErrorCode::kInvalidArgument, "--expect '{}': column {}: {}", s_, pos_ + 1, what);
+    // The column says where; a long expression is quoted by its start only.
+    constexpr size_t kQuoted = 120;
+    std::string_view shown = s_.substr(0, kQuoted);
+    return Fail(ErrorCode::kInvalidArgument, "--expect '{}{}': column {}: {}", shown,
+                s_.size() > kQuoted ? "..." : "", pos_ + 1, what);
   }
   void Skip() {
     while (pos_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[pos_]))) ++pos_;
@@ -52,8 +63,8 @@ class Parser {
       ++j;
     return s_.substr(pos_, j - pos_);
   }
-  static NodePtr Binary(std::string op, NodePtr a, NodePtr b) {
-    auto n = std::make_shared<Node>();
+  NodePtr Binary(std::string op, NodePtr a, NodePtr b) {
+    auto n = NewNode();
     n->kind = Node::kBinary;
     n->op = std::move(op);
     n->a = std::move(a);
@@ -92,13 +103,26 @@ class Parser {
       lhs = Binary(op, *lhs, *rhs);
     }
   }
+  std::shared_ptr<Node> NewNode() {
+    ++nodes_;
+    return std::make_shared<Node>();
+  }
+  // Every operand is parsed here, so this is where nesting is counted.
   Result<NodePtr> ParseUnary() {
+    if (depth_ >= kMaxNesting) return Error(fmt::format("nested deeper than {}", kMaxNesting));
+    if (nodes_ >= kMaxNodes) return Error(fmt::format("more than {} terms", kMaxNodes));
+    ++depth_;
+    auto n = ParseUnaryNested();
+    --depth_;
+    return n;
+  }
+  Result<NodePtr> ParseUnaryNested() {
     Skip();
     if (pos_ < s_.size() && (s_[pos_] == '!' || s_[pos_] == '-' || s_[pos_] == '~')) {
       std::string op(1, s_[pos_++]);
       auto a = ParseUnary();
       if (!a) return a;
-      auto n = std::make_shared<Node>();
+      auto n = NewNode();
       n->kind = Node::kUnary;
       n->op = op;
       n->a = *a;
@@ -114,7 +138,7 @@ class Parser {
   Result<NodePtr> ParsePrimary() {
     Skip();
     if (pos_ >= s_.size()) return Error("expected a value");
-    auto n = std::make_shared<Node>();
+    auto n = NewNode();
     char c = s_[pos_];
     if (c == '(') {
       ++pos_;
@@ -136,7 +160,11 @@ class Parser {
       size_t used = 0;
       std::string rest(s_.substr(pos_));
       n->kind = Node::kConst;
-      n->value = static_cast<int64_t>(std::stoull(rest, &used, 0));
+      try {
+        n->value = static_cast<int64_t>(std::stoull(rest, &used, 0));
+      } catch (const std::out_of_range&) {
+        return Error("number out of range (at most 64 bits)");
+      }
       pos_ += used;
       return NodePtr(n);
     }
@@ -216,6 +244,8 @@ class Parser {
   std::string_view s_;
   const Signature& sig_;
   size_t pos_ = 0;
+  int depth_ = 0;
+  int nodes_ = 0;
 };
 
 int64_t Eval(const Node& n, const Signature& sig, const Input& in, const RunOutcome& o,

@@ -1,6 +1,7 @@
 #include "emulator/signature.h"
 
 #include <cctype>
+#include <charconv>
 #include <map>
 #include <optional>
 
@@ -86,6 +87,23 @@ struct Decl {
   size_t column = 0;
 };
 
+// A C integer literal as an array size: decimal, 0x hex or 0 octal, every
+// character used. nullopt when it is not one or does not fit 64 bits.
+std::optional<uint64_t> ParseArrayLength(std::string_view text) {
+  int base = 10;
+  if (text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) {
+    base = 16;
+    text.remove_prefix(2);
+  } else if (text.size() > 1 && text[0] == '0') {
+    base = 8;
+    text.remove_prefix(1);
+  }
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value, base);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
 // Splits an annotation comment ("24 bytes, nonnull") at its commas.
 std::vector<std::string> SplitAnnotations(const std::string& text) {
   std::vector<std::string> out;
@@ -136,7 +154,20 @@ class DeclParser {
   Status Bracket(const Token& t) {
     if (i_ + 2 < toks_.size() && toks_[i_ + 1].kind == Token::kNumber &&
         toks_[i_ + 2].text == "]") {
-      d_.array_len = std::stoull(toks_[i_ + 1].text, nullptr, 0);
+      const Token& size = toks_[i_ + 1];
+      auto len = ParseArrayLength(size.text);
+      if (!len) {
+        return Fail(ErrorCode::kParse, "column {}: array size '{}' is not a number", size.column,
+                    size.text);
+      }
+      // Any element is a byte at least: a larger array cannot fit a buffer
+      // (and its size in bytes could wrap).
+      if (*len > kMaxBufferBytes) {
+        return Fail(ErrorCode::kUnsupported,
+                    "column {}: an array of {} elements; at most {} bytes are supported",
+                    size.column, *len, kMaxBufferBytes);
+      }
+      d_.array_len = *len;
       d_.type_text += "[" + toks_[i_ + 1].text + "]";
       i_ += 2;
       return {};

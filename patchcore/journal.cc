@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/file_util.h"
+#include "base/json_util.h"
 #include "patchcore/patch_state.h"
 
 namespace patchlab::patchcore {
@@ -20,7 +21,7 @@ json Range(const RemoteRange& r) {
 
 RemoteRange ParseRange(const json& j) {
   RemotePtr start(std::stoull(j.at("addr").get<std::string>(), nullptr, 16));
-  return {start, start + j.at("size").get<int64_t>()};
+  return {start, start + JsonInteger<int64_t>(j, "size")};
 }
 
 }  // namespace
@@ -49,8 +50,9 @@ std::string Journal::ToJson() const {
 }
 
 Result<Journal> Journal::FromJson(std::string_view text, std::string_view origin) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded()) return Fail(ErrorCode::kParse, "{}: not JSON", origin);
+  auto parsed = ParseJson(text, origin);
+  if (!parsed) return std::unexpected(std::move(parsed.error()));
+  const json& j = *parsed;
   Journal out;
   try {
     std::string op = j.at("op").get<std::string>();
@@ -59,7 +61,7 @@ Result<Journal> Journal::FromJson(std::string_view text, std::string_view origin
     }
     out.op = op == "apply" ? Op::kApply : Op::kRevert;
     out.patch_id = j.at("patch_id").get<std::string>();
-    out.serial = j.at("serial").get<uint64_t>();
+    out.serial = JsonInteger<uint64_t>(j, "serial");
     for (const json& w : j.at("writes")) {
       auto old_bytes = ParseHexBytes(w.at("old").get<std::string>());
       auto new_bytes = ParseHexBytes(w.at("new").get<std::string>());

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/file_util.h"
+#include "base/json_util.h"
 #include "base/version.h"
 
 namespace patchlab::patchcore {
@@ -86,22 +87,22 @@ std::string Manifest::ToJson() const {
 }
 
 Result<Manifest> Manifest::FromJson(std::string_view json, std::string_view origin) {
-  nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return Fail(ErrorCode::kParse, "{}: manifest is not a JSON object", origin);
-  }
+  auto parsed = ParseJson(json, fmt::format("{}: manifest", origin));
+  if (!parsed) return std::unexpected(std::move(parsed.error()));
+  const nlohmann::json& j = *parsed;
+  if (!j.is_object()) return Fail(ErrorCode::kParse, "{}: manifest is not a JSON object", origin);
   Manifest m;
   std::string field;
   try {
     field = "format";
-    if (j.at("format").get<int>() != 1) {
+    if (JsonInteger<int>(j, "format") != 1) {
       return Fail(ErrorCode::kParse, "{}: manifest format {} is not supported", origin,
                   j.at("format").dump());
     }
     field = "id";
     m.id = j.at("id").get<std::string>();
     field = "seq";
-    m.seq = j.at("seq").get<uint64_t>();
+    m.seq = JsonInteger<uint64_t>(j, "seq");
     field = "target.build_id";
     m.target_build_id = j.at("target").at("build_id").get<std::string>();
     field = "target.file";
@@ -128,7 +129,7 @@ Result<Manifest> Manifest::FromJson(std::string_view json, std::string_view orig
     m.object_sha256 = j.at("object_sha256").get<std::string>();
     field = "tool_version";
     m.tool_version = j.value("tool_version", "");
-  } catch (const nlohmann::json::exception& e) {
+  } catch (const std::exception& e) {  // nlohmann's, and JsonInteger's
     return Fail(ErrorCode::kParse, "{}: manifest field {}: {}", origin, field, e.what());
   }
   if (m.id.empty()) return Fail(ErrorCode::kParse, "{}: manifest field id is empty", origin);

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/file_util.h"
+#include "base/json_util.h"
 #include "patchcore/process_maps.h"
 
 namespace patchlab::patchcore {
@@ -95,24 +96,25 @@ std::string ProcessState::ToJson() const {
 }
 
 Result<ProcessState> ProcessState::FromJson(std::string_view text, std::string_view origin) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded()) return Fail(ErrorCode::kParse, "{}: not JSON", origin);
+  auto parsed = ParseJson(text, origin);
+  if (!parsed) return std::unexpected(std::move(parsed.error()));
+  const json& j = *parsed;
   ProcessState s;
   try {
-    s.pid = j.at("pid").get<pid_t>();
-    s.start_time = j.at("start_time").get<uint64_t>();
-    s.serial = j.at("serial").get<uint64_t>();
+    s.pid = JsonInteger<pid_t>(j, "pid");
+    s.start_time = JsonInteger<uint64_t>(j, "start_time");
+    s.serial = JsonInteger<uint64_t>(j, "serial");
     for (const json& jp : j.at("patches")) {
       PatchState p;
       p.id = jp.at("id").get<std::string>();
-      p.seq = jp.at("seq").get<uint64_t>();
+      p.seq = JsonInteger<uint64_t>(jp, "seq");
       p.package_sha256 = jp.at("package_sha256").get<std::string>();
       p.module = jp.at("module").get<std::string>();
       p.mapping.start = Ptr(jp.at("mapping").at("addr"));
-      p.mapping.end = p.mapping.start + jp.at("mapping").at("size").get<int64_t>();
+      p.mapping.end = p.mapping.start + JsonInteger<int64_t>(jp.at("mapping"), "size");
       if (jp.contains("depends")) p.depends = jp.at("depends").get<std::vector<std::string>>();
       for (const json& js : jp.at("segments")) {
-        p.segments.push_back({Ptr(js.at("addr")), js.at("size").get<uint64_t>(),
+        p.segments.push_back({Ptr(js.at("addr")), JsonInteger<uint64_t>(js, "size"),
                               js.at("sha256").get<std::string>()});
       }
       for (const json& jf : jp.at("functions")) {
@@ -127,7 +129,7 @@ Result<ProcessState> ProcessState::FromJson(std::string_view text, std::string_v
       site.function = js.at("function").get<std::string>();
       site.module = js.at("module").get<std::string>();
       site.entry = Ptr(js.at("entry"));
-      site.size = js.at("size").get<uint64_t>();
+      site.size = JsonInteger<uint64_t>(js, "size");
       site.patch_at = Ptr(js.at("patch_at"));
       auto original = ParseHexBytes(js.at("original").get<std::string>());
       auto jump = ParseHexBytes(js.at("jump").get<std::string>());
@@ -140,8 +142,9 @@ Result<ProcessState> ProcessState::FromJson(std::string_view text, std::string_v
       s.sites.push_back(std::move(site));
     }
     for (const json& ji : j.at("islands")) {
-      s.islands.push_back({Ptr(ji.at("addr")), ji.at("size").get<uint64_t>(),
-                           ji.at("module").get<std::string>(), ji.at("next_slot").get<uint64_t>()});
+      s.islands.push_back({Ptr(ji.at("addr")), JsonInteger<uint64_t>(ji, "size"),
+                           ji.at("module").get<std::string>(),
+                           JsonInteger<uint64_t>(ji, "next_slot")});
     }
   } catch (const std::exception& e) {
     return Fail(ErrorCode::kParse, "{}: {}", origin, e.what());

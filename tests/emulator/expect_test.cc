@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/status_matchers.h"
+
 namespace patchlab::emulator {
 namespace {
 
@@ -69,6 +71,41 @@ TEST(Expect, ErrorsNameTheColumnAndTheKnownNames) {
   EXPECT_FALSE(Expect::Parse("(ret == 0", s).has_value());
   EXPECT_FALSE(Expect::Parse("ret == ", s).has_value());
   EXPECT_FALSE(Expect::Parse("len(flags) > 1", s).has_value()) << "flags is not a pointer";
+}
+
+// Found by fuzz/expect_fuzzer.cc: a literal past 64 bits threw out of the
+// parser (std::stoull's out_of_range) and ended the process.
+TEST(Expect, NumberPastSixtyFourBitsIsAnError) {
+  auto s = ParseSignature("int f(long a, long b)");
+  ASSERT_OK(s);
+  auto e = Expect::Parse("a / b == a % b || -a == a when a <= -93233720368547758036854", *s);
+  ASSERT_FALSE(e.has_value());
+  EXPECT_THAT(e.error().ToString(), testing::HasSubstr("column 38: number out of range"));
+  EXPECT_OK(Expect::Parse("a == 18446744073709551615 || b == 0xffffffffffffffff", *s));
+}
+
+// Parsing, evaluating and freeing the tree recurse along its height: deep
+// nesting and long chains stop at a bound with an error, not a blown stack.
+TEST(Expect, NestingAndLengthAreBounded) {
+  Signature s = Sig();
+  Case c = Make("abc", 0, 0);
+  EXPECT_TRUE(Eval(std::string(50, '(') + "len == 3" + std::string(50, ')'), c));
+  EXPECT_TRUE(Eval(std::string(99, '!') + "0", c));
+  auto parens = Expect::Parse(std::string(100000, '(') + "1", s);
+  ASSERT_FALSE(parens.has_value());
+  EXPECT_THAT(parens.error().ToString(), testing::HasSubstr("column 101: nested deeper than 100"));
+  EXPECT_LT(parens.error().ToString().size(), 300u) << "quotes the start of the expression only";
+  auto negations = Expect::Parse(std::string(100000, '-') + "1", s);
+  ASSERT_FALSE(negations.has_value());
+  EXPECT_THAT(negations.error().ToString(), testing::HasSubstr("nested deeper than 100"));
+  std::string chain = "1";
+  for (int i = 0; i < 100000; ++i) chain += "+1";
+  auto sum = Expect::Parse(chain, s);
+  ASSERT_FALSE(sum.has_value());
+  EXPECT_THAT(sum.error().ToString(), testing::HasSubstr("more than 1000 terms"));
+  std::string short_chain = "len";
+  for (int i = 0; i < 400; ++i) short_chain += "+0";
+  EXPECT_TRUE(Eval(short_chain + " == 3", c));
 }
 
 }  // namespace

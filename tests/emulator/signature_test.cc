@@ -92,5 +92,33 @@ TEST(Signature, ClearErrorsForWhatIsNotSupported) {
   }
 }
 
+// Array sizes are read strictly: one past 64 bits used to throw out of the
+// parser (std::stoull), one whose size in bytes wraps was taken as its
+// remainder, and trailing letters were ignored.
+TEST(Signature, ArraySizesAreCheckedNumbers) {
+  auto ok = ParseSignature("int f(uint32_t t[0x10], char s[010])");
+  ASSERT_TRUE(ok.has_value()) << ok.error().ToString();
+  EXPECT_EQ(ok->params[0].fixed_size, 64u);
+  EXPECT_EQ(ok->params[1].fixed_size, 8u) << "010 is octal, as in C";
+  struct Case {
+    const char* text;
+    ErrorCode code;
+    const char* mentions;
+  } cases[] = {
+      {"int f(int x[99999999999999999999])", ErrorCode::kParse,
+       "column 13: array size '99999999999999999999' is not a number"},
+      {"int f(uint64_t x[0x2000000000000001])", ErrorCode::kUnsupported,
+       "an array of 2305843009213693953 elements; at most 4096 bytes"},
+      {"int f(char x[9abc])", ErrorCode::kParse, "array size '9abc' is not a number"},
+      {"int f(char x[08])", ErrorCode::kParse, "array size '08' is not a number"},
+  };
+  for (const Case& c : cases) {
+    auto s = ParseSignature(c.text);
+    ASSERT_FALSE(s.has_value()) << c.text;
+    EXPECT_EQ(s.error().code(), c.code) << c.text << ": " << s.error().ToString();
+    EXPECT_NE(s.error().ToString().find(c.mentions), std::string::npos) << s.error().ToString();
+  }
+}
+
 }  // namespace
 }  // namespace patchlab::emulator

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "base/file_util.h"
+#include "tests/support/status_matchers.h"
 
 namespace patchlab::patchcore {
 namespace {
@@ -57,6 +58,30 @@ TEST(PatchPackage, UnsignedIsRefusedByVerify) {
   auto st = VerifyPackage(*pkg, "/nonexistent.pub");
   ASSERT_FALSE(st.has_value());
   EXPECT_EQ(st.error().code(), ErrorCode::kRefused);
+}
+
+// The manifest is read before any signature is checked, so it is hostile
+// input: a number that is not an integer (read before through a cast that is
+// undefined behaviour for 1e30) and deep nesting end in errors naming the file.
+TEST(PatchPackage, HostileManifestIsAnErrorNamingThePackage) {
+  std::string json = SampleManifest("obj").ToJson();
+  auto with = [&](std::string_view from, std::string_view to) {
+    std::string s = json;
+    s.replace(s.find(from), from.size(), to);
+    return Manifest::FromJson(s, "fix.hpk");
+  };
+  ASSERT_OK(with("\"seq\": 7", "\"seq\": 7"));
+  auto huge = with("\"seq\": 7", "\"seq\": 1e30");
+  ASSERT_FALSE(huge.has_value());
+  EXPECT_THAT(huge.error().ToString(),
+              testing::HasSubstr("fix.hpk: manifest field seq: field 'seq': expected an integer"));
+  auto format = with("\"format\": 1", "\"format\": 1.9");
+  ASSERT_FALSE(format.has_value());
+  EXPECT_THAT(format.error().ToString(), testing::HasSubstr("manifest field format"));
+  auto deep = with("\"format\": 1", "\"format\": " + std::string(5000, '['));
+  ASSERT_FALSE(deep.has_value());
+  EXPECT_THAT(deep.error().ToString(), testing::HasSubstr("fix.hpk: manifest: byte"));
+  EXPECT_THAT(deep.error().ToString(), testing::HasSubstr("nested deeper than 64 levels"));
 }
 
 }  // namespace

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Regenerates the seed files of fuzz/corpus/ that are made from other files:
+# ELF files built from the repository's own sources (as the lab builds
+# targets and patch objects, then stripped, split and cut), a few small
+# Debian files nobody here wrote (debug files from libc6-dbg, /usr/bin/true),
+# the bundled scenarios and policies, and packages packed by the build's
+# hotpatch. Hand-written seeds (one line each, named after what they show)
+# live beside them and are not touched.
+#
+#   bash fuzz/make_corpus.sh [BUILD_DIR]   default build/ci (for hotpatch)
+#
+# Run it after changing a format; commit what it writes. Outputs are kept
+# small (the ELF seeds are -Os builds of short sources), because every one is
+# replayed by ctest and mutated by the fuzzer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build/ci}
+corpus=fuzz/corpus
+tmp=$(mktemp -d /tmp/fuzz-corpus.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+
+# --- ELF files ---------------------------------------------------------------
+elf=$corpus/elf
+mkdir -p "$elf"
+rm -f "$elf"/gen-*
+cc=(gcc -Os -g -fno-asynchronous-unwind-tables)
+"${cc[@]}" -Iscenarios/common -o "$elf/gen-kvd" scenarios/kv-parse-fix/kvd.c -pthread
+"${cc[@]}" -fPIC -shared -fno-stack-protector -o "$elf/gen-parse_fix.so" \
+  scenarios/kv-parse-fix/parse_fix.c
+"${cc[@]}" -c -o "$elf/gen-parse_fix.o" scenarios/kv-parse-fix/parse_fix.c
+"${cc[@]}" -no-pie -fno-pie -o "$elf/gen-elf_fixture-nopie" \
+  tests/base/elf_fixtures/elf_fixture.c -lz
+objcopy --only-keep-debug "$elf/gen-kvd" "$elf/gen-kvd.debug"
+strip --strip-all -o "$elf/gen-kvd.stripped" "$elf/gen-kvd"
+objcopy --compress-debug-sections=zlib "$elf/gen-parse_fix.so" "$elf/gen-parse_fix.zdebug.so"
+# No section headers at all: dynamic data and the build-id only through program headers.
+python3 - "$elf/gen-kvd.stripped" "$elf/gen-kvd.noshdr" <<'PY'
+import struct, sys
+data = bytearray(open(sys.argv[1], 'rb').read())
+shoff = struct.unpack_from('<Q', data, 0x28)[0]
+del data[shoff:]
+struct.pack_into('<Q', data, 0x28, 0)           # e_shoff
+struct.pack_into('<HH', data, 0x3c, 0, 0)       # e_shnum, e_shstrndx
+open(sys.argv[2], 'wb').write(data)
+PY
+# Debian's own: a stripped program, and the two smallest debug files of libc6-dbg.
+cp /usr/bin/true "$elf/gen-debian-true"
+if [ -d /usr/lib/debug/.build-id ]; then
+  mapfile -t smallest < <(find /usr/lib/debug/.build-id -name '*.debug' -type f -printf '%s %p\n' |
+    sort -n | sed -n '1,2s/^[0-9]* //p')
+  for f in "${smallest[@]}"; do cp "$f" "$elf/gen-debian-$(basename "$f")"; done
+fi
+
+# --- Packages, state and journals, recorded from real hotpatch runs ----------
+# A patch of the patch core's test target is packed three ways (signed,
+# unsigned with --depends, several functions with --replaces all), applied to
+# the running target, and interrupted at a fault point (HOTPATCH_FAULT) so that
+# the journal it leaves can be kept; `hotpatch recover` then finishes it.
+cmake --build "$build" --target hotpatch pc_target_pie >/dev/null
+hotpatch=$build/tools/hotpatch/hotpatch
+target=$build/tests/patchcore/pc_target_pie
+mkdir -p "$corpus/package" "$corpus/state" "$corpus/journal"
+rm -f "$corpus"/package/gen-* "$corpus"/state/gen-* "$corpus"/journal/gen-*
+gcc -Os -fPIC -shared -s -Wl,-z,noseparate-code -o "$tmp/patch.so" \
+  tests/patchcore/patches/patch_compute.c
+"$hotpatch" keygen --out "$tmp/keys" >/dev/null
+refs=(--ref private_helper --ref private_calls)
+pack=("$hotpatch" pack --target "$target" --object "$tmp/patch.so")
+"${pack[@]}" --id fix-1 --seq 1 --func compute=compute_v1 "${refs[@]}" \
+  --key "$tmp/keys/patch.key" -o "$corpus/package/gen-signed.hpk"
+"${pack[@]}" --id fix-2 --seq 2 --func compute=compute_v2 "${refs[@]}" --depends fix-1 \
+  -o "$corpus/package/gen-unsigned.hpk" 2>/dev/null
+"${pack[@]}" --id fix-3 --seq 3 --func compute=compute_v3 --func slow_path=slow_path_v1 \
+  "${refs[@]}" --replaces all --key "$tmp/keys/patch.key" -o "$tmp/all.hpk"
+cp "$tmp/all.hpk" "$corpus/package/gen-replaces-all.hpk"
+# The manifest alone (the harness reads input without the magic as a manifest).
+python3 - "$corpus/package/gen-signed.hpk" "$corpus/package/gen-manifest.json" <<'PY'
+import struct, sys
+data = open(sys.argv[1], 'rb').read()
+size = struct.unpack_from('<I', data, 16)[0]
+open(sys.argv[2], 'wb').write(data[20:20 + size])
+PY
+
+export HOTPATCH_STATE_DIR=$tmp/state
+"$target" >/dev/null &
+target_pid=$!
+sleep 0.3
+state_dir() { echo "$HOTPATCH_STATE_DIR/$target_pid-"*; }
+hp() { "$hotpatch" "$@" >/dev/null 2>&1; }
+hp apply --pid "$target_pid" --pubkey "$tmp/keys/patch.pub" "$corpus/package/gen-signed.hpk"
+hp apply --pid "$target_pid" --allow-unsigned "$corpus/package/gen-unsigned.hpk"
+cp "$(state_dir)/state.json" "$corpus/state/gen-two-patches.json"
+# The fault point kills hotpatch with SIGKILL (bash reports it on stderr).
+{ HOTPATCH_FAULT=after-write-1 hp apply --pid "$target_pid" --pubkey "$tmp/keys/patch.pub" \
+  "$tmp/all.hpk" || true; } 2>/dev/null
+cp "$(state_dir)/journal.json" "$corpus/journal/gen-apply-interrupted.json"
+hp recover --pid "$target_pid"
+hp apply --pid "$target_pid" --pubkey "$tmp/keys/patch.pub" "$tmp/all.hpk"
+cp "$(state_dir)/state.json" "$corpus/state/gen-three-patches.json"
+{ HOTPATCH_FAULT=after-write-1 hp revert --pid "$target_pid" fix-3 || true; } 2>/dev/null
+cp "$(state_dir)/journal.json" "$corpus/journal/gen-revert-interrupted.json"
+hp recover --pid "$target_pid"
+kill "$target_pid"
+wait "$target_pid" 2>/dev/null || true
+
+# --- Prototypes (--sig) ------------------------------------------------------
+# The checker test fixture's real prototypes, and one-line prototypes from
+# Debian's C headers (most are refused: __THROW, attributes, void *).
+mkdir -p "$corpus/sig"
+rm -f "$corpus"/sig/gen-*
+n=0
+while IFS= read -r proto; do
+  n=$((n + 1))
+  printf '%s' "$proto" >"$corpus/sig/gen-fixture-$n"
+done < <(sed -n 's/^API \(.*)\) *{.*$/\1/p' tests/emulator/fixtures/target.c)
+n=0
+while IFS= read -r proto; do
+  n=$((n + 1))
+  printf '%s' "$proto" >"$corpus/sig/gen-debian-header-$n"
+done < <(grep -hE '^extern [a-z_ ]+\**[a-z_]+ \(.*\);?$' /usr/include/string.h /usr/include/zlib.h \
+  /usr/include/unistd.h | head -n 12)

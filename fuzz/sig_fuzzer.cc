@@ -1,0 +1,25 @@
+// The C prototype parser of `patchlab check --sig` (emulator/signature.h).
+// What it accepts must be something the checker can place: at most six
+// parameters, every pointer with a knowable size no larger than the
+// sandbox's buffers, every length parameter pointing back at its buffer.
+#include "emulator/signature.h"
+#include "fuzz/fuzz_target.h"
+
+PATCHLAB_FUZZ_TARGET(sig) {
+  using namespace patchlab::emulator;
+  auto sig = ParseSignature(patchlab::fuzz::AsText(data, size));
+  if (!sig) return 0;
+  FUZZ_CHECK(sig->params.size() <= 6);
+  for (size_t i = 0; i < sig->params.size(); ++i) {
+    const Param& p = sig->params[i];
+    FUZZ_CHECK(p.width == 1 || p.width == 2 || p.width == 4 || p.width == 8);
+    if (!p.is_pointer) continue;
+    FUZZ_CHECK(p.fixed_size <= kMaxBufferBytes);
+    FUZZ_CHECK(p.fixed_size > 0 || p.length_param >= 0 || p.cstring);
+    if (p.length_param >= 0) {
+      FUZZ_CHECK(static_cast<size_t>(p.length_param) < sig->params.size());
+      FUZZ_CHECK(sig->params[p.length_param].length_of == static_cast<int>(i));
+    }
+  }
+  return 0;
+}
