@@ -216,9 +216,9 @@ class CheckRun {
     cx.new_result = DescribeOutcome(*o.new_out);
     if (sig_.ret_width != 0) {
       if (o.old_out->ending == Ending::kReturned)
-        cx.old_result += " (" + RenderReturn(sig_, o.old_out->ret) + ")";
+        cx.old_result += " (" + RenderReturn(sig_, *o.old_out) + ")";
       if (o.new_out->ending == Ending::kReturned)
-        cx.new_result += " (" + RenderReturn(sig_, o.new_out->ret) + ")";
+        cx.new_result += " (" + RenderReturn(sig_, *o.new_out) + ")";
     }
     cx.detail = o.divergence ? o.divergence->detail : "did not diverge again on an exact re-run";
     cx.found_at = f.index;

@@ -1,5 +1,7 @@
 // Comparing what the old and the new function did on one input: how each run
-// ended, the return value (at the declared width), every writable byte both
+// ended, the return value (at the declared width; floating point bit for bit
+// but any NaN equal to any NaN; records by their members, not their
+// padding; behind a hidden pointer, that pointer too), every writable byte both
 // sides share (argument pages, the target image's writable segments, the used
 // heap), and the calls to effectful library stubs (allocation, abort).
 // Two runs that fault the same way at the same address are equal whatever they
@@ -58,6 +60,7 @@ std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side,
                                   const RunOutcome& new_out, CleanArgPages* clean = nullptr);
 
 // The return value as the declared type reads it, e.g. "-1" or "0x7a0000008010".
-std::string RenderReturn(const Signature& sig, uint64_t ret);
+// Floating point as "1.5", records as "{+0: 1.5, +8: 2}", __int128 in hex.
+std::string RenderReturn(const Signature& sig, const RunOutcome& out);
 
 }  // namespace patchlab::emulator

@@ -1,8 +1,11 @@
 #include "emulator/expect.h"
 
 #include <cctype>
+#include <cmath>
 #include <stdexcept>
 #include <vector>
+
+#include "emulator/float_value.h"
 
 namespace patchlab::emulator {
 
@@ -226,7 +229,8 @@ class Parser {
     n->param = idx;
     Skip();
     if (pos_ < s_.size() && s_[pos_] == '[') {
-      if (!sig_.params[idx].is_pointer) return Error(fmt::format("'{}' is not a pointer", w));
+      if (!sig_.params[idx].is_pointer && sig_.params[idx].kind != ValueKind::kRecord)
+        return Error(fmt::format("'{}' is not a pointer or a struct", w));
       ++pos_;
       auto i = ParseBinary(0);
       if (!i) return i;
@@ -248,6 +252,18 @@ class Parser {
   int nodes_ = 0;
 };
 
+// A floating-point value as the integer expressions see it: truncated
+// toward 0, saturated, NaN as 0.
+int64_t Truncated(FloatFormat format, const std::vector<uint8_t>& image) {
+  if (image.size() < static_cast<size_t>(FloatBytes(format) == 16 ? 10 : FloatBytes(format)))
+    return 0;
+  const double v = DecodeFloat(format, image.data());
+  if (std::isnan(v)) return 0;
+  if (v >= 9.2e18) return INT64_MAX;
+  if (v <= -9.2e18) return INT64_MIN;
+  return static_cast<int64_t>(v);
+}
+
 int64_t Eval(const Node& n, const Signature& sig, const Input& in, const RunOutcome& o,
              const RunOutcome& nw) {
   const RunOutcome& side = n.new_side ? nw : o;
@@ -255,7 +271,11 @@ int64_t Eval(const Node& n, const Signature& sig, const Input& in, const RunOutc
     case Node::kConst:
       return n.value;
     case Node::kRet:
-      return sig.ret_width == 0 ? 0 : SignedValueOf(sig.ret_width, sig.ret_signed, side.ret);
+      if (sig.ret_kind == ValueKind::kFloat) return Truncated(sig.ret_format, side.ret_image);
+      if (sig.ret_kind == ValueKind::kRecord) return 0;
+      return sig.ret_width == 0
+                 ? 0
+                 : SignedValueOf(std::min(sig.ret_width, 8), sig.ret_signed, side.ret);
     case Node::kFault:
       return side.ending == Ending::kFault;
     case Node::kHang:
@@ -265,6 +285,9 @@ int64_t Eval(const Node& n, const Signature& sig, const Input& in, const RunOutc
     case Node::kParam: {
       const Param& p = sig.params[n.param];
       const ArgValue& v = in.args[n.param];
+      if (p.kind == ValueKind::kFloat) return Truncated(p.format, ArgImage(p, v, 0));
+      if (p.kind == ValueKind::kRecord || p.kind == ValueKind::kFunction)
+        return static_cast<int64_t>(v.value);
       return p.is_pointer ? !v.is_null : SignedValue(p, v.value);
     }
     case Node::kLen: {

@@ -39,6 +39,10 @@ inline constexpr uint64_t ArgPage(uint64_t i) {
   return kArgBase + i * kArgStride + (8 + 2 * i) * kPageSize;
 }
 
+// Where a hidden return pointer points (a record returned in memory): its
+// own page, with unmapped neighbours.
+inline constexpr uint64_t kReturnBuffer = kArgBase + 3 * kPageSize;
+
 inline constexpr uint64_t kHeapBase = 0x7b0000020000;
 inline constexpr uint64_t kHeapBytes = 0x100000;
 

@@ -52,7 +52,11 @@ struct StubCall {
 
 struct RunOutcome {
   Ending ending = Ending::kReturned;
-  uint64_t ret = 0;  // masked to the declared width when the checker reads it
+  uint64_t ret = 0;  // rax; masked to the declared width when the checker reads it
+  // The return value's image when it is not just rax (floating point in
+  // xmm0 or st0, a record in registers or behind the hidden pointer, an
+  // __int128): call_plan.h says which bytes come from where.
+  std::vector<uint8_t> ret_image;
   FaultClass fault = FaultClass::kNone;
   uint64_t fault_addr = 0;  // the data address for memory faults, else the PC
   uint64_t fault_pc = 0;  // block start in a fast run; exact in a sandbox created with exact = true

@@ -10,6 +10,7 @@
 
 #include "base/function_name.h"
 #include "base/log.h"
+#include "emulator/callback.h"
 #include "emulator/image_linker.h"
 #include "emulator/layout.h"
 
@@ -68,6 +69,14 @@ Result<std::unique_ptr<Sandbox>> PairRunner::BuildSide(int side, RunMode mode) {
   config.syscall_seed = syscall_seed_;
   auto sb = Sandbox::Create(config);
   if (!sb) return std::unexpected(sb.error());
+  // Generated callbacks first, so that every sandbox has them at the same
+  // stub addresses.
+  for (size_t i = 0; i < sig_.params.size(); ++i) {
+    const Param& p = sig_.params[i];
+    if (p.kind != ValueKind::kFunction || !p.callback_target.empty()) continue;
+    for (int b = 0; b < kCallbackBehaviours; ++b)
+      callback_slots_[i][b] = (*sb)->AddCallback(p.callback, b);
+  }
   const SideLayout& layout = layout_.sides[side];
   ImageLinker linker(**sb, ld_so_, ifuncs_[side]);
   for (const SideImage& image : layout.images) {
@@ -75,12 +84,51 @@ Result<std::unique_ptr<Sandbox>> PairRunner::BuildSide(int side, RunMode mode) {
     if (!added) return std::unexpected(added.error());
   }
   if (auto s = MapArgPages(**sb, sig_, mode); !s) return std::unexpected(s.error());
+  if (auto s = MapReturnBuffer(**sb); !s) return std::unexpected(s.error());
   if (auto s = linker.Link(); !s) return std::unexpected(s.error());
   auto entry = linker.EntryOf(layout.function_image, layout.symbol, layout.address);
   if (!entry) return std::unexpected(entry.error());
   SetFunction(side, layout, *entry);
+  if (auto s = FindCallbackTargets(linker, side); !s) return std::unexpected(s.error());
   if (auto s = (*sb)->Freeze(); !s) return std::unexpected(s.error());
   return sb;
+}
+
+Status PairRunner::MapReturnBuffer(Sandbox& sb) {
+  CallShape shape;
+  shape.sse_entry = plan_.needs_sse_entry;
+  shape.stack_bytes = plan_.stack_bytes;
+  shape.ret = plan_.ret;
+  shape.return_size = plan_.return_size;
+  if (plan_.hidden_return) {
+    // Flush against the page's end, 16-aligned: a write past it faults.
+    return_buffer_ = kReturnBuffer + kPageSize - (plan_.return_size + 15) / 16 * 16;
+    shape.return_buffer = return_buffer_;
+    auto m = sb.Map(kReturnBuffer, kPageSize, UC_PROT_READ | UC_PROT_WRITE, RegionKind::kReturn,
+                    "return value");
+    if (!m) return std::unexpected(m.error());
+  }
+  sb.SetCallShape(std::move(shape));
+  return {};
+}
+
+Status PairRunner::FindCallbackTargets(ImageLinker& linker, int side) {
+  for (size_t i = 0; i < sig_.params.size(); ++i) {
+    const Param& p = sig_.params[i];
+    if (p.kind != ValueKind::kFunction || p.callback_target.empty()) continue;
+    // The function the annotation names, in the side's program (image 0).
+    const ElfFile& elf = *linker.image(0).elf;
+    auto match = FindFunctionByName(elf, p.callback_target);
+    if (!match) {
+      return std::unexpected(
+          std::move(match.error())
+              .AddContext(fmt::format("parameter '{}': fn = {}", p.name, p.callback_target)));
+    }
+    auto at = linker.EntryOf(0, match->symbol, match->address);
+    if (!at) return std::unexpected(at.error());
+    callback_targets_[side][i] = *at;
+  }
+  return {};
 }
 
 void PairRunner::AddNote(std::string note) {
@@ -119,6 +167,9 @@ Result<std::unique_ptr<PairRunner>> PairRunner::Create(const Signature& sig,
                                                        const PairOptions& options) {
   std::unique_ptr<PairRunner> pr(new PairRunner());
   pr->sig_ = sig;
+  auto plan = PlanCall(sig);
+  if (!plan) return std::unexpected(plan.error());
+  pr->plan_ = std::move(*plan);
   pr->max_blocks_ = options.max_blocks;
   pr->syscall_seed_ = options.seed;
   auto cpu = CpuModelByName(options.cpu);
@@ -143,27 +194,72 @@ Result<std::unique_ptr<PairRunner>> PairRunner::Create(const Signature& sig,
   return pr;
 }
 
-void PairRunner::Place(Sandbox& sb, const Input& in, uint64_t* args) {
-  size_t page = 0;  // pointer parameters have argument pages in order
-  for (size_t i = 0; i < sig_.params.size(); ++i) {
-    const Param& p = sig_.params[i];
-    const ArgValue& v = in.args[i];
-    if (!p.is_pointer) {
-      args[i] = v.value;
-      continue;
-    }
-    const size_t k = page++;
-    if (v.is_null) {
-      args[i] = 0;
-      continue;
-    }
-    const uint64_t size = PlacedSize(p, v);
-    const uint64_t offset = in.leading ? 0 : kArgBytes - size;
-    uint8_t* host = sb.PlaceInArgPage(k, offset, size);
-    if (!v.bytes.empty()) std::memcpy(host, v.bytes.data(), v.bytes.size());
-    if (p.cstring) host[v.bytes.size()] = 0;
-    args[i] = ArgPage(i) + offset;
+uint64_t PairRunner::PlacePointer(Sandbox& sb, size_t i, size_t page, const Input& in) {
+  const Param& p = sig_.params[i];
+  const ArgValue& v = in.args[i];
+  if (v.is_null) return 0;
+  const uint64_t size = PlacedSize(p, v);
+  const uint64_t offset = in.leading ? 0 : kArgBytes - size;
+  uint8_t* host = sb.PlaceInArgPage(page, offset, size);
+  if (!v.bytes.empty()) std::memcpy(host, v.bytes.data(), v.bytes.size());
+  if (p.cstring) host[v.bytes.size()] = 0;
+  return ArgPage(i) + offset;
+}
+
+uint64_t PairRunner::Address(Sandbox& sb, int side, size_t i, size_t* page, const Input& in) {
+  const Param& p = sig_.params[i];
+  if (p.kind == ValueKind::kFunction) {
+    if (!p.callback_target.empty()) return callback_targets_[side][i];
+    return callback_slots_[i][in.args[i].value % kCallbackBehaviours];
   }
+  if (p.kind != ValueKind::kPointer) return 0;
+  return PlacePointer(sb, i, (*page)++, in);
+}
+
+void PairRunner::Place(Sandbox& sb, int side, const Input& in, CallFrame& frame) {
+  size_t page = 0;  // pointer parameters have argument pages in order
+  if (plan_.simple) {
+    for (size_t i = 0; i < sig_.params.size(); ++i) {
+      const Param& p = sig_.params[i];
+      frame.gpr[i] =
+          p.kind == ValueKind::kInteger ? in.args[i].value : Address(sb, side, i, &page, in);
+    }
+    return;
+  }
+  if (plan_.hidden_return) frame.gpr[0] = return_buffer_;
+  frame.al = static_cast<uint64_t>(plan_.sse_registers);
+  std::memset(frame.xmm, 0, sizeof frame.xmm);
+  stack_args_.assign(plan_.stack_bytes, 0);
+  for (size_t i = 0; i < sig_.params.size(); ++i) {
+    const std::vector<uint8_t> image =
+        ArgImage(sig_.params[i], in.args[i], Address(sb, side, i, &page, in));
+    for (const Piece& piece : plan_.params[i].pieces) {
+      // A register piece takes 8 bytes of the image when it has them: an
+      // integer's are sign-extended already.
+      const size_t n =
+          std::min<size_t>(piece.where == Piece::kStack ? piece.size : 8,
+                           image.size() - std::min<size_t>(image.size(), piece.offset));
+      const uint8_t* src = image.data() + piece.offset;
+      switch (piece.where) {
+        case Piece::kGpr:
+          frame.gpr[piece.index] = 0;
+          std::memcpy(&frame.gpr[piece.index], src, n);
+          break;
+        case Piece::kXmm:
+          std::memcpy(frame.xmm[piece.index], src, std::min<size_t>(n, piece.size));
+          break;
+        case Piece::kXmmHigh:
+          std::memcpy(frame.xmm[piece.index] + 8, src, std::min<size_t>(n, piece.size));
+          break;
+        case Piece::kStack:
+          std::memcpy(stack_args_.data() + piece.index, src, n);
+          break;
+        case Piece::kX87:
+          break;
+      }
+    }
+  }
+  frame.stack = stack_args_.data();
 }
 
 void PairRunner::SetMaxBlocks(uint64_t n) {
@@ -176,11 +272,11 @@ void PairRunner::SetMaxBlocks(uint64_t n) {
 }
 
 const RunOutcome& PairRunner::RunIn(Sandbox& sb, int side, const Input& in) {
-  uint64_t args[6] = {0};
+  CallFrame frame;
   sb.Reset();
-  Place(sb, in, args);
+  Place(sb, side, in, frame);
   ran_[side] = &sb;
-  return sb.Run(side == 0 ? old_fn_.entry : new_fn_.entry, {args, sig_.params.size()});
+  return sb.Run(side == 0 ? old_fn_.entry : new_fn_.entry, frame);
 }
 
 Sandbox& PairRunner::SandboxFor(int side, RunMode mode) {

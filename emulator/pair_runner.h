@@ -19,13 +19,16 @@
 // Thread-safety: none; one PairRunner per thread.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "base/elf_file.h"
 #include "base/error.h"
+#include "emulator/callback.h"
 #include "emulator/comparator.h"
 #include "emulator/cpu_model.h"
 #include "emulator/image_linker.h"
@@ -107,7 +110,17 @@ class PairRunner {
 
  private:
   PairRunner() = default;
-  void Place(Sandbox& sb, const Input& in, uint64_t* args);
+  // Puts `in` where the call plan says: registers and stack in `frame`,
+  // pointees in their argument pages.
+  void Place(Sandbox& sb, int side, const Input& in, CallFrame& frame);
+  // A pointer argument's address after placing its bytes in page `page`.
+  uint64_t PlacePointer(Sandbox& sb, size_t i, size_t page, const Input& in);
+  // The address a pointer or function-pointer argument passes (0 for others).
+  uint64_t Address(Sandbox& sb, int side, size_t i, size_t* page, const Input& in);
+  // The call's shape in `sb`, with the hidden return's buffer when it has one.
+  Status MapReturnBuffer(Sandbox& sb);
+  // The functions `fn = NAME` annotations name, in side `side`'s program.
+  Status FindCallbackTargets(ImageLinker& linker, int side);
   // A sandbox for one side (0 old, 1 new), frozen and ready to run.
   Result<std::unique_ptr<Sandbox>> BuildSide(int side, RunMode mode);
   // Records where side `side`'s function runs (`entry`, a guest address).
@@ -119,6 +132,13 @@ class PairRunner {
   Sandbox& SandboxFor(int side, RunMode mode);
 
   Signature sig_;
+  CallPlan plan_;
+  uint64_t return_buffer_ = 0;
+  std::vector<uint8_t> stack_args_;  // the current call's stack arguments
+  // Per parameter: the generated callbacks' stub addresses (same in every
+  // sandbox), and the named targets' addresses per side.
+  std::map<size_t, std::array<uint64_t, kCallbackBehaviours>> callback_slots_;
+  std::map<size_t, uint64_t> callback_targets_[2];
   PairLayout layout_;
   CpuModel cpu_;
   LdSoData ld_so_;

@@ -309,6 +309,10 @@ void Sandbox::SetResetRange(uint64_t addr, uint64_t begin, uint64_t end) {
 
 uint64_t Sandbox::StubAddress(const std::string& name) { return stubs_->AddressOf(name); }
 
+uint64_t Sandbox::AddCallback(const CallbackType& type, int behaviour) {
+  return stubs_->AddCallback(type, behaviour);
+}
+
 Status Sandbox::Freeze() {
   for (Region& r : regions_) {
     if (r.kind == RegionKind::kImageData) r.snapshot.assign(r.host, r.host + r.size);
@@ -332,7 +336,7 @@ Status Sandbox::Freeze() {
       args_.push_back(&r);
     }
   }
-  ret_slot_ = HostPtr(kInitialRsp, 8, UC_PROT_WRITE);
+  ret_slot_ = HostPtr(kInitialRsp - shape_.stack_bytes, 8 + shape_.stack_bytes, UC_PROT_WRITE);
   assert(ret_slot_ != nullptr);
   frozen_ = true;
   return {};
@@ -398,6 +402,9 @@ void Sandbox::Reset() {
       }
       case RegionKind::kHeap:
         std::memset(r.host, 0, std::min<uint64_t>(stubs_->heap_used(), r.size));
+        break;
+      case RegionKind::kReturn:
+        std::memset(r.host, kFillByte, r.size);
         break;
       case RegionKind::kCode:
         break;
@@ -473,6 +480,44 @@ bool Sandbox::InReadOnlyArgPage(uint64_t addr) const {
   return false;
 }
 
+void Sandbox::ReadReturnImage() {
+  RunOutcome& out = live_->out;
+  out.ret_image.assign(shape_.return_size, 0);
+  if (shape_.return_buffer != 0) {
+    if (const uint8_t* host = HostPtr(shape_.return_buffer, shape_.return_size))
+      std::memcpy(out.ret_image.data(), host, shape_.return_size);
+    return;
+  }
+  uint64_t rdx = 0;
+  uint8_t xmm[2][16] = {};
+  uint8_t st0[16] = {};
+  int ids[4] = {UC_X86_REG_RDX, UC_X86_REG_XMM0, UC_X86_REG_XMM1, UC_X86_REG_ST0};
+  void* vals[4] = {&rdx, xmm[0], xmm[1], st0};
+  uc_reg_read_batch(uc_, ids, vals, 4);
+  const uint64_t gprs[2] = {out.ret, rdx};
+  for (const Piece& p : shape_.ret.pieces) {
+    const uint8_t* src = nullptr;
+    switch (p.where) {
+      case Piece::kGpr:
+        src = reinterpret_cast<const uint8_t*>(&gprs[p.index & 1]);
+        break;
+      case Piece::kXmm:
+        src = xmm[p.index & 1];
+        break;
+      case Piece::kXmmHigh:
+        src = xmm[p.index & 1] + 8;
+        break;
+      case Piece::kX87:
+        src = st0;
+        break;
+      case Piece::kStack:
+        continue;
+    }
+    if (p.offset + p.size <= out.ret_image.size())
+      std::memcpy(out.ret_image.data() + p.offset, src, p.size);
+  }
+}
+
 void Sandbox::LocateFault(uint64_t rip) {
   const bool exact = mode_ == RunMode::kExact;
   Live& live = *live_;
@@ -529,7 +574,7 @@ Result<uint64_t> Sandbox::CallDuringLoad(uint64_t fn) {
   std::memcpy(entry_page_ + kEntryArgsOffset, regs, sizeof regs);
   std::memcpy(entry_page_ + kEntryRspOffset, &rsp, sizeof rsp);
   std::memcpy(entry_page_ + kEntryTargetOffset, &fn, sizeof fn);
-  entry_written_ = fn;
+  entry_written_ = 0;  // the next Run writes its own rsp and target
   uint8_t* ret = HostPtr(kInitialRsp, 8, UC_PROT_WRITE);
   assert(ret != nullptr);
   std::memcpy(ret, &kSentinel, 8);
@@ -554,9 +599,9 @@ Result<uint64_t> Sandbox::CallDuringLoad(uint64_t fn) {
   return rax;
 }
 
-const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
+const RunOutcome& Sandbox::Run(uint64_t entry, const CallFrame& frame) {
   const bool exact = mode_ == RunMode::kExact;
-  assert(frozen_ && args.size() <= 6);
+  assert(frozen_);
   Live& live = *live_;
   RunOutcome& out = live.out;
   out.ending = Ending::kReturned;
@@ -576,25 +621,30 @@ const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
   // (a second #DE would become a double fault, a third a shutdown).
   if (restore_context_) uc_context_restore(uc_, context_);
   // The entry code loads these, resets every other register and jumps to
-  // `entry`. At entry rsp+8 is 16-byte aligned, as after a call.
-  uint64_t regs[6] = {0, 0, 0, 0, 0, 0};
-  std::copy(args.begin(), args.end(), regs);
-  const uint64_t rsp = kInitialRsp;
-  std::memcpy(entry_page_ + kEntryArgsOffset, regs, sizeof regs);
+  // `entry`. At entry rsp+8 is 16-byte aligned, as after a call; the stack
+  // arguments lie from there up.
+  std::memcpy(entry_page_ + kEntryArgsOffset, frame.gpr, sizeof frame.gpr);
+  if (shape_.sse_entry) {
+    std::memcpy(entry_page_ + kEntryXmmArgsOffset, frame.xmm, sizeof frame.xmm);
+    std::memcpy(entry_page_ + kEntryAlOffset, &frame.al, sizeof frame.al);
+  }
   if (entry != entry_written_) {  // a sandbox mostly runs one function
+    const uint64_t rsp = kInitialRsp - shape_.stack_bytes;
     std::memcpy(entry_page_ + kEntryRspOffset, &rsp, sizeof rsp);
     std::memcpy(entry_page_ + kEntryTargetOffset, &entry, sizeof entry);
     entry_written_ = entry;
   }
   std::memcpy(ret_slot_, &kSentinel, 8);
+  if (shape_.stack_bytes != 0) std::memcpy(ret_slot_ + 8, frame.stack, shape_.stack_bytes);
+  const uint64_t start = kEntryBase + (shape_.sse_entry ? kEntrySseCodeOffset : kEntryCodeOffset);
 
   uc_err err;
   if (mode_ == RunMode::kFast) {
     watchdog_->Begin(uc_);
-    err = uc_emu_start(uc_, kEntryBase + kEntryCodeOffset, kSentinel, 0, 0);
+    err = uc_emu_start(uc_, start, kSentinel, 0, 0);
     settled_ = !watchdog_->End();
   } else {
-    err = uc_emu_start(uc_, kEntryBase + kEntryCodeOffset, kSentinel, 0, 0);
+    err = uc_emu_start(uc_, start, kSentinel, 0, 0);
     settled_ = true;
   }
   // One call for all: each uc_reg_read walks Unicorn's register switch.
@@ -612,6 +662,7 @@ const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
   if (!live.decided) {
     if (err == UC_ERR_OK && rip == kSentinel) {
       out.ret = rax;
+      if (!shape_.ret.pieces.empty() || shape_.return_buffer != 0) ReadReturnImage();
     } else if (err == UC_ERR_INSN_INVALID) {
       uint64_t pc = exact && live.last_pc != 0 ? live.last_pc : rip;
       live.Decide(Ending::kFault, FaultClass::kInvalidInstruction, pc, "");

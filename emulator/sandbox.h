@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "emulator/call_plan.h"
 #include "emulator/outcome.h"
 
 struct uc_struct;
@@ -60,6 +61,8 @@ enum class RegionKind {
                // read-only (a const buffer in a kFast sandbox)
   kHeap,       // the stub heap: used part cleared, compared
   kStack,      // cleared near the top, not compared (frames differ legitimately)
+  kReturn,     // where a hidden return pointer points: refilled, compared as the
+               // return value (by its members, not its padding)
 };
 
 // The most granules one region of image data is mapped in (Region::granule).
@@ -102,6 +105,24 @@ struct Region {
   uint64_t GranuleEnd(size_t g) const { return std::min(reset_end, (g + 1) * granule); }
 };
 
+// How calls are made in a sandbox (call_plan.h): fixed per check.
+struct CallShape {
+  bool sse_entry = false;    // load xmm0-7 and AL (the SSE entry code)
+  uint64_t stack_bytes = 0;  // the stack argument area, a multiple of 16
+  ValuePlan ret;             // the return's pieces in registers
+  uint64_t return_size = 0;  // bytes of the return's image
+  // A hidden return: the guest address of the buffer (in a kReturn region).
+  uint64_t return_buffer = 0;
+};
+
+// One call's arguments, as CallShape says where they go.
+struct CallFrame {
+  uint64_t gpr[6] = {};            // rdi, rsi, rdx, rcx, r8, r9
+  uint8_t xmm[8][16] = {};         // with CallShape::sse_entry
+  uint64_t al = 0;                 // with CallShape::sse_entry
+  const uint8_t* stack = nullptr;  // CallShape::stack_bytes bytes for rsp + 8
+};
+
 struct SandboxConfig {
   uint64_t max_blocks = 1000000;
   RunMode mode = RunMode::kCounted;
@@ -138,6 +159,9 @@ class Sandbox {
   // slot when the function is stubbed, else a slot that ends the run as
   // inconclusive naming the function. Same name, same slot.
   uint64_t StubAddress(const std::string& name);
+  // A stub slot that answers calls as generated callback `behaviour` of
+  // `type` (callback.h). Same order of calls, same addresses.
+  uint64_t AddCallback(const CallbackType& type, int behaviour);
 
   // Calls the function at `fn` with no arguments before Freeze, as ld.so
   // calls IFUNC resolvers and a thread's start-up calls initialisers, and
@@ -185,10 +209,13 @@ class Sandbox {
   // such granule (a genuine protection fault) or leaves the region.
   uint8_t* OpenImageData(uint64_t addr, uint64_t len);
 
-  // Calls `entry` with integer arguments `args` (at most 6) after a Reset the
-  // caller did (so that it can place buffers first). The reference stays valid
-  // until the next Run.
-  const RunOutcome& Run(uint64_t entry, std::span<const uint64_t> args);
+  // How every call is made. REQUIRES: before Freeze.
+  void SetCallShape(CallShape shape) { shape_ = std::move(shape); }
+  const CallShape& call_shape() const { return shape_; }
+
+  // Calls `entry` with `frame` after a Reset the caller did (so that it can
+  // place buffers first). The reference stays valid until the next Run.
+  const RunOutcome& Run(uint64_t entry, const CallFrame& frame);
   // Whether the last Run's outcome stands as far as the sandbox knows:
   // always in counting modes; in kFast, false when the watchdog stopped it
   // (the caller also checks the run's length, see kFast above).
@@ -216,6 +243,8 @@ class Sandbox {
   // whether an invalid instruction is one a real CPU would run.
   void LocateFault(uint64_t rip);
   void JudgeInvalidInstruction();
+  // After a run that returned: the return value's image (shape_).
+  void ReadReturnImage();
   // Makes granule g of image data region r writable in the engine.
   void Open(Region& r, size_t g);
 
@@ -237,6 +266,7 @@ class Sandbox {
   std::unique_ptr<SyscallLayer> syscalls_;
   const CpuModel* cpu_ = nullptr;
   std::vector<uint64_t> tls_offsets_;
+  CallShape shape_;
   uint64_t max_blocks_ = 0;
   RunMode mode_ = RunMode::kCounted;
   RunWatchdog* watchdog_ = nullptr;

@@ -45,6 +45,8 @@ namespace patchlab::emulator {
 inline constexpr uint64_t kMaxBufferBytes = 4096;
 // At most this many bytes of arguments are passed on the stack.
 inline constexpr uint64_t kMaxStackArgBytes = 2048;
+// At most this many parameters (each pointer has its own argument page).
+inline constexpr size_t kMaxParams = 24;
 
 enum class ValueKind {
   kVoid,

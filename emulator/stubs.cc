@@ -333,6 +333,39 @@ std::optional<uint64_t> StubTable::TlsGetAddr(const Call& c) {
   return kTlsBase - blocks[module - 1] + offset;
 }
 
+uint64_t StubTable::AddCallback(const CallbackType& type, int behaviour) {
+  const uint64_t addr = AddressOf(fmt::format("generated callback {}", slot_names_.size() + 1));
+  callbacks_[(addr - kStubBase) / kStubSlotBytes] = CallbackSpec{type, behaviour};
+  return addr;
+}
+
+std::optional<uint64_t> StubTable::Callback(const Call& c, const CallbackType& type,
+                                            int behaviour) {
+  if (type.ret_width == 0) return std::nullopt;  // void: nothing to answer
+  int64_t answer = behaviour == 1 ? 1 : behaviour == 2 ? -1 : 0;
+  if (behaviour == 3 || behaviour == 4) {
+    const bool pointers = type.params.size() >= 2 && type.params[0] == ValueKind::kPointer &&
+                          type.params[1] == ValueKind::kPointer;
+    const bool integers = type.params.size() >= 2 && type.params[0] == ValueKind::kInteger &&
+                          type.params[1] == ValueKind::kInteger;
+    int64_t a = 0, b = 0;
+    if (pointers) {
+      const uint8_t* pa = Check(c, c.a[0], 1, kR);
+      if (pa == nullptr) return std::nullopt;
+      const uint8_t* pb = Check(c, c.a[1], 1, kR);
+      if (pb == nullptr) return std::nullopt;
+      a = *pa;
+      b = *pb;
+    } else if (integers) {
+      a = static_cast<int32_t>(c.a[0]);
+      b = static_cast<int32_t>(c.a[1]);
+    }
+    answer = a < b ? -1 : a > b ? 1 : 0;
+    if (behaviour == 4) answer = -answer;
+  }
+  return static_cast<uint64_t>(answer);
+}
+
 void StubTable::OnCall(uc_struct* uc, uint64_t pc) {
   uint64_t slot = (pc - kStubBase) / kStubSlotBytes;
   if (slot == 0 || slot > slot_names_.size() || (pc - kStubBase) % kStubSlotBytes != 0) return;
@@ -341,6 +374,11 @@ void StubTable::OnCall(uc_struct* uc, uint64_t pc) {
   void* vals[3] = {&c.a[0], &c.a[1], &c.a[2]};
   uc_reg_read_batch(uc, regs, vals, 3);
   std::optional<uint64_t> ret;
+  if (auto cb = callbacks_.find(slot); cb != callbacks_.end()) {
+    ret = Callback(c, cb->second.type, cb->second.behaviour);
+    if (ret) uc_reg_write(uc, UC_X86_REG_RAX, &*ret);
+    return;
+  }
   const Id id = Lookup(c.name);
   switch (id) {
     case Id::kMemcpy:

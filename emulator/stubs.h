@@ -30,6 +30,8 @@
 #include <string_view>
 #include <vector>
 
+#include "emulator/signature.h"
+
 struct uc_struct;
 
 namespace patchlab::emulator {
@@ -46,6 +48,10 @@ class StubTable {
   // The slot address for `name`, allocated on first use. Aborts when the page
   // is full (thousands of distinct imports: a bug, not an input).
   uint64_t AddressOf(const std::string& name);
+
+  // A slot that answers as generated callback `behaviour` (callback.h) of
+  // a function pointer of `type`.
+  uint64_t AddCallback(const CallbackType& type, int behaviour);
 
   // Runs the stub whose slot holds `pc`. Called from the stub page's code hook.
   void OnCall(uc_struct* uc, uint64_t pc);
@@ -64,6 +70,8 @@ class StubTable {
   std::optional<uint64_t> Reallocate(const Call& c);
   // __tls_get_addr: the address of a variable in a module's static TLS block.
   std::optional<uint64_t> TlsGetAddr(const Call& c);
+  // A generated callback's answer; nothing for a void one.
+  std::optional<uint64_t> Callback(const Call& c, const CallbackType& type, int behaviour);
   // [p, p+n) in host memory when it is all mapped with `prot`; else reports
   // the fault a real libc would hit (class and first bad byte) and returns
   // nullptr. n == 0 is valid and never dereferenced.
@@ -84,6 +92,11 @@ class StubTable {
   std::vector<std::string> slot_names_;            // index: slot number - 1
   uint64_t heap_next_ = 0;                         // offset of the next free heap byte
   std::map<uint64_t, uint64_t> live_allocations_;  // guest address -> size
+  struct CallbackSpec {
+    CallbackType type;
+    int behaviour = 0;
+  };
+  std::map<uint64_t, CallbackSpec> callbacks_;  // slot number -> what it answers
 };
 
 }  // namespace patchlab::emulator
