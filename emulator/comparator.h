@@ -16,7 +16,9 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "base/elf_file.h"
 #include "emulator/outcome.h"
 #include "emulator/sandbox.h"
 #include "emulator/signature.h"
@@ -52,12 +54,28 @@ struct CleanArgPages {
   std::span<const uint64_t> span() const { return {addrs.data(), count}; }
 };
 
+// Two builds in their own address spaces (side_layout.h): the programs'
+// data is compared variable by variable, matched by name, instead of by
+// address, and a pointer returned into a program by the variable it points
+// into and the offset.
+struct GlobalPair {
+  std::string name;
+  uint64_t old_addr = 0, new_addr = 0, size = 0;  // guest addresses
+};
+struct SeparateSpaces {
+  std::vector<GlobalPair> globals;
+  // Each side's program (what regions named "target:..." map) and its bias.
+  const ElfFile* program[2] = {nullptr, nullptr};
+  uint64_t bias[2] = {0, 0};
+};
+
 // The first difference between two runs, or nullopt when they are equal.
 // Argument pages read-only on both sides are not compared: both hold the
 // same placed input and nothing else could have written there.
 std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side,
                                   const RunOutcome& old_out, const Sandbox& new_side,
-                                  const RunOutcome& new_out, CleanArgPages* clean = nullptr);
+                                  const RunOutcome& new_out, CleanArgPages* clean = nullptr,
+                                  const SeparateSpaces* separate = nullptr);
 
 // The return value as the declared type reads it, e.g. "-1" or "0x7a0000008010".
 // Floating point as "1.5", records as "{+0: 1.5, +8: 2}", __int128 in hex.

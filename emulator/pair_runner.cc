@@ -1,5 +1,6 @@
 #include "emulator/pair_runner.h"
 
+#include <elf.h>
 #include <unicorn/unicorn.h>
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <optional>
+#include <set>
 
 #include "base/function_name.h"
 #include "base/log.h"
@@ -94,6 +96,39 @@ Result<std::unique_ptr<Sandbox>> PairRunner::BuildSide(int side, RunMode mode) {
   return sb;
 }
 
+void PairRunner::PairGlobals() {
+  const SideImage& old_program = layout_.sides[0].images[0];
+  const SideImage& new_program = layout_.sides[1].images[0];
+  separate_.program[0] = old_program.elf.get();
+  separate_.program[1] = new_program.elf.get();
+  separate_.bias[0] = old_program.bias;
+  separate_.bias[1] = new_program.bias;
+  auto writable = [](const ElfFile& elf, uint64_t addr) {
+    for (const ElfSegment& s : elf.LoadSegments()) {
+      if ((s.flags & PF_W) != 0 && addr - s.vaddr < s.memsz) return true;
+    }
+    return false;
+  };
+  std::set<std::string> seen;
+  for (const ElfSymbol& s : old_program.elf->symbols()) {
+    // Variables by name; a static local's numbered suffix (counter.3) is the
+    // compiler's and differs between builds.
+    if (s.type != SymbolType::kObject || !s.defined || s.size == 0 ||
+        s.name.find('.') != std::string::npos || !seen.insert(s.name).second ||
+        !writable(*old_program.elf, s.value))
+      continue;
+    const ElfSymbol* n = new_program.elf->FindSymbol(s.name);
+    if (n == nullptr || !n->defined || n->type != SymbolType::kObject || n->size != s.size)
+      continue;
+    separate_.globals.push_back(
+        {s.name, old_program.bias + s.value, new_program.bias + n->value, s.size});
+  }
+  AddNote(
+      fmt::format("new is {}: it runs in its own address space; {} global variables of the "
+                  "same name and size are compared by name",
+                  layout_.why_separate, separate_.globals.size()));
+}
+
 Status PairRunner::MapReturnBuffer(Sandbox& sb) {
   CallShape shape;
   shape.sse_entry = plan_.needs_sse_entry;
@@ -178,6 +213,7 @@ Result<std::unique_ptr<PairRunner>> PairRunner::Create(const Signature& sig,
   auto layout = PlanLayout(old_ref, new_ref);
   if (!layout) return std::unexpected(layout.error());
   pr->layout_ = std::move(*layout);
+  if (pr->layout_.separate_spaces) pr->PairGlobals();
   auto ld_so = LdSoData::Create(pr->layout_.glibc_libraries, pr->cpu_);
   if (!ld_so) return std::unexpected(ld_so.error());
   pr->ld_so_ = std::move(*ld_so);
@@ -347,7 +383,8 @@ PairOutcome PairRunner::Run(const Input& in, RunMode mode) {
   // The sides may come from different sandboxes (one fast, one re-run
   // counted): all map the same layout, so they compare the same way.
   CleanArgPages clean;
-  out.divergence = Compare(sig_, old_sb, *out.old_out, new_sb, *out.new_out, &clean);
+  out.divergence = Compare(sig_, old_sb, *out.old_out, new_sb, *out.new_out, &clean,
+                           layout_.separate_spaces ? &separate_ : nullptr);
   // Equal pages placed the same way: clean on one side, clean on both.
   old_sb.MarkCleanArgPages(clean.span());
   new_sb.MarkCleanArgPages(clean.span());

@@ -126,6 +126,8 @@ class PairRunner {
   // Records where side `side`'s function runs (`entry`, a guest address).
   void SetFunction(int side, const SideLayout& layout, uint64_t entry);
   void AddNote(std::string note);  // once
+  // Separate address spaces: the programs' variables matched by name.
+  void PairGlobals();
   // Resets `sb`, places `in` and runs side `side` (0 old, 1 new) there; sets
   // ran_[side].
   const RunOutcome& RunIn(Sandbox& sb, int side, const Input& in);
@@ -140,6 +142,7 @@ class PairRunner {
   std::map<size_t, std::array<uint64_t, kCallbackBehaviours>> callback_slots_;
   std::map<size_t, uint64_t> callback_targets_[2];
   PairLayout layout_;
+  SeparateSpaces separate_;
   CpuModel cpu_;
   LdSoData ld_so_;
   IfuncCache ifuncs_[2];  // per side

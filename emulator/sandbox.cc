@@ -353,6 +353,18 @@ uint8_t* Sandbox::HostPtr(uint64_t addr, uint64_t len, int prot) {
   return nullptr;
 }
 
+bool Sandbox::WrittenAt(uint64_t addr, uint64_t len) const {
+  for (const Region& r : regions_) {
+    if (r.kind != RegionKind::kImageData || r.written.empty() || addr - r.addr >= r.size) continue;
+    const uint64_t end = std::min(addr - r.addr + std::max<uint64_t>(len, 1), r.size);
+    for (uint64_t g = (addr - r.addr) / r.granule; g * r.granule < end; ++g) {
+      if (r.written[g] != Region::kCold) return true;
+    }
+    return false;
+  }
+  return false;
+}
+
 uint64_t Sandbox::FirstBadByte(uint64_t addr, uint64_t len, int prot) {
   uint64_t at = addr, end = addr + len;
   while (at < end) {

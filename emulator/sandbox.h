@@ -180,6 +180,12 @@ class Sandbox {
   // Host pointer for guest [addr, addr+len) when it lies in one mapped region
   // with every bit of `prot`; nullptr otherwise.
   uint8_t* HostPtr(uint64_t addr, uint64_t len, int prot = 0);
+  const uint8_t* HostPtr(uint64_t addr, uint64_t len, int prot = 0) const {
+    return const_cast<Sandbox*>(this)->HostPtr(addr, len, prot);
+  }
+  // Whether a run of this check wrote any granule of image data that
+  // [addr, addr+len) touches (Region::written).
+  bool WrittenAt(uint64_t addr, uint64_t len) const;
   // The first address of [addr, addr+len) that is not mapped with `prot`,
   // or `addr + len` when all is.
   uint64_t FirstBadByte(uint64_t addr, uint64_t len, int prot);

@@ -1,5 +1,7 @@
 #include "emulator/side_layout.h"
 
+#include <elf.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <optional>
@@ -79,6 +81,36 @@ Status FindEntry(SideLayout& side, const std::string& symbol) {
   return {};
 }
 
+// Why `new_elf` is a whole program or library rather than a patch object
+// for `old_elf`; empty when it is a patch object.
+std::string WholeProgram(const ElfFile& new_elf, const ElfFile& old_elf) {
+  if (new_elf.type() == ElfType::kExecutable) return "an ET_EXEC program";
+  for (const ElfSegment& s : new_elf.segments()) {
+    if (s.type == PT_INTERP) return "a program (it has an interpreter)";
+  }
+  if (!new_elf.soname().empty() && new_elf.soname() == old_elf.soname())
+    return fmt::format("a build of the same library ({})", old_elf.soname());
+  return "";
+}
+
+// A side that maps `root` as its target, with the libraries it needs.
+Result<SideLayout> StandAlone(std::shared_ptr<const ElfFile> root,
+                              std::vector<std::string>& glibc) {
+  std::vector<SideImage> libraries;
+  if (auto s = CollectLibraries({root.get()}, libraries, glibc); !s)
+    return std::unexpected(s.error());
+  std::vector<size_t> library_indexes;
+  for (size_t i = 0; i < libraries.size(); ++i) library_indexes.push_back(i + 1);
+  SideLayout side;
+  const uint64_t bias = ChooseBias(*root, kTargetBase);
+  side.images.push_back({std::move(root), bias, "target", library_indexes});
+  for (SideImage lib : libraries) {
+    lib.lookup = library_indexes;
+    side.images.push_back(std::move(lib));
+  }
+  return side;
+}
+
 }  // namespace
 
 bool IsGlibcLibrary(const std::string& soname) {
@@ -100,6 +132,23 @@ Result<PairLayout> PlanLayout(const FunctionRef& old_ref, const FunctionRef& new
     auto n = OpenShared(new_ref.elf);
     if (!n) return std::unexpected(n.error());
     new_elf = std::move(*n);
+  }
+  if (!same_file) layout.why_separate = WholeProgram(*new_elf, **old_elf);
+  layout.separate_spaces = !layout.why_separate.empty();
+  if (layout.separate_spaces) {
+    auto old_side = StandAlone(*old_elf, layout.glibc_libraries);
+    if (!old_side) return std::unexpected(old_side.error());
+    auto new_side = StandAlone(new_elf, layout.glibc_libraries);
+    if (!new_side) return std::unexpected(new_side.error());
+    if (auto s = FindEntry(*old_side, old_ref.symbol); !s) return std::unexpected(s.error());
+    if (auto s = FindEntry(*new_side, new_ref.symbol); !s) return std::unexpected(s.error());
+    std::sort(layout.glibc_libraries.begin(), layout.glibc_libraries.end());
+    layout.glibc_libraries.erase(
+        std::unique(layout.glibc_libraries.begin(), layout.glibc_libraries.end()),
+        layout.glibc_libraries.end());
+    layout.sides[0] = std::move(*old_side);
+    layout.sides[1] = std::move(*new_side);
+    return layout;
   }
   std::vector<const ElfFile*> roots = {old_elf->get()};
   if (!same_file) roots.push_back(new_elf.get());

@@ -10,7 +10,9 @@
 // in another file that is a patch object, that file too, at kPatchBase, its
 // undefined references resolved against the target first (private symbols
 // included): a patch calls the target's helpers and writes its globals in
-// the mapped target, where both sides' writes are compared.
+// the mapped target, where both sides' writes are compared. When the new
+// file is a whole program or library instead, the new side maps it in place
+// of the old one (PairLayout::separate_spaces).
 //
 // Thread-safety: plain values and a pure function of the files.
 #pragma once
@@ -43,6 +45,12 @@ struct SideLayout {
 
 struct PairLayout {
   SideLayout sides[2];  // old, new
+  // The new file is a whole program or library (an ET_EXEC file, a PIE, or
+  // a library with the old one's soname), not a patch object: the new side
+  // maps it alone (with its own libraries) as its target, in an address
+  // space of its own, where two non-PIE builds at the same addresses fit.
+  bool separate_spaces = false;
+  std::string why_separate;  // "an ET_EXEC file", ...
   // glibc's libraries the images need, which are not mapped (their data
   // symbols' sizes and ld.so's layout come from them: ld_so_data.h).
   std::vector<std::string> glibc_libraries;

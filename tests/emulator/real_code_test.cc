@@ -67,6 +67,33 @@ TEST(RealCode, CxxOverloadSetIsRefusedListingTheOverloads) {
   EXPECT_THAT(r.error().ToString(), HasSubstr("Pricer::Quote(int) const"));
 }
 
+CheckOptions Builds(const char* old_elf, const char* new_elf) {
+  CheckOptions o;
+  o.old_fn = {old_elf, "parse"};
+  o.new_fn = {new_elf, "parse"};
+  o.inputs = 400;
+  o.seed = 9;
+  return o;
+}
+
+TEST(RealCode, TwoNonPieBuildsRunInTheirOwnAddressSpaces) {
+  auto r = RunCheck(Builds(FIXTURE_APP_V1, FIXTURE_APP_V2));
+  ASSERT_OK(r);
+  EXPECT_EQ(r->verdict, Verdict::kEquivalent) << FormatText(*r);
+  EXPECT_GT(r->returned_inputs, 0u);
+  ASSERT_FALSE(r->notes.empty());
+  EXPECT_THAT(r->notes[0], HasSubstr("its own address space"));
+}
+
+TEST(RealCode, TwoBuildsAreComparedOnTheirGlobalsByName) {
+  auto r = RunCheck(Builds(FIXTURE_APP_V1, FIXTURE_APP_V2_BUG));
+  ASSERT_OK(r);
+  EXPECT_EQ(r->verdict, Verdict::kDiverges) << FormatText(*r);
+  ASSERT_FALSE(r->counterexamples.empty());
+  EXPECT_EQ(r->counterexamples[0].kind, "memory");
+  EXPECT_THAT(r->counterexamples[0].detail, HasSubstr("global 'requests'"));
+}
+
 TEST(RealCode, FunctionRefSplitsAtTheLastSingleColon) {
   auto ref = FunctionRef::Parse("build/lib:x.so:Pricer::Quote(std::string const&) const");
   ASSERT_OK(ref);
