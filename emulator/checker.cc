@@ -110,12 +110,17 @@ class CheckRun {
     pair.max_blocks = options_.max_blocks;
     pair.cpu = options_.cpu;
     pair.seed = options_.seed;
+    pair.deny_syscalls = options_.deny_syscalls;
     auto runner = PairRunner::Create(sig_, options_.old_fn, options_.new_fn, pair);
     if (!runner) return std::unexpected(runner.error());
     runner_ = std::move(*runner);
     result_.notes = runner_->notes();
     result_.cpu = runner_->cpu_name();
     result_.syscall_seed = options_.seed;
+    if (options_.deny_syscalls)
+      result_.notes.push_back(
+          "system calls other than the deterministic layer's were refused -ENOSYS "
+          "(--deny-syscalls): judged on their error paths");
     if (options_.listing)
       result_.listing = SideBySideListing(runner_->old_function(), runner_->new_function());
     gen_ = std::make_unique<InputGenerator>(sig_, options_.seed, std::move(corpus));

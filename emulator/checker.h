@@ -48,6 +48,9 @@ struct CheckOptions {
   // The CPU model IFUNC resolvers and cpuid see (cpu_model.h); "" is the
   // baseline x86-64.
   std::string cpu;
+  // System calls the deterministic layer does not answer are refused with
+  // -ENOSYS and compared, instead of making the input inconclusive.
+  bool deny_syscalls = false;
 };
 
 enum class Verdict {

@@ -69,6 +69,7 @@ Result<std::unique_ptr<Sandbox>> PairRunner::BuildSide(int side, RunMode mode) {
   config.watchdog = watchdog_.get();
   config.cpu = &cpu_;
   config.syscall_seed = syscall_seed_;
+  config.deny_syscalls = deny_syscalls_;
   auto sb = Sandbox::Create(config);
   if (!sb) return std::unexpected(sb.error());
   // Generated callbacks first, so that every sandbox has them at the same
@@ -207,6 +208,7 @@ Result<std::unique_ptr<PairRunner>> PairRunner::Create(const Signature& sig,
   pr->plan_ = std::move(*plan);
   pr->max_blocks_ = options.max_blocks;
   pr->syscall_seed_ = options.seed;
+  pr->deny_syscalls_ = options.deny_syscalls;
   auto cpu = CpuModelByName(options.cpu);
   if (!cpu) return std::unexpected(cpu.error());
   pr->cpu_ = std::move(*cpu);

@@ -74,6 +74,9 @@ struct PairOptions {
   uint64_t max_blocks = 1000000;
   std::string cpu;    // cpu_model.h; "" is the baseline x86-64
   uint64_t seed = 1;  // of the system-call layer's getrandom bytes
+  // Refuse system calls the layer does not answer with -ENOSYS (compared)
+  // instead of ending the run inconclusive (syscalls.h).
+  bool deny_syscalls = false;
 };
 
 class PairRunner {
@@ -147,6 +150,7 @@ class PairRunner {
   LdSoData ld_so_;
   IfuncCache ifuncs_[2];  // per side
   uint64_t syscall_seed_ = 1;
+  bool deny_syscalls_ = false;
   std::vector<std::string> notes_;
   uint64_t max_blocks_ = 0;
   uint64_t fast_reruns_ = 0;

@@ -146,6 +146,7 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(const SandboxConfig& config) {
   sb->stubs_ = std::make_unique<StubTable>(*sb);
   sb->syscalls_ = std::make_unique<SyscallLayer>(*sb);
   sb->syscalls_->set_seed(config.syscall_seed);
+  sb->syscalls_->set_deny_others(config.deny_syscalls);
   if (cs_open(CS_ARCH_X86, CS_MODE_64, &sb->live_->capstone) != CS_ERR_OK) {
     return Fail(ErrorCode::kInternal, "capstone: cs_open failed");
   }

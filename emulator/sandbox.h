@@ -131,7 +131,8 @@ struct SandboxConfig {
   // What `cpuid` answers; nullptr: the baseline x86-64 model. Must outlive
   // the sandbox.
   const CpuModel* cpu = nullptr;
-  uint64_t syscall_seed = 1;  // getrandom's bytes (syscalls.h)
+  uint64_t syscall_seed = 1;   // getrandom's bytes (syscalls.h)
+  bool deny_syscalls = false;  // SyscallLayer::set_deny_others
 };
 
 class Sandbox {

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "emulator/internal/sandbox_live.h"
+#include "emulator/layout.h"
 #include "emulator/sandbox.h"
 
 namespace patchlab::emulator {
@@ -29,13 +30,29 @@ constexpr uint64_t kMonotonicEpoch = 100000;     // seconds since boot
 // The numbers of the calls answered (x86-64).
 enum : uint64_t {
   kWrite = 1,
+  kRtSigprocmask = 14,
+  kWritev = 20,
+  kSchedYield = 24,
   kGetpid = 39,
   kGettimeofday = 96,
+  kGetuid = 102,
+  kGetgid = 104,
+  kGeteuid = 107,
+  kGetegid = 108,
+  kGetppid = 110,
+  kSchedGetPriorityMax = 146,
+  kSchedGetPriorityMin = 147,
   kGettid = 186,
   kTime = 201,
+  kFutex = 202,
   kClockGettime = 228,
+  kClockGetres = 229,
+  kPrlimit64 = 302,
   kGetrandom = 318,
 };
+
+constexpr uint64_t kUid = 1000;
+constexpr uint64_t kInfinity = ~0ull;  // RLIM_INFINITY
 
 uint64_t Errno(int e) { return static_cast<uint64_t>(-static_cast<int64_t>(e)); }
 
@@ -139,6 +156,144 @@ uint64_t SyscallLayer::Write(const Call& c) {
   return ret;
 }
 
+uint64_t SyscallLayer::Writev(const Call& c) {
+  // The iovecs' bytes, gathered as the kernel writes them.
+  constexpr uint64_t kIovMax = 1024;
+  if (c.a[2] > kIovMax) return Errno(EINVAL);
+  const uint8_t* iov = c.a[2] == 0 ? nullptr : sandbox_.HostPtr(c.a[1], c.a[2] * 16, UC_PROT_READ);
+  std::string data;
+  uint64_t ret = 0;
+  if (c.a[2] != 0 && iov == nullptr) {
+    ret = Errno(EFAULT);
+  } else {
+    for (uint64_t i = 0; i < c.a[2]; ++i) {
+      uint64_t base = 0, len = 0;
+      std::memcpy(&base, iov + i * 16, 8);
+      std::memcpy(&len, iov + i * 16 + 8, 8);
+      const uint8_t* buf = len == 0 ? nullptr : sandbox_.HostPtr(base, len, UC_PROT_READ);
+      if (len != 0 && buf == nullptr) {
+        ret = Errno(EFAULT);
+        break;
+      }
+      if (buf != nullptr) data.append(buf, buf + len);
+    }
+    if (ret == 0) ret = data.size();
+  }
+  sandbox_.live().out.calls.push_back(StubCall{"writev", {c.a[0], c.a[2]}, ret, std::move(data)});
+  return ret;
+}
+
+uint64_t SyscallLayer::SigProcMask(const Call& c) {
+  const uint64_t how = c.a[0];
+  if (c.a[3] != 8) return Errno(EINVAL);  // sigsetsize
+  uint64_t set = 0;
+  if (c.a[1] != 0) {
+    const uint8_t* p = sandbox_.HostPtr(c.a[1], 8, UC_PROT_READ);
+    if (p == nullptr) return Errno(EFAULT);
+    std::memcpy(&set, p, 8);
+    if (how > 2) return Errno(EINVAL);
+  }
+  if (c.a[2] != 0) {
+    uint8_t* old = Writable(c.a[2], 8);
+    if (old == nullptr) return Errno(EFAULT);
+    std::memcpy(old, &signal_mask_, 8);
+  }
+  // SIGKILL and SIGSTOP can never be blocked.
+  constexpr uint64_t kUnblockable = (1ull << 8) | (1ull << 18);
+  if (c.a[1] != 0) {
+    if (how == 0) signal_mask_ |= set;   // SIG_BLOCK
+    if (how == 1) signal_mask_ &= ~set;  // SIG_UNBLOCK
+    if (how == 2) signal_mask_ = set;    // SIG_SETMASK
+    signal_mask_ &= ~kUnblockable;
+  }
+  return 0;
+}
+
+std::optional<uint64_t> SyscallLayer::Futex(const Call& c) {
+  const uint64_t op = c.a[1] & 0x7f;            // without FUTEX_PRIVATE_FLAG, FUTEX_CLOCK_REALTIME
+  if (op == 1) return 0;                        // FUTEX_WAKE: no other thread waits
+  if (op != 0 && op != 9) return std::nullopt;  // FUTEX_WAIT, FUTEX_WAIT_BITSET
+  const uint8_t* word = sandbox_.HostPtr(c.a[0], 4, UC_PROT_READ);
+  if (word == nullptr) return Errno(EFAULT);
+  uint32_t v = 0;
+  std::memcpy(&v, word, 4);
+  if (v != static_cast<uint32_t>(c.a[2])) return Errno(EAGAIN);
+  return std::nullopt;  // it would sleep with no one to wake it
+}
+
+uint64_t SyscallLayer::GetLimit(const Call& c) {
+  if (c.a[0] != 0 && c.a[0] != kPid) return Errno(ESRCH);
+  if (c.a[2] != 0) return Errno(EPERM);  // setting a limit: not this sandbox's to grant
+  if (c.a[1] >= 16) return Errno(EINVAL);
+  uint64_t soft = kInfinity, hard = kInfinity;
+  if (c.a[1] == 3) soft = 8 << 20;  // RLIMIT_STACK
+  if (c.a[1] == 4) soft = 0;        // RLIMIT_CORE
+  if (c.a[1] == 7) {                // RLIMIT_NOFILE
+    soft = 1024;
+    hard = 1048576;
+  }
+  if (c.a[1] == 8) soft = hard = 8 << 20;  // RLIMIT_MEMLOCK
+  if (c.a[1] == 12) soft = hard = 819200;  // RLIMIT_MSGQUEUE
+  if (c.a[3] != 0) {
+    uint8_t* out = Writable(c.a[3], 16);
+    if (out == nullptr) return Errno(EFAULT);
+    std::memcpy(out, &soft, 8);
+    std::memcpy(out + 8, &hard, 8);
+  }
+  return 0;
+}
+
+uint64_t SyscallLayer::ClockGetres(const Call& c) {
+  const uint64_t clock = c.a[0];
+  if (clock > 11 || clock == 10) return Errno(EINVAL);
+  if (c.a[1] != 0) {
+    uint8_t* ts = Writable(c.a[1], 16);
+    if (ts == nullptr) return Errno(EFAULT);
+    const uint64_t res[2] = {0, 1};
+    std::memcpy(ts, res, 16);
+  }
+  return 0;
+}
+
+std::optional<uint64_t> SyscallLayer::AboutTheProcess(const Call& c) {
+  switch (c.nr) {
+    case kGetuid:
+    case kGeteuid:
+    case kGetgid:
+    case kGetegid:
+      return kUid;
+    case kGetppid:
+      return 1;
+    case kSchedYield:
+      return 0;
+    case kSchedGetPriorityMax:
+    case kSchedGetPriorityMin:
+      // SCHED_FIFO and SCHED_RR: 1..99; SCHED_OTHER, _BATCH, _IDLE,
+      // _DEADLINE: 0.
+      if (c.a[0] == 1 || c.a[0] == 2) return c.nr == kSchedGetPriorityMax ? 99 : 1;
+      if (c.a[0] == 0 || c.a[0] == 3 || c.a[0] == 5 || c.a[0] == 6) return 0;
+      return Errno(EINVAL);
+    case kRtSigprocmask:
+      return SigProcMask(c);
+    case kClockGetres:
+      return ClockGetres(c);
+    case kPrlimit64:
+      return GetLimit(c);
+    default:
+      return std::nullopt;
+  }
+}
+
+uint64_t SyscallLayer::Deny(const Call& c) {
+  // Stack addresses differ between two builds' frames: masked, so that
+  // only what the call says is compared.
+  std::vector<uint64_t> args;
+  for (uint64_t a : c.a) args.push_back(a - (kStackTop - kStackBytes) < kStackBytes ? 0x57ac4 : a);
+  sandbox_.live().out.calls.push_back(
+      StubCall{fmt::format("syscall {}", SyscallName(c.nr)), std::move(args), Errno(ENOSYS), {}});
+  return Errno(ENOSYS);
+}
+
 void SyscallLayer::OnSyscall(uc_struct* uc) {
   Call c{};
   uint64_t rip = 0, rflags = 0;
@@ -167,12 +322,25 @@ void SyscallLayer::OnSyscall(uc_struct* uc) {
     case kWrite:
       ret = Write(c);
       break;
-    default:
+    case kWritev:
+      ret = Writev(c);
+      break;
+    default: {
+      std::optional<uint64_t> answer = c.nr == kFutex ? Futex(c) : AboutTheProcess(c);
+      if (answer) {
+        ret = *answer;
+        break;
+      }
+      if (deny_others_ && c.nr != kFutex) {
+        ret = Deny(c);
+        break;
+      }
       sandbox_.live().Decide(
           Ending::kInconclusive, FaultClass::kNone, rip,
           fmt::format("system call {} ({}) at {:#x}", c.nr, SyscallName(c.nr), rip));
       uc_emu_stop(uc);
       return;
+    }
   }
   // As the kernel leaves them: rax the result, rcx the return address, r11 the flags.
   uint64_t next = rip + 2;

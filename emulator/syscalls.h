@@ -8,15 +8,29 @@
 //   getrandom             bytes from a splitmix64 stream seeded with the
 //                         check's seed, the same for every run (recorded:
 //                         a call is compared, with its length and flags)
-//   write                 to a captured buffer: the call is compared with
+//   write, writev         to a captured buffer: the call is compared with
 //                         the bytes written; returns the count
+// and what a single-threaded process that has just started, run by user
+// 1000, gets from calls that ask about itself:
+//   getuid, geteuid, getgid, getegid  1000;  getppid  1
+//   rt_sigprocmask        a signal mask kept per run (empty at the start)
+//   futex                 FUTEX_WAKE wakes no one (0); FUTEX_WAIT returns
+//                         -EAGAIN when the word is not the expected value
+//                         (else it would sleep forever: inconclusive)
+//   sched_yield 0; sched_get_priority_max/min as Linux answers them;
+//   clock_getres          1 ns
+//   prlimit64 (reading)   Linux's defaults (stack 8 MiB, 1024 open files, ...)
 // A bad pointer gets -EFAULT and an unknown flag -EINVAL, as from the
-// kernel. Any other system call ends the run as inconclusive, naming it.
+// kernel. Any other system call ends the run as inconclusive, naming it;
+// with `deny_others`, it is refused -ENOSYS instead, as under a seccomp
+// filter, and the call (number and arguments, stack addresses masked) is
+// compared like a library call.
 //
 // Thread-safety: belongs to its Sandbox's thread.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 struct uc_struct;
@@ -34,11 +48,15 @@ class SyscallLayer {
 
   // The seed of getrandom's bytes.
   void set_seed(uint64_t seed) { seed_ = seed; }
+  // Refuse the calls not answered above with -ENOSYS (and compare them)
+  // rather than end the run inconclusive.
+  void set_deny_others(bool deny) { deny_others_ = deny; }
   uint64_t seed() const { return seed_; }
   // Every run starts with the clock and the random stream at their start.
   void BeginRun() {
     clock_us_ = 0;
     random_state_ = seed_;
+    signal_mask_ = 0;
   }
   // Answers the system call the CPU is at (from the sandbox's hook), or
   // decides the run inconclusive and stops it.
@@ -51,6 +69,16 @@ class SyscallLayer {
   uint64_t Time(const Call& c);
   uint64_t Getrandom(const Call& c);
   uint64_t Write(const Call& c);
+  uint64_t Writev(const Call& c);
+  uint64_t SigProcMask(const Call& c);
+  // nullopt: the call would block forever.
+  std::optional<uint64_t> Futex(const Call& c);
+  uint64_t GetLimit(const Call& c);
+  uint64_t ClockGetres(const Call& c);
+  // The answer to a call about the process itself, or nullopt when `nr` is
+  // not one of those.
+  std::optional<uint64_t> AboutTheProcess(const Call& c);
+  uint64_t Deny(const Call& c);
   // Host bytes of guest [addr, addr+len) writable by the kernel (noted as
   // written), or nullptr for -EFAULT.
   uint8_t* Writable(uint64_t addr, uint64_t len);
@@ -61,6 +89,8 @@ class SyscallLayer {
   uint64_t seed_ = 1;
   uint64_t clock_us_ = 0;
   uint64_t random_state_ = 1;
+  uint64_t signal_mask_ = 0;
+  bool deny_others_ = false;
 };
 
 }  // namespace patchlab::emulator

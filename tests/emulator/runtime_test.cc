@@ -120,6 +120,44 @@ TEST(Runtime, OtherSystemCallsAreInconclusiveNamingThem) {
   EXPECT_THAT(r->inconclusive_reason, HasSubstr("system call 63 (uname)"));
 }
 
+TEST(Runtime, CallsAboutTheProcessItselfAreAnswered) {
+  for (const auto& [symbol, sig] : std::vector<std::pair<std::string, std::string>>{
+           {"block_and_query", "long f(int sig)"},
+           {"wake_then_wait", "long f(int expected)"},
+           {"say_in_two", "long f(const char *msg, size_t len)"},
+           {"stack_limit_mib", "long f(void)"}}) {
+    auto r = RunCheck(Check(FIXTURE_RUNTIME, symbol, symbol, sig));
+    ASSERT_OK(r);
+    EXPECT_EQ(r->verdict, Verdict::kEquivalent) << symbol << ": " << FormatText(*r);
+    EXPECT_GT(r->returned_inputs, 0u) << symbol;
+  }
+  // What they answer: SIGINT's bit (2) + uid 1000; no waiter, then -EAGAIN;
+  // an 8 MiB stack.
+  auto r = RunCheck(
+      Check(FIXTURE_RUNTIME, "block_and_query", "block_and_query_model", "long f(int sig)"));
+  ASSERT_OK(r);
+  EXPECT_EQ(r->verdict, Verdict::kEquivalent) << FormatText(*r);
+}
+
+TEST(Runtime, DeniedSystemCallsAreComparedInsteadOfInconclusive) {
+  CheckOptions o = Check(FIXTURE_RUNTIME, "host_name_length", "host_name_length", "long f(void)");
+  o.deny_syscalls = true;
+  auto same = RunCheck(o);
+  ASSERT_OK(same);
+  EXPECT_EQ(same->verdict, Verdict::kEquivalent) << FormatText(*same);
+  EXPECT_EQ(same->inconclusive_inputs, 0u);
+  ASSERT_FALSE(same->notes.empty());
+  EXPECT_THAT(same->notes.back(), HasSubstr("-ENOSYS"));
+  o.old_fn.symbol = "probe_uname";
+  o.new_fn.symbol = "probe_sethostname";
+  auto r = RunCheck(o);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->verdict, Verdict::kDiverges) << FormatText(*r);
+  ASSERT_FALSE(r->counterexamples.empty());
+  EXPECT_THAT(r->counterexamples[0].detail, HasSubstr("syscall uname"));
+  EXPECT_THAT(r->counterexamples[0].detail, HasSubstr("syscall sethostname"));
+}
+
 // glibc checked against itself needs its DWARF (libc6-dbg).
 std::string LibcWithDebugInfo() {
   const char* path = "/lib/x86_64-linux-gnu/libc.so.6";
