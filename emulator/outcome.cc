@@ -44,6 +44,8 @@ std::string_view FaultClassName(FaultClass f) {
       return "stack-smash";
     case FaultClass::kBadFree:
       return "bad-free";
+    case FaultClass::kPrivileged:
+      return "privileged-instruction";
   }
   return "?";
 }

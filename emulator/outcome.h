@@ -33,6 +33,7 @@ enum class FaultClass {
   kAbort,         // abort() or a failed assertion
   kStackSmash,    // __stack_chk_fail(): the canary was overwritten
   kBadFree,       // free/realloc of a pointer the sandbox heap never gave out
+  kPrivileged,    // a privileged instruction (hlt) in user mode: #GP, SIGSEGV
 };
 
 std::string_view EndingName(Ending e);

@@ -252,6 +252,8 @@ class Sandbox {
   void JudgeInvalidInstruction();
   // After a run that returned: the return value's image (shape_).
   void ReadReturnImage();
+  // Whether the instruction just before `rip` is a `hlt` in executable code.
+  bool AfterHlt(uint64_t rip);
   // Makes granule g of image data region r writable in the engine.
   void Open(Region& r, size_t g);
 

@@ -165,6 +165,11 @@ Status Sandbox::AddHooks() {
   return {};
 }
 
+bool Sandbox::AfterHlt(uint64_t rip) {
+  const uint8_t* before = rip == 0 ? nullptr : HostPtr(rip - 1, 1, UC_PROT_EXEC);
+  return before != nullptr && *before == 0xf4;
+}
+
 void Sandbox::ReadReturnImage() {
   RunOutcome& out = live_->out;
   out.ret_image.assign(shape_.return_size, 0);
@@ -351,6 +356,11 @@ const RunOutcome& Sandbox::Run(uint64_t entry, const CallFrame& frame) {
     } else if (err == UC_ERR_INSN_INVALID) {
       uint64_t pc = exact && live.last_pc != 0 ? live.last_pc : rip;
       live.Decide(Ending::kFault, FaultClass::kInvalidInstruction, pc, "");
+    } else if (err == UC_ERR_OK && AfterHlt(rip)) {
+      // Unicorn stops after `hlt`; in user mode a CPU raises #GP instead
+      // (glibc's abort() ends with one): the process dies of SIGSEGV.
+      live.Decide(Ending::kFault, FaultClass::kPrivileged, rip - 1, "");
+      out.fault_pc = rip - 1;
     } else if (err == UC_ERR_OK) {
       live.Decide(Ending::kInconclusive, FaultClass::kNone, rip,
                   fmt::format("stopped at {:#x}", rip));

@@ -158,6 +158,20 @@ TEST(Runtime, DeniedSystemCallsAreComparedInsteadOfInconclusive) {
   EXPECT_THAT(r->counterexamples[0].detail, HasSubstr("syscall sethostname"));
 }
 
+TEST(Runtime, HltInUserModeIsACrash) {
+  auto same =
+      RunCheck(Check(FIXTURE_RUNTIME, "halt_if_negative", "halt_if_negative", "int f(int x)"));
+  ASSERT_OK(same);
+  EXPECT_EQ(same->verdict, Verdict::kEquivalent) << FormatText(*same);
+  auto r =
+      RunCheck(Check(FIXTURE_RUNTIME, "halt_if_negative", "clamp_if_negative", "int f(int x)"));
+  ASSERT_OK(r);
+  EXPECT_EQ(r->verdict, Verdict::kDiverges) << FormatText(*r);
+  ASSERT_FALSE(r->counterexamples.empty());
+  EXPECT_EQ(r->counterexamples[0].kind, "fixed-crash");
+  EXPECT_THAT(r->counterexamples[0].old_result, HasSubstr("privileged-instruction"));
+}
+
 // glibc checked against itself needs its DWARF (libc6-dbg).
 std::string LibcWithDebugInfo() {
   const char* path = "/lib/x86_64-linux-gnu/libc.so.6";
