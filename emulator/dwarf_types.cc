@@ -387,6 +387,12 @@ Status ParamFromType(const DwarfType& t, Param& p) {
     p.pointer_slots = true;
   } else if (pointee.kind != ValueKind::kVoid && pointee.size > 0) {
     p.fixed_size = static_cast<uint64_t>(pointee.size);
+    RecordType layout;
+    if (pointee.kind == ValueKind::kRecord && !pointee.complex && ReadRecord(pointee, layout)) {
+      for (const Leaf& l : layout.leaves) {
+        if (l.kind == ValueKind::kPointer) p.null_offsets.push_back(l.offset);
+      }
+    }
   }
   return {};
 }

@@ -104,6 +104,9 @@ void InputGenerator::FillBuffer(const Param& p, ArgValue& v, uint64_t size, Cont
     if (p.cstring && b == 0) b = '0';
     v.bytes[i] = b;
   }
+  for (uint64_t off : p.null_offsets) {
+    if (off + 8 <= size) std::memset(v.bytes.data() + off, 0, 8);
+  }
 }
 
 // relation: 0 exact, 1 one less, 2 one more, 3 zero, 4 one.

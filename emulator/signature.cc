@@ -300,7 +300,12 @@ Status SetParamType(const Decl& d, const RecordTable& records, Param& p) {
     SetPointerType(d, p);
     // A pointer to a struct defined in the text points to that many bytes.
     if (d.is_record && d.pointer_depth == 1 && d.array_len == 0) {
-      if (auto it = records.find(d.tag); it != records.end()) p.fixed_size = it->second.size;
+      if (auto it = records.find(d.tag); it != records.end()) {
+        p.fixed_size = it->second.size;
+        for (const Leaf& l : it->second.leaves) {
+          if (l.kind == ValueKind::kPointer) p.null_offsets.push_back(l.offset);
+        }
+      }
     }
   } else if (d.is_void) {
     return Fail(ErrorCode::kInvalidArgument, "parameter '{}' has type void", p.name);

@@ -114,7 +114,11 @@ struct Param {
   bool cstring = false;
   bool nonnull = false;
   bool pointer_slots = false;  // points at pointers: generated as zeros, not random
-  bool byte_pointee = false;   // char-like pointee: may be a string
+  // Points at a struct whose layout is known: the offsets of its pointer
+  // members, generated as NULL (random bytes there are wild pointers that
+  // only make both sides fault the same way).
+  std::vector<uint64_t> null_offsets;
+  bool byte_pointee = false;  // char-like pointee: may be a string
   // Integers only: index of the pointer parameter this one measures, or -1.
   int length_of = -1;
 };

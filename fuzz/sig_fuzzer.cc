@@ -2,8 +2,8 @@
 // What it accepts must be something the checker can place: a call plan
 // exists for it (registers and at most kMaxStackArgBytes of stack), every
 // scalar has a width its kind can have, every pointer a knowable size no
-// larger than the sandbox's buffers, every length parameter pointing back
-// at its buffer.
+// larger than the sandbox's buffers with its NULL-generated members inside
+// it, every length parameter pointing back at its buffer.
 #include "emulator/call_plan.h"
 #include "emulator/signature.h"
 #include "fuzz/fuzz_target.h"
@@ -26,6 +26,7 @@ PATCHLAB_FUZZ_TARGET(sig) {
     FUZZ_CHECK(p.width == 8);
     FUZZ_CHECK(p.fixed_size <= kMaxBufferBytes);
     FUZZ_CHECK(p.fixed_size > 0 || p.length_param >= 0 || p.cstring);
+    for (uint64_t off : p.null_offsets) FUZZ_CHECK(off + 8 <= p.fixed_size);
     if (p.length_param >= 0) {
       FUZZ_CHECK(static_cast<size_t>(p.length_param) < sig->params.size());
       FUZZ_CHECK(sig->params[p.length_param].length_of == static_cast<int>(i));

@@ -172,5 +172,17 @@ TEST(Abi, ArgumentsOnTheStack) {
   EXPECT_THAT(r.counterexamples[0].input_text, HasSubstr("h="));
 }
 
+// A pointer to a struct: its pointer members are generated NULL, from DWARF
+// and from --sig, so a function that follows them returns instead of
+// faulting on a wild pointer.
+TEST(Abi, PointerMembersOfAPointedStructAreNull) {
+  ExpectSelfEquivalent("link_sum");
+  CheckResult r = MustRun(Check("link_sum", "link_sum",
+                                "struct link { int value; struct link *next; const char *label; };"
+                                "int link_sum(const struct link *l)"));
+  EXPECT_EQ(r.verdict, Verdict::kEquivalent) << FormatText(r);
+  EXPECT_GT(r.returned_inputs, r.inputs_run / 2) << FormatText(r);
+}
+
 }  // namespace
 }  // namespace patchlab::emulator
