@@ -23,7 +23,7 @@ constexpr NamedSyscall kSyscallNames[] = {
     {~0ull, ""},  // the headers may have been missing
 };
 
-constexpr uint64_t kPid = 4242;
+constexpr uint64_t kPid = SyscallLayer::kProcessId;
 constexpr uint64_t kRealtimeEpoch = 1767225600;  // 2026-01-01 00:00:00 UTC
 constexpr uint64_t kMonotonicEpoch = 100000;     // seconds since boot
 
@@ -71,11 +71,6 @@ std::string SyscallName(uint64_t nr) {
   }
   return fmt::format("#{}", nr);
 }
-
-struct SyscallLayer::Call {
-  uint64_t nr;
-  uint64_t a[6];  // rdi, rsi, rdx, r10, r8, r9
-};
 
 uint8_t* SyscallLayer::Writable(uint64_t addr, uint64_t len) {
   if (len == 0) return reinterpret_cast<uint8_t*>(1);  // never dereferenced
@@ -327,6 +322,15 @@ void SyscallLayer::OnSyscall(uc_struct* uc) {
       break;
     default: {
       std::optional<uint64_t> answer = c.nr == kFutex ? Futex(c) : AboutTheProcess(c);
+      if (!answer) answer = Descriptor(c);
+      if (!answer) answer = SignalToSelf(c);
+      if (killed_by_ != 0) {
+        sandbox_.live().Decide(
+            Ending::kFault, FaultClass::kAbort, rip,
+            fmt::format("signal {} sent to itself by {}", killed_by_, SyscallName(c.nr)));
+        uc_emu_stop(uc);
+        return;
+      }
       if (answer) {
         ret = *answer;
         break;

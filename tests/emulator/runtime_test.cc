@@ -199,5 +199,30 @@ TEST(Runtime, GlibcFunctionsUsingTlsIfuncsAndTheClockRunAgainstThemselves) {
   }
 }
 
+TEST(Runtime, DescriptorsAreThoseOfAJustStartedProcess) {
+  const char* sig = "long f(int fd)";
+  auto same = RunCheck(Check(FIXTURE_RUNTIME, "descriptor_probe", "descriptor_probe", sig));
+  ASSERT_OK(same);
+  EXPECT_EQ(same->verdict, Verdict::kEquivalent) << FormatText(*same);
+  EXPECT_EQ(same->returned_inputs, same->inputs_run);
+  // Each answer as the model in syscalls.h says it, for 0, 1, 2 and others.
+  auto r = RunCheck(Check(FIXTURE_RUNTIME, "descriptor_probe", "descriptor_probe_model", sig));
+  ASSERT_OK(r);
+  EXPECT_EQ(r->verdict, Verdict::kEquivalent) << FormatText(*r);
+}
+
+TEST(Runtime, SigabrtSentToItselfEndsTheRunAsAnAbort) {
+  auto same =
+      RunCheck(Check(FIXTURE_RUNTIME, "abort_if_negative", "abort_if_negative", "int f(int x)"));
+  ASSERT_OK(same);
+  EXPECT_EQ(same->verdict, Verdict::kEquivalent) << FormatText(*same);
+  EXPECT_GT(same->returned_inputs, 0u);
+  auto r =
+      RunCheck(Check(FIXTURE_RUNTIME, "abort_if_negative", "clamp_if_negative", "int f(int x)"));
+  ASSERT_OK(r);
+  EXPECT_EQ(r->verdict, Verdict::kDiverges) << FormatText(*r);
+  EXPECT_THAT(FormatText(*r), HasSubstr("abort"));
+}
+
 }  // namespace
 }  // namespace patchlab::emulator
