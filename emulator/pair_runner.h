@@ -140,6 +140,10 @@ class PairRunner {
   CallPlan plan_;
   uint64_t return_buffer_ = 0;
   std::vector<uint8_t> stack_args_;  // the current call's stack arguments
+  // The current call's registers: kept, so that a run does not clear 128
+  // bytes of xmm arguments that only a call with SSE arguments reads (Place
+  // sets them then).
+  CallFrame frame_;
   // Per parameter: the generated callbacks' stub addresses (same in every
   // sandbox), and the named targets' addresses per side.
   std::map<size_t, std::array<uint64_t, kCallbackBehaviours>> callback_slots_;
