@@ -78,6 +78,7 @@ Status ImageLinker::LayOutStaticTls() {
     image.tls_module = offsets.size() + 1;
     offsets.push_back(offset);
   }
+  offset = LayOutExternTls(offset);
   if (offset > kStaticTlsBytes) {
     return Fail(ErrorCode::kUnsupported, "the images' static TLS needs {} bytes; at most {} fit",
                 offset, kStaticTlsBytes);
@@ -90,6 +91,22 @@ Status ImageLinker::LayOutStaticTls() {
                            RegionKind::kImageData, "static tls");
   if (!host) return std::unexpected(host.error());
   return {};
+}
+
+uint64_t ImageLinker::LayOutExternTls(uint64_t offset) {
+  for (const Image& image : images_) {
+    for (const ElfRelocation& r : image.loaded.elf->dynamic_relocations()) {
+      // Only the initial-exec model's offsets: a dynamic-model reference
+      // (DTPMOD64) needs a module, and stays refused.
+      if (r.type != R_X86_64_TPOFF64 || r.symbol.empty() || r.symbol_defined) continue;
+      if (extern_tls_.contains(r.symbol) || Resolve(image, r).module != nullptr) continue;
+      const uint64_t size = ld_so_.SizeOf(r.symbol);
+      if (size == 0) continue;  // defined nowhere: refused when relocated
+      offset = RoundUp(offset + size, 16);
+      extern_tls_[r.symbol] = offset;
+    }
+  }
+  return offset;
 }
 
 ImageLinker::Target ImageLinker::Resolve(const Image& image, const ElfRelocation& r) {
@@ -147,6 +164,9 @@ Result<uint64_t> ImageLinker::RelocationValue(const Image& image, const ElfReloc
     case R_X86_64_DTPMOD64:
     case R_X86_64_DTPOFF64: {
       Target t = r.symbol.empty() ? Target{0, false, &image} : Resolve(image, r);
+      if (auto it = extern_tls_.find(r.symbol);
+          r.type == R_X86_64_TPOFF64 && t.module == nullptr && it != extern_tls_.end())
+        return addend - it->second;  // negative: below fs
       if (t.module == nullptr || t.module->tls_module == 0) {
         return Fail(ErrorCode::kUnsupported, "{}: thread-local '{}' is in no loaded module",
                     image.loaded.elf->path().string(), r.symbol);

@@ -95,6 +95,10 @@ class ImageLinker {
   };
 
   Status LayOutStaticTls();
+  // Static TLS for the thread-local variables the images take from glibc's
+  // libraries, which are not mapped (a library's errno): a block each, of
+  // the size glibc gives it, after the modules' blocks; returns the end.
+  uint64_t LayOutExternTls(uint64_t offset);
   Status Relocate(const Image& image);
   Result<uint64_t> RelocationValue(const Image& image, const ElfRelocation& r, bool* ifunc);
   Target Resolve(const Image& image, const ElfRelocation& r);
@@ -112,6 +116,8 @@ class ImageLinker {
   std::vector<IfuncSlot> ifunc_slots_;
   uint64_t tls_size_ = 0;
   std::map<std::string, uint64_t> extern_;  // placed extern data by name
+  // Extern thread-local variables by name: their offset below fs.
+  std::map<std::string, uint64_t> extern_tls_;
   uint8_t* extern_host_ = nullptr;
   uint64_t extern_used_ = 0;
 };

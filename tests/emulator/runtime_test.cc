@@ -199,6 +199,31 @@ TEST(Runtime, GlibcFunctionsUsingTlsIfuncsAndTheClockRunAgainstThemselves) {
   }
 }
 
+// libm takes errno from libc by an initial-exec TLS offset, and glibc's
+// libraries are not mapped: errno gets a static TLS block of its own, where
+// it is compared like any thread-local variable.
+TEST(Runtime, ThreadLocalsOfUnmappedGlibcLibrariesGetStaticTls) {
+  const char* libm = "/lib/x86_64-linux-gnu/libm.so.6";
+  auto elf = ElfFile::Open(libm);
+  if (!elf || elf->build_id().empty() || !FindDebugFile(elf->build_id()))
+    GTEST_SKIP() << "libm's debug file (libc6-dbg) is not installed";
+  CheckOptions o = Check(libm, "acos", "acos");
+  o.inputs = 300;
+  auto same = RunCheck(o);
+  ASSERT_OK(same);
+  EXPECT_EQ(same->verdict, Verdict::kEquivalent) << FormatText(*same);
+  EXPECT_GT(same->returned_inputs, 0u);
+  // The same results without errno (EDOM for |x| > 1): a difference there.
+  o.new_fn.symbol = "__acos_finite@GLIBC_2.15";
+  o.signature = "double acos(double x)";
+  auto r = RunCheck(o);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->verdict, Verdict::kDiverges) << FormatText(*r);
+  const Counterexample* c = FindKind(*r, "memory");
+  ASSERT_NE(c, nullptr) << FormatText(*r);
+  EXPECT_THAT(c->detail, HasSubstr("static tls"));
+}
+
 TEST(Runtime, DescriptorsAreThoseOfAJustStartedProcess) {
   const char* sig = "long f(int fd)";
   auto same = RunCheck(Check(FIXTURE_RUNTIME, "descriptor_probe", "descriptor_probe", sig));
