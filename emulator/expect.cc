@@ -138,42 +138,61 @@ class Parser {
       if (sig_.params[i].name == name) return static_cast<int>(i);
     return -1;
   }
+  // A value: a parenthesised expression, a character or number literal, a
+  // name of the outcome (ret, old.fault, ...), len(p), a parameter or a
+  // byte of one (p[i]).
   Result<NodePtr> ParsePrimary() {
     Skip();
     if (pos_ >= s_.size()) return Error("expected a value");
-    auto n = NewNode();
-    char c = s_[pos_];
-    if (c == '(') {
-      ++pos_;
-      auto e = ParseBinary(0);
-      if (!e) return e;
-      Skip();
-      if (pos_ >= s_.size() || s_[pos_] != ')') return Error("expected ')'");
-      ++pos_;
-      return e;
-    }
-    if (c == '\'') {
-      if (pos_ + 2 >= s_.size() || s_[pos_ + 2] != '\'') return Error("bad character literal");
-      n->kind = Node::kConst;
-      n->value = static_cast<unsigned char>(s_[pos_ + 1]);
-      pos_ += 3;
-      return NodePtr(n);
-    }
-    if (std::isdigit(static_cast<unsigned char>(c))) {
-      size_t used = 0;
-      std::string rest(s_.substr(pos_));
-      n->kind = Node::kConst;
-      try {
-        n->value = static_cast<int64_t>(std::stoull(rest, &used, 0));
-      } catch (const std::out_of_range&) {
-        return Error("number out of range (at most 64 bits)");
-      }
-      pos_ += used;
-      return NodePtr(n);
-    }
+    const char c = s_[pos_];
+    if (c == '(') return ParseParenthesised();
+    if (c == '\'') return ParseCharLiteral();
+    if (std::isdigit(static_cast<unsigned char>(c))) return ParseNumber();
     std::string_view w = Word();
     if (w.empty()) return Error("expected a value");
     pos_ += w.size();
+    if (auto named = OutcomeName(w)) return named;
+    size_t after = pos_;
+    while (after < s_.size() && s_[after] == ' ') ++after;
+    if (w == "len" && after < s_.size() && s_[after] == '(') {
+      pos_ = after + 1;
+      return ParseLen();
+    }
+    return ParseParameter(w);
+  }
+  Result<NodePtr> ParseParenthesised() {
+    ++nodes_;  // counted as a term towards kMaxNodes, as every value is
+    ++pos_;
+    auto e = ParseBinary(0);
+    if (!e) return e;
+    Skip();
+    if (pos_ >= s_.size() || s_[pos_] != ')') return Error("expected ')'");
+    ++pos_;
+    return e;
+  }
+  Result<NodePtr> ParseCharLiteral() {
+    if (pos_ + 2 >= s_.size() || s_[pos_ + 2] != '\'') return Error("bad character literal");
+    auto n = NewNode();
+    n->kind = Node::kConst;
+    n->value = static_cast<unsigned char>(s_[pos_ + 1]);
+    pos_ += 3;
+    return NodePtr(n);
+  }
+  Result<NodePtr> ParseNumber() {
+    size_t used = 0;
+    std::string rest(s_.substr(pos_));
+    auto n = NewNode();
+    n->kind = Node::kConst;
+    try {
+      n->value = static_cast<int64_t>(std::stoull(rest, &used, 0));
+    } catch (const std::out_of_range&) {
+      return Error("number out of range (at most 64 bits)");
+    }
+    pos_ += used;
+    return NodePtr(n);
+  }
+  // ret, old.ret, ..., true, false; nullptr for any other word.
+  NodePtr OutcomeName(std::string_view w) {
     struct Named {
       std::string_view name;
       Node::Kind kind;
@@ -190,33 +209,38 @@ class Parser {
                                        {"new.returned", Node::kReturned, true}};
     for (const Named& nm : kNames) {
       if (nm.name == w) {
+        auto n = NewNode();
         n->kind = nm.kind;
         n->new_side = nm.new_side;
-        return NodePtr(n);
+        return n;
       }
     }
     if (w == "true" || w == "false") {
+      auto n = NewNode();
       n->kind = Node::kConst;
       n->value = w == "true";
-      return NodePtr(n);
+      return n;
     }
-    size_t after = pos_;
-    while (after < s_.size() && s_[after] == ' ') ++after;
-    if (w == "len" && after < s_.size() && s_[after] == '(') {
-      pos_ = after + 1;
-      Skip();
-      std::string_view p = Word();
-      int idx = ParamIndex(p);
-      if (idx < 0 || !sig_.params[idx].is_pointer)
-        return Error(fmt::format("'{}' is not a pointer parameter", p));
-      pos_ += p.size();
-      Skip();
-      if (pos_ >= s_.size() || s_[pos_] != ')') return Error("expected ')'");
-      ++pos_;
-      n->kind = Node::kLen;
-      n->param = idx;
-      return NodePtr(n);
-    }
+    return nullptr;
+  }
+  // After "len(": a pointer parameter's name and ')'.
+  Result<NodePtr> ParseLen() {
+    Skip();
+    std::string_view p = Word();
+    int idx = ParamIndex(p);
+    if (idx < 0 || !sig_.params[idx].is_pointer)
+      return Error(fmt::format("'{}' is not a pointer parameter", p));
+    pos_ += p.size();
+    Skip();
+    if (pos_ >= s_.size() || s_[pos_] != ')') return Error("expected ')'");
+    ++pos_;
+    auto n = NewNode();
+    n->kind = Node::kLen;
+    n->param = idx;
+    return NodePtr(n);
+  }
+  // A parameter named `w` (already read), or a byte of it: w[expr].
+  Result<NodePtr> ParseParameter(std::string_view w) {
     int idx = ParamIndex(w);
     if (idx < 0) {
       std::string known =
@@ -226,6 +250,7 @@ class Parser {
       pos_ -= w.size();
       return Error(fmt::format("unknown name '{}' (known: {})", w, known));
     }
+    auto n = NewNode();
     n->param = idx;
     Skip();
     if (pos_ < s_.size() && s_[pos_] == '[') {
