@@ -216,6 +216,9 @@ std::string Group(const Outcome& r, const std::string& library) {
   s = std::regex_replace(s, kSignature, "");
   static const std::regex kDebugFile("/usr/lib/debug/[^ ]+");
   s = std::regex_replace(s, kDebugFile, "DEBUGFILE");
+  // The prototype a refusal suggests is the function's own.
+  static const std::regex kSuggested("--sig \"[^\"]*\"");
+  s = std::regex_replace(s, kSuggested, "--sig \"PROTOTYPE\"");
   static const std::regex kHex("0x[0-9a-f]+");
   s = std::regex_replace(s, kHex, "ADDR");
   static const std::regex kParam("parameter '[^']*' \\([^)]*\\)");
