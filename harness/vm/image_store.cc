@@ -221,6 +221,13 @@ Result<std::vector<ImageRecipe>> LoadImageRecipes(const fs::path& yaml_path) {
   return ParseRecipes(yaml_path.string(), *root);
 }
 
+Result<std::vector<ImageRecipe>> ParseImageRecipes(const std::string& text,
+                                                   const std::string& name) {
+  auto root = LoadYamlString(text, name);
+  if (!root) return std::unexpected(root.error());
+  return ParseRecipes(name, *root);
+}
+
 Result<ImageStore> ImageStore::Open(ImageStoreOptions options) {
   if (options.cache_dir.empty()) options.cache_dir = DefaultCacheDir();
   if (options.agent_binary.empty() || !fs::exists(options.agent_binary)) {
