@@ -3,8 +3,10 @@
 #include <dwarf.h>
 #include <elfutils/libdw.h>
 #include <fcntl.h>
+#include <libelf.h>
 
 #include <cstring>
+#include <memory>
 
 #include "base/elf_file.h"
 #include "base/scoped_fd.h"
@@ -135,17 +137,16 @@ int OnFunction(Dwarf_Die* die, void* arg) {
   return declaration ? DWARF_CB_OK : DWARF_CB_ABORT;
 }
 
-Result<bool> FindIn(const std::string& path, const std::string& function, Signature* sig) {
-  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return FailErrno("open " + path);
-  DwarfHandle dw(dwarf_begin(fd.get(), DWARF_C_READ));
-  if (dw.get() == nullptr) return false;  // no DWARF here
+// The signature of `function` from the DWARF in `dw`; `path` names the file in
+// errors. kNotFound when the DWARF has no entry for it.
+Result<bool> SignatureFromDwarf(Dwarf* dw, const std::string& path, const std::string& function,
+                                Signature* sig) {
   Search s{function};
   Dwarf_Off off = 0, next = 0;
   size_t header = 0;
-  while (!s.found && dwarf_nextcu(dw.get(), off, &next, &header, nullptr, nullptr, nullptr) == 0) {
+  while (!s.found && dwarf_nextcu(dw, off, &next, &header, nullptr, nullptr, nullptr) == 0) {
     Dwarf_Die cu;
-    if (dwarf_offdie(dw.get(), off + header, &cu) != nullptr) {
+    if (dwarf_offdie(dw, off + header, &cu) != nullptr) {
       dwarf_getfuncs(&cu, OnFunction, &s, 0);
     }
     off = next;
@@ -213,7 +214,39 @@ Result<bool> FindIn(const std::string& path, const std::string& function, Signat
   return true;
 }
 
+// The signature of `function` from the DWARF of the file at `path`; false
+// when the file has no DWARF.
+Result<bool> FindIn(const std::string& path, const std::string& function, Signature* sig) {
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return FailErrno("open " + path);
+  DwarfHandle dw(dwarf_begin(fd.get(), DWARF_C_READ));
+  if (dw.get() == nullptr) return false;  // no DWARF here
+  return SignatureFromDwarf(dw.get(), path, function, sig);
+}
+
 }  // namespace
+
+Result<Signature> ReadDwarfSignatureFromBytes(std::string elf_bytes, const std::string& origin,
+                                              const std::string& function) {
+  [[maybe_unused]] static const bool libelf_ready = elf_version(EV_CURRENT) != EV_NONE;
+  // libelf reads the buffer in place (elf_memory wants it writable); it is ours.
+  std::unique_ptr<Elf, int (*)(Elf*)> elf(elf_memory(elf_bytes.data(), elf_bytes.size()), &elf_end);
+  if (elf == nullptr) return Fail(ErrorCode::kParse, "{}: {}", origin, elf_errmsg(-1));
+  Signature sig;
+  {
+    // The Dwarf handle uses the Elf: it ends first.
+    DwarfHandle dw(dwarf_begin_elf(elf.get(), DWARF_C_READ, nullptr));
+    if (dw.get() == nullptr) {
+      return Fail(ErrorCode::kNotFound,
+                  "{} has no debug information; pass the prototype with --sig", origin);
+    }
+    auto found = SignatureFromDwarf(dw.get(), origin, function, &sig);
+    if (!found) return std::unexpected(found.error());
+  }
+  if (auto s = FinishSignature(sig); !s)
+    return std::unexpected(std::move(s.error()).AddContext(origin));
+  return sig;
+}
 
 Result<Signature> ReadDwarfSignature(const std::string& elf_path, const std::string& function) {
   Signature sig;
