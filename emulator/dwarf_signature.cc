@@ -45,8 +45,14 @@ std::string DieName(Dwarf_Die* die) {
   return n == nullptr ? "" : n;
 }
 
-// Follows DW_AT_type from `die`, through typedefs and qualifiers.
-TypeView Resolve(Dwarf_Die* die) {
+// How many typedefs, qualifiers and pointer levels Resolve follows: DWARF is
+// read from files nobody here wrote, and a type that refers to itself must
+// end as "other", not in a stack overflow.
+constexpr int kMaxTypeChain = 32;
+
+// Follows DW_AT_type from `die`, through typedefs and qualifiers, and into
+// pointees; `budget` is what is left of kMaxTypeChain.
+TypeView Resolve(Dwarf_Die* die, int budget = kMaxTypeChain) {
   TypeView t;
   Dwarf_Attribute attr;
   Dwarf_Die cur;
@@ -56,7 +62,7 @@ TypeView Resolve(Dwarf_Die* die) {
     return t;
   }
   std::string quals;
-  for (int guard = 0; guard < 32; ++guard) {
+  for (; budget > 0; --budget) {
     int tag = dwarf_tag(&cur);
     if (tag == DW_TAG_typedef || tag == DW_TAG_const_type || tag == DW_TAG_volatile_type ||
         tag == DW_TAG_restrict_type || tag == DW_TAG_atomic_type) {
@@ -108,7 +114,7 @@ TypeView Resolve(Dwarf_Die* die) {
       t.kind = TypeView::kOther;
     }
     if (t.kind == TypeView::kPointer) {
-      TypeView pointee = Resolve(&cur);
+      TypeView pointee = Resolve(&cur, budget - 1);
       if (t.text.empty())
         t.text = quals + pointee.text + (pointee.text.ends_with('*') ? "*" : " *");
     } else if (t.text.empty()) {
@@ -137,6 +143,10 @@ int OnFunction(Dwarf_Die* die, void* arg) {
   return declaration ? DWARF_CB_OK : DWARF_CB_ABORT;
 }
 
+// Integers the checker passes in registers: 1, 2, 4 or 8 bytes. DWARF also
+// describes __int128 and, in a damaged file, sizes of 0 or 3.
+bool IsRegisterWidth(int size) { return size == 1 || size == 2 || size == 4 || size == 8; }
+
 // The signature of `function` from the DWARF in `dw`; `path` names the file in
 // errors. kNotFound when the DWARF has no entry for it.
 Result<bool> SignatureFromDwarf(Dwarf* dw, const std::string& path, const std::string& function,
@@ -163,6 +173,11 @@ Result<bool> SignatureFromDwarf(Dwarf* dw, const std::string& path, const std::s
                 "{}: '{}' returns {}: only integer, pointer and void returns are supported", path,
                 function, ret.text);
   }
+  if (ret.kind == TypeView::kInt && !IsRegisterWidth(ret.size)) {
+    return Fail(ErrorCode::kUnsupported,
+                "{}: '{}' returns {} of {} bytes: only 1, 2, 4 and 8-byte integers are supported",
+                path, function, ret.text, ret.size);
+  }
   if (ret.kind != TypeView::kVoid) {
     sig->ret_width = ret.size;
     sig->ret_signed = ret.is_signed;
@@ -183,6 +198,12 @@ Result<bool> SignatureFromDwarf(Dwarf* dw, const std::string& path, const std::s
       TypeView t = Resolve(&child);
       p.type_text = t.text;
       if (t.kind == TypeView::kInt) {
+        if (!IsRegisterWidth(t.size)) {
+          return Fail(ErrorCode::kUnsupported,
+                      "{}: '{}': parameter '{}' ({}) is {} bytes: only 1, 2, 4 and 8-byte "
+                      "integers are supported",
+                      path, function, p.name, t.text, t.size);
+        }
         p.width = t.size;
         p.is_signed = t.is_signed;
       } else if (t.kind == TypeView::kPointer) {
