@@ -5,8 +5,10 @@
 #include <libelf.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <mutex>
 
 #include "base/file_util.h"
@@ -59,6 +61,7 @@ int Rank(const ElfSymbol& s) {
   if (!(IsCodeOrData(s.type) || s.type == SymbolType::kTls)) rank += 20;
   if (s.binding == SymbolBinding::kWeak) rank += 2;
   if (s.binding == SymbolBinding::kLocal) rank += 4;
+  if (!s.default_version) rank += 8;
   if (s.dynamic) rank += 1;
   return rank;
 }
@@ -67,17 +70,72 @@ struct ElfCloser {
   void operator()(Elf* e) const { elf_end(e); }
 };
 
+// Lowercase hex of the first NT_GNU_BUILD_ID note in `d`; empty when none.
+std::string BuildIdFromNotes(Elf_Data* d) {
+  std::string id;
+  size_t off = 0, name_off = 0, desc_off = 0;
+  GElf_Nhdr nh;
+  while (d && (off = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
+    if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
+        std::memcmp(static_cast<char*>(d->d_buf) + name_off, "GNU", 4) == 0) {
+      const auto* p = static_cast<const uint8_t*>(d->d_buf) + desc_off;
+      id.reserve(nh.n_descsz * 2);
+      for (size_t k = 0; k < nh.n_descsz; ++k) id += fmt::format("{:02x}", p[k]);
+      break;
+    }
+  }
+  return id;
+}
+
 void InitLibelf() {
   static std::once_flag once;
   std::call_once(once, [] { elf_version(EV_CURRENT); });
 }
 
+// The addresses and sizes of the tables the dynamic segment points at.
+struct DynamicTables {
+  uint64_t strtab = 0, strsz = 0, symtab = 0, rela = 0, relasz = 0, jmprel = 0, pltrelsz = 0;
+  uint64_t relr = 0, relrsz = 0;
+};
+
+// Strings of DT_STRTAB, looked up by offset.
+class DynamicStrings {
+ public:
+  explicit DynamicStrings(std::vector<uint8_t> bytes) : bytes_(std::move(bytes)) {}
+  std::string At(uint64_t off) const {
+    if (off >= bytes_.size()) return {};
+    const char* p = reinterpret_cast<const char*>(bytes_.data()) + off;
+    return std::string(p, strnlen(p, bytes_.size() - off));
+  }
+
+ private:
+  std::vector<uint8_t> bytes_;
+};
+
 }  // namespace
 
 struct ElfFile::Impl {
+  // The steps of FromBytes, in order.
+  static Status ReadHeader(ElfFile& f, Elf* elf);
+  static Status ReadProgramHeaders(ElfFile& f, Elf* elf);
+  // Section headers, with the symbols of .symtab/.dynsym and the build-id note.
+  static Status ReadSections(ElfFile& f, Elf* elf);
+  static void ReadSymbols(ElfFile& f, Elf* elf, Elf_Scn* scn, const GElf_Shdr& sh);
+  // Names the versions of .dynsym's symbols from .gnu.version and
+  // .gnu.version_d / .gnu.version_r. `dynsym_begin`: where .dynsym's symbol
+  // 1 sits in symbols_.
+  static void ReadSymbolVersions(ElfFile& f, Elf* elf, size_t dynsym_begin);
+  static void ReadBuildIdFromSegments(ElfFile& f, Elf* elf);
+  static void IndexSymbols(ElfFile& f);
   // Decodes the dynamic segment and the relocation tables it names, reading
   // through PT_LOAD mappings so that files without section headers work too.
   static Status LoadDynamic(ElfFile& f);
+  static DynamicTables ReadDynamicEntries(ElfFile& f, const ElfSegment& dyn);
+  // DT_RELR: packed relative relocations (an address, then bitmaps of the
+  // 63 words after it), unpacked into RELATIVE ones.
+  static Status ReadRelrTable(ElfFile& f, uint64_t addr, uint64_t size);
+  static Status ReadRelocationTable(ElfFile& f, uint64_t addr, uint64_t size, uint64_t symtab,
+                                    const DynamicStrings& strings, const char* table);
 };
 
 ElfFile::ElfFile(ElfFile&&) noexcept = default;
@@ -126,8 +184,22 @@ Result<ElfFile> ElfFile::FromBytes(std::string bytes, const std::filesystem::pat
   }
   std::unique_ptr<Elf, ElfCloser> elf(elf_memory(data.data(), data.size()));
   if (!elf) return Fail(ErrorCode::kParse, "{}: {}", name, elf_errmsg(-1));
+  if (auto st = Impl::ReadHeader(f, elf.get()); !st) return std::unexpected(std::move(st.error()));
+  if (auto st = Impl::ReadProgramHeaders(f, elf.get()); !st)
+    return std::unexpected(std::move(st.error()));
+  if (auto st = Impl::ReadSections(f, elf.get()); !st)
+    return std::unexpected(std::move(st.error()));
+  // A file stripped of its section headers still has its notes in PT_NOTE.
+  if (f.build_id_.empty()) Impl::ReadBuildIdFromSegments(f, elf.get());
+  Impl::IndexSymbols(f);
+  if (auto st = Impl::LoadDynamic(f); !st) return std::unexpected(std::move(st.error()));
+  return f;
+}
+
+Status ElfFile::Impl::ReadHeader(ElfFile& f, Elf* elf) {
+  const std::string name = f.path_.string();
   GElf_Ehdr ehdr;
-  if (!gelf_getehdr(elf.get(), &ehdr)) {
+  if (!gelf_getehdr(elf, &ehdr)) {
     return Fail(ErrorCode::kParse, "{}: bad ELF header: {}", name, elf_errmsg(-1));
   }
   if (ehdr.e_machine != EM_X86_64) {
@@ -151,29 +223,39 @@ Result<ElfFile> ElfFile::FromBytes(std::string bytes, const std::filesystem::pat
       break;
   }
   f.entry_ = ehdr.e_entry;
+  return {};
+}
 
+Status ElfFile::Impl::ReadProgramHeaders(ElfFile& f, Elf* elf) {
+  const std::string name = f.path_.string();
   size_t phnum = 0;
-  if (elf_getphdrnum(elf.get(), &phnum) != 0) {
+  if (elf_getphdrnum(elf, &phnum) != 0) {
     return Fail(ErrorCode::kParse, "{}: bad program headers: {}", name, elf_errmsg(-1));
   }
   for (size_t i = 0; i < phnum; ++i) {
     GElf_Phdr ph;
-    if (!gelf_getphdr(elf.get(), static_cast<int>(i), &ph)) {
+    if (!gelf_getphdr(elf, static_cast<int>(i), &ph)) {
       return Fail(ErrorCode::kParse, "{}: program header {}: {}", name, i, elf_errmsg(-1));
     }
     f.segments_.push_back(ElfSegment{ph.p_type, ph.p_flags, ph.p_offset, ph.p_vaddr, ph.p_filesz,
                                      ph.p_memsz, ph.p_align});
   }
+  return {};
+}
 
+Status ElfFile::Impl::ReadSections(ElfFile& f, Elf* elf) {
+  const std::string name = f.path_.string();
+  const std::string& data = *f.data_;
   size_t shstrndx = 0;
-  if (elf_getshdrstrndx(elf.get(), &shstrndx) != 0) shstrndx = 0;
-  for (Elf_Scn* scn = elf_nextscn(elf.get(), nullptr); scn; scn = elf_nextscn(elf.get(), scn)) {
+  if (elf_getshdrstrndx(elf, &shstrndx) != 0) shstrndx = 0;
+  size_t dynsym_begin = SIZE_MAX;
+  for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn; scn = elf_nextscn(elf, scn)) {
     GElf_Shdr sh;
     if (!gelf_getshdr(scn, &sh)) {
       return Fail(ErrorCode::kParse, "{}: section header: {}", name, elf_errmsg(-1));
     }
     ElfSection s;
-    const char* sname = shstrndx ? elf_strptr(elf.get(), shstrndx, sh.sh_name) : nullptr;
+    const char* sname = shstrndx ? elf_strptr(elf, shstrndx, sh.sh_name) : nullptr;
     s.name = sname ? sname : "";
     s.index = static_cast<uint32_t>(elf_ndxscn(scn));
     s.type = sh.sh_type;
@@ -189,65 +271,99 @@ Result<ElfFile> ElfFile::FromBytes(std::string bytes, const std::filesystem::pat
                   s.name);
     }
     f.sections_.push_back(std::move(s));
-
-    if (sh.sh_type == SHT_SYMTAB || sh.sh_type == SHT_DYNSYM) {
-      Elf_Data* d = elf_getdata(scn, nullptr);
-      if (!d) continue;
-      size_t count = sh.sh_entsize ? sh.sh_size / sh.sh_entsize : 0;
-      for (size_t i = 1; i < count; ++i) {
-        GElf_Sym sym;
-        if (!gelf_getsym(d, static_cast<int>(i), &sym)) break;
-        ElfSymbol es;
-        const char* n = elf_strptr(elf.get(), sh.sh_link, sym.st_name);
-        es.name = n ? n : "";
-        es.value = sym.st_value;
-        es.size = sym.st_size;
-        es.type = ToSymbolType(GELF_ST_TYPE(sym.st_info));
-        es.binding = ToBinding(GELF_ST_BIND(sym.st_info));
-        es.section_index = sym.st_shndx;
-        es.defined = sym.st_shndx != SHN_UNDEF;
-        es.dynamic = sh.sh_type == SHT_DYNSYM;
-        f.symbols_.push_back(std::move(es));
-      }
-    }
+    if (sh.sh_type == SHT_DYNSYM) dynsym_begin = f.symbols_.size();
+    if (sh.sh_type == SHT_SYMTAB || sh.sh_type == SHT_DYNSYM) ReadSymbols(f, elf, scn, sh);
     if (sh.sh_type == SHT_NOTE && f.build_id_.empty()) {
-      Elf_Data* d = elf_getdata(scn, nullptr);
-      size_t off = 0, name_off = 0, desc_off = 0;
-      GElf_Nhdr nh;
-      while (d && (off = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
-        if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
-            std::memcmp(static_cast<char*>(d->d_buf) + name_off, "GNU", 4) == 0) {
-          const auto* p = static_cast<const uint8_t*>(d->d_buf) + desc_off;
-          f.build_id_.reserve(nh.n_descsz * 2);
-          for (size_t k = 0; k < nh.n_descsz; ++k) f.build_id_ += fmt::format("{:02x}", p[k]);
-          break;
-        }
-      }
+      f.build_id_ = BuildIdFromNotes(elf_getdata(scn, nullptr));
     }
   }
-  // A file stripped of its section headers still has its notes in PT_NOTE.
-  if (f.build_id_.empty()) {
-    for (const ElfSegment& seg : f.segments_) {
-      if (seg.type != PT_NOTE || seg.offset > data.size() ||
-          seg.filesz > data.size() - seg.offset) {
-        continue;
-      }
-      Elf_Data* d =
-          elf_getdata_rawchunk(elf.get(), static_cast<int64_t>(seg.offset), seg.filesz, ELF_T_NHDR);
-      size_t off = 0, name_off = 0, desc_off = 0;
-      GElf_Nhdr nh;
-      while (d && (off = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
-        if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
-            std::memcmp(static_cast<char*>(d->d_buf) + name_off, "GNU", 4) == 0) {
-          const auto* p = static_cast<const uint8_t*>(d->d_buf) + desc_off;
-          for (size_t k = 0; k < nh.n_descsz; ++k) f.build_id_ += fmt::format("{:02x}", p[k]);
-          break;
-        }
-      }
-      if (!f.build_id_.empty()) break;
-    }
-  }
+  if (dynsym_begin != SIZE_MAX) ReadSymbolVersions(f, elf, dynsym_begin);
+  return {};
+}
 
+void ElfFile::Impl::ReadSymbolVersions(ElfFile& f, Elf* elf, size_t dynsym_begin) {
+  Elf_Scn* versym = nullptr;
+  std::map<uint16_t, std::string> names;  // version index -> name
+  for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn; scn = elf_nextscn(elf, scn)) {
+    GElf_Shdr sh;
+    if (!gelf_getshdr(scn, &sh)) continue;
+    Elf_Data* d = elf_getdata(scn, nullptr);
+    if (d == nullptr) continue;
+    if (sh.sh_type == SHT_GNU_versym) {
+      versym = scn;
+    } else if (sh.sh_type == SHT_GNU_verdef) {
+      GElf_Verdef def;
+      GElf_Verdaux aux;
+      for (size_t off = 0; gelf_getverdef(d, static_cast<int>(off), &def) != nullptr;) {
+        if (gelf_getverdaux(d, static_cast<int>(off + def.vd_aux), &aux) != nullptr) {
+          const char* n = elf_strptr(elf, sh.sh_link, aux.vda_name);
+          if (n != nullptr) names[def.vd_ndx] = n;
+        }
+        if (def.vd_next == 0) break;
+        off += def.vd_next;
+      }
+    } else if (sh.sh_type == SHT_GNU_verneed) {
+      GElf_Verneed need;
+      GElf_Vernaux aux;
+      for (size_t off = 0; gelf_getverneed(d, static_cast<int>(off), &need) != nullptr;) {
+        for (size_t a = off + need.vn_aux; gelf_getvernaux(d, static_cast<int>(a), &aux);) {
+          const char* n = elf_strptr(elf, sh.sh_link, aux.vna_name);
+          if (n != nullptr) names[aux.vna_other] = n;
+          if (aux.vna_next == 0) break;
+          a += aux.vna_next;
+        }
+        if (need.vn_next == 0) break;
+        off += need.vn_next;
+      }
+    }
+  }
+  if (versym == nullptr) return;
+  Elf_Data* d = elf_getdata(versym, nullptr);
+  for (size_t i = dynsym_begin; i < f.symbols_.size() && f.symbols_[i].dynamic; ++i) {
+    GElf_Versym v;
+    if (gelf_getversym(d, static_cast<int>(i - dynsym_begin + 1), &v) == nullptr) break;
+    ElfSymbol& s = f.symbols_[i];
+    // Hidden: an older version kept for old binaries, not the default.
+    s.default_version = (v & 0x8000) == 0;
+    auto it = names.find(static_cast<uint16_t>(v & 0x7fff));
+    if (it != names.end() && (v & 0x7fff) > VER_NDX_GLOBAL) s.version = it->second;
+  }
+}
+
+void ElfFile::Impl::ReadSymbols(ElfFile& f, Elf* elf, Elf_Scn* scn, const GElf_Shdr& sh) {
+  Elf_Data* d = elf_getdata(scn, nullptr);
+  if (!d) return;
+  size_t count = sh.sh_entsize ? sh.sh_size / sh.sh_entsize : 0;
+  for (size_t i = 1; i < count; ++i) {
+    GElf_Sym sym;
+    if (!gelf_getsym(d, static_cast<int>(i), &sym)) break;
+    ElfSymbol es;
+    const char* n = elf_strptr(elf, sh.sh_link, sym.st_name);
+    es.name = n ? n : "";
+    es.value = sym.st_value;
+    es.size = sym.st_size;
+    es.type = ToSymbolType(GELF_ST_TYPE(sym.st_info));
+    es.binding = ToBinding(GELF_ST_BIND(sym.st_info));
+    es.section_index = sym.st_shndx;
+    es.defined = sym.st_shndx != SHN_UNDEF;
+    es.dynamic = sh.sh_type == SHT_DYNSYM;
+    f.symbols_.push_back(std::move(es));
+  }
+}
+
+void ElfFile::Impl::ReadBuildIdFromSegments(ElfFile& f, Elf* elf) {
+  const std::string& data = *f.data_;
+  for (const ElfSegment& seg : f.segments_) {
+    if (seg.type != PT_NOTE || seg.offset > data.size() || seg.filesz > data.size() - seg.offset) {
+      continue;
+    }
+    f.build_id_ = BuildIdFromNotes(
+        elf_getdata_rawchunk(elf, static_cast<int64_t>(seg.offset), seg.filesz, ELF_T_NHDR));
+    if (!f.build_id_.empty()) return;
+  }
+}
+
+void ElfFile::Impl::IndexSymbols(ElfFile& f) {
   for (size_t i = 0; i < f.symbols_.size(); ++i) {
     const ElfSymbol& s = f.symbols_[i];
     if (!s.name.empty()) f.symbols_by_name_.emplace(s.name, i);
@@ -261,9 +377,6 @@ Result<ElfFile> ElfFile::FromBytes(std::string bytes, const std::filesystem::pat
     if (x.value != y.value) return x.value < y.value;
     return Rank(x) < Rank(y);
   });
-
-  if (auto st = Impl::LoadDynamic(f); !st) return std::unexpected(std::move(st.error()));
-  return f;
 }
 
 Status ElfFile::Impl::LoadDynamic(ElfFile& f) {
@@ -278,9 +391,32 @@ Status ElfFile::Impl::LoadDynamic(ElfFile& f) {
   if (dyn->offset > f.data_->size() || dyn->filesz > f.data_->size() - dyn->offset) {
     return Fail(ErrorCode::kParse, "{}: PT_DYNAMIC lies outside the file", name);
   }
-  const size_t count = dyn->filesz / sizeof(Elf64_Dyn);
-  const auto* entries = reinterpret_cast<const Elf64_Dyn*>(f.data_->data() + dyn->offset);
-  uint64_t strtab = 0, strsz = 0, symtab = 0, rela = 0, relasz = 0, jmprel = 0, pltrelsz = 0;
+  DynamicTables t = ReadDynamicEntries(f, *dyn);
+  std::vector<uint8_t> string_bytes;
+  if (t.strtab && t.strsz) {
+    auto s = f.ReadAt(t.strtab, t.strsz);
+    if (!s) return std::unexpected(std::move(s.error()).AddContext("DT_STRTAB"));
+    string_bytes = std::move(*s);
+  }
+  const DynamicStrings strings(std::move(string_bytes));
+  for (const ElfDynamicEntry& d : f.dynamic_) {
+    if (d.tag == DT_NEEDED) f.needed_.push_back(strings.At(d.value));
+    if (d.tag == DT_SONAME) f.soname_ = strings.At(d.value);
+  }
+  // DT_RELASZ may include the PLT relocations when they follow it directly;
+  // the loader then stops DT_RELA short, and so do we.
+  if (t.rela && t.jmprel && t.jmprel > t.rela && t.jmprel < t.rela + t.relasz)
+    t.relasz = t.jmprel - t.rela;
+  if (auto st = ReadRelrTable(f, t.relr, t.relrsz); !st) return st;
+  if (auto st = ReadRelocationTable(f, t.rela, t.relasz, t.symtab, strings, ".rela.dyn"); !st)
+    return st;
+  return ReadRelocationTable(f, t.jmprel, t.pltrelsz, t.symtab, strings, ".rela.plt");
+}
+
+DynamicTables ElfFile::Impl::ReadDynamicEntries(ElfFile& f, const ElfSegment& dyn) {
+  DynamicTables t;
+  const size_t count = dyn.filesz / sizeof(Elf64_Dyn);
+  const auto* entries = reinterpret_cast<const Elf64_Dyn*>(f.data_->data() + dyn.offset);
   for (size_t i = 0; i < count; ++i) {
     Elf64_Dyn d;
     std::memcpy(&d, entries + i, sizeof d);
@@ -288,82 +424,107 @@ Status ElfFile::Impl::LoadDynamic(ElfFile& f) {
     f.dynamic_.push_back(ElfDynamicEntry{d.d_tag, d.d_un.d_val});
     switch (d.d_tag) {
       case DT_STRTAB:
-        strtab = d.d_un.d_ptr;
+        t.strtab = d.d_un.d_ptr;
         break;
       case DT_STRSZ:
-        strsz = d.d_un.d_val;
+        t.strsz = d.d_un.d_val;
         break;
       case DT_SYMTAB:
-        symtab = d.d_un.d_ptr;
+        t.symtab = d.d_un.d_ptr;
         break;
       case DT_RELA:
-        rela = d.d_un.d_ptr;
+        t.rela = d.d_un.d_ptr;
         break;
       case DT_RELASZ:
-        relasz = d.d_un.d_val;
+        t.relasz = d.d_un.d_val;
         break;
       case DT_JMPREL:
-        jmprel = d.d_un.d_ptr;
+        t.jmprel = d.d_un.d_ptr;
         break;
       case DT_PLTRELSZ:
-        pltrelsz = d.d_un.d_val;
+        t.pltrelsz = d.d_un.d_val;
+        break;
+      case DT_RELR:
+        t.relr = d.d_un.d_ptr;
+        break;
+      case DT_RELRSZ:
+        t.relrsz = d.d_un.d_val;
         break;
       default:
         break;
     }
   }
-  std::vector<uint8_t> strings;
-  if (strtab && strsz) {
-    auto s = f.ReadAt(strtab, strsz);
-    if (!s) return std::unexpected(std::move(s.error()).AddContext("DT_STRTAB"));
-    strings = std::move(*s);
-  }
-  auto str_at = [&](uint64_t off) -> std::string {
-    if (off >= strings.size()) return {};
-    const char* p = reinterpret_cast<const char*>(strings.data()) + off;
-    return std::string(p, strnlen(p, strings.size() - off));
-  };
-  for (const ElfDynamicEntry& d : f.dynamic_) {
-    if (d.tag == DT_NEEDED) f.needed_.push_back(str_at(d.value));
-    if (d.tag == DT_SONAME) f.soname_ = str_at(d.value);
-  }
-  auto read_table = [&](uint64_t addr, uint64_t size, const char* table) -> Status {
-    if (!addr || !size) return {};
-    auto raw = f.ReadAt(addr, size);
-    if (!raw) return std::unexpected(std::move(raw.error()).AddContext(table));
-    for (size_t off = 0; off + sizeof(Elf64_Rela) <= raw->size(); off += sizeof(Elf64_Rela)) {
-      Elf64_Rela r;
-      std::memcpy(&r, raw->data() + off, sizeof r);
-      ElfRelocation rel;
-      rel.table = table;
-      rel.offset = r.r_offset;
-      rel.type = static_cast<uint32_t>(ELF64_R_TYPE(r.r_info));
-      rel.symbol_index = static_cast<uint32_t>(ELF64_R_SYM(r.r_info));
-      rel.addend = r.r_addend;
-      if (rel.symbol_index != 0 && symtab) {
-        auto sym_raw =
-            f.ReadAt(symtab + uint64_t{rel.symbol_index} * sizeof(Elf64_Sym), sizeof(Elf64_Sym));
-        if (!sym_raw) {
-          return Fail(ErrorCode::kParse, "{}: {} entry {} names symbol {} outside DT_SYMTAB", name,
-                      table, off / sizeof(Elf64_Rela), rel.symbol_index);
-        }
-        Elf64_Sym sym;
-        std::memcpy(&sym, sym_raw->data(), sizeof sym);
-        rel.symbol = str_at(sym.st_name);
-        rel.symbol_defined = sym.st_shndx != SHN_UNDEF;
-        rel.symbol_value = sym.st_value;
-        rel.symbol_type = ToSymbolType(ELF64_ST_TYPE(sym.st_info));
-        rel.symbol_binding = ToBinding(ELF64_ST_BIND(sym.st_info));
-      }
-      f.relocations_.push_back(std::move(rel));
+  return t;
+}
+
+Status ElfFile::Impl::ReadRelrTable(ElfFile& f, uint64_t addr, uint64_t size) {
+  if (!addr || !size) return {};
+  auto raw = f.ReadAt(addr, size);
+  if (!raw) return std::unexpected(std::move(raw.error()).AddContext(".relr.dyn"));
+  auto add = [&](uint64_t where) -> Status {
+    auto word = f.ReadAt(where, 8);
+    if (!word) {
+      return Fail(ErrorCode::kParse, "{}: .relr.dyn relocates {:#x}, outside every segment",
+                  f.path_.string(), where);
     }
+    ElfRelocation rel;
+    rel.table = ".relr.dyn";
+    rel.offset = where;
+    rel.type = R_X86_64_RELATIVE;
+    std::memcpy(&rel.addend, word->data(), 8);
+    f.relocations_.push_back(std::move(rel));
     return {};
   };
-  // DT_RELASZ may include the PLT relocations when they follow it directly;
-  // the loader then stops DT_RELA short, and so do we.
-  if (rela && jmprel && jmprel > rela && jmprel < rela + relasz) relasz = jmprel - rela;
-  if (auto st = read_table(rela, relasz, ".rela.dyn"); !st) return st;
-  if (auto st = read_table(jmprel, pltrelsz, ".rela.plt"); !st) return st;
+  uint64_t next = 0;  // the word the next bitmap's bit 1 stands for
+  for (size_t off = 0; off + 8 <= raw->size(); off += 8) {
+    uint64_t entry;
+    std::memcpy(&entry, raw->data() + off, 8);
+    if ((entry & 1) == 0) {
+      if (auto st = add(entry); !st) return st;
+      next = entry + 8;
+      continue;
+    }
+    for (int bit = 1; bit < 64; ++bit) {
+      if ((entry >> bit) & 1) {
+        if (auto st = add(next + (bit - 1) * 8); !st) return st;
+      }
+    }
+    next += 63 * 8;
+  }
+  return {};
+}
+
+Status ElfFile::Impl::ReadRelocationTable(ElfFile& f, uint64_t addr, uint64_t size, uint64_t symtab,
+                                          const DynamicStrings& strings, const char* table) {
+  if (!addr || !size) return {};
+  auto raw = f.ReadAt(addr, size);
+  if (!raw) return std::unexpected(std::move(raw.error()).AddContext(table));
+  for (size_t off = 0; off + sizeof(Elf64_Rela) <= raw->size(); off += sizeof(Elf64_Rela)) {
+    Elf64_Rela r;
+    std::memcpy(&r, raw->data() + off, sizeof r);
+    ElfRelocation rel;
+    rel.table = table;
+    rel.offset = r.r_offset;
+    rel.type = static_cast<uint32_t>(ELF64_R_TYPE(r.r_info));
+    rel.symbol_index = static_cast<uint32_t>(ELF64_R_SYM(r.r_info));
+    rel.addend = r.r_addend;
+    if (rel.symbol_index != 0 && symtab) {
+      auto sym_raw =
+          f.ReadAt(symtab + uint64_t{rel.symbol_index} * sizeof(Elf64_Sym), sizeof(Elf64_Sym));
+      if (!sym_raw) {
+        return Fail(ErrorCode::kParse, "{}: {} entry {} names symbol {} outside DT_SYMTAB",
+                    f.path_.string(), table, off / sizeof(Elf64_Rela), rel.symbol_index);
+      }
+      Elf64_Sym sym;
+      std::memcpy(&sym, sym_raw->data(), sizeof sym);
+      rel.symbol = strings.At(sym.st_name);
+      rel.symbol_defined = sym.st_shndx != SHN_UNDEF;
+      rel.symbol_value = sym.st_value;
+      rel.symbol_type = ToSymbolType(ELF64_ST_TYPE(sym.st_info));
+      rel.symbol_binding = ToBinding(ELF64_ST_BIND(sym.st_info));
+    }
+    f.relocations_.push_back(std::move(rel));
+  }
   return {};
 }
 
@@ -392,21 +553,28 @@ Result<std::span<const uint8_t>> ElfFile::SectionData(const ElfSection& section)
 }
 
 const ElfSymbol* ElfFile::FindSymbol(std::string_view name) const {
-  const ElfSymbol* best = nullptr;
-  auto [lo, hi] = symbols_by_name_.equal_range(std::string(name));
-  for (auto it = lo; it != hi; ++it) {
-    const ElfSymbol& s = symbols_[it->second];
-    if (!best || Rank(s) < Rank(*best)) best = &s;
-  }
-  return best;
+  std::vector<const ElfSymbol*> all = FindSymbols(name);
+  return all.empty() ? nullptr : all.front();
 }
 
 std::vector<const ElfSymbol*> ElfFile::FindSymbols(std::string_view name) const {
   std::vector<const ElfSymbol*> out;
+  // "name@VERSION" / "name@@VERSION": that version only (a symbol's own name
+  // never holds an '@').
+  std::string_view version;
+  const size_t at = name.find('@');
+  if (at != std::string_view::npos && at > 0) {
+    version = name.substr(at + 1);
+    if (version.starts_with('@')) version.remove_prefix(1);
+    name = name.substr(0, at);
+  }
   auto [lo, hi] = symbols_by_name_.equal_range(std::string(name));
-  for (auto it = lo; it != hi; ++it) out.push_back(&symbols_[it->second]);
-  std::sort(out.begin(), out.end(),
-            [](const ElfSymbol* a, const ElfSymbol* b) { return Rank(*a) < Rank(*b); });
+  for (auto it = lo; it != hi; ++it) {
+    const ElfSymbol& s = symbols_[it->second];
+    if (at == std::string_view::npos || (s.dynamic && s.version == version)) out.push_back(&s);
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const ElfSymbol* a, const ElfSymbol* b) { return Rank(*a) < Rank(*b); });
   return out;
 }
 

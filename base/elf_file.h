@@ -62,10 +62,18 @@ struct ElfSymbol {
   uint16_t section_index = 0;  // SHN_UNDEF for an undefined reference
   bool defined = false;        // section_index != SHN_UNDEF
   bool dynamic = false;        // from .dynsym (else .symtab)
+  // .dynsym only, from .gnu.version: the version name ("GLIBC_2.14"; empty
+  // when unversioned) and whether this is the default definition
+  // (`name@@VERSION`, what a new link binds to) rather than a kept older one
+  // (`name@VERSION`).
+  std::string version;
+  bool default_version = true;
 };
 
 struct ElfRelocation {
-  std::string table;    // ".rela.dyn", ".rela.plt" (or "DT_RELA"/"DT_JMPREL")
+  // ".rela.dyn", ".rela.plt", ".relr.dyn" (RELR entries become RELATIVE ones
+  // whose addend is the word stored at the offset, as the format defines)
+  std::string table;
   uint64_t offset = 0;  // link-time address of the patched word
   uint32_t type = 0;    // R_X86_64_*
   uint32_t symbol_index = 0;
@@ -115,10 +123,13 @@ class ElfFile {
   // Every symbol of .symtab then .dynsym (index 0 skipped), in table order.
   const std::vector<ElfSymbol>& symbols() const { return symbols_; }
   // The best symbol named `name`: a defined FUNC/IFUNC/OBJECT/TLS first,
-  // global before weak before local, .symtab before .dynsym; then any defined
-  // one; then an undefined one. nullptr when there is none.
+  // global before weak before local, a default version before an older one,
+  // .symtab before .dynsym; then any defined one; then an undefined one.
+  // `name@VERSION` (or `name@@VERSION`) asks for that version of a dynamic
+  // symbol. nullptr when there is none.
   const ElfSymbol* FindSymbol(std::string_view name) const;
-  // Every symbol named `name` (e.g. several static functions of that name).
+  // Every symbol named `name` (e.g. several static functions of that name),
+  // best first as FindSymbol ranks them.
   std::vector<const ElfSymbol*> FindSymbols(std::string_view name) const;
   // The defined FUNC/OBJECT/IFUNC symbol whose [value, value+size) holds
   // `addr` (a link-time address), or nullptr. Prefers global over local.
@@ -131,7 +142,7 @@ class ElfFile {
   // DT_NEEDED names, in order; DT_SONAME ("" when absent).
   const std::vector<std::string>& needed() const { return needed_; }
   const std::string& soname() const { return soname_; }
-  // The relocations a dynamic loader applies (.rela.dyn then .rela.plt).
+  // The relocations a dynamic loader applies (.relr.dyn, .rela.dyn, .rela.plt).
   const std::vector<ElfRelocation>& dynamic_relocations() const { return relocations_; }
 
   // Bytes of the file image at link-time address [addr, addr+size), from the

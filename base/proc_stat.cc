@@ -14,6 +14,9 @@ Result<ProcStat> ParseProcStat(std::string_view text) {
   const size_t close = text.rfind(')');
   if (close == std::string_view::npos) return Fail(ErrorCode::kParse, "no command name");
   ProcStat s;
+  if (const size_t open = text.find('('); open != std::string_view::npos && open < close) {
+    s.comm = std::string(text.substr(open + 1, close - open - 1));
+  }
   // Fields 3 onwards, one space apart.
   std::string_view rest = text.substr(close + 1);
   int field = 2;
@@ -25,6 +28,10 @@ Result<ProcStat> ParseProcStat(std::string_view text) {
     const std::string_view value = rest.substr(0, end);
     ++field;
     if (field == 3) s.state = value.front();
+    if (field == 4) {
+      auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), s.ppid);
+      if (ec != std::errc()) return Fail(ErrorCode::kParse, "parent pid '{}' is no number", value);
+    }
     if (field == 22) {
       auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), s.start_ticks);
       if (ec != std::errc()) return Fail(ErrorCode::kParse, "start time '{}' is no number", value);

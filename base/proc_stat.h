@@ -1,5 +1,6 @@
 // ProcStat: what patchlab reads from /proc/PID/stat (or a thread's
-// /proc/PID/task/TID/stat): the state letter and the start time. The command
+// /proc/PID/task/TID/stat): the command name, the state letter, the parent and
+// the start time. The command
 // name (field 2) may hold spaces and parentheses, so fields are counted from
 // the last ')'.
 //
@@ -9,6 +10,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "base/error.h"
@@ -16,7 +18,9 @@
 namespace patchlab {
 
 struct ProcStat {
+  std::string comm;          // field 2, without its parentheses (at most 15 bytes)
   char state = '?';          // field 3: R, S, D, T, t, Z, X, ...
+  pid_t ppid = 0;            // field 4
   uint64_t start_ticks = 0;  // field 22: clock ticks after boot; with the pid, names one process
 };
 

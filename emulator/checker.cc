@@ -68,144 +68,181 @@ struct Found {
   uint64_t index;
 };
 
-}  // namespace
+// One check from start to verdict: the inputs run (RunInputs), one shrunk
+// counterexample per kind of divergence (AddCounterexamples), the verdict.
+class CheckRun {
+ public:
+  explicit CheckRun(const CheckOptions& options) : options_(options) {}
 
-Result<CheckResult> RunCheck(const CheckOptions& options) {
-  CheckResult result;
-  auto sig = ResolveSignature(options, &result.signature_source);
-  if (!sig)
-    return std::unexpected(
-        std::move(sig.error()).AddContext("signature of " + options.old_fn.ToString()));
-  result.signature = sig->text;
-  std::vector<Expect> expects;
-  for (const std::string& e : options.expects) {
-    auto x = Expect::Parse(e, *sig);
-    if (!x) return std::unexpected(x.error());
-    expects.push_back(std::move(*x));
+  Result<CheckResult> Run() {
+    if (auto s = Prepare(); !s) return std::unexpected(s.error());
+    RunInputs();
+    AddCounterexamples();
+    result_.verdict = DecideVerdict();
+    Log("emulator")
+        ->debug("check {} vs {}: {} after {} inputs", options_.old_fn.ToString(),
+                options_.new_fn.ToString(), VerdictName(result_.verdict), result_.inputs_run);
+    return std::move(result_);
   }
-  std::vector<std::vector<uint8_t>> corpus;
-  if (!options.corpus_dir.empty()) {
-    auto c = ReadCorpus(options.corpus_dir);
-    if (!c) return std::unexpected(c.error());
-    corpus = std::move(*c);
-  }
-  auto runner = PairRunner::Create(*sig, options.old_fn, options.new_fn, options.max_blocks);
-  if (!runner) return std::unexpected(runner.error());
-  PairRunner& pr = **runner;
-  if (options.listing) result.listing = SideBySideListing(pr.old_function(), pr.new_function());
 
-  auto expected = [&](const Input& in, const PairOutcome& o) {
-    for (const Expect& x : expects) {
+ private:
+  // The signature, the expectations, the corpus, both sandboxes and the
+  // input generator with the functions' constants as its dictionary.
+  Status Prepare() {
+    auto sig = ResolveSignature(options_, &result_.signature_source);
+    if (!sig)
+      return std::unexpected(
+          std::move(sig.error()).AddContext("signature of " + options_.old_fn.ToString()));
+    sig_ = std::move(*sig);
+    result_.signature = sig_.text;
+    for (const std::string& e : options_.expects) {
+      auto x = Expect::Parse(e, sig_);
+      if (!x) return std::unexpected(x.error());
+      expects_.push_back(std::move(*x));
+    }
+    std::vector<std::vector<uint8_t>> corpus;
+    if (!options_.corpus_dir.empty()) {
+      auto c = ReadCorpus(options_.corpus_dir);
+      if (!c) return std::unexpected(c.error());
+      corpus = std::move(*c);
+    }
+    auto runner = PairRunner::Create(sig_, options_.old_fn, options_.new_fn, options_.max_blocks);
+    if (!runner) return std::unexpected(runner.error());
+    runner_ = std::move(*runner);
+    if (options_.listing)
+      result_.listing = SideBySideListing(runner_->old_function(), runner_->new_function());
+    gen_ = std::make_unique<InputGenerator>(sig_, options_.seed, std::move(corpus));
+    auto tokens = ExtractTokens(runner_->old_function());
+    for (auto& t : ExtractTokens(runner_->new_function())) tokens.push_back(std::move(t));
+    std::sort(tokens.begin(), tokens.end());
+    tokens.erase(std::unique(tokens.begin(), tokens.end()), tokens.end());
+    gen_->SetDictionary(std::move(tokens));
+    return {};
+  }
+
+  bool Expected(const Input& in, const PairOutcome& o) const {
+    for (const Expect& x : expects_) {
       if (x.Evaluate(in, *o.old_out, *o.new_out)) return true;
     }
     return false;
-  };
-
-  InputGenerator gen(*sig, options.seed, std::move(corpus));
-  {
-    auto tokens = ExtractTokens(pr.old_function());
-    for (auto& t : ExtractTokens(pr.new_function())) tokens.push_back(std::move(t));
-    std::sort(tokens.begin(), tokens.end());
-    tokens.erase(std::unique(tokens.begin(), tokens.end()), tokens.end());
-    gen.SetDictionary(std::move(tokens));
   }
-  std::vector<Found> found;
-  uint64_t longest = 0;
-  bool hang_seen = false;
-  const uint64_t count_every = std::max<uint64_t>(1, options.count_every);
-  for (uint64_t i = 0; i < options.inputs; ++i) {
-    Input in = gen.Next();
-    // Which inputs are counted depends on their index and on hangs only (a
-    // hang is always found by a counting run), never on timing: the counts,
-    // the budget they lead to and so the report are the same every time.
-    // Once a hang is seen every run is counted: the budget shrinks to what
-    // the counted runs needed, and hangs cost whole budgets anyway.
-    const bool counted = hang_seen || i % count_every == 0;
-    PairOutcome o = pr.Run(in, counted ? RunMode::kCounted : RunMode::kFast);
-    ++result.inputs_run;
-    if (i % count_every == 0) {
-      ++result.insns_inputs;
-      result.insns_old += o.old_out->insns;
-      result.insns_new += o.new_out->insns;
+
+  bool Has(DivergenceKind k) const {
+    return std::any_of(found_.begin(), found_.end(), [&](const Found& f) { return f.kind == k; });
+  }
+
+  void RunInputs() {
+    PairRunner& pr = *runner_;
+    uint64_t longest = 0;
+    const uint64_t count_every = std::max<uint64_t>(1, options_.count_every);
+    for (uint64_t i = 0; i < options_.inputs; ++i) {
+      Input in = gen_->Next();
+      // Which inputs are counted depends on their index and on hangs only (a
+      // hang is always found by a counting run), never on timing: the counts,
+      // the budget they lead to and so the report are the same every time.
+      // Once a hang is seen every run is counted: the budget shrinks to what
+      // the counted runs needed, and hangs cost whole budgets anyway.
+      const bool counted = hang_seen_ || i % count_every == 0;
+      PairOutcome o = pr.Run(in, counted ? RunMode::kCounted : RunMode::kFast);
+      ++result_.inputs_run;
+      if (o.old_out->ending == Ending::kReturned && o.new_out->ending == Ending::kReturned)
+        ++result_.returned_inputs;
+      if (i % count_every == 0) {
+        ++result_.insns_inputs;
+        result_.insns_old += o.old_out->insns;
+        result_.insns_new += o.new_out->insns;
+      }
+      for (const RunOutcome* r : {o.old_out, o.new_out}) {
+        if (r->ending == Ending::kHang)
+          hang_seen_ = true;
+        else if (counted)
+          longest = std::max(longest, r->blocks);
+      }
+      if (hang_seen_) {
+        pr.SetMaxBlocks(
+            std::min(options_.max_blocks, std::max(kMinHangBudget, longest * kHangBudgetFactor)));
+      }
+      if (o.divergence) Classify(std::move(in), i, o);
     }
-    for (const RunOutcome* r : {o.old_out, o.new_out}) {
-      if (r->ending == Ending::kHang)
-        hang_seen = true;
-      else if (counted)
-        longest = std::max(longest, r->blocks);
-    }
-    if (hang_seen) {
-      pr.SetMaxBlocks(
-          std::min(options.max_blocks, std::max(kMinHangBudget, longest * kHangBudgetFactor)));
-    }
-    if (!o.divergence) continue;
+  }
+
+  // Counts input `i`, on which the sides differed, and keeps it when it is
+  // the first of its kind.
+  void Classify(Input in, uint64_t i, const PairOutcome& o) {
     DivergenceKind kind = o.divergence->kind;
     if (kind == DivergenceKind::kInconclusive) {
-      if (result.inconclusive_inputs++ == 0) result.inconclusive_reason = o.divergence->detail;
-    } else if (expected(in, o)) {
-      ++result.expected_inputs;
-      continue;
+      if (result_.inconclusive_inputs++ == 0) result_.inconclusive_reason = o.divergence->detail;
+    } else if (Expected(in, o)) {
+      ++result_.expected_inputs;
+      return;
     } else {
-      ++result.divergent_inputs;
+      ++result_.divergent_inputs;
     }
-    bool known =
-        std::any_of(found.begin(), found.end(), [&](const Found& f) { return f.kind == kind; });
-    if (!known) found.push_back({kind, std::move(in), i});
+    if (!Has(kind)) found_.push_back({kind, std::move(in), i});
   }
 
-  for (const Found& f : found) {
+  void AddCounterexamples() {
+    for (const Found& f : found_) result_.counterexamples.push_back(MinimalCounterexample(f));
+  }
+
+  // Shrinks the first input of a kind and re-runs it exactly.
+  Counterexample MinimalCounterexample(const Found& f) {
+    PairRunner& pr = *runner_;
     Input minimal = f.input;
     if (f.kind != DivergenceKind::kInconclusive) {
       bool hang = f.kind == DivergenceKind::kNewHang || f.kind == DivergenceKind::kFixedHang;
       minimal = Shrink(
-          *sig, f.input,
+          sig_, f.input,
           [&](const Input& c) {
-            PairOutcome o = pr.Run(c, hang_seen ? RunMode::kCounted : RunMode::kFast);
-            return o.divergence && o.divergence->kind == f.kind && !expected(c, o);
+            PairOutcome o = pr.Run(c, hang_seen_ ? RunMode::kCounted : RunMode::kFast);
+            return o.divergence && o.divergence->kind == f.kind && !Expected(c, o);
           },
-          hang ? std::min(kHangShrinkEvaluations, options.shrink_evaluations)
-               : options.shrink_evaluations);
+          hang ? std::min(kHangShrinkEvaluations, options_.shrink_evaluations)
+               : options_.shrink_evaluations);
     }
     PairOutcome o = pr.Run(minimal, RunMode::kExact);
     Counterexample cx;
     cx.kind = std::string(DivergenceKindName(f.kind));
-    cx.input_text = RenderInput(*sig, minimal);
+    cx.input_text = RenderInput(sig_, minimal);
     cx.input = std::move(minimal);
     cx.old_result = DescribeOutcome(*o.old_out);
     cx.new_result = DescribeOutcome(*o.new_out);
-    if (sig->ret_width != 0) {
+    if (sig_.ret_width != 0) {
       if (o.old_out->ending == Ending::kReturned)
-        cx.old_result += " (" + RenderReturn(*sig, o.old_out->ret) + ")";
+        cx.old_result += " (" + RenderReturn(sig_, o.old_out->ret) + ")";
       if (o.new_out->ending == Ending::kReturned)
-        cx.new_result += " (" + RenderReturn(*sig, o.new_out->ret) + ")";
+        cx.new_result += " (" + RenderReturn(sig_, o.new_out->ret) + ")";
     }
     cx.detail = o.divergence ? o.divergence->detail : "did not diverge again on an exact re-run";
     cx.found_at = f.index;
-    result.counterexamples.push_back(std::move(cx));
+    return cx;
   }
 
-  auto has = [&](DivergenceKind k) {
-    return std::any_of(found.begin(), found.end(), [&](const Found& f) { return f.kind == k; });
-  };
-  bool other = std::any_of(found.begin(), found.end(),
-                           [](const Found& f) { return f.kind != DivergenceKind::kInconclusive; });
-  if (has(DivergenceKind::kNewCrash))
-    result.verdict = Verdict::kNewCrash;
-  else if (has(DivergenceKind::kNewHang))
-    result.verdict = Verdict::kNewHang;
-  else if (other)
-    result.verdict = Verdict::kDiverges;
-  else if (result.inconclusive_inputs > 0)
-    result.verdict = Verdict::kInconclusive;
-  else if (result.expected_inputs > 0)
-    result.verdict = Verdict::kExpectedDivergence;
-  else
-    result.verdict = Verdict::kEquivalent;
-  Log("emulator")
-      ->debug("check {} vs {}: {} after {} inputs", options.old_fn.ToString(),
-              options.new_fn.ToString(), VerdictName(result.verdict), result.inputs_run);
-  return result;
-}
+  Verdict DecideVerdict() const {
+    bool other = std::any_of(found_.begin(), found_.end(), [](const Found& f) {
+      return f.kind != DivergenceKind::kInconclusive;
+    });
+    if (Has(DivergenceKind::kNewCrash)) return Verdict::kNewCrash;
+    if (Has(DivergenceKind::kNewHang)) return Verdict::kNewHang;
+    if (other) return Verdict::kDiverges;
+    if (result_.inconclusive_inputs > 0) return Verdict::kInconclusive;
+    if (result_.expected_inputs > 0) return Verdict::kExpectedDivergence;
+    return Verdict::kEquivalent;
+  }
+
+  const CheckOptions& options_;
+  CheckResult result_;
+  Signature sig_;
+  std::vector<Expect> expects_;
+  std::unique_ptr<PairRunner> runner_;
+  std::unique_ptr<InputGenerator> gen_;
+  std::vector<Found> found_;
+  bool hang_seen_ = false;
+};
+
+}  // namespace
+
+Result<CheckResult> RunCheck(const CheckOptions& options) { return CheckRun(options).Run(); }
 
 std::string FormatText(const CheckResult& r) {
   std::string s =
@@ -242,6 +279,7 @@ std::string FormatJson(const CheckResult& r) {
   j["divergent_inputs"] = r.divergent_inputs;
   j["expected_inputs"] = r.expected_inputs;
   j["inconclusive_inputs"] = r.inconclusive_inputs;
+  j["returned_inputs"] = r.returned_inputs;
   if (!r.inconclusive_reason.empty()) j["inconclusive_reason"] = r.inconclusive_reason;
   j["insns_old"] = r.insns_old;
   j["insns_new"] = r.insns_new;

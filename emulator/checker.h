@@ -78,6 +78,9 @@ struct CheckResult {
   uint64_t divergent_inputs = 0;  // inputs with an unexpected difference
   uint64_t expected_inputs = 0;   // inputs whose difference matched an --expect
   uint64_t inconclusive_inputs = 0;
+  // Inputs on which both sides returned (rather than faulted, hung or could
+  // not be judged): how much of the function the inputs reached.
+  uint64_t returned_inputs = 0;
   std::string inconclusive_reason;              // of the first inconclusive input
   std::vector<Counterexample> counterexamples;  // one per kind, in order of discovery
   uint64_t insns_old = 0;                       // instructions executed on the counted inputs

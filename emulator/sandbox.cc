@@ -458,6 +458,50 @@ bool Sandbox::InReadOnlyArgPage(uint64_t addr) const {
   return false;
 }
 
+void Sandbox::LocateFault(uint64_t rip) {
+  const bool exact = mode_ == RunMode::kExact;
+  Live& live = *live_;
+  RunOutcome& out = live.out;
+  // After a memory fault Unicorn leaves RIP at the start of the block it
+  // last synchronised: the block hook does that on every block, a fast run
+  // nowhere in particular, so a fast run names no PC for those (reports
+  // come from exact re-runs). Exceptions (#DE, #UD, traps) restore RIP.
+  const bool memory_fault =
+      out.fault == FaultClass::kReadUnmapped || out.fault == FaultClass::kWriteUnmapped ||
+      out.fault == FaultClass::kFetchUnmapped || out.fault == FaultClass::kWriteProtected ||
+      out.fault == FaultClass::kFetchProtected;
+  if (mode_ == RunMode::kFast && memory_fault && out.where.empty()) rip = 0;
+  out.fault_pc = exact && live.last_pc != 0 ? live.last_pc : rip;
+  out.fault_pc_exact = exact && live.last_pc != 0;
+  if (out.fault == FaultClass::kInvalidInstruction) JudgeInvalidInstruction();
+}
+
+void Sandbox::JudgeInvalidInstruction() {
+  RunOutcome& out = live_->out;
+  // Unicorn says INSN_INVALID also for valid instructions it cannot run
+  // (rdrand, AVX2): a real CPU would run those, so the run is not judged.
+  // Genuinely invalid encodings (ud2, garbage) stay a fault.
+  const uint8_t* code = HostPtr(out.fault_pc, 1);
+  if (code == nullptr) return;
+  size_t left = 16;
+  for (const Region& r : regions_) {
+    if (out.fault_pc >= r.addr && out.fault_pc < r.addr + r.size)
+      left = std::min<uint64_t>(16, r.addr + r.size - out.fault_pc);
+  }
+  cs_insn* insn = cs_malloc(live_->capstone);
+  uint64_t at = out.fault_pc;
+  if (cs_disasm_iter(live_->capstone, &code, &left, &at, insn)) {
+    std::string mnemonic = insn->mnemonic;
+    if (mnemonic.rfind("ud", 0) != 0) {
+      out.ending = Ending::kInconclusive;
+      out.fault = FaultClass::kNone;
+      out.where = fmt::format("unsupported instruction '{} {}' at {:#x}", mnemonic, insn->op_str,
+                              out.fault_pc);
+    }
+  }
+  cs_free(insn, 1);
+}
+
 const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
   const bool exact = mode_ == RunMode::kExact;
   assert(frozen_ && args.size() <= 6);
@@ -526,44 +570,7 @@ const RunOutcome& Sandbox::Run(uint64_t entry, std::span<const uint64_t> args) {
                   fmt::format("unicorn: {} at {:#x}", uc_strerror(err), rip));
     }
   }
-  if (out.ending == Ending::kFault && out.fault_pc == 0) {
-    // After a memory fault Unicorn leaves RIP at the start of the block it
-    // last synchronised: the block hook does that on every block, a fast run
-    // nowhere in particular, so a fast run names no PC for those (reports
-    // come from exact re-runs). Exceptions (#DE, #UD, traps) restore RIP.
-    const bool memory_fault =
-        out.fault == FaultClass::kReadUnmapped || out.fault == FaultClass::kWriteUnmapped ||
-        out.fault == FaultClass::kFetchUnmapped || out.fault == FaultClass::kWriteProtected ||
-        out.fault == FaultClass::kFetchProtected;
-    if (mode_ == RunMode::kFast && memory_fault && out.where.empty()) rip = 0;
-    out.fault_pc = exact && live.last_pc != 0 ? live.last_pc : rip;
-    out.fault_pc_exact = exact && live.last_pc != 0;
-    if (out.fault == FaultClass::kInvalidInstruction) {
-      // Unicorn says INSN_INVALID also for valid instructions it cannot run
-      // (rdrand, AVX2): a real CPU would run those, so the run is not judged.
-      // Genuinely invalid encodings (ud2, garbage) stay a fault.
-      const uint8_t* code = HostPtr(out.fault_pc, 1);
-      if (code != nullptr) {
-        size_t left = 16;
-        for (const Region& r : regions_) {
-          if (out.fault_pc >= r.addr && out.fault_pc < r.addr + r.size)
-            left = std::min<uint64_t>(16, r.addr + r.size - out.fault_pc);
-        }
-        cs_insn* insn = cs_malloc(live.capstone);
-        uint64_t at = out.fault_pc;
-        if (cs_disasm_iter(live.capstone, &code, &left, &at, insn)) {
-          std::string mnemonic = insn->mnemonic;
-          if (mnemonic.rfind("ud", 0) != 0) {
-            out.ending = Ending::kInconclusive;
-            out.fault = FaultClass::kNone;
-            out.where = fmt::format("unsupported instruction '{} {}' at {:#x}", mnemonic,
-                                    insn->op_str, out.fault_pc);
-          }
-        }
-        cs_free(insn, 1);
-      }
-    }
-  }
+  if (out.ending == Ending::kFault && out.fault_pc == 0) LocateFault(rip);
   // A fast sandbox maps const buffers read-only (so that nothing need be
   // compared or refilled there): a write through one is what a counting
   // sandbox, where those pages are writable, must decide.

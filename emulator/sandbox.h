@@ -187,6 +187,10 @@ class Sandbox {
 
  private:
   Sandbox() = default;
+  // After a run that faulted: the fault's PC (rip as Unicorn left it), and
+  // whether an invalid instruction is one a real CPU would run.
+  void LocateFault(uint64_t rip);
+  void JudgeInvalidInstruction();
   // Makes granule g of image data region r writable in the engine.
   void Open(Region& r, size_t g);
 

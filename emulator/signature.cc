@@ -104,124 +104,168 @@ std::optional<uint64_t> ParseArrayLength(std::string_view text) {
   return value;
 }
 
-Result<Decl> ParseDecl(const std::vector<Token>& toks, size_t column) {
-  Decl d;
-  d.column = column;
-  bool saw_unsigned = false, saw_signed = false;
-  int longs = 0;
-  std::string base;  // char short int long / typedef / tag
-  bool after_star = false;
-  for (size_t i = 0; i < toks.size(); ++i) {
-    const Token& t = toks[i];
-    if (!d.type_text.empty() && t.kind != Token::kComment) d.type_text += ' ';
-    if (t.kind == Token::kComment) {
-      std::string a;
-      for (char c : t.text + ",") {
-        if (c == ',') {
-          size_t b = a.find_first_not_of(' '), e = a.find_last_not_of(' ');
-          if (b != std::string::npos) d.annotations.push_back(a.substr(b, e - b + 1));
-          a.clear();
-        } else {
-          a += c;
-        }
+// Splits an annotation comment ("24 bytes, nonnull") at its commas.
+std::vector<std::string> SplitAnnotations(const std::string& text) {
+  std::vector<std::string> out;
+  std::string a;
+  for (char c : text + ",") {
+    if (c == ',') {
+      size_t b = a.find_first_not_of(' '), e = a.find_last_not_of(' ');
+      if (b != std::string::npos) out.push_back(a.substr(b, e - b + 1));
+      a.clear();
+    } else {
+      a += c;
+    }
+  }
+  return out;
+}
+
+// Reads one declaration token by token: qualifiers, base type words, stars,
+// an array suffix, the name and annotation comments.
+class DeclParser {
+ public:
+  DeclParser(const std::vector<Token>& toks, size_t column) : toks_(toks) { d_.column = column; }
+
+  Result<Decl> Parse() {
+    for (i_ = 0; i_ < toks_.size(); ++i_) {
+      const Token& t = toks_[i_];
+      if (!d_.type_text.empty() && t.kind != Token::kComment) d_.type_text += ' ';
+      Status s;
+      if (t.kind == Token::kComment) {
+        for (std::string& a : SplitAnnotations(t.text)) d_.annotations.push_back(std::move(a));
+      } else if (t.kind == Token::kPunct && t.text == "*") {
+        ++d_.pointer_depth;
+        after_star_ = true;
+        d_.type_text += "*";
+      } else if (t.kind == Token::kPunct && t.text == "[") {
+        s = Bracket(t);
+      } else if (t.kind != Token::kWord) {
+        return Fail(ErrorCode::kParse, "column {}: unexpected '{}'", t.column, t.text);
+      } else {
+        s = Word(t);
       }
-      continue;
+      if (!s) return std::unexpected(s.error());
     }
-    if (t.kind == Token::kPunct && t.text == "*") {
-      ++d.pointer_depth;
-      after_star = true;
-      d.type_text += "*";
-      continue;
-    }
-    if (t.kind == Token::kPunct && t.text == "[") {
-      if (i + 2 < toks.size() && toks[i + 1].kind == Token::kNumber && toks[i + 2].text == "]") {
-        auto len = ParseArrayLength(toks[i + 1].text);
-        if (!len) {
-          return Fail(ErrorCode::kParse, "column {}: array size '{}' is not a number",
-                      toks[i + 1].column, toks[i + 1].text);
-        }
-        // Any element is a byte at least: a larger array cannot fit a buffer
-        // (and its size in bytes could wrap).
-        if (*len > kMaxBufferBytes) {
-          return Fail(ErrorCode::kUnsupported,
-                      "column {}: an array of {} elements; at most {} bytes are supported",
-                      toks[i + 1].column, *len, kMaxBufferBytes);
-        }
-        d.array_len = *len;
-        d.type_text += "[" + toks[i + 1].text + "]";
-        i += 2;
-        continue;
+    return Finish();
+  }
+
+ private:
+  // `[N]` (an array parameter) or `[]` (a pointer).
+  Status Bracket(const Token& t) {
+    if (i_ + 2 < toks_.size() && toks_[i_ + 1].kind == Token::kNumber &&
+        toks_[i_ + 2].text == "]") {
+      const Token& size = toks_[i_ + 1];
+      auto len = ParseArrayLength(size.text);
+      if (!len) {
+        return Fail(ErrorCode::kParse, "column {}: array size '{}' is not a number", size.column,
+                    size.text);
       }
-      if (i + 1 < toks.size() && toks[i + 1].text == "]") {
-        ++d.pointer_depth;
-        d.type_text += "[]";
-        ++i;
-        continue;
+      // Any element is a byte at least: a larger array cannot fit a buffer
+      // (and its size in bytes could wrap).
+      if (*len > kMaxBufferBytes) {
+        return Fail(ErrorCode::kUnsupported,
+                    "column {}: an array of {} elements; at most {} bytes are supported",
+                    size.column, *len, kMaxBufferBytes);
       }
-      return Fail(ErrorCode::kParse, "column {}: array size must be a number", t.column);
+      d_.array_len = *len;
+      d_.type_text += "[" + toks_[i_ + 1].text + "]";
+      i_ += 2;
+      return {};
     }
-    if (t.kind != Token::kWord) {
-      return Fail(ErrorCode::kParse, "column {}: unexpected '{}'", t.column, t.text);
+    if (i_ + 1 < toks_.size() && toks_[i_ + 1].text == "]") {
+      ++d_.pointer_depth;
+      d_.type_text += "[]";
+      ++i_;
+      return {};
     }
+    return Fail(ErrorCode::kParse, "column {}: array size must be a number", t.column);
+  }
+
+  bool HasBaseType() const {
+    return !base_.empty() || d_.is_void || d_.is_record || d_.scalar || longs_ != 0 ||
+           saw_unsigned_ || saw_signed_ || d_.is_float;
+  }
+
+  Status Word(const Token& t) {
     const std::string& w = t.text;
-    d.type_text += w;
+    d_.type_text += w;
     if (w == "const") {
-      if (!after_star) d.base_const = true;
+      if (!after_star_) d_.base_const = true;
     } else if (w == "volatile" || w == "restrict" || w == "__restrict" || w == "register" ||
                w == "static" || w == "extern" || w == "inline") {
     } else if (w == "unsigned") {
-      saw_unsigned = true;
+      saw_unsigned_ = true;
     } else if (w == "signed") {
-      saw_signed = true;
+      saw_signed_ = true;
     } else if (w == "long") {
-      ++longs;
+      ++longs_;
     } else if (w == "char" || w == "short" || w == "int") {
-      base = w;
+      base_ = w;
     } else if (w == "void") {
-      d.is_void = true;
+      d_.is_void = true;
     } else if (w == "float" || w == "double") {
-      d.is_float = true;
+      d_.is_float = true;
     } else if (w == "struct" || w == "union" || w == "enum") {
-      if (i + 1 >= toks.size() || toks[i + 1].kind != Token::kWord) {
-        return Fail(ErrorCode::kParse, "column {}: '{}' needs a tag name", t.column, w);
-      }
-      if (w == "enum")
-        d.scalar = ScalarType{4, true};
-      else
-        d.is_record = true;
-      d.type_text += " " + toks[i + 1].text;
-      ++i;
-    } else if (base.empty() && !d.is_void && !d.is_record && !d.scalar && longs == 0 &&
-               !saw_unsigned && !saw_signed && !d.is_float) {
+      return Tag(t);
+    } else if (!HasBaseType()) {
       auto it = KnownTypedefs().find(w);
       if (it == KnownTypedefs().end()) {
         return Fail(ErrorCode::kParse,
                     "column {}: unknown type '{}' (use a standard C type or <stdint.h> name)",
                     t.column, w);
       }
-      d.scalar = it->second;
-    } else if (d.name.empty()) {
-      d.name = w;
+      d_.scalar = it->second;
+    } else if (d_.name.empty()) {
+      d_.name = w;
       // The name is not part of the type.
-      d.type_text.resize(d.type_text.size() - w.size());
-      while (!d.type_text.empty() && d.type_text.back() == ' ') d.type_text.pop_back();
+      d_.type_text.resize(d_.type_text.size() - w.size());
+      while (!d_.type_text.empty() && d_.type_text.back() == ' ') d_.type_text.pop_back();
     } else {
       return Fail(ErrorCode::kParse, "column {}: unexpected word '{}'", t.column, w);
     }
+    return {};
   }
-  if (!d.scalar && !d.is_void && !d.is_record && !d.is_float) {
-    if (base == "char")
-      d.scalar = ScalarType{1, !saw_unsigned};
-    else if (base == "short")
-      d.scalar = ScalarType{2, !saw_unsigned};
-    else if (longs > 0)
-      d.scalar = ScalarType{8, !saw_unsigned};
-    else if (base == "int" || saw_unsigned || saw_signed)
-      d.scalar = ScalarType{4, !saw_unsigned};
+
+  // `struct X`, `union X`, `enum X`.
+  Status Tag(const Token& t) {
+    if (i_ + 1 >= toks_.size() || toks_[i_ + 1].kind != Token::kWord) {
+      return Fail(ErrorCode::kParse, "column {}: '{}' needs a tag name", t.column, t.text);
+    }
+    if (t.text == "enum")
+      d_.scalar = ScalarType{4, true};
     else
-      return Fail(ErrorCode::kParse, "column {}: no type", column);
+      d_.is_record = true;
+    d_.type_text += " " + toks_[i_ + 1].text;
+    ++i_;
+    return {};
   }
-  return d;
+
+  Result<Decl> Finish() {
+    if (d_.scalar || d_.is_void || d_.is_record || d_.is_float) return d_;
+    if (base_ == "char")
+      d_.scalar = ScalarType{1, !saw_unsigned_};
+    else if (base_ == "short")
+      d_.scalar = ScalarType{2, !saw_unsigned_};
+    else if (longs_ > 0)
+      d_.scalar = ScalarType{8, !saw_unsigned_};
+    else if (base_ == "int" || saw_unsigned_ || saw_signed_)
+      d_.scalar = ScalarType{4, !saw_unsigned_};
+    else
+      return Fail(ErrorCode::kParse, "column {}: no type", d_.column);
+    return d_;
+  }
+
+  const std::vector<Token>& toks_;
+  size_t i_ = 0;
+  Decl d_;
+  bool saw_unsigned_ = false, saw_signed_ = false;
+  int longs_ = 0;
+  std::string base_;  // char short int
+  bool after_star_ = false;
+};
+
+Result<Decl> ParseDecl(const std::vector<Token>& toks, size_t column) {
+  return DeclParser(toks, column).Parse();
 }
 
 bool IsLengthName(std::string_view n) {
@@ -275,42 +319,49 @@ Status FinishSignature(Signature& sig) {
   return {};
 }
 
-Result<Signature> ParseSignature(std::string_view prototype) {
-  auto toks = Tokenize(prototype);
-  if (!toks) return std::unexpected(toks.error());
-  auto fail = [&](Error e) {
-    return std::unexpected(e.AddContext(fmt::format("signature '{}'", prototype)));
-  };
-  const std::vector<Token>& t = *toks;
+namespace {
+
+// The tokens of the parameter list: `open` is the first '(' and `close` its
+// matching ')', after which only a ';' or comments may follow.
+struct ParameterList {
   size_t open = 0;
-  while (open < t.size() && t[open].text != "(") ++open;
-  if (open == t.size()) return fail(Error(ErrorCode::kParse, "no '(' in the prototype"));
-  size_t close = t.size();
+  size_t close = 0;
+};
+
+Result<ParameterList> FindParameterList(const std::vector<Token>& t) {
+  ParameterList list;
+  while (list.open < t.size() && t[list.open].text != "(") ++list.open;
+  if (list.open == t.size()) return Fail(ErrorCode::kParse, "no '(' in the prototype");
+  list.close = t.size();
   int depth = 0;
-  for (size_t i = open; i < t.size(); ++i) {
+  for (size_t i = list.open; i < t.size(); ++i) {
     if (t[i].text == "(") ++depth;
     if (t[i].text == ")" && --depth == 0) {
-      close = i;
+      list.close = i;
       break;
     }
   }
-  if (close == t.size()) return fail(Error(ErrorCode::kParse, "no matching ')'"));
-  for (size_t i = close + 1; i < t.size(); ++i) {
+  if (list.close == t.size()) return Fail(ErrorCode::kParse, "no matching ')'");
+  for (size_t i = list.close + 1; i < t.size(); ++i) {
     if (t[i].text != ";" && t[i].kind != Token::kComment) {
-      return fail(Error(ErrorCode::kParse, fmt::format("column {}: unexpected '{}' after ')'",
-                                                       t[i].column, t[i].text)));
+      return Fail(ErrorCode::kParse, "column {}: unexpected '{}' after ')'", t[i].column,
+                  t[i].text);
     }
   }
-  Signature sig;
-  auto head = ParseDecl(std::vector<Token>(t.begin(), t.begin() + open), 1);
-  if (!head) return fail(head.error());
-  if (head->name.empty()) return fail(Error(ErrorCode::kParse, "the function has no name"));
+  return list;
+}
+
+// The function's name and return type, from the tokens before '('.
+Status ParseReturn(const std::vector<Token>& head_tokens, Signature& sig) {
+  auto head = ParseDecl(head_tokens, 1);
+  if (!head) return std::unexpected(head.error());
+  if (head->name.empty()) return Fail(ErrorCode::kParse, "the function has no name");
   sig.name = head->name;
   if (head->is_float && head->pointer_depth == 0) {
-    return fail(Error(ErrorCode::kUnsupported, "floating-point return values are not supported"));
+    return Fail(ErrorCode::kUnsupported, "floating-point return values are not supported");
   }
   if (head->is_record && head->pointer_depth == 0) {
-    return fail(Error(ErrorCode::kUnsupported, "struct return values are not supported"));
+    return Fail(ErrorCode::kUnsupported, "struct return values are not supported");
   }
   if (head->pointer_depth > 0) {
     sig.ret_width = 8;
@@ -319,8 +370,14 @@ Result<Signature> ParseSignature(std::string_view prototype) {
     sig.ret_width = head->scalar->width;
     sig.ret_signed = head->scalar->is_signed;
   }
+  return {};
+}
+
+// The tokens of each parameter, split at top-level commas; none for `()` and `(void)`.
+std::vector<std::vector<Token>> SplitParameters(const std::vector<Token>& t,
+                                                const ParameterList& list) {
   std::vector<std::vector<Token>> groups(1);
-  for (size_t i = open + 1; i < close; ++i) {
+  for (size_t i = list.open + 1; i < list.close; ++i) {
     if (t[i].text == ",")
       groups.emplace_back();
     else
@@ -328,98 +385,141 @@ Result<Signature> ParseSignature(std::string_view prototype) {
   }
   if (groups.size() == 1 && groups[0].empty()) groups.clear();
   if (groups.size() == 1 && groups[0].size() == 1 && groups[0][0].text == "void") groups.clear();
-  std::map<std::string, std::vector<std::string>> len_annotations;  // pointer name -> length param
-  for (size_t g = 0; g < groups.size(); ++g) {
-    std::string default_name = fmt::format("arg{}", g + 1);
-    if (groups[g].empty())
-      return fail(Error(ErrorCode::kParse, fmt::format("parameter {} is empty", g + 1)));
-    if (groups[g][0].kind == Token::kEllipsis) {
-      return fail(Error(ErrorCode::kUnsupported, "variadic functions are not supported"));
-    }
-    auto d = ParseDecl(groups[g], groups[g][0].column);
-    if (!d) return fail(d.error().AddContext(fmt::format("parameter {}", g + 1)));
-    Param p;
-    p.name = d->name.empty() ? default_name : d->name;
-    p.type_text = d->type_text;
-    bool pointer = d->pointer_depth > 0 || d->array_len > 0;
-    if (!pointer && (d->is_float || d->is_record || d->is_void)) {
-      return fail(Error(
-          ErrorCode::kUnsupported,
-          fmt::format("parameter '{}' ({}): only integer and pointer parameters are supported",
-                      p.name, p.type_text)));
-    }
-    if (pointer) {
-      p.is_pointer = true;
-      p.width = 8;
-      int depth = d->pointer_depth + (d->array_len > 0 ? 1 : 0);
-      p.pointee_const = d->base_const && depth == 1;
-      if (depth > 1) {
-        p.pointer_slots = true;
-        p.fixed_size = 8 * std::max<uint64_t>(1, d->array_len);
-      } else if (d->array_len > 0 && d->scalar) {
-        p.fixed_size = d->array_len * d->scalar->width;
-      } else if (d->scalar && !(d->scalar->width == 1)) {
-        p.fixed_size = d->scalar->width;
-      }
-      // char * stays unsized: a string or a (pointer, length) pair.
-      p.byte_pointee = depth == 1 && d->array_len == 0 && d->scalar && d->scalar->width == 1 &&
-                       d->type_text.find("char") != std::string::npos;
-    } else {
-      p.width = d->scalar->width;
-      p.is_signed = d->scalar->is_signed;
-    }
-    for (const std::string& a : d->annotations) {
-      uint64_t n = 0;
-      char unit[16] = {0};
-      char target[64] = {0};
-      if (std::sscanf(a.c_str(), "%lu %15s", &n, unit) == 2 &&
-          (std::string(unit) == "bytes" || std::string(unit) == "byte")) {
-        if (!pointer)
-          return fail(Error(ErrorCode::kParse,
-                            fmt::format("parameter '{}': '{}' on a non-pointer", p.name, a)));
-        p.fixed_size = n;
-        p.pointer_slots = false;
-      } else if (std::sscanf(a.c_str(), "len(%63[A-Za-z0-9_])", target) == 1) {
-        if (pointer)
-          return fail(Error(ErrorCode::kParse,
-                            fmt::format("parameter '{}': '{}' on a pointer", p.name, a)));
-        len_annotations[target].push_back(p.name);
-      } else if (a == "cstring") {
-        p.cstring = true;
-      } else if (a == "buffer") {
-        p.byte_pointee = false;
-      } else if (a == "nonnull") {
-        p.nonnull = true;
-      } else if (a == "out" || a == "in" || a == "inout") {
-        // Documentation only: every buffer is both generated and compared.
-      } else {
-        return fail(
-            Error(ErrorCode::kParse,
-                  fmt::format("parameter '{}': unknown annotation '{}' (known: N bytes, len(NAME), "
-                              "cstring, buffer, nonnull, in, out, inout)",
-                              p.name, a)));
-      }
-    }
-    sig.params.push_back(std::move(p));
+  return groups;
+}
+
+// The type of a pointer (or array) parameter: what it points to and how big.
+void SetPointerType(const Decl& d, Param& p) {
+  p.is_pointer = true;
+  p.width = 8;
+  int depth = d.pointer_depth + (d.array_len > 0 ? 1 : 0);
+  p.pointee_const = d.base_const && depth == 1;
+  if (depth > 1) {
+    p.pointer_slots = true;
+    p.fixed_size = 8 * std::max<uint64_t>(1, d.array_len);
+  } else if (d.array_len > 0 && d.scalar) {
+    p.fixed_size = d.array_len * d.scalar->width;
+  } else if (d.scalar && !(d.scalar->width == 1)) {
+    p.fixed_size = d.scalar->width;
   }
-  for (const auto& [ptr, lens] : len_annotations) {
+  // char * stays unsized: a string or a (pointer, length) pair.
+  p.byte_pointee = depth == 1 && d.array_len == 0 && d.scalar && d.scalar->width == 1 &&
+                   d.type_text.find("char") != std::string::npos;
+}
+
+// Pointer name -> the integer parameters annotated len(NAME).
+using LengthAnnotations = std::map<std::string, std::vector<std::string>>;
+
+// Applies one annotation of parameter `p` (see signature.h).
+Status ApplyAnnotation(const std::string& a, bool pointer, Param& p, LengthAnnotations& lengths) {
+  uint64_t n = 0;
+  char unit[16] = {0};
+  char target[64] = {0};
+  if (std::sscanf(a.c_str(), "%lu %15s", &n, unit) == 2 &&
+      (std::string(unit) == "bytes" || std::string(unit) == "byte")) {
+    if (!pointer)
+      return Fail(ErrorCode::kParse, "parameter '{}': '{}' on a non-pointer", p.name, a);
+    p.fixed_size = n;
+    p.pointer_slots = false;
+  } else if (std::sscanf(a.c_str(), "len(%63[A-Za-z0-9_])", target) == 1) {
+    if (pointer) return Fail(ErrorCode::kParse, "parameter '{}': '{}' on a pointer", p.name, a);
+    lengths[target].push_back(p.name);
+  } else if (a == "cstring") {
+    p.cstring = true;
+  } else if (a == "buffer") {
+    p.byte_pointee = false;
+  } else if (a == "nonnull") {
+    p.nonnull = true;
+  } else if (a == "out" || a == "in" || a == "inout") {
+    // Documentation only: every buffer is both generated and compared.
+  } else {
+    return Fail(ErrorCode::kParse,
+                "parameter '{}': unknown annotation '{}' (known: N bytes, len(NAME), "
+                "cstring, buffer, nonnull, in, out, inout)",
+                p.name, a);
+  }
+  return {};
+}
+
+// Parameter number `index` (0-based) from its tokens.
+Result<Param> ParseParam(const std::vector<Token>& tokens, size_t index,
+                         LengthAnnotations& lengths) {
+  if (tokens.empty()) return Fail(ErrorCode::kParse, "parameter {} is empty", index + 1);
+  if (tokens[0].kind == Token::kEllipsis) {
+    return Fail(ErrorCode::kUnsupported, "variadic functions are not supported");
+  }
+  auto d = ParseDecl(tokens, tokens[0].column);
+  if (!d) return std::unexpected(d.error().AddContext(fmt::format("parameter {}", index + 1)));
+  Param p;
+  p.name = d->name.empty() ? fmt::format("arg{}", index + 1) : d->name;
+  p.type_text = d->type_text;
+  bool pointer = d->pointer_depth > 0 || d->array_len > 0;
+  if (!pointer && (d->is_float || d->is_record || d->is_void)) {
+    return Fail(ErrorCode::kUnsupported,
+                "parameter '{}' ({}): only integer and pointer parameters are supported", p.name,
+                p.type_text);
+  }
+  if (pointer) {
+    SetPointerType(*d, p);
+  } else {
+    p.width = d->scalar->width;
+    p.is_signed = d->scalar->is_signed;
+  }
+  for (const std::string& a : d->annotations) {
+    if (auto s = ApplyAnnotation(a, pointer, p, lengths); !s) return std::unexpected(s.error());
+  }
+  return p;
+}
+
+// Pairs each len(NAME) integer with its pointer.
+Status ApplyLengthAnnotations(const LengthAnnotations& lengths, Signature& sig) {
+  for (const auto& [ptr, lens] : lengths) {
     int pi = -1, li = -1;
     for (size_t i = 0; i < sig.params.size(); ++i) {
       if (sig.params[i].name == ptr && sig.params[i].is_pointer) pi = static_cast<int>(i);
       if (sig.params[i].name == lens[0]) li = static_cast<int>(i);
     }
     if (pi < 0)
-      return fail(Error(ErrorCode::kParse,
-                        fmt::format("len({}): no pointer parameter named '{}'", ptr, ptr)));
+      return Fail(ErrorCode::kParse, "len({}): no pointer parameter named '{}'", ptr, ptr);
     sig.params[pi].length_param = li;
     sig.params[pi].fixed_size = 0;
     sig.params[li].length_of = pi;
   }
+  return {};
+}
+
+Result<Signature> ParsePrototype(std::string_view prototype) {
+  auto toks = Tokenize(prototype);
+  if (!toks) return std::unexpected(toks.error());
+  const std::vector<Token>& t = *toks;
+  auto list = FindParameterList(t);
+  if (!list) return std::unexpected(list.error());
+  Signature sig;
+  if (auto s = ParseReturn(std::vector<Token>(t.begin(), t.begin() + list->open), sig); !s)
+    return std::unexpected(s.error());
+  LengthAnnotations lengths;
+  std::vector<std::vector<Token>> groups = SplitParameters(t, *list);
+  for (size_t g = 0; g < groups.size(); ++g) {
+    auto p = ParseParam(groups[g], g, lengths);
+    if (!p) return std::unexpected(p.error());
+    sig.params.push_back(std::move(*p));
+  }
+  if (auto s = ApplyLengthAnnotations(lengths, sig); !s) return std::unexpected(s.error());
   std::string text = std::string(prototype);
   for (char& c : text)
     if (c == '\n' || c == '\t') c = ' ';
   sig.text = text;
-  if (auto s = FinishSignature(sig); !s) return fail(s.error());
+  if (auto s = FinishSignature(sig); !s) return std::unexpected(s.error());
+  return sig;
+}
+
+}  // namespace
+
+Result<Signature> ParseSignature(std::string_view prototype) {
+  auto sig = ParsePrototype(prototype);
+  if (!sig)
+    return std::unexpected(
+        std::move(sig.error()).AddContext(fmt::format("signature '{}'", prototype)));
   return sig;
 }
 

@@ -114,189 +114,250 @@ void StubTable::Fault(uc_struct* uc, int fault_class, uint64_t addr, std::string
   Stop(uc);
 }
 
-void StubTable::OnCall(uc_struct* uc, uint64_t pc) {
-  uint64_t slot = (pc - kStubBase) / kStubSlotBytes;
-  if (slot == 0 || slot > slot_names_.size() || (pc - kStubBase) % kStubSlotBytes != 0) return;
-  const std::string& name = slot_names_[slot - 1];
-  Sandbox::Live& live = sandbox_.live();
-  uint64_t a[3];
-  int regs[3] = {UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RDX};
-  void* vals[3] = {&a[0], &a[1], &a[2]};
-  uc_reg_read_batch(uc, regs, vals, 3);
-  constexpr int kR = UC_PROT_READ, kW = UC_PROT_WRITE;
+// One call in progress: what a stub body needs to read its arguments and
+// report a fault.
+struct StubTable::Call {
+  uc_struct* uc;
+  uint64_t pc;
+  const std::string& name;
+  uint64_t a[3];  // rdi, rsi, rdx
+};
+
+namespace {
+constexpr int kR = UC_PROT_READ, kW = UC_PROT_WRITE;
+}  // namespace
+
+uint8_t* StubTable::Check(const Call& c, uint64_t p, uint64_t n, int prot) {
+  if (n == 0) return reinterpret_cast<uint8_t*>(1);  // valid, never dereferenced
+  uint8_t* host = sandbox_.HostPtr(p, n, prot);
+  if (host != nullptr) {
+    if (prot == kW) sandbox_.NoteHostWrite(p, n);
+    return host;
+  }
+  uint64_t bad = sandbox_.FirstBadByte(p, n, prot);
+  if (bad == p + n) bad = p;  // spans regions: report the start
+  // A write to a mapped page that is not writable (RELRO, a const buffer)
+  // is a protection fault, as the CPU would report it.
+  const FaultClass fault = prot != kW                            ? FaultClass::kReadUnmapped
+                           : sandbox_.HostPtr(bad, 1) != nullptr ? FaultClass::kWriteProtected
+                                                                 : FaultClass::kWriteUnmapped;
+  Fault(c.uc, static_cast<int>(fault), bad, c.name);
+  return nullptr;
+}
+
+int64_t StubTable::StringLength(const Call& c, uint64_t p, uint64_t limit) {
+  for (uint64_t n = 0; n < limit; ++n) {
+    const uint8_t* ch = sandbox_.HostPtr(p + n, 1, kR);
+    if (ch == nullptr) {
+      Fault(c.uc, static_cast<int>(FaultClass::kReadUnmapped), p + n, c.name);
+      return -1;
+    }
+    if (*ch == 0) return static_cast<int64_t>(n);
+  }
+  return static_cast<int64_t>(limit);
+}
+
+std::optional<int> StubTable::StringCompare(const Call& c, uint64_t s1, uint64_t s2,
+                                            uint64_t limit) {
   const int read_fault = static_cast<int>(FaultClass::kReadUnmapped);
-  const int write_fault = static_cast<int>(FaultClass::kWriteUnmapped);
-  const int write_prot_fault = static_cast<int>(FaultClass::kWriteProtected);
+  for (uint64_t n = 0; n < limit; ++n) {
+    const uint8_t* c1 = sandbox_.HostPtr(s1 + n, 1, kR);
+    if (c1 == nullptr) return Fault(c.uc, read_fault, s1 + n, c.name), std::nullopt;
+    const uint8_t* c2 = sandbox_.HostPtr(s2 + n, 1, kR);
+    if (c2 == nullptr) return Fault(c.uc, read_fault, s2 + n, c.name), std::nullopt;
+    if (*c1 != *c2) return *c1 < *c2 ? -1 : 1;
+    if (*c1 == 0) return 0;
+  }
+  return 0;
+}
 
-  // Checks [p, p+n) for `prot`; on a hole reports the fault a real libc would hit.
-  auto check = [&](uint64_t p, uint64_t n, int prot) -> uint8_t* {
-    if (n == 0) return reinterpret_cast<uint8_t*>(1);  // valid, never dereferenced
-    uint8_t* host = sandbox_.HostPtr(p, n, prot);
-    if (host != nullptr) {
-      if (prot == kW) sandbox_.NoteHostWrite(p, n);
-      return host;
-    }
-    uint64_t bad = sandbox_.FirstBadByte(p, n, prot);
-    if (bad == p + n) bad = p;  // spans regions: report the start
-    // A write to a mapped page that is not writable (RELRO, a const buffer)
-    // is a protection fault, as the CPU would report it.
-    const int fault = prot != kW                            ? read_fault
-                      : sandbox_.HostPtr(bad, 1) != nullptr ? write_prot_fault
-                                                            : write_fault;
-    Fault(uc, fault, bad, name);
-    return nullptr;
-  };
-  // Length of the NUL-terminated string at p, reading at most `limit` bytes; -1 after a fault.
-  auto string_length = [&](uint64_t p, uint64_t limit) -> int64_t {
-    for (uint64_t n = 0; n < limit; ++n) {
-      const uint8_t* c = sandbox_.HostPtr(p + n, 1, kR);
-      if (c == nullptr) {
-        Fault(uc, read_fault, p + n, name);
-        return -1;
-      }
-      if (*c == 0) return static_cast<int64_t>(n);
-    }
-    return static_cast<int64_t>(limit);
-  };
-  auto string_compare = [&](uint64_t s1, uint64_t s2, uint64_t limit) -> std::optional<int> {
-    for (uint64_t n = 0; n < limit; ++n) {
-      const uint8_t* c1 = sandbox_.HostPtr(s1 + n, 1, kR);
-      if (c1 == nullptr) return Fault(uc, read_fault, s1 + n, name), std::nullopt;
-      const uint8_t* c2 = sandbox_.HostPtr(s2 + n, 1, kR);
-      if (c2 == nullptr) return Fault(uc, read_fault, s2 + n, name), std::nullopt;
-      if (*c1 != *c2) return *c1 < *c2 ? -1 : 1;
-      if (*c1 == 0) return 0;
-    }
-    return 0;
-  };
-  auto record = [&](std::vector<uint64_t> args, uint64_t ret) {
-    live.out.calls.push_back(StubCall{name, std::move(args), ret});
-  };
+void StubTable::Record(const Call& c, std::vector<uint64_t> args, uint64_t ret) {
+  sandbox_.live().out.calls.push_back(StubCall{c.name, std::move(args), ret});
+}
 
-  uint64_t ret = 0;
-  switch (Lookup(name)) {
+std::optional<uint64_t> StubTable::MemoryStub(const Call& c, int id) {
+  const uint64_t* a = c.a;
+  switch (static_cast<Id>(id)) {
     case Id::kMemcpy:
     case Id::kMemmove: {
-      uint8_t* src = check(a[1], a[2], kR);
-      if (src == nullptr) return;
-      uint8_t* dst = check(a[0], a[2], kW);
-      if (dst == nullptr) return;
+      uint8_t* src = Check(c, a[1], a[2], kR);
+      if (src == nullptr) return std::nullopt;
+      uint8_t* dst = Check(c, a[0], a[2], kW);
+      if (dst == nullptr) return std::nullopt;
       if (a[2] != 0) std::memmove(dst, src, a[2]);
-      ret = a[0];
-      break;
+      return a[0];
     }
     case Id::kMemset: {
-      uint8_t* dst = check(a[0], a[2], kW);
-      if (dst == nullptr) return;
+      uint8_t* dst = Check(c, a[0], a[2], kW);
+      if (dst == nullptr) return std::nullopt;
       if (a[2] != 0) std::memset(dst, static_cast<int>(a[1] & 0xff), a[2]);
-      ret = a[0];
-      break;
+      return a[0];
     }
     case Id::kMemcmp: {
       // A real memcmp may stop at the first difference; reading all of both is
       // stricter but the same on both sides.
-      uint8_t* p1 = check(a[0], a[2], kR);
-      if (p1 == nullptr) return;
-      uint8_t* p2 = check(a[1], a[2], kR);
-      if (p2 == nullptr) return;
-      int c = a[2] == 0 ? 0 : std::memcmp(p1, p2, a[2]);
-      ret = static_cast<uint64_t>(static_cast<int64_t>(c < 0 ? -1 : c > 0 ? 1 : 0));
-      break;
-    }
-    case Id::kStrlen:
-    case Id::kStrnlen: {
-      int64_t n = string_length(a[0], Lookup(name) == Id::kStrnlen ? a[1] : ~0ull);
-      if (n < 0) return;
-      ret = static_cast<uint64_t>(n);
-      break;
-    }
-    case Id::kStrcmp:
-    case Id::kStrncmp: {
-      auto c = string_compare(a[0], a[1], Lookup(name) == Id::kStrncmp ? a[2] : ~0ull);
-      if (!c) return;
-      ret = static_cast<uint64_t>(static_cast<int64_t>(*c));
-      break;
-    }
-    case Id::kStrchr:
-    case Id::kStrrchr: {
-      int64_t n = string_length(a[0], ~0ull);
-      if (n < 0) return;
-      const uint8_t* s = sandbox_.HostPtr(a[0], n + 1, kR);
-      uint8_t want = static_cast<uint8_t>(a[1]);
-      ret = 0;
-      for (int64_t i = 0; i <= n; ++i) {
-        if (s[i] == want) {
-          ret = a[0] + i;
-          if (Lookup(name) == Id::kStrchr) break;
-        }
-      }
-      break;
+      uint8_t* p1 = Check(c, a[0], a[2], kR);
+      if (p1 == nullptr) return std::nullopt;
+      uint8_t* p2 = Check(c, a[1], a[2], kR);
+      if (p2 == nullptr) return std::nullopt;
+      int cmp = a[2] == 0 ? 0 : std::memcmp(p1, p2, a[2]);
+      return static_cast<uint64_t>(static_cast<int64_t>(cmp < 0 ? -1 : cmp > 0 ? 1 : 0));
     }
     case Id::kMemchr: {
       uint8_t want = static_cast<uint8_t>(a[1]);
-      ret = 0;
       for (uint64_t i = 0; i < a[2]; ++i) {
-        const uint8_t* c = sandbox_.HostPtr(a[0] + i, 1, kR);
-        if (c == nullptr) return Fault(uc, read_fault, a[0] + i, name);
-        if (*c == want) {
+        const uint8_t* ch = sandbox_.HostPtr(a[0] + i, 1, kR);
+        if (ch == nullptr) {
+          Fault(c.uc, static_cast<int>(FaultClass::kReadUnmapped), a[0] + i, c.name);
+          return std::nullopt;
+        }
+        if (*ch == want) return a[0] + i;
+      }
+      return 0;
+    }
+    default:
+      break;
+  }
+  assert(false && "MemoryStub: not a memory function");
+  return std::nullopt;
+}
+
+std::optional<uint64_t> StubTable::StringStub(const Call& c, int id) {
+  const uint64_t* a = c.a;
+  switch (static_cast<Id>(id)) {
+    case Id::kStrlen:
+    case Id::kStrnlen: {
+      int64_t n = StringLength(c, a[0], static_cast<Id>(id) == Id::kStrnlen ? a[1] : ~0ull);
+      if (n < 0) return std::nullopt;
+      return static_cast<uint64_t>(n);
+    }
+    case Id::kStrcmp:
+    case Id::kStrncmp: {
+      auto cmp = StringCompare(c, a[0], a[1], static_cast<Id>(id) == Id::kStrncmp ? a[2] : ~0ull);
+      if (!cmp) return std::nullopt;
+      return static_cast<uint64_t>(static_cast<int64_t>(*cmp));
+    }
+    case Id::kStrchr:
+    case Id::kStrrchr: {
+      int64_t n = StringLength(c, a[0], ~0ull);
+      if (n < 0) return std::nullopt;
+      const uint8_t* s = sandbox_.HostPtr(a[0], n + 1, kR);
+      uint8_t want = static_cast<uint8_t>(a[1]);
+      uint64_t ret = 0;
+      for (int64_t i = 0; i <= n; ++i) {
+        if (s[i] == want) {
           ret = a[0] + i;
-          break;
+          if (static_cast<Id>(id) == Id::kStrchr) break;
         }
       }
-      break;
+      return ret;
     }
+    default:
+      break;
+  }
+  assert(false && "StringStub: not a string function");
+  return std::nullopt;
+}
+
+std::optional<uint64_t> StubTable::AllocationStub(const Call& c, int id) {
+  const uint64_t* a = c.a;
+  uint64_t ret = 0;
+  switch (static_cast<Id>(id)) {
     case Id::kMalloc:
       ret = Allocate(a[0]);
       if (ret != 0) std::memset(sandbox_.HostPtr(ret, a[0] == 0 ? 1 : a[0]), kFillByte, a[0]);
-      record({a[0]}, ret);
-      break;
+      Record(c, {a[0]}, ret);
+      return ret;
     case Id::kCalloc: {
       unsigned __int128 total = static_cast<unsigned __int128>(a[0]) * a[1];
       ret = total > kHeapBytes ? 0 : Allocate(static_cast<uint64_t>(total));
-      record({a[0], a[1]}, ret);
-      break;
+      Record(c, {a[0], a[1]}, ret);
+      return ret;
     }
-    case Id::kRealloc: {
-      uint64_t old_size = 0;
-      if (a[0] != 0) {
-        auto it = live_allocations_.find(a[0]);
-        if (it == live_allocations_.end())
-          return Fault(uc, static_cast<int>(FaultClass::kBadFree), a[0], name);
-        old_size = it->second;
-      }
-      ret = Allocate(a[1]);
-      if (ret != 0) {
-        uint8_t* dst = sandbox_.HostPtr(ret, std::max<uint64_t>(a[1], 1));
-        std::memset(dst, kFillByte, a[1]);
-        if (a[0] != 0) {
-          std::memcpy(dst, sandbox_.HostPtr(a[0], std::max<uint64_t>(old_size, 1)),
-                      std::min(old_size, a[1]));
-          live_allocations_.erase(a[0]);
-        }
-      }
-      record({a[0], a[1]}, ret);
-      break;
-    }
+    case Id::kRealloc:
+      return Reallocate(c);
     case Id::kFree:
-      if (a[0] != 0) {
-        if (live_allocations_.erase(a[0]) == 0) {
-          return Fault(uc, static_cast<int>(FaultClass::kBadFree), a[0], name);
-        }
+      if (a[0] != 0 && live_allocations_.erase(a[0]) == 0) {
+        Fault(c.uc, static_cast<int>(FaultClass::kBadFree), a[0], c.name);
+        return std::nullopt;
       }
-      record({a[0]}, 0);
+      Record(c, {a[0]}, 0);
+      return 0;
+    default:
+      break;
+  }
+  assert(false && "AllocationStub: not an allocation function");
+  return std::nullopt;
+}
+
+std::optional<uint64_t> StubTable::Reallocate(const Call& c) {
+  const uint64_t* a = c.a;
+  uint64_t old_size = 0;
+  if (a[0] != 0) {
+    auto it = live_allocations_.find(a[0]);
+    if (it == live_allocations_.end()) {
+      Fault(c.uc, static_cast<int>(FaultClass::kBadFree), a[0], c.name);
+      return std::nullopt;
+    }
+    old_size = it->second;
+  }
+  const uint64_t ret = Allocate(a[1]);
+  if (ret != 0) {
+    uint8_t* dst = sandbox_.HostPtr(ret, std::max<uint64_t>(a[1], 1));
+    std::memset(dst, kFillByte, a[1]);
+    if (a[0] != 0) {
+      std::memcpy(dst, sandbox_.HostPtr(a[0], std::max<uint64_t>(old_size, 1)),
+                  std::min(old_size, a[1]));
+      live_allocations_.erase(a[0]);
+    }
+  }
+  Record(c, {a[0], a[1]}, ret);
+  return ret;
+}
+
+void StubTable::OnCall(uc_struct* uc, uint64_t pc) {
+  uint64_t slot = (pc - kStubBase) / kStubSlotBytes;
+  if (slot == 0 || slot > slot_names_.size() || (pc - kStubBase) % kStubSlotBytes != 0) return;
+  Call c{uc, pc, slot_names_[slot - 1], {}};
+  int regs[3] = {UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RDX};
+  void* vals[3] = {&c.a[0], &c.a[1], &c.a[2]};
+  uc_reg_read_batch(uc, regs, vals, 3);
+  std::optional<uint64_t> ret;
+  const Id id = Lookup(c.name);
+  switch (id) {
+    case Id::kMemcpy:
+    case Id::kMemmove:
+    case Id::kMemset:
+    case Id::kMemcmp:
+    case Id::kMemchr:
+      ret = MemoryStub(c, static_cast<int>(id));
+      break;
+    case Id::kStrlen:
+    case Id::kStrnlen:
+    case Id::kStrcmp:
+    case Id::kStrncmp:
+    case Id::kStrchr:
+    case Id::kStrrchr:
+      ret = StringStub(c, static_cast<int>(id));
+      break;
+    case Id::kMalloc:
+    case Id::kCalloc:
+    case Id::kRealloc:
+    case Id::kFree:
+      ret = AllocationStub(c, static_cast<int>(id));
       break;
     case Id::kAbort:
     case Id::kAssertFail:
-      return Fault(uc, static_cast<int>(FaultClass::kAbort), pc, name);
+      return Fault(uc, static_cast<int>(FaultClass::kAbort), pc, c.name);
     case Id::kStackChkFail:
-      return Fault(uc, static_cast<int>(FaultClass::kStackSmash), pc, name);
-    case Id::kUnknown: {
-      live.Decide(Ending::kInconclusive, FaultClass::kNone, pc,
-                  fmt::format("call to unstubbed function '{}'", name));
+      return Fault(uc, static_cast<int>(FaultClass::kStackSmash), pc, c.name);
+    case Id::kUnknown:
+      sandbox_.live().Decide(Ending::kInconclusive, FaultClass::kNone, pc,
+                             fmt::format("call to unstubbed function '{}'", c.name));
       return Stop(uc);
-    }
   }
-  uc_reg_write(uc, UC_X86_REG_RAX, &ret);
+  // No value: the stub faulted and stopped the run.
+  if (ret) uc_reg_write(uc, UC_X86_REG_RAX, &*ret);
 }
 
 }  // namespace patchlab::emulator

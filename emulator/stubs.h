@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,6 +54,24 @@ class StubTable {
   uint64_t heap_used() const { return heap_next_; }
 
  private:
+  struct Call;
+  // The stub bodies, by family. Each returns the value for rax, or nothing
+  // after it reported a fault (and stopped the run). `id` is the stub's Id.
+  std::optional<uint64_t> MemoryStub(const Call& c, int id);
+  std::optional<uint64_t> StringStub(const Call& c, int id);
+  std::optional<uint64_t> AllocationStub(const Call& c, int id);
+  std::optional<uint64_t> Reallocate(const Call& c);
+  // [p, p+n) in host memory when it is all mapped with `prot`; else reports
+  // the fault a real libc would hit (class and first bad byte) and returns
+  // nullptr. n == 0 is valid and never dereferenced.
+  uint8_t* Check(const Call& c, uint64_t p, uint64_t n, int prot);
+  // Length of the NUL-terminated string at p, reading at most `limit` bytes;
+  // -1 after a fault.
+  int64_t StringLength(const Call& c, uint64_t p, uint64_t limit);
+  // strcmp over at most `limit` bytes; nothing after a fault.
+  std::optional<int> StringCompare(const Call& c, uint64_t s1, uint64_t s2, uint64_t limit);
+  // Adds the call to the run's compared calls.
+  void Record(const Call& c, std::vector<uint64_t> args, uint64_t ret);
   void Fault(uc_struct* uc, int fault_class, uint64_t addr, std::string_view name);
   void Stop(uc_struct* uc);
   uint64_t Allocate(uint64_t size);

@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -60,6 +62,15 @@ class PatchObject {
     uint64_t absolute;      // resolved external value otherwise
     int64_t addend;
   };
+  // Segments to pages: the map size and each page range's protection.
+  Status LayOut(const std::string& origin);
+  // What relocation `r` needs at load time; nullopt for R_X86_64_NONE.
+  Result<std::optional<Fixup>> ResolveFixup(const ElfRelocation& r,
+                                            const std::set<std::string>& refs,
+                                            const LoadedModule& target, const ModuleSet& modules,
+                                            const ProcessMemory& memory,
+                                            const std::string& origin) const;
+
   std::shared_ptr<const ElfFile> object_;
   uint64_t min_vaddr_ = 0;
   uint64_t map_size_ = 0;

@@ -84,8 +84,9 @@ class Patcher {
   // Reverts patch `id` (any position in the stack), or every patch when nullopt.
   Result<RevertReport> Revert(std::optional<std::string> id,
                               std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
-  // The recorded stack. kRefused when an interrupted operation awaits `recover`.
-  Result<ProcessState> Status() const;
+  // The recorded stack (also while an interrupted operation awaits `recover`:
+  // see HasPendingJournal).
+  Result<ProcessState> State() const;
   bool HasPendingJournal() const;
   Result<VerifyReport> Verify() const;
   Result<RecoverReport> Recover(
@@ -95,6 +96,11 @@ class Patcher {
 
  private:
   Patcher(pid_t pid, StateStore store) : pid_(pid), store_(std::move(store)) {}
+  // The stack an apply or revert starts from; kRefused while an interrupted
+  // operation awaits `recover`.
+  Result<ProcessState> LoadForChange() const;
+  // Takes out the spin traps a killed patcher left; true when there were any.
+  Result<bool> TakeOutParkTraps();
   pid_t pid_;
   StateStore store_;
 };

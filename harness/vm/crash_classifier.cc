@@ -2,29 +2,31 @@
 
 #include <array>
 #include <cctype>
-#include <cstdlib>
+#include <charconv>
 
 #include "base/subprocess.h"
 
 namespace patchlab::harness {
 namespace {
 
+using metrics::CrashKind;
+
 struct Pattern {
   std::string_view needle;
   CrashKind kind;
 };
 
-// Ordered: the first match wins, so the most specific patterns come first.
+// Ordered: the first match wins. A panic or an OOM kill names the line's
+// cause even when the line also mentions a fault; "traps: x general protection
+// fault" is a gpf, not a plain trap.
 constexpr std::array kPatterns = {
-    Pattern{"Kernel panic", CrashKind::kKernelPanic},
-    Pattern{"Out of memory: Killed process", CrashKind::kOutOfMemory},
-    Pattern{"Out of memory and no killable processes", CrashKind::kOutOfMemory},
-    Pattern{"Oops:", CrashKind::kKernelOops},
-    Pattern{"BUG:", CrashKind::kKernelOops},
-    Pattern{"segfault at", CrashKind::kUserFault},
-    Pattern{"traps:", CrashKind::kUserFault},
-    Pattern{"general protection fault", CrashKind::kUserFault},
-    Pattern{"potentially unexpected fatal signal", CrashKind::kUserFault},
+    Pattern{"Kernel panic", CrashKind::kPanic},
+    Pattern{"Out of memory: Killed process", CrashKind::kOom},
+    Pattern{" segfault at ", CrashKind::kSegfault},
+    Pattern{"general protection fault", CrashKind::kGpf},
+    Pattern{"traps: ", CrashKind::kTrap},
+    Pattern{"Oops", CrashKind::kOops},
+    Pattern{"BUG: ", CrashKind::kBug},
 };
 
 // Strips a console timestamp "[    1.234567] " if the line has one.
@@ -41,114 +43,97 @@ std::string_view StripTimestamp(std::string_view line) {
   return line;
 }
 
-// The pid in "comm[1234]: ..." (segfault, traps) or "Killed process 1234" or "pid: 1234".
+// Trailing '\r' (console text) and spaces are not part of what a line says.
+std::string_view TrimEnd(std::string_view line) {
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+  return line;
+}
+
+// The decimal number at the start of `text`; 0 when there is none.
+int LeadingNumber(std::string_view text) {
+  int value = 0;
+  std::from_chars(text.data(), text.data() + text.size(), value);
+  return value;
+}
+
+// The pid in "Killed process 1234", "pid: 1234" or "comm[1234]" (segfault, traps).
 int ParsePid(std::string_view text) {
-  if (size_t at = text.find("Killed process "); at != std::string_view::npos) {
-    return std::atoi(std::string(text.substr(at + 15, 12)).c_str());
+  for (std::string_view marker : {std::string_view("Killed process "), std::string_view("pid: ")}) {
+    if (size_t at = text.find(marker); at != std::string_view::npos)
+      return LeadingNumber(text.substr(at + marker.size()));
   }
-  if (size_t at = text.find("pid: "); at != std::string_view::npos) {
-    return std::atoi(std::string(text.substr(at + 5, 12)).c_str());
-  }
-  // "comm[PID]" anywhere: the first '[' followed by digits and ']'.
+  // "comm[PID]" anywhere: the first '[' followed by digits only and ']'.
   for (size_t open = text.find('['); open != std::string_view::npos;
        open = text.find('[', open + 1)) {
     size_t close = text.find(']', open);
     if (close == std::string_view::npos || close == open + 1) continue;
-    std::string digits(text.substr(open + 1, close - open - 1));
+    std::string_view digits = text.substr(open + 1, close - open - 1);
     bool all_digits = true;
     for (char c : digits) all_digits = all_digits && std::isdigit(static_cast<unsigned char>(c));
-    if (all_digits) return std::atoi(digits.c_str());
+    if (all_digits) return LeadingNumber(digits);
   }
   return 0;
 }
 
 }  // namespace
 
-std::string_view CrashKindName(CrashKind kind) {
-  switch (kind) {
-    case CrashKind::kWorkloadSignal:
-      return "workload-signal";
-    case CrashKind::kWorkloadError:
-      return "workload-error";
-    case CrashKind::kUserFault:
-      return "user-fault";
-    case CrashKind::kKernelOops:
-      return "kernel-oops";
-    case CrashKind::kKernelPanic:
-      return "kernel-panic";
-    case CrashKind::kOutOfMemory:
-      return "out-of-memory";
-    case CrashKind::kHung:
-      return "hung";
-    case CrashKind::kVmDied:
-      return "vm-died";
-  }
-  std::abort();
-}
-
 std::optional<Crash> ClassifyKernelLogLine(std::string_view line) {
-  std::string_view text = StripTimestamp(line);
+  std::string_view text = TrimEnd(StripTimestamp(line));
   for (const Pattern& p : kPatterns) {
     if (text.find(p.needle) == std::string_view::npos) continue;
-    Crash crash{p.kind, "kernel log", std::string(text), 0};
-    crash.pid = ParsePid(text);
-    return crash;
+    return Crash{p.kind, std::string(text), ParsePid(text)};
   }
   return std::nullopt;
 }
 
-std::vector<Crash> ClassifyKernelLog(const std::vector<KernelLogLine>& lines) {
-  std::vector<Crash> out;
-  for (const KernelLogLine& l : lines) {
-    if (auto c = ClassifyKernelLogLine(l.text)) out.push_back(std::move(*c));
-  }
-  return out;
-}
-
-std::vector<Crash> ClassifyConsoleText(std::string_view console_text) {
+std::vector<Crash> ClassifyKernelLog(std::string_view text) {
   std::vector<Crash> out;
   size_t start = 0;
-  while (start < console_text.size()) {
-    size_t nl = console_text.find('\n', start);
-    std::string_view line = console_text.substr(
-        start, nl == std::string_view::npos ? std::string_view::npos : nl - start);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (auto c = ClassifyKernelLogLine(line)) {
-      c->source = "console log";
-      out.push_back(std::move(*c));
-    }
+  while (start < text.size()) {
+    size_t nl = text.find('\n', start);
+    std::string_view line =
+        text.substr(start, nl == std::string_view::npos ? std::string_view::npos : nl - start);
+    if (auto crash = ClassifyKernelLogLine(line)) out.push_back(std::move(*crash));
     if (nl == std::string_view::npos) break;
     start = nl + 1;
   }
   return out;
 }
 
-std::optional<Crash> ClassifyWorkloadExit(int pid, const GuestExit& exit) {
-  std::string source = fmt::format("workload pid {}", pid);
+std::optional<Crash> ClassifyWorkloadExit(std::string_view program, int pid,
+                                          const GuestExit& exit) {
   if (exit.exited) {
     if (exit.code == 0) return std::nullopt;
-    return Crash{CrashKind::kWorkloadError, source, exit.ToString(), pid};
+    return Crash{CrashKind::kWorkloadExit, fmt::format("{} exited {}", program, exit.code), pid};
   }
   if (exit.signal == 0) return std::nullopt;  // still running
-  return Crash{CrashKind::kWorkloadSignal, source, exit.ToString(), pid};
+  return Crash{CrashKind::kWorkloadSignal,
+               fmt::format("{} killed by {}", program, SignalName(exit.signal)), pid};
 }
 
-Crash ClassifyVmEvent(const VmEvent& event) {
-  CrashKind kind = CrashKind::kVmDied;
+Crash WorkloadHang(std::string_view program, std::string_view how) {
+  return Crash{CrashKind::kLostHeartbeat, fmt::format("{} {} (hung)", program, how)};
+}
+
+std::optional<Crash> ClassifyVmEvent(const VmEvent& event) {
   switch (event.kind) {
     case VmEventKind::kGuestPanicked:
-      kind = CrashKind::kKernelPanic;
-      break;
+      return Crash{CrashKind::kVmPanic, event.detail};
     case VmEventKind::kHeartbeatLost:
-      kind = CrashKind::kHung;
-      break;
+      return Crash{CrashKind::kLostHeartbeat, event.detail};
     case VmEventKind::kVmExited:
     case VmEventKind::kAgentGone:
-      kind = CrashKind::kVmDied;
-      break;
+      return std::nullopt;
   }
-  return Crash{kind, "vm event", fmt::format("{}: {}", VmEventKindName(event.kind), event.detail),
-               0};
+  std::abort();
+}
+
+std::vector<Crash> ClassifyVmEvents(const std::vector<VmEvent>& events) {
+  std::vector<Crash> out;
+  for (const VmEvent& e : events) {
+    if (auto crash = ClassifyVmEvent(e)) out.push_back(std::move(*crash));
+  }
+  return out;
 }
 
 }  // namespace patchlab::harness

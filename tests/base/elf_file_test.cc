@@ -8,9 +8,11 @@
 #include <link.h>
 
 #include <filesystem>
+#include <map>
 
 #include "base/file_util.h"
 #include "base/subprocess.h"
+#include "tests/support/status_matchers.h"
 
 namespace patchlab {
 namespace {
@@ -106,7 +108,7 @@ TEST(ElfFile, ReadsNonPieExecutable) {
 }
 
 TEST(ElfFile, StrippedFileKeepsDynamicDataAndBuildId) {
-  fs::path dir = fs::path(testing::TempDir()) / "elf_stripped";
+  fs::path dir = fs::path(::testing::TempDir()) / "elf_stripped";
   fs::create_directories(dir);
   fs::path stripped = dir / "fixture.stripped";
   SubprocessOptions o;
@@ -142,8 +144,57 @@ TEST(ElfFile, ReadsSystemSharedLibrary) {
   EXPECT_FALSE(f->dynamic_relocations().empty());
 }
 
+TEST(ElfFile, SymbolVersionsPickTheDefaultUnlessOneIsNamed) {
+  auto f = ElfFile::Open(ELF_FIXTURE_VERSIONED);
+  ASSERT_OK(f);
+  std::vector<const ElfSymbol*> all = f->FindSymbols("vfunc");
+  ASSERT_EQ(all.size(), 2u);
+  // The default version ranks first; the old one is kept, marked not default.
+  EXPECT_EQ(all[0]->version, "VER_2");
+  EXPECT_TRUE(all[0]->default_version);
+  EXPECT_EQ(all[1]->version, "VER_1");
+  EXPECT_FALSE(all[1]->default_version);
+  EXPECT_EQ(f->FindSymbol("vfunc"), all[0]);
+  EXPECT_EQ(f->FindSymbol("vfunc@VER_1"), all[1]);
+  EXPECT_EQ(f->FindSymbol("vfunc@@VER_2"), all[0]);
+  EXPECT_EQ(f->FindSymbol("vfunc@VER_3"), nullptr);
+  // The two versions are the two functions the version script named.
+  const ElfSymbol* v1 = f->FindSymbol("vfunc_v1");
+  ASSERT_NE(v1, nullptr);
+  EXPECT_EQ(all[1]->value, v1->value);
+}
+
+// The relocations of pointer_table: 100 RELATIVE ones whose addends are the
+// three objects' addresses in turn, in either file.
+void ExpectPointerTableRelocated(const char* path, std::string_view table) {
+  auto f = ElfFile::Open(path);
+  ASSERT_OK(f);
+  const ElfSymbol* pt = f->FindSymbol("pointer_table");
+  ASSERT_NE(pt, nullptr);
+  const ElfSymbol* objects[3] = {f->FindSymbol("o0"), f->FindSymbol("o1"), f->FindSymbol("o2")};
+  for (const ElfSymbol* o : objects) ASSERT_NE(o, nullptr);
+  std::map<uint64_t, const ElfRelocation*> by_offset;
+  for (const ElfRelocation& r : f->dynamic_relocations()) by_offset[r.offset] = &r;
+  for (uint64_t i = 0; i < 100; ++i) {
+    auto it = by_offset.find(pt->value + 8 * i);
+    ASSERT_NE(it, by_offset.end()) << path << ": pointer_table[" << i << "] is not relocated";
+    EXPECT_EQ(it->second->type, static_cast<uint32_t>(R_X86_64_RELATIVE));
+    EXPECT_EQ(it->second->table, table);
+    EXPECT_EQ(static_cast<uint64_t>(it->second->addend), objects[i % 3]->value)
+        << "pointer_table[" << i << "]";
+  }
+}
+
+TEST(ElfFile, PackedRelativeRelocationsAreUnpacked) {
+  auto relr = ElfFile::Open(ELF_FIXTURE_RELR);
+  ASSERT_OK(relr);
+  ASSERT_NE(relr->FindSection(".relr.dyn"), nullptr) << "the linker did not pack them";
+  ExpectPointerTableRelocated(ELF_FIXTURE_RELR, ".relr.dyn");
+  ExpectPointerTableRelocated(ELF_FIXTURE_VERSIONED, ".rela.dyn");
+}
+
 TEST(ElfFile, ErrorsNameTheFile) {
-  fs::path dir = fs::path(testing::TempDir()) / "elf_bad";
+  fs::path dir = fs::path(::testing::TempDir()) / "elf_bad";
   fs::create_directories(dir);
   ASSERT_TRUE(WriteFileAtomic(dir / "text.txt", "hello, not an ELF file").has_value());
   auto r = ElfFile::Open(dir / "text.txt");
@@ -167,7 +218,7 @@ TEST(ElfFile, ErrorsNameTheFile) {
 }
 
 TEST(ElfFile, FindDebugFileUsesBuildIdLayout) {
-  fs::path root = fs::path(testing::TempDir()) / "debugroot";
+  fs::path root = fs::path(::testing::TempDir()) / "debugroot";
   fs::remove_all(root);
   fs::create_directories(root / ".build-id" / "ab");
   ASSERT_TRUE(WriteFileAtomic(root / ".build-id" / "ab" / "cdef0123.debug", "x").has_value());

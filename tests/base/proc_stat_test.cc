@@ -3,6 +3,7 @@
 // threads, a zombie child and a reaped one.
 #include "base/proc_stat.h"
 
+#include <errno.h>
 #include <gtest/gtest.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -23,7 +24,9 @@ std::string Tail(char state) {
 TEST(ProcStat, FieldsCountFromTheLastParenthesis) {
   auto s = ParseProcStat("77 (a) b) (c ) S 9) " + Tail('t') + "\n");
   ASSERT_TRUE(s.has_value()) << s.error().ToString();
+  EXPECT_EQ(s->comm, "a) b) (c ) S 9");
   EXPECT_EQ(s->state, 't');
+  EXPECT_EQ(s->ppid, 4);
   EXPECT_EQ(s->start_ticks, 424242u);
   s = ParseProcStat("1 (init) " + Tail('S'));
   ASSERT_TRUE(s.has_value());
@@ -47,6 +50,8 @@ TEST(ProcStat, ReadsThisProcessAndItsThread) {
   auto self = ReadProcStat(::getpid());
   ASSERT_TRUE(self.has_value()) << self.error().ToString();
   EXPECT_EQ(self->state, 'R');
+  EXPECT_EQ(self->ppid, ::getppid());
+  EXPECT_EQ(self->comm, std::string(program_invocation_short_name).substr(0, 15));
   EXPECT_GT(self->start_ticks, 0u);
   auto thread = ReadProcStat(::getpid(), static_cast<pid_t>(::syscall(SYS_gettid)));
   ASSERT_TRUE(thread.has_value()) << thread.error().ToString();

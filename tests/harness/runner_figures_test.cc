@@ -166,20 +166,6 @@ TEST(RunnerFigures, InfraErrorOverridesEverything) {
   EXPECT_EQ(cell.TotalCrashes(), 0);
 }
 
-TEST(RunnerFigures, KernelLogLinesBecomeCrashes) {
-  auto crashes = KernelLogCrashes(
-      "random: crng init done\n"
-      "kvd[120]: segfault at 0 ip 0000 sp 0000 error 4 in kvd[1000+2000]\n"
-      "traps: pricer[77] trap invalid opcode ip:401000 sp:7ffd error:0\n"
-      "Out of memory: Killed process 55 (hog)\n"
-      "Kernel panic - not syncing: Attempted to kill init!\n");
-  ASSERT_EQ(crashes.size(), 4u);
-  EXPECT_EQ(crashes[0].kind, CrashKind::kSegfault);
-  EXPECT_EQ(crashes[1].kind, CrashKind::kTrap);
-  EXPECT_EQ(crashes[2].kind, CrashKind::kOom);
-  EXPECT_EQ(crashes[3].kind, CrashKind::kPanic);
-}
-
 TEST(RunnerExpectation, ChecksEveryClause) {
   metrics::CellResult cell;
   cell.verdict = metrics::Verdict::kFail;

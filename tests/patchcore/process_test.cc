@@ -5,14 +5,19 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "base/elf_file.h"
 #include "base/file_util.h"
 #include "base/subprocess.h"
 #include "patchcore/patch_package.h"
+#include "patchcore/patch_state.h"
 #include "patchcore/patcher.h"
+#include "patchcore/process_memory.h"
 #include "test_support.h"
+#include "tests/support/status_matchers.h"
 
 namespace patchlab::patchcore::testing {
 namespace {
@@ -83,9 +88,33 @@ TEST(HotpatchProcess, EndbrEntryIsKept) {
       {"apply", "--pid", std::to_string(target->pid()), "--pubkey", ws.pub(), "--json", pkg});
   ASSERT_EQ(a.status.code, 0) << a.stderr_data;
   ASSERT_TRUE(target->WaitFor([](const auto& t) { return t.at("v2") > 0; }));
-  // The entry still starts with endbr64: the jump went after it.
-  auto mem = ReadFile("/proc/" + std::to_string(target->pid()) + "/mem");
-  (void)mem;  // /proc/PID/mem needs positioned reads; verify covers the bytes.
+  auto report = nlohmann::json::parse(a.stdout_data, nullptr, false);
+  ASSERT_FALSE(report.is_discarded()) << a.stdout_data;
+  const uint64_t entry =
+      std::stoull(report["functions"][0]["old_addr"].get<std::string>(), nullptr, 16);
+  const uint64_t replacement =
+      std::stoull(report["functions"][0]["new_addr"].get<std::string>(), nullptr, 16);
+  // The entry still starts with endbr64, and the jump follows it: e9 rel32
+  // to the replacement, or to an island slot whose 8-byte address is it.
+  auto mem = ProcessMemory::Open(target->pid());
+  ASSERT_OK(mem);
+  auto bytes = mem->Read(RemotePtr(entry), 9);
+  ASSERT_OK(bytes);
+  const std::vector<uint8_t> endbr64 = {0xf3, 0x0f, 0x1e, 0xfa};
+  EXPECT_EQ(std::vector<uint8_t>(bytes->begin(), bytes->begin() + 4), endbr64);
+  ASSERT_EQ((*bytes)[4], 0xe9) << HexBytes(*bytes);
+  int32_t rel = 0;
+  std::memcpy(&rel, bytes->data() + 5, 4);
+  const uint64_t jump_to = entry + 9 + static_cast<int64_t>(rel);
+  if (jump_to != replacement) {
+    auto slot = mem->Read(RemotePtr(jump_to), 14);
+    ASSERT_OK(slot);
+    EXPECT_EQ(std::vector<uint8_t>(slot->begin(), slot->begin() + 6),
+              (std::vector<uint8_t>{0xff, 0x25, 0, 0, 0, 0}));
+    uint64_t slot_target = 0;
+    std::memcpy(&slot_target, slot->data() + 6, 8);
+    EXPECT_EQ(slot_target, replacement);
+  }
   EXPECT_EQ(Hotpatch({"verify", "--pid", std::to_string(target->pid())}).status.code, 0);
   EXPECT_EQ(target->Tick()["wrong"], 0);
 }

@@ -231,7 +231,7 @@ int CmdRevert(pid_t pid, const std::string& id, bool all, bool json, int64_t tim
 int CmdStatus(pid_t pid, bool json) {
   auto patcher = patchcore::Patcher::Open(pid);
   if (!patcher) return Report(patcher.error(), "status");
-  auto state = patcher->Status();
+  auto state = patcher->State();
   if (!state) return Report(state.error(), "status");
   const bool pending = patcher->HasPendingJournal();
   if (json) {

@@ -6,7 +6,6 @@
 #include <thread>
 
 #include "base/log.h"
-#include "base/subprocess.h"
 
 namespace patchlab::harness::internal {
 namespace {
@@ -161,10 +160,9 @@ class Sequence {
       }
       if (exit && !*exit) {
         (void)guest_.Kill(pid_, SIGKILL);
-        obs_.crashes.push_back(
-            {metrics::CrashKind::kLostHeartbeat,
-             fmt::format("{} did not exit within {}s of SIGTERM (hung)",
-                         plan_.scenario->target.program, kExitGrace.count() / 1000)});
+        obs_.crashes.push_back(WorkloadHang(
+            plan_.scenario->target.program,
+            fmt::format("did not exit within {}s of SIGTERM", kExitGrace.count() / 1000)));
         (void)guest_.Wait(pid_, kExitGrace);
       } else if (exit) {
         NoteExit(**exit);
@@ -174,20 +172,14 @@ class Sequence {
     }
     auto klog = guest_.KernelLogSince();
     if (klog) {
-      for (Crash& c : KernelLogCrashes(*klog)) obs_.crashes.push_back(std::move(c));
+      for (Crash& c : ClassifyKernelLog(*klog)) obs_.crashes.push_back(std::move(c));
     }
     for (Crash& c : guest_.MachineCrashes()) obs_.crashes.push_back(std::move(c));
   }
 
   void NoteExit(const GuestExit& e) {
-    const std::string& program = plan_.scenario->target.program;
-    if (!e.exited) {
-      obs_.crashes.push_back({metrics::CrashKind::kWorkloadSignal,
-                              fmt::format("{} killed by {}", program, SignalName(e.signal))});
-    } else if (e.code != 0) {
-      obs_.crashes.push_back(
-          {metrics::CrashKind::kWorkloadExit, fmt::format("{} exited {}", program, e.code)});
-    }
+    if (auto crash = ClassifyWorkloadExit(plan_.scenario->target.program, pid_, e))
+      obs_.crashes.push_back(std::move(*crash));
   }
 
   // Sleeps `d` while watching the workload: an early end stops the sequence.
@@ -245,11 +237,10 @@ class Sequence {
     Sleep(plan_.scenario->measure.window);
     StatsSample end = Stats();
     if (end.ops == begin.ops) {
-      obs_.crashes.push_back(
-          {metrics::CrashKind::kLostHeartbeat,
-           fmt::format("{} completed no operation in a {}ms {} window (hung)",
-                       plan_.scenario->target.program, plan_.scenario->measure.window.count(),
-                       patched ? "patched" : "unpatched")});
+      obs_.crashes.push_back(WorkloadHang(
+          plan_.scenario->target.program,
+          fmt::format("completed no operation in a {}ms {} window",
+                      plan_.scenario->measure.window.count(), patched ? "patched" : "unpatched")));
       throw Stop{};
     }
     obs_.windows.push_back({patched, begin, end});

@@ -9,7 +9,6 @@ namespace patchlab::harness::internal {
 namespace {
 
 using metrics::ApplyResult;
-using metrics::CrashKind;
 using MVerdict = metrics::Verdict;
 
 // hotpatch's exit codes (issue 3): the contract the lab reads.
@@ -82,34 +81,6 @@ Result<StatsSample> ParseStatsLine(std::string_view line) {
     return Fail(ErrorCode::kParse, "stats line '{}' lacks ops=, errors= or cpu_ns=", line);
   }
   return s;
-}
-
-std::vector<Crash> KernelLogCrashes(std::string_view log) {
-  // Order matters: the first pattern that matches a line names its kind.
-  static constexpr std::pair<std::string_view, CrashKind> kPatterns[] = {
-      {"Kernel panic", CrashKind::kPanic},
-      {"Out of memory: Killed process", CrashKind::kOom},
-      {" segfault at ", CrashKind::kSegfault},
-      {"general protection fault", CrashKind::kGpf},
-      {"traps: ", CrashKind::kTrap},
-      {"Oops", CrashKind::kOops},
-      {"BUG: ", CrashKind::kBug},
-  };
-  std::vector<Crash> out;
-  size_t pos = 0;
-  while (pos < log.size()) {
-    size_t nl = log.find('\n', pos);
-    std::string_view line =
-        log.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
-    pos = nl == std::string_view::npos ? log.size() : nl + 1;
-    for (const auto& [pattern, kind] : kPatterns) {
-      if (line.find(pattern) != std::string_view::npos) {
-        out.push_back({kind, FirstLine(line)});
-        break;
-      }
-    }
-  }
-  return out;
 }
 
 void ComputeFigures(const CellObservations& obs, const LimitsSpec& limits,

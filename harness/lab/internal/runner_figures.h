@@ -14,6 +14,7 @@
 
 #include "base/error.h"
 #include "harness/lab/scenario.h"
+#include "harness/vm/crash_classifier.h"
 #include "metrics/cell_result.h"
 
 namespace patchlab::harness::internal {
@@ -45,20 +46,11 @@ struct PatchCall {
   std::string message;             // stderr, or the reason it gave
 };
 
-struct Crash {
-  metrics::CrashKind kind;
-  std::string detail;  // the log line, the signal, ...
-};
-
-// The crash lines of a kernel log (segfault, traps, general protection fault,
-// Oops, BUG:, Kernel panic, Out of memory). One Crash per line that matches.
-std::vector<Crash> KernelLogCrashes(std::string_view kernel_log);
-
 struct CellObservations {
   std::optional<std::string> infra_error;  // set: nothing else counts
   std::vector<Window> windows;             // in the order measured
   std::vector<PatchCall> calls;            // in the order made
-  std::vector<Crash> crashes;              // from every source
+  std::vector<Crash> crashes;              // from every source (crash_classifier.h)
   // Other reasons the cell failed (the workload ended before the measurement,
   // made no progress, outlived its timeout): each makes the verdict fail.
   std::vector<std::string> problems;

@@ -127,17 +127,7 @@ class VmGuest : public CellGuest {
   }
 
   std::vector<Crash> MachineCrashes() override {
-    std::vector<Crash> out;
-    for (const VmEvent& e : vm_->PollEvents(kHeartbeatThreshold)) {
-      // A dead VM process or a closed channel is the lab's failure, reported
-      // by the calls that failed; a panic or a hang is the guest's.
-      if (e.kind == VmEventKind::kGuestPanicked) {
-        out.push_back({metrics::CrashKind::kVmPanic, e.detail});
-      } else if (e.kind == VmEventKind::kHeartbeatLost) {
-        out.push_back({metrics::CrashKind::kLostHeartbeat, e.detail});
-      }
-    }
-    return out;
+    return ClassifyVmEvents(vm_->PollEvents(kHeartbeatThreshold));
   }
 
   std::string ScratchDir() const override { return kScratch; }

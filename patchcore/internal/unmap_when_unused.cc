@@ -1,0 +1,26 @@
+#include "patchcore/internal/unmap_when_unused.h"
+
+#include "patchcore/internal/stop_world.h"
+#include "patchcore/remote_syscall.h"
+
+namespace patchlab::patchcore::internal {
+
+Status UnmapWhenUnused(pid_t pid, const ProcessMemory& memory, const ProcessMaps& maps,
+                       const std::vector<RemoteRange>& ranges, std::chrono::milliseconds timeout,
+                       const std::filesystem::path& park_journal) {
+  if (ranges.empty()) return {};
+  std::vector<GuardedRange> guarded;
+  for (const RemoteRange& r : ranges) guarded.push_back({r, fmt::format("mapping at {}", r.start)});
+  auto world = StopWorld(pid, memory, guarded, timeout, park_journal);
+  if (!world) return std::unexpected(std::move(world.error()));
+  auto insn = FindSyscallInstruction(memory, maps);
+  if (!insn) return std::unexpected(std::move(insn.error()));
+  RemoteSyscall sys(world->tracee, world->tracee.threads().front(), *insn);
+  for (const RemoteRange& r : ranges) {
+    if (auto st = sys.Munmap(r.start, r.size()); !st) return st;
+  }
+  if (auto st = sys.Restore(); !st) return st;
+  return world->tracee.Detach();
+}
+
+}  // namespace patchlab::patchcore::internal

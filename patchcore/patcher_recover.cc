@@ -1,0 +1,183 @@
+// Patcher: the recorded state, verify, and recover (apply is in patcher.cc,
+// revert in patcher_revert.cc).
+#include <utility>
+
+#include "base/file_util.h"
+#include "patchcore/internal/stop_world.h"
+#include "patchcore/internal/unmap_when_unused.h"
+#include "patchcore/island.h"
+#include "patchcore/journal.h"
+#include "patchcore/patcher.h"
+#include "patchcore/process_maps.h"
+#include "patchcore/process_memory.h"
+
+namespace patchlab::patchcore {
+namespace {
+
+// Compares what the process holds with what the stack says must be there.
+class SiteVerifier {
+ public:
+  SiteVerifier(const ProcessMemory& memory, VerifyReport& report)
+      : memory_(memory), report_(report) {}
+
+  void Bytes(RemotePtr addr, const std::vector<uint8_t>& want, const std::string& what) {
+    ++report_.checked;
+    auto got = memory_.Read(addr, want.size());
+    if (!got) {
+      report_.mismatches.push_back(fmt::format("{} at {}: {}", what, addr, got.error().ToString()));
+    } else if (*got != want) {
+      report_.mismatches.push_back(fmt::format("{} at {}: found {}, expected {}", what, addr,
+                                               HexBytes(*got), HexBytes(want)));
+    }
+  }
+
+  void Segment(const PatchState& p, const SegmentState& s) {
+    ++report_.checked;
+    auto got = memory_.Read(s.addr, s.size);
+    std::string_view bytes;
+    if (got) bytes = std::string_view(reinterpret_cast<const char*>(got->data()), got->size());
+    if (!got || Sha256Hex(bytes) != s.sha256) {
+      report_.mismatches.push_back(fmt::format(
+          "code of patch {} at {} ({} bytes) differs from what was loaded", p.id, s.addr, s.size));
+    }
+  }
+
+ private:
+  const ProcessMemory& memory_;
+  VerifyReport& report_;
+};
+
+// Writes the journal's bytes again with every thread held: an apply's old
+// bytes (newest first: rolled back), a revert's new ones (rolled forward).
+Status ReplayJournal(const Journal& journal, pid_t pid, const ProcessMemory& memory) {
+  auto tracee = Tracee::Attach(pid);
+  if (!tracee) return std::unexpected(std::move(tracee.error()));
+  if (journal.op == Journal::Op::kApply) {
+    for (auto it = journal.writes.rbegin(); it != journal.writes.rend(); ++it) {
+      // SAFETY: every thread is stopped. Writing back the original bytes of
+      // an entry (or a slot's previous address) is what the apply would
+      // have done on failure; threads already inside the new code finish
+      // there, and the new code stays mapped until none is left inside.
+      if (auto st = memory.Write(it->addr, it->old_bytes); !st) return st;
+    }
+  } else {
+    for (const JournalWrite& w : journal.writes) {
+      // SAFETY: every thread is stopped; these are the revert's own writes,
+      // made again (idempotent), pointing calls away from removed code.
+      if (auto st = memory.Write(w.addr, w.new_bytes); !st) return st;
+    }
+  }
+  return tracee->Detach();
+}
+
+// What a rolled-back apply must free: only ranges that hold what the apply
+// put there, since a planned mapping the patcher never made may be someone
+// else's memory by now.
+std::vector<RemoteRange> MappedByApply(const Journal& journal, const ProcessMemory& memory) {
+  std::vector<RemoteRange> unmap;
+  for (size_t i = 0; i < journal.mapped.size(); ++i) {
+    const RemoteRange& r = journal.mapped[i];
+    const auto& head =
+        i < journal.mapped_heads.size() ? journal.mapped_heads[i] : std::vector<uint8_t>();
+    auto got = memory.Read(r.start, head.size());
+    if (!head.empty() && got && *got == head) unmap.push_back(r);
+  }
+  return unmap;
+}
+
+}  // namespace
+
+Result<ProcessState> Patcher::State() const { return store_.Load(); }
+
+Result<VerifyReport> Patcher::Verify() const {
+  VerifyReport report;
+  if (HasPendingJournal()) {
+    report.mismatches.push_back("an interrupted operation awaits `hotpatch recover`");
+  }
+  auto state = store_.Load();
+  if (!state) return std::unexpected(std::move(state.error()));
+  auto memory = ProcessMemory::Open(pid_);
+  if (!memory) return std::unexpected(std::move(memory.error()));
+  SiteVerifier check(*memory, report);
+  for (const SiteState& site : state->sites) {
+    check.Bytes(site.patch_at, site.jump, "entry jump of " + site.function);
+    auto target = state->LiveTarget(site.entry);
+    if (!target) {
+      report.mismatches.push_back("site " + site.function + " has no live patch");
+      continue;
+    }
+    check.Bytes(site.slot, EncodeSlot(*target), "island slot of " + site.function);
+  }
+  for (const IslandState& is : state->islands) {
+    std::vector<uint8_t> magic(kIslandMagic, kIslandMagic + sizeof kIslandMagic);
+    check.Bytes(is.addr, magic, "island marker");
+  }
+  for (const PatchState& p : state->patches) {
+    for (const SegmentState& s : p.segments) check.Segment(p, s);
+  }
+  return report;
+}
+
+Result<bool> Patcher::TakeOutParkTraps() {
+  if (!std::filesystem::exists(store_.park_path())) return false;
+  // A patcher killed while busy threads ran to their spin traps: take the
+  // traps out first, so those threads go on.
+  auto memory = ProcessMemory::Open(pid_);
+  if (!memory) return std::unexpected(std::move(memory.error()));
+  auto tracee = Tracee::Attach(pid_);
+  if (!tracee) return std::unexpected(std::move(tracee.error()));
+  if (auto st = internal::RemoveParkTraps(*memory, store_.park_path()); !st) {
+    return std::unexpected(st.error());
+  }
+  if (auto st = tracee->Detach(); !st) return std::unexpected(st.error());
+  return true;
+}
+
+Result<RecoverReport> Patcher::Recover(std::chrono::milliseconds timeout) {
+  RecoverReport report;
+  auto trapped = TakeOutParkTraps();
+  if (!trapped) return std::unexpected(std::move(trapped.error()));
+  report.had_journal = *trapped;
+  const auto journal_path = store_.journal_path();
+  auto journal = LoadJournal(journal_path);
+  if (!journal) {
+    if (journal.error().code() != ErrorCode::kNotFound) {
+      return std::unexpected(std::move(journal.error()));
+    }
+    report.action = report.had_journal ? "removed the spin traps of an interrupted stop" : "none";
+    return report;
+  }
+  report.had_journal = true;
+  auto state = store_.Load();
+  if (!state) return std::unexpected(std::move(state.error()));
+  const bool apply = journal->op == Journal::Op::kApply;
+  if (state->serial != journal->serial) {
+    // The operation committed before its journal could be removed.
+    (void)RemoveJournal(journal_path);
+    report.action = fmt::format("{} of {} had committed; removed its journal",
+                                apply ? "apply" : "revert", journal->patch_id);
+    return report;
+  }
+  auto maps = ProcessMaps::Read(pid_);
+  if (!maps) return std::unexpected(std::move(maps.error()));
+  auto memory = ProcessMemory::Open(pid_);
+  if (!memory) return std::unexpected(std::move(memory.error()));
+  if (auto st = ReplayJournal(*journal, pid_, *memory); !st) return std::unexpected(st.error());
+  auto unmap = apply ? MappedByApply(*journal, *memory) : journal->to_unmap;
+  if (auto st = internal::UnmapWhenUnused(pid_, *memory, *maps, unmap, timeout, store_.park_path());
+      !st) {
+    return std::unexpected(
+        std::move(st.error()).AddContext("code is restored, but old patch pages stay mapped"));
+  }
+  if (!apply) {
+    auto next = ProcessState::FromJson(journal->new_state, journal_path.string());
+    if (!next) return std::unexpected(std::move(next.error()));
+    if (auto st = store_.Save(*next); !st) return std::unexpected(st.error());
+  }
+  (void)RemoveJournal(journal_path);
+  report.action = apply ? "rolled back the interrupted apply of " + journal->patch_id
+                        : "completed the interrupted revert of " + journal->patch_id;
+  return report;
+}
+
+}  // namespace patchlab::patchcore
