@@ -7,12 +7,12 @@
 # the bundled scenarios, policy and image recipes. Hand-written seeds (hand-*,
 # and files named after what they show) live beside them and are not touched.
 #
-#   bash fuzz/make_corpus.sh [PART...]   PART: elf dwarf recorded sig yaml (default: all)
-#   FUZZ_BUILD=build/ci                  the build whose hotpatch records (part recorded)
+#   bash fuzz/make_corpus.sh [PART...]   PART: elf dwarf hotpatch lines sig yaml (default: all)
+#   FUZZ_BUILD=build/ci                  the build whose hotpatch records (part hotpatch)
 #
-# Run it after changing a format; commit what it writes. The recorded part
-# differs on every run (fresh keys, addresses), so regenerate it only when its
-# format changed. Outputs are kept small (-Os builds of short sources), because
+# Run it after changing a format; commit what it writes. The recorded parts
+# (hotpatch, lines) differ on every run (fresh keys, addresses, clocks), so
+# regenerate them only when their format changed. Outputs are kept small (-Os builds of short sources), because
 # every one is replayed by ctest and mutated by the fuzzer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -91,7 +91,7 @@ done
 }
 
 # --- Packages, state and journals, recorded from real hotpatch runs ----------
-part_recorded() {
+part_hotpatch() {
 # A patch of the patch core's test target is packed three ways (signed,
 # unsigned with --depends, several functions with --replaces all), applied to
 # the running target, and interrupted at a fault point (HOTPATCH_FAULT) so that
@@ -144,6 +144,24 @@ kill "$target_pid"
 wait "$target_pid" 2>/dev/null || true
 }
 
+# --- Lines the lab reads from machines it does not trust ---------------------
+# A real scenario target's labstats line, and a real QMP session with QEMU
+# (greeting, replies, an error, events); the guest console log seed
+# (kernel_log/recorded-*) was kept from a lab run and is not regenerated here.
+part_lines() {
+mkdir -p "$corpus/labstats" "$corpus/qmp"
+rm -f "$corpus"/labstats/gen-* "$corpus"/qmp/gen-*
+"${cc[@]}" -Iscenarios/common -o "$tmp/kvd" scenarios/kv-parse-fix/kvd.c -pthread
+PATCHLAB_STATS=$tmp/stats "$tmp/kvd" --threads 2 --duration-ms 300 >"$tmp/kvd.out"
+cp "$tmp/stats" "$corpus/labstats/gen-kvd-stats"
+printf '%s\n' '{"execute":"qmp_capabilities","id":1}' '{"execute":"query-status","id":2}' \
+  '{"execute":"query-version","id":3}' '{"execute":"no-such-command","id":4}' \
+  '{"execute":"stop","id":5}' '{"execute":"query-status","id":6}' '{"execute":"cont","id":7}' \
+  '{"execute":"quit","id":8}' |
+  timeout 30 qemu-system-x86_64 -machine none -display none -nodefaults -qmp stdio \
+    >"$corpus/qmp/gen-qemu-session"
+}
+
 # --- Prototypes (--sig) ------------------------------------------------------
 # The checker test fixture's real prototypes, and one-line prototypes from
 # Debian's C headers (most are refused: __THROW, attributes, void *).
@@ -176,12 +194,12 @@ cp vm-images/images.yaml "$corpus/images/gen-images.yaml"
 }
 
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(elf dwarf recorded sig yaml)
+[ ${#parts[@]} -gt 0 ] || parts=(elf dwarf hotpatch lines sig yaml)
 for part in "${parts[@]}"; do
   case "$part" in
-    elf | dwarf | recorded | sig | yaml) "part_$part" ;;
+    elf | dwarf | hotpatch | lines | sig | yaml) "part_$part" ;;
     *)
-      echo "usage: fuzz/make_corpus.sh [elf|dwarf|recorded|sig|yaml]..." >&2
+      echo "usage: fuzz/make_corpus.sh [elf|dwarf|hotpatch|lines|sig|yaml]..." >&2
       exit 2
       ;;
   esac
