@@ -26,6 +26,15 @@ TEST(JsonUtil, SyntaxErrorNamesOriginLineAndColumn) {
   EXPECT_THAT(j.error().message(), HasSubstr("state.json: parse error at line 3, column 3"));
 }
 
+// Found by fuzz/qmp_fuzzer.cc: nlohmann reports a number too large for a
+// double as out_of_range (406), not parse_error, and it escaped ParseJson.
+TEST(JsonUtil, NumberTooLargeForADoubleIsAParseError) {
+  auto j = ParseJson(R"({"return": {}, "id": 179661e400})", "qmp");
+  ASSERT_FALSE(j.has_value());
+  EXPECT_EQ(j.error().code(), ErrorCode::kParse);
+  EXPECT_THAT(j.error().message(), HasSubstr("qmp: number overflow parsing '179661e400'"));
+}
+
 TEST(JsonUtil, NestingPastTheBoundIsRefusedWithItsOffset) {
   std::string ok = std::string(kMaxJsonDepth, '[') + std::string(kMaxJsonDepth, ']');
   EXPECT_OK(ParseJson(ok, "ok.json"));
