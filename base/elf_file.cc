@@ -559,19 +559,23 @@ const ElfSymbol* ElfFile::FindSymbol(std::string_view name) const {
 
 std::vector<const ElfSymbol*> ElfFile::FindSymbols(std::string_view name) const {
   std::vector<const ElfSymbol*> out;
-  // "name@VERSION" / "name@@VERSION": that version only (a symbol's own name
-  // never holds an '@').
-  std::string_view version;
+  // "name@VERSION" / "name@@VERSION": that version of a dynamic symbol.
   const size_t at = name.find('@');
   if (at != std::string_view::npos && at > 0) {
-    version = name.substr(at + 1);
+    std::string_view version = name.substr(at + 1);
     if (version.starts_with('@')) version.remove_prefix(1);
-    name = name.substr(0, at);
+    auto [lo, hi] = symbols_by_name_.equal_range(std::string(name.substr(0, at)));
+    for (auto it = lo; it != hi; ++it) {
+      const ElfSymbol& s = symbols_[it->second];
+      if (s.dynamic && s.version == version) out.push_back(&s);
+    }
   }
-  auto [lo, hi] = symbols_by_name_.equal_range(std::string(name));
-  for (auto it = lo; it != hi; ++it) {
-    const ElfSymbol& s = symbols_[it->second];
-    if (at == std::string_view::npos || (s.dynamic && s.version == version)) out.push_back(&s);
+  // Otherwise the name as it stands: a .symtab name may itself hold an '@'
+  // (the linker names versioned aliases "memcpy@GLIBC_2.2.5" there, and a
+  // debug file has no .dynsym to match the version against).
+  if (out.empty()) {
+    auto [lo, hi] = symbols_by_name_.equal_range(std::string(name));
+    for (auto it = lo; it != hi; ++it) out.push_back(&symbols_[it->second]);
   }
   std::stable_sort(out.begin(), out.end(),
                    [](const ElfSymbol* a, const ElfSymbol* b) { return Rank(*a) < Rank(*b); });

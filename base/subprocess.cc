@@ -98,47 +98,71 @@ bool DrainOnce(int fd, std::string& out) {
   return false;
 }
 
+// stdin of a child: `data` in a memfd, held up front so the child can never
+// block us; /dev/null without data.
+Result<ScopedFd> OpenStdin(const std::optional<std::string>& data) {
+  if (!data) return OpenNull(O_RDONLY);
+  ScopedFd fd(::memfd_create("patchlab-stdin", MFD_CLOEXEC));
+  if (!fd) return FailErrno("memfd_create");
+  size_t done = 0;
+  while (done < data->size()) {
+    ssize_t n = ::write(fd.get(), data->data() + done, data->size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return FailErrno("write stdin memfd");
+    done += static_cast<size_t>(n);
+  }
+  ::lseek(fd.get(), 0, SEEK_SET);
+  return fd;
+}
+
+// err_fd's value for "stderr goes wherever stdout goes".
+constexpr int kErrWithOut = -2;
+
+// Everything the child needs, prepared before fork: after it, only
+// async-signal-safe calls are allowed.
+struct ChildSetup {
+  pid_t parent = 0;
+  int stdin_fd = -1;
+  int out_fd = -1;  // < 0: inherit
+  int err_fd = -1;  // < 0: inherit; kErrWithOut: as stdout
+  const char* cwd = nullptr;
+  char* const* argv = nullptr;
+  char* const* envp = nullptr;
+  int status_fd = -1;  // the exec failure's errno goes here
+};
+
+// The child's side of fork: never returns.
+[[noreturn]] void RunChild(const ChildSetup& c) {
+  // First, to keep short the window in which a parent that dies leaves the
+  // child behind. It is tied to this thread, which is safe for the lab's
+  // callers: each starts and stops its child on one thread (a runner worker
+  // boots, uses and kills its cell's QEMU or workload itself).
+  DieWithParent(c.parent);
+  ::setpgid(0, 0);
+  // Restore default dispositions and an empty mask: a parent's ignored
+  // SIGPIPE or blocked signals must not leak into the program.
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
+  ::dup2(c.stdin_fd, 0);
+  if (c.out_fd >= 0) ::dup2(c.out_fd, 1);
+  if (c.err_fd >= 0) ::dup2(c.err_fd, 2);
+  if (c.err_fd == kErrWithOut) ::dup2(1, 2);
+  if (c.cwd == nullptr || ::chdir(c.cwd) == 0) ::execvpe(c.argv[0], c.argv, c.envp);
+  int e = errno;
+  [[maybe_unused]] ssize_t n = ::write(c.status_fd, &e, sizeof e);
+  ::_exit(127);
+}
+
 }  // namespace
-
-std::string SignalName(int sig) {
-  const char* abbrev = ::sigabbrev_np(sig);
-  if (abbrev == nullptr) return fmt::format("signal {}", sig);
-  return fmt::format("SIG{}", abbrev);
-}
-
-std::string ExitStatus::ToString() const {
-  std::string out;
-  if (timed_out) out = "timed out, ";
-  if (exited) return out + fmt::format("exit {}", code);
-  out += "killed by " + SignalName(signal);
-  if (core_dumped) out += " (core dumped)";
-  return out;
-}
 
 Result<Subprocess> Subprocess::Start(SubprocessOptions options) {
   if (options.argv.empty()) return Fail(ErrorCode::kInvalidArgument, "subprocess: empty argv");
   const std::string& program = options.argv[0];
 
-  ScopedFd stdin_fd;
-  if (options.stdin_data) {
-    // A memfd holds all of stdin up front, so the child can never block us.
-    int fd = ::memfd_create("patchlab-stdin", MFD_CLOEXEC);
-    if (fd < 0) return FailErrno("memfd_create");
-    stdin_fd.Reset(fd);
-    const std::string& data = *options.stdin_data;
-    size_t done = 0;
-    while (done < data.size()) {
-      ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return FailErrno("write stdin memfd");
-      done += static_cast<size_t>(n);
-    }
-    ::lseek(fd, 0, SEEK_SET);
-  } else {
-    auto fd = OpenNull(O_RDONLY);
-    if (!fd) return std::unexpected(fd.error());
-    stdin_fd = std::move(*fd);
-  }
+  auto stdin_fd = OpenStdin(options.stdin_data);
+  if (!stdin_fd) return std::unexpected(stdin_fd.error());
 
   auto out = PlanOutput(options.stdout_mode, options.stdout_path);
   if (!out) return std::unexpected(std::move(out.error()).AddContext("stdout of " + program));
@@ -166,40 +190,18 @@ Result<Subprocess> Subprocess::Start(SubprocessOptions options) {
   ScopedFd status_read(status_pipe[0]);
   ScopedFd status_write(status_pipe[1]);
 
-  const int child_out = out->child_fd.get();
-  const int child_err = options.stderr_to_stdout ? -2 : err_plan.child_fd.get();
-  const char* cwd = options.cwd.empty() ? nullptr : options.cwd.c_str();
-
-  const pid_t parent = ::getpid();
+  ChildSetup child;
+  child.parent = ::getpid();
+  child.stdin_fd = stdin_fd->get();
+  child.out_fd = out->child_fd.get();
+  child.err_fd = options.stderr_to_stdout ? kErrWithOut : err_plan.child_fd.get();
+  child.cwd = options.cwd.empty() ? nullptr : options.cwd.c_str();
+  child.argv = argv.data();
+  child.envp = envp.data();
+  child.status_fd = status_write.get();
   pid_t pid = ::fork();
   if (pid < 0) return FailErrno("fork for " + program);
-  if (pid == 0) {
-    // First, to keep short the window in which a parent that dies leaves the
-    // child behind. It is tied to this thread, which is safe for the lab's
-    // callers: each starts and stops its child on one thread (a runner worker
-    // boots, uses and kills its cell's QEMU or workload itself).
-    DieWithParent(parent);
-    ::setpgid(0, 0);
-    // Restore default dispositions and an empty mask: a parent's ignored
-    // SIGPIPE or blocked signals must not leak into the program.
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
-    ::dup2(stdin_fd.get(), 0);
-    if (child_out >= 0) ::dup2(child_out, 1);
-    if (child_err >= 0) ::dup2(child_err, 2);
-    if (child_err == -2) ::dup2(1, 2);
-    if (cwd != nullptr && ::chdir(cwd) != 0) {
-      int e = errno;
-      [[maybe_unused]] ssize_t n = ::write(status_write.get(), &e, sizeof e);
-      ::_exit(127);
-    }
-    ::execvpe(argv[0], argv.data(), envp.data());
-    int e = errno;
-    [[maybe_unused]] ssize_t n = ::write(status_write.get(), &e, sizeof e);
-    ::_exit(127);
-  }
+  if (pid == 0) RunChild(child);
   // Also set the group from the parent: whichever runs first wins the race
   // against a kill of the group.
   ::setpgid(pid, pid);

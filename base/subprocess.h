@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "base/scoped_fd.h"
 
 namespace patchlab {
@@ -53,18 +54,6 @@ struct SubprocessOptions {
   // 0: no timeout. On timeout the process group gets SIGTERM, then SIGKILL after kill_grace.
   std::chrono::milliseconds timeout{0};
   std::chrono::milliseconds kill_grace{500};
-};
-
-struct ExitStatus {
-  bool exited = false;  // returned from main or called exit
-  int code = 0;         // with exited
-  int signal = 0;       // when killed by a signal
-  bool core_dumped = false;
-  bool timed_out = false;  // we killed it because the timeout passed
-
-  bool Success() const { return exited && code == 0 && !timed_out; }
-  // "exit 0", "exit 3", "killed by SIGSEGV (core dumped)", "timed out, killed by SIGKILL"
-  std::string ToString() const;
 };
 
 struct SubprocessResult {
@@ -112,8 +101,5 @@ class Subprocess {
 
 // Start + Wait in one call.
 Result<SubprocessResult> RunSubprocess(SubprocessOptions options);
-
-// Name of a signal: "SIGSEGV"; "signal 64" for one without a name.
-std::string SignalName(int sig);
 
 }  // namespace patchlab

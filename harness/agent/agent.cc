@@ -48,6 +48,86 @@ bool WriteAll(int fd, const std::string& data) {
 
 void SetNonBlocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
+// The environment of an `exec`/`run` child: the request's, with a PATH when
+// it has none.
+std::vector<std::string> ExecEnvironment(const json& request) {
+  std::vector<std::string> env_strings;
+  bool has_path = false;
+  if (request.contains("env")) {
+    for (const auto& [k, v] : request["env"].items()) {
+      env_strings.push_back(k + "=" + v.get<std::string>());
+      if (k == "PATH") has_path = true;
+    }
+  }
+  if (!has_path) env_strings.push_back("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin");
+  return env_strings;
+}
+
+// Everything an `exec`/`run` child needs, prepared before fork.
+struct ChildExec {
+  std::vector<char*> argv, env;  // null-terminated
+  std::string cwd;
+  bool capture = false;            // `run`: stdin, stdout and stderr are pipes
+  std::string out_path, err_path;  // `exec`: where output goes; empty: output_dir/PID.*
+  std::string output_dir;
+  int err_pipe[2] = {-1, -1};  // the exec failure's errno
+  int out_pipe[2] = {-1, -1}, errp[2] = {-1, -1}, in_pipe[2] = {-1, -1};  // with capture
+  pid_t agent_pid = 0;
+};
+
+// The child's side of fork: never returns.
+[[noreturn]] void RunExecChild(ChildExec& c) {
+  // Its own process group keeps a workload out of a kill of ours, so without
+  // this an agent killed on a host (the tests run it there) leaves every
+  // workload running. In a guest, where the agent is PID 1, its death ends
+  // the machine anyway. The agent has one thread, so the signal comes only
+  // when the agent ends.
+  DieWithParent(c.agent_pid);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::signal(SIGPIPE, SIG_DFL);
+  ::setpgid(0, 0);
+  auto die = [&](int err) {
+    (void)!::write(c.err_pipe[1], &err, sizeof err);
+    ::_exit(127);
+  };
+  if (::chdir(c.cwd.c_str()) != 0) die(errno);
+  if (c.capture) {
+    ::dup2(c.in_pipe[0], 0);
+    ::dup2(c.out_pipe[1], 1);
+    ::dup2(c.errp[1], 2);
+  } else {
+    int in = ::open("/dev/null", O_RDONLY);
+    if (in >= 0) ::dup2(in, 0);
+    // The agent is single-threaded, so the child may allocate here.
+    if (c.out_path.empty()) c.out_path = c.output_dir + "/" + std::to_string(::getpid()) + ".out";
+    if (c.err_path.empty()) c.err_path = c.output_dir + "/" + std::to_string(::getpid()) + ".err";
+    int o = ::open(c.out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int e = ::open(c.err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (o < 0 || e < 0) die(errno);
+    ::dup2(o, 1);
+    ::dup2(e, 2);
+  }
+  ::execvpe(c.argv[0], c.argv.data(), c.env.data());
+  die(errno);
+  ::_exit(127);  // not reached: die() exits
+}
+
+// A started `run` child's pipes on the agent's side: stdin written and
+// closed; stdout and stderr (returned) read without blocking by the loop.
+void AttachCapture(const ChildExec& c, const std::string& stdin_data, int& out_fd, int& err_fd) {
+  ::close(c.out_pipe[1]);
+  ::close(c.errp[1]);
+  ::close(c.in_pipe[0]);
+  if (!stdin_data.empty()) WriteAll(c.in_pipe[1], stdin_data);
+  ::close(c.in_pipe[1]);
+  out_fd = c.out_pipe[0];
+  err_fd = c.errp[0];
+  SetNonBlocking(out_fd);
+  SetNonBlocking(err_fd);
+}
+
 }  // namespace
 
 bool MakeRaw(int fd, std::string* error) {
@@ -257,95 +337,39 @@ json Agent::Dispatch(uint64_t id, const json& request, bool* deferred) {
 json Agent::OpExec(const json& request, bool capture, uint64_t id, bool* deferred) {
   std::vector<std::string> argv = request.at("argv").get<std::vector<std::string>>();
   if (argv.empty()) return Fail("empty argv");
-  std::vector<std::string> env_strings;
-  bool has_path = false;
-  if (request.contains("env")) {
-    for (const auto& [k, v] : request["env"].items()) {
-      env_strings.push_back(k + "=" + v.get<std::string>());
-      if (k == "PATH") has_path = true;
-    }
+  std::vector<std::string> env_strings = ExecEnvironment(request);
+  ChildExec exec;
+  exec.cwd = request.value("cwd", std::string("/"));
+  exec.capture = capture;
+  if (!capture) {
+    exec.out_path = request.value("stdout", std::string());
+    exec.err_path = request.value("stderr", std::string());
   }
-  if (!has_path) env_strings.push_back("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin");
-  std::string cwd = request.value("cwd", std::string("/"));
-  std::string stdin_data = request.value("stdin", std::string());
-
-  int err_pipe[2];
-  int out_pipe[2] = {-1, -1}, errp[2] = {-1, -1}, in_pipe[2] = {-1, -1};
-  if (::pipe2(err_pipe, O_CLOEXEC) != 0) return Fail(Errno("pipe"));
-  if (capture && (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(errp, O_CLOEXEC) != 0 ||
-                  ::pipe2(in_pipe, O_CLOEXEC) != 0)) {
+  exec.output_dir = options_.output_dir;
+  if (::pipe2(exec.err_pipe, O_CLOEXEC) != 0) return Fail(Errno("pipe"));
+  if (capture && (::pipe2(exec.out_pipe, O_CLOEXEC) != 0 || ::pipe2(exec.errp, O_CLOEXEC) != 0 ||
+                  ::pipe2(exec.in_pipe, O_CLOEXEC) != 0)) {
     return Fail(Errno("pipe"));
   }
-  std::vector<char*> cargv, cenv;
-  for (auto& a : argv) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  for (auto& e : env_strings) cenv.push_back(e.data());
-  cenv.push_back(nullptr);
-  std::string out_path, err_path;
-  if (!capture) {
-    out_path = request.value("stdout", std::string());
-    err_path = request.value("stderr", std::string());
-  }
+  for (auto& a : argv) exec.argv.push_back(a.data());
+  exec.argv.push_back(nullptr);
+  for (auto& e : env_strings) exec.env.push_back(e.data());
+  exec.env.push_back(nullptr);
 
-  const pid_t agent_pid = ::getpid();
+  exec.agent_pid = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) return Fail(Errno("fork"));
-  if (pid == 0) {
-    // Its own process group keeps a workload out of a kill of ours, so without
-    // this an agent killed on a host (the tests run it there) leaves every
-    // workload running. In a guest, where the agent is PID 1, its death ends
-    // the machine anyway. The agent has one thread, so the signal comes only
-    // when the agent ends.
-    DieWithParent(agent_pid);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::signal(SIGPIPE, SIG_DFL);
-    ::setpgid(0, 0);
-    auto die = [&](int err) {
-      (void)!::write(err_pipe[1], &err, sizeof err);
-      ::_exit(127);
-    };
-    if (::chdir(cwd.c_str()) != 0) die(errno);
-    if (capture) {
-      ::dup2(in_pipe[0], 0);
-      ::dup2(out_pipe[1], 1);
-      ::dup2(errp[1], 2);
-    } else {
-      int in = ::open("/dev/null", O_RDONLY);
-      if (in >= 0) ::dup2(in, 0);
-      // The agent is single-threaded, so the child may allocate here.
-      if (out_path.empty())
-        out_path = options_.output_dir + "/" + std::to_string(::getpid()) + ".out";
-      if (err_path.empty())
-        err_path = options_.output_dir + "/" + std::to_string(::getpid()) + ".err";
-      int o = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      int e = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (o < 0 || e < 0) die(errno);
-      ::dup2(o, 1);
-      ::dup2(e, 2);
-    }
-    ::execvpe(cargv[0], cargv.data(), cenv.data());
-    die(errno);
-  }
+  if (pid == 0) RunExecChild(exec);
   ::setpgid(pid, pid);
-  ::close(err_pipe[1]);
+  ::close(exec.err_pipe[1]);
   int child_errno = 0;
-  ssize_t got = ::read(err_pipe[0], &child_errno, sizeof child_errno);
-  ::close(err_pipe[0]);
+  ssize_t got = ::read(exec.err_pipe[0], &child_errno, sizeof child_errno);
+  ::close(exec.err_pipe[0]);
   Child child;
   child.pid = pid;
   if (capture) {
-    ::close(out_pipe[1]);
-    ::close(errp[1]);
-    ::close(in_pipe[0]);
-    if (!stdin_data.empty()) WriteAll(in_pipe[1], stdin_data);
-    ::close(in_pipe[1]);
     child.capture = true;
-    child.out_fd = out_pipe[0];
-    child.err_fd = errp[0];
-    SetNonBlocking(child.out_fd);
-    SetNonBlocking(child.err_fd);
+    AttachCapture(exec, request.value("stdin", std::string()), child.out_fd, child.err_fd);
   }
   if (got == static_cast<ssize_t>(sizeof child_errno)) {
     // exec failed; the child exits 127 and is reaped by the loop.

@@ -1,22 +1,14 @@
 #include "harness/lab/runner.h"
 
-#include <unistd.h>
-
-#include <chrono>
-#include <condition_variable>
-#include <deque>
+#include <algorithm>
 #include <map>
-#include <mutex>
-#include <nlohmann/json.hpp>
 #include <set>
-#include <thread>
 
 #include "base/file_util.h"
 #include "base/log.h"
 #include "emulator/checker.h"
 #include "harness/lab/internal/runner_build.h"
-#include "harness/lab/internal/runner_cell.h"
-#include "harness/lab/internal/runner_figures.h"
+#include "harness/lab/internal/runner_cells.h"
 #include "harness/lab/internal/runner_host_guest.h"
 #include "harness/lab/internal/runner_vm_guest.h"
 #include "harness/libvirt/fleet_backend.h"
@@ -29,24 +21,257 @@ namespace {
 namespace fs = std::filesystem;
 using internal::BuiltPatch;
 using internal::BuiltScenario;
-using Clock = std::chrono::steady_clock;
+using internal::PlannedCell;
 
-struct PlannedCell {
-  const Scenario* scenario;
-  const BuiltScenario* built;
-  const BuiltPatch* patch;
-  const WorkloadSpec* workload;
-  metrics::CellKey key;
+using BuiltScenarios = std::vector<std::unique_ptr<BuiltScenario>>;
+
+// What the semantic checks found, before any machine starts.
+struct SemanticResults {
+  std::map<std::string, metrics::SemanticVerdict> verdicts;  // by patch id
+  std::vector<metrics::SemanticFinding> findings;
 };
 
-std::string Slug(const std::string& s) {
-  std::string out;
-  for (char c : s)
-    out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.') ? c : '_';
-  return out;
+// Every scenario's target and patches, built and signed with the lab's key;
+// by scenario index. A scenario that does not build fails the run here.
+Result<BuiltScenarios> BuildScenarios(const std::vector<Scenario>& scenarios, const fs::path& out,
+                                      const internal::LabKey& key, const RunnerOptions& options) {
+  BuiltScenarios built;
+  for (const Scenario& s : scenarios) {
+    Log("harness")->info("building {} ({} patch{})", s.name, s.patches.size(),
+                         s.patches.size() == 1 ? "" : "es");
+    auto b = internal::BuildScenario(s, out / internal::Slug(s.name) / "build", key,
+                                     options.hotpatch, options.cc);
+    if (!b) return std::unexpected(b.error());
+    built.push_back(std::make_unique<BuiltScenario>(std::move(*b)));
+  }
+  return built;
 }
 
-nlohmann::json FiguresJson(const CellOutcome& c) {
+metrics::SemanticVerdict ToSemanticVerdict(emulator::Verdict verdict) {
+  if (emulator::VerdictExitCode(verdict) == 1) return metrics::SemanticVerdict::kFail;
+  if (verdict == emulator::Verdict::kInconclusive) return metrics::SemanticVerdict::kInconclusive;
+  return metrics::SemanticVerdict::kPass;
+}
+
+// The semantic check of one built patch, when the scenario's semantic:
+// section names its object; its report lands beside the build.
+Status CheckPatch(const Scenario& s, const BuiltScenario& built, const BuiltPatch& p,
+                  const fs::path& out, SemanticResults& results) {
+  emulator::CheckOptions check = *s.semantic;
+  if (fs::path(check.new_fn.elf).filename() != p.object.filename()) return {};
+  check.new_fn.elf = p.object.string();
+  if (fs::path(check.old_fn.elf).filename() == s.target.program)
+    check.old_fn.elf = built.program.string();
+  Log("harness")->info("semantic check of {} ({} inputs)", p.spec->id, check.inputs);
+  auto result = emulator::RunCheck(check);
+  if (!result) {
+    return std::unexpected(
+        std::move(result.error())
+            .AddContext(fmt::format("{}: semantic check of {}", s.file.string(), p.spec->id)));
+  }
+  results.verdicts[p.spec->id] = ToSemanticVerdict(result->verdict);
+  (void)WriteFileAtomic(out / internal::Slug(s.name) / "build" / (p.spec->id + ".semantic.json"),
+                        emulator::FormatJson(*result) + "\n");
+  for (const auto& c : result->counterexamples) {
+    metrics::SemanticFinding f;
+    f.scenario = s.name;
+    f.patch_id = p.spec->id;
+    f.function = check.old_fn.symbol;
+    f.kind = c.kind;
+    f.input = c.input_text;
+    f.old_result = c.old_result;
+    f.new_result = c.new_result;
+    f.detail = c.detail;
+    results.findings.push_back(std::move(f));
+  }
+  return {};
+}
+
+// The semantic checks, still before any machine: one per patch whose object
+// the scenario's semantic: section names.
+Result<SemanticResults> RunSemanticChecks(const std::vector<Scenario>& scenarios,
+                                          const BuiltScenarios& built, const fs::path& out) {
+  SemanticResults results;
+  for (size_t si = 0; si < scenarios.size(); ++si) {
+    if (!scenarios[si].semantic) continue;
+    for (const BuiltPatch& p : built[si]->patches) {
+      if (auto s = CheckPatch(scenarios[si], *built[si], p, out, results); !s)
+        return std::unexpected(s.error());
+    }
+  }
+  return results;
+}
+
+// The machines the cells run on: this host, a libvirt fleet, or QEMU here.
+Result<std::unique_ptr<internal::GuestFactory>> MakeGuestFactory(const RunnerOptions& options,
+                                                                 const fs::path& out) {
+  if (options.backend == RunnerBackend::kHost)
+    return std::make_unique<internal::HostGuestFactory>(options.hotpatch);
+  if (options.backend == RunnerBackend::kLibvirt) {
+    // The fleet: VMs spread over the --connect hosts (docs/fleet.md).
+    auto fleet = MakeLibvirtBackend(options.connect, options.per_host);
+    if (!fleet) return std::unexpected(Error(ErrorCode::kInfra, fleet.error().ToString()));
+    return internal::MakeVmGuestFactory(options.recipes, out / "vm-states", std::move(*fleet));
+  }
+  return internal::MakeVmGuestFactory(options.recipes, out / "vm-states");
+}
+
+// The images a scenario runs on: its own (else every image), kept to --images.
+std::vector<std::string> ScenarioImages(const Scenario& s, const RunnerOptions& options,
+                                        internal::GuestFactory& factory) {
+  std::vector<std::string> images = s.images.empty() ? factory.Images() : s.images;
+  if (options.images.empty()) return images;
+  std::vector<std::string> kept;
+  for (const auto& i : images) {
+    if (std::find(options.images.begin(), options.images.end(), i) != options.images.end())
+      kept.push_back(i);
+  }
+  return kept;
+}
+
+// The CPU models of one image: --cpus, else the scenario's, else the image's.
+std::vector<std::string> ImageCpus(const Scenario& s, const std::string& image,
+                                   const RunnerOptions& options, internal::GuestFactory& factory) {
+  if (options.backend == RunnerBackend::kHost) return {"host"};
+  if (!options.cpus.empty()) return options.cpus;
+  if (!s.cpus.empty()) return s.cpus;
+  return factory.DefaultCpus(image);
+}
+
+// The matrix: scenario x patch x image x CPU model x workload. Fails naming
+// the scenario file on an image the lab does not know, and on an empty matrix.
+Result<std::vector<PlannedCell>> PlanMatrix(const std::vector<Scenario>& scenarios,
+                                            const BuiltScenarios& built,
+                                            const RunnerOptions& options,
+                                            internal::GuestFactory& factory) {
+  std::vector<PlannedCell> plan;
+  std::set<std::string> known_images;
+  for (const auto& i : factory.Images()) known_images.insert(i);
+  for (size_t si = 0; si < scenarios.size(); ++si) {
+    const Scenario& s = scenarios[si];
+    for (const auto& image : ScenarioImages(s, options, factory)) {
+      if (!known_images.contains(image)) {
+        return Fail(ErrorCode::kInvalidArgument, "{}: image '{}' is not one the lab knows ({})",
+                    s.file.string(), image, fmt::join(known_images, ", "));
+      }
+      std::vector<std::string> cpus = ImageCpus(s, image, options, factory);
+      for (const auto& patch : built[si]->patches) {
+        for (const auto& cpu : cpus) {
+          for (const auto& w : s.workloads) {
+            plan.push_back(
+                {&s, built[si].get(), &patch, &w, {s.name, patch.spec->id, image, cpu, w.name}});
+          }
+        }
+      }
+    }
+  }
+  if (plan.empty())
+    return Fail(ErrorCode::kInvalidArgument, "the matrix is empty (check --images and --cpus)");
+  return plan;
+}
+
+// Starts the run in the database (or resumes it, keeping only the cells it
+// still misses in `plan`) and returns its id.
+Result<int64_t> BeginOrResumeRun(metrics::CompatDb& db, const RunnerOptions& options,
+                                 std::vector<PlannedCell>& plan) {
+  if (!options.resume) {
+    metrics::RunInfo info;
+    info.label = options.label;
+    info.args = options.args;
+    return db.BeginRun(info);
+  }
+  int64_t run_id = *options.resume;
+  if (auto s = db.ResumeRun(run_id); !s) return std::unexpected(s.error());
+  auto missing = db.MissingCells(run_id);
+  if (!missing) return std::unexpected(missing.error());
+  std::set<metrics::CellKey> want(missing->begin(), missing->end());
+  std::erase_if(plan, [&](const PlannedCell& c) { return !want.contains(c.key); });
+  Log("harness")->info("resuming run {}: {} cells missing", run_id, plan.size());
+  return run_id;
+}
+
+// What the run uses, recorded before its cells: the patches, the semantic
+// findings, the images.
+Status RecordRunInputs(metrics::CompatDb& db, int64_t run_id, const BuiltScenarios& built,
+                       const internal::LabKey& key, SemanticResults& semantic,
+                       const std::vector<PlannedCell>& plan, internal::GuestFactory& factory) {
+  for (const auto& b : built) {
+    for (const auto& p : b->patches) {
+      metrics::PatchInfo info{p.spec->id, static_cast<int>(p.spec->seq), p.target_build_id,
+                              p.package_sha256, key.public_key.string()};
+      if (auto s = db.RecordPatch(info); !s) return s;
+    }
+  }
+  for (auto& f : semantic.findings) f.run_id = run_id;
+  if (!semantic.findings.empty()) {
+    if (auto s = db.RecordFindings(run_id, semantic.findings); !s) return s;
+  }
+  std::set<std::string> images_used;
+  for (const auto& c : plan) images_used.insert(c.key.image);
+  for (const auto& image : images_used) {
+    metrics::ImageInfo info;
+    info.name = image;
+    if (auto detail = factory.Describe(image)) {
+      info.kernel_version = detail->first;
+      info.content_hash = detail->second;
+    }
+    if (auto s = db.RecordImage(info); !s) return s;
+  }
+  return {};
+}
+
+// The cells of one ring that are still to run: not run on an earlier ring,
+// not of a stopped patch. Marks them done and collects their patches.
+std::vector<size_t> RingCells(const metrics::Ring& ring, const std::vector<PlannedCell>& plan,
+                              const std::set<std::string>& stopped, std::vector<bool>& done,
+                              std::set<std::string>& patches) {
+  std::vector<size_t> cells;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    if (done[i] || stopped.contains(plan[i].key.patch_id) || !ring.Contains(plan[i].key.image))
+      continue;
+    cells.push_back(i);
+    done[i] = true;
+    patches.insert(plan[i].key.patch_id);
+  }
+  return cells;
+}
+
+Status RunAllCells(const std::vector<PlannedCell>& plan, internal::CellPool& pool) {
+  std::vector<size_t> all(plan.size());
+  for (size_t i = 0; i < plan.size(); ++i) all[i] = i;
+  return pool.RunBatch(std::move(all));
+}
+
+// Rollout rings: each ring's cells, then the gate on that ring for every
+// patch in it; a patch that does not ship goes no further.
+Status RunRings(const RunnerOptions& options, const std::atomic<bool>& cancel,
+                const std::vector<PlannedCell>& plan, internal::CellPool& pool,
+                metrics::CompatDb& db, RunReport& report) {
+  std::set<std::string> stopped;
+  std::vector<bool> done(plan.size(), false);
+  for (const metrics::Ring& ring : options.policy->rings) {
+    if (cancel) break;
+    std::set<std::string> patches;
+    std::vector<size_t> cells = RingCells(ring, plan, stopped, done, patches);
+    Log("harness")->info("ring {}: {} cells", ring.name, cells.size());
+    if (auto s = pool.RunBatch(std::move(cells)); !s) return s;
+    for (const auto& patch : patches) {
+      auto decision = metrics::EvaluateRing(db, patch, ring.name, *options.policy);
+      if (!decision) return std::unexpected(decision.error());
+      if (decision->outcome != metrics::GateOutcome::kShip) {
+        stopped.insert(patch);
+        report.ring_stops.push_back(
+            fmt::format("{}: stopped after ring {}: {}", patch, ring.name, decision->Explain()));
+      }
+    }
+  }
+  pool.CountOnlyDone();  // cells of later rings were never planned
+  return {};
+}
+
+}  // namespace
+
+nlohmann::json CellOutcomeJson(const CellOutcome& c) {
   const metrics::CellResult& r = c.result;
   nlohmann::json j;
   j["scenario"] = r.key.scenario;
@@ -81,8 +306,6 @@ nlohmann::json FiguresJson(const CellOutcome& c) {
   return j;
 }
 
-}  // namespace
-
 int RunReport::ExitCode() const {
   bool unmet = false, infra = false;
   for (const auto& c : cells) {
@@ -102,7 +325,6 @@ Runner::Runner(RunnerOptions options) : options_(std::move(options)) {}
 
 Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
                               const std::function<void(const RunProgress&)>& progress) {
-  auto log = Log("harness");
   if (scenarios.empty()) return Fail(ErrorCode::kInvalidArgument, "no scenario to run");
   if (auto s = MakeDirs(options_.out); !s) return std::unexpected(s.error());
   fs::path out = fs::absolute(options_.out);
@@ -112,291 +334,42 @@ Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
   fs::path key_dir = options_.key_dir.empty() ? internal::DefaultKeyDir() : options_.key_dir;
   auto key = internal::EnsureLabKey(key_dir, options_.hotpatch);
   if (!key) return std::unexpected(key.error());
-  std::vector<std::unique_ptr<BuiltScenario>> built;
-  for (const Scenario& s : scenarios) {
-    log->info("building {} ({} patch{})", s.name, s.patches.size(),
-              s.patches.size() == 1 ? "" : "es");
-    auto b = internal::BuildScenario(s, out / Slug(s.name) / "build", *key, options_.hotpatch,
-                                     options_.cc);
-    if (!b) return std::unexpected(b.error());
-    built.push_back(std::make_unique<BuiltScenario>(std::move(*b)));
-  }
+  auto built = BuildScenarios(scenarios, out, *key, options_);
+  if (!built) return std::unexpected(built.error());
+  auto semantic = RunSemanticChecks(scenarios, *built, out);
+  if (!semantic) return std::unexpected(semantic.error());
 
-  // The semantic checks, still before any machine: one per patch whose object
-  // the scenario's semantic: section names.
-  std::map<std::string, metrics::SemanticVerdict> semantic;
-  std::vector<metrics::SemanticFinding> findings;
-  for (size_t si = 0; si < scenarios.size(); ++si) {
-    const Scenario& s = scenarios[si];
-    if (!s.semantic) continue;
-    for (const BuiltPatch& p : built[si]->patches) {
-      emulator::CheckOptions check = *s.semantic;
-      if (fs::path(check.new_fn.elf).filename() != p.object.filename()) continue;
-      check.new_fn.elf = p.object.string();
-      if (fs::path(check.old_fn.elf).filename() == s.target.program)
-        check.old_fn.elf = built[si]->program.string();
-      log->info("semantic check of {} ({} inputs)", p.spec->id, check.inputs);
-      auto result = emulator::RunCheck(check);
-      if (!result) {
-        return std::unexpected(
-            std::move(result.error())
-                .AddContext(fmt::format("{}: semantic check of {}", s.file.string(), p.spec->id)));
-      }
-      metrics::SemanticVerdict v = metrics::SemanticVerdict::kPass;
-      if (result->verdict == emulator::Verdict::kInconclusive)
-        v = metrics::SemanticVerdict::kInconclusive;
-      if (emulator::VerdictExitCode(result->verdict) == 1) v = metrics::SemanticVerdict::kFail;
-      semantic[p.spec->id] = v;
-      (void)WriteFileAtomic(out / Slug(s.name) / "build" / (p.spec->id + ".semantic.json"),
-                            emulator::FormatJson(*result) + "\n");
-      for (const auto& c : result->counterexamples) {
-        metrics::SemanticFinding f;
-        f.scenario = s.name;
-        f.patch_id = p.spec->id;
-        f.function = check.old_fn.symbol;
-        f.kind = c.kind;
-        f.input = c.input_text;
-        f.old_result = c.old_result;
-        f.new_result = c.new_result;
-        f.detail = c.detail;
-        findings.push_back(std::move(f));
-      }
-    }
-  }
+  // 2. The machines, and the matrix of cells on them.
+  auto factory = MakeGuestFactory(options_, out);
+  if (!factory) return std::unexpected(factory.error());
+  auto plan = PlanMatrix(scenarios, *built, options_, **factory);
+  if (!plan) return std::unexpected(plan.error());
 
-  // 2. The machines.
-  std::unique_ptr<internal::GuestFactory> factory;
-  if (options_.backend == RunnerBackend::kHost) {
-    factory = std::make_unique<internal::HostGuestFactory>(options_.hotpatch);
-  } else if (options_.backend == RunnerBackend::kLibvirt) {
-    // The fleet: VMs spread over the --connect hosts (docs/fleet.md).
-    auto fleet = MakeLibvirtBackend(options_.connect, options_.per_host);
-    if (!fleet) return std::unexpected(Error(ErrorCode::kInfra, fleet.error().ToString()));
-    auto f = internal::MakeVmGuestFactory(options_.recipes, out / "vm-states", std::move(*fleet));
-    if (!f) return std::unexpected(f.error());
-    factory = std::move(*f);
-  } else {
-    auto f = internal::MakeVmGuestFactory(options_.recipes, out / "vm-states");
-    if (!f) return std::unexpected(f.error());
-    factory = std::move(*f);
-  }
-
-  // 3. The matrix.
-  std::vector<PlannedCell> plan;
-  std::set<std::string> known_images;
-  for (const auto& i : factory->Images()) known_images.insert(i);
-  for (size_t si = 0; si < scenarios.size(); ++si) {
-    const Scenario& s = scenarios[si];
-    std::vector<std::string> images = s.images.empty() ? factory->Images() : s.images;
-    if (!options_.images.empty()) {
-      std::vector<std::string> kept;
-      for (const auto& i : images) {
-        if (std::find(options_.images.begin(), options_.images.end(), i) != options_.images.end())
-          kept.push_back(i);
-      }
-      images = kept;
-    }
-    for (const auto& image : images) {
-      if (!known_images.contains(image)) {
-        return Fail(ErrorCode::kInvalidArgument, "{}: image '{}' is not one the lab knows ({})",
-                    s.file.string(), image, fmt::join(known_images, ", "));
-      }
-      std::vector<std::string> cpus = !options_.cpus.empty() ? options_.cpus
-                                      : !s.cpus.empty()      ? s.cpus
-                                                             : factory->DefaultCpus(image);
-      if (options_.backend == RunnerBackend::kHost) cpus = {"host"};
-      for (const auto& patch : built[si]->patches) {
-        for (const auto& cpu : cpus) {
-          for (const auto& w : s.workloads) {
-            plan.push_back(
-                {&s, built[si].get(), &patch, &w, {s.name, patch.spec->id, image, cpu, w.name}});
-          }
-        }
-      }
-    }
-  }
-  if (plan.empty())
-    return Fail(ErrorCode::kInvalidArgument, "the matrix is empty (check --images and --cpus)");
-
-  // 4. The database: the run, its plan, the patches and images it uses.
+  // 3. The database: the run, its plan, the patches and images it uses.
   auto db = metrics::CompatDb::Open(options_.db);
   if (!db) return std::unexpected(db.error());
   RunReport report;
-  if (options_.resume) {
-    if (auto s = db->ResumeRun(*options_.resume); !s) return std::unexpected(s.error());
-    report.run_id = *options_.resume;
-    auto missing = db->MissingCells(report.run_id);
-    if (!missing) return std::unexpected(missing.error());
-    std::set<metrics::CellKey> want(missing->begin(), missing->end());
-    std::erase_if(plan, [&](const PlannedCell& c) { return !want.contains(c.key); });
-    log->info("resuming run {}: {} cells missing", report.run_id, plan.size());
-  } else {
-    metrics::RunInfo info;
-    info.label = options_.label;
-    info.args = options_.args;
-    auto id = db->BeginRun(info);
-    if (!id) return std::unexpected(id.error());
-    report.run_id = *id;
-  }
-  for (const auto& b : built) {
-    for (const auto& p : b->patches) {
-      metrics::PatchInfo info{p.spec->id, static_cast<int>(p.spec->seq), p.target_build_id,
-                              p.package_sha256, key->public_key.string()};
-      if (auto s = db->RecordPatch(info); !s) return std::unexpected(s.error());
-    }
-  }
-  for (auto& f : findings) f.run_id = report.run_id;
-  if (!findings.empty()) {
-    if (auto s = db->RecordFindings(report.run_id, findings); !s) return std::unexpected(s.error());
-  }
-  std::set<std::string> images_used;
-  for (const auto& c : plan) images_used.insert(c.key.image);
-  for (const auto& image : images_used) {
-    metrics::ImageInfo info;
-    info.name = image;
-    if (auto detail = factory->Describe(image)) {
-      info.kernel_version = detail->first;
-      info.content_hash = detail->second;
-    }
-    if (auto s = db->RecordImage(info); !s) return std::unexpected(s.error());
-  }
+  auto run_id = BeginOrResumeRun(*db, options_, *plan);
+  if (!run_id) return std::unexpected(run_id.error());
+  report.run_id = *run_id;
+  if (auto s = RecordRunInputs(*db, report.run_id, *built, *key, *semantic, *plan, **factory); !s)
+    return std::unexpected(s.error());
 
-  // 5. The cells, `jobs` at a time.
-  std::mutex mu;
-  std::vector<size_t> batch;  // indices into plan of the cells to run now
-  size_t next = 0;
-  RunProgress state;
-  state.total = static_cast<int>(plan.size());
-  std::vector<std::optional<CellOutcome>> outcomes(plan.size());
-  Clock::time_point started = Clock::now();
-  auto worker = [&]() {
-    while (true) {
-      size_t index;
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        if (next >= batch.size() || cancel_) return;
-        index = batch[next++];
-        ++state.running;
-        if (progress) progress(state);
-      }
-      const PlannedCell& pc = plan[index];
-      fs::path artefacts = out / Slug(pc.key.scenario) / Slug(pc.key.patch_id) /
-                           Slug(pc.key.image + "-" + pc.key.cpu + "-" + pc.key.workload);
-      CellOutcome outcome;
-      Clock::time_point cell_start = Clock::now();
-      internal::CellObservations obs;
-      std::string machine_host;  // the libvirt host the cell's last machine ran on
-      // A machine failure gets one more chance on a fresh machine.
-      for (int attempt = 0; attempt < 2; ++attempt) {
-        fs::path dir = attempt == 0 ? artefacts : artefacts / "retry";
-        obs = internal::CellObservations{};
-        internal::GuestSpec spec{pc.key.image, pc.key.cpu, pc.scenario->vcpus,
-                                 pc.scenario->memory_mib, dir};
-        auto guest = factory->Start(spec);
-        if (!guest) {
-          obs.infra_error = "starting the machine: " + guest.error().ToString();
-        } else {
-          machine_host = (*guest)->Host();
-          internal::CellPlan cp{pc.scenario, pc.built, pc.patch, pc.workload, key->public_key};
-          obs = internal::RunCellSequence(**guest, cp, &cancel_);
-          (void)(*guest)->Shutdown();
-        }
-        if (!obs.infra_error || cancel_) break;
-        log->warn("{}: infrastructure failure ({}); {}", pc.key.ToString(), *obs.infra_error,
-                  attempt == 0 ? "retrying on a fresh machine" : "giving up");
-      }
-      if (auto it = semantic.find(pc.key.patch_id); it != semantic.end()) obs.semantic = it->second;
-      outcome.result.run_id = report.run_id;
-      outcome.result.key = pc.key;
-      outcome.result.patch_seq = static_cast<int>(pc.patch->spec->seq);
-      outcome.result.artefacts = artefacts.string();
-      if (!machine_host.empty()) outcome.result.host = machine_host;
-      internal::ComputeFigures(obs, pc.scenario->limits, outcome.result, outcome.overhead_flagged);
-      outcome.result.duration_ms =
-          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - cell_start).count();
-      outcome.met_expectation = internal::MetExpectation(outcome.result, outcome.overhead_flagged,
-                                                         pc.scenario->expect, outcome.unmet);
-      outcome.result.met_expectation = outcome.met_expectation;
-      (void)MakeDirs(artefacts);
-      (void)WriteFileAtomic(artefacts / "figures.json", FiguresJson(outcome).dump(2) + "\n");
+  // 4. The cells, `jobs` at a time, all at once or ring by ring.
+  internal::CellContext ctx{factory->get(),      &*db,    report.run_id, out, key->public_key,
+                            &semantic->verdicts, &cancel_};
+  internal::CellPool pool(*plan, ctx, options_.jobs, progress);
+  Status ran = options_.rings ? RunRings(options_, cancel_, *plan, pool, *db, report)
+                              : RunAllCells(*plan, pool);
+  if (!ran) return std::unexpected(ran.error());
 
-      std::lock_guard<std::mutex> lock(mu);
-      --state.running;
-      bool interrupted = cancel_ && obs.infra_error && *obs.infra_error == "cancelled";
-      if (!interrupted) {
-        // Recorded under the lock: the database serializes anyway, and the
-        // progress line must not claim a cell the database does not hold.
-        if (auto s = db->RecordCell(outcome.result); !s) {
-          log->error("{}: recording the cell failed: {}", pc.key.ToString(), s.error().ToString());
-          outcome.unmet.push_back("not recorded: " + s.error().ToString());
-          outcome.met_expectation = false;
-        }
-        ++state.done;
-        if (!outcome.met_expectation) ++state.failed;
-      }
-      double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
-      state.eta_s = state.done > 0 ? elapsed / state.done * (state.total - state.done) : -1;
-      outcomes[index] = std::move(outcome);
-      state.finished = &*outcomes[index];
-      if (progress && !interrupted) progress(state);
-      state.finished = nullptr;
-    }
-  };
-  // Plans `cells` in the database, then runs them on `jobs` threads.
-  auto run_batch = [&](std::vector<size_t> cells) -> Status {
-    std::vector<metrics::CellKey> keys;
-    for (size_t i : cells) keys.push_back(plan[i].key);
-    if (auto s = db->PlanCells(report.run_id, keys); !s) return s;
-    batch = std::move(cells);
-    next = 0;
-    int jobs = std::max(1, std::min(options_.jobs, static_cast<int>(batch.size())));
-    std::vector<std::thread> threads;
-    for (int i = 0; i < jobs; ++i) threads.emplace_back(worker);
-    for (auto& t : threads) t.join();
-    return {};
-  };
-  if (!options_.rings) {
-    std::vector<size_t> all(plan.size());
-    for (size_t i = 0; i < plan.size(); ++i) all[i] = i;
-    if (auto s = run_batch(std::move(all)); !s) return std::unexpected(s.error());
-  } else {
-    // Rollout rings: each ring's cells, then the gate on that ring for every
-    // patch in it; a patch that does not ship goes no further.
-    std::set<std::string> stopped;
-    std::vector<bool> done(plan.size(), false);
-    for (const metrics::Ring& ring : options_.policy->rings) {
-      if (cancel_) break;
-      std::vector<size_t> cells;
-      std::set<std::string> patches;
-      for (size_t i = 0; i < plan.size(); ++i) {
-        if (done[i] || stopped.contains(plan[i].key.patch_id) || !ring.Contains(plan[i].key.image))
-          continue;
-        cells.push_back(i);
-        done[i] = true;
-        patches.insert(plan[i].key.patch_id);
-      }
-      log->info("ring {}: {} cells", ring.name, cells.size());
-      if (auto s = run_batch(std::move(cells)); !s) return std::unexpected(s.error());
-      for (const auto& patch : patches) {
-        auto decision = metrics::EvaluateRing(*db, patch, ring.name, *options_.policy);
-        if (!decision) return std::unexpected(decision.error());
-        if (decision->outcome != metrics::GateOutcome::kShip) {
-          stopped.insert(patch);
-          report.ring_stops.push_back(
-              fmt::format("{}: stopped after ring {}: {}", patch, ring.name, decision->Explain()));
-        }
-      }
-    }
-    state.total = state.done;  // cells of later rings were never planned
-  }
-
-  for (auto& o : outcomes) {
-    if (o) report.cells.push_back(std::move(*o));
-  }
+  // 5. The report, and the run closed (or left to resume).
+  report.cells = pool.TakeOutcomes();
   report.cancelled = cancel_;
   Status finished = cancel_ ? db->MarkIncomplete(report.run_id, "interrupted; resume with --resume")
                             : db->FinishRun(report.run_id, metrics::RunStatus::kComplete);
-  if (!finished) log->error("closing run {}: {}", report.run_id, finished.error().ToString());
+  if (!finished)
+    Log("harness")->error("closing run {}: {}", report.run_id, finished.error().ToString());
   return report;
 }
 

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -68,6 +69,10 @@ struct CellOutcome {
   bool met_expectation = false;
   std::vector<std::string> unmet;  // why the expectation was not met
 };
+
+// Every figure of a finished cell, its verdict, reasons and artefacts folder:
+// what figures.json beside the cell's logs and `patchlab run --json` hold.
+nlohmann::json CellOutcomeJson(const CellOutcome& cell);
 
 struct RunProgress {
   int total = 0;

@@ -256,6 +256,120 @@ KvmProbe Probe(const std::shared_ptr<LibvirtBackend::Impl>& impl, const VmImage&
   return *impl->probe;
 }
 
+// A ready state restores only into the machine it was saved from, on a live host.
+Status CheckRestorable(const LibvirtBackend::Impl& impl, const ReadyState& state,
+                       const VmSpec& spec) {
+  if (state.backend != "libvirt") {
+    return Fail(ErrorCode::kInvalidArgument,
+                "ready state {} was made by the {} backend, not libvirt", state.file.string(),
+                state.backend);
+  }
+  if (spec.cpu_model != state.spec.cpu_model || spec.smp != state.spec.smp ||
+      spec.memory_mib != state.spec.memory_mib) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "ready state {} is {} x{} {} MiB; asked for {} x{} {} MiB", state.file.string(),
+                state.spec.cpu_model, state.spec.smp, state.spec.memory_mib, spec.cpu_model,
+                spec.smp, spec.memory_mib);
+  }
+  if (!impl.host->alive()) {
+    return Fail(ErrorCode::kInfra, "libvirt {}: host dropped out: {}", impl.host->uri(),
+                impl.host->close_reason());
+  }
+  return {};
+}
+
+// A copy of the state `key` that no VM runs from, marked in use; nullopt when
+// every copy is in use. `copies_made` says how many copies there are.
+std::optional<StateCopy> ClaimCopy(LibvirtBackend::Impl& impl, const std::string& key,
+                                   size_t& copies_made) {
+  std::lock_guard lock(impl.mu);
+  auto& copies = impl.states[key];
+  copies_made = copies.size();
+  for (auto& c : copies) {
+    if (!c.in_use) {
+      c.in_use = true;
+      return c;
+    }
+  }
+  return std::nullopt;
+}
+
+// Frees the copy (by its file) of the state `key` once its VM is gone.
+using CopyRelease = std::function<void(const std::string& file)>;
+CopyRelease ReleaseOf(const std::shared_ptr<LibvirtBackend::Impl>& impl, const std::string& key) {
+  return [weak = std::weak_ptr<LibvirtBackend::Impl>(impl), key](const std::string& file) {
+    if (auto impl = weak.lock()) {
+      std::lock_guard lock(impl->mu);
+      for (auto& c : impl->states[key]) {
+        if (c.file == file) c.in_use = false;
+      }
+    }
+  };
+}
+
+// The domain XML to restore `copy` with: its console log moved to this VM's
+// artefacts, and owned by this lab process (the copy may have been saved by
+// an earlier one; domain_owner.h).
+Result<std::string> RestoreXml(const LibvirtBackend::Impl& impl, const StateCopy& copy,
+                               const VmPaths& paths) {
+  std::string saved_xml = libvirt_internal::TakeString(virDomainSaveImageGetXMLDesc(
+      impl.host->conn(), copy.file.c_str(), VIR_DOMAIN_SAVE_IMAGE_XML_SECURE));
+  if (saved_xml.empty()) {
+    return libvirt_internal::FailVirt(
+        ErrorCode::kInfra,
+        fmt::format("libvirt {}: reading the saved state {}", impl.host->uri(), copy.file));
+  }
+  std::string xml = Replace(saved_xml, "'" + XmlEscape(copy.console_log) + "'",
+                            "'" + XmlEscape(paths.console_log.string()) + "'");
+  return WithOwner(xml, DomainOwner::Self());
+}
+
+// Restores the claimed `copy` as a VM of `spec` and waits for its agent.
+// Releases the copy on failure, and when the VM is gone on success.
+Result<std::unique_ptr<Vm>> RestoreCopy(const std::shared_ptr<LibvirtBackend::Impl>& impl,
+                                        const StateCopy& copy, const ReadyState& state,
+                                        const VmSpec& spec, const CopyRelease& release) {
+  auto fail = [&](Error e) -> Result<std::unique_ptr<Vm>> {
+    release(copy.file);
+    return std::unexpected(std::move(e));
+  };
+  if (auto s = MakeDirs(spec.artefacts_dir); !s) return fail(s.error());
+  VmPaths paths{fs::absolute(spec.artefacts_dir / "console.log"),
+                fs::absolute(spec.artefacts_dir / "agent.log")};
+  std::error_code ec;
+  fs::remove(paths.console_log, ec);
+  Clock::time_point t_start = Clock::now();
+  auto xml = RestoreXml(*impl, copy, paths);
+  if (!xml) return fail(xml.error());
+  (void)WriteFileAtomic(spec.artefacts_dir / "domain.xml", *xml);
+  Clock::time_point deadline = Clock::now() + spec.boot_timeout;
+  Clock::time_point t_xml = Clock::now();
+  auto domain =
+      TransientDomain::Restore(impl->host, copy.file, *xml, copy.domain, StartState::kPaused);
+  if (!domain) return fail(domain.error());
+  Clock::time_point t_restored = Clock::now();
+  auto agent = OpenStreams(**domain, paths, spec.name, StreamConsole(*impl));
+  Log("libvirt")->debug(
+      "{}: saved xml {} ms, virDomainRestoreFlags {} ms, streams {} ms", (*domain)->Where(),
+      std::chrono::duration_cast<milliseconds>(t_xml - t_start).count(),
+      std::chrono::duration_cast<milliseconds>(t_restored - t_xml).count(),
+      std::chrono::duration_cast<milliseconds>(Clock::now() - t_restored).count());
+  Status ready =
+      agent ? AwaitAgent(**domain, *agent, deadline, true) : Status(std::unexpected(agent.error()));
+  if (!ready) {
+    if (agent) agent->Reset();
+    domain->reset();
+    return fail(
+        Error(ErrorCode::kInfra, fmt::format("{}\nconsole tail:\n{}", ready.error().ToString(),
+                                             ConsoleTail(paths.console_log))));
+  }
+  KvmProbe accel = Probe(impl, state.image);
+  std::string file = copy.file;
+  return std::unique_ptr<Vm>(std::make_unique<LibvirtVm>(
+      std::move(*domain), std::move(*agent), state.image, spec, accel.accelerator, paths,
+      impl->options.heartbeat_threshold, [release, file] { release(file); }));
+}
+
 }  // namespace
 
 LibvirtBackend::LibvirtBackend(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -358,115 +472,25 @@ Result<ReadyState> LibvirtBackend::SaveReady(Vm& vm_base, const fs::path& file) 
 
 Result<std::unique_ptr<Vm>> LibvirtBackend::RestoreReady(const ReadyState& state,
                                                          const VmSpec& spec) {
-  if (state.backend != "libvirt") {
-    return Fail(ErrorCode::kInvalidArgument,
-                "ready state {} was made by the {} backend, not libvirt", state.file.string(),
-                state.backend);
-  }
-  if (spec.cpu_model != state.spec.cpu_model || spec.smp != state.spec.smp ||
-      spec.memory_mib != state.spec.memory_mib) {
-    return Fail(ErrorCode::kInvalidArgument,
-                "ready state {} is {} x{} {} MiB; asked for {} x{} {} MiB", state.file.string(),
-                state.spec.cpu_model, state.spec.smp, state.spec.memory_mib, spec.cpu_model,
-                spec.smp, spec.memory_mib);
-  }
-  if (!impl_->host->alive()) {
-    return Fail(ErrorCode::kInfra, "libvirt {}: host dropped out: {}", impl_->host->uri(),
-                impl_->host->close_reason());
-  }
+  if (auto s = CheckRestorable(*impl_, state, spec); !s) return std::unexpected(s.error());
   std::string key = state.file.string();
-  std::optional<StateCopy> copy;
   size_t copies_made = 0;
-  {
-    std::lock_guard lock(impl_->mu);
-    auto& copies = impl_->states[key];
-    copies_made = copies.size();
-    for (auto& c : copies) {
-      if (!c.in_use) {
-        c.in_use = true;
-        copy = c;
-        break;
-      }
-    }
-  }
-  auto release = [weak = std::weak_ptr<Impl>(impl_), key](const std::string& file) {
-    if (auto impl = weak.lock()) {
-      std::lock_guard lock(impl->mu);
-      for (auto& c : impl->states[key]) {
-        if (c.file == file) c.in_use = false;
-      }
-    }
-  };
-  if (!copy) {
-    // Every copy runs (or this host has none yet): a fresh VM becomes one more.
-    auto vm = Boot(state.image, spec);
-    if (!vm) return vm;
-    std::string file = fmt::format("{}.{}", key, copies_made);
-    auto saved = SaveReady(**vm, file);
-    if (!saved) return std::unexpected(saved.error());
-    std::lock_guard lock(impl_->mu);
-    auto& copies = impl_->states[key];
-    for (auto& c : impl_->states[file]) copies.push_back(c);
-    impl_->states.erase(file);
-    dynamic_cast<LibvirtVm&>(**vm).SetOnRelease([release, file] { release(file); });
-    return vm;
-  }
+  std::optional<StateCopy> copy = ClaimCopy(*impl_, key, copies_made);
+  CopyRelease release = ReleaseOf(impl_, key);
+  if (copy) return RestoreCopy(impl_, *copy, state, spec, release);
 
-  if (auto s = MakeDirs(spec.artefacts_dir); !s) {
-    release(copy->file);
-    return std::unexpected(s.error());
-  }
-  VmPaths paths{fs::absolute(spec.artefacts_dir / "console.log"),
-                fs::absolute(spec.artefacts_dir / "agent.log")};
-  std::error_code ec;
-  fs::remove(paths.console_log, ec);
-  Clock::time_point t_start = Clock::now();
-  std::string xml;
-  {
-    std::string saved_xml = libvirt_internal::TakeString(virDomainSaveImageGetXMLDesc(
-        impl_->host->conn(), copy->file.c_str(), VIR_DOMAIN_SAVE_IMAGE_XML_SECURE));
-    if (saved_xml.empty()) {
-      release(copy->file);
-      return libvirt_internal::FailVirt(
-          ErrorCode::kInfra,
-          fmt::format("libvirt {}: reading the saved state {}", impl_->host->uri(), copy->file));
-    }
-    xml = Replace(saved_xml, "'" + XmlEscape(copy->console_log) + "'",
-                  "'" + XmlEscape(paths.console_log.string()) + "'");
-    // The copy may have been saved by an earlier lab process: the restored
-    // domain is this one's (domain_owner.h).
-    xml = WithOwner(xml, DomainOwner::Self());
-  }
-  (void)WriteFileAtomic(spec.artefacts_dir / "domain.xml", xml);
-  Clock::time_point deadline = Clock::now() + spec.boot_timeout;
-  Clock::time_point t_xml = Clock::now();
-  auto domain =
-      TransientDomain::Restore(impl_->host, copy->file, xml, copy->domain, StartState::kPaused);
-  if (!domain) {
-    release(copy->file);
-    return std::unexpected(domain.error());
-  }
-  Clock::time_point t_restored = Clock::now();
-  auto agent = OpenStreams(**domain, paths, spec.name, StreamConsole(*impl_));
-  Log("libvirt")->debug(
-      "{}: saved xml {} ms, virDomainRestoreFlags {} ms, streams {} ms", (*domain)->Where(),
-      std::chrono::duration_cast<milliseconds>(t_xml - t_start).count(),
-      std::chrono::duration_cast<milliseconds>(t_restored - t_xml).count(),
-      std::chrono::duration_cast<milliseconds>(Clock::now() - t_restored).count());
-  Status ready =
-      agent ? AwaitAgent(**domain, *agent, deadline, true) : Status(std::unexpected(agent.error()));
-  if (!ready) {
-    if (agent) agent->Reset();
-    domain->reset();
-    release(copy->file);
-    return Fail(ErrorCode::kInfra, "{}\nconsole tail:\n{}", ready.error().ToString(),
-                ConsoleTail(paths.console_log));
-  }
-  KvmProbe accel = Probe(impl_, state.image);
-  std::string file = copy->file;
-  return std::unique_ptr<Vm>(std::make_unique<LibvirtVm>(
-      std::move(*domain), std::move(*agent), state.image, spec, accel.accelerator, paths,
-      impl_->options.heartbeat_threshold, [release, file] { release(file); }));
+  // Every copy runs (or this host has none yet): a fresh VM becomes one more.
+  auto vm = Boot(state.image, spec);
+  if (!vm) return vm;
+  std::string file = fmt::format("{}.{}", key, copies_made);
+  auto saved = SaveReady(**vm, file);
+  if (!saved) return std::unexpected(saved.error());
+  std::lock_guard lock(impl_->mu);
+  auto& copies = impl_->states[key];
+  for (auto& c : impl_->states[file]) copies.push_back(c);
+  impl_->states.erase(file);
+  dynamic_cast<LibvirtVm&>(**vm).SetOnRelease([release, file] { release(file); });
+  return vm;
 }
 
 LibvirtVmInfo* AsLibvirtVm(Vm& vm) { return dynamic_cast<LibvirtVmInfo*>(&vm); }

@@ -22,8 +22,8 @@ namespace {
 
 constexpr size_t kKeptGarbageLines = 16;
 
-GuestExit ParseExit(const json& j) {
-  GuestExit e;
+ExitStatus ParseExit(const json& j) {
+  ExitStatus e;
   e.exited = j.value("exited", false);
   e.code = j.value("code", 0);
   e.signal = j.value("signal", 0);
@@ -33,18 +33,6 @@ GuestExit ParseExit(const json& j) {
 }
 
 }  // namespace
-
-std::string GuestExit::ToString() const {
-  std::string s;
-  if (exited) {
-    s = fmt::format("exit {}", code);
-  } else if (signal != 0) {
-    s = "killed by " + SignalName(signal) + (core_dumped ? " (core dumped)" : "");
-  } else {
-    return "still running";
-  }
-  return timed_out ? "timed out, " + s : s;
-}
 
 struct AgentClient::State {
   ScopedFd socket;
@@ -63,7 +51,7 @@ struct AgentClient::State {
   bool ready = false;
   Clock::time_point last_heard = Clock::now();
   uint64_t heartbeats = 0;
-  std::vector<std::pair<pid_t, GuestExit>> exits;
+  std::vector<std::pair<pid_t, ExitStatus>> exits;
   std::deque<std::string> garbage;
   std::mutex write_mu;
   std::mutex log_mu;
@@ -272,7 +260,7 @@ Result<pid_t> AgentClient::Exec(const ExecRequest& request, milliseconds timeout
   return r->value("pid", 0);
 }
 
-Result<GuestExit> AgentClient::Wait(pid_t pid, milliseconds wait_for) {
+Result<ExitStatus> AgentClient::Wait(pid_t pid, milliseconds wait_for) {
   // The reply comes when the child ends or the agent's own deadline passes;
   // our deadline allows for the channel's latency on top.
   auto r = Call({{"op", "wait"}, {"pid", pid}, {"timeout_ms", wait_for.count()}},
@@ -439,7 +427,7 @@ std::string AgentClient::close_reason() const {
   std::lock_guard lock(state_->mu);
   return state_->close_reason;
 }
-std::vector<std::pair<pid_t, GuestExit>> AgentClient::TakeExitEvents() {
+std::vector<std::pair<pid_t, ExitStatus>> AgentClient::TakeExitEvents() {
   std::lock_guard lock(state_->mu);
   return std::exchange(state_->exits, {});
 }

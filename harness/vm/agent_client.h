@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "base/scoped_fd.h"
 
 namespace patchlab::harness {
@@ -54,18 +55,8 @@ struct ExecRequest {
   std::string stderr_path;  // guest path; empty: /run/out/PID.err
 };
 
-// How a guest process ended, as the agent saw it.
-struct GuestExit {
-  bool exited = false;  // true: exit(code); false: killed by `signal`
-  int code = 0;
-  int signal = 0;
-  bool core_dumped = false;
-  bool timed_out = false;        // `run`/`wait` deadline passed (a `run` child is then killed)
-  std::string ToString() const;  // "exit 0", "killed by SIGSEGV", "still running"
-};
-
 struct RunResult {
-  GuestExit exit;
+  ExitStatus exit;
   std::string stdout_data;
   std::string stderr_data;
 };
@@ -129,9 +120,9 @@ class AgentClient {
   // Starts a workload; returns its pid in the guest.
   Result<pid_t> Exec(const ExecRequest& request, milliseconds timeout = milliseconds{0});
   // Waits up to `wait_for` for the child `pid` to end. If it is still running the
-  // result has timed_out = true (and the child keeps running). Fails with
-  // kNotFound for a pid the agent did not start.
-  Result<GuestExit> Wait(pid_t pid, milliseconds wait_for);
+  // result has timed_out = true and StillRunning() (the child keeps running).
+  // Fails with kNotFound for a pid the agent did not start.
+  Result<ExitStatus> Wait(pid_t pid, milliseconds wait_for);
   Status Kill(pid_t pid, int signal);
   // Runs a command to completion, capturing its output; kills it after `run_for`.
   Result<RunResult> Run(const ExecRequest& request, milliseconds run_for);
@@ -166,7 +157,7 @@ class AgentClient {
   bool closed() const;
   std::string close_reason() const;
   // Exits of children the agent reported by event, oldest first, since the last call.
-  std::vector<std::pair<pid_t, GuestExit>> TakeExitEvents();
+  std::vector<std::pair<pid_t, ExitStatus>> TakeExitEvents();
   // Lines that were not protocol messages, for the report (the last few kept).
   std::vector<std::string> garbage_lines() const;
 

@@ -4,8 +4,6 @@
 #include <cctype>
 #include <charconv>
 
-#include "base/subprocess.h"
-
 namespace patchlab::harness {
 namespace {
 
@@ -104,12 +102,12 @@ std::vector<Crash> ClassifyKernelLog(std::string_view text) {
 }
 
 std::optional<Crash> ClassifyWorkloadExit(std::string_view program, int pid,
-                                          const GuestExit& exit) {
+                                          const ExitStatus& exit) {
   if (exit.exited) {
     if (exit.code == 0) return std::nullopt;
     return Crash{CrashKind::kWorkloadExit, fmt::format("{} exited {}", program, exit.code), pid};
   }
-  if (exit.signal == 0) return std::nullopt;  // still running
+  if (exit.StillRunning()) return std::nullopt;
   return Crash{CrashKind::kWorkloadSignal,
                fmt::format("{} killed by {}", program, SignalName(exit.signal)), pid};
 }

@@ -35,6 +35,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/exit_status.h"
 #include "harness/vm/vm_backend.h"
 #include "metrics/cell_result.h"
 
@@ -56,7 +57,8 @@ std::vector<Crash> ClassifyKernelLog(std::string_view text);
 // A workload's end, when it is a crash: exit code != 0 or death by a signal.
 // nullopt for exit 0 and for a process that has not ended (no signal, not
 // exited: a wait that timed out).
-std::optional<Crash> ClassifyWorkloadExit(std::string_view program, int pid, const GuestExit& exit);
+std::optional<Crash> ClassifyWorkloadExit(std::string_view program, int pid,
+                                          const ExitStatus& exit);
 // A workload that stopped making progress, with why (`how`: "completed no
 // operation in a 500ms patched window").
 Crash WorkloadHang(std::string_view program, std::string_view how);

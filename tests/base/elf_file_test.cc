@@ -164,6 +164,24 @@ TEST(ElfFile, SymbolVersionsPickTheDefaultUnlessOneIsNamed) {
   EXPECT_EQ(all[1]->value, v1->value);
 }
 
+// A debug file's .symtab names versioned symbols "vfunc@VER_1" and it has no
+// .dynsym: such a symbol is found by its own name (fuzz/elf_fuzzer found
+// FindSymbol taking the '@' for a version request and returning nothing).
+TEST(ElfFile, SymbolsWhoseNamesHoldAVersionAreFoundByThatName) {
+  auto f = ElfFile::Open(ELF_FIXTURE_VERSIONED_DEBUG);
+  ASSERT_OK(f);
+  size_t with_at = 0;
+  for (const ElfSymbol& s : f->symbols()) {
+    if (s.name.empty()) continue;
+    with_at += s.name.find('@') != std::string::npos;
+    EXPECT_NE(f->FindSymbol(s.name), nullptr) << s.name;
+  }
+  EXPECT_EQ(with_at, 2u);
+  const ElfSymbol* v1 = f->FindSymbol("vfunc@VER_1");
+  ASSERT_NE(v1, nullptr);
+  EXPECT_EQ(v1->value, f->FindSymbol("vfunc_v1")->value);
+}
+
 // The relocations of pointer_table: 100 RELATIVE ones whose addends are the
 // three objects' addresses in turn, in either file.
 void ExpectPointerTableRelocated(const char* path, std::string_view table) {

@@ -6,17 +6,22 @@
 #include "harness/lab/internal/runner_cell.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
+#include "base/file_util.h"
 #include "harness/lab/internal/runner_figures.h"
 #include "metrics/cell_result.h"
+#include "tests/support/status_matchers.h"
 
 namespace patchlab::harness::internal {
 namespace {
 
 using std::chrono::milliseconds;
+using ::testing::HasSubstr;
 
 // Copies succeed until `fail_put` (1-based), which fails with `error`; every
 // later step would be the patch's and is not reached in these tests.
@@ -27,26 +32,20 @@ class FakeGuest : public CellGuest {
   std::vector<Crash> crashes;
   std::vector<std::string> put;
 
-  Status PutFile(const std::filesystem::path&, const std::string& guest_path, int) override {
+  Status Put(const std::string& guest_path, mode_t, std::string_view) override {
     put.push_back(guest_path);
     if (static_cast<int>(put.size()) == fail_put) return std::unexpected(error);
     return {};
   }
-  Result<std::string> ReadFile(const std::string&) override { return Unreached(); }
-  Result<pid_t> Exec(const std::vector<std::string>&,
-                     const std::vector<std::pair<std::string, std::string>>&,
-                     const std::string&) override {
-    return Unreached();
-  }
-  Result<std::optional<GuestExit>> Wait(pid_t, milliseconds) override { return Unreached(); }
+  Result<std::string> Get(const std::string&) override { return Unreached(); }
+  Result<pid_t> Exec(const ExecRequest&) override { return Unreached(); }
+  Result<ExitStatus> Wait(pid_t, milliseconds) override { return Unreached(); }
   Status Kill(pid_t, int) override { return Unreached(); }
-  Result<GuestSample> Sample(pid_t) override { return Unreached(); }
-  Result<GuestPatchAnswer> Apply(pid_t, const std::string&, const std::string&,
-                                 milliseconds) override {
+  Result<ProcessSample> Sample(pid_t) override { return Unreached(); }
+  Result<HotpatchResult> Hotpatch(const std::string&, std::vector<std::string>,
+                                  milliseconds) override {
     return Unreached();
   }
-  Result<GuestPatchAnswer> Revert(pid_t, const std::string&) override { return Unreached(); }
-  Result<GuestPatchAnswer> Verify(pid_t) override { return Unreached(); }
   Result<std::string> KernelLogSince() override { return std::string(); }
   std::vector<Crash> MachineCrashes() override { return crashes; }
   std::string ScratchDir() const override { return "/tmp/cell"; }
@@ -60,22 +59,34 @@ class FakeGuest : public CellGuest {
   }
 };
 
+// The lab's side of a cell: a built target, a package and a public key, as
+// real files the sequence reads before it copies them into the machine.
 struct Plan {
   Plan() {
+    char tmpl[] = "/tmp/patchlab-cell-test-XXXXXX";
+    dir = ::mkdtemp(tmpl);
+    for (const char* name : {"server", "fix-1.hpk", "key.pub"}) {
+      EXPECT_OK(WriteFileAtomic(dir / name, std::string("bytes of ") + name));
+    }
     scenario.name = "disk-full";
     scenario.target.program = "server";
     scenario.timeout = milliseconds(60000);
     spec.id = "fix-1";
     built.scenario = &scenario;
-    built.program = "/lab/build/server";
+    built.program = dir / "server";
     patch.spec = &spec;
-    patch.package = "/lab/build/fix-1.hpk";
+    patch.package = dir / "fix-1.hpk";
     plan.scenario = &scenario;
     plan.built = &built;
     plan.patch = &patch;
     plan.workload = &workload;
-    plan.public_key = "/lab/key.pub";
+    plan.public_key = dir / "key.pub";
   }
+  ~Plan() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  std::filesystem::path dir;
   Scenario scenario;
   PatchSpec spec;
   BuiltScenario built;
@@ -104,6 +115,19 @@ TEST(CellSequence, AFailedCopyIntoTheMachineIsAnInfraError) {
     EXPECT_EQ(cell.verdict, metrics::Verdict::kInfraError);
     EXPECT_EQ(cell.apply, metrics::ApplyResult::kNotRun);
   }
+}
+
+// The lab reads what it copies in: a build output gone missing is the lab's
+// failure too, and nothing reaches the machine.
+TEST(CellSequence, AHostFileTheLabCannotReadIsAnInfraError) {
+  Plan p;
+  std::filesystem::remove(p.dir / "server");
+  FakeGuest guest;
+  CellObservations obs = RunCellSequence(guest, p.plan, nullptr);
+  ASSERT_TRUE(obs.infra_error.has_value());
+  EXPECT_THAT(*obs.infra_error, HasSubstr("pushing the target"));
+  EXPECT_THAT(*obs.infra_error, HasSubstr("server"));
+  EXPECT_TRUE(guest.put.empty());
 }
 
 TEST(CellSequence, ACopyFailingBecauseTheMachineCrashedIsTheCrash) {

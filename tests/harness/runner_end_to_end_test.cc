@@ -102,6 +102,11 @@ TEST_F(RunEndToEnd, HostBackendCatchesTheCrashingPatch) {
   EXPECT_EQ(cell["met_expectation"], true);
   EXPECT_GE(cell["crashes"].get<int>(), 1);
   EXPECT_THAT(cell["reasons"].dump(), ::testing::HasSubstr("SIGSEGV"));
+  // --json and the cell's figures.json say the same, every figure included.
+  auto figures = ReadFile(fs::path(cell["artefacts"].get<std::string>()) / "figures.json");
+  ASSERT_TRUE(figures) << figures.error().ToString();
+  EXPECT_EQ(nlohmann::json::parse(*figures), cell);
+  EXPECT_TRUE(cell.contains("crashes_by_kind")) << cell.dump(2);
   ExpectRecorded(out.json, "fail");
 }
 

@@ -85,33 +85,6 @@ class ProgressPrinter {
   bool quiet_;
 };
 
-nlohmann::json CellJson(const harness::CellOutcome& c) {
-  const auto& r = c.result;
-  nlohmann::json j;
-  j["scenario"] = r.key.scenario;
-  j["patch_id"] = r.key.patch_id;
-  j["image"] = r.key.image;
-  j["cpu"] = r.key.cpu;
-  j["workload"] = r.key.workload;
-  j["verdict"] = metrics::VerdictName(r.verdict);
-  j["met_expectation"] = c.met_expectation;
-  j["apply"] = metrics::ApplyResultName(r.apply);
-  j["crashes"] = r.TotalCrashes();
-  j["pause_us"] = r.pause_median_us ? nlohmann::json(*r.pause_median_us) : nlohmann::json();
-  j["cpu_overhead_pct"] =
-      r.cpu_overhead_pct ? nlohmann::json(r.cpu_overhead_pct->value) : nlohmann::json();
-  if (r.cpu_overhead_pct)
-    j["cpu_overhead_interval_pct"] = {r.cpu_overhead_pct->low, r.cpu_overhead_pct->high};
-  j["overhead_flagged"] = c.overhead_flagged;
-  j["mem_overhead_kib"] =
-      r.mem_overhead_kib ? nlohmann::json(*r.mem_overhead_kib) : nlohmann::json();
-  j["semantic"] = metrics::SemanticVerdictName(r.semantic);
-  j["reasons"] = r.reasons;
-  j["unmet"] = c.unmet;
-  j["artefacts"] = r.artefacts;
-  return j;
-}
-
 int RunCommand(const RunArgs& a, const std::string& command_line) {
   auto scenarios = harness::LoadScenarios(a.scenarios);
   if (!scenarios) {
@@ -194,7 +167,7 @@ int RunCommand(const RunArgs& a, const std::string& command_line) {
     j["cancelled"] = report->cancelled;
     j["ring_stops"] = report->ring_stops;
     j["cells"] = nlohmann::json::array();
-    for (const auto& c : report->cells) j["cells"].push_back(CellJson(c));
+    for (const auto& c : report->cells) j["cells"].push_back(harness::CellOutcomeJson(c));
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     int met = 0;

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "base/file_util.h"
 #include "base/log.h"
 
 namespace patchlab::harness::internal {
@@ -19,6 +20,9 @@ using Clock = std::chrono::steady_clock;
 constexpr milliseconds kFirstReportGrace{15000};
 constexpr milliseconds kExitGrace{10000};
 constexpr milliseconds kPoll{100};
+// How long a revert or verify may take, and an apply beyond its own timeout
+// (which it may use up to four times: attach, quiesce retries).
+constexpr milliseconds kHotpatchCallTimeout{60000};
 
 // Ends the sequence early: what happened has already been written into obs.
 struct Stop {};
@@ -27,6 +31,20 @@ struct Stop {};
 // patch's (starting the target, applying, the workload) or the lab's own
 // (copying files in, reading the kernel log), which says nothing of the patch.
 enum class Step { kPatch, kLab };
+
+// What the patch core in the machine answered, as the figures read it:
+// hotpatch's exit code contract (0 done, 2 usage, 3 refused, 4 rolled back,
+// 5 target gone; -1 when hotpatch itself died) and, for an apply that
+// succeeded, its own pause figure: the time the process was stopped.
+PatchCall ToCall(PatchCall::Op op, const HotpatchResult& r) {
+  PatchCall call{op, r.exited ? r.exit_code : -1, std::nullopt,
+                 r.exited ? r.stderr_data : "hotpatch died by a signal: " + r.stderr_data};
+  if (op == PatchCall::Op::kApply && call.exit_code == 0 && r.json.is_object() &&
+      r.json.contains("pause_us") && r.json["pause_us"].is_number()) {
+    call.pause_us = r.json["pause_us"].get<double>();
+  }
+  return call;
+}
 
 class Sequence {
  public:
@@ -97,21 +115,28 @@ class Sequence {
     guest_package_ = scratch_ + "/" + plan_.patch->spec->id + ".hpk";
     guest_pubkey_ = scratch_ + "/patch.pub";
     stats_path_ = scratch_ + "/stats";
-    Must(guest_.PutFile(plan_.built->program, guest_program_, 0755), "pushing the target",
-         Step::kLab);
-    Must(guest_.PutFile(plan_.patch->package, guest_package_, 0644), "pushing the package",
-         Step::kLab);
-    Must(guest_.PutFile(plan_.public_key, guest_pubkey_, 0644), "pushing the lab's public key",
-         Step::kLab);
+    PutHostFile(plan_.built->program, guest_program_, 0755, "pushing the target");
+    PutHostFile(plan_.patch->package, guest_package_, 0644, "pushing the package");
+    PutHostFile(plan_.public_key, guest_pubkey_, 0644, "pushing the lab's public key");
     // Marks the kernel log: crashes before this point are not the cell's.
     (void)Must(guest_.KernelLogSince(), "reading the kernel log", Step::kLab);
   }
 
+  // Copying into the machine is the lab's step: its failure is never the patch's.
+  void PutHostFile(const std::filesystem::path& host_path, const std::string& guest_path,
+                   mode_t mode, std::string_view what) {
+    std::string bytes = Must(ReadFile(host_path), what, Step::kLab);
+    Must(guest_.Put(guest_path, mode, bytes), what, Step::kLab);
+  }
+
   void StartWorkload() {
-    std::vector<std::string> argv =
-        WorkloadArgv(*plan_.workload, plan_.scenario->target.program, guest_program_);
-    pid_ = Must(guest_.Exec(argv, {{"PATCHLAB_STATS", stats_path_}}, scratch_ + "/workload.log"),
-                "starting the workload");
+    ExecRequest request;
+    request.argv = WorkloadArgv(*plan_.workload, plan_.scenario->target.program, guest_program_);
+    request.env = {{"PATCHLAB_STATS", stats_path_}};
+    request.cwd = scratch_;
+    request.stdout_path = scratch_ + "/workload.log";
+    request.stderr_path = request.stdout_path + ".err";
+    pid_ = Must(guest_.Exec(request), "starting the workload");
     running_ = true;
     // Wait for the first report: the target is up and doing work.
     Clock::time_point until = Clock::now() + kFirstReportGrace;
@@ -143,8 +168,10 @@ class Sequence {
       }
       if (i + 1 < s.measure.alternations && !Revert()) throw Stop{};
     }
-    GuestPatchAnswer verify = Must(guest_.Verify(pid_), "verifying");
-    obs_.calls.push_back({PatchCall::Op::kVerify, verify.exit_code, std::nullopt, verify.message});
+    obs_.calls.push_back(ToCall(
+        PatchCall::Op::kVerify,
+        Must(guest_.Hotpatch("verify", {"--pid", std::to_string(pid_)}, kHotpatchCallTimeout),
+             "verifying")));
   }
 
   // Stops the workload (it must exit cleanly), then reads the kernel log and
@@ -158,14 +185,14 @@ class Sequence {
         obs_.infra_error = "waiting for the workload: " + exit.error().ToString();
         return;
       }
-      if (exit && !*exit) {
+      if (exit && exit->StillRunning()) {
         (void)guest_.Kill(pid_, SIGKILL);
         obs_.crashes.push_back(WorkloadHang(
             plan_.scenario->target.program,
             fmt::format("did not exit within {}s of SIGTERM", kExitGrace.count() / 1000)));
         (void)guest_.Wait(pid_, kExitGrace);
       } else if (exit) {
-        NoteExit(**exit);
+        NoteExit(*exit);
       }
       running_ = false;
       if (auto s = TryStats()) obs_.last_stats = *s;
@@ -177,7 +204,7 @@ class Sequence {
     for (Crash& c : guest_.MachineCrashes()) obs_.crashes.push_back(std::move(c));
   }
 
-  void NoteExit(const GuestExit& e) {
+  void NoteExit(const ExitStatus& e) {
     if (auto crash = ClassifyWorkloadExit(plan_.scenario->target.program, pid_, e))
       obs_.crashes.push_back(std::move(*crash));
   }
@@ -193,12 +220,12 @@ class Sequence {
         std::this_thread::sleep_for(std::min(left, kPoll));
         continue;
       }
-      auto exit =
+      ExitStatus exit =
           Must(guest_.Wait(pid_, std::min(left, milliseconds(500))), "watching the workload");
-      if (exit) {
+      if (!exit.StillRunning()) {
         running_ = false;
-        NoteExit(*exit);
-        if (exit->exited && exit->code == 0) {
+        NoteExit(exit);
+        if (exit.exited && exit.code == 0) {
           obs_.problems.push_back(
               "the workload ended before the measurement finished "
               "(make workload.duration longer)");
@@ -210,7 +237,7 @@ class Sequence {
   }
 
   std::optional<StatsSample> TryStats() {
-    auto text = guest_.ReadFile(stats_path_);
+    auto text = guest_.Get(stats_path_);
     if (!text) {
       if (text.error().code() == ErrorCode::kInfra)
         Must(std::move(text), "reading the workload's stats");
@@ -248,30 +275,27 @@ class Sequence {
 
   bool Apply() {
     CheckTime();
-    GuestPatchAnswer a =
-        Must(guest_.Apply(pid_, guest_package_, guest_pubkey_, plan_.scenario->apply.timeout),
-             "applying");
-    PatchCall call{PatchCall::Op::kApply, a.exit_code, std::nullopt, a.message};
-    if (a.exit_code == 0) {
-      // The pause is hotpatch's own figure: the time the process was stopped.
-      auto json = nlohmann::json::parse(a.json, nullptr, false);
-      if (json.is_object() && json.contains("pause_us") && json["pause_us"].is_number()) {
-        call.pause_us = json["pause_us"].get<double>();
-      }
-    }
-    obs_.calls.push_back(std::move(call));
-    if (a.exit_code == 5) NoteVanished();
-    return a.exit_code == 0;
+    milliseconds timeout = plan_.scenario->apply.timeout;
+    PatchCall call =
+        ToCall(PatchCall::Op::kApply,
+               Must(guest_.Hotpatch("apply",
+                                    {"--pid", std::to_string(pid_), "--pubkey", guest_pubkey_,
+                                     "--timeout", std::to_string(timeout.count()), guest_package_},
+                                    timeout * 4 + kHotpatchCallTimeout),
+                    "applying"));
+    obs_.calls.push_back(call);
+    if (call.exit_code == 5) NoteVanished();
+    return call.exit_code == 0;
   }
 
   // hotpatch found the target gone: tell a crash from a workload whose
   // duration ran out before the measurement did.
   void NoteVanished() {
     auto exit = guest_.Wait(pid_, milliseconds(1000));
-    if (!exit || !*exit) return;
+    if (!exit || exit->StillRunning()) return;
     running_ = false;
-    NoteExit(**exit);
-    if ((*exit)->exited && (*exit)->code == 0) {
+    NoteExit(*exit);
+    if (exit->exited && exit->code == 0) {
       obs_.problems.push_back(
           "the workload ended before the measurement finished (make workload.duration longer)");
     }
@@ -279,10 +303,14 @@ class Sequence {
 
   bool Revert() {
     CheckTime();
-    GuestPatchAnswer a = Must(guest_.Revert(pid_, plan_.patch->spec->id), "reverting");
-    obs_.calls.push_back({PatchCall::Op::kRevert, a.exit_code, std::nullopt, a.message});
-    if (a.exit_code == 5) NoteVanished();
-    return a.exit_code == 0;
+    PatchCall call = ToCall(
+        PatchCall::Op::kRevert,
+        Must(guest_.Hotpatch("revert", {"--pid", std::to_string(pid_), plan_.patch->spec->id},
+                             kHotpatchCallTimeout),
+             "reverting"));
+    obs_.calls.push_back(call);
+    if (call.exit_code == 5) NoteVanished();
+    return call.exit_code == 0;
   }
 
   CellGuest& guest_;

@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -27,46 +28,34 @@
 
 namespace patchlab::harness::internal {
 
-struct GuestSample {
-  uint64_t pss_kib = 0;
-  uint64_t rss_kib = 0;
-};
-
-// What the patch core in the guest answered: hotpatch's exit code contract
-// (0 done, 2 usage, 3 refused, 4 rolled back, 5 target gone) and its --json.
-struct GuestPatchAnswer {
-  int exit_code = 0;
-  std::string json;     // apply/verify --json output (may be empty on failure)
-  std::string message;  // the reason, when it did not succeed
-};
-
+// The machine's calls are AgentClient's (harness/vm/agent_client.h), with its
+// types and contracts, so the QEMU adapter passes them through and the host
+// adapter does the same on this machine.
 class CellGuest {
  public:
   virtual ~CellGuest() = default;
 
-  // Copies a host file into the guest at `guest_path` with `mode`.
-  virtual Status PutFile(const std::filesystem::path& host_path, const std::string& guest_path,
-                         int mode) = 0;
-  // The whole content of a guest file (kNotFound when absent).
-  virtual Result<std::string> ReadFile(const std::string& guest_path) = 0;
-  // Starts argv[0] (a guest path) with extra environment; stdout and stderr go
-  // to `log_path` in the guest. Returns its pid.
-  virtual Result<pid_t> Exec(const std::vector<std::string>& argv,
-                             const std::vector<std::pair<std::string, std::string>>& env,
-                             const std::string& log_path) = 0;
-  // Waits up to `timeout` for `pid` to end; nullopt when it still runs.
-  // (GuestExit is the agent protocol's; timed_out is never set here.)
-  virtual Result<std::optional<GuestExit>> Wait(pid_t pid, std::chrono::milliseconds timeout) = 0;
+  // As AgentClient::Put: writes `bytes` to `guest_path` with `mode`.
+  virtual Status Put(const std::string& guest_path, mode_t mode, std::string_view bytes) = 0;
+  // As AgentClient::Get: the whole content of a guest file (kNotFound when absent).
+  virtual Result<std::string> Get(const std::string& guest_path) = 0;
+  // As AgentClient::Exec: starts a workload; returns its pid. On the host,
+  // `request.env` adds to the lab's environment instead of replacing it.
+  virtual Result<pid_t> Exec(const ExecRequest& request) = 0;
+  // As AgentClient::Wait: waits up to `wait_for` for `pid` to end; a process
+  // still running comes back with timed_out set (ExitStatus::StillRunning).
+  virtual Result<ExitStatus> Wait(pid_t pid, std::chrono::milliseconds wait_for) = 0;
   virtual Status Kill(pid_t pid, int signal) = 0;
-  virtual Result<GuestSample> Sample(pid_t pid) = 0;
+  // As AgentClient::Sample; the host fills the memory figures (pss, rss) only.
+  virtual Result<ProcessSample> Sample(pid_t pid) = 0;
+  // As AgentClient::Hotpatch: `hotpatch SUBCOMMAND ARGS... --json`. A non-zero
+  // exit is a result (refused, rolled back), not an error of this call.
+  virtual Result<HotpatchResult> Hotpatch(const std::string& subcommand,
+                                          std::vector<std::string> args,
+                                          std::chrono::milliseconds run_for) = 0;
 
-  virtual Result<GuestPatchAnswer> Apply(pid_t pid, const std::string& package,
-                                         const std::string& pubkey,
-                                         std::chrono::milliseconds timeout) = 0;
-  virtual Result<GuestPatchAnswer> Revert(pid_t pid, const std::string& patch_id) = 0;
-  virtual Result<GuestPatchAnswer> Verify(pid_t pid) = 0;
-
-  // The kernel log written since the previous call (the first call: since boot).
+  // The kernel log written since the previous call (the first call: since
+  // the machine was handed to the cell), one line per record.
   virtual Result<std::string> KernelLogSince() = 0;
   // Crashes of the machine itself seen so far: a panic event, a lost heartbeat.
   virtual std::vector<Crash> MachineCrashes() = 0;

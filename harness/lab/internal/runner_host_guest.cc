@@ -38,44 +38,42 @@ class HostGuest : public CellGuest {
   }
   ~HostGuest() override { (void)Shutdown(); }
 
-  Status PutFile(const fs::path& host_path, const std::string& guest_path, int mode) override {
-    std::error_code ec;
-    fs::copy_file(host_path, guest_path, fs::copy_options::overwrite_existing, ec);
-    if (ec)
-      return Fail(ErrorCode::kIo, "copy {} to {}: {}", host_path.string(), guest_path,
-                  ec.message());
-    if (::chmod(guest_path.c_str(), static_cast<mode_t>(mode)) != 0)
-      return FailErrno("chmod " + guest_path);
-    return {};
+  Status Put(const std::string& guest_path, mode_t mode, std::string_view bytes) override {
+    return WriteFileAtomic(guest_path, bytes, mode);
   }
 
-  Result<std::string> ReadFile(const std::string& guest_path) override {
+  Result<std::string> Get(const std::string& guest_path) override {
     return patchlab::ReadFile(guest_path);
   }
 
-  Result<pid_t> Exec(const std::vector<std::string>& argv,
-                     const std::vector<std::pair<std::string, std::string>>& env,
-                     const std::string& log_path) override {
+  // `request.env` adds to the lab's own environment here (the agent's
+  // replaces it); an empty stderr_path sends stderr along with stdout.
+  Result<pid_t> Exec(const ExecRequest& request) override {
     SubprocessOptions o;
-    o.argv = argv;
-    o.env_set = env;
-    o.cwd = scratch_.string();
+    o.argv = request.argv;
+    o.env_set.assign(request.env.begin(), request.env.end());
+    o.cwd = request.cwd;
     o.stdout_mode = OutputMode::kFile;
-    o.stdout_path = log_path;
-    o.stderr_to_stdout = true;
+    o.stdout_path = request.stdout_path;
+    if (request.stderr_path.empty()) {
+      o.stderr_to_stdout = true;
+    } else {
+      o.stderr_mode = OutputMode::kFile;
+      o.stderr_path = request.stderr_path;
+    }
     auto sp = Subprocess::Start(std::move(o));
     if (!sp) return std::unexpected(sp.error());
     pid_t pid = sp->pid();
-    programs_.push_back(fs::path(argv[0]).filename().string());
+    programs_.push_back(fs::path(request.argv.at(0)).filename().string());
     children_.emplace(pid, std::move(*sp));
     return pid;
   }
 
-  Result<std::optional<GuestExit>> Wait(pid_t pid, milliseconds timeout) override {
+  Result<ExitStatus> Wait(pid_t pid, milliseconds wait_for) override {
     auto it = children_.find(pid);
     if (it == children_.end())
       return Fail(ErrorCode::kNotFound, "pid {} was not started here", pid);
-    auto until = std::chrono::steady_clock::now() + timeout;
+    auto until = std::chrono::steady_clock::now() + wait_for;
     while (true) {
       // Peek without reaping: Subprocess::Wait reaps once it has ended.
       siginfo_t info{};
@@ -83,18 +81,13 @@ class HostGuest : public CellGuest {
         return FailErrno(fmt::format("waitid {}", pid));
       }
       if (info.si_pid == pid) break;
-      if (std::chrono::steady_clock::now() >= until) return std::optional<GuestExit>();
+      if (std::chrono::steady_clock::now() >= until) return ExitStatus{.timed_out = true};
       std::this_thread::sleep_for(milliseconds(20));
     }
     auto r = it->second.Wait();
     children_.erase(it);
     if (!r) return std::unexpected(r.error());
-    GuestExit e;
-    e.exited = r->status.exited;
-    e.code = r->status.code;
-    e.signal = r->status.signal;
-    e.core_dumped = r->status.core_dumped;
-    return std::optional<GuestExit>(e);
+    return r->status;
   }
 
   Status Kill(pid_t pid, int signal) override {
@@ -104,32 +97,43 @@ class HostGuest : public CellGuest {
     return it->second.Signal(signal);
   }
 
-  Result<GuestSample> Sample(pid_t pid) override {
+  Result<ProcessSample> Sample(pid_t pid) override {
     auto text = patchlab::ReadFile(fmt::format("/proc/{}/smaps_rollup", pid));
     if (!text) return std::unexpected(text.error());
-    GuestSample s;
     auto field = [&](std::string_view name) -> uint64_t {
       size_t at = text->find(std::string("\n") + std::string(name) + ":");
       if (at == std::string::npos) return 0;
       return std::strtoull(text->c_str() + at + name.size() + 2, nullptr, 10);
     };
+    ProcessSample s;
+    s.pid = pid;
     s.pss_kib = field("Pss");
     s.rss_kib = field("Rss");
     return s;
   }
 
-  Result<GuestPatchAnswer> Apply(pid_t pid, const std::string& package, const std::string& pubkey,
-                                 milliseconds timeout) override {
-    return Hotpatch({"apply", "--pid", std::to_string(pid), "--pubkey", pubkey, "--timeout",
-                     std::to_string(timeout.count()), "--json", package},
-                    timeout * 4 + milliseconds(30000));
-  }
-  Result<GuestPatchAnswer> Revert(pid_t pid, const std::string& patch_id) override {
-    return Hotpatch({"revert", "--pid", std::to_string(pid), "--json", patch_id},
-                    milliseconds(60000));
-  }
-  Result<GuestPatchAnswer> Verify(pid_t pid) override {
-    return Hotpatch({"verify", "--pid", std::to_string(pid), "--json"}, milliseconds(60000));
+  Result<HotpatchResult> Hotpatch(const std::string& subcommand, std::vector<std::string> args,
+                                  milliseconds run_for) override {
+    SubprocessOptions o;
+    o.argv = {hotpatch_.string(), subcommand};
+    o.argv.insert(o.argv.end(), args.begin(), args.end());
+    o.argv.push_back("--json");
+    o.timeout = run_for;
+    auto r = RunSubprocess(std::move(o));
+    if (!r) return std::unexpected(std::move(r.error()).AddContext("running hotpatch"));
+    HotpatchResult out;
+    out.exited = r->status.exited && !r->status.timed_out;
+    out.exit_code = out.exited ? r->status.code : 128 + r->status.signal;
+    out.stdout_data = std::move(r->stdout_data);
+    out.stderr_data = std::move(r->stderr_data);
+    if (!out.exited) {
+      // The patcher itself died or hung: its journal is for `recover`; the cell
+      // reports a failed call, saying how it ended.
+      out.stderr_data = "(" + r->status.ToString() + ") " + out.stderr_data;
+    }
+    out.json = nlohmann::json::parse(out.stdout_data, nullptr, false);
+    if (out.json.is_discarded()) out.json = nullptr;
+    return out;
   }
 
   Result<std::string> KernelLogSince() override {
@@ -171,27 +175,6 @@ class HostGuest : public CellGuest {
   }
 
  private:
-  Result<GuestPatchAnswer> Hotpatch(std::vector<std::string> args, milliseconds timeout) {
-    SubprocessOptions o;
-    o.argv = {hotpatch_.string()};
-    o.argv.insert(o.argv.end(), args.begin(), args.end());
-    o.timeout = timeout;
-    auto r = RunSubprocess(std::move(o));
-    if (!r) return std::unexpected(std::move(r.error()).AddContext("running hotpatch"));
-    GuestPatchAnswer a;
-    a.json = r->stdout_data;
-    a.message = r->stderr_data;
-    if (r->status.exited && !r->status.timed_out) {
-      a.exit_code = r->status.code;
-    } else {
-      // The patcher itself died or hung: its journal is for `recover`; the cell
-      // reports it as a failed call.
-      a.exit_code = -1;
-      a.message = "hotpatch " + r->status.ToString() + ": " + r->stderr_data;
-    }
-    return a;
-  }
-
   fs::path hotpatch_;
   GuestSpec spec_;
   fs::path scratch_;

@@ -55,63 +55,34 @@ class VmGuest : public CellGuest {
     return {};
   }
 
-  Status PutFile(const fs::path& host_path, const std::string& guest_path, int mode) override {
-    auto bytes = patchlab::ReadFile(host_path);
-    if (!bytes) return std::unexpected(bytes.error());
-    auto r = vm_->agent().Put(guest_path, static_cast<mode_t>(mode), *bytes);
-    if (!r && IsMachineFailure(r.error()))
-      return Fail(ErrorCode::kInfra, "put {}: {}", guest_path, r.error().ToString());
-    return r;
+  Status Put(const std::string& guest_path, mode_t mode, std::string_view bytes) override {
+    return AsInfra(vm_->agent().Put(guest_path, mode, bytes), "put " + guest_path);
   }
 
-  Result<std::string> ReadFile(const std::string& guest_path) override {
+  Result<std::string> Get(const std::string& guest_path) override {
     return AsInfra(vm_->agent().Get(guest_path), "get " + guest_path);
   }
 
-  Result<pid_t> Exec(const std::vector<std::string>& argv,
-                     const std::vector<std::pair<std::string, std::string>>& env,
-                     const std::string& log_path) override {
-    ExecRequest req;
-    req.argv = argv;
-    for (const auto& [k, v] : env) req.env[k] = v;
-    req.cwd = kScratch;
-    req.stdout_path = log_path;
-    req.stderr_path = log_path + ".err";
-    return AsInfra(vm_->agent().Exec(req), "exec " + argv[0]);
+  Result<pid_t> Exec(const ExecRequest& request) override {
+    return AsInfra(vm_->agent().Exec(request), "exec " + request.argv.at(0));
   }
 
-  Result<std::optional<GuestExit>> Wait(pid_t pid, milliseconds timeout) override {
-    auto r = AsInfra(vm_->agent().Wait(pid, timeout), "wait");
-    if (!r) return std::unexpected(r.error());
-    if (r->timed_out) return std::optional<GuestExit>();
-    return std::optional<GuestExit>(*r);
+  Result<ExitStatus> Wait(pid_t pid, milliseconds wait_for) override {
+    return AsInfra(vm_->agent().Wait(pid, wait_for), "wait");
   }
 
   Status Kill(pid_t pid, int signal) override {
-    auto r = vm_->agent().Kill(pid, signal);
-    if (!r && IsMachineFailure(r.error()))
-      return Fail(ErrorCode::kInfra, "kill: {}", r.error().ToString());
-    return r;
+    return AsInfra(vm_->agent().Kill(pid, signal), "kill");
   }
 
-  Result<GuestSample> Sample(pid_t pid) override {
-    auto r = AsInfra(vm_->agent().Sample(pid), "sample");
-    if (!r) return std::unexpected(r.error());
-    return GuestSample{r->pss_kib, r->rss_kib};
+  Result<ProcessSample> Sample(pid_t pid) override {
+    return AsInfra(vm_->agent().Sample(pid), "sample");
   }
 
-  Result<GuestPatchAnswer> Apply(pid_t pid, const std::string& package, const std::string& pubkey,
-                                 milliseconds timeout) override {
-    return Hotpatch("apply",
-                    {"--pid", std::to_string(pid), "--pubkey", pubkey, "--timeout",
-                     std::to_string(timeout.count()), package},
-                    timeout * 4 + kCallTimeout);
-  }
-  Result<GuestPatchAnswer> Revert(pid_t pid, const std::string& patch_id) override {
-    return Hotpatch("revert", {"--pid", std::to_string(pid), patch_id}, kCallTimeout);
-  }
-  Result<GuestPatchAnswer> Verify(pid_t pid) override {
-    return Hotpatch("verify", {"--pid", std::to_string(pid)}, kCallTimeout);
+  Result<HotpatchResult> Hotpatch(const std::string& subcommand, std::vector<std::string> args,
+                                  milliseconds run_for) override {
+    return AsInfra(vm_->agent().Hotpatch(subcommand, std::move(args), run_for),
+                   "hotpatch " + subcommand);
   }
 
   Result<std::string> KernelLogSince() override {
@@ -142,17 +113,6 @@ class VmGuest : public CellGuest {
   }
 
  private:
-  Result<GuestPatchAnswer> Hotpatch(const std::string& sub, std::vector<std::string> args,
-                                    milliseconds run_for) {
-    auto r = AsInfra(vm_->agent().Hotpatch(sub, std::move(args), run_for), "hotpatch " + sub);
-    if (!r) return std::unexpected(r.error());
-    GuestPatchAnswer a;
-    a.exit_code = r->exited ? r->exit_code : -1;
-    a.json = r->stdout_data;
-    a.message = r->exited ? r->stderr_data : "hotpatch died by a signal: " + r->stderr_data;
-    return a;
-  }
-
   std::unique_ptr<Vm> vm_;
   fs::path artefacts_;
   std::string host_;  // libvirt host URI; empty for QEMU on this machine

@@ -23,7 +23,16 @@ LibvirtVm::LibvirtVm(std::unique_ptr<TransientDomain> domain, DomainStreams agen
       accel_(accel),
       paths_(std::move(paths)),
       heartbeat_threshold_(heartbeat_threshold),
-      on_release_(std::move(on_release)) {}
+      on_release_(std::move(on_release)),
+      events_([this](milliseconds heartbeat_threshold,
+                     std::deque<VmEvent>& queue) { CollectLocked(heartbeat_threshold, queue); },
+              // Domain events wake the wait at once; the agent and host checks are polled.
+              [this](milliseconds up_to) {
+                if (auto e = domain_->WaitEvent(up_to)) {
+                  events_.WithLock([&](std::deque<VmEvent>& queue) { AddDomainEvent(*e, queue); });
+                }
+              },
+              milliseconds(100)) {}
 
 LibvirtVm::~LibvirtVm() {
   WriteStats();
@@ -60,19 +69,21 @@ void LibvirtVm::WriteStats() {
   (void)WriteFileAtomic(spec_.artefacts_dir / "libvirt-stats.json", j.dump(2) + "\n");
 }
 
-void LibvirtVm::CollectLocked(milliseconds heartbeat_threshold) {
-  for (const DomainEvent& e : domain_->TakeEvents()) {
-    if (e.kind == DomainEventKind::kCrashed) {
-      pending_.push_back({VmEventKind::kGuestPanicked, "libvirt " + e.detail, e.when});
-    } else if (e.kind == DomainEventKind::kStopped && !exited_reported_) {
-      exited_reported_ = true;
-      pending_.push_back({VmEventKind::kVmExited, "libvirt " + e.detail, e.when});
-    }
+void LibvirtVm::AddDomainEvent(const DomainEvent& e, std::deque<VmEvent>& queue) {
+  if (e.kind == DomainEventKind::kCrashed) {
+    queue.push_back({VmEventKind::kGuestPanicked, "libvirt " + e.detail, e.when});
+  } else if (e.kind == DomainEventKind::kStopped && !exited_reported_) {
+    exited_reported_ = true;
+    queue.push_back({VmEventKind::kVmExited, "libvirt " + e.detail, e.when});
   }
+}
+
+void LibvirtVm::CollectLocked(milliseconds heartbeat_threshold, std::deque<VmEvent>& queue) {
+  for (const DomainEvent& e : domain_->TakeEvents()) AddDomainEvent(e, queue);
   if (!exited_reported_ && !domain_->host()->alive()) {
     exited_reported_ = true;
-    pending_.push_back({VmEventKind::kVmExited,
-                        "host connection lost: " + domain_->host()->close_reason(), Clock::now()});
+    queue.push_back({VmEventKind::kVmExited,
+                     "host connection lost: " + domain_->host()->close_reason(), Clock::now()});
   }
   AgentClient* agent = agent_.client.get();
   if (agent && agent->closed() && !agent_gone_reported_ && !exited_reported_) {
@@ -81,7 +92,7 @@ void LibvirtVm::CollectLocked(milliseconds heartbeat_threshold) {
       // The bridge knows why the stream ended; the client only saw EOF.
       std::string why = agent_.bridge && agent_.bridge->closed() ? agent_.bridge->close_reason()
                                                                  : agent->close_reason();
-      pending_.push_back({VmEventKind::kAgentGone, "agent channel closed: " + why, Clock::now()});
+      queue.push_back({VmEventKind::kAgentGone, "agent channel closed: " + why, Clock::now()});
     } else {
       // The channel closed because the VM ended: say how, from libvirt's
       // stopped event, which may trail the socket's end by a moment.
@@ -90,65 +101,35 @@ void LibvirtVm::CollectLocked(milliseconds heartbeat_threshold) {
         auto e = domain_->WaitEvent(std::chrono::milliseconds(100));
         if (!e) continue;
         if (e->kind == DomainEventKind::kCrashed) {
-          pending_.push_back({VmEventKind::kGuestPanicked, "libvirt " + e->detail, e->when});
+          queue.push_back({VmEventKind::kGuestPanicked, "libvirt " + e->detail, e->when});
         } else if (e->kind == DomainEventKind::kStopped) {
           stopped = e;
         }
       }
       exited_reported_ = true;
-      pending_.push_back({VmEventKind::kVmExited,
-                          stopped ? "libvirt " + stopped->detail : "domain no longer running",
-                          stopped ? stopped->when : Clock::now()});
+      queue.push_back({VmEventKind::kVmExited,
+                       stopped ? "libvirt " + stopped->detail : "domain no longer running",
+                       stopped ? stopped->when : Clock::now()});
     }
   }
   // A paused VM is silent on purpose (Pause simulates a hung host).
   if (agent && !paused_ && !heartbeat_reported_ && !exited_reported_ &&
       agent->HeartbeatLost(heartbeat_threshold)) {
     heartbeat_reported_ = true;
-    pending_.push_back(
-        {VmEventKind::kHeartbeatLost,
-         fmt::format("no heartbeat for {:.1f} s", agent->SinceLastHeard().count() / 1000.0),
-         Clock::now()});
+    queue.push_back({VmEventKind::kHeartbeatLost,
+                     fmt::format("no heartbeat for {:.1f} s",
+                                 static_cast<double>(agent->SinceLastHeard().count()) / 1000.0),
+                     Clock::now()});
   }
 }
 
 std::vector<VmEvent> LibvirtVm::PollEvents(milliseconds heartbeat_threshold) {
-  std::lock_guard lock(mu_);
-  CollectLocked(heartbeat_threshold);
-  std::vector<VmEvent> out(pending_.begin(), pending_.end());
-  pending_.clear();
-  return out;
+  return events_.Poll(heartbeat_threshold);
 }
 
 std::optional<VmEvent> LibvirtVm::WaitForEvent(milliseconds timeout,
                                                milliseconds heartbeat_threshold) {
-  Clock::time_point deadline = Clock::now() + timeout;
-  while (true) {
-    {
-      std::lock_guard lock(mu_);
-      CollectLocked(heartbeat_threshold);
-      if (!pending_.empty()) {
-        VmEvent e = pending_.front();
-        pending_.pop_front();
-        return e;
-      }
-    }
-    Clock::time_point now = Clock::now();
-    if (now >= deadline) return std::nullopt;
-    // Domain events wake us at once; the agent and host checks are polled.
-    auto slice = std::min<milliseconds>(
-        milliseconds(100),
-        std::chrono::duration_cast<milliseconds>(deadline - now) + milliseconds(1));
-    if (auto e = domain_->WaitEvent(slice)) {
-      std::lock_guard lock(mu_);
-      if (e->kind == DomainEventKind::kCrashed) {
-        pending_.push_back({VmEventKind::kGuestPanicked, "libvirt " + e->detail, e->when});
-      } else if (e->kind == DomainEventKind::kStopped && !exited_reported_) {
-        exited_reported_ = true;
-        pending_.push_back({VmEventKind::kVmExited, "libvirt " + e->detail, e->when});
-      }
-    }
-  }
+  return events_.Wait(timeout, heartbeat_threshold);
 }
 
 bool LibvirtVm::Running() { return domain_->host()->alive() && domain_->Active(); }
@@ -173,15 +154,13 @@ void LibvirtVm::Kill() {
 
 Status LibvirtVm::Pause() {
   if (auto s = domain_->Suspend(); !s) return s;
-  std::lock_guard lock(mu_);
-  paused_ = true;
+  events_.WithLock([&](std::deque<VmEvent>&) { paused_ = true; });
   return {};
 }
 
 Status LibvirtVm::Cont() {
   if (auto s = domain_->Resume(); !s) return s;
-  std::lock_guard lock(mu_);
-  paused_ = false;
+  events_.WithLock([&](std::deque<VmEvent>&) { paused_ = false; });
   return {};
 }
 
@@ -191,9 +170,10 @@ void LibvirtVm::ReplaceAfterSave(std::unique_ptr<TransientDomain> restored, Doma
   agent_.Reset();
   domain_ = std::move(restored);
   agent_ = std::move(agent);
-  std::lock_guard lock(mu_);
-  pending_.clear();
-  exited_reported_ = agent_gone_reported_ = heartbeat_reported_ = false;
+  events_.WithLock([&](std::deque<VmEvent>& queue) {
+    queue.clear();
+    exited_reported_ = agent_gone_reported_ = heartbeat_reported_ = false;
+  });
 }
 
 void LibvirtVm::SetOnRelease(std::function<void()> on_release) {

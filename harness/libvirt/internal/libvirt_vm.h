@@ -21,6 +21,7 @@
 #include "harness/libvirt/transient_domain.h"
 #include "harness/vm/agent_client.h"
 #include "harness/vm/vm_backend.h"
+#include "harness/vm/vm_event_queue.h"
 
 namespace patchlab::harness::libvirt_internal {
 
@@ -85,8 +86,11 @@ class LibvirtVm : public Vm, public LibvirtVmInfo {
   const VmPaths& paths() const { return paths_; }
 
  private:
-  // Moves new events into pending_. REQUIRES: mu_ held.
-  void CollectLocked(std::chrono::milliseconds heartbeat_threshold);
+  // The event queue's collect step. REQUIRES: the queue's lock held (it
+  // guards the *_reported_ flags and paused_).
+  void CollectLocked(std::chrono::milliseconds heartbeat_threshold, std::deque<VmEvent>& queue);
+  // A libvirt domain event as a VmEvent, if it is one. REQUIRES: the queue's lock held.
+  void AddDomainEvent(const DomainEvent& e, std::deque<VmEvent>& queue);
   void WriteStats();
 
   std::unique_ptr<TransientDomain> domain_;
@@ -98,8 +102,7 @@ class LibvirtVm : public Vm, public LibvirtVmInfo {
   std::chrono::milliseconds heartbeat_threshold_;
   std::function<void()> on_release_;
 
-  std::mutex mu_;
-  std::deque<VmEvent> pending_;
+  VmEventQueue events_;
   bool exited_reported_ = false;
   bool agent_gone_reported_ = false;
   bool heartbeat_reported_ = false;

@@ -18,6 +18,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+// How long a closed agent channel waits for QEMU's exit to show (see CollectEvents).
+constexpr milliseconds kExitAfterChannelClosed{1000};
+
 std::string Tail(const fs::path& path, size_t bytes) {
   auto data = ReadFile(path);
   if (!data) return "(none)";
@@ -193,6 +196,17 @@ Status QemuVm::WaitReady(bool restoring) {
   }
 }
 
+QemuVm::QemuVm(QemuLaunch launch)
+    : launch_(std::move(launch)),
+      events_([this](milliseconds heartbeat_threshold,
+                     std::deque<VmEvent>& queue) { CollectEvents(heartbeat_threshold, queue); },
+              // The process's end wakes the wait at once; QMP and the agent are polled.
+              [this](milliseconds up_to) {
+                pollfd p{pidfd_.get(), POLLIN, 0};
+                ::poll(&p, 1, static_cast<int>(up_to.count()));
+              },
+              milliseconds(50)) {}
+
 QemuVm::~QemuVm() {
   if (pid_ > 0) Kill();
   agent_.reset();
@@ -226,19 +240,27 @@ bool QemuVm::ProcessExited() {
 
 bool QemuVm::Running() { return !ProcessExited(); }
 
-void QemuVm::CollectEvents(milliseconds heartbeat_threshold) {
+void QemuVm::CollectEvents(milliseconds heartbeat_threshold, std::deque<VmEvent>& queue) {
   auto now = Clock::now();
   if (qmp_) {
     for (const QmpEvent& e : qmp_->TakeEvents()) {
       if (e.name == "GUEST_PANICKED" && !reported_panic_) {
         reported_panic_ = true;
-        queued_.push_back({VmEventKind::kGuestPanicked, "GUEST_PANICKED " + e.data.dump(), now});
+        queue.push_back({VmEventKind::kGuestPanicked, "GUEST_PANICKED " + e.data.dump(), now});
       } else if (e.name == "SHUTDOWN") {
         shutdown_reason_ = e.data.value("reason", std::string());
       }
     }
   }
   bool exited = ProcessExited();
+  if (!exited && !reported_agent_gone_ && agent_ && agent_->closed()) {
+    // A killed QEMU closes its sockets before its exit shows on the pidfd, so
+    // the channel's end may be seen first. Give the process a moment, so that
+    // a dead VM is reported as one and not as a lost agent.
+    pollfd p{pidfd_.get(), POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(kExitAfterChannelClosed.count()));
+    exited = ProcessExited();
+  }
   if (exited && !reported_exit_) {
     reported_exit_ = true;
     std::string detail = "qemu " + exit_status_->ToString();
@@ -249,22 +271,22 @@ void QemuVm::CollectEvents(milliseconds heartbeat_threshold) {
       auto console = ReadFile(console_log_path());
       if (console && console->find("Kernel panic") != std::string::npos) {
         reported_panic_ = true;
-        queued_.push_back(
+        queue.push_back(
             {VmEventKind::kGuestPanicked, "Kernel panic on the console, then " + detail, now});
       }
     }
-    queued_.push_back({VmEventKind::kVmExited, detail, now});
+    queue.push_back({VmEventKind::kVmExited, detail, now});
   }
   if (!exited && agent_ && agent_->closed() && !reported_agent_gone_) {
     reported_agent_gone_ = true;
-    queued_.push_back({VmEventKind::kAgentGone, agent_->close_reason(), now});
+    queue.push_back({VmEventKind::kAgentGone, agent_->close_reason(), now});
   }
   if (!exited && agent_ && !reported_panic_) {
     // A panicked guest is silent by design and already reported as such.
     bool lost = agent_->HeartbeatLost(heartbeat_threshold);
     if (lost && !heartbeat_lost_) {
       heartbeat_lost_ = true;
-      queued_.push_back(
+      queue.push_back(
           {VmEventKind::kHeartbeatLost,
            fmt::format("no line from the agent for {} ms", agent_->SinceLastHeard().count()), now});
     } else if (!lost) {
@@ -274,30 +296,12 @@ void QemuVm::CollectEvents(milliseconds heartbeat_threshold) {
 }
 
 std::vector<VmEvent> QemuVm::PollEvents(milliseconds heartbeat_threshold) {
-  std::lock_guard lock(events_mu_);
-  CollectEvents(heartbeat_threshold);
-  std::vector<VmEvent> out(queued_.begin(), queued_.end());
-  queued_.clear();
-  return out;
+  return events_.Poll(heartbeat_threshold);
 }
 
 std::optional<VmEvent> QemuVm::WaitForEvent(milliseconds timeout,
                                             milliseconds heartbeat_threshold) {
-  auto deadline = Clock::now() + timeout;
-  while (true) {
-    {
-      std::lock_guard lock(events_mu_);
-      CollectEvents(heartbeat_threshold);
-      if (!queued_.empty()) {
-        VmEvent e = queued_.front();
-        queued_.pop_front();
-        return e;
-      }
-    }
-    if (Clock::now() >= deadline) return std::nullopt;
-    pollfd p{pidfd_.get(), POLLIN, 0};
-    ::poll(&p, 1, 50);
-  }
+  return events_.Wait(timeout, heartbeat_threshold);
 }
 
 Status QemuVm::Pause() {

@@ -15,6 +15,7 @@
 #include "base/subprocess.h"
 #include "harness/vm/internal/qmp_client.h"
 #include "harness/vm/vm_backend.h"
+#include "harness/vm/vm_event_queue.h"
 
 namespace patchlab::harness::internal {
 
@@ -59,7 +60,7 @@ class QemuVm : public Vm {
   const QemuLaunch& launch() const { return launch_; }
 
  private:
-  explicit QemuVm(QemuLaunch launch) : launch_(std::move(launch)) {}
+  explicit QemuVm(QemuLaunch launch);
   Status WaitReady(bool restoring);
   bool ProcessExited();      // non-blocking; reaps once
   std::string PostMortem();  // tails of console.log and qemu.log
@@ -72,10 +73,11 @@ class QemuVm : public Vm {
   std::unique_ptr<QmpClient> qmp_;
   std::unique_ptr<AgentClient> agent_;
 
-  void CollectEvents(std::chrono::milliseconds heartbeat_threshold);  // REQUIRES: events_mu_ held
+  // The queue's collect step. REQUIRES: the queue's lock held (it guards the
+  // reported_* flags, heartbeat_lost_ and shutdown_reason_).
+  void CollectEvents(std::chrono::milliseconds heartbeat_threshold, std::deque<VmEvent>& queue);
 
-  std::mutex events_mu_;
-  std::deque<VmEvent> queued_;
+  VmEventQueue events_;
   std::mutex mu_;
   std::optional<ExitStatus> exit_status_;
   bool reported_exit_ = false;
