@@ -70,13 +70,21 @@ SubprocessResult Hotpatch(std::vector<std::string> args) {
 
 Workspace::Workspace() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  // The pid keeps two runs of the suite (two checkouts, or ctest --repeat
+  // beside a build) out of each other's folders.
   dir = std::filesystem::path(::testing::TempDir()) / "patchcore" /
-        (std::string(info->test_suite_name()) + "." + info->name());
+        fmt::format("{}.{}-{}", info->test_suite_name(), info->name(), ::getpid());
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   ::setenv("HOTPATCH_STATE_DIR", (dir / "state").c_str(), 1);
   auto r = Hotpatch({"keygen", "--out", (dir / "keys").string()});
   EXPECT_EQ(r.status.code, 0) << r.stderr_data;
+}
+
+Workspace::~Workspace() {
+  if (::testing::Test::HasFailure()) return;
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
 }
 
 std::string Workspace::Pack(const std::string& target, const std::string& object,

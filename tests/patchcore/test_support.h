@@ -39,8 +39,13 @@ class Target {
 SubprocessResult Hotpatch(std::vector<std::string> args);
 
 // A scratch folder with a key pair, fresh for each test.
+// A scratch folder per test and process, with a key pair and HOTPATCH_STATE_DIR
+// inside. Removed when the test passed; kept for a look when it failed.
 struct Workspace {
   Workspace();
+  ~Workspace();
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
   std::filesystem::path dir;
   std::string key() const { return (dir / "keys" / "patch.key").string(); }
   std::string pub() const { return (dir / "keys" / "patch.pub").string(); }
