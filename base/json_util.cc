@@ -72,6 +72,12 @@ void ThrowJsonNotInteger(std::string_view key, const nlohmann::json& value) {
                                           value.is_number() ? value.dump() : value.type_name()));
 }
 
+void ThrowJsonWrongType(std::string_view key, const nlohmann::json& value,
+                        std::string_view expected) {
+  throw std::invalid_argument(fmt::format("field '{}': expected {}, got {}", key, expected,
+                                          value.is_number() ? value.dump() : value.type_name()));
+}
+
 void ThrowJsonOutOfRange(std::string_view key, const nlohmann::json& value, int bits,
                          bool is_signed) {
   throw std::out_of_range(fmt::format("field '{}': {} does not fit a {}-bit {} integer", key,

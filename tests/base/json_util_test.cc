@@ -82,5 +82,35 @@ TEST(JsonUtil, IntegerReadsStrictly) {
               HasSubstr("field 'x': its parent is number, not an object"));
 }
 
+TEST(JsonUtil, FieldOrReadsTypesStrictlyAndFallsBackWhenAbsent) {
+  auto j = nlohmann::json::parse(
+      R"({"name": "vm", "up": true, "load": 0.5, "n": 3, "bad_name": 7, "bad_up": "yes",
+          "bad_load": "high", "bad_n": 1e30})");
+  EXPECT_EQ(JsonFieldOr<std::string>(j, "name", "x"), "vm");
+  EXPECT_EQ(JsonFieldOr<std::string>(j, "absent", "x"), "x");
+  EXPECT_TRUE(JsonFieldOr<bool>(j, "up", false));
+  EXPECT_EQ(JsonFieldOr<double>(j, "load", 0.0), 0.5);
+  EXPECT_EQ(JsonFieldOr<double>(j, "n", 0.0), 3.0) << "an integer is a number";
+  EXPECT_EQ(JsonFieldOr<int>(j, "n", 0), 3);
+  auto message = [&](auto read) -> std::string {
+    try {
+      read();
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "no exception";
+  };
+  EXPECT_THAT(message([&] { JsonFieldOr<std::string>(j, "bad_name", ""); }),
+              HasSubstr("field 'bad_name': expected a string, got 7"));
+  EXPECT_THAT(message([&] { JsonFieldOr<bool>(j, "bad_up", false); }),
+              HasSubstr("field 'bad_up': expected true or false, got string"));
+  EXPECT_THAT(message([&] { JsonFieldOr<double>(j, "bad_load", 0.0); }),
+              HasSubstr("field 'bad_load': expected a number, got string"));
+  EXPECT_THAT(message([&] { JsonFieldOr<int>(j, "bad_n", 0); }),
+              HasSubstr("field 'bad_n': expected an integer, got 1e+30"));
+  EXPECT_THAT(message([&] { JsonFieldOr<int>(nlohmann::json::array(), "n", 0); }),
+              HasSubstr("field 'n': its parent is array, not an object"));
+}
+
 }  // namespace
 }  // namespace patchlab
