@@ -157,6 +157,21 @@ TEST_F(AgentOnHost, KernelLogMarkAndLinesSince) {
   for (const auto& l : *lines) EXPECT_GT(l.seq, *mark);
 }
 
+// The agent is PID 1 in the guest: kill with pid -1 would signal every
+// process. It read pid with get<pid_t>() and called kill(-1, 0), which
+// succeeds; a request it refuses is answered naming the field, and the agent
+// carries on.
+TEST_F(AgentOnHost, RequestsWithBadFieldsAreRefusedAndTheAgentCarriesOn) {
+  auto everyone = client_->Call({{"op", "kill"}, {"pid", -1}, {"signal", 0}}, milliseconds(20000));
+  ASSERT_FALSE(everyone.has_value());
+  EXPECT_THAT(everyone.error().message(), testing::HasSubstr("field 'pid': -1 is outside"));
+  auto nul = client_->Call({{"op", "run"}, {"argv", {std::string("/bin/true\0x", 11)}}},
+                           milliseconds(20000));
+  ASSERT_FALSE(nul.has_value());
+  EXPECT_THAT(nul.error().message(), testing::HasSubstr("field 'argv[0]': holds a NUL byte"));
+  EXPECT_OK(client_->Hello());
+}
+
 TEST_F(AgentOnHost, HeartbeatsArrive) {
   for (int i = 0; i < 300 && client_->heartbeats() < 2; ++i)
     std::this_thread::sleep_for(milliseconds(20));
