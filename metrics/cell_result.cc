@@ -64,7 +64,19 @@ constexpr std::array<std::pair<RunStatus, std::string_view>, 4> kRunStatuses{{
     {RunStatus::kFailed, "failed"},
 }};
 
+constexpr std::array<std::pair<CpuClock, std::string_view>, 4> kCpuClocks{{
+    {CpuClock::kUnknown, ""},
+    {CpuClock::kGuestInstructions, "guest-instructions"},
+    {CpuClock::kGuestCpuTime, "guest-cpu-time"},
+    {CpuClock::kNativeCpuTime, "native-cpu-time"},
+}};
+
 }  // namespace
+
+std::string_view CpuClockName(CpuClock c) { return NameOf(c, kCpuClocks); }
+Result<CpuClock> ParseCpuClock(std::string_view name) {
+  return ParseName("CPU clock", name, kCpuClocks);
+}
 
 std::string_view VerdictName(Verdict v) { return NameOf(v, kVerdicts); }
 Result<Verdict> ParseVerdict(std::string_view name) {

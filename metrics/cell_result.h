@@ -17,7 +17,9 @@
 #include <vector>
 
 #include "base/error.h"
+#include "metrics/overhead_rule.h"
 #include "metrics/stats.h"
+#include "metrics/window_sample.h"
 
 namespace patchlab::metrics {
 
@@ -90,6 +92,24 @@ enum class RunStatus {
 std::string_view RunStatusName(RunStatus s);  // "running" "complete" "incomplete" "failed"
 Result<RunStatus> ParseRunStatus(std::string_view name);
 
+// How a CPU figure was measured: the clock its per-window costs were read on.
+enum class CpuClock {
+  kUnknown,            // rows recorded before schema 4
+  kGuestInstructions,  // a TCG guest under QEMU's -icount: guest time counts instructions
+  kGuestCpuTime,       // the target's CPU time in a guest (plain TCG or KVM): host load leaks in
+  kNativeCpuTime,      // the target's CPU time on this host's own processes (no emulation)
+};
+std::string_view CpuClockName(
+    CpuClock c);  // "" "guest-instructions" "guest-cpu-time" "native-cpu-time"
+Result<CpuClock> ParseCpuClock(std::string_view name);
+
+// The lab host's own load while a cell measured (the guest cannot see it).
+struct HostLoad {
+  double load1 = 0;      // mean of /proc/loadavg's 1-minute figure over the windows
+  double busy_pct = 0;   // CPU busy (user + system + steal...) of the whole host, percent
+  double steal_pct = 0;  // CPU time the hypervisor under this host took, percent
+};
+
 // One cell of the matrix. Ordered and comparable so it can key maps.
 struct CellKey {
   std::string scenario;
@@ -109,6 +129,9 @@ struct CellResult {
   CellKey key;
   int patch_seq = 0;
   std::string host;  // the machine the VM ran on
+  // What ran, for a target the lab did not build: "PACKAGE VERSION" (a Debian
+  // package's program) or "PROGRAM build-id ID"; empty for the lab's own targets.
+  std::string application;
 
   Verdict verdict = Verdict::kInfraError;
   // Whether the verdict is what the scenario's `expect` asked for (a scenario may
@@ -120,10 +143,28 @@ struct CellResult {
 
   std::map<CrashKind, int> crashes;  // absent kinds are 0
 
-  std::vector<double> pause_us;              // every stop-the-world pause measured
-  std::optional<double> pause_median_us;     // Median(pause_us) unless set otherwise
-  std::optional<Estimate> cpu_overhead_pct;  // patched vs unpatched windows
-  std::optional<double> mem_overhead_kib;    // per patched process (RSS growth)
+  std::vector<double> pause_us;           // every stop-the-world pause measured
+  std::optional<double> pause_median_us;  // Median(pause_us) unless set otherwise
+
+  // The CPU overhead the cell is judged on (overhead_rule.h), with the clock it
+  // was read on, its 99% interval's coverage (Estimate::coverage), how the
+  // run judged it and against which limit (the policy's, tightened by the
+  // scenario's own when `cpu_scenario_limit_pct` is set).
+  std::optional<Estimate> cpu_overhead_pct;
+  CpuClock cpu_clock = CpuClock::kUnknown;
+  std::optional<OverheadOutcome> cpu_outcome;
+  std::optional<double> cpu_limit_pct;
+  std::optional<double> cpu_scenario_limit_pct;
+  std::vector<WindowSample> cpu_windows;  // every measured window, in order
+  // The other figure of the same patch, reported beside the judged one (the
+  // native figure beside a VM's, or the VM's when the native one is judged).
+  std::optional<Estimate> cpu_reference_pct;
+  CpuClock cpu_reference_clock = CpuClock::kUnknown;
+  std::optional<HostLoad> host_load;  // the lab host while the windows ran
+
+  std::optional<double> mem_overhead_kib;  // per patched process (PSS growth after the first apply)
+  std::optional<double> patch_mapped_kib;  // what the patch mapped into the process (hotpatch)
+  std::optional<double> island_kib;        // of which the trampoline island pages
 
   SemanticVerdict semantic = SemanticVerdict::kNotRun;
   int64_t duration_ms = 0;

@@ -29,6 +29,67 @@ using internal::RecorderState;
 
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 
+// An estimate in four columns from `first`: value, low, high, samples.
+void BindEstimate(internal::Statement& ins, int first, const std::optional<Estimate>& e) {
+  if (!e) {
+    ins.BindNull(first).BindNull(first + 1).BindNull(first + 2).BindNull(first + 3);
+    return;
+  }
+  ins.Bind(first, e->value).Bind(first + 1, e->low).Bind(first + 2, e->high);
+  ins.Bind(first + 3, static_cast<int64_t>(e->samples));
+}
+
+// Columns 1..24 of a cell row: what every schema version records.
+void BindCellBasics(internal::Statement& ins, const CellResult& cell) {
+  std::optional<double> pause_median = cell.pause_median_us;
+  if (!pause_median) pause_median = Median(cell.pause_us);
+  ins.Bind(1, cell.run_id).Bind(2, cell.key.scenario).Bind(3, cell.key.patch_id);
+  ins.Bind(4, static_cast<int64_t>(cell.patch_seq)).Bind(5, cell.key.image).Bind(6, cell.key.cpu);
+  ins.Bind(7, cell.key.workload).Bind(8, cell.host).Bind(9, VerdictName(cell.verdict));
+  ins.Bind(10, ApplyResultName(cell.apply)).Bind(11, cell.apply_reason);
+  ins.Bind(12, nlohmann::json(cell.pause_us).dump()).BindOptional(13, pause_median);
+  BindEstimate(ins, 14, cell.cpu_overhead_pct);
+  ins.BindOptional(18, cell.mem_overhead_kib).Bind(19, SemanticVerdictName(cell.semantic));
+  ins.Bind(20, cell.duration_ms).Bind(21, cell.artefacts);
+  ins.Bind(22, nlohmann::json(cell.reasons).dump());
+  ins.Bind(23, cell.recorded_at != 0 ? cell.recorded_at : Now());
+  if (cell.met_expectation) {
+    ins.Bind(24, static_cast<int64_t>(*cell.met_expectation ? 1 : 0));
+  } else {
+    ins.BindNull(24);
+  }
+}
+
+// Columns 25..40: the figures of schema 4.
+void BindCellFigures(internal::Statement& ins, const CellResult& cell) {
+  ins.Bind(25, CpuClockName(cell.cpu_clock));
+  if (cell.cpu_overhead_pct && cell.cpu_overhead_pct->coverage > 0) {
+    ins.Bind(26, cell.cpu_overhead_pct->coverage);
+  } else {
+    ins.BindNull(26);
+  }
+  if (cell.cpu_outcome) {
+    ins.Bind(27, OverheadOutcomeName(*cell.cpu_outcome));
+  } else {
+    ins.BindNull(27);
+  }
+  ins.BindOptional(28, cell.cpu_limit_pct).BindOptional(29, cell.cpu_scenario_limit_pct);
+  nlohmann::json windows = nlohmann::json::array();
+  for (const WindowSample& w : cell.cpu_windows) {
+    windows.push_back({{"patched", w.patched}, {"cost", w.cost}, {"work", w.work}});
+  }
+  ins.Bind(30, windows.dump());
+  BindEstimate(ins, 31, cell.cpu_reference_pct);
+  ins.Bind(35, CpuClockName(cell.cpu_reference_clock));
+  if (cell.host_load) {
+    ins.Bind(36, cell.host_load->load1).Bind(37, cell.host_load->busy_pct);
+    ins.Bind(38, cell.host_load->steal_pct);
+  } else {
+    ins.BindNull(36).BindNull(37).BindNull(38);
+  }
+  ins.BindOptional(39, cell.patch_mapped_kib).BindOptional(40, cell.island_kib);
+}
+
 }  // namespace
 
 Result<CompatDb> CompatDb::OpenImpl(const std::filesystem::path& path, bool create) {
@@ -193,39 +254,18 @@ Status CompatDb::RecordCell(const CellResult& cell) {
 
     auto ins = conn_->Prepare(
         "INSERT INTO cells(run_id, scenario, patch_id, patch_seq, image, cpu, workload, host, "
-        "verdict, "
-        "apply_result, apply_reason, pause_us, pause_median_us, cpu_overhead_pct, cpu_ci_low, "
-        "cpu_ci_high, "
-        "cpu_samples, mem_overhead_kib, semantic, duration_ms, artefacts, reasons, recorded_at, "
-        "met_expectation) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+        "verdict, apply_result, apply_reason, pause_us, pause_median_us, cpu_overhead_pct, "
+        "cpu_ci_low, cpu_ci_high, cpu_samples, mem_overhead_kib, semantic, duration_ms, "
+        "artefacts, reasons, recorded_at, met_expectation, cpu_clock, cpu_coverage, cpu_outcome, "
+        "cpu_limit_pct, cpu_scenario_limit_pct, cpu_windows, cpu_ref_pct, cpu_ref_low, "
+        "cpu_ref_high, cpu_ref_samples, cpu_ref_clock, host_load1, host_busy_pct, host_steal_pct, "
+        "patch_mapped_kib, island_kib, application) "
+        "VALUES "
+        "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     if (!ins) return std::unexpected(ins.error());
-    std::optional<double> pause_median = cell.pause_median_us;
-    if (!pause_median) pause_median = Median(cell.pause_us);
-    ins->Bind(1, cell.run_id).Bind(2, cell.key.scenario).Bind(3, cell.key.patch_id);
-    ins->Bind(4, static_cast<int64_t>(cell.patch_seq))
-        .Bind(5, cell.key.image)
-        .Bind(6, cell.key.cpu);
-    ins->Bind(7, cell.key.workload).Bind(8, cell.host).Bind(9, VerdictName(cell.verdict));
-    ins->Bind(10, ApplyResultName(cell.apply)).Bind(11, cell.apply_reason);
-    ins->Bind(12, nlohmann::json(cell.pause_us).dump()).BindOptional(13, pause_median);
-    if (cell.cpu_overhead_pct) {
-      ins->Bind(14, cell.cpu_overhead_pct->value).Bind(15, cell.cpu_overhead_pct->low);
-      ins->Bind(16, cell.cpu_overhead_pct->high)
-          .Bind(17, static_cast<int64_t>(cell.cpu_overhead_pct->samples));
-    } else {
-      ins->BindNull(14).BindNull(15).BindNull(16).BindNull(17);
-    }
-    ins->BindOptional(18, cell.mem_overhead_kib).Bind(19, SemanticVerdictName(cell.semantic));
-    ins->Bind(20, cell.duration_ms)
-        .Bind(21, cell.artefacts)
-        .Bind(22, nlohmann::json(cell.reasons).dump());
-    ins->Bind(23, cell.recorded_at != 0 ? cell.recorded_at : Now());
-    if (cell.met_expectation) {
-      ins->Bind(24, static_cast<int64_t>(*cell.met_expectation ? 1 : 0));
-    } else {
-      ins->BindNull(24);
-    }
+    BindCellBasics(*ins, cell);
+    BindCellFigures(*ins, cell);
+    ins->Bind(41, cell.application);
     if (auto r = ins->Run(); !r) return r;
     int64_t cell_id = conn_->LastInsertId();
 

@@ -38,7 +38,7 @@ namespace internal {
 class Connection;
 }
 
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 // The oldest schema OpenReadOnly() can read (it cannot migrate).
 inline constexpr int kMinReadableSchemaVersion = 2;
 inline constexpr const char* kDefaultDbFile = "patchlab.db";

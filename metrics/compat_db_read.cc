@@ -156,8 +156,8 @@ Result<std::optional<ImageInfo>> CompatDb::GetImage(const std::string& name) {
 
 Result<std::vector<CellResult>> CompatDb::CellsOfRun(int64_t run) {
   std::lock_guard lock(*mutex_);
-  auto stmt = conn_->Prepare(
-      fmt::format("SELECT {} FROM cells c WHERE c.run_id=?{}", internal::kCellColumns, kKeyOrder));
+  auto stmt = conn_->Prepare(fmt::format("SELECT {} FROM cells c WHERE c.run_id=?{}",
+                                         internal::CellColumns(schema_version_), kKeyOrder));
   if (!stmt) return std::unexpected(stmt.error());
   stmt->Bind(1, run);
   return ReadCells(*stmt, path_);
@@ -169,7 +169,7 @@ Result<std::vector<CellResult>> CompatDb::LatestCellsOfPatch(const std::string& 
     std::lock_guard lock(*mutex_);
     auto stmt =
         conn_->Prepare(fmt::format("SELECT {} FROM cells c WHERE c.patch_id=?{}, c.run_id DESC",
-                                   internal::kCellColumns, kKeyOrder));
+                                   internal::CellColumns(schema_version_), kKeyOrder));
     if (!stmt) return std::unexpected(stmt.error());
     stmt->Bind(1, patch_id);
     auto cells = ReadCells(*stmt, path_);
@@ -242,7 +242,7 @@ Result<std::vector<CellResult>> CompatDb::History(const std::string& image,
   auto stmt = conn_->Prepare(
       fmt::format("SELECT {} FROM cells c WHERE c.image=?1 AND (?2 = '' OR c.patch_id=?2) "
                   "ORDER BY c.run_id, c.scenario, c.patch_id, c.cpu, c.workload",
-                  internal::kCellColumns));
+                  internal::CellColumns(schema_version_)));
   if (!stmt) return std::unexpected(stmt.error());
   stmt->Bind(1, image).Bind(2, patch_id);
   return ReadCells(*stmt, path_);

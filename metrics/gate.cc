@@ -31,6 +31,42 @@ std::optional<double> WorstPauseUs(const CellResult& cell) {
   return cell.pause_median_us;
 }
 
+// "cpu overhead +0.42% (99% interval 0.31..0.55%, 8 pairs, guest-instructions)"
+std::string DescribeCpuFigure(const CellResult& cell) {
+  const Estimate& e = *cell.cpu_overhead_pct;
+  std::string clock(CpuClockName(cell.cpu_clock));
+  return fmt::format("CPU overhead {:+.2f}% (interval {:.2f}..{:.2f}%, {} pairs{}{})", e.value,
+                     e.low, e.high, e.samples, clock.empty() ? "" : ", ", clock);
+}
+
+void JudgeCpu(const CellResult& cell, const Policy& policy, std::vector<GateFailure>& failures,
+              std::vector<MissingData>& missing) {
+  if (!cell.cpu_overhead_pct) {
+    if (policy.require_figures) {
+      missing.push_back(
+          MissingData{fmt::format("no CPU overhead figure for {}", cell.key.ToString()), cell.key});
+    }
+    return;
+  }
+  double limit = EffectiveCpuLimit(policy.max_cpu_overhead_pct, cell.cpu_scenario_limit_pct);
+  switch (JudgeOverhead(*cell.cpu_overhead_pct, limit, policy.cpu_overhead_judged_on)) {
+    case OverheadOutcome::kWithin:
+      return;
+    case OverheadOutcome::kAbove:
+      Add(failures, cell, "max_cpu_overhead_pct",
+          fmt::format("{} is not {}", DescribeCpuFigure(cell),
+                      DescribeOverheadRule(limit, policy.cpu_overhead_judged_on)));
+      return;
+    case OverheadOutcome::kNoisy:
+      missing.push_back(MissingData{
+          fmt::format("{}: {} straddles the {:.2f}% limit: too noisy to judge (measure again on "
+                      "a quieter host or with more windows)",
+                      cell.key.ToString(), DescribeCpuFigure(cell), limit),
+          cell.key, true});
+      return;
+  }
+}
+
 void Conclude(GateDecision& d) {
   // A patch-wide gap (e.g. the semantic check) is reported once, not per cell.
   std::set<std::string> seen;
@@ -134,21 +170,7 @@ void JudgeCell(const CellResult& cell, const Policy& policy, std::vector<GateFai
         fmt::format("verdict {}: {}", VerdictName(cell.verdict), JoinReasons(cell.reasons)));
   }
   if (applied) {
-    if (cell.cpu_overhead_pct) {
-      const Estimate& e = *cell.cpu_overhead_pct;
-      bool upper = policy.cpu_overhead_judged_on == OverheadJudgedOn::kUpperBound;
-      double judged = upper ? e.high : e.value;
-      if (judged >= policy.max_cpu_overhead_pct) {
-        Add(failures, cell, "max_cpu_overhead_pct",
-            fmt::format("CPU overhead {} {:.2f}% (median {:.2f}%, 95% CI {:.2f}..{:.2f}%) is not "
-                        "below {:.2f}%",
-                        upper ? "upper bound" : "median", judged, e.value, e.low, e.high,
-                        policy.max_cpu_overhead_pct));
-      }
-    } else if (policy.require_figures) {
-      missing.push_back(
-          MissingData{fmt::format("no CPU overhead figure for {}", cell.key.ToString()), cell.key});
-    }
+    JudgeCpu(cell, policy, failures, missing);
     if (cell.mem_overhead_kib) {
       double mib = *cell.mem_overhead_kib / 1024.0;
       if (mib >= policy.max_memory_overhead_mib) {
@@ -192,6 +214,24 @@ void JudgeCell(const CellResult& cell, const Policy& policy, std::vector<GateFai
   }
 }
 
+std::optional<OverheadOutcome> JudgeCellCpu(const CellResult& cell, const Policy& policy) {
+  if (!cell.cpu_overhead_pct) return std::nullopt;
+  double limit = EffectiveCpuLimit(policy.max_cpu_overhead_pct, cell.cpu_scenario_limit_pct);
+  return JudgeOverhead(*cell.cpu_overhead_pct, limit, policy.cpu_overhead_judged_on);
+}
+
+std::string CpuFigureWithRule(const CellResult& cell, const Policy& policy) {
+  std::optional<OverheadOutcome> outcome = JudgeCellCpu(cell, policy);
+  if (!outcome) return "n/a";
+  const Estimate& e = *cell.cpu_overhead_pct;
+  std::string clock(CpuClockName(cell.cpu_clock));
+  double limit = EffectiveCpuLimit(policy.max_cpu_overhead_pct, cell.cpu_scenario_limit_pct);
+  return fmt::format("{:+.2f}% [{:.2f}, {:.2f}] {} ({}, {} pairs); rule: {}", e.value, e.low,
+                     e.high, OverheadOutcomeName(*outcome),
+                     clock.empty() ? "clock not recorded" : clock, e.samples,
+                     DescribeOverheadRule(limit, policy.cpu_overhead_judged_on));
+}
+
 std::string GateDecision::Explain() const {
   std::string out;
   std::string scope = ring.empty() ? "" : fmt::format(" (ring '{}')", ring);
@@ -202,16 +242,21 @@ std::string GateDecision::Explain() const {
     case GateOutcome::kReject:
       out = fmt::format("REJECT {}{}: {} rule(s) broken\n", patch_id, scope, failures.size());
       break;
-    case GateOutcome::kNotEnoughData:
-      out = fmt::format("NOT ENOUGH DATA {}{}: {} item(s) missing\n", patch_id, scope,
-                        missing.size());
+    case GateOutcome::kNotEnoughData: {
+      size_t noisy = std::count_if(missing.begin(), missing.end(),
+                                   [](const MissingData& m) { return m.noisy; });
+      out = fmt::format("NOT ENOUGH DATA {}{}: {} item(s) missing, {} figure(s) too noisy\n",
+                        patch_id, scope, missing.size() - noisy, noisy);
       break;
+    }
   }
   for (const GateFailure& f : failures) {
     out += fmt::format("  fail: {} [{}] (run {}): {}\n", f.cell.ToString(), f.rule, f.run_id,
                        f.message);
   }
-  for (const MissingData& m : missing) out += fmt::format("  missing: {}\n", m.what);
+  for (const MissingData& m : missing) {
+    out += fmt::format("  {}: {}\n", m.noisy ? "noisy" : "missing", m.what);
+  }
   return out;
 }
 

@@ -3,7 +3,8 @@
 //
 //   kShip           every planned cell recorded, every rule met       exit 0
 //   kReject         at least one rule broken (every one is listed)    exit 1
-//   kNotEnoughData  no rule broken, but cells or figures are missing  exit 3
+//   kNotEnoughData  no rule broken, but cells or figures are missing,  exit 3
+//                   or a CPU figure is too noisy to judge
 //
 // A rejection wins over missing data: one broken rule is enough to say no, and
 // the missing cells are listed too. The cells a patch must cover are the ones
@@ -35,11 +36,14 @@ struct GateFailure {
   int64_t run_id = 0;   // where the figure was measured
 };
 
-// Something the gate needed and did not find.
+// Something the gate needed and did not find, or found too noisy to judge.
 struct MissingData {
   std::string
       what;  // "no result for kv/fix-1 on deb12 x qemu64 x default", "no CPU overhead figure"
   std::optional<CellKey> cell;
+  // A CPU figure that was measured but whose interval straddles the limit
+  // (overhead_rule.h): neither a pass nor a fail; shown as "noisy", not "missing".
+  bool noisy = false;
 };
 
 struct GateDecision {
@@ -55,9 +59,20 @@ struct GateDecision {
   int ExitCode() const { return static_cast<int>(outcome); }
 };
 
-// Judges one cell against the policy: the rules it breaks and the figures it lacks.
+// Judges one cell against the policy: the rules it breaks and the figures it
+// lacks. Its CPU overhead is judged by JudgeOverhead (overhead_rule.h) against
+// EffectiveCpuLimit(policy, the cell's scenario limit): the rule the run used.
 void JudgeCell(const CellResult& cell, const Policy& policy, std::vector<GateFailure>& failures,
                std::vector<MissingData>& missing);
+
+// How `policy` judges the cell's CPU figure (JudgeOverhead against
+// EffectiveCpuLimit); nullopt when the cell has none.
+std::optional<OverheadOutcome> JudgeCellCpu(const CellResult& cell, const Policy& policy);
+
+// The cell's CPU figure for a report, with how it was measured and the rule
+// it is judged by: "+0.42% [0.31, 0.55] within (guest-instructions, 12
+// pairs); rule: below 2.00%: ..."; "n/a" without a figure.
+std::string CpuFigureWithRule(const CellResult& cell, const Policy& policy);
 
 // The gate over a given set of cells (e.g. one run's), with `unrecorded` cells
 // reported as missing. No database access; no ring logic.

@@ -35,6 +35,7 @@ json ToJson(const CellResult& c) {
   j["run_id"] = c.run_id;
   j["patch_seq"] = c.patch_seq;
   j["host"] = c.host;
+  j["application"] = c.application;
   j["verdict"] = VerdictName(c.verdict);
   j["met_expectation"] = Opt(c.met_expectation);
   j["apply_result"] = ApplyResultName(c.apply);
@@ -49,11 +50,24 @@ json ToJson(const CellResult& c) {
     j["cpu_overhead_pct"] = {{"median", c.cpu_overhead_pct->value},
                              {"ci_low", c.cpu_overhead_pct->low},
                              {"ci_high", c.cpu_overhead_pct->high},
-                             {"samples", c.cpu_overhead_pct->samples}};
+                             {"samples", c.cpu_overhead_pct->samples},
+                             {"coverage", c.cpu_overhead_pct->coverage}};
   } else {
     j["cpu_overhead_pct"] = nullptr;
   }
+  j["cpu_clock"] = CpuClockName(c.cpu_clock);
+  j["cpu_outcome"] =
+      c.cpu_outcome ? nlohmann::json(OverheadOutcomeName(*c.cpu_outcome)) : nlohmann::json();
+  j["cpu_limit_pct"] = Opt(c.cpu_limit_pct);
+  j["cpu_scenario_limit_pct"] = Opt(c.cpu_scenario_limit_pct);
+  if (c.host_load) {
+    j["host_load"] = {{"load1", c.host_load->load1},
+                      {"busy_pct", c.host_load->busy_pct},
+                      {"steal_pct", c.host_load->steal_pct}};
+  }
   j["mem_overhead_kib"] = Opt(c.mem_overhead_kib);
+  j["patch_mapped_kib"] = Opt(c.patch_mapped_kib);
+  j["island_kib"] = Opt(c.island_kib);
   j["semantic"] = SemanticVerdictName(c.semantic);
   j["duration_ms"] = c.duration_ms;
   j["artefacts"] = c.artefacts;
@@ -118,7 +132,7 @@ json ToJson(const GateDecision& d) {
   }
   json missing = json::array();
   for (const MissingData& m : d.missing) {
-    json one = {{"what", m.what}};
+    json one = {{"what", m.what}, {"noisy", m.noisy}};
     if (m.cell) one["cell"] = Key(*m.cell);
     missing.push_back(one);
   }

@@ -94,14 +94,16 @@ Result<Policy> Overlay(Policy policy, const YAML::Node& doc, const std::string& 
   if (root->Has("cpu_overhead_judged_on")) {
     auto judged = root->Get<std::string>("cpu_overhead_judged_on");
     if (!judged) return std::unexpected(judged.error());
-    if (*judged == "median") {
+    if (*judged == "interval") {
+      policy.cpu_overhead_judged_on = OverheadJudgedOn::kInterval;
+    } else if (*judged == "median") {
       policy.cpu_overhead_judged_on = OverheadJudgedOn::kMedian;
     } else if (*judged == "upper-bound") {
       policy.cpu_overhead_judged_on = OverheadJudgedOn::kUpperBound;
     } else {
-      return std::unexpected(
-          root->ErrorAt("cpu_overhead_judged_on",
-                        fmt::format("must be 'median' or 'upper-bound', got '{}'", *judged)));
+      return std::unexpected(root->ErrorAt(
+          "cpu_overhead_judged_on",
+          fmt::format("must be 'interval', 'upper-bound' or 'median', got '{}'", *judged)));
     }
   }
   for (auto [key, field] :

@@ -1,9 +1,11 @@
 // Policy: what a patch must show before it may ship, and the rollout rings.
 //
 // The built-in default (metrics/policy-default.yaml, compiled in) encodes: 0
-// crashes, CPU overhead below 2%, memory overhead below 15 MiB per patched
-// process, pause below a bound, semantic check passed, applied on every image
-// of every ring. A policy file overrides any field; the rest keep the default.
+// crashes, CPU overhead below 2% (judged on its interval: overhead_rule.h),
+// memory overhead below 15 MiB per patched process, pause below a bound,
+// semantic check passed, applied on every image of every ring. A policy file
+// overrides any field; the rest keep the default. `patchlab run` judges its
+// cells under the same policy, a scenario's `limits:` only tightening it.
 //
 // Thread-safety: plain values and pure functions.
 #pragma once
@@ -12,10 +14,9 @@
 #include <vector>
 
 #include "base/error.h"
+#include "metrics/overhead_rule.h"
 
 namespace patchlab::metrics {
-
-enum class OverheadJudgedOn { kMedian, kUpperBound };
 
 struct Ring {
   std::string name;
@@ -27,7 +28,7 @@ struct Ring {
 struct Policy {
   int max_crashes = 0;
   double max_cpu_overhead_pct = 2.0;
-  OverheadJudgedOn cpu_overhead_judged_on = OverheadJudgedOn::kMedian;
+  OverheadJudgedOn cpu_overhead_judged_on = OverheadJudgedOn::kInterval;
   double max_memory_overhead_mib = 15;
   double max_pause_ms = 500;
   bool require_semantic_pass = true;

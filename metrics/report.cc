@@ -284,13 +284,10 @@ std::string RenderMarkdown(const ReportData& data) {
   }
   out +=
       "\n| Scenario | Patch | Image | CPU | Workload | Verdict | Apply | Crashes | Pause (ms) | "
-      "CPU % [95% CI] | Mem (MiB) | Semantic |\n";
+      "CPU overhead [99.9% interval], outcome, clock; rule | Mem (MiB) | Semantic |\n";
   out += "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const CellResult& c : data.cells) {
-    std::string cpu = c.cpu_overhead_pct
-                          ? fmt::format("{:.2f} [{:.2f}, {:.2f}]", c.cpu_overhead_pct->value,
-                                        c.cpu_overhead_pct->low, c.cpu_overhead_pct->high)
-                          : "n/a";
+    std::string cpu = MarkdownCell(CpuFigureWithRule(c, data.policy));
     out += fmt::format(
         "| {} | {} | {} | {} | {} | {}{} | {} | {} | {} | {} | {} | {} |\n",
         MarkdownCell(c.key.scenario), MarkdownCell(c.key.patch_id), MarkdownCell(c.key.image),
@@ -316,7 +313,8 @@ std::string RenderMarkdown(const ReportData& data) {
     for (const MissingData& m : d.missing) {
       if (!any) out += "\n**Why not:**\n\n";
       any = true;
-      out += fmt::format("- {}: missing: {}\n", MarkdownCell(d.patch_id), MarkdownCell(m.what));
+      out += fmt::format("- {}: {}: {}\n", MarkdownCell(d.patch_id), m.noisy ? "noisy" : "missing",
+                         MarkdownCell(m.what));
     }
   }
   if (!data.findings.empty()) {
@@ -338,11 +336,11 @@ std::string RenderOpenMetrics(const ReportData& data) {
   Family pause_max{"patchlab_cell_pause_max_seconds", "longest stop-the-world pause while applying",
                    ""};
   Family cpu{"patchlab_cell_cpu_overhead_ratio",
-             "CPU overhead patched vs unpatched (median; 0.01 = 1%)", ""};
-  Family cpu_low{"patchlab_cell_cpu_overhead_ci_low_ratio",
-                 "low end of the CPU overhead 95% interval", ""};
+             "CPU overhead patched vs unpatched (Hodges-Lehmann; 0.01 = 1%)", ""};
+  Family cpu_low{"patchlab_cell_cpu_overhead_ci_low_ratio", "low end of the CPU overhead interval",
+                 ""};
   Family cpu_high{"patchlab_cell_cpu_overhead_ci_high_ratio",
-                  "high end of the CPU overhead 95% interval", ""};
+                  "high end of the CPU overhead interval", ""};
   Family mem{"patchlab_cell_memory_overhead_bytes", "memory growth per patched process", ""};
   Family duration{"patchlab_cell_duration_seconds", "wall time of the cell", ""};
   Family gate{"patchlab_patch_gate", "1 for the gate outcome of a patch, by outcome", ""};

@@ -57,7 +57,7 @@ std::string Banner(const GateDecision& d, const Policy& policy) {
                          HtmlEscape(f.rule), HtmlEscape(f.message));
     }
     for (const MissingData& m : d.missing)
-      out += fmt::format("<li>missing: {}</li>", HtmlEscape(m.what));
+      out += fmt::format("<li>{}: {}</li>", m.noisy ? "noisy" : "missing", HtmlEscape(m.what));
     out += "</ul>";
   }
   out += "</div>\n";
@@ -77,17 +77,14 @@ std::string Matrix(const ReportData& data) {
   std::string out =
       "<table><thead><tr><th>Scenario</th><th>Patch</th><th>Image</th><th>CPU</th><th>Workload</th>"
       "<th>Verdict</th><th>Apply</th><th>Crashes</th><th>Pause median / max (ms)</th>"
-      "<th>CPU overhead % [95% CI]</th><th>Memory (MiB)</th><th>Semantic</th><th>Duration (s)</th>"
+      "<th>CPU overhead [99.9% interval], outcome, clock; rule</th><th>Memory "
+      "(MiB)</th><th>Semantic</th><th>Duration (s)</th>"
       "<th>Run</th><th>Artefacts</th><th>Reasons</th></tr></thead><tbody>\n";
   for (const CellResult& c : data.cells) {
     std::optional<double> pause_max;
     if (!c.pause_us.empty())
       pause_max = *std::max_element(c.pause_us.begin(), c.pause_us.end()) / 1000;
-    std::string cpu = c.cpu_overhead_pct
-                          ? fmt::format("{:.2f} [{:.2f}, {:.2f}] (n={})", c.cpu_overhead_pct->value,
-                                        c.cpu_overhead_pct->low, c.cpu_overhead_pct->high,
-                                        c.cpu_overhead_pct->samples)
-                          : "n/a";
+    std::string cpu = CpuFigureWithRule(c, data.policy);
     std::string reasons;
     for (const std::string& r : c.reasons)
       reasons += (reasons.empty() ? "" : "<br>") + HtmlEscape(r);
@@ -135,9 +132,7 @@ std::string Charts(const ReportData& data) {
       row.value = c.cpu_overhead_pct->value;
       row.low = c.cpu_overhead_pct->low;
       row.high = c.cpu_overhead_pct->high;
-      double judged =
-          p.cpu_overhead_judged_on == OverheadJudgedOn::kUpperBound ? *row.high : *row.value;
-      row.bad = judged >= p.max_cpu_overhead_pct;
+      row.bad = JudgeCellCpu(c, p) == OverheadOutcome::kAbove;
     }
     cpu.push_back(row);
     ChartRow m{CellLabel(c, many_patches), {}, {}, {}, false};
@@ -156,8 +151,8 @@ std::string Charts(const ReportData& data) {
         ChartRow{std::string(CrashKindName(k)), static_cast<double>(n), {}, {}, n > 0});
   }
   std::string out;
-  out += internal::HorizontalChart("CPU overhead per cell (median and 95% interval)", cpu, "% CPU",
-                                   p.max_cpu_overhead_pct);
+  out += internal::HorizontalChart("CPU overhead per cell (Hodges-Lehmann and its interval)", cpu,
+                                   "% CPU", p.max_cpu_overhead_pct);
   out += internal::Histogram(fmt::format("Pause distribution ({} samples)", pauses_ms.size()),
                              pauses_ms, 30, "ms", p.max_pause_ms);
   out += internal::HorizontalChart("Memory overhead per patched process", mem, "MiB",

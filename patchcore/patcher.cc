@@ -252,6 +252,7 @@ Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptio
   if (!plan) return std::unexpected(std::move(plan.error()));
   report.functions = plan->reports;
   report.mapped_bytes = plan->mapped_bytes;
+  report.island_bytes = plan->new_islands.size() * kIslandPageSize;
   if (auto st =
           SaveJournal(store_.journal_path(), internal::JournalFor(*plan, m.id, state->serial));
       !st) {

@@ -55,6 +55,7 @@ struct ApplyReport {
   std::chrono::microseconds attach{0};  // until every thread had stopped
   int retries = 0;                      // stack-check attempts that found a thread inside
   uint64_t mapped_bytes = 0;            // patch object plus new island pages
+  uint64_t island_bytes = 0;            // of which new island pages
   std::vector<std::string> warnings;
 };
 

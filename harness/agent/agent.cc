@@ -16,6 +16,7 @@
 #include <filesystem>
 
 #include "base/parent_death.h"
+#include "base/process_table.h"
 #include "harness/agent/agent_request.h"
 #include "harness/agent/guest_info.h"
 #include "harness/protocol/agent_protocol.h"
@@ -295,6 +296,17 @@ json Agent::Dispatch(const AgentRequest& request, bool* deferred) {
       std::string error;
       if (!ReadSample(request.pid, &out, &error)) return Fail(error);
       return out;
+    }
+    case AgentOp::kProcs: {
+      json list = json::array();
+      for (const ProcessCpu& p : ProcessesRunning(request.path)) {
+        list.push_back({{"pid", p.pid},
+                        {"ppid", p.ppid},
+                        {"comm", p.comm},
+                        {"start_ticks", p.start_ticks},
+                        {"cpu_ns", p.cpu_ns}});
+      }
+      return {{"processes", std::move(list)}};
     }
     case AgentOp::kPut:
       return OpPut(request);

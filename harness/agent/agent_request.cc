@@ -164,6 +164,10 @@ void DecodeFields(const json& request, AgentRequest& out) {
     case AgentOp::kSample:
       out.pid = ProcessId(request);
       return;
+    case AgentOp::kProcs:
+      out.path = CString("exe", Required(request, "exe"));
+      if (out.path.empty() || out.path.front() != '/') Bad("exe", "not an absolute path");
+      return;
     case AgentOp::kPut:
       DecodePut(request, out);
       return;
@@ -181,13 +185,18 @@ void DecodeFields(const json& request, AgentRequest& out) {
 }
 
 std::optional<AgentOp> OpNamed(std::string_view name) {
-  static constexpr std::pair<std::string_view, AgentOp> kOps[] = {
-      {"hello", AgentOp::kHello},      {"exec", AgentOp::kExec},
-      {"run", AgentOp::kRun},          {"wait", AgentOp::kWait},
-      {"kill", AgentOp::kKill},        {"sample", AgentOp::kSample},
-      {"put", AgentOp::kPut},          {"get", AgentOp::kGet},
-      {"kmsg", AgentOp::kKmsg},        {"kmsg_mark", AgentOp::kKmsgMark},
-      {"shutdown", AgentOp::kShutdown}};
+  static constexpr std::pair<std::string_view, AgentOp> kOps[] = {{"hello", AgentOp::kHello},
+                                                                  {"exec", AgentOp::kExec},
+                                                                  {"run", AgentOp::kRun},
+                                                                  {"wait", AgentOp::kWait},
+                                                                  {"kill", AgentOp::kKill},
+                                                                  {"sample", AgentOp::kSample},
+                                                                  {"procs", AgentOp::kProcs},
+                                                                  {"put", AgentOp::kPut},
+                                                                  {"get", AgentOp::kGet},
+                                                                  {"kmsg", AgentOp::kKmsg},
+                                                                  {"kmsg_mark", AgentOp::kKmsgMark},
+                                                                  {"shutdown", AgentOp::kShutdown}};
   for (const auto& [op_name, op] : kOps) {
     if (op_name == name) return op;
   }

@@ -31,6 +31,7 @@ enum class AgentOp {
   kWait,
   kKill,
   kSample,
+  kProcs,
   kPut,
   kGet,
   kKmsgMark,
@@ -50,15 +51,15 @@ struct AgentRequest {
   // exec, run
   std::vector<std::string> argv;         // not empty; no NUL byte in any
   std::vector<std::string> env;          // "NAME=value", with a PATH when the request has none
-  std::string cwd = "/";                 //
+  std::string cwd = "/";                 // no NUL byte
   std::string stdout_path, stderr_path;  // exec; empty: the agent's output folder, PID.out/.err
   std::string stdin_data;                // run
   int64_t timeout_ms = 0;                // run (default 60000), wait (default 0); <= the max above
   // wait, kill, sample: a process id > 0 (0 and negatives name process groups)
   pid_t pid = 0;
   int signal = 0;  // kill: 0..64
-  // put, get
-  std::string path;                                         // no NUL byte
+  // put, get: the file; procs: the executable (`exe`, an absolute path)
+  std::string path;                                         // not empty, no NUL byte
   uint64_t offset = 0;                                      // fits an off_t
   mode_t mode = 0644;                                       // put: permission bits only (<= 07777)
   std::string data;                                         // put: the bytes, decoded from base64

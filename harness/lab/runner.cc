@@ -12,6 +12,7 @@
 #include "harness/lab/internal/runner_host_guest.h"
 #include "harness/lab/internal/runner_vm_guest.h"
 #include "harness/libvirt/fleet_backend.h"
+#include "harness/vm/image_store.h"
 #include "metrics/compat_db.h"
 #include "metrics/gate.h"
 
@@ -31,6 +32,18 @@ struct SemanticResults {
   std::vector<metrics::SemanticFinding> findings;
 };
 
+// A real application's patch is packed against the file its image runs: the
+// root of the scenario's first image when that is a Debian system (an image's
+// packages may be newer than the host's, with other build-ids). Empty: the host's.
+Result<fs::path> ModuleRoot(const Scenario& s, const RunnerOptions& options) {
+  if (s.target.Built() || s.images.empty() || options.backend == RunnerBackend::kHost) {
+    return fs::path();
+  }
+  auto root = SystemRootOf(options.recipes, s.images.front(), DefaultCacheDir());
+  if (!root) return std::unexpected(std::move(root.error()).AddContext(s.file.string()));
+  return root->value_or(fs::path());
+}
+
 // Every scenario's target and patches, built and signed with the lab's key;
 // by scenario index. A scenario that does not build fails the run here.
 Result<BuiltScenarios> BuildScenarios(const std::vector<Scenario>& scenarios, const fs::path& out,
@@ -39,8 +52,10 @@ Result<BuiltScenarios> BuildScenarios(const std::vector<Scenario>& scenarios, co
   for (const Scenario& s : scenarios) {
     Log("harness")->info("building {} ({} patch{})", s.name, s.patches.size(),
                          s.patches.size() == 1 ? "" : "es");
+    auto module_root = ModuleRoot(s, options);
+    if (!module_root) return std::unexpected(module_root.error());
     auto b = internal::BuildScenario(s, out / internal::Slug(s.name) / "build", key,
-                                     options.hotpatch, options.cc);
+                                     options.hotpatch, options.cc, *module_root);
     if (!b) return std::unexpected(b.error());
     built.push_back(std::make_unique<BuiltScenario>(std::move(*b)));
   }
@@ -116,10 +131,16 @@ Result<std::unique_ptr<internal::GuestFactory>> MakeGuestFactory(const RunnerOpt
   return internal::MakeVmGuestFactory(options.recipes, out / "vm-states");
 }
 
-// The images a scenario runs on: its own (else every image), kept to --images.
+// The images a scenario runs on: its own, else every image that is a default
+// for its kind of target (GuestFactory::DefaultFor), kept to --images.
 std::vector<std::string> ScenarioImages(const Scenario& s, const RunnerOptions& options,
                                         internal::GuestFactory& factory) {
-  std::vector<std::string> images = s.images.empty() ? factory.Images() : s.images;
+  std::vector<std::string> images = s.images;
+  if (images.empty()) {
+    for (const std::string& i : factory.Images()) {
+      if (factory.DefaultFor(i, s.target.Built())) images.push_back(i);
+    }
+  }
   if (options.images.empty()) return images;
   std::vector<std::string> kept;
   for (const auto& i : images) {
@@ -289,20 +310,41 @@ nlohmann::json CellOutcomeJson(const CellOutcome& c) {
   j["crashes_by_kind"] = kinds;
   j["pause_us"] = r.pause_median_us ? nlohmann::json(*r.pause_median_us) : nlohmann::json();
   j["pauses_us"] = r.pause_us;
+  auto opt = [](const std::optional<double>& v) {
+    return v ? nlohmann::json(*v) : nlohmann::json();
+  };
   if (r.cpu_overhead_pct) {
     j["cpu_overhead_pct"] = r.cpu_overhead_pct->value;
     j["cpu_overhead_interval_pct"] = {r.cpu_overhead_pct->low, r.cpu_overhead_pct->high};
+    j["cpu_pairs"] = r.cpu_overhead_pct->samples;
   } else {
     j["cpu_overhead_pct"] = nullptr;
   }
+  j["cpu_clock"] = metrics::CpuClockName(r.cpu_clock);
+  j["cpu_outcome"] =
+      r.cpu_outcome ? nlohmann::json(metrics::OverheadOutcomeName(*r.cpu_outcome)) : nullptr;
+  j["cpu_limit_pct"] = opt(r.cpu_limit_pct);
   j["overhead_flagged"] = c.overhead_flagged;
-  j["mem_overhead_kib"] =
-      r.mem_overhead_kib ? nlohmann::json(*r.mem_overhead_kib) : nlohmann::json();
+  nlohmann::json windows = nlohmann::json::array();
+  for (const auto& w : r.cpu_windows) {
+    windows.push_back({{"patched", w.patched}, {"cost", w.cost}, {"work", w.work}});
+  }
+  j["cpu_windows"] = windows;
+  if (r.host_load) {
+    j["host_load"] = {{"load1", r.host_load->load1},
+                      {"busy_pct", r.host_load->busy_pct},
+                      {"steal_pct", r.host_load->steal_pct}};
+  }
+  j["mem_overhead_kib"] = opt(r.mem_overhead_kib);
+  j["patch_mapped_kib"] = opt(r.patch_mapped_kib);
+  j["island_kib"] = opt(r.island_kib);
   j["semantic"] = metrics::SemanticVerdictName(r.semantic);
   j["duration_ms"] = r.duration_ms;
   j["artefacts"] = r.artefacts;
   j["reasons"] = r.reasons;
   j["unmet"] = c.unmet;
+  j["application"] = r.application;
+  if (!c.latency_ms.is_null()) j["latency_ms"] = c.latency_ms;
   return j;
 }
 
@@ -326,6 +368,10 @@ Runner::Runner(RunnerOptions options) : options_(std::move(options)) {}
 Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
                               const std::function<void(const RunProgress&)>& progress) {
   if (scenarios.empty()) return Fail(ErrorCode::kInvalidArgument, "no scenario to run");
+  // Cells are judged under the policy the gate will use (a scenario's limits
+  // only tighten it), so a run and `patchlab gate` cannot disagree.
+  const metrics::Policy& policy =
+      options_.policy != nullptr ? *options_.policy : metrics::DefaultPolicy();
   if (auto s = MakeDirs(options_.out); !s) return std::unexpected(s.error());
   fs::path out = fs::absolute(options_.out);
 
@@ -356,8 +402,10 @@ Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
     return std::unexpected(s.error());
 
   // 4. The cells, `jobs` at a time, all at once or ring by ring.
-  internal::CellContext ctx{factory->get(),      &*db,    report.run_id, out, key->public_key,
-                            &semantic->verdicts, &cancel_};
+  internal::CellContext ctx{factory->get(),      &*db,     report.run_id, out, key->public_key,
+                            &semantic->verdicts, &cancel_, &policy};
+  // Under TCG, CPU figures count guest instructions: host load cannot move them.
+  ctx.count_instructions = options_.backend == RunnerBackend::kQemu;
   internal::CellPool pool(*plan, ctx, options_.jobs, progress);
   Status ran = options_.rings ? RunRings(options_, cancel_, *plan, pool, *db, report)
                               : RunAllCells(*plan, pool);

@@ -59,7 +59,9 @@ struct RunnerOptions {
   // Rollout rings (`patchlab run --rings`): run the policy's rings in order and
   // stop a patch before the next ring when the gate rejects it on this one.
   bool rings = false;
-  const metrics::Policy* policy = nullptr;  // REQUIRES: set when rings is true
+  // The policy cells are judged under (and rings gated by); null: the
+  // built-in default. REQUIRES: set when rings is true.
+  const metrics::Policy* policy = nullptr;
 };
 
 // One finished cell as the runner saw it.
@@ -68,6 +70,9 @@ struct CellOutcome {
   bool overhead_flagged = false;
   bool met_expectation = false;
   std::vector<std::string> unmet;  // why the expectation was not met
+  // A real application's load generator: percentile -> {unpatched, patched}
+  // medians in ms (figures.json); null when it printed none.
+  nlohmann::json latency_ms;
 };
 
 // Every figure of a finished cell, its verdict, reasons and artefacts folder:

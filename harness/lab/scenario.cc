@@ -7,6 +7,7 @@
 
 #include "base/yaml_util.h"
 #include "emulator/semantic_spec.h"
+#include "harness/lab/internal/scenario_app.h"
 
 namespace patchlab::harness {
 namespace {
@@ -92,10 +93,60 @@ Result<std::vector<std::string>> GetSources(const YamlMap& m, std::string_view k
   return sources;
 }
 
+// What a real-application scenario names on the host: the prebuilt binary,
+// prebuilt packages and keys, the workload's files; and a patch of a program
+// the lab did not build needs a file to be packed against.
+Status CheckAppFiles(const Scenario& s, const YamlMap& root) {
+  auto missing = [&](const std::string& where, const std::string& field, const fs::path& f) {
+    return Fail(ErrorCode::kParse, "{}: {}: {} does not exist", where, field, f.string());
+  };
+  if (!s.target.binary.empty() && !fs::exists(s.dir / s.target.binary))
+    return missing(s.target.where, "target.binary", s.dir / s.target.binary);
+  for (const auto& p : s.patches) {
+    if (p.Prebuilt()) {
+      if (!fs::exists(s.dir / p.package))
+        return missing(p.where, "patch.package", s.dir / p.package);
+      if (!fs::exists(s.dir / p.pubkey)) return missing(p.where, "patch.pubkey", s.dir / p.pubkey);
+    } else if (!s.target.Built() && p.module.empty() && s.target.binary.empty()) {
+      return Fail(ErrorCode::kParse,
+                  "{}: patch '{}': the lab builds a patch against the file it patches; for a "
+                  "program it does not build, name a library (patch.module), the program's "
+                  "host copy (target.binary), or give a prebuilt patch.package",
+                  p.where, p.id);
+    }
+  }
+  for (const auto& w : s.workloads) {
+    for (const auto& f : w.files) {
+      if (!fs::exists(s.dir / f)) {
+        return std::unexpected(root.ErrorAt(
+            "workload",
+            fmt::format("workload '{}': file {} does not exist", w.name, (s.dir / f).string())));
+      }
+    }
+  }
+  return {};
+}
+
 Result<TargetSpec> ParseTarget(const YamlMap& root) {
   PL_TRY(m, root.Map("target"));
-  PL_CHECK(m.AllowOnly({"program", "sources", "cflags", "libs"}));
+  PL_CHECK(m.AllowOnly({"program", "sources", "cflags", "libs", "package", "binary"}));
   TargetSpec t;
+  if (!m.Has("sources")) {
+    // A real application the lab does not build: measured from outside.
+    for (const char* key : {"cflags", "libs"}) {
+      if (m.Has(key))
+        return std::unexpected(m.ErrorAt(key, "is for a target built from target.sources"));
+    }
+    PL_CHECK(internal::ParseAppTarget(m, t));
+    return t;
+  }
+  for (const char* key : {"package", "binary"}) {
+    if (m.Has(key)) {
+      return std::unexpected(
+          m.ErrorAt(key, "is for a target the lab does not build (drop target.sources to use it)"));
+    }
+  }
+  t.where = YamlWhere(m.file(), m.Node("program"));
   PL_TRY(program, m.Get<std::string>("program"));
   if (!IsName(program)) {
     return std::unexpected(
@@ -112,8 +163,8 @@ Result<TargetSpec> ParseTarget(const YamlMap& root) {
 }
 
 Result<PatchSpec> ParsePatch(const YamlMap& m) {
-  PL_CHECK(m.AllowOnly(
-      {"id", "seq", "module", "sources", "cflags", "functions", "references", "replaces"}));
+  PL_CHECK(m.AllowOnly({"id", "seq", "module", "sources", "cflags", "functions", "references",
+                        "replaces", "package", "pubkey"}));
   PatchSpec p;
   p.where = YamlWhere(m.file(), m.node());
   PL_TRY(id, m.Get<std::string>("id"));
@@ -127,6 +178,10 @@ Result<PatchSpec> ParsePatch(const YamlMap& m) {
     return std::unexpected(m.ErrorAt("module", "must be an absolute path of a shared library"));
   }
   p.module = module;
+  if (m.Has("package") || m.Has("pubkey")) {
+    PL_CHECK(internal::ParsePrebuiltPatch(m, p));
+    return p;
+  }
   PL_TRY(sources, GetSources(m, "sources"));
   p.sources = std::move(sources);
   PL_TRY(cflags, GetStringsOr(m, "cflags"));
@@ -188,8 +243,9 @@ Result<std::vector<PatchSpec>> ParsePatches(const YamlMap& root) {
   return out;
 }
 
-Result<WorkloadSpec> ParseWorkload(const YamlMap& m, bool named) {
-  PL_CHECK(m.AllowOnly({"name", "command", "threads", "duration", "warmup"}));
+Result<WorkloadSpec> ParseWorkload(const YamlMap& m, bool named, bool built_target) {
+  PL_CHECK(m.AllowOnly(
+      {"name", "command", "threads", "duration", "warmup", "service", "load", "check", "files"}));
   WorkloadSpec w;
   if (named) {
     PL_TRY(name, m.Get<std::string>("name"));
@@ -199,9 +255,21 @@ Result<WorkloadSpec> ParseWorkload(const YamlMap& m, bool named) {
     w.name = name;
   }
   if (!IsName(w.name)) return std::unexpected(m.ErrorAt("name", "must be letters, digits, - _ ."));
-  PL_TRY(command, m.GetStrings("command"));
-  if (command.empty()) return std::unexpected(m.ErrorAt("command", "must not be empty"));
-  w.command = std::move(command);
+  if (built_target) {
+    for (const char* key : {"service", "load", "check", "files"}) {
+      if (m.Has(key)) {
+        return std::unexpected(
+            m.ErrorAt(key,
+                      "is for a target the lab does not build (one without target.sources); this "
+                      "target reports its own work through labstats"));
+      }
+    }
+    PL_TRY(command, m.GetStrings("command"));
+    if (command.empty()) return std::unexpected(m.ErrorAt("command", "must not be empty"));
+    w.command = std::move(command);
+  } else {
+    PL_CHECK(internal::ParseAppWorkload(m, w));
+  }
   PL_TRY(threads, GetIntInRange(m, "threads", 1, 1, 256));
   w.threads = threads;
   PL_TRY(duration, GetDuration(m, "duration"));
@@ -211,20 +279,20 @@ Result<WorkloadSpec> ParseWorkload(const YamlMap& m, bool named) {
   return w;
 }
 
-Result<std::vector<WorkloadSpec>> ParseWorkloads(const YamlMap& root) {
+Result<std::vector<WorkloadSpec>> ParseWorkloads(const YamlMap& root, bool built_target) {
   if (!root.Has("workload"))
     return std::unexpected(root.ErrorAt("", "missing required field 'workload'"));
   YAML::Node node = root.Node("workload");
   std::vector<WorkloadSpec> out;
   if (node.IsMap()) {
     PL_TRY(m, YamlMap::Of(root.file(), node, "workload"));
-    PL_TRY(w, ParseWorkload(m, false));
+    PL_TRY(w, ParseWorkload(m, false, built_target));
     out.push_back(std::move(w));
   } else if (node.IsSequence() && node.size() > 0) {
     std::set<std::string> names;
     for (size_t i = 0; i < node.size(); ++i) {
       PL_TRY(m, YamlMap::Of(root.file(), node[i], fmt::format("workload[{}]", i)));
-      PL_TRY(w, ParseWorkload(m, true));
+      PL_TRY(w, ParseWorkload(m, true, built_target));
       if (!names.insert(w.name).second) {
         return std::unexpected(
             m.ErrorAt("name", fmt::format("workload '{}' appears twice", w.name)));
@@ -242,13 +310,21 @@ Result<MeasureSpec> ParseMeasure(const YamlMap& root) {
   MeasureSpec s;
   if (!root.Has("measure")) return s;
   PL_TRY(m, root.Map("measure"));
-  PL_CHECK(m.AllowOnly({"window", "alternations"}));
+  PL_CHECK(m.AllowOnly({"window", "alternations", "max_alternations"}));
   PL_TRY(window, GetDurationOr(m, "window", s.window));
   if (window < milliseconds(100))
     return std::unexpected(m.ErrorAt("window", "must be at least 100ms"));
   s.window = window;
   PL_TRY(alternations, GetIntInRange(m, "alternations", s.alternations, 1, 100));
   s.alternations = alternations;
+  // The default budget is never below an explicit `alternations`.
+  PL_TRY(max_alternations,
+         GetIntInRange(m, "max_alternations", std::max(s.max_alternations, alternations), 1, 200));
+  if (max_alternations < alternations) {
+    return std::unexpected(m.ErrorAt(
+        "max_alternations", fmt::format("must be at least alternations ({})", alternations)));
+  }
+  s.max_alternations = max_alternations;
   return s;
 }
 
@@ -278,7 +354,7 @@ Result<LimitsSpec> ParseLimits(const YamlMap& root) {
   if (!root.Has("limits")) return s;
   PL_TRY(m, root.Map("limits"));
   PL_CHECK(m.AllowOnly({"cpu_overhead_pct", "mem_overhead_kib", "pause_us"}));
-  PL_TRY(cpu, m.GetOr<double>("cpu_overhead_pct", s.cpu_overhead_pct));
+  PL_TRY(cpu, m.GetOr<double>("cpu_overhead_pct", 0.0));
   PL_TRY(mem, m.GetOr<double>("mem_overhead_kib", s.mem_overhead_kib));
   PL_TRY(pause, m.GetOr<double>("pause_us", s.pause_us));
   for (auto [key, v] :
@@ -286,7 +362,7 @@ Result<LimitsSpec> ParseLimits(const YamlMap& root) {
     if (!(v >= 0) || !std::isfinite(v))
       return std::unexpected(m.ErrorAt(key, "must be a number >= 0"));
   }
-  s.cpu_overhead_pct = cpu;
+  if (m.Has("cpu_overhead_pct")) s.cpu_overhead_pct = cpu;
   s.mem_overhead_kib = mem;
   s.pause_us = pause;
   return s;
@@ -360,7 +436,7 @@ Result<Scenario> ParseScenarioDocument(const YAML::Node& doc, const fs::path& fi
   s.vcpus = vcpus;
   PL_TRY(memory, GetIntInRange(root, "memory_mib", s.memory_mib, 64, 65536));
   s.memory_mib = memory;
-  PL_TRY(workloads, ParseWorkloads(root));
+  PL_TRY(workloads, ParseWorkloads(root, s.target.Built()));
   s.workloads = std::move(workloads);
   PL_TRY(measure, ParseMeasure(root));
   s.measure = measure;
@@ -403,6 +479,7 @@ Result<Scenario> ParseScenarioDocument(const YAML::Node& doc, const fs::path& fi
       }
     }
   }
+  if (auto st = CheckAppFiles(s, root); !st) return std::unexpected(st.error());
   for (const auto& src : s.target.sources) {
     if (!fs::exists(s.dir / src)) {
       return std::unexpected(

@@ -38,12 +38,25 @@ enum class Verdict {
 std::string_view VerdictName(Verdict verdict);  // "pass", "fail", "not-hotpatchable", "infra-error"
 Result<Verdict> ParseVerdict(std::string_view name);
 
-// A program built with the host compiler from sources in the scenario folder.
+// The program a patch is for. Either built by the lab with the host compiler
+// from sources in the scenario folder (it reports its own figures through
+// labstats), or a real program the lab did not build (a Debian package's, or a
+// prebuilt binary from the host), measured from outside: its processes' CPU
+// from /proc, its work from a load generator or a check command.
 struct TargetSpec {
-  std::string program;               // output file name; the name the workload runs
-  std::vector<std::string> sources;  // relative to the scenario folder
+  // Built: the output file name, the name the workload runs. Not built: the
+  // absolute path of the program in the guest, whose processes are watched.
+  std::string program;
+  std::vector<std::string> sources;  // relative to the scenario folder; empty: not built
   std::vector<std::string> cflags;   // added after the defaults (-O2 -g -pthread)
   std::vector<std::string> libs;     // linker arguments, e.g. -lz
+  std::string package;  // the Debian package `program` comes from (its version is recorded)
+  // A prebuilt program on the host (absolute, or relative to the scenario
+  // folder), copied into the guest at `program` with its ldd closure.
+  std::string binary;
+  std::string where;  // FILE:LINE:COL of `program`, for errors found in the guest
+
+  bool Built() const { return !sources.empty(); }
 };
 
 struct FunctionMap {
@@ -63,20 +76,72 @@ struct PatchSpec {
   std::vector<FunctionMap> functions;   // at least one
   std::vector<std::string> references;  // private target symbols the patch uses
   std::string replaces;                 // "", "all" or "ID,ID"
-  std::string where;                    // FILE:LINE:COL of the patch, for messages
+  // A prebuilt, signed patch package (relative to the scenario folder) and the
+  // public key it verifies with: the user's own signing key, not the lab's.
+  // When set, `sources` and `functions` are not used (the package has both).
+  std::string package;
+  std::string pubkey;
+  std::string where;  // FILE:LINE:COL of the patch, for messages
+
+  bool Prebuilt() const { return !package.empty(); }
+};
+
+// A command in the guest and where the scenario declares it (for errors found
+// only when it runs: "scenario.yaml:31:7: workload.service.ready: ...").
+struct GuestCommand {
+  std::vector<std::string> argv;
+  std::string where;  // FILE:LINE:COL: FIELD
+};
+
+// The target run as a service: started first, ready when the probe exits 0.
+struct ServiceSpec {
+  GuestCommand command;  // may daemonize; the target's processes are found by program
+  GuestCommand ready;    // run until it exits 0, at most `ready_timeout`
+  GuestCommand stop;     // empty: SIGTERM to every process of the target
+  std::chrono::milliseconds ready_timeout{30000};
+};
+
+// A load generator run once per measured window, for the window's length
+// ("{window_s}", "{window_ms}" in its argv).
+struct LoadSpec {
+  GuestCommand command;
+  // ECMAScript regex over its output: each match adds its first capture group
+  // (a count), or 1 when the regex has none. Its sum is the window's work.
+  std::string work;
+  // Percentile name -> regex whose first group is that latency in ms.
+  std::vector<std::pair<std::string, std::string>> latency;
+  std::string work_where;
+};
+
+// A correctness check run again and again in every window; a non-zero exit or
+// output not matching `output` is a wrong result, and its output is kept.
+struct CheckSpec {
+  GuestCommand command;
+  std::string output;  // ECMAScript regex searched in stdout; empty: exit 0 suffices
 };
 
 struct WorkloadSpec {
   std::string name;                  // "default" when the scenario has one workload
-  std::vector<std::string> command;  // argv; "{threads}" is replaced by `threads`
+  std::vector<std::string> command;  // argv; "{threads}" is replaced by `threads` (built targets)
+  // Targets the lab did not build: the service, and the load and/or the check.
+  std::optional<ServiceSpec> service;
+  std::optional<LoadSpec> load;
+  std::optional<CheckSpec> check;
+  std::vector<std::string> files;  // copied into the cell's guest folder before the service starts
   int threads = 1;
   std::chrono::milliseconds duration{0};  // how long the workload may run in all
   std::chrono::milliseconds warmup{0};    // before the first measured window
 };
 
 struct MeasureSpec {
-  std::chrono::milliseconds window{1000};  // length of one measured window
-  int alternations = 3;                    // unpatched/patched window pairs
+  // Length of one measured window, on the guest's own clock (under an
+  // instruction-counting guest: a fixed amount of guest work, whatever the host's load).
+  std::chrono::milliseconds window{300};
+  // Window pairs measured before the CPU figure is first judged (at least 12
+  // for a 99.9% interval to resolve anything: metrics/overhead_rule.h), and the
+  // most measured while its interval still straddles the limit.
+  int alternations = 12;
+  int max_alternations = 28;
 };
 
 enum class ApplyWhen {
@@ -93,7 +158,9 @@ struct ApplySpec {
 // Bounds a cell must keep to get the verdict pass. An overhead counts as over
 // its bound only when its whole confidence interval is above it.
 struct LimitsSpec {
-  double cpu_overhead_pct = 2.0;
+  // Set only when the scenario sets it: it may tighten the policy's limit,
+  // never loosen it (metrics::EffectiveCpuLimit).
+  std::optional<double> cpu_overhead_pct;
   double mem_overhead_kib = 15.0 * 1024;
   double pause_us = 500000;  // the default gate policy's bound; TCG is slow
 };

@@ -27,6 +27,8 @@
 //   sample pid                          -> utime_ticks, stime_ticks, clk_tck, utime_s,
 //                                          stime_s, rss_kib, pss_kib, private_dirty_kib,
 //                                          load1, load5, load15, uptime_s
+//   procs  exe (absolute path)          -> processes[] {pid, ppid, comm, start_ticks, cpu_ns}:
+//          every process running that executable, CPU time of all its threads in ns
 //   put    path, mode, data (base64), offset (0 truncates and creates) -> size
 //   get    path, offset, length (<= kMaxChunkBytes) -> data (base64), eof
 //   kmsg_mark                           -> mark (last kernel log sequence seen)

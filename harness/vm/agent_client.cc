@@ -279,6 +279,12 @@ Result<ProcessSample> AgentClient::Sample(pid_t pid) {
   return WithContext(internal::DecodeSample(*r, pid), options_.name);
 }
 
+Result<std::vector<ProcessCpu>> AgentClient::Processes(const std::string& exe) {
+  auto r = Call({{"op", "procs"}, {"exe", exe}}, milliseconds{0});
+  if (!r) return std::unexpected(r.error());
+  return WithContext(internal::DecodeProcesses(*r), options_.name);
+}
+
 Status AgentClient::Put(const std::string& guest_path, mode_t mode, std::string_view bytes) {
   size_t offset = 0;
   do {

@@ -31,6 +31,7 @@
 
 #include "base/error.h"
 #include "base/exit_status.h"
+#include "base/process_table.h"
 #include "base/scoped_fd.h"
 
 namespace patchlab::harness {
@@ -130,6 +131,9 @@ class AgentClient {
   // Runs a command to completion, capturing its output; kills it after `run_for`.
   Result<RunResult> Run(const ExecRequest& request, milliseconds run_for);
   Result<ProcessSample> Sample(pid_t pid);
+  // Every process in the guest running the executable `exe` (an absolute
+  // path), with its CPU time in ns (base/process_table.h); empty when none.
+  Result<std::vector<ProcessCpu>> Processes(const std::string& exe);
   // Writes `bytes` to `guest_path` with `mode`, in chunks, replacing the file.
   Status Put(const std::string& guest_path, mode_t mode, std::string_view bytes);
   Result<std::string> Get(const std::string& guest_path);

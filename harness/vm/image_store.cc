@@ -1,9 +1,12 @@
 #include "harness/vm/image_store.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "base/file_util.h"
@@ -12,6 +15,7 @@
 #include "base/yaml_util.h"
 #include "harness/vm/internal/cpio_writer.h"
 #include "harness/vm/internal/debian_packages.h"
+#include "harness/vm/internal/debian_system.h"
 #include "harness/vm/internal/ldd_closure.h"
 
 namespace patchlab::harness {
@@ -47,13 +51,70 @@ exec /usr/sbin/patchlab-agent --device /dev/ttyS1
 )";
 
 // For the bare-boot baseline and the KVM probe: reach init, say so, power off.
-constexpr std::string_view kBareInitScript = R"(#!/bin/busybox sh
+// ({0}: the image's busybox.)
+constexpr std::string_view kBareInitScript = R"(#!{0} sh
 echo "patchlab-bare: init reached"
-/bin/busybox poweroff -f
+{0} poweroff -f
 )";
+
+// /init of a Debian-system image: busybox for the few commands init needs
+// (Debian's essential set has no mount), the loopback up (services listen on
+// it and the load generators reach them there), then the agent as PID 1: no
+// init system, so nothing but the scenario's own processes runs.
+constexpr std::string_view kSystemInitScript = R"(#!/usr/lib/patchlab/busybox sh
+# patchlab reference image (a Debian system): mount the basics, hand over to the agent.
+bb=/usr/lib/patchlab/busybox
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+$bb mount -t proc proc /proc
+$bb mount -t sysfs sysfs /sys
+$bb mount -t devtmpfs devtmpfs /dev 2>/dev/null
+$bb mkdir -p /dev/pts /dev/shm
+$bb mount -t devpts devpts /dev/pts
+$bb mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+$bb mount -t tmpfs -o mode=1777 tmpfs /tmp
+$bb mount -t tmpfs -o mode=0755 tmpfs /run
+$bb mkdir -p /run/out /run/lock
+$bb hostname patchlab
+$bb ip link set lo up
+for m in /usr/lib/patchlab/pvpanic.ko /usr/lib/patchlab/pvpanic-mmio.ko; do
+  [ -f "$m" ] && $bb insmod "$m"
+done
+echo "patchlab-init: starting the agent on /dev/ttyS1"
+exec /usr/sbin/patchlab-agent --device /dev/ttyS1
+)";
+
+constexpr std::string_view kHosts = "127.0.0.1 localhost\n::1 localhost\n";
 
 constexpr std::string_view kPasswd = "root:x:0:0:root:/root:/bin/sh\n";
 constexpr std::string_view kGroup = "root:x:0:\n";
+
+// `system: {suite: bookworm, packages: [nginx-light, ...]}`.
+Result<SystemRecipe> ParseSystem(const YamlMap& image) {
+  auto m = image.Map("system");
+  if (!m) return std::unexpected(m.error());
+  if (auto s = m->AllowOnly({"suite", "packages"}); !s) return std::unexpected(s.error());
+  SystemRecipe system;
+  auto suite = m->GetOr<std::string>("suite", "bookworm");
+  if (!suite) return std::unexpected(suite.error());
+  if (suite->empty() ||
+      suite->find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos) {
+    return std::unexpected(m->ErrorAt("suite", "must be a Debian suite name such as bookworm"));
+  }
+  system.suite = *suite;
+  if (m->Has("packages")) {
+    auto packages = m->GetStrings("packages");
+    if (!packages) return std::unexpected(packages.error());
+    for (const std::string& p : *packages) {
+      // A name goes onto mmdebstrap's command line: no options, no lists.
+      if (p.empty() || p.front() == '-' || p.find_first_of(" ,\t\n") != std::string::npos) {
+        return std::unexpected(
+            m->ErrorAt("packages", fmt::format("'{}' is not a Debian package name", p)));
+      }
+    }
+    system.packages = *packages;
+  }
+  return system;
+}
 
 Result<std::vector<ImageRecipe>> ParseRecipes(const std::string& file, const YAML::Node& root) {
   auto top = YamlMap::Of(file, root, "");
@@ -68,7 +129,7 @@ Result<std::vector<ImageRecipe>> ParseRecipes(const std::string& file, const YAM
     auto m = YamlMap::Of(file, list[i], fmt::format("images[{}]", i));
     if (!m) return std::unexpected(m.error());
     if (auto s = m->AllowOnly({"name", "description", "kernel", "packages", "libraries", "cpus",
-                               "kernel_args", "memory_mib"});
+                               "kernel_args", "memory_mib", "system"});
         !s) {
       return std::unexpected(s.error());
     }
@@ -108,55 +169,88 @@ Result<std::vector<ImageRecipe>> ParseRecipes(const std::string& file, const YAM
     if (*mem < 64 || *mem > 65536)
       return std::unexpected(m->ErrorAt("memory_mib", "must be between 64 and 65536"));
     r.memory_mib = *mem;
+    if (m->Has("system")) {
+      auto system = ParseSystem(*m);
+      if (!system) return std::unexpected(system.error());
+      r.system = std::move(*system);
+    }
     recipes.push_back(std::move(r));
   }
   return recipes;
 }
 
-// Adds a host file at `guest_path`, and with `closure` its ldd closure.
+// Where a host path lands in a Debian system whose /lib, /bin and /sbin are
+// links into /usr (merged /usr): written through the link, the kernel's cpio
+// unpacker would follow it, but the archive would name two entries for one file.
+std::string GuestPath(const std::string& path, bool usr_merged) {
+  if (!usr_merged) return path;
+  for (const char* top : {"/lib/", "/lib64/", "/bin/", "/sbin/"}) {
+    if (path.rfind(top, 0) == 0) return "/usr" + path;
+  }
+  return path;
+}
+
+// Adds a host file at `guest_path`, and with `closure` its ldd closure. In a
+// Debian system (`usr_merged`) a library it already has is kept: it is the
+// same Debian file the host has.
 Status AddHostFile(CpioWriter& cpio, const fs::path& host, const std::string& guest_path,
-                   mode_t mode, bool closure) {
+                   mode_t mode, bool closure, bool usr_merged = false) {
   auto data = ReadFile(host);
   if (!data) return std::unexpected(data.error());
-  cpio.AddFile(guest_path, mode, *data);
+  cpio.AddFile(GuestPath(guest_path, usr_merged), mode, *data);
   if (!closure) return {};
   auto libs = internal::LddClosure(host);
   if (!libs) return std::unexpected(libs.error());
   for (const std::string& lib : *libs) {
-    if (cpio.Contains(lib)) continue;
+    std::string guest = GuestPath(lib, usr_merged);
+    if (cpio.Contains(guest)) continue;
     // Follow symlinks: the guest gets the real bytes under the name ld.so asks for.
     auto bytes = ReadFile(fs::canonical(lib));
     if (!bytes) return std::unexpected(bytes.error());
-    cpio.AddFile(lib, 0755, *bytes);
+    cpio.AddFile(guest, 0755, *bytes);
   }
   return {};
 }
 
-// Adds every file of an unpacked Debian package, minus its documentation.
-Status AddPackageTree(CpioWriter& cpio, const fs::path& root) {
+struct TreeOptions {
+  bool skip_docs = true;     // usr/share/{doc,man,lintian}
+  bool keep_owners = false;  // a Debian system's files keep their packages' owners
+  bool skip_dev = false;     // /dev is a devtmpfs at boot; the lab adds its own nodes
+};
+
+// Adds every directory, regular file and symlink under `root` (sorted, so the
+// bytes are the same for the same tree).
+Status AddTree(CpioWriter& cpio, const fs::path& root, TreeOptions tree) {
   std::vector<fs::path> entries;
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(root, ec);
-       it != fs::recursive_directory_iterator(); ++it) {
+       it != fs::recursive_directory_iterator(); it.increment(ec)) {
     entries.push_back(it->path());
   }
   if (ec) return Fail(ErrorCode::kIo, "listing {}: {}", root.string(), ec.message());
   std::sort(entries.begin(), entries.end());  // determinism
   for (const fs::path& p : entries) {
-    std::string rel = fs::relative(p, root).string();
-    if (rel.rfind("usr/share/doc", 0) == 0 || rel.rfind("usr/share/man", 0) == 0 ||
-        rel.rfind("usr/share/lintian", 0) == 0) {
+    // Lexically: fs::relative would follow the links a Debian system is full of.
+    std::string rel = p.lexically_relative(root).string();
+    if (tree.skip_docs &&
+        (rel.rfind("usr/share/doc", 0) == 0 || rel.rfind("usr/share/man", 0) == 0 ||
+         rel.rfind("usr/share/lintian", 0) == 0)) {
       continue;
     }
-    auto st = fs::symlink_status(p);
-    if (fs::is_symlink(st)) {
-      cpio.AddSymlink(rel, fs::read_symlink(p).string());
-    } else if (fs::is_directory(st)) {
-      cpio.AddDirectory(rel);
-    } else if (fs::is_regular_file(st)) {
+    if (tree.skip_dev && rel.rfind("dev/", 0) == 0) continue;
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) != 0)
+      return Fail(ErrorCode::kIo, "lstat {}: {}", p.string(), std::strerror(errno));
+    internal::CpioOwner owner;
+    if (tree.keep_owners) owner = {st.st_uid, st.st_gid};
+    if (S_ISLNK(st.st_mode)) {
+      cpio.AddSymlink(rel, fs::read_symlink(p).string(), owner);
+    } else if (S_ISDIR(st.st_mode)) {
+      cpio.AddDirectory(rel, st.st_mode & 07777, owner);
+    } else if (S_ISREG(st.st_mode)) {
       auto data = ReadFile(p);
       if (!data) return std::unexpected(data.error());
-      cpio.AddFile(rel, static_cast<mode_t>(st.permissions()) & 07777, *data);
+      cpio.AddFile(rel, st.st_mode & 07777, *data, owner);
     }
   }
   return {};
@@ -228,6 +322,21 @@ Result<std::vector<ImageRecipe>> ParseImageRecipes(const std::string& text,
   return ParseRecipes(name, *root);
 }
 
+Result<std::optional<fs::path>> SystemRootOf(const fs::path& recipes, const std::string& name,
+                                             const fs::path& cache_dir) {
+  auto all = LoadImageRecipes(recipes);
+  if (!all) return std::unexpected(all.error());
+  for (const ImageRecipe& r : *all) {
+    if (r.name != name) continue;
+    if (!r.system) return std::optional<fs::path>();
+    internal::DebianSystemSpec spec{r.system->suite, r.system->packages, r.where};
+    auto system = internal::BuildDebianSystem(spec, cache_dir);
+    if (!system) return std::unexpected(system.error());
+    return std::optional<fs::path>(system->root);
+  }
+  return Fail(ErrorCode::kNotFound, "no image named '{}' in {}", name, recipes.string());
+}
+
 Result<ImageStore> ImageStore::Open(ImageStoreOptions options) {
   if (options.cache_dir.empty()) options.cache_dir = DefaultCacheDir();
   if (options.agent_binary.empty() || !fs::exists(options.agent_binary)) {
@@ -260,13 +369,21 @@ struct Ingredients {
   internal::DebianPackage kernel_package;
   fs::path kernel_root;  // unpacked kernel package
   std::vector<fs::path> package_roots;
+  fs::path system_root;  // a recipe with system: the Debian system made by mmdebstrap
 };
 
-// The initramfs of a recipe: deterministic bytes for the same inputs.
-Result<std::string> BuildInitramfs(const ImageStoreOptions& options, const ImageRecipe& recipe,
-                                   const Ingredients& ingredients,
-                                   const std::vector<ImageFile>& extra) {
-  CpioWriter cpio;
+// Where the lab's own files go: in the busybox userland they are the system;
+// in a Debian system they keep out of Debian's paths.
+struct Layout {
+  std::string busybox;      // the shell /init runs under
+  std::string modules_dir;  // the pvpanic modules
+  bool usr_merged = false;
+};
+const Layout kBusyboxLayout{"/bin/busybox", "/lib/modules", false};
+const Layout kSystemLayout{"/usr/lib/patchlab/busybox", "/usr/lib/patchlab", true};
+
+// The busybox userland: busybox, its applet links, a root-only passwd.
+Status AddBusyboxRoot(CpioWriter& cpio, const ImageStoreOptions& options) {
   for (const char* dir :
        {"/proc", "/sys", "/dev", "/tmp", "/run", "/root", "/etc", "/usr/bin", "/usr/sbin"}) {
     cpio.AddDirectory(dir);
@@ -296,11 +413,54 @@ Result<std::string> BuildInitramfs(const ImageStoreOptions& options, const Image
   std::sort(names.begin(), names.end());
   for (const auto& n : names) cpio.AddSymlink(n, "/bin/busybox");
   cpio.AddFile("/init", 0755, kInitScript);
-  cpio.AddFile("/bare-init", 0755, kBareInitScript);
-  if (auto s = AddHostFile(cpio, options.agent_binary, "/usr/sbin/patchlab-agent", 0755, true); !s)
-    return std::unexpected(s.error());
+  return {};
+}
+
+// A Debian system as the root, with busybox beside it (not over Debian's
+// tools) for /init, and a loopback-only /etc/hosts when it has none.
+Status AddSystemRoot(CpioWriter& cpio, const ImageStoreOptions& options, const fs::path& root) {
+  if (auto s = AddTree(cpio, root, {.skip_docs = true, .keep_owners = true, .skip_dev = true}); !s)
+    return s;
+  for (const char* dir : {"/proc", "/sys", "/dev", "/tmp", "/run"}) cpio.AddDirectory(dir);
+  cpio.AddCharDevice("/dev/console", 0600, 5, 1);
+  cpio.AddCharDevice("/dev/null", 0666, 1, 3);
+  if (!fs::exists(root / "etc/hosts")) cpio.AddFile("/etc/hosts", 0644, kHosts);
+  auto busybox = ReadFile(options.busybox);
+  if (!busybox) return std::unexpected(busybox.error());
+  cpio.AddFile(kSystemLayout.busybox, 0755, *busybox);
+  cpio.AddFile("/init", 0755, kSystemInitScript);
+  return {};
+}
+
+// The panic notifier's modules, if the kernel has them as modules.
+Status AddPanicModules(CpioWriter& cpio, const fs::path& kernel_root, const Layout& layout) {
+  std::error_code ec;
+  fs::path modules = kernel_root / "lib/modules";
+  if (!fs::is_directory(modules, ec)) return {};
+  for (const auto& release : fs::directory_iterator(modules, ec)) {
+    for (const char* name : {"pvpanic.ko", "pvpanic-mmio.ko"}) {
+      fs::path ko = release.path() / "kernel/drivers/misc/pvpanic" / name;
+      if (!fs::exists(ko)) continue;
+      auto data = ReadFile(ko);
+      if (!data) return std::unexpected(data.error());
+      cpio.AddFile(layout.modules_dir + "/" + name, 0644, *data);
+    }
+  }
+  return {};
+}
+
+// The lab's own files: the agent, hotpatch, the recipe's libraries and packages.
+Status AddLabFiles(CpioWriter& cpio, const ImageStoreOptions& options, const ImageRecipe& recipe,
+                   const Ingredients& ingredients, const Layout& layout) {
+  cpio.AddFile("/bare-init", 0755, fmt::format(fmt::runtime(kBareInitScript), layout.busybox));
+  if (auto s = AddHostFile(cpio, options.agent_binary, "/usr/sbin/patchlab-agent", 0755, true,
+                           layout.usr_merged);
+      !s)
+    return s;
   if (!options.hotpatch_binary.empty() && fs::is_regular_file(options.hotpatch_binary)) {
-    if (auto s = AddHostFile(cpio, options.hotpatch_binary, "/usr/bin/hotpatch", 0755, true); !s) {
+    if (auto s = AddHostFile(cpio, options.hotpatch_binary, "/usr/bin/hotpatch", 0755, true,
+                             layout.usr_merged);
+        !s) {
       return std::unexpected(std::move(s.error()).AddContext("adding hotpatch"));
     }
   }
@@ -311,30 +471,33 @@ Result<std::string> BuildInitramfs(const ImageStoreOptions& options, const Image
           std::move(host.error())
               .AddContext(fmt::format("image {} ({})", recipe.name, recipe.where)));
     std::string guest = fs::path(lib).is_absolute() ? lib : host->string();
-    if (auto s = AddHostFile(cpio, fs::canonical(*host), guest, 0755, true); !s)
-      return std::unexpected(s.error());
+    if (auto s = AddHostFile(cpio, fs::canonical(*host), guest, 0755, true, layout.usr_merged); !s)
+      return s;
   }
-  // The panic notifier's modules, if the kernel has them as modules.
-  std::error_code ec;
-  fs::path modules = ingredients.kernel_root / "lib/modules";
-  if (fs::is_directory(modules, ec)) {
-    for (const auto& release : fs::directory_iterator(modules, ec)) {
-      for (const char* name : {"pvpanic.ko", "pvpanic-mmio.ko"}) {
-        fs::path ko = release.path() / "kernel/drivers/misc/pvpanic" / name;
-        if (!fs::exists(ko)) continue;
-        auto data = ReadFile(ko);
-        if (!data) return std::unexpected(data.error());
-        cpio.AddFile(std::string("/lib/modules/") + name, 0644, *data);
-      }
-    }
-  }
+  if (auto s = AddPanicModules(cpio, ingredients.kernel_root, layout); !s) return s;
   for (const fs::path& root : ingredients.package_roots) {
-    if (auto s = AddPackageTree(cpio, root); !s) return std::unexpected(s.error());
+    if (auto s = AddTree(cpio, root, {}); !s) return s;
   }
+  return {};
+}
+
+// The initramfs of a recipe: deterministic bytes for the same inputs.
+Result<std::string> BuildInitramfs(const ImageStoreOptions& options, const ImageRecipe& recipe,
+                                   const Ingredients& ingredients,
+                                   const std::vector<ImageFile>& extra) {
+  CpioWriter cpio;
+  const Layout& layout = recipe.system ? kSystemLayout : kBusyboxLayout;
+  Status root = recipe.system ? AddSystemRoot(cpio, options, ingredients.system_root)
+                              : AddBusyboxRoot(cpio, options);
+  if (!root) return std::unexpected(root.error());
+  if (auto s = AddLabFiles(cpio, options, recipe, ingredients, layout); !s)
+    return std::unexpected(s.error());
   for (const ImageFile& f : extra) {
     if (!fs::exists(f.host_path))
       return Fail(ErrorCode::kNotFound, "extra image file {} does not exist", f.host_path.string());
-    if (auto s = AddHostFile(cpio, f.host_path, f.guest_path, f.mode, f.with_libraries); !s)
+    if (auto s = AddHostFile(cpio, f.host_path, f.guest_path, f.mode, f.with_libraries,
+                             layout.usr_merged);
+        !s)
       return std::unexpected(s.error());
   }
   return cpio.Finish();
@@ -371,6 +534,15 @@ Result<std::optional<VmImage>> BuildOrFind(const ImageStoreOptions& options,
   }
   ing.kernel_root = roots.front();
   ing.package_roots.assign(roots.begin() + 1, roots.end());
+  if (recipe.system) {
+    internal::DebianSystemSpec spec{recipe.system->suite, recipe.system->packages, recipe.where};
+    auto system = fetch ? internal::BuildDebianSystem(spec, options.cache_dir)
+                        : internal::CachedDebianSystem(spec, options.cache_dir);
+    if (!system && !fetch && system.error().code() == ErrorCode::kNotFound)
+      return std::optional<VmImage>();
+    if (!system) return std::unexpected(std::move(system.error()).AddContext(where));
+    ing.system_root = system->root;
+  }
 
   VmImage image;
   image.name = recipe.name;

@@ -9,6 +9,10 @@
 // The result lives under CACHE/images/HASH/ where HASH covers every input, so a
 // second build with the same inputs returns at once and yields identical files.
 //
+// A recipe with `system:` makes a real Debian system with mmdebstrap instead
+// (harness/vm/internal/debian_system.h) and packs all of it, plus the same /init,
+// agent and hotpatch, into the initramfs: the guest's root is that system.
+//
 // Per-run files (scenario workloads, patch packages) go into an overlay: a
 // small cpio that MakeOverlay writes and ComposeInitrd appends to the base
 // initramfs (Linux unpacks concatenated cpio archives in order), so the base
@@ -36,6 +40,14 @@
 
 namespace patchlab::harness {
 
+// A real Debian system as the guest's root (vm-images/README.md): made by
+// mmdebstrap from `packages` (installed with their dependencies and maintainer
+// scripts), booted from the initramfs with the agent as PID 1.
+struct SystemRecipe {
+  std::string suite = "bookworm";
+  std::vector<std::string> packages;
+};
+
 struct ImageRecipe {
   std::string name;
   std::string description;
@@ -45,6 +57,9 @@ struct ImageRecipe {
   std::vector<std::string> cpus;         // default CPU models
   std::vector<std::string> kernel_args;  // added after the lab's defaults
   int memory_mib = 512;
+  // Set: the root is a Debian system (packages/libraries then add to it);
+  // unset: the small busybox userland.
+  std::optional<SystemRecipe> system;
   std::string where;  // "images.yaml:12:5", for messages
 };
 
@@ -78,6 +93,14 @@ struct LabBinaries {
   std::filesystem::path hotpatch;
 };
 LabBinaries LocateLabBinaries();
+
+// The root file system of image `name` when its recipe has `system:` (made
+// with mmdebstrap if not cached yet), nullopt for a busybox image. The lab
+// packs a patch of a program or library of a Debian-system image against the
+// image's own file: its build-id is the one the guest runs.
+Result<std::optional<std::filesystem::path>> SystemRootOf(const std::filesystem::path& recipes,
+                                                          const std::string& name,
+                                                          const std::filesystem::path& cache_dir);
 
 // The default cache directory: $PATCHLAB_CACHE, else /var/cache/patchlab.
 std::filesystem::path DefaultCacheDir();

@@ -187,11 +187,13 @@ Result<std::unique_ptr<Vm>> QemuBackend::RestoreReady(const ReadyState& state, c
                 state.file.string(), state.backend);
   }
   if (spec.cpu_model != state.spec.cpu_model || spec.smp != state.spec.smp ||
-      spec.memory_mib != state.spec.memory_mib) {
+      spec.memory_mib != state.spec.memory_mib ||
+      spec.count_instructions != state.spec.count_instructions) {
+    auto clock = [](const VmSpec& s) { return s.count_instructions ? ", icount" : ""; };
     return Fail(ErrorCode::kInvalidArgument,
-                "restore of {} needs cpu {} x{} with {} MiB as saved, got {} x{} with {} MiB",
+                "restore of {} needs cpu {} x{} with {} MiB{} as saved, got {} x{} with {} MiB{}",
                 state.file.string(), state.spec.cpu_model, state.spec.smp, state.spec.memory_mib,
-                spec.cpu_model, spec.smp, spec.memory_mib);
+                clock(state.spec), spec.cpu_model, spec.smp, spec.memory_mib, clock(spec));
   }
   if (!fs::exists(state.file))
     return Fail(ErrorCode::kInfra, "ready state {} does not exist", state.file.string());

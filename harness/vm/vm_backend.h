@@ -55,7 +55,12 @@ struct VmSpec {
   std::vector<std::string> extra_kernel_args;
   // Where this VM's logs go; created if absent. Must be distinct per VM.
   std::filesystem::path artefacts_dir;
-  std::string name = "vm";                         // for messages and logs
+  std::string name = "vm";  // for messages and logs
+  // Ask for guest time that counts executed instructions (QEMU's -icount under
+  // TCG, with one vCPU: QEMU 7.2 hangs at SMP bring-up under icount), so the
+  // guest's CPU time measures work, not the host's load. A backend that cannot
+  // (KVM, libvirt) ignores it; Vm::CountsInstructions says what it got.
+  bool count_instructions = false;
   std::chrono::milliseconds boot_timeout{120000};  // QEMU start to agent ready
 };
 
@@ -88,6 +93,8 @@ class Vm {
   virtual std::filesystem::path agent_log_path() const = 0;
   // "qemu pid 1234, debian12-cloud, Nehalem x2, tcg"
   virtual std::string Describe() const = 0;
+  // Whether guest time counts executed instructions (VmSpec::count_instructions honoured).
+  virtual bool CountsInstructions() const { return false; }
 
   // Checks every crash source now (VM process, panic events, agent channel,
   // heartbeat older than `heartbeat_threshold`) and returns the events not

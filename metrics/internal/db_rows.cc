@@ -28,14 +28,25 @@ Status RequireRow(Connection& conn, std::string_view table, std::string_view col
   return {};
 }
 
-const char* const kCellColumns =
-    "c.run_id, c.scenario, c.patch_id, c.patch_seq, c.image, c.cpu, c.workload, c.host, c.verdict, "
-    "c.met_expectation, c.apply_result, c.apply_reason, c.pause_us, c.pause_median_us, "
-    "c.cpu_overhead_pct, "
-    "c.cpu_ci_low, c.cpu_ci_high, c.cpu_samples, c.mem_overhead_kib, c.semantic, c.duration_ms, "
-    "c.artefacts, "
-    "c.reasons, c.recorded_at, "
-    "(SELECT group_concat(kind || '=' || count, ',') FROM cell_crashes WHERE cell_id = c.id)";
+std::string CellColumns(int version) {
+  std::string columns =
+      "c.run_id, c.scenario, c.patch_id, c.patch_seq, c.image, c.cpu, c.workload, c.host, "
+      "c.verdict, c.met_expectation, c.apply_result, c.apply_reason, c.pause_us, "
+      "c.pause_median_us, c.cpu_overhead_pct, c.cpu_ci_low, c.cpu_ci_high, c.cpu_samples, "
+      "c.mem_overhead_kib, c.semantic, c.duration_ms, c.artefacts, c.reasons, c.recorded_at, "
+      "(SELECT group_concat(kind || '=' || count, ',') FROM cell_crashes WHERE cell_id = c.id), ";
+  // Columns 25..40: the figures of schema 4; 41: the application (schema 4).
+  if (version >= 4) {
+    return columns +
+           "c.cpu_clock, c.cpu_coverage, c.cpu_outcome, c.cpu_limit_pct, "
+           "c.cpu_scenario_limit_pct, c.cpu_windows, c.cpu_ref_pct, c.cpu_ref_low, c.cpu_ref_high, "
+           "c.cpu_ref_samples, c.cpu_ref_clock, c.host_load1, c.host_busy_pct, c.host_steal_pct, "
+           "c.patch_mapped_kib, c.island_kib, c.application";
+  }
+  return columns +
+         "'', NULL, NULL, NULL, NULL, '[]', NULL, NULL, NULL, NULL, '', NULL, NULL, NULL, NULL, "
+         "NULL, ''";
+}
 
 namespace {
 
@@ -46,6 +57,51 @@ Result<T> Parsed(Result<T> r, const std::filesystem::path& file, const CellKey& 
         std::move(r.error()).AddContext(fmt::format("{}: cell {}", file.string(), key.ToString())));
   }
   return r;
+}
+
+std::optional<Estimate> ReadEstimate(const Statement& s, int value, int low, int high,
+                                     int samples) {
+  auto v = s.OptDouble(value);
+  if (!v) return std::nullopt;
+  return Estimate{*v, s.OptDouble(low).value_or(*v), s.OptDouble(high).value_or(*v),
+                  static_cast<size_t>(s.OptInt(samples).value_or(0))};
+}
+
+std::vector<WindowSample> ReadWindows(const std::string& text) {
+  std::vector<WindowSample> out;
+  auto windows = nlohmann::json::parse(text, nullptr, false);
+  if (!windows.is_array()) return out;
+  for (const auto& w : windows) {
+    if (!w.is_object()) continue;
+    out.push_back({w.value("patched", false), w.value("cost", 0.0), w.value("work", 0.0)});
+  }
+  return out;
+}
+
+// The schema-4 figures (columns 25..40) of a cell row.
+Status ReadFigures(const Statement& s, const std::filesystem::path& file, CellResult& c) {
+  auto clock = Parsed(ParseCpuClock(s.Text(25)), file, c.key);
+  if (!clock) return std::unexpected(clock.error());
+  c.cpu_clock = *clock;
+  if (c.cpu_overhead_pct) c.cpu_overhead_pct->coverage = s.OptDouble(26).value_or(0);
+  if (!s.IsNull(27)) {
+    auto o = Parsed(ParseOverheadOutcome(s.Text(27)), file, c.key);
+    if (!o) return std::unexpected(o.error());
+    c.cpu_outcome = *o;
+  }
+  c.cpu_limit_pct = s.OptDouble(28);
+  c.cpu_scenario_limit_pct = s.OptDouble(29);
+  c.cpu_windows = ReadWindows(s.Text(30));
+  c.cpu_reference_pct = ReadEstimate(s, 31, 32, 33, 34);
+  auto ref_clock = Parsed(ParseCpuClock(s.Text(35)), file, c.key);
+  if (!ref_clock) return std::unexpected(ref_clock.error());
+  c.cpu_reference_clock = *ref_clock;
+  if (auto load = s.OptDouble(36)) {
+    c.host_load = HostLoad{*load, s.OptDouble(37).value_or(0), s.OptDouble(38).value_or(0)};
+  }
+  c.patch_mapped_kib = s.OptDouble(39);
+  c.island_kib = s.OptDouble(40);
+  return {};
 }
 
 }  // namespace
@@ -71,10 +127,7 @@ Result<CellResult> ReadCell(const Statement& s, const std::filesystem::path& fil
     }
   }
   c.pause_median_us = s.OptDouble(13);
-  if (auto v = s.OptDouble(14)) {
-    c.cpu_overhead_pct = Estimate{*v, s.OptDouble(15).value_or(*v), s.OptDouble(16).value_or(*v),
-                                  static_cast<size_t>(s.OptInt(17).value_or(0))};
-  }
+  c.cpu_overhead_pct = ReadEstimate(s, 14, 15, 16, 17);
   c.mem_overhead_kib = s.OptDouble(18);
   auto semantic = Parsed(ParseSemanticVerdict(s.Text(19)), file, c.key);
   if (!semantic) return std::unexpected(semantic.error());
@@ -88,6 +141,7 @@ Result<CellResult> ReadCell(const Statement& s, const std::filesystem::path& fil
     }
   }
   c.recorded_at = s.Int(23);
+  c.application = s.Text(41);
   std::string crashes = s.Text(24);
   size_t pos = 0;
   while (pos < crashes.size()) {
@@ -101,6 +155,7 @@ Result<CellResult> ReadCell(const Statement& s, const std::filesystem::path& fil
     if (!kind) return std::unexpected(kind.error());
     c.crashes[*kind] = std::stoi(item.substr(eq + 1));
   }
+  if (auto f = ReadFigures(s, file, c); !f) return std::unexpected(f.error());
   return c;
 }
 

@@ -17,8 +17,9 @@ Status RequireRun(Connection& conn, int64_t run);
 Status RequireRow(Connection& conn, std::string_view table, std::string_view column,
                   std::string_view value, std::string_view what);
 
-// The SELECT column list that ReadCell reads, over `cells c`.
-extern const char* const kCellColumns;
+// The SELECT column list that ReadCell reads, over `cells c`, for a file of
+// schema `version` (columns a version lacks read as NULL or '').
+std::string CellColumns(int version);
 // Turns a row selected with kCellColumns into a CellResult; fails (kParse)
 // naming the cell on a stored value this build does not know.
 Result<CellResult> ReadCell(const Statement& stmt, const std::filesystem::path& file);

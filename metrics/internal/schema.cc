@@ -105,6 +105,35 @@ ALTER TABLE runs ADD COLUMN pid_ns TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN pid_start INTEGER NOT NULL DEFAULT 0;
 )sql";
 
+// Version 4, the second round: CPU figures you can gate on, and real
+// applications. How each CPU figure was measured (the clock), its interval's
+// coverage, the run's judgement and the limit behind it (the scenario's own
+// limit apart, so a gate under another policy can recompute it), every window
+// measured, the figure of the other kind beside it (native or VM), the lab
+// host's load, and the patch's own mapped and island bytes; and the
+// application a cell ran ("nginx-light 1.22.1-9", or a program and its
+// build-id) for targets the lab did not build, '' for the lab's own. Rows
+// recorded before keep every value; their new columns are NULL or ''.
+constexpr const char* kV4 = R"sql(
+ALTER TABLE cells ADD COLUMN cpu_clock TEXT NOT NULL DEFAULT '';
+ALTER TABLE cells ADD COLUMN cpu_coverage REAL;
+ALTER TABLE cells ADD COLUMN cpu_outcome TEXT;
+ALTER TABLE cells ADD COLUMN cpu_limit_pct REAL;
+ALTER TABLE cells ADD COLUMN cpu_scenario_limit_pct REAL;
+ALTER TABLE cells ADD COLUMN cpu_windows TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE cells ADD COLUMN cpu_ref_pct REAL;
+ALTER TABLE cells ADD COLUMN cpu_ref_low REAL;
+ALTER TABLE cells ADD COLUMN cpu_ref_high REAL;
+ALTER TABLE cells ADD COLUMN cpu_ref_samples INTEGER;
+ALTER TABLE cells ADD COLUMN cpu_ref_clock TEXT NOT NULL DEFAULT '';
+ALTER TABLE cells ADD COLUMN host_load1 REAL;
+ALTER TABLE cells ADD COLUMN host_busy_pct REAL;
+ALTER TABLE cells ADD COLUMN host_steal_pct REAL;
+ALTER TABLE cells ADD COLUMN patch_mapped_kib REAL;
+ALTER TABLE cells ADD COLUMN island_kib REAL;
+ALTER TABLE cells ADD COLUMN application TEXT NOT NULL DEFAULT '';
+)sql";
+
 }  // namespace
 
 const char* MigrationTo(int version) {
@@ -115,6 +144,8 @@ const char* MigrationTo(int version) {
       return kV2;
     case 3:
       return kV3;
+    case 4:
+      return kV4;
     default:
       return nullptr;
   }

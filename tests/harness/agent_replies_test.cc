@@ -69,6 +69,22 @@ TEST(AgentReplies, FieldsAreCheckedForTypeAndRange) {
   EXPECT_EQ(ok_sample->clk_tck, 100) << "absent fields keep their defaults";
 }
 
+TEST(AgentReplies, ProcessListsAreCheckedPerEntry) {
+  auto procs = DecodeProcesses(json::parse(
+      R"({"processes": [{"pid": 7, "ppid": 1, "comm": "nginx", "start_ticks": 5, "cpu_ns": 9}]})"));
+  ASSERT_OK(procs);
+  ASSERT_EQ(procs->size(), 1u);
+  EXPECT_EQ((*procs)[0].comm, "nginx");
+  EXPECT_EQ((*procs)[0].cpu_ns, 9u);
+  auto missing = DecodeProcesses(json::parse(R"({"ok": true})"));
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_THAT(missing.error().ToString(), HasSubstr("field 'processes'"));
+  auto bad = DecodeProcesses(json::parse(R"({"processes": [{"pid": 7, "comm": 3}]})"));
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_THAT(bad.error().ToString(), HasSubstr("malformed procs reply: field 'comm'"));
+  EXPECT_FALSE(DecodeProcesses(json::parse(R"({"processes": [1]})")).has_value());
+}
+
 TEST(AgentReplies, PayloadsAndKernelLogLines) {
   auto chunk = DecodeGetChunk(json::parse(R"({"data": "aGk=", "eof": false})"));
   ASSERT_OK(chunk);

@@ -48,6 +48,10 @@ TEST(AgentRequest, EachOpDecodesItsFields) {
   auto kmsg = ParseAgentRequest(R"({"id": 8, "op": "kmsg", "since": 12})");
   ASSERT_TRUE(kmsg.has_value()) << kmsg.error().message;
   EXPECT_EQ(kmsg->since, 12u);
+  auto procs = ParseAgentRequest(R"({"id": 9, "op": "procs", "exe": "/usr/sbin/nginx"})");
+  ASSERT_TRUE(procs.has_value()) << procs.error().message;
+  EXPECT_EQ(procs->op, AgentOp::kProcs);
+  EXPECT_EQ(procs->path, "/usr/sbin/nginx");
   for (const char* op : {"hello", "kmsg_mark", "shutdown"}) {
     auto r = ParseAgentRequest(std::string(R"({"id": 1, "op": ")") + op + "\"}");
     EXPECT_TRUE(r.has_value()) << op;
@@ -81,6 +85,8 @@ TEST(AgentRequest, BadFieldsAreRefusedNamingTheField) {
       {R"({"id": 1, "op": "get", "path": ""})", "field 'path': empty"},
       {R"({"id": 1, "op": "get", "path": "/f", "length": -1})", "field 'length'"},
       {R"({"id": 1, "op": "kmsg"})", "field 'since': missing"},
+      {R"({"id": 1, "op": "procs", "exe": "nginx"})", "field 'exe': not an absolute path"},
+      {R"({"id": 1, "op": "procs"})", "field 'exe': missing"},
       {R"({"id": 1, "op": 7})", "field 'op'"},
       {R"({"id": 1, "op": "format_disk"})", "unknown op 'format_disk'"},
   };

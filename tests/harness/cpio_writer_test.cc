@@ -2,6 +2,7 @@
 // and the image recipe parser's errors.
 #include "harness/vm/internal/cpio_writer.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -10,11 +11,14 @@
 #include "base/file_util.h"
 #include "base/subprocess.h"
 #include "harness/vm/image_store.h"
+#include "harness/vm/internal/debian_system.h"
+#include "tests/support/status_matchers.h"
 
 namespace patchlab::harness {
 namespace {
 
 namespace fs = std::filesystem;
+using ::testing::HasSubstr;
 
 class TempDir {
  public:
@@ -97,6 +101,63 @@ TEST(ImageRecipes, ErrorsNameFileLineAndField) {
   EXPECT_NE(r.error().ToString().find("already defined"), std::string::npos)
       << r.error().ToString();
   EXPECT_NE(r.error().ToString().find(":4:"), std::string::npos) << r.error().ToString();
+}
+
+TEST(ImageRecipes, SystemSectionIsReadStrictly) {
+  TempDir dir;
+  fs::path file = dir.path() / "images.yaml";
+  ASSERT_OK(WriteFileAtomic(file,
+                            "images:\n  - name: apps\n    kernel: linux-image-cloud-amd64\n"
+                            "    system:\n      packages: [nginx-light, redis-server]\n"));
+  auto r = LoadImageRecipes(file);
+  ASSERT_OK(r);
+  ASSERT_TRUE((*r)[0].system.has_value());
+  EXPECT_EQ((*r)[0].system->suite, "bookworm");
+  EXPECT_THAT((*r)[0].system->packages, ::testing::ElementsAre("nginx-light", "redis-server"));
+
+  ASSERT_OK(WriteFileAtomic(file,
+                            "images:\n  - name: apps\n    kernel: k\n    system:\n"
+                            "      suite: bookworm\n      pakages: [nginx-light]\n"));
+  r = LoadImageRecipes(file);
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error().ToString(), HasSubstr(file.string() + ":6:"));
+  EXPECT_THAT(r.error().ToString(), HasSubstr("pakages"));
+
+  ASSERT_OK(WriteFileAtomic(file,
+                            "images:\n  - name: apps\n    kernel: k\n    system:\n"
+                            "      packages: [nginx-light, --allow-unauthenticated]\n"));
+  r = LoadImageRecipes(file);
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error().ToString(), HasSubstr(file.string() + ":5:"));
+  EXPECT_THAT(r.error().ToString(), HasSubstr("system.packages"));
+  EXPECT_THAT(r.error().ToString(), HasSubstr("not a Debian package name"));
+
+  ASSERT_OK(WriteFileAtomic(file, "images:\n  - name: apps\n    kernel: k\n    system: [nginx]\n"));
+  r = LoadImageRecipes(file);
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error().ToString(), HasSubstr(":4:"));
+}
+
+TEST(DebianSystem, AptErrorLinesKeepsTheLinesThatSayWhy) {
+  EXPECT_EQ(internal::AptErrorLines("I: downloading\nE: Unable to locate package nginx-lite\n"
+                                    "E: apt-get install failed\n"),
+            "E: Unable to locate package nginx-lite; E: apt-get install failed");
+  EXPECT_EQ(internal::AptErrorLines("Setting up x\ndpkg: error processing package redis-server "
+                                    "(--configure):\n installed post-installation script "
+                                    "returned error exit status 1\nI: done\n"),
+            "dpkg: error processing package redis-server (--configure):");
+  EXPECT_EQ(internal::AptErrorLines("one\nlast line\n"), "last line");
+  EXPECT_EQ(internal::AptErrorLines(""), "no output");
+}
+
+TEST(DebianSystem, KeyCoversSuiteAndPackagesButNotTheirOrder) {
+  internal::DebianSystemSpec a{"bookworm", {"nginx-light", "redis-server"}, ""};
+  internal::DebianSystemSpec b{"bookworm", {"redis-server", "nginx-light"}, ""};
+  internal::DebianSystemSpec c{"trixie", {"redis-server", "nginx-light"}, ""};
+  internal::DebianSystemSpec d{"bookworm", {"nginx-light"}, ""};
+  EXPECT_EQ(internal::DebianSystemKey(a), internal::DebianSystemKey(b));
+  EXPECT_NE(internal::DebianSystemKey(a), internal::DebianSystemKey(c));
+  EXPECT_NE(internal::DebianSystemKey(a), internal::DebianSystemKey(d));
 }
 
 }  // namespace

@@ -93,5 +93,30 @@ TEST(ImageStore, AnUnknownPackageIsAClearError) {
   fs::remove_all(dir, ec);
 }
 
+TEST(ImageStore, ADebianSystemWithAnUnknownPackageNamesItBeforeDownloading) {
+  if (auto why = testing::MissingVmPrerequisite(); !why.empty()) GTEST_SKIP() << why;
+  char tmpl[] = "/tmp/images-apps-test-XXXXXX";
+  fs::path dir = ::mkdtemp(tmpl);
+  ASSERT_TRUE(WriteFileAtomic(dir / "images.yaml",
+                              "images:\n  - name: apps\n    kernel: linux-image-cloud-amd64\n"
+                              "    system:\n      packages: [nginx-light, nginx-lite-nosuch]\n"));
+  auto options = testing::StoreOptions();
+  options.recipes = dir / "images.yaml";
+  options.cache_dir = dir / "cache";
+  auto store = ImageStore::Open(options);
+  ASSERT_TRUE(store) << store.error().ToString();
+  auto image = store->Build("apps");
+  ASSERT_FALSE(image);
+  EXPECT_EQ(image.error().code(), ErrorCode::kNotFound);
+  std::string msg = image.error().ToString();
+  EXPECT_NE(msg.find("nginx-lite-nosuch"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("images.yaml:2:"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("system.packages"), std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(dir / "cache/systems")) << "nothing may be half-built";
+  EXPECT_FALSE(fs::exists(dir / "cache/images"));
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
 }  // namespace
 }  // namespace patchlab::harness

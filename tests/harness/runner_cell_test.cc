@@ -42,6 +42,8 @@ class FakeGuest : public CellGuest {
   Result<ExitStatus> Wait(pid_t, milliseconds) override { return Unreached(); }
   Status Kill(pid_t, int) override { return Unreached(); }
   Result<ProcessSample> Sample(pid_t) override { return Unreached(); }
+  Result<RunResult> Run(const ExecRequest&, milliseconds) override { return Unreached(); }
+  Result<std::vector<ProcessCpu>> Processes(const std::string&) override { return Unreached(); }
   Result<HotpatchResult> Hotpatch(const std::string&, std::vector<std::string>,
                                   milliseconds) override {
     return Unreached();
@@ -49,6 +51,7 @@ class FakeGuest : public CellGuest {
   Result<std::string> KernelLogSince() override { return std::string(); }
   std::vector<Crash> MachineCrashes() override { return crashes; }
   std::string ScratchDir() const override { return "/tmp/cell"; }
+  metrics::CpuClock Clock() const override { return metrics::CpuClock::kGuestCpuTime; }
   Status Shutdown() override { return {}; }
 
  private:
@@ -74,6 +77,7 @@ struct Plan {
     spec.id = "fix-1";
     built.scenario = &scenario;
     built.program = dir / "server";
+    scenario.target.sources = {"t.c"};  // a target the lab builds: the labstats sequence
     patch.spec = &spec;
     patch.package = dir / "fix-1.hpk";
     plan.scenario = &scenario;
@@ -110,8 +114,7 @@ TEST(CellSequence, AFailedCopyIntoTheMachineIsAnInfraError) {
         << *obs.infra_error;
     EXPECT_TRUE(obs.problems.empty());
     metrics::CellResult cell;
-    bool flagged = false;
-    ComputeFigures(obs, LimitsSpec{}, cell, flagged);
+    ComputeFigures(obs, CellRules{}, cell);
     EXPECT_EQ(cell.verdict, metrics::Verdict::kInfraError);
     EXPECT_EQ(cell.apply, metrics::ApplyResult::kNotRun);
   }

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "metrics/policy.h"
 #include "tests/support/status_matchers.h"
 
 namespace patchlab::harness::internal {
@@ -61,16 +62,21 @@ TEST(RunnerStats, ParsesTheTargetsLine) {
 
 TEST(RunnerFigures, CleanApplyPasses) {
   metrics::CellResult cell;
-  bool flagged = true;
-  ComputeFigures(Applied(3, 1.0), LimitsSpec{}, cell, flagged);
+  CellObservations obs = Applied(12, 1.0);
+  obs.clock = metrics::CpuClock::kGuestInstructions;
+  ComputeFigures(obs, CellRules{}, cell);
   EXPECT_EQ(cell.verdict, metrics::Verdict::kPass);
   EXPECT_EQ(cell.apply, metrics::ApplyResult::kApplied);
-  EXPECT_FALSE(flagged);
+  EXPECT_FALSE(OverheadFlagged(cell));
   ASSERT_TRUE(cell.cpu_overhead_pct);
   EXPECT_NEAR(cell.cpu_overhead_pct->value, 0.0, 1e-9);
-  ASSERT_EQ(cell.pause_us.size(), 3u);
+  EXPECT_EQ(cell.cpu_outcome, metrics::OverheadOutcome::kWithin);
+  EXPECT_EQ(cell.cpu_clock, metrics::CpuClock::kGuestInstructions);
+  EXPECT_EQ(cell.cpu_limit_pct, 2.0);
+  EXPECT_EQ(cell.cpu_windows.size(), 24u);
+  ASSERT_EQ(cell.pause_us.size(), 12u);
   ASSERT_TRUE(cell.pause_median_us);
-  EXPECT_DOUBLE_EQ(*cell.pause_median_us, 301.0);
+  EXPECT_DOUBLE_EQ(*cell.pause_median_us, 305.5);
   ASSERT_TRUE(cell.mem_overhead_kib);
   EXPECT_DOUBLE_EQ(*cell.mem_overhead_kib, 12.0);
   EXPECT_TRUE(cell.reasons.empty());
@@ -78,28 +84,51 @@ TEST(RunnerFigures, CleanApplyPasses) {
 
 TEST(RunnerFigures, SlowPatchIsFlaggedWithItsInterval) {
   metrics::CellResult cell;
-  bool flagged = false;
-  ComputeFigures(Applied(3, 8.0), LimitsSpec{}, cell, flagged);
+  ComputeFigures(Applied(12, 8.0), CellRules{}, cell);
   ASSERT_TRUE(cell.cpu_overhead_pct);
   EXPECT_NEAR(cell.cpu_overhead_pct->value, 700.0, 1e-6);
-  EXPECT_TRUE(flagged);
+  EXPECT_TRUE(OverheadFlagged(cell));
   EXPECT_EQ(cell.verdict, metrics::Verdict::kFail);
-  EXPECT_THAT(cell.reasons.front(), HasSubstr("cpu overhead 700.0%"));
+  EXPECT_THAT(cell.reasons.front(), HasSubstr("cpu overhead +700.00%"));
+  EXPECT_THAT(cell.reasons.front(), HasSubstr("above the 2.00% limit"));
 }
 
-TEST(RunnerFigures, OverheadWhoseIntervalReachesTheLimitIsNotFlagged) {
-  // Pairs at 0%, 1% and 9%: the median (1%) is under a 2% limit and the
-  // interval (0..9%) is not wholly above it.
-  CellObservations obs = Applied(3, 1.0);
-  obs.windows[3].end.cpu_ns = obs.windows[3].begin.cpu_ns + 202000;
-  obs.windows[5].end.cpu_ns = obs.windows[5].begin.cpu_ns + 218000;
+TEST(RunnerFigures, OverheadStraddlingTheLimitIsNoisyAndFailsNothing) {
+  // Pairs alternating 0% and 4% around a 2% limit: the interval straddles it.
+  CellObservations obs = Applied(12, 1.0);
+  for (size_t i = 3; i < obs.windows.size(); i += 4) {
+    obs.windows[i].end.cpu_ns = obs.windows[i].begin.cpu_ns + 208000;
+  }
   metrics::CellResult cell;
-  bool flagged = true;
-  ComputeFigures(obs, LimitsSpec{}, cell, flagged);
+  ComputeFigures(obs, CellRules{}, cell);
   ASSERT_TRUE(cell.cpu_overhead_pct);
-  EXPECT_NEAR(cell.cpu_overhead_pct->value, 1.0, 1e-6);
-  EXPECT_FALSE(flagged);
+  EXPECT_LT(cell.cpu_overhead_pct->low, 2.0);
+  EXPECT_GT(cell.cpu_overhead_pct->high, 2.0);
+  EXPECT_EQ(cell.cpu_outcome, metrics::OverheadOutcome::kNoisy);
+  EXPECT_FALSE(OverheadFlagged(cell));
   EXPECT_EQ(cell.verdict, metrics::Verdict::kPass);
+  ASSERT_EQ(cell.reasons.size(), 1u);
+  EXPECT_THAT(cell.reasons[0], HasSubstr("noisy, not judged"));
+}
+
+TEST(RunnerFigures, FewPairsAreNoisyHoweverClearTheyLook) {
+  metrics::CellResult cell;
+  ComputeFigures(Applied(3, 8.0), CellRules{}, cell);
+  EXPECT_EQ(cell.cpu_outcome, metrics::OverheadOutcome::kNoisy);
+  EXPECT_EQ(cell.verdict, metrics::Verdict::kPass);
+}
+
+TEST(RunnerFigures, ScenarioLimitsTightenThePolicyNeverLoosenIt) {
+  Scenario loose;
+  loose.limits.cpu_overhead_pct = 10;
+  CellRules r = RulesFor(loose, metrics::DefaultPolicy());
+  EXPECT_EQ(r.cpu.limit_pct, 2.0);
+  EXPECT_EQ(r.scenario_cpu_limit_pct, 10.0);
+  Scenario tight;
+  tight.limits.cpu_overhead_pct = 0.5;
+  EXPECT_EQ(RulesFor(tight, metrics::DefaultPolicy()).cpu.limit_pct, 0.5);
+  EXPECT_EQ(RulesFor(Scenario{}, metrics::DefaultPolicy()).cpu.limit_pct, 2.0);
+  EXPECT_EQ(RulesFor(Scenario{}, metrics::DefaultPolicy()).cpu.min_pairs, 12u);
 }
 
 TEST(RunnerFigures, RefusedApplyIsNotHotpatchable) {
@@ -110,8 +139,7 @@ TEST(RunnerFigures, RefusedApplyIsNotHotpatchable) {
       {PatchCall::Op::kApply, 3, std::nullopt,
        "refused: poll_events: a thread stayed inside it past the 1000 ms timeout\n"});
   metrics::CellResult cell;
-  bool flagged = false;
-  ComputeFigures(obs, LimitsSpec{}, cell, flagged);
+  ComputeFigures(obs, CellRules{}, cell);
   EXPECT_EQ(cell.verdict, metrics::Verdict::kNotHotpatchable);
   EXPECT_EQ(cell.apply, metrics::ApplyResult::kRefused);
   EXPECT_THAT(cell.apply_reason, HasSubstr("poll_events"));
@@ -125,8 +153,7 @@ TEST(RunnerFigures, CrashAfterApplyFails) {
   obs.crashes.push_back({CrashKind::kWorkloadSignal, "pricer killed by SIGSEGV"});
   obs.crashes.push_back({CrashKind::kSegfault, "pricer[88]: segfault at 7f00 ip 1 sp 2 error 4"});
   metrics::CellResult cell;
-  bool flagged = false;
-  ComputeFigures(obs, LimitsSpec{}, cell, flagged);
+  ComputeFigures(obs, CellRules{}, cell);
   EXPECT_EQ(cell.verdict, metrics::Verdict::kFail);
   EXPECT_EQ(cell.TotalCrashes(), 2);
   EXPECT_EQ(cell.crashes[CrashKind::kWorkloadSignal], 1);
@@ -137,10 +164,9 @@ TEST(RunnerFigures, WrongResultsFail) {
   CellObservations obs = Applied(1, 1.0);
   obs.last_stats->errors = 5;
   metrics::CellResult cell;
-  bool flagged = false;
-  ComputeFigures(obs, LimitsSpec{}, cell, flagged);
+  ComputeFigures(obs, CellRules{}, cell);
   EXPECT_EQ(cell.verdict, metrics::Verdict::kFail);
-  EXPECT_THAT(cell.reasons.back(), HasSubstr("5 wrong results"));
+  EXPECT_THAT(cell.reasons, ::testing::Contains(HasSubstr("5 wrong results")));
 }
 
 TEST(RunnerFigures, RevertFailureAfterApplyFails) {
@@ -148,19 +174,17 @@ TEST(RunnerFigures, RevertFailureAfterApplyFails) {
   obs.calls[1].exit_code = 4;
   obs.calls[1].message = "rolled back: write failed";
   metrics::CellResult cell;
-  bool flagged = false;
-  ComputeFigures(obs, LimitsSpec{}, cell, flagged);
+  ComputeFigures(obs, CellRules{}, cell);
   EXPECT_EQ(cell.verdict, metrics::Verdict::kFail);
   EXPECT_EQ(cell.apply, metrics::ApplyResult::kApplied);
-  EXPECT_THAT(cell.reasons.back(), HasSubstr("revert failed (hotpatch exit 4)"));
+  EXPECT_THAT(cell.reasons, ::testing::Contains(HasSubstr("revert failed (hotpatch exit 4)")));
 }
 
 TEST(RunnerFigures, InfraErrorOverridesEverything) {
   CellObservations obs = Applied(1, 1.0);
   obs.infra_error = "starting the machine: qemu exited 1";
   metrics::CellResult cell;
-  bool flagged = false;
-  ComputeFigures(obs, LimitsSpec{}, cell, flagged);
+  ComputeFigures(obs, CellRules{}, cell);
   EXPECT_EQ(cell.verdict, metrics::Verdict::kInfraError);
   EXPECT_EQ(cell.apply, metrics::ApplyResult::kNotRun);
   EXPECT_EQ(cell.TotalCrashes(), 0);
@@ -175,24 +199,27 @@ TEST(RunnerExpectation, ChecksEveryClause) {
   expect.verdict = Verdict::kFail;
   expect.reason_contains = "SIGSEGV";
   std::vector<std::string> why;
-  EXPECT_TRUE(MetExpectation(cell, false, expect, why)) << why.size();
+  EXPECT_TRUE(MetExpectation(cell, expect, why)) << why.size();
 
   expect.reason_contains = "SIGBUS";
-  EXPECT_FALSE(MetExpectation(cell, false, expect, why));
+  EXPECT_FALSE(MetExpectation(cell, expect, why));
   EXPECT_THAT(why[0], HasSubstr("SIGBUS"));
 
   ExpectSpec pass;
-  EXPECT_FALSE(MetExpectation(cell, false, pass, why));
+  EXPECT_FALSE(MetExpectation(cell, pass, why));
   EXPECT_EQ(why.size(), 2u);  // verdict and crashes
 
   ExpectSpec flagged;
   flagged.verdict = Verdict::kFail;
   flagged.overhead_flagged = true;
-  EXPECT_FALSE(MetExpectation(cell, false, flagged, why));
-  EXPECT_TRUE(MetExpectation(cell, true, flagged, why));
+  EXPECT_FALSE(MetExpectation(cell, flagged, why));
+  cell.cpu_outcome = metrics::OverheadOutcome::kNoisy;  // noisy is not flagged
+  EXPECT_FALSE(MetExpectation(cell, flagged, why));
+  cell.cpu_outcome = metrics::OverheadOutcome::kAbove;
+  EXPECT_TRUE(MetExpectation(cell, flagged, why));
 
   cell.verdict = metrics::Verdict::kInfraError;
-  EXPECT_FALSE(MetExpectation(cell, false, expect, why));
+  EXPECT_FALSE(MetExpectation(cell, expect, why));
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "base/file_util.h"
+#include "tests/support/status_matchers.h"
 
 namespace patchlab::harness {
 namespace {
@@ -142,6 +143,20 @@ TEST_F(ScenarioFileTest, BadDurationNamesTheField) {
   EXPECT_THAT(s.error().ToString(), HasSubstr("measure.window"));
 }
 
+TEST_F(ScenarioFileTest, PairBudgetBelowTheFirstLookNamesTheField) {
+  auto s = Load(Edit("alternations: 2", "alternations: 2\n  max_alternations: 1"));
+  ASSERT_FALSE(s);
+  EXPECT_THAT(s.error().ToString(), HasSubstr("measure.max_alternations"));
+  EXPECT_THAT(s.error().ToString(), HasSubstr("at least alternations (2)"));
+}
+
+TEST_F(ScenarioFileTest, CpuLimitIsKeptOnlyWhenTheScenarioSetsIt) {
+  auto s = Load(Edit("alternations: 2", "alternations: 2\nlimits:\n  pause_us: 1000"));
+  ASSERT_OK(s);
+  EXPECT_FALSE(s->limits.cpu_overhead_pct.has_value());  // the policy's limit applies
+  EXPECT_EQ(s->measure.max_alternations, 28);
+}
+
 TEST_F(ScenarioFileTest, BadFunctionMapNamesTheItem) {
   auto s = Load(Edit("[f, g=g_v2]", "[f, \"g=\"]"));
   ASSERT_FALSE(s);
@@ -230,9 +245,9 @@ TEST(BundledScenarios, AllParse) {
   ASSERT_TRUE(all) << all.error().ToString();
   std::vector<std::string> names;
   for (const auto& s : *all) names.push_back(s.name);
-  EXPECT_THAT(names,
-              ::testing::UnorderedElementsAre("bad-crash", "kv-parse-fix", "not-hotpatchable",
-                                              "slow-patch", "zlib-checksum"));
+  EXPECT_THAT(names, ::testing::UnorderedElementsAre("bad-crash", "kv-parse-fix", "nginx-gzip",
+                                                     "nginx-gzip-bad", "not-hotpatchable",
+                                                     "redis-lzf", "slow-patch", "zlib-checksum"));
   for (const auto& s : *all) {
     EXPECT_GT(s.timeout.count(), 0) << s.name;
     EXPECT_FALSE(s.patches.empty()) << s.name;

@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include "base/file_util.h"
+#include "metrics/internal/schema.h"
 #include "tests/metrics/test_util.h"
+#include "tests/support/status_matchers.h"
 
 namespace patchlab::metrics {
 namespace {
@@ -41,6 +43,7 @@ TEST(CompatDb, CellRoundTripKeepsEveryFigure) {
   cell.apply = ApplyResult::kRolledBack;
   cell.apply_reason = "thread 12 inside parse_kv";
   cell.met_expectation = false;
+  cell.application = "nginx-light 1.22.1-9+deb12u12";
   ASSERT_TRUE(db.RecordCell(cell).has_value());
 
   auto cells = db.CellsOfRun(*run);
@@ -52,6 +55,7 @@ TEST(CompatDb, CellRoundTripKeepsEveryFigure) {
   EXPECT_EQ(back.apply, ApplyResult::kRolledBack);
   EXPECT_EQ(back.apply_reason, cell.apply_reason);
   EXPECT_EQ(back.met_expectation, std::optional<bool>(false));
+  EXPECT_EQ(back.application, "nginx-light 1.22.1-9+deb12u12");
   EXPECT_EQ(back.crashes, cell.crashes);
   EXPECT_EQ(back.TotalCrashes(), 3);
   EXPECT_EQ(back.pause_us, cell.pause_us);
@@ -154,6 +158,21 @@ TEST(CompatDb, MigratesAVersion1FileKeepingItsData) {
   EXPECT_EQ(cells->front().crashes.at(CrashKind::kSegfault), 2);
   EXPECT_EQ(cells->front().pause_us, (std::vector<double>{1500, 2500}));
   EXPECT_FALSE(cells->front().met_expectation.has_value());
+  // The CPU figure survives every migration; what schema 4 added is empty.
+  const CellResult& old = cells->front();
+  ASSERT_TRUE(old.cpu_overhead_pct.has_value());
+  EXPECT_EQ(old.cpu_overhead_pct->value, 1.5);
+  EXPECT_EQ(old.cpu_overhead_pct->low, 0.5);
+  EXPECT_EQ(old.cpu_overhead_pct->high, 2.5);
+  EXPECT_EQ(old.cpu_overhead_pct->samples, 8u);
+  EXPECT_EQ(old.cpu_overhead_pct->coverage, 0);
+  EXPECT_EQ(old.cpu_clock, CpuClock::kUnknown);
+  EXPECT_FALSE(old.cpu_outcome.has_value());
+  EXPECT_FALSE(old.cpu_scenario_limit_pct.has_value());
+  EXPECT_TRUE(old.cpu_windows.empty());
+  EXPECT_FALSE(old.host_load.has_value());
+  EXPECT_EQ(old.mem_overhead_kib, 4096.0);
+  EXPECT_EQ(old.application, "");  // a column version 4 added
   EXPECT_EQ(db->Findings(1)->size(), 1u);
   EXPECT_EQ(db->GetImage("deb12")->value().packages, std::vector<std::string>{"busybox=1.35"});
 
@@ -170,6 +189,142 @@ TEST(CompatDb, MigratesAVersion1FileKeepingItsData) {
   auto again = CompatDb::Open(file);
   ASSERT_TRUE(again.has_value()) << again.error().ToString();
   EXPECT_EQ(again->CellsOfRun(1)->size(), 1u);
+}
+
+// A file as version 2 or 3 left it (the shipped migrations applied in order):
+// a labelled complete run with its plan, one cell with a CPU figure, its
+// crashes and a finding; version 3 also knows the recorder's boot id.
+std::string OlderFile(int version) {
+  std::string sql;
+  for (int v = 1; v <= version; ++v) sql += internal::MigrationTo(v);
+  sql += fmt::format("PRAGMA user_version = {};", version);
+  sql += R"sql(
+INSERT INTO runs(id, started_at, finished_at, host, version, git_revision, status, label, args,
+  note, pid) VALUES (1, 1700000000, 1700000600, 'oldhost', '0.1.0', 'v0.1.0', 'complete',
+  'nightly', 'run scenarios', 'a note', 4242);
+INSERT INTO patches VALUES ('fix-1', 1, 'beef', 'cafe', 'old-key');
+INSERT INTO images VALUES ('deb12', '6.1.0-9', '["busybox=1.35"]', 'h1');
+INSERT INTO planned_cells VALUES (1, 'kv', 'fix-1', 'deb12', 'qemu64', 'default');
+INSERT INTO cells(id, run_id, scenario, patch_id, patch_seq, image, cpu, workload, host, verdict,
+  apply_result, apply_reason, pause_us, pause_median_us, cpu_overhead_pct, cpu_ci_low,
+  cpu_ci_high, cpu_samples, mem_overhead_kib, semantic, duration_ms, artefacts, reasons,
+  recorded_at, met_expectation) VALUES (7, 1, 'kv', 'fix-1', 1, 'deb12', 'qemu64', 'default',
+  'oldhost', 'fail', 'applied', '', '[1500.0]', 1500.0, 9.5, 4.0, 12.5, 3, 2048.0, 'pass', 9000,
+  'out/1', '["crashed twice"]', 1700000500, 0);
+INSERT INTO cell_crashes VALUES (7, 'segfault', 2);
+INSERT INTO findings VALUES (1, 1, 'kv', 'fix-1', 'parse_kv', 'return-value', 'len=0', '0', '-1',
+  0, '');
+)sql";
+  if (version >= 3) sql += "UPDATE runs SET boot_id = 'boot-1', pid_start = 777 WHERE id = 1;";
+  return sql;
+}
+
+class CompatDbMigration : public ::testing::TestWithParam<int> {};
+
+// One schema 4 adds both second-round sets of columns (the CPU figures' and
+// the application) in one migration: every row of the older file is kept, and
+// the new columns read empty until a cell fills them.
+TEST_P(CompatDbMigration, AnOlderFileKeepsEveryRowAndTakesBothSetsOfColumns) {
+  const int version = GetParam();
+  ScratchDir dir;
+  auto file = dir / fmt::format("v{}.db", version);
+  Sql(file, OlderFile(version));
+  auto db = CompatDb::Open(file);
+  ASSERT_OK(db);
+  EXPECT_EQ(db->schema_version(), kSchemaVersion);
+
+  auto run = db->GetRun(1);
+  ASSERT_OK(run);
+  EXPECT_EQ(run->status, RunStatus::kComplete);
+  EXPECT_EQ(run->label, "nightly");
+  EXPECT_EQ(run->note, "a note");
+  auto cells = db->CellsOfRun(1);
+  ASSERT_OK(cells);
+  ASSERT_EQ(cells->size(), 1u);
+  const CellResult& old = cells->front();
+  EXPECT_EQ(old.verdict, Verdict::kFail);
+  EXPECT_EQ(old.met_expectation, std::optional<bool>(false));
+  EXPECT_EQ(old.crashes.at(CrashKind::kSegfault), 2);
+  EXPECT_EQ(old.pause_us, std::vector<double>{1500});
+  ASSERT_TRUE(old.cpu_overhead_pct.has_value());
+  EXPECT_EQ(old.cpu_overhead_pct->value, 9.5);
+  EXPECT_EQ(old.cpu_overhead_pct->low, 4.0);
+  EXPECT_EQ(old.cpu_overhead_pct->high, 12.5);
+  EXPECT_EQ(old.cpu_overhead_pct->samples, 3u);
+  EXPECT_EQ(old.mem_overhead_kib, 2048.0);
+  EXPECT_EQ(old.reasons, std::vector<std::string>{"crashed twice"});
+  // What schema 4 added: the figures' columns and the application, empty.
+  EXPECT_EQ(old.cpu_clock, CpuClock::kUnknown);
+  EXPECT_FALSE(old.cpu_outcome.has_value());
+  EXPECT_FALSE(old.cpu_limit_pct.has_value());
+  EXPECT_TRUE(old.cpu_windows.empty());
+  EXPECT_FALSE(old.host_load.has_value());
+  EXPECT_FALSE(old.patch_mapped_kib.has_value());
+  EXPECT_EQ(old.application, "");
+  EXPECT_EQ(db->Findings(1)->size(), 1u);
+  auto missing = db->MissingCells(1);
+  ASSERT_OK(missing);
+  EXPECT_TRUE(missing->empty()) << "the planned cell is the recorded one";
+
+  // The migrated file records a cell with both sets filled, and reads it back.
+  auto next = db->BeginRun(RunInfo{});
+  ASSERT_OK(next);
+  CellResult c = GoodCell(*next, "deb12");
+  c.cpu_clock = CpuClock::kGuestInstructions;
+  c.cpu_outcome = OverheadOutcome::kWithin;
+  c.island_kib = 4;
+  c.application = "nginx-light 1.22.1-9";
+  ASSERT_OK(db->RecordCell(c));
+  auto back = db->CellsOfRun(*next);
+  ASSERT_OK(back);
+  ASSERT_EQ(back->size(), 1u);
+  EXPECT_EQ(back->front().cpu_clock, CpuClock::kGuestInstructions);
+  EXPECT_EQ(back->front().island_kib, 4);
+  EXPECT_EQ(back->front().application, "nginx-light 1.22.1-9");
+  EXPECT_EQ(*db->IntegrityCheck(), "ok");
+}
+
+INSTANTIATE_TEST_SUITE_P(FromVersion, CompatDbMigration, ::testing::Values(2, 3));
+
+TEST(CompatDb, RecordsEveryPartOfACpuFigure) {
+  ScratchDir dir;
+  CompatDb db = OpenSeeded(dir / "lab.db");
+  auto run = db.BeginRun(RunInfo{});
+  ASSERT_OK(run);
+  CellResult c = GoodCell(*run, "deb12");
+  c.cpu_overhead_pct = Estimate{0.42, 0.31, 0.55, 12, 0.9995};
+  c.cpu_clock = CpuClock::kGuestInstructions;
+  c.cpu_outcome = OverheadOutcome::kWithin;
+  c.cpu_limit_pct = 2.0;
+  c.cpu_scenario_limit_pct = 5.0;
+  c.cpu_windows = {{false, 1000, 10}, {true, 1004.2, 10}};
+  c.cpu_reference_pct = Estimate{0.6, -0.4, 1.5, 12, 0.9995};
+  c.cpu_reference_clock = CpuClock::kNativeCpuTime;
+  c.host_load = HostLoad{3.5, 97.0, 1.25};
+  c.patch_mapped_kib = 12;
+  c.island_kib = 4;
+  ASSERT_OK(db.RecordCell(c));
+  auto cells = db.CellsOfRun(*run);
+  ASSERT_OK(cells);
+  ASSERT_EQ(cells->size(), 1u);
+  const CellResult& r = cells->front();
+  ASSERT_TRUE(r.cpu_overhead_pct.has_value());
+  EXPECT_EQ(r.cpu_overhead_pct->coverage, 0.9995);
+  EXPECT_EQ(r.cpu_clock, CpuClock::kGuestInstructions);
+  EXPECT_EQ(r.cpu_outcome, OverheadOutcome::kWithin);
+  EXPECT_EQ(r.cpu_limit_pct, 2.0);
+  EXPECT_EQ(r.cpu_scenario_limit_pct, 5.0);
+  ASSERT_EQ(r.cpu_windows.size(), 2u);
+  EXPECT_TRUE(r.cpu_windows[1].patched);
+  EXPECT_EQ(r.cpu_windows[1].cost, 1004.2);
+  EXPECT_EQ(r.cpu_windows[1].work, 10);
+  ASSERT_TRUE(r.cpu_reference_pct.has_value());
+  EXPECT_EQ(r.cpu_reference_pct->high, 1.5);
+  EXPECT_EQ(r.cpu_reference_clock, CpuClock::kNativeCpuTime);
+  ASSERT_TRUE(r.host_load.has_value());
+  EXPECT_EQ(r.host_load->steal_pct, 1.25);
+  EXPECT_EQ(r.patch_mapped_kib, 12);
+  EXPECT_EQ(r.island_kib, 4);
 }
 
 TEST(CompatDb, RefusesANewerSchemaAndAFileThatIsNotADatabase) {

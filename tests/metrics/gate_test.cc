@@ -8,11 +8,13 @@
 #include "base/file_util.h"
 #include "metrics/policy.h"
 #include "tests/metrics/test_util.h"
+#include "tests/support/status_matchers.h"
 
 namespace patchlab::metrics {
 namespace {
 
 using testing::GoodCell;
+using ::testing::HasSubstr;
 using testing::OpenSeeded;
 using testing::ScratchDir;
 
@@ -63,10 +65,38 @@ TEST_F(Gate, ShipsWhenEveryCellMeetsEveryRule) {
 TEST_F(Gate, EachRuleRejectsOnItsOwn) {
   ExpectOnlyRule("max_crashes", [](CellResult& c) { c.crashes[CrashKind::kSegfault] = 1; });
 }
-TEST_F(Gate, CpuOverheadAtTheBoundRejects) {
+TEST_F(Gate, CpuOverheadWhoseIntervalStartsAtTheBoundRejects) {
   ExpectOnlyRule("max_cpu_overhead_pct", [](CellResult& c) {
-    c.cpu_overhead_pct = Estimate{2.0, 1.5, 2.5, 9};
+    c.cpu_overhead_pct = Estimate{2.2, 2.0, 2.5, 9};
   });
+}
+TEST_F(Gate, CpuOverheadStraddlingTheBoundIsNoisyNeitherShipNorReject) {
+  CellResult c = GoodCell(run_, "deb12");
+  c.cpu_overhead_pct = Estimate{2.0, 1.5, 2.5, 12, 0.995};
+  Record(c);
+  GateDecision d = Decide();
+  EXPECT_EQ(d.outcome, GateOutcome::kNotEnoughData) << d.Explain();
+  EXPECT_TRUE(d.failures.empty()) << d.Explain();
+  ASSERT_EQ(d.missing.size(), 1u) << d.Explain();
+  EXPECT_TRUE(d.missing[0].noisy);
+  EXPECT_THAT(d.Explain(), HasSubstr("noisy: " + c.key.ToString()));
+  EXPECT_THAT(d.Explain(), HasSubstr("straddles the 2.00% limit"));
+}
+TEST_F(Gate, ScenarioLimitTightensThePolicyNeverLoosensIt) {
+  CellResult tight = GoodCell(run_, "deb12");
+  tight.cpu_overhead_pct = Estimate{1.5, 1.2, 1.8, 12, 0.995};
+  tight.cpu_scenario_limit_pct = 1.0;  // the scenario holds itself to 1%
+  Record(tight);
+  GateDecision d = Decide();
+  EXPECT_EQ(d.outcome, GateOutcome::kReject) << d.Explain();
+
+  CellResult loose = GoodCell(run_, "deb12");
+  loose.cpu_overhead_pct = Estimate{5.0, 4.0, 6.0, 12, 0.995};
+  loose.cpu_scenario_limit_pct = 10.0;  // a scenario cannot loosen the policy's 2%
+  Record(loose);
+  d = Decide();
+  EXPECT_EQ(d.outcome, GateOutcome::kReject) << d.Explain();
+  EXPECT_THAT(d.Explain(), HasSubstr("below 2.00%"));
 }
 TEST_F(Gate, CpuUpperBoundIsJudgedWhenThePolicySaysSo) {
   Policy strict = DefaultPolicy();

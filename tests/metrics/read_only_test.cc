@@ -134,6 +134,32 @@ TEST(ReadOnly, SchemasTooOldOrTooNewAreRefusedNamingTheVersions) {
   EXPECT_FALSE(fs::exists(dir / "absent.db"));
 }
 
+TEST(ReadOnly, AVersion3FileShowsItsCellsWithoutTheNewFigures) {
+  ScratchDir dir;
+  Sql(dir / "v3.db",
+      std::string(internal::MigrationTo(1)) + internal::MigrationTo(2) + internal::MigrationTo(3) +
+          "PRAGMA user_version = 3;"
+          "INSERT INTO runs(started_at, host, version, git_revision, status) "
+          "VALUES (1700000000, 'h', 'v', 'g', 'complete');"
+          "INSERT INTO patches VALUES ('fix-1', 1, 'beef', 'cafe', 'k');"
+          "INSERT INTO images VALUES ('deb12', '6.1', '[]', 'h1');"
+          "INSERT INTO cells(run_id, scenario, patch_id, patch_seq, image, cpu, workload, host, "
+          "verdict, apply_result, apply_reason, pause_us, cpu_overhead_pct, cpu_ci_low, "
+          "cpu_ci_high, cpu_samples, semantic, duration_ms, artefacts, reasons, recorded_at) "
+          "VALUES (1, 'kv', 'fix-1', 1, 'deb12', 'qemu64', 'default', '', 'pass', 'applied', '', "
+          "'[]', 0.5, 0.1, 0.9, 3, 'pass', 1, '', '[]', 1700000001);");
+  auto db = CompatDb::OpenReadOnly(dir / "v3.db");
+  ASSERT_TRUE(db.has_value()) << db.error().ToString();
+  EXPECT_EQ(db->schema_version(), 3);
+  auto cells = db->CellsOfRun(1);
+  ASSERT_TRUE(cells.has_value()) << cells.error().ToString();
+  ASSERT_EQ(cells->size(), 1u);
+  ASSERT_TRUE((*cells)[0].cpu_overhead_pct.has_value());
+  EXPECT_EQ((*cells)[0].cpu_overhead_pct->high, 0.9);
+  EXPECT_EQ((*cells)[0].cpu_clock, CpuClock::kUnknown);
+  EXPECT_FALSE((*cells)[0].cpu_outcome.has_value());
+}
+
 TEST(ReadOnly, AVersion2FileIsReadWithoutMigrating) {
   ScratchDir dir;
   Sql(dir / "v2.db", std::string(internal::MigrationTo(1)) + internal::MigrationTo(2) +

@@ -196,6 +196,7 @@ int CmdApply(const ApplyArgs& a) {
     j["attach_us"] = r->attach.count();
     j["retries"] = r->retries;
     j["mapped_bytes"] = r->mapped_bytes;
+    j["island_bytes"] = r->island_bytes;
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("applied %s (seq %lu) to pid %d: %zu function(s), pause %ld us, %d retries\n",

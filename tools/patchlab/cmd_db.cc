@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/file_util.h"
+#include "metrics/app_summary.h"
 #include "metrics/compat_db.h"
 #include "metrics/gate.h"
 #include "metrics/json_export.h"
@@ -115,8 +116,20 @@ void RegisterCompat(CLI::App& app, CommandContext& ctx) {
     auto cells = db->LatestCellsOfPatch(args->patch);
     if (!cells) return void(ctx.exit_code = Report(cells.error()));
     if (args->json) {
-      nlohmann::json out = {{"patch_id", args->patch}, {"cells", nlohmann::json::array()}};
+      nlohmann::json out = {{"patch_id", args->patch},
+                            {"cells", nlohmann::json::array()},
+                            {"applications", nlohmann::json::array()}};
       for (const CellResult& c : *cells) out["cells"].push_back(ToJson(c));
+      for (const metrics::AppSummary& a : metrics::SummarizeByApplication(*cells)) {
+        out["applications"].push_back({{"application", a.application},
+                                       {"outcome", a.Word()},
+                                       {"cells", a.cells},
+                                       {"pass", a.pass},
+                                       {"fail", a.fail},
+                                       {"not_hotpatchable", a.not_hotpatchable},
+                                       {"infra_error", a.infra_error},
+                                       {"crashes", a.crashes}});
+      }
       PrintJson(out);
     } else if (cells->empty()) {
       std::printf("no results recorded for patch %s in %s\n", args->patch.c_str(),
@@ -125,6 +138,9 @@ void RegisterCompat(CLI::App& app, CommandContext& ctx) {
       std::vector<std::vector<std::string>> rows = {kCellHeader};
       for (const CellResult& c : *cells) rows.push_back(CellRow(c));
       PrintTable(rows);
+      // By application: the answer a release manager asks ("nginx ok, redis crashes").
+      std::printf("\n%s: %s\n", args->patch.c_str(),
+                  metrics::AppSummaryLine(metrics::SummarizeByApplication(*cells)).c_str());
     }
     ctx.exit_code = 0;
   });

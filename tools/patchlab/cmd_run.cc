@@ -219,7 +219,8 @@ void RegisterRunCommand(CLI::App& app, CommandContext& ctx) {
                 "run the policy's rollout rings in order; a patch the gate rejects on a ring goes "
                 "no further");
   sub->add_option("--policy", args->policy,
-                  "gate policy with the rings (default: the built-in policy)");
+                  "the policy cells are judged under (a scenario's limits only tighten it) and "
+                  "its rings (default: the built-in policy)");
   sub->add_option("--label", args->label, "a tag stored with the run (nightly, pre-release, ...)");
   sub->add_option("--key-dir", args->key_dir,
                   "the lab's signing key folder (default: $PATCHLAB_HOME/keys)");

@@ -93,9 +93,44 @@ Result<LabKey> EnsureLabKey(const fs::path& key_dir, const fs::path& hotpatch) {
   return key;
 }
 
+// The target compiled from its sources into `abs_work`. kInvalidArgument
+// quoting the compiler when it does not build.
+Result<fs::path> CompileTarget(const Scenario& scenario, const fs::path& abs_work,
+                               const std::string& cc, std::string& log) {
+  fs::path program = abs_work / scenario.target.program;
+  // -g and symbols kept: the patch core finds private functions by .symtab.
+  std::vector<std::string> argv = {cc, "-O2", "-g", "-pthread"};
+  argv.insert(argv.end(), scenario.target.cflags.begin(), scenario.target.cflags.end());
+  argv.insert(argv.end(), scenario.target.sources.begin(), scenario.target.sources.end());
+  argv.insert(argv.end(), {"-o", program.string()});
+  argv.insert(argv.end(), scenario.target.libs.begin(), scenario.target.libs.end());
+  auto r = RunTool(argv, scenario.dir, log);
+  if (!r)
+    return std::unexpected(std::move(r.error()).AddContext("compiling " + scenario.target.program));
+  if (!r->status.Success()) {
+    return Fail(ErrorCode::kInvalidArgument, "{}: target {} does not build: {} (full log: {})",
+                scenario.file.string(), scenario.target.program, Describe(argv, *r),
+                (abs_work / "build.log").string());
+  }
+  return program;
+}
+
+// A patch the user built and signed: used as it is, with its own key.
+Result<BuiltPatch> PrebuiltPatch(const Scenario& scenario, const PatchSpec& spec) {
+  BuiltPatch p;
+  p.spec = &spec;
+  p.package = fs::absolute(scenario.dir / spec.package);
+  p.public_key = fs::absolute(scenario.dir / spec.pubkey);
+  p.module = spec.module;
+  auto bytes = ReadFile(p.package);
+  if (!bytes) return std::unexpected(std::move(bytes.error()).AddContext(spec.where));
+  p.package_sha256 = Sha256Hex(*bytes);
+  return p;
+}
+
 Result<BuiltScenario> BuildScenario(const Scenario& scenario, const fs::path& work_dir,
                                     const LabKey& key, const fs::path& hotpatch,
-                                    const std::string& cc) {
+                                    const std::string& cc, const fs::path& module_root) {
   if (auto s = MakeDirs(work_dir); !s) return std::unexpected(s.error());
   fs::path abs_work = fs::absolute(work_dir);
   std::string log;
@@ -109,26 +144,36 @@ Result<BuiltScenario> BuildScenario(const Scenario& scenario, const fs::path& wo
 
   BuiltScenario built;
   built.scenario = &scenario;
-  built.program = abs_work / scenario.target.program;
-  // -g and symbols kept: the patch core finds private functions by .symtab.
-  std::vector<std::string> argv = {cc, "-O2", "-g", "-pthread"};
-  argv.insert(argv.end(), scenario.target.cflags.begin(), scenario.target.cflags.end());
-  argv.insert(argv.end(), scenario.target.sources.begin(), scenario.target.sources.end());
-  argv.insert(argv.end(), {"-o", built.program.string()});
-  argv.insert(argv.end(), scenario.target.libs.begin(), scenario.target.libs.end());
-  auto r = RunTool(argv, scenario.dir, log);
-  if (!r)
-    return std::unexpected(std::move(r.error()).AddContext("compiling " + scenario.target.program));
-  if (!r->status.Success())
-    return scenario_error("target " + scenario.target.program + " does not build", argv, *r);
+  if (scenario.target.Built()) {
+    auto program = CompileTarget(scenario, abs_work, cc, log);
+    if (!program) {
+      finish();
+      return std::unexpected(program.error());
+    }
+    built.program = *program;
+  } else if (!scenario.target.binary.empty()) {
+    built.program = fs::absolute(scenario.dir / scenario.target.binary);
+  }
 
   for (const PatchSpec& spec : scenario.patches) {
+    if (spec.Prebuilt()) {
+      auto p = PrebuiltPatch(scenario, spec);
+      if (!p) return std::unexpected(p.error());
+      built.patches.push_back(std::move(*p));
+      continue;
+    }
     BuiltPatch p;
     p.spec = &spec;
+    std::vector<std::string> argv;
+    Result<SubprocessResult> r;
     p.object = abs_work / (spec.id + ".so");
     p.package = abs_work / (spec.id + ".hpk");
     p.module = spec.module.empty() ? built.program : fs::path(spec.module);
     std::error_code ec;
+    if (!spec.module.empty() && !module_root.empty() &&
+        fs::exists(module_root / fs::path(spec.module).relative_path(), ec)) {
+      p.module = module_root / fs::path(spec.module).relative_path();
+    }
     if (!fs::exists(p.module, ec)) {
       finish();
       return Fail(ErrorCode::kInvalidArgument,

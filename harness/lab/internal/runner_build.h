@@ -38,11 +38,14 @@ struct BuiltPatch {
   std::filesystem::path module;   // the host file of the patched module (target or library)
   std::string package_sha256;
   std::string target_build_id;
+  // The key the package verifies with: a prebuilt patch.package's own
+  // patch.pubkey; empty for the packages the lab signs (its own key).
+  std::filesystem::path public_key;
 };
 
 struct BuiltScenario {
   const Scenario* scenario = nullptr;
-  std::filesystem::path program;  // the compiled target
+  std::filesystem::path program;  // the compiled target, or target.binary; empty: in the image
   std::vector<BuiltPatch> patches;
 };
 
@@ -52,8 +55,12 @@ struct BuiltScenario {
 // a compile error, a missing library module), naming the scenario file and
 // quoting the tool's first error lines; kIo/kNotFound for the lab's own
 // tools. `cc` is the C compiler (e.g. "cc").
+// `module_root` (may be empty): the root file system of the Debian-system
+// image the scenario runs on; a patch.module found there is packed against
+// that file (the guest's build-id), else against the host's.
 Result<BuiltScenario> BuildScenario(const Scenario& scenario, const std::filesystem::path& work_dir,
                                     const LabKey& key, const std::filesystem::path& hotpatch,
-                                    const std::string& cc);
+                                    const std::string& cc,
+                                    const std::filesystem::path& module_root = {});
 
 }  // namespace patchlab::harness::internal

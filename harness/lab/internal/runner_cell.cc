@@ -2,11 +2,15 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "base/file_util.h"
 #include "base/log.h"
+#include "harness/lab/internal/host_load.h"
+#include "harness/lab/internal/patch_calls.h"
+#include "harness/lab/internal/runner_app_cell.h"
 
 namespace patchlab::harness::internal {
 namespace {
@@ -20,9 +24,28 @@ using Clock = std::chrono::steady_clock;
 constexpr milliseconds kFirstReportGrace{15000};
 constexpr milliseconds kExitGrace{10000};
 constexpr milliseconds kPoll{100};
-// How long a revert or verify may take, and an apply beyond its own timeout
-// (which it may use up to four times: attach, quiesce retries).
-constexpr milliseconds kHotpatchCallTimeout{60000};
+// No operation for this long (host time) in a measured window is a hang. Long
+// enough for an instruction-counting guest on a busy host, whose target
+// reports every 100 ms of guest time: seconds of the host's.
+constexpr milliseconds kHangAfter{20000};
+
+// Whether ABBA block `block` starts with the patched window: the first block
+// starts unpatched when the patch is applied after a warm-up (as the lab has
+// always done), the others by a coin seeded with the cell.
+bool BlockStartsPatched(uint64_t seed, size_t block, bool first_unpatched) {
+  if (block == 0) return !first_unpatched;
+  // SplitMix64 of (seed, block): a fixed, well-mixed coin per block.
+  uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (block + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return ((z ^ (z >> 31)) & 1) != 0;
+}
+
+void ReplaceAll(std::string& s, std::string_view from, const std::string& to) {
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) {
+    s.replace(at, from.size(), to);
+  }
+}
 
 // Ends the sequence early: what happened has already been written into obs.
 struct Stop {};
@@ -31,20 +54,6 @@ struct Stop {};
 // patch's (starting the target, applying, the workload) or the lab's own
 // (copying files in, reading the kernel log), which says nothing of the patch.
 enum class Step { kPatch, kLab };
-
-// What the patch core in the machine answered, as the figures read it:
-// hotpatch's exit code contract (0 done, 2 usage, 3 refused, 4 rolled back,
-// 5 target gone; -1 when hotpatch itself died) and, for an apply that
-// succeeded, its own pause figure: the time the process was stopped.
-PatchCall ToCall(PatchCall::Op op, const HotpatchResult& r) {
-  PatchCall call{op, r.exited ? r.exit_code : -1, std::nullopt,
-                 r.exited ? r.stderr_data : "hotpatch died by a signal: " + r.stderr_data};
-  if (op == PatchCall::Op::kApply && call.exit_code == 0 && r.json.is_object() &&
-      r.json.contains("pause_us") && r.json["pause_us"].is_number()) {
-    call.pause_us = r.json["pause_us"].get<double>();
-  }
-  return call;
-}
 
 class Sequence {
  public:
@@ -142,7 +151,10 @@ class Sequence {
     Clock::time_point until = Clock::now() + kFirstReportGrace;
     while (true) {
       CheckTime();
-      if (auto s = TryStats(); s && s->ops > 0) break;
+      if (auto s = TryStats(); s && s->ops > 0) {
+        start_wall_ns_ = s->wall_ns;  // the workload's duration runs on this clock
+        break;
+      }
       if (Clock::now() > until) {
         obs_.problems.push_back(fmt::format("the workload reported no work within {}s of its start",
                                             kFirstReportGrace.count() / 1000));
@@ -152,26 +164,67 @@ class Sequence {
     }
   }
 
+  // Window pairs in ABBA blocks until the CPU figure is resolved against its
+  // limit, or the pair budget, the workload's time or the cell's is spent.
   void Measure() {
     const Scenario& s = *plan_.scenario;
-    if (s.apply.when == ApplyWhen::kAfterWarmup) Sleep(plan_.workload->warmup);
-    for (int i = 0; i < s.measure.alternations; ++i) {
-      MeasureWindow(false);
-      if (i == 0) obs_.pss_before_kib = Must(guest_.Sample(pid_), "sampling the target").pss_kib;
-      if (!Apply()) throw Stop{};
-      MeasureWindow(true);
-      if (i == 0) {
-        obs_.pss_after_kib = Must(guest_.Sample(pid_), "sampling the target").pss_kib;
-        for (int r = 1; r < s.apply.repeat; ++r) {
-          if (!Revert() || !Apply()) throw Stop{};
-        }
+    const metrics::StoppingRule& rule = plan_.rules.cpu;
+    bool after_warmup = s.apply.when == ApplyWhen::kAfterWarmup;
+    if (after_warmup) Sleep(plan_.workload->warmup);
+    load_.Start();
+    size_t target = std::max<size_t>(rule.min_pairs, 1);
+    for (size_t block = 0;; ++block) {
+      bool starts_patched = BlockStartsPatched(plan_.seed, block, after_warmup);
+      for (bool patched : {starts_patched, !starts_patched, !starts_patched, starts_patched}) {
+        if (!SetPatched(patched)) throw Stop{};
+        MeasureWindow(patched);
       }
-      if (i + 1 < s.measure.alternations && !Revert()) throw Stop{};
+      load_.Sample();
+      metrics::PairedCosts pairs = PairedWindowCosts(obs_.windows);
+      if (pairs.unpatched.size() < target) continue;
+      metrics::StoppingDecision d =
+          metrics::DecideStopping(pairs.unpatched, pairs.patched, rule, BudgetLeft());
+      if (!d.measure_more) break;
+      target = pairs.unpatched.size() + rule.step;
     }
-    obs_.calls.push_back(ToCall(
-        PatchCall::Op::kVerify,
-        Must(guest_.Hotpatch("verify", {"--pid", std::to_string(pid_)}, kHotpatchCallTimeout),
-             "verifying")));
+    obs_.host_load = load_.Stop();
+    obs_.calls.push_back(
+        ToPatchCall(PatchCall::Op::kVerify, Must(HotpatchVerify(guest_, pid_), "verifying")));
+  }
+
+  // Brings the patch to `patched`: the first apply samples the target's PSS
+  // around it and runs the `apply.repeat` extra revert/apply cycles.
+  bool SetPatched(bool patched) {
+    if (patched == patched_) return true;
+    if (!patched) {
+      if (!Revert()) return false;
+      patched_ = false;
+      return true;
+    }
+    bool first = !applied_once_;
+    if (first) obs_.pss_before_kib = Must(guest_.Sample(pid_), "sampling the target").pss_kib;
+    if (!Apply()) return false;
+    patched_ = applied_once_ = true;
+    if (!first) return true;
+    obs_.pss_after_kib = Must(guest_.Sample(pid_), "sampling the target").pss_kib;
+    for (int r = 1; r < plan_.scenario->apply.repeat; ++r) {
+      if (!Revert() || !Apply()) return false;
+    }
+    return true;
+  }
+
+  // Whether another `step` pairs fit in what is left of the workload's
+  // duration (guest clock) and of the cell's timeout (host clock).
+  bool BudgetLeft() {
+    size_t windows = 2 * plan_.rules.cpu.step;
+    auto per_window = (Clock::now() - measure_start_) / std::max<size_t>(obs_.windows.size(), 1);
+    if (Clock::now() + per_window * (windows + 2) > deadline_) return false;
+    if (obs_.windows.empty() || start_wall_ns_ == 0) return true;
+    uint64_t used_ns = obs_.windows.back().end.wall_ns - start_wall_ns_;
+    uint64_t need_ns =
+        static_cast<uint64_t>(plan_.scenario->measure.window.count()) * 1000000 * (windows + 2);
+    uint64_t duration_ns = static_cast<uint64_t>(plan_.workload->duration.count()) * 1000000;
+    return used_ns + need_ns < duration_ns;
   }
 
   // Stops the workload (it must exit cleanly), then reads the kernel log and
@@ -259,30 +312,54 @@ class Sequence {
     return *s;
   }
 
+  // One window on the guest's clock: from one stats report to the first one at
+  // least `measure.window` of the target's wall_ns later (a target without
+  // wall_ns is timed on the host's clock). No operation for kHangAfter of the
+  // host's time is a hang.
   void MeasureWindow(bool patched) {
+    if (obs_.windows.empty()) measure_start_ = Clock::now();
     StatsSample begin = Stats();
-    Sleep(plan_.scenario->measure.window);
-    StatsSample end = Stats();
-    if (end.ops == begin.ops) {
-      obs_.crashes.push_back(WorkloadHang(
-          plan_.scenario->target.program,
-          fmt::format("completed no operation in a {}ms {} window",
-                      plan_.scenario->measure.window.count(), patched ? "patched" : "unpatched")));
-      throw Stop{};
+    uint64_t window_ns = static_cast<uint64_t>(plan_.scenario->measure.window.count()) * 1000000;
+    Clock::time_point host_start = Clock::now(), progress_at = host_start;
+    uint64_t last_ops = begin.ops;
+    StatsSample end = begin;
+    while (true) {
+      Sleep(kPoll);
+      end = Stats();
+      if (end.ops > last_ops) {
+        last_ops = end.ops;
+        progress_at = Clock::now();
+      } else if (Clock::now() - progress_at > kHangAfter) {
+        NoteHang(patched);
+      }
+      bool long_enough = begin.wall_ns != 0
+                             ? end.wall_ns >= begin.wall_ns + window_ns
+                             : Clock::now() - host_start >= plan_.scenario->measure.window;
+      if (long_enough && end.ops > begin.ops) break;
     }
     obs_.windows.push_back({patched, begin, end});
   }
 
+  [[noreturn]] void NoteHang(bool patched) {
+    obs_.crashes.push_back({metrics::CrashKind::kLostHeartbeat,
+                            fmt::format("{} completed no operation for {}s in a {} window (hung)",
+                                        plan_.scenario->target.program, kHangAfter.count() / 1000,
+                                        patched ? "patched" : "unpatched")});
+    throw Stop{};
+  }
+
   bool Apply() {
     CheckTime();
-    milliseconds timeout = plan_.scenario->apply.timeout;
-    PatchCall call =
-        ToCall(PatchCall::Op::kApply,
-               Must(guest_.Hotpatch("apply",
-                                    {"--pid", std::to_string(pid_), "--pubkey", guest_pubkey_,
-                                     "--timeout", std::to_string(timeout.count()), guest_package_},
-                                    timeout * 4 + kHotpatchCallTimeout),
-                    "applying"));
+    HotpatchResult r = Must(
+        HotpatchApply(guest_, pid_, guest_package_, guest_pubkey_, plan_.scenario->apply.timeout),
+        "applying");
+    PatchCall call = ToPatchCall(PatchCall::Op::kApply, r);
+    // What the first apply mapped into the process: the patch's own memory,
+    // reported beside the PSS growth it causes.
+    if (call.exit_code == 0 && !applied_once_) {
+      if (auto bytes = JsonNumber(r.json, "mapped_bytes")) obs_.mapped_kib = *bytes / 1024;
+      if (auto bytes = JsonNumber(r.json, "island_bytes")) obs_.island_kib = *bytes / 1024;
+    }
     obs_.calls.push_back(call);
     if (call.exit_code == 5) NoteVanished();
     return call.exit_code == 0;
@@ -303,11 +380,9 @@ class Sequence {
 
   bool Revert() {
     CheckTime();
-    PatchCall call = ToCall(
-        PatchCall::Op::kRevert,
-        Must(guest_.Hotpatch("revert", {"--pid", std::to_string(pid_), plan_.patch->spec->id},
-                             kHotpatchCallTimeout),
-             "reverting"));
+    PatchCall call =
+        ToPatchCall(PatchCall::Op::kRevert,
+                    Must(HotpatchRevert(guest_, pid_, plan_.patch->spec->id), "reverting"));
     obs_.calls.push_back(call);
     if (call.exit_code == 5) NoteVanished();
     return call.exit_code == 0;
@@ -322,15 +397,23 @@ class Sequence {
   pid_t pid_ = -1;
   bool running_ = false;
   bool machine_gone_ = false;
+  bool patched_ = false;        // the patch is live now
+  bool applied_once_ = false;   // the first apply has been made
+  uint64_t start_wall_ns_ = 0;  // the target's clock at its first report
+  Clock::time_point measure_start_{};
+  HostLoadMeter load_;
 };
 
-void ReplaceAll(std::string& s, std::string_view from, const std::string& to) {
-  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) {
-    s.replace(at, from.size(), to);
-  }
-}
-
 }  // namespace
+
+std::vector<bool> AbbaSchedule(uint64_t seed, size_t blocks, bool first_unpatched) {
+  std::vector<bool> out;
+  for (size_t b = 0; b < blocks; ++b) {
+    bool p = BlockStartsPatched(seed, b, first_unpatched);
+    for (bool w : {p, !p, !p, p}) out.push_back(w);
+  }
+  return out;
+}
 
 std::vector<std::string> WorkloadArgv(const WorkloadSpec& workload, const std::string& program,
                                       const std::string& guest_program) {
@@ -345,7 +428,9 @@ std::vector<std::string> WorkloadArgv(const WorkloadSpec& workload, const std::s
 
 CellObservations RunCellSequence(CellGuest& guest, const CellPlan& plan,
                                  const std::atomic<bool>* cancel) {
+  if (!plan.scenario->target.Built()) return RunAppCellSequence(guest, plan, cancel);
   CellObservations obs;
+  obs.clock = guest.Clock();
   Sequence(guest, plan, cancel, obs).Run();
   Log("harness")->debug("cell {}/{}: {} windows, {} patch calls, {} crashes", plan.scenario->name,
                         plan.patch->spec->id, obs.windows.size(), obs.calls.size(),

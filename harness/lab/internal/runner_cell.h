@@ -1,9 +1,14 @@
 // The measured sequence of one cell on one machine: push the target, the
-// package and the lab's public key; start the workload; warm up; measure an
-// unpatched window; apply live; measure a patched window; revert and apply
-// again for each further alternation (and `apply.repeat` extra cycles); verify;
-// stop the workload (SIGTERM: it must exit cleanly); gather crashes from the
-// workload's end, the kernel log and the machine.
+// package and the lab's public key; start the workload; warm up; measure
+// window pairs in randomized ABBA order (each pair an unpatched and a patched
+// window back to back, in either order; the patch applied and reverted live
+// between them; `apply.repeat` extra cycles after the first apply) until the
+// CPU figure is resolved against its limit or the budget is spent
+// (metrics::DecideStopping); verify; stop the workload (SIGTERM: it must exit
+// cleanly); gather crashes from the workload's end, the kernel log and the
+// machine. Windows are measured on the guest's own clock (the target's
+// wall_ns), so under an instruction-counting guest each is a fixed amount of
+// guest work whatever the host's load.
 //
 // Thread-safety: one call per CellGuest; distinct cells may run concurrently.
 #pragma once
@@ -24,8 +29,17 @@ struct CellPlan {
   const BuiltScenario* built = nullptr;
   const BuiltPatch* patch = nullptr;
   const WorkloadSpec* workload = nullptr;
-  std::filesystem::path public_key;
+  std::filesystem::path public_key;  // the lab's; a prebuilt patch carries its own
+  CellRules rules;                   // when the CPU figure is resolved (RulesFor)
+  uint64_t seed = 0;                 // orders the ABBA blocks; the same seed, the same order
+  std::string image;                 // the image name, for messages
 };
+
+// The order of the windows of `blocks` ABBA blocks: each block is two pairs,
+// "unpatched, patched, patched, unpatched" or its mirror, chosen by `seed`
+// (the first block starts unpatched when `first_unpatched`). Returns the
+// patched flag of every window, 4 per block.
+std::vector<bool> AbbaSchedule(uint64_t seed, size_t blocks, bool first_unpatched);
 
 // Runs the sequence. Never fails as a whole: a machine failure (kInfra from
 // the guest) becomes obs.infra_error, everything else becomes figures,

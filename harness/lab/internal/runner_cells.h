@@ -23,6 +23,7 @@
 #include "harness/lab/runner.h"
 #include "harness/lab/scenario.h"
 #include "metrics/compat_db.h"
+#include "metrics/policy.h"
 
 namespace patchlab::harness::internal {
 
@@ -44,6 +45,10 @@ struct CellContext {
   std::filesystem::path public_key;  // what the machine verifies packages with
   const std::map<std::string, metrics::SemanticVerdict>* semantic = nullptr;  // by patch id
   const std::atomic<bool>* cancel = nullptr;
+  // The policy cells are judged under (a scenario's limits only tighten it).
+  const metrics::Policy* policy = nullptr;
+  // Machines count guest instructions for the CPU figures (QEMU under TCG).
+  bool count_instructions = false;
 };
 
 // A name made safe for a folder: every character but [A-Za-z0-9.-] becomes '_'.

@@ -1,5 +1,6 @@
 #include "harness/lab/internal/runner_figures.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 
@@ -36,12 +37,16 @@ std::string FirstLine(std::string_view s) {
   return line;
 }
 
-// CPU-ns per operation in a window; nullopt when the window did no work (the
-// target stalled: a hang is reported elsewhere, not divided by zero here).
-std::optional<double> CostPerOp(const Window& w) {
-  if (w.end.ops <= w.begin.ops || w.end.cpu_ns < w.begin.cpu_ns) return std::nullopt;
-  return static_cast<double>(w.end.cpu_ns - w.begin.cpu_ns) /
-         static_cast<double>(w.end.ops - w.begin.ops);
+// A window as the statistics see it: CPU spent (in the clock's unit) and
+// operations done. A window that did no work, or whose counters went back,
+// has no work (the target stalled: a hang is reported elsewhere).
+metrics::WindowSample ToSample(const Window& w) {
+  metrics::WindowSample s;
+  s.patched = w.patched;
+  if (w.end.ops <= w.begin.ops || w.end.cpu_ns < w.begin.cpu_ns) return s;
+  s.cost = static_cast<double>(w.end.cpu_ns - w.begin.cpu_ns);
+  s.work = static_cast<double>(w.end.ops - w.begin.ops);
+  return s;
 }
 
 }  // namespace
@@ -83,31 +88,35 @@ Result<StatsSample> ParseStatsLine(std::string_view line) {
   return s;
 }
 
-void ComputeFigures(const CellObservations& obs, const LimitsSpec& limits,
-                    metrics::CellResult& cell, bool& overhead_flagged) {
-  overhead_flagged = false;
+namespace {
+
+// Clears every figure ComputeFigures fills, so a cell object can be reused.
+void ResetFigures(const CellObservations& obs, metrics::CellResult& cell) {
   cell.semantic = obs.semantic;
   cell.reasons.clear();
   cell.crashes.clear();
   cell.pause_us.clear();
   cell.pause_median_us.reset();
   cell.cpu_overhead_pct.reset();
+  cell.cpu_outcome.reset();
+  cell.cpu_windows.clear();
   cell.mem_overhead_kib.reset();
-  if (obs.infra_error) {
-    cell.verdict = MVerdict::kInfraError;
-    cell.apply = ApplyResult::kNotRun;
-    cell.reasons.push_back("infrastructure: " + *obs.infra_error);
-    return;
-  }
+  cell.cpu_clock = obs.clock;
+  cell.host_load = obs.host_load;
+  cell.patch_mapped_kib = obs.mapped_kib;
+  cell.island_kib = obs.island_kib;
+}
 
-  for (const Crash& c : obs.crashes) {
-    ++cell.crashes[c.kind];
-    cell.reasons.push_back(fmt::format("crash ({}): {}", metrics::CrashKindName(c.kind), c.detail));
-  }
+// What the patch core's calls add up to.
+struct CallSummary {
+  bool refused = false;  // the first apply refused or rolled back: not hotpatchable
+  bool failed = false;   // a later call failed, or the target died during one
+};
 
-  // The first apply decides whether the patch is live-applicable at all; the
-  // later ones (alternations, repeats) must keep succeeding.
-  bool refused = false, failed = false;
+// The first apply decides whether the patch is live-applicable at all; the
+// later ones (alternations, repeats) must keep succeeding.
+CallSummary JudgeCalls(const CellObservations& obs, metrics::CellResult& cell) {
+  CallSummary sum;
   bool first_apply = true;
   cell.apply = ApplyResult::kNotRun;
   for (const PatchCall& call : obs.calls) {
@@ -116,22 +125,12 @@ void ComputeFigures(const CellObservations& obs, const LimitsSpec& limits,
     }
     if (call.op == PatchCall::Op::kApply && first_apply) {
       first_apply = false;
-      switch (call.exit_code) {
-        case kHotpatchOk:
-          cell.apply = ApplyResult::kApplied;
-          break;
-        case kHotpatchRefused:
-          cell.apply = ApplyResult::kRefused;
-          break;
-        case kHotpatchRolledBack:
-          cell.apply = ApplyResult::kRolledBack;
-          break;
-        default:
-          cell.apply = ApplyResult::kNotRun;
-          break;
-      }
+      cell.apply = call.exit_code == kHotpatchOk           ? ApplyResult::kApplied
+                   : call.exit_code == kHotpatchRefused    ? ApplyResult::kRefused
+                   : call.exit_code == kHotpatchRolledBack ? ApplyResult::kRolledBack
+                                                           : ApplyResult::kNotRun;
       if (call.exit_code == kHotpatchRefused || call.exit_code == kHotpatchRolledBack) {
-        refused = true;
+        sum.refused = true;
         cell.apply_reason = FirstLine(call.message);
         cell.reasons.push_back(fmt::format(
             "not hotpatchable — needs a restart: apply {}: {}",
@@ -140,7 +139,7 @@ void ComputeFigures(const CellObservations& obs, const LimitsSpec& limits,
       }
     }
     if (call.exit_code == kHotpatchOk) continue;
-    failed = true;
+    sum.failed = true;
     if (call.exit_code == kHotpatchTargetGone) {
       cell.reasons.push_back(fmt::format("{}: the target died during the call: {}", OpName(call.op),
                                          FirstLine(call.message)));
@@ -149,64 +148,114 @@ void ComputeFigures(const CellObservations& obs, const LimitsSpec& limits,
                                          call.exit_code, FirstLine(call.message)));
     }
   }
+  if (!cell.pause_us.empty()) cell.pause_median_us = metrics::Median(cell.pause_us);
+  return sum;
+}
+
+// The CPU figure from the window pairs, judged by the one rule. A noisy
+// figure is said in the reasons but fails nothing: the gate reports it too.
+void CpuFigure(const CellObservations& obs, const CellRules& rules, metrics::CellResult& cell) {
+  for (const Window& w : obs.windows) cell.cpu_windows.push_back(ToSample(w));
+  cell.cpu_limit_pct = rules.cpu.limit_pct;
+  cell.cpu_scenario_limit_pct = rules.scenario_cpu_limit_pct;
+  metrics::PairedCosts pairs = PairedWindowCosts(obs.windows);
+  if (pairs.unpatched.empty()) return;
+  metrics::StoppingDecision d =
+      metrics::DecideStopping(pairs.unpatched, pairs.patched, rules.cpu, /*budget_left=*/false);
+  if (!d.estimate) return;
+  cell.cpu_overhead_pct = d.estimate;
+  cell.cpu_outcome = d.outcome;
+  const metrics::Estimate& e = *d.estimate;
+  std::string clock(metrics::CpuClockName(obs.clock));
+  std::string figure =
+      fmt::format("cpu overhead {:+.2f}% (99.9% interval {:.2f}..{:.2f}%, {} pairs{}{})", e.value,
+                  e.low, e.high, e.samples, clock.empty() ? "" : ", ", clock);
+  if (d.outcome == metrics::OverheadOutcome::kAbove) {
+    cell.reasons.push_back(fmt::format("{} above the {:.2f}% limit", figure, rules.cpu.limit_pct));
+  } else if (d.outcome == metrics::OverheadOutcome::kNoisy) {
+    cell.reasons.push_back(fmt::format(
+        "{} straddles the {:.2f}% limit: noisy, not judged (neither a pass nor a fail on CPU)",
+        figure, rules.cpu.limit_pct));
+  }
+}
+
+// PSS growth across the first apply; true when it breaks the limit.
+bool MemoryFigure(const CellObservations& obs, const CellRules& rules, metrics::CellResult& cell) {
+  if (!obs.pss_before_kib || !obs.pss_after_kib) return false;
+  cell.mem_overhead_kib =
+      static_cast<double>(*obs.pss_after_kib) - static_cast<double>(*obs.pss_before_kib);
+  if (*cell.mem_overhead_kib <= rules.mem_overhead_kib) return false;
+  cell.reasons.push_back(fmt::format("memory overhead {:.0f} KiB above the {:.0f} KiB limit",
+                                     *cell.mem_overhead_kib, rules.mem_overhead_kib));
+  return true;
+}
+
+// True when the median pause breaks the limit.
+bool PauseOver(const CellRules& rules, metrics::CellResult& cell) {
+  if (!cell.pause_median_us || *cell.pause_median_us <= rules.pause_us) return false;
+  cell.reasons.push_back(fmt::format("pause {:.0f} us above the {:.0f} us limit",
+                                     *cell.pause_median_us, rules.pause_us));
+  return true;
+}
+
+}  // namespace
+
+CellRules RulesFor(const Scenario& scenario, const metrics::Policy& policy) {
+  CellRules r;
+  r.scenario_cpu_limit_pct = scenario.limits.cpu_overhead_pct;
+  r.cpu.limit_pct =
+      metrics::EffectiveCpuLimit(policy.max_cpu_overhead_pct, scenario.limits.cpu_overhead_pct);
+  r.cpu.judged_on = policy.cpu_overhead_judged_on;
+  r.cpu.min_pairs = static_cast<size_t>(scenario.measure.alternations);
+  r.cpu.max_pairs = static_cast<size_t>(scenario.measure.max_alternations);
+  r.mem_overhead_kib =
+      std::min(scenario.limits.mem_overhead_kib, policy.max_memory_overhead_mib * 1024);
+  r.pause_us = std::min(scenario.limits.pause_us, policy.max_pause_ms * 1000);
+  return r;
+}
+
+metrics::PairedCosts PairedWindowCosts(const std::vector<Window>& windows) {
+  std::vector<metrics::WindowSample> samples;
+  samples.reserve(windows.size());
+  for (const Window& w : windows) samples.push_back(ToSample(w));
+  return metrics::PairAdjacentWindows(samples);
+}
+
+void ComputeFigures(const CellObservations& obs, const CellRules& rules,
+                    metrics::CellResult& cell) {
+  ResetFigures(obs, cell);
+  if (obs.infra_error) {
+    cell.verdict = MVerdict::kInfraError;
+    cell.apply = ApplyResult::kNotRun;
+    cell.reasons.push_back("infrastructure: " + *obs.infra_error);
+    return;
+  }
+  for (const Crash& c : obs.crashes) {
+    ++cell.crashes[c.kind];
+    cell.reasons.push_back(fmt::format("crash ({}): {}", metrics::CrashKindName(c.kind), c.detail));
+  }
+  CallSummary calls = JudgeCalls(obs, cell);
+  bool failed = calls.failed;
   for (const std::string& p : obs.problems) {
     failed = true;
     cell.reasons.push_back(p);
   }
-  if (!cell.pause_us.empty()) cell.pause_median_us = metrics::Median(cell.pause_us);
-
   if (obs.last_stats && obs.last_stats->errors > 0) {
     failed = true;
     cell.reasons.push_back(
         fmt::format("the target counted {} wrong results", obs.last_stats->errors));
   }
-
-  // CPU overhead: each patched window against the unpatched one measured
-  // just before it, under the same load.
-  std::vector<double> unpatched, patched;
-  double pending = -1;  // the last unpatched window's cost; < 0: none
-  for (const Window& w : obs.windows) {
-    double cost = CostPerOp(w).value_or(-1);
-    if (!w.patched) {
-      pending = cost;
-    } else if (pending > 0 && cost > 0) {
-      unpatched.push_back(pending);
-      patched.push_back(cost);
-      pending = -1;
-    }
-  }
-  if (!unpatched.empty()) {
-    cell.cpu_overhead_pct = metrics::PairedOverheadPct(unpatched, patched);
-  }
-  if (cell.cpu_overhead_pct && cell.cpu_overhead_pct->low > limits.cpu_overhead_pct) {
-    overhead_flagged = true;
-    cell.reasons.push_back(
-        fmt::format("cpu overhead {:.1f}% (interval {:.1f}..{:.1f}%) above the {:.1f}% limit",
-                    cell.cpu_overhead_pct->value, cell.cpu_overhead_pct->low,
-                    cell.cpu_overhead_pct->high, limits.cpu_overhead_pct));
-  }
-  if (obs.pss_before_kib && obs.pss_after_kib) {
-    cell.mem_overhead_kib =
-        static_cast<double>(*obs.pss_after_kib) - static_cast<double>(*obs.pss_before_kib);
-    if (*cell.mem_overhead_kib > limits.mem_overhead_kib) {
-      cell.reasons.push_back(fmt::format("memory overhead {:.0f} KiB above the {:.0f} KiB limit",
-                                         *cell.mem_overhead_kib, limits.mem_overhead_kib));
-    }
-  }
-  bool pause_over = cell.pause_median_us && *cell.pause_median_us > limits.pause_us;
-  if (pause_over) {
-    cell.reasons.push_back(fmt::format("pause {:.0f} us above the {:.0f} us limit",
-                                       *cell.pause_median_us, limits.pause_us));
-  }
-  bool mem_over = cell.mem_overhead_kib && *cell.mem_overhead_kib > limits.mem_overhead_kib;
+  CpuFigure(obs, rules, cell);
+  bool mem_over = MemoryFigure(obs, rules, cell);
+  bool pause_over = PauseOver(rules, cell);
   if (obs.semantic == metrics::SemanticVerdict::kFail) {
     cell.reasons.push_back("the semantic check found an undeclared divergence");
   }
 
-  if (!cell.crashes.empty() || failed || overhead_flagged || mem_over || pause_over ||
+  if (!cell.crashes.empty() || failed || OverheadFlagged(cell) || mem_over || pause_over ||
       obs.semantic == metrics::SemanticVerdict::kFail) {
     cell.verdict = MVerdict::kFail;
-  } else if (refused) {
+  } else if (calls.refused) {
     cell.verdict = MVerdict::kNotHotpatchable;
   } else if (cell.apply == ApplyResult::kApplied) {
     cell.verdict = MVerdict::kPass;
@@ -218,9 +267,14 @@ void ComputeFigures(const CellObservations& obs, const LimitsSpec& limits,
   }
 }
 
-bool MetExpectation(const metrics::CellResult& cell, bool overhead_flagged,
-                    const ExpectSpec& expect, std::vector<std::string>& why_not) {
+bool OverheadFlagged(const metrics::CellResult& cell) {
+  return cell.cpu_outcome == metrics::OverheadOutcome::kAbove;
+}
+
+bool MetExpectation(const metrics::CellResult& cell, const ExpectSpec& expect,
+                    std::vector<std::string>& why_not) {
   why_not.clear();
+  bool overhead_flagged = OverheadFlagged(cell);
   if (cell.verdict == MVerdict::kInfraError) {
     why_not.push_back("infrastructure error: the cell did not run");
     return false;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,6 +17,8 @@
 #include "harness/lab/scenario.h"
 #include "harness/vm/crash_classifier.h"
 #include "metrics/cell_result.h"
+#include "metrics/policy.h"
+#include "metrics/window_sample.h"
 
 namespace patchlab::harness::internal {
 
@@ -49,28 +52,62 @@ struct PatchCall {
 struct CellObservations {
   std::optional<std::string> infra_error;  // set: nothing else counts
   std::vector<Window> windows;             // in the order measured
-  std::vector<PatchCall> calls;            // in the order made
-  std::vector<Crash> crashes;              // from every source (crash_classifier.h)
+  // The clock the target's cpu_ns were read on (the machine's: instructions
+  // under an icount guest, CPU time otherwise), and the lab host's load while
+  // the windows ran.
+  metrics::CpuClock clock = metrics::CpuClock::kUnknown;
+  std::optional<metrics::HostLoad> host_load;
+  std::vector<PatchCall> calls;  // in the order made
+  std::vector<Crash> crashes;    // from every source (crash_classifier.h)
   // Other reasons the cell failed (the workload ended before the measurement,
   // made no progress, outlived its timeout): each makes the verdict fail.
   std::vector<std::string> problems;
   std::optional<StatsSample> last_stats;   // the target's last report
   std::optional<uint64_t> pss_before_kib;  // the target, just before the first apply
   std::optional<uint64_t> pss_after_kib;   // the target, after the first apply
+  std::optional<double> mapped_kib;        // hotpatch apply --json: what the patch mapped
+  std::optional<double> island_kib;        // of which island (trampoline) pages
   metrics::SemanticVerdict semantic = metrics::SemanticVerdict::kNotRun;
+  // A target the lab did not build: what ran ("nginx-light 1.22.1-9", or
+  // "/usr/local/bin/x build-id 3f2a..."), the load generator's latency
+  // percentiles per window (name -> ms, unpatched and patched), and outputs
+  // worth keeping (a failed check's): file name -> content, for the artefacts.
+  std::string application;
+  std::map<std::string, std::vector<double>> latency_unpatched_ms;
+  std::map<std::string, std::vector<double>> latency_patched_ms;
+  std::map<std::string, std::string> artefacts;
 };
 
+// What a cell is judged against: the policy in force, tightened by the
+// scenario's own limits, and when to stop measuring window pairs.
+struct CellRules {
+  metrics::StoppingRule cpu;  // limit (effective), way of judging, pairs
+  std::optional<double> scenario_cpu_limit_pct;
+  double mem_overhead_kib = 15.0 * 1024;
+  double pause_us = 500000;
+};
+// The rules for `scenario` under `policy`: the CPU limit is the policy's unless
+// the scenario's is lower; memory and pause limits likewise.
+CellRules RulesFor(const Scenario& scenario, const metrics::Policy& policy);
+
+// The window pairs measured so far as the statistics see them: per pair, the
+// cost per operation with the patch off and on (metrics::PairAdjacentWindows).
+metrics::PairedCosts PairedWindowCosts(const std::vector<Window>& windows);
+
 // Fills verdict, reasons, apply result, crashes, pauses, CPU overhead (paired
-// windows: CPU-ns per operation, patched against the unpatched window before
-// it), memory overhead and semantic verdict of `cell` from `obs`, judged
-// against `limits`. Sets `overhead_flagged` when the whole CPU overhead
-// interval lies above the limit. Key, run id and artefacts are the caller's.
-void ComputeFigures(const CellObservations& obs, const LimitsSpec& limits,
-                    metrics::CellResult& cell, bool& overhead_flagged);
+// windows, Hodges-Lehmann with its 99.9% signed-rank interval, judged by
+// metrics::JudgeOverhead: within, above or noisy; a noisy figure never fails
+// the cell), memory figures and semantic verdict of `cell` from `obs`, judged
+// against `rules`. Key, run id and artefacts are the caller's.
+void ComputeFigures(const CellObservations& obs, const CellRules& rules, metrics::CellResult& cell);
 
 // Whether `cell` met `expect`; when it did not, `why_not` says why (one line
-// per unmet clause). Infra errors never meet an expectation.
-bool MetExpectation(const metrics::CellResult& cell, bool overhead_flagged,
-                    const ExpectSpec& expect, std::vector<std::string>& why_not);
+// per unmet clause). `overhead_flagged` is met by a CPU outcome of "above"
+// (and "false" by anything else). Infra errors never meet an expectation.
+bool MetExpectation(const metrics::CellResult& cell, const ExpectSpec& expect,
+                    std::vector<std::string>& why_not);
+
+// Whether the cell's CPU figure was judged above its limit.
+bool OverheadFlagged(const metrics::CellResult& cell);
 
 }  // namespace patchlab::harness::internal

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/process_table.h"
 #include "harness/lab/internal/runner_figures.h"
 #include "harness/vm/agent_client.h"
 
@@ -53,6 +54,13 @@ class CellGuest {
   virtual Result<HotpatchResult> Hotpatch(const std::string& subcommand,
                                           std::vector<std::string> args,
                                           std::chrono::milliseconds run_for) = 0;
+  // As AgentClient::Run: runs `request` to completion, its output captured;
+  // killed after `run_for` (exit.timed_out set). On the host, `request.env`
+  // adds to the lab's environment.
+  virtual Result<RunResult> Run(const ExecRequest& request, std::chrono::milliseconds run_for) = 0;
+  // As AgentClient::Processes: every process running the executable `program`
+  // (an absolute path), with its CPU time (base/process_table.h); empty when none runs.
+  virtual Result<std::vector<ProcessCpu>> Processes(const std::string& program) = 0;
 
   // The kernel log written since the previous call (the first call: since
   // the machine was handed to the cell), one line per record.
@@ -63,6 +71,10 @@ class CellGuest {
   // The machine the cell runs on, recorded with it (a libvirt host URI); empty:
   // this lab machine.
   virtual std::string Host() const { return ""; }
+
+  // The clock a target's CPU time is read on in this machine: instructions in
+  // an instruction-counting guest, CPU time otherwise.
+  virtual metrics::CpuClock Clock() const = 0;
 
   // Where guest-side scratch files go (e.g. "/tmp/cell"), created on start.
   virtual std::string ScratchDir() const = 0;
@@ -78,6 +90,9 @@ struct GuestSpec {
   int vcpus = 2;
   int memory_mib = 256;
   std::filesystem::path artefacts;  // console.log, agent.log, kernel.log land here
+  // Count guest instructions (one vCPU; VmSpec::count_instructions) where the
+  // machine can: CPU figures the host's load cannot disturb.
+  bool count_instructions = false;
 };
 
 class GuestFactory {
@@ -89,6 +104,14 @@ class GuestFactory {
   virtual std::vector<std::string> DefaultCpus(const std::string& image) = 0;
   // Every image this factory can start, for scenarios that name none.
   virtual std::vector<std::string> Images() = 0;
+  // Whether `image` is a default for a scenario that names none: a target
+  // the lab builds runs on the small busybox images, a real application on
+  // the images that are Debian systems (vm-images/README.md).
+  virtual bool DefaultFor(const std::string& image, bool built_target) {
+    (void)image;
+    (void)built_target;
+    return true;
+  }
   // The image's kernel version and content hash, for the database, if known.
   virtual std::optional<std::pair<std::string, std::string>> Describe(const std::string& image) {
     (void)image;

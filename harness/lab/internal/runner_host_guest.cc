@@ -46,6 +46,21 @@ class HostGuest : public CellGuest {
     return patchlab::ReadFile(guest_path);
   }
 
+  Result<RunResult> Run(const ExecRequest& request, milliseconds run_for) override {
+    SubprocessOptions o;
+    o.argv = request.argv;
+    o.env_set.assign(request.env.begin(), request.env.end());
+    o.cwd = request.cwd;
+    o.timeout = run_for;
+    auto r = RunSubprocess(std::move(o));
+    if (!r) return std::unexpected(r.error());
+    return RunResult{r->status, std::move(r->stdout_data), std::move(r->stderr_data)};
+  }
+
+  Result<std::vector<ProcessCpu>> Processes(const std::string& program) override {
+    return ProcessesRunning(program);
+  }
+
   // `request.env` adds to the lab's own environment here (the agent's
   // replaces it); an empty stderr_path sends stderr along with stdout.
   Result<pid_t> Exec(const ExecRequest& request) override {
@@ -162,6 +177,7 @@ class HostGuest : public CellGuest {
 
   std::vector<Crash> MachineCrashes() override { return {}; }
   std::string ScratchDir() const override { return scratch_.string(); }
+  metrics::CpuClock Clock() const override { return metrics::CpuClock::kNativeCpuTime; }
 
   Status Shutdown() override {
     for (auto& [pid, sp] : children_) (void)sp.Signal(SIGKILL);

@@ -1,5 +1,6 @@
 #include "harness/lab/internal/runner_vm_guest.h"
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 
@@ -79,6 +80,14 @@ class VmGuest : public CellGuest {
     return AsInfra(vm_->agent().Sample(pid), "sample");
   }
 
+  Result<RunResult> Run(const ExecRequest& request, milliseconds run_for) override {
+    return AsInfra(vm_->agent().Run(request, run_for), "run " + request.argv.at(0));
+  }
+
+  Result<std::vector<ProcessCpu>> Processes(const std::string& program) override {
+    return AsInfra(vm_->agent().Processes(program), "procs " + program);
+  }
+
   Result<HotpatchResult> Hotpatch(const std::string& subcommand, std::vector<std::string> args,
                                   milliseconds run_for) override {
     return AsInfra(vm_->agent().Hotpatch(subcommand, std::move(args), run_for),
@@ -103,6 +112,10 @@ class VmGuest : public CellGuest {
 
   std::string ScratchDir() const override { return kScratch; }
   std::string Host() const override { return host_; }
+  metrics::CpuClock Clock() const override {
+    return vm_ && vm_->CountsInstructions() ? metrics::CpuClock::kGuestInstructions
+                                            : metrics::CpuClock::kGuestCpuTime;
+  }
 
   Status Shutdown() override {
     if (!vm_) return {};
@@ -130,11 +143,19 @@ class VmGuestFactory : public GuestFactory {
     if (!image) return std::unexpected(image.error());
     VmSpec vs;
     vs.cpu_model = spec.cpu;
-    vs.smp = spec.vcpus;
+    vs.smp = spec.count_instructions ? 1 : spec.vcpus;
+    vs.count_instructions = spec.count_instructions;
     vs.memory_mib = spec.memory_mib;
+    // A Debian-system image holds its whole root in memory: below its recipe's
+    // memory_mib the kernel cannot even unpack it (a panic at boot).
+    if (auto recipe = store_.Recipe(spec.image); recipe && recipe->system)
+      vs.memory_mib = std::max(vs.memory_mib, recipe->memory_mib);
     vs.artefacts_dir = spec.artefacts;
     vs.name = spec.image + "-" + spec.cpu;
-    std::string key = fmt::format("{}-{}-{}x{}", spec.image, spec.cpu, spec.vcpus, spec.memory_mib);
+    // The machine's key: a ready state saved under icount (one vCPU) or with
+    // another memory size (a Debian-system image's) restores only as saved.
+    std::string key = fmt::format("{}-{}-{}x{}{}", spec.image, spec.cpu, vs.smp, vs.memory_mib,
+                                  vs.count_instructions ? "-icount" : "");
     std::mutex* key_mu;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -184,6 +205,11 @@ class VmGuestFactory : public GuestFactory {
     auto r = store_.Recipe(image);
     if (!r || r->cpus.empty()) return {"qemu64"};
     return r->cpus;
+  }
+
+  bool DefaultFor(const std::string& image, bool built_target) override {
+    auto r = store_.Recipe(image);
+    return r && r->system.has_value() != built_target;
   }
 
   std::vector<std::string> Images() override {

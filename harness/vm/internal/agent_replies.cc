@@ -108,6 +108,27 @@ Result<ProcessSample> DecodeSample(const json& reply, pid_t pid) {
   });
 }
 
+Result<std::vector<ProcessCpu>> DecodeProcesses(const json& reply) {
+  return Decode("procs reply", [&] {
+    auto it = reply.find("processes");
+    if (it == reply.end() || !it->is_array()) {
+      throw std::invalid_argument("field 'processes': missing or not a list");
+    }
+    std::vector<ProcessCpu> out;
+    out.reserve(it->size());
+    for (const json& p : *it) {
+      ProcessCpu c;
+      c.pid = JsonFieldOr<pid_t>(p, "pid", 0);
+      c.ppid = JsonFieldOr<pid_t>(p, "ppid", 0);
+      c.comm = JsonFieldOr<std::string>(p, "comm", "");
+      c.start_ticks = JsonFieldOr<uint64_t>(p, "start_ticks", 0);
+      c.cpu_ns = JsonFieldOr<uint64_t>(p, "cpu_ns", 0);
+      out.push_back(std::move(c));
+    }
+    return out;
+  });
+}
+
 Result<GetChunk> DecodeGetChunk(const json& reply) {
   auto chunk = Decode("get reply", [&] {
     GetChunk c;

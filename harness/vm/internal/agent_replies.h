@@ -18,6 +18,7 @@
 
 #include "base/error.h"
 #include "base/exit_status.h"
+#include "base/process_table.h"
 #include "harness/vm/agent_client.h"
 
 namespace patchlab::harness::internal {
@@ -46,6 +47,8 @@ Result<pid_t> DecodePid(const nlohmann::json& message);        // exec reply, ex
 Result<ExitStatus> DecodeExit(const nlohmann::json& message);  // wait/run reply, exit event
 Result<RunResult> DecodeRun(const nlohmann::json& reply);
 Result<ProcessSample> DecodeSample(const nlohmann::json& reply, pid_t pid);
+// procs: the "processes" list is required (an agent without the op has none).
+Result<std::vector<ProcessCpu>> DecodeProcesses(const nlohmann::json& reply);
 struct GetChunk {
   std::string data;  // decoded from base64
   bool eof = true;

@@ -28,13 +28,13 @@ void CpioWriter::AddParents(const std::string& path) {
 }
 
 void CpioWriter::AddEntry(const std::string& path, uint32_t mode, std::string_view data,
-                          uint32_t rdev_major, uint32_t rdev_minor) {
+                          uint32_t rdev_major, uint32_t rdev_minor, CpioOwner owner) {
   names_.insert(path);
   char header[111];
   // newc: magic, ino, mode, uid, gid, nlink, mtime, filesize, devmajor, devminor,
   // rdevmajor, rdevminor, namesize (with NUL), check; all 8-digit hex.
   std::snprintf(header, sizeof header, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
-                next_ino_++, mode, 0u, 0u, S_ISDIR(mode) ? 2u : 1u, 0u,
+                next_ino_++, mode, owner.uid, owner.gid, S_ISDIR(mode) ? 2u : 1u, 0u,
                 static_cast<uint32_t>(data.size()), 0u, 0u, rdev_major, rdev_minor,
                 static_cast<uint32_t>(path.size() + 1), 0u);
   out_.append(header, 110);
@@ -45,23 +45,24 @@ void CpioWriter::AddEntry(const std::string& path, uint32_t mode, std::string_vi
   out_.append((4 - out_.size() % 4) % 4, '\0');
 }
 
-void CpioWriter::AddDirectory(std::string_view path, mode_t mode) {
+void CpioWriter::AddDirectory(std::string_view path, mode_t mode, CpioOwner owner) {
   std::string p = Normalize(path);
   if (names_.count(p)) return;
   AddParents(p);
-  AddEntry(p, S_IFDIR | (mode & 07777), {}, 0, 0);
+  AddEntry(p, S_IFDIR | (mode & 07777), {}, 0, 0, owner);
 }
 
-void CpioWriter::AddFile(std::string_view path, mode_t mode, std::string_view data) {
+void CpioWriter::AddFile(std::string_view path, mode_t mode, std::string_view data,
+                         CpioOwner owner) {
   std::string p = Normalize(path);
   AddParents(p);
-  AddEntry(p, S_IFREG | (mode & 07777), data, 0, 0);
+  AddEntry(p, S_IFREG | (mode & 07777), data, 0, 0, owner);
 }
 
-void CpioWriter::AddSymlink(std::string_view path, std::string_view target) {
+void CpioWriter::AddSymlink(std::string_view path, std::string_view target, CpioOwner owner) {
   std::string p = Normalize(path);
   AddParents(p);
-  AddEntry(p, S_IFLNK | 0777, target, 0, 0);
+  AddEntry(p, S_IFLNK | 0777, target, 0, 0, owner);
 }
 
 void CpioWriter::AddCharDevice(std::string_view path, mode_t mode, uint32_t major, uint32_t minor) {

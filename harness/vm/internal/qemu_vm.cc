@@ -86,6 +86,10 @@ std::vector<std::string> QemuCommandLine(const QemuLaunch& launch, const fs::pat
       "-action",
       "panic=pause",
   };
+  if (spec.count_instructions && launch.accelerator == Accelerator::kTcg) {
+    argv.push_back("-icount");
+    argv.push_back(kIcountOption);
+  }
   if (launch.incoming) {
     argv.push_back("-incoming");
     argv.push_back(fmt::format("exec:cat {}", launch.incoming->string()));
@@ -216,9 +220,13 @@ QemuVm::~QemuVm() {
 }
 
 std::string QemuVm::Describe() const {
-  return fmt::format("qemu pid {}, {}, {} x{}, {} MiB, {}", pid_, launch_.image.name,
+  return fmt::format("qemu pid {}, {}, {} x{}, {} MiB, {}{}", pid_, launch_.image.name,
                      launch_.spec.cpu_model, launch_.spec.smp, launch_.spec.memory_mib,
-                     AcceleratorName(launch_.accelerator));
+                     AcceleratorName(launch_.accelerator), CountsInstructions() ? ", icount" : "");
+}
+
+bool QemuVm::CountsInstructions() const {
+  return launch_.spec.count_instructions && launch_.accelerator == Accelerator::kTcg;
 }
 
 std::string QemuVm::PostMortem() {

@@ -45,6 +45,7 @@ class QemuVm : public Vm {
     return launch_.spec.artefacts_dir / "agent.log";
   }
   std::string Describe() const override;
+  bool CountsInstructions() const override;
 
   std::vector<VmEvent> PollEvents(std::chrono::milliseconds heartbeat_threshold) override;
   std::optional<VmEvent> WaitForEvent(std::chrono::milliseconds timeout,
@@ -86,6 +87,12 @@ class QemuVm : public Vm {
   bool heartbeat_lost_ = false;
   std::string shutdown_reason_;
 };
+
+// QEMU's -icount argument for instruction-counting guests: guest time advances
+// 2^2 = 4 ns per executed instruction (so a guest second is 250M instructions,
+// near a TCG guest's real speed here), and never while the guest idles
+// (sleep=off), so the host's load cannot stretch or shrink it.
+inline constexpr const char* kIcountOption = "shift=2,sleep=off,align=off";
 
 // The QEMU command line for `launch`, with sockets in `socket_dir`.
 std::vector<std::string> QemuCommandLine(const QemuLaunch& launch,

@@ -1,0 +1,254 @@
+// The real-application cell sequence against a scripted fake machine (the VM
+// boundary): a target of several processes, a load generator whose output the
+// scenario's regex reads, a check. Each test scripts one thing going wrong and
+// checks whose failure it becomes: the lab's (infra-error naming the scenario
+// field) or the patch's (a crash, wrong results).
+#include "harness/lab/internal/runner_app_cell.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "base/file_util.h"
+#include "harness/lab/internal/runner_figures.h"
+#include "metrics/cell_result.h"
+#include "tests/support/status_matchers.h"
+
+namespace patchlab::harness::internal {
+namespace {
+
+using std::chrono::milliseconds;
+using ::testing::HasSubstr;
+
+constexpr const char* kProgram = "/usr/sbin/server";
+
+class AppGuest : public CellGuest {
+ public:
+  // The target's processes: pid -> CPU ns; every listing adds `cpu_step` to each.
+  std::map<pid_t, uint64_t> procs = {{100, 0}, {101, 0}, {102, 0}};
+  uint64_t cpu_step = 1'000'000;
+  bool ready = true;
+  std::string generator_output = "Complete requests:      50\n  50%      4\n";
+  bool check_ok = true;
+  int kill_worker_at_listing = 0;  // 1-based; that listing lacks pid 102 and has 103
+  int listings = 0;
+  std::vector<pid_t> applied;
+  std::map<std::string, std::string> files;
+
+  Status Put(const std::string&, mode_t, std::string_view) override { return {}; }
+  Result<std::string> Get(const std::string& path) override {
+    auto it = files.find(path);
+    if (it == files.end()) return Fail(ErrorCode::kNotFound, "{}", path);
+    return it->second;
+  }
+  Result<pid_t> Exec(const ExecRequest& request) override {
+    if (request.argv[0] == "gen") files[request.stdout_path] = generator_output;
+    return 900;
+  }
+  Result<ExitStatus> Wait(pid_t, milliseconds) override { return ExitStatus{.exited = true}; }
+  Status Kill(pid_t pid, int) override {
+    procs.erase(pid);
+    return {};
+  }
+  Result<ProcessSample> Sample(pid_t pid) override {
+    return ProcessSample{.pid = pid, .rss_kib = 2000, .pss_kib = 1000};
+  }
+  Result<RunResult> Run(const ExecRequest& request, milliseconds) override {
+    const std::string& argv0 = request.argv[0];
+    RunResult r;
+    r.exit.exited = true;
+    if (argv0 == "readlink") r.stdout_data = std::string(kProgram) + "\n";
+    if (argv0 == "dpkg-query") r.stdout_data = "1.2-3";
+    if (argv0 == "probe" && !ready) r.exit.code = 1;
+    if (argv0 == "stop") procs.clear();  // the service's own stop command
+    if (argv0 == "check") {
+      r.stdout_data = check_ok ? "ok\n" : "mismatch\n";
+      r.exit.code = check_ok ? 0 : 1;
+    }
+    return r;
+  }
+  Result<std::vector<ProcessCpu>> Processes(const std::string& program) override {
+    EXPECT_EQ(program, kProgram);
+    if (++listings == kill_worker_at_listing) {
+      procs.erase(102);
+      procs[103] = 0;  // the master respawned it
+    }
+    std::vector<ProcessCpu> out;
+    for (auto& [pid, cpu] : procs) {
+      cpu += cpu_step;
+      out.push_back({pid, pid == 100 ? 1 : 100, "server", 5000 + static_cast<uint64_t>(pid), cpu});
+    }
+    // A check running the same program: not the target, never a crash when it ends.
+    if (listings % 2 == 0) out.push_back({700 + listings, 1, "server", 1, 5});
+    return out;
+  }
+  // hotpatch in the machine: every call succeeds; an apply's pid is noted.
+  Result<HotpatchResult> Hotpatch(const std::string& subcommand, std::vector<std::string> args,
+                                  milliseconds) override {
+    HotpatchResult r;
+    if (subcommand == "apply") {
+      applied.push_back(std::stoi(args.at(1)));  // --pid PID
+      r.json = nlohmann::json::parse(R"({"pause_us": 1500})");
+    }
+    return r;
+  }
+  Result<std::string> KernelLogSince() override { return std::string(); }
+  std::vector<Crash> MachineCrashes() override { return {}; }
+  std::string ScratchDir() const override { return "/tmp/cell"; }
+  metrics::CpuClock Clock() const override { return metrics::CpuClock::kGuestCpuTime; }
+  Status Shutdown() override { return {}; }
+};
+
+// The lab's side: the package and public key are real host files, read before
+// they are copied into the machine.
+struct AppPlan {
+  AppPlan() {
+    char tmpl[] = "/tmp/patchlab-app-cell-test-XXXXXX";
+    dir = ::mkdtemp(tmpl);
+    for (const char* name : {"fix-1.hpk", "key.pub"}) {
+      EXPECT_OK(WriteFileAtomic(dir / name, std::string("bytes of ") + name));
+    }
+    scenario.name = "app";
+    scenario.timeout = std::chrono::seconds(60);
+    scenario.measure.window = milliseconds(100);
+    scenario.measure.alternations = 2;
+    scenario.target.program = kProgram;
+    scenario.target.package = "server-pkg";
+    scenario.target.where = "app/scenario.yaml:5:12";
+    spec.id = "fix-1";
+    patch.spec = &spec;
+    patch.package = dir / "fix-1.hpk";
+    workload.warmup = milliseconds(0);
+    workload.service = ServiceSpec{{{"start"}, "app/scenario.yaml:14:14: workload.service.command"},
+                                   {{"probe"}, "app/scenario.yaml:15:12: workload.service.ready"},
+                                   {{"stop"}, "app/scenario.yaml:16:11: workload.service.stop"},
+                                   milliseconds(300)};
+    workload.load = LoadSpec{{{"gen"}, "app/scenario.yaml:18:14: workload.load.command"},
+                             R"(Complete requests:\s+(\d+))",
+                             {{"p50", R"(\n\s+50%\s+(\d+))"}},
+                             "app/scenario.yaml:19:11: workload.load.work"};
+    workload.check =
+        CheckSpec{{{"check"}, "app/scenario.yaml:23:14: workload.check.command"}, "^ok"};
+    plan.scenario = &scenario;
+    plan.built = &built;
+    plan.patch = &patch;
+    plan.workload = &workload;
+    plan.public_key = dir / "key.pub";
+    plan.image = "debian12-apps";
+  }
+  ~AppPlan() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  std::filesystem::path dir;
+  Scenario scenario;
+  PatchSpec spec;
+  BuiltScenario built;
+  BuiltPatch patch;
+  WorkloadSpec workload;
+  CellPlan plan;
+};
+
+metrics::CellResult Figures(const CellObservations& obs) {
+  metrics::CellResult cell;
+  CellRules rules;
+  rules.cpu.limit_pct = 1000;
+  ComputeFigures(obs, rules, cell);
+  return cell;
+}
+
+TEST(AppCellSequence, EveryProcessIsPatchedAndEachWindowHasWorkAndCpu) {
+  AppPlan p;
+  AppGuest guest;
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
+  EXPECT_EQ(obs.application, "server-pkg 1.2-3");
+  // Two alternations, each applying to the three processes.
+  EXPECT_THAT(guest.applied, ::testing::ElementsAre(100, 101, 102, 100, 101, 102));
+  ASSERT_EQ(obs.windows.size(), 4u);
+  for (const Window& w : obs.windows) {
+    EXPECT_EQ(w.end.ops - w.begin.ops, 50u) << "the generator's count";
+    // Three processes, each listed at the start and the end of the window.
+    EXPECT_EQ(w.end.cpu_ns - w.begin.cpu_ns, 3 * guest.cpu_step);
+  }
+  EXPECT_EQ(obs.latency_unpatched_ms.at("p50"), (std::vector<double>{4, 4}));
+  metrics::CellResult cell = Figures(obs);
+  EXPECT_EQ(cell.verdict, metrics::Verdict::kPass) << ::testing::PrintToString(cell.reasons);
+  EXPECT_EQ(cell.pause_us.size(), 6u);
+}
+
+TEST(AppCellSequence, AWorkerThatDiesAndIsRespawnedIsACrash) {
+  AppPlan p;
+  AppGuest guest;
+  guest.kill_worker_at_listing = 4;  // inside the first measured windows
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
+  metrics::CellResult cell = Figures(obs);
+  EXPECT_EQ(cell.verdict, metrics::Verdict::kFail);
+  EXPECT_EQ(cell.TotalCrashes(), 1);
+  EXPECT_THAT(::testing::PrintToString(cell.reasons), HasSubstr("process 102 (server) ended"));
+}
+
+TEST(AppCellSequence, AFailingCheckIsAWrongResultWithItsOutputKept) {
+  AppPlan p;
+  AppGuest guest;
+  guest.check_ok = false;
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
+  metrics::CellResult cell = Figures(obs);
+  EXPECT_EQ(cell.verdict, metrics::Verdict::kFail);
+  EXPECT_THAT(::testing::PrintToString(cell.reasons), HasSubstr("workload.check.command"));
+  EXPECT_THAT(::testing::PrintToString(cell.reasons), HasSubstr("wrong results"));
+  ASSERT_TRUE(obs.artefacts.contains("check-1.out"));
+  EXPECT_THAT(obs.artefacts.at("check-1.out"), HasSubstr("mismatch"));
+}
+
+TEST(AppCellSequence, AGeneratorOutputThatNeverMatchesIsTheLabsErrorNamingTheField) {
+  AppPlan p;
+  AppGuest guest;
+  guest.generator_output = "apr_socket_connect(): Connection refused (111)\n";
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_TRUE(obs.infra_error);
+  EXPECT_THAT(*obs.infra_error, HasSubstr("app/scenario.yaml:19:11: workload.load.work"));
+  EXPECT_THAT(*obs.infra_error, HasSubstr("Connection refused"));
+  EXPECT_TRUE(guest.applied.empty()) << "no patch before the measurement works";
+  EXPECT_EQ(Figures(obs).verdict, metrics::Verdict::kInfraError);
+}
+
+TEST(AppCellSequence, AServiceNeverReadyIsTheLabsErrorNamingTheProbe) {
+  AppPlan p;
+  AppGuest guest;
+  guest.ready = false;
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_TRUE(obs.infra_error);
+  EXPECT_THAT(*obs.infra_error, HasSubstr("app/scenario.yaml:15:12: workload.service.ready"));
+  EXPECT_THAT(*obs.infra_error, HasSubstr("did not become ready within 300ms"));
+  EXPECT_EQ(Figures(obs).verdict, metrics::Verdict::kInfraError);
+}
+
+TEST(AppCellSequence, AProgramThatRunsNoProcessIsTheLabsErrorNamingTheField) {
+  AppPlan p;
+  AppGuest guest;
+  guest.procs.clear();
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_TRUE(obs.infra_error);
+  EXPECT_THAT(*obs.infra_error, HasSubstr("app/scenario.yaml:5:12: target.program"));
+}
+
+TEST(AppArgv, ReplacesThePlaceholders) {
+  WorkloadSpec w;
+  w.threads = 4;
+  w.duration = std::chrono::seconds(30);
+  EXPECT_THAT(AppArgv({"ab", "-t", "{window_s}", "-c", "{threads}", "{cell}/x", "{window_ms}"}, w,
+                      milliseconds(2600), "/tmp/cell"),
+              ::testing::ElementsAre("ab", "-t", "3", "-c", "4", "/tmp/cell/x", "2600"));
+  EXPECT_THAT(AppArgv({"{window_s}"}, w, milliseconds(100), "/c"), ::testing::ElementsAre("1"));
+}
+
+}  // namespace
+}  // namespace patchlab::harness::internal
