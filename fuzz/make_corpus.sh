@@ -7,8 +7,10 @@
 # the bundled scenarios, policy and image recipes. Hand-written seeds (hand-*,
 # and files named after what they show) live beside them and are not touched.
 #
-#   bash fuzz/make_corpus.sh [PART...]   PART: elf dwarf hotpatch lines sig yaml (default: all)
-#   FUZZ_BUILD=build/ci                  the build whose hotpatch records (part hotpatch)
+#   bash fuzz/make_corpus.sh [PART...]   PART: agent elf dwarf hotpatch lines sig yaml (default: all)
+#   FUZZ_BUILD=build/ci                  the build whose hotpatch and agent record (parts hotpatch, agent)
+#   AGENT_LOG=out/.../agent.log          a lab run's channel log to cut seeds from (part agent;
+#                                        without it only the host recording is made)
 #
 # Run it after changing a format; commit what it writes. The recorded parts
 # (hotpatch, lines) differ on every run (fresh keys, addresses, clocks), so
@@ -162,6 +164,19 @@ printf '%s\n' '{"execute":"qmp_capabilities","id":1}' '{"execute":"query-status"
     >"$corpus/qmp/gen-qemu-session"
 }
 
+# --- Agent channel lines -----------------------------------------------------
+# Both directions of the lab's channel (fuzz/agent_lines.py): the real agent
+# driven on this host through every op, and a VM run's agent.log when given.
+part_agent() {
+mkdir -p "$corpus/agent_request" "$corpus/agent_reply"
+rm -f "$corpus"/agent_request/gen-* "$corpus"/agent_reply/gen-*
+python3 fuzz/agent_lines.py record "$build/harness/patchlab-agent" \
+  "$corpus/agent_request" "$corpus/agent_reply"
+if [ -n "${AGENT_LOG:-}" ]; then
+  python3 fuzz/agent_lines.py split "$AGENT_LOG" "$corpus/agent_request" "$corpus/agent_reply"
+fi
+}
+
 # --- Prototypes (--sig) ------------------------------------------------------
 # The checker test fixture's real prototypes, and one-line prototypes from
 # Debian's C headers (most are refused: __THROW, attributes, void *).
@@ -194,12 +209,12 @@ cp vm-images/images.yaml "$corpus/images/gen-images.yaml"
 }
 
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(elf dwarf hotpatch lines sig yaml)
+[ ${#parts[@]} -gt 0 ] || parts=(agent elf dwarf hotpatch lines sig yaml)
 for part in "${parts[@]}"; do
   case "$part" in
-    elf | dwarf | hotpatch | lines | sig | yaml) "part_$part" ;;
+    agent | elf | dwarf | hotpatch | lines | sig | yaml) "part_$part" ;;
     *)
-      echo "usage: fuzz/make_corpus.sh [elf|dwarf|hotpatch|lines|sig|yaml]..." >&2
+      echo "usage: fuzz/make_corpus.sh [agent|elf|dwarf|hotpatch|lines|sig|yaml]..." >&2
       exit 2
       ;;
   esac
