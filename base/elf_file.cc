@@ -619,11 +619,14 @@ Result<std::vector<uint8_t>> ElfFile::ReadAt(uint64_t addr, uint64_t size) const
     std::vector<uint8_t> out(size, 0);
     if (rel < s.filesz) {
       uint64_t n = std::min(size, s.filesz - rel);
-      if (s.offset + rel > data_->size() || n > data_->size() - (s.offset + rel)) {
+      // Checked term by term: a p_offset near 2^64 plus `rel` wraps to a small
+      // offset that would pass a check of the sum.
+      if (s.offset > data_->size() || rel > data_->size() - s.offset ||
+          n > data_->size() - s.offset - rel) {
         return Fail(ErrorCode::kParse, "{}: segment at {:#x} lies outside the file", path_.string(),
                     s.vaddr);
       }
-      std::memcpy(out.data(), data_->data() + s.offset + rel, n);
+      std::memcpy(out.data(), data_->data() + (s.offset + rel), n);
     }
     return out;
   }

@@ -43,8 +43,10 @@ Result<nlohmann::json> ParseJson(std::string_view text, std::string_view origin)
   }
   try {
     return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    // what() is "[json.exception.parse_error.101] parse error at line 1, column 2: ..."
+  } catch (const nlohmann::json::exception& e) {
+    // A syntax error (parse_error) or a number too large for a double
+    // (out_of_range 406); what() is "[json.exception.parse_error.101] parse
+    // error at line 1, column 2: ...".
     std::string_view what = e.what();
     if (size_t bracket = what.find("] "); bracket != std::string_view::npos) {
       what.remove_prefix(bracket + 2);
@@ -67,6 +69,12 @@ const nlohmann::json& JsonField(const nlohmann::json& object, std::string_view k
 
 void ThrowJsonNotInteger(std::string_view key, const nlohmann::json& value) {
   throw std::invalid_argument(fmt::format("field '{}': expected an integer, got {}", key,
+                                          value.is_number() ? value.dump() : value.type_name()));
+}
+
+void ThrowJsonWrongType(std::string_view key, const nlohmann::json& value,
+                        std::string_view expected) {
+  throw std::invalid_argument(fmt::format("field '{}': expected {}, got {}", key, expected,
                                           value.is_number() ? value.dump() : value.type_name()));
 }
 

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -38,10 +39,20 @@ Result<nlohmann::json> ParseJson(std::string_view text, std::string_view origin)
 template <typename T>
 T JsonInteger(const nlohmann::json& object, std::string_view key);
 
+// `object[key]` read strictly as T (an integer type as JsonInteger reads it,
+// bool, double, std::string), or `fallback` when the key is absent. Throws
+// std::invalid_argument / std::out_of_range naming the key when it holds
+// another type or does not fit: where nlohmann's value() would throw its own
+// type_error or cast a float with undefined behaviour.
+template <typename T>
+T JsonFieldOr(const nlohmann::json& object, std::string_view key, T fallback);
+
 // Implementation.
 
 namespace internal {
 [[noreturn]] void ThrowJsonNotInteger(std::string_view key, const nlohmann::json& value);
+[[noreturn]] void ThrowJsonWrongType(std::string_view key, const nlohmann::json& value,
+                                     std::string_view expected);
 [[noreturn]] void ThrowJsonOutOfRange(std::string_view key, const nlohmann::json& value, int bits,
                                       bool is_signed);
 const nlohmann::json& JsonField(const nlohmann::json& object, std::string_view key);
@@ -64,6 +75,26 @@ T JsonInteger(const nlohmann::json& object, std::string_view key) {
     return static_cast<T>(v);
   }
   internal::ThrowJsonNotInteger(key, value);
+}
+
+template <typename T>
+T JsonFieldOr(const nlohmann::json& object, std::string_view key, T fallback) {
+  if (!object.is_object()) (void)internal::JsonField(object, key);  // throws, naming the key
+  auto it = object.find(key);
+  if (it == object.end()) return fallback;
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!it->is_boolean()) internal::ThrowJsonWrongType(key, *it, "true or false");
+    return it->template get<bool>();
+  } else if constexpr (std::is_integral_v<T>) {
+    return JsonInteger<T>(object, key);
+  } else if constexpr (std::is_same_v<T, double>) {
+    if (!it->is_number()) internal::ThrowJsonWrongType(key, *it, "a number");
+    return it->template get<double>();
+  } else {
+    static_assert(std::is_same_v<T, std::string>);
+    if (!it->is_string()) internal::ThrowJsonWrongType(key, *it, "a string");
+    return it->template get<std::string>();
+  }
 }
 
 }  // namespace patchlab

@@ -3,7 +3,9 @@
 #include <dwarf.h>
 #include <elfutils/libdw.h>
 #include <fcntl.h>
+#include <libelf.h>
 
+#include <memory>
 #include <optional>
 
 #include "base/elf_file.h"
@@ -231,6 +233,36 @@ Result<std::string> DwarfPath(const ElfFile& elf, bool* own) {
   return debug->string();
 }
 
+// The signature of `function`, whose symbol `match` names, from the DWARF
+// `dw` (read from `path`, which names it in errors).
+Result<Signature> SignatureAt(Dwarf* dw, const FunctionMatch& match, const std::string& path,
+                              const std::string& function) {
+  const std::string where = fmt::format("{}: '{}'", path, function);
+  std::optional<Dwarf_Die> fn = FindSubprogramAt(dw, match.address);
+  if (!fn) {
+    return Fail(ErrorCode::kNotFound,
+                "{}: no DWARF subprogram at {:#x}, where '{}' starts (an assembly function, or "
+                "one the compiler inlined everywhere): pass the prototype with --sig",
+                path, match.address, function);
+  }
+  Result<Signature> sig = std::unexpected(Error(ErrorCode::kInternal, ""));
+  if (match.symbol != nullptr && match.symbol->type == SymbolType::kIfunc) {
+    std::optional<Dwarf_Die> selected = SelectedFunctionType(*fn);
+    if (!selected) {
+      return Fail(ErrorCode::kNotFound,
+                  "{}: '{}' is an IFUNC and its resolver's DWARF does not say what the selected "
+                  "function takes: pass the prototype with --sig",
+                  path, function);
+    }
+    sig = FromSubprogram(*selected, function, where);
+  } else {
+    sig = FromSubprogram(*fn, function, where);
+  }
+  if (!sig) return sig;
+  if (auto s = FinishSignature(*sig); !s) return std::unexpected(s.error());
+  return sig;
+}
+
 }  // namespace
 
 Result<Signature> ReadDwarfSignature(const std::string& elf_path, const std::string& function) {
@@ -247,30 +279,32 @@ Result<Signature> ReadDwarfSignature(const std::string& elf_path, const std::str
     return Fail(ErrorCode::kNotFound, "{}: {} has no DWARF; pass the prototype with --sig",
                 elf_path, *path);
   }
-  const std::string where = fmt::format("{}: '{}'", *path, function);
-  std::optional<Dwarf_Die> fn = FindSubprogramAt((*dw)->get(), match->address);
-  if (!fn) {
-    return Fail(ErrorCode::kNotFound,
-                "{}: no DWARF subprogram at {:#x}, where '{}' starts (an assembly function, or "
-                "one the compiler inlined everywhere): pass the prototype with --sig",
-                *path, match->address, function);
+  return SignatureAt((*dw)->get(), *match, *path, function);
+}
+
+Result<Signature> ReadDwarfSignatureFromBytes(std::string elf_bytes, const std::string& origin,
+                                              const std::string& function) {
+  auto elf = ElfFile::FromBytes(elf_bytes, origin);
+  if (!elf) return std::unexpected(elf.error());
+  auto match = FindFunctionByName(*elf, function);
+  if (!match) return std::unexpected(match.error());
+  if (elf->FindSection(".debug_info") == nullptr) {
+    return Fail(ErrorCode::kNotFound, "{} has no debug information; pass the prototype with --sig",
+                origin);
   }
-  Result<Signature> sig = std::unexpected(Error(ErrorCode::kInternal, ""));
-  if (match->symbol != nullptr && match->symbol->type == SymbolType::kIfunc) {
-    std::optional<Dwarf_Die> selected = SelectedFunctionType(*fn);
-    if (!selected) {
-      return Fail(ErrorCode::kNotFound,
-                  "{}: '{}' is an IFUNC and its resolver's DWARF does not say what the selected "
-                  "function takes: pass the prototype with --sig",
-                  *path, function);
-    }
-    sig = FromSubprogram(*selected, function, where);
-  } else {
-    sig = FromSubprogram(*fn, function, where);
+  [[maybe_unused]] static const bool libelf_ready = elf_version(EV_CURRENT) != EV_NONE;
+  // libelf reads the buffer in place (elf_memory wants it writable); it is ours.
+  std::unique_ptr<Elf, int (*)(Elf*)> image(elf_memory(elf_bytes.data(), elf_bytes.size()),
+                                            &elf_end);
+  if (image == nullptr) return Fail(ErrorCode::kParse, "{}: {}", origin, elf_errmsg(-1));
+  // The Dwarf handle uses the Elf: it ends first.
+  std::unique_ptr<Dwarf, int (*)(Dwarf*)> dw(dwarf_begin_elf(image.get(), DWARF_C_READ, nullptr),
+                                             &dwarf_end);
+  if (dw == nullptr) {
+    return Fail(ErrorCode::kNotFound, "{} has no debug information; pass the prototype with --sig",
+                origin);
   }
-  if (!sig) return sig;
-  if (auto s = FinishSignature(*sig); !s) return std::unexpected(s.error());
-  return sig;
+  return SignatureAt(dw.get(), *match, origin, function);
 }
 
 }  // namespace patchlab::emulator

@@ -20,4 +20,10 @@ namespace patchlab::emulator {
 // kUnsupported for floating-point or struct-by-value parameters or returns.
 Result<Signature> ReadDwarfSignature(const std::string& elf_path, const std::string& function);
 
+// The same from a file image in memory (`origin` names it in errors), using
+// only the DWARF the image itself holds: no debug file is looked for.
+// kNotFound when it has none.
+Result<Signature> ReadDwarfSignatureFromBytes(std::string elf_bytes, const std::string& origin,
+                                              const std::string& function);
+
 }  // namespace patchlab::emulator

@@ -15,7 +15,11 @@ void Exercise(const patchlab::ElfFile& elf) {
   size_t n = 0;
   for (const patchlab::ElfSymbol& sym : elf.symbols()) {
     if (++n > 64) break;
-    FUZZ_CHECK(elf.FindSymbol(sym.name) != nullptr || sym.name.empty());
+    // "name@VERSION" asks FindSymbol for a version; .symtab names of versioned
+    // references in Debian's debug files hold a literal '@' and are not found by it.
+    if (!sym.name.empty() && sym.name.find('@') == std::string::npos) {
+      FUZZ_CHECK(elf.FindSymbol(sym.name) != nullptr);
+    }
     (void)elf.FindSymbols(sym.name);
     (void)elf.SymbolAt(sym.value);
     (void)elf.FileOffsetOf(sym.value);

@@ -1,29 +1,44 @@
 #!/usr/bin/env bash
-# Regenerates the seed files of fuzz/corpus/ that are made from other files:
-# ELF files built from the repository's own sources (as the lab builds
-# targets and patch objects, then stripped, split and cut), a few small
-# Debian files nobody here wrote (debug files from libc6-dbg, /usr/bin/true),
-# the bundled scenarios and policies, and packages packed by the build's
-# hotpatch. Hand-written seeds (one line each, named after what they show)
-# live beside them and are not touched.
+# Regenerates the seed files of fuzz/corpus/ that are made from other files
+# (named gen-*): ELF files built from the repository's own sources as the lab
+# builds targets and patch objects, then stripped, split and cut; small Debian
+# files nobody here wrote (debug files of libc6-dbg, /usr/bin/true, C header
+# prototypes); packages, states and journals recorded from real hotpatch runs;
+# the bundled scenarios, policy and image recipes. Hand-written seeds (hand-*,
+# and files named after what they show) live beside them and are not touched.
 #
-#   bash fuzz/make_corpus.sh [BUILD_DIR]   default build/ci (for hotpatch)
+#   bash fuzz/make_corpus.sh [PART...]   PART: agent elf dwarf hotpatch lines sig yaml (default: all)
+#   FUZZ_BUILD=build/ci                  the build whose hotpatch and agent record (parts hotpatch, agent)
+#   AGENT_LOG=out/.../agent.log          a lab run's channel log to cut seeds from (part agent;
+#                                        without it only the host recording is made)
 #
-# Run it after changing a format; commit what it writes. Outputs are kept
-# small (the ELF seeds are -Os builds of short sources), because every one is
-# replayed by ctest and mutated by the fuzzer.
+# Run it after changing a format; commit what it writes. The recorded parts
+# (hotpatch, lines) differ on every run (fresh keys, addresses, clocks), so
+# regenerate them only when their format changed. Outputs are kept small (-Os builds of short sources), because
+# every one is replayed by ctest and mutated by the fuzzer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=${1:-build/ci}
+build=${FUZZ_BUILD:-build/ci}
 corpus=fuzz/corpus
 tmp=$(mktemp -d /tmp/fuzz-corpus.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
+cc=(gcc -Os -g -fno-asynchronous-unwind-tables)
+
+# The two smallest debug files of libc6-dbg whose DWARF describes a few functions.
+debian_debug_files() {
+  [ -d /usr/lib/debug/.build-id ] || return 0
+  find /usr/lib/debug/.build-id -name '*.debug' -type f -size -16k -printf '%s %p\n' | sort -n |
+    while read -r _ f; do
+      n=$(readelf --debug-dump=info "$f" 2>/dev/null | grep -c DW_TAG_subprogram || true)
+      if [ "$n" -ge 4 ]; then echo "$f"; fi
+    done | head -n 2
+}
 
 # --- ELF files ---------------------------------------------------------------
+part_elf() {
 elf=$corpus/elf
 mkdir -p "$elf"
 rm -f "$elf"/gen-*
-cc=(gcc -Os -g -fno-asynchronous-unwind-tables)
 "${cc[@]}" -Iscenarios/common -o "$elf/gen-kvd" scenarios/kv-parse-fix/kvd.c -pthread
 "${cc[@]}" -fPIC -shared -fno-stack-protector -o "$elf/gen-parse_fix.so" \
   scenarios/kv-parse-fix/parse_fix.c
@@ -43,15 +58,42 @@ struct.pack_into('<Q', data, 0x28, 0)           # e_shoff
 struct.pack_into('<HH', data, 0x3c, 0, 0)       # e_shnum, e_shstrndx
 open(sys.argv[2], 'wb').write(data)
 PY
-# Debian's own: a stripped program, and the two smallest debug files of libc6-dbg.
+# Debian's own: a stripped program, and two small debug files of libc6-dbg.
 cp /usr/bin/true "$elf/gen-debian-true"
-if [ -d /usr/lib/debug/.build-id ]; then
-  mapfile -t smallest < <(find /usr/lib/debug/.build-id -name '*.debug' -type f -printf '%s %p\n' |
-    sort -n | sed -n '1,2s/^[0-9]* //p')
-  for f in "${smallest[@]}"; do cp "$f" "$elf/gen-debian-$(basename "$f")"; done
-fi
+for f in $(debian_debug_files); do cp "$f" "$elf/gen-debian-$(basename "$f")"; done
+}
+
+# --- ELF files with DWARF, and the functions to derive -----------------------
+# Each seed is "NAME,NAME...\x7fELF...": the names the harness looks up, then the image.
+part_dwarf() {
+mkdir -p "$corpus/dwarf"
+rm -f "$corpus"/dwarf/gen-*
+seed() {  # seed OUT NAMES ELF
+  { printf '%s' "$2"; cat "$3"; } >"$corpus/dwarf/gen-$1"
+}
+"${cc[@]}" -Iscenarios/common -o "$tmp/kvd" scenarios/kv-parse-fix/kvd.c -pthread
+"${cc[@]}" -fPIC -shared -o "$tmp/parse_fix.so" scenarios/kv-parse-fix/parse_fix.c
+"${cc[@]}" -fPIC -shared -o "$tmp/target.so" tests/emulator/fixtures/target.c
+objcopy --only-keep-debug "$tmp/kvd" "$tmp/kvd.debug"
+objcopy --compress-debug-sections=zlib "$tmp/parse_fix.so" "$tmp/parse_fix.zdebug.so"
+seed kvd "main,serve,bucket_of,client" "$tmp/kvd"
+seed kvd.debug "serve,main" "$tmp/kvd.debug"
+seed parse_fix.zdebug.so "parse_request" "$tmp/parse_fix.zdebug.so"
+seed target-1.so "parse_number,table_get,dup_upper,scribble,classify,first_char,sum_loop,wait_ready" \
+  "$tmp/target.so"
+seed target-2.so "set_scale,random_word,relro_read,uses_getenv,stamp_const,safe_div" \
+  "$tmp/target.so"
+local n=0
+for f in $(debian_debug_files); do
+  n=$((n + 1))
+  names=$(readelf --debug-dump=info "$f" 2>/dev/null | grep -A4 DW_TAG_subprogram |
+    sed -n 's/.*DW_AT_name *:.*: \([A-Za-z_][A-Za-z0-9_]*\)$/\1/p' | head -n 8 | paste -sd,)
+  seed "debian-$n.debug" "$names" "$f"
+done
+}
 
 # --- Packages, state and journals, recorded from real hotpatch runs ----------
+part_hotpatch() {
 # A patch of the patch core's test target is packed three ways (signed,
 # unsigned with --depends, several functions with --replaces all), applied to
 # the running target, and interrupted at a fault point (HOTPATCH_FAULT) so that
@@ -102,10 +144,43 @@ cp "$(state_dir)/journal.json" "$corpus/journal/gen-revert-interrupted.json"
 hp recover --pid "$target_pid"
 kill "$target_pid"
 wait "$target_pid" 2>/dev/null || true
+}
+
+# --- Lines the lab reads from machines it does not trust ---------------------
+# A real scenario target's labstats line, and a real QMP session with QEMU
+# (greeting, replies, an error, events); the guest console log seed
+# (kernel_log/recorded-*) was kept from a lab run and is not regenerated here.
+part_lines() {
+mkdir -p "$corpus/labstats" "$corpus/qmp"
+rm -f "$corpus"/labstats/gen-* "$corpus"/qmp/gen-*
+"${cc[@]}" -Iscenarios/common -o "$tmp/kvd" scenarios/kv-parse-fix/kvd.c -pthread
+PATCHLAB_STATS=$tmp/stats "$tmp/kvd" --threads 2 --duration-ms 300 >"$tmp/kvd.out"
+cp "$tmp/stats" "$corpus/labstats/gen-kvd-stats"
+printf '%s\n' '{"execute":"qmp_capabilities","id":1}' '{"execute":"query-status","id":2}' \
+  '{"execute":"query-version","id":3}' '{"execute":"no-such-command","id":4}' \
+  '{"execute":"stop","id":5}' '{"execute":"query-status","id":6}' '{"execute":"cont","id":7}' \
+  '{"execute":"quit","id":8}' |
+  timeout 30 qemu-system-x86_64 -machine none -display none -nodefaults -qmp stdio \
+    >"$corpus/qmp/gen-qemu-session"
+}
+
+# --- Agent channel lines -----------------------------------------------------
+# Both directions of the lab's channel (fuzz/agent_lines.py): the real agent
+# driven on this host through every op, and a VM run's agent.log when given.
+part_agent() {
+mkdir -p "$corpus/agent_request" "$corpus/agent_reply"
+rm -f "$corpus"/agent_request/gen-* "$corpus"/agent_reply/gen-*
+python3 fuzz/agent_lines.py record "$build/harness/patchlab-agent" \
+  "$corpus/agent_request" "$corpus/agent_reply"
+if [ -n "${AGENT_LOG:-}" ]; then
+  python3 fuzz/agent_lines.py split "$AGENT_LOG" "$corpus/agent_request" "$corpus/agent_reply"
+fi
+}
 
 # --- Prototypes (--sig) ------------------------------------------------------
 # The checker test fixture's real prototypes, and one-line prototypes from
 # Debian's C headers (most are refused: __THROW, attributes, void *).
+part_sig() {
 mkdir -p "$corpus/sig"
 rm -f "$corpus"/sig/gen-*
 n=0
@@ -119,3 +194,28 @@ while IFS= read -r proto; do
   printf '%s' "$proto" >"$corpus/sig/gen-debian-header-$n"
 done < <(grep -hE '^extern [a-z_ ]+\**[a-z_]+ \(.*\);?$' /usr/include/string.h /usr/include/zlib.h \
   /usr/include/unistd.h | head -n 12)
+}
+
+# --- YAML documents ----------------------------------------------------------
+# The bundled scenarios, the built-in policy and the image recipes as shipped.
+part_yaml() {
+mkdir -p "$corpus/scenario" "$corpus/policy" "$corpus/images"
+rm -f "$corpus"/scenario/gen-* "$corpus"/policy/gen-* "$corpus"/images/gen-*
+for f in scenarios/*/scenario.yaml; do
+  cp "$f" "$corpus/scenario/gen-$(basename "$(dirname "$f")").yaml"
+done
+cp metrics/policy-default.yaml "$corpus/policy/gen-policy-default.yaml"
+cp vm-images/images.yaml "$corpus/images/gen-images.yaml"
+}
+
+parts=("$@")
+[ ${#parts[@]} -gt 0 ] || parts=(agent elf dwarf hotpatch lines sig yaml)
+for part in "${parts[@]}"; do
+  case "$part" in
+    agent | elf | dwarf | hotpatch | lines | sig | yaml) "part_$part" ;;
+    *)
+      echo "usage: fuzz/make_corpus.sh [agent|elf|dwarf|hotpatch|lines|sig|yaml]..." >&2
+      exit 2
+      ;;
+  esac
+done

@@ -17,6 +17,7 @@
 
 #include "base/parent_death.h"
 #include "base/process_table.h"
+#include "harness/agent/agent_request.h"
 #include "harness/agent/guest_info.h"
 #include "harness/protocol/agent_protocol.h"
 
@@ -48,21 +49,6 @@ bool WriteAll(int fd, const std::string& data) {
 }
 
 void SetNonBlocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
-
-// The environment of an `exec`/`run` child: the request's, with a PATH when
-// it has none.
-std::vector<std::string> ExecEnvironment(const json& request) {
-  std::vector<std::string> env_strings;
-  bool has_path = false;
-  if (request.contains("env")) {
-    for (const auto& [k, v] : request["env"].items()) {
-      env_strings.push_back(k + "=" + v.get<std::string>());
-      if (k == "PATH") has_path = true;
-    }
-  }
-  if (!has_path) env_strings.push_back("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin");
-  return env_strings;
-}
 
 // Everything an `exec`/`run` child needs, prepared before fork.
 struct ChildExec {
@@ -269,94 +255,101 @@ void Agent::HandleInput() {
 
 void Agent::HandleLine(const std::string& line) {
   if (line.empty() || line == "\r") return;
-  json request = json::parse(line, nullptr, false);
-  if (request.is_discarded() || !request.is_object() || !request.contains("id") ||
-      !request["id"].is_number_unsigned() || !request.contains("op") ||
-      !request["op"].is_string()) {
-    Send({{"event", "error"}, {"error", "malformed request: " + line.substr(0, 200)}});
+  auto request = ParseAgentRequest(line);
+  if (!request) {
+    const RequestError& error = request.error();
+    if (!error.id) {
+      Send({{"event", "error"},
+            {"error", "malformed request (" + error.message + "): " + line.substr(0, 200)}});
+      return;
+    }
+    // A request with an id but a bad field: answered, so the host need not time out.
+    got_request_ = true;
+    Send({{"id", *error.id}, {"ok", false}, {"error", error.message}});
     return;
   }
   got_request_ = true;
-  uint64_t id = request["id"].get<uint64_t>();
   bool deferred = false;
-  json reply;
-  try {
-    reply = Dispatch(id, request, &deferred);
-  } catch (const json::exception& e) {
-    // A field of the wrong type: the request is bad, the agent carries on.
-    reply = Fail(std::string("bad request: ") + e.what());
-  }
+  json reply = Dispatch(*request, &deferred);
   if (deferred) return;
-  reply["id"] = id;
+  reply["id"] = request->id;
   if (!reply.contains("ok")) reply["ok"] = true;
   Send(reply);
 }
 
-json Agent::Dispatch(uint64_t id, const json& request, bool* deferred) {
-  const std::string op = request["op"].get<std::string>();
-  if (op == "hello") return ReadHello();
-  if (op == "exec") return OpExec(request, false, id, deferred);
-  if (op == "run") return OpExec(request, true, id, deferred);
-  if (op == "wait") return OpWait(id, request, deferred);
-  if (op == "kill") {
-    pid_t pid = request.at("pid").get<pid_t>();
-    if (::kill(pid, request.at("signal").get<int>()) != 0)
-      return Fail(Errno("kill " + std::to_string(pid)));
-    return json::object();
-  }
-  if (op == "sample") {
-    json out;
-    std::string error;
-    if (!ReadSample(request.at("pid").get<pid_t>(), &out, &error)) return Fail(error);
-    return out;
-  }
-  if (op == "procs") {
-    json list = json::array();
-    for (const ProcessCpu& p : ProcessesRunning(request.at("exe").get<std::string>())) {
-      list.push_back({{"pid", p.pid},
-                      {"ppid", p.ppid},
-                      {"comm", p.comm},
-                      {"start_ticks", p.start_ticks},
-                      {"cpu_ns", p.cpu_ns}});
+json Agent::Dispatch(const AgentRequest& request, bool* deferred) {
+  switch (request.op) {
+    case AgentOp::kHello:
+      return ReadHello();
+    case AgentOp::kExec:
+    case AgentOp::kRun:
+      return OpExec(request, deferred);
+    case AgentOp::kWait:
+      return OpWait(request, deferred);
+    case AgentOp::kKill:
+      if (::kill(request.pid, request.signal) != 0) {
+        return Fail(Errno("kill " + std::to_string(request.pid)));
+      }
+      return json::object();
+    case AgentOp::kSample: {
+      json out;
+      std::string error;
+      if (!ReadSample(request.pid, &out, &error)) return Fail(error);
+      return out;
     }
-    return {{"processes", std::move(list)}};
-  }
-  if (op == "put") return OpPut(request);
-  if (op == "get") return OpGet(request);
-  if (op == "kmsg_mark" || op == "kmsg") {
-    json lines = json::array();
-    uint64_t mark = 0;
-    std::string error;
-    uint64_t since = op == "kmsg" ? request.at("since").get<uint64_t>() : 0;
-    if (!ReadKernelLog(options_.kmsg_path, since, op == "kmsg" ? &lines : nullptr, &mark, &error)) {
-      return Fail(error);
+    case AgentOp::kProcs: {
+      json list = json::array();
+      for (const ProcessCpu& p : ProcessesRunning(request.path)) {
+        list.push_back({{"pid", p.pid},
+                        {"ppid", p.ppid},
+                        {"comm", p.comm},
+                        {"start_ticks", p.start_ticks},
+                        {"cpu_ns", p.cpu_ns}});
+      }
+      return {{"processes", std::move(list)}};
     }
-    json out = {{"mark", mark}};
-    if (op == "kmsg") out["lines"] = std::move(lines);
-    return out;
+    case AgentOp::kPut:
+      return OpPut(request);
+    case AgentOp::kGet:
+      return OpGet(request);
+    case AgentOp::kKmsgMark:
+    case AgentOp::kKmsg:
+      return OpKernelLog(request);
+    case AgentOp::kShutdown:
+      Send({{"id", request.id}, {"ok", true}});
+      *deferred = true;
+      ::sync();
+      if (options_.power_off_on_shutdown) ::reboot(RB_POWER_OFF);
+      stop_ = true;
+      return json::object();
   }
-  if (op == "shutdown") {
-    Send({{"id", id}, {"ok", true}});
-    *deferred = true;
-    ::sync();
-    if (options_.power_off_on_shutdown) ::reboot(RB_POWER_OFF);
-    stop_ = true;
-    return json::object();
-  }
-  return Fail("unknown op '" + op + "'");
+  return Fail("unknown op");  // not reached: the decoder knows every op
 }
 
-json Agent::OpExec(const json& request, bool capture, uint64_t id, bool* deferred) {
-  std::vector<std::string> argv = request.at("argv").get<std::vector<std::string>>();
-  if (argv.empty()) return Fail("empty argv");
-  std::vector<std::string> env_strings = ExecEnvironment(request);
-  ChildExec exec;
-  exec.cwd = request.value("cwd", std::string("/"));
-  exec.capture = capture;
-  if (!capture) {
-    exec.out_path = request.value("stdout", std::string());
-    exec.err_path = request.value("stderr", std::string());
+json Agent::OpKernelLog(const AgentRequest& request) {
+  const bool with_lines = request.op == AgentOp::kKmsg;
+  json lines = json::array();
+  uint64_t mark = 0;
+  std::string error;
+  if (!ReadKernelLog(options_.kmsg_path, request.since, with_lines ? &lines : nullptr, &mark,
+                     &error)) {
+    return Fail(error);
   }
+  json out = {{"mark", mark}};
+  if (with_lines) out["lines"] = std::move(lines);
+  return out;
+}
+
+json Agent::OpExec(const AgentRequest& request, bool* deferred) {
+  const bool capture = request.op == AgentOp::kRun;
+  // execvpe takes non-const strings: copies the child's side of fork can point into.
+  std::vector<std::string> argv = request.argv;
+  std::vector<std::string> env_strings = request.env;
+  ChildExec exec;
+  exec.cwd = request.cwd;
+  exec.capture = capture;
+  exec.out_path = request.stdout_path;
+  exec.err_path = request.stderr_path;
   exec.output_dir = options_.output_dir;
   if (::pipe2(exec.err_pipe, O_CLOEXEC) != 0) return Fail(Errno("pipe"));
   if (capture && (::pipe2(exec.out_pipe, O_CLOEXEC) != 0 || ::pipe2(exec.errp, O_CLOEXEC) != 0 ||
@@ -381,7 +374,7 @@ json Agent::OpExec(const json& request, bool capture, uint64_t id, bool* deferre
   child.pid = pid;
   if (capture) {
     child.capture = true;
-    AttachCapture(exec, request.value("stdin", std::string()), child.out_fd, child.err_fd);
+    AttachCapture(exec, request.stdin_data, child.out_fd, child.err_fd);
   }
   if (got == static_cast<ssize_t>(sizeof child_errno)) {
     // exec failed; the child exits 127 and is reaped by the loop.
@@ -395,34 +388,32 @@ json Agent::OpExec(const json& request, bool capture, uint64_t id, bool* deferre
     return Fail(Errno("exec " + argv[0]));
   }
   if (capture) {
-    child.run_reply_id = id;
-    child.deadline = Clock::now() + std::chrono::milliseconds(request.value("timeout_ms", 60000));
+    child.run_reply_id = request.id;
+    child.deadline = Clock::now() + std::chrono::milliseconds(request.timeout_ms);
     *deferred = true;
   }
   children_[pid] = std::move(child);
   return {{"pid", pid}};
 }
 
-json Agent::OpWait(uint64_t id, const json& request, bool* deferred) {
-  pid_t pid = request.at("pid").get<pid_t>();
+json Agent::OpWait(const AgentRequest& request, bool* deferred) {
+  const pid_t pid = request.pid;
   auto it = children_.find(pid);
   if (it == children_.end())
     return Fail("no child with pid " + std::to_string(pid) + " (not started by the agent)");
   if (it->second.ended) return ExitFields(it->second);
-  int timeout_ms = request.value("timeout_ms", 0);
-  if (timeout_ms <= 0) return {{"exited", false}, {"timed_out", true}};
-  waiters_.push_back({id, pid, Clock::now() + std::chrono::milliseconds(timeout_ms)});
+  if (request.timeout_ms <= 0) return {{"exited", false}, {"timed_out", true}};
+  waiters_.push_back(
+      {request.id, pid, Clock::now() + std::chrono::milliseconds(request.timeout_ms)});
   *deferred = true;
   return json::object();
 }
 
-json Agent::OpPut(const json& request) {
-  std::string path = request.at("path").get<std::string>();
-  uint64_t offset = request.value("offset", uint64_t{0});
-  mode_t mode = request.value("mode", 0644);
-  std::string data;
-  if (!proto::Base64Decode(request.at("data").get<std::string>(), &data))
-    return Fail("put: data is not base64");
+json Agent::OpPut(const AgentRequest& request) {
+  const std::string& path = request.path;
+  const uint64_t offset = request.offset;
+  const mode_t mode = request.mode;
+  const std::string& data = request.data;
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
   int flags = O_WRONLY | O_CLOEXEC | (offset == 0 ? O_CREAT | O_TRUNC : 0);
@@ -441,11 +432,10 @@ json Agent::OpPut(const json& request) {
   return {{"size", st.st_size}};
 }
 
-json Agent::OpGet(const json& request) {
-  std::string path = request.at("path").get<std::string>();
-  uint64_t offset = request.value("offset", uint64_t{0});
-  size_t length =
-      std::min<size_t>(request.value("length", proto::kMaxChunkBytes), proto::kMaxChunkBytes);
+json Agent::OpGet(const AgentRequest& request) {
+  const std::string& path = request.path;
+  const uint64_t offset = request.offset;
+  const size_t length = request.length;
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Fail(Errno("open " + path));
   std::string data(length, '\0');

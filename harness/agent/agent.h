@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "harness/agent/agent_request.h"
+
 namespace patchlab::agent {
 
 using Clock = std::chrono::steady_clock;
@@ -58,11 +60,14 @@ class Agent {
   void Send(const nlohmann::json& message);
   void HandleInput();
   void HandleLine(const std::string& line);
-  nlohmann::json Dispatch(uint64_t id, const nlohmann::json& request, bool* deferred);
-  nlohmann::json OpExec(const nlohmann::json& request, bool capture, uint64_t id, bool* deferred);
-  nlohmann::json OpWait(uint64_t id, const nlohmann::json& request, bool* deferred);
-  nlohmann::json OpPut(const nlohmann::json& request);
-  nlohmann::json OpGet(const nlohmann::json& request);
+  // A decoded request's reply, or *deferred when it comes later (wait, run,
+  // shutdown). Requests arrive checked (agent_request.h): nothing here throws.
+  nlohmann::json Dispatch(const AgentRequest& request, bool* deferred);
+  nlohmann::json OpExec(const AgentRequest& request, bool* deferred);
+  nlohmann::json OpWait(const AgentRequest& request, bool* deferred);
+  nlohmann::json OpPut(const AgentRequest& request);
+  nlohmann::json OpGet(const AgentRequest& request);
+  nlohmann::json OpKernelLog(const AgentRequest& request);
   void ReapChildren();
   void DrainCapture(Child& child, bool to_eof);
   void FinishRun(Child& child);

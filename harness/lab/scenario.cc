@@ -402,8 +402,7 @@ Result<ExpectSpec> ParseExpect(const YamlMap& root) {
   return e;
 }
 
-Result<Scenario> ParseScenarioFile(const fs::path& file) {
-  PL_TRY(doc, LoadYamlFile(file.string()));
+Result<Scenario> ParseScenarioDocument(const YAML::Node& doc, const fs::path& file) {
   PL_TRY(root, YamlMap::Of(file.string(), doc, ""));
   PL_CHECK(root.AllowOnly({"name", "description", "target", "patch", "images", "cpus", "vcpus",
                            "memory_mib", "workload", "measure", "apply", "limits", "semantic",
@@ -490,7 +489,17 @@ Result<Scenario> ParseScenarioFile(const fs::path& file) {
   return s;
 }
 
+Result<Scenario> ParseScenarioFile(const fs::path& file) {
+  PL_TRY(doc, LoadYamlFile(file.string()));
+  return ParseScenarioDocument(doc, file);
+}
+
 }  // namespace
+
+Result<Scenario> ParseScenario(const std::string& text, const fs::path& file) {
+  PL_TRY(doc, LoadYamlString(text, file.string()));
+  return ParseScenarioDocument(doc, file);
+}
 
 std::string_view VerdictName(Verdict verdict) {
   switch (verdict) {

@@ -199,6 +199,9 @@ struct Scenario {
 
 // Reads and validates `path` (a scenario.yaml, or a folder holding one).
 Result<Scenario> LoadScenario(const std::filesystem::path& path);
+// Validates `text` as if it were read from `file` (a scenario.yaml): errors
+// name `file`, and sources are looked for beside it.
+Result<Scenario> ParseScenario(const std::string& text, const std::filesystem::path& file);
 
 // Every scenario named by `args`: a scenario.yaml, a folder holding one, or a
 // folder whose subfolders hold them (sorted by name). Fails on the first

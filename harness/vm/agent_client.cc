@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "base/subprocess.h"
 #include "harness/protocol/agent_protocol.h"
+#include "harness/vm/internal/agent_replies.h"
 #include "harness/vm/internal/unix_socket.h"
 
 namespace patchlab::harness {
@@ -22,16 +23,6 @@ namespace {
 
 constexpr size_t kKeptGarbageLines = 16;
 
-ExitStatus ParseExit(const json& j) {
-  ExitStatus e;
-  e.exited = j.value("exited", false);
-  e.code = j.value("code", 0);
-  e.signal = j.value("signal", 0);
-  e.core_dumped = j.value("core_dumped", false);
-  e.timed_out = j.value("timed_out", false);
-  return e;
-}
-
 }  // namespace
 
 struct AgentClient::State {
@@ -41,7 +32,7 @@ struct AgentClient::State {
   std::condition_variable cv;
   struct Pending {
     bool done = false;
-    json reply;
+    internal::AgentLine reply;
     std::optional<Error> error;
   };
   std::map<uint64_t, Pending*> pending;
@@ -121,17 +112,25 @@ void AgentClient::HandleLine(const std::string& line) {
     std::fprintf(state_->log, "%10.3f < %s\n", t, line.c_str());
     std::fflush(state_->log);
   }
-  json msg = json::parse(line, nullptr, false);
+  auto msg = internal::ParseAgentLine(line);
   std::lock_guard lock(state_->mu);
   state_->last_heard = Clock::now();
-  bool is_reply =
-      msg.is_object() && msg.contains("id") && msg["id"].is_number_unsigned() && msg.contains("ok");
-  bool is_event = msg.is_object() && msg.contains("event") && msg["event"].is_string();
-  if (!is_reply && !is_event) {
+  if (msg && msg->kind == internal::AgentLine::Kind::kReply) {
+    auto it = state_->pending.find(msg->id);
+    if (it == state_->pending.end()) return;  // its caller gave up (timeout)
+    it->second->done = true;
+    it->second->reply = std::move(*msg);
+    state_->pending.erase(it);
+    state_->cv.notify_all();
+    return;
+  }
+  Status event = msg ? HandleEvent(*msg) : Status(std::unexpected(msg.error()));
+  if (!event) {
     // Not the protocol: fail what is waiting (its reply may have been this line)
     // with a message that shows the line, rather than let it time out silently.
     std::string shown = line.substr(0, 200);
-    Log("harness")->warn("{}: not a protocol line: '{}'", options_.name, shown);
+    Log("harness")->warn("{}: not a protocol line ({}): '{}'", options_.name,
+                         event.error().message(), shown);
     state_->garbage.push_back(shown);
     if (state_->garbage.size() > kKeptGarbageLines) state_->garbage.pop_front();
     for (auto& [id, p] : state_->pending) {
@@ -141,29 +140,28 @@ void AgentClient::HandleLine(const std::string& line) {
                 fmt::format("{}: malformed line on the agent channel: '{}'", options_.name, shown));
     }
     state_->pending.clear();
-    state_->cv.notify_all();
-    return;
-  }
-  if (is_reply) {
-    auto it = state_->pending.find(msg["id"].get<uint64_t>());
-    if (it == state_->pending.end()) return;  // its caller gave up (timeout)
-    it->second->done = true;
-    it->second->reply = std::move(msg);
-    state_->pending.erase(it);
-    state_->cv.notify_all();
-    return;
-  }
-  const std::string event = msg["event"].get<std::string>();
-  if (event == "ready") {
-    state_->ready = true;
-  } else if (event == "heartbeat") {
-    ++state_->heartbeats;
-  } else if (event == "exit") {
-    state_->exits.emplace_back(msg.value("pid", 0), ParseExit(msg));
-  } else if (event == "error") {
-    Log("harness")->warn("{}: agent reports: {}", options_.name, msg.value("error", std::string()));
   }
   state_->cv.notify_all();
+}
+
+Status AgentClient::HandleEvent(const internal::AgentLine& msg) {
+  if (msg.event == "ready") {
+    state_->ready = true;
+  } else if (msg.event == "heartbeat") {
+    ++state_->heartbeats;
+  } else if (msg.event == "exit") {
+    auto pid = internal::DecodePid(msg.body);
+    if (!pid) return std::unexpected(pid.error());
+    auto exit = internal::DecodeExit(msg.body);
+    if (!exit) return std::unexpected(exit.error());
+    state_->exits.emplace_back(*pid, *exit);
+  } else if (msg.event == "error") {
+    auto why = msg.body.find("error");
+    Log("harness")->warn("{}: agent reports: {}", options_.name,
+                         why != msg.body.end() && why->is_string() ? why->get<std::string>()
+                                                                   : std::string("no reason"));
+  }
+  return {};
 }
 
 Status AgentClient::WaitReady(milliseconds timeout) {
@@ -219,8 +217,8 @@ Result<json> AgentClient::Call(json request, milliseconds timeout) {
                 timeout.count());
   }
   if (pending.error) return std::unexpected(*pending.error);
-  if (!pending.reply.value("ok", false)) {
-    std::string why = pending.reply.value("error", std::string("no reason given"));
+  if (!pending.reply.ok) {
+    const std::string& why = pending.reply.error;
     ErrorCode code = why.find("No such file") != std::string::npos ||
                              why.find("no child") != std::string::npos ||
                              why.find("no process") != std::string::npos
@@ -228,21 +226,13 @@ Result<json> AgentClient::Call(json request, milliseconds timeout) {
                          : ErrorCode::kIo;
     return Fail(code, "{}: {} failed: {}", options_.name, op, why);
   }
-  return std::move(pending.reply);
+  return std::move(pending.reply.body);
 }
 
 Result<AgentHello> AgentClient::Hello(milliseconds timeout) {
   auto r = Call({{"op", "hello"}}, timeout);
   if (!r) return std::unexpected(r.error());
-  AgentHello h;
-  h.agent_version = r->value("agent_version", "");
-  h.kernel = r->value("kernel", "");
-  h.machine = r->value("machine", "");
-  h.cpu_model = r->value("cpu_model", "");
-  h.ncpus = r->value("ncpus", 0);
-  h.uptime_s = r->value("uptime_s", 0.0);
-  h.boot_id = r->value("boot_id", "");
-  return h;
+  return WithContext(internal::DecodeHello(*r), options_.name);
 }
 
 namespace {
@@ -257,7 +247,7 @@ json ExecJson(const char* op, const ExecRequest& r) {
 Result<pid_t> AgentClient::Exec(const ExecRequest& request, milliseconds timeout) {
   auto r = Call(ExecJson("exec", request), timeout);
   if (!r) return std::unexpected(r.error());
-  return r->value("pid", 0);
+  return WithContext(internal::DecodePid(*r), options_.name);
 }
 
 Result<ExitStatus> AgentClient::Wait(pid_t pid, milliseconds wait_for) {
@@ -266,7 +256,7 @@ Result<ExitStatus> AgentClient::Wait(pid_t pid, milliseconds wait_for) {
   auto r = Call({{"op", "wait"}, {"pid", pid}, {"timeout_ms", wait_for.count()}},
                 wait_for + options_.default_timeout);
   if (!r) return std::unexpected(r.error());
-  return ParseExit(*r);
+  return WithContext(internal::DecodeExit(*r), options_.name);
 }
 
 Status AgentClient::Kill(pid_t pid, int signal) {
@@ -280,49 +270,19 @@ Result<RunResult> AgentClient::Run(const ExecRequest& request, milliseconds run_
   j["timeout_ms"] = run_for.count();
   auto r = Call(std::move(j), run_for + options_.default_timeout);
   if (!r) return std::unexpected(r.error());
-  RunResult out;
-  out.exit = ParseExit(*r);
-  out.stdout_data = r->value("stdout", "");
-  out.stderr_data = r->value("stderr", "");
-  return out;
+  return WithContext(internal::DecodeRun(*r), options_.name);
 }
 
 Result<ProcessSample> AgentClient::Sample(pid_t pid) {
   auto r = Call({{"op", "sample"}, {"pid", pid}}, milliseconds{0});
   if (!r) return std::unexpected(r.error());
-  ProcessSample s;
-  s.pid = pid;
-  s.utime_ticks = r->value("utime_ticks", uint64_t{0});
-  s.stime_ticks = r->value("stime_ticks", uint64_t{0});
-  s.clk_tck = r->value("clk_tck", int64_t{100});
-  s.utime_s = r->value("utime_s", 0.0);
-  s.stime_s = r->value("stime_s", 0.0);
-  s.rss_kib = r->value("rss_kib", uint64_t{0});
-  s.pss_kib = r->value("pss_kib", uint64_t{0});
-  s.private_dirty_kib = r->value("private_dirty_kib", uint64_t{0});
-  s.load1 = r->value("load1", 0.0);
-  s.load5 = r->value("load5", 0.0);
-  s.load15 = r->value("load15", 0.0);
-  s.uptime_s = r->value("uptime_s", 0.0);
-  return s;
+  return WithContext(internal::DecodeSample(*r, pid), options_.name);
 }
 
 Result<std::vector<ProcessCpu>> AgentClient::Processes(const std::string& exe) {
   auto r = Call({{"op", "procs"}, {"exe", exe}}, milliseconds{0});
   if (!r) return std::unexpected(r.error());
-  std::vector<ProcessCpu> out;
-  if (!r->contains("processes") || !(*r)["processes"].is_array())
-    return Fail(ErrorCode::kParse, "procs: the reply has no processes list");
-  for (const auto& p : (*r)["processes"]) {
-    ProcessCpu c;
-    c.pid = p.value("pid", 0);
-    c.ppid = p.value("ppid", 0);
-    c.comm = p.value("comm", std::string());
-    c.start_ticks = p.value("start_ticks", uint64_t{0});
-    c.cpu_ns = p.value("cpu_ns", uint64_t{0});
-    out.push_back(std::move(c));
-  }
-  return out;
+  return WithContext(internal::DecodeProcesses(*r), options_.name);
 }
 
 Status AgentClient::Put(const std::string& guest_path, mode_t mode, std::string_view bytes) {
@@ -350,31 +310,26 @@ Result<std::string> AgentClient::Get(const std::string& guest_path) {
                    {"length", proto::kMaxChunkBytes}},
                   milliseconds{0});
     if (!r) return std::unexpected(r.error());
-    std::string chunk;
-    if (!proto::Base64Decode(r->value("data", ""), &chunk)) {
-      return Fail(ErrorCode::kInfra, "{}: get {}: payload is not base64", options_.name,
-                  guest_path);
+    auto chunk = internal::DecodeGetChunk(*r);
+    if (!chunk) {
+      return std::unexpected(
+          std::move(chunk.error()).AddContext(options_.name + ": get " + guest_path));
     }
-    out += chunk;
-    if (r->value("eof", true) || chunk.empty()) return out;
+    out += chunk->data;
+    if (chunk->eof || chunk->data.empty()) return out;
   }
 }
 
 Result<uint64_t> AgentClient::KernelLogMark() {
   auto r = Call({{"op", "kmsg_mark"}}, milliseconds{0});
   if (!r) return std::unexpected(r.error());
-  return r->value("mark", uint64_t{0});
+  return WithContext(internal::DecodeKernelLogMark(*r), options_.name);
 }
 
 Result<std::vector<KernelLogLine>> AgentClient::KernelLog(uint64_t since_mark) {
   auto r = Call({{"op", "kmsg"}, {"since", since_mark}}, milliseconds{0});
   if (!r) return std::unexpected(r.error());
-  std::vector<KernelLogLine> lines;
-  for (const json& l : r->value("lines", json::array())) {
-    lines.push_back({l.value("seq", uint64_t{0}), l.value("level", 0), l.value("usec", uint64_t{0}),
-                     l.value("text", std::string())});
-  }
-  return lines;
+  return WithContext(internal::DecodeKernelLog(*r), options_.name);
 }
 
 Status AgentClient::Shutdown() {
@@ -404,8 +359,7 @@ Result<HotpatchResult> AgentClient::Hotpatch(const std::string& subcommand,
   out.exit_code = r->exit.exited ? r->exit.code : 128 + r->exit.signal;
   out.stdout_data = std::move(r->stdout_data);
   out.stderr_data = std::move(r->stderr_data);
-  out.json = json::parse(out.stdout_data, nullptr, false);
-  if (out.json.is_discarded()) out.json = nullptr;
+  out.json = internal::ParseHotpatchJson(out.stdout_data);
   return out;
 }
 

@@ -35,6 +35,9 @@
 #include "base/scoped_fd.h"
 
 namespace patchlab::harness {
+namespace internal {
+struct AgentLine;
+}  // namespace internal
 
 using std::chrono::milliseconds;
 
@@ -173,6 +176,9 @@ class AgentClient {
   explicit AgentClient(ScopedFd socket, AgentClientOptions options);
   void ReaderLoop();
   void HandleLine(const std::string& line);
+  // An event line: ready, heartbeat, exit (recorded), error (logged); fails
+  // when its fields break the protocol. REQUIRES: state_->mu held.
+  Status HandleEvent(const internal::AgentLine& msg);
 
   AgentClientOptions options_;
   std::unique_ptr<State> state_;

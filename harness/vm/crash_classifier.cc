@@ -47,9 +47,12 @@ std::string_view TrimEnd(std::string_view line) {
   return line;
 }
 
-// The decimal number at the start of `text`; 0 when there is none.
+// The decimal number at the start of `text`; 0 when there is none. Digits
+// only: a pid has no sign, and the guest writes this text ("Killed process -2"
+// read as -2 before).
 int LeadingNumber(std::string_view text) {
   int value = 0;
+  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text.front()))) return 0;
   std::from_chars(text.data(), text.data() + text.size(), value);
   return value;
 }

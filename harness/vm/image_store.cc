@@ -315,6 +315,13 @@ Result<std::vector<ImageRecipe>> LoadImageRecipes(const fs::path& yaml_path) {
   return ParseRecipes(yaml_path.string(), *root);
 }
 
+Result<std::vector<ImageRecipe>> ParseImageRecipes(const std::string& text,
+                                                   const std::string& name) {
+  auto root = LoadYamlString(text, name);
+  if (!root) return std::unexpected(root.error());
+  return ParseRecipes(name, *root);
+}
+
 Result<std::optional<fs::path>> SystemRootOf(const fs::path& recipes, const std::string& name,
                                              const fs::path& cache_dir) {
   auto all = LoadImageRecipes(recipes);

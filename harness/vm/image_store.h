@@ -65,6 +65,9 @@ struct ImageRecipe {
 
 // Reads a recipe file. Fails with kParse / kNotFound naming file:line:col.
 Result<std::vector<ImageRecipe>> LoadImageRecipes(const std::filesystem::path& yaml_path);
+// The same from text, with `name` used in messages as the file name.
+Result<std::vector<ImageRecipe>> ParseImageRecipes(const std::string& text,
+                                                   const std::string& name);
 
 // A file to put into an image or overlay.
 struct ImageFile {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <link.h>
 
+#include <cstring>
 #include <filesystem>
 #include <map>
 
@@ -233,6 +234,34 @@ TEST(ElfFile, ErrorsNameTheFile) {
   auto missing = ElfFile::Open(dir / "absent.so");
   ASSERT_FALSE(missing.has_value());
   EXPECT_NE(missing.error().ToString().find("absent.so"), std::string::npos);
+}
+
+// A PT_LOAD whose p_offset is near 2^64: offset + rel wrapped to a small
+// number, passed the bounds check and read the file's first bytes as the
+// segment's (found by fuzz/elf_fuzzer.cc under UBSan: pointer overflow).
+TEST(ElfFile, SegmentOffsetThatWrapsIsOutsideTheFile) {
+  auto bytes = ReadFile(ELF_FIXTURE_PIE);
+  ASSERT_OK(bytes);
+  Elf64_Ehdr eh;
+  std::memcpy(&eh, bytes->data(), sizeof eh);
+  uint64_t exec_vaddr = 0;
+  for (uint16_t i = 0; i < eh.e_phnum; ++i) {
+    Elf64_Phdr ph;
+    const size_t at = eh.e_phoff + size_t{i} * eh.e_phentsize;
+    std::memcpy(&ph, bytes->data() + at, sizeof ph);
+    if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
+    exec_vaddr = ph.p_vaddr;
+    ph.p_offset = ~uint64_t{0} - 15;  // -16: 32 bytes in, the sum wraps to 16
+    std::memcpy(bytes->data() + at, &ph, sizeof ph);
+    break;
+  }
+  ASSERT_NE(exec_vaddr, 0u);
+  auto f = ElfFile::FromBytes(std::move(*bytes), "wrapped.elf");
+  ASSERT_OK(f);
+  auto read = f->ReadAt(exec_vaddr + 32, 8);
+  ASSERT_FALSE(read.has_value()) << "read 8 bytes from file offset 16";
+  EXPECT_THAT(read.error().ToString(), testing::HasSubstr("wrapped.elf: segment at"));
+  EXPECT_THAT(read.error().ToString(), testing::HasSubstr("lies outside the file"));
 }
 
 TEST(ElfFile, FindDebugFileUsesBuildIdLayout) {

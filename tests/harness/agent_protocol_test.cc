@@ -16,6 +16,7 @@
 #include "base/proc_stat.h"
 #include "base/subprocess.h"
 #include "harness/vm/agent_client.h"
+#include "tests/support/status_matchers.h"
 
 namespace patchlab::harness {
 namespace {
@@ -156,6 +157,21 @@ TEST_F(AgentOnHost, KernelLogMarkAndLinesSince) {
   for (const auto& l : *lines) EXPECT_GT(l.seq, *mark);
 }
 
+// The agent is PID 1 in the guest: kill with pid -1 would signal every
+// process. It read pid with get<pid_t>() and called kill(-1, 0), which
+// succeeds; a request it refuses is answered naming the field, and the agent
+// carries on.
+TEST_F(AgentOnHost, RequestsWithBadFieldsAreRefusedAndTheAgentCarriesOn) {
+  auto everyone = client_->Call({{"op", "kill"}, {"pid", -1}, {"signal", 0}}, milliseconds(20000));
+  ASSERT_FALSE(everyone.has_value());
+  EXPECT_THAT(everyone.error().message(), testing::HasSubstr("field 'pid': -1 is outside"));
+  auto nul = client_->Call({{"op", "run"}, {"argv", {std::string("/bin/true\0x", 11)}}},
+                           milliseconds(20000));
+  ASSERT_FALSE(nul.has_value());
+  EXPECT_THAT(nul.error().message(), testing::HasSubstr("field 'argv[0]': holds a NUL byte"));
+  EXPECT_OK(client_->Hello());
+}
+
 TEST_F(AgentOnHost, HeartbeatsArrive) {
   for (int i = 0; i < 300 && client_->heartbeats() < 2; ++i)
     std::this_thread::sleep_for(milliseconds(20));
@@ -262,6 +278,32 @@ TEST(AgentClient, RefusedRequestCarriesTheAgentsReason) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), ErrorCode::kIo);
   EXPECT_NE(r.error().message().find("Permission denied"), std::string::npos);
+}
+
+// The guest is not trusted. A reply field of the wrong type threw nlohmann's
+// type_error out of Hello(); an exit event with a string code threw it in the
+// reader thread (std::terminate); pid 1e30 went through a float-to-int cast.
+TEST(AgentClient, HostileRepliesAndEventsAreErrorsNotCrashes) {
+  ScriptedPeer p;
+  std::thread peer([&] {
+    char buf[4096];
+    ssize_t n = ::read(p.peer.get(), buf, sizeof buf);
+    ASSERT_GT(n, 0);
+    auto req = nlohmann::json::parse(std::string(buf, static_cast<size_t>(n)));
+    p.Say(nlohmann::json{{"id", req["id"]}, {"ok", true}, {"kernel", 5}}.dump() + "\n");
+  });
+  auto hello = p.client->Hello(milliseconds(20000));
+  peer.join();
+  ASSERT_FALSE(hello);
+  EXPECT_EQ(hello.error().code(), ErrorCode::kInfra);
+  EXPECT_THAT(hello.error().ToString(), testing::HasSubstr("field 'kernel': expected a string"));
+  p.Say("{\"event\": \"exit\", \"pid\": 3, \"code\": \"x\"}\n");
+  p.Say("{\"event\": \"exit\", \"pid\": 1e30, \"exited\": true}\n");
+  for (int i = 0; i < 1000 && p.client->garbage_lines().size() < 2; ++i)
+    std::this_thread::sleep_for(milliseconds(5));
+  EXPECT_EQ(p.client->garbage_lines().size(), 2u);
+  EXPECT_TRUE(p.client->TakeExitEvents().empty()) << "neither exit event is recorded";
+  EXPECT_FALSE(p.client->closed());
 }
 
 TEST(AgentProtocol, Base64RoundTripsAndRejectsBadInput) {

@@ -51,6 +51,18 @@ TEST(CrashClassifier, KernelFailuresAndOom) {
   EXPECT_FALSE(ClassifyKernelLogLine("random: crng init done"));
 }
 
+// Found by fuzz/kernel_log_fuzzer.cc: the guest writes these lines, and
+// "Killed process -2" gave a crash with pid -2.
+TEST(CrashClassifier, PidsAreUnsignedDigitsOrZero) {
+  for (const char* line : {"Out of memory: Killed process -2 (hog)", "Oops: 1 pid: -7 x",
+                           "Out of memory: Killed process +3 (hog)",
+                           "Out of memory: Killed process 99999999999 (hog)"}) {
+    auto crash = ClassifyKernelLogLine(line);
+    ASSERT_TRUE(crash) << line;
+    EXPECT_EQ(crash->pid, 0) << line;
+  }
+}
+
 // The agent's /dev/kmsg records, joined as the runner joins them.
 TEST(CrashClassifier, KernelLogLinesBecomeCrashes) {
   auto crashes = ClassifyKernelLog(

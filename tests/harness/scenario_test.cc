@@ -91,6 +91,22 @@ TEST_F(ScenarioFileTest, ValidScenarioLoadsEveryField) {
   EXPECT_EQ(s->dir, dir_);
 }
 
+// ParseScenario reads text as if from the file it names: the same scenario,
+// errors naming that file, sources looked for beside it.
+TEST_F(ScenarioFileTest, TextReadsAsIfFromTheFile) {
+  auto s = ParseScenario(kValid, dir_ / "scenario.yaml");
+  ASSERT_TRUE(s) << s.error().ToString();
+  EXPECT_EQ(s->name, "demo");
+  EXPECT_EQ(s->dir, dir_);
+  EXPECT_EQ(s->file, dir_ / "scenario.yaml");
+  auto bad = ParseScenario(Edit("threads: 3", "threads: many"), dir_ / "scenario.yaml");
+  ASSERT_FALSE(bad);
+  EXPECT_THAT(bad.error().ToString(), StartsWith(File() + ":13:12:"));
+  auto elsewhere = ParseScenario(kValid, dir_ / "sub" / "scenario.yaml");
+  ASSERT_FALSE(elsewhere);
+  EXPECT_THAT(elsewhere.error().ToString(), HasSubstr("does not exist"));
+}
+
 TEST_F(ScenarioFileTest, UnknownKeyNamesFileLineAndColumn) {
   auto s = Load(Edit("  threads: 3\n", "  threads: 3\n  thread: 4\n"));
   ASSERT_FALSE(s);

@@ -8,11 +8,48 @@
 #include <optional>
 #include <thread>
 
+#include "base/json_util.h"
 #include "base/log.h"
 #include "harness/vm/internal/unix_socket.h"
 
 namespace patchlab::harness::internal {
 using nlohmann::json;
+
+std::optional<QmpMessage> ParseQmpLine(std::string_view line) {
+  // ParseJson bounds the nesting, so that dumping an error for a message stays shallow.
+  auto parsed = ParseJson(line, "QMP");
+  if (!parsed || !parsed->is_object()) return std::nullopt;
+  json& msg = *parsed;
+  QmpMessage out;
+  if (msg.contains("QMP")) {
+    out.kind = QmpMessage::Kind::kGreeting;
+  } else if (auto event = msg.find("event"); event != msg.end()) {
+    if (!event->is_string()) return std::nullopt;
+    out.kind = QmpMessage::Kind::kEvent;
+    out.event.name = event->get<std::string>();
+    auto data = msg.find("data");
+    out.event.data = data == msg.end() ? json::object() : std::move(*data);
+  } else if (auto id = msg.find("id"); id != msg.end() && id->is_number_unsigned()) {
+    out.kind = QmpMessage::Kind::kReply;
+    out.id = id->get<uint64_t>();
+    out.reply = std::move(msg);
+  } else {
+    return std::nullopt;
+  }
+  return out;
+}
+
+Result<json> QmpReplyValue(std::string_view command, const json& reply) {
+  if (auto error = reply.find("error"); error != reply.end()) {
+    // QEMU's errors are {"class": ..., "desc": ...}; anything else is shown whole.
+    auto desc = error->is_object() ? error->find("desc") : error->end();
+    bool has_desc = error->is_object() && desc != error->end() && desc->is_string();
+    return Fail(ErrorCode::kInfra, "QMP {}: {}", command,
+                has_desc ? desc->get<std::string>() : error->dump());
+  }
+  auto value = reply.find("return");
+  return value == reply.end() ? json::object() : *value;
+}
 
 struct QmpClient::State {
   ScopedFd fd;
@@ -66,18 +103,22 @@ void QmpClient::ReaderLoop() {
     bool overlong = false;
     for (const std::string& line :
          splitter.Feed(std::string_view(buf.data(), static_cast<size_t>(n)), &overlong)) {
-      json msg = json::parse(line, nullptr, false);
-      if (!msg.is_object()) continue;
+      std::optional<QmpMessage> msg = ParseQmpLine(line);
+      if (!msg) continue;
       std::lock_guard lock(state_->mu);
-      if (msg.contains("QMP")) {
-        state_->greeted = true;
-      } else if (msg.contains("event")) {
-        state_->events.push_back(
-            {msg["event"].get<std::string>(), msg.value("data", json::object())});
-        Log("harness")->debug("QMP event {}", msg["event"].get<std::string>());
-      } else if (msg.contains("id") && msg["id"].is_number_unsigned()) {
-        auto it = state_->replies.find(msg["id"].get<uint64_t>());
-        if (it != state_->replies.end()) it->second = std::move(msg);
+      switch (msg->kind) {
+        case QmpMessage::Kind::kGreeting:
+          state_->greeted = true;
+          break;
+        case QmpMessage::Kind::kEvent:
+          Log("harness")->debug("QMP event {}", msg->event.name);
+          state_->events.push_back(std::move(msg->event));
+          break;
+        case QmpMessage::Kind::kReply:
+          if (auto it = state_->replies.find(msg->id); it != state_->replies.end()) {
+            it->second = std::move(msg->reply);
+          }
+          break;
       }
       state_->cv.notify_all();
     }
@@ -118,17 +159,15 @@ Result<json> QmpClient::Execute(const std::string& command, json arguments,
       return Fail(ErrorCode::kInfra, "QMP {}: QEMU closed its monitor before replying", command);
     return Fail(ErrorCode::kTimeout, "QMP {}: no reply within {} ms", command, timeout.count());
   }
-  if (reply->contains("error")) {
-    return Fail(ErrorCode::kInfra, "QMP {}: {}", command,
-                (*reply)["error"].value("desc", reply->dump()));
-  }
-  return reply->value("return", json::object());
+  return QmpReplyValue(command, *reply);
 }
 
 Result<std::string> QmpClient::QueryStatus() {
   auto r = Execute("query-status");
   if (!r) return std::unexpected(r.error());
-  return r->value("status", std::string("unknown"));
+  auto status = r->find("status");
+  if (status == r->end() || !status->is_string()) return std::string("unknown");
+  return status->get<std::string>();
 }
 
 std::vector<QmpEvent> QmpClient::TakeEvents() {

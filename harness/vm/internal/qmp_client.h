@@ -9,7 +9,9 @@
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/error.h"
@@ -21,6 +23,22 @@ struct QmpEvent {
   std::string name;     // "GUEST_PANICKED"
   nlohmann::json data;  // the event's "data"
 };
+
+// One line from QEMU's monitor, classified. QEMU is trusted more than a guest,
+// but its socket is read as outside input: nothing here throws or aborts.
+struct QmpMessage {
+  enum class Kind { kGreeting, kEvent, kReply };
+  Kind kind = Kind::kReply;
+  uint64_t id = 0;       // kReply: the id of the command it answers
+  QmpEvent event;        // kEvent
+  nlohmann::json reply;  // kReply: the whole message
+};
+// nullopt for a line that is not a QMP message (not a JSON object, an event
+// whose name is not a string, a reply without an unsigned id).
+std::optional<QmpMessage> ParseQmpLine(std::string_view line);
+// What a reply to `command` returns: its "return" value ({} when absent), or
+// kInfra with QEMU's description when it is an error reply.
+Result<nlohmann::json> QmpReplyValue(std::string_view command, const nlohmann::json& reply);
 
 class QmpClient {
  public:
