@@ -24,7 +24,8 @@ Result<std::string> ReadFile(const std::filesystem::path& path) {
   return out;
 }
 
-Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data, mode_t mode) {
+Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data, mode_t mode,
+                       Durability durability) {
   std::filesystem::path dir = path.parent_path();
   if (dir.empty()) dir = ".";
   std::string tmpl = (dir / ("." + path.filename().string() + ".tmpXXXXXX")).string();
@@ -44,9 +45,11 @@ Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data,
     if (n < 0) return fail("write");
     done += static_cast<size_t>(n);
   }
-  if (::fsync(fd.get()) != 0) return fail("fsync");
+  const bool sync = durability == Durability::kPowerLoss;
+  if (sync && ::fsync(fd.get()) != 0) return fail("fsync");
   if (::close(fd.Release()) != 0) return fail("close");
   if (::rename(tmpl.c_str(), path.c_str()) != 0) return fail("rename into");
+  if (!sync) return {};
   ScopedFd dirfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dirfd) ::fsync(dirfd.get());  // best effort: the data itself is already safe
   return {};

@@ -19,10 +19,20 @@ namespace patchlab {
 // The whole content of `path`. Fails naming the path (kNotFound when absent).
 Result<std::string> ReadFile(const std::filesystem::path& path);
 
+// What a write must survive. Either way a reader sees the old content or the
+// new, never a mix, also when the writer is killed half-way.
+enum class Durability {
+  kPowerLoss,  // fsync the file and its folder before returning
+  // Only the writer being killed: the rename alone suffices (the page cache
+  // outlives the process). For records of what is in the memory of running
+  // processes, which a reboot erases anyway; saves two fsyncs per write.
+  kProcessCrash,
+};
+
 // Replaces `path` with `data`, atomically, with permission bits `mode`.
 // On failure (e.g. ENOSPC) the old file is untouched and no temporary is left.
-Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data,
-                       mode_t mode = 0644);
+Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data, mode_t mode = 0644,
+                       Durability durability = Durability::kPowerLoss);
 
 // Creates `dir` and its parents (like mkdir -p) with `mode` for the ones made.
 Status MakeDirs(const std::filesystem::path& dir, mode_t mode = 0755);

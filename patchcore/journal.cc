@@ -84,7 +84,7 @@ Result<Journal> Journal::FromJson(std::string_view text, std::string_view origin
 }
 
 Status SaveJournal(const std::filesystem::path& path, const Journal& journal) {
-  return WriteFileAtomic(path, journal.ToJson(), 0600);
+  return WriteFileAtomic(path, journal.ToJson(), 0600, Durability::kProcessCrash);
 }
 
 Result<Journal> LoadJournal(const std::filesystem::path& path) {

@@ -227,7 +227,7 @@ Result<ProcessState> StateStore::Load() const {
 }
 
 Status StateStore::Save(const ProcessState& state) const {
-  return WriteFileAtomic(dir_ / "state.json", state.ToJson(), 0600);
+  return WriteFileAtomic(dir_ / "state.json", state.ToJson(), 0600, Durability::kProcessCrash);
 }
 
 }  // namespace patchlab::patchcore

@@ -66,7 +66,7 @@ Result<PlannedApply> PlanApply(pid_t pid, const StateStore& store, const Prepare
   if (!target) return std::unexpected(std::move(target.error()));
   auto object = internal::PrepareObject(prepared.object(), m, **target, *modules, *memory);
   if (!object) return std::unexpected(std::move(object.error()));
-  auto functions = internal::PlanFunctions(m, **target, *object, state, *memory);
+  auto functions = internal::PlanFunctions(m, **target, *modules, *object, state, *memory);
   if (!functions) return std::unexpected(std::move(functions.error()));
   auto syscall_insn = FindSyscallInstruction(*memory, *maps);
   if (!syscall_insn) return std::unexpected(std::move(syscall_insn.error()));

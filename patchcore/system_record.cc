@@ -51,7 +51,8 @@ Status SaveSystemRecord(const SystemRecord& r) {
             {"module", r.module},
             {"build_id", r.build_id},
             {"package_sha256", r.package_sha256}};
-  return WriteFileAtomic(SystemDir() / (r.id + ".json"), j.dump(1), 0600);
+  return WriteFileAtomic(SystemDir() / (r.id + ".json"), j.dump(1), 0600,
+                         Durability::kProcessCrash);
 }
 
 Result<std::vector<SystemRecord>> LoadSystemRecords() {

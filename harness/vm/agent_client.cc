@@ -341,7 +341,8 @@ Status AgentClient::Shutdown() {
 Result<HotpatchResult> AgentClient::Hotpatch(const std::string& subcommand,
                                              std::vector<std::string> args, milliseconds run_for) {
   ExecRequest req;
-  req.argv = {"/usr/bin/hotpatch", subcommand};
+  req.argv = {options_.hotpatch_path, subcommand};
+  req.env = options_.hotpatch_env;
   req.argv.insert(req.argv.end(), args.begin(), args.end());
   req.argv.push_back("--json");
   auto r = Run(req, run_for);
@@ -351,8 +352,8 @@ Result<HotpatchResult> AgentClient::Hotpatch(const std::string& subcommand,
                 subcommand, run_for.count());
   }
   if (r->exit.exited && r->exit.code == 127 && r->stdout_data.empty()) {
-    return Fail(ErrorCode::kInfra, "{}: /usr/bin/hotpatch could not run in the guest: {}",
-                options_.name, r->stderr_data);
+    return Fail(ErrorCode::kInfra, "{}: {} could not run in the guest: {}", options_.name,
+                options_.hotpatch_path, r->stderr_data);
   }
   HotpatchResult out;
   out.exited = r->exit.exited;
@@ -378,6 +379,57 @@ Result<HotpatchResult> AgentClient::PatchStatus(pid_t pid, milliseconds run_for)
 }
 Result<HotpatchResult> AgentClient::Verify(pid_t pid, milliseconds run_for) {
   return Hotpatch("verify", {"--pid", std::to_string(pid)}, run_for);
+}
+
+Result<SystemHotpatchResult> AgentClient::HotpatchSystem(const std::string& subcommand,
+                                                         std::vector<std::string> args,
+                                                         const SystemPatchRequest& request,
+                                                         milliseconds run_for) {
+  std::vector<std::string> flags = {"--system"};
+  if (request.descendants_of) {
+    flags.insert(flags.end(), {"--descendants-of", std::to_string(*request.descendants_of)});
+  }
+  if (request.jobs > 0) flags.insert(flags.end(), {"--jobs", std::to_string(request.jobs)});
+  if (subcommand == "apply") {
+    if (request.follow.count() > 0) {
+      flags.insert(flags.end(), {"--follow", std::to_string(request.follow.count()) + "ms"});
+    }
+    if (request.all_or_nothing) flags.push_back("--all-or-nothing");
+    if (!request.pubkey.empty()) flags.insert(flags.end(), {"--pubkey", request.pubkey});
+    if (request.allow_unsigned) flags.push_back("--allow-unsigned");
+  }
+  args.insert(args.begin(), flags.begin(), flags.end());
+  auto r = Hotpatch(subcommand, std::move(args), run_for);
+  if (!r) return std::unexpected(r.error());
+  // With no summary, hotpatch said why on stderr: a package it refused
+  // (exit 3: a module no process maps, a bad signature), a patch live in no
+  // process (exit 2).
+  if (r->stdout_data.empty()) {
+    const ErrorCode code = r->exit_code == 3 ? ErrorCode::kRefused : ErrorCode::kInvalidArgument;
+    return Fail(code, "{}: hotpatch {} --system (exit {}): {}", options_.name, subcommand,
+                r->exit_code, r->stderr_data.substr(0, 2000));
+  }
+  std::string line = r->stdout_data.substr(0, r->stdout_data.find('\n'));
+  auto summary = ParseSystemPatchSummary(
+      line,
+      fmt::format("{}: hotpatch {} --system (exit {})", options_.name, subcommand, r->exit_code));
+  if (!summary) {
+    return Fail(ErrorCode::kParse, "{}; stderr: {}", summary.error().message(),
+                r->stderr_data.substr(0, 2000));
+  }
+  return SystemHotpatchResult{std::move(*r), std::move(*summary)};
+}
+
+Result<SystemHotpatchResult> AgentClient::ApplySystem(const std::string& guest_package,
+                                                      const SystemPatchRequest& request,
+                                                      milliseconds run_for) {
+  return HotpatchSystem("apply", {guest_package}, request, run_for);
+}
+
+Result<SystemHotpatchResult> AgentClient::RevertSystem(const std::string& patch_id,
+                                                       const SystemPatchRequest& request,
+                                                       milliseconds run_for) {
+  return HotpatchSystem("revert", {patch_id}, request, run_for);
 }
 
 milliseconds AgentClient::SinceLastHeard() const {

@@ -33,6 +33,7 @@
 #include "base/exit_status.h"
 #include "base/process_table.h"
 #include "base/scoped_fd.h"
+#include "harness/vm/system_patch_summary.h"
 
 namespace patchlab::harness {
 namespace internal {
@@ -100,6 +101,34 @@ struct AgentClientOptions {
   milliseconds default_timeout{30000};
   std::filesystem::path log_path;  // every line both ways, timestamped; empty: none
   std::string name = "agent";      // for messages: "vm cell-3 agent"
+  // The hotpatch binary in the guest and the environment it runs with (beside
+  // PATH). Tests running the agent on the host point them at the build tree
+  // and a scratch HOTPATCH_STATE_DIR.
+  std::string hotpatch_path = "/usr/bin/hotpatch";
+  std::map<std::string, std::string> hotpatch_env;
+};
+
+// The system-wide form of Apply/Revert: every process in the guest that maps
+// the package's module (`hotpatch apply|revert --system`).
+struct SystemPatchRequest {
+  std::string pubkey;           // apply: the guest path of the key to check the package with
+  bool allow_unsigned = false;  // apply: accept an unsigned package (tests)
+  // Only this process's descendants (e.g. the agent's own workloads); every
+  // process of the guest when unset.
+  std::optional<pid_t> descendants_of;
+  // apply: go on patching processes that start meanwhile this long (--follow).
+  milliseconds follow{0};
+  // apply: revert the applied ones when any process refuses.
+  bool all_or_nothing = false;
+  int jobs = 0;  // processes at a time; 0: hotpatch's default (one per CPU)
+};
+
+// What a system-wide apply or revert did: hotpatch's exit and output, and
+// the summary parsed from its JSON. Exit codes as docs/hotpatch.md: 0 every
+// process, 3 some refused (nothing changed in them), 4 some rolled back.
+struct SystemHotpatchResult {
+  HotpatchResult run;
+  SystemPatchSummary summary;
 };
 
 class AgentClient {
@@ -153,6 +182,18 @@ class AgentClient {
   Result<HotpatchResult> Revert(pid_t pid, const std::string& patch_id, milliseconds run_for);
   Result<HotpatchResult> PatchStatus(pid_t pid, milliseconds run_for);
   Result<HotpatchResult> Verify(pid_t pid, milliseconds run_for);
+  // `hotpatch apply --system PACKAGE` / `revert --system PATCH_ID` in the
+  // guest. A refusal or rollback in some processes is a result (see the
+  // summary and the exit code). Fails with kTimeout past `run_for`, kInfra
+  // when hotpatch cannot run; when it printed no summary, with hotpatch's
+  // reason: kRefused (exit 3: e.g. a module no process maps, naming it and its
+  // build-id) or kInvalidArgument (a bad package, a patch live in no process);
+  // kParse when the summary is not one.
+  Result<SystemHotpatchResult> ApplySystem(const std::string& guest_package,
+                                           const SystemPatchRequest& request, milliseconds run_for);
+  Result<SystemHotpatchResult> RevertSystem(const std::string& patch_id,
+                                            const SystemPatchRequest& request,
+                                            milliseconds run_for);
 
   // Heartbeats: how long since the last line of any kind from the agent, and
   // whether that exceeds `threshold` (a hung guest or agent). Before the first
@@ -179,6 +220,10 @@ class AgentClient {
   // An event line: ready, heartbeat, exit (recorded), error (logged); fails
   // when its fields break the protocol. REQUIRES: state_->mu held.
   Status HandleEvent(const internal::AgentLine& msg);
+  Result<SystemHotpatchResult> HotpatchSystem(const std::string& subcommand,
+                                              std::vector<std::string> args,
+                                              const SystemPatchRequest& request,
+                                              milliseconds run_for);
 
   AgentClientOptions options_;
   std::unique_ptr<State> state_;

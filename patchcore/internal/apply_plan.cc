@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "base/file_util.h"
+#include "patchcore/ifunc_binding.h"
 #include "patchcore/island.h"
 
 namespace patchlab::patchcore::internal {
@@ -16,12 +17,19 @@ namespace {
 // (`seen_entries`), defined by the patch object; a new site's prologue read
 // and checked.
 Result<PlannedFunction> PlanFunction(const FunctionMapping& f, const Manifest& m,
-                                     const LoadedModule& target, const PatchObject& object,
-                                     const ProcessState& state, const ProcessMemory& memory,
+                                     const LoadedModule& target, const ModuleSet& modules,
+                                     const PatchObject& object, const ProcessState& state,
+                                     const ProcessMemory& memory,
                                      std::set<uint64_t>& seen_entries) {
   PlannedFunction pf;
   pf.mapping = f;
   const ElfSymbol* sym = target.FindDefined(f.old_name);
+  if (sym && sym->type == SymbolType::kIfunc) {
+    auto bound = FindBoundImplementation(f.old_name, *sym, target, modules, memory);
+    if (!bound) return std::unexpected(std::move(bound.error()));
+    sym = bound->symbol;
+    pf.mapping.old_name = fmt::format("{} (IFUNC: {})", f.old_name, sym->name);
+  }
   if (!sym || (sym->type != SymbolType::kFunc)) {
     return Fail(ErrorCode::kRefused,
                 "function {}: not found as a function in {} (.symtab, .dynsym or a debug file "
@@ -32,13 +40,13 @@ Result<PlannedFunction> PlanFunction(const FunctionMapping& f, const Manifest& m
     return Fail(ErrorCode::kRefused,
                 "function {}: its size is unknown (rule: the whole function "
                 "must be read)",
-                f.old_name);
+                pf.mapping.old_name);
   }
   pf.entry = target.Runtime(sym->value);
   pf.size = sym->size;
   if (!seen_entries.insert(pf.entry.addr()).second) {
-    return Fail(ErrorCode::kInvalidArgument, "function {} is named twice in patch {}", f.old_name,
-                m.id);
+    return Fail(ErrorCode::kInvalidArgument, "function {} is named twice in patch {}",
+                pf.mapping.old_name, m.id);
   }
   if (auto fa = object.FunctionAddress(RemotePtr(0), f.new_name); !fa) {
     return Fail(ErrorCode::kRefused, "patch {}: the patch object defines no function {}", m.id,
@@ -57,9 +65,9 @@ Result<PlannedFunction> PlanFunction(const FunctionMapping& f, const Manifest& m
     return Fail(ErrorCode::kRefused,
                 "function {}: its code in pid {} differs from {} on disk (changed by a debugger or "
                 "another patcher?) (rule: only unmodified code is patched)",
-                f.old_name, memory.pid(), target.path);
+                pf.mapping.old_name, memory.pid(), target.path);
   }
-  auto layout = CheckPrologue(f.old_name, pf.entry.addr(), *code);
+  auto layout = CheckPrologue(pf.mapping.old_name, pf.entry.addr(), *code);
   if (!layout) return std::unexpected(std::move(layout.error()));
   pf.layout = *layout;
   pf.original.assign(code->begin() + layout->patch_offset,
@@ -255,13 +263,14 @@ Result<PatchObject> PrepareObject(const std::shared_ptr<const ElfFile>& object_e
 }
 
 Result<std::vector<PlannedFunction>> PlanFunctions(const Manifest& m, const LoadedModule& target,
+                                                   const ModuleSet& modules,
                                                    const PatchObject& object,
                                                    const ProcessState& state,
                                                    const ProcessMemory& memory) {
   std::vector<PlannedFunction> plan;
   std::set<uint64_t> seen_entries;
   for (const FunctionMapping& f : m.functions) {
-    auto pf = PlanFunction(f, m, target, object, state, memory, seen_entries);
+    auto pf = PlanFunction(f, m, target, modules, object, state, memory, seen_entries);
     if (!pf) return std::unexpected(std::move(pf.error()));
     plan.push_back(std::move(*pf));
   }

@@ -77,7 +77,10 @@ Result<PatchObject> PrepareObject(const std::shared_ptr<const ElfFile>& object, 
                                   const ProcessMemory& memory);
 
 // Every old function found, read and checked (new sites), or found stacked.
+// An IFUNC is the implementation the process's slots hold (ifunc_binding.h),
+// its name then shown as "strlen (IFUNC: __strlen_evex)".
 Result<std::vector<PlannedFunction>> PlanFunctions(const Manifest& m, const LoadedModule& target,
+                                                   const ModuleSet& modules,
                                                    const PatchObject& object,
                                                    const ProcessState& state,
                                                    const ProcessMemory& memory);

@@ -1,6 +1,7 @@
 #include "patchcore/internal/system_common.h"
 
 #include "base/file_util.h"
+#include "base/proc_stat.h"
 #include "patchcore/attach_blocker.h"
 #include "patchcore/internal/inherited_state.h"
 #include "patchcore/patch_state.h"
@@ -64,6 +65,13 @@ bool MayRunPatch(const ProcessInfo& p, const std::string& id) {
 
 void SetFailure(const Error& e, ProcessOutcome& out) {
   out.reason = e.ToString();
+  // A process killed while being worked on shows up as whatever step it
+  // broke (a thread that never stopped: kTimeout), not always as gone.
+  if (e.code() != ErrorCode::kTargetGone && HasEnded(out.pid)) {
+    out.result = Outcome::kVanished;
+    out.reason = fmt::format("pid {} exited meanwhile ({})", out.pid, e.ToString());
+    return;
+  }
   switch (e.code()) {
     case ErrorCode::kTargetGone:
       out.result = Outcome::kVanished;

@@ -37,7 +37,8 @@ Result<Patcher> OpenFound(const ProcessInfo& p, ProcessOutcome& out, bool needs_
 // fork (read only: nothing is attached or saved).
 bool MayRunPatch(const ProcessInfo& p, const std::string& id);
 
-// `out` completed for a per-process failure: vanished (kTargetGone),
+// `out` completed for a per-process failure: vanished (kTargetGone, or any
+// failure of a process that has ended meanwhile),
 // rolled-back (kRolledBack and the failures that happen part-way), else
 // refused; an access error gets the reason why (AttachBlockerAfter).
 void SetFailure(const Error& e, ProcessOutcome& out);

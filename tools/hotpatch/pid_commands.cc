@@ -9,6 +9,7 @@
 
 #include "base/elf_file.h"
 #include "base/file_util.h"
+#include "base/function_name.h"
 #include "base/version.h"
 #include "patchcore/patch_package.h"
 #include "patchcore/patcher.h"
@@ -23,6 +24,64 @@ int CmdKeygen(const std::string& out) {
   std::printf("wrote %s/patch.key (0600) and %s/patch.pub\n", out.c_str(), out.c_str());
   return kExitOk;
 }
+
+namespace {
+
+// The symbol the patch package records for `name`, which a person wrote:
+// a symbol (`parse`, `memcpy@GLIBC_2.2.5`, a mangled name) as it stands; a
+// C++ name (`Pricer::Quote`, `Pricer::Quote(std::string const&) const`)
+// as the mangled symbol of the one function it names (base/function_name.h:
+// an overload set is refused listing its candidates). Looked up in `elf`,
+// then in `debug`. With `function`, it must be a function (an IFUNC
+// counts: apply patches the implementation each process's loader chose).
+Result<std::string> SymbolForName(const ElfFile& elf, const ElfFile* debug, const std::string& name,
+                                  bool function) {
+  for (const ElfFile* f : {&elf, debug}) {
+    if (!f) continue;
+    if (const ElfSymbol* s = f->FindSymbol(name); s && s->defined) {
+      if (!function) return name;
+      break;  // FindFunctionByName says whether it is a function
+    }
+  }
+  Result<FunctionMatch> match = Fail(ErrorCode::kNotFound, "no symbol");
+  for (const ElfFile* f : {&elf, debug}) {
+    if (!f) continue;
+    match = FindFunctionByName(*f, name);
+    if (match || match.error().code() != ErrorCode::kNotFound) break;
+  }
+  if (!match) {
+    if (match.error().code() != ErrorCode::kNotFound) return std::unexpected(match.error());
+    return Fail(ErrorCode::kNotFound, "no {} {} in {}{}", function ? "function" : "symbol", name,
+                elf.path().string(), debug ? " or its debug file" : "");
+  }
+  if (!match->symbol) {
+    return Fail(ErrorCode::kInvalidArgument, "{}: give a function by name, not by address", name);
+  }
+  if (match->symbol->name == name || name.find('@') != std::string::npos) return name;
+  std::printf("%s is %s\n", name.c_str(), match->symbol->name.c_str());
+  return match->symbol->name;
+}
+
+// Where `--func OLD=NEW` splits: the first '=' that is not part of a C++
+// operator name (operator=, operator==, operator<=, ...); npos when none.
+size_t FuncSeparator(std::string_view f) {
+  for (size_t i = f.find('='); i != std::string_view::npos; i = f.find('=', i + 1)) {
+    const std::string_view before = f.substr(0, i);
+    const size_t op = before.rfind("operator");
+    const bool in_operator_name =
+        op != std::string_view::npos &&
+        before.substr(op + 8).find_first_not_of(" =!<>+-*/%^&|") == std::string_view::npos;
+    if (!in_operator_name) return i;
+  }
+  return std::string_view::npos;
+}
+
+int PackError(const std::string& what, const Error& e) {
+  std::fprintf(stderr, "hotpatch pack: error: %s: %s\n", what.c_str(), e.message().c_str());
+  return kExitUsage;
+}
+
+}  // namespace
 
 int CmdPack(const PackArgs& a) {
   auto target = ElfFile::Open(a.target);
@@ -49,42 +108,25 @@ int CmdPack(const PackArgs& a) {
   if (auto dbg = FindDebugFile(target->build_id()); dbg) {
     if (auto d = ElfFile::Open(*dbg); d) debug = std::move(*d);
   }
-  auto find_in_target = [&](const std::string& name) -> const ElfSymbol* {
-    const ElfSymbol* s = target->FindSymbol(name);
-    if ((!s || !s->defined) && debug) s = debug->FindSymbol(name);
-    return s && s->defined ? s : nullptr;
-  };
   patchcore::Manifest m;
   m.id = a.id;
   m.seq = a.seq;
   m.target_build_id = target->build_id();
   m.target_file = std::filesystem::path(a.target).filename().string();
   for (const std::string& f : a.funcs) {
-    size_t eq = f.find('=');
-    patchcore::FunctionMapping fm{f.substr(0, eq), eq == std::string::npos ? f : f.substr(eq + 1)};
-    const ElfSymbol* old_sym = find_in_target(fm.old_name);
-    if (!old_sym || old_sym->type != SymbolType::kFunc) {
-      std::fprintf(stderr, "hotpatch pack: error: --func %s: no function %s in %s\n", f.c_str(),
-                   fm.old_name.c_str(), a.target.c_str());
-      return kExitUsage;
-    }
-    const ElfSymbol* new_sym = object->FindSymbol(fm.new_name);
-    if (!new_sym || !new_sym->defined || new_sym->type != SymbolType::kFunc) {
-      std::fprintf(stderr, "hotpatch pack: error: --func %s: no function %s in %s\n", f.c_str(),
-                   fm.new_name.c_str(), a.object.c_str());
-      return kExitUsage;
-    }
-    m.functions.push_back(fm);
+    size_t eq = FuncSeparator(f);
+    const std::string old_text = f.substr(0, eq);
+    const std::string new_text = eq == std::string::npos ? f : f.substr(eq + 1);
+    auto old_name = SymbolForName(*target, debug ? &*debug : nullptr, old_text, true);
+    if (!old_name) return PackError("--func " + f, old_name.error());
+    auto new_name = SymbolForName(*object, nullptr, new_text, true);
+    if (!new_name) return PackError("--func " + f, new_name.error());
+    m.functions.push_back({*old_name, *new_name});
   }
   for (const std::string& r : a.refs) {
-    if (!find_in_target(r)) {
-      std::fprintf(stderr,
-                   "hotpatch pack: error: --ref %s: no such symbol in %s (or its debug "
-                   "file)\n",
-                   r.c_str(), a.target.c_str());
-      return kExitUsage;
-    }
-    m.refs.push_back(r);
+    auto name = SymbolForName(*target, debug ? &*debug : nullptr, r, false);
+    if (!name) return PackError("--ref " + r, name.error());
+    m.refs.push_back(*name);
   }
   if (a.replaces == "all") {
     m.replaces_all = true;
