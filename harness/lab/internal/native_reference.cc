@@ -1,6 +1,7 @@
 #include "harness/lab/internal/native_reference.h"
 
 #include <chrono>
+#include <thread>
 
 #include "base/log.h"
 #include "harness/lab/internal/runner_cell.h"
@@ -17,10 +18,10 @@ NativeReferences::NativeReferences(GuestFactory* host, std::filesystem::path out
       policy_(policy),
       cancel_(cancel) {}
 
-Result<metrics::Estimate> NativeReferences::Get(const PlannedCell& cell) {
+NativeRun NativeReferences::Get(const PlannedCell& cell) {
   Key key{cell.key.scenario, cell.key.patch_id, cell.key.workload};
-  std::promise<Result<metrics::Estimate>> promise;
-  std::shared_future<Result<metrics::Estimate>> answer;
+  std::promise<NativeRun> promise;
+  std::shared_future<NativeRun> answer;
   bool mine = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -38,12 +39,16 @@ Result<metrics::Estimate> NativeReferences::Get(const PlannedCell& cell) {
   return answer.get();
 }
 
-Result<metrics::Estimate> NativeReferences::Measure(const PlannedCell& pc) {
+NativeRun NativeReferences::Measure(const PlannedCell& pc) {
+  NativeRun run;
   std::filesystem::path artefacts =
       out_ / Slug(pc.key.scenario) / Slug(pc.key.patch_id) / Slug("native-" + pc.key.workload);
   GuestSpec spec{"host", "host", pc.scenario->vcpus, pc.scenario->memory_mib, artefacts};
   auto guest = host_->Start(spec);
-  if (!guest) return Fail(ErrorCode::kInfra, "starting on the host: {}", guest.error().ToString());
+  if (!guest) {
+    run.note = "starting on the host: " + guest.error().ToString();
+    return run;
+  }
   CellRules rules = RulesFor(*pc.scenario, *policy_);
   // A fixed seed of its own: the native order does not depend on which VM
   // cell happened to ask first.
@@ -61,13 +66,22 @@ Result<metrics::Estimate> NativeReferences::Measure(const PlannedCell& pc) {
   metrics::CellResult native;
   native.key = pc.key;
   ComputeFigures(obs, rules, native);
+  if (!obs.infra_error) {
+    unsigned cores = std::thread::hardware_concurrency();
+    for (const Crash& c : obs.crashes) {
+      run.crashes.push_back(
+          {c.kind, fmt::format("native run on this host ({} cores): {}", cores, c.detail)});
+    }
+  }
   if (native.verdict == metrics::Verdict::kInfraError || native.TotalCrashes() > 0 ||
       !obs.problems.empty() || !native.cpu_overhead_pct) {
     std::string why = native.reasons.empty() ? "no CPU figure" : native.reasons.front();
-    return Fail(ErrorCode::kInfra, "the native run gave no figure ({}; artefacts in {})", why,
-                artefacts.string());
+    run.note =
+        fmt::format("the native run gave no figure ({}; artefacts in {})", why, artefacts.string());
+    return run;
   }
-  return *native.cpu_overhead_pct;
+  run.figure = native.cpu_overhead_pct;
+  return run;
 }
 
 bool WantsNativeReference(const PlannedCell& cell, const CellObservations& obs) {

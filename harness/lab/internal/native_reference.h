@@ -6,8 +6,11 @@
 // or judges it instead when the two disagree (metrics/cpu_cross_check.h).
 //
 // Only a target the lab builds runs natively (a real application lives in its
-// image). A native run that crashes, fails or is refused gives no reference,
-// with the reason: the VM cell reports those failures itself.
+// image). The native run repeats the cell's apply/revert cycles on this
+// host's real cores while every thread of the target runs in parallel (an
+// instruction-counting guest has one vCPU): its crashes are the patch's and
+// are reported with each VM cell of it. A native run that crashes, fails or
+// is refused gives no figure, with the reason.
 //
 // Thread-safety: Get may be called from every cell thread at once; the first
 // caller for a key measures, the others wait for its answer.
@@ -19,14 +22,23 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <tuple>
+#include <vector>
 
-#include "base/error.h"
 #include "harness/lab/internal/runner_cells.h"
+#include "harness/vm/crash_classifier.h"
 #include "metrics/stats.h"
 
 namespace patchlab::harness::internal {
+
+// What the native run of a target and patch gave.
+struct NativeRun {
+  std::optional<metrics::Estimate> figure;  // the CPU overhead on native-cpu-time
+  std::vector<Crash> crashes;               // of the target on this host, while patched live
+  std::string note;                         // why there is no figure; empty when there is
+};
 
 class NativeReferences {
  public:
@@ -35,13 +47,12 @@ class NativeReferences {
   NativeReferences(GuestFactory* host, std::filesystem::path out, std::filesystem::path public_key,
                    const metrics::Policy* policy, const std::atomic<bool>* cancel);
 
-  // The native CPU overhead of `cell`'s target and patch under its workload:
-  // measured on the first call for that key, the same answer afterwards.
-  // Fails (with the reason) when the native run gives no figure.
-  Result<metrics::Estimate> Get(const PlannedCell& cell);
+  // The native run of `cell`'s target and patch under its workload: made on
+  // the first call for that key, the same answer afterwards.
+  NativeRun Get(const PlannedCell& cell);
 
  private:
-  Result<metrics::Estimate> Measure(const PlannedCell& cell);
+  NativeRun Measure(const PlannedCell& cell);
 
   using Key = std::tuple<std::string, std::string, std::string>;  // scenario, patch, workload
   GuestFactory* host_;
@@ -50,7 +61,7 @@ class NativeReferences {
   const metrics::Policy* policy_;
   const std::atomic<bool>* cancel_;
   std::mutex mu_;
-  std::map<Key, std::shared_future<Result<metrics::Estimate>>> measured_;
+  std::map<Key, std::shared_future<NativeRun>> measured_;
 };
 
 // Whether a VM cell's observations call for the native cross-check: a target

@@ -99,15 +99,13 @@ CellRun RunCell(const PlannedCell& pc, const CellContext& ctx) {
   Clock::duration native_time{};
   if (ctx.native != nullptr && WantsNativeReference(pc, seen.obs)) {
     Clock::time_point native_start = Clock::now();
-    auto native = ctx.native->Get(pc);
+    NativeRun native = ctx.native->Get(pc);
     native_time = Clock::now() - native_start;
-    if (native) {
-      seen.obs.native_reference = *native;
-    } else {
-      seen.obs.native_reference_note = native.error().message();
-      Log("harness")->warn("{}: native cross-check: {}", pc.key.ToString(),
-                           native.error().ToString());
-    }
+    seen.obs.native_reference = native.figure;
+    seen.obs.native_reference_note = native.note;
+    for (const Crash& c : native.crashes) seen.obs.crashes.push_back(c);
+    if (!native.note.empty())
+      Log("harness")->warn("{}: native cross-check: {}", pc.key.ToString(), native.note);
   }
 
   CellRun run;
