@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <set>
 
+#include "metrics/cpu_cross_check.h"
+
 namespace patchlab::metrics {
 namespace {
 
@@ -35,8 +37,10 @@ std::optional<double> WorstPauseUs(const CellResult& cell) {
 std::string DescribeCpuFigure(const CellResult& cell) {
   const Estimate& e = *cell.cpu_overhead_pct;
   std::string clock(CpuClockName(cell.cpu_clock));
-  return fmt::format("CPU overhead {:+.2f}% (interval {:.2f}..{:.2f}%, {} pairs{}{})", e.value,
-                     e.low, e.high, e.samples, clock.empty() ? "" : ", ", clock);
+  std::string beside = DescribeCpuReference(cell);
+  return fmt::format("CPU overhead {:+.2f}% (interval {:.2f}..{:.2f}%, {} pairs{}{}{}{})", e.value,
+                     e.low, e.high, e.samples, clock.empty() ? "" : ", ", clock,
+                     beside.empty() ? "" : "; ", beside);
 }
 
 void JudgeCpu(const CellResult& cell, const Policy& policy, std::vector<GateFailure>& failures,
@@ -64,6 +68,23 @@ void JudgeCpu(const CellResult& cell, const Policy& policy, std::vector<GateFail
                       cell.key.ToString(), DescribeCpuFigure(cell), limit),
           cell.key, true});
       return;
+  }
+}
+
+// Judges every cell of `d` and lists each one's CPU figure with its clock.
+void JudgeAll(GateDecision& d, const Policy& policy) {
+  for (const CellResult& cell : d.cells) {
+    JudgeCell(cell, policy, d.failures, d.missing);
+    if (auto outcome = JudgeCellCpu(cell, policy)) {
+      const Estimate& e = *cell.cpu_overhead_pct;
+      std::string clock(CpuClockName(cell.cpu_clock));
+      std::string beside = DescribeCpuReference(cell);
+      d.cpu_figures.push_back(fmt::format("{}: {:+.2f}% [{:.2f}, {:.2f}] {} ({}, {} pairs){}{}",
+                                          cell.key.ToString(), e.value, e.low, e.high,
+                                          OverheadOutcomeName(*outcome),
+                                          clock.empty() ? "clock not recorded" : clock, e.samples,
+                                          beside.empty() ? "" : "; ", beside));
+    }
   }
 }
 
@@ -102,7 +123,7 @@ Result<GateDecision> Evaluate(CompatDb& db, const std::string& patch_id, const R
     if (cell.verdict != Verdict::kInfraError) images_measured.insert(cell.key.image);
     d.cells.push_back(std::move(cell));
   }
-  for (const CellResult& cell : d.cells) JudgeCell(cell, policy, d.failures, d.missing);
+  JudgeAll(d, policy);
   for (const CellKey& key : *planned) {
     if (in_scope(key.image) && !recorded.contains(key)) {
       d.missing.push_back(MissingData{fmt::format("no result for {}", key.ToString()), key});
@@ -226,9 +247,11 @@ std::string CpuFigureWithRule(const CellResult& cell, const Policy& policy) {
   const Estimate& e = *cell.cpu_overhead_pct;
   std::string clock(CpuClockName(cell.cpu_clock));
   double limit = EffectiveCpuLimit(policy.max_cpu_overhead_pct, cell.cpu_scenario_limit_pct);
-  return fmt::format("{:+.2f}% [{:.2f}, {:.2f}] {} ({}, {} pairs); rule: {}", e.value, e.low,
+  std::string beside = DescribeCpuReference(cell);
+  return fmt::format("{:+.2f}% [{:.2f}, {:.2f}] {} ({}, {} pairs){}{}; rule: {}", e.value, e.low,
                      e.high, OverheadOutcomeName(*outcome),
                      clock.empty() ? "clock not recorded" : clock, e.samples,
+                     beside.empty() ? "" : "; ", beside,
                      DescribeOverheadRule(limit, policy.cpu_overhead_judged_on));
 }
 
@@ -257,6 +280,7 @@ std::string GateDecision::Explain() const {
   for (const MissingData& m : missing) {
     out += fmt::format("  {}: {}\n", m.noisy ? "noisy" : "missing", m.what);
   }
+  for (const std::string& f : cpu_figures) out += fmt::format("  cpu: {}\n", f);
   return out;
 }
 
@@ -265,7 +289,7 @@ GateDecision JudgeCells(const std::string& patch_id, std::vector<CellResult> cel
   GateDecision d;
   d.patch_id = patch_id;
   d.cells = std::move(cells);
-  for (const CellResult& cell : d.cells) JudgeCell(cell, policy, d.failures, d.missing);
+  JudgeAll(d, policy);
   for (const CellKey& key : unrecorded) {
     d.missing.push_back(MissingData{fmt::format("no result for {}", key.ToString()), key});
   }

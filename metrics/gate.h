@@ -53,8 +53,12 @@ struct GateDecision {
   std::vector<GateFailure> failures;
   std::vector<MissingData> missing;
   std::vector<CellResult> cells;  // the cells judged
+  // Per cell with a CPU figure: "CELL: +1.17% [1.08, 1.55] within
+  // (guest-instructions, 12 pairs); beside it: native-cpu-time ...": the
+  // judged figure, its clock and the figure beside it.
+  std::vector<std::string> cpu_figures;
   // Human-readable, one reason per line: "REJECT fix-1: ..." then each failure
-  // ("cell ...: rule: message") and each missing item.
+  // ("cell ...: rule: message"), each missing item, and each cell's CPU figure.
   std::string Explain() const;
   int ExitCode() const { return static_cast<int>(outcome); }
 };

@@ -2,6 +2,8 @@
 
 #include <ctime>
 
+#include "metrics/cpu_cross_check.h"
+
 namespace patchlab::metrics {
 
 using nlohmann::json;
@@ -56,6 +58,18 @@ json ToJson(const CellResult& c) {
     j["cpu_overhead_pct"] = nullptr;
   }
   j["cpu_clock"] = CpuClockName(c.cpu_clock);
+  // The figure of the other kind beside the judged one, and what the
+  // cross-check of the two says (metrics/cpu_cross_check.h).
+  if (c.cpu_reference_pct) {
+    j["cpu_reference_pct"] = {{"median", c.cpu_reference_pct->value},
+                              {"ci_low", c.cpu_reference_pct->low},
+                              {"ci_high", c.cpu_reference_pct->high},
+                              {"samples", c.cpu_reference_pct->samples}};
+    j["cpu_reference_clock"] = CpuClockName(c.cpu_reference_clock);
+  } else {
+    j["cpu_reference_pct"] = nullptr;
+  }
+  j["cpu_cross_check"] = CpuCrossCheckOf(c) ? json(CrossCheckName(*CpuCrossCheckOf(c))) : json();
   j["cpu_outcome"] =
       c.cpu_outcome ? nlohmann::json(OverheadOutcomeName(*c.cpu_outcome)) : nlohmann::json();
   j["cpu_limit_pct"] = Opt(c.cpu_limit_pct);
@@ -142,7 +156,8 @@ json ToJson(const GateDecision& d) {
           {"exit_code", d.ExitCode()},
           {"failures", failures},
           {"missing", missing},
-          {"cells_judged", d.cells.size()}};
+          {"cells_judged", d.cells.size()},
+          {"cpu_figures", d.cpu_figures}};
 }
 
 }  // namespace patchlab::metrics

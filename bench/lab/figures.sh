@@ -48,6 +48,13 @@ run() {
   python3 - "$out.json" "$tag" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
+def ref(c):
+    # The figure beside the judged one (the native cross-check), if any.
+    if c.get("cpu_reference_pct") is None:
+        return "beside -"
+    lo, hi = c["cpu_reference_interval_pct"]
+    return (f'beside {c["cpu_reference_clock"]} {c["cpu_reference_pct"]:+.2f}% '
+            f'refwidth {hi - lo:.2f} pp')
 for c in d.get("cells", []):
     iv = c.get("cpu_overhead_interval_pct") or [float("nan"), float("nan")]
     fig = json.load(open(c["artefacts"] + "/figures.json"))
@@ -55,7 +62,8 @@ for c in d.get("cells", []):
     print(f'{sys.argv[2]:10s} {c["patch_id"]:16s} {c["verdict"]:5s} '
           f'{c.get("cpu_outcome") or ("flagged" if c.get("overhead_flagged") else "-"):8s} '
           f'{c.get("cpu_overhead_pct") or float("nan"):+9.2f}% width {iv[1] - iv[0]:7.2f} pp '
-          f'cell {fig["duration_ms"] / 1000:6.1f} s pairs {c.get("cpu_pairs", "-")} load1 {load:.1f}')
+          f'cell {fig["duration_ms"] / 1000:6.1f} s pairs {c.get("cpu_pairs", "-")} load1 {load:.1f} '
+          f'clock {c.get("cpu_clock") or "-"} {ref(c)}')
 PY
 }
 

@@ -7,6 +7,7 @@
 #include "base/file_util.h"
 #include "base/log.h"
 #include "emulator/checker.h"
+#include "harness/lab/internal/native_reference.h"
 #include "harness/lab/internal/runner_build.h"
 #include "harness/lab/internal/runner_cells.h"
 #include "harness/lab/internal/runner_host_guest.h"
@@ -324,6 +325,15 @@ nlohmann::json CellOutcomeJson(const CellOutcome& c) {
   j["cpu_outcome"] =
       r.cpu_outcome ? nlohmann::json(metrics::OverheadOutcomeName(*r.cpu_outcome)) : nullptr;
   j["cpu_limit_pct"] = opt(r.cpu_limit_pct);
+  // The other figure beside the judged one (the native cross-check).
+  if (r.cpu_reference_pct) {
+    j["cpu_reference_pct"] = r.cpu_reference_pct->value;
+    j["cpu_reference_interval_pct"] = {r.cpu_reference_pct->low, r.cpu_reference_pct->high};
+    j["cpu_reference_pairs"] = r.cpu_reference_pct->samples;
+    j["cpu_reference_clock"] = metrics::CpuClockName(r.cpu_reference_clock);
+  } else {
+    j["cpu_reference_pct"] = nullptr;
+  }
   j["overhead_flagged"] = c.overhead_flagged;
   nlohmann::json windows = nlohmann::json::array();
   for (const auto& w : r.cpu_windows) {
@@ -406,6 +416,13 @@ Result<RunReport> Runner::Run(const std::vector<Scenario>& scenarios,
                             &semantic->verdicts, &cancel_, &policy};
   // Under TCG, CPU figures count guest instructions: host load cannot move them.
   ctx.count_instructions = options_.backend == RunnerBackend::kQemu;
+  // The same targets and patches measured natively beside the VMs' figures.
+  internal::HostGuestFactory host(options_.hotpatch);
+  std::optional<internal::NativeReferences> native;
+  if (options_.backend != RunnerBackend::kHost && options_.native_check) {
+    native.emplace(&host, out, key->public_key, &policy, &cancel_);
+    ctx.native = &*native;
+  }
   internal::CellPool pool(*plan, ctx, options_.jobs, progress);
   Status ran = options_.rings ? RunRings(options_, cancel_, *plan, pool, *db, report)
                               : RunAllCells(*plan, pool);

@@ -62,6 +62,10 @@ struct RunnerOptions {
   // The policy cells are judged under (and rings gated by); null: the
   // built-in default. REQUIRES: set when rings is true.
   const metrics::Policy* policy = nullptr;
+  // Measure each VM cell's target and patch natively on this host too, for the
+  // cross-check of its CPU figure (metrics/cpu_cross_check.h; needs root, as
+  // the host backend does). Ignored by the host backend, which is native.
+  bool native_check = true;
 };
 
 // One finished cell as the runner saw it.

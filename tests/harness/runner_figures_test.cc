@@ -118,6 +118,83 @@ TEST(RunnerFigures, FewPairsAreNoisyHoweverClearTheyLook) {
   EXPECT_EQ(cell.verdict, metrics::Verdict::kPass);
 }
 
+// The native cross-check: a VM figure of +1% (instructions) beside a native
+// one that resolves +4% (CPU time) is a disagreement: the native figure is
+// judged (above the 2% limit) and recorded with its clock, the VM's kept
+// beside it.
+TEST(RunnerFigures, ANativeFigureThatDisagreesIsTheOneJudged) {
+  CellObservations obs = Applied(12, 1.01);
+  obs.clock = metrics::CpuClock::kGuestInstructions;
+  obs.native_reference = metrics::Estimate{4.0, 3.4, 4.6, 28, 0.999};
+  metrics::CellResult cell;
+  ComputeFigures(obs, CellRules{}, cell);
+  ASSERT_TRUE(cell.cpu_overhead_pct);
+  EXPECT_DOUBLE_EQ(cell.cpu_overhead_pct->value, 4.0);
+  EXPECT_EQ(cell.cpu_clock, metrics::CpuClock::kNativeCpuTime);
+  ASSERT_TRUE(cell.cpu_reference_pct);
+  EXPECT_NEAR(cell.cpu_reference_pct->value, 1.0, 1e-6);
+  EXPECT_EQ(cell.cpu_reference_clock, metrics::CpuClock::kGuestInstructions);
+  EXPECT_EQ(cell.cpu_outcome, metrics::OverheadOutcome::kAbove);
+  EXPECT_EQ(cell.verdict, metrics::Verdict::kFail);
+  EXPECT_THAT(::testing::PrintToString(cell.reasons), HasSubstr("native cross-check: disagree"));
+  EXPECT_THAT(::testing::PrintToString(cell.reasons),
+              HasSubstr("cpu overhead +4.00% (99.9% interval 3.40..4.60%, 28 pairs, "
+                        "native-cpu-time) above the 2.00% limit"));
+}
+
+// A native figure within 1 pp of the VM's interval agrees: the VM's precise
+// figure stays the judged one, the native beside it.
+TEST(RunnerFigures, ANativeFigureThatAgreesStaysBesideTheVmFigure) {
+  CellObservations obs = Applied(12, 1.01);
+  obs.clock = metrics::CpuClock::kGuestInstructions;
+  obs.native_reference = metrics::Estimate{1.5, 0.8, 1.9, 28, 0.999};
+  metrics::CellResult cell;
+  ComputeFigures(obs, CellRules{}, cell);
+  EXPECT_EQ(cell.cpu_clock, metrics::CpuClock::kGuestInstructions);
+  EXPECT_NEAR(cell.cpu_overhead_pct->value, 1.0, 1e-6);
+  ASSERT_TRUE(cell.cpu_reference_pct);
+  EXPECT_DOUBLE_EQ(cell.cpu_reference_pct->value, 1.5);
+  EXPECT_EQ(cell.cpu_reference_clock, metrics::CpuClock::kNativeCpuTime);
+  EXPECT_EQ(cell.cpu_outcome, metrics::OverheadOutcome::kWithin);
+  EXPECT_EQ(cell.verdict, metrics::Verdict::kPass);
+  ASSERT_EQ(cell.reasons.size(), 1u);
+  EXPECT_THAT(cell.reasons[0], HasSubstr("native cross-check: agree"));
+}
+
+// A native figure too wide to tell (a busy lab host) moves nothing: the VM's
+// figure is judged, and the reason says how wide the native one was.
+TEST(RunnerFigures, ANativeFigureTooWideToTellMovesNothing) {
+  CellObservations obs = Applied(12, 1.01);
+  obs.clock = metrics::CpuClock::kGuestInstructions;
+  obs.native_reference = metrics::Estimate{3.6, -4.1, 13.4, 28, 0.999};
+  metrics::CellResult cell;
+  ComputeFigures(obs, CellRules{}, cell);
+  EXPECT_EQ(cell.cpu_clock, metrics::CpuClock::kGuestInstructions);
+  EXPECT_EQ(cell.cpu_outcome, metrics::OverheadOutcome::kWithin);
+  EXPECT_EQ(cell.cpu_reference_clock, metrics::CpuClock::kNativeCpuTime);
+  ASSERT_EQ(cell.reasons.size(), 1u);
+  EXPECT_THAT(cell.reasons[0], HasSubstr("native cross-check: unresolved"));
+  EXPECT_THAT(cell.reasons[0], HasSubstr("17.50 pp wide"));
+}
+
+// Without a native figure the reason says why; a native cell has no reference.
+TEST(RunnerFigures, NoNativeFigureSaysWhyAndANativeCellNeedsNone) {
+  CellObservations obs = Applied(12, 1.01);
+  obs.clock = metrics::CpuClock::kGuestInstructions;
+  obs.native_reference_note = "the native run gave no figure (apply refused)";
+  metrics::CellResult cell;
+  ComputeFigures(obs, CellRules{}, cell);
+  EXPECT_FALSE(cell.cpu_reference_pct);
+  ASSERT_EQ(cell.reasons.size(), 1u);
+  EXPECT_THAT(cell.reasons[0], HasSubstr("native cross-check: none: the native run gave no"));
+
+  obs.clock = metrics::CpuClock::kNativeCpuTime;
+  obs.native_reference = metrics::Estimate{9.0, 8.0, 10.0, 28, 0.999};
+  ComputeFigures(obs, CellRules{}, cell);
+  EXPECT_FALSE(cell.cpu_reference_pct);
+  EXPECT_NEAR(cell.cpu_overhead_pct->value, 1.0, 1e-6);
+}
+
 TEST(RunnerFigures, ScenarioLimitsTightenThePolicyNeverLoosenIt) {
   Scenario loose;
   loose.limits.cpu_overhead_pct = 10;

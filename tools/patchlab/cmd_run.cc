@@ -34,6 +34,7 @@ struct RunArgs {
   std::string recipes;
   bool rings = false;
   std::string policy;
+  bool no_native_check = false;
 };
 
 std::atomic<harness::Runner*> g_running{nullptr};
@@ -123,6 +124,7 @@ int RunCommand(const RunArgs& a, const std::string& command_line) {
     return 3;
   }
   o.key_dir = a.key_dir;
+  o.native_check = !a.no_native_check;
   if (!a.recipes.empty()) {
     o.recipes = a.recipes;
   } else if (const char* env = std::getenv("PATCHLAB_RECIPES"); env != nullptr && *env != '\0') {
@@ -221,6 +223,9 @@ void RegisterRunCommand(CLI::App& app, CommandContext& ctx) {
   sub->add_option("--policy", args->policy,
                   "the policy cells are judged under (a scenario's limits only tighten it) and "
                   "its rings (default: the built-in policy)");
+  sub->add_flag("--no-native-check", args->no_native_check,
+                "do not measure the VM cells' targets and patches natively on this host for the "
+                "cross-check of their CPU figures (docs/lab.md)");
   sub->add_option("--label", args->label, "a tag stored with the run (nightly, pre-release, ...)");
   sub->add_option("--key-dir", args->key_dir,
                   "the lab's signing key folder (default: $PATCHLAB_HOME/keys)");

@@ -7,6 +7,7 @@
 
 #include "base/file_util.h"
 #include "base/log.h"
+#include "harness/lab/internal/native_reference.h"
 #include "harness/lab/internal/runner_cell.h"
 #include "harness/lab/internal/runner_figures.h"
 #include "metrics/stats.h"
@@ -93,6 +94,19 @@ CellRun RunCell(const PlannedCell& pc, const CellContext& ctx) {
   Observed seen = ObserveOnAMachine(pc, ctx, artefacts);
   if (auto it = ctx.semantic->find(pc.key.patch_id); it != ctx.semantic->end())
     seen.obs.semantic = it->second;
+  // The native cross-check, before the figures: it decides which is judged.
+  // Its time is the patch's, shared by its cells: not counted in this cell's.
+  Clock::duration native_time{};
+  if (ctx.native != nullptr && WantsNativeReference(pc, seen.obs)) {
+    Clock::time_point native_start = Clock::now();
+    NativeRun native = ctx.native->Get(pc);
+    native_time = Clock::now() - native_start;
+    seen.obs.native_reference = native.figure;
+    seen.obs.native_reference_note = native.note;
+    for (const Crash& c : native.crashes) seen.obs.crashes.push_back(c);
+    if (!native.note.empty())
+      Log("harness")->warn("{}: native cross-check: {}", pc.key.ToString(), native.note);
+  }
 
   CellRun run;
   // A cell stopped by Cancel() is left unrecorded, so that `--resume` measures it again.
@@ -113,7 +127,8 @@ CellRun RunCell(const PlannedCell& pc, const CellContext& ctx) {
   ComputeFigures(seen.obs, RulesFor(*pc.scenario, *ctx.policy), r);
   outcome.overhead_flagged = OverheadFlagged(r);
   r.duration_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - cell_start).count();
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - cell_start - native_time)
+          .count();
   outcome.met_expectation = MetExpectation(r, pc.scenario->expect, outcome.unmet);
   r.met_expectation = outcome.met_expectation;
   (void)MakeDirs(artefacts);

@@ -27,6 +27,8 @@
 
 namespace patchlab::harness::internal {
 
+class NativeReferences;  // native_reference.h
+
 // One cell of the matrix and what it is made of.
 struct PlannedCell {
   const Scenario* scenario = nullptr;
@@ -49,6 +51,9 @@ struct CellContext {
   const metrics::Policy* policy = nullptr;
   // Machines count guest instructions for the CPU figures (QEMU under TCG).
   bool count_instructions = false;
+  // Measures each VM cell's target and patch natively for the cross-check
+  // (native_reference.h); null: no cross-check (the host backend, or asked off).
+  NativeReferences* native = nullptr;
 };
 
 // A name made safe for a folder: every character but [A-Za-z0-9.-] becomes '_'.

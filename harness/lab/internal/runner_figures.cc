@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 
+#include "metrics/cpu_cross_check.h"
 #include "metrics/stats.h"
 
 namespace patchlab::harness::internal {
@@ -100,6 +101,8 @@ void ResetFigures(const CellObservations& obs, metrics::CellResult& cell) {
   cell.cpu_overhead_pct.reset();
   cell.cpu_outcome.reset();
   cell.cpu_windows.clear();
+  cell.cpu_reference_pct.reset();
+  cell.cpu_reference_clock = metrics::CpuClock::kUnknown;
   cell.mem_overhead_kib.reset();
   cell.cpu_clock = obs.clock;
   cell.host_load = obs.host_load;
@@ -152,8 +155,48 @@ CallSummary JudgeCalls(const CellObservations& obs, metrics::CellResult& cell) {
   return sum;
 }
 
-// The CPU figure from the window pairs, judged by the one rule. A noisy
-// figure is said in the reasons but fails nothing: the gate reports it too.
+std::string DescribeFigure(const metrics::Estimate& e, metrics::CpuClock clock) {
+  std::string name(metrics::CpuClockName(clock));
+  return fmt::format("cpu overhead {:+.2f}% (99.9% interval {:.2f}..{:.2f}%, {} pairs{}{})",
+                     e.value, e.low, e.high, e.samples, name.empty() ? "" : ", ", name);
+}
+
+// Sets the native reference beside the VM's figure, or in its place when the
+// two disagree (metrics::CrossCheckCpu); says which in the reasons.
+void CrossCheckNative(const CellObservations& obs, metrics::CellResult& cell) {
+  if (obs.clock == metrics::CpuClock::kNativeCpuTime) return;  // already native
+  if (!obs.native_reference) {
+    if (!obs.native_reference_note.empty())
+      cell.reasons.push_back("native cross-check: none: " + obs.native_reference_note);
+    return;
+  }
+  const metrics::Estimate vm = *cell.cpu_overhead_pct;
+  const metrics::Estimate& native = *obs.native_reference;
+  metrics::CrossCheck check = metrics::CrossCheckCpu(vm, native);
+  if (metrics::JudgeNative(check)) {
+    cell.cpu_overhead_pct = native;
+    cell.cpu_clock = metrics::CpuClock::kNativeCpuTime;
+    cell.cpu_reference_pct = vm;
+    cell.cpu_reference_clock = obs.clock;
+  } else {
+    cell.cpu_reference_pct = native;
+    cell.cpu_reference_clock = metrics::CpuClock::kNativeCpuTime;
+  }
+  cell.reasons.push_back(fmt::format(
+      "native cross-check: {} ({}; {:.2f} pp wide) {} the VM's {} within {:.0f} pp: the {} "
+      "figure is judged",
+      metrics::CrossCheckName(check), DescribeFigure(native, metrics::CpuClock::kNativeCpuTime),
+      native.high - native.low,
+      check == metrics::CrossCheck::kAgree      ? "agrees with"
+      : check == metrics::CrossCheck::kDisagree ? "does not agree with"
+                                                : "cannot tell whether it agrees with",
+      DescribeFigure(vm, obs.clock), metrics::kCrossCheckTolerancePp,
+      metrics::JudgeNative(check) ? "native" : "VM"));
+}
+
+// The CPU figure from the window pairs, cross-checked against the native
+// reference when there is one, judged by the one rule. A noisy figure is said
+// in the reasons but fails nothing: the gate reports it too.
 void CpuFigure(const CellObservations& obs, const CellRules& rules, metrics::CellResult& cell) {
   for (const Window& w : obs.windows) cell.cpu_windows.push_back(ToSample(w));
   cell.cpu_limit_pct = rules.cpu.limit_pct;
@@ -164,15 +207,17 @@ void CpuFigure(const CellObservations& obs, const CellRules& rules, metrics::Cel
       metrics::DecideStopping(pairs.unpatched, pairs.patched, rules.cpu, /*budget_left=*/false);
   if (!d.estimate) return;
   cell.cpu_overhead_pct = d.estimate;
-  cell.cpu_outcome = d.outcome;
-  const metrics::Estimate& e = *d.estimate;
-  std::string clock(metrics::CpuClockName(obs.clock));
-  std::string figure =
-      fmt::format("cpu overhead {:+.2f}% (99.9% interval {:.2f}..{:.2f}%, {} pairs{}{})", e.value,
-                  e.low, e.high, e.samples, clock.empty() ? "" : ", ", clock);
-  if (d.outcome == metrics::OverheadOutcome::kAbove) {
+  CrossCheckNative(obs, cell);
+  // The judged figure's outcome, by the rule DecideStopping applied to the
+  // VM's: the gate re-judges the same stored figure the same way.
+  const metrics::Estimate& e = *cell.cpu_overhead_pct;
+  metrics::OverheadOutcome outcome =
+      metrics::JudgeOverhead(e, rules.cpu.limit_pct, rules.cpu.judged_on);
+  cell.cpu_outcome = outcome;
+  std::string figure = DescribeFigure(e, cell.cpu_clock);
+  if (outcome == metrics::OverheadOutcome::kAbove) {
     cell.reasons.push_back(fmt::format("{} above the {:.2f}% limit", figure, rules.cpu.limit_pct));
-  } else if (d.outcome == metrics::OverheadOutcome::kNoisy) {
+  } else if (outcome == metrics::OverheadOutcome::kNoisy) {
     cell.reasons.push_back(fmt::format(
         "{} straddles the {:.2f}% limit: noisy, not judged (neither a pass nor a fail on CPU)",
         figure, rules.cpu.limit_pct));

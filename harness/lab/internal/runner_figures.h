@@ -68,6 +68,11 @@ struct CellObservations {
   std::optional<double> mapped_kib;        // hotpatch apply --json: what the patch mapped
   std::optional<double> island_kib;        // of which island (trampoline) pages
   metrics::SemanticVerdict semantic = metrics::SemanticVerdict::kNotRun;
+  // The same target and patch measured natively on the lab host (CPU time,
+  // the same windows and statistics: NativeReferences) beside a VM's figure,
+  // or why there is none (empty when none was asked for).
+  std::optional<metrics::Estimate> native_reference;
+  std::string native_reference_note;
   // A target the lab did not build: what ran ("nginx-light 1.22.1-9", or
   // "/usr/local/bin/x build-id 3f2a..."), the load generator's latency
   // percentiles per window (name -> ms, unpatched and patched), and outputs
@@ -97,8 +102,9 @@ metrics::PairedCosts PairedWindowCosts(const std::vector<Window>& windows);
 // Fills verdict, reasons, apply result, crashes, pauses, CPU overhead (paired
 // windows, Hodges-Lehmann with its 99.9% signed-rank interval, judged by
 // metrics::JudgeOverhead: within, above or noisy; a noisy figure never fails
-// the cell), memory figures and semantic verdict of `cell` from `obs`, judged
-// against `rules`. Key, run id and artefacts are the caller's.
+// the cell; with a native reference the cross-check of metrics/cpu_cross_check.h
+// decides which figure is judged and which is kept beside it), memory figures and semantic verdict
+// of `cell` from `obs`, judged against `rules`. Key, run id and artefacts are the caller's.
 void ComputeFigures(const CellObservations& obs, const CellRules& rules, metrics::CellResult& cell);
 
 // Whether `cell` met `expect`; when it did not, `why_not` says why (one line
