@@ -9,6 +9,8 @@
 #include "base/elf_file.h"
 #include "base/file_util.h"
 #include "base/log.h"
+#include "harness/lab/internal/abba_measurement.h"
+#include "harness/lab/internal/host_load.h"
 #include "harness/lab/internal/patch_calls.h"
 #include "harness/lab/internal/work_counter.h"
 #include "harness/vm/internal/ldd_closure.h"
@@ -442,11 +444,13 @@ class AppSequence {
     return ok;
   }
 
+  // Every process of the target, patched or not: a reverted one must hold
+  // exactly what its (empty) patch stack says.
   void VerifyAll() {
-    for (pid_t pid : applied_) {
+    for (const ProcessCpu& p : Census("before the verify")) {
       PatchCall call =
-          ToPatchCall(PatchCall::Op::kVerify, Must(HotpatchVerify(guest_, pid), "verifying"));
-      call.message = fmt::format("pid {}: {}", pid, call.message);
+          ToPatchCall(PatchCall::Op::kVerify, Must(HotpatchVerify(guest_, p.pid), "verifying"));
+      call.message = fmt::format("pid {}: {}", p.pid, call.message);
       obs_.calls.push_back(std::move(call));
     }
   }
@@ -457,22 +461,57 @@ class AppSequence {
     return sum;
   }
 
+  // Window pairs in randomized ABBA blocks until the CPU figure is resolved
+  // against its limit or the budget is spent: the labstats path's loop and
+  // rule (abba_measurement.h), on windows measured from outside.
   void Measure() {
     Watch(w_.warmup);
-    for (int i = 0; i < s_.measure.alternations; ++i) {
-      MeasureWindow(false);
-      if (i == 0) obs_.pss_before_kib = TargetPss();
-      if (!ApplyAll()) throw EndSequence{};
-      MeasureWindow(true);
-      if (i == 0) {
-        obs_.pss_after_kib = TargetPss();
-        for (int r = 1; r < s_.apply.repeat; ++r) {
-          if (!RevertAll() || !ApplyAll()) throw EndSequence{};
-        }
-      }
-      if (i + 1 < s_.measure.alternations && !RevertAll()) throw EndSequence{};
-    }
+    measure_start_ = Clock::now();
+    load_.Start();
+    AbbaSteps steps{
+        .set_patched = [this](bool patched) { return SetPatched(patched); },
+        .measure_window = [this](bool patched) { MeasureWindow(patched); },
+        .budget_left = [this] { return BudgetLeft(); },
+        .after_block = [this] { load_.Sample(); },
+    };
+    bool measured = MeasureAbbaBlocks(plan_.rules.cpu, plan_.seed, /*first_unpatched=*/true,
+                                      obs_.windows, steps);
+    obs_.host_load = load_.Stop();
+    if (!measured) throw EndSequence{};
     VerifyAll();
+  }
+
+  // Brings the patch to `patched` in every process: the first apply samples
+  // the target's PSS around it and runs the `apply.repeat` extra cycles.
+  bool SetPatched(bool patched) {
+    if (patched == patched_) return true;
+    if (!patched) {
+      if (!RevertAll()) return false;
+      patched_ = false;
+      return true;
+    }
+    bool first = !applied_once_;
+    if (first) obs_.pss_before_kib = TargetPss();
+    if (!ApplyAll()) return false;
+    patched_ = true;
+    if (!first) return true;
+    obs_.pss_after_kib = TargetPss();
+    for (int r = 1; r < s_.apply.repeat; ++r) {
+      if (!RevertAll() || !ApplyAll()) return false;
+    }
+    return true;
+  }
+
+  // Whether another look (`step` pairs, and a block's slack) fits in what is
+  // left of workload.duration and of the cell's timeout, both on the host's
+  // clock: a real application has no clock of its own to report.
+  bool BudgetLeft() const {
+    size_t windows = 2 * plan_.rules.cpu.step + 2;
+    Clock::time_point now = Clock::now();
+    auto per_window = (now - measure_start_) / std::max<size_t>(obs_.windows.size(), 1);
+    auto need = per_window * windows;
+    if (now + need > deadline_) return false;
+    return w_.warmup + (now - measure_start_) + need <= w_.duration;
   }
 
   // Waits `d` while keeping an eye on the target's processes.
@@ -548,7 +587,10 @@ class AppSequence {
   bool running_ = false;
   bool machine_gone_ = false;
   bool applied_once_ = false;
+  bool patched_ = false;  // the patch is live in every process now
   int window_index_ = 0;
+  Clock::time_point measure_start_{};
+  HostLoadMeter load_;
   Totals totals_;
   std::map<pid_t, ProcessCpu> known_;
   std::vector<pid_t> applied_;
