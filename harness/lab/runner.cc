@@ -345,6 +345,7 @@ nlohmann::json CellOutcomeJson(const CellOutcome& c) {
   j["unmet"] = c.unmet;
   j["application"] = r.application;
   if (!c.latency_ms.is_null()) j["latency_ms"] = c.latency_ms;
+  if (!c.system_wide.is_null()) j["system_wide"] = c.system_wide;
   return j;
 }
 

@@ -97,9 +97,42 @@ class AppGuest : public CellGuest {
     if (listings % 2 == 0) out.push_back({700 + listings, 1, "server", 1, 5});
     return out;
   }
+  // hotpatch --system: the target's processes and a python3 (pid 650) map
+  // the module; pid 777 started while the patch was live.
+  std::vector<std::string> system_calls;
+  bool system_refuses_101 = false;
+  bool system_misses_102 = false;
+  Result<HotpatchResult> System(const std::string& subcommand) {
+    system_calls.push_back(subcommand);
+    HotpatchResult r;
+    if (subcommand == "status") {
+      r.json = nlohmann::json::parse(
+          R"({"processes": [], "system_patches": [{"id": "fix-1", "unpatched":
+              [{"pid": 777, "comm": "python3"}]}]})");
+      return r;
+    }
+    const char* done = subcommand == "apply"    ? "applied"
+                       : subcommand == "revert" ? "reverted"
+                                                : "ok";
+    nlohmann::json procs = nlohmann::json::array();
+    for (int pid : {100, 101, 102, 650}) {
+      if (pid == 102 && system_misses_102) continue;
+      bool refused = subcommand == "apply" && pid == 101 && system_refuses_101;
+      procs.push_back({{"pid", pid},
+                       {"comm", pid == 650 ? "python3" : "server"},
+                       {"result", refused ? "refused" : done},
+                       {"reason", refused ? "crc32_z is on a thread's stack" : ""},
+                       {"pause_us", 900}});
+    }
+    r.exit_code = subcommand == "apply" && system_refuses_101 ? 3 : 0;
+    r.json = {{"patch_id", "fix-1"}, {"processes", procs}, {"wall_us", 5000}};
+    return r;
+  }
+
   // hotpatch in the machine: every call succeeds; an apply's pid is noted.
   Result<HotpatchResult> Hotpatch(const std::string& subcommand, std::vector<std::string> args,
                                   milliseconds) override {
+    if (args.at(0) == "--system") return System(subcommand);
     HotpatchResult r;
     if (subcommand == "apply") {
       applied.push_back(std::stoi(args.at(1)));  // --pid PID
@@ -263,6 +296,54 @@ TEST(AppCellSequence, AWorkloadDurationSpentEndsTheMeasurementAtTheNextLook) {
   CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
   ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
   EXPECT_EQ(PairedWindowCosts(obs.windows).unpatched.size(), 2u);
+}
+
+TEST(AppCellSequence, PatchProcessesAllAppliesSystemWideAndCountsThoseStartedUnpatched) {
+  AppPlan p;
+  p.spec.processes = PatchProcesses::kAll;
+  AppGuest guest;
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
+  EXPECT_TRUE(guest.applied.empty()) << "no apply --pid";
+  // One ABBA block: apply, status after each of the two patched windows, revert, verify.
+  EXPECT_THAT(guest.system_calls,
+              ::testing::ElementsAre("apply", "status", "status", "revert", "verify"));
+  ASSERT_TRUE(obs.system_wide);
+  EXPECT_EQ(obs.system_wide->most_patched, 4u) << "the python3 that maps the module too";
+  EXPECT_EQ(obs.system_wide->unpatched.size(), 1u);
+  metrics::CellResult cell = Figures(obs);
+  EXPECT_EQ(cell.verdict, metrics::Verdict::kPass) << ::testing::PrintToString(cell.reasons);
+  EXPECT_EQ(cell.pause_us.size(), 4u);
+  EXPECT_THAT(::testing::PrintToString(cell.reasons),
+              HasSubstr("1 process(es) started while the patch was live and ran unpatched: "
+                        "python3 (pid 777)"));
+}
+
+TEST(AppCellSequence, ASystemWideApplyRefusedInOneProcessIsNotHotpatchableAndReverted) {
+  AppPlan p;
+  p.spec.processes = PatchProcesses::kAll;
+  AppGuest guest;
+  guest.system_refuses_101 = true;
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
+  EXPECT_THAT(guest.system_calls, ::testing::ElementsAre("apply", "revert"))
+      << "the processes it did patch are reverted";
+  metrics::CellResult cell = Figures(obs);
+  EXPECT_EQ(cell.verdict, metrics::Verdict::kNotHotpatchable)
+      << ::testing::PrintToString(cell.reasons);
+  EXPECT_THAT(cell.apply_reason, HasSubstr("pid 101 (server): refused: crc32_z is on a thread's"));
+}
+
+TEST(AppCellSequence, ATargetProcessASystemWideApplyMissedIsARefusal) {
+  AppPlan p;
+  p.spec.processes = PatchProcesses::kAll;
+  AppGuest guest;
+  guest.system_misses_102 = true;
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
+  metrics::CellResult cell = Figures(obs);
+  EXPECT_EQ(cell.verdict, metrics::Verdict::kNotHotpatchable);
+  EXPECT_THAT(cell.apply_reason, HasSubstr("pid 102 (server) of the target was not patched"));
 }
 
 TEST(AppCellSequence, AWorkerThatDiesAndIsRespawnedIsACrash) {

@@ -77,6 +77,18 @@ nlohmann::json LatencyJson(const CellObservations& obs) {
   return out;
 }
 
+// patch.processes: all, for figures.json; null otherwise.
+nlohmann::json SystemWideJson(const CellObservations& obs) {
+  if (!obs.system_wide) return nullptr;
+  const SystemWideObservations& sw = *obs.system_wide;
+  nlohmann::json unpatched = nlohmann::json::array();
+  for (const auto& [pid, comm] : sw.unpatched) unpatched.push_back({{"pid", pid}, {"comm", comm}});
+  return {{"most_patched", sw.most_patched},
+          {"started_unpatched", sw.unpatched.size()},
+          {"unpatched", unpatched},
+          {"apply_wall_us", sw.wall_us}};
+}
+
 }  // namespace
 
 std::string Slug(const std::string& s) {
@@ -107,6 +119,7 @@ CellRun RunCell(const PlannedCell& pc, const CellContext& ctx) {
   // A real application's: what ran, its generator's latencies, outputs kept.
   r.application = seen.obs.application;
   outcome.latency_ms = LatencyJson(seen.obs);
+  outcome.system_wide = SystemWideJson(seen.obs);
   if (!seen.obs.artefacts.empty()) (void)MakeDirs(artefacts);
   for (const auto& [name, content] : seen.obs.artefacts)
     (void)WriteFileAtomic(artefacts / name, content);

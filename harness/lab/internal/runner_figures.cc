@@ -179,6 +179,27 @@ void CpuFigure(const CellObservations& obs, const CellRules& rules, metrics::Cel
   }
 }
 
+// patch.processes: all: how far the system-wide applies reached, and the
+// processes that started while the patch was live and ran the on-disk code.
+// A figure, not a failure: a fleet has such processes too.
+void SystemWideFigure(const CellObservations& obs, metrics::CellResult& cell) {
+  if (!obs.system_wide) return;
+  const SystemWideObservations& sw = *obs.system_wide;
+  std::string who;
+  size_t listed = 0;
+  for (const auto& [pid, comm] : sw.unpatched) {
+    if (listed++ == 5) {
+      who += fmt::format(", and {} more", sw.unpatched.size() - 5);
+      break;
+    }
+    who += fmt::format("{}{} (pid {})", who.empty() ? ": " : ", ", comm, pid);
+  }
+  cell.reasons.push_back(fmt::format(
+      "system-wide: up to {} process(es) patched per apply; {} process(es) started while the "
+      "patch was live and ran unpatched{}",
+      sw.most_patched, sw.unpatched.size(), who));
+}
+
 // PSS growth across the first apply; true when it breaks the limit.
 bool MemoryFigure(const CellObservations& obs, const CellRules& rules, metrics::CellResult& cell) {
   if (!obs.pss_before_kib || !obs.pss_after_kib) return false;
@@ -235,6 +256,7 @@ void ComputeFigures(const CellObservations& obs, const CellRules& rules,
     cell.reasons.push_back(fmt::format("crash ({}): {}", metrics::CrashKindName(c.kind), c.detail));
   }
   CallSummary calls = JudgeCalls(obs, cell);
+  SystemWideFigure(obs, cell);
   bool failed = calls.failed;
   for (const std::string& p : obs.problems) {
     failed = true;
