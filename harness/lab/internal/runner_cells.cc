@@ -102,7 +102,12 @@ CellRun RunCell(const PlannedCell& pc, const CellContext& ctx) {
   fs::path artefacts = ctx.out / Slug(pc.key.scenario) / Slug(pc.key.patch_id) /
                        Slug(pc.key.image + "-" + pc.key.cpu + "-" + pc.key.workload);
   Clock::time_point cell_start = Clock::now();
-  Observed seen = ObserveOnAMachine(pc, ctx, artefacts);
+  Observed seen;
+  if (pc.refused.empty()) {
+    seen = ObserveOnAMachine(pc, ctx, artefacts);
+  } else {
+    seen.obs.infra_error = pc.refused;
+  }
   if (auto it = ctx.semantic->find(pc.key.patch_id); it != ctx.semantic->end())
     seen.obs.semantic = it->second;
 
