@@ -285,6 +285,20 @@ TEST(AppCellSequence, AFigureStraddlingItsLimitMeasuresMorePairsUpToTheBudget) {
   EXPECT_NE(cell.verdict, metrics::Verdict::kFail) << "a noisy figure fails nothing";
 }
 
+TEST(AppCellSequence, TwoPairsAreNoisyBecauseTheyCoverTooLittleAndTheReasonSaysSo) {
+  AppPlan p;  // one ABBA block: two pairs, however far from the limit
+  AppGuest guest;
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
+  metrics::CellResult cell;
+  CellRules rules;  // the policy's 2%
+  ComputeFigures(obs, rules, cell);
+  EXPECT_EQ(cell.cpu_outcome, metrics::OverheadOutcome::kNoisy);
+  EXPECT_THAT(::testing::PrintToString(cell.reasons),
+              HasSubstr("with 2 pairs (a 99.9% interval needs at least 11): noisy"));
+  EXPECT_EQ(cell.verdict, metrics::Verdict::kPass);
+}
+
 TEST(AppCellSequence, AWorkloadDurationSpentEndsTheMeasurementAtTheNextLook) {
   AppPlan p;
   p.plan.rules.cpu.limit_pct = 0;

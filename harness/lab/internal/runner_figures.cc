@@ -172,6 +172,13 @@ void CpuFigure(const CellObservations& obs, const CellRules& rules, metrics::Cel
                   e.low, e.high, e.samples, clock.empty() ? "" : ", ", clock);
   if (d.outcome == metrics::OverheadOutcome::kAbove) {
     cell.reasons.push_back(fmt::format("{} above the {:.2f}% limit", figure, rules.cpu.limit_pct));
+  } else if (d.outcome == metrics::OverheadOutcome::kNoisy && e.coverage > 0 &&
+             e.coverage < metrics::kMinCoverage) {
+    // Too few pairs for the interval asked for: its ends are the pairs' range.
+    cell.reasons.push_back(fmt::format(
+        "{} covers only {:.0f}% with {} pairs (a 99.9% interval needs at least 11): noisy, not "
+        "judged (neither a pass nor a fail on CPU)",
+        figure, 100 * e.coverage, e.samples));
   } else if (d.outcome == metrics::OverheadOutcome::kNoisy) {
     cell.reasons.push_back(fmt::format(
         "{} straddles the {:.2f}% limit: noisy, not judged (neither a pass nor a fail on CPU)",
