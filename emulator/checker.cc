@@ -106,9 +106,21 @@ class CheckRun {
       if (!c) return std::unexpected(c.error());
       corpus = std::move(*c);
     }
-    auto runner = PairRunner::Create(sig_, options_.old_fn, options_.new_fn, options_.max_blocks);
+    PairOptions pair;
+    pair.max_blocks = options_.max_blocks;
+    pair.cpu = options_.cpu;
+    pair.seed = options_.seed;
+    pair.deny_syscalls = options_.deny_syscalls;
+    auto runner = PairRunner::Create(sig_, options_.old_fn, options_.new_fn, pair);
     if (!runner) return std::unexpected(runner.error());
     runner_ = std::move(*runner);
+    result_.notes = runner_->notes();
+    result_.cpu = runner_->cpu_name();
+    result_.syscall_seed = options_.seed;
+    if (options_.deny_syscalls)
+      result_.notes.push_back(
+          "system calls other than the deterministic layer's were refused -ENOSYS "
+          "(--deny-syscalls): judged on their error paths");
     if (options_.listing)
       result_.listing = SideBySideListing(runner_->old_function(), runner_->new_function());
     gen_ = std::make_unique<InputGenerator>(sig_, options_.seed, std::move(corpus));
@@ -209,9 +221,9 @@ class CheckRun {
     cx.new_result = DescribeOutcome(*o.new_out);
     if (sig_.ret_width != 0) {
       if (o.old_out->ending == Ending::kReturned)
-        cx.old_result += " (" + RenderReturn(sig_, o.old_out->ret) + ")";
+        cx.old_result += " (" + RenderReturn(sig_, *o.old_out) + ")";
       if (o.new_out->ending == Ending::kReturned)
-        cx.new_result += " (" + RenderReturn(sig_, o.new_out->ret) + ")";
+        cx.new_result += " (" + RenderReturn(sig_, *o.new_out) + ")";
     }
     cx.detail = o.divergence ? o.divergence->detail : "did not diverge again on an exact re-run";
     cx.found_at = f.index;
@@ -256,6 +268,7 @@ std::string FormatText(const CheckResult& r) {
     s += fmt::format("inconclusive inputs: {} (first: {})\n", r.inconclusive_inputs,
                      r.inconclusive_reason);
   }
+  for (const std::string& n : r.notes) s += fmt::format("note: {}\n", n);
   double ratio =
       r.insns_old == 0 ? 0.0 : static_cast<double>(r.insns_new) / static_cast<double>(r.insns_old);
   s += fmt::format("instructions executed on {} counted inputs: old {}, new {} (new/old {:.3f})\n",
@@ -284,6 +297,9 @@ std::string FormatJson(const CheckResult& r) {
   j["insns_old"] = r.insns_old;
   j["insns_new"] = r.insns_new;
   j["insns_inputs"] = r.insns_inputs;
+  j["cpu"] = r.cpu;
+  j["syscall_seed"] = r.syscall_seed;
+  if (!r.notes.empty()) j["notes"] = r.notes;
   j["counterexamples"] = nlohmann::json::array();
   for (const Counterexample& c : r.counterexamples) {
     nlohmann::json args = nlohmann::json::array();

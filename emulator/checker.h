@@ -45,6 +45,12 @@ struct CheckOptions {
   // hook call per basic block, a fifth of a short function's run time.
   uint64_t count_every = 32;
   bool listing = false;  // fill CheckResult::listing
+  // The CPU model IFUNC resolvers and cpuid see (cpu_model.h); "" is the
+  // baseline x86-64.
+  std::string cpu;
+  // System calls the deterministic layer does not answer are refused with
+  // -ENOSYS and compared, instead of making the input inconclusive.
+  bool deny_syscalls = false;
 };
 
 enum class Verdict {
@@ -87,6 +93,11 @@ struct CheckResult {
   uint64_t insns_new = 0;
   uint64_t insns_inputs = 0;  // inputs whose instructions were counted (see count_every)
   std::string listing;        // with CheckOptions::listing
+  // How the functions were found, when a reader should know (an IFUNC's
+  // implementation); the CPU model and the system-call layer's seed.
+  std::vector<std::string> notes;
+  std::string cpu;
+  uint64_t syscall_seed = 0;
 };
 
 // Runs the whole check. Fails (and runs nothing) on setup errors: a file or

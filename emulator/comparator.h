@@ -1,5 +1,7 @@
 // Comparing what the old and the new function did on one input: how each run
-// ended, the return value (at the declared width), every writable byte both
+// ended, the return value (at the declared width; floating point bit for bit
+// but any NaN equal to any NaN; records by their members, not their
+// padding; behind a hidden pointer, that pointer too), every writable byte both
 // sides share (argument pages, the target image's writable segments, the used
 // heap), and the calls to effectful library stubs (allocation, abort).
 // Two runs that fault the same way at the same address are equal whatever they
@@ -14,7 +16,9 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "base/elf_file.h"
 #include "emulator/outcome.h"
 #include "emulator/sandbox.h"
 #include "emulator/signature.h"
@@ -50,14 +54,31 @@ struct CleanArgPages {
   std::span<const uint64_t> span() const { return {addrs.data(), count}; }
 };
 
+// Two builds in their own address spaces (side_layout.h): the programs'
+// data is compared variable by variable, matched by name, instead of by
+// address, and a pointer returned into a program by the variable it points
+// into and the offset.
+struct GlobalPair {
+  std::string name;
+  uint64_t old_addr = 0, new_addr = 0, size = 0;  // guest addresses
+};
+struct SeparateSpaces {
+  std::vector<GlobalPair> globals;
+  // Each side's program (what regions named "target:..." map) and its bias.
+  const ElfFile* program[2] = {nullptr, nullptr};
+  uint64_t bias[2] = {0, 0};
+};
+
 // The first difference between two runs, or nullopt when they are equal.
 // Argument pages read-only on both sides are not compared: both hold the
 // same placed input and nothing else could have written there.
 std::optional<Divergence> Compare(const Signature& sig, const Sandbox& old_side,
                                   const RunOutcome& old_out, const Sandbox& new_side,
-                                  const RunOutcome& new_out, CleanArgPages* clean = nullptr);
+                                  const RunOutcome& new_out, CleanArgPages* clean = nullptr,
+                                  const SeparateSpaces* separate = nullptr);
 
 // The return value as the declared type reads it, e.g. "-1" or "0x7a0000008010".
-std::string RenderReturn(const Signature& sig, uint64_t ret);
+// Floating point as "1.5", records as "{+0: 1.5, +8: 2}", __int128 in hex.
+std::string RenderReturn(const Signature& sig, const RunOutcome& out);
 
 }  // namespace patchlab::emulator

@@ -4,243 +4,272 @@
 #include <elfutils/libdw.h>
 #include <fcntl.h>
 
-#include <cstring>
+#include <optional>
 
 #include "base/elf_file.h"
+#include "base/function_name.h"
 #include "base/scoped_fd.h"
+#include "emulator/internal/dwarf_types.h"
 
 namespace patchlab::emulator {
 namespace {
 
-// Owns a Dwarf handle (which owns its Elf when opened from an fd).
-class DwarfHandle {
+using internal::DieName;
+using internal::DwarfType;
+using internal::ReadType;
+
+// Owns a Dwarf handle (which owns its Elf when opened from an fd) and the fd.
+class DwarfFile {
  public:
-  explicit DwarfHandle(Dwarf* d) : d_(d) {}
-  ~DwarfHandle() {
+  DwarfFile(ScopedFd fd, Dwarf* d) : fd_(std::move(fd)), d_(d) {}
+  ~DwarfFile() {
     if (d_ != nullptr) dwarf_end(d_);
   }
-  DwarfHandle(const DwarfHandle&) = delete;
-  DwarfHandle& operator=(const DwarfHandle&) = delete;
+  DwarfFile(const DwarfFile&) = delete;
+  DwarfFile& operator=(const DwarfFile&) = delete;
   Dwarf* get() const { return d_; }
 
  private:
+  ScopedFd fd_;
   Dwarf* d_;
 };
 
-struct TypeView {
-  enum Kind { kVoid, kInt, kFloat, kPointer, kRecord, kOther } kind = kVoid;
-  int size = 0;
-  bool is_signed = false;
-  bool is_char = false;
-  bool is_const = false;  // of this type (after stripping typedefs)
-  std::string text;
-  Dwarf_Die die{};  // pointee for kPointer
-  bool has_pointee = false;
-};
-
-std::string DieName(Dwarf_Die* die) {
-  const char* n = dwarf_diename(die);
-  return n == nullptr ? "" : n;
-}
-
-// Follows DW_AT_type from `die`, through typedefs and qualifiers.
-TypeView Resolve(Dwarf_Die* die) {
-  TypeView t;
-  Dwarf_Attribute attr;
-  Dwarf_Die cur;
-  if (dwarf_attr_integrate(die, DW_AT_type, &attr) == nullptr ||
-      dwarf_formref_die(&attr, &cur) == nullptr) {
-    t.text = "void";
-    return t;
-  }
-  std::string quals;
-  for (int guard = 0; guard < 32; ++guard) {
-    int tag = dwarf_tag(&cur);
-    if (tag == DW_TAG_typedef || tag == DW_TAG_const_type || tag == DW_TAG_volatile_type ||
-        tag == DW_TAG_restrict_type || tag == DW_TAG_atomic_type) {
-      if (tag == DW_TAG_const_type) {
-        t.is_const = true;
-        quals = "const ";
-      }
-      if (tag == DW_TAG_typedef && t.text.empty()) t.text = DieName(&cur);
-      Dwarf_Die next;
-      if (dwarf_attr_integrate(&cur, DW_AT_type, &attr) == nullptr ||
-          dwarf_formref_die(&attr, &next) == nullptr) {
-        t.kind = TypeView::kVoid;
-        if (t.text.empty()) t.text = quals + "void";
-        return t;
-      }
-      cur = next;
-      continue;
-    }
-    Dwarf_Word size = 0;
-    Dwarf_Attribute sa;
-    if (dwarf_attr_integrate(&cur, DW_AT_byte_size, &sa) != nullptr) dwarf_formudata(&sa, &size);
-    t.size = static_cast<int>(size);
-    std::string own = DieName(&cur);
-    if (tag == DW_TAG_base_type) {
-      Dwarf_Word enc = 0;
-      Dwarf_Attribute ea;
-      if (dwarf_attr_integrate(&cur, DW_AT_encoding, &ea) != nullptr) dwarf_formudata(&ea, &enc);
-      if (enc == DW_ATE_float || enc == DW_ATE_complex_float) {
-        t.kind = TypeView::kFloat;
-      } else {
-        t.kind = TypeView::kInt;
-        t.is_signed = enc == DW_ATE_signed || enc == DW_ATE_signed_char;
-        t.is_char = (enc == DW_ATE_signed_char || enc == DW_ATE_unsigned_char) && size == 1;
-      }
-    } else if (tag == DW_TAG_enumeration_type) {
-      t.kind = TypeView::kInt;
-      t.is_signed = true;
-      own = "enum " + own;
-    } else if (tag == DW_TAG_pointer_type) {
-      t.kind = TypeView::kPointer;
-      t.size = 8;
-      t.die = cur;
-      t.has_pointee = true;
-    } else if (tag == DW_TAG_structure_type || tag == DW_TAG_union_type ||
-               tag == DW_TAG_class_type) {
-      t.kind = TypeView::kRecord;
-      own = (tag == DW_TAG_union_type ? "union " : "struct ") + own;
-    } else {
-      t.kind = TypeView::kOther;
-    }
-    if (t.kind == TypeView::kPointer) {
-      TypeView pointee = Resolve(&cur);
-      if (t.text.empty())
-        t.text = quals + pointee.text + (pointee.text.ends_with('*') ? "*" : " *");
-    } else if (t.text.empty()) {
-      t.text = quals + own;
-    }
-    return t;
-  }
-  t.kind = TypeView::kOther;
-  return t;
-}
-
-struct Search {
-  std::string name;
-  bool found = false;
-  Dwarf_Die die{};
-};
-
-int OnFunction(Dwarf_Die* die, void* arg) {
-  auto* s = static_cast<Search*>(arg);
-  if (DieName(die) != s->name) return DWARF_CB_OK;
-  Dwarf_Attribute a;
-  bool declaration = dwarf_attr_integrate(die, DW_AT_declaration, &a) != nullptr;
-  if (declaration && s->found) return DWARF_CB_OK;
-  s->die = *die;
-  s->found = true;
-  return declaration ? DWARF_CB_OK : DWARF_CB_ABORT;
-}
-
-Result<bool> FindIn(const std::string& path, const std::string& function, Signature* sig) {
+// The DWARF of `path`, or nullptr when it has none.
+Result<std::unique_ptr<DwarfFile>> OpenDwarf(const std::string& path) {
   ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return FailErrno("open " + path);
-  DwarfHandle dw(dwarf_begin(fd.get(), DWARF_C_READ));
-  if (dw.get() == nullptr) return false;  // no DWARF here
-  Search s{function};
+  Dwarf* d = dwarf_begin(fd.get(), DWARF_C_READ);
+  if (d == nullptr) return std::unique_ptr<DwarfFile>();
+  return std::make_unique<DwarfFile>(std::move(fd), d);
+}
+
+// Whether the subprogram `die` starts at `addr` (its entry pc, or the start
+// of one of its ranges for a function split into hot and cold parts).
+bool EntersAt(Dwarf_Die* die, uint64_t addr) {
+  Dwarf_Addr entry = 0;
+  if (dwarf_entrypc(die, &entry) == 0 && entry == addr) return true;
+  Dwarf_Addr base = 0, start = 0, end = 0;
+  for (ptrdiff_t off = 0; (off = dwarf_ranges(die, off, &base, &start, &end)) > 0;) {
+    if (start == addr) return true;
+  }
+  return false;
+}
+
+// Depth-first through namespaces and classes for the concrete subprogram
+// that enters at `addr`.
+bool SearchChildren(Dwarf_Die* parent, uint64_t addr, Dwarf_Die* found) {
+  Dwarf_Die child;
+  if (dwarf_child(parent, &child) != 0) return false;
+  do {
+    const int tag = dwarf_tag(&child);
+    if (tag == DW_TAG_subprogram) {
+      Dwarf_Attribute a;
+      if (dwarf_attr(&child, DW_AT_declaration, &a) == nullptr && EntersAt(&child, addr)) {
+        *found = child;
+        return true;
+      }
+    } else if (tag == DW_TAG_namespace || tag == DW_TAG_structure_type ||
+               tag == DW_TAG_class_type || tag == DW_TAG_union_type) {
+      if (SearchChildren(&child, addr, found)) return true;
+    }
+  } while (dwarf_siblingof(&child, &child) == 0);
+  return false;
+}
+
+// The concrete subprogram entered at `addr`: first in the compilation unit
+// .debug_aranges names for the address, then in every unit.
+std::optional<Dwarf_Die> FindSubprogramAt(Dwarf* dw, uint64_t addr) {
+  Dwarf_Die cu, found;
+  if (dwarf_addrdie(dw, addr, &cu) != nullptr && SearchChildren(&cu, addr, &found)) return found;
   Dwarf_Off off = 0, next = 0;
   size_t header = 0;
-  while (!s.found && dwarf_nextcu(dw.get(), off, &next, &header, nullptr, nullptr, nullptr) == 0) {
-    Dwarf_Die cu;
-    if (dwarf_offdie(dw.get(), off + header, &cu) != nullptr) {
-      dwarf_getfuncs(&cu, OnFunction, &s, 0);
-    }
+  while (dwarf_nextcu(dw, off, &next, &header, nullptr, nullptr, nullptr) == 0) {
+    if (dwarf_offdie(dw, off + header, &cu) != nullptr && SearchChildren(&cu, addr, &found))
+      return found;
     off = next;
   }
-  if (!s.found) {
-    return Fail(ErrorCode::kNotFound, "{}: DWARF has no entry for function '{}'", path, function);
-  }
-  Dwarf_Die fn = s.die;
-  sig->name = function;
-  TypeView ret = Resolve(&fn);
-  if (ret.kind == TypeView::kFloat || ret.kind == TypeView::kRecord ||
-      ret.kind == TypeView::kOther) {
-    return Fail(ErrorCode::kUnsupported,
-                "{}: '{}' returns {}: only integer, pointer and void returns are supported", path,
-                function, ret.text);
-  }
-  if (ret.kind != TypeView::kVoid) {
-    sig->ret_width = ret.size;
-    sig->ret_signed = ret.is_signed;
-    sig->ret_pointer = ret.kind == TypeView::kPointer;
-  }
-  std::string params_text;
+  return std::nullopt;
+}
+
+// The subprogram whose parameters describe `fn`: `fn` itself, or the
+// abstract instance or declaration it completes when it lists none.
+Dwarf_Die ParameterOwner(Dwarf_Die fn) {
   Dwarf_Die child;
   if (dwarf_child(&fn, &child) == 0) {
     do {
-      int tag = dwarf_tag(&child);
-      if (tag == DW_TAG_unspecified_parameters) {
-        return Fail(ErrorCode::kUnsupported, "{}: '{}' is variadic", path, function);
-      }
-      if (tag != DW_TAG_formal_parameter) continue;
-      Param p;
-      p.name = DieName(&child);
-      if (p.name.empty()) p.name = fmt::format("arg{}", sig->params.size() + 1);
-      TypeView t = Resolve(&child);
-      p.type_text = t.text;
-      if (t.kind == TypeView::kInt) {
-        p.width = t.size;
-        p.is_signed = t.is_signed;
-      } else if (t.kind == TypeView::kPointer) {
-        p.is_pointer = true;
-        p.width = 8;
-        TypeView pointee = Resolve(&t.die);
-        p.pointee_const = pointee.is_const;
-        if (pointee.kind == TypeView::kInt && pointee.is_char)
-          p.byte_pointee = true;
-        else if (pointee.kind == TypeView::kInt || pointee.kind == TypeView::kRecord)
-          p.fixed_size = pointee.size;
-        else if (pointee.kind == TypeView::kPointer) {
-          p.fixed_size = 8;
-          p.pointer_slots = true;
-        }
-      } else {
-        return Fail(ErrorCode::kUnsupported,
-                    "{}: '{}': parameter '{}' ({}): only integer and pointer parameters "
-                    "are supported",
-                    path, function, p.name, t.text);
-      }
-      params_text += (params_text.empty() ? "" : ", ") + p.type_text +
-                     (p.type_text.ends_with('*') ? "" : " ") + p.name;
-      sig->params.push_back(std::move(p));
+      const int tag = dwarf_tag(&child);
+      if (tag == DW_TAG_formal_parameter || tag == DW_TAG_unspecified_parameters) return fn;
     } while (dwarf_siblingof(&child, &child) == 0);
   }
-  sig->text = fmt::format("{}{}{}({})", ret.text, ret.text.ends_with('*') ? "" : " ", function,
-                          params_text.empty() ? "void" : params_text);
-  return true;
+  for (unsigned attr : {DW_AT_abstract_origin, DW_AT_specification}) {
+    Dwarf_Attribute a;
+    Dwarf_Die origin;
+    if (dwarf_attr(&fn, attr, &a) != nullptr && dwarf_formref_die(&a, &origin) != nullptr)
+      return ParameterOwner(origin);
+  }
+  return fn;
+}
+
+std::string ParamText(const Param& p) {
+  return p.type_text + (p.type_text.ends_with('*') || p.type_text.ends_with('&') ? "" : " ") +
+         p.name;
+}
+
+// The return type of `fn` into `sig`.
+Status ReadReturn(Dwarf_Die* fn, const std::string& where, Signature& sig, std::string* text) {
+  const DwarfType ret = ReadType(fn);
+  *text = ret.text;
+  Param r;
+  r.name = "the return value";
+  r.type_text = ret.text;
+  if (ret.kind == ValueKind::kVoid) {
+    if (ret.size < 0)
+      return Fail(ErrorCode::kUnsupported, "{} returns {}, which the checker cannot read", where,
+                  ret.text);
+    return {};
+  }
+  if (auto s = internal::ParamFromType(ret, r); !s) {
+    return std::unexpected(std::move(s.error()).AddContext(where));
+  }
+  sig.ret_kind = r.kind == ValueKind::kFunction ? ValueKind::kPointer : r.kind;
+  sig.ret_width = r.width;
+  sig.ret_signed = r.is_signed;
+  sig.ret_pointer = sig.ret_kind == ValueKind::kPointer;
+  sig.ret_format = r.format;
+  sig.ret_record = std::move(r.record);
+  return {};
+}
+
+// The parameters of `fn` into `sig`.
+Status ReadParams(Dwarf_Die fn, const std::string& where, Signature& sig, std::string* text) {
+  Dwarf_Die owner = ParameterOwner(fn);
+  Dwarf_Die child;
+  if (dwarf_child(&owner, &child) != 0) return {};
+  do {
+    const int tag = dwarf_tag(&child);
+    if (tag == DW_TAG_unspecified_parameters) {
+      sig.variadic = true;
+      continue;
+    }
+    if (tag != DW_TAG_formal_parameter) continue;
+    Param p;
+    p.name = DieName(&child);
+    if (p.name.empty()) p.name = fmt::format("arg{}", sig.params.size() + 1);
+    const DwarfType t = ReadType(&child);
+    p.type_text = t.text;
+    if (auto s = internal::ParamFromType(t, p); !s) {
+      return std::unexpected(std::move(s.error()).AddContext(where));
+    }
+    *text += (text->empty() ? "" : ", ") + ParamText(p);
+    sig.params.push_back(std::move(p));
+  } while (dwarf_siblingof(&child, &child) == 0);
+  return {};
+}
+
+// The signature of the subprogram `fn`, called `function`.
+Result<Signature> FromSubprogram(Dwarf_Die fn, const std::string& function,
+                                 const std::string& where) {
+  Dwarf_Attribute a;
+  Dwarf_Word cc = 0;
+  if (dwarf_attr_integrate(&fn, DW_AT_calling_convention, &a) != nullptr &&
+      dwarf_formudata(&a, &cc) == 0 && cc == DW_CC_nocall) {
+    return Fail(ErrorCode::kUnsupported,
+                "{}: the compiler changed its calling convention (DW_CC_nocall): no caller "
+                "outside its file may call it",
+                where);
+  }
+  Signature sig;
+  sig.name = function;
+  std::string ret_text, params_text;
+  if (auto s = ReadReturn(&fn, where, sig, &ret_text); !s) return std::unexpected(s.error());
+  if (auto s = ReadParams(fn, where, sig, &params_text); !s) return std::unexpected(s.error());
+  if (sig.variadic) {
+    return Fail(ErrorCode::kUnsupported,
+                "{} is variadic: pass its prototype with the variadic arguments to pass, e.g. "
+                "--sig \"{} {}({}{}... /* int, double */)\"",
+                where, ret_text, function, params_text, params_text.empty() ? "" : ", ");
+  }
+  const std::string name = DieName(&fn);
+  sig.text = fmt::format("{}{}{}({})", ret_text, ret_text.ends_with('*') ? "" : " ", function,
+                         params_text.empty() ? "void" : params_text);
+  if (!name.empty() && name != function && Demangle(function).find(name) == std::string::npos)
+    sig.text += fmt::format(" /* DWARF: {} */", name);
+  return sig;
+}
+
+// An IFUNC symbol's address is its resolver's: the function it selects has
+// the prototype of the function pointer the resolver returns.
+std::optional<Dwarf_Die> SelectedFunctionType(Dwarf_Die resolver) {
+  const DwarfType ret = ReadType(&resolver);
+  if (ret.kind != ValueKind::kFunction || !ret.has_die) return std::nullopt;
+  Dwarf_Die pointer = ret.die, pointee, fn;
+  Dwarf_Attribute a;
+  if (dwarf_attr_integrate(&pointer, DW_AT_type, &a) == nullptr ||
+      dwarf_formref_die(&a, &pointee) == nullptr || dwarf_peel_type(&pointee, &fn) != 0)
+    return std::nullopt;
+  return fn;
+}
+
+// Where the DWARF of `elf` is: the file itself or its debug file by build-id.
+Result<std::string> DwarfPath(const ElfFile& elf, bool* own) {
+  const std::string path = elf.path().string();
+  *own = elf.FindSection(".debug_info") != nullptr;
+  if (*own) return path;
+  if (elf.build_id().empty()) {
+    return Fail(ErrorCode::kNotFound,
+                "{} has no debug information (and no build-id to find a debug file by); pass "
+                "the prototype with --sig",
+                path);
+  }
+  auto debug = FindDebugFile(elf.build_id());
+  if (!debug) {
+    return Fail(ErrorCode::kNotFound,
+                "{} has no debug information ({}); install its debug file (e.g. the -dbgsym or "
+                "-dbg package) or pass the prototype with --sig",
+                path, debug.error().message());
+  }
+  return debug->string();
 }
 
 }  // namespace
 
 Result<Signature> ReadDwarfSignature(const std::string& elf_path, const std::string& function) {
-  Signature sig;
-  auto here = FindIn(elf_path, function, &sig);
-  if (!here) return std::unexpected(here.error());
-  if (!*here) {
-    auto elf = ElfFile::Open(elf_path);
-    if (!elf) return std::unexpected(elf.error());
-    auto debug =
-        elf->build_id().empty()
-            ? Result<std::filesystem::path>(std::unexpected(Error(ErrorCode::kNotFound, "")))
-            : FindDebugFile(elf->build_id());
-    if (!debug) {
-      return Fail(ErrorCode::kNotFound,
-                  "{} has no debug information (and no debug file by build-id); pass the prototype "
-                  "with --sig",
-                  elf_path);
-    }
-    auto there = FindIn(debug->string(), function, &sig);
-    if (!there) return std::unexpected(there.error());
-    if (!*there) {
-      return Fail(ErrorCode::kNotFound,
-                  "{}: its debug file {} has no DWARF; pass the prototype with --sig", elf_path,
-                  debug->string());
-    }
+  auto elf = ElfFile::Open(elf_path);
+  if (!elf) return std::unexpected(elf.error());
+  auto match = FindFunctionByName(*elf, function);
+  if (!match) return std::unexpected(match.error());
+  bool own = false;
+  auto path = DwarfPath(*elf, &own);
+  if (!path) return std::unexpected(path.error());
+  auto dw = OpenDwarf(*path);
+  if (!dw) return std::unexpected(dw.error());
+  if (*dw == nullptr) {
+    return Fail(ErrorCode::kNotFound, "{}: {} has no DWARF; pass the prototype with --sig",
+                elf_path, *path);
   }
-  if (auto s = FinishSignature(sig); !s) return std::unexpected(s.error());
+  const std::string where = fmt::format("{}: '{}'", *path, function);
+  std::optional<Dwarf_Die> fn = FindSubprogramAt((*dw)->get(), match->address);
+  if (!fn) {
+    return Fail(ErrorCode::kNotFound,
+                "{}: no DWARF subprogram at {:#x}, where '{}' starts (an assembly function, or "
+                "one the compiler inlined everywhere): pass the prototype with --sig",
+                *path, match->address, function);
+  }
+  Result<Signature> sig = std::unexpected(Error(ErrorCode::kInternal, ""));
+  if (match->symbol != nullptr && match->symbol->type == SymbolType::kIfunc) {
+    std::optional<Dwarf_Die> selected = SelectedFunctionType(*fn);
+    if (!selected) {
+      return Fail(ErrorCode::kNotFound,
+                  "{}: '{}' is an IFUNC and its resolver's DWARF does not say what the selected "
+                  "function takes: pass the prototype with --sig",
+                  *path, function);
+    }
+    sig = FromSubprogram(*selected, function, where);
+  } else {
+    sig = FromSubprogram(*fn, function, where);
+  }
+  if (!sig) return sig;
+  if (auto s = FinishSignature(*sig); !s) return std::unexpected(s.error());
   return sig;
 }
 

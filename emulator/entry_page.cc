@@ -76,7 +76,65 @@ constexpr uint8_t kCode[] = {
     0xff, 0x25, 0x95, 0x05, 0x00, 0x00,              // jmp [rip+0x595]
 };
 // clang-format on
-static_assert(sizeof kCode == 171 && kEntryCodeOffset + sizeof kCode <= kMxcsrOffset);
+static_assert(sizeof kCode == 171 && kEntryCodeOffset + sizeof kCode <= kEntrySseCodeOffset);
+
+// The entry for calls that pass arguments in SSE registers (floating point,
+// structs with float members) or call a variadic function: assembled the
+// same way at offset 0x100, it differs in loading XMM0-7 from the page
+// (xmm args 0x680, 16 bytes each) instead of clearing them, and AL from the
+// page (0x700: how many vector registers a variadic call passes) after the
+// flags are reset (mov does not change them).
+//   xor on every general register but the arguments and rsp
+//   movq xmm8, rax; movq xmm9..15, xmm8
+//   movdqu xmm0..7, [rip + xmm args + 16 * N]
+//   fninit; ldmxcsr [rip + mxcsr]; mov rdi..r9, [rip + args]
+//   inc eax; test eax, eax; mov eax, [rip + al]; cld
+//   mov rsp, [rip + rsp]; jmp [rip + target]
+// clang-format off
+constexpr uint8_t kSseCode[] = {
+0x31, 0xc0,                                      // xor eax,eax
+    0x31, 0xdb,                                      // xor ebx,ebx
+    0x31, 0xed,                                      // xor ebp,ebp
+    0x45, 0x31, 0xd2,                                // xor r10d,r10d
+    0x45, 0x31, 0xdb,                                // xor r11d,r11d
+    0x45, 0x31, 0xe4,                                // xor r12d,r12d
+    0x45, 0x31, 0xed,                                // xor r13d,r13d
+    0x45, 0x31, 0xf6,                                // xor r14d,r14d
+    0x45, 0x31, 0xff,                                // xor r15d,r15d
+    0x66, 0x4c, 0x0f, 0x6e, 0xc0,                    // movq xmm8,rax
+    0xf3, 0x45, 0x0f, 0x7e, 0xc8,                    // movq xmm9,xmm8
+    0xf3, 0x45, 0x0f, 0x7e, 0xd0,                    // movq xmm10,xmm8
+    0xf3, 0x45, 0x0f, 0x7e, 0xd8,                    // movq xmm11,xmm8
+    0xf3, 0x45, 0x0f, 0x7e, 0xe0,                    // movq xmm12,xmm8
+    0xf3, 0x45, 0x0f, 0x7e, 0xe8,                    // movq xmm13,xmm8
+    0xf3, 0x45, 0x0f, 0x7e, 0xf0,                    // movq xmm14,xmm8
+    0xf3, 0x45, 0x0f, 0x7e, 0xf8,                    // movq xmm15,xmm8
+    0xf3, 0x0f, 0x6f, 0x05, 0x38, 0x05, 0x00, 0x00,  // movdqu xmm0,[rip+0x538]
+    0xf3, 0x0f, 0x6f, 0x0d, 0x40, 0x05, 0x00, 0x00,  // movdqu xmm1,[rip+0x540]
+    0xf3, 0x0f, 0x6f, 0x15, 0x48, 0x05, 0x00, 0x00,  // movdqu xmm2,[rip+0x548]
+    0xf3, 0x0f, 0x6f, 0x1d, 0x50, 0x05, 0x00, 0x00,  // movdqu xmm3,[rip+0x550]
+    0xf3, 0x0f, 0x6f, 0x25, 0x58, 0x05, 0x00, 0x00,  // movdqu xmm4,[rip+0x558]
+    0xf3, 0x0f, 0x6f, 0x2d, 0x60, 0x05, 0x00, 0x00,  // movdqu xmm5,[rip+0x560]
+    0xf3, 0x0f, 0x6f, 0x35, 0x68, 0x05, 0x00, 0x00,  // movdqu xmm6,[rip+0x568]
+    0xf3, 0x0f, 0x6f, 0x3d, 0x70, 0x05, 0x00, 0x00,  // movdqu xmm7,[rip+0x570]
+    0xdb, 0xe3,                                      // fninit
+    0x0f, 0xae, 0x15, 0x87, 0x04, 0x00, 0x00,        // ldmxcsr [rip+0x487]
+    0x48, 0x8b, 0x3d, 0x88, 0x04, 0x00, 0x00,        // mov rdi,[rip+0x488]
+    0x48, 0x8b, 0x35, 0x89, 0x04, 0x00, 0x00,        // mov rsi,[rip+0x489]
+    0x48, 0x8b, 0x15, 0x8a, 0x04, 0x00, 0x00,        // mov rdx,[rip+0x48a]
+    0x48, 0x8b, 0x0d, 0x8b, 0x04, 0x00, 0x00,        // mov rcx,[rip+0x48b]
+    0x4c, 0x8b, 0x05, 0x8c, 0x04, 0x00, 0x00,        // mov r8,[rip+0x48c]
+    0x4c, 0x8b, 0x0d, 0x8d, 0x04, 0x00, 0x00,        // mov r9,[rip+0x48d]
+    0xff, 0xc0,                                      // inc eax
+    0x85, 0xc0,                                      // test eax,eax
+    0x8b, 0x05, 0x43, 0x05, 0x00, 0x00,              // mov eax,[rip+0x543]
+    0xfc,                                            // cld
+    0x48, 0x8b, 0x25, 0x83, 0x04, 0x00, 0x00,        // mov rsp,[rip+0x483]
+    0xff, 0x25, 0x85, 0x04, 0x00, 0x00,              // jmp [rip+0x485]
+};
+// clang-format on
+static_assert(sizeof kSseCode == 203 && kEntrySseCodeOffset + sizeof kSseCode <= kMxcsrOffset);
+static_assert(kEntryXmmArgsOffset == 0x680 && kEntryAlOffset == 0x700);
 static_assert(kEntryArgsOffset == kMxcsrOffset + 8 && kEntryRspOffset == kEntryArgsOffset + 48 &&
               kEntryTargetOffset == kEntryRspOffset + 8);
 
@@ -85,6 +143,7 @@ static_assert(kEntryArgsOffset == kMxcsrOffset + 8 && kEntryRspOffset == kEntryA
 void WriteEntryPage(uint8_t* page) {
   std::memset(page, 0, kPageSize);
   std::memcpy(page + kEntryCodeOffset, kCode, sizeof kCode);
+  std::memcpy(page + kEntrySseCodeOffset, kSseCode, sizeof kSseCode);
   // SSE: all exceptions masked, round to nearest, as a Linux process starts
   // (Unicorn's reset leaves MXCSR and the x87 control word at 0: every
   // exception unmasked). fninit sets the x87 control word to 0x37f.

@@ -26,6 +26,12 @@ inline constexpr uint64_t kEntryCodeOffset = 0x10;
 inline constexpr uint64_t kEntryArgsOffset = 0x618;
 inline constexpr uint64_t kEntryRspOffset = 0x648;
 inline constexpr uint64_t kEntryTargetOffset = 0x650;
+// The entry that also loads XMM0-7 (16 bytes each, from kEntryXmmArgsOffset)
+// and AL (from kEntryAlOffset): for calls with SSE arguments or variadic
+// calls. The plain one clears XMM0-15 and AL.
+inline constexpr uint64_t kEntrySseCodeOffset = 0x100;
+inline constexpr uint64_t kEntryXmmArgsOffset = 0x680;
+inline constexpr uint64_t kEntryAlOffset = 0x700;
 
 // Fills `page` (one page) with the code and the constant data.
 void WriteEntryPage(uint8_t* page);

@@ -1,8 +1,11 @@
 #include "emulator/expect.h"
 
 #include <cctype>
+#include <cmath>
 #include <stdexcept>
 #include <vector>
+
+#include "emulator/float_value.h"
 
 namespace patchlab::emulator {
 
@@ -135,42 +138,61 @@ class Parser {
       if (sig_.params[i].name == name) return static_cast<int>(i);
     return -1;
   }
+  // A value: a parenthesised expression, a character or number literal, a
+  // name of the outcome (ret, old.fault, ...), len(p), a parameter or a
+  // byte of one (p[i]).
   Result<NodePtr> ParsePrimary() {
     Skip();
     if (pos_ >= s_.size()) return Error("expected a value");
-    auto n = NewNode();
-    char c = s_[pos_];
-    if (c == '(') {
-      ++pos_;
-      auto e = ParseBinary(0);
-      if (!e) return e;
-      Skip();
-      if (pos_ >= s_.size() || s_[pos_] != ')') return Error("expected ')'");
-      ++pos_;
-      return e;
-    }
-    if (c == '\'') {
-      if (pos_ + 2 >= s_.size() || s_[pos_ + 2] != '\'') return Error("bad character literal");
-      n->kind = Node::kConst;
-      n->value = static_cast<unsigned char>(s_[pos_ + 1]);
-      pos_ += 3;
-      return NodePtr(n);
-    }
-    if (std::isdigit(static_cast<unsigned char>(c))) {
-      size_t used = 0;
-      std::string rest(s_.substr(pos_));
-      n->kind = Node::kConst;
-      try {
-        n->value = static_cast<int64_t>(std::stoull(rest, &used, 0));
-      } catch (const std::out_of_range&) {
-        return Error("number out of range (at most 64 bits)");
-      }
-      pos_ += used;
-      return NodePtr(n);
-    }
+    const char c = s_[pos_];
+    if (c == '(') return ParseParenthesised();
+    if (c == '\'') return ParseCharLiteral();
+    if (std::isdigit(static_cast<unsigned char>(c))) return ParseNumber();
     std::string_view w = Word();
     if (w.empty()) return Error("expected a value");
     pos_ += w.size();
+    if (auto named = OutcomeName(w)) return named;
+    size_t after = pos_;
+    while (after < s_.size() && s_[after] == ' ') ++after;
+    if (w == "len" && after < s_.size() && s_[after] == '(') {
+      pos_ = after + 1;
+      return ParseLen();
+    }
+    return ParseParameter(w);
+  }
+  Result<NodePtr> ParseParenthesised() {
+    ++nodes_;  // counted as a term towards kMaxNodes, as every value is
+    ++pos_;
+    auto e = ParseBinary(0);
+    if (!e) return e;
+    Skip();
+    if (pos_ >= s_.size() || s_[pos_] != ')') return Error("expected ')'");
+    ++pos_;
+    return e;
+  }
+  Result<NodePtr> ParseCharLiteral() {
+    if (pos_ + 2 >= s_.size() || s_[pos_ + 2] != '\'') return Error("bad character literal");
+    auto n = NewNode();
+    n->kind = Node::kConst;
+    n->value = static_cast<unsigned char>(s_[pos_ + 1]);
+    pos_ += 3;
+    return NodePtr(n);
+  }
+  Result<NodePtr> ParseNumber() {
+    size_t used = 0;
+    std::string rest(s_.substr(pos_));
+    auto n = NewNode();
+    n->kind = Node::kConst;
+    try {
+      n->value = static_cast<int64_t>(std::stoull(rest, &used, 0));
+    } catch (const std::out_of_range&) {
+      return Error("number out of range (at most 64 bits)");
+    }
+    pos_ += used;
+    return NodePtr(n);
+  }
+  // ret, old.ret, ..., true, false; nullptr for any other word.
+  NodePtr OutcomeName(std::string_view w) {
     struct Named {
       std::string_view name;
       Node::Kind kind;
@@ -187,33 +209,38 @@ class Parser {
                                        {"new.returned", Node::kReturned, true}};
     for (const Named& nm : kNames) {
       if (nm.name == w) {
+        auto n = NewNode();
         n->kind = nm.kind;
         n->new_side = nm.new_side;
-        return NodePtr(n);
+        return n;
       }
     }
     if (w == "true" || w == "false") {
+      auto n = NewNode();
       n->kind = Node::kConst;
       n->value = w == "true";
-      return NodePtr(n);
+      return n;
     }
-    size_t after = pos_;
-    while (after < s_.size() && s_[after] == ' ') ++after;
-    if (w == "len" && after < s_.size() && s_[after] == '(') {
-      pos_ = after + 1;
-      Skip();
-      std::string_view p = Word();
-      int idx = ParamIndex(p);
-      if (idx < 0 || !sig_.params[idx].is_pointer)
-        return Error(fmt::format("'{}' is not a pointer parameter", p));
-      pos_ += p.size();
-      Skip();
-      if (pos_ >= s_.size() || s_[pos_] != ')') return Error("expected ')'");
-      ++pos_;
-      n->kind = Node::kLen;
-      n->param = idx;
-      return NodePtr(n);
-    }
+    return nullptr;
+  }
+  // After "len(": a pointer parameter's name and ')'.
+  Result<NodePtr> ParseLen() {
+    Skip();
+    std::string_view p = Word();
+    int idx = ParamIndex(p);
+    if (idx < 0 || !sig_.params[idx].is_pointer)
+      return Error(fmt::format("'{}' is not a pointer parameter", p));
+    pos_ += p.size();
+    Skip();
+    if (pos_ >= s_.size() || s_[pos_] != ')') return Error("expected ')'");
+    ++pos_;
+    auto n = NewNode();
+    n->kind = Node::kLen;
+    n->param = idx;
+    return NodePtr(n);
+  }
+  // A parameter named `w` (already read), or a byte of it: w[expr].
+  Result<NodePtr> ParseParameter(std::string_view w) {
     int idx = ParamIndex(w);
     if (idx < 0) {
       std::string known =
@@ -223,10 +250,12 @@ class Parser {
       pos_ -= w.size();
       return Error(fmt::format("unknown name '{}' (known: {})", w, known));
     }
+    auto n = NewNode();
     n->param = idx;
     Skip();
     if (pos_ < s_.size() && s_[pos_] == '[') {
-      if (!sig_.params[idx].is_pointer) return Error(fmt::format("'{}' is not a pointer", w));
+      if (!sig_.params[idx].is_pointer && sig_.params[idx].kind != ValueKind::kRecord)
+        return Error(fmt::format("'{}' is not a pointer or a struct", w));
       ++pos_;
       auto i = ParseBinary(0);
       if (!i) return i;
@@ -248,6 +277,18 @@ class Parser {
   int nodes_ = 0;
 };
 
+// A floating-point value as the integer expressions see it: truncated
+// toward 0, saturated, NaN as 0.
+int64_t Truncated(FloatFormat format, const std::vector<uint8_t>& image) {
+  if (image.size() < static_cast<size_t>(FloatBytes(format) == 16 ? 10 : FloatBytes(format)))
+    return 0;
+  const double v = DecodeFloat(format, image.data());
+  if (std::isnan(v)) return 0;
+  if (v >= 9.2e18) return INT64_MAX;
+  if (v <= -9.2e18) return INT64_MIN;
+  return static_cast<int64_t>(v);
+}
+
 int64_t Eval(const Node& n, const Signature& sig, const Input& in, const RunOutcome& o,
              const RunOutcome& nw) {
   const RunOutcome& side = n.new_side ? nw : o;
@@ -255,7 +296,11 @@ int64_t Eval(const Node& n, const Signature& sig, const Input& in, const RunOutc
     case Node::kConst:
       return n.value;
     case Node::kRet:
-      return sig.ret_width == 0 ? 0 : SignedValueOf(sig.ret_width, sig.ret_signed, side.ret);
+      if (sig.ret_kind == ValueKind::kFloat) return Truncated(sig.ret_format, side.ret_image);
+      if (sig.ret_kind == ValueKind::kRecord) return 0;
+      return sig.ret_width == 0
+                 ? 0
+                 : SignedValueOf(std::min(sig.ret_width, 8), sig.ret_signed, side.ret);
     case Node::kFault:
       return side.ending == Ending::kFault;
     case Node::kHang:
@@ -265,6 +310,9 @@ int64_t Eval(const Node& n, const Signature& sig, const Input& in, const RunOutc
     case Node::kParam: {
       const Param& p = sig.params[n.param];
       const ArgValue& v = in.args[n.param];
+      if (p.kind == ValueKind::kFloat) return Truncated(p.format, ArgImage(p, v, 0));
+      if (p.kind == ValueKind::kRecord || p.kind == ValueKind::kFunction)
+        return static_cast<int64_t>(v.value);
       return p.is_pointer ? !v.is_null : SignedValue(p, v.value);
     }
     case Node::kLen: {

@@ -15,6 +15,9 @@
 // Examples: "ret == 0 when len > 16", "old.fault && new.ret == -1",
 //           "new.ret == -22 when buf == 0".
 // Arithmetic is 64-bit signed and wraps; division by zero yields 0.
+// Floating-point values (parameters, ret) are truncated toward 0 (NaN is 0);
+// a struct parameter's bytes are PARAM[I]; a generated callback parameter is
+// its behaviour's number (callback.h).
 //
 // Thread-safety: an Expect is immutable after Parse; Evaluate is const.
 #pragma once

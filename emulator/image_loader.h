@@ -1,17 +1,7 @@
-// Loading ELF images into a sandbox the way ld.so would, minus running code:
-// PT_LOAD segments at their addresses (plus a load bias for PIE executables
-// and shared objects), and the dynamic relocations a loader applies.
-//
-// Relocations: RELATIVE (bias + addend); GLOB_DAT, JUMP_SLOT and 64 against a
-// symbol (S, or S + addend for 64). A symbol defined in the image itself
-// resolves there; otherwise it is looked up by name in the images of `lookup`
-// in order (in the image labelled "target", private .symtab symbols included,
-// so that a patch object's references reach the mapped target; in libraries,
-// global ones only); otherwise it
-// resolves to a library stub slot (stubs.h), which ends the run as
-// inconclusive if it is not a stubbed function. IRELATIVE targets (ifuncs)
-// become an inconclusive stub. COPY and TLS relocations are left alone:
-// library data and thread-locals do not exist in the sandbox.
+// Mapping ELF images into a sandbox the way ld.so maps them: PT_LOAD
+// segments at their addresses (plus a load bias for PIE executables and
+// shared objects). Linking them (relocations, TLS, IFUNCs) is
+// image_linker.h's.
 //
 // Thread-safety: none (works on one Sandbox).
 #pragma once
@@ -41,11 +31,6 @@ struct LoadedImage {
 // already mapped (naming both).
 Result<LoadedImage> MapImage(Sandbox& sandbox, std::shared_ptr<const ElfFile> elf, uint64_t bias,
                              std::string label);
-
-// Applies `image`'s dynamic relocations. Fails with kUnsupported naming the
-// file, offset and type for a relocation type not listed above.
-Status ApplyRelocations(Sandbox& sandbox, const LoadedImage& image,
-                        std::span<const LoadedImage* const> lookup);
 
 // The load bias the checker uses for `elf`: 0 for ET_EXEC, `dyn_base` for
 // ET_DYN (minus the lowest segment address, so the image starts there).

@@ -13,10 +13,20 @@
 
 namespace patchlab::emulator {
 
+// One argument, by the parameter's kind:
+//   integer (up to 8 bytes)  `value`, sign-extended from its width
+//   __int128                 `bytes`: 16, little-endian
+//   pointer                  `is_null`, or `bytes`: the pointee (a cstring's NUL
+//                            not included)
+//   float, double            `value`: the bits (a float's in the low 32)
+//   long double, _Float128   `bytes`: the 16-byte image (float_value.h)
+//   struct or union          `bytes`: the record's image
+//   function pointer         `value`: the generated callback's behaviour
+//                            (callback.h); unused with `fn = NAME`
 struct ArgValue {
-  uint64_t value = 0;          // integers (sign-extended from their width)
-  bool is_null = false;        // pointers: pass NULL
-  std::vector<uint8_t> bytes;  // pointers: the pointee (a cstring's NUL not included)
+  uint64_t value = 0;
+  bool is_null = false;
+  std::vector<uint8_t> bytes;
 };
 
 struct Input {
@@ -28,6 +38,14 @@ struct Input {
 
 // Bytes a pointer argument occupies in its page (a cstring's NUL included).
 uint64_t PlacedSize(const Param& p, const ArgValue& v);
+
+// The argument's image (call_plan.h) for a value passed by value: an
+// integer's or float's bytes, a record's, a pointer's or callback's
+// `address`.
+std::vector<uint8_t> ArgImage(const Param& p, const ArgValue& v, uint64_t address);
+
+// Whether `value` holds the argument (the others keep it in `bytes`).
+bool HeldInValue(const Param& p);
 
 // "buf=\"ab\\x00\" (3 bytes), len=3, o=<24 bytes: 00 00 ...>, leading guard".
 std::string RenderInput(const Signature& sig, const Input& in);

@@ -1,8 +1,12 @@
 #include "emulator/input_generator.h"
 
 #include <algorithm>
+#include <cstring>
+#include <iterator>
 
 #include "base/file_util.h"
+#include "emulator/callback.h"
+#include "emulator/float_value.h"
 
 namespace patchlab::emulator {
 
@@ -100,6 +104,9 @@ void InputGenerator::FillBuffer(const Param& p, ArgValue& v, uint64_t size, Cont
     if (p.cstring && b == 0) b = '0';
     v.bytes[i] = b;
   }
+  for (uint64_t off : p.null_offsets) {
+    if (off + 8 <= size) std::memset(v.bytes.data() + off, 0, 8);
+  }
 }
 
 // relation: 0 exact, 1 one less, 2 one more, 3 zero, 4 one.
@@ -127,6 +134,183 @@ void InputGenerator::SetLength(Input& in, int ptr_index, int relation) {
   in.args[p.length_param].value = len;
 }
 
+namespace {
+
+// The values every check tries for a floating-point parameter.
+constexpr double kFloatBoundaries[] = {0.0,
+                                       -0.0,
+                                       1.0,
+                                       -1.0,
+                                       0.5,
+                                       -0.5,
+                                       2.0,
+                                       3.0,
+                                       10.0,
+                                       100.0,
+                                       255.0,
+                                       65535.0,
+                                       1e6,
+                                       -1e6,
+                                       0.1,
+                                       1.0 / 3,
+                                       3.141592653589793,
+                                       2.2250738585072014e-308 /* smallest normal */,
+                                       4.9406564584124654e-324 /* smallest subnormal */,
+                                       1.7976931348623157e308,
+                                       -1.7976931348623157e308,
+                                       __builtin_inf(),
+                                       -__builtin_inf(),
+                                       __builtin_nan(""),
+                                       9007199254740992.0 /* 2^53 */,
+                                       9223372036854775808.0 /* 2^63 */,
+                                       -9223372036854775808.0,
+                                       18446744073709551616.0 /* 2^64 */,
+                                       1e-300,
+                                       1e300};
+
+// An argument of kind float holding `v`.
+ArgValue FloatArg(const Param& p, double v) {
+  ArgValue a;
+  uint8_t image[16] = {};
+  EncodeFloat(p.format, v, image);
+  if (HeldInValue(p))
+    std::memcpy(&a.value, image, static_cast<size_t>(FloatBytes(p.format)));
+  else
+    a.bytes.assign(image, image + 16);
+  return a;
+}
+
+}  // namespace
+
+double InputGenerator::RandomDouble() {
+  switch (Below(5)) {
+    case 0:
+    case 1:
+      return static_cast<double>(static_cast<int64_t>(Below(201)) - 100);
+    case 2:
+      return static_cast<double>(static_cast<int64_t>(Rand() % 2000001) - 1000000) /
+             static_cast<double>(1u << Below(20));
+    case 3:
+      return kFloatBoundaries[Below(std::size(kFloatBoundaries))];
+    default: {
+      const uint64_t bits = Rand();
+      double d;
+      std::memcpy(&d, &bits, 8);
+      return d;
+    }
+  }
+}
+
+// A record's (or __int128's) image with each leaf from `leaf_value`.
+template <typename F>
+std::vector<uint8_t> RecordImage(const Param& p, F leaf_value) {
+  std::vector<uint8_t> bytes(static_cast<size_t>(p.width), 0);
+  const std::vector<Leaf> int128 = {
+      Leaf{0, 8, ValueKind::kInteger, FloatFormat::kNone, false},
+      Leaf{8, 8, ValueKind::kInteger, FloatFormat::kNone, p.is_signed}};
+  const std::vector<Leaf>& leaves = p.kind == ValueKind::kRecord ? p.record.leaves : int128;
+  for (const Leaf& l : leaves) {
+    if (l.offset + static_cast<uint64_t>(l.size) > bytes.size()) continue;
+    leaf_value(l, bytes.data() + l.offset);
+  }
+  return bytes;
+}
+
+void InputGenerator::FillRecordLeaf(const Leaf& l, uint8_t* at, int how) {
+  if (l.kind == ValueKind::kPointer) return;  // pointers in records by value: NULL
+  if (l.kind == ValueKind::kFloat) {
+    const double v = how == 0 ? 0.0 : how == 1 ? 1.0 : how == 2 ? -1.0 : RandomDouble();
+    uint8_t image[16] = {};
+    EncodeFloat(l.format, v, image);
+    std::memcpy(at, image, static_cast<size_t>(std::min(l.size, FloatBytes(l.format))));
+    return;
+  }
+  const uint64_t v = how == 0 ? 0 : how == 1 ? 1 : how == 2 ? ~0ull : Rand();
+  std::memcpy(at, &v, static_cast<size_t>(std::min(l.size, 8)));
+}
+
+std::vector<ArgValue> InputGenerator::ValueBoundaries(const Param& p) {
+  std::vector<ArgValue> out;
+  switch (p.kind) {
+    case ValueKind::kFloat:
+      for (double v : kFloatBoundaries) out.push_back(FloatArg(p, v));
+      break;
+    case ValueKind::kFunction:
+      for (int b = 0; b < kCallbackBehaviours; ++b)
+        out.push_back(ArgValue{static_cast<uint64_t>(b), false, {}});
+      if (!p.callback_target.empty()) out.resize(1);
+      break;
+    case ValueKind::kRecord:
+    case ValueKind::kInteger:
+      if (p.kind == ValueKind::kInteger && p.width <= 8) {
+        for (uint64_t v : IntegerBoundaries(p)) out.push_back(ArgValue{v, false, {}});
+        break;
+      }
+      for (int how = 0; how < 4; ++how) {
+        ArgValue a;
+        a.bytes = RecordImage(p, [&](const Leaf& l, uint8_t* at) { FillRecordLeaf(l, at, how); });
+        out.push_back(std::move(a));
+      }
+      break;
+    default:
+      break;
+  }
+  return out;
+}
+
+ArgValue InputGenerator::RandomValue(const Param& p) {
+  switch (p.kind) {
+    case ValueKind::kFloat:
+      return FloatArg(p, RandomDouble());
+    case ValueKind::kFunction:
+      return ArgValue{Below(kCallbackBehaviours), false, {}};
+    case ValueKind::kRecord:
+    case ValueKind::kInteger:
+      if (p.kind == ValueKind::kRecord || p.width > 8) {
+        ArgValue a;
+        a.bytes = RecordImage(p, [&](const Leaf& l, uint8_t* at) {
+          FillRecordLeaf(l, at, static_cast<int>(Below(5)));
+        });
+        return a;
+      }
+      break;
+    default:
+      break;
+  }
+  ArgValue v;
+  uint64_t r = Below(10);
+  if (r < 4)
+    v.value =
+        p.is_signed ? static_cast<uint64_t>(static_cast<int64_t>(Below(317)) - 16) : Below(301);
+  else if (r < 6) {
+    auto b = IntegerBoundaries(p);
+    v.value = b[Below(b.size())];
+  } else {
+    v.value = SignedValue(p, Rand());
+  }
+  return v;
+}
+
+ArgValue InputGenerator::TypicalValue(const Param& p) {
+  switch (p.kind) {
+    case ValueKind::kFloat:
+      return FloatArg(p, 1.0);
+    case ValueKind::kFunction:
+      return ArgValue{3, false, {}};  // a comparator that compares
+    case ValueKind::kRecord:
+    case ValueKind::kInteger:
+      if (p.kind == ValueKind::kRecord || p.width > 8) {
+        ArgValue a;
+        a.bytes = RecordImage(p, [&](const Leaf& l, uint8_t* at) { FillRecordLeaf(l, at, 1); });
+        return a;
+      }
+      break;
+    default:
+      break;
+  }
+  return ArgValue{1, false, {}};
+}
+
 Input InputGenerator::Typical() {
   Input in;
   in.args.resize(sig_.params.size());
@@ -135,7 +319,7 @@ Input InputGenerator::Typical() {
     if (p.is_pointer)
       FillBuffer(p, in.args[i], 16, Content::kDigits);
     else
-      in.args[i].value = 1;
+      in.args[i] = TypicalValue(p);
   }
   for (size_t i = 0; i < sig_.params.size(); ++i) SetLength(in, static_cast<int>(i), 0);
   return in;
@@ -152,9 +336,9 @@ void InputGenerator::BuildBoundaries() {
     const Param& p = sig_.params[i];
     if (p.length_of >= 0) continue;  // varied with its buffer
     if (!p.is_pointer) {
-      for (uint64_t v : IntegerBoundaries(p)) {
+      for (ArgValue& v : ValueBoundaries(p)) {
         Input in = Typical();
-        in.args[i].value = v;
+        in.args[i] = std::move(v);
         per_param[i].push_back(std::move(in));
       }
       continue;
@@ -231,16 +415,7 @@ Input InputGenerator::RandomInput() {
     const Param& p = sig_.params[i];
     ArgValue& v = in.args[i];
     if (!p.is_pointer) {
-      uint64_t r = Below(10);
-      if (r < 4)
-        v.value =
-            p.is_signed ? static_cast<uint64_t>(static_cast<int64_t>(Below(317)) - 16) : Below(301);
-      else if (r < 6) {
-        auto b = IntegerBoundaries(p);
-        v.value = b[Below(b.size())];
-      } else {
-        v.value = SignedValue(p, Rand());
-      }
+      v = RandomValue(p);
       continue;
     }
     if (!p.nonnull && Below(32) == 0) {

@@ -3,7 +3,9 @@
 // same stream, on any machine (its own PRNG, no std distributions).
 //
 // In order: boundary inputs (per parameter, the others typical: integer
-// limits and small values; buffer lengths 0, 1, powers of two and their
+// limits and small values; floating-point zeros, signs, limits, subnormals,
+// infinities and NaN; records with every member 0, 1, -1 and random (their
+// pointers NULL); each generated callback; buffer lengths 0, 1, powers of two and their
 // neighbours up to kMaxBufferBytes; a length argument equal to, one less than
 // and one more than its buffer, 0 and 1; content classes zeros, 0xFF, digits
 // and separators, ASCII, random; NULL for pointers not marked nonnull), each
@@ -52,6 +54,14 @@ class InputGenerator {
   uint64_t Rand();
   uint64_t Below(uint64_t n) { return n == 0 ? 0 : Rand() % n; }
   Input Typical();
+  // Values of a parameter that is neither a pointer nor an integer of up
+  // to 8 bytes' width (floats, records, __int128, callbacks) as well.
+  std::vector<ArgValue> ValueBoundaries(const Param& p);
+  ArgValue RandomValue(const Param& p);
+  ArgValue TypicalValue(const Param& p);
+  double RandomDouble();
+  // A record leaf: how 0 zero, 1 one, 2 all ones / -1, else random.
+  void FillRecordLeaf(const Leaf& l, uint8_t* at, int how);
   void FillBuffer(const Param& p, ArgValue& v, uint64_t size, Content c);
   void FillFromDictionary(const Param& p, ArgValue& v);
   void SetLength(Input& in, int ptr_index, int relation);

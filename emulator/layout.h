@@ -39,6 +39,10 @@ inline constexpr uint64_t ArgPage(uint64_t i) {
   return kArgBase + i * kArgStride + (8 + 2 * i) * kPageSize;
 }
 
+// Where a hidden return pointer points (a record returned in memory): its
+// own page, with unmapped neighbours.
+inline constexpr uint64_t kReturnBuffer = kArgBase + 3 * kPageSize;
+
 inline constexpr uint64_t kHeapBase = 0x7b0000020000;
 inline constexpr uint64_t kHeapBytes = 0x100000;
 
@@ -46,6 +50,14 @@ inline constexpr uint64_t kHeapBytes = 0x100000;
 inline constexpr uint64_t kTlsBase = 0x7c0000030000;
 inline constexpr uint64_t kTlsBytes = kPageSize;
 inline constexpr uint64_t kStackCanary = 0x2f8a5c3e17d04b00;
+// The loaded modules' static TLS blocks lie below the thread pointer (fs),
+// within this many bytes.
+inline constexpr uint64_t kStaticTlsBytes = 0x10000;
+
+// Data that glibc's unloaded libraries (ld.so) define and loaded images
+// refer to (image_linker.h): zero-filled storage, laid out in order of need.
+inline constexpr uint64_t kExternBase = 0x7b800001b000;
+inline constexpr uint64_t kExternBytes = 0x10000;
 
 // Library stubs: one 16-byte slot each; slot 0 is not used.
 inline constexpr uint64_t kStubBase = 0x7d0000000000;

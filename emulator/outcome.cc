@@ -44,6 +44,8 @@ std::string_view FaultClassName(FaultClass f) {
       return "stack-smash";
     case FaultClass::kBadFree:
       return "bad-free";
+    case FaultClass::kPrivileged:
+      return "privileged-instruction";
   }
   return "?";
 }
@@ -51,6 +53,20 @@ std::string_view FaultClassName(FaultClass f) {
 std::string StubCall::ToString() const {
   std::string a;
   for (uint64_t v : args) a += fmt::format("{}{:#x}", a.empty() ? "" : ", ", v);
+  if (!data.empty()) {
+    constexpr size_t kShown = 64;
+    std::string shown;
+    for (size_t i = 0; i < data.size() && i < kShown; ++i) {
+      const auto c = static_cast<unsigned char>(data[i]);
+      if (c == '"' || c == '\\')
+        shown += fmt::format("\\{}", static_cast<char>(c));
+      else if (c >= 0x20 && c < 0x7f)
+        shown += static_cast<char>(c);
+      else
+        shown += fmt::format("\\x{:02x}", c);
+    }
+    a += fmt::format(", \"{}\"{}", shown, data.size() > kShown ? "..." : "");
+  }
   return fmt::format("{}({}) = {:#x}", name, a, ret);
 }
 

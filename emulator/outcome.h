@@ -33,22 +33,31 @@ enum class FaultClass {
   kAbort,         // abort() or a failed assertion
   kStackSmash,    // __stack_chk_fail(): the canary was overwritten
   kBadFree,       // free/realloc of a pointer the sandbox heap never gave out
+  kPrivileged,    // a privileged instruction (hlt) in user mode: #GP, SIGSEGV
 };
 
 std::string_view EndingName(Ending e);
 std::string_view FaultClassName(FaultClass f);
 
-// One call into a library stub, for traces: "malloc(24) = 0x7d0000000010".
+// One call with an effect beyond its return value (a library stub's, a
+// system call's), for comparing and traces: "malloc(24) = 0x7d0000000010".
 struct StubCall {
   std::string name;
   std::vector<uint64_t> args;  // only the arguments that say what the call did
   uint64_t ret = 0;
+  std::string data;  // the bytes it wrote out (write), compared whole
+  // The call; `data` shown as a string of at most 64 bytes.
   std::string ToString() const;
+  bool operator==(const StubCall&) const = default;
 };
 
 struct RunOutcome {
   Ending ending = Ending::kReturned;
-  uint64_t ret = 0;  // masked to the declared width when the checker reads it
+  uint64_t ret = 0;  // rax; masked to the declared width when the checker reads it
+  // The return value's image when it is not just rax (floating point in
+  // xmm0 or st0, a record in registers or behind the hidden pointer, an
+  // __int128): call_plan.h says which bytes come from where.
+  std::vector<uint8_t> ret_image;
   FaultClass fault = FaultClass::kNone;
   uint64_t fault_addr = 0;  // the data address for memory faults, else the PC
   uint64_t fault_pc = 0;  // block start in a fast run; exact in a sandbox created with exact = true

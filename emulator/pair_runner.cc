@@ -1,5 +1,6 @@
 #include "emulator/pair_runner.h"
 
+#include <elf.h>
 #include <unicorn/unicorn.h>
 
 #include <algorithm>
@@ -7,14 +8,27 @@
 #include <cstring>
 #include <filesystem>
 #include <optional>
+#include <set>
 
+#include "base/function_name.h"
 #include "base/log.h"
+#include "emulator/callback.h"
+#include "emulator/image_linker.h"
 #include "emulator/layout.h"
 
 namespace patchlab::emulator {
 
 Result<FunctionRef> FunctionRef::Parse(std::string_view text) {
-  size_t colon = text.rfind(':');
+  // The last ':' that is not half of a C++ '::'.
+  size_t colon = std::string_view::npos;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != ':') continue;
+    if (i + 1 < text.size() && text[i + 1] == ':') {
+      ++i;
+      continue;
+    }
+    colon = i;
+  }
   if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size()) {
     return Fail(ErrorCode::kInvalidArgument, "'{}': expected ELF:SYMBOL", text);
   }
@@ -23,68 +37,13 @@ Result<FunctionRef> FunctionRef::Parse(std::string_view text) {
 
 Result<const ElfSymbol*> FindFunction(const ElfFile& elf, const std::string& symbol,
                                       uint64_t* address) {
-  if (symbol.rfind("0x", 0) == 0) {
-    uint64_t addr = std::strtoull(symbol.c_str(), nullptr, 16);
-    *address = addr;
-    return elf.SymbolAt(addr);  // may be nullptr: a stripped file has no size to offer
-  }
-  const ElfSymbol* s = elf.FindSymbol(symbol);
-  if (s == nullptr || !s->defined) {
-    return Fail(ErrorCode::kNotFound, "{}: no defined symbol '{}'", elf.path().string(), symbol);
-  }
-  if (s->type != SymbolType::kFunc && s->type != SymbolType::kNone) {
-    return Fail(ErrorCode::kInvalidArgument, "{}: '{}' is not a function", elf.path().string(),
-                symbol);
-  }
-  *address = s->value;
-  return s;
+  auto match = FindFunctionByName(elf, symbol);
+  if (!match) return std::unexpected(match.error());
+  *address = match->address;
+  return match->symbol;  // nullptr for an address no symbol covers (a stripped file)
 }
 
 namespace {
-
-Result<std::shared_ptr<const ElfFile>> OpenShared(const std::string& path) {
-  auto elf = ElfFile::Open(path);
-  if (!elf) return std::unexpected(elf.error());
-  return std::make_shared<const ElfFile>(std::move(*elf));
-}
-
-Result<LoadedFunction> Locate(std::shared_ptr<const ElfFile> elf, uint64_t bias,
-                              const std::string& symbol) {
-  uint64_t addr = 0;
-  auto s = FindFunction(*elf, symbol, &addr);
-  if (!s) return std::unexpected(s.error());
-  LoadedFunction f;
-  f.elf = std::move(elf);
-  f.entry = addr + bias;
-  f.link_address = addr;
-  f.size = *s != nullptr ? (*s)->size : 0;
-  return f;
-}
-
-bool IsGlibcLibrary(const std::string& soname) {
-  for (const char* prefix : {"libc.so", "libm.so", "libpthread.so", "libdl.so", "librt.so",
-                             "ld-linux", "libmvec.so", "libresolv.so", "libutil.so"}) {
-    if (soname.rfind(prefix, 0) == 0) return true;
-  }
-  return false;
-}
-
-std::optional<std::filesystem::path> FindLibrary(const std::string& name,
-                                                 const std::filesystem::path& beside) {
-  std::vector<std::filesystem::path> dirs = {beside,
-                                             "/lib/x86_64-linux-gnu",
-                                             "/usr/lib/x86_64-linux-gnu",
-                                             "/lib64",
-                                             "/usr/lib64",
-                                             "/lib",
-                                             "/usr/lib",
-                                             "/usr/local/lib"};
-  for (const auto& d : dirs) {
-    std::error_code ec;
-    if (std::filesystem::is_regular_file(d / name, ec)) return d / name;
-  }
-  return std::nullopt;
-}
 
 // A fast sandbox maps const buffers read-only: nothing need be compared or
 // refilled there after a run, and a run that writes through one anyway is
@@ -104,86 +63,171 @@ Status MapArgPages(Sandbox& sb, const Signature& sig, RunMode mode) {
 }  // namespace
 
 Result<std::unique_ptr<Sandbox>> PairRunner::BuildSide(int side, RunMode mode) {
-  auto sb = Sandbox::Create(max_blocks_, mode, watchdog_.get());
+  SandboxConfig config;
+  config.max_blocks = max_blocks_;
+  config.mode = mode;
+  config.watchdog = watchdog_.get();
+  config.cpu = &cpu_;
+  config.syscall_seed = syscall_seed_;
+  config.deny_syscalls = deny_syscalls_;
+  auto sb = Sandbox::Create(config);
   if (!sb) return std::unexpected(sb.error());
-  auto target = MapImage(**sb, old_elf_, target_bias_, "target");
-  if (!target) return std::unexpected(target.error());
-  std::vector<LoadedImage> libs;
-  for (const Library& lib : libraries_) {
-    auto m = MapImage(**sb, lib.elf, lib.bias, lib.elf->path().filename().string());
-    if (!m) return std::unexpected(m.error());
-    libs.push_back(std::move(*m));
+  // Generated callbacks first, so that every sandbox has them at the same
+  // stub addresses.
+  for (size_t i = 0; i < sig_.params.size(); ++i) {
+    const Param& p = sig_.params[i];
+    if (p.kind != ValueKind::kFunction || !p.callback_target.empty()) continue;
+    for (int b = 0; b < kCallbackBehaviours; ++b)
+      callback_slots_[i][b] = (*sb)->AddCallback(p.callback, b);
   }
-  // A library's own imports resolve against the other libraries, then stubs.
-  std::vector<const LoadedImage*> lib_lookup;
-  lib_lookup.reserve(libs.size());
-  for (const LoadedImage& l : libs) lib_lookup.push_back(&l);
-  for (const LoadedImage& l : libs) {
-    if (auto s = ApplyRelocations(**sb, l, lib_lookup); !s) return std::unexpected(s.error());
+  const SideLayout& layout = layout_.sides[side];
+  ImageLinker linker(**sb, ld_so_, ifuncs_[side]);
+  for (const SideImage& image : layout.images) {
+    auto added = linker.Add(image.elf, image.bias, image.label, image.lookup);
+    if (!added) return std::unexpected(added.error());
   }
-  if (auto s = ApplyRelocations(**sb, *target, lib_lookup); !s) return std::unexpected(s.error());
   if (auto s = MapArgPages(**sb, sig_, mode); !s) return std::unexpected(s.error());
-  if (side == 1 && !same_file_) {
-    auto patch = MapImage(**sb, new_elf_, new_bias_, "patch");
-    if (!patch) return std::unexpected(patch.error());
-    std::vector<const LoadedImage*> lookup = {&*target};
-    lookup.insert(lookup.end(), lib_lookup.begin(), lib_lookup.end());
-    if (auto s = ApplyRelocations(**sb, *patch, lookup); !s) return std::unexpected(s.error());
-  }
+  if (auto s = MapReturnBuffer(**sb); !s) return std::unexpected(s.error());
+  if (auto s = linker.Link(); !s) return std::unexpected(s.error());
+  auto entry = linker.EntryOf(layout.function_image, layout.symbol, layout.address);
+  if (!entry) return std::unexpected(entry.error());
+  SetFunction(side, layout, *entry);
+  if (auto s = FindCallbackTargets(linker, side); !s) return std::unexpected(s.error());
   if (auto s = (*sb)->Freeze(); !s) return std::unexpected(s.error());
   return sb;
+}
+
+void PairRunner::PairGlobals() {
+  const SideImage& old_program = layout_.sides[0].images[0];
+  const SideImage& new_program = layout_.sides[1].images[0];
+  separate_.program[0] = old_program.elf.get();
+  separate_.program[1] = new_program.elf.get();
+  separate_.bias[0] = old_program.bias;
+  separate_.bias[1] = new_program.bias;
+  auto writable = [](const ElfFile& elf, uint64_t addr) {
+    for (const ElfSegment& s : elf.LoadSegments()) {
+      if ((s.flags & PF_W) != 0 && addr - s.vaddr < s.memsz) return true;
+    }
+    return false;
+  };
+  std::set<std::string> seen;
+  for (const ElfSymbol& s : old_program.elf->symbols()) {
+    // Variables by name; a static local's numbered suffix (counter.3) is the
+    // compiler's and differs between builds.
+    if (s.type != SymbolType::kObject || !s.defined || s.size == 0 ||
+        s.name.find('.') != std::string::npos || !seen.insert(s.name).second ||
+        !writable(*old_program.elf, s.value))
+      continue;
+    const ElfSymbol* n = new_program.elf->FindSymbol(s.name);
+    if (n == nullptr || !n->defined || n->type != SymbolType::kObject || n->size != s.size)
+      continue;
+    separate_.globals.push_back(
+        {s.name, old_program.bias + s.value, new_program.bias + n->value, s.size});
+  }
+  AddNote(
+      fmt::format("new is {}: it runs in its own address space; {} global variables of the "
+                  "same name and size are compared by name",
+                  layout_.why_separate, separate_.globals.size()));
+}
+
+Status PairRunner::MapReturnBuffer(Sandbox& sb) {
+  CallShape shape;
+  shape.sse_entry = plan_.needs_sse_entry;
+  shape.stack_bytes = plan_.stack_bytes;
+  // A scalar returned in rax alone is compared from RunOutcome::ret (as
+  // comparator.cc reads it): reading its image would cost a batch of
+  // register reads per run for nothing.
+  const bool rax_only = sig_.ret_kind == ValueKind::kVoid || sig_.ret_kind == ValueKind::kPointer ||
+                        (sig_.ret_kind == ValueKind::kInteger && sig_.ret_width <= 8);
+  if (!rax_only) {
+    shape.ret = plan_.ret;
+    shape.return_size = plan_.return_size;
+  }
+  if (plan_.hidden_return) {
+    // Flush against the page's end, 16-aligned: a write past it faults.
+    return_buffer_ = kReturnBuffer + kPageSize - (plan_.return_size + 15) / 16 * 16;
+    shape.return_buffer = return_buffer_;
+    auto m = sb.Map(kReturnBuffer, kPageSize, UC_PROT_READ | UC_PROT_WRITE, RegionKind::kReturn,
+                    "return value");
+    if (!m) return std::unexpected(m.error());
+  }
+  sb.SetCallShape(std::move(shape));
+  return {};
+}
+
+Status PairRunner::FindCallbackTargets(ImageLinker& linker, int side) {
+  for (size_t i = 0; i < sig_.params.size(); ++i) {
+    const Param& p = sig_.params[i];
+    if (p.kind != ValueKind::kFunction || p.callback_target.empty()) continue;
+    // The function the annotation names, in the side's program (image 0).
+    const ElfFile& elf = *linker.image(0).elf;
+    auto match = FindFunctionByName(elf, p.callback_target);
+    if (!match) {
+      return std::unexpected(
+          std::move(match.error())
+              .AddContext(fmt::format("parameter '{}': fn = {}", p.name, p.callback_target)));
+    }
+    auto at = linker.EntryOf(0, match->symbol, match->address);
+    if (!at) return std::unexpected(at.error());
+    callback_targets_[side][i] = *at;
+  }
+  return {};
+}
+
+void PairRunner::AddNote(std::string note) {
+  if (std::find(notes_.begin(), notes_.end(), note) == notes_.end())
+    notes_.push_back(std::move(note));
+}
+
+void PairRunner::SetFunction(int side, const SideLayout& layout, uint64_t entry) {
+  LoadedFunction& f = side == 0 ? old_fn_ : new_fn_;
+  const SideImage& image = layout.images[layout.function_image];
+  f.elf = image.elf;
+  f.entry = entry;
+  f.link_address = entry - image.bias;
+  const ElfSymbol* at =
+      f.link_address == layout.address ? layout.symbol : image.elf->SymbolAt(f.link_address);
+  f.size = at != nullptr ? at->size : 0;
+  if (f.link_address != layout.address && layout.symbol != nullptr) {
+    AddNote(fmt::format("{}: {} is an IFUNC; a {} CPU runs {} at {:#x}", side == 0 ? "old" : "new",
+                        Demangle(layout.symbol->name), cpu_.name,
+                        at != nullptr ? at->name : "the code", f.link_address));
+  }
 }
 
 Result<std::unique_ptr<PairRunner>> PairRunner::Create(const Signature& sig,
                                                        const FunctionRef& old_ref,
                                                        const FunctionRef& new_ref,
                                                        uint64_t max_blocks) {
+  PairOptions options;
+  options.max_blocks = max_blocks;
+  return Create(sig, old_ref, new_ref, options);
+}
+
+Result<std::unique_ptr<PairRunner>> PairRunner::Create(const Signature& sig,
+                                                       const FunctionRef& old_ref,
+                                                       const FunctionRef& new_ref,
+                                                       const PairOptions& options) {
   std::unique_ptr<PairRunner> pr(new PairRunner());
   pr->sig_ = sig;
-  pr->max_blocks_ = max_blocks;
-  auto old_elf = OpenShared(old_ref.elf);
-  if (!old_elf) return std::unexpected(old_elf.error());
-  pr->old_elf_ = *old_elf;
-  std::error_code ec;
-  pr->same_file_ = std::filesystem::equivalent(old_ref.elf, new_ref.elf, ec);
-  pr->new_elf_ = pr->old_elf_;
-  if (!pr->same_file_) {
-    auto n = OpenShared(new_ref.elf);
-    if (!n) return std::unexpected(n.error());
-    pr->new_elf_ = *n;
-  }
-  pr->target_bias_ = ChooseBias(*pr->old_elf_, kTargetBase);
-  // Needed libraries, breadth first, each once.
-  std::vector<const ElfFile*> queue = {pr->old_elf_.get()};
-  if (!pr->same_file_) queue.push_back(pr->new_elf_.get());
-  std::vector<std::string> seen;
-  for (size_t q = 0; q < queue.size(); ++q) {
-    for (const std::string& name : queue[q]->needed()) {
-      if (IsGlibcLibrary(name) || std::find(seen.begin(), seen.end(), name) != seen.end()) continue;
-      seen.push_back(name);
-      auto path = FindLibrary(name, queue[q]->path().parent_path());
-      if (!path) {
-        Log("emulator")
-            ->warn("{} needs {}, which is not found: calls into it end runs as inconclusive",
-                   queue[q]->path().string(), name);
-        continue;
-      }
-      auto lib = OpenShared(path->string());
-      if (!lib) return std::unexpected(std::move(lib.error()).AddContext("loading " + name));
-      uint64_t base = kLibraryBase + pr->libraries_.size() * kLibraryStride;
-      pr->libraries_.push_back({*lib, ChooseBias(**lib, base)});
-      queue.push_back(pr->libraries_.back().elf.get());
-    }
-  }
-  pr->new_bias_ = pr->same_file_ ? pr->target_bias_ : ChooseBias(*pr->new_elf_, kPatchBase);
-  auto old_fn = Locate(pr->old_elf_, pr->target_bias_, old_ref.symbol);
-  if (!old_fn) return std::unexpected(old_fn.error());
-  pr->old_fn_ = *old_fn;
-  auto new_fn = Locate(pr->new_elf_, pr->new_bias_, new_ref.symbol);
-  if (!new_fn) return std::unexpected(new_fn.error());
-  pr->new_fn_ = *new_fn;
+  auto plan = PlanCall(sig);
+  if (!plan) return std::unexpected(plan.error());
+  pr->plan_ = std::move(*plan);
+  pr->max_blocks_ = options.max_blocks;
+  pr->syscall_seed_ = options.seed;
+  pr->deny_syscalls_ = options.deny_syscalls;
+  auto cpu = CpuModelByName(options.cpu);
+  if (!cpu) return std::unexpected(cpu.error());
+  pr->cpu_ = std::move(*cpu);
+  auto layout = PlanLayout(old_ref, new_ref);
+  if (!layout) return std::unexpected(layout.error());
+  pr->layout_ = std::move(*layout);
+  if (pr->layout_.separate_spaces) pr->PairGlobals();
+  auto ld_so = LdSoData::Create(pr->layout_.glibc_libraries, pr->cpu_);
+  if (!ld_so) return std::unexpected(ld_so.error());
+  pr->ld_so_ = std::move(*ld_so);
   pr->watchdog_ = std::make_unique<RunWatchdog>();
-  pr->fast_tick_limit_ = RunWatchdog::MinTicksFor(max_blocks);
+  pr->fast_tick_limit_ = RunWatchdog::MinTicksFor(options.max_blocks);
   for (RunMode mode : {RunMode::kFast, RunMode::kCounted}) {
     auto o = pr->BuildSide(0, mode);
     if (!o) return std::unexpected(o.error());
@@ -195,27 +239,72 @@ Result<std::unique_ptr<PairRunner>> PairRunner::Create(const Signature& sig,
   return pr;
 }
 
-void PairRunner::Place(Sandbox& sb, const Input& in, uint64_t* args) {
-  size_t page = 0;  // pointer parameters have argument pages in order
-  for (size_t i = 0; i < sig_.params.size(); ++i) {
-    const Param& p = sig_.params[i];
-    const ArgValue& v = in.args[i];
-    if (!p.is_pointer) {
-      args[i] = v.value;
-      continue;
-    }
-    const size_t k = page++;
-    if (v.is_null) {
-      args[i] = 0;
-      continue;
-    }
-    const uint64_t size = PlacedSize(p, v);
-    const uint64_t offset = in.leading ? 0 : kArgBytes - size;
-    uint8_t* host = sb.PlaceInArgPage(k, offset, size);
-    if (!v.bytes.empty()) std::memcpy(host, v.bytes.data(), v.bytes.size());
-    if (p.cstring) host[v.bytes.size()] = 0;
-    args[i] = ArgPage(i) + offset;
+uint64_t PairRunner::PlacePointer(Sandbox& sb, size_t i, size_t page, const Input& in) {
+  const Param& p = sig_.params[i];
+  const ArgValue& v = in.args[i];
+  if (v.is_null) return 0;
+  const uint64_t size = PlacedSize(p, v);
+  const uint64_t offset = in.leading ? 0 : kArgBytes - size;
+  uint8_t* host = sb.PlaceInArgPage(page, offset, size);
+  if (!v.bytes.empty()) std::memcpy(host, v.bytes.data(), v.bytes.size());
+  if (p.cstring) host[v.bytes.size()] = 0;
+  return ArgPage(i) + offset;
+}
+
+uint64_t PairRunner::Address(Sandbox& sb, int side, size_t i, size_t* page, const Input& in) {
+  const Param& p = sig_.params[i];
+  if (p.kind == ValueKind::kFunction) {
+    if (!p.callback_target.empty()) return callback_targets_[side][i];
+    return callback_slots_[i][in.args[i].value % kCallbackBehaviours];
   }
+  if (p.kind != ValueKind::kPointer) return 0;
+  return PlacePointer(sb, i, (*page)++, in);
+}
+
+void PairRunner::Place(Sandbox& sb, int side, const Input& in, CallFrame& frame) {
+  size_t page = 0;  // pointer parameters have argument pages in order
+  if (plan_.simple) {
+    for (size_t i = 0; i < sig_.params.size(); ++i) {
+      const Param& p = sig_.params[i];
+      frame.gpr[i] =
+          p.kind == ValueKind::kInteger ? in.args[i].value : Address(sb, side, i, &page, in);
+    }
+    return;
+  }
+  if (plan_.hidden_return) frame.gpr[0] = return_buffer_;
+  frame.al = static_cast<uint64_t>(plan_.sse_registers);
+  std::memset(frame.xmm, 0, sizeof frame.xmm);
+  stack_args_.assign(plan_.stack_bytes, 0);
+  for (size_t i = 0; i < sig_.params.size(); ++i) {
+    const std::vector<uint8_t> image =
+        ArgImage(sig_.params[i], in.args[i], Address(sb, side, i, &page, in));
+    for (const Piece& piece : plan_.params[i].pieces) {
+      // A register piece takes 8 bytes of the image when it has them: an
+      // integer's are sign-extended already.
+      const size_t n =
+          std::min<size_t>(piece.where == Piece::kStack ? piece.size : 8,
+                           image.size() - std::min<size_t>(image.size(), piece.offset));
+      const uint8_t* src = image.data() + piece.offset;
+      switch (piece.where) {
+        case Piece::kGpr:
+          frame.gpr[piece.index] = 0;
+          std::memcpy(&frame.gpr[piece.index], src, n);
+          break;
+        case Piece::kXmm:
+          std::memcpy(frame.xmm[piece.index], src, std::min<size_t>(n, piece.size));
+          break;
+        case Piece::kXmmHigh:
+          std::memcpy(frame.xmm[piece.index] + 8, src, std::min<size_t>(n, piece.size));
+          break;
+        case Piece::kStack:
+          std::memcpy(stack_args_.data() + piece.index, src, n);
+          break;
+        case Piece::kX87:
+          break;
+      }
+    }
+  }
+  frame.stack = stack_args_.data();
 }
 
 void PairRunner::SetMaxBlocks(uint64_t n) {
@@ -228,11 +317,13 @@ void PairRunner::SetMaxBlocks(uint64_t n) {
 }
 
 const RunOutcome& PairRunner::RunIn(Sandbox& sb, int side, const Input& in) {
-  uint64_t args[6] = {0};
+  // The registers no argument takes hold zero, as they did on every run.
+  std::memset(frame_.gpr, 0, sizeof frame_.gpr);
+  frame_.stack = nullptr;
   sb.Reset();
-  Place(sb, in, args);
+  Place(sb, side, in, frame_);
   ran_[side] = &sb;
-  return sb.Run(side == 0 ? old_fn_.entry : new_fn_.entry, {args, sig_.params.size()});
+  return sb.Run(side == 0 ? old_fn_.entry : new_fn_.entry, frame_);
 }
 
 Sandbox& PairRunner::SandboxFor(int side, RunMode mode) {
@@ -303,7 +394,8 @@ PairOutcome PairRunner::Run(const Input& in, RunMode mode) {
   // The sides may come from different sandboxes (one fast, one re-run
   // counted): all map the same layout, so they compare the same way.
   CleanArgPages clean;
-  out.divergence = Compare(sig_, old_sb, *out.old_out, new_sb, *out.new_out, &clean);
+  out.divergence = Compare(sig_, old_sb, *out.old_out, new_sb, *out.new_out, &clean,
+                           layout_.separate_spaces ? &separate_ : nullptr);
   // Equal pages placed the same way: clean on one side, clean on both.
   old_sb.MarkCleanArgPages(clean.span());
   new_sb.MarkCleanArgPages(clean.span());

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "emulator/call_plan.h"
 #include "emulator/outcome.h"
 
 struct uc_struct;
@@ -47,7 +48,9 @@ struct uc_context;
 namespace patchlab::emulator {
 
 class StubTable;
+class SyscallLayer;
 class RunWatchdog;
+struct CpuModel;
 
 enum class RunMode { kFast, kCounted, kExact };
 
@@ -58,7 +61,8 @@ enum class RegionKind {
                // read-only (a const buffer in a kFast sandbox)
   kHeap,       // the stub heap: used part cleared, compared
   kStack,      // cleared near the top, not compared (frames differ legitimately)
-  kTls,        // the stack-protector page: restored from a snapshot
+  kReturn,     // where a hidden return pointer points: refilled, compared as the
+               // return value (by its members, not its padding)
 };
 
 // The most granules one region of image data is mapped in (Region::granule).
@@ -71,7 +75,7 @@ struct Region {
   RegionKind kind = RegionKind::kCode;
   std::string name;  // "target:seg1", "arg2", "heap"
   uint8_t* host = nullptr;
-  std::vector<uint8_t> snapshot;  // kImageData and kTls only
+  std::vector<uint8_t> snapshot;  // kImageData only
   // The part a Reset restores (offsets). Image pages restore the bytes their
   // segments cover: bytes past a segment's end are compared but not restored.
   uint64_t reset_begin = 0;
@@ -101,15 +105,45 @@ struct Region {
   uint64_t GranuleEnd(size_t g) const { return std::min(reset_end, (g + 1) * granule); }
 };
 
+// How calls are made in a sandbox (call_plan.h): fixed per check.
+struct CallShape {
+  bool sse_entry = false;    // load xmm0-7 and AL (the SSE entry code)
+  uint64_t stack_bytes = 0;  // the stack argument area, a multiple of 16
+  ValuePlan ret;             // the return's pieces in registers
+  uint64_t return_size = 0;  // bytes of the return's image
+  // A hidden return: the guest address of the buffer (in a kReturn region).
+  uint64_t return_buffer = 0;
+};
+
+// One call's arguments, as CallShape says where they go.
+struct CallFrame {
+  uint64_t gpr[6] = {};            // rdi, rsi, rdx, rcx, r8, r9
+  uint8_t xmm[8][16] = {};         // with CallShape::sse_entry
+  uint64_t al = 0;                 // with CallShape::sse_entry
+  const uint8_t* stack = nullptr;  // CallShape::stack_bytes bytes for rsp + 8
+};
+
+struct SandboxConfig {
+  uint64_t max_blocks = 1000000;
+  RunMode mode = RunMode::kCounted;
+  // Needed by a kFast sandbox; must outlive its runs.
+  RunWatchdog* watchdog = nullptr;
+  // What `cpuid` answers; nullptr: the baseline x86-64 model. Must outlive
+  // the sandbox.
+  const CpuModel* cpu = nullptr;
+  uint64_t syscall_seed = 1;   // getrandom's bytes (syscalls.h)
+  bool deny_syscalls = false;  // SyscallLayer::set_deny_others
+};
+
 class Sandbox {
  public:
-  // Opens the engine, maps stack, TLS, heap, stub and entry pages and installs
-  // the hooks of `mode`. (Adding a hook to a running engine would need
-  // uc_ctl_flush_tlb, which costs over half a second in Unicorn 2.0.1; a
-  // second engine costs a millisecond.) A kFast sandbox needs `watchdog`,
-  // which must outlive its runs. Fails (kInternal) only if Unicorn refuses.
-  static Result<std::unique_ptr<Sandbox>> Create(uint64_t max_blocks, RunMode mode,
-                                                 RunWatchdog* watchdog = nullptr);
+  // Opens the engine, maps stack, TLS (the thread control block: fs:0 and
+  // fs:0x10 point at it, fs:0x28 holds the canary), heap, stub and entry
+  // pages and installs the hooks of the mode. (Adding a hook to a running
+  // engine would need uc_ctl_flush_tlb, which costs over half a second in
+  // Unicorn 2.0.1; a second engine costs a millisecond.) Fails (kInternal)
+  // only if Unicorn refuses.
+  static Result<std::unique_ptr<Sandbox>> Create(const SandboxConfig& config);
   ~Sandbox();
   Sandbox(const Sandbox&) = delete;
   Sandbox& operator=(const Sandbox&) = delete;
@@ -126,6 +160,20 @@ class Sandbox {
   // slot when the function is stubbed, else a slot that ends the run as
   // inconclusive naming the function. Same name, same slot.
   uint64_t StubAddress(const std::string& name);
+  // A stub slot that answers calls as generated callback `behaviour` of
+  // `type` (callback.h). Same order of calls, same addresses.
+  uint64_t AddCallback(const CallbackType& type, int behaviour);
+
+  // Calls the function at `fn` with no arguments before Freeze, as ld.so
+  // calls IFUNC resolvers and a thread's start-up calls initialisers, and
+  // returns its rax. Fails naming the fault, hang or inconclusive call that
+  // stopped it. REQUIRES: not frozen.
+  Result<uint64_t> CallDuringLoad(uint64_t fn);
+
+  // The static TLS blocks of the loaded modules: module k (1-based, as
+  // __tls_get_addr and DTPMOD64 number them) starts at fs - offsets[k-1].
+  void SetTlsModules(std::vector<uint64_t> offsets) { tls_offsets_ = std::move(offsets); }
+  const std::vector<uint64_t>& tls_offsets() const { return tls_offsets_; }
 
   // Records the state every run starts from. REQUIRES: all mapping done.
   Status Freeze();
@@ -133,6 +181,12 @@ class Sandbox {
   // Host pointer for guest [addr, addr+len) when it lies in one mapped region
   // with every bit of `prot`; nullptr otherwise.
   uint8_t* HostPtr(uint64_t addr, uint64_t len, int prot = 0);
+  const uint8_t* HostPtr(uint64_t addr, uint64_t len, int prot = 0) const {
+    return const_cast<Sandbox*>(this)->HostPtr(addr, len, prot);
+  }
+  // Whether a run of this check wrote any granule of image data that
+  // [addr, addr+len) touches (Region::written).
+  bool WrittenAt(uint64_t addr, uint64_t len) const;
   // The first address of [addr, addr+len) that is not mapped with `prot`,
   // or `addr + len` when all is.
   uint64_t FirstBadByte(uint64_t addr, uint64_t len, int prot);
@@ -162,10 +216,13 @@ class Sandbox {
   // such granule (a genuine protection fault) or leaves the region.
   uint8_t* OpenImageData(uint64_t addr, uint64_t len);
 
-  // Calls `entry` with integer arguments `args` (at most 6) after a Reset the
-  // caller did (so that it can place buffers first). The reference stays valid
-  // until the next Run.
-  const RunOutcome& Run(uint64_t entry, std::span<const uint64_t> args);
+  // How every call is made. REQUIRES: before Freeze.
+  void SetCallShape(CallShape shape) { shape_ = std::move(shape); }
+  const CallShape& call_shape() const { return shape_; }
+
+  // Calls `entry` with `frame` after a Reset the caller did (so that it can
+  // place buffers first). The reference stays valid until the next Run.
+  const RunOutcome& Run(uint64_t entry, const CallFrame& frame);
   // Whether the last Run's outcome stands as far as the sandbox knows:
   // always in counting modes; in kFast, false when the watchdog stopped it
   // (the caller also checks the run's length, see kFast above).
@@ -187,10 +244,16 @@ class Sandbox {
 
  private:
   Sandbox() = default;
+  Status AddHooks();
+  Status MapFixedPages();
   // After a run that faulted: the fault's PC (rip as Unicorn left it), and
   // whether an invalid instruction is one a real CPU would run.
   void LocateFault(uint64_t rip);
   void JudgeInvalidInstruction();
+  // After a run that returned: the return value's image (shape_).
+  void ReadReturnImage();
+  // Whether the instruction just before `rip` is a `hlt` in executable code.
+  bool AfterHlt(uint64_t rip);
   // Makes granule g of image data region r writable in the engine.
   void Open(Region& r, size_t g);
 
@@ -209,12 +272,17 @@ class Sandbox {
   uint8_t* ret_slot_ = nullptr;  // host side of the return address at kInitialRsp
   std::unique_ptr<Live> live_;
   std::unique_ptr<StubTable> stubs_;
+  std::unique_ptr<SyscallLayer> syscalls_;
+  const CpuModel* cpu_ = nullptr;
+  std::vector<uint64_t> tls_offsets_;
+  CallShape shape_;
   uint64_t max_blocks_ = 0;
   RunMode mode_ = RunMode::kCounted;
   RunWatchdog* watchdog_ = nullptr;
   bool frozen_ = false;
   bool settled_ = true;
   friend class StubTable;
+  friend class SyscallLayer;
 };
 
 }  // namespace patchlab::emulator

@@ -25,7 +25,7 @@ Result<FunctionRef> ReadFunction(const YamlMap& m, std::string_view key) {
 
 Result<CheckOptions> ParseSemanticSection(const YamlMap& m) {
   if (auto s = m.AllowOnly({"old", "new", "signature", "inputs", "seed", "expect", "corpus",
-                            "max_blocks", "shrink_evaluations"});
+                            "max_blocks", "shrink_evaluations", "cpu", "deny_syscalls"});
       !s) {
     return std::unexpected(s.error());
   }
@@ -62,6 +62,12 @@ Result<CheckOptions> ParseSemanticSection(const YamlMap& m) {
   if (!shrink) return std::unexpected(shrink.error());
   if (*shrink < 0) return std::unexpected(m.ErrorAt("shrink_evaluations", "must not be negative"));
   o.shrink_evaluations = *shrink;
+  auto cpu = m.GetOr<std::string>("cpu", "");
+  if (!cpu) return std::unexpected(cpu.error());
+  o.cpu = *cpu;
+  auto deny = m.GetOr<bool>("deny_syscalls", false);
+  if (!deny) return std::unexpected(deny.error());
+  o.deny_syscalls = *deny;
   // Expressions are checked against the signature when the check runs (the
   // signature may come from DWARF, which needs the ELF).
   return o;

@@ -1,6 +1,10 @@
 #include "emulator/shrinker.h"
 
 #include <cctype>
+#include <cmath>
+#include <cstring>
+
+#include "emulator/float_value.h"
 
 namespace patchlab::emulator {
 namespace {
@@ -23,7 +27,16 @@ class Shrinker {
         if (sig_.params[i].is_pointer) progress |= ShrinkBuffer(i);
       }
       for (size_t i = 0; i < sig_.params.size(); ++i) {
-        if (!sig_.params[i].is_pointer) progress |= ShrinkInteger(i);
+        const Param& p = sig_.params[i];
+        if (p.is_pointer) continue;
+        if (p.kind == ValueKind::kFloat)
+          progress |= ShrinkFloat(i);
+        else if (p.kind == ValueKind::kFunction)
+          progress |= p.callback_target.empty() && best_.args[i].value != 0 && TryValue(i, 0);
+        else if (p.kind == ValueKind::kRecord || p.width > 8)
+          progress |= ShrinkBytes(i);
+        else
+          progress |= ShrinkInteger(i);
       }
     }
     return best_;
@@ -51,6 +64,52 @@ class Shrinker {
       len = n + 1;
     else if (old_size > 0 && len == old_size - 1)
       len = n == 0 ? 0 : n - 1;
+  }
+
+  bool TryValue(size_t i, uint64_t v) {
+    Input c = best_;
+    c.args[i].value = v;
+    return Try(c);
+  }
+
+  // Toward 0, 1 or -1, an integer, a half: whichever still fails first.
+  bool ShrinkFloat(size_t i) {
+    const Param& p = sig_.params[i];
+    const std::vector<uint8_t> image = ArgImage(p, best_.args[i], 0);
+    const double v = DecodeFloat(p.format, image.data());
+    const double magnitude = std::fabs(v);
+    bool progress = false;
+    for (double c : {0.0, 1.0, -1.0, std::trunc(v), v / 2}) {
+      const bool simpler = std::isnan(v) || std::isinf(v) || std::fabs(c) < magnitude ||
+                           (std::trunc(v) != v && c == std::trunc(v));
+      if (!simpler || (c == v && !std::isnan(v)) || budget_ <= 0) continue;
+      Input cand = best_;
+      uint8_t bytes[16] = {};
+      EncodeFloat(p.format, c, bytes);
+      if (HeldInValue(p)) {
+        cand.args[i].value = 0;
+        std::memcpy(&cand.args[i].value, bytes, static_cast<size_t>(FloatBytes(p.format)));
+      } else {
+        cand.args[i].bytes.assign(bytes, bytes + 16);
+      }
+      if (Try(cand)) {
+        progress = true;
+        break;
+      }
+    }
+    return progress;
+  }
+
+  // A record's or __int128's bytes toward 0, byte by byte.
+  bool ShrinkBytes(size_t i) {
+    bool progress = false;
+    for (size_t k = 0; k < best_.args[i].bytes.size() && budget_ > 0; ++k) {
+      if (best_.args[i].bytes[k] == 0) continue;
+      Input c = best_;
+      c.args[i].bytes[k] = 0;
+      progress |= Try(c);
+    }
+    return progress;
   }
 
   bool ShrinkBuffer(size_t i) {

@@ -1,272 +1,21 @@
 #include "emulator/signature.h"
 
-#include <cctype>
-#include <charconv>
+#include <algorithm>
+#include <cstdio>
 #include <map>
 #include <optional>
+
+#include "emulator/call_plan.h"
+#include "emulator/internal/c_decl.h"
 
 namespace patchlab::emulator {
 namespace {
 
-struct Token {
-  enum Kind { kWord, kNumber, kPunct, kComment, kEllipsis } kind;
-  std::string text;
-  size_t column;  // 1-based
-};
-
-Result<std::vector<Token>> Tokenize(std::string_view s) {
-  std::vector<Token> out;
-  size_t i = 0;
-  while (i < s.size()) {
-    char c = s[i];
-    if (std::isspace(static_cast<unsigned char>(c))) {
-      ++i;
-    } else if (s.substr(i, 2) == "/*") {
-      size_t end = s.find("*/", i + 2);
-      if (end == std::string_view::npos)
-        return Fail(ErrorCode::kParse, "column {}: unterminated comment", i + 1);
-      out.push_back({Token::kComment, std::string(s.substr(i + 2, end - i - 2)), i + 1});
-      i = end + 2;
-    } else if (s.substr(i, 3) == "...") {
-      out.push_back({Token::kEllipsis, "...", i + 1});
-      i += 3;
-    } else if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
-      size_t j = i;
-      while (j < s.size() && (std::isalnum(static_cast<unsigned char>(s[j])) || s[j] == '_')) ++j;
-      out.push_back({Token::kWord, std::string(s.substr(i, j - i)), i + 1});
-      i = j;
-    } else if (std::isdigit(static_cast<unsigned char>(c))) {
-      size_t j = i;
-      while (j < s.size() && std::isalnum(static_cast<unsigned char>(s[j]))) ++j;
-      out.push_back({Token::kNumber, std::string(s.substr(i, j - i)), i + 1});
-      i = j;
-    } else if (std::string_view("*,()[];").find(c) != std::string_view::npos) {
-      out.push_back({Token::kPunct, std::string(1, c), i + 1});
-      ++i;
-    } else {
-      return Fail(ErrorCode::kParse, "column {}: unexpected character '{}'", i + 1, c);
-    }
-  }
-  return out;
-}
-
-struct ScalarType {
-  int width;
-  bool is_signed;
-};
-
-// Typedef names every C programmer expects to work.
-const std::map<std::string, ScalarType, std::less<>>& KnownTypedefs() {
-  static const auto* m = new std::map<std::string, ScalarType, std::less<>>{
-      {"size_t", {8, false}},    {"ssize_t", {8, true}},    {"ptrdiff_t", {8, true}},
-      {"intptr_t", {8, true}},   {"uintptr_t", {8, false}}, {"off_t", {8, true}},
-      {"int8_t", {1, true}},     {"uint8_t", {1, false}},   {"int16_t", {2, true}},
-      {"uint16_t", {2, false}},  {"int32_t", {4, true}},    {"uint32_t", {4, false}},
-      {"int64_t", {8, true}},    {"uint64_t", {8, false}},  {"bool", {1, false}},
-      {"_Bool", {1, false}},     {"u8", {1, false}},        {"u16", {2, false}},
-      {"u32", {4, false}},       {"u64", {8, false}},       {"s8", {1, true}},
-      {"s16", {2, true}},        {"s32", {4, true}},        {"s64", {8, true}},
-      {"pid_t", {4, true}},      {"uid_t", {4, false}},     {"wchar_t", {4, true}},
-      {"socklen_t", {4, false}}, {"time_t", {8, true}},
-  };
-  return *m;
-}
-
-// One declaration: a parameter or the function itself (type + name).
-struct Decl {
-  std::string type_text;
-  std::string name;
-  int pointer_depth = 0;
-  bool base_const = false;  // const applies to the pointee (const T *)
-  bool is_void = false;
-  bool is_record = false;  // struct or union
-  bool is_float = false;
-  std::optional<ScalarType> scalar;
-  uint64_t array_len = 0;  // T x[N]
-  std::vector<std::string> annotations;
-  size_t column = 0;
-};
-
-// A C integer literal as an array size: decimal, 0x hex or 0 octal, every
-// character used. nullopt when it is not one or does not fit 64 bits.
-std::optional<uint64_t> ParseArrayLength(std::string_view text) {
-  int base = 10;
-  if (text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) {
-    base = 16;
-    text.remove_prefix(2);
-  } else if (text.size() > 1 && text[0] == '0') {
-    base = 8;
-    text.remove_prefix(1);
-  }
-  uint64_t value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value, base);
-  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
-  return value;
-}
-
-// Splits an annotation comment ("24 bytes, nonnull") at its commas.
-std::vector<std::string> SplitAnnotations(const std::string& text) {
-  std::vector<std::string> out;
-  std::string a;
-  for (char c : text + ",") {
-    if (c == ',') {
-      size_t b = a.find_first_not_of(' '), e = a.find_last_not_of(' ');
-      if (b != std::string::npos) out.push_back(a.substr(b, e - b + 1));
-      a.clear();
-    } else {
-      a += c;
-    }
-  }
-  return out;
-}
-
-// Reads one declaration token by token: qualifiers, base type words, stars,
-// an array suffix, the name and annotation comments.
-class DeclParser {
- public:
-  DeclParser(const std::vector<Token>& toks, size_t column) : toks_(toks) { d_.column = column; }
-
-  Result<Decl> Parse() {
-    for (i_ = 0; i_ < toks_.size(); ++i_) {
-      const Token& t = toks_[i_];
-      if (!d_.type_text.empty() && t.kind != Token::kComment) d_.type_text += ' ';
-      Status s;
-      if (t.kind == Token::kComment) {
-        for (std::string& a : SplitAnnotations(t.text)) d_.annotations.push_back(std::move(a));
-      } else if (t.kind == Token::kPunct && t.text == "*") {
-        ++d_.pointer_depth;
-        after_star_ = true;
-        d_.type_text += "*";
-      } else if (t.kind == Token::kPunct && t.text == "[") {
-        s = Bracket(t);
-      } else if (t.kind != Token::kWord) {
-        return Fail(ErrorCode::kParse, "column {}: unexpected '{}'", t.column, t.text);
-      } else {
-        s = Word(t);
-      }
-      if (!s) return std::unexpected(s.error());
-    }
-    return Finish();
-  }
-
- private:
-  // `[N]` (an array parameter) or `[]` (a pointer).
-  Status Bracket(const Token& t) {
-    if (i_ + 2 < toks_.size() && toks_[i_ + 1].kind == Token::kNumber &&
-        toks_[i_ + 2].text == "]") {
-      const Token& size = toks_[i_ + 1];
-      auto len = ParseArrayLength(size.text);
-      if (!len) {
-        return Fail(ErrorCode::kParse, "column {}: array size '{}' is not a number", size.column,
-                    size.text);
-      }
-      // Any element is a byte at least: a larger array cannot fit a buffer
-      // (and its size in bytes could wrap).
-      if (*len > kMaxBufferBytes) {
-        return Fail(ErrorCode::kUnsupported,
-                    "column {}: an array of {} elements; at most {} bytes are supported",
-                    size.column, *len, kMaxBufferBytes);
-      }
-      d_.array_len = *len;
-      d_.type_text += "[" + toks_[i_ + 1].text + "]";
-      i_ += 2;
-      return {};
-    }
-    if (i_ + 1 < toks_.size() && toks_[i_ + 1].text == "]") {
-      ++d_.pointer_depth;
-      d_.type_text += "[]";
-      ++i_;
-      return {};
-    }
-    return Fail(ErrorCode::kParse, "column {}: array size must be a number", t.column);
-  }
-
-  bool HasBaseType() const {
-    return !base_.empty() || d_.is_void || d_.is_record || d_.scalar || longs_ != 0 ||
-           saw_unsigned_ || saw_signed_ || d_.is_float;
-  }
-
-  Status Word(const Token& t) {
-    const std::string& w = t.text;
-    d_.type_text += w;
-    if (w == "const") {
-      if (!after_star_) d_.base_const = true;
-    } else if (w == "volatile" || w == "restrict" || w == "__restrict" || w == "register" ||
-               w == "static" || w == "extern" || w == "inline") {
-    } else if (w == "unsigned") {
-      saw_unsigned_ = true;
-    } else if (w == "signed") {
-      saw_signed_ = true;
-    } else if (w == "long") {
-      ++longs_;
-    } else if (w == "char" || w == "short" || w == "int") {
-      base_ = w;
-    } else if (w == "void") {
-      d_.is_void = true;
-    } else if (w == "float" || w == "double") {
-      d_.is_float = true;
-    } else if (w == "struct" || w == "union" || w == "enum") {
-      return Tag(t);
-    } else if (!HasBaseType()) {
-      auto it = KnownTypedefs().find(w);
-      if (it == KnownTypedefs().end()) {
-        return Fail(ErrorCode::kParse,
-                    "column {}: unknown type '{}' (use a standard C type or <stdint.h> name)",
-                    t.column, w);
-      }
-      d_.scalar = it->second;
-    } else if (d_.name.empty()) {
-      d_.name = w;
-      // The name is not part of the type.
-      d_.type_text.resize(d_.type_text.size() - w.size());
-      while (!d_.type_text.empty() && d_.type_text.back() == ' ') d_.type_text.pop_back();
-    } else {
-      return Fail(ErrorCode::kParse, "column {}: unexpected word '{}'", t.column, w);
-    }
-    return {};
-  }
-
-  // `struct X`, `union X`, `enum X`.
-  Status Tag(const Token& t) {
-    if (i_ + 1 >= toks_.size() || toks_[i_ + 1].kind != Token::kWord) {
-      return Fail(ErrorCode::kParse, "column {}: '{}' needs a tag name", t.column, t.text);
-    }
-    if (t.text == "enum")
-      d_.scalar = ScalarType{4, true};
-    else
-      d_.is_record = true;
-    d_.type_text += " " + toks_[i_ + 1].text;
-    ++i_;
-    return {};
-  }
-
-  Result<Decl> Finish() {
-    if (d_.scalar || d_.is_void || d_.is_record || d_.is_float) return d_;
-    if (base_ == "char")
-      d_.scalar = ScalarType{1, !saw_unsigned_};
-    else if (base_ == "short")
-      d_.scalar = ScalarType{2, !saw_unsigned_};
-    else if (longs_ > 0)
-      d_.scalar = ScalarType{8, !saw_unsigned_};
-    else if (base_ == "int" || saw_unsigned_ || saw_signed_)
-      d_.scalar = ScalarType{4, !saw_unsigned_};
-    else
-      return Fail(ErrorCode::kParse, "column {}: no type", d_.column);
-    return d_;
-  }
-
-  const std::vector<Token>& toks_;
-  size_t i_ = 0;
-  Decl d_;
-  bool saw_unsigned_ = false, saw_signed_ = false;
-  int longs_ = 0;
-  std::string base_;  // char short int
-  bool after_star_ = false;
-};
-
-Result<Decl> ParseDecl(const std::vector<Token>& toks, size_t column) {
-  return DeclParser(toks, column).Parse();
-}
+using internal::Decl;
+using internal::ParseDecl;
+using internal::RecordTable;
+using internal::Token;
+using internal::Tokenize;
 
 bool IsLengthName(std::string_view n) {
   for (std::string_view k : {"len", "length", "size", "n", "count", "nbytes", "cap", "capacity",
@@ -281,11 +30,51 @@ bool IsLengthName(std::string_view n) {
 
 }  // namespace
 
+int FloatBytes(FloatFormat format) {
+  switch (format) {
+    case FloatFormat::kSingle:
+      return 4;
+    case FloatFormat::kDouble:
+      return 8;
+    case FloatFormat::kX87:
+    case FloatFormat::kQuad:
+      return 16;
+    case FloatFormat::kNone:
+      break;
+  }
+  return 0;
+}
+
+std::string_view FloatFormatName(FloatFormat format) {
+  switch (format) {
+    case FloatFormat::kSingle:
+      return "float";
+    case FloatFormat::kDouble:
+      return "double";
+    case FloatFormat::kX87:
+      return "long double";
+    case FloatFormat::kQuad:
+      return "_Float128";
+    case FloatFormat::kNone:
+      break;
+  }
+  return "?";
+}
+
 Status FinishSignature(Signature& sig) {
-  if (sig.params.size() > 6) {
-    return Fail(ErrorCode::kUnsupported,
-                "{}: {} parameters; only the 6 register arguments are supported", sig.name,
-                sig.params.size());
+  if (sig.params.size() > kMaxParams) {
+    return Fail(ErrorCode::kUnsupported, "{}: {} parameters; at most {} are supported", sig.name,
+                sig.params.size(), kMaxParams);
+  }
+  if (sig.ret_kind == ValueKind::kRecord && sig.ret_record.size > kMaxBufferBytes) {
+    return Fail(ErrorCode::kUnsupported, "{}: returns {} of {} bytes; at most {} are supported",
+                sig.name, sig.ret_record.name, sig.ret_record.size, kMaxBufferBytes);
+  }
+  for (const Param& p : sig.params) {
+    if (p.kind == ValueKind::kVoid) {
+      return Fail(ErrorCode::kInvalidArgument, "{}: parameter '{}' has type void", sig.name,
+                  p.name);
+    }
   }
   for (size_t i = 0; i < sig.params.size(); ++i) {
     Param& p = sig.params[i];
@@ -316,6 +105,8 @@ Status FinishSignature(Signature& sig) {
                   p.fixed_size, kMaxBufferBytes);
     }
   }
+  // The call must be one the sandbox can make (stack arguments, returns).
+  if (auto plan = PlanCall(sig); !plan) return std::unexpected(plan.error());
   return {};
 }
 
@@ -352,21 +143,34 @@ Result<ParameterList> FindParameterList(const std::vector<Token>& t) {
 }
 
 // The function's name and return type, from the tokens before '('.
-Status ParseReturn(const std::vector<Token>& head_tokens, Signature& sig) {
+Status ParseReturn(const std::vector<Token>& head_tokens, const RecordTable& records,
+                   Signature& sig) {
   auto head = ParseDecl(head_tokens, 1);
   if (!head) return std::unexpected(head.error());
   if (head->name.empty()) return Fail(ErrorCode::kParse, "the function has no name");
   sig.name = head->name;
-  if (head->is_float && head->pointer_depth == 0) {
-    return Fail(ErrorCode::kUnsupported, "floating-point return values are not supported");
-  }
-  if (head->is_record && head->pointer_depth == 0) {
-    return Fail(ErrorCode::kUnsupported, "struct return values are not supported");
+  if (head->pointer_depth == 0 && (head->is_record || head->is_float || head->int128)) {
+    RecordType layout;
+    if (auto s = internal::LayOut(*head, records, layout); !s) return s;
+    sig.ret_width = static_cast<int>(layout.size);
+    if (head->is_float) {
+      sig.ret_kind = ValueKind::kFloat;
+      sig.ret_format = head->float_format;
+    } else if (head->int128) {
+      sig.ret_kind = ValueKind::kInteger;
+      sig.ret_signed = head->scalar->is_signed;
+    } else {
+      sig.ret_kind = ValueKind::kRecord;
+      sig.ret_record = std::move(layout);
+    }
+    return {};
   }
   if (head->pointer_depth > 0) {
+    sig.ret_kind = ValueKind::kPointer;
     sig.ret_width = 8;
     sig.ret_pointer = true;
   } else if (!head->is_void) {
+    sig.ret_kind = ValueKind::kInteger;
     sig.ret_width = head->scalar->width;
     sig.ret_signed = head->scalar->is_signed;
   }
@@ -377,8 +181,11 @@ Status ParseReturn(const std::vector<Token>& head_tokens, Signature& sig) {
 std::vector<std::vector<Token>> SplitParameters(const std::vector<Token>& t,
                                                 const ParameterList& list) {
   std::vector<std::vector<Token>> groups(1);
+  int depth = 0;  // a function pointer's own parameters hold commas too
   for (size_t i = list.open + 1; i < list.close; ++i) {
-    if (t[i].text == ",")
+    if (t[i].text == "(") ++depth;
+    if (t[i].text == ")") --depth;
+    if (t[i].text == "," && depth == 0)
       groups.emplace_back();
     else
       groups.back().push_back(t[i]);
@@ -390,6 +197,7 @@ std::vector<std::vector<Token>> SplitParameters(const std::vector<Token>& t,
 
 // The type of a pointer (or array) parameter: what it points to and how big.
 void SetPointerType(const Decl& d, Param& p) {
+  p.kind = ValueKind::kPointer;
   p.is_pointer = true;
   p.width = 8;
   int depth = d.pointer_depth + (d.array_len > 0 ? 1 : 0);
@@ -424,6 +232,11 @@ Status ApplyAnnotation(const std::string& a, bool pointer, Param& p, LengthAnnot
   } else if (std::sscanf(a.c_str(), "len(%63[A-Za-z0-9_])", target) == 1) {
     if (pointer) return Fail(ErrorCode::kParse, "parameter '{}': '{}' on a pointer", p.name, a);
     lengths[target].push_back(p.name);
+  } else if (std::sscanf(a.c_str(), "fn = %63[A-Za-z0-9_:]", target) == 1 ||
+             std::sscanf(a.c_str(), "fn=%63[A-Za-z0-9_:]", target) == 1) {
+    if (p.kind != ValueKind::kFunction)
+      return Fail(ErrorCode::kParse, "parameter '{}': '{}' on a non-function pointer", p.name, a);
+    p.callback_target = target;
   } else if (a == "cstring") {
     p.cstring = true;
   } else if (a == "buffer") {
@@ -435,40 +248,142 @@ Status ApplyAnnotation(const std::string& a, bool pointer, Param& p, LengthAnnot
   } else {
     return Fail(ErrorCode::kParse,
                 "parameter '{}': unknown annotation '{}' (known: N bytes, len(NAME), "
-                "cstring, buffer, nonnull, in, out, inout)",
+                "cstring, buffer, nonnull, in, out, inout, fn = NAME)",
                 p.name, a);
   }
   return {};
 }
 
+// The prototype of a function pointer's target, from its parameter tokens.
+Result<CallbackType> ParseCallbackType(const Decl& d) {
+  CallbackType cb;
+  cb.ret_width = d.pointer_depth > 0 ? 8
+                 : d.is_void         ? 0
+                 : d.scalar          ? std::min(d.scalar->width, 8)
+                                     : 8;
+  cb.ret_signed = d.scalar && d.scalar->is_signed;
+  std::vector<Token> param;
+  auto flush = [&]() -> Status {
+    if (param.empty() || (param.size() == 1 && param[0].text == "void")) return {};
+    auto p = ParseDecl(param, param[0].column);
+    if (!p) return std::unexpected(p.error());
+    cb.params.push_back(p->pointer_depth > 0 || p->function_pointer ? ValueKind::kPointer
+                        : p->is_float                               ? ValueKind::kFloat
+                                                                    : ValueKind::kInteger);
+    param.clear();
+    return {};
+  };
+  int depth = 0;
+  for (const Token& t : d.function_params) {
+    if (t.text == "(") ++depth;
+    if (t.text == ")") --depth;
+    if (t.text == "," && depth == 0) {
+      if (auto s = flush(); !s) return std::unexpected(s.error());
+    } else {
+      param.push_back(t);
+    }
+  }
+  if (auto s = flush(); !s) return std::unexpected(s.error());
+  return cb;
+}
+
+// The kind and layout of a parameter's declared type.
+Status SetParamType(const Decl& d, const RecordTable& records, Param& p) {
+  const bool pointer = d.pointer_depth > 0 || d.array_len > 0;
+  if (d.function_pointer) {
+    auto cb = ParseCallbackType(d);
+    if (!cb) return std::unexpected(cb.error());
+    p.kind = ValueKind::kFunction;
+    p.width = 8;
+    p.callback = std::move(*cb);
+  } else if (pointer) {
+    SetPointerType(d, p);
+    // A pointer to a struct defined in the text points to that many bytes.
+    if (d.is_record && d.pointer_depth == 1 && d.array_len == 0) {
+      if (auto it = records.find(d.tag); it != records.end()) {
+        p.fixed_size = it->second.size;
+        for (const Leaf& l : it->second.leaves) {
+          if (l.kind == ValueKind::kPointer) p.null_offsets.push_back(l.offset);
+        }
+      }
+    }
+  } else if (d.is_void) {
+    return Fail(ErrorCode::kInvalidArgument, "parameter '{}' has type void", p.name);
+  } else if (d.is_float || d.is_record || d.int128) {
+    RecordType layout;
+    if (auto s = internal::LayOut(d, records, layout); !s) return s;
+    p.width = static_cast<int>(layout.size);
+    if (d.is_float) {
+      p.kind = ValueKind::kFloat;
+      p.format = d.float_format;
+    } else if (d.int128) {
+      p.kind = ValueKind::kInteger;
+      p.is_signed = d.scalar->is_signed;
+    } else {
+      p.kind = ValueKind::kRecord;
+      p.record = std::move(layout);
+    }
+  } else {
+    p.width = d.scalar->width;
+    p.is_signed = d.scalar->is_signed;
+  }
+  return {};
+}
+
 // Parameter number `index` (0-based) from its tokens.
-Result<Param> ParseParam(const std::vector<Token>& tokens, size_t index,
+Result<Param> ParseParam(const std::vector<Token>& tokens, size_t index, const RecordTable& records,
                          LengthAnnotations& lengths) {
   if (tokens.empty()) return Fail(ErrorCode::kParse, "parameter {} is empty", index + 1);
-  if (tokens[0].kind == Token::kEllipsis) {
-    return Fail(ErrorCode::kUnsupported, "variadic functions are not supported");
-  }
   auto d = ParseDecl(tokens, tokens[0].column);
   if (!d) return std::unexpected(d.error().AddContext(fmt::format("parameter {}", index + 1)));
   Param p;
   p.name = d->name.empty() ? fmt::format("arg{}", index + 1) : d->name;
   p.type_text = d->type_text;
-  bool pointer = d->pointer_depth > 0 || d->array_len > 0;
-  if (!pointer && (d->is_float || d->is_record || d->is_void)) {
-    return Fail(ErrorCode::kUnsupported,
-                "parameter '{}' ({}): only integer and pointer parameters are supported", p.name,
-                p.type_text);
-  }
-  if (pointer) {
-    SetPointerType(*d, p);
-  } else {
-    p.width = d->scalar->width;
-    p.is_signed = d->scalar->is_signed;
-  }
+  if (auto s = SetParamType(*d, records, p); !s)
+    return std::unexpected(s.error().AddContext(fmt::format("parameter {}", index + 1)));
+  const bool pointer = p.kind == ValueKind::kPointer;
   for (const std::string& a : d->annotations) {
     if (auto s = ApplyAnnotation(a, pointer, p, lengths); !s) return std::unexpected(s.error());
   }
   return p;
+}
+
+// The variadic arguments named in the comment on `...` ("int, double"),
+// after the default argument promotions (float to double, char and short
+// to int).
+Status ParseVariadic(const std::vector<Token>& group, const RecordTable& records, Signature& sig) {
+  sig.variadic = true;
+  if (group.size() != 2 || group[1].kind != Token::kComment) {
+    return Fail(ErrorCode::kUnsupported,
+                "column {}: a variadic function is called with the arguments named in a comment "
+                "on the ellipsis, e.g. '... /* int, double */'",
+                group[0].column);
+  }
+  std::string list = group[1].text;
+  size_t k = 0;
+  for (size_t b = 0; b <= list.size(); ++k) {
+    size_t e = list.find(',', b);
+    if (e == std::string::npos) e = list.size();
+    auto toks = internal::Tokenize(std::string_view(list).substr(b, e - b));
+    if (!toks) return std::unexpected(toks.error().AddContext("the variadic arguments"));
+    b = e + 1;
+    if (toks->empty()) continue;
+    LengthAnnotations unused;
+    auto p = ParseParam(*toks, sig.params.size(), records, unused);
+    if (!p) return std::unexpected(p.error().AddContext("the variadic arguments"));
+    p->name = fmt::format("vararg{}", k + 1);
+    p->variadic = true;
+    if (p->kind == ValueKind::kFloat && p->format == FloatFormat::kSingle) {
+      p->format = FloatFormat::kDouble;
+      p->width = 8;
+    }
+    if (p->kind == ValueKind::kInteger && p->width < 4) {
+      p->width = 4;
+      p->is_signed = true;
+    }
+    sig.params.push_back(std::move(*p));
+  }
+  return {};
 }
 
 // Pairs each len(NAME) integer with its pointer.
@@ -488,19 +403,62 @@ Status ApplyLengthAnnotations(const LengthAnnotations& lengths, Signature& sig) 
   return {};
 }
 
+// The top-level statements of the text (split at ';' outside braces):
+// struct and union definitions, then the prototype.
+std::vector<std::vector<Token>> Statements(const std::vector<Token>& t) {
+  std::vector<std::vector<Token>> out(1);
+  int braces = 0;
+  for (const Token& tok : t) {
+    if (tok.text == "{") ++braces;
+    if (tok.text == "}") --braces;
+    if (tok.text == ";" && braces == 0) {
+      out.emplace_back();
+      continue;
+    }
+    out.back().push_back(tok);
+  }
+  std::erase_if(out, [](const std::vector<Token>& s) {
+    return std::all_of(s.begin(), s.end(),
+                       [](const Token& x) { return x.kind == Token::kComment; });
+  });
+  return out;
+}
+
+bool IsRecordDefinition(const std::vector<Token>& s) {
+  return s.size() >= 3 && (s[0].text == "struct" || s[0].text == "union") && s[2].text == "{";
+}
+
 Result<Signature> ParsePrototype(std::string_view prototype) {
   auto toks = Tokenize(prototype);
   if (!toks) return std::unexpected(toks.error());
-  const std::vector<Token>& t = *toks;
+  RecordTable records;
+  std::vector<Token> head;
+  for (std::vector<Token>& st : Statements(*toks)) {
+    if (IsRecordDefinition(st)) {
+      if (auto s = internal::ParseRecordDefinition(st, records); !s)
+        return std::unexpected(s.error());
+    } else if (head.empty()) {
+      head = std::move(st);
+    } else {
+      return Fail(ErrorCode::kParse, "column {}: a second prototype", st[0].column);
+    }
+  }
+  const std::vector<Token>& t = head;
   auto list = FindParameterList(t);
   if (!list) return std::unexpected(list.error());
   Signature sig;
-  if (auto s = ParseReturn(std::vector<Token>(t.begin(), t.begin() + list->open), sig); !s)
+  if (auto s = ParseReturn(std::vector<Token>(t.begin(), t.begin() + list->open), records, sig); !s)
     return std::unexpected(s.error());
   LengthAnnotations lengths;
   std::vector<std::vector<Token>> groups = SplitParameters(t, *list);
   for (size_t g = 0; g < groups.size(); ++g) {
-    auto p = ParseParam(groups[g], g, lengths);
+    if (!groups[g].empty() && groups[g][0].kind == Token::kEllipsis) {
+      if (g + 1 != groups.size())
+        return Fail(ErrorCode::kParse, "column {}: '...' must come last", groups[g][0].column);
+      if (auto s = ParseVariadic(groups[g], records, sig); !s) return std::unexpected(s.error());
+      break;
+    }
+    auto p = ParseParam(groups[g], g, records, lengths);
     if (!p) return std::unexpected(p.error());
     sig.params.push_back(std::move(*p));
   }

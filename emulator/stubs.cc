@@ -34,6 +34,7 @@ enum class Id {
   kAbort,
   kStackChkFail,
   kAssertFail,
+  kTlsGetAddr,
   kUnknown,
 };
 
@@ -67,6 +68,7 @@ constexpr Known kKnown[] = {
     {"abort", Id::kAbort},
     {"__stack_chk_fail", Id::kStackChkFail},
     {"__assert_fail", Id::kAssertFail},
+    {"__tls_get_addr", Id::kTlsGetAddr},
 };
 
 Id Lookup(std::string_view name) {
@@ -315,6 +317,55 @@ std::optional<uint64_t> StubTable::Reallocate(const Call& c) {
   return ret;
 }
 
+std::optional<uint64_t> StubTable::TlsGetAddr(const Call& c) {
+  // The argument points at {module id, offset in the module's block}.
+  const uint8_t* index = Check(c, c.a[0], 16, kR);
+  if (index == nullptr) return std::nullopt;
+  uint64_t module = 0, offset = 0;
+  std::memcpy(&module, index, 8);
+  std::memcpy(&offset, index + 8, 8);
+  const std::vector<uint64_t>& blocks = sandbox_.tls_offsets();
+  if (module == 0 || module > blocks.size()) {
+    // ld.so would look the module up and find nothing: a crash.
+    Fault(c.uc, static_cast<int>(FaultClass::kReadUnmapped), c.a[0], c.name);
+    return std::nullopt;
+  }
+  return kTlsBase - blocks[module - 1] + offset;
+}
+
+uint64_t StubTable::AddCallback(const CallbackType& type, int behaviour) {
+  const uint64_t addr = AddressOf(fmt::format("generated callback {}", slot_names_.size() + 1));
+  callbacks_[(addr - kStubBase) / kStubSlotBytes] = CallbackSpec{type, behaviour};
+  return addr;
+}
+
+std::optional<uint64_t> StubTable::Callback(const Call& c, const CallbackType& type,
+                                            int behaviour) {
+  if (type.ret_width == 0) return std::nullopt;  // void: nothing to answer
+  int64_t answer = behaviour == 1 ? 1 : behaviour == 2 ? -1 : 0;
+  if (behaviour == 3 || behaviour == 4) {
+    const bool pointers = type.params.size() >= 2 && type.params[0] == ValueKind::kPointer &&
+                          type.params[1] == ValueKind::kPointer;
+    const bool integers = type.params.size() >= 2 && type.params[0] == ValueKind::kInteger &&
+                          type.params[1] == ValueKind::kInteger;
+    int64_t a = 0, b = 0;
+    if (pointers) {
+      const uint8_t* pa = Check(c, c.a[0], 1, kR);
+      if (pa == nullptr) return std::nullopt;
+      const uint8_t* pb = Check(c, c.a[1], 1, kR);
+      if (pb == nullptr) return std::nullopt;
+      a = *pa;
+      b = *pb;
+    } else if (integers) {
+      a = static_cast<int32_t>(c.a[0]);
+      b = static_cast<int32_t>(c.a[1]);
+    }
+    answer = a < b ? -1 : a > b ? 1 : 0;
+    if (behaviour == 4) answer = -answer;
+  }
+  return static_cast<uint64_t>(answer);
+}
+
 void StubTable::OnCall(uc_struct* uc, uint64_t pc) {
   uint64_t slot = (pc - kStubBase) / kStubSlotBytes;
   if (slot == 0 || slot > slot_names_.size() || (pc - kStubBase) % kStubSlotBytes != 0) return;
@@ -323,6 +374,11 @@ void StubTable::OnCall(uc_struct* uc, uint64_t pc) {
   void* vals[3] = {&c.a[0], &c.a[1], &c.a[2]};
   uc_reg_read_batch(uc, regs, vals, 3);
   std::optional<uint64_t> ret;
+  if (auto cb = callbacks_.find(slot); cb != callbacks_.end()) {
+    ret = Callback(c, cb->second.type, cb->second.behaviour);
+    if (ret) uc_reg_write(uc, UC_X86_REG_RAX, &*ret);
+    return;
+  }
   const Id id = Lookup(c.name);
   switch (id) {
     case Id::kMemcpy:
@@ -351,6 +407,9 @@ void StubTable::OnCall(uc_struct* uc, uint64_t pc) {
       return Fault(uc, static_cast<int>(FaultClass::kAbort), pc, c.name);
     case Id::kStackChkFail:
       return Fault(uc, static_cast<int>(FaultClass::kStackSmash), pc, c.name);
+    case Id::kTlsGetAddr:
+      ret = TlsGetAddr(c);
+      break;
     case Id::kUnknown:
       sandbox_.live().Decide(Ending::kInconclusive, FaultClass::kNone, pc,
                              fmt::format("call to unstubbed function '{}'", c.name));

@@ -10,9 +10,10 @@
 // Stubbed: memcpy memmove memset memcmp bcmp strlen strnlen strcmp strncmp
 // strchr strrchr memchr malloc calloc realloc free abort __stack_chk_fail
 // __assert_fail (and their __*_chk / glibc-internal aliases listed in
-// stubs.cc). A stub that touches memory a real one would fault on reports the
-// same fault (class and first bad byte) "in NAME". Any other name ends the run
-// as inconclusive, naming the function.
+// stubs.cc), and ld.so's __tls_get_addr (static TLS blocks of the loaded
+// modules, Sandbox::SetTlsModules). A stub that touches memory a real one would fault on reports
+// the same fault (class and first bad byte) "in NAME". Any other name ends the run as inconclusive,
+// naming the function.
 //
 // The heap is a bump allocator on the sandbox heap region: deterministic, so
 // both sides hand out the same addresses for the same sequence of requests.
@@ -28,6 +29,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "emulator/signature.h"
 
 struct uc_struct;
 
@@ -46,6 +49,10 @@ class StubTable {
   // is full (thousands of distinct imports: a bug, not an input).
   uint64_t AddressOf(const std::string& name);
 
+  // A slot that answers as generated callback `behaviour` (callback.h) of
+  // a function pointer of `type`.
+  uint64_t AddCallback(const CallbackType& type, int behaviour);
+
   // Runs the stub whose slot holds `pc`. Called from the stub page's code hook.
   void OnCall(uc_struct* uc, uint64_t pc);
 
@@ -61,6 +68,10 @@ class StubTable {
   std::optional<uint64_t> StringStub(const Call& c, int id);
   std::optional<uint64_t> AllocationStub(const Call& c, int id);
   std::optional<uint64_t> Reallocate(const Call& c);
+  // __tls_get_addr: the address of a variable in a module's static TLS block.
+  std::optional<uint64_t> TlsGetAddr(const Call& c);
+  // A generated callback's answer; nothing for a void one.
+  std::optional<uint64_t> Callback(const Call& c, const CallbackType& type, int behaviour);
   // [p, p+n) in host memory when it is all mapped with `prot`; else reports
   // the fault a real libc would hit (class and first bad byte) and returns
   // nullptr. n == 0 is valid and never dereferenced.
@@ -81,6 +92,11 @@ class StubTable {
   std::vector<std::string> slot_names_;            // index: slot number - 1
   uint64_t heap_next_ = 0;                         // offset of the next free heap byte
   std::map<uint64_t, uint64_t> live_allocations_;  // guest address -> size
+  struct CallbackSpec {
+    CallbackType type;
+    int behaviour = 0;
+  };
+  std::map<uint64_t, CallbackSpec> callbacks_;  // slot number -> what it answers
 };
 
 }  // namespace patchlab::emulator

@@ -9,7 +9,9 @@
 // replaced. Stacking another patch on the same function rewrites the slot's
 // 8 bytes and, when it jumps straight, the entry's rel32.
 // The first kIslandHeaderSize bytes of an island page are a marker that names
-// it as ours (magic, pid, process start time).
+// it as ours (magic, pid, process start time), then a spin stub for injected
+// system calls (`syscall; jmp .`, see remote_syscall.h). The last
+// kSaveAreaSize bytes keep the registers of a thread while it runs them.
 //
 // Thread-safety: pure functions.
 #pragma once
@@ -28,6 +30,14 @@ inline constexpr uint64_t kIslandHeaderSize = 64;
 inline constexpr uint64_t kSlotSize = 16;
 inline constexpr uint64_t kSlotAddressOffset = 6;
 inline constexpr char kIslandMagic[16] = "HOTPATCH-ISLAND";
+inline constexpr uint64_t kIslandStubOffset = 32;
+inline constexpr uint8_t kIslandStub[4] = {0x0f, 0x05, 0xeb, 0xfe};  // syscall; jmp .
+inline constexpr uint64_t kSaveAreaSize = 256;
+inline constexpr uint64_t kSaveAreaOffset = kIslandPageSize - kSaveAreaSize;
+// Save area: this magic, the thread id (8 bytes), its user_regs_struct.
+inline constexpr char kSaveAreaMagic[16] = "HOTPATCH-REGS";
+// Slots lie between the header and the save area.
+inline constexpr uint64_t kIslandSlotsEnd = kSaveAreaOffset;
 
 // The 14 bytes of a slot that jumps to `target`.
 inline std::vector<uint8_t> EncodeSlot(RemotePtr target) {

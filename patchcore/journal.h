@@ -11,7 +11,8 @@
 // File: ROOT/PID-STARTTIME/journal.json, 0600, replaced atomically.
 //
 // Fault injection for tests: HOTPATCH_FAULT=NAME makes FaultPoint(NAME) kill
-// the patcher with SIGKILL. Names: after-map, after-write-N (N from 1),
+// the patcher with SIGKILL. Names: mid-staging (a thread runs injected
+// calls from an island's stub), after-map, after-write-N (N from 1),
 // before-commit.
 //
 // Thread-safety: value types and functions on distinct files.

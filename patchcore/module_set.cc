@@ -14,11 +14,31 @@
 namespace patchlab::patchcore {
 namespace {
 
-bool LooksLikeElf(const std::string& path) {
-  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return false;
-  char magic[4];
-  return ::pread(fd.get(), magic, 4, 0) == 4 && std::memcmp(magic, ELFMAG, 4) == 0;
+// Where a loaded ELF file sits: its load bias from the mapping of its first
+// PT_LOAD segment, and the range of all its mappings. nullopt when no
+// mapping holds that segment (the file is mapped as data).
+std::optional<LoadedModule> LocateModule(const std::string& path,
+                                         std::shared_ptr<const ElfFile> elf,
+                                         const std::vector<const MapEntry*>& mappings) {
+  auto loads = elf->LoadSegments();
+  if (loads.empty()) return std::nullopt;
+  const uint64_t first_off = loads.front().offset & ~uint64_t{4095};
+  const MapEntry* base = nullptr;
+  for (const MapEntry* e : mappings) {
+    if (e->offset == first_off) {
+      base = e;
+      break;
+    }
+  }
+  if (!base) return std::nullopt;
+  LoadedModule m;
+  m.path = path;
+  m.bias = elf->type() == ElfType::kExecutable
+               ? 0
+               : base->start.addr() - (loads.front().vaddr & ~uint64_t{4095});
+  m.range = RemoteRange{mappings.front()->start, mappings.back()->end};
+  m.elf = std::move(elf);
+  return m;
 }
 
 bool IsExportedDefinition(const ElfSymbol& s) {
@@ -38,48 +58,27 @@ const ElfSymbol* LoadedModule::FindDefined(std::string_view name) const {
   return nullptr;
 }
 
-Result<ModuleSet> ModuleSet::Load(pid_t pid, const ProcessMaps& maps) {
+Result<ModuleSet> ModuleSet::Load(pid_t pid, const ProcessMaps& maps, ElfCache* cache) {
+  ElfCache local;
+  ElfCache& files = cache ? *cache : local;
   ModuleSet set;
   std::error_code ec;
   std::string exe = std::filesystem::read_symlink(fmt::format("/proc/{}/exe", pid), ec).string();
-  const std::string root = fmt::format("/proc/{}/root", pid);
   for (const std::string& path : maps.FilePaths()) {
-    std::string host_path = root + path;
-    if (!LooksLikeElf(host_path)) continue;
-    auto elf = ElfFile::Open(host_path);
+    auto mappings = maps.MappingsOf(path);
+    auto elf = files.Module(pid, *mappings.front());
     if (!elf) {
+      if (elf.error().code() == ErrorCode::kTargetGone) return std::unexpected(elf.error());
       Log("patchcore")->debug("pid {}: skipping {}: {}", pid, path, elf.error().ToString());
       continue;
     }
-    LoadedModule m;
-    m.path = path;
-    auto loads = elf->LoadSegments();
-    if (loads.empty()) continue;
-    auto mappings = maps.MappingsOf(path);
-    const uint64_t first_off = loads.front().offset & ~uint64_t{4095};
-    const MapEntry* base = nullptr;
-    for (const MapEntry* e : mappings) {
-      if (e->offset == first_off) {
-        base = e;
-        break;
-      }
-    }
-    if (!base) continue;  // mapped as data, not by a loader
-    m.bias = elf->type() == ElfType::kExecutable
-                 ? 0
-                 : base->start.addr() - (loads.front().vaddr & ~uint64_t{4095});
-    m.range = RemoteRange{mappings.front()->start, mappings.back()->end};
-    if (!elf->build_id().empty()) {
-      if (auto dbg = FindDebugFile(elf->build_id()); dbg) {
-        auto d = ElfFile::Open(*dbg);
-        if (d) m.debug = std::make_shared<const ElfFile>(std::move(*d));
-      }
-    }
-    m.elf = std::make_shared<const ElfFile>(std::move(*elf));
+    auto module = LocateModule(path, *elf, mappings);
+    if (!module) continue;  // mapped as data, not by a loader
+    module->debug = files.DebugFile((*elf)->build_id());
     if (path == exe) {
-      set.modules_.insert(set.modules_.begin(), std::move(m));
+      set.modules_.insert(set.modules_.begin(), std::move(*module));
     } else {
-      set.modules_.push_back(std::move(m));
+      set.modules_.push_back(std::move(*module));
     }
   }
   if (set.modules_.empty())

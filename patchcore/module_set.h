@@ -17,6 +17,7 @@
 
 #include "base/elf_file.h"
 #include "base/error.h"
+#include "patchcore/elf_cache.h"
 #include "patchcore/process_maps.h"
 #include "patchcore/process_memory.h"
 #include "patchcore/remote_ptr.h"
@@ -37,9 +38,12 @@ struct LoadedModule {
 
 class ModuleSet {
  public:
-  // Opens every ELF file mapped by `pid` (through /proc/PID/root, so a
-  // process in another mount namespace works too). Non-ELF mappings are skipped.
-  static Result<ModuleSet> Load(pid_t pid, const ProcessMaps& maps);
+  // Opens every ELF file mapped by `pid` as the process maps it (through
+  // /proc/PID/root, so a process in another mount namespace works too, or
+  // /proc/PID/map_files for a file replaced on disk since). Non-ELF mappings
+  // are skipped. `cache` shares decoded files across calls (and threads);
+  // null: the files are read for this call alone.
+  static Result<ModuleSet> Load(pid_t pid, const ProcessMaps& maps, ElfCache* cache = nullptr);
 
   const std::vector<LoadedModule>& modules() const { return modules_; }
   // The module whose file has build-id `build_id`, or the one named `file_name` (basename).

@@ -7,7 +7,9 @@
 
 #include "base/log.h"
 #include "patchcore/internal/apply_plan.h"
+#include "patchcore/internal/inherited_state.h"
 #include "patchcore/internal/rollback_guard.h"
+#include "patchcore/internal/staged_object.h"
 #include "patchcore/internal/stop_world.h"
 #include "patchcore/island.h"
 #include "patchcore/journal.h"
@@ -22,6 +24,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using internal::ApplyPlan;
 using internal::RollbackGuard;
+using internal::StagedObject;
 
 std::chrono::microseconds Since(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t);
@@ -35,93 +38,69 @@ std::vector<uint8_t> IslandHeader(pid_t pid, uint64_t start_time) {
   uint64_t p = static_cast<uint64_t>(pid);
   std::memcpy(h.data() + 16, &p, 8);
   std::memcpy(h.data() + 24, &start_time, 8);
+  std::memcpy(h.data() + kIslandStubOffset, kIslandStub, sizeof kIslandStub);
   return h;
 }
 
-// The signature, unless unsigned packages are allowed (then a warning).
-Status CheckSignature(const PatchPackage& package, const ApplyOptions& options,
-                      std::vector<std::string>& warnings) {
-  if (!options.allow_unsigned) {
-    if (options.pubkey.empty()) {
-      return Fail(ErrorCode::kInvalidArgument, "give --pubkey FILE (or --allow-unsigned)");
-    }
-    return VerifyPackage(package, options.pubkey);
-  }
-  if (!package.is_signed()) {
-    warnings.push_back(fmt::format(
-        "package {} is unsigned; applied because --allow-unsigned was given", package.manifest.id));
-  }
-  return {};
-}
-
-// What the planning reads of a running process.
-struct ProcessView {
+// What the planning reads of a running process, and what it decided.
+struct PlannedApply {
   ProcessMaps maps;
   ProcessMemory memory;
-  ModuleSet modules;
+  ApplyPlan plan;
+  RemotePtr syscall_insn;
 };
 
-Result<ProcessView> ReadProcess(pid_t pid) {
+// Every check and every change planned while the process runs.
+Result<PlannedApply> PlanApply(pid_t pid, const StateStore& store, const PreparedPackage& prepared,
+                               const ProcessState& state) {
+  const Manifest& m = prepared.manifest();
+  auto replaced = internal::CheckStackRules(m, state, pid);
+  if (!replaced) return std::unexpected(std::move(replaced.error()));
   auto maps = ProcessMaps::Read(pid);
   if (!maps) return std::unexpected(std::move(maps.error()));
   auto memory = ProcessMemory::Open(pid);
   if (!memory) return std::unexpected(std::move(memory.error()));
-  auto modules = ModuleSet::Load(pid, *maps);
+  auto modules = ModuleSet::Load(pid, *maps, &prepared.files());
   if (!modules) return std::unexpected(std::move(modules.error()));
-  return ProcessView{std::move(*maps), std::move(*memory), std::move(*modules)};
+  auto target = internal::FindTargetModule(m, *modules, pid);
+  if (!target) return std::unexpected(std::move(target.error()));
+  auto object = internal::PrepareObject(prepared.object(), m, **target, *modules, *memory);
+  if (!object) return std::unexpected(std::move(object.error()));
+  auto functions = internal::PlanFunctions(m, **target, *object, state, *memory);
+  if (!functions) return std::unexpected(std::move(functions.error()));
+  auto syscall_insn = FindSyscallInstruction(*memory, *maps);
+  if (!syscall_insn) return std::unexpected(std::move(syscall_insn.error()));
+  auto plan = internal::PlanChanges(prepared.package(), **target, *object, std::move(*functions),
+                                    std::move(*replaced), state, *maps, *memory,
+                                    IslandHeader(pid, store.start_time()), pid);
+  if (!plan) return std::unexpected(std::move(plan.error()));
+  return PlannedApply{std::move(*maps), std::move(*memory), std::move(*plan), *syscall_insn};
 }
 
-// Every thread stopped with none inside the code being replaced, and the
-// code still what was planned against. On failure the journal is removed:
-// nothing was changed.
+// Every thread stopped with none inside the code being replaced, the code
+// still what was planned against, and the staged pages still in place.
 Result<internal::StoppedWorld> StopForSwitch(pid_t pid, const ApplyPlan& plan,
                                              const ProcessMemory& memory,
+                                             const StagedObject& staged,
                                              std::chrono::milliseconds timeout,
                                              const StateStore& store) {
   auto world = internal::StopWorld(pid, memory, plan.guarded, timeout, store.park_path());
-  if (!world) {
-    (void)RemoveJournal(store.journal_path());
-    return std::unexpected(std::move(world.error()));
-  }
+  if (!world) return std::unexpected(std::move(world.error()));
   for (const internal::PlannedFunction& pf : plan.functions) {
     if (pf.stacked) continue;
     auto now = memory.Read(pf.entry + pf.layout.patch_offset, pf.original.size());
     if (!now || *now != pf.original) {
-      (void)world->tracee.Detach();
-      (void)RemoveJournal(store.journal_path());
       return Fail(ErrorCode::kRefused,
                   "function {}: its code changed while being checked (another patcher?)",
                   pf.mapping.old_name);
     }
   }
+  if (!staged.Intact()) {
+    return Fail(ErrorCode::kRefused,
+                "pid {} changed or unmapped the patch object's pages while they were prepared",
+                pid);
+  }
   return world;
-}
-
-// Maps and fills the patch object and the new island pages (nothing refers
-// to them yet), writes the fresh slots, and gives the injection thread its
-// registers back: a patcher killed after this leaves every thread able to run.
-Status MapObject(const ApplyPlan& plan, const ProcessMemory& memory, RemoteSyscall& sys,
-                 RollbackGuard& undo) {
-  if (auto st = undo.Map(plan.mapping); !st) return st;
-  if (auto st = memory.Write(plan.mapping.start, plan.image); !st) return st;
-  for (const PageProtection& p : plan.protections) {
-    if (auto st = sys.Mprotect(plan.mapping.start + static_cast<int64_t>(p.offset), p.size, p.prot);
-        !st) {
-      return st;
-    }
-  }
-  for (RemotePtr page : plan.new_islands) {
-    if (auto st = undo.Map({page, page + static_cast<int64_t>(kIslandPageSize)}); !st) return st;
-    if (auto st = memory.Write(page, plan.island_header); !st) return st;
-  }
-  for (const JournalWrite& w : plan.slot_writes) {
-    // SAFETY: every thread is stopped, and no jump leads to this slot yet.
-    if (auto st = undo.Write(w); !st) return st;
-  }
-  for (RemotePtr page : plan.new_islands) {
-    if (auto st = sys.Mprotect(page, kIslandPageSize, PROT_READ | PROT_EXEC); !st) return st;
-  }
-  return sys.Restore();
 }
 
 // The live writes: new entries, stacked slots, sites of superseded patches.
@@ -139,63 +118,86 @@ Status WriteLive(const ApplyPlan& plan, RollbackGuard& undo) {
   return {};
 }
 
-// The superseded patches' objects go once the new state is saved: a patcher
-// killed from here on leaves at most an unused mapping behind, never a slot
+// With every thread stopped at a safe moment: the live writes, then the
+// threads resume. A failed write undoes the ones before it; `*undone` says
+// whether that got all the way (else the jumps may lead into the staged
+// object, which must then stay, and the journal with it).
+Status Switch(const ApplyPlan& plan, Tracee& tracee, const ProcessMemory& memory,
+              ApplyReport& report, bool* undone) {
+  RollbackGuard undo(memory, nullptr);
+  if (auto st = WriteLive(plan, undo); !st) {
+    if (auto u = undo.Undo(); !u) {
+      *undone = false;
+      Log("patchcore")->error("{}; run `hotpatch recover`", u.error().ToString());
+      return std::unexpected(std::move(st.error()).AddContext("rollback incomplete"));
+    }
+    (void)tracee.Detach();
+    if (st.error().code() == ErrorCode::kTargetGone) return st;
+    return Fail(ErrorCode::kRolledBack, "apply of {} failed part-way and was rolled back: {}",
+                report.patch_id, st.error().ToString());
+  }
+  undo.Commit();
+  auto detached = tracee.Detach();
+  report.pause = Since(tracee.first_stop());
+  return detached;
+}
+
+// Gives up an apply before anything live changed, or after the switch was
+// undone: the staged pages go, then the journal; the process runs its
+// original code. When the pages cannot be taken out the journal stays, so
+// `hotpatch recover` can finish.
+std::unexpected<Error> Abandon(StagedObject* staged, Error cause, const StateStore& store) {
+  if (staged) {
+    // A process that is gone needs no cleaning up, and no recovery.
+    if (auto st = staged->Unstage(); !st && st.error().code() != ErrorCode::kTargetGone) {
+      return std::unexpected(std::move(cause).AddContext(fmt::format(
+          "the prepared patch object stays mapped ({}); run `hotpatch recover`", st.error())));
+    }
+  }
+  (void)RemoveJournal(store.journal_path());
+  return std::unexpected(std::move(cause));
+}
+
+// A staging failure is a failed apply that was rolled back (or a vanished
+// target): whatever was mapped is gone again.
+Error StagingFailed(Error cause, const std::string& id) {
+  if (cause.code() == ErrorCode::kTargetGone) return cause;
+  return Error(ErrorCode::kRolledBack,
+               fmt::format("apply of {} failed part-way and was rolled back: {}", id, cause));
+}
+
+// The superseded patches' objects go once the new state is saved: nothing
+// jumps there any more and no thread was inside them at the switch. A
+// patcher killed before leaves an unused mapping behind, never a slot
 // pointing into freed memory.
-Status FreeSuperseded(const ApplyPlan& plan, const StateStore& store, RemoteSyscall& sys,
-                      std::vector<std::string>& warnings) {
-  if (plan.replaced_mappings.empty()) return {};
-  if (auto st = store.Save(plan.next); !st) return st;
-  for (const RemoteRange& r : plan.replaced_mappings) {
+void FreeSuperseded(pid_t pid, const PlannedApply& planned, std::vector<std::string>& warnings) {
+  if (planned.plan.replaced_mappings.empty()) return;
+  auto tracee = Tracee::AttachOne(pid);
+  if (!tracee) {
+    warnings.push_back("leaving superseded patches mapped: " + tracee.error().ToString());
+    return;
+  }
+  RemoteSyscall sys(*tracee, tracee->threads().front(), planned.syscall_insn);
+  std::vector<RemotePtr> islands;
+  for (const IslandState& is : planned.plan.next.islands) islands.push_back(is.addr);
+  sys.UseStubOf(planned.memory, islands);
+  for (const RemoteRange& r : planned.plan.replaced_mappings) {
     if (auto st = sys.Munmap(r.start, r.size()); !st) {
       warnings.push_back("leaving a superseded patch mapped: " + st.error().ToString());
     }
   }
-  return {};
 }
 
-// After `cause`, undoes every change `undo` holds; the process runs on its
-// original code. When an undo write fails the journal stays for `recover`.
-std::unexpected<Error> RollBack(Error cause, RollbackGuard& undo, RemoteSyscall& sys,
-                                Tracee& tracee, const StateStore& store, const std::string& id) {
-  if (auto st = undo.Undo(); !st) {
-    Log("patchcore")->error("{}; run `hotpatch recover`", st.error().ToString());
-    return std::unexpected(std::move(cause).AddContext("rollback incomplete"));
-  }
-  (void)sys.Restore();
-  (void)tracee.Detach();
-  (void)RemoveJournal(store.journal_path());
-  if (cause.code() == ErrorCode::kTargetGone) return std::unexpected(std::move(cause));
-  return Fail(ErrorCode::kRolledBack, "apply of {} failed part-way and was rolled back: {}", id,
-              cause.ToString());
-}
-
-// With every thread stopped at a safe moment: maps the object, makes the
-// live writes, resumes the threads, and commits the new state. Any failure
-// before the threads resume undoes every change.
-Status Switch(const ApplyPlan& plan, Tracee& tracee, const ProcessMemory& memory,
-              RemotePtr syscall_insn, const StateStore& store, ApplyReport& report) {
-  RemoteSyscall sys(tracee, tracee.threads().front(), syscall_insn);
-  RollbackGuard undo(memory, &sys);
-  auto switched = [&]() -> Status {
-    if (auto st = MapObject(plan, memory, sys, undo); !st) return st;
-    FaultPoint("after-map");
-    if (auto st = WriteLive(plan, undo); !st) return st;
-    if (auto st = FreeSuperseded(plan, store, sys, report.warnings); !st) return st;
-    return sys.Restore();
-  }();
-  if (!switched)
-    return RollBack(std::move(switched.error()), undo, sys, tracee, store, report.patch_id);
-  undo.Commit();
-  auto detached = tracee.Detach();
-  report.pause = Since(tracee.first_stop());
-  if (!detached) return std::unexpected(std::move(detached.error()));
+// The new state saved, the superseded objects freed, the journal removed.
+Status Commit(pid_t pid, const StateStore& store, const PlannedApply& planned,
+              ApplyReport& report) {
   FaultPoint("before-commit");
-  if (auto st = store.Save(plan.next); !st) {
+  if (auto st = store.Save(planned.plan.next); !st) {
     return std::unexpected(
         std::move(st.error())
             .AddContext("patch applied but its state could not be saved; run `hotpatch recover`"));
   }
+  FreeSuperseded(pid, planned, report.warnings);
   (void)RemoveJournal(store.journal_path());
   return {};
 }
@@ -223,48 +225,64 @@ Result<ProcessState> Patcher::LoadForChange() const {
 }
 
 Result<ApplyReport> Patcher::Apply(const PatchPackage& package, const ApplyOptions& options) {
-  const Manifest& m = package.manifest;
-  ApplyReport report;
-  report.patch_id = m.id;
-  report.seq = m.seq;
-  if (auto st = CheckSignature(package, options, report.warnings); !st) {
-    return std::unexpected(st.error());
-  }
+  auto prepared = PreparedPackage::Prepare(package, options);
+  if (!prepared) return std::unexpected(std::move(prepared.error()));
+  return Apply(*prepared, options);
+}
+
+Result<pid_t> Patcher::AdoptInherited() {
   auto state = LoadForChange();
   if (!state) return std::unexpected(std::move(state.error()));
-  auto replaced = internal::CheckStackRules(m, *state, pid_);
-  if (!replaced) return std::unexpected(std::move(replaced.error()));
-  auto process = ReadProcess(pid_);
-  if (!process) return std::unexpected(std::move(process.error()));
-  auto target = internal::FindTargetModule(m, process->modules, pid_);
-  if (!target) return std::unexpected(std::move(target.error()));
-  auto object = internal::PrepareObject(package, **target, process->modules, process->memory);
-  if (!object) return std::unexpected(std::move(object.error()));
-  auto functions = internal::PlanFunctions(m, **target, *object, *state, process->memory);
-  if (!functions) return std::unexpected(std::move(functions.error()));
-  auto syscall_insn = FindSyscallInstruction(process->memory, process->maps);
-  if (!syscall_insn) return std::unexpected(std::move(syscall_insn.error()));
-  // Every change is planned, and the journal saved (fsync), while the process
-  // runs, so the pause holds no disk I/O.
-  auto plan = internal::PlanChanges(package, **target, *object, std::move(*functions),
-                                    std::move(*replaced), *state, process->maps, process->memory,
-                                    IslandHeader(pid_, store_.start_time()), pid_);
-  if (!plan) return std::unexpected(std::move(plan.error()));
-  report.functions = plan->reports;
-  report.mapped_bytes = plan->mapped_bytes;
-  report.island_bytes = plan->new_islands.size() * kIslandPageSize;
-  if (auto st =
-          SaveJournal(store_.journal_path(), internal::JournalFor(*plan, m.id, state->serial));
+  if (!state->patches.empty()) return 0;
+  auto maps = ProcessMaps::Read(pid_);
+  if (!maps) return std::unexpected(std::move(maps.error()));
+  auto memory = ProcessMemory::Open(pid_);
+  if (!memory) return std::unexpected(std::move(memory.error()));
+  auto found = internal::FindInheritedState(pid_, store_.start_time(), *maps, *memory);
+  if (!found) return std::unexpected(std::move(found.error()));
+  if (!*found) return 0;
+  if (auto st = store_.Save((*found)->state); !st) return std::unexpected(st.error());
+  Log("patchcore")
+      ->info("pid {}: adopted the patch stack inherited from pid {}", pid_, (*found)->origin);
+  return (*found)->origin;
+}
+
+Result<ApplyReport> Patcher::Apply(const PreparedPackage& prepared, const ApplyOptions& options) {
+  const Manifest& m = prepared.manifest();
+  auto adopted = AdoptInherited();
+  if (!adopted) return std::unexpected(std::move(adopted.error()));
+  auto state = LoadForChange();
+  if (!state) return std::unexpected(std::move(state.error()));
+  auto planned = PlanApply(pid_, store_, prepared, *state);
+  if (!planned) return std::unexpected(std::move(planned.error()));
+  ApplyReport report{.patch_id = m.id, .seq = m.seq, .functions = planned->plan.reports};
+  report.inherited_from = *adopted;
+  report.mapped_bytes = planned->plan.mapped_bytes;
+  report.island_bytes = planned->plan.new_islands.size() * kIslandPageSize;
+  report.warnings = prepared.warnings();
+  // The journal names every mapping before it exists in the target.
+  if (auto st = SaveJournal(store_.journal_path(),
+                            internal::JournalFor(planned->plan, m.id, state->serial));
       !st) {
     return std::unexpected(st.error());
   }
-  auto world = StopForSwitch(pid_, *plan, process->memory, options.timeout, store_);
-  if (!world) return std::unexpected(std::move(world.error()));
+  auto staged = StagedObject::Stage(pid_, planned->plan, planned->memory, planned->syscall_insn);
+  if (!staged) return Abandon(nullptr, StagingFailed(std::move(staged.error()), m.id), store_);
+  report.staging = staged->held();
+  FaultPoint("after-map");
+  auto world =
+      StopForSwitch(pid_, planned->plan, planned->memory, *staged, options.timeout, store_);
+  if (!world) return Abandon(&*staged, std::move(world.error()), store_);
   report.retries = world->retries;
   report.attach = world->tracee.attach_time();
-  if (auto st = Switch(*plan, world->tracee, process->memory, *syscall_insn, store_, report); !st) {
+  bool undone = true;
+  if (auto st = Switch(planned->plan, world->tracee, planned->memory, report, &undone); !st) {
+    if (undone) return Abandon(&*staged, std::move(st.error()), store_);
+    staged->Keep();
     return std::unexpected(st.error());
   }
+  staged->Keep();
+  if (auto st = Commit(pid_, store_, *planned, report); !st) return std::unexpected(st.error());
   Log("patchcore")
       ->info("pid {}: applied {} (seq {}), pause {} us, {} retries", pid_, m.id, m.seq,
              report.pause.count(), report.retries);

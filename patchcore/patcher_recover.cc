@@ -1,8 +1,10 @@
 // Patcher: the recorded state, verify, and recover (apply is in patcher.cc,
 // revert in patcher_revert.cc).
+#include <algorithm>
 #include <utility>
 
 #include "base/file_util.h"
+#include "patchcore/internal/inherited_state.h"
 #include "patchcore/internal/stop_world.h"
 #include "patchcore/internal/unmap_when_unused.h"
 #include "patchcore/island.h"
@@ -10,42 +12,10 @@
 #include "patchcore/patcher.h"
 #include "patchcore/process_maps.h"
 #include "patchcore/process_memory.h"
+#include "patchcore/remote_syscall.h"
 
 namespace patchlab::patchcore {
 namespace {
-
-// Compares what the process holds with what the stack says must be there.
-class SiteVerifier {
- public:
-  SiteVerifier(const ProcessMemory& memory, VerifyReport& report)
-      : memory_(memory), report_(report) {}
-
-  void Bytes(RemotePtr addr, const std::vector<uint8_t>& want, const std::string& what) {
-    ++report_.checked;
-    auto got = memory_.Read(addr, want.size());
-    if (!got) {
-      report_.mismatches.push_back(fmt::format("{} at {}: {}", what, addr, got.error().ToString()));
-    } else if (*got != want) {
-      report_.mismatches.push_back(fmt::format("{} at {}: found {}, expected {}", what, addr,
-                                               HexBytes(*got), HexBytes(want)));
-    }
-  }
-
-  void Segment(const PatchState& p, const SegmentState& s) {
-    ++report_.checked;
-    auto got = memory_.Read(s.addr, s.size);
-    std::string_view bytes;
-    if (got) bytes = std::string_view(reinterpret_cast<const char*>(got->data()), got->size());
-    if (!got || Sha256Hex(bytes) != s.sha256) {
-      report_.mismatches.push_back(fmt::format(
-          "code of patch {} at {} ({} bytes) differs from what was loaded", p.id, s.addr, s.size));
-    }
-  }
-
- private:
-  const ProcessMemory& memory_;
-  VerifyReport& report_;
-};
 
 // Writes the journal's bytes again with every thread held: an apply's old
 // bytes (newest first: rolled back), a revert's new ones (rolled forward).
@@ -53,7 +23,14 @@ Status ReplayJournal(const Journal& journal, pid_t pid, const ProcessMemory& mem
   auto tracee = Tracee::Attach(pid);
   if (!tracee) return std::unexpected(std::move(tracee.error()));
   if (journal.op == Journal::Op::kApply) {
+    auto in_new_mapping = [&](RemotePtr addr) {
+      return std::any_of(journal.mapped.begin(), journal.mapped.end(),
+                         [&](const RemoteRange& r) { return r.Contains(addr); });
+    };
     for (auto it = journal.writes.rbegin(); it != journal.writes.rend(); ++it) {
+      // A write into a page the apply mapped itself needs no undo: the page
+      // goes (when it was made at all; the patcher may have died before).
+      if (in_new_mapping(it->addr)) continue;
       // SAFETY: every thread is stopped. Writing back the original bytes of
       // an entry (or a slot's previous address) is what the apply would
       // have done on failure; threads already inside the new code finish
@@ -98,23 +75,8 @@ Result<VerifyReport> Patcher::Verify() const {
   if (!state) return std::unexpected(std::move(state.error()));
   auto memory = ProcessMemory::Open(pid_);
   if (!memory) return std::unexpected(std::move(memory.error()));
-  SiteVerifier check(*memory, report);
-  for (const SiteState& site : state->sites) {
-    check.Bytes(site.patch_at, site.jump, "entry jump of " + site.function);
-    auto target = state->LiveTarget(site.entry);
-    if (!target) {
-      report.mismatches.push_back("site " + site.function + " has no live patch");
-      continue;
-    }
-    check.Bytes(site.slot, EncodeSlot(*target), "island slot of " + site.function);
-  }
-  for (const IslandState& is : state->islands) {
-    std::vector<uint8_t> magic(kIslandMagic, kIslandMagic + sizeof kIslandMagic);
-    check.Bytes(is.addr, magic, "island marker");
-  }
-  for (const PatchState& p : state->patches) {
-    for (const SegmentState& s : p.segments) check.Segment(p, s);
-  }
+  auto mismatches = internal::StateMismatches(*state, *memory, &report.checked);
+  report.mismatches.insert(report.mismatches.end(), mismatches.begin(), mismatches.end());
   return report;
 }
 
@@ -133,18 +95,42 @@ Result<bool> Patcher::TakeOutParkTraps() {
   return true;
 }
 
+Result<int> Patcher::RestoreStranded() {
+  auto maps = ProcessMaps::Read(pid_);
+  if (!maps) return std::unexpected(std::move(maps.error()));
+  auto memory = ProcessMemory::Open(pid_);
+  if (!memory) return std::unexpected(std::move(memory.error()));
+  const bool has_islands = std::any_of(maps->entries().begin(), maps->entries().end(),
+                                       [](const MapEntry& e) { return e.exec && e.path.empty(); });
+  if (!has_islands) return 0;
+  auto tracee = Tracee::Attach(pid_);
+  if (!tracee) return std::unexpected(std::move(tracee.error()));
+  auto restored = RestoreStrandedThreads(*tracee, *memory, *maps);
+  if (!restored) return std::unexpected(std::move(restored.error()));
+  if (auto st = tracee->Detach(); !st) return std::unexpected(st.error());
+  return restored;
+}
+
 Result<RecoverReport> Patcher::Recover(std::chrono::milliseconds timeout) {
   RecoverReport report;
+  // A patcher killed while a thread ran its injected calls left that thread
+  // waiting at an island's stub: it gets its own registers back first.
+  auto stranded = RestoreStranded();
+  if (!stranded) return std::unexpected(std::move(stranded.error()));
   auto trapped = TakeOutParkTraps();
   if (!trapped) return std::unexpected(std::move(trapped.error()));
   report.had_journal = *trapped;
+  report.stranded_threads = *stranded;
   const auto journal_path = store_.journal_path();
   auto journal = LoadJournal(journal_path);
   if (!journal) {
     if (journal.error().code() != ErrorCode::kNotFound) {
       return std::unexpected(std::move(journal.error()));
     }
-    report.action = report.had_journal ? "removed the spin traps of an interrupted stop" : "none";
+    report.action = report.had_journal ? "removed the spin traps of an interrupted stop"
+                    : *stranded > 0
+                        ? fmt::format("gave {} thread(s) their registers back", *stranded)
+                        : "none";
     return report;
   }
   report.had_journal = true;
@@ -164,7 +150,10 @@ Result<RecoverReport> Patcher::Recover(std::chrono::milliseconds timeout) {
   if (!memory) return std::unexpected(std::move(memory.error()));
   if (auto st = ReplayJournal(*journal, pid_, *memory); !st) return std::unexpected(st.error());
   auto unmap = apply ? MappedByApply(*journal, *memory) : journal->to_unmap;
-  if (auto st = internal::UnmapWhenUnused(pid_, *memory, *maps, unmap, timeout, store_.park_path());
+  std::vector<RemotePtr> islands;
+  for (const IslandState& is : state->islands) islands.push_back(is.addr);
+  if (auto st = internal::UnmapWhenUnused(pid_, *memory, *maps, unmap, islands, timeout,
+                                          store_.park_path());
       !st) {
     return std::unexpected(
         std::move(st.error()).AddContext("code is restored, but old patch pages stay mapped"));

@@ -61,33 +61,45 @@ Status WriteRevert(const RevertPlan& plan, const ProcessMemory& memory, Tracee& 
   return {};
 }
 
-// Unmaps the reverted code while the threads are still held, when none runs
-// in or returns into it. False when one does (or the check failed): calls no
-// longer go there, so it leaves soon and the code is freed later.
-bool UnmapIfFree(const RevertPlan& plan, Tracee& tracee, const ProcessMemory& memory,
-                 RemotePtr syscall_insn, pid_t pid) {
+// Whether no thread runs in or returns into the reverted code, asked while
+// every thread is still held after the writes. False also when the check
+// failed: then the code is freed later, the careful way.
+bool UnusedAtSwitch(const RevertPlan& plan, const Tracee& tracee, const ProcessMemory& memory) {
   StackChecker checker;
   auto hit = checker.Check(tracee, memory, plan.guarded);
-  if (!hit || *hit) return false;
-  RemoteSyscall sys(tracee, tracee.threads().front(), syscall_insn);
+  return hit && !*hit;
+}
+
+// Unmaps the reverted code holding one thread: no jump leads there any more
+// and no thread was inside at the switch, so none can be now.
+Status UnmapUnused(pid_t pid, const RevertPlan& plan, const std::vector<RemotePtr>& islands,
+                   const ProcessMemory& memory, RemotePtr syscall_insn) {
+  auto tracee = Tracee::AttachOne(pid);
+  if (!tracee) return std::unexpected(std::move(tracee.error()));
+  RemoteSyscall sys(*tracee, tracee->threads().front(), syscall_insn);
+  sys.UseStubOf(memory, islands);  // island pages that go are unmapped last
   for (const RemoteRange& r : plan.to_unmap) {
     if (auto st = sys.Munmap(r.start, r.size()); !st) {
       Log("patchcore")->warn("pid {}: {}", pid, st.error().ToString());
     }
   }
-  return true;
+  if (auto st = sys.Restore(); !st) return st;
+  return tracee->Detach();
 }
 
 }  // namespace
 
 Result<RevertReport> Patcher::Revert(std::optional<std::string> id,
                                      std::chrono::milliseconds timeout) {
+  auto adopted = AdoptInherited();
+  if (!adopted) return std::unexpected(std::move(adopted.error()));
   auto state = LoadForChange();
   if (!state) return std::unexpected(std::move(state.error()));
   auto plan = internal::PlanRevert(*state, id, pid_);
   if (!plan) return std::unexpected(std::move(plan.error()));
   RevertReport report;
   report.reverted = plan->reverted;
+  report.inherited_from = *adopted;
   if (report.reverted.empty()) return report;
   auto maps = ProcessMaps::Read(pid_);
   if (!maps) return std::unexpected(std::move(maps.error()));
@@ -96,32 +108,36 @@ Result<RevertReport> Patcher::Revert(std::optional<std::string> id,
   auto insn = FindSyscallInstruction(*memory, *maps);
   if (!insn) return std::unexpected(std::move(insn.error()));
 
-  // Redirecting calls away from a patch is safe whatever the threads are
-  // doing; only unmapping its code must wait until no thread is inside.
-  auto world = internal::StopWorld(pid_, *memory, {}, timeout);
-  if (!world) return std::unexpected(std::move(world.error()));
-  report.retries = world->retries;
-  Tracee& tracee = world->tracee;
   const auto journal_path = store_.journal_path();
   if (auto st = SaveJournal(journal_path, RevertJournal(*plan, id, state->serial)); !st) {
     return std::unexpected(st.error());
   }
+  // Redirecting calls away from a patch is safe whatever the threads are
+  // doing; only unmapping its code must wait until no thread is inside.
+  auto world = internal::StopWorld(pid_, *memory, {}, timeout);
+  if (!world) {
+    (void)RemoveJournal(journal_path);
+    return std::unexpected(std::move(world.error()));
+  }
+  report.retries = world->retries;
+  Tracee& tracee = world->tracee;
   if (auto st = WriteRevert(*plan, *memory, tracee, store_, pid_); !st) {
     return std::unexpected(st.error());
   }
-  const bool unmapped = UnmapIfFree(*plan, tracee, *memory, *insn, pid_);
+  const bool unused = UnusedAtSwitch(*plan, tracee, *memory);
   (void)tracee.Detach();
   report.pause =
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - tracee.first_stop());
-  if (!unmapped) {
-    if (auto st = internal::UnmapWhenUnused(pid_, *memory, *maps, plan->to_unmap, timeout,
-                                            store_.park_path());
-        !st) {
-      return Fail(ErrorCode::kInternal,
-                  "revert in pid {}: calls are redirected, but {} (run `hotpatch recover` to "
-                  "free the old code later)",
-                  pid_, st.error().ToString());
-    }
+  std::vector<RemotePtr> islands;
+  for (const IslandState& is : state->islands) islands.push_back(is.addr);
+  auto freed = unused ? UnmapUnused(pid_, *plan, islands, *memory, *insn)
+                      : internal::UnmapWhenUnused(pid_, *memory, *maps, plan->to_unmap, islands,
+                                                  timeout, store_.park_path());
+  if (!freed) {
+    return Fail(ErrorCode::kInternal,
+                "revert in pid {}: calls are redirected, but {} (run `hotpatch recover` to "
+                "free the old code later)",
+                pid_, freed.error().ToString());
   }
   FaultPoint("before-commit");
   if (auto st = store_.Save(plan->next); !st) return std::unexpected(st.error());

@@ -1,5 +1,7 @@
 #include "patchcore/process_maps.h"
 
+#include <sys/sysmacros.h>
+
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
@@ -55,6 +57,7 @@ Result<ProcessMaps> ProcessMaps::Parse(std::string_view text, std::string_view o
     e.exec = perms[2] == 'x';
     e.shared = perms[3] == 's';
     e.offset = offset;
+    e.dev = makedev(dev_major, dev_minor);
     e.inode = inode;
     if (path_pos > 0 && static_cast<size_t>(path_pos) < line.size()) e.path = line.substr(path_pos);
     maps.entries_.push_back(std::move(e));
@@ -62,6 +65,10 @@ Result<ProcessMaps> ProcessMaps::Parse(std::string_view text, std::string_view o
   std::sort(maps.entries_.begin(), maps.entries_.end(),
             [](const MapEntry& a, const MapEntry& b) { return a.start < b.start; });
   return maps;
+}
+
+std::string MapEntry::MapFilesName() const {
+  return fmt::format("{:x}-{:x}", start.addr(), end.addr());
 }
 
 const MapEntry* ProcessMaps::Find(RemotePtr addr) const {

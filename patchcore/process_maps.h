@@ -26,10 +26,14 @@ struct MapEntry {
   bool exec = false;
   bool shared = false;
   uint64_t offset = 0;
+  dev_t dev = 0;  // makedev(major, minor) of the file's device
   uint64_t inode = 0;
   std::string path;  // "" for anonymous; "[vdso]", "[stack]", ...; a file path
 
   bool is_file() const { return !path.empty() && path[0] == '/'; }
+  // The file as /proc/PID/map_files names this mapping: the very file mapped,
+  // also after it was replaced or deleted on disk.
+  std::string MapFilesName() const;
 };
 
 class ProcessMaps {

@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "base/proc_stat.h"
+
 namespace patchlab::patchcore {
 
 Result<ProcessMemory> ProcessMemory::Open(pid_t pid) {
@@ -35,9 +37,7 @@ Status ProcessMemory::ReadInto(RemotePtr addr, std::span<uint8_t> out) const {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       int err = n < 0 ? errno : EIO;
-      if (::kill(pid_, 0) != 0 && errno == ESRCH) {
-        return Fail(ErrorCode::kTargetGone, "pid {} is gone", pid_);
-      }
+      if (HasEnded(pid_)) return Fail(ErrorCode::kTargetGone, "pid {} is gone", pid_);
       return std::unexpected(Error::FromErrno(
           fmt::format("read {} bytes at {} in pid {}", out.size(), addr + done, pid_), err));
     }
@@ -54,9 +54,7 @@ Status ProcessMemory::Write(RemotePtr addr, std::span<const uint8_t> data) const
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       int err = n < 0 ? errno : EIO;
-      if (::kill(pid_, 0) != 0 && errno == ESRCH) {
-        return Fail(ErrorCode::kTargetGone, "pid {} is gone", pid_);
-      }
+      if (HasEnded(pid_)) return Fail(ErrorCode::kTargetGone, "pid {} is gone", pid_);
       return std::unexpected(Error::FromErrno(
           fmt::format("write {} bytes at {} in pid {}", data.size(), addr + done, pid_), err));
     }

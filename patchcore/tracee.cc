@@ -106,6 +106,25 @@ Result<Tracee> Tracee::Attach(pid_t pid, std::chrono::milliseconds stop_timeout)
   return tracee;
 }
 
+Result<Tracee> Tracee::AttachOne(pid_t pid, std::chrono::milliseconds stop_timeout) {
+  Tracee tracee(pid);
+  tracee.attached_ = true;
+  auto tids = ListThreads(pid);
+  if (!tids) return std::unexpected(std::move(tids.error()));
+  // The main thread first: it is the one most processes keep.
+  std::stable_partition(tids->begin(), tids->end(), [&](pid_t tid) { return tid == pid; });
+  for (pid_t tid : *tids) {
+    if (HasEnded(pid, tid)) continue;
+    auto held = tracee.SeizeAndStop({tid}, Clock::now() + stop_timeout);
+    if (!held) return std::unexpected(std::move(held.error()));
+    if (held->empty()) continue;  // it exited meanwhile: the next one
+    tracee.attach_time_ =
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - tracee.first_stop_);
+    return tracee;
+  }
+  return Fail(ErrorCode::kTargetGone, "pid {} is gone", pid);
+}
+
 Result<std::vector<pid_t>> Tracee::HoldNewThreads(std::chrono::milliseconds stop_timeout) {
   const auto deadline = Clock::now() + stop_timeout;
   std::vector<pid_t> added;
@@ -119,33 +138,43 @@ Result<std::vector<pid_t>> Tracee::HoldNewThreads(std::chrono::milliseconds stop
       if (!FindThread(tid) && !HasEnded(pid_, tid)) fresh.push_back(tid);
     }
     if (fresh.empty()) break;
-    // Seize the batch first (the threads run on), then interrupt it in one
-    // tight loop: the pause starts with the first interrupt.
-    std::vector<pid_t> seized;
-    for (pid_t tid : fresh) {
-      if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0) {
-        int err = errno;
-        if (err == ESRCH) continue;  // exited meanwhile
-        if (err == EPERM) {
-          return std::unexpected(
-              Error(ErrorCode::kRefused,
-                    fmt::format("cannot ptrace thread {} of pid {} (is another tracer attached?)",
-                                tid, pid_),
-                    err));
-        }
-        return FailErrno(fmt::format("PTRACE_SEIZE thread {} of pid {}", tid, pid_), err);
-      }
-      threads_.push_back(Thread{tid, {}});
-      seized.push_back(tid);
-    }
-    if (first_stop_ == Clock::time_point{} && !seized.empty()) first_stop_ = Clock::now();
-    auto stopped = StopThreads(seized, deadline);
-    if (!stopped) return std::unexpected(std::move(stopped.error()));
-    for (pid_t tid : seized) {
-      if (FindThread(tid)) added.push_back(tid);
-    }
+    auto held = SeizeAndStop(fresh, deadline);
+    if (!held) return std::unexpected(std::move(held.error()));
+    added.insert(added.end(), held->begin(), held->end());
   }
   return added;
+}
+
+Result<std::vector<pid_t>> Tracee::SeizeAndStop(const std::vector<pid_t>& tids,
+                                                Clock::time_point deadline) {
+  // Seize the batch first (the threads run on), then interrupt it in one
+  // tight loop: the pause starts with the first interrupt.
+  std::vector<pid_t> seized;
+  for (pid_t tid : tids) {
+    // TRACESYSGOOD: the syscall-stops of injected calls tell themselves apart.
+    if (::ptrace(PTRACE_SEIZE, tid, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACESYSGOOD)) != 0) {
+      int err = errno;
+      if (err == ESRCH) continue;  // exited meanwhile
+      if (err == EPERM) {
+        return std::unexpected(
+            Error(ErrorCode::kRefused,
+                  fmt::format("cannot ptrace thread {} of pid {} (is another tracer attached?)",
+                              tid, pid_),
+                  err));
+      }
+      return FailErrno(fmt::format("PTRACE_SEIZE thread {} of pid {}", tid, pid_), err);
+    }
+    threads_.push_back(Thread{tid, {}});
+    seized.push_back(tid);
+  }
+  if (first_stop_ == Clock::time_point{} && !seized.empty()) first_stop_ = Clock::now();
+  auto stopped = StopThreads(seized, deadline);
+  if (!stopped) return std::unexpected(std::move(stopped.error()));
+  std::vector<pid_t> held;
+  for (pid_t tid : seized) {
+    if (FindThread(tid)) held.push_back(tid);
+  }
+  return held;
 }
 
 Status Tracee::ResumeThreads(const std::vector<pid_t>& tids) {
@@ -228,15 +257,16 @@ Status Tracee::SetRegs(pid_t tid, const user_regs_struct& regs) {
   return {};
 }
 
-Status Tracee::SingleStep(pid_t tid) {
+Status Tracee::RunSyscall(pid_t tid) {
   Thread* t = FindThread(tid);
   if (!t) return Fail(ErrorCode::kInternal, "thread {} of pid {} is not held", tid, pid_);
-  constexpr int kMaxAttempts = 64;
-  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
-    if (::ptrace(PTRACE_SINGLESTEP, tid, nullptr, nullptr) != 0) {
+  constexpr int kMaxStops = 64;
+  int syscall_stops = 0;
+  for (int stop = 0; stop < kMaxStops && syscall_stops < 2; ++stop) {
+    if (::ptrace(PTRACE_SYSCALL, tid, nullptr, nullptr) != 0) {
       if (errno == ESRCH)
         return Fail(ErrorCode::kTargetGone, "thread {} of pid {} is gone", tid, pid_);
-      return FailErrno(fmt::format("PTRACE_SINGLESTEP thread {} of pid {}", tid, pid_));
+      return FailErrno(fmt::format("PTRACE_SYSCALL thread {} of pid {}", tid, pid_));
     }
     int status = 0;
     pid_t r;
@@ -245,38 +275,20 @@ Status Tracee::SingleStep(pid_t tid) {
     } while (r < 0 && errno == EINTR);
     if (r < 0) return FailErrno(fmt::format("waitpid thread {} of pid {}", tid, pid_));
     if (WIFEXITED(status) || WIFSIGNALED(status)) {
-      return Fail(ErrorCode::kTargetGone, "thread {} of pid {} exited while stepped", tid, pid_);
+      return Fail(ErrorCode::kTargetGone, "thread {} of pid {} exited in an injected call", tid,
+                  pid_);
     }
-    int event = status >> 16;
-    int sig = WSTOPSIG(status);
-    if (event == 0 && sig == SIGTRAP) return {};
-    // A pending interrupt trap or another signal came first; keep the signal
-    // and step again.
-    if (event == 0) t->pending_signals.push_back(sig);
+    const int sig = WSTOPSIG(status);
+    const int event = status >> 16;
+    if (sig == (SIGTRAP | 0x80)) {
+      ++syscall_stops;  // entry, then exit (PTRACE_O_TRACESYSGOOD)
+    } else if (event == 0) {
+      t->pending_signals.push_back(sig);  // a signal-delivery-stop: kept, not delivered now
+    }
   }
-  return Fail(ErrorCode::kInternal, "thread {} of pid {} never completed a single step", tid, pid_);
-}
-
-Status Tracee::ClearStepFlag(pid_t tid) {
-  Thread* t = FindThread(tid);
-  if (!t) return Fail(ErrorCode::kInternal, "thread {} of pid {} is not held", tid, pid_);
-  auto before = GetRegs(tid);
-  if (!before) return std::unexpected(std::move(before.error()));
-  if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0 ||
-      ::ptrace(PTRACE_CONT, tid, nullptr, nullptr) != 0) {
-    if (errno == ESRCH)
-      return Fail(ErrorCode::kTargetGone, "thread {} of pid {} is gone", tid, pid_);
-    return FailErrno(fmt::format("re-stopping thread {} of pid {}", tid, pid_));
-  }
-  auto stopped = WaitForStop(*t, Clock::now() + std::chrono::seconds(2));
-  if (!stopped) return std::unexpected(std::move(stopped.error()));
-  if (!*stopped) return Fail(ErrorCode::kTargetGone, "thread {} of pid {} exited", tid, pid_);
-  auto after = GetRegs(tid);
-  if (!after) return std::unexpected(std::move(after.error()));
-  if (after->rip != before->rip) {
-    return Fail(ErrorCode::kInternal,
-                "thread {} of pid {} ran from {:#x} to {:#x} while re-stopped", tid, pid_,
-                before->rip, after->rip);
+  if (syscall_stops < 2) {
+    return Fail(ErrorCode::kInternal, "thread {} of pid {} never completed an injected call", tid,
+                pid_);
   }
   return {};
 }

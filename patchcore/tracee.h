@@ -32,6 +32,12 @@ class Tracee {
   // within `stop_timeout`). On failure every thread seized so far is released.
   static Result<Tracee> Attach(pid_t pid,
                                std::chrono::milliseconds stop_timeout = std::chrono::seconds(2));
+  // Stops one thread of `pid` only (the main thread, or the first live one
+  // when it has ended), for work that needs a stopped thread but not a
+  // stopped process: injected syscalls on memory nothing refers to yet. The
+  // other threads run on. Errors as Attach.
+  static Result<Tracee> AttachOne(pid_t pid,
+                                  std::chrono::milliseconds stop_timeout = std::chrono::seconds(2));
 
   Tracee(Tracee&& other) noexcept;
   Tracee& operator=(Tracee&& other) = delete;
@@ -50,16 +56,11 @@ class Tracee {
   Result<user_regs_struct> GetRegs(pid_t tid) const;
   Status SetRegs(pid_t tid, const user_regs_struct& regs);
 
-  // Executes one instruction of `tid` and waits for it to stop again. A signal
-  // that arrives instead is kept for later delivery and the step retried.
-  Status SingleStep(pid_t tid);
-
-  // After SingleStep the kernel keeps the trap flag armed in `tid` until it is
-  // resumed by a request other than a step; a tracer that dies before that
-  // leaves a thread that ends on SIGTRAP one instruction later. This disarms
-  // it without running any of the thread's code: the thread is resumed with a
-  // stop already pending (PTRACE_INTERRUPT), so it stops again at once.
-  Status ClearStepFlag(pid_t tid);
+  // Resumes `tid` until it has entered and left one system call
+  // (PTRACE_SYSCALL twice) and stops it there. Signals that arrive meanwhile
+  // are kept for later delivery. Nothing is left armed in the thread: a
+  // tracer that dies at any point leaves it simply running on.
+  Status RunSyscall(pid_t tid);
 
   // Threads of the process not held yet (born since the attach, e.g. while
   // some held threads ran on): seized and stopped like Attach does. Returns
@@ -83,6 +84,11 @@ class Tracee {
   };
   explicit Tracee(pid_t pid) : pid_(pid) {}
   Thread* FindThread(pid_t tid);
+  // Seizes `tids` (running), then interrupts them in one tight loop and waits
+  // until each has stopped; threads that exit meanwhile are dropped. Returns
+  // the ones held.
+  Result<std::vector<pid_t>> SeizeAndStop(const std::vector<pid_t>& tids,
+                                          Clock::time_point deadline);
   // Waits until `tid` reports a stop. Returns false when the thread exited.
   Result<bool> WaitForStop(Thread& t, Clock::time_point deadline);
 

@@ -47,6 +47,7 @@ struct SweepOptions {
   int timeout_s = 120;
   std::vector<std::string> only;
   std::string cpu;
+  bool deny_syscalls = false;
   std::string json_path;
   bool verbose = false;
 };
@@ -99,6 +100,8 @@ std::string CheckOne(const SweepOptions& o, const std::string& function) {
   c.new_fn = {o.library, function};
   c.inputs = o.inputs;
   c.seed = o.seed;
+  c.cpu = o.cpu;
+  c.deny_syscalls = o.deny_syscalls;
   nlohmann::json j;
   auto r = RunCheck(c);
   if (!r) {
@@ -213,6 +216,9 @@ std::string Group(const Outcome& r, const std::string& library) {
   s = std::regex_replace(s, kSignature, "");
   static const std::regex kDebugFile("/usr/lib/debug/[^ ]+");
   s = std::regex_replace(s, kDebugFile, "DEBUGFILE");
+  // The prototype a refusal suggests is the function's own.
+  static const std::regex kSuggested("--sig \"[^\"]*\"");
+  s = std::regex_replace(s, kSuggested, "--sig \"PROTOTYPE\"");
   static const std::regex kHex("0x[0-9a-f]+");
   s = std::regex_replace(s, kHex, "ADDR");
   static const std::regex kParam("parameter '[^']*' \\([^)]*\\)");
@@ -253,6 +259,8 @@ int Main(int argc, char** argv) {
       }
     } else if (a == "--cpu") {
       o.cpu = value();
+    } else if (a == "--deny-syscalls") {
+      o.deny_syscalls = true;
     } else if (a == "--json") {
       o.json_path = value();
     } else if (a == "--verbose") {
@@ -262,7 +270,8 @@ int Main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: emulator_library_sweep LIBRARY [--sample N] [--seed S] [--inputs N] "
-                   "[--timeout S] [--only F,G] [--cpu MODEL] [--json FILE] [--verbose]\n");
+                   "[--timeout S] [--only F,G] [--cpu MODEL] [--deny-syscalls] [--json FILE] "
+                   "[--verbose]\n");
       return 2;
     }
   }
@@ -277,8 +286,10 @@ int Main(int argc, char** argv) {
   }
   std::vector<std::string> all = ExportedFunctions(*elf);
   std::vector<std::string> picked = o.only.empty() ? Sample(all, o.sample, o.seed) : o.only;
-  std::printf("%s: %zu exported functions, checking %zu (seed %lu, %lu inputs each)\n",
-              o.library.c_str(), all.size(), picked.size(), o.seed, o.inputs);
+  std::printf("%s: %zu exported functions, checking %zu (seed %lu, %lu inputs each%s%s%s)\n",
+              o.library.c_str(), all.size(), picked.size(), o.seed, o.inputs,
+              o.cpu.empty() ? "" : ", --cpu ", o.cpu.c_str(),
+              o.deny_syscalls ? ", --deny-syscalls" : "");
 
   std::vector<Outcome> results;
   const auto start = std::chrono::steady_clock::now();

@@ -1,8 +1,9 @@
 // Patch core figures, each against a baseline measured in the same run:
 //   BM_Pause_Apply/N      apply + revert of a one-function patch to a target
-//                         with N hammering threads; counters pause_us and
-//                         attach_us (medians over the iterations are in the
-//                         aggregate rows with --benchmark_repetitions).
+//                         with N hammering threads; counters pause_us,
+//                         attach_us and staging_us (one thread held to map
+//                         the object before the stop), medians over the
+//                         iterations; aggregate rows with --benchmark_repetitions.
 //   BM_Call_Direct        calling the new function directly (baseline)
 //   BM_Call_Trampoline    calling it through the entry jump apply writes when
 //                         the replacement is within rel32 reach (the usual
@@ -78,7 +79,7 @@ void BM_Pause_Apply(benchmark::State& state) {
   }
   ApplyOptions options;
   options.allow_unsigned = true;
-  std::vector<double> pauses, attaches;
+  std::vector<double> pauses, attaches, stagings;
   for (auto _ : state) {
     auto r = patcher->Apply(*pkg, options);
     if (!r) {
@@ -87,6 +88,7 @@ void BM_Pause_Apply(benchmark::State& state) {
     }
     pauses.push_back(static_cast<double>(r->pause.count()));
     attaches.push_back(static_cast<double>(r->attach.count()));
+    stagings.push_back(static_cast<double>(r->staging.count()));
     state.SetIterationTime(static_cast<double>(r->pause.count()) / 1e6);
     state.PauseTiming();
     (void)patcher->Revert("p1");
@@ -94,8 +96,10 @@ void BM_Pause_Apply(benchmark::State& state) {
   }
   std::sort(pauses.begin(), pauses.end());
   std::sort(attaches.begin(), attaches.end());
+  std::sort(stagings.begin(), stagings.end());
   state.counters["pause_us_median"] = pauses[pauses.size() / 2];
   state.counters["attach_us_median"] = attaches[attaches.size() / 2];
+  state.counters["staging_us_median"] = stagings[stagings.size() / 2];
 }
 BENCHMARK(BM_Pause_Apply)
     ->Arg(1)

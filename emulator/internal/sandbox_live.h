@@ -2,14 +2,21 @@
 #pragma once
 
 #include <capstone/capstone.h>
+#include <unicorn/unicorn.h>
 
 #include <array>
 #include <cstdint>
 
+#include "base/error.h"
 #include "emulator/outcome.h"
 #include "emulator/sandbox.h"
 
 namespace patchlab::emulator {
+
+// An Error for a Unicorn call that failed.
+inline Error UcError(std::string_view what, uc_err err) {
+  return Error(ErrorCode::kInternal, fmt::format("unicorn: {}: {}", what, uc_strerror(err)));
+}
 
 struct Sandbox::Live {
   Sandbox* sandbox = nullptr;

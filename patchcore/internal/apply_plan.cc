@@ -50,6 +50,15 @@ Result<PlannedFunction> PlanFunction(const FunctionMapping& f, const Manifest& m
   }
   auto code = memory.Read(pf.entry, pf.size);
   if (!code) return std::unexpected(std::move(code.error()));
+  // The bytes to be saved as original must be the file's: code changed by
+  // something else (a debugger's breakpoint, another live patcher, a patch
+  // inherited by fork and not adopted) would come back on revert.
+  if (auto file = target.elf->ReadAt(sym->value, pf.size); file && *file != *code) {
+    return Fail(ErrorCode::kRefused,
+                "function {}: its code in pid {} differs from {} on disk (changed by a debugger or "
+                "another patcher?) (rule: only unmodified code is patched)",
+                f.old_name, memory.pid(), target.path);
+  }
   auto layout = CheckPrologue(f.old_name, pf.entry.addr(), *code);
   if (!layout) return std::unexpected(std::move(layout.error()));
   pf.layout = *layout;
@@ -114,7 +123,8 @@ Result<IslandState*> IslandFor(const PlannedFunction& pf, RemotePtr patch_at,
                                ApplyPlan& plan) {
   for (IslandState& is : plan.next.islands) {
     RemotePtr slot = is.addr + static_cast<int64_t>(kIslandHeaderSize + is.next_slot * kSlotSize);
-    if (is.module == target.path && kIslandHeaderSize + (is.next_slot + 1) * kSlotSize <= is.size &&
+    if (is.module == target.path &&
+        kIslandHeaderSize + (is.next_slot + 1) * kSlotSize <= std::min(is.size, kIslandSlotsEnd) &&
         EncodeEntryJump(patch_at, slot, pf.layout.patch_size)) {
       return &is;
     }
@@ -216,29 +226,24 @@ Result<std::set<std::string>> CheckStackRules(const Manifest& m, const ProcessSt
 
 Result<const LoadedModule*> FindTargetModule(const Manifest& m, const ModuleSet& modules,
                                              pid_t pid) {
-  const LoadedModule* target = modules.FindByFileName(m.target_file);
-  if (target && target->elf->build_id() != m.target_build_id) {
+  // By build-id: the file the process maps, wherever it is and whatever the
+  // file at its path is now.
+  if (const LoadedModule* target = modules.FindByBuildId(m.target_build_id)) return target;
+  if (const LoadedModule* named = modules.FindByFileName(m.target_file)) {
     return Fail(ErrorCode::kRefused,
                 "patch {} is for {} with build-id {}, but pid {} runs {} with build-id {} (rule: "
                 "build-ids must match)",
-                m.id, m.target_file, m.target_build_id, pid, target->path,
-                target->elf->build_id().empty() ? "(none)" : target->elf->build_id());
+                m.id, m.target_file, m.target_build_id, pid, named->path,
+                named->elf->build_id().empty() ? "(none)" : named->elf->build_id());
   }
-  if (!target) target = modules.FindByBuildId(m.target_build_id);
-  if (!target) {
-    return Fail(ErrorCode::kRefused, "patch {}: pid {} has no module {} with build-id {} loaded",
-                m.id, pid, m.target_file, m.target_build_id);
-  }
-  return target;
+  return Fail(ErrorCode::kRefused, "patch {}: pid {} has no module {} with build-id {} loaded",
+              m.id, pid, m.target_file, m.target_build_id);
 }
 
-Result<PatchObject> PrepareObject(const PatchPackage& package, const LoadedModule& target,
+Result<PatchObject> PrepareObject(const std::shared_ptr<const ElfFile>& object_elf,
+                                  const Manifest& m, const LoadedModule& target,
                                   const ModuleSet& modules, const ProcessMemory& memory) {
-  const Manifest& m = package.manifest;
-  auto object_elf = ElfFile::FromBytes(package.object, fmt::format("patch object of {}", m.id));
-  if (!object_elf) return std::unexpected(std::move(object_elf.error()));
-  auto object_ptr = std::make_shared<const ElfFile>(std::move(*object_elf));
-  auto object = PatchObject::Prepare(object_ptr, m, target, modules, memory);
+  auto object = PatchObject::Prepare(object_elf, m, target, modules, memory);
   if (!object) {
     Error e = std::move(object.error());
     if (e.code() == ErrorCode::kUnsupported || e.code() == ErrorCode::kNotFound) {

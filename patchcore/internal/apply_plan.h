@@ -64,15 +64,17 @@ struct ApplyPlan {
 Result<std::set<std::string>> CheckStackRules(const Manifest& m, const ProcessState& state,
                                               pid_t pid);
 
-// The module the patch is for: by file name, whose build-id must match, else
-// any module with the manifest's build-id. kRefused naming both build-ids.
+// The module the patch is for: the one with the manifest's build-id. kRefused
+// naming both build-ids when only a module of that file name is loaded.
 Result<const LoadedModule*> FindTargetModule(const Manifest& m, const ModuleSet& modules,
                                              pid_t pid);
 
-// The patch object with its symbols resolved against the process. A symbol
-// that cannot be resolved or a construct that is not supported is kRefused.
-Result<PatchObject> PrepareObject(const PatchPackage& package, const LoadedModule& target,
-                                  const ModuleSet& modules, const ProcessMemory& memory);
+// The patch object (`object`, decoded) with its symbols resolved against the
+// process. A symbol that cannot be resolved or a construct that is not
+// supported is kRefused.
+Result<PatchObject> PrepareObject(const std::shared_ptr<const ElfFile>& object, const Manifest& m,
+                                  const LoadedModule& target, const ModuleSet& modules,
+                                  const ProcessMemory& memory);
 
 // Every old function found, read and checked (new sites), or found stacked.
 Result<std::vector<PlannedFunction>> PlanFunctions(const Manifest& m, const LoadedModule& target,

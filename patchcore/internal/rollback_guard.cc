@@ -22,9 +22,9 @@ Status RollbackGuard::Write(const JournalWrite& w) {
   return {};
 }
 
-Status RollbackGuard::Map(RemoteRange range) {
+Status RollbackGuard::Map(RemoteRange range, int prot) {
   if (!sys_) std::abort();  // a caller that maps must hand in its RemoteSyscall
-  auto got = sys_->Mmap(range.start, range.size(), PROT_READ | PROT_WRITE,
+  auto got = sys_->Mmap(range.start, range.size(), prot,
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE);
   if (!got) return std::unexpected(std::move(got.error()));
   if (*got != range.start) {

@@ -31,10 +31,10 @@ class RollbackGuard {
 
   // Writes `w.new_bytes` at `w.addr`; remembered only once written.
   Status Write(const JournalWrite& w);
-  // Maps `range` anonymous and read-write at exactly its address
+  // Maps `range` anonymous with `prot` at exactly its address
   // (MAP_FIXED_NOREPLACE); kIo when the range is no longer free.
   // REQUIRES: constructed with `sys`.
-  Status Map(RemoteRange range);
+  Status Map(RemoteRange range, int prot);
 
   // Keeps every change: the destructor does nothing any more.
   void Commit() { committed_ = true; }

@@ -6,7 +6,8 @@
 namespace patchlab::patchcore::internal {
 
 Status UnmapWhenUnused(pid_t pid, const ProcessMemory& memory, const ProcessMaps& maps,
-                       const std::vector<RemoteRange>& ranges, std::chrono::milliseconds timeout,
+                       const std::vector<RemoteRange>& ranges,
+                       const std::vector<RemotePtr>& islands, std::chrono::milliseconds timeout,
                        const std::filesystem::path& park_journal) {
   if (ranges.empty()) return {};
   std::vector<GuardedRange> guarded;
@@ -16,6 +17,7 @@ Status UnmapWhenUnused(pid_t pid, const ProcessMemory& memory, const ProcessMaps
   auto insn = FindSyscallInstruction(memory, maps);
   if (!insn) return std::unexpected(std::move(insn.error()));
   RemoteSyscall sys(world->tracee, world->tracee.threads().front(), *insn);
+  sys.UseStubOf(memory, islands);
   for (const RemoteRange& r : ranges) {
     if (auto st = sys.Munmap(r.start, r.size()); !st) return st;
   }

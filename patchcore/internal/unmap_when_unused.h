@@ -19,11 +19,13 @@ namespace patchlab::patchcore::internal {
 
 // Stops the process at a moment when no thread is inside `ranges` (parking
 // as StopWorld does, spin traps recorded in `park_journal`) and unmaps them
-// with injected munmap. REQUIRES: the caller has already redirected every
-// jump away from them. Succeeds at once when `ranges` is empty; kRefused
-// when a thread stays inside past `timeout`.
+// with injected munmap, run from the stub of one of `islands` where one is
+// mapped (remote_syscall.h). REQUIRES: the caller has already redirected
+// every jump away from them. Succeeds at once when `ranges` is empty;
+// kRefused when a thread stays inside past `timeout`.
 Status UnmapWhenUnused(pid_t pid, const ProcessMemory& memory, const ProcessMaps& maps,
-                       const std::vector<RemoteRange>& ranges, std::chrono::milliseconds timeout,
+                       const std::vector<RemoteRange>& ranges,
+                       const std::vector<RemotePtr>& islands, std::chrono::milliseconds timeout,
                        const std::filesystem::path& park_journal);
 
 }  // namespace patchlab::patchcore::internal

@@ -32,8 +32,10 @@ semantic:
   corpus: corpus/headers
   max_blocks: 50000
   shrink_evaluations: 200
+  cpu: x86-64-v2
 )yaml");
   ASSERT_TRUE(o.has_value()) << o.error().ToString();
+  EXPECT_EQ(o->cpu, "x86-64-v2");
   EXPECT_EQ(o->old_fn.elf, "/lab/scenarios/s1/target/app");
   EXPECT_EQ(o->old_fn.symbol, "parse_header");
   EXPECT_EQ(o->new_fn.elf, "/abs/patch.so");

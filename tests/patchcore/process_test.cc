@@ -131,9 +131,12 @@ TEST(HotpatchProcess, ThreadInsideFunctionIsRefusedThenApplied) {
   EXPECT_NE(refused.stderr_data.find("slow_path"), std::string::npos) << refused.stderr_data;
   auto status = Hotpatch({"status", "--pid", pid, "--json"});
   EXPECT_NE(status.stdout_data.find("\"patches\":[]"), std::string::npos) << status.stdout_data;
+  // The patch object was mapped before the stop; the refusal took it out.
+  EXPECT_THAT(AnonymousCodeMappings(target->pid()), ::testing::IsEmpty());
   std::ofstream(release) << "go";
   auto applied = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), "--timeout", "5000", pkg});
   EXPECT_EQ(applied.status.code, 0) << applied.stderr_data;
+  EXPECT_THAT(AnonymousCodeMappings(target->pid()), ::testing::Not(::testing::IsEmpty()));
   EXPECT_EQ(target->Tick()["wrong"], 0);
 }
 
@@ -246,7 +249,7 @@ TEST(HotpatchProcess, SecurityRefusals) {
 }
 
 TEST(HotpatchProcess, KilledAtEachFaultPointThenRecovered) {
-  for (const char* fault : {"after-map", "after-write-1", "before-commit"}) {
+  for (const char* fault : {"mid-staging", "after-map", "after-write-1", "before-commit"}) {
     SCOPED_TRACE(fault);
     Workspace ws;
     auto target = Target::Start(TARGET_PIE, {"--threads", "4"}, ws.dir);
@@ -260,6 +263,8 @@ TEST(HotpatchProcess, KilledAtEachFaultPointThenRecovered) {
     auto rec = Hotpatch({"recover", "--pid", pid});
     EXPECT_EQ(rec.status.code, 0) << rec.stderr_data;
     EXPECT_EQ(Hotpatch({"verify", "--pid", pid}).status.code, 0);
+    // Nothing the killed apply mapped stays behind.
+    EXPECT_THAT(AnonymousCodeMappings(target->pid()), ::testing::IsEmpty());
     long v0 = target->Tick()["v0"];
     ASSERT_TRUE(target->WaitFor([&](const auto& t) { return t.at("v0") > v0 + 1000; }));
     // Consistent: after recovery the stack says what runs, and apply works again.

@@ -58,6 +58,18 @@ bool Target::WaitFor(const std::function<bool(const std::map<std::string, long>&
   return false;
 }
 
+std::vector<std::string> AnonymousCodeMappings(pid_t pid) {
+  std::vector<std::string> out;
+  std::istringstream maps(ReadFile("/proc/" + std::to_string(pid) + "/maps").value_or(""));
+  for (std::string line; std::getline(maps, line);) {
+    std::istringstream fields(line);
+    std::string range, perms, offset, dev, inode, path;
+    fields >> range >> perms >> offset >> dev >> inode >> path;
+    if (perms.size() > 2 && perms[2] == 'x' && inode == "0" && path.empty()) out.push_back(line);
+  }
+  return out;
+}
+
 SubprocessResult Hotpatch(std::vector<std::string> args) {
   SubprocessOptions o;
   o.argv = {HOTPATCH_BIN};

@@ -38,6 +38,11 @@ class Target {
 
 SubprocessResult Hotpatch(std::vector<std::string> args);
 
+// The lines of /proc/PID/maps for anonymous executable mappings: where the
+// patcher's objects and island pages live (the test programs have none of
+// their own).
+std::vector<std::string> AnonymousCodeMappings(pid_t pid);
+
 // A scratch folder with a key pair, fresh for each test.
 // A scratch folder per test and process, with a key pair and HOTPATCH_STATE_DIR
 // inside. Removed when the test passed; kept for a look when it failed.

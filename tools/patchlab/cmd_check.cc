@@ -13,10 +13,10 @@ namespace {
 
 struct CheckFlags {
   std::string scenario;
-  std::string old_fn, new_fn, sig, corpus;
+  std::string old_fn, new_fn, sig, corpus, cpu;
   uint64_t inputs = 0, seed = 0, max_blocks = 0, count_every = 0;
   std::vector<std::string> expects;
-  bool json = false, listing = false;
+  bool json = false, listing = false, deny_syscalls = false;
 };
 
 int RunCheckCommand(const CheckFlags& f, const CLI::App& sub) {
@@ -49,6 +49,8 @@ int RunCheckCommand(const CheckFlags& f, const CLI::App& sub) {
   if (sub.count("--corpus")) o.corpus_dir = f.corpus;
   if (sub.count("--max-blocks")) o.max_blocks = f.max_blocks;
   if (sub.count("--count-every")) o.count_every = f.count_every;
+  if (sub.count("--cpu")) o.cpu = f.cpu;
+  if (f.deny_syscalls) o.deny_syscalls = true;
   if (!f.expects.empty()) o.expects = f.expects;
   o.listing = f.listing;
   if (o.inputs == 0) return usage("--inputs must be at least 1");
@@ -91,6 +93,11 @@ void RegisterCheckCommand(CLI::App& app, CommandContext& ctx) {
                   "basic blocks before a run counts as a hang (default 1000000)");
   sub->add_option("--count-every", flags->count_every,
                   "count instructions on every Nth input (default 32; 1: all, slower)");
+  sub->add_option("--cpu", flags->cpu,
+                  "CPU model IFUNC resolvers pick for: x86-64 (default) or x86-64-v2");
+  sub->add_flag("--deny-syscalls", flags->deny_syscalls,
+                "refuse system calls the deterministic layer does not answer with -ENOSYS "
+                "(compared) instead of inconclusive");
   sub->add_flag("--json", flags->json, "one JSON object instead of text");
   sub->add_flag("--listing", flags->listing, "side-by-side disassembly of both functions");
   sub->callback([flags, sub, &ctx] { ctx.exit_code = RunCheckCommand(*flags, *sub); });

@@ -1,0 +1,211 @@
+// The SyscallLayer's file descriptors and signals to itself (syscalls.h): a
+// process that has just started holds descriptors 0 (/dev/null, read-only),
+// 1 and 2 (pipes whose bytes the layer captures) and no other, and nothing
+// in the sandbox can open one (open, socket, pipe and dup are not answered),
+// so a call on any other descriptor gets -EBADF, exactly as the kernel would
+// answer this process. Calls on 0-2 are answered where the answer follows
+// from what they are (a read of /dev/null is at its end, a pipe cannot
+// seek, neither is a terminal); the rest end the run inconclusive.
+#include <unicorn/unicorn.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "emulator/internal/sandbox_live.h"
+#include "emulator/sandbox.h"
+#include "emulator/syscalls.h"
+
+namespace patchlab::emulator {
+namespace {
+
+// x86-64 numbers.
+enum : uint64_t {
+  kRead = 0,
+  kClose = 3,
+  kFstat = 5,
+  kLseek = 8,
+  kIoctl = 16,
+  kPread64 = 17,
+  kPwrite64 = 18,
+  kReadv = 19,
+  kDup = 32,
+  kKill = 62,
+  kFcntl = 72,
+  kFlock = 73,
+  kFsync = 74,
+  kFdatasync = 75,
+  kFtruncate = 77,
+  kFchmod = 91,
+  kFchown = 93,
+  kFstatfs = 138,
+  kTkill = 200,
+  kGetdents64 = 217,
+  kFadvise64 = 221,
+  kTgkill = 234,
+  kNewfstatat = 262,
+  kPreadv = 295,
+  kPwritev = 296,
+  kSyncfs = 306,
+};
+
+constexpr uint64_t kAtEmptyPath = 0x1000;
+constexpr uint64_t kFionread = 0x541b;
+constexpr int kSigAbrt = 6;
+
+uint64_t Errno(int e) { return static_cast<uint64_t>(-static_cast<int64_t>(e)); }
+
+// The calls whose first argument is a descriptor and that only need it to be
+// open to go on: for a closed one the answer is -EBADF.
+bool TakesDescriptorFirst(uint64_t nr) {
+  switch (nr) {
+    case kRead:
+    case kClose:
+    case kFstat:
+    case kLseek:
+    case kIoctl:
+    case kPread64:
+    case kPwrite64:
+    case kReadv:
+    case kDup:
+    case kFcntl:
+    case kFlock:
+    case kFsync:
+    case kFdatasync:
+    case kFtruncate:
+    case kFchmod:
+    case kFchown:
+    case kFstatfs:
+    case kGetdents64:
+    case kFadvise64:
+    case kPreadv:
+    case kPwritev:
+    case kSyncfs:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// struct stat (x86-64, 144 bytes) of /dev/null (fd 0) or of a pipe (1, 2).
+void FillStat(uint64_t fd, uint8_t* st) {
+  std::memset(st, 0, 144);
+  const bool null_device = fd == 0;
+  const uint64_t dev = null_device ? 5 : 12;  // devtmpfs, pipefs
+  const uint64_t ino = null_device ? 4 : 1000 + fd;
+  const uint64_t nlink = 1;
+  const uint32_t mode = null_device ? 020666 : 010600;  // S_IFCHR, S_IFIFO
+  const uint32_t owner = null_device ? 0 : 1000;
+  const uint64_t rdev = null_device ? 0x103 : 0;  // makedev(1, 3)
+  const uint64_t blksize = 4096;
+  std::memcpy(st + 0, &dev, 8);
+  std::memcpy(st + 8, &ino, 8);
+  std::memcpy(st + 16, &nlink, 8);
+  std::memcpy(st + 24, &mode, 4);
+  std::memcpy(st + 28, &owner, 4);
+  std::memcpy(st + 32, &owner, 4);
+  std::memcpy(st + 40, &rdev, 8);
+  std::memcpy(st + 56, &blksize, 8);
+}
+
+}  // namespace
+
+bool SyscallLayer::IsOpen(uint64_t fd) const {
+  // The kernel reads a descriptor as an unsigned int.
+  const uint32_t d = static_cast<uint32_t>(fd);
+  return d < 3 && (open_fds_ & (1u << d)) != 0;
+}
+
+std::optional<uint64_t> SyscallLayer::Descriptor(const Call& c) {
+  if (c.nr == kNewfstatat) return StatAt(c);
+  if (!TakesDescriptorFirst(c.nr)) return std::nullopt;
+  if (!IsOpen(c.a[0])) return Errno(EBADF);
+  const uint32_t fd = static_cast<uint32_t>(c.a[0]);
+  switch (c.nr) {
+    case kClose:
+      open_fds_ &= ~(1u << fd);
+      return 0;
+    case kFstat: {
+      uint8_t* st = Writable(c.a[1], 144);
+      if (st == nullptr) return Errno(EFAULT);
+      FillStat(fd, st);
+      return 0;
+    }
+    case kRead:
+    case kReadv:
+      return fd == 0 ? 0 : Errno(EBADF);  // /dev/null's end; a pipe's write end
+    case kPread64:
+    case kPreadv:
+    case kLseek:
+      return fd == 0 ? 0 : Errno(ESPIPE);
+    case kFsync:
+    case kFdatasync:
+      return Errno(EINVAL);  // neither /dev/null nor a pipe can be synced
+    case kSyncfs:
+      return 0;
+    case kIoctl:
+      return Ioctl(c);
+    case kFcntl:
+      return Fcntl(c);
+    default:
+      return std::nullopt;
+  }
+}
+
+std::optional<uint64_t> SyscallLayer::StatAt(const Call& c) {
+  // Only the form that names a descriptor (an empty path with
+  // AT_EMPTY_PATH): a path would need a file system.
+  const uint8_t* path = sandbox_.HostPtr(c.a[1], 1, UC_PROT_READ);
+  if (path == nullptr) return Errno(EFAULT);
+  if (*path != 0) return std::nullopt;
+  if ((c.a[3] & kAtEmptyPath) == 0) return Errno(ENOENT);
+  if (!IsOpen(c.a[0])) return Errno(EBADF);
+  uint8_t* st = Writable(c.a[2], 144);
+  if (st == nullptr) return Errno(EFAULT);
+  FillStat(static_cast<uint32_t>(c.a[0]), st);
+  return 0;
+}
+
+std::optional<uint64_t> SyscallLayer::Ioctl(const Call& c) {
+  // A pipe answers FIONREAD (nothing to read in an empty one); /dev/null
+  // and a pipe answer every other request, the terminal ones among them,
+  // with -ENOTTY.
+  if (c.a[1] != kFionread || c.a[0] == 0) return Errno(ENOTTY);
+  uint8_t* n = Writable(c.a[2], 4);
+  if (n == nullptr) return Errno(EFAULT);
+  std::memset(n, 0, 4);
+  return 0;
+}
+
+std::optional<uint64_t> SyscallLayer::Fcntl(const Call& c) {
+  switch (c.a[1]) {
+    case 1:  // F_GETFD: no FD_CLOEXEC on inherited descriptors
+      return 0;
+    case 3:  // F_GETFL: O_RDONLY for 0, O_WRONLY for 1 and 2
+      return static_cast<uint32_t>(c.a[0]) == 0 ? 0 : 1;
+    default:  // setting flags, locks, duplicating: not modelled
+      return std::nullopt;
+  }
+}
+
+std::optional<uint64_t> SyscallLayer::SignalToSelf(const Call& c) {
+  // kill(pid, sig), tkill(tid, sig), tgkill(pid, tid, sig): this process
+  // or its only thread, with every disposition the default (rt_sigaction
+  // is not answered, so no handler can have been installed).
+  const bool tg = c.nr == kTgkill;
+  const uint64_t target = tg ? c.a[1] : c.a[0];
+  const uint64_t sig = tg ? c.a[2] : c.a[1];
+  if (c.nr != kKill && c.nr != kTkill && !tg) return std::nullopt;
+  if ((tg && c.a[0] != kProcessId) || target != kProcessId) return std::nullopt;
+  if (sig > 64) return Errno(EINVAL);
+  if (sig == 0) return 0;                                    // "does it exist": it does
+  if ((signal_mask_ >> (sig - 1)) & 1) return std::nullopt;  // left pending
+  // SIGCHLD, SIGCONT, SIGURG and SIGWINCH are ignored by default.
+  if (sig == 17 || sig == 18 || sig == 23 || sig == 28) return 0;
+  // SIGABRT kills the process as abort() does; what the others do (stop,
+  // or terminate without an abort) has no fault class yet.
+  if (sig != kSigAbrt) return std::nullopt;
+  killed_by_ = static_cast<int>(sig);
+  return 0;
+}
+
+}  // namespace patchlab::emulator

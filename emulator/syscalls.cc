@@ -1,0 +1,356 @@
+#include "emulator/syscalls.h"
+
+#include <unicorn/unicorn.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "emulator/internal/sandbox_live.h"
+#include "emulator/layout.h"
+#include "emulator/sandbox.h"
+
+namespace patchlab::emulator {
+namespace {
+
+struct NamedSyscall {
+  uint64_t nr;
+  const char* name;
+};
+
+// Generated from the kernel headers at configure time (emulator/CMakeLists.txt).
+constexpr NamedSyscall kSyscallNames[] = {
+#include "syscall_names.inc"
+    {~0ull, ""},  // the headers may have been missing
+};
+
+constexpr uint64_t kPid = SyscallLayer::kProcessId;
+constexpr uint64_t kRealtimeEpoch = 1767225600;  // 2026-01-01 00:00:00 UTC
+constexpr uint64_t kMonotonicEpoch = 100000;     // seconds since boot
+
+// The numbers of the calls answered (x86-64).
+enum : uint64_t {
+  kWrite = 1,
+  kRtSigprocmask = 14,
+  kWritev = 20,
+  kSchedYield = 24,
+  kGetpid = 39,
+  kGettimeofday = 96,
+  kGetuid = 102,
+  kGetgid = 104,
+  kGeteuid = 107,
+  kGetegid = 108,
+  kGetppid = 110,
+  kSchedGetPriorityMax = 146,
+  kSchedGetPriorityMin = 147,
+  kGettid = 186,
+  kTime = 201,
+  kFutex = 202,
+  kClockGettime = 228,
+  kClockGetres = 229,
+  kPrlimit64 = 302,
+  kGetrandom = 318,
+};
+
+constexpr uint64_t kUid = 1000;
+constexpr uint64_t kInfinity = ~0ull;  // RLIM_INFINITY
+
+uint64_t Errno(int e) { return static_cast<uint64_t>(-static_cast<int64_t>(e)); }
+
+uint64_t SplitMix(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+std::string SyscallName(uint64_t nr) {
+  for (const NamedSyscall& s : kSyscallNames) {
+    if (s.nr == nr) return s.name;
+  }
+  return fmt::format("#{}", nr);
+}
+
+uint8_t* SyscallLayer::Writable(uint64_t addr, uint64_t len) {
+  if (len == 0) return reinterpret_cast<uint8_t*>(1);  // never dereferenced
+  uint8_t* host = sandbox_.HostPtr(addr, len, UC_PROT_WRITE);
+  if (host != nullptr) sandbox_.NoteHostWrite(addr, len);
+  return host;
+}
+
+uint64_t SyscallLayer::ClockGettime(const Call& c) {
+  const uint64_t clock = c.a[0];
+  // CLOCK_REALTIME and its _COARSE and _ALARM forms, TAI: the wall clock;
+  // the monotonic, boot-time and CPU-time clocks count from "boot".
+  const bool wall = clock == 0 || clock == 5 || clock == 8 || clock == 11;
+  const bool other = clock <= 7 || clock == 9;
+  if (!wall && !other) return Errno(EINVAL);
+  uint8_t* ts = Writable(c.a[1], 16);
+  if (ts == nullptr) return Errno(EFAULT);
+  const uint64_t us = Tick();
+  const uint64_t sec = (wall ? kRealtimeEpoch : kMonotonicEpoch) + us / 1000000;
+  const uint64_t nsec = us % 1000000 * 1000;
+  std::memcpy(ts, &sec, 8);
+  std::memcpy(ts + 8, &nsec, 8);
+  return 0;
+}
+
+uint64_t SyscallLayer::Gettimeofday(const Call& c) {
+  const uint64_t us = Tick();
+  if (c.a[0] != 0) {
+    uint8_t* tv = Writable(c.a[0], 16);
+    if (tv == nullptr) return Errno(EFAULT);
+    const uint64_t sec = kRealtimeEpoch + us / 1000000, usec = us % 1000000;
+    std::memcpy(tv, &sec, 8);
+    std::memcpy(tv + 8, &usec, 8);
+  }
+  if (c.a[1] != 0) {  // struct timezone: UTC
+    uint8_t* tz = Writable(c.a[1], 8);
+    if (tz == nullptr) return Errno(EFAULT);
+    std::memset(tz, 0, 8);
+  }
+  return 0;
+}
+
+uint64_t SyscallLayer::Time(const Call& c) {
+  const uint64_t sec = kRealtimeEpoch + Tick() / 1000000;
+  if (c.a[0] != 0) {
+    uint8_t* t = Writable(c.a[0], 8);
+    if (t == nullptr) return Errno(EFAULT);
+    std::memcpy(t, &sec, 8);
+  }
+  return sec;
+}
+
+uint64_t SyscallLayer::Getrandom(const Call& c) {
+  constexpr uint64_t kKnownFlags = 0x1 | 0x2 | 0x4;            // GRND_NONBLOCK, _RANDOM, _INSECURE
+  const uint64_t len = std::min<uint64_t>(c.a[1], 0x1ffffff);  // the kernel's cap per call
+  uint64_t ret = 0;
+  if ((c.a[2] & ~kKnownFlags) != 0) {
+    ret = Errno(EINVAL);
+  } else if (uint8_t* buf = Writable(c.a[0], len); buf == nullptr) {
+    ret = Errno(EFAULT);
+  } else {
+    for (uint64_t i = 0; i < len; i += 8) {
+      const uint64_t word = SplitMix(random_state_);
+      std::memcpy(buf + i, &word, std::min<uint64_t>(8, len - i));
+    }
+    ret = len;
+  }
+  sandbox_.live().out.calls.push_back(StubCall{"getrandom", {c.a[1], c.a[2]}, ret, {}});
+  return ret;
+}
+
+uint64_t SyscallLayer::Write(const Call& c) {
+  const uint64_t len = c.a[2];
+  const uint8_t* buf = len == 0 ? nullptr : sandbox_.HostPtr(c.a[1], len, UC_PROT_READ);
+  const uint64_t ret = len != 0 && buf == nullptr ? Errno(EFAULT) : len;
+  std::string data = buf == nullptr ? std::string() : std::string(buf, buf + len);
+  sandbox_.live().out.calls.push_back(StubCall{"write", {c.a[0], len}, ret, std::move(data)});
+  return ret;
+}
+
+uint64_t SyscallLayer::Writev(const Call& c) {
+  // The iovecs' bytes, gathered as the kernel writes them.
+  constexpr uint64_t kIovMax = 1024;
+  if (c.a[2] > kIovMax) return Errno(EINVAL);
+  const uint8_t* iov = c.a[2] == 0 ? nullptr : sandbox_.HostPtr(c.a[1], c.a[2] * 16, UC_PROT_READ);
+  std::string data;
+  uint64_t ret = 0;
+  if (c.a[2] != 0 && iov == nullptr) {
+    ret = Errno(EFAULT);
+  } else {
+    for (uint64_t i = 0; i < c.a[2]; ++i) {
+      uint64_t base = 0, len = 0;
+      std::memcpy(&base, iov + i * 16, 8);
+      std::memcpy(&len, iov + i * 16 + 8, 8);
+      const uint8_t* buf = len == 0 ? nullptr : sandbox_.HostPtr(base, len, UC_PROT_READ);
+      if (len != 0 && buf == nullptr) {
+        ret = Errno(EFAULT);
+        break;
+      }
+      if (buf != nullptr) data.append(buf, buf + len);
+    }
+    if (ret == 0) ret = data.size();
+  }
+  sandbox_.live().out.calls.push_back(StubCall{"writev", {c.a[0], c.a[2]}, ret, std::move(data)});
+  return ret;
+}
+
+uint64_t SyscallLayer::SigProcMask(const Call& c) {
+  const uint64_t how = c.a[0];
+  if (c.a[3] != 8) return Errno(EINVAL);  // sigsetsize
+  uint64_t set = 0;
+  if (c.a[1] != 0) {
+    const uint8_t* p = sandbox_.HostPtr(c.a[1], 8, UC_PROT_READ);
+    if (p == nullptr) return Errno(EFAULT);
+    std::memcpy(&set, p, 8);
+    if (how > 2) return Errno(EINVAL);
+  }
+  if (c.a[2] != 0) {
+    uint8_t* old = Writable(c.a[2], 8);
+    if (old == nullptr) return Errno(EFAULT);
+    std::memcpy(old, &signal_mask_, 8);
+  }
+  // SIGKILL and SIGSTOP can never be blocked.
+  constexpr uint64_t kUnblockable = (1ull << 8) | (1ull << 18);
+  if (c.a[1] != 0) {
+    if (how == 0) signal_mask_ |= set;   // SIG_BLOCK
+    if (how == 1) signal_mask_ &= ~set;  // SIG_UNBLOCK
+    if (how == 2) signal_mask_ = set;    // SIG_SETMASK
+    signal_mask_ &= ~kUnblockable;
+  }
+  return 0;
+}
+
+std::optional<uint64_t> SyscallLayer::Futex(const Call& c) {
+  const uint64_t op = c.a[1] & 0x7f;            // without FUTEX_PRIVATE_FLAG, FUTEX_CLOCK_REALTIME
+  if (op == 1) return 0;                        // FUTEX_WAKE: no other thread waits
+  if (op != 0 && op != 9) return std::nullopt;  // FUTEX_WAIT, FUTEX_WAIT_BITSET
+  const uint8_t* word = sandbox_.HostPtr(c.a[0], 4, UC_PROT_READ);
+  if (word == nullptr) return Errno(EFAULT);
+  uint32_t v = 0;
+  std::memcpy(&v, word, 4);
+  if (v != static_cast<uint32_t>(c.a[2])) return Errno(EAGAIN);
+  return std::nullopt;  // it would sleep with no one to wake it
+}
+
+uint64_t SyscallLayer::GetLimit(const Call& c) {
+  if (c.a[0] != 0 && c.a[0] != kPid) return Errno(ESRCH);
+  if (c.a[2] != 0) return Errno(EPERM);  // setting a limit: not this sandbox's to grant
+  if (c.a[1] >= 16) return Errno(EINVAL);
+  uint64_t soft = kInfinity, hard = kInfinity;
+  if (c.a[1] == 3) soft = 8 << 20;  // RLIMIT_STACK
+  if (c.a[1] == 4) soft = 0;        // RLIMIT_CORE
+  if (c.a[1] == 7) {                // RLIMIT_NOFILE
+    soft = 1024;
+    hard = 1048576;
+  }
+  if (c.a[1] == 8) soft = hard = 8 << 20;  // RLIMIT_MEMLOCK
+  if (c.a[1] == 12) soft = hard = 819200;  // RLIMIT_MSGQUEUE
+  if (c.a[3] != 0) {
+    uint8_t* out = Writable(c.a[3], 16);
+    if (out == nullptr) return Errno(EFAULT);
+    std::memcpy(out, &soft, 8);
+    std::memcpy(out + 8, &hard, 8);
+  }
+  return 0;
+}
+
+uint64_t SyscallLayer::ClockGetres(const Call& c) {
+  const uint64_t clock = c.a[0];
+  if (clock > 11 || clock == 10) return Errno(EINVAL);
+  if (c.a[1] != 0) {
+    uint8_t* ts = Writable(c.a[1], 16);
+    if (ts == nullptr) return Errno(EFAULT);
+    const uint64_t res[2] = {0, 1};
+    std::memcpy(ts, res, 16);
+  }
+  return 0;
+}
+
+std::optional<uint64_t> SyscallLayer::AboutTheProcess(const Call& c) {
+  switch (c.nr) {
+    case kGetuid:
+    case kGeteuid:
+    case kGetgid:
+    case kGetegid:
+      return kUid;
+    case kGetppid:
+      return 1;
+    case kSchedYield:
+      return 0;
+    case kSchedGetPriorityMax:
+    case kSchedGetPriorityMin:
+      // SCHED_FIFO and SCHED_RR: 1..99; SCHED_OTHER, _BATCH, _IDLE,
+      // _DEADLINE: 0.
+      if (c.a[0] == 1 || c.a[0] == 2) return c.nr == kSchedGetPriorityMax ? 99 : 1;
+      if (c.a[0] == 0 || c.a[0] == 3 || c.a[0] == 5 || c.a[0] == 6) return 0;
+      return Errno(EINVAL);
+    case kRtSigprocmask:
+      return SigProcMask(c);
+    case kClockGetres:
+      return ClockGetres(c);
+    case kPrlimit64:
+      return GetLimit(c);
+    default:
+      return std::nullopt;
+  }
+}
+
+uint64_t SyscallLayer::Deny(const Call& c) {
+  // Stack addresses differ between two builds' frames: masked, so that
+  // only what the call says is compared.
+  std::vector<uint64_t> args;
+  for (uint64_t a : c.a) args.push_back(a - (kStackTop - kStackBytes) < kStackBytes ? 0x57ac4 : a);
+  sandbox_.live().out.calls.push_back(
+      StubCall{fmt::format("syscall {}", SyscallName(c.nr)), std::move(args), Errno(ENOSYS), {}});
+  return Errno(ENOSYS);
+}
+
+void SyscallLayer::OnSyscall(uc_struct* uc) {
+  Call c{};
+  uint64_t rip = 0, rflags = 0;
+  int ids[9] = {UC_X86_REG_RAX, UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RDX,   UC_X86_REG_R10,
+                UC_X86_REG_R8,  UC_X86_REG_R9,  UC_X86_REG_RIP, UC_X86_REG_EFLAGS};
+  void* vals[9] = {&c.nr, &c.a[0], &c.a[1], &c.a[2], &c.a[3], &c.a[4], &c.a[5], &rip, &rflags};
+  uc_reg_read_batch(uc, ids, vals, 9);
+  uint64_t ret = 0;
+  switch (c.nr) {
+    case kGetpid:
+    case kGettid:
+      ret = kPid;
+      break;
+    case kClockGettime:
+      ret = ClockGettime(c);
+      break;
+    case kGettimeofday:
+      ret = Gettimeofday(c);
+      break;
+    case kTime:
+      ret = Time(c);
+      break;
+    case kGetrandom:
+      ret = Getrandom(c);
+      break;
+    case kWrite:
+      ret = Write(c);
+      break;
+    case kWritev:
+      ret = Writev(c);
+      break;
+    default: {
+      std::optional<uint64_t> answer = c.nr == kFutex ? Futex(c) : AboutTheProcess(c);
+      if (!answer) answer = Descriptor(c);
+      if (!answer) answer = SignalToSelf(c);
+      if (killed_by_ != 0) {
+        sandbox_.live().Decide(
+            Ending::kFault, FaultClass::kAbort, rip,
+            fmt::format("signal {} sent to itself by {}", killed_by_, SyscallName(c.nr)));
+        uc_emu_stop(uc);
+        return;
+      }
+      if (answer) {
+        ret = *answer;
+        break;
+      }
+      if (deny_others_ && c.nr != kFutex) {
+        ret = Deny(c);
+        break;
+      }
+      sandbox_.live().Decide(
+          Ending::kInconclusive, FaultClass::kNone, rip,
+          fmt::format("system call {} ({}) at {:#x}", c.nr, SyscallName(c.nr), rip));
+      uc_emu_stop(uc);
+      return;
+    }
+  }
+  // As the kernel leaves them: rax the result, rcx the return address, r11 the flags.
+  uint64_t next = rip + 2;
+  int out_ids[3] = {UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_R11};
+  void* out_vals[3] = {&ret, &next, &rflags};
+  uc_reg_write_batch(uc, out_ids, out_vals, 3);
+}
+
+}  // namespace patchlab::emulator

@@ -1,0 +1,131 @@
+// SyscallLayer: the system calls a checked function may make, answered the
+// same way on both sides without a kernel, so that functions making them
+// are compared on what they return and write:
+//   getpid, gettid        4242 (a process's main thread)
+//   clock_gettime         a clock that starts every run at 2026-01-01
+//   gettimeofday, time    00:00:00 UTC (monotonic clocks at 100000 s) and
+//                         advances 1 us at each reading
+//   getrandom             bytes from a splitmix64 stream seeded with the
+//                         check's seed, the same for every run (recorded:
+//                         a call is compared, with its length and flags)
+//   write, writev         to a captured buffer: the call is compared with
+//                         the bytes written; returns the count
+// and what a single-threaded process that has just started, run by user
+// 1000, gets from calls that ask about itself:
+//   getuid, geteuid, getgid, getegid  1000;  getppid  1
+//   rt_sigprocmask        a signal mask kept per run (empty at the start)
+//   futex                 FUTEX_WAKE wakes no one (0); FUTEX_WAIT returns
+//                         -EAGAIN when the word is not the expected value
+//                         (else it would sleep forever: inconclusive)
+//   sched_yield 0; sched_get_priority_max/min as Linux answers them;
+//   clock_getres          1 ns
+//   prlimit64 (reading)   Linux's defaults (stack 8 MiB, 1024 open files, ...)
+// and, as such a process holds descriptors 0 (/dev/null), 1 and 2 (pipes,
+// captured) and nothing in the sandbox can open another:
+//   any call on another descriptor (read, fstat, lseek, ioctl, fcntl, close,
+//                         pread64, readv, fsync, fchown, ...)  -EBADF
+//   close(0-2) 0, and the descriptor is closed for the rest of the run
+//   fstat, newfstatat(fd, "", AT_EMPTY_PATH) on 0-2  /dev/null's or a
+//                         pipe's struct stat
+//   read, readv, pread64, preadv, lseek of 0  0 (the end of /dev/null);
+//                         of 1, 2: -EBADF (read), -ESPIPE (pread, lseek)
+//   ioctl on 0-2          -ENOTTY (FIONREAD on a pipe: 0 bytes)
+//   fcntl F_GETFD 0, F_GETFL O_RDONLY (0) or O_WRONLY (1, 2)
+//   fsync, fdatasync -EINVAL; syncfs 0
+//   kill, tkill, tgkill to itself: signal 0 and the signals ignored by
+//                         default 0; SIGABRT ends the run as abort() does
+// write and writev succeed on any descriptor and are compared: what a patch
+// writes matters more than where.
+// A bad pointer gets -EFAULT and an unknown flag -EINVAL, as from the
+// kernel. Any other system call ends the run as inconclusive, naming it;
+// with `deny_others`, it is refused -ENOSYS instead, as under a seccomp
+// filter, and the call (number and arguments, stack addresses masked) is
+// compared like a library call.
+//
+// Thread-safety: belongs to its Sandbox's thread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+struct uc_struct;
+
+namespace patchlab::emulator {
+
+class Sandbox;
+
+// "openat", or "#999" for a number this machine's kernel headers do not name.
+std::string SyscallName(uint64_t nr);
+
+class SyscallLayer {
+ public:
+  // getpid's and gettid's answer.
+  static constexpr uint64_t kProcessId = 4242;
+
+  explicit SyscallLayer(Sandbox& sandbox) : sandbox_(sandbox) {}
+
+  // The seed of getrandom's bytes.
+  void set_seed(uint64_t seed) { seed_ = seed; }
+  // Refuse the calls not answered above with -ENOSYS (and compare them)
+  // rather than end the run inconclusive.
+  void set_deny_others(bool deny) { deny_others_ = deny; }
+  uint64_t seed() const { return seed_; }
+  // Every run starts with the clock and the random stream at their start.
+  void BeginRun() {
+    clock_us_ = 0;
+    random_state_ = seed_;
+    signal_mask_ = 0;
+    open_fds_ = 0b111;
+    killed_by_ = 0;
+  }
+  // Answers the system call the CPU is at (from the sandbox's hook), or
+  // decides the run inconclusive and stops it.
+  void OnSyscall(uc_struct* uc);
+
+ private:
+  struct Call {
+    uint64_t nr;
+    uint64_t a[6];  // rdi, rsi, rdx, r10, r8, r9
+  };
+  uint64_t ClockGettime(const Call& c);
+  uint64_t Gettimeofday(const Call& c);
+  uint64_t Time(const Call& c);
+  uint64_t Getrandom(const Call& c);
+  uint64_t Write(const Call& c);
+  uint64_t Writev(const Call& c);
+  uint64_t SigProcMask(const Call& c);
+  // nullopt: the call would block forever.
+  std::optional<uint64_t> Futex(const Call& c);
+  uint64_t GetLimit(const Call& c);
+  uint64_t ClockGetres(const Call& c);
+  // The answer to a call about the process itself, or nullopt when `nr` is
+  // not one of those.
+  std::optional<uint64_t> AboutTheProcess(const Call& c);
+  uint64_t Deny(const Call& c);
+  // syscall_descriptors.cc: the answer to a call on a file descriptor, or
+  // to a signal sent to the process itself; nullopt when `c` is neither or
+  // its answer is not modelled.
+  std::optional<uint64_t> Descriptor(const Call& c);
+  std::optional<uint64_t> StatAt(const Call& c);
+  std::optional<uint64_t> Ioctl(const Call& c);
+  std::optional<uint64_t> Fcntl(const Call& c);
+  std::optional<uint64_t> SignalToSelf(const Call& c);
+  bool IsOpen(uint64_t fd) const;
+  // Host bytes of guest [addr, addr+len) writable by the kernel (noted as
+  // written), or nullptr for -EFAULT.
+  uint8_t* Writable(uint64_t addr, uint64_t len);
+  // The clock's reading, in microseconds since the run began.
+  uint64_t Tick() { return clock_us_++; }
+
+  Sandbox& sandbox_;
+  uint64_t seed_ = 1;
+  uint64_t clock_us_ = 0;
+  uint64_t random_state_ = 1;
+  uint64_t signal_mask_ = 0;
+  uint32_t open_fds_ = 0b111;  // bit n: descriptor n is open
+  int killed_by_ = 0;          // a signal that ended the process
+  bool deny_others_ = false;
+};
+
+}  // namespace patchlab::emulator

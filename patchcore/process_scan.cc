@@ -1,0 +1,91 @@
+#include "patchcore/process_scan.h"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+
+#include "base/file_util.h"
+#include "base/proc_stat.h"
+#include "patchcore/attach_blocker.h"
+#include "patchcore/process_maps.h"
+
+namespace patchlab::patchcore {
+namespace {
+
+std::vector<pid_t> AllPids() {
+  std::vector<pid_t> pids;
+  DIR* d = ::opendir("/proc");
+  if (!d) return pids;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    pids.push_back(static_cast<pid_t>(std::atoi(e->d_name)));
+  }
+  ::closedir(d);
+  std::sort(pids.begin(), pids.end());
+  return pids;
+}
+
+// Whether `pid` descends from `ancestor` (is a child, grandchild, ...).
+bool Descends(pid_t pid, pid_t ancestor, const std::map<pid_t, pid_t>& parent_of) {
+  for (int depth = 0; pid > 0 && depth < 4096; ++depth) {
+    auto it = parent_of.find(pid);
+    if (it == parent_of.end()) return false;
+    pid = it->second;
+    if (pid == ancestor) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::vector<ProcessInfo> ListProcesses(const ScanFilter& filter) {
+  const pid_t self = ::getpid();
+  std::vector<ProcessInfo> all;
+  std::map<pid_t, pid_t> parent_of;
+  for (pid_t pid : AllPids()) {
+    if (pid == self) continue;
+    auto stat = ReadProcStat(pid);
+    if (!stat) continue;  // gone meanwhile
+    parent_of[pid] = stat->ppid;
+    all.push_back({pid, stat->start_ticks, stat->ppid, stat->comm});
+  }
+  if (filter.descendants_of) {
+    std::erase_if(all, [&](const ProcessInfo& p) {
+      return !Descends(p.pid, *filter.descendants_of, parent_of);
+    });
+  }
+  return all;
+}
+
+Result<std::optional<std::string>> ModuleScanner::MappedPath(const ProcessInfo& p) {
+  auto text = ReadFile(fmt::format("/proc/{}/maps", p.pid));
+  if (!text) {
+    const int err = text.error().sys_errno();
+    if (err == EACCES || err == EPERM) {
+      return Fail(ErrorCode::kRefused, "cannot read the mappings of pid {}: {}", p.pid,
+                  AttachBlockerAfter(p.pid, err));
+    }
+    return Fail(ErrorCode::kTargetGone, "pid {} is gone", p.pid);
+  }
+  auto maps = ProcessMaps::Parse(*text, fmt::format("/proc/{}/maps", p.pid));
+  if (!maps) return std::unexpected(std::move(maps.error()));
+  for (const MapEntry& e : maps->entries()) {
+    if (!e.exec || !e.is_file()) continue;
+    auto [it, fresh] = known_.try_emplace({e.dev, e.inode}, false);
+    if (fresh) {
+      auto id = files_.BuildId(p.pid, e);
+      if (!id) {
+        known_.erase(it);  // ask again in the next process that maps it
+        if (id.error().code() == ErrorCode::kTargetGone) return std::unexpected(id.error());
+        continue;
+      }
+      it->second = *id == build_id_;
+    }
+    if (it->second) return std::optional<std::string>(e.path);
+  }
+  return std::optional<std::string>();
+}
+
+}  // namespace patchlab::patchcore
