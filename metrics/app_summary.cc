@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <map>
+
 namespace patchlab::metrics {
 
 std::string AppSummary::Word() const {
@@ -50,6 +52,21 @@ std::string AppSummaryLine(const std::vector<AppSummary>& apps) {
     if (!out.empty()) out += ", ";
     out +=
         fmt::format("{} {} ({} cell{})", a.application, a.Word(), a.cells, a.cells == 1 ? "" : "s");
+  }
+  return out;
+}
+
+std::vector<PatchAppSummary> SummarizeByPatchAndApplication(const std::vector<CellResult>& cells) {
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<CellResult>> by_patch;
+  for (const CellResult& c : cells) {
+    auto [it, fresh] = by_patch.try_emplace(c.key.patch_id);
+    if (fresh) order.push_back(c.key.patch_id);
+    it->second.push_back(c);
+  }
+  std::vector<PatchAppSummary> out;
+  for (const std::string& id : order) {
+    out.push_back({id, SummarizeByApplication(by_patch[id])});
   }
   return out;
 }

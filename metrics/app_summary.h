@@ -31,4 +31,13 @@ std::vector<AppSummary> SummarizeByApplication(const std::vector<CellResult>& ce
 // "nginx-light 1.22.1-9 ok (2 cells), redis-server 5:7.0.15 crashes (1 cell)".
 std::string AppSummaryLine(const std::vector<AppSummary>& apps);
 
+// A patch's cells by application, for reports that hold several patches.
+struct PatchAppSummary {
+  std::string patch_id;
+  std::vector<AppSummary> apps;
+};
+// One entry per patch, in the order first seen in `cells`; each as
+// SummarizeByApplication of that patch's cells.
+std::vector<PatchAppSummary> SummarizeByPatchAndApplication(const std::vector<CellResult>& cells);
+
 }  // namespace patchlab::metrics

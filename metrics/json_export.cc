@@ -8,6 +8,17 @@ namespace patchlab::metrics {
 
 using nlohmann::json;
 
+nlohmann::json ToJson(const AppSummary& a) {
+  return {{"application", a.application},
+          {"outcome", a.Word()},
+          {"cells", a.cells},
+          {"pass", a.pass},
+          {"fail", a.fail},
+          {"not_hotpatchable", a.not_hotpatchable},
+          {"infra_error", a.infra_error},
+          {"crashes", a.crashes}};
+}
+
 std::string IsoTime(int64_t unix_seconds) {
   if (unix_seconds == 0) return "";
   std::time_t t = static_cast<std::time_t>(unix_seconds);

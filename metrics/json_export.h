@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "metrics/app_summary.h"
 #include "metrics/cell_result.h"
 #include "metrics/gate.h"
 
@@ -18,6 +19,9 @@ nlohmann::json ToJson(const PatchInfo& patch);
 nlohmann::json ToJson(const ImageInfo& image);
 nlohmann::json ToJson(const SemanticFinding& finding);
 nlohmann::json ToJson(const GateDecision& decision);  // outcome, exit_code, failures, missing
+// application, outcome (AppSummary::Word), cells, pass, fail, not_hotpatchable, infra_error,
+// crashes
+nlohmann::json ToJson(const AppSummary& app);
 
 // "2026-11-24T17:05:00Z" for unix seconds; "" for 0.
 std::string IsoTime(int64_t unix_seconds);

@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "metrics/app_summary.h"
 #include "metrics/internal/escape.h"
 #include "metrics/json_export.h"
 
@@ -192,6 +193,13 @@ std::string RenderJson(const ReportData& data) {
     if (i < data.verdicts.size()) p["gate"] = ToJson(data.verdicts[i]);
     j["patches"].push_back(p);
   }
+  // Every patch's cells by application, as `patchlab compat --json` has them.
+  j["applications"] = nlohmann::json::array();
+  for (const PatchAppSummary& p : SummarizeByPatchAndApplication(data.cells)) {
+    nlohmann::json apps = nlohmann::json::array();
+    for (const AppSummary& a : p.apps) apps.push_back(ToJson(a));
+    j["applications"].push_back({{"patch_id", p.patch_id}, {"applications", apps}});
+  }
   j["images"] = nlohmann::json::array();
   for (const ImageInfo& i : data.images) j["images"].push_back(ToJson(i));
   j["cells"] = nlohmann::json::array();
@@ -301,6 +309,12 @@ std::string RenderMarkdown(const ReportData& data) {
             c.mem_overhead_kib ? std::optional<double>(*c.mem_overhead_kib / 1024) : std::nullopt,
             "{:.2f}"),
         SemanticVerdictName(c.semantic));
+  }
+  // What a release team reads first: "zlib fix: nginx ok, python3 ok, redis crashes".
+  out += "\n**By application:**\n\n";
+  for (const PatchAppSummary& p : SummarizeByPatchAndApplication(data.cells)) {
+    out +=
+        fmt::format("- {}: {}\n", MarkdownCell(p.patch_id), MarkdownCell(AppSummaryLine(p.apps)));
   }
   bool any = false;
   for (const GateDecision& d : data.verdicts) {

@@ -2,6 +2,7 @@
 // network) for a staging team. Every database string is escaped.
 #include <algorithm>
 
+#include "metrics/app_summary.h"
 #include "metrics/internal/escape.h"
 #include "metrics/internal/svg_chart.h"
 #include "metrics/json_export.h"
@@ -163,6 +164,29 @@ std::string Charts(const ReportData& data) {
   return out;
 }
 
+// A patch's cells grouped by the application they ran, as `patchlab compat`
+// prints them: one row per patch and application, worst outcome first word.
+std::string Applications(const ReportData& data) {
+  std::string out =
+      "<table><thead><tr><th>Patch</th><th>Application</th><th>Outcome</th><th>Cells</th>"
+      "<th>Pass</th><th>Fail</th><th>Needs a restart</th><th>Infra error</th><th>Crashes</th>"
+      "</tr></thead><tbody>\n";
+  for (const PatchAppSummary& p : SummarizeByPatchAndApplication(data.cells)) {
+    for (const AppSummary& a : p.apps) {
+      std::string word = a.Word();
+      bool bad = word == "crashes" || word == "fails";
+      out += fmt::format(
+          "<tr><td>{}</td><td>{}</td><td><b{}>{}</b></td><td class=\"num\">{}</td>"
+          "<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>"
+          "<td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",
+          HtmlEscape(p.patch_id), HtmlEscape(a.application), bad ? " class=\"bad\"" : "",
+          HtmlEscape(word), a.cells, a.pass, a.fail, a.not_hotpatchable, a.infra_error, a.crashes);
+    }
+  }
+  out += "</tbody></table>\n";
+  return out;
+}
+
 std::string Findings(const ReportData& data) {
   if (data.findings.empty()) return "<p>No semantic findings recorded.</p>\n";
   std::string out =
@@ -226,6 +250,8 @@ std::string RenderHtml(const ReportData& data) {
   out += "<h2>Verdicts</h2>\n";
   if (data.verdicts.empty()) out += "<p>No patch has results here.</p>\n";
   for (const GateDecision& d : data.verdicts) out += Banner(d, data.policy);
+  out += "<h2>By application</h2>\n";
+  out += Applications(data);
   out += fmt::format("<h2>Compatibility matrix ({} cells)</h2>\n", data.cells.size());
   out += Matrix(data);
   out += "<h2>Charts</h2>\n";

@@ -34,15 +34,34 @@ struct SemanticResults {
 };
 
 // A real application's patch is packed against the file its image runs: the
-// root of the scenario's first image when that is a Debian system (an image's
-// packages may be newer than the host's, with other build-ids). Empty: the host's.
+// root of the scenario's first image when that is a Debian system, or without
+// `images:` the first Debian-system image of the recipes (where such a
+// scenario runs; an image's packages may be newer than the host's, with other
+// build-ids). Empty: the host's.
 Result<fs::path> ModuleRoot(const Scenario& s, const RunnerOptions& options) {
-  if (s.target.Built() || s.images.empty() || options.backend == RunnerBackend::kHost) {
-    return fs::path();
+  if (s.target.Built() || options.backend == RunnerBackend::kHost) return fs::path();
+  std::vector<std::string> images = s.images;
+  if (images.empty()) {
+    auto recipes = LoadImageRecipes(options.recipes);
+    if (!recipes) return std::unexpected(std::move(recipes.error()).AddContext(s.file.string()));
+    for (const ImageRecipe& r : *recipes) {
+      if (r.system) images.push_back(r.name);
+    }
   }
-  auto root = SystemRootOf(options.recipes, s.images.front(), DefaultCacheDir());
+  if (images.empty()) return fs::path();
+  auto root = SystemRootOf(options.recipes, images.front(), DefaultCacheDir());
   if (!root) return std::unexpected(std::move(root.error()).AddContext(s.file.string()));
   return root->value_or(fs::path());
+}
+
+// Why a real application's library patch cannot run on `image` (another
+// build of the library than it was packed against), or "".
+std::string BuildMismatchOn(const Scenario& s, const BuiltPatch& patch, const std::string& image,
+                            const RunnerOptions& options) {
+  if (s.target.Built() || options.backend == RunnerBackend::kHost) return "";
+  auto root = SystemRootOf(options.recipes, image, DefaultCacheDir());
+  if (!root || !*root) return "";  // not a Debian system: the image's own check applies
+  return internal::LibraryBuildMismatch(patch, **root, image);
 }
 
 // Every scenario's target and patches, built and signed with the lab's key;
@@ -178,10 +197,15 @@ Result<std::vector<PlannedCell>> PlanMatrix(const std::vector<Scenario>& scenari
       }
       std::vector<std::string> cpus = ImageCpus(s, image, options, factory);
       for (const auto& patch : built[si]->patches) {
+        std::string refused = BuildMismatchOn(s, patch, image, options);
         for (const auto& cpu : cpus) {
           for (const auto& w : s.workloads) {
-            plan.push_back(
-                {&s, built[si].get(), &patch, &w, {s.name, patch.spec->id, image, cpu, w.name}});
+            plan.push_back({&s,
+                            built[si].get(),
+                            &patch,
+                            &w,
+                            {s.name, patch.spec->id, image, cpu, w.name},
+                            refused});
           }
         }
       }
@@ -355,6 +379,7 @@ nlohmann::json CellOutcomeJson(const CellOutcome& c) {
   j["unmet"] = c.unmet;
   j["application"] = r.application;
   if (!c.latency_ms.is_null()) j["latency_ms"] = c.latency_ms;
+  if (!c.system_wide.is_null()) j["system_wide"] = c.system_wide;
   return j;
 }
 

@@ -77,6 +77,9 @@ struct CellOutcome {
   // A real application's load generator: percentile -> {unpatched, patched}
   // medians in ms (figures.json); null when it printed none.
   nlohmann::json latency_ms;
+  // patch.processes: all: {"most_patched", "started_unpatched", "unpatched":
+  // [{"pid", "comm"}], "apply_wall_us"}; null otherwise.
+  nlohmann::json system_wide;
 };
 
 // Every figure of a finished cell, its verdict, reasons and artefacts folder:

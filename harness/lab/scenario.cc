@@ -162,11 +162,26 @@ Result<TargetSpec> ParseTarget(const YamlMap& root) {
   return t;
 }
 
-Result<PatchSpec> ParsePatch(const YamlMap& m) {
+// `target_built`: the target is built from sources (a labstats target, patched by its pid).
+Result<PatchSpec> ParsePatch(const YamlMap& m, bool target_built) {
   PL_CHECK(m.AllowOnly({"id", "seq", "module", "sources", "cflags", "functions", "references",
-                        "replaces", "package", "pubkey"}));
+                        "replaces", "package", "pubkey", "processes"}));
   PatchSpec p;
   p.where = YamlWhere(m.file(), m.node());
+  PL_TRY(processes, m.GetOr<std::string>("processes", "program"));
+  if (processes != "program" && processes != "all") {
+    return std::unexpected(m.ErrorAt(
+        "processes", fmt::format("'{}' must be 'program' (the target's processes) or 'all' (every "
+                                 "process that maps the patched module)",
+                                 processes)));
+  }
+  p.processes = processes == "all" ? PatchProcesses::kAll : PatchProcesses::kProgram;
+  if (p.processes == PatchProcesses::kAll && target_built) {
+    return std::unexpected(
+        m.ErrorAt("processes",
+                  "'all' is for a real application (a target without sources, measured from "
+                  "outside); a target the lab builds is patched in its own process"));
+  }
   PL_TRY(id, m.Get<std::string>("id"));
   if (!IsName(id)) return std::unexpected(m.ErrorAt("id", "must be letters, digits, - _ ."));
   p.id = id;
@@ -214,19 +229,19 @@ Result<PatchSpec> ParsePatch(const YamlMap& m) {
   return p;
 }
 
-Result<std::vector<PatchSpec>> ParsePatches(const YamlMap& root) {
+Result<std::vector<PatchSpec>> ParsePatches(const YamlMap& root, bool target_built) {
   if (!root.Has("patch"))
     return std::unexpected(root.ErrorAt("", "missing required field 'patch'"));
   YAML::Node node = root.Node("patch");
   std::vector<PatchSpec> out;
   if (node.IsMap()) {
     PL_TRY(m, YamlMap::Of(root.file(), node, "patch"));
-    PL_TRY(p, ParsePatch(m));
+    PL_TRY(p, ParsePatch(m, target_built));
     out.push_back(std::move(p));
   } else if (node.IsSequence() && node.size() > 0) {
     for (size_t i = 0; i < node.size(); ++i) {
       PL_TRY(m, YamlMap::Of(root.file(), node[i], fmt::format("patch[{}]", i)));
-      PL_TRY(p, ParsePatch(m));
+      PL_TRY(p, ParsePatch(m, target_built));
       out.push_back(std::move(p));
     }
   } else {
@@ -426,7 +441,7 @@ Result<Scenario> ParseScenarioDocument(const YAML::Node& doc, const fs::path& fi
   s.description = description;
   PL_TRY(target, ParseTarget(root));
   s.target = std::move(target);
-  PL_TRY(patches, ParsePatches(root));
+  PL_TRY(patches, ParsePatches(root, s.target.Built()));
   s.patches = std::move(patches);
   PL_TRY(images, GetStringsOr(root, "images"));
   s.images = std::move(images);

@@ -64,6 +64,12 @@ struct FunctionMap {
   std::string new_name;  // in the patch object (same as old_name unless "old=new")
 };
 
+// Which processes a patch is applied to in a cell.
+enum class PatchProcesses {
+  kProgram,  // the target's: every process of target.program (its one process when built)
+  kAll,      // every process in the guest that maps the patched module (hotpatch --system)
+};
+
 struct PatchSpec {
   std::string id;
   uint32_t seq = 1;
@@ -81,6 +87,9 @@ struct PatchSpec {
   // When set, `sources` and `functions` are not used (the package has both).
   std::string package;
   std::string pubkey;
+  // `processes: all` (real applications only): applied with `hotpatch apply
+  // --system`, so a library patch reaches every process that maps the library.
+  PatchProcesses processes = PatchProcesses::kProgram;
   std::string where;  // FILE:LINE:COL of the patch, for messages
 
   bool Prebuilt() const { return !package.empty(); }

@@ -46,6 +46,8 @@ TEST(AppEndToEnd, NginxWithAWrongCrc32IsCaughtByItsCheck) {
   run.argv = {PATCHLAB_BIN,
               "run",
               "scenarios/nginx-gzip-bad",
+              "--images",
+              "debian12-apps",
               "--json",
               "--db",
               (dir / "lab.db").string(),

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/file_util.h"
+#include "harness/lab/internal/abba_measurement.h"
 #include "harness/lab/internal/runner_figures.h"
 #include "metrics/cell_result.h"
 #include "tests/support/status_matchers.h"
@@ -34,6 +35,9 @@ class AppGuest : public CellGuest {
   uint64_t cpu_step = 1'000'000;
   bool ready = true;
   std::string generator_output = "Complete requests:      50\n  50%      4\n";
+  // When set, the generator's runs complete these counts in turn instead.
+  std::vector<int> work_cycle;
+  int generator_runs = 0;
   bool check_ok = true;
   int kill_worker_at_listing = 0;  // 1-based; that listing lacks pid 102 and has 103
   int listings = 0;
@@ -47,7 +51,13 @@ class AppGuest : public CellGuest {
     return it->second;
   }
   Result<pid_t> Exec(const ExecRequest& request) override {
-    if (request.argv[0] == "gen") files[request.stdout_path] = generator_output;
+    if (request.argv[0] == "gen") {
+      files[request.stdout_path] =
+          work_cycle.empty() ? generator_output
+                             : fmt::format("Complete requests: {}\n",
+                                           work_cycle[generator_runs % work_cycle.size()]);
+      ++generator_runs;
+    }
     return 900;
   }
   Result<ExitStatus> Wait(pid_t, milliseconds) override { return ExitStatus{.exited = true}; }
@@ -87,9 +97,42 @@ class AppGuest : public CellGuest {
     if (listings % 2 == 0) out.push_back({700 + listings, 1, "server", 1, 5});
     return out;
   }
+  // hotpatch --system: the target's processes and a python3 (pid 650) map
+  // the module; pid 777 started while the patch was live.
+  std::vector<std::string> system_calls;
+  bool system_refuses_101 = false;
+  bool system_misses_102 = false;
+  Result<HotpatchResult> System(const std::string& subcommand) {
+    system_calls.push_back(subcommand);
+    HotpatchResult r;
+    if (subcommand == "status") {
+      r.json = nlohmann::json::parse(
+          R"({"processes": [], "system_patches": [{"id": "fix-1", "unpatched":
+              [{"pid": 777, "comm": "python3"}]}]})");
+      return r;
+    }
+    const char* done = subcommand == "apply"    ? "applied"
+                       : subcommand == "revert" ? "reverted"
+                                                : "ok";
+    nlohmann::json procs = nlohmann::json::array();
+    for (int pid : {100, 101, 102, 650}) {
+      if (pid == 102 && system_misses_102) continue;
+      bool refused = subcommand == "apply" && pid == 101 && system_refuses_101;
+      procs.push_back({{"pid", pid},
+                       {"comm", pid == 650 ? "python3" : "server"},
+                       {"result", refused ? "refused" : done},
+                       {"reason", refused ? "crc32_z is on a thread's stack" : ""},
+                       {"pause_us", 900}});
+    }
+    r.exit_code = subcommand == "apply" && system_refuses_101 ? 3 : 0;
+    r.json = {{"patch_id", "fix-1"}, {"processes", procs}, {"wall_us", 5000}};
+    return r;
+  }
+
   // hotpatch in the machine: every call succeeds; an apply's pid is noted.
   Result<HotpatchResult> Hotpatch(const std::string& subcommand, std::vector<std::string> args,
                                   milliseconds) override {
+    if (args.at(0) == "--system") return System(subcommand);
     HotpatchResult r;
     if (subcommand == "apply") {
       applied.push_back(std::stoi(args.at(1)));  // --pid PID
@@ -140,6 +183,12 @@ struct AppPlan {
     plan.workload = &workload;
     plan.public_key = dir / "key.pub";
     plan.image = "debian12-apps";
+    // One ABBA block (two pairs) unless a test asks for more.
+    plan.rules.cpu.limit_pct = 1000;
+    plan.rules.cpu.min_pairs = 2;
+    plan.rules.cpu.max_pairs = 2;
+    plan.seed = 42;
+    workload.duration = std::chrono::seconds(50);
   }
   ~AppPlan() {
     std::error_code ec;
@@ -168,8 +217,9 @@ TEST(AppCellSequence, EveryProcessIsPatchedAndEachWindowHasWorkAndCpu) {
   CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
   ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
   EXPECT_EQ(obs.application, "server-pkg 1.2-3");
-  // Two alternations, each applying to the three processes.
-  EXPECT_THAT(guest.applied, ::testing::ElementsAre(100, 101, 102, 100, 101, 102));
+  // One ABBA block (unpatched, patched, patched, unpatched): one apply, to
+  // each of the three processes.
+  EXPECT_THAT(guest.applied, ::testing::ElementsAre(100, 101, 102));
   ASSERT_EQ(obs.windows.size(), 4u);
   for (const Window& w : obs.windows) {
     EXPECT_EQ(w.end.ops - w.begin.ops, 50u) << "the generator's count";
@@ -179,7 +229,135 @@ TEST(AppCellSequence, EveryProcessIsPatchedAndEachWindowHasWorkAndCpu) {
   EXPECT_EQ(obs.latency_unpatched_ms.at("p50"), (std::vector<double>{4, 4}));
   metrics::CellResult cell = Figures(obs);
   EXPECT_EQ(cell.verdict, metrics::Verdict::kPass) << ::testing::PrintToString(cell.reasons);
-  EXPECT_EQ(cell.pause_us.size(), 6u);
+  EXPECT_EQ(cell.pause_us.size(), 3u);
+}
+
+std::vector<bool> PatchedFlags(const CellObservations& obs) {
+  std::vector<bool> out;
+  for (const Window& w : obs.windows) out.push_back(w.patched);
+  return out;
+}
+
+TEST(AppCellSequence, WindowsFollowTheLabstatsPathsAbbaSchedule) {
+  AppPlan p;
+  p.plan.rules.cpu.min_pairs = p.plan.rules.cpu.max_pairs = 8;
+  AppGuest guest;
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
+  std::vector<bool> schedule = AbbaSchedule(p.plan.seed, 4, /*first_unpatched=*/true);
+  EXPECT_EQ(PatchedFlags(obs), schedule);
+  // Each switch to patched applies to the three processes, no more.
+  size_t switches = 0;
+  for (size_t i = 0; i < schedule.size(); ++i)
+    switches += schedule[i] && (i == 0 || !schedule[i - 1]);
+  EXPECT_EQ(guest.applied.size(), 3 * switches);
+  // Another seed, another order (the first block always starts unpatched).
+  EXPECT_NE(schedule, AbbaSchedule(p.plan.seed + 1, 4, true));
+}
+
+TEST(AppCellSequence, AFigureResolvedAtTheFirstLookStopsThere) {
+  AppPlan p;
+  p.plan.rules.cpu.min_pairs = 12;
+  p.plan.rules.cpu.max_pairs = 28;
+  AppGuest guest;  // the same cost per request patched or not: 0%, within 1000%
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
+  EXPECT_EQ(PairedWindowCosts(obs.windows).unpatched.size(), 12u);
+  metrics::CellResult cell = Figures(obs);
+  ASSERT_TRUE(cell.cpu_overhead_pct);
+  EXPECT_EQ(cell.cpu_outcome, metrics::OverheadOutcome::kWithin);
+}
+
+TEST(AppCellSequence, AFigureStraddlingItsLimitMeasuresMorePairsUpToTheBudget) {
+  AppPlan p;
+  p.plan.rules.cpu.limit_pct = 0;  // costs that scatter around 0%: the interval straddles it
+  p.plan.rules.cpu.min_pairs = 2;
+  p.plan.rules.cpu.max_pairs = 10;
+  AppGuest guest;
+  guest.work_cycle = {40, 50, 60};
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
+  // Looks at 2, 6 and 10 pairs: never resolved, so the whole budget.
+  EXPECT_EQ(PairedWindowCosts(obs.windows).unpatched.size(), 10u);
+  metrics::CellResult cell;
+  ComputeFigures(obs, p.plan.rules, cell);
+  EXPECT_EQ(cell.cpu_outcome, metrics::OverheadOutcome::kNoisy);
+  EXPECT_NE(cell.verdict, metrics::Verdict::kFail) << "a noisy figure fails nothing";
+}
+
+TEST(AppCellSequence, TwoPairsAreNoisyBecauseTheyCoverTooLittleAndTheReasonSaysSo) {
+  AppPlan p;  // one ABBA block: two pairs, however far from the limit
+  AppGuest guest;
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
+  metrics::CellResult cell;
+  CellRules rules;  // the policy's 2%
+  ComputeFigures(obs, rules, cell);
+  EXPECT_EQ(cell.cpu_outcome, metrics::OverheadOutcome::kNoisy);
+  EXPECT_THAT(::testing::PrintToString(cell.reasons),
+              HasSubstr("with 2 pairs (a 99.9% interval needs at least 11): noisy"));
+  EXPECT_EQ(cell.verdict, metrics::Verdict::kPass);
+}
+
+TEST(AppCellSequence, AWorkloadDurationSpentEndsTheMeasurementAtTheNextLook) {
+  AppPlan p;
+  p.plan.rules.cpu.limit_pct = 0;
+  p.plan.rules.cpu.min_pairs = 2;
+  p.plan.rules.cpu.max_pairs = 10;
+  p.workload.duration = milliseconds(0);  // nothing left after the first look
+  AppGuest guest;
+  guest.work_cycle = {40, 50, 60};
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
+  EXPECT_EQ(PairedWindowCosts(obs.windows).unpatched.size(), 2u);
+}
+
+TEST(AppCellSequence, PatchProcessesAllAppliesSystemWideAndCountsThoseStartedUnpatched) {
+  AppPlan p;
+  p.spec.processes = PatchProcesses::kAll;
+  AppGuest guest;
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
+  EXPECT_TRUE(guest.applied.empty()) << "no apply --pid";
+  // One ABBA block: apply, status after each of the two patched windows, revert, verify.
+  EXPECT_THAT(guest.system_calls,
+              ::testing::ElementsAre("apply", "status", "status", "revert", "verify"));
+  ASSERT_TRUE(obs.system_wide);
+  EXPECT_EQ(obs.system_wide->most_patched, 4u) << "the python3 that maps the module too";
+  EXPECT_EQ(obs.system_wide->unpatched.size(), 1u);
+  metrics::CellResult cell = Figures(obs);
+  EXPECT_EQ(cell.verdict, metrics::Verdict::kPass) << ::testing::PrintToString(cell.reasons);
+  EXPECT_EQ(cell.pause_us.size(), 4u);
+  EXPECT_THAT(::testing::PrintToString(cell.reasons),
+              HasSubstr("1 process(es) started while the patch was live and ran unpatched: "
+                        "python3 (pid 777)"));
+}
+
+TEST(AppCellSequence, ASystemWideApplyRefusedInOneProcessIsNotHotpatchableAndReverted) {
+  AppPlan p;
+  p.spec.processes = PatchProcesses::kAll;
+  AppGuest guest;
+  guest.system_refuses_101 = true;
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
+  EXPECT_THAT(guest.system_calls, ::testing::ElementsAre("apply", "revert"))
+      << "the processes it did patch are reverted";
+  metrics::CellResult cell = Figures(obs);
+  EXPECT_EQ(cell.verdict, metrics::Verdict::kNotHotpatchable)
+      << ::testing::PrintToString(cell.reasons);
+  EXPECT_THAT(cell.apply_reason, HasSubstr("pid 101 (server): refused: crc32_z is on a thread's"));
+}
+
+TEST(AppCellSequence, ATargetProcessASystemWideApplyMissedIsARefusal) {
+  AppPlan p;
+  p.spec.processes = PatchProcesses::kAll;
+  AppGuest guest;
+  guest.system_misses_102 = true;
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
+  metrics::CellResult cell = Figures(obs);
+  EXPECT_EQ(cell.verdict, metrics::Verdict::kNotHotpatchable);
+  EXPECT_THAT(cell.apply_reason, HasSubstr("pid 102 (server) of the target was not patched"));
 }
 
 TEST(AppCellSequence, AWorkerThatDiesAndIsRespawnedIsACrash) {

@@ -1,7 +1,7 @@
 # The lab runner (issue 5, lab part); included by tests/harness/CMakeLists.txt.
 patchlab_add_gtest(harness_runner_figures_test LABEL unit
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/runner_figures_test.cc ${CMAKE_CURRENT_LIST_DIR}/runner_cell_test.cc
-          ${CMAKE_CURRENT_LIST_DIR}/runner_app_cell_test.cc
+          ${CMAKE_CURRENT_LIST_DIR}/runner_app_cell_test.cc ${CMAKE_CURRENT_LIST_DIR}/library_build_test.cc
   LIBS patchlab_lab)
 # The real `patchlab run` end to end: host processes (process) and a QEMU VM (vm).
 foreach(label process vm)

@@ -104,6 +104,34 @@ TEST_F(AppScenarioTest, EveryFieldIsRead) {
   EXPECT_THAT(w.files, ElementsAre("check.sh"));
 }
 
+TEST_F(AppScenarioTest, PatchProcessesAllIsRead) {
+  auto s = Load(kApp);
+  ASSERT_OK(s);
+  EXPECT_EQ(s->patches.at(0).processes, PatchProcesses::kProgram) << "the default";
+  s = Load(Edit("  functions: [crc32_z]", "  functions: [crc32_z]\n  processes: all"));
+  ASSERT_OK(s);
+  EXPECT_EQ(s->patches.at(0).processes, PatchProcesses::kAll);
+}
+
+TEST_F(AppScenarioTest, AnUnknownPatchProcessesValueIsRefusedAtItsLine) {
+  auto s = Load(Edit("  functions: [crc32_z]", "  functions: [crc32_z]\n  processes: every"));
+  ASSERT_FALSE(s);
+  EXPECT_THAT(s.error().ToString(), StartsWith(File() + ":11:"));
+  EXPECT_THAT(s.error().ToString(), HasSubstr("patch.processes"));
+  EXPECT_THAT(s.error().ToString(), HasSubstr("'program'"));
+}
+
+TEST_F(AppScenarioTest, PatchProcessesAllIsForRealApplicationsOnly) {
+  std::string text = Edit("  package: nginx-light\n  program: /usr/sbin/nginx",
+                          "  program: demo\n  sources: [fix.c]");
+  text.replace(text.find("  functions: [crc32_z]"), 0, "  processes: all\n");
+  auto s = Load(text);
+  ASSERT_FALSE(s);
+  EXPECT_THAT(s.error().ToString(), StartsWith(File() + ":10:"));
+  EXPECT_THAT(s.error().ToString(), HasSubstr("patch.processes"));
+  EXPECT_THAT(s.error().ToString(), HasSubstr("real application"));
+}
+
 TEST_F(AppScenarioTest, ARelativeProgramWithoutSourcesIsRefusedAtItsLine) {
   auto s = Load(Edit("program: /usr/sbin/nginx", "program: nginx"));
   ASSERT_FALSE(s);

@@ -201,6 +201,46 @@ TEST_F(Reports, MarkdownTableSurvivesPipesInNames) {
   EXPECT_NE(md.find("max_crashes"), std::string::npos);
 }
 
+// Three applications under one library patch, as a release team reads them.
+ReportData ThreeApplications() {
+  ReportData data;
+  data.title = "patch zlib-fix";
+  auto cell = [](std::string scenario, std::string application, Verdict v, int crashes) {
+    CellResult c;
+    c.key = {scenario, "zlib-fix", "debian12-apps", "qemu64", "default"};
+    c.application = std::move(application);
+    c.verdict = v;
+    if (crashes > 0) c.crashes[CrashKind::kWorkloadSignal] = crashes;
+    return c;
+  };
+  data.cells = {cell("nginx-gzip", "nginx-light 1.22.1-9", Verdict::kPass, 0),
+                cell("python3-zlib", "python3-minimal 3.11.2-1", Verdict::kPass, 0),
+                cell("redis-zlib", "redis-server 5:7.0.15-1", Verdict::kFail, 2),
+                cell("nginx-gzip-2", "nginx-light 1.22.1-9", Verdict::kPass, 0)};
+  return data;
+}
+
+TEST(ReportsByApplication, MarkdownHtmlAndJsonGroupAPatchsCellsByApplication) {
+  ReportData data = ThreeApplications();
+  std::string md = RenderMarkdown(data);
+  EXPECT_NE(md.find("- zlib-fix: nginx-light 1.22.1-9 ok (2 cells), python3-minimal 3.11.2-1 ok "
+                    "(1 cell), redis-server 5:7.0.15-1 crashes (1 cell)"),
+            std::string::npos)
+      << md;
+  std::string html = RenderHtml(data);
+  EXPECT_NE(html.find("<h2>By application</h2>"), std::string::npos);
+  EXPECT_NE(html.find("<td>zlib-fix</td><td>redis-server 5:7.0.15-1</td><td><b "
+                      "class=\"bad\">crashes</b></td>"),
+            std::string::npos)
+      << html;
+  auto json = nlohmann::json::parse(RenderJson(data));
+  ASSERT_EQ(json["applications"].size(), 1u);
+  EXPECT_EQ(json["applications"][0]["patch_id"], "zlib-fix");
+  ASSERT_EQ(json["applications"][0]["applications"].size(), 3u);
+  EXPECT_EQ(json["applications"][0]["applications"][0]["cells"], 2);
+  EXPECT_EQ(json["applications"][0]["applications"][2]["outcome"], "crashes");
+}
+
 TEST_F(Reports, PatchReportUsesTheGatesView) {
   auto data = GatherPatchReport(*db_, "fix-1", DefaultPolicy());
   ASSERT_TRUE(data.has_value()) << data.error().ToString();

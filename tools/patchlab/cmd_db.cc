@@ -121,14 +121,7 @@ void RegisterCompat(CLI::App& app, CommandContext& ctx) {
                             {"applications", nlohmann::json::array()}};
       for (const CellResult& c : *cells) out["cells"].push_back(ToJson(c));
       for (const metrics::AppSummary& a : metrics::SummarizeByApplication(*cells)) {
-        out["applications"].push_back({{"application", a.application},
-                                       {"outcome", a.Word()},
-                                       {"cells", a.cells},
-                                       {"pass", a.pass},
-                                       {"fail", a.fail},
-                                       {"not_hotpatchable", a.not_hotpatchable},
-                                       {"infra_error", a.infra_error},
-                                       {"crashes", a.crashes}});
+        out["applications"].push_back(metrics::ToJson(a));
       }
       PrintJson(out);
     } else if (cells->empty()) {

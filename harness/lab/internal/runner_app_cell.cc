@@ -9,7 +9,10 @@
 #include "base/elf_file.h"
 #include "base/file_util.h"
 #include "base/log.h"
+#include "harness/lab/internal/abba_measurement.h"
+#include "harness/lab/internal/host_load.h"
 #include "harness/lab/internal/patch_calls.h"
+#include "harness/lab/internal/system_patch_calls.h"
 #include "harness/lab/internal/work_counter.h"
 #include "harness/vm/internal/ldd_closure.h"
 
@@ -400,11 +403,15 @@ class AppSequence {
     StatsSample end{totals_.work, totals_.wrong, totals_.cpu_ns, 0};
     obs_.windows.push_back({patched, begin, end});
     obs_.last_stats = end;
+    if (patched && SystemWide()) NoteUnpatched();
   }
 
   // --- patching every process ----------------------------------------------
 
+  bool SystemWide() const { return plan_.patch->spec->processes == PatchProcesses::kAll; }
+
   bool ApplyAll() {
+    if (SystemWide()) return ApplySystem();
     std::vector<ProcessCpu> procs = Census("before the apply");
     applied_.clear();
     bool all_ok = true;
@@ -428,6 +435,7 @@ class AppSequence {
   }
 
   bool RevertAll() {
+    if (SystemWide()) return RevertSystem();
     bool ok = true;
     for (pid_t pid : applied_) {
       CheckTime();
@@ -442,12 +450,108 @@ class AppSequence {
     return ok;
   }
 
+  // Every process of the target, patched or not: a reverted one must hold
+  // exactly what its (empty) patch stack says.
   void VerifyAll() {
-    for (pid_t pid : applied_) {
+    if (SystemWide()) {
+      CheckTime();
+      (void)RecordSystemCalls(PatchCall::Op::kVerify,
+                              Must(HotpatchVerifySystem(guest_), "verifying system-wide"), {});
+      return;
+    }
+    for (const ProcessCpu& p : Census("before the verify")) {
       PatchCall call =
-          ToPatchCall(PatchCall::Op::kVerify, Must(HotpatchVerify(guest_, pid), "verifying"));
-      call.message = fmt::format("pid {}: {}", pid, call.message);
+          ToPatchCall(PatchCall::Op::kVerify, Must(HotpatchVerify(guest_, p.pid), "verifying"));
+      call.message = fmt::format("pid {}: {}", p.pid, call.message);
       obs_.calls.push_back(std::move(call));
+    }
+  }
+
+  // --- patch.processes: all ------------------------------------------------
+
+  // One system-wide call's answer for the figures: first one call for the
+  // whole (hotpatch's exit code, and the processes that were not done), which
+  // decides like a single process's apply would (refused: not hotpatchable);
+  // then, for an apply, one per patched process with its pause. A process
+  // outside the target that vanished meanwhile (a check or generator that
+  // ended) is no failure; each of `required` (the target's processes) must
+  // be done. Returns whether every process was; system_done_ holds those done.
+  bool RecordSystemCalls(PatchCall::Op op, const HotpatchResult& r,
+                         const std::vector<ProcessCpu>& required) {
+    SystemAnswer a = ReadSystemAnswer(r);
+    std::vector<const SystemProcess*> done;
+    std::vector<std::string> not_done;
+    for (const SystemProcess& p : a.processes) {
+      int code = p.ExitCode();
+      if (code == 0) {
+        done.push_back(&p);
+      } else if (code != 5 || known_.contains(p.pid)) {
+        not_done.push_back(fmt::format("pid {} ({}): {}{}{}", p.pid, p.comm, p.result,
+                                       p.reason.empty() ? "" : ": ", p.reason));
+      }
+    }
+    int exit_code = a.exit_code;
+    for (const ProcessCpu& t : required) {
+      if (std::any_of(done.begin(), done.end(), [&](auto* p) { return p->pid == t.pid; })) continue;
+      not_done.push_back(fmt::format(
+          "pid {} ({}) of the target was not patched (does it map the module?)", t.pid, t.comm));
+      if (exit_code == 0) exit_code = 3;
+    }
+    if (exit_code == 0 && !not_done.empty()) exit_code = 5;  // one of the target's vanished
+    if (r.exited && exit_code == 0 && a.processes.empty() && op == PatchCall::Op::kApply) {
+      exit_code = 3;  // done in no process is no success
+    }
+    std::string detail =
+        not_done.empty()
+            ? (a.processes.empty() ? Quote(a.message) : "")
+            : fmt::format(
+                  "{}{}", not_done.front(),
+                  not_done.size() > 1 ? fmt::format(" (and {} more)", not_done.size() - 1) : "");
+    obs_.calls.push_back({op, r.exited ? exit_code : -1, std::nullopt,
+                          fmt::format("--system: {} of {} process(es) done{}{}", done.size(),
+                                      a.processes.size(), detail.empty() ? "" : "; ", detail)});
+    if (op == PatchCall::Op::kApply) {
+      for (const SystemProcess* p : done) {
+        obs_.calls.push_back(
+            {op, 0, p->pause_us, fmt::format("pid {} ({}): {}", p->pid, p->comm, p->result)});
+      }
+      if (a.wall_us) obs_.system_wide->wall_us.push_back(*a.wall_us);
+    }
+    system_done_ = done.size();
+    return exit_code == 0;
+  }
+
+  // `hotpatch apply --system`: every process that maps the module, the
+  // target's own among them; a partial apply is reverted, as ApplyAll does.
+  bool ApplySystem() {
+    CheckTime();
+    std::vector<ProcessCpu> procs = Census("before the apply");
+    if (!obs_.system_wide) obs_.system_wide.emplace();
+    bool all =
+        RecordSystemCalls(PatchCall::Op::kApply,
+                          Must(HotpatchApplySystem(guest_, package_, pubkey_, s_.apply.timeout),
+                               "applying system-wide"),
+                          procs);
+    applied_once_ = applied_once_ || system_done_ > 0;
+    obs_.system_wide->most_patched = std::max(obs_.system_wide->most_patched, system_done_);
+    if (!all && system_done_ > 0) (void)RevertSystem();  // nothing half-applied stays
+    return all;
+  }
+
+  bool RevertSystem() {
+    CheckTime();
+    return RecordSystemCalls(
+        PatchCall::Op::kRevert,
+        Must(HotpatchRevertSystem(guest_, plan_.patch->spec->id), "reverting system-wide"), {});
+  }
+
+  // While the patch is live: the processes that map the module without it
+  // (started after the apply: they loaded the file from disk).
+  void NoteUnpatched() {
+    auto status = HotpatchStatusSystem(guest_);
+    if (!status) return;  // a figure, not a step: the windows stand without it
+    for (const SystemProcess& p : UnpatchedBy(*status, plan_.patch->spec->id)) {
+      obs_.system_wide->unpatched.emplace(p.pid, p.comm);
     }
   }
 
@@ -457,22 +561,57 @@ class AppSequence {
     return sum;
   }
 
+  // Window pairs in randomized ABBA blocks until the CPU figure is resolved
+  // against its limit or the budget is spent: the labstats path's loop and
+  // rule (abba_measurement.h), on windows measured from outside.
   void Measure() {
     Watch(w_.warmup);
-    for (int i = 0; i < s_.measure.alternations; ++i) {
-      MeasureWindow(false);
-      if (i == 0) obs_.pss_before_kib = TargetPss();
-      if (!ApplyAll()) throw EndSequence{};
-      MeasureWindow(true);
-      if (i == 0) {
-        obs_.pss_after_kib = TargetPss();
-        for (int r = 1; r < s_.apply.repeat; ++r) {
-          if (!RevertAll() || !ApplyAll()) throw EndSequence{};
-        }
-      }
-      if (i + 1 < s_.measure.alternations && !RevertAll()) throw EndSequence{};
-    }
+    measure_start_ = Clock::now();
+    load_.Start();
+    AbbaSteps steps{
+        .set_patched = [this](bool patched) { return SetPatched(patched); },
+        .measure_window = [this](bool patched) { MeasureWindow(patched); },
+        .budget_left = [this] { return BudgetLeft(); },
+        .after_block = [this] { load_.Sample(); },
+    };
+    bool measured = MeasureAbbaBlocks(plan_.rules.cpu, plan_.seed, /*first_unpatched=*/true,
+                                      obs_.windows, steps);
+    obs_.host_load = load_.Stop();
+    if (!measured) throw EndSequence{};
     VerifyAll();
+  }
+
+  // Brings the patch to `patched` in every process: the first apply samples
+  // the target's PSS around it and runs the `apply.repeat` extra cycles.
+  bool SetPatched(bool patched) {
+    if (patched == patched_) return true;
+    if (!patched) {
+      if (!RevertAll()) return false;
+      patched_ = false;
+      return true;
+    }
+    bool first = !applied_once_;
+    if (first) obs_.pss_before_kib = TargetPss();
+    if (!ApplyAll()) return false;
+    patched_ = true;
+    if (!first) return true;
+    obs_.pss_after_kib = TargetPss();
+    for (int r = 1; r < s_.apply.repeat; ++r) {
+      if (!RevertAll() || !ApplyAll()) return false;
+    }
+    return true;
+  }
+
+  // Whether another look (`step` pairs, and a block's slack) fits in what is
+  // left of workload.duration and of the cell's timeout, both on the host's
+  // clock: a real application has no clock of its own to report.
+  bool BudgetLeft() const {
+    size_t windows = 2 * plan_.rules.cpu.step + 2;
+    Clock::time_point now = Clock::now();
+    auto per_window = (now - measure_start_) / std::max<size_t>(obs_.windows.size(), 1);
+    auto need = per_window * windows;
+    if (now + need > deadline_) return false;
+    return w_.warmup + (now - measure_start_) + need <= w_.duration;
   }
 
   // Waits `d` while keeping an eye on the target's processes.
@@ -548,10 +687,14 @@ class AppSequence {
   bool running_ = false;
   bool machine_gone_ = false;
   bool applied_once_ = false;
+  bool patched_ = false;  // the patch is live in every process now
   int window_index_ = 0;
+  Clock::time_point measure_start_{};
+  HostLoadMeter load_;
   Totals totals_;
   std::map<pid_t, ProcessCpu> known_;
   std::vector<pid_t> applied_;
+  size_t system_done_ = 0;  // processes the last system-wide call did
 };
 
 }  // namespace

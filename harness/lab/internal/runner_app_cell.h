@@ -4,7 +4,10 @@
 //   push the workload's files, the package and its key (and target.binary);
 //   record the application (package version via dpkg-query, or the program's
 //   build-id); start the service and wait for its readiness probe; then
-//   alternate unpatched and patched windows as the labstats path does. A
+//   measure window pairs in randomized ABBA blocks until the CPU figure is
+//   resolved or the budget (measure.max_alternations, workload.duration and
+//   the cell's timeout, on the host's clock) is spent: the labstats path's
+//   own loop (abba_measurement.h). A
 //   window is one run of the load generator (or `measure.window` of checks)
 //   while the check runs again and again; its work is the generator's count
 //   (workload.load.work) or the checks that passed, its CPU cost the CPU time

@@ -224,4 +224,22 @@ Result<BuiltScenario> BuildScenario(const Scenario& scenario, const fs::path& wo
   return built;
 }
 
+std::string LibraryBuildMismatch(const BuiltPatch& patch, const fs::path& image_root,
+                                 const std::string& image) {
+  const PatchSpec& spec = *patch.spec;
+  if (spec.module.empty() || patch.target_build_id.empty() || image_root.empty()) return "";
+  fs::path file = image_root / fs::path(spec.module).relative_path();
+  auto elf = ElfFile::Open(file);
+  if (!elf) {
+    return fmt::format("{}: patch '{}': patch.module {} is not a library in image {}: {}",
+                       spec.where, spec.id, spec.module, image, elf.error().ToString());
+  }
+  if (elf->build_id() == patch.target_build_id) return "";
+  return fmt::format(
+      "{}: patch '{}' was packed against {} build-id {}; image {} has build-id {}: a patch fits "
+      "one build of its library (run it on images with that build, or split the scenario per "
+      "build)",
+      spec.where, spec.id, spec.module, patch.target_build_id, image, elf->build_id());
+}
+
 }  // namespace patchlab::harness::internal

@@ -63,4 +63,13 @@ Result<BuiltScenario> BuildScenario(const Scenario& scenario, const std::filesys
                                     const std::string& cc,
                                     const std::filesystem::path& module_root = {});
 
+// Whether `patch`, packed against one build of its library (target_build_id),
+// fits the image whose root file system is `image_root`: "" when the image's
+// file at patch.module has that build-id (or the patch names no library, or
+// was not packed against a known build); else why not, naming the patch, both
+// build-ids and `image`. A patch is bound to one build of its library:
+// hotpatch refuses any other, and that refusal would say nothing of the patch.
+std::string LibraryBuildMismatch(const BuiltPatch& patch, const std::filesystem::path& image_root,
+                                 const std::string& image);
+
 }  // namespace patchlab::harness::internal

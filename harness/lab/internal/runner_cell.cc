@@ -8,6 +8,7 @@
 
 #include "base/file_util.h"
 #include "base/log.h"
+#include "harness/lab/internal/abba_measurement.h"
 #include "harness/lab/internal/host_load.h"
 #include "harness/lab/internal/patch_calls.h"
 #include "harness/lab/internal/runner_app_cell.h"
@@ -28,18 +29,6 @@ constexpr milliseconds kPoll{100};
 // enough for an instruction-counting guest on a busy host, whose target
 // reports every 100 ms of guest time: seconds of the host's.
 constexpr milliseconds kHangAfter{20000};
-
-// Whether ABBA block `block` starts with the patched window: the first block
-// starts unpatched when the patch is applied after a warm-up (as the lab has
-// always done), the others by a coin seeded with the cell.
-bool BlockStartsPatched(uint64_t seed, size_t block, bool first_unpatched) {
-  if (block == 0) return !first_unpatched;
-  // SplitMix64 of (seed, block): a fixed, well-mixed coin per block.
-  uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (block + 1);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return ((z ^ (z >> 31)) & 1) != 0;
-}
 
 void ReplaceAll(std::string& s, std::string_view from, const std::string& to) {
   for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) {
@@ -168,24 +157,17 @@ class Sequence {
   // limit, or the pair budget, the workload's time or the cell's is spent.
   void Measure() {
     const Scenario& s = *plan_.scenario;
-    const metrics::StoppingRule& rule = plan_.rules.cpu;
     bool after_warmup = s.apply.when == ApplyWhen::kAfterWarmup;
     if (after_warmup) Sleep(plan_.workload->warmup);
     load_.Start();
-    size_t target = std::max<size_t>(rule.min_pairs, 1);
-    for (size_t block = 0;; ++block) {
-      bool starts_patched = BlockStartsPatched(plan_.seed, block, after_warmup);
-      for (bool patched : {starts_patched, !starts_patched, !starts_patched, starts_patched}) {
-        if (!SetPatched(patched)) throw Stop{};
-        MeasureWindow(patched);
-      }
-      load_.Sample();
-      metrics::PairedCosts pairs = PairedWindowCosts(obs_.windows);
-      if (pairs.unpatched.size() < target) continue;
-      metrics::StoppingDecision d =
-          metrics::DecideStopping(pairs.unpatched, pairs.patched, rule, BudgetLeft());
-      if (!d.measure_more) break;
-      target = pairs.unpatched.size() + rule.step;
+    AbbaSteps steps{
+        .set_patched = [this](bool patched) { return SetPatched(patched); },
+        .measure_window = [this](bool patched) { MeasureWindow(patched); },
+        .budget_left = [this] { return BudgetLeft(); },
+        .after_block = [this] { load_.Sample(); },
+    };
+    if (!MeasureAbbaBlocks(plan_.rules.cpu, plan_.seed, after_warmup, obs_.windows, steps)) {
+      throw Stop{};
     }
     obs_.host_load = load_.Stop();
     obs_.calls.push_back(
@@ -405,15 +387,6 @@ class Sequence {
 };
 
 }  // namespace
-
-std::vector<bool> AbbaSchedule(uint64_t seed, size_t blocks, bool first_unpatched) {
-  std::vector<bool> out;
-  for (size_t b = 0; b < blocks; ++b) {
-    bool p = BlockStartsPatched(seed, b, first_unpatched);
-    for (bool w : {p, !p, !p, p}) out.push_back(w);
-  }
-  return out;
-}
 
 std::vector<std::string> WorkloadArgv(const WorkloadSpec& workload, const std::string& program,
                                       const std::string& guest_program) {

@@ -35,12 +35,6 @@ struct CellPlan {
   std::string image;                 // the image name, for messages
 };
 
-// The order of the windows of `blocks` ABBA blocks: each block is two pairs,
-// "unpatched, patched, patched, unpatched" or its mirror, chosen by `seed`
-// (the first block starts unpatched when `first_unpatched`). Returns the
-// patched flag of every window, 4 per block.
-std::vector<bool> AbbaSchedule(uint64_t seed, size_t blocks, bool first_unpatched);
-
 // Runs the sequence. Never fails as a whole: a machine failure (kInfra from
 // the guest) becomes obs.infra_error, everything else becomes figures,
 // crashes and problems in the returned observations. `cancel` (may be null)

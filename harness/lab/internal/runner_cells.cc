@@ -78,6 +78,18 @@ nlohmann::json LatencyJson(const CellObservations& obs) {
   return out;
 }
 
+// patch.processes: all, for figures.json; null otherwise.
+nlohmann::json SystemWideJson(const CellObservations& obs) {
+  if (!obs.system_wide) return nullptr;
+  const SystemWideObservations& sw = *obs.system_wide;
+  nlohmann::json unpatched = nlohmann::json::array();
+  for (const auto& [pid, comm] : sw.unpatched) unpatched.push_back({{"pid", pid}, {"comm", comm}});
+  return {{"most_patched", sw.most_patched},
+          {"started_unpatched", sw.unpatched.size()},
+          {"unpatched", unpatched},
+          {"apply_wall_us", sw.wall_us}};
+}
+
 }  // namespace
 
 std::string Slug(const std::string& s) {
@@ -91,7 +103,12 @@ CellRun RunCell(const PlannedCell& pc, const CellContext& ctx) {
   fs::path artefacts = ctx.out / Slug(pc.key.scenario) / Slug(pc.key.patch_id) /
                        Slug(pc.key.image + "-" + pc.key.cpu + "-" + pc.key.workload);
   Clock::time_point cell_start = Clock::now();
-  Observed seen = ObserveOnAMachine(pc, ctx, artefacts);
+  Observed seen;
+  if (pc.refused.empty()) {
+    seen = ObserveOnAMachine(pc, ctx, artefacts);
+  } else {
+    seen.obs.infra_error = pc.refused;
+  }
   if (auto it = ctx.semantic->find(pc.key.patch_id); it != ctx.semantic->end())
     seen.obs.semantic = it->second;
   // The native cross-check, before the figures: it decides which is judged.
@@ -121,6 +138,7 @@ CellRun RunCell(const PlannedCell& pc, const CellContext& ctx) {
   // A real application's: what ran, its generator's latencies, outputs kept.
   r.application = seen.obs.application;
   outcome.latency_ms = LatencyJson(seen.obs);
+  outcome.system_wide = SystemWideJson(seen.obs);
   if (!seen.obs.artefacts.empty()) (void)MakeDirs(artefacts);
   for (const auto& [name, content] : seen.obs.artefacts)
     (void)WriteFileAtomic(artefacts / name, content);

@@ -36,6 +36,10 @@ struct PlannedCell {
   const BuiltPatch* patch = nullptr;
   const WorkloadSpec* workload = nullptr;
   metrics::CellKey key;
+  // Set when the cell cannot say anything of the patch and no machine is
+  // started: the cell is recorded as an infra-error with this reason (a
+  // library patch packed against another build than the image's).
+  std::string refused;
 };
 
 // What every cell of one run shares. The pointers outlive the run's cells.

@@ -217,11 +217,39 @@ void CpuFigure(const CellObservations& obs, const CellRules& rules, metrics::Cel
   std::string figure = DescribeFigure(e, cell.cpu_clock);
   if (outcome == metrics::OverheadOutcome::kAbove) {
     cell.reasons.push_back(fmt::format("{} above the {:.2f}% limit", figure, rules.cpu.limit_pct));
+  } else if (outcome == metrics::OverheadOutcome::kNoisy && e.coverage > 0 &&
+             e.coverage < metrics::kMinCoverage) {
+    // Too few pairs for the interval asked for: its ends are the pairs' range.
+    cell.reasons.push_back(fmt::format(
+        "{} covers only {:.0f}% with {} pairs (a 99.9% interval needs at least 11): noisy, not "
+        "judged (neither a pass nor a fail on CPU)",
+        figure, 100 * e.coverage, e.samples));
   } else if (outcome == metrics::OverheadOutcome::kNoisy) {
     cell.reasons.push_back(fmt::format(
         "{} straddles the {:.2f}% limit: noisy, not judged (neither a pass nor a fail on CPU)",
         figure, rules.cpu.limit_pct));
   }
+}
+
+// patch.processes: all: how far the system-wide applies reached, and the
+// processes that started while the patch was live and ran the on-disk code.
+// A figure, not a failure: a fleet has such processes too.
+void SystemWideFigure(const CellObservations& obs, metrics::CellResult& cell) {
+  if (!obs.system_wide) return;
+  const SystemWideObservations& sw = *obs.system_wide;
+  std::string who;
+  size_t listed = 0;
+  for (const auto& [pid, comm] : sw.unpatched) {
+    if (listed++ == 5) {
+      who += fmt::format(", and {} more", sw.unpatched.size() - 5);
+      break;
+    }
+    who += fmt::format("{}{} (pid {})", who.empty() ? ": " : ", ", comm, pid);
+  }
+  cell.reasons.push_back(fmt::format(
+      "system-wide: up to {} process(es) patched per apply; {} process(es) started while the "
+      "patch was live and ran unpatched{}",
+      sw.most_patched, sw.unpatched.size(), who));
 }
 
 // PSS growth across the first apply; true when it breaks the limit.
@@ -280,6 +308,7 @@ void ComputeFigures(const CellObservations& obs, const CellRules& rules,
     cell.reasons.push_back(fmt::format("crash ({}): {}", metrics::CrashKindName(c.kind), c.detail));
   }
   CallSummary calls = JudgeCalls(obs, cell);
+  SystemWideFigure(obs, cell);
   bool failed = calls.failed;
   for (const std::string& p : obs.problems) {
     failed = true;

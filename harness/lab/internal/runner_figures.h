@@ -6,6 +6,8 @@
 // Thread-safety: pure functions on values.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -49,6 +51,13 @@ struct PatchCall {
   std::string message;             // stderr, or the reason it gave
 };
 
+// `patch.processes: all`: what the system-wide applies reached.
+struct SystemWideObservations {
+  size_t most_patched = 0;                 // the most processes one apply patched
+  std::map<pid_t, std::string> unpatched;  // mapped the module, patch live, ran without it
+  std::vector<double> wall_us;             // each apply's wall time (hotpatch's wall_us)
+};
+
 struct CellObservations {
   std::optional<std::string> infra_error;  // set: nothing else counts
   std::vector<Window> windows;             // in the order measured
@@ -81,6 +90,7 @@ struct CellObservations {
   std::map<std::string, std::vector<double>> latency_unpatched_ms;
   std::map<std::string, std::vector<double>> latency_patched_ms;
   std::map<std::string, std::string> artefacts;
+  std::optional<SystemWideObservations> system_wide;  // set for patch.processes: all
 };
 
 // What a cell is judged against: the policy in force, tightened by the
