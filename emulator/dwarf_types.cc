@@ -86,8 +86,32 @@ bool PassedByReference(Dwarf_Die* record) {
   return false;
 }
 
+// How many pointer levels a type's text follows: DWARF comes from files nobody
+// here wrote, and a pointer type that points at itself must end, not recurse
+// until the stack runs out (fuzz/regressions/dwarf/pointer-to-itself).
+constexpr int kMaxPointerDepth = 32;
+
+DwarfType Describe(Dwarf_Die type, int depth);
+
+// The type `die`'s DW_AT_type names, described at pointer depth `depth`.
+DwarfType DescribeTypeOf(Dwarf_Die* die, int depth) {
+  Dwarf_Die type;
+  if (!TypeOf(die, &type)) {
+    DwarfType t;
+    t.text = "void";
+    return t;
+  }
+  if (depth > kMaxPointerDepth) {
+    DwarfType t;
+    t.size = -1;  // too deep to be a value the checker can make
+    t.text = "?";
+    return t;
+  }
+  return Describe(type, depth);
+}
+
 // Describes the type DIE `type` (not yet followed through typedefs).
-DwarfType Describe(Dwarf_Die type) {
+DwarfType Describe(Dwarf_Die type, int depth) {
   DwarfType t;
   std::string quals;
   for (int guard = 0; guard < 64; ++guard) {
@@ -160,7 +184,8 @@ DwarfType Describe(Dwarf_Die type) {
         break;
     }
     if (t.kind == ValueKind::kPointer || t.kind == ValueKind::kFunction) {
-      const DwarfType pointee = ReadPointee(t);
+      Dwarf_Die pointer = t.die;
+      const DwarfType pointee = t.has_die ? DescribeTypeOf(&pointer, depth + 1) : DwarfType{};
       if (t.text.empty()) {
         t.text = quals + pointee.text + (pointee.text.ends_with('*') ? "" : " ") +
                  (t.is_reference ? "&" : "*");
@@ -251,7 +276,7 @@ Status AddLeaves(Dwarf_Die type, uint64_t offset, RecordType& out, int depth) {
     }
     return {};
   }
-  const DwarfType t = Describe(type);
+  const DwarfType t = Describe(type, 0);
   switch (t.kind) {
     case ValueKind::kInteger:
     case ValueKind::kFloat:
@@ -286,15 +311,7 @@ std::string DieName(Dwarf_Die* die) {
   return n == nullptr ? "" : n;
 }
 
-DwarfType ReadType(Dwarf_Die* die) {
-  Dwarf_Die type;
-  if (!TypeOf(die, &type)) {
-    DwarfType t;
-    t.text = "void";
-    return t;
-  }
-  return Describe(type);
-}
+DwarfType ReadType(Dwarf_Die* die) { return DescribeTypeOf(die, 0); }
 
 DwarfType ReadPointee(const DwarfType& t) {
   if (!t.has_die) return DwarfType{};

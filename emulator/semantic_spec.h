@@ -1,5 +1,5 @@
 // The `semantic:` section of a scenario file: which old and new function to
-// compare and how (scenarios/README-semantic.md has the keys). The scenario
+// compare and how (scenarios/README.md has the keys). The scenario
 // parser calls ParseSemanticSection on that section; `patchlab check
 // SCENARIO.yaml` calls LoadSemanticSpec, which reads nothing else of the file.
 // Relative paths are relative to the scenario file's folder.

@@ -3,13 +3,13 @@
 //
 // Input: function names separated by ',' (at most 8), then the ELF image from
 // its "\x7fELF" magic on; no names: "main". What is derived must be something
-// the checker can run: at most six register-sized parameters, pointers sized
-// within its buffers.
+// the checker can place (fuzz/signature_invariants.h).
 #include <string>
 #include <vector>
 
 #include "emulator/dwarf_signature.h"
 #include "fuzz/fuzz_target.h"
+#include "fuzz/signature_invariants.h"
 
 namespace {
 
@@ -23,8 +23,6 @@ std::vector<std::string> FunctionNames(std::string_view list) {
   if (names.empty()) names.emplace_back("main");
   return names;
 }
-
-bool IsRegisterWidth(int width) { return width == 1 || width == 2 || width == 4 || width == 8; }
 
 }  // namespace
 
@@ -43,12 +41,8 @@ PATCHLAB_FUZZ_TARGET(dwarf) {
                  sig.error().ToString().find(name) != std::string::npos);
       continue;
     }
-    FUZZ_CHECK(sig->ret_width == 0 || IsRegisterWidth(sig->ret_width));
-    FUZZ_CHECK(sig->params.size() <= 6);
-    for (const Param& p : sig->params) {
-      FUZZ_CHECK(IsRegisterWidth(p.width));
-      FUZZ_CHECK(!p.is_pointer || p.fixed_size <= kMaxBufferBytes);
-    }
+    // What DWARF gives must be as placeable as what --sig gives.
+    patchlab::fuzz::CheckSignatureInvariants(*sig);
   }
   return 0;
 }

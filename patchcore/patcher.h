@@ -1,6 +1,6 @@
 // Patcher: applies, reverts, verifies and recovers live patches in one
-// running process. This is the patch core's front door; `hotpatch` and the
-// lab's guest agent call it.
+// running process. This is the patch core's front door: `hotpatch` calls it
+// (the lab's guest agent runs `hotpatch` in the guest).
 //
 // Apply, in order, changing nothing live before every check passed:
 //  1. signature and manifest rules (sequence number, depends, replaces);
