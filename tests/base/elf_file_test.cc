@@ -15,6 +15,8 @@
 #include "base/subprocess.h"
 #include "tests/support/status_matchers.h"
 
+using ::testing::HasSubstr;
+
 namespace patchlab {
 namespace {
 
@@ -41,7 +43,7 @@ std::string LoadedPath(const char* soname) {
 
 TEST(ElfFile, ReadsPieExecutable) {
   auto f = ElfFile::Open(ELF_FIXTURE_PIE);
-  ASSERT_TRUE(f.has_value()) << f.error().ToString();
+  ASSERT_OK(f);
   EXPECT_EQ(f->type(), ElfType::kShared);
   EXPECT_NE(f->entry(), 0u);
   ASSERT_NE(FirstExecSegment(*f), nullptr);
@@ -73,7 +75,7 @@ TEST(ElfFile, ReadsPieExecutable) {
 
   // The function's bytes through the segment mapping equal the section's.
   auto code = f->ReadAt(exported->value, exported->size);
-  ASSERT_TRUE(code.has_value()) << code.error().ToString();
+  ASSERT_OK(code);
   auto off = f->FileOffsetOf(exported->value);
   ASSERT_TRUE(off.has_value());
   EXPECT_EQ(0, std::memcmp(code->data(), f->bytes().data() + *off, code->size()));
@@ -100,7 +102,7 @@ TEST(ElfFile, ReadsPieExecutable) {
 
 TEST(ElfFile, ReadsNonPieExecutable) {
   auto f = ElfFile::Open(ELF_FIXTURE_NOPIE);
-  ASSERT_TRUE(f.has_value()) << f.error().ToString();
+  ASSERT_OK(f);
   EXPECT_EQ(f->type(), ElfType::kExecutable);
   const ElfSymbol* exported = f->FindSymbol("exported_function");
   ASSERT_NE(exported, nullptr);
@@ -132,7 +134,7 @@ TEST(ElfFile, ReadsSystemSharedLibrary) {
   std::string libz = LoadedPath("libz.so.1");
   if (libz.empty()) GTEST_SKIP() << "libz.so.1 is not loaded in this process";
   auto f = ElfFile::Open(libz);
-  ASSERT_TRUE(f.has_value()) << f.error().ToString();
+  ASSERT_OK(f);
   EXPECT_EQ(f->type(), ElfType::kShared);
   EXPECT_EQ(f->soname(), "libz.so.1");
   EXPECT_NE(std::find(f->needed().begin(), f->needed().end(), "libc.so.6"), f->needed().end());
@@ -219,7 +221,7 @@ TEST(ElfFile, ErrorsNameTheFile) {
   auto r = ElfFile::Open(dir / "text.txt");
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code(), ErrorCode::kParse);
-  EXPECT_NE(r.error().ToString().find("text.txt"), std::string::npos) << r.error().ToString();
+  EXPECT_THAT(r.error().ToString(), HasSubstr("text.txt")) << r.error().ToString();
 
   // A truncated ELF: the header survives, the rest does not.
   auto whole = ReadFile(ELF_FIXTURE_PIE);
@@ -228,12 +230,12 @@ TEST(ElfFile, ErrorsNameTheFile) {
   auto cut = ElfFile::Open(dir / "cut.elf");
   EXPECT_FALSE(cut.has_value());
   if (!cut) {
-    EXPECT_NE(cut.error().ToString().find("cut.elf"), std::string::npos);
+    EXPECT_THAT(cut.error().ToString(), HasSubstr("cut.elf"));
   }
 
   auto missing = ElfFile::Open(dir / "absent.so");
   ASSERT_FALSE(missing.has_value());
-  EXPECT_NE(missing.error().ToString().find("absent.so"), std::string::npos);
+  EXPECT_THAT(missing.error().ToString(), HasSubstr("absent.so"));
 }
 
 // A PT_LOAD whose p_offset is near 2^64: offset + rel wrapped to a small
@@ -260,8 +262,8 @@ TEST(ElfFile, SegmentOffsetThatWrapsIsOutsideTheFile) {
   ASSERT_OK(f);
   auto read = f->ReadAt(exec_vaddr + 32, 8);
   ASSERT_FALSE(read.has_value()) << "read 8 bytes from file offset 16";
-  EXPECT_THAT(read.error().ToString(), testing::HasSubstr("wrapped.elf: segment at"));
-  EXPECT_THAT(read.error().ToString(), testing::HasSubstr("lies outside the file"));
+  EXPECT_THAT(read.error().ToString(), ::testing::HasSubstr("wrapped.elf: segment at"));
+  EXPECT_THAT(read.error().ToString(), ::testing::HasSubstr("lies outside the file"));
 }
 
 TEST(ElfFile, FindDebugFileUsesBuildIdLayout) {
@@ -270,7 +272,7 @@ TEST(ElfFile, FindDebugFileUsesBuildIdLayout) {
   fs::create_directories(root / ".build-id" / "ab");
   ASSERT_TRUE(WriteFileAtomic(root / ".build-id" / "ab" / "cdef0123.debug", "x").has_value());
   auto found = FindDebugFile("abcdef0123", root);
-  ASSERT_TRUE(found.has_value()) << found.error().ToString();
+  ASSERT_OK(found);
   EXPECT_EQ(*found, root / ".build-id" / "ab" / "cdef0123.debug");
   auto absent = FindDebugFile("abcdef0124", root);
   ASSERT_FALSE(absent.has_value());

@@ -5,13 +5,17 @@
 
 #include <filesystem>
 
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
+
 namespace patchlab {
 namespace {
 
 namespace fs = std::filesystem;
 
 fs::path FreshDir(const char* name) {
-  fs::path dir = fs::path(testing::TempDir()) / name;
+  fs::path dir = fs::path(::testing::TempDir()) / name;
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
@@ -37,7 +41,7 @@ TEST(FileUtil, WriteAtomicFailureNamesFileAndKeepsOldContent) {
   // A directory where the file's folder should be makes the write fail.
   auto r = WriteFileAtomic(dir / "missing" / "x.txt", "data");
   ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().ToString().find("missing/x.txt"), std::string::npos);
+  EXPECT_THAT(r.error().ToString(), HasSubstr("missing/x.txt"));
   EXPECT_EQ(*ReadFile(file), "precious");
 }
 
@@ -58,7 +62,7 @@ TEST(FileUtil, WriteAtomicOnFullDiskLeavesOldFile) {
   auto r = WriteFileAtomic(file, std::string(1 << 20, 'x'));
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().sys_errno(), ENOSPC);
-  EXPECT_NE(r.error().ToString().find(file.string()), std::string::npos);
+  EXPECT_THAT(r.error().ToString(), HasSubstr(file.string()));
   EXPECT_EQ(*ReadFile(file), "small");
   EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
 }
@@ -67,7 +71,7 @@ TEST(FileUtil, ReadMissingFileIsNotFound) {
   auto r = ReadFile("/nonexistent/file");
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code(), ErrorCode::kNotFound);
-  EXPECT_NE(r.error().ToString().find("/nonexistent/file"), std::string::npos);
+  EXPECT_THAT(r.error().ToString(), HasSubstr("/nonexistent/file"));
 }
 
 TEST(FileUtil, MakeDirsCreatesParents) {

@@ -11,7 +11,7 @@
 namespace patchlab {
 namespace {
 
-using testing::HasSubstr;
+using ::testing::HasSubstr;
 
 TEST(JsonUtil, ParsesADocument) {
   auto j = ParseJson(R"({"a": [1, {"b": "]}["}]})", "doc.json");

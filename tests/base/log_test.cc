@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
+
 namespace patchlab {
 namespace {
 
@@ -18,7 +22,7 @@ TEST(Log, UnknownLevelIsRejectedAndChangesNothing) {
   ASSERT_TRUE(SetLogSpec("info").has_value());
   auto s = SetLogSpec("debug,emulator=loud");
   ASSERT_FALSE(s.has_value());
-  EXPECT_NE(s.error().message().find("loud"), std::string::npos);
+  EXPECT_THAT(s.error().message(), HasSubstr("loud"));
   EXPECT_EQ(Log("emulator")->level(), spdlog::level::info);
 }
 

@@ -11,6 +11,10 @@
 
 #include <string>
 
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
+
 namespace patchlab {
 namespace {
 
@@ -23,7 +27,7 @@ std::string Tail(char state) {
 
 TEST(ProcStat, FieldsCountFromTheLastParenthesis) {
   auto s = ParseProcStat("77 (a) b) (c ) S 9) " + Tail('t') + "\n");
-  ASSERT_TRUE(s.has_value()) << s.error().ToString();
+  ASSERT_OK(s);
   EXPECT_EQ(s->comm, "a) b) (c ) S 9");
   EXPECT_EQ(s->state, 't');
   EXPECT_EQ(s->ppid, 4);
@@ -48,13 +52,13 @@ TEST(ProcStat, MalformedLinesAreParseErrors) {
 
 TEST(ProcStat, ReadsThisProcessAndItsThread) {
   auto self = ReadProcStat(::getpid());
-  ASSERT_TRUE(self.has_value()) << self.error().ToString();
+  ASSERT_OK(self);
   EXPECT_EQ(self->state, 'R');
   EXPECT_EQ(self->ppid, ::getppid());
   EXPECT_EQ(self->comm, std::string(program_invocation_short_name).substr(0, 15));
   EXPECT_GT(self->start_ticks, 0u);
   auto thread = ReadProcStat(::getpid(), static_cast<pid_t>(::syscall(SYS_gettid)));
-  ASSERT_TRUE(thread.has_value()) << thread.error().ToString();
+  ASSERT_OK(thread);
   EXPECT_EQ(thread->start_ticks, self->start_ticks);
   EXPECT_FALSE(HasEnded(::getpid()));
 }
@@ -66,7 +70,7 @@ TEST(ProcStat, AZombieHasEndedAndAReapedChildIsGone) {
   // Not reaped yet: a zombie, once it has exited.
   for (int i = 0; i < 1000 && !HasEnded(child); ++i) ::usleep(1000);
   auto zombie = ReadProcStat(child);
-  ASSERT_TRUE(zombie.has_value()) << zombie.error().ToString();
+  ASSERT_OK(zombie);
   EXPECT_EQ(zombie->state, 'Z');
   EXPECT_TRUE(HasEnded(child));
   int status = 0;
@@ -74,7 +78,7 @@ TEST(ProcStat, AZombieHasEndedAndAReapedChildIsGone) {
   auto gone = ReadProcStat(child);
   ASSERT_FALSE(gone.has_value());
   EXPECT_EQ(gone.error().code(), ErrorCode::kTargetGone);
-  EXPECT_NE(gone.error().message().find(std::to_string(child)), std::string::npos);
+  EXPECT_THAT(gone.error().message(), HasSubstr(std::to_string(child)));
   EXPECT_TRUE(HasEnded(child));
 }
 

@@ -15,6 +15,10 @@
 #include "base/parent_death.h"
 #include "base/proc_stat.h"
 #include "base/scoped_fd.h"
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 namespace patchlab {
 namespace {
@@ -39,7 +43,7 @@ bool EndsWithin(pid_t pid, milliseconds limit) {
 
 TEST(Subprocess, ReportsExitCodeAndCapturesBothStreams) {
   auto r = RunSubprocess(Sh("echo out; echo err >&2; exit 3"));
-  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_TRUE(r->status.exited);
   EXPECT_EQ(r->status.code, 3);
   EXPECT_FALSE(r->status.Success());
@@ -53,7 +57,7 @@ TEST(Subprocess, TellsDeathBySignalFromExit) {
   ASSERT_TRUE(r.has_value());
   EXPECT_FALSE(r->status.exited);
   EXPECT_EQ(r->status.signal, SIGSEGV);
-  EXPECT_NE(r->status.ToString().find("SIGSEGV"), std::string::npos);
+  EXPECT_THAT(r->status.ToString(), HasSubstr("SIGSEGV"));
 }
 
 TEST(Subprocess, TimeoutKillsTheWholeProcessGroup) {
@@ -102,12 +106,12 @@ TEST(Subprocess, ClearEnvKeepsOnlyGivenVariables) {
   o.env_set = {{"ONLY", "1"}};
   auto r = RunSubprocess(o);
   ASSERT_TRUE(r.has_value());
-  EXPECT_NE(r->stdout_data.find("ONLY=1"), std::string::npos);
-  EXPECT_EQ(r->stdout_data.find("HOME="), std::string::npos);
+  EXPECT_THAT(r->stdout_data, HasSubstr("ONLY=1"));
+  EXPECT_THAT(r->stdout_data, Not(HasSubstr("HOME=")));
 }
 
 TEST(Subprocess, WritesOutputToFile) {
-  std::string path = testing::TempDir() + "/subprocess_out.txt";
+  std::string path = ::testing::TempDir() + "/subprocess_out.txt";
   auto o = Sh("echo to-file; echo also >&2");
   o.stdout_mode = OutputMode::kFile;
   o.stdout_path = path;
@@ -123,7 +127,7 @@ TEST(Subprocess, MissingProgramIsAnErrorNamingIt) {
   auto r = RunSubprocess(o);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code(), ErrorCode::kNotFound);
-  EXPECT_NE(r.error().ToString().find("/nonexistent/program"), std::string::npos);
+  EXPECT_THAT(r.error().ToString(), HasSubstr("/nonexistent/program"));
 }
 
 TEST(Subprocess, DestructorKillsARunningChild) {
@@ -199,7 +203,7 @@ TEST(Subprocess, ChildStartedFromAThreadThatReturnedIsKilled) {
   starter.join();
   ASSERT_TRUE(sleeper.has_value());
   auto r = sleeper->Wait();
-  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_FALSE(r->status.timed_out);
   EXPECT_EQ(r->status.signal, SIGKILL) << r->status.ToString();
 }

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
+
 namespace patchlab {
 namespace {
 
@@ -21,8 +25,8 @@ TEST(YamlUtil, UnknownKeyIsRejectedWithItsLine) {
   ASSERT_TRUE(workload.has_value());
   auto s = workload->AllowOnly({"threads", "duration"});
   ASSERT_FALSE(s.has_value());
-  EXPECT_NE(s.error().message().find("s.yaml:4:3"), std::string::npos) << s.error().message();
-  EXPECT_NE(s.error().message().find("workload.thredas"), std::string::npos);
+  EXPECT_THAT(s.error().message(), HasSubstr("s.yaml:4:3")) << s.error().message();
+  EXPECT_THAT(s.error().message(), HasSubstr("workload.thredas"));
 }
 
 TEST(YamlUtil, WrongTypeNamesFieldAndValue) {
@@ -30,8 +34,8 @@ TEST(YamlUtil, WrongTypeNamesFieldAndValue) {
   auto root = YamlMap::Of("t.yaml", *doc, "");
   auto r = root->Get<int>("threads");
   ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().message().find("t.yaml:1:10"), std::string::npos) << r.error().message();
-  EXPECT_NE(r.error().message().find("'many'"), std::string::npos);
+  EXPECT_THAT(r.error().message(), HasSubstr("t.yaml:1:10")) << r.error().message();
+  EXPECT_THAT(r.error().message(), HasSubstr("'many'"));
 }
 
 TEST(YamlUtil, NegativeForUnsignedIsRejected) {

@@ -76,8 +76,8 @@ TEST(ByteScan, PagePairScanMatchesAByteLoop) {
         const long at = static_cast<long>(base) + probe - 1;
         if (at < 0 || at >= static_cast<long>(kBytes)) continue;
         for (bool in_both : {false, true}) {
-          SCOPED_TRACE(testing::Message() << "placed [" << begin << ", " << end << ") dirty at "
-                                          << at << (in_both ? " on both sides" : " on one"));
+          SCOPED_TRACE(::testing::Message() << "placed [" << begin << ", " << end << ") dirty at "
+                                            << at << (in_both ? " on both sides" : " on one"));
           std::memset(p.a, kFill, kBytes);
           std::memset(p.b, kFill, kBytes);
           for (size_t i = begin; i < end; ++i) p.a[i] = p.b[i] = static_cast<uint8_t>(i);

@@ -6,6 +6,9 @@
 
 #include "base/file_util.h"
 #include "base/subprocess.h"
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
 
 namespace patchlab {
 namespace {
@@ -16,7 +19,7 @@ SubprocessResult Check(std::vector<std::string> args) {
   o.argv.insert(o.argv.end(), args.begin(), args.end());
   o.timeout = std::chrono::seconds(60);
   auto r = RunSubprocess(o);
-  EXPECT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_OK(r);
   return r.value_or(SubprocessResult{});
 }
 
@@ -62,7 +65,7 @@ TEST(CheckCli, NewCrashExitsOneWithAMinimizedCounterexample) {
   for (const char* key : {"kind", "input", "old", "new", "detail"})
     EXPECT_TRUE(c.contains(key)) << key;
   EXPECT_EQ(c["kind"], "new-crash");
-  EXPECT_NE(c["input"].get<std::string>().find("s=NULL"), std::string::npos) << c["input"];
+  EXPECT_THAT(c["input"].get<std::string>(), HasSubstr("s=NULL")) << c["input"];
   EXPECT_EQ(Check(args).stdout_data, r.stdout_data) << "same seed, same output";
 }
 
@@ -71,7 +74,7 @@ TEST(CheckCli, ExpectTurnsTheFixIntoExitZero) {
                   Fn(FIXTURE_TARGET, "safe_div_fixed"), "--sig", "int safe_div(int a, int b)",
                   "--inputs", "300", "--expect", "new.ret == 0 when b == 0"});
   EXPECT_EQ(r.status.code, 0) << r.stdout_data << r.stderr_data;
-  EXPECT_NE(r.stdout_data.find("verdict: expected-divergence"), std::string::npos) << r.stdout_data;
+  EXPECT_THAT(r.stdout_data, HasSubstr("verdict: expected-divergence")) << r.stdout_data;
 }
 
 TEST(CheckCli, InconclusiveExitsThreeNamingTheReason) {
@@ -79,7 +82,7 @@ TEST(CheckCli, InconclusiveExitsThreeNamingTheReason) {
       Check({"--old", Fn(FIXTURE_TARGET, "uses_getenv"), "--new", Fn(FIXTURE_TARGET, "uses_getenv"),
              "--sig", "int f(const char *name)", "--inputs", "50"});
   EXPECT_EQ(r.status.code, 3) << r.stdout_data << r.stderr_data;
-  EXPECT_NE(r.stdout_data.find("getenv"), std::string::npos) << r.stdout_data;
+  EXPECT_THAT(r.stdout_data, HasSubstr("getenv")) << r.stdout_data;
 }
 
 TEST(CheckCli, UsageAndSetupErrorsExitTwo) {
@@ -88,12 +91,12 @@ TEST(CheckCli, UsageAndSetupErrorsExitTwo) {
   auto bad_sig = Check({"--old", Fn(FIXTURE_TARGET, "sum_loop"), "--new",
                         Fn(FIXTURE_TARGET, "sum_loop"), "--sig", "int f(struct s *p)"});
   EXPECT_EQ(bad_sig.status.code, 2);
-  EXPECT_NE(bad_sig.stderr_data.find("'p'"), std::string::npos) << bad_sig.stderr_data;
+  EXPECT_THAT(bad_sig.stderr_data, HasSubstr("'p'")) << bad_sig.stderr_data;
   auto bad_expect =
       Check({"--old", Fn(FIXTURE_TARGET, "classify"), "--new", Fn(FIXTURE_TARGET, "classify"),
              "--sig", "int f(int c)", "--expect", "c >"});
   EXPECT_EQ(bad_expect.status.code, 2);
-  EXPECT_NE(bad_expect.stderr_data.find("column"), std::string::npos) << bad_expect.stderr_data;
+  EXPECT_THAT(bad_expect.stderr_data, HasSubstr("column")) << bad_expect.stderr_data;
 }
 
 TEST(CheckCli, ScenarioSemanticSection) {
@@ -106,12 +109,12 @@ TEST(CheckCli, ScenarioSemanticSection) {
   ASSERT_TRUE(WriteFileAtomic(dir + "/scenario.yaml", yaml).has_value());
   auto r = Check({dir + "/scenario.yaml", "--json"});
   EXPECT_EQ(r.status.code, 1) << r.stdout_data << r.stderr_data;
-  EXPECT_NE(r.stdout_data.find("\"memory\""), std::string::npos) << r.stdout_data;
+  EXPECT_THAT(r.stdout_data, HasSubstr("\"memory\"")) << r.stdout_data;
   ASSERT_TRUE(WriteFileAtomic(dir + "/bad.yaml", "semantic:\n  old: x:y\n  new: x:y\n  bogus: 1\n")
                   .has_value());
   auto bad = Check({dir + "/bad.yaml"});
   EXPECT_EQ(bad.status.code, 2);
-  EXPECT_NE(bad.stderr_data.find("bad.yaml:4"), std::string::npos) << bad.stderr_data;
+  EXPECT_THAT(bad.stderr_data, HasSubstr("bad.yaml:4")) << bad.stderr_data;
 }
 
 }  // namespace

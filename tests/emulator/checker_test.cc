@@ -8,6 +8,10 @@
 #include <gtest/gtest.h>
 
 #include "emulator/layout.h"
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 namespace patchlab::emulator {
 namespace {
@@ -25,7 +29,7 @@ CheckOptions Options(std::string old_elf, std::string old_sym, std::string new_e
 
 CheckResult MustRun(const CheckOptions& o) {
   auto r = RunCheck(o);
-  EXPECT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_OK(r);
   if (!r) return CheckResult{};
   return *r;
 }
@@ -54,7 +58,7 @@ TEST(Checker, SameSourceAtO0AndO2IsEquivalentWithStructOutput) {
       MustRun(Options(FIXTURE_TARGET, "parse_number", FIXTURE_TARGET_O0, "parse_number"));
   EXPECT_EQ(r.verdict, Verdict::kEquivalent) << Explain(r);
   EXPECT_EQ(r.signature_source, "DWARF");
-  EXPECT_NE(r.signature.find("struct parse_result"), std::string::npos) << r.signature;
+  EXPECT_THAT(r.signature, HasSubstr("struct parse_result")) << r.signature;
   EXPECT_GT(r.insns_new, r.insns_old) << "-O0 executes more instructions";
 }
 
@@ -73,10 +77,10 @@ TEST(Checker, OffByOneInABoundsCheckIsANewCrashMinimized) {
   // Minimized: the first index past the table, the table against its trailing guard.
   EXPECT_EQ(c->input.args[1].value, 16u) << c->input_text;
   EXPECT_FALSE(c->input.leading);
-  EXPECT_NE(c->new_result.find("read-unmapped"), std::string::npos) << c->new_result;
+  EXPECT_THAT(c->new_result, HasSubstr("read-unmapped")) << c->new_result;
   // The exact re-run names the faulting instruction, not the block start.
-  EXPECT_EQ(c->new_result.find("block start"), std::string::npos) << c->new_result;
-  EXPECT_NE(c->old_result.find("-1"), std::string::npos) << c->old_result;
+  EXPECT_THAT(c->new_result, Not(HasSubstr("block start"))) << c->new_result;
+  EXPECT_THAT(c->old_result, HasSubstr("-1")) << c->old_result;
 }
 
 TEST(Checker, UnderReadFaultsAgainstTheLeadingGuard) {
@@ -90,8 +94,7 @@ TEST(Checker, UnderReadFaultsAgainstTheLeadingGuard) {
                                 << c->input_text;
   EXPECT_EQ(c->input.args[1].value, 0u) << c->input_text;
   // buf[-1]: the byte before the first argument's page.
-  EXPECT_NE(c->new_result.find(fmt::format("read-unmapped at {:#x}", ArgPage(0) - 1)),
-            std::string::npos)
+  EXPECT_THAT(c->new_result, HasSubstr(fmt::format("read-unmapped at {:#x}", ArgPage(0) - 1)))
       << c->new_result;
 }
 
@@ -102,7 +105,7 @@ TEST(Checker, NewNullDereferenceIsFound) {
   const Counterexample* c = FindKind(r, "new-crash");
   ASSERT_NE(c, nullptr);
   EXPECT_TRUE(c->input.args[0].is_null) << c->input_text;
-  EXPECT_NE(c->new_result.find("read-unmapped at 0x0"), std::string::npos) << c->new_result;
+  EXPECT_THAT(c->new_result, HasSubstr("read-unmapped at 0x0")) << c->new_result;
 }
 
 TEST(Checker, NewInfiniteLoopIsANewHang) {
@@ -127,7 +130,7 @@ TEST(Checker, ChangedReturnCodeOnOneInputClassDiverges) {
   // Shrinking moves toward 0 while the divergence holds: it stops at a member
   // of the class ('\t' or ' '), never at a character outside it.
   EXPECT_TRUE(c->input.args[0].value == 9u || c->input.args[0].value == 32u) << c->input_text;
-  EXPECT_NE(c->detail.find("old returned 0, new returned 3"), std::string::npos) << c->detail;
+  EXPECT_THAT(c->detail, HasSubstr("old returned 0, new returned 3")) << c->detail;
 }
 
 TEST(Checker, DeclaredFixPassesAsExpectedDivergence) {
@@ -139,7 +142,7 @@ TEST(Checker, DeclaredFixPassesAsExpectedDivergence) {
     const Counterexample* c = FindKind(r, "fixed-crash");
     ASSERT_NE(c, nullptr) << Explain(r);
     EXPECT_EQ(c->input.args[1].value, 0u);
-    EXPECT_NE(c->old_result.find("divide-by-zero"), std::string::npos) << c->old_result;
+    EXPECT_THAT(c->old_result, HasSubstr("divide-by-zero")) << c->old_result;
   }
   o.expects = {"new.ret == 0 when b == 0"};
   CheckResult r = MustRun(o);
@@ -161,7 +164,7 @@ TEST(Checker, StubbedLibraryCallsRunAndALeakIsACallDivergence) {
   EXPECT_EQ(r.verdict, Verdict::kDiverges) << Explain(r);
   const Counterexample* c = FindKind(r, "calls");
   ASSERT_NE(c, nullptr) << Explain(r);
-  EXPECT_NE(c->detail.find("free"), std::string::npos) << c->detail;
+  EXPECT_THAT(c->detail, HasSubstr("free")) << c->detail;
 }
 
 TEST(Checker, PatchObjectReachesPrivateHelperAndGlobal) {
@@ -173,8 +176,7 @@ TEST(Checker, PatchObjectReachesPrivateHelperAndGlobal) {
   EXPECT_EQ(bad.verdict, Verdict::kDiverges) << Explain(bad);
   const Counterexample* c = FindKind(bad, "memory");
   ASSERT_NE(c, nullptr) << Explain(bad);
-  EXPECT_NE(c->detail.find("target:"), std::string::npos)
-      << "the global lives in the target: " << c->detail;
+  EXPECT_THAT(c->detail, HasSubstr("target:")) << "the global lives in the target: " << c->detail;
   EXPECT_EQ(c->input.args[0].value, 1u) << "smallest x that changes total_seen: " << c->input_text;
 }
 
@@ -207,7 +209,7 @@ TEST(Checker, UnsupportedInstructionIsInconclusive) {
   CheckResult r = MustRun(Options(FIXTURE_TARGET, "random_word", FIXTURE_TARGET, "random_word",
                                   "unsigned f(unsigned x)"));
   EXPECT_EQ(r.verdict, Verdict::kInconclusive) << Explain(r);
-  EXPECT_NE(r.inconclusive_reason.find("rdrand"), std::string::npos) << r.inconclusive_reason;
+  EXPECT_THAT(r.inconclusive_reason, HasSubstr("rdrand")) << r.inconclusive_reason;
   EXPECT_EQ(VerdictExitCode(r.verdict), 3);
 }
 
@@ -215,7 +217,7 @@ TEST(Checker, UnstubbedLibraryCallIsInconclusiveNamingIt) {
   CheckResult r = MustRun(Options(FIXTURE_TARGET, "uses_getenv", FIXTURE_TARGET, "uses_getenv",
                                   "int f(const char *name)"));
   EXPECT_EQ(r.verdict, Verdict::kInconclusive) << Explain(r);
-  EXPECT_NE(r.inconclusive_reason.find("getenv"), std::string::npos) << r.inconclusive_reason;
+  EXPECT_THAT(r.inconclusive_reason, HasSubstr("getenv")) << r.inconclusive_reason;
 }
 
 TEST(Checker, SameSeedSameReport) {
@@ -244,15 +246,14 @@ TEST(Checker, CountingEveryInputChangesOnlyTheInstructionFigures) {
 TEST(Checker, NoDebugInformationIsRefusedWithAClearMessage) {
   auto r = RunCheck(Options(FIXTURE_STRIPPED, "sum_loop", FIXTURE_STRIPPED, "sum_unrolled"));
   ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().ToString().find("--sig"), std::string::npos) << r.error().ToString();
+  EXPECT_THAT(r.error().ToString(), HasSubstr("--sig")) << r.error().ToString();
 }
 
 TEST(Checker, MissingSymbolIsNamed) {
   auto r = RunCheck(Options(FIXTURE_TARGET, "sum_loop", FIXTURE_TARGET, "no_such_function",
                             "uint32_t f(const unsigned char *buf, size_t len)"));
   ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().ToString().find("no_such_function"), std::string::npos)
-      << r.error().ToString();
+  EXPECT_THAT(r.error().ToString(), HasSubstr("no_such_function")) << r.error().ToString();
 }
 
 TEST(Checker, ListingShowsBothFunctions) {
@@ -261,9 +262,9 @@ TEST(Checker, ListingShowsBothFunctions) {
   o.listing = true;
   o.inputs = 10;
   CheckResult r = MustRun(o);
-  EXPECT_NE(r.listing.find("old ("), std::string::npos) << r.listing;
-  EXPECT_NE(r.listing.find("ret"), std::string::npos) << r.listing;
-  EXPECT_NE(r.listing.find(" | "), std::string::npos);
+  EXPECT_THAT(r.listing, HasSubstr("old (")) << r.listing;
+  EXPECT_THAT(r.listing, HasSubstr("ret")) << r.listing;
+  EXPECT_THAT(r.listing, HasSubstr(" | "));
 }
 
 }  // namespace

@@ -15,7 +15,7 @@
 namespace patchlab::emulator {
 namespace {
 
-using testing::HasSubstr;
+using ::testing::HasSubstr;
 
 // A regression input of fuzz/dwarf_fuzzer.cc ("NAMES\x7fELF..."), its image
 // written to a file of its own so that the file-path reader sees it too.

@@ -6,6 +6,8 @@
 
 #include "tests/support/status_matchers.h"
 
+using ::testing::HasSubstr;
+
 namespace patchlab::emulator {
 namespace {
 
@@ -65,9 +67,9 @@ TEST(Expect, ErrorsNameTheColumnAndTheKnownNames) {
   Signature s = Sig();
   auto e = Expect::Parse("ret == 0 when size > 3", s);
   ASSERT_FALSE(e.has_value());
-  EXPECT_NE(e.error().ToString().find("column 15"), std::string::npos) << e.error().ToString();
-  EXPECT_NE(e.error().ToString().find("'size'"), std::string::npos);
-  EXPECT_NE(e.error().ToString().find("len"), std::string::npos) << "lists the parameters";
+  EXPECT_THAT(e.error().ToString(), HasSubstr("column 15")) << e.error().ToString();
+  EXPECT_THAT(e.error().ToString(), HasSubstr("'size'"));
+  EXPECT_THAT(e.error().ToString(), HasSubstr("len")) << "lists the parameters";
   EXPECT_FALSE(Expect::Parse("(ret == 0", s).has_value());
   EXPECT_FALSE(Expect::Parse("ret == ", s).has_value());
   EXPECT_FALSE(Expect::Parse("len(flags) > 1", s).has_value()) << "flags is not a pointer";
@@ -80,7 +82,7 @@ TEST(Expect, NumberPastSixtyFourBitsIsAnError) {
   ASSERT_OK(s);
   auto e = Expect::Parse("a / b == a % b || -a == a when a <= -93233720368547758036854", *s);
   ASSERT_FALSE(e.has_value());
-  EXPECT_THAT(e.error().ToString(), testing::HasSubstr("column 38: number out of range"));
+  EXPECT_THAT(e.error().ToString(), ::testing::HasSubstr("column 38: number out of range"));
   EXPECT_OK(Expect::Parse("a == 18446744073709551615 || b == 0xffffffffffffffff", *s));
 }
 
@@ -93,16 +95,17 @@ TEST(Expect, NestingAndLengthAreBounded) {
   EXPECT_TRUE(Eval(std::string(99, '!') + "0", c));
   auto parens = Expect::Parse(std::string(100000, '(') + "1", s);
   ASSERT_FALSE(parens.has_value());
-  EXPECT_THAT(parens.error().ToString(), testing::HasSubstr("column 101: nested deeper than 100"));
+  EXPECT_THAT(parens.error().ToString(),
+              ::testing::HasSubstr("column 101: nested deeper than 100"));
   EXPECT_LT(parens.error().ToString().size(), 300u) << "quotes the start of the expression only";
   auto negations = Expect::Parse(std::string(100000, '-') + "1", s);
   ASSERT_FALSE(negations.has_value());
-  EXPECT_THAT(negations.error().ToString(), testing::HasSubstr("nested deeper than 100"));
+  EXPECT_THAT(negations.error().ToString(), ::testing::HasSubstr("nested deeper than 100"));
   std::string chain = "1";
   for (int i = 0; i < 100000; ++i) chain += "+1";
   auto sum = Expect::Parse(chain, s);
   ASSERT_FALSE(sum.has_value());
-  EXPECT_THAT(sum.error().ToString(), testing::HasSubstr("more than 1000 terms"));
+  EXPECT_THAT(sum.error().ToString(), ::testing::HasSubstr("more than 1000 terms"));
   std::string short_chain = "len";
   for (int i = 0; i < 400; ++i) short_chain += "+0";
   EXPECT_TRUE(Eval(short_chain + " == 3", c));

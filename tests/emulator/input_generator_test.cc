@@ -6,12 +6,14 @@
 
 #include <set>
 
+#include "tests/support/status_matchers.h"
+
 namespace patchlab::emulator {
 namespace {
 
 Signature Sig(const char* text) {
   auto s = ParseSignature(text);
-  EXPECT_TRUE(s.has_value()) << s.error().ToString();
+  EXPECT_OK(s);
   return *s;
 }
 

@@ -8,13 +8,16 @@
 
 #include "emulator/input_generator.h"
 #include "emulator/layout.h"
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
 
 namespace patchlab::emulator {
 namespace {
 
 Signature Sig(const char* text) {
   auto s = ParseSignature(text);
-  EXPECT_TRUE(s.has_value()) << s.error().ToString();
+  EXPECT_OK(s);
   return *s;
 }
 
@@ -22,7 +25,7 @@ std::unique_ptr<PairRunner> Runner(const Signature& sig, const char* old_sym, co
                                    uint64_t max_blocks = 1000000) {
   auto pr =
       PairRunner::Create(sig, {FIXTURE_TARGET, old_sym}, {FIXTURE_TARGET, new_sym}, max_blocks);
-  EXPECT_TRUE(pr.has_value()) << pr.error().ToString();
+  EXPECT_OK(pr);
   return pr ? std::move(*pr) : nullptr;
 }
 
@@ -156,7 +159,7 @@ TEST(PairRunner, AWriteThroughAConstBufferIsSeenAsAWrite) {
       EXPECT_EQ(o.new_out->ret, static_cast<uint64_t>('w')) << Describe(o);
       ASSERT_TRUE(o.divergence.has_value()) << Describe(o);
       EXPECT_EQ(o.divergence->kind, DivergenceKind::kMemory) << o.divergence->detail;
-      EXPECT_NE(o.divergence->detail.find("new 0x21"), std::string::npos) << o.divergence->detail;
+      EXPECT_THAT(o.divergence->detail, HasSubstr("new 0x21")) << o.divergence->detail;
       // The fill around the buffer is whole again for the next input.
       o = pr->Run(Buffer("read"), mode);
       EXPECT_FALSE(o.divergence.has_value()) << Describe(o);
@@ -193,7 +196,7 @@ TEST(PairRunner, WritesToImageDataAreComparedAndUndoneWhereverTheyLand) {
   auto runner = [](const char* sig, const char* old_sym, const char* new_sym) {
     auto pr = PairRunner::Create(Sig(sig), {FIXTURE_BIG_DATA, old_sym}, {FIXTURE_BIG_DATA, new_sym},
                                  1000000);
-    EXPECT_TRUE(pr.has_value()) << pr.error().ToString();
+    EXPECT_OK(pr);
     return pr ? std::move(*pr) : nullptr;
   };
   const char* kStore = "uint64_t f(uint64_t at, uint64_t v)";
@@ -220,8 +223,7 @@ TEST(PairRunner, WritesToImageDataAreComparedAndUndoneWhereverTheyLand) {
       o = shifted->Run(Integers({at, 0x1122334455667788}), mode);
       ASSERT_TRUE(o.divergence.has_value()) << Describe(o);
       EXPECT_EQ(o.divergence->kind, DivergenceKind::kMemory) << o.divergence->detail;
-      EXPECT_NE(o.divergence->detail.find("old 0x88, new 0x00"), std::string::npos)
-          << o.divergence->detail;
+      EXPECT_THAT(o.divergence->detail, HasSubstr("old 0x88, new 0x00")) << o.divergence->detail;
       o = shifted->Run(Integers({at, 0}), mode);
       EXPECT_EQ(o.old_out->ret, 0u) << Describe(o);
       EXPECT_EQ(o.new_out->ret, 0u) << "undone after a divergent run too: " << Describe(o);
@@ -234,8 +236,7 @@ TEST(PairRunner, WritesToImageDataAreComparedAndUndoneWhereverTheyLand) {
       EXPECT_EQ(o.old_out->ret, 0u) << "the stub's write was undone: " << Describe(o);
       o = store_vs_fill->Run(Integers({at, 8, 0x5a}), mode);
       ASSERT_TRUE(o.divergence.has_value()) << Describe(o);
-      EXPECT_NE(o.divergence->detail.find("old 0x08, new 0x5a"), std::string::npos)
-          << o.divergence->detail;
+      EXPECT_THAT(o.divergence->detail, HasSubstr("old 0x08, new 0x5a")) << o.divergence->detail;
     }
     // Stores across a page edge into two granules neither side opened yet
     // (granules are one page or more: one edge among these is theirs).

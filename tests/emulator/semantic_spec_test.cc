@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
+
 namespace patchlab::emulator {
 namespace {
 
@@ -34,7 +38,7 @@ semantic:
   shrink_evaluations: 200
   cpu: x86-64-v2
 )yaml");
-  ASSERT_TRUE(o.has_value()) << o.error().ToString();
+  ASSERT_OK(o);
   EXPECT_EQ(o->cpu, "x86-64-v2");
   EXPECT_EQ(o->old_fn.elf, "/lab/scenarios/s1/target/app");
   EXPECT_EQ(o->old_fn.symbol, "parse_header");
@@ -49,7 +53,7 @@ semantic:
 
 TEST(SemanticSpec, DefaultsAndASingleExpectString) {
   auto o = ParseText("semantic:\n  old: a:f\n  new: b:g\n  expect: ret == 0\n");
-  ASSERT_TRUE(o.has_value()) << o.error().ToString();
+  ASSERT_OK(o);
   EXPECT_EQ(o->inputs, CheckOptions{}.inputs);
   EXPECT_TRUE(o->signature.empty());
   ASSERT_EQ(o->expects.size(), 1u);
@@ -59,21 +63,20 @@ TEST(SemanticSpec, DefaultsAndASingleExpectString) {
 TEST(SemanticSpec, ErrorsNameLineAndField) {
   auto unknown = ParseText("semantic:\n  old: a:f\n  new: b:g\n  input: 5\n");
   ASSERT_FALSE(unknown.has_value());
-  EXPECT_NE(unknown.error().ToString().find("scenario.yaml:4"), std::string::npos)
+  EXPECT_THAT(unknown.error().ToString(), HasSubstr("scenario.yaml:4"))
       << unknown.error().ToString();
-  EXPECT_NE(unknown.error().ToString().find("semantic.input"), std::string::npos)
+  EXPECT_THAT(unknown.error().ToString(), HasSubstr("semantic.input"))
       << unknown.error().ToString();
 
   auto no_colon = ParseText("semantic:\n  old: just-a-file\n  new: b:g\n");
   ASSERT_FALSE(no_colon.has_value());
-  EXPECT_NE(no_colon.error().ToString().find("semantic.old"), std::string::npos)
+  EXPECT_THAT(no_colon.error().ToString(), HasSubstr("semantic.old"))
       << no_colon.error().ToString();
-  EXPECT_NE(no_colon.error().ToString().find(":2"), std::string::npos)
-      << no_colon.error().ToString();
+  EXPECT_THAT(no_colon.error().ToString(), HasSubstr(":2")) << no_colon.error().ToString();
 
   auto bad_type = ParseText("semantic:\n  old: a:f\n  new: b:g\n  inputs: many\n");
   ASSERT_FALSE(bad_type.has_value());
-  EXPECT_NE(bad_type.error().ToString().find("semantic.inputs"), std::string::npos)
+  EXPECT_THAT(bad_type.error().ToString(), HasSubstr("semantic.inputs"))
       << bad_type.error().ToString();
 
   EXPECT_FALSE(ParseText("semantic:\n  new: b:g\n").has_value()) << "old is required";
@@ -87,8 +90,8 @@ TEST(SemanticSpec, LoadSemanticSpecSaysWhenThereIsNoSection) {
   std::fclose(f);
   auto o = LoadSemanticSpec(path);
   ASSERT_FALSE(o.has_value());
-  EXPECT_NE(o.error().ToString().find("semantic"), std::string::npos);
-  EXPECT_NE(o.error().ToString().find(path), std::string::npos);
+  EXPECT_THAT(o.error().ToString(), HasSubstr("semantic"));
+  EXPECT_THAT(o.error().ToString(), HasSubstr(path));
 }
 
 }  // namespace

@@ -4,12 +4,16 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
+
 namespace patchlab::emulator {
 namespace {
 
 TEST(Signature, ParsesTheIssueExample) {
   auto s = ParseSignature("int parse(const char *buf, size_t len, struct out *o /* 24 bytes */)");
-  ASSERT_TRUE(s.has_value()) << s.error().ToString();
+  ASSERT_OK(s);
   EXPECT_EQ(s->name, "parse");
   EXPECT_EQ(s->ret_width, 4);
   EXPECT_TRUE(s->ret_signed);
@@ -29,7 +33,7 @@ TEST(Signature, IntegerWidthsAndSignedness) {
   auto s = ParseSignature(
       "unsigned long long f(signed char a, unsigned short b, long c, uint8_t d, int32_t e, bool "
       "g)");
-  ASSERT_TRUE(s.has_value()) << s.error().ToString();
+  ASSERT_OK(s);
   EXPECT_EQ(s->ret_width, 8);
   EXPECT_FALSE(s->ret_signed);
   int widths[] = {1, 2, 8, 1, 4, 1};
@@ -42,7 +46,7 @@ TEST(Signature, IntegerWidthsAndSignedness) {
 
 TEST(Signature, PointeeSizesArraysAndStrings) {
   auto s = ParseSignature("void f(const char *name, int *out, uint64_t table[4], char **slot)");
-  ASSERT_TRUE(s.has_value()) << s.error().ToString();
+  ASSERT_OK(s);
   EXPECT_EQ(s->ret_width, 0);
   EXPECT_TRUE(s->params[0].cstring);
   EXPECT_EQ(s->params[1].fixed_size, 4u);
@@ -55,7 +59,7 @@ TEST(Signature, AnnotationsPairAndMark) {
   auto s = ParseSignature(
       "int f(unsigned char *data /* nonnull */, int count /* len(data) */, char *dst /* buffer, 16 "
       "bytes */)");
-  ASSERT_TRUE(s.has_value()) << s.error().ToString();
+  ASSERT_OK(s);
   EXPECT_TRUE(s->params[0].nonnull);
   EXPECT_EQ(s->params[0].length_param, 1);
   EXPECT_EQ(s->params[1].length_of, 0);
@@ -66,8 +70,8 @@ TEST(Signature, AnnotationsPairAndMark) {
 TEST(Signature, UnknownSizeIsRefusedNamingTheParameter) {
   auto s = ParseSignature("int f(struct thing *t)");
   ASSERT_FALSE(s.has_value());
-  EXPECT_NE(s.error().ToString().find("'t'"), std::string::npos) << s.error().ToString();
-  EXPECT_NE(s.error().ToString().find("bytes"), std::string::npos) << s.error().ToString();
+  EXPECT_THAT(s.error().ToString(), HasSubstr("'t'")) << s.error().ToString();
+  EXPECT_THAT(s.error().ToString(), HasSubstr("bytes")) << s.error().ToString();
 }
 
 TEST(Signature, ClearErrorsForWhatIsNotSupported) {
@@ -92,7 +96,7 @@ TEST(Signature, ClearErrorsForWhatIsNotSupported) {
     auto s = ParseSignature(c.text);
     ASSERT_FALSE(s.has_value()) << c.text;
     EXPECT_EQ(s.error().code(), c.code) << c.text << ": " << s.error().ToString();
-    EXPECT_NE(s.error().ToString().find(c.mentions), std::string::npos) << s.error().ToString();
+    EXPECT_THAT(s.error().ToString(), HasSubstr(c.mentions)) << s.error().ToString();
   }
 }
 
@@ -101,7 +105,7 @@ TEST(Signature, ClearErrorsForWhatIsNotSupported) {
 // remainder, and trailing letters were ignored.
 TEST(Signature, ArraySizesAreCheckedNumbers) {
   auto ok = ParseSignature("int f(uint32_t t[0x10], char s[010])");
-  ASSERT_TRUE(ok.has_value()) << ok.error().ToString();
+  ASSERT_OK(ok);
   EXPECT_EQ(ok->params[0].fixed_size, 64u);
   EXPECT_EQ(ok->params[1].fixed_size, 8u) << "010 is octal, as in C";
   struct Case {
@@ -120,7 +124,7 @@ TEST(Signature, ArraySizesAreCheckedNumbers) {
     auto s = ParseSignature(c.text);
     ASSERT_FALSE(s.has_value()) << c.text;
     EXPECT_EQ(s.error().code(), c.code) << c.text << ": " << s.error().ToString();
-    EXPECT_NE(s.error().ToString().find(c.mentions), std::string::npos) << s.error().ToString();
+    EXPECT_THAT(s.error().ToString(), HasSubstr(c.mentions)) << s.error().ToString();
   }
 }
 

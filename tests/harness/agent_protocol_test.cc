@@ -18,6 +18,8 @@
 #include "harness/vm/agent_client.h"
 #include "tests/support/status_matchers.h"
 
+using ::testing::HasSubstr;
+
 namespace patchlab::harness {
 namespace {
 
@@ -37,16 +39,16 @@ class AgentOnHost : public ::testing::Test {
     o.stdout_path = (dir_ / "agent.stderr").string();
     o.stderr_to_stdout = true;
     auto p = Subprocess::Start(std::move(o));
-    ASSERT_TRUE(p) << p.error().ToString();
+    ASSERT_OK(p);
     agent_process_.emplace(std::move(*p));
     AgentClientOptions co;
     co.default_timeout = milliseconds(20000);
     co.log_path = dir_ / "agent.log";
     auto c = AgentClient::Connect(dir_ / "agent.sock", co, milliseconds(20000));
-    ASSERT_TRUE(c) << c.error().ToString();
+    ASSERT_OK(c);
     client_ = std::move(*c);
     auto ready = client_->WaitReady(milliseconds(20000));
-    ASSERT_TRUE(ready) << ready.error().ToString();
+    ASSERT_OK(ready);
   }
   void TearDown() override {
     client_.reset();
@@ -62,7 +64,7 @@ class AgentOnHost : public ::testing::Test {
 
 TEST_F(AgentOnHost, HelloDescribesTheMachine) {
   auto hello = client_->Hello();
-  ASSERT_TRUE(hello) << hello.error().ToString();
+  ASSERT_OK(hello);
   EXPECT_EQ(hello->agent_version, agent_protocol::kAgentVersion);
   EXPECT_EQ(hello->machine, "x86_64");
   EXPECT_FALSE(hello->kernel.empty());
@@ -71,13 +73,13 @@ TEST_F(AgentOnHost, HelloDescribesTheMachine) {
 
 TEST_F(AgentOnHost, ExecWaitReportsExitCodesAndSignals) {
   auto ok = client_->Exec({.argv = {"/bin/sh", "-c", "echo hi; exit 7"}});
-  ASSERT_TRUE(ok) << ok.error().ToString();
+  ASSERT_OK(ok);
   auto exit = client_->Wait(*ok, milliseconds(20000));
-  ASSERT_TRUE(exit) << exit.error().ToString();
+  ASSERT_OK(exit);
   EXPECT_TRUE(exit->exited);
   EXPECT_EQ(exit->code, 7);
   auto out = client_->Get((dir_ / "out" / (std::to_string(*ok) + ".out")).string());
-  ASSERT_TRUE(out) << out.error().ToString();
+  ASSERT_OK(out);
   EXPECT_EQ(*out, "hi\n");
 
   auto killed = client_->Exec({.argv = {"/bin/sh", "-c", "kill -SEGV $$"}});
@@ -94,13 +96,13 @@ TEST_F(AgentOnHost, ExecWaitReportsExitCodesAndSignals) {
 
 TEST_F(AgentOnHost, WaitTimesOutOnARunningChildAndKillEndsIt) {
   auto pid = client_->Exec({.argv = {"/bin/sleep", "1000"}});
-  ASSERT_TRUE(pid) << pid.error().ToString();
+  ASSERT_OK(pid);
   auto early = client_->Wait(*pid, milliseconds(100));
-  ASSERT_TRUE(early) << early.error().ToString();
+  ASSERT_OK(early);
   EXPECT_TRUE(early->timed_out);
   EXPECT_EQ(early->ToString(), "still running");
   auto sample = client_->Sample(*pid);
-  ASSERT_TRUE(sample) << sample.error().ToString();
+  ASSERT_OK(sample);
   EXPECT_GT(sample->rss_kib, 0u);
   EXPECT_GT(sample->pss_kib, 0u);
   EXPECT_GT(sample->clk_tck, 0);
@@ -113,12 +115,12 @@ TEST_F(AgentOnHost, WaitTimesOutOnARunningChildAndKillEndsIt) {
 TEST_F(AgentOnHost, RunCapturesOutputAndKillsAtItsDeadline) {
   auto r = client_->Run({.argv = {"/bin/sh", "-c", "echo out; echo err >&2; exit 3"}},
                         milliseconds(20000));
-  ASSERT_TRUE(r) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(r->stdout_data, "out\n");
   EXPECT_EQ(r->stderr_data, "err\n");
   EXPECT_EQ(r->exit.code, 3);
   auto slow = client_->Run({.argv = {"/bin/sleep", "1000"}}, milliseconds(200));
-  ASSERT_TRUE(slow) << slow.error().ToString();
+  ASSERT_OK(slow);
   EXPECT_TRUE(slow->exit.timed_out);
   EXPECT_EQ(slow->exit.signal, SIGKILL);
   // The agent kept answering meanwhile, and still does.
@@ -128,8 +130,7 @@ TEST_F(AgentOnHost, RunCapturesOutputAndKillsAtItsDeadline) {
 TEST_F(AgentOnHost, ExecOfAMissingProgramIsAClearError) {
   auto r = client_->Exec({.argv = {"/no/such/program"}});
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message().find("/no/such/program"), std::string::npos)
-      << r.error().ToString();
+  EXPECT_THAT(r.error().message(), HasSubstr("/no/such/program")) << r.error().ToString();
   auto w = client_->Wait(999999, milliseconds(10));
   ASSERT_FALSE(w);
   EXPECT_EQ(w.error().code(), ErrorCode::kNotFound);
@@ -144,16 +145,16 @@ TEST_F(AgentOnHost, PutAndGetRoundTripBinaryFilesLargerThanAChunk) {
   EXPECT_EQ(fs::file_size(path), data.size());
   EXPECT_EQ(fs::status(path).permissions() & fs::perms::all, static_cast<fs::perms>(0750));
   auto back = client_->Get(path);
-  ASSERT_TRUE(back) << back.error().ToString();
+  ASSERT_OK(back);
   EXPECT_EQ(*back, data);
 }
 
 TEST_F(AgentOnHost, KernelLogMarkAndLinesSince) {
   if (::access("/dev/kmsg", R_OK) != 0) GTEST_SKIP() << "/dev/kmsg not readable here";
   auto mark = client_->KernelLogMark();
-  ASSERT_TRUE(mark) << mark.error().ToString();
+  ASSERT_OK(mark);
   auto lines = client_->KernelLog(*mark);
-  ASSERT_TRUE(lines) << lines.error().ToString();
+  ASSERT_OK(lines);
   for (const auto& l : *lines) EXPECT_GT(l.seq, *mark);
 }
 
@@ -164,11 +165,11 @@ TEST_F(AgentOnHost, KernelLogMarkAndLinesSince) {
 TEST_F(AgentOnHost, RequestsWithBadFieldsAreRefusedAndTheAgentCarriesOn) {
   auto everyone = client_->Call({{"op", "kill"}, {"pid", -1}, {"signal", 0}}, milliseconds(20000));
   ASSERT_FALSE(everyone.has_value());
-  EXPECT_THAT(everyone.error().message(), testing::HasSubstr("field 'pid': -1 is outside"));
+  EXPECT_THAT(everyone.error().message(), ::testing::HasSubstr("field 'pid': -1 is outside"));
   auto nul = client_->Call({{"op", "run"}, {"argv", {std::string("/bin/true\0x", 11)}}},
                            milliseconds(20000));
   ASSERT_FALSE(nul.has_value());
-  EXPECT_THAT(nul.error().message(), testing::HasSubstr("field 'argv[0]': holds a NUL byte"));
+  EXPECT_THAT(nul.error().message(), ::testing::HasSubstr("field 'argv[0]': holds a NUL byte"));
   EXPECT_OK(client_->Hello());
 }
 
@@ -190,7 +191,7 @@ TEST_F(AgentOnHost, ADeadAgentFailsPendingAndLaterCallsAtOnce) {
   killer.join();
   ASSERT_FALSE(w);
   EXPECT_EQ(w.error().code(), ErrorCode::kInfra) << w.error().ToString();
-  EXPECT_NE(w.error().message().find("closed"), std::string::npos) << w.error().ToString();
+  EXPECT_THAT(w.error().message(), HasSubstr("closed")) << w.error().ToString();
   auto later = client_->Hello();
   ASSERT_FALSE(later);
   EXPECT_EQ(later.error().code(), ErrorCode::kInfra);
@@ -200,7 +201,7 @@ TEST_F(AgentOnHost, ADeadAgentFailsPendingAndLaterCallsAtOnce) {
 
 TEST_F(AgentOnHost, AKilledAgentTakesItsWorkloadsWithIt) {
   auto pid = client_->Exec({.argv = {"/bin/sleep", "1000"}});
-  ASSERT_TRUE(pid) << pid.error().ToString();
+  ASSERT_OK(pid);
   ASSERT_FALSE(HasEnded(*pid));
   ASSERT_TRUE(agent_process_->Signal(SIGKILL).has_value());
   bool ended = false;
@@ -238,7 +239,7 @@ TEST(AgentClient, GarbageLineFailsThePendingCallNamingTheLine) {
   peer.join();
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), ErrorCode::kInfra);
-  EXPECT_NE(r.error().message().find("Kernel panic - not a JSON line"), std::string::npos)
+  EXPECT_THAT(r.error().message(), HasSubstr("Kernel panic - not a JSON line"))
       << r.error().ToString();
   ASSERT_EQ(p.client->garbage_lines().size(), 1u);
   // The channel itself survives a bad line.
@@ -250,7 +251,7 @@ TEST(AgentClient, SilentAgentTimesOutAndHeartbeatIsLost) {
   auto r = p.client->Hello(milliseconds(100));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), ErrorCode::kTimeout);
-  EXPECT_NE(r.error().message().find("hello"), std::string::npos);
+  EXPECT_THAT(r.error().message(), HasSubstr("hello"));
   auto ready = p.client->WaitReady(milliseconds(50));
   ASSERT_FALSE(ready);
   EXPECT_EQ(ready.error().code(), ErrorCode::kTimeout);
@@ -277,7 +278,7 @@ TEST(AgentClient, RefusedRequestCarriesTheAgentsReason) {
   peer.join();
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), ErrorCode::kIo);
-  EXPECT_NE(r.error().message().find("Permission denied"), std::string::npos);
+  EXPECT_THAT(r.error().message(), HasSubstr("Permission denied"));
 }
 
 // The guest is not trusted. A reply field of the wrong type threw nlohmann's
@@ -296,7 +297,7 @@ TEST(AgentClient, HostileRepliesAndEventsAreErrorsNotCrashes) {
   peer.join();
   ASSERT_FALSE(hello);
   EXPECT_EQ(hello.error().code(), ErrorCode::kInfra);
-  EXPECT_THAT(hello.error().ToString(), testing::HasSubstr("field 'kernel': expected a string"));
+  EXPECT_THAT(hello.error().ToString(), ::testing::HasSubstr("field 'kernel': expected a string"));
   p.Say("{\"event\": \"exit\", \"pid\": 3, \"code\": \"x\"}\n");
   p.Say("{\"event\": \"exit\", \"pid\": 1e30, \"exited\": true}\n");
   for (int i = 0; i < 1000 && p.client->garbage_lines().size() < 2; ++i)

@@ -12,7 +12,7 @@ namespace patchlab::harness::internal {
 namespace {
 
 using nlohmann::json;
-using testing::HasSubstr;
+using ::testing::HasSubstr;
 
 TEST(AgentReplies, LinesAreRepliesOrEvents) {
   auto reply = ParseAgentLine(R"({"id": 7, "ok": true, "pid": 42})");

@@ -12,7 +12,7 @@
 namespace patchlab::agent {
 namespace {
 
-using testing::HasSubstr;
+using ::testing::HasSubstr;
 
 TEST(AgentRequest, EachOpDecodesItsFields) {
   auto run = ParseAgentRequest(

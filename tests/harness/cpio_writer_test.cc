@@ -72,7 +72,7 @@ TEST(CpioWriter, SameInputsGiveTheSameBytes) {
 
 TEST(ImageRecipes, BundledRecipesLoadAndDiffer) {
   auto recipes = LoadImageRecipes(fs::path(PATCHLAB_SOURCE_DIR) / "vm-images/images.yaml");
-  ASSERT_TRUE(recipes) << recipes.error().ToString();
+  ASSERT_OK(recipes);
   ASSERT_GE(recipes->size(), 2u);
   EXPECT_NE((*recipes)[0].kernel_package, (*recipes)[1].kernel_package);
   for (const auto& r : *recipes) EXPECT_FALSE(r.cpus.empty()) << r.name;
@@ -85,22 +85,20 @@ TEST(ImageRecipes, ErrorsNameFileLineAndField) {
       file, "images:\n  - name: a\n    kernel: linux-image-amd64\n    kernal: typo\n"));
   auto r = LoadImageRecipes(file);
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().ToString().find(file.string() + ":4:"), std::string::npos)
-      << r.error().ToString();
-  EXPECT_NE(r.error().ToString().find("kernal"), std::string::npos) << r.error().ToString();
+  EXPECT_THAT(r.error().ToString(), HasSubstr(file.string() + ":4:")) << r.error().ToString();
+  EXPECT_THAT(r.error().ToString(), HasSubstr("kernal")) << r.error().ToString();
 
   ASSERT_TRUE(WriteFileAtomic(file, "images:\n  - name: a\n    cpus: [qemu64]\n"));
   r = LoadImageRecipes(file);
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().ToString().find("kernel"), std::string::npos) << r.error().ToString();
+  EXPECT_THAT(r.error().ToString(), HasSubstr("kernel")) << r.error().ToString();
 
   ASSERT_TRUE(
       WriteFileAtomic(file, "images:\n  - name: a\n    kernel: k\n  - name: a\n    kernel: k\n"));
   r = LoadImageRecipes(file);
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().ToString().find("already defined"), std::string::npos)
-      << r.error().ToString();
-  EXPECT_NE(r.error().ToString().find(":4:"), std::string::npos) << r.error().ToString();
+  EXPECT_THAT(r.error().ToString(), HasSubstr("already defined")) << r.error().ToString();
+  EXPECT_THAT(r.error().ToString(), HasSubstr(":4:")) << r.error().ToString();
 }
 
 TEST(ImageRecipes, SystemSectionIsReadStrictly) {

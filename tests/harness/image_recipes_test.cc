@@ -8,7 +8,7 @@
 namespace patchlab::harness {
 namespace {
 
-using testing::HasSubstr;
+using ::testing::HasSubstr;
 
 TEST(ImageRecipes, TextReadsAsTheFileDoes) {
   const std::string path = std::string(PATCHLAB_SOURCE_DIR) + "/vm-images/images.yaml";

@@ -10,6 +10,10 @@
 #include "base/file_util.h"
 #include "base/subprocess.h"
 #include "tests/harness/vm_test_env.h"
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 namespace patchlab::harness {
 namespace {
@@ -19,18 +23,18 @@ namespace fs = std::filesystem;
 TEST(ImageStore, SecondBuildIsACacheHitWithIdenticalFiles) {
   if (auto why = testing::MissingVmPrerequisite(); !why.empty()) GTEST_SKIP() << why;
   auto store = ImageStore::Open(testing::StoreOptions());
-  ASSERT_TRUE(store) << store.error().ToString();
+  ASSERT_OK(store);
   auto first = store->Build("debian12-cloud");
-  ASSERT_TRUE(first) << first.error().ToString();
+  ASSERT_OK(first);
   EXPECT_TRUE(fs::exists(first->kernel));
-  EXPECT_NE(first->kernel_release.find("cloud-amd64"), std::string::npos) << first->kernel_release;
+  EXPECT_THAT(first->kernel_release, HasSubstr("cloud-amd64")) << first->kernel_release;
   auto bytes = ReadFile(first->initrd);
   ASSERT_TRUE(bytes);
   struct stat before {};
   ASSERT_EQ(::stat(first->initrd.c_str(), &before), 0);
 
   auto second = store->Build("debian12-cloud");
-  ASSERT_TRUE(second) << second.error().ToString();
+  ASSERT_OK(second);
   EXPECT_EQ(second->initrd, first->initrd);
   EXPECT_EQ(second->kernel, first->kernel);
   EXPECT_EQ(second->content_hash, first->content_hash);
@@ -51,20 +55,20 @@ TEST(ImageStore, SecondBuildIsACacheHitWithIdenticalFiles) {
   for (const char* path :
        {"init", "bin/busybox", "usr/sbin/patchlab-agent", "lib/x86_64-linux-gnu/libz.so.1",
         "lib/x86_64-linux-gnu/libc.so.6", "lib64/ld-linux-x86-64.so.2", "dev/console"}) {
-    EXPECT_NE(r->stdout_data.find(std::string(path) + "\n"), std::string::npos) << path;
+    EXPECT_THAT(r->stdout_data, HasSubstr(std::string(path) + "\n")) << path;
   }
 }
 
 TEST(ImageStore, TheTwoBundledImagesUseDifferentKernels) {
   if (auto why = testing::MissingVmPrerequisite(); !why.empty()) GTEST_SKIP() << why;
   auto store = ImageStore::Open(testing::StoreOptions());
-  ASSERT_TRUE(store) << store.error().ToString();
+  ASSERT_OK(store);
   auto generic = store->Build("debian12-generic");
-  ASSERT_TRUE(generic) << generic.error().ToString();
+  ASSERT_OK(generic);
   auto cloud = store->Build("debian12-cloud");
-  ASSERT_TRUE(cloud) << cloud.error().ToString();
+  ASSERT_OK(cloud);
   EXPECT_NE(generic->kernel_release, cloud->kernel_release);
-  EXPECT_EQ(generic->kernel_release.find("cloud"), std::string::npos);
+  EXPECT_THAT(generic->kernel_release, Not(HasSubstr("cloud")));
 }
 
 TEST(ImageStore, AnUnknownPackageIsAClearError) {
@@ -78,17 +82,17 @@ TEST(ImageStore, AnUnknownPackageIsAClearError) {
   options.recipes = dir / "images.yaml";
   options.cache_dir = dir / "cache";
   auto store = ImageStore::Open(options);
-  ASSERT_TRUE(store) << store.error().ToString();
+  ASSERT_OK(store);
   auto image = store->Build("gone");
   ASSERT_FALSE(image);
   EXPECT_EQ(image.error().code(), ErrorCode::kNotFound);
   std::string msg = image.error().ToString();
-  EXPECT_NE(msg.find("linux-image-0.0.0-99-nosuch-amd64"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("images.yaml:2:"), std::string::npos) << msg;
+  EXPECT_THAT(msg, HasSubstr("linux-image-0.0.0-99-nosuch-amd64")) << msg;
+  EXPECT_THAT(msg, HasSubstr("images.yaml:2:")) << msg;
   EXPECT_FALSE(fs::exists(dir / "cache/images")) << "nothing half-built may stay";
   auto missing = store->Build("nonesuch");
   ASSERT_FALSE(missing);
-  EXPECT_NE(missing.error().ToString().find("gone"), std::string::npos) << "lists the names it has";
+  EXPECT_THAT(missing.error().ToString(), HasSubstr("gone")) << "lists the names it has";
   std::error_code ec;
   fs::remove_all(dir, ec);
 }
@@ -104,14 +108,14 @@ TEST(ImageStore, ADebianSystemWithAnUnknownPackageNamesItBeforeDownloading) {
   options.recipes = dir / "images.yaml";
   options.cache_dir = dir / "cache";
   auto store = ImageStore::Open(options);
-  ASSERT_TRUE(store) << store.error().ToString();
+  ASSERT_OK(store);
   auto image = store->Build("apps");
   ASSERT_FALSE(image);
   EXPECT_EQ(image.error().code(), ErrorCode::kNotFound);
   std::string msg = image.error().ToString();
-  EXPECT_NE(msg.find("nginx-lite-nosuch"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("images.yaml:2:"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("system.packages"), std::string::npos) << msg;
+  EXPECT_THAT(msg, HasSubstr("nginx-lite-nosuch")) << msg;
+  EXPECT_THAT(msg, HasSubstr("images.yaml:2:")) << msg;
+  EXPECT_THAT(msg, HasSubstr("system.packages")) << msg;
   EXPECT_FALSE(fs::exists(dir / "cache/systems")) << "nothing may be half-built";
   EXPECT_FALSE(fs::exists(dir / "cache/images"));
   std::error_code ec;

@@ -13,6 +13,9 @@
 #include "harness/vm/crash_classifier.h"
 #include "harness/vm/internal/qemu_vm.h"
 #include "tests/harness/vm_test_env.h"
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
 
 namespace patchlab::harness {
 namespace {
@@ -29,21 +32,21 @@ class QemuBackendTest : public ::testing::Test {
     if (skip_ = testing::MissingVmPrerequisite(); !skip_.empty()) return;
     artefacts_ = fs::temp_directory_path() / fmt::format("patchlab-qemu-test-{}", ::getpid());
     auto store = ImageStore::Open(testing::StoreOptions());
-    ASSERT_TRUE(store) << store.error().ToString();
+    ASSERT_OK(store);
     // The crash workload goes in through an overlay, as the runner's workloads do.
     auto overlay = store->MakeOverlay({{PATCHLAB_CRASHER_BINARY, kCrasher, 0755, true}});
-    ASSERT_TRUE(overlay) << overlay.error().ToString();
+    ASSERT_OK(overlay);
     auto base = store->Build("debian12-cloud");
-    ASSERT_TRUE(base) << base.error().ToString();
+    ASSERT_OK(base);
     auto image = store->ComposeInitrd(*base, *overlay);
-    ASSERT_TRUE(image) << image.error().ToString();
+    ASSERT_OK(image);
     image_ = new VmImage(*image);
     backend_ = new QemuBackend(QemuBackendOptions{});
     auto vm = backend_->Boot(*image_, Spec("boot"));
-    ASSERT_TRUE(vm) << vm.error().ToString();
+    ASSERT_OK(vm);
     booted_ = vm->release();
     auto state = backend_->SaveReady(*booted_, artefacts_ / "ready.state");
-    ASSERT_TRUE(state) << state.error().ToString();
+    ASSERT_OK(state);
     ready_ = new ReadyState(*state);
   }
   static void TearDownTestSuite() {
@@ -72,7 +75,7 @@ class QemuBackendTest : public ::testing::Test {
   }
   static std::unique_ptr<Vm> Restore(const std::string& name) {
     auto vm = backend_->RestoreReady(*ready_, Spec(name));
-    EXPECT_TRUE(vm) << vm.error().ToString();
+    EXPECT_OK(vm);
     return vm ? std::move(*vm) : nullptr;
   }
 
@@ -86,7 +89,7 @@ class QemuBackendTest : public ::testing::Test {
 
 TEST_F(QemuBackendTest, BootsToAReadyAgentThatKeepsBeating) {
   auto hello = booted_->agent().Hello();
-  ASSERT_TRUE(hello) << hello.error().ToString();
+  ASSERT_OK(hello);
   EXPECT_EQ(hello->kernel, image_->kernel_release);
   EXPECT_EQ(hello->ncpus, 1);
   EXPECT_FALSE(hello->cpu_model.empty());
@@ -96,9 +99,8 @@ TEST_F(QemuBackendTest, BootsToAReadyAgentThatKeepsBeating) {
   EXPECT_TRUE(booted_->PollEvents(seconds(10)).empty());
   auto console = ReadFile(booted_->console_log_path());
   ASSERT_TRUE(console);
-  EXPECT_NE(console->find("patchlab-init: starting the agent"), std::string::npos);
-  EXPECT_NE(console->find("print-fatal-signals=1"), std::string::npos)
-      << "the command line is logged";
+  EXPECT_THAT(*console, HasSubstr("patchlab-init: starting the agent"));
+  EXPECT_THAT(*console, HasSubstr("print-fatal-signals=1")) << "the command line is logged";
 }
 
 TEST_F(QemuBackendTest, FallsBackToTcgWhenKvmDoesNotWork) {
@@ -107,19 +109,19 @@ TEST_F(QemuBackendTest, FallsBackToTcgWhenKvmDoesNotWork) {
     GTEST_SKIP() << "KVM works on this host; no fallback to see";
   EXPECT_EQ(booted_->accelerator(), Accelerator::kTcg);
   EXPECT_FALSE(probe.reason.empty());
-  EXPECT_NE(booted_->Describe().find("tcg"), std::string::npos);
+  EXPECT_THAT(booted_->Describe(), HasSubstr("tcg"));
 }
 
 TEST_F(QemuBackendTest, RestoredVmAnswersAndRunsWorkloads) {
   auto vm = Restore("restored");
   ASSERT_TRUE(vm);
   auto hello = vm->agent().Hello();
-  ASSERT_TRUE(hello) << hello.error().ToString();
+  ASSERT_OK(hello);
   auto source = booted_->agent().Hello();
   ASSERT_TRUE(source);
   EXPECT_EQ(hello->boot_id, source->boot_id) << "a restore continues the saved boot";
   auto run = vm->agent().Run({.argv = {kCrasher, "exit", "5"}}, seconds(30));
-  ASSERT_TRUE(run) << run.error().ToString();
+  ASSERT_OK(run);
   EXPECT_EQ(run->exit.code, 5);
   EXPECT_EQ(run->stdout_data, "crasher: exit\n");
   ASSERT_TRUE(vm->agent().Put("/tmp/put-test", 0644, "payload"));
@@ -142,12 +144,12 @@ TEST_F(QemuBackendTest, DetectsWorkloadSegfaultAndAbort) {
   ASSERT_TRUE(vm);
   AgentClient& agent = vm->agent();
   auto mark = agent.KernelLogMark();
-  ASSERT_TRUE(mark) << mark.error().ToString();
+  ASSERT_OK(mark);
 
   auto segv = agent.Exec({.argv = {kCrasher, "segv"}});
-  ASSERT_TRUE(segv) << segv.error().ToString();
+  ASSERT_OK(segv);
   auto segv_exit = agent.Wait(*segv, seconds(30));
-  ASSERT_TRUE(segv_exit) << segv_exit.error().ToString();
+  ASSERT_OK(segv_exit);
   auto crash = ClassifyWorkloadExit("crasher", *segv, *segv_exit);
   ASSERT_TRUE(crash);
   EXPECT_EQ(crash->kind, metrics::CrashKind::kWorkloadSignal);
@@ -165,7 +167,7 @@ TEST_F(QemuBackendTest, DetectsWorkloadSegfaultAndAbort) {
 
   // The kernel log as the runner reads it: the agent's records, one per line.
   auto lines = agent.KernelLog(*mark);
-  ASSERT_TRUE(lines) << lines.error().ToString();
+  ASSERT_OK(lines);
   std::string kernel_log;
   for (const KernelLogLine& l : *lines) kernel_log += l.text + "\n";
   bool segfault_line = false, abort_line = false;
@@ -175,7 +177,7 @@ TEST_F(QemuBackendTest, DetectsWorkloadSegfaultAndAbort) {
   }
   EXPECT_TRUE(segfault_line) << "no 'segfault at' line for pid " << *segv << ":\n" << kernel_log;
   // print-fatal-signals reports the abort, but the crash is the workload's end.
-  EXPECT_NE(kernel_log.find("fatal signal 6"), std::string::npos)
+  EXPECT_THAT(kernel_log, HasSubstr("fatal signal 6"))
       << "no print-fatal-signals line for the abort";
   EXPECT_FALSE(abort_line) << "the fatal-signal line has no crash kind of its own";
   EXPECT_TRUE(vm->PollEvents(seconds(10)).empty()) << "the VM itself is fine";
@@ -185,7 +187,7 @@ TEST_F(QemuBackendTest, DetectsAGuestKernelPanic) {
   auto vm = Restore("panic");
   ASSERT_TRUE(vm);
   auto pid = vm->agent().Exec({.argv = {"/bin/sh", "-c", "echo c > /proc/sysrq-trigger"}});
-  ASSERT_TRUE(pid) << pid.error().ToString();
+  ASSERT_OK(pid);
   auto event = vm->WaitForEvent(seconds(60), seconds(30));
   ASSERT_TRUE(event) << "no event within 60 s";
   EXPECT_EQ(event->kind, VmEventKind::kGuestPanicked) << event->detail;
@@ -231,7 +233,7 @@ TEST_F(QemuBackendTest, DetectsQemuBeingKilled) {
   auto event = vm->WaitForEvent(seconds(30), seconds(30));
   ASSERT_TRUE(event);
   EXPECT_EQ(event->kind, VmEventKind::kVmExited);
-  EXPECT_NE(event->detail.find("SIGKILL"), std::string::npos) << event->detail;
+  EXPECT_THAT(event->detail, HasSubstr("SIGKILL")) << event->detail;
   EXPECT_FALSE(ClassifyVmEvent(*event)) << "a killed VM is the lab's failure, not a crash";
   auto hello = vm->agent().Hello(seconds(5));
   ASSERT_FALSE(hello);

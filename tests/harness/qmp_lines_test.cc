@@ -10,7 +10,7 @@
 namespace patchlab::harness::internal {
 namespace {
 
-using testing::HasSubstr;
+using ::testing::HasSubstr;
 
 TEST(QmpLines, GreetingEventAndReply) {
   auto greeting =

@@ -109,9 +109,8 @@ TEST(CellSequence, AFailedCopyIntoTheMachineIsAnInfraError) {
     guest.fail_put = failing;
     CellObservations obs = RunCellSequence(guest, p.plan, nullptr);
     ASSERT_TRUE(obs.infra_error.has_value());
-    EXPECT_NE(obs.infra_error->find(steps[failing - 1]), std::string::npos) << *obs.infra_error;
-    EXPECT_NE(obs.infra_error->find("No space left on device"), std::string::npos)
-        << *obs.infra_error;
+    EXPECT_THAT(*obs.infra_error, HasSubstr(steps[failing - 1])) << *obs.infra_error;
+    EXPECT_THAT(*obs.infra_error, HasSubstr("No space left on device")) << *obs.infra_error;
     EXPECT_TRUE(obs.problems.empty());
     metrics::CellResult cell;
     ComputeFigures(obs, CellRules{}, cell);

@@ -14,6 +14,9 @@
 #include "base/file_util.h"
 #include "base/subprocess.h"
 #include "metrics/compat_db.h"
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
 
 namespace patchlab {
 namespace {
@@ -54,7 +57,7 @@ class RunEndToEnd : public ::testing::Test {
     o.cwd = PATCHLAB_SOURCE_DIR;
     o.timeout = std::chrono::minutes(9);
     auto r = RunSubprocess(std::move(o));
-    EXPECT_TRUE(r) << r.error().ToString();
+    EXPECT_OK(r);
     Outcome out;
     if (!r) return out;
     out.exit_code = r->status.exited ? r->status.code : -1;
@@ -65,9 +68,9 @@ class RunEndToEnd : public ::testing::Test {
 
   void ExpectRecorded(const nlohmann::json& json, const std::string& verdict) {
     auto db = metrics::CompatDb::OpenExisting(dir_ / "lab.db");
-    ASSERT_TRUE(db) << db.error().ToString();
+    ASSERT_OK(db);
     auto cells = db->CellsOfRun(json["run_id"].get<int64_t>());
-    ASSERT_TRUE(cells) << cells.error().ToString();
+    ASSERT_OK(cells);
     ASSERT_EQ(cells->size(), json["cells"].size());
     for (const auto& c : *cells) {
       EXPECT_EQ(metrics::VerdictName(c.verdict), verdict);
@@ -104,7 +107,7 @@ TEST_F(RunEndToEnd, HostBackendCatchesTheCrashingPatch) {
   EXPECT_THAT(cell["reasons"].dump(), ::testing::HasSubstr("SIGSEGV"));
   // --json and the cell's figures.json say the same, every figure included.
   auto figures = ReadFile(fs::path(cell["artefacts"].get<std::string>()) / "figures.json");
-  ASSERT_TRUE(figures) << figures.error().ToString();
+  ASSERT_OK(figures);
   EXPECT_EQ(nlohmann::json::parse(*figures), cell);
   EXPECT_TRUE(cell.contains("crashes_by_kind")) << cell.dump(2);
   ExpectRecorded(out.json, "fail");
@@ -118,7 +121,7 @@ class HostCpuHog {
   HostCpuHog() {
     for (int i = 0; i < 2; ++i) {
       auto p = Subprocess::Start({.argv = {"/bin/sh", "-c", "while :; do :; done"}});
-      EXPECT_TRUE(p) << p.error().ToString();
+      EXPECT_OK(p);
       if (p) loops_.push_back(std::move(*p));
     }
   }
@@ -168,7 +171,7 @@ TEST_F(RunEndToEnd, FiguresHoldUnderAHostCpuHog) {
 
     auto gate =
         RunSubprocess({.argv = {PATCHLAB_BIN, "gate", patch, "--db", (dir_ / "lab.db").string()}});
-    ASSERT_TRUE(gate) << gate.error().ToString();
+    ASSERT_OK(gate);
     EXPECT_EQ(gate->status.code, slow ? 1 : 0) << gate->stdout_data << gate->stderr_data;
     EXPECT_THAT(gate->stdout_data, ::testing::HasSubstr("beside it: ")) << gate->stdout_data;
   }

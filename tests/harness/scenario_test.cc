@@ -71,7 +71,7 @@ class ScenarioFileTest : public ::testing::Test {
 
 TEST_F(ScenarioFileTest, ValidScenarioLoadsEveryField) {
   auto s = Load(kValid);
-  ASSERT_TRUE(s) << s.error().ToString();
+  ASSERT_OK(s);
   EXPECT_EQ(s->name, "demo");
   EXPECT_EQ(s->target.program, "demo");
   ASSERT_EQ(s->patches.size(), 1u);
@@ -95,7 +95,7 @@ TEST_F(ScenarioFileTest, ValidScenarioLoadsEveryField) {
 // errors naming that file, sources looked for beside it.
 TEST_F(ScenarioFileTest, TextReadsAsIfFromTheFile) {
   auto s = ParseScenario(kValid, dir_ / "scenario.yaml");
-  ASSERT_TRUE(s) << s.error().ToString();
+  ASSERT_OK(s);
   EXPECT_EQ(s->name, "demo");
   EXPECT_EQ(s->dir, dir_);
   EXPECT_EQ(s->file, dir_ / "scenario.yaml");
@@ -211,7 +211,7 @@ TEST_F(ScenarioFileTest, DuplicatePatchIdsAreRefused) {
 TEST_F(ScenarioFileTest, SemanticSectionIsParsedByTheChecker) {
   auto ok =
       Load(Edit("expect:", "semantic:\n  old: demo:f\n  new: demo-1.so:f\n  inputs: 50\nexpect:"));
-  ASSERT_TRUE(ok) << ok.error().ToString();
+  ASSERT_OK(ok);
   ASSERT_TRUE(ok->semantic);
   EXPECT_EQ(ok->semantic->inputs, 50u);
   EXPECT_EQ(ok->semantic->old_fn.symbol, "f");
@@ -242,7 +242,7 @@ TEST(ScenarioDuration, ParsesUnitsAndRefusesGarbage) {
 
 TEST(BundledScenarios, AllParse) {
   auto all = LoadScenarios({PATCHLAB_SCENARIOS_DIR});
-  ASSERT_TRUE(all) << all.error().ToString();
+  ASSERT_OK(all);
   std::vector<std::string> names;
   for (const auto& s : *all) names.push_back(s.name);
   EXPECT_THAT(names, ::testing::UnorderedElementsAre("bad-crash", "kv-parse-fix", "nginx-gzip",

@@ -14,6 +14,7 @@
 #include "base/subprocess.h"
 #include "metrics/compat_db.h"
 #include "tests/libvirt/libvirtd_fixture.h"
+#include "tests/support/status_matchers.h"
 
 namespace patchlab {
 namespace {
@@ -34,7 +35,7 @@ Outcome RunPatchlab(std::vector<std::string> args, std::chrono::milliseconds tim
   o.cwd = PATCHLAB_SOURCE_DIR;
   o.timeout = timeout;
   auto r = RunSubprocess(std::move(o));
-  EXPECT_TRUE(r) << r.error().ToString();
+  EXPECT_OK(r);
   Outcome out;
   if (!r) return out;
   out.exit_code = r->status.exited ? r->status.code : -1;
@@ -94,7 +95,7 @@ TEST(PatchlabRunLibvirt, KvParseFixCellIsRecordedWithItsHost) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   auto daemon = testing::PrivateLibvirtd::Start(dir / "daemon");
-  ASSERT_TRUE(daemon.has_value()) << daemon.error().ToString();
+  ASSERT_OK(daemon);
 
   Outcome out = RunPatchlab(
       {"scenarios/kv-parse-fix", "--images", "debian12-cloud", "--cpus", "qemu64", "--backend",
@@ -109,9 +110,9 @@ TEST(PatchlabRunLibvirt, KvParseFixCellIsRecordedWithItsHost) {
   EXPECT_EQ(json["cells"][0]["met_expectation"], true) << json.dump(2);
 
   auto db = metrics::CompatDb::OpenExisting(dir / "lab.db");
-  ASSERT_TRUE(db) << db.error().ToString();
+  ASSERT_OK(db);
   auto cells = db->CellsOfRun(json["run_id"].get<int64_t>());
-  ASSERT_TRUE(cells) << cells.error().ToString();
+  ASSERT_OK(cells);
   ASSERT_EQ(cells->size(), 1u);
   const metrics::CellResult& cell = (*cells)[0];
   EXPECT_EQ(cell.key.scenario, "kv-parse-fix");

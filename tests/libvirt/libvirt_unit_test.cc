@@ -17,6 +17,10 @@
 #include "harness/libvirt/libvirt_backend.h"
 #include "harness/libvirt/libvirt_host.h"
 #include "harness/libvirt/transient_domain.h"
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 namespace patchlab::harness {
 namespace {
@@ -58,30 +62,28 @@ TEST(DomainXml, ParsedBackByLibvirtWithEveryDevice) {
   ASSERT_TRUE(host);
   DomainXmlSpec spec = SampleSpec("patchlab-xml-roundtrip");
   auto dom = TransientDomain::Create(host, BuildDomainXml(spec), spec.name);
-  ASSERT_TRUE(dom.has_value()) << dom.error().ToString();
+  ASSERT_OK(dom);
   auto xml = (*dom)->XmlDesc();
-  ASSERT_TRUE(xml.has_value()) << xml.error().ToString();
+  ASSERT_OK(xml);
   // What libvirt's own parser kept of our document.
-  EXPECT_NE(xml->find("<name>patchlab-xml-roundtrip</name>"), std::string::npos) << *xml;
-  EXPECT_NE(xml->find("<memory unit='KiB'>393216</memory>"), std::string::npos) << *xml;
-  EXPECT_NE(xml->find(">2</vcpu>"), std::string::npos) << *xml;
-  EXPECT_NE(xml->find("machine='pc'"), std::string::npos) << *xml;
-  EXPECT_NE(xml->find("<kernel>/images/vmlinuz</kernel>"), std::string::npos) << *xml;
-  EXPECT_NE(xml->find("<initrd>/images/initrd.cpio</initrd>"), std::string::npos) << *xml;
-  EXPECT_NE(xml->find("<cmdline>console=ttyS0 loglevel=7 print-fatal-signals=1</cmdline>"),
-            std::string::npos)
+  EXPECT_THAT(*xml, HasSubstr("<name>patchlab-xml-roundtrip</name>")) << *xml;
+  EXPECT_THAT(*xml, HasSubstr("<memory unit='KiB'>393216</memory>")) << *xml;
+  EXPECT_THAT(*xml, HasSubstr(">2</vcpu>")) << *xml;
+  EXPECT_THAT(*xml, HasSubstr("machine='pc'")) << *xml;
+  EXPECT_THAT(*xml, HasSubstr("<kernel>/images/vmlinuz</kernel>")) << *xml;
+  EXPECT_THAT(*xml, HasSubstr("<initrd>/images/initrd.cpio</initrd>")) << *xml;
+  EXPECT_THAT(*xml, HasSubstr("<cmdline>console=ttyS0 loglevel=7 print-fatal-signals=1</cmdline>"))
       << *xml;
-  EXPECT_NE(xml->find("<acpi/>"), std::string::npos) << *xml;
-  EXPECT_NE(xml->find("<model fallback='forbid'>Nehalem</model>"), std::string::npos) << *xml;
-  EXPECT_NE(xml->find("<source path='/out/cell/console.log' append='on'/>"), std::string::npos)
-      << *xml;
-  EXPECT_NE(xml->find("<serial type='pty'>"), std::string::npos) << *xml;
-  EXPECT_NE(xml->find(kOwnerMetadataUri), std::string::npos) << *xml;
-  EXPECT_NE(xml->find("<panic model='isa'"), std::string::npos) << *xml;
-  EXPECT_NE(xml->find("<on_crash>preserve</on_crash>"), std::string::npos) << *xml;
-  EXPECT_NE(xml->find("<on_reboot>destroy</on_reboot>"), std::string::npos) << *xml;
-  EXPECT_EQ(xml->find("<interface"), std::string::npos) << *xml;
-  EXPECT_EQ(xml->find("<disk"), std::string::npos) << *xml;
+  EXPECT_THAT(*xml, HasSubstr("<acpi/>")) << *xml;
+  EXPECT_THAT(*xml, HasSubstr("<model fallback='forbid'>Nehalem</model>")) << *xml;
+  EXPECT_THAT(*xml, HasSubstr("<source path='/out/cell/console.log' append='on'/>")) << *xml;
+  EXPECT_THAT(*xml, HasSubstr("<serial type='pty'>")) << *xml;
+  EXPECT_THAT(*xml, HasSubstr(kOwnerMetadataUri)) << *xml;
+  EXPECT_THAT(*xml, HasSubstr("<panic model='isa'")) << *xml;
+  EXPECT_THAT(*xml, HasSubstr("<on_crash>preserve</on_crash>")) << *xml;
+  EXPECT_THAT(*xml, HasSubstr("<on_reboot>destroy</on_reboot>")) << *xml;
+  EXPECT_THAT(*xml, Not(HasSubstr("<interface"))) << *xml;
+  EXPECT_THAT(*xml, Not(HasSubstr("<disk"))) << *xml;
 }
 
 TEST(DomainXml, KvmTypeAndHostCpu) {
@@ -89,17 +91,17 @@ TEST(DomainXml, KvmTypeAndHostCpu) {
   spec.domain_type = "kvm";
   spec.cpu_model = "host";
   std::string xml = BuildDomainXml(spec);
-  EXPECT_NE(xml.find("<domain type='kvm'>"), std::string::npos) << xml;
-  EXPECT_NE(xml.find("<cpu mode='host-passthrough'/>"), std::string::npos) << xml;
+  EXPECT_THAT(xml, HasSubstr("<domain type='kvm'>")) << xml;
+  EXPECT_THAT(xml, HasSubstr("<cpu mode='host-passthrough'/>")) << xml;
 }
 
 TEST(DomainXml, NoConsoleLogMeansAPtyTheLabStreams) {
   DomainXmlSpec spec = SampleSpec("patchlab-pty-console");
   spec.console_log.clear();
   std::string xml = BuildDomainXml(spec);
-  EXPECT_NE(xml.find("<serial type='pty'><target port='0'/></serial>"), std::string::npos) << xml;
-  EXPECT_NE(xml.find("<serial type='pty'><target port='1'/></serial>"), std::string::npos) << xml;
-  EXPECT_EQ(xml.find("type='file'"), std::string::npos) << xml;
+  EXPECT_THAT(xml, HasSubstr("<serial type='pty'><target port='0'/></serial>")) << xml;
+  EXPECT_THAT(xml, HasSubstr("<serial type='pty'><target port='1'/></serial>")) << xml;
+  EXPECT_THAT(xml, Not(HasSubstr("type='file'"))) << xml;
 }
 
 TEST(DomainXml, EscapesTextAndAttributes) {
@@ -107,15 +109,15 @@ TEST(DomainXml, EscapesTextAndAttributes) {
   spec.cmdline = "a=<b> c='d' & e";
   spec.console_log = "/out/it's/console.log";
   std::string xml = BuildDomainXml(spec);
-  EXPECT_NE(xml.find("a=&lt;b&gt; c=&apos;d&apos; &amp; e"), std::string::npos) << xml;
-  EXPECT_NE(xml.find("/out/it&apos;s/console.log"), std::string::npos) << xml;
+  EXPECT_THAT(xml, HasSubstr("a=&lt;b&gt; c=&apos;d&apos; &amp; e")) << xml;
+  EXPECT_THAT(xml, HasSubstr("/out/it&apos;s/console.log")) << xml;
   auto host = TestHost();
   ASSERT_TRUE(host);
   auto dom = TransientDomain::Create(host, xml, spec.name);
-  ASSERT_TRUE(dom.has_value()) << dom.error().ToString();
+  ASSERT_OK(dom);
   auto back = (*dom)->XmlDesc();
   ASSERT_TRUE(back.has_value());
-  EXPECT_NE(back->find("a=&lt;b&gt; c=&apos;d&apos; &amp; e"), std::string::npos) << *back;
+  EXPECT_THAT(*back, HasSubstr("a=&lt;b&gt; c=&apos;d&apos; &amp; e")) << *back;
 }
 
 TEST(TransientDomain, CreateThenDestroyLeavesNothing) {
@@ -124,11 +126,11 @@ TEST(TransientDomain, CreateThenDestroyLeavesNothing) {
   DomainXmlSpec spec = SampleSpec("patchlab-lifecycle");
   {
     auto dom = TransientDomain::Create(host, BuildDomainXml(spec), spec.name);
-    ASSERT_TRUE(dom.has_value()) << dom.error().ToString();
+    ASSERT_OK(dom);
     EXPECT_TRUE((*dom)->Active());
     EXPECT_TRUE(DomainExists(*host, spec.name));
     auto stats = (*dom)->Stats();
-    ASSERT_TRUE(stats.has_value()) << stats.error().ToString();
+    ASSERT_OK(stats);
     EXPECT_EQ(stats->state, "running");
     EXPECT_EQ(stats->memory_kib, 384u * 1024);
   }
@@ -181,7 +183,7 @@ TEST(TransientDomain, SaveThenRestoreUnderTheSameName) {
   EXPECT_FALSE((*dom)->Active());
   EXPECT_FALSE(DomainExists(*host, spec.name));
   auto restored = TransientDomain::Restore(host, file.string(), "", spec.name);
-  ASSERT_TRUE(restored.has_value()) << restored.error().ToString();
+  ASSERT_OK(restored);
   EXPECT_TRUE((*restored)->Active());
   restored->reset();
   EXPECT_FALSE(DomainExists(*host, spec.name));
@@ -194,9 +196,9 @@ TEST(TransientDomain, RestoreOfAMissingFileNamesHostDomainAndFile) {
   auto restored = TransientDomain::Restore(host, "/nonexistent/state.save", "", "patchlab-none");
   ASSERT_FALSE(restored.has_value());
   std::string msg = restored.error().ToString();
-  EXPECT_NE(msg.find(kTestUri), std::string::npos) << msg;
-  EXPECT_NE(msg.find("patchlab-none"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("/nonexistent/state.save"), std::string::npos) << msg;
+  EXPECT_THAT(msg, HasSubstr(kTestUri)) << msg;
+  EXPECT_THAT(msg, HasSubstr("patchlab-none")) << msg;
+  EXPECT_THAT(msg, HasSubstr("/nonexistent/state.save")) << msg;
 }
 
 TEST(TransientDomain, BadXmlNamesHostAndDomain) {
@@ -207,7 +209,7 @@ TEST(TransientDomain, BadXmlNamesHostAndDomain) {
   ASSERT_FALSE(dom.has_value());
   EXPECT_EQ(dom.error().code(), ErrorCode::kInfra);
   std::string msg = dom.error().ToString();
-  EXPECT_NE(msg.find("libvirt test:///default domain patchlab-bad-xml"), std::string::npos) << msg;
+  EXPECT_THAT(msg, HasSubstr("libvirt test:///default domain patchlab-bad-xml")) << msg;
 }
 
 TEST(TransientDomain, DuplicateNameIsRefused) {
@@ -227,14 +229,13 @@ TEST(LibvirtHost, UnreachableUriIsNamed) {
   auto host = LibvirtHost::Open(uri);
   ASSERT_FALSE(host.has_value());
   EXPECT_EQ(host.error().code(), ErrorCode::kInfra);
-  EXPECT_NE(host.error().ToString().find(uri), std::string::npos) << host.error().ToString();
+  EXPECT_THAT(host.error().ToString(), HasSubstr(uri)) << host.error().ToString();
 }
 
 TEST(LibvirtHost, UnknownDriverIsNamed) {
   auto host = LibvirtHost::Open("nosuchdriver:///x");
   ASSERT_FALSE(host.has_value());
-  EXPECT_NE(host.error().ToString().find("nosuchdriver:///x"), std::string::npos)
-      << host.error().ToString();
+  EXPECT_THAT(host.error().ToString(), HasSubstr("nosuchdriver:///x")) << host.error().ToString();
 }
 
 TEST(LibvirtHost, TestDriverCapabilities) {
@@ -243,7 +244,7 @@ TEST(LibvirtHost, TestDriverCapabilities) {
   EXPECT_TRUE(host->alive());
   EXPECT_TRUE(host->local());
   auto caps = host->Capabilities();
-  ASSERT_TRUE(caps.has_value()) << caps.error().ToString();
+  ASSERT_OK(caps);
   EXPECT_EQ(caps->hypervisor, "TEST");
   EXPECT_FALSE(caps->kvm_listed);
 }
@@ -285,7 +286,7 @@ TEST(LibvirtBackend, FailedBootLeavesNoDomain) {
   o.accelerator = Accelerator::kTcg;
   o.require_x86_64 = false;  // the test driver offers i686 only
   auto backend = LibvirtBackend::Open(o);
-  ASSERT_TRUE(backend.has_value()) << backend.error().ToString();
+  ASSERT_OK(backend);
   fs::path dir =
       fs::temp_directory_path() / fmt::format("patchlab-libvirt-unit-boot-{}", ::getpid());
   fs::create_directories(dir);
@@ -301,8 +302,8 @@ TEST(LibvirtBackend, FailedBootLeavesNoDomain) {
   auto vm = (*backend)->Boot(image, spec);
   ASSERT_FALSE(vm.has_value());
   EXPECT_EQ(vm.error().code(), ErrorCode::kInfra);
-  EXPECT_NE(vm.error().ToString().find("libvirt test:///default domain patchlab-unit-boot-"),
-            std::string::npos)
+  EXPECT_THAT(vm.error().ToString(),
+              HasSubstr("libvirt test:///default domain patchlab-unit-boot-"))
       << vm.error().ToString();
   // Nothing named patchlab-unit-boot-* is left on the host.
   virDomainPtr* domains = nullptr;
@@ -310,7 +311,7 @@ TEST(LibvirtBackend, FailedBootLeavesNoDomain) {
   ASSERT_GE(n, 0);
   for (int i = 0; i < n; ++i) {
     std::string name = virDomainGetName(domains[i]);
-    EXPECT_EQ(name.find("patchlab-unit-boot-"), std::string::npos) << "leaked " << name;
+    EXPECT_THAT(name, Not(HasSubstr("patchlab-unit-boot-"))) << "leaked " << name;
     virDomainFree(domains[i]);
   }
   free(domains);
@@ -324,7 +325,7 @@ TEST(DomainOwner, SelfRoundTripsThroughTheMetadataElement) {
   EXPECT_EQ(self.pid, ::getpid());
   EXPECT_GT(self.start, 0u);
   EXPECT_FALSE(self.boot.empty());
-  EXPECT_NE(self.pidns.find("pid:["), std::string::npos) << self.pidns;
+  EXPECT_THAT(self.pidns, HasSubstr("pid:[")) << self.pidns;
   auto back = ParseOwner(self.MetadataXml());
   ASSERT_TRUE(back.has_value()) << self.MetadataXml();
   EXPECT_EQ(back->host, self.host);
@@ -350,13 +351,13 @@ TEST(DomainOwner, WithOwnerReplacesOrAddsTheMetadata) {
   std::string saved =
       "<domain>\n  <name>d</name>\n  <metadata>\n    <x:y xmlns:x='u'/>\n  </metadata>\n</domain>";
   std::string replaced = WithOwner(saved, other);
-  EXPECT_EQ(replaced.find("xmlns:x='u'"), std::string::npos) << replaced;
+  EXPECT_THAT(replaced, Not(HasSubstr("xmlns:x='u'"))) << replaced;
   auto owner = ParseOwner(replaced);
   ASSERT_TRUE(owner.has_value()) << replaced;
   EXPECT_EQ(owner->pid, 1);
   EXPECT_EQ(owner->start, 7u);
   std::string added = WithOwner("<domain>\n  <name>d</name>\n</domain>", other);
-  EXPECT_NE(added.find("</name>\n  <metadata>"), std::string::npos) << added;
+  EXPECT_THAT(added, HasSubstr("</name>\n  <metadata>")) << added;
   EXPECT_TRUE(ParseOwner(added).has_value());
 }
 
@@ -390,7 +391,7 @@ TEST(DomainOwner, OnlyDomainsOfDeadOwnersAreDestroyed) {
     DomainXmlSpec spec = SampleSpec(name);
     spec.metadata = metadata;
     auto dom = TransientDomain::Create(host, BuildDomainXml(spec), name);
-    EXPECT_TRUE(dom.has_value()) << dom.error().ToString();
+    EXPECT_OK(dom);
     if (dom) keep.push_back(std::move(*dom));
   };
   make("patchlab-owner-live", self.MetadataXml());
@@ -402,7 +403,7 @@ TEST(DomainOwner, OnlyDomainsOfDeadOwnersAreDestroyed) {
   ASSERT_EQ(keep.size(), 6u);
 
   auto destroyed = DestroyDomainsOfDeadOwners(*host);
-  ASSERT_TRUE(destroyed.has_value()) << destroyed.error().ToString();
+  ASSERT_OK(destroyed);
   std::set<std::string> gone(destroyed->begin(), destroyed->end());
   EXPECT_EQ(gone, (std::set<std::string>{"patchlab-owner-exited", "patchlab-owner-reused",
                                          "patchlab-owner-rebooted"}));
@@ -421,12 +422,12 @@ TEST(FleetBackend, UnreachableHostsAreLeftOutAndNamed) {
   o.backend.accelerator = Accelerator::kTcg;
   o.backend.require_x86_64 = false;  // the test driver offers i686 only
   auto fleet = FleetBackend::Open(o);
-  ASSERT_TRUE(fleet.has_value()) << fleet.error().ToString();
+  ASSERT_OK(fleet);
   auto hosts = (*fleet)->Hosts();
   ASSERT_EQ(hosts.size(), 2u);
   EXPECT_TRUE(hosts[0].alive);
   EXPECT_FALSE(hosts[1].alive);
-  EXPECT_NE(hosts[1].reason.find("/nonexistent/fleet-sock"), std::string::npos) << hosts[1].reason;
+  EXPECT_THAT(hosts[1].reason, HasSubstr("/nonexistent/fleet-sock")) << hosts[1].reason;
   EXPECT_EQ((*fleet)->capacity(), 2);
 }
 
@@ -437,8 +438,8 @@ TEST(FleetBackend, NoReachableHostFailsNamingEach) {
   auto fleet = FleetBackend::Open(o);
   ASSERT_FALSE(fleet.has_value());
   EXPECT_EQ(fleet.error().code(), ErrorCode::kInfra);
-  EXPECT_NE(fleet.error().ToString().find("/nonexistent/a"), std::string::npos);
-  EXPECT_NE(fleet.error().ToString().find("/nonexistent/b"), std::string::npos);
+  EXPECT_THAT(fleet.error().ToString(), HasSubstr("/nonexistent/a"));
+  EXPECT_THAT(fleet.error().ToString(), HasSubstr("/nonexistent/b"));
 }
 
 TEST(FleetBackend, BadOptionsAreUsageErrors) {
@@ -460,7 +461,7 @@ TEST(HostCheck, UnreachableHostIsFatalWithTheUri) {
   ASSERT_EQ(r.lines.size(), 1u);
   EXPECT_EQ(r.lines[0].check, "libvirt");
   EXPECT_TRUE(r.lines[0].fatal);
-  EXPECT_NE(r.lines[0].detail.find("/nonexistent/check"), std::string::npos);
+  EXPECT_THAT(r.lines[0].detail, HasSubstr("/nonexistent/check"));
 }
 
 }  // namespace

@@ -23,6 +23,10 @@
 #include "harness/vm/image_store.h"
 #include "tests/libvirt/libvirtd_fixture.h"
 #include "tests/libvirt/test_image.h"
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 namespace patchlab::harness {
 namespace {
@@ -87,7 +91,7 @@ class LibvirtVmTest : public ::testing::Test {
     o.accelerator =
         Accelerator::kTcg;  // KVM is probed in HostCheck; forced here to keep tests short
     auto b = LibvirtBackend::Open(o);
-    ASSERT_TRUE(b.has_value()) << b.error().ToString();
+    ASSERT_OK(b);
     backend_ = b->release();
   }
   static void TearDownTestSuite() {
@@ -130,18 +134,17 @@ TEST_F(LibvirtVmTest, BootsToTheAgentAndRecordsLibvirtFigures) {
   auto image = LabImage(PATCHLAB_SOURCE_DIR, PATCHLAB_AGENT_BINARY);
   VmSpec spec = Spec(*dir_, "boot");
   auto vm = backend_->Boot(*image, spec);
-  ASSERT_TRUE(vm.has_value()) << vm.error().ToString();
+  ASSERT_OK(vm);
   auto hello = (*vm)->agent().Hello();
-  ASSERT_TRUE(hello.has_value()) << hello.error().ToString();
+  ASSERT_OK(hello);
   EXPECT_EQ(hello->kernel, image->kernel_release);
   EXPECT_EQ((*vm)->accelerator(), Accelerator::kTcg);
-  EXPECT_NE((*vm)->Describe().find("libvirt domain patchlab-boot-"), std::string::npos)
-      << (*vm)->Describe();
+  EXPECT_THAT((*vm)->Describe(), HasSubstr("libvirt domain patchlab-boot-")) << (*vm)->Describe();
   LibvirtVmInfo* info = AsLibvirtVm(**vm);
   ASSERT_NE(info, nullptr);
   EXPECT_EQ(info->HostName(), daemon_->uri());
   auto stats = info->Stats();
-  ASSERT_TRUE(stats.has_value()) << stats.error().ToString();
+  ASSERT_OK(stats);
   EXPECT_EQ(stats->state, "running");
   EXPECT_GT(stats->cpu_time_ns, 0u);
   EXPECT_TRUE(stats->rss_kib.has_value());
@@ -152,10 +155,10 @@ TEST_F(LibvirtVmTest, BootsToTheAgentAndRecordsLibvirtFigures) {
   // The figures and the console stay beside the cell.
   auto figures = ReadFile(spec.artefacts_dir / "libvirt-stats.json");
   ASSERT_TRUE(figures.has_value());
-  EXPECT_NE(figures->find("\"cpu_time_ns\""), std::string::npos) << *figures;
+  EXPECT_THAT(*figures, HasSubstr("\"cpu_time_ns\"")) << *figures;
   auto console = ReadFile((*vm)->console_log_path());
   ASSERT_TRUE(console.has_value());
-  EXPECT_NE(console->find("Linux version"), std::string::npos);
+  EXPECT_THAT(*console, HasSubstr("Linux version"));
   vm->reset();
 }
 
@@ -167,53 +170,53 @@ TEST_F(LibvirtVmTest, AgentAnswersOverTheLibvirtStreamAcrossSaveAndRestore) {
   auto image = LabImage(PATCHLAB_SOURCE_DIR, PATCHLAB_AGENT_BINARY);
   VmSpec spec = Spec(*dir_, "stream");
   auto vm = backend_->Boot(*image, spec);
-  ASSERT_TRUE(vm.has_value()) << vm.error().ToString();
+  ASSERT_OK(vm);
   auto xml = ReadFile(spec.artefacts_dir / "domain.xml");
   ASSERT_TRUE(xml.has_value());
-  EXPECT_NE(xml->find("<serial type='pty'><target port='1'/></serial>"), std::string::npos) << *xml;
-  EXPECT_EQ(xml->find("type='unix'"), std::string::npos)
+  EXPECT_THAT(*xml, HasSubstr("<serial type='pty'><target port='1'/></serial>")) << *xml;
+  EXPECT_THAT(*xml, Not(HasSubstr("type='unix'")))
       << "an agent socket on the lab's file system: " << *xml;
 
   auto exercise = [](Vm& v, const std::string& when) {
     SCOPED_TRACE(when);
     auto hello = v.agent().Hello();
-    ASSERT_TRUE(hello.has_value()) << hello.error().ToString();
+    ASSERT_OK(hello);
     EXPECT_EQ(hello->machine, "x86_64");
     ExecRequest echo;
     echo.argv = {"/bin/sh", "-c", "echo over-the-stream-$((6*7))"};
     auto ran = v.agent().Run(echo, milliseconds(20000));
-    ASSERT_TRUE(ran.has_value()) << ran.error().ToString();
+    ASSERT_OK(ran);
     EXPECT_TRUE(ran->exit.exited && ran->exit.code == 0) << ran->exit.ToString();
     EXPECT_EQ(ran->stdout_data, "over-the-stream-42\n");
     ExecRequest sleeper;
     sleeper.argv = {"/bin/sleep", "30"};
     auto pid = v.agent().Exec(sleeper);
-    ASSERT_TRUE(pid.has_value()) << pid.error().ToString();
+    ASSERT_OK(pid);
     auto sample = v.agent().Sample(*pid);
-    ASSERT_TRUE(sample.has_value()) << sample.error().ToString();
+    ASSERT_OK(sample);
     EXPECT_EQ(sample->pid, *pid);
     EXPECT_GT(sample->rss_kib, 0u);
     ASSERT_TRUE(v.agent().Kill(*pid, SIGKILL).has_value());
     auto exit = v.agent().Wait(*pid, milliseconds(20000));
-    ASSERT_TRUE(exit.has_value()) << exit.error().ToString();
+    ASSERT_OK(exit);
     EXPECT_FALSE(exit->exited);
     EXPECT_EQ(exit->signal, SIGKILL);
   };
   exercise(**vm, "booted");
 
   auto state = backend_->SaveReady(**vm, *dir_ / "states" / "stream.state");
-  ASSERT_TRUE(state.has_value()) << state.error().ToString();
+  ASSERT_OK(state);
   exercise(**vm, "saved and restored in place");
   EXPECT_TRUE((*vm)->PollEvents(kHeartbeat).empty());
   vm->reset();
 
   auto restored = backend_->RestoreReady(*state, Spec(*dir_, "stream-restored"));
-  ASSERT_TRUE(restored.has_value()) << restored.error().ToString();
+  ASSERT_OK(restored);
   exercise(**restored, "restored from the state file");
   // The agent log holds both directions of the stream.
   auto agent_log = ReadFile((*restored)->agent_log_path());
   ASSERT_TRUE(agent_log.has_value());
-  EXPECT_NE(agent_log->find("over-the-stream"), std::string::npos);
+  EXPECT_THAT(*agent_log, HasSubstr("over-the-stream"));
   // When the domain goes, so does the stream: the agent channel closes.
   (*restored)->Kill();
   auto e = (*restored)->WaitForEvent(milliseconds(20000), kHeartbeat);
@@ -236,21 +239,21 @@ TEST_F(LibvirtVmTest, StreamedConsoleLogIsWrittenByTheLab) {
   o.accelerator = Accelerator::kTcg;
   o.console_log = ConsoleLogPlacement::kStreamed;
   auto streaming = LibvirtBackend::Open(o);
-  ASSERT_TRUE(streaming.has_value()) << streaming.error().ToString();
+  ASSERT_OK(streaming);
   VmSpec spec = Spec(*dir_, "streamed-console");
   auto vm = (*streaming)->Boot(*image, spec);
-  ASSERT_TRUE(vm.has_value()) << vm.error().ToString();
+  ASSERT_OK(vm);
   auto xml = ReadFile(spec.artefacts_dir / "domain.xml");
   ASSERT_TRUE(xml.has_value());
-  EXPECT_NE(xml->find("<serial type='pty'><target port='0'/></serial>"), std::string::npos) << *xml;
-  EXPECT_EQ(xml->find("console.log"), std::string::npos)
+  EXPECT_THAT(*xml, HasSubstr("<serial type='pty'><target port='0'/></serial>")) << *xml;
+  EXPECT_THAT(*xml, Not(HasSubstr("console.log")))
       << "the host was told to write the log: " << *xml;
   ASSERT_TRUE((*vm)->agent().Hello().has_value());
   // The kernel's first lines came through the stream: the domain started
   // paused until the stream was open.
   auto console = ReadFile((*vm)->console_log_path());
   ASSERT_TRUE(console.has_value());
-  EXPECT_NE(console->find("Linux version"), std::string::npos) << *console;
+  EXPECT_THAT(*console, HasSubstr("Linux version")) << *console;
   vm->reset();
 }
 
@@ -299,7 +302,7 @@ TEST_F(LibvirtVmTest, DomainsOfAKilledLabAreDestroyedByTheNextOne) {
   o.uri = daemon_->uri();
   o.accelerator = Accelerator::kTcg;
   auto next = LibvirtBackend::Open(o);
-  ASSERT_TRUE(next.has_value()) << next.error().ToString();
+  ASSERT_OK(next);
   EXPECT_FALSE(LiveDomains(*backend_->host()).contains(line))
       << line << " of a dead lab still runs";
 }
@@ -307,14 +310,14 @@ TEST_F(LibvirtVmTest, DomainsOfAKilledLabAreDestroyedByTheNextOne) {
 TEST_F(LibvirtVmTest, GuestPanicIsACrashEvent) {
   auto image = LabImage(PATCHLAB_SOURCE_DIR, PATCHLAB_AGENT_BINARY);
   auto vm = backend_->Boot(*image, Spec(*dir_, "panic"));
-  ASSERT_TRUE(vm.has_value()) << vm.error().ToString();
+  ASSERT_OK(vm);
   ExecRequest req;
   // The pause lets the agent's reply to the exec leave the guest first: a
   // panic in the same instant can take the reply with it (one vCPU, the
   // reply still in the serial port's queue), and Exec then times out.
   req.argv = {"/bin/sh", "-c", "sleep 1; echo c > /proc/sysrq-trigger"};
   auto pid = (*vm)->agent().Exec(req);
-  ASSERT_TRUE(pid.has_value()) << pid.error().ToString();
+  ASSERT_OK(pid);
   std::optional<VmEvent> panic;
   for (int i = 0; i < 10 && !panic; ++i) {
     auto e = (*vm)->WaitForEvent(milliseconds(6000), milliseconds(60000));
@@ -322,14 +325,14 @@ TEST_F(LibvirtVmTest, GuestPanicIsACrashEvent) {
   }
   ASSERT_TRUE(panic.has_value()) << "no panic event; console:\n"
                                  << ReadFile((*vm)->console_log_path()).value_or("");
-  EXPECT_NE(panic->detail.find("panicked"), std::string::npos) << panic->detail;
+  EXPECT_THAT(panic->detail, HasSubstr("panicked")) << panic->detail;
   vm->reset();
 }
 
 TEST_F(LibvirtVmTest, KilledVmIsAnExitEvent) {
   auto image = LabImage(PATCHLAB_SOURCE_DIR, PATCHLAB_AGENT_BINARY);
   auto vm = backend_->Boot(*image, Spec(*dir_, "kill"));
-  ASSERT_TRUE(vm.has_value()) << vm.error().ToString();
+  ASSERT_OK(vm);
   (*vm)->Kill();
   auto e = (*vm)->WaitForEvent(milliseconds(20000), kHeartbeat);
   ASSERT_TRUE(e.has_value());
@@ -343,29 +346,29 @@ TEST_F(LibvirtVmTest, KilledVmIsAnExitEvent) {
 TEST_F(LibvirtVmTest, SavedReadyStateRestoresAndGrowsCopiesForParallelVms) {
   auto image = LabImage(PATCHLAB_SOURCE_DIR, PATCHLAB_AGENT_BINARY);
   auto first = backend_->Boot(*image, Spec(*dir_, "save"));
-  ASSERT_TRUE(first.has_value()) << first.error().ToString();
+  ASSERT_OK(first);
   auto state = backend_->SaveReady(**first, *dir_ / "states" / "ready.state");
-  ASSERT_TRUE(state.has_value()) << state.error().ToString();
+  ASSERT_OK(state);
   EXPECT_EQ(state->backend, "libvirt");
   // The saved VM goes on running with a fresh agent connection.
   auto hello = (*first)->agent().Hello();
-  ASSERT_TRUE(hello.has_value()) << hello.error().ToString();
+  ASSERT_OK(hello);
   std::string boot_id = hello->boot_id;
   first->reset();
 
   VmSpec restored_spec = Spec(*dir_, "restored-1");
   auto a = backend_->RestoreReady(*state, restored_spec);
-  ASSERT_TRUE(a.has_value()) << a.error().ToString();
+  ASSERT_OK(a);
   auto ha = (*a)->agent().Hello();
-  ASSERT_TRUE(ha.has_value()) << ha.error().ToString();
+  ASSERT_OK(ha);
   EXPECT_EQ(ha->boot_id, boot_id) << "not the saved guest";
   EXPECT_EQ((*a)->console_log_path(), fs::absolute(restored_spec.artefacts_dir / "console.log"));
 
   // While the first restore runs, a second needs its own copy of the state.
   auto b = backend_->RestoreReady(*state, Spec(*dir_, "restored-2"));
-  ASSERT_TRUE(b.has_value()) << b.error().ToString();
+  ASSERT_OK(b);
   auto hb = (*b)->agent().Hello();
-  ASSERT_TRUE(hb.has_value()) << hb.error().ToString();
+  ASSERT_OK(hb);
   EXPECT_EQ(LiveDomains(*backend_->host()).size(), 2u);
   EXPECT_TRUE(fs::exists(state->file.string() + ".1")) << "no second copy of the state";
   a->reset();
@@ -374,8 +377,8 @@ TEST_F(LibvirtVmTest, SavedReadyStateRestoresAndGrowsCopiesForParallelVms) {
   // Both copies free again: two restores at once, no boot.
   auto c = backend_->RestoreReady(*state, Spec(*dir_, "restored-3"));
   auto d = backend_->RestoreReady(*state, Spec(*dir_, "restored-4"));
-  ASSERT_TRUE(c.has_value()) << c.error().ToString();
-  ASSERT_TRUE(d.has_value()) << d.error().ToString();
+  ASSERT_OK(c);
+  ASSERT_OK(d);
   EXPECT_FALSE(fs::exists(state->file.string() + ".2")) << "a third copy was made";
   EXPECT_TRUE((*c)->agent().Hello().has_value());
   EXPECT_TRUE((*d)->agent().Hello().has_value());
@@ -392,12 +395,12 @@ TEST_F(LibvirtVmTest, ImagesUploadOnceIntoThePoolAndBootFromIt) {
   ImagePoolSpec pool;  // the daemon's private /var/lib/libvirt/images/patchlab
   uint64_t sent = 0;
   auto placed = UploadImage(*backend_->host(), pool, *image, &sent);
-  ASSERT_TRUE(placed.has_value()) << placed.error().ToString();
+  ASSERT_OK(placed);
   EXPECT_GT(sent, 0u);
   EXPECT_EQ(placed->kernel.parent_path(), fs::path(pool.dir));
   uint64_t again = 1;
   auto second = UploadImage(*backend_->host(), pool, *image, &again);
-  ASSERT_TRUE(second.has_value()) << second.error().ToString();
+  ASSERT_OK(second);
   EXPECT_EQ(again, 0u) << "an identical volume was sent again";
   EXPECT_EQ(second->kernel, placed->kernel);
 
@@ -406,14 +409,13 @@ TEST_F(LibvirtVmTest, ImagesUploadOnceIntoThePoolAndBootFromIt) {
   o.accelerator = Accelerator::kTcg;
   o.placement = ImagePlacement::kUpload;
   auto uploader = LibvirtBackend::Open(o);
-  ASSERT_TRUE(uploader.has_value()) << uploader.error().ToString();
+  ASSERT_OK(uploader);
   VmSpec spec = Spec(*dir_, "from-pool");
   auto vm = (*uploader)->Boot(*image, spec);
-  ASSERT_TRUE(vm.has_value()) << vm.error().ToString();
+  ASSERT_OK(vm);
   auto xml = ReadFile(spec.artefacts_dir / "domain.xml");
   ASSERT_TRUE(xml.has_value());
-  EXPECT_NE(xml->find("<kernel>" + placed->kernel.string() + "</kernel>"), std::string::npos)
-      << *xml;
+  EXPECT_THAT(*xml, HasSubstr("<kernel>" + placed->kernel.string() + "</kernel>")) << *xml;
   EXPECT_TRUE((*vm)->agent().Hello().has_value());
 }
 
@@ -428,7 +430,7 @@ TEST_F(LibvirtVmTest, HostCheckPassesOnAWorkingHost) {
   for (const auto& l : r.lines) lines += l.check + ": " + l.detail + "\n";
   EXPECT_TRUE(r.usable()) << lines;
   ASSERT_EQ(r.lines.size(), 4u) << lines;
-  EXPECT_NE(r.lines[1].detail.find("QEMU"), std::string::npos) << lines;
+  EXPECT_THAT(r.lines[1].detail, HasSubstr("QEMU")) << lines;
 }
 
 // Two daemons stand in for two hosts: cells spread over both, and when one
@@ -439,23 +441,23 @@ TEST(LibvirtFleet, SpreadsOverHostsAndSurvivesOneDroppingOut) {
   if (!image) GTEST_SKIP() << "no reference image: " << image.error().ToString();
   fs::path dir = TestDir("fleet");
   auto a = PrivateLibvirtd::Start(dir / "host-a");
-  ASSERT_TRUE(a.has_value()) << a.error().ToString();
+  ASSERT_OK(a);
   auto b = PrivateLibvirtd::Start(dir / "host-b");
-  ASSERT_TRUE(b.has_value()) << b.error().ToString();
+  ASSERT_OK(b);
 
   FleetOptions o;
   o.uris = {(*a)->uri(), (*b)->uri()};
   o.per_host = 1;
   o.backend.accelerator = Accelerator::kTcg;
   auto fleet = FleetBackend::Open(o);
-  ASSERT_TRUE(fleet.has_value()) << fleet.error().ToString();
+  ASSERT_OK(fleet);
   EXPECT_EQ((*fleet)->capacity(), 2);
 
   // Two cells at once: one per host (per_host = 1).
   auto vm1 = (*fleet)->Boot(*image, Spec(dir, "cell-1"));
-  ASSERT_TRUE(vm1.has_value()) << vm1.error().ToString();
+  ASSERT_OK(vm1);
   auto vm2 = (*fleet)->Boot(*image, Spec(dir, "cell-2"));
-  ASSERT_TRUE(vm2.has_value()) << vm2.error().ToString();
+  ASSERT_OK(vm2);
   std::string host1 = AsLibvirtVm(**vm1)->HostName();
   std::string host2 = AsLibvirtVm(**vm2)->HostName();
   EXPECT_NE(host1, host2) << "both cells on one host";
@@ -482,7 +484,7 @@ TEST(LibvirtFleet, SpreadsOverHostsAndSurvivesOneDroppingOut) {
   });
   auto retry = (*fleet)->Boot(*image, Spec(dir, "cell-2-retry"));
   finish_a.join();
-  ASSERT_TRUE(retry.has_value()) << retry.error().ToString();
+  ASSERT_OK(retry);
   EXPECT_EQ(AsLibvirtVm(**retry)->HostName(), (*a)->uri());
   EXPECT_TRUE((*retry)->agent().Hello().has_value());
 
@@ -509,9 +511,9 @@ TEST(LibvirtFleet, ADroppedHostIsReconnectedWhenItComesBack) {
   if (!image) GTEST_SKIP() << "no reference image: " << image.error().ToString();
   fs::path dir = TestDir("reconnect");
   auto a = PrivateLibvirtd::Start(dir / "host-a");
-  ASSERT_TRUE(a.has_value()) << a.error().ToString();
+  ASSERT_OK(a);
   auto b = PrivateLibvirtd::Start(dir / "host-b");
-  ASSERT_TRUE(b.has_value()) << b.error().ToString();
+  ASSERT_OK(b);
   std::string uri_b = (*b)->uri();
 
   FleetOptions o;
@@ -520,7 +522,7 @@ TEST(LibvirtFleet, ADroppedHostIsReconnectedWhenItComesBack) {
   o.backend.accelerator = Accelerator::kTcg;
   o.reconnect_interval = milliseconds(200);
   auto fleet = FleetBackend::Open(o);
-  ASSERT_TRUE(fleet.has_value()) << fleet.error().ToString();
+  ASSERT_OK(fleet);
 
   // Host B goes down; the fleet notices (its close callback).
   (*b)->Stop();
@@ -532,12 +534,12 @@ TEST(LibvirtFleet, ADroppedHostIsReconnectedWhenItComesBack) {
   // It comes back at the same URI: with host A's slot taken, the next VM can
   // only run if the fleet reconnects to B.
   auto b2 = PrivateLibvirtd::Start(dir / "host-b");
-  ASSERT_TRUE(b2.has_value()) << b2.error().ToString();
+  ASSERT_OK(b2);
   ASSERT_EQ((*b2)->uri(), uri_b);
   auto on_a = (*fleet)->Boot(*image, Spec(dir, "cell-a"));
-  ASSERT_TRUE(on_a.has_value()) << on_a.error().ToString();
+  ASSERT_OK(on_a);
   auto on_b = (*fleet)->Boot(*image, Spec(dir, "cell-b"));
-  ASSERT_TRUE(on_b.has_value()) << on_b.error().ToString();
+  ASSERT_OK(on_b);
   EXPECT_EQ(AsLibvirtVm(**on_a)->HostName(), (*a)->uri());
   EXPECT_EQ(AsLibvirtVm(**on_b)->HostName(), uri_b);
   EXPECT_TRUE((*on_b)->agent().Hello().has_value());

@@ -8,6 +8,9 @@
 #include "base/file_util.h"
 #include "base/subprocess.h"
 #include "tests/metrics/test_util.h"
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
 
 namespace patchlab::metrics {
 namespace {
@@ -22,7 +25,7 @@ class PatchlabDb : public ::testing::Test {
   void SetUp() override {
     db_path_ = (dir_ / "lab.db").string();
     auto db = CompatDb::Open(db_path_);
-    ASSERT_TRUE(db.has_value()) << db.error().ToString();
+    ASSERT_OK(db);
     showcase_run_ = RecordShowcaseRun(*db);
     // fix-2 passes everywhere, in a second run.
     ASSERT_TRUE(db->RecordPatch(PatchInfo{"fix-2", 2, "abcd", "ee11", "lab-key"}).has_value());
@@ -44,7 +47,7 @@ class PatchlabDb : public ::testing::Test {
     }
     o.timeout = std::chrono::seconds(60);
     auto r = RunSubprocess(o);
-    EXPECT_TRUE(r.has_value()) << r.error().ToString();
+    EXPECT_OK(r);
     return r.value_or(SubprocessResult{});
   }
 
@@ -57,19 +60,19 @@ class PatchlabDb : public ::testing::Test {
 TEST_F(PatchlabDb, GateExitCodes) {
   auto ship = Patchlab({"gate", "fix-2"});
   EXPECT_EQ(ship.status.code, 0) << ship.stdout_data << ship.stderr_data;
-  EXPECT_NE(ship.stdout_data.find("SHIP fix-2"), std::string::npos) << ship.stdout_data;
+  EXPECT_THAT(ship.stdout_data, HasSubstr("SHIP fix-2")) << ship.stdout_data;
 
   auto reject = Patchlab({"gate", "fix-1"});
   EXPECT_EQ(reject.status.code, 1) << reject.stdout_data << reject.stderr_data;
   for (const char* rule : {"max_crashes", "require_applied", "max_cpu_overhead_pct",
                            "max_memory_overhead_mib", "max_pause_ms", "require_semantic_pass"}) {
-    EXPECT_NE(reject.stdout_data.find(rule), std::string::npos) << rule << " not listed in\n"
-                                                                << reject.stdout_data;
+    EXPECT_THAT(reject.stdout_data, HasSubstr(rule)) << rule << " not listed in\n"
+                                                     << reject.stdout_data;
   }
 
   auto unknown = Patchlab({"gate", "fix-9"});
   EXPECT_EQ(unknown.status.code, 3) << unknown.stdout_data;
-  EXPECT_NE(unknown.stdout_data.find("no results recorded for patch fix-9"), std::string::npos);
+  EXPECT_THAT(unknown.stdout_data, HasSubstr("no results recorded for patch fix-9"));
 
   // A ring whose image never ran fix-2: not enough data, naming the image.
   auto policy = dir_ / "rings.yaml";
@@ -80,18 +83,17 @@ TEST_F(PatchlabDb, GateExitCodes) {
   auto j = nlohmann::json::parse(ring.stdout_data, nullptr, false);
   ASSERT_FALSE(j.is_discarded()) << ring.stdout_data;
   EXPECT_EQ(j["outcome"], "not-enough-data");
-  EXPECT_NE(j["missing"][0]["what"].get<std::string>().find("alpine"), std::string::npos);
+  EXPECT_THAT(j["missing"][0]["what"].get<std::string>(), HasSubstr("alpine"));
 
   auto bad_policy = dir_ / "bad.yaml";
   ASSERT_TRUE(WriteFileAtomic(bad_policy, "max_crashes: 0\nmax_cpu: 3\n").has_value());
   auto bad = Patchlab({"gate", "fix-2", "--policy", bad_policy.string()});
   EXPECT_EQ(bad.status.code, 2);
-  EXPECT_NE(bad.stderr_data.find(bad_policy.string() + ":2:1"), std::string::npos)
-      << bad.stderr_data;
+  EXPECT_THAT(bad.stderr_data, HasSubstr(bad_policy.string() + ":2:1")) << bad.stderr_data;
 
   auto no_db = Patchlab({"gate", "fix-2", "--db", (dir_ / "absent.db").string()}, false);
   EXPECT_EQ(no_db.status.code, 2);
-  EXPECT_NE(no_db.stderr_data.find("absent.db"), std::string::npos) << no_db.stderr_data;
+  EXPECT_THAT(no_db.stderr_data, HasSubstr("absent.db")) << no_db.stderr_data;
   EXPECT_FALSE(std::filesystem::exists(dir_ / "absent.db"));
   EXPECT_EQ(Patchlab({"gate"}).status.code, 2);
 }
@@ -112,7 +114,7 @@ TEST_F(PatchlabDb, ReportWritesEveryFormat) {
   EXPECT_EQ(nlohmann::json::parse(newest.stdout_data)["run"]["id"], good_run_);
   auto patch = Patchlab({"report", "--patch", "fix-2", "--format", "md", "-o", "-"});
   EXPECT_EQ(patch.status.code, 0);
-  EXPECT_NE(patch.stdout_data.find("✅ ship"), std::string::npos) << patch.stdout_data;
+  EXPECT_THAT(patch.stdout_data, HasSubstr("✅ ship")) << patch.stdout_data;
 
   EXPECT_EQ(
       Patchlab({"report", "--run", "99", "--format", "html", "-o", (dir_ / "x.html").string()})
@@ -129,7 +131,7 @@ TEST_F(PatchlabDb, QueriesPrintTablesAndJson) {
   EXPECT_EQ(compat.status.code, 0) << compat.stderr_data;
   EXPECT_EQ(nlohmann::json::parse(compat.stdout_data)["cells"].size(), 10u);
   auto table = Patchlab({"compat", "fix-2"});
-  EXPECT_NE(table.stdout_data.find("deb12-old"), std::string::npos) << table.stdout_data;
+  EXPECT_THAT(table.stdout_data, HasSubstr("deb12-old")) << table.stdout_data;
 
   auto label =
       Patchlab({"runs", "--set-label", "pre-release", "--run", std::to_string(showcase_run_)});
@@ -158,8 +160,7 @@ TEST_F(PatchlabDb, RegressionsExitCodes) {
   ASSERT_TRUE(db->RecordCell(c).has_value());
   auto found = Patchlab({"regressions", "--label", "nightly"});
   EXPECT_EQ(found.status.code, 1) << found.stdout_data << found.stderr_data;
-  EXPECT_NE(found.stdout_data.find("[new-crash]: panic 0 -> 1"), std::string::npos)
-      << found.stdout_data;
+  EXPECT_THAT(found.stdout_data, HasSubstr("[new-crash]: panic 0 -> 1")) << found.stdout_data;
   auto json = Patchlab({"regressions", "--run", std::to_string(worse), "--since-run",
                         std::to_string(good_run_), "--json"});
   EXPECT_EQ(json.status.code, 1);
@@ -196,7 +197,7 @@ TEST_F(PatchlabDb, EveryQueryWorksStraightFromReadOnlyMedia) {
   // Writing is refused there, naming the file.
   auto label = Patchlab({"runs", "--set-label", "x", "--run", std::to_string(good_run_)});
   EXPECT_EQ(label.status.code, 2);
-  EXPECT_NE(label.stderr_data.find(db_path_), std::string::npos) << label.stderr_data;
+  EXPECT_THAT(label.stderr_data, HasSubstr(db_path_)) << label.stderr_data;
 }
 
 }  // namespace

@@ -14,6 +14,8 @@
 #include "tests/metrics/test_util.h"
 #include "tests/support/status_matchers.h"
 
+using ::testing::HasSubstr;
+
 namespace patchlab::metrics {
 namespace {
 
@@ -36,7 +38,7 @@ TEST(CompatDb, CellRoundTripKeepsEveryFigure) {
   CompatDb db = OpenSeeded(dir / "lab.db");
   EXPECT_EQ(db.schema_version(), kSchemaVersion);
   auto run = db.BeginRun(RunInfo{.label = "nightly", .args = "scenarios"});
-  ASSERT_TRUE(run.has_value()) << run.error().ToString();
+  ASSERT_OK(run);
   CellResult cell = GoodCell(*run, "deb12");
   cell.crashes = {{CrashKind::kSegfault, 2}, {CrashKind::kLostHeartbeat, 1}};
   cell.verdict = Verdict::kFail;
@@ -47,7 +49,7 @@ TEST(CompatDb, CellRoundTripKeepsEveryFigure) {
   ASSERT_TRUE(db.RecordCell(cell).has_value());
 
   auto cells = db.CellsOfRun(*run);
-  ASSERT_TRUE(cells.has_value()) << cells.error().ToString();
+  ASSERT_OK(cells);
   ASSERT_EQ(cells->size(), 1u);
   const CellResult& back = cells->front();
   EXPECT_EQ(back.key, cell.key);
@@ -95,8 +97,8 @@ TEST(CompatDb, RefusesACellOfAnUnknownPatchNamingIt) {
   auto s = db.RecordCell(GoodCell(*run, "deb12", "qemu64", "default", "no-such-patch"));
   ASSERT_FALSE(s.has_value());
   EXPECT_EQ(s.error().code(), ErrorCode::kNotFound);
-  EXPECT_NE(s.error().ToString().find("no-such-patch"), std::string::npos) << s.error().ToString();
-  EXPECT_NE(s.error().ToString().find("lab.db"), std::string::npos) << s.error().ToString();
+  EXPECT_THAT(s.error().ToString(), HasSubstr("no-such-patch")) << s.error().ToString();
+  EXPECT_THAT(s.error().ToString(), HasSubstr("lab.db")) << s.error().ToString();
   EXPECT_TRUE(db.CellsOfRun(*run)->empty());
 }
 
@@ -144,16 +146,16 @@ TEST(CompatDb, MigratesAVersion1FileKeepingItsData) {
   auto file = dir / "v1.db";
   Sql(file, kVersion1Schema);
   auto db = CompatDb::Open(file);
-  ASSERT_TRUE(db.has_value()) << db.error().ToString();
+  ASSERT_OK(db);
   EXPECT_EQ(db->schema_version(), kSchemaVersion);
 
   auto run = db->GetRun(1);
-  ASSERT_TRUE(run.has_value()) << run.error().ToString();
+  ASSERT_OK(run);
   EXPECT_EQ(run->status, RunStatus::kComplete);
   EXPECT_EQ(run->git_revision, "v0.0.9-3-gabc");
   EXPECT_EQ(run->label, "");  // a column version 2 added
   auto cells = db->CellsOfRun(1);
-  ASSERT_TRUE(cells.has_value()) << cells.error().ToString();
+  ASSERT_OK(cells);
   ASSERT_EQ(cells->size(), 1u);
   EXPECT_EQ(cells->front().crashes.at(CrashKind::kSegfault), 2);
   EXPECT_EQ(cells->front().pause_us, (std::vector<double>{1500, 2500}));
@@ -178,7 +180,7 @@ TEST(CompatDb, MigratesAVersion1FileKeepingItsData) {
 
   // The migrated file takes version 2 writes, and later runs get new ids.
   auto next = db->BeginRun(RunInfo{.label = "nightly"});
-  ASSERT_TRUE(next.has_value()) << next.error().ToString();
+  ASSERT_OK(next);
   EXPECT_EQ(*next, 2);
   ASSERT_TRUE(
       db->PlanCells(*next, {CellKey{"kv", "fix-1", "deb12", "qemu64", "default"}}).has_value());
@@ -187,7 +189,7 @@ TEST(CompatDb, MigratesAVersion1FileKeepingItsData) {
 
   // Opening again does not migrate twice.
   auto again = CompatDb::Open(file);
-  ASSERT_TRUE(again.has_value()) << again.error().ToString();
+  ASSERT_OK(again);
   EXPECT_EQ(again->CellsOfRun(1)->size(), 1u);
 }
 
@@ -334,14 +336,14 @@ TEST(CompatDb, RefusesANewerSchemaAndAFileThatIsNotADatabase) {
   auto db = CompatDb::Open(newer);
   ASSERT_FALSE(db.has_value());
   EXPECT_EQ(db.error().code(), ErrorCode::kUnsupported);
-  EXPECT_NE(db.error().ToString().find("newer.db"), std::string::npos) << db.error().ToString();
-  EXPECT_NE(db.error().ToString().find("99"), std::string::npos);
+  EXPECT_THAT(db.error().ToString(), HasSubstr("newer.db")) << db.error().ToString();
+  EXPECT_THAT(db.error().ToString(), HasSubstr("99"));
 
   auto junk = dir / "junk.db";
   ASSERT_TRUE(WriteFileAtomic(junk, std::string(8192, 'x')).has_value());
   db = CompatDb::Open(junk);
   ASSERT_FALSE(db.has_value());
-  EXPECT_NE(db.error().ToString().find("junk.db"), std::string::npos) << db.error().ToString();
+  EXPECT_THAT(db.error().ToString(), HasSubstr("junk.db")) << db.error().ToString();
 
   auto absent = CompatDb::OpenExisting(dir / "absent.db");
   ASSERT_FALSE(absent.has_value());
@@ -385,7 +387,7 @@ TEST(CompatDb, TwoProcessesWritingAtOnceBothLand) {
   EXPECT_EQ(WaitExit(b), 0);
 
   auto db = CompatDb::OpenExisting(file);
-  ASSERT_TRUE(db.has_value()) << db.error().ToString();
+  ASSERT_OK(db);
   auto runs = db->ListRuns();
   ASSERT_EQ(runs->size(), 2u);
   for (const RunInfo& run : *runs) {
@@ -443,12 +445,12 @@ TEST(CompatDb, RunKilledMidwayIsResumedWithNothingLost) {
   EXPECT_EQ(WaitExit(lab), 128 + SIGKILL);
 
   auto db = CompatDb::Open(file);
-  ASSERT_TRUE(db.has_value()) << db.error().ToString();
+  ASSERT_OK(db);
   EXPECT_EQ(*db->IntegrityCheck(), "ok");
   EXPECT_EQ(*db->MarkAbandonedRuns(), 1);
   auto run = db->GetRun(run_id);
   EXPECT_EQ(run->status, RunStatus::kIncomplete);
-  EXPECT_NE(run->note.find("vanished"), std::string::npos) << run->note;
+  EXPECT_THAT(run->note, HasSubstr("vanished")) << run->note;
 
   auto recorded = db->CellsOfRun(run_id);
   ASSERT_GE(recorded->size(), 3u);
@@ -470,7 +472,7 @@ TEST(CompatDb, RunKilledMidwayIsResumedWithNothingLost) {
   EXPECT_EQ(*db->IntegrityCheck(), "ok");
   auto complete = db->ResumeRun(run_id);
   ASSERT_FALSE(complete.has_value());
-  EXPECT_NE(complete.error().message().find("complete"), std::string::npos);
+  EXPECT_THAT(complete.error().message(), HasSubstr("complete"));
 }
 
 TEST(CompatDb, FullDiskFailsNamingTheFileAndKeepsWhatWasRecorded) {
@@ -494,7 +496,7 @@ TEST(CompatDb, FullDiskFailsNamingTheFileAndKeepsWhatWasRecorded) {
   {
     CompatDb db = OpenSeeded(file);
     auto run = db.BeginRun({});
-    ASSERT_TRUE(run.has_value()) << run.error().ToString();
+    ASSERT_OK(run);
     for (int i = 0; i < 2000 && !failure; ++i) {
       CellResult c = GoodCell(*run, "deb12", "cpu" + std::to_string(i));
       c.reasons = {std::string(2000, 'r')};  // fill the disk quickly
@@ -506,13 +508,13 @@ TEST(CompatDb, FullDiskFailsNamingTheFileAndKeepsWhatWasRecorded) {
     }
   }
   ASSERT_TRUE(failure.has_value()) << "the tmpfs never filled up";
-  EXPECT_NE(failure->ToString().find(file.string()), std::string::npos) << failure->ToString();
+  EXPECT_THAT(failure->ToString(), HasSubstr(file.string())) << failure->ToString();
   ASSERT_FALSE(recorded.empty());
   // Make room (as an operator would) and check that nothing recorded was lost.
   auto db = CompatDb::OpenExisting(file);
-  ASSERT_TRUE(db.has_value()) << db.error().ToString();
+  ASSERT_OK(db);
   auto cells = db->CellsOfRun(1);
-  ASSERT_TRUE(cells.has_value()) << cells.error().ToString();
+  ASSERT_OK(cells);
   EXPECT_EQ(cells->size(), recorded.size());
   EXPECT_EQ(*db->IntegrityCheck(), "ok");
 }
@@ -550,10 +552,10 @@ TEST(CompatDb, ReadOnlyFileFailsNamingItAndLosesNothing) {
     failure = s.error();
   }
   ASSERT_TRUE(failure.has_value()) << "writing to a read-only file succeeded";
-  EXPECT_NE(failure->ToString().find(file.string()), std::string::npos) << failure->ToString();
+  EXPECT_THAT(failure->ToString(), HasSubstr(file.string())) << failure->ToString();
 
   auto original = CompatDb::OpenExisting(rw / "lab.db");
-  ASSERT_TRUE(original.has_value()) << original.error().ToString();
+  ASSERT_OK(original);
   EXPECT_EQ(original->CellsOfRun(1)->size(), 1u);
   EXPECT_EQ(*original->IntegrityCheck(), "ok");
 }

@@ -26,11 +26,11 @@ class Gate : public ::testing::Test {
   }
   void Record(const CellResult& c) {
     auto s = db_->RecordCell(c);
-    ASSERT_TRUE(s.has_value()) << s.error().ToString();
+    ASSERT_OK(s);
   }
   GateDecision Decide(const Policy& policy = DefaultPolicy()) {
     auto d = EvaluateGate(*db_, "fix-1", policy);
-    EXPECT_TRUE(d.has_value()) << d.error().ToString();
+    EXPECT_OK(d);
     return d.value_or(GateDecision{});
   }
   // Records one passing cell on deb12 after `change` was applied to it, and
@@ -45,7 +45,7 @@ class Gate : public ::testing::Test {
     ASSERT_EQ(d.failures.size(), 1u) << d.Explain();
     EXPECT_EQ(d.failures[0].rule, rule);
     EXPECT_EQ(d.failures[0].cell, c.key);
-    EXPECT_NE(d.Explain().find(c.key.ToString()), std::string::npos) << d.Explain();
+    EXPECT_THAT(d.Explain(), HasSubstr(c.key.ToString())) << d.Explain();
   }
 
   ScratchDir dir_;
@@ -136,8 +136,8 @@ TEST_F(Gate, ARefusalRejectsWithItsReason) {
   Record(c);
   GateDecision d = Decide();
   EXPECT_EQ(d.outcome, GateOutcome::kReject);
-  EXPECT_NE(d.Explain().find("require_applied"), std::string::npos) << d.Explain();
-  EXPECT_NE(d.Explain().find("a branch targets"), std::string::npos) << d.Explain();
+  EXPECT_THAT(d.Explain(), HasSubstr("require_applied")) << d.Explain();
+  EXPECT_THAT(d.Explain(), HasSubstr("a branch targets")) << d.Explain();
   // No figure can be asked of a patch that was never applied.
   EXPECT_TRUE(d.missing.empty()) << d.Explain();
 }
@@ -154,7 +154,7 @@ TEST_F(Gate, EveryBrokenRuleIsListedAndMissingCellsToo) {
   EXPECT_EQ(d.outcome, GateOutcome::kReject) << d.Explain();
   EXPECT_EQ(d.failures.size(), 2u) << d.Explain();
   ASSERT_EQ(d.missing.size(), 1u) << d.Explain();
-  EXPECT_NE(d.missing[0].what.find("alpine x EPYC x burst"), std::string::npos) << d.Explain();
+  EXPECT_THAT(d.missing[0].what, HasSubstr("alpine x EPYC x burst")) << d.Explain();
 }
 
 TEST_F(Gate, MissingCellsAndFiguresAreNotEnoughData) {
@@ -168,9 +168,8 @@ TEST_F(Gate, MissingCellsAndFiguresAreNotEnoughData) {
   EXPECT_EQ(d.outcome, GateOutcome::kNotEnoughData) << d.Explain();
   EXPECT_EQ(d.ExitCode(), 3);
   std::string text = d.Explain();
-  EXPECT_NE(text.find("no result for kv/fix-1 on alpine x qemu64 x default"), std::string::npos)
-      << text;
-  EXPECT_NE(text.find("no memory overhead figure"), std::string::npos) << text;
+  EXPECT_THAT(text, HasSubstr("no result for kv/fix-1 on alpine x qemu64 x default")) << text;
+  EXPECT_THAT(text, HasSubstr("no memory overhead figure")) << text;
 }
 
 TEST_F(Gate, InfraErrorsAndMissingSemanticChecksAreNotEnoughData) {
@@ -184,15 +183,15 @@ TEST_F(Gate, InfraErrorsAndMissingSemanticChecksAreNotEnoughData) {
   Record(no_semantic);
   GateDecision d = Decide();
   EXPECT_EQ(d.outcome, GateOutcome::kNotEnoughData) << d.Explain();
-  EXPECT_NE(d.Explain().find("VM did not boot"), std::string::npos) << d.Explain();
-  EXPECT_NE(d.Explain().find("no semantic check"), std::string::npos) << d.Explain();
+  EXPECT_THAT(d.Explain(), HasSubstr("VM did not boot")) << d.Explain();
+  EXPECT_THAT(d.Explain(), HasSubstr("no semantic check")) << d.Explain();
 }
 
 TEST_F(Gate, UnknownPatchIsNotEnoughData) {
   auto d = EvaluateGate(*db_, "never-seen", DefaultPolicy());
   ASSERT_TRUE(d.has_value());
   EXPECT_EQ(d->outcome, GateOutcome::kNotEnoughData);
-  EXPECT_NE(d->Explain().find("no results recorded for patch never-seen"), std::string::npos);
+  EXPECT_THAT(d->Explain(), HasSubstr("no results recorded for patch never-seen"));
 }
 
 TEST_F(Gate, NewestRealMeasurementWins) {
@@ -214,7 +213,7 @@ TEST_F(Gate, RingsRestrictTheImagesJudged) {
   auto policy = ParsePolicy(
       "rings:\n  - name: pilot\n    images: [deb12]\n  - name: broad\n    images: all\n",
       "rings.yaml");
-  ASSERT_TRUE(policy.has_value()) << policy.error().ToString();
+  ASSERT_OK(policy);
   Record(GoodCell(run_, "deb12"));
   CellResult bad = GoodCell(run_, "alpine");
   bad.crashes[CrashKind::kGpf] = 3;
@@ -227,23 +226,21 @@ TEST_F(Gate, RingsRestrictTheImagesJudged) {
   EXPECT_EQ(broad->outcome, GateOutcome::kReject) << broad->Explain();
   auto unknown = EvaluateRing(*db_, "fix-1", "canary", *policy);
   ASSERT_FALSE(unknown.has_value());
-  EXPECT_NE(unknown.error().message().find("pilot, broad"), std::string::npos)
-      << unknown.error().ToString();
+  EXPECT_THAT(unknown.error().message(), HasSubstr("pilot, broad")) << unknown.error().ToString();
 }
 
 TEST_F(Gate, ARingImageWithoutResultsIsNamed) {
   auto policy = ParsePolicy("rings:\n  - name: pilot\n    images: [deb12, deb12-old]\n", "p.yaml");
-  ASSERT_TRUE(policy.has_value()) << policy.error().ToString();
+  ASSERT_OK(policy);
   Record(GoodCell(run_, "deb12"));
   GateDecision d = Decide(*policy);
   EXPECT_EQ(d.outcome, GateOutcome::kNotEnoughData) << d.Explain();
-  EXPECT_NE(d.Explain().find("ring 'pilot': no result on image deb12-old"), std::string::npos)
-      << d.Explain();
+  EXPECT_THAT(d.Explain(), HasSubstr("ring 'pilot': no result on image deb12-old")) << d.Explain();
 }
 
 TEST(Policy, DefaultFileIsTheBuiltInDefault) {
   auto file = LoadPolicy(PATCHLAB_SOURCE_DIR "/metrics/policy-default.yaml");
-  ASSERT_TRUE(file.has_value()) << file.error().ToString();
+  ASSERT_OK(file);
   const Policy& d = DefaultPolicy();
   EXPECT_EQ(file->max_crashes, 0);
   EXPECT_EQ(file->max_crashes, d.max_crashes);
@@ -258,7 +255,7 @@ TEST(Policy, DefaultFileIsTheBuiltInDefault) {
 TEST(Policy, OverridesOnlyWhatItSets) {
   auto p =
       ParsePolicy("max_cpu_overhead_pct: 5\ncpu_overhead_judged_on: upper-bound\n", "mine.yaml");
-  ASSERT_TRUE(p.has_value()) << p.error().ToString();
+  ASSERT_OK(p);
   EXPECT_EQ(p->max_cpu_overhead_pct, 5);
   EXPECT_EQ(p->cpu_overhead_judged_on, OverheadJudgedOn::kUpperBound);
   EXPECT_EQ(p->max_memory_overhead_mib, 15);
@@ -285,13 +282,13 @@ TEST(Policy, ErrorsNameFileLineAndColumn) {
   for (const Case& c : cases) {
     auto p = ParsePolicy(c.text, "bad.yaml");
     ASSERT_FALSE(p.has_value()) << c.text;
-    EXPECT_NE(p.error().ToString().find(c.expect), std::string::npos)
+    EXPECT_THAT(p.error().ToString(), HasSubstr(c.expect))
         << "policy:\n"
         << c.text << "error: " << p.error().ToString();
   }
   auto absent = LoadPolicy("/nonexistent/policy.yaml");
   ASSERT_FALSE(absent.has_value());
-  EXPECT_NE(absent.error().ToString().find("/nonexistent/policy.yaml"), std::string::npos);
+  EXPECT_THAT(absent.error().ToString(), HasSubstr("/nonexistent/policy.yaml"));
 }
 
 }  // namespace

@@ -12,6 +12,10 @@
 #include "base/subprocess.h"
 #include "tests/metrics/lab_scenario.h"
 #include "tests/metrics/test_util.h"
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 namespace patchlab::metrics {
 namespace {
@@ -55,7 +59,7 @@ class LabRun : public ::testing::Test {
     o.argv = RunArgv(scenario, extra);
     o.timeout = std::chrono::minutes(5);
     auto r = RunSubprocess(std::move(o));
-    EXPECT_TRUE(r.has_value()) << r.error().ToString();
+    EXPECT_OK(r);
     Outcome out;
     if (!r) return out;
     out.exit_code = r->status.exited ? r->status.code : -1;
@@ -77,7 +81,7 @@ TEST_F(LabRun, KilledAfterItsFirstCellThenResumedLosesNothing) {
   o.stdout_path = (dir_ / "first.out").string();
   o.stderr_to_stdout = true;
   auto lab = Subprocess::Start(std::move(o));
-  ASSERT_TRUE(lab.has_value()) << lab.error().ToString();
+  ASSERT_OK(lab);
   const pid_t lab_pid = lab->pid();
 
   // Waits for the first recorded cell, watching the database as a reader would.
@@ -89,13 +93,13 @@ TEST_F(LabRun, KilledAfterItsFirstCellThenResumedLosesNothing) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     if (!fs::exists(db_)) continue;
     auto db = CompatDb::OpenExisting(db_);
-    ASSERT_TRUE(db.has_value()) << db.error().ToString();
+    ASSERT_OK(db);
     auto latest = db->LatestRun();
-    ASSERT_TRUE(latest.has_value()) << latest.error().ToString();
+    ASSERT_OK(latest);
     if (!*latest) continue;
     run = (*latest)->id;
     auto cells = db->CellsOfRun(run);
-    ASSERT_TRUE(cells.has_value()) << cells.error().ToString();
+    ASSERT_OK(cells);
     recorded = cells->size();
   }
   ASSERT_TRUE(lab->Signal(SIGKILL).has_value());
@@ -109,11 +113,11 @@ TEST_F(LabRun, KilledAfterItsFirstCellThenResumedLosesNothing) {
   std::vector<CellResult> before;
   {
     auto db = CompatDb::OpenExisting(db_);
-    ASSERT_TRUE(db.has_value()) << db.error().ToString();
+    ASSERT_OK(db);
     auto info = db->GetRun(run);
-    ASSERT_TRUE(info.has_value()) << info.error().ToString();
+    ASSERT_OK(info);
     EXPECT_EQ(info->status, RunStatus::kIncomplete) << RunStatusName(info->status);
-    EXPECT_NE(info->note.find(std::to_string(lab_pid)), std::string::npos) << info->note;
+    EXPECT_THAT(info->note, HasSubstr(std::to_string(lab_pid))) << info->note;
     auto cells = db->CellsOfRun(run);
     ASSERT_TRUE(cells.has_value());
     before = *cells;
@@ -140,7 +144,7 @@ TEST_F(LabRun, KilledAfterItsFirstCellThenResumedLosesNothing) {
   EXPECT_EQ(resumed.json["cells"].size(), 4u - before.size()) << resumed.json.dump(2);
 
   auto db = CompatDb::OpenExisting(db_);
-  ASSERT_TRUE(db.has_value()) << db.error().ToString();
+  ASSERT_OK(db);
   auto info = db->GetRun(run);
   ASSERT_TRUE(info.has_value());
   EXPECT_EQ(info->status, RunStatus::kComplete);
@@ -197,9 +201,9 @@ TEST_F(Rings, APilotThatFailsTheGateStopsThePatch) {
   EXPECT_EQ(out.json["cells"][0]["verdict"], "fail");
   ASSERT_EQ(out.json["ring_stops"].size(), 1u) << out.json.dump(2);
   const std::string stop = out.json["ring_stops"][0];
-  EXPECT_NE(stop.find("pricer-table: stopped after ring pilot"), std::string::npos) << stop;
-  EXPECT_NE(stop.find("crash"), std::string::npos) << stop;
-  EXPECT_NE(out.stderr_data.find("stopped after ring pilot"), std::string::npos) << out.stderr_data;
+  EXPECT_THAT(stop, HasSubstr("pricer-table: stopped after ring pilot")) << stop;
+  EXPECT_THAT(stop, HasSubstr("crash")) << stop;
+  EXPECT_THAT(out.stderr_data, HasSubstr("stopped after ring pilot")) << out.stderr_data;
   // The gate by hand agrees, on the pilot ring.
   auto gate =
       RunSubprocess({.argv = {PATCHLAB_BIN, "gate", "pricer-table", "--ring", "pilot", "--policy",
@@ -216,7 +220,7 @@ TEST_F(Rings, APilotThatPassesGoesOn) {
   ASSERT_EQ(out.json["cells"].size(), 1u) << out.json.dump(2);
   EXPECT_EQ(out.json["cells"][0]["verdict"], "pass") << out.json.dump(2);
   EXPECT_TRUE(out.json["ring_stops"].empty()) << out.json.dump(2);
-  EXPECT_EQ(out.stderr_data.find("stopped after ring"), std::string::npos) << out.stderr_data;
+  EXPECT_THAT(out.stderr_data, Not(HasSubstr("stopped after ring"))) << out.stderr_data;
   auto db = CompatDb::OpenExisting(db_);
   ASSERT_TRUE(db.has_value());
   auto run = db->GetRun(out.json["run_id"].get<int64_t>());

@@ -11,6 +11,9 @@
 #include "base/subprocess.h"
 #include "tests/metrics/lab_scenario.h"
 #include "tests/metrics/test_util.h"
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
 
 namespace patchlab::metrics {
 namespace {
@@ -33,7 +36,7 @@ class Nightly : public ::testing::Test {
     o.stderr_to_stdout = true;
     o.timeout = std::chrono::seconds(240);
     auto r = RunSubprocess(o);
-    EXPECT_TRUE(r.has_value()) << r.error().ToString();
+    EXPECT_OK(r);
     return r.value_or(SubprocessResult{});
   }
 
@@ -53,25 +56,25 @@ TEST_F(Nightly, AGoodNightThenACrashingPatchIsARegression) {
   if (geteuid() != 0) GTEST_SKIP() << "patching host processes needs root (ptrace of a sibling)";
   auto first = Night(PricerPatch::kGood);
   ASSERT_EQ(first.status.code, 0) << first.stdout_data;
-  EXPECT_NE(first.stdout_data.find("first nightly run"), std::string::npos) << first.stdout_data;
+  EXPECT_THAT(first.stdout_data, HasSubstr("first nightly run")) << first.stdout_data;
   ExpectEveryReport("night 1");
 
   auto second = Night(PricerPatch::kCrash);
   EXPECT_EQ(second.status.code, 1) << second.stdout_data;
-  EXPECT_NE(second.stdout_data.find("REGRESSION"), std::string::npos) << second.stdout_data;
+  EXPECT_THAT(second.stdout_data, HasSubstr("REGRESSION")) << second.stdout_data;
   auto regressions = ReadFile(dir_ / "out" / "regressions.txt");
   ASSERT_TRUE(regressions.has_value());
-  EXPECT_NE(regressions->find("run 2 against run 1"), std::string::npos) << *regressions;
-  EXPECT_NE(regressions->find("[new-crash]"), std::string::npos) << *regressions;
-  EXPECT_NE(regressions->find("pricer-table"), std::string::npos) << *regressions;
+  EXPECT_THAT(*regressions, HasSubstr("run 2 against run 1")) << *regressions;
+  EXPECT_THAT(*regressions, HasSubstr("[new-crash]")) << *regressions;
+  EXPECT_THAT(*regressions, HasSubstr("pricer-table")) << *regressions;
   auto junit = ReadFile(dir_ / "out" / "report.junit.xml");
   ASSERT_TRUE(junit.has_value());
-  EXPECT_NE(junit->find("<failure"), std::string::npos) << *junit;
+  EXPECT_THAT(*junit, HasSubstr("<failure")) << *junit;
   ExpectEveryReport("night 2");
 
   // Both nights are in the database, labelled, with the crash of the second.
   auto db = CompatDb::OpenExisting(dir_ / "lab.db");
-  ASSERT_TRUE(db.has_value()) << db.error().ToString();
+  ASSERT_OK(db);
   auto runs = db->ListRuns(RunFilter{.label = "nightly"});
   ASSERT_TRUE(runs.has_value());
   ASSERT_EQ(runs->size(), 2u);
@@ -86,8 +89,8 @@ TEST_F(Nightly, ALabThatRecordsNothingIsAnError) {
   // The patch does not compile: `patchlab run` stops before recording a run.
   auto r = Night(PricerPatch::kBroken);
   EXPECT_EQ(r.status.code, 2) << r.stdout_data;
-  EXPECT_NE(r.stdout_data.find("recorded no run"), std::string::npos) << r.stdout_data;
-  EXPECT_NE(r.stdout_data.find("price_table.c"), std::string::npos) << r.stdout_data;
+  EXPECT_THAT(r.stdout_data, HasSubstr("recorded no run")) << r.stdout_data;
+  EXPECT_THAT(r.stdout_data, HasSubstr("price_table.c")) << r.stdout_data;
 }
 
 }  // namespace

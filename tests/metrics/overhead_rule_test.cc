@@ -126,7 +126,7 @@ TEST(OverheadRule, NamesRoundTrip) {
     ASSERT_OK(parsed);
     EXPECT_EQ(*parsed, o);
   }
-  EXPECT_THAT(ParseOverheadOutcome("maybe").error().ToString(), testing::HasSubstr("maybe"));
+  EXPECT_THAT(ParseOverheadOutcome("maybe").error().ToString(), ::testing::HasSubstr("maybe"));
 }
 
 TEST(StoppingRule, TrueZeroWithHeavyNoiseNeverFails) {

@@ -11,6 +11,9 @@
 #include "metrics/compat_db.h"
 #include "metrics/internal/schema.h"
 #include "tests/metrics/test_util.h"
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
 
 namespace patchlab::metrics {
 namespace {
@@ -47,7 +50,7 @@ TEST(ReadOnly, ACleanlyClosedFileIsReadFromReadOnlyMedia) {
   const fs::path file = dir / "ro/lab.db";
 
   auto db = CompatDb::OpenReadOnly(file);
-  ASSERT_TRUE(db.has_value()) << db.error().ToString();
+  ASSERT_OK(db);
   EXPECT_EQ(db->schema_version(), kSchemaVersion);
   EXPECT_EQ(db->CellsOfRun(run).value_or(std::vector<CellResult>{}).size(), cells);
   EXPECT_FALSE(db->LatestCellsOfPatch("fix-1").value_or(std::vector<CellResult>{}).empty());
@@ -57,17 +60,15 @@ TEST(ReadOnly, ACleanlyClosedFileIsReadFromReadOnlyMedia) {
   auto write = db->SetRunLabel(run, "x");
   ASSERT_FALSE(write.has_value());
   EXPECT_EQ(write.error().code(), ErrorCode::kUnsupported);
-  EXPECT_NE(write.error().ToString().find(file.string()), std::string::npos)
-      << write.error().ToString();
+  EXPECT_THAT(write.error().ToString(), HasSubstr(file.string())) << write.error().ToString();
   // A writer's open fails there, naming the file.
   auto writer = CompatDb::Open(file);
   if (writer) {
     auto s = writer->BeginRun({});
     ASSERT_FALSE(s.has_value());
-    EXPECT_NE(s.error().ToString().find(file.string()), std::string::npos) << s.error().ToString();
+    EXPECT_THAT(s.error().ToString(), HasSubstr(file.string())) << s.error().ToString();
   } else {
-    EXPECT_NE(writer.error().ToString().find(file.string()), std::string::npos)
-        << writer.error().ToString();
+    EXPECT_THAT(writer.error().ToString(), HasSubstr(file.string())) << writer.error().ToString();
   }
 }
 
@@ -96,9 +97,9 @@ TEST(ReadOnly, AFileWithItsWalAndShmIsReadWholeFromReadOnlyMedia) {
   ReadOnlyMedia media(dir / "copy", dir / "ro");
   REQUIRE_MOUNT(media);
   auto db = CompatDb::OpenReadOnly(dir / "ro/lab.db");
-  ASSERT_TRUE(db.has_value()) << db.error().ToString();
+  ASSERT_OK(db);
   auto cells = db->CellsOfRun(run);
-  ASSERT_TRUE(cells.has_value()) << cells.error().ToString();
+  ASSERT_OK(cells);
   EXPECT_EQ(cells->size(), 1u);  // the cell that is only in the -wal
   EXPECT_EQ(db->GetRun(run)->status, RunStatus::kComplete);
 }
@@ -112,7 +113,7 @@ TEST(ReadOnly, AWalThatCannotBeReadIsAnErrorNotAStaleDatabase) {
   auto db = CompatDb::OpenReadOnly(dir / "ro/lab.db");
   ASSERT_FALSE(db.has_value()) << "opened without the cells in its -wal";
   EXPECT_EQ(db.error().code(), ErrorCode::kUnsupported);
-  EXPECT_NE(db.error().ToString().find((dir / "ro/lab.db-wal").string()), std::string::npos)
+  EXPECT_THAT(db.error().ToString(), HasSubstr((dir / "ro/lab.db-wal").string()))
       << db.error().ToString();
 }
 
@@ -122,12 +123,12 @@ TEST(ReadOnly, SchemasTooOldOrTooNewAreRefusedNamingTheVersions) {
   auto v1 = CompatDb::OpenReadOnly(dir / "v1.db");
   ASSERT_FALSE(v1.has_value());
   EXPECT_EQ(v1.error().code(), ErrorCode::kRefused);
-  EXPECT_NE(v1.error().ToString().find("version 1"), std::string::npos) << v1.error().ToString();
+  EXPECT_THAT(v1.error().ToString(), HasSubstr("version 1")) << v1.error().ToString();
   Sql(dir / "v99.db", "CREATE TABLE x(a); PRAGMA user_version = 99;");
   auto v99 = CompatDb::OpenReadOnly(dir / "v99.db");
   ASSERT_FALSE(v99.has_value());
   EXPECT_EQ(v99.error().code(), ErrorCode::kUnsupported);
-  EXPECT_NE(v99.error().ToString().find("99"), std::string::npos) << v99.error().ToString();
+  EXPECT_THAT(v99.error().ToString(), HasSubstr("99")) << v99.error().ToString();
   auto absent = CompatDb::OpenReadOnly(dir / "absent.db");
   ASSERT_FALSE(absent.has_value());
   EXPECT_EQ(absent.error().code(), ErrorCode::kNotFound);
@@ -149,10 +150,10 @@ TEST(ReadOnly, AVersion3FileShowsItsCellsWithoutTheNewFigures) {
           "VALUES (1, 'kv', 'fix-1', 1, 'deb12', 'qemu64', 'default', '', 'pass', 'applied', '', "
           "'[]', 0.5, 0.1, 0.9, 3, 'pass', 1, '', '[]', 1700000001);");
   auto db = CompatDb::OpenReadOnly(dir / "v3.db");
-  ASSERT_TRUE(db.has_value()) << db.error().ToString();
+  ASSERT_OK(db);
   EXPECT_EQ(db->schema_version(), 3);
   auto cells = db->CellsOfRun(1);
-  ASSERT_TRUE(cells.has_value()) << cells.error().ToString();
+  ASSERT_OK(cells);
   ASSERT_EQ(cells->size(), 1u);
   ASSERT_TRUE((*cells)[0].cpu_overhead_pct.has_value());
   EXPECT_EQ((*cells)[0].cpu_overhead_pct->high, 0.9);
@@ -167,15 +168,15 @@ TEST(ReadOnly, AVersion2FileIsReadWithoutMigrating) {
                          "INSERT INTO runs(started_at, host, version, git_revision, status, pid) "
                          "VALUES (1700000000, 'h', 'v', 'g', 'complete', 42);");
   auto db = CompatDb::OpenReadOnly(dir / "v2.db");
-  ASSERT_TRUE(db.has_value()) << db.error().ToString();
+  ASSERT_OK(db);
   EXPECT_EQ(db->schema_version(), 2);
   auto runs = db->ListRuns();
-  ASSERT_TRUE(runs.has_value()) << runs.error().ToString();
+  ASSERT_OK(runs);
   ASSERT_EQ(runs->size(), 1u);
   EXPECT_EQ((*runs)[0].pid, 42);
   EXPECT_TRUE((*runs)[0].boot_id.empty());
   db = CompatDb::OpenExisting(dir / "v2.db");  // a writer migrates it
-  ASSERT_TRUE(db.has_value()) << db.error().ToString();
+  ASSERT_OK(db);
   EXPECT_EQ(db->schema_version(), kSchemaVersion);
 }
 

@@ -13,6 +13,9 @@
 #include "base/parent_death.h"
 #include "metrics/compat_db.h"
 #include "tests/metrics/test_util.h"
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
 
 namespace patchlab::metrics {
 namespace {
@@ -38,7 +41,7 @@ TEST(Recorder, ALiveRecorderKeepsItsRunAndItsDeathEndsIt) {
   pid_t child = Sleeper();
   ASSERT_GT(child, 0);
   auto run = db.BeginRun(RunInfo{.pid = child});
-  ASSERT_TRUE(run.has_value()) << run.error().ToString();
+  ASSERT_OK(run);
   auto info = db.GetRun(*run);
   ASSERT_TRUE(info.has_value());
   EXPECT_EQ(info->pid, child);
@@ -49,11 +52,9 @@ TEST(Recorder, ALiveRecorderKeepsItsRunAndItsDeathEndsIt) {
   EXPECT_EQ(db.MarkAbandonedRuns().value_or(-1), 0);
   auto resume = db.ResumeRun(*run);
   ASSERT_FALSE(resume.has_value());
-  EXPECT_NE(resume.error().message().find(fmt::format("recording process {} on", child)),
-            std::string::npos)
+  EXPECT_THAT(resume.error().message(), HasSubstr(fmt::format("recording process {} on", child)))
       << resume.error().ToString();
-  EXPECT_NE(resume.error().message().find("still running"), std::string::npos)
-      << resume.error().ToString();
+  EXPECT_THAT(resume.error().message(), HasSubstr("still running")) << resume.error().ToString();
 
   // Killed but not reaped yet (a zombie) is dead too.
   ASSERT_EQ(kill(child, SIGKILL), 0);
@@ -62,8 +63,7 @@ TEST(Recorder, ALiveRecorderKeepsItsRunAndItsDeathEndsIt) {
   info = db.GetRun(*run);  // readers see it at once
   ASSERT_TRUE(info.has_value());
   EXPECT_EQ(info->status, RunStatus::kIncomplete);
-  EXPECT_NE(info->note.find(fmt::format("recording process {} on", child)), std::string::npos)
-      << info->note;
+  EXPECT_THAT(info->note, HasSubstr(fmt::format("recording process {} on", child))) << info->note;
   EXPECT_EQ(db.MarkAbandonedRuns().value_or(-1), 1);
   waitpid(child, nullptr, 0);
   EXPECT_TRUE(db.ResumeRun(*run).has_value());
@@ -81,13 +81,12 @@ TEST(Recorder, ARecycledPidIsNotTakenForTheRecorder) {
   auto start = ProcessStartTicks(getpid());
   ASSERT_TRUE(start.has_value());
   auto run = db.BeginRun(RunInfo{.pid = getpid(), .pid_start = *start + 1});
-  ASSERT_TRUE(run.has_value()) << run.error().ToString();
+  ASSERT_OK(run);
   EXPECT_EQ(db.MarkAbandonedRuns().value_or(-1), 1);
   auto info = db.GetRun(*run);
   ASSERT_TRUE(info.has_value());
   EXPECT_EQ(info->status, RunStatus::kIncomplete);
-  EXPECT_NE(info->note.find(fmt::format("pid {} is now another process", getpid())),
-            std::string::npos)
+  EXPECT_THAT(info->note, HasSubstr(fmt::format("pid {} is now another process", getpid())))
       << info->note;
   // The same pid with the right start time is the recorder.
   auto live = db.BeginRun(RunInfo{.pid = getpid()});
@@ -101,11 +100,11 @@ TEST(Recorder, ARebootEndsEveryRunOfTheBootBefore) {
   CompatDb db = OpenSeeded(dir / "lab.db");
   auto run =
       db.BeginRun(RunInfo{.pid = getpid(), .boot_id = "00000000-0000-0000-0000-000000000000"});
-  ASSERT_TRUE(run.has_value()) << run.error().ToString();
+  ASSERT_OK(run);
   EXPECT_EQ(db.MarkAbandonedRuns().value_or(-1), 1);
   auto info = db.GetRun(*run);
   EXPECT_EQ(info->status, RunStatus::kIncomplete);
-  EXPECT_NE(info->note.find("rebooted"), std::string::npos) << info->note;
+  EXPECT_THAT(info->note, HasSubstr("rebooted")) << info->note;
 }
 
 TEST(Recorder, AnotherHostsOrNamespacesRunIsNeitherAliveNorDeadHere) {
@@ -120,14 +119,12 @@ TEST(Recorder, AnotherHostsOrNamespacesRunIsNeitherAliveNorDeadHere) {
   EXPECT_EQ(db.GetRun(*contained)->status, RunStatus::kRunning);
   auto resume = db.ResumeRun(*remote);
   ASSERT_FALSE(resume.has_value());
-  EXPECT_NE(resume.error().message().find("recording process 1 on elsewhere.example"),
-            std::string::npos)
+  EXPECT_THAT(resume.error().message(), HasSubstr("recording process 1 on elsewhere.example"))
       << resume.error().ToString();
-  EXPECT_NE(resume.error().message().find("another host"), std::string::npos)
-      << resume.error().ToString();
+  EXPECT_THAT(resume.error().message(), HasSubstr("another host")) << resume.error().ToString();
   resume = db.ResumeRun(*contained);
   ASSERT_FALSE(resume.has_value());
-  EXPECT_NE(resume.error().message().find("pid namespace pid:[1]"), std::string::npos)
+  EXPECT_THAT(resume.error().message(), HasSubstr("pid namespace pid:[1]"))
       << resume.error().ToString();
 }
 

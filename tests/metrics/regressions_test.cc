@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include "tests/metrics/test_util.h"
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
 
 namespace patchlab::metrics {
 namespace {
@@ -48,7 +51,7 @@ TEST(Regressions, EachKindIsFoundAndNoiseIsNot) {
                   .has_value());
 
   auto report = FindRegressions(db, before, after);
-  ASSERT_TRUE(report.has_value()) << report.error().ToString();
+  ASSERT_OK(report);
   std::map<std::string, std::string> kind_by_cpu;
   for (const Regression& r : report->regressions) kind_by_cpu[r.cell.cpu] += r.kind;
   EXPECT_EQ(kind_by_cpu["crash"], "new-crash");
@@ -62,9 +65,9 @@ TEST(Regressions, EachKindIsFoundAndNoiseIsNot) {
   EXPECT_FALSE(kind_by_cpu.contains("infra"));
   EXPECT_EQ(report->regressions.size(), 6u) << report->Explain();
   std::string text = report->Explain();
-  EXPECT_NE(text.find("oops 0 -> 1"), std::string::npos) << text;
-  EXPECT_NE(text.find("not comparable (infra error"), std::string::npos) << text;
-  EXPECT_NE(text.find("new cell kv/fix-1 on alpine x brand-new"), std::string::npos) << text;
+  EXPECT_THAT(text, HasSubstr("oops 0 -> 1")) << text;
+  EXPECT_THAT(text, HasSubstr("not comparable (infra error")) << text;
+  EXPECT_THAT(text, HasSubstr("new cell kv/fix-1 on alpine x brand-new")) << text;
 
   // The same run against itself has nothing new.
   auto same = FindRegressions(db, after, after);

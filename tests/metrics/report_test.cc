@@ -11,6 +11,10 @@
 #include "base/file_util.h"
 #include "base/subprocess.h"
 #include "tests/metrics/test_util.h"
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 namespace patchlab::metrics {
 namespace {
@@ -33,11 +37,11 @@ class Reports : public ::testing::Test {
  protected:
   void SetUp() override {
     auto db = CompatDb::Open(dir_ / "lab.db");
-    ASSERT_TRUE(db.has_value()) << db.error().ToString();
+    ASSERT_OK(db);
     db_.emplace(std::move(*db));
     run_ = RecordShowcaseRun(*db_);
     auto data = GatherRunReport(*db_, run_, DefaultPolicy());
-    ASSERT_TRUE(data.has_value()) << data.error().ToString();
+    ASSERT_OK(data);
     data_ = std::move(*data);
   }
   std::filesystem::path Write(const std::string& name, ReportFormat format) {
@@ -58,22 +62,22 @@ TEST_F(Reports, GatheredRunJudgesEachPatch) {
   const GateDecision& d = data_.verdicts[0];
   EXPECT_EQ(d.outcome, GateOutcome::kReject) << d.Explain();
   // The planned cell never recorded is named.
-  EXPECT_NE(d.Explain().find("deb12 x Skylake-Client x burst"), std::string::npos) << d.Explain();
+  EXPECT_THAT(d.Explain(), HasSubstr("deb12 x Skylake-Client x burst")) << d.Explain();
   EXPECT_EQ(data_.cells.size(), 10u);
   EXPECT_EQ(data_.findings.size(), 2u);
 }
 
 TEST_F(Reports, HtmlIsSelfContainedEscapedAndRendersInChromium) {
   std::string html = RenderHtml(data_);
-  EXPECT_EQ(html.find("<script>"), std::string::npos) << "user text must not become markup";
-  EXPECT_NE(html.find("&lt;script&gt;alert(&quot;x&quot;)"), std::string::npos);
+  EXPECT_THAT(html, Not(HasSubstr("<script>"))) << "user text must not become markup";
+  EXPECT_THAT(html, HasSubstr("&lt;script&gt;alert(&quot;x&quot;)"));
   for (const char* remote : {"src=\"http", "href=\"http", "url(http", "@import"}) {
-    EXPECT_EQ(html.find(remote), std::string::npos) << "fetches " << remote;
+    EXPECT_THAT(html, Not(HasSubstr(remote))) << "fetches " << remote;
   }
   for (const char* part : {"must not ship", "<svg", "CPU overhead per cell", "Pause distribution",
                            "Memory overhead per patched process", "Crashes by kind", "parse_kv",
                            "href=\"out/run%201/deb12%20%26%20burst\""}) {
-    EXPECT_NE(html.find(part), std::string::npos) << part;
+    EXPECT_THAT(html, HasSubstr(part)) << part;
   }
 
   std::string chromium = Which("chromium");
@@ -97,7 +101,7 @@ TEST_F(Reports, HtmlIsSelfContainedEscapedAndRendersInChromium) {
             "file://" + page.string()};
   o.timeout = std::chrono::seconds(120);
   auto r = RunSubprocess(o);
-  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  ASSERT_OK(r);
   ASSERT_TRUE(std::filesystem::exists(png)) << r->status.ToString() << "\n" << r->stderr_data;
   auto bytes = ReadFile(png);
   ASSERT_TRUE(bytes.has_value());
@@ -114,7 +118,7 @@ TEST_F(Reports, HtmlIsSelfContainedEscapedAndRendersInChromium) {
 
 TEST_F(Reports, JunitMatchesTheJunitSchemaShape) {
   std::string xml = RenderJunit(data_);
-  EXPECT_EQ(xml.find("<script>"), std::string::npos);
+  EXPECT_THAT(xml, Not(HasSubstr("<script>")));
   std::string xmllint = Which("xmllint");
   if (xmllint.empty()) GTEST_SKIP() << "xmllint is not installed (libxml2-utils, in ci/setup)";
   auto file = Write("junit.xml", ReportFormat::kJunit);
@@ -135,8 +139,8 @@ TEST_F(Reports, JunitMatchesTheJunitSchemaShape) {
   auto c = RunSubprocess(count);
   ASSERT_TRUE(c.has_value());
   EXPECT_EQ(c->stdout_data.substr(0, c->stdout_data.find('\n')), "10 3 1") << c->stderr_data;
-  EXPECT_NE(xml.find("max_crashes: 3 crashes"), std::string::npos);
-  EXPECT_NE(xml.find("type=\"not-hotpatchable\""), std::string::npos);
+  EXPECT_THAT(xml, HasSubstr("max_crashes: 3 crashes"));
+  EXPECT_THAT(xml, HasSubstr("type=\"not-hotpatchable\""));
 
   // Breaking the shape is noticed (the check can fail).
   auto broken = dir_ / "broken.xml";
@@ -150,8 +154,8 @@ TEST_F(Reports, JunitMatchesTheJunitSchemaShape) {
 
 TEST_F(Reports, OpenMetricsPassesPromtool) {
   std::string text = RenderOpenMetrics(data_);
-  EXPECT_NE(text.find("patchlab_cell_crashes{scenario=\"kv <script>alert(\\\"x\\\")</script>"),
-            std::string::npos);
+  EXPECT_THAT(text,
+              HasSubstr("patchlab_cell_crashes{scenario=\"kv <script>alert(\\\"x\\\")</script>"));
   EXPECT_EQ(text.substr(text.size() - 6), "# EOF\n");
   std::string promtool = Which("promtool");
   if (promtool.empty()) GTEST_SKIP() << "promtool is not installed (prometheus, in ci/setup)";
@@ -180,8 +184,8 @@ TEST_F(Reports, JsonCarriesEveryCellAndTheVerdict) {
 
 TEST_F(Reports, MarkdownTableSurvivesPipesInNames) {
   std::string md = RenderMarkdown(data_);
-  EXPECT_NE(md.find("❌ reject"), std::string::npos) << md;
-  EXPECT_NE(md.find("kv &lt;script&gt;"), std::string::npos) << md;
+  EXPECT_THAT(md, HasSubstr("❌ reject")) << md;
+  EXPECT_THAT(md, HasSubstr("kv &lt;script&gt;")) << md;
   // Every table row has the same number of unescaped pipes as the header.
   size_t header_pipes = 13;
   size_t pos = md.find("| Scenario |");
@@ -198,7 +202,7 @@ TEST_F(Reports, MarkdownTableSurvivesPipesInNames) {
     EXPECT_EQ(pipes, header_pipes) << line;
     start = end + 1;
   }
-  EXPECT_NE(md.find("max_crashes"), std::string::npos);
+  EXPECT_THAT(md, HasSubstr("max_crashes"));
 }
 
 // Three applications under one library patch, as a release team reads them.
@@ -223,15 +227,14 @@ ReportData ThreeApplications() {
 TEST(ReportsByApplication, MarkdownHtmlAndJsonGroupAPatchsCellsByApplication) {
   ReportData data = ThreeApplications();
   std::string md = RenderMarkdown(data);
-  EXPECT_NE(md.find("- zlib-fix: nginx-light 1.22.1-9 ok (2 cells), python3-minimal 3.11.2-1 ok "
-                    "(1 cell), redis-server 5:7.0.15-1 crashes (1 cell)"),
-            std::string::npos)
+  EXPECT_THAT(
+      md, HasSubstr("- zlib-fix: nginx-light 1.22.1-9 ok (2 cells), python3-minimal 3.11.2-1 ok "
+                    "(1 cell), redis-server 5:7.0.15-1 crashes (1 cell)"))
       << md;
   std::string html = RenderHtml(data);
-  EXPECT_NE(html.find("<h2>By application</h2>"), std::string::npos);
-  EXPECT_NE(html.find("<td>zlib-fix</td><td>redis-server 5:7.0.15-1</td><td><b "
-                      "class=\"bad\">crashes</b></td>"),
-            std::string::npos)
+  EXPECT_THAT(html, HasSubstr("<h2>By application</h2>"));
+  EXPECT_THAT(html, HasSubstr("<td>zlib-fix</td><td>redis-server 5:7.0.15-1</td><td><b "
+                              "class=\"bad\">crashes</b></td>"))
       << html;
   auto json = nlohmann::json::parse(RenderJson(data));
   ASSERT_EQ(json["applications"].size(), 1u);
@@ -243,12 +246,12 @@ TEST(ReportsByApplication, MarkdownHtmlAndJsonGroupAPatchsCellsByApplication) {
 
 TEST_F(Reports, PatchReportUsesTheGatesView) {
   auto data = GatherPatchReport(*db_, "fix-1", DefaultPolicy());
-  ASSERT_TRUE(data.has_value()) << data.error().ToString();
+  ASSERT_OK(data);
   EXPECT_EQ(data->verdicts.size(), 1u);
   EXPECT_EQ(data->cells.size(), 10u);
   auto unknown = GatherPatchReport(*db_, "nope", DefaultPolicy());
   ASSERT_FALSE(unknown.has_value());
-  EXPECT_NE(unknown.error().ToString().find("nope"), std::string::npos);
+  EXPECT_THAT(unknown.error().ToString(), HasSubstr("nope"));
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include "metrics/cell_result.h"
 #include "metrics/compat_db.h"
+#include "tests/support/status_matchers.h"
 
 namespace patchlab::metrics::testing {
 
@@ -60,14 +61,14 @@ inline CellResult GoodCell(int64_t run, const std::string& image, const std::str
 // Opens `path`, records the patch and the images the helpers use.
 inline CompatDb OpenSeeded(const std::filesystem::path& path) {
   auto db = CompatDb::Open(path);
-  EXPECT_TRUE(db.has_value()) << db.error().ToString();
+  EXPECT_OK(db);
   for (const char* patch : {"fix-1", "fix-2"}) {
     auto s = db->RecordPatch(PatchInfo{patch, 1, "abcd", "ff00", "lab-key"});
-    EXPECT_TRUE(s.has_value()) << s.error().ToString();
+    EXPECT_OK(s);
   }
   for (const char* image : {"deb12", "deb12-old", "alpine"}) {
     auto s = db->RecordImage(ImageInfo{image, "6.1.0", {"libc6=2.36"}, "hash"});
-    EXPECT_TRUE(s.has_value()) << s.error().ToString();
+    EXPECT_OK(s);
   }
   return std::move(*db);
 }

@@ -8,6 +8,8 @@
 #include "base/file_util.h"
 #include "tests/support/status_matchers.h"
 
+using ::testing::HasSubstr;
+
 namespace patchlab::patchcore {
 namespace {
 
@@ -32,9 +34,9 @@ TEST(PatchPackage, SignedRoundTripAndTamperDetection) {
       "\x7f"
       "ELF pretend object";
   auto bytes = EncodePackage(SampleManifest(object), object, dir / "patch.key");
-  ASSERT_TRUE(bytes.has_value()) << bytes.error().ToString();
+  ASSERT_OK(bytes);
   auto pkg = DecodePackage(*bytes, "sample");
-  ASSERT_TRUE(pkg.has_value()) << pkg.error().ToString();
+  ASSERT_OK(pkg);
   EXPECT_EQ(pkg->manifest.id, "fix-1");
   EXPECT_EQ(pkg->manifest.functions[0].new_name, "parse_v2");
   EXPECT_TRUE(VerifyPackage(*pkg, dir / "patch.pub").has_value());
@@ -73,15 +75,16 @@ TEST(PatchPackage, HostileManifestIsAnErrorNamingThePackage) {
   ASSERT_OK(with("\"seq\": 7", "\"seq\": 7"));
   auto huge = with("\"seq\": 7", "\"seq\": 1e30");
   ASSERT_FALSE(huge.has_value());
-  EXPECT_THAT(huge.error().ToString(),
-              testing::HasSubstr("fix.hpk: manifest field seq: field 'seq': expected an integer"));
+  EXPECT_THAT(
+      huge.error().ToString(),
+      ::testing::HasSubstr("fix.hpk: manifest field seq: field 'seq': expected an integer"));
   auto format = with("\"format\": 1", "\"format\": 1.9");
   ASSERT_FALSE(format.has_value());
-  EXPECT_THAT(format.error().ToString(), testing::HasSubstr("manifest field format"));
+  EXPECT_THAT(format.error().ToString(), ::testing::HasSubstr("manifest field format"));
   auto deep = with("\"format\": 1", "\"format\": " + std::string(5000, '['));
   ASSERT_FALSE(deep.has_value());
-  EXPECT_THAT(deep.error().ToString(), testing::HasSubstr("fix.hpk: manifest: byte"));
-  EXPECT_THAT(deep.error().ToString(), testing::HasSubstr("nested deeper than 64 levels"));
+  EXPECT_THAT(deep.error().ToString(), ::testing::HasSubstr("fix.hpk: manifest: byte"));
+  EXPECT_THAT(deep.error().ToString(), ::testing::HasSubstr("nested deeper than 64 levels"));
 }
 
 }  // namespace

@@ -19,6 +19,9 @@
 #include "test_support.h"
 #include "tests/support/status_matchers.h"
 
+using ::testing::HasSubstr;
+using ::testing::Not;
+
 namespace patchlab::patchcore::testing {
 namespace {
 
@@ -41,9 +44,9 @@ void CycleUnderLoad(const std::string& binary, int threads, int cycles) {
   // 200 of them fit in a test's time; every 20th is checked to have taken.
   {  // the Patcher holds the process's state lock until it goes
     auto package = ReadPackage(pkg);
-    ASSERT_TRUE(package) << package.error().ToString();
+    ASSERT_OK(package);
     auto patcher = Patcher::Open(target->pid());
-    ASSERT_TRUE(patcher) << patcher.error().ToString();
+    ASSERT_OK(patcher);
     ApplyOptions options;
     options.pubkey = ws.pub();
     for (int i = 0; i < cycles; ++i) {
@@ -128,9 +131,9 @@ TEST(HotpatchProcess, ThreadInsideFunctionIsRefusedThenApplied) {
   std::string pid = std::to_string(target->pid());
   auto refused = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), "--timeout", "200", pkg});
   EXPECT_EQ(refused.status.code, 3) << refused.stderr_data;
-  EXPECT_NE(refused.stderr_data.find("slow_path"), std::string::npos) << refused.stderr_data;
+  EXPECT_THAT(refused.stderr_data, HasSubstr("slow_path")) << refused.stderr_data;
   auto status = Hotpatch({"status", "--pid", pid, "--json"});
-  EXPECT_NE(status.stdout_data.find("\"patches\":[]"), std::string::npos) << status.stdout_data;
+  EXPECT_THAT(status.stdout_data, HasSubstr("\"patches\":[]")) << status.stdout_data;
   // The patch object was mapped before the stop; the refusal took it out.
   EXPECT_THAT(AnonymousCodeMappings(target->pid()), ::testing::IsEmpty());
   std::ofstream(release) << "go";
@@ -157,7 +160,7 @@ TEST(HotpatchProcess, UnpatchableShapesAreRefusedWithTheRule) {
     ++seq;
     auto r = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), pkg});
     EXPECT_EQ(r.status.code, 3) << c.func << ": " << r.stderr_data;
-    EXPECT_NE(r.stderr_data.find(c.rule), std::string::npos) << r.stderr_data;
+    EXPECT_THAT(r.stderr_data, HasSubstr(c.rule)) << r.stderr_data;
   }
   EXPECT_TRUE(target->Alive());
 }
@@ -185,7 +188,7 @@ TEST(HotpatchProcess, StackingRevertOrderReplaceAllAndSequence) {
   ASSERT_TRUE(seen("v2"));
   auto refused = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), low});
   EXPECT_EQ(refused.status.code, 3) << refused.stderr_data;
-  EXPECT_NE(refused.stderr_data.find("sequence"), std::string::npos);
+  EXPECT_THAT(refused.stderr_data, HasSubstr("sequence"));
   // Revert the top: patch 1 is live again.
   ASSERT_EQ(Hotpatch({"revert", "--pid", pid, "p2"}).status.code, 0);
   long v2 = target->Tick()["v2"];
@@ -195,8 +198,8 @@ TEST(HotpatchProcess, StackingRevertOrderReplaceAllAndSequence) {
   ASSERT_EQ(Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), all}).status.code, 0);
   ASSERT_TRUE(seen("v3"));
   auto status = Hotpatch({"status", "--pid", pid, "--json"});
-  EXPECT_EQ(status.stdout_data.find("\"p1\""), std::string::npos) << status.stdout_data;
-  EXPECT_NE(status.stdout_data.find("\"p3\""), std::string::npos) << status.stdout_data;
+  EXPECT_THAT(status.stdout_data, Not(HasSubstr("\"p1\""))) << status.stdout_data;
+  EXPECT_THAT(status.stdout_data, HasSubstr("\"p3\"")) << status.stdout_data;
   EXPECT_EQ(Hotpatch({"verify", "--pid", pid}).status.code, 0);
   ASSERT_EQ(Hotpatch({"revert", "--pid", pid, "--all"}).status.code, 0);
   ASSERT_TRUE(seen("v0"));
@@ -217,7 +220,7 @@ TEST(HotpatchProcess, SecurityRefusals) {
   auto unsigned_pkg = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "u", 1, Func("compute=compute_v1"), false);
   r = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), unsigned_pkg});
   EXPECT_EQ(r.status.code, 3) << r.stderr_data;
-  EXPECT_NE(r.stderr_data.find("unsigned"), std::string::npos);
+  EXPECT_THAT(r.stderr_data, HasSubstr("unsigned"));
   // Wrong key.
   ASSERT_EQ(Hotpatch({"keygen", "--out", (ws.dir / "other").string()}).status.code, 0);
   auto good = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "g", 1, Func("compute=compute_v1"));
@@ -233,12 +236,12 @@ TEST(HotpatchProcess, SecurityRefusals) {
   ASSERT_TRUE(WriteFileAtomic(tampered, bytes).has_value());
   r = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), tampered});
   EXPECT_EQ(r.status.code, 3) << r.stderr_data;
-  EXPECT_NE(r.stderr_data.find("signature"), std::string::npos);
+  EXPECT_THAT(r.stderr_data, HasSubstr("signature"));
   // Nothing changed; the unsigned package goes in with --allow-unsigned.
   EXPECT_EQ(target->Tick()["v1"], 0);
   r = Hotpatch({"apply", "--pid", pid, "--allow-unsigned", unsigned_pkg});
   EXPECT_EQ(r.status.code, 0) << r.stderr_data;
-  EXPECT_NE(r.stderr_data.find("warning"), std::string::npos);
+  EXPECT_THAT(r.stderr_data, HasSubstr("warning"));
   // State files are private.
   for (const auto& e : std::filesystem::recursive_directory_iterator(ws.dir / "state")) {
     if (e.is_regular_file()) {
@@ -293,7 +296,7 @@ TEST(HotpatchProcess, RevertKilledAtEachFaultPointThenRecovered) {
     EXPECT_EQ(Hotpatch({"verify", "--pid", pid}).status.code, 0);
     // The revert was completed: the original code runs and the stack is empty.
     auto status = Hotpatch({"status", "--pid", pid, "--json"});
-    EXPECT_NE(status.stdout_data.find("\"patches\":[]"), std::string::npos) << status.stdout_data;
+    EXPECT_THAT(status.stdout_data, HasSubstr("\"patches\":[]")) << status.stdout_data;
     long v0 = target->Tick()["v0"];
     ASSERT_TRUE(target->WaitFor([&](const auto& t) { return t.at("v0") > v0 + 1000; }));
     EXPECT_EQ(target->Tick()["wrong"], 0);
@@ -404,16 +407,16 @@ TEST(HotpatchProcess, DependsIsCheckedOnApplyAndKeptOnRevert) {
   }());
   auto early = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), needs});
   EXPECT_EQ(early.status.code, 3) << early.stderr_data;
-  EXPECT_NE(early.stderr_data.find("depends on base"), std::string::npos) << early.stderr_data;
+  EXPECT_THAT(early.stderr_data, HasSubstr("depends on base")) << early.stderr_data;
   ASSERT_EQ(Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), base}).status.code, 0);
   ASSERT_EQ(Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), needs}).status.code, 0);
   // base cannot go while needs-base is live; nothing changes.
   auto refused = Hotpatch({"revert", "--pid", pid, "base"});
   EXPECT_EQ(refused.status.code, 3) << refused.stderr_data;
-  EXPECT_NE(refused.stderr_data.find("needed by live patch needs-base"), std::string::npos)
+  EXPECT_THAT(refused.stderr_data, HasSubstr("needed by live patch needs-base"))
       << refused.stderr_data;
   auto status = Hotpatch({"status", "--pid", pid, "--json"});
-  EXPECT_NE(status.stdout_data.find("\"base\""), std::string::npos) << status.stdout_data;
+  EXPECT_THAT(status.stdout_data, HasSubstr("\"base\"")) << status.stdout_data;
   EXPECT_EQ(Hotpatch({"verify", "--pid", pid}).status.code, 0);
   // In order, or all at once, it works.
   ASSERT_EQ(Hotpatch({"revert", "--pid", pid, "needs-base"}).status.code, 0);
@@ -438,7 +441,7 @@ TEST(HotpatchProcess, StrippedTargetIsPatchedThroughItsDebugFile) {
   ASSERT_TRUE(run({"objcopy", "--only-keep-debug", stripped.string(), debug.string()}));
   ASSERT_TRUE(run({"strip", "--strip-all", stripped.string()}));
   auto elf = ElfFile::Open(stripped);
-  ASSERT_TRUE(elf) << elf.error().ToString();
+  ASSERT_OK(elf);
   ASSERT_EQ(elf->FindSymbol("private_helper"), nullptr) << "not stripped";
   const std::string id = elf->build_id();
   ASSERT_GT(id.size(), 2u);
@@ -471,7 +474,7 @@ TEST(HotpatchProcess, StrippedTargetIsPatchedThroughItsDebugFile) {
                                    (ws.dir / "p1.hpk").string()};
   auto without = Hotpatch(pack);
   EXPECT_NE(without.status.code, 0);
-  EXPECT_NE(without.stderr_data.find("compute"), std::string::npos) << without.stderr_data;
+  EXPECT_THAT(without.stderr_data, HasSubstr("compute")) << without.stderr_data;
 
   ::setenv("PATCHLAB_DEBUG_DIR", root.c_str(), 1);
   auto packed = Hotpatch(pack);
@@ -499,8 +502,8 @@ TEST(HotpatchProcess, RecursionOnTheStackIsRefusedThenApplied) {
   auto pkg = ws.Pack(TARGET_PIE, PATCH_COMPUTE, "p1", 1, Func("recurse=recurse_v1"));
   auto refused = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), "--timeout", "300", pkg});
   EXPECT_EQ(refused.status.code, 3) << refused.stderr_data;
-  EXPECT_NE(refused.stderr_data.find("recurse"), std::string::npos) << refused.stderr_data;
-  EXPECT_NE(refused.stderr_data.find("returns to"), std::string::npos) << refused.stderr_data;
+  EXPECT_THAT(refused.stderr_data, HasSubstr("recurse")) << refused.stderr_data;
+  EXPECT_THAT(refused.stderr_data, HasSubstr("returns to")) << refused.stderr_data;
   std::ofstream(release) << "go";
   auto applied = Hotpatch({"apply", "--pid", pid, "--pubkey", ws.pub(), "--timeout", "5000", pkg});
   EXPECT_EQ(applied.status.code, 0) << applied.stderr_data;

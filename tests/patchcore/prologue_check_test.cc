@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
+
 namespace patchlab::patchcore {
 namespace {
 
@@ -10,7 +14,7 @@ TEST(PrologueCheck, WholeInstructionsOfAtLeastFiveBytes) {
   // push rbp; mov rbp,rsp; mov eax,1; pop rbp; ret
   const uint8_t code[] = {0x55, 0x48, 0x89, 0xe5, 0xb8, 0x01, 0, 0, 0, 0x5d, 0xc3};
   auto r = CheckPrologue("f", 0x1000, code);
-  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(r->patch_offset, 0u);
   EXPECT_EQ(r->patch_size, 9u);  // 1 + 3 + 5: the mov is not cut
   EXPECT_FALSE(r->endbr64);
@@ -19,7 +23,7 @@ TEST(PrologueCheck, WholeInstructionsOfAtLeastFiveBytes) {
 TEST(PrologueCheck, KeepsEndbr64) {
   const uint8_t code[] = {0xf3, 0x0f, 0x1e, 0xfa, 0xb8, 0x01, 0, 0, 0, 0xc3};
   auto r = CheckPrologue("g", 0x1000, code);
-  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(r->patch_offset, 4u);
   EXPECT_EQ(r->patch_size, 5u);
 }
@@ -28,7 +32,7 @@ TEST(PrologueCheck, Adler32ShapeOverwritesBothInstructions) {
   // mov edx,edx; jmp rel32 (libz's adler32 on Debian)
   const uint8_t code[] = {0x89, 0xd2, 0xe9, 0x10, 0x20, 0, 0};
   auto r = CheckPrologue("adler32", 0x1000, code);
-  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(r->patch_size, 7u);
 }
 
@@ -37,8 +41,8 @@ TEST(PrologueCheck, RefusesTooShort) {
   auto r = CheckPrologue("tiny", 0x1000, code);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code(), ErrorCode::kRefused);
-  EXPECT_NE(r.error().message().find("tiny"), std::string::npos);
-  EXPECT_NE(r.error().message().find("too short"), std::string::npos);
+  EXPECT_THAT(r.error().message(), HasSubstr("tiny"));
+  EXPECT_THAT(r.error().message(), HasSubstr("too short"));
 }
 
 TEST(PrologueCheck, RefusesBranchIntoOverwrittenBytes) {
@@ -46,7 +50,7 @@ TEST(PrologueCheck, RefusesBranchIntoOverwrittenBytes) {
   const uint8_t code[] = {0x48, 0x89, 0xf8, 0x48, 0xff, 0xc8, 0x75, 0xfb, 0xc3};
   auto r = CheckPrologue("loop", 0x1000, code);
   ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().message().find("no branch into the overwritten bytes"), std::string::npos)
+  EXPECT_THAT(r.error().message(), HasSubstr("no branch into the overwritten bytes"))
       << r.error().message();
 }
 
@@ -61,7 +65,7 @@ TEST(PrologueCheck, RefusesUndecodableBytes) {
   const uint8_t code[] = {0xb8, 0x01, 0, 0, 0, 0xc3, 0x0f};
   auto r = CheckPrologue("odd", 0x1000, code);
   ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().message().find("undecodable"), std::string::npos) << r.error().message();
+  EXPECT_THAT(r.error().message(), HasSubstr("undecodable")) << r.error().message();
 }
 
 }  // namespace

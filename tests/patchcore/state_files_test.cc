@@ -12,7 +12,7 @@
 namespace patchlab::patchcore {
 namespace {
 
-using testing::HasSubstr;
+using ::testing::HasSubstr;
 
 // A journal as `hotpatch revert` writes it, with `size` spliced in.
 std::string JournalWithUnmapSize(std::string_view size) {

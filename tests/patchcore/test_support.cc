@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "base/file_util.h"
+#include "tests/support/status_matchers.h"
 
 namespace patchlab::patchcore::testing {
 
@@ -22,7 +23,7 @@ std::unique_ptr<Target> Target::Start(const std::string& binary, std::vector<std
   o.stdout_path = t->out_.string();
   o.stderr_to_stdout = true;
   auto p = Subprocess::Start(o);
-  EXPECT_TRUE(p.has_value()) << p.error().ToString();
+  EXPECT_OK(p);
   if (!p) return nullptr;
   t->process_.emplace(std::move(*p));
   t->WaitFor([](const auto& tick) { return tick.count("calls") && tick.at("calls") > 0; });
@@ -76,7 +77,7 @@ SubprocessResult Hotpatch(std::vector<std::string> args) {
   o.argv.insert(o.argv.end(), args.begin(), args.end());
   o.timeout = std::chrono::seconds(60);
   auto r = RunSubprocess(o);
-  EXPECT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_OK(r);
   return r.value_or(SubprocessResult{});
 }
 

@@ -4,6 +4,9 @@
 
 #include "base/subprocess.h"
 #include "base/version.h"
+#include "tests/support/status_matchers.h"
+
+using ::testing::HasSubstr;
 
 namespace patchlab {
 namespace {
@@ -13,7 +16,7 @@ SubprocessResult RunTool(std::vector<std::string> argv) {
   o.argv = std::move(argv);
   o.timeout = std::chrono::seconds(30);
   auto r = RunSubprocess(o);
-  EXPECT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_OK(r);
   return r.value_or(SubprocessResult{});
 }
 
@@ -21,8 +24,7 @@ TEST(Cli, HotpatchHelpListsEverySubcommand) {
   auto r = RunTool({HOTPATCH_BIN, "--help"});
   EXPECT_TRUE(r.status.Success()) << r.status.ToString();
   for (const char* sub : {"keygen", "pack", "apply", "revert", "status", "verify", "recover"}) {
-    EXPECT_NE(r.stdout_data.find(sub), std::string::npos) << "missing " << sub << " in\n"
-                                                          << r.stdout_data;
+    EXPECT_THAT(r.stdout_data, HasSubstr(sub)) << "missing " << sub << " in\n" << r.stdout_data;
   }
 }
 
@@ -31,8 +33,7 @@ TEST(Cli, PatchlabHelpListsEverySubcommand) {
   EXPECT_TRUE(r.status.Success()) << r.status.ToString();
   for (const char* sub :
        {"check", "images", "run", "compat", "runs", "history", "gate", "report", "hosts"}) {
-    EXPECT_NE(r.stdout_data.find(sub), std::string::npos) << "missing " << sub << " in\n"
-                                                          << r.stdout_data;
+    EXPECT_THAT(r.stdout_data, HasSubstr(sub)) << "missing " << sub << " in\n" << r.stdout_data;
   }
 }
 
@@ -40,8 +41,8 @@ TEST(Cli, VersionCarriesGitDescribe) {
   for (const char* bin : {HOTPATCH_BIN, PATCHLAB_BIN}) {
     auto r = RunTool({bin, "--version"});
     EXPECT_TRUE(r.status.Success());
-    EXPECT_NE(r.stdout_data.find(GitDescribe()), std::string::npos) << r.stdout_data;
-    EXPECT_NE(r.stdout_data.find(Version()), std::string::npos) << r.stdout_data;
+    EXPECT_THAT(r.stdout_data, HasSubstr(GitDescribe())) << r.stdout_data;
+    EXPECT_THAT(r.stdout_data, HasSubstr(Version())) << r.stdout_data;
   }
 }
 
@@ -56,7 +57,7 @@ TEST(Cli, UsageErrorsExitTwo) {
 TEST(Cli, BadLogSpecIsAUsageError) {
   auto r = RunTool({PATCHLAB_BIN, "--log", "loud", "runs"});
   EXPECT_EQ(r.status.code, 2);
-  EXPECT_NE(r.stderr_data.find("loud"), std::string::npos) << r.stderr_data;
+  EXPECT_THAT(r.stderr_data, HasSubstr("loud")) << r.stderr_data;
 }
 
 }  // namespace
