@@ -37,7 +37,7 @@ double Median(std::vector<double> v) {
 VmSpec Spec(const fs::path& dir, const std::string& name) {
   VmSpec s;
   s.name = name;
-  s.memory_mib = 256;
+  s.memory_mib = 512;  // the image's own: its initramfs (~80 MB) unpacks into RAM
   s.artefacts_dir = dir / name;
   s.boot_timeout = std::chrono::seconds(120);
   return s;

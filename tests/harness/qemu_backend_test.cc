@@ -69,7 +69,7 @@ class QemuBackendTest : public ::testing::Test {
     spec.name = name;
     spec.cpu_model = "qemu64";
     spec.smp = 1;
-    spec.memory_mib = 256;
+    spec.memory_mib = 512;  // the image's own: its initramfs (~80 MB) unpacks into RAM
     spec.artefacts_dir = artefacts_ / name;
     return spec;
   }

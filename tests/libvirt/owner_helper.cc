@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
       {"qemu64"}, "helper"};
   VmSpec spec;
   spec.name = "orphan";
-  spec.memory_mib = 256;
+  spec.memory_mib = 512;  // the image's own: its initramfs (~80 MB) unpacks into RAM
   spec.artefacts_dir = dir + "/orphan";
   spec.boot_timeout = std::chrono::milliseconds(90000);
   auto vm = (*backend)->Boot(image, spec);
