@@ -146,9 +146,11 @@ class VmGuestFactory : public GuestFactory {
     vs.smp = spec.count_instructions ? 1 : spec.vcpus;
     vs.count_instructions = spec.count_instructions;
     vs.memory_mib = spec.memory_mib;
-    // A Debian-system image holds its whole root in memory: below its recipe's
-    // memory_mib the kernel cannot even unpack it (a panic at boot).
-    if (auto recipe = store_.Recipe(spec.image); recipe && recipe->system)
+    // Every image holds its root in an initramfs: below its recipe's
+    // memory_mib the kernel cannot unpack it (a Debian system panics at boot;
+    // a busybox image boots with the files at the archive's end missing,
+    // hotpatch and the cell's own files among them).
+    if (auto recipe = store_.Recipe(spec.image))
       vs.memory_mib = std::max(vs.memory_mib, recipe->memory_mib);
     vs.artefacts_dir = spec.artefacts;
     vs.name = spec.image + "-" + spec.cpu;
