@@ -232,7 +232,7 @@ KvmProbe Probe(const std::shared_ptr<LibvirtBackend::Impl>& impl, const VmImage&
     } else {
       VmSpec probe_spec;
       probe_spec.name = "kvm-probe";
-      probe_spec.memory_mib = 256;
+      probe_spec.memory_mib = 512;  // the bundled images' initramfs needs it to unpack
       probe_spec.boot_timeout = impl->options.kvm_probe_timeout;
       probe_spec.artefacts_dir =
           fs::temp_directory_path() / fmt::format("patchlab-kvm-probe-{}", ::getpid());
