@@ -132,7 +132,7 @@ TEST_F(QemuBackendTest, RestoredVmAnswersAndRunsWorkloads) {
 
 TEST_F(QemuBackendTest, RestoreRefusesAMismatchedMachine) {
   VmSpec spec = Spec("mismatch");
-  spec.memory_mib = 512;
+  spec.memory_mib = 1024;  // saved with 512
   auto vm = backend_->RestoreReady(*ready_, spec);
   ASSERT_FALSE(vm);
   EXPECT_EQ(vm.error().code(), ErrorCode::kInvalidArgument);
