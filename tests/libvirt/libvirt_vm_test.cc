@@ -384,7 +384,7 @@ TEST_F(LibvirtVmTest, SavedReadyStateRestoresAndGrowsCopiesForParallelVms) {
   EXPECT_TRUE((*d)->agent().Hello().has_value());
 
   VmSpec wrong = Spec(*dir_, "wrong");
-  wrong.memory_mib = 512;
+  wrong.memory_mib = 1024;  // saved with 512
   auto bad = backend_->RestoreReady(*state, wrong);
   ASSERT_FALSE(bad.has_value());
   EXPECT_EQ(bad.error().code(), ErrorCode::kInvalidArgument);
