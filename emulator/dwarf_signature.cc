@@ -212,6 +212,16 @@ std::optional<Dwarf_Die> SelectedFunctionType(Dwarf_Die resolver) {
   return fn;
 }
 
+// Whether `fn` is an entry the assembler described (glibc's system-call
+// wrappers, _mcount): its unit is in assembly, and its DW_TAG_subprogram
+// names no parameters and an unspecified return type, which is no
+// prototype at all (not f(void)).
+bool IsAssemblyEntry(Dwarf_Die fn) {
+  Dwarf_Die cu;
+  if (dwarf_diecu(&fn, &cu, nullptr, nullptr) == nullptr) return false;
+  return dwarf_srclang(&cu) == DW_LANG_Mips_Assembler;
+}
+
 // Where the DWARF of `elf` is: the file itself or its debug file by build-id.
 Result<std::string> DwarfPath(const ElfFile& elf, bool* own) {
   const std::string path = elf.path().string();
@@ -244,6 +254,10 @@ Result<Signature> SignatureAt(Dwarf* dw, const FunctionMatch& match, const std::
                 "{}: no DWARF subprogram at {:#x}, where '{}' starts (an assembly function, or "
                 "one the compiler inlined everywhere): pass the prototype with --sig",
                 path, match.address, function);
+  }
+  if (IsAssemblyEntry(*fn)) {
+    return Fail(ErrorCode::kNotFound,
+                "{}: '{}' is an assembly entry: no prototype in DWARF, pass --sig", path, function);
   }
   Result<Signature> sig = std::unexpected(Error(ErrorCode::kInternal, ""));
   if (match.symbol != nullptr && match.symbol->type == SymbolType::kIfunc) {

@@ -108,6 +108,14 @@ uint64_t StubTable::Allocate(uint64_t size) {
   return addr;
 }
 
+uint64_t StubTable::AllocatePages(uint64_t len) {
+  // Nothing past heap_next_ has been written since the last reset: zero.
+  const uint64_t start = (heap_next_ + kPageSize - 1) & ~(kPageSize - 1);
+  if (len > kHeapBytes || start + len > kHeapBytes) return 0;
+  heap_next_ = start + len;
+  return kHeapBase + start;
+}
+
 void StubTable::Stop(uc_struct* uc) { uc_emu_stop(uc); }
 
 void StubTable::Fault(uc_struct* uc, int fault_class, uint64_t addr, std::string_view name) {

@@ -59,6 +59,9 @@ class StubTable {
   // Forgets every allocation (the sandbox clears the used part of the heap).
   void ResetHeap();
   uint64_t heap_used() const { return heap_next_; }
+  // `len` bytes (a multiple of the page size) of zeroed heap at a page
+  // boundary, for anonymous mmap (syscalls.h); 0 when the heap is full.
+  uint64_t AllocatePages(uint64_t len);
 
  private:
   struct Call;

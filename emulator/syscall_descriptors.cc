@@ -107,6 +107,26 @@ void FillStat(uint64_t fd, uint8_t* st) {
   std::memcpy(st + 56, &blksize, 8);
 }
 
+// struct statfs (x86-64, 120 bytes) of the file system holding /dev/null
+// (a devtmpfs, given 1 GiB here) or a pipe (pipefs, which counts nothing).
+void FillStatfs(uint64_t fd, uint8_t* sf) {
+  std::memset(sf, 0, 120);
+  const bool null_device = fd == 0;
+  const uint64_t blocks = null_device ? 262144 : 0, files = null_device ? 262144 : 0;
+  const uint64_t fields[] = {null_device ? 0x01021994u : 0x50495045u,  // TMPFS_, PIPEFS_MAGIC
+                             4096,
+                             blocks,
+                             blocks,
+                             blocks,
+                             files,
+                             null_device ? files - 200 : 0,
+                             null_device ? 5u : 12u,  // f_fsid: the device, as fstat's st_dev
+                             255,
+                             4096,
+                             null_device ? 0x1020u : 0x20u};  // ST_VALID (| ST_RELATIME)
+  std::memcpy(sf, fields, sizeof fields);
+}
+
 }  // namespace
 
 bool SyscallLayer::IsOpen(uint64_t fd) const {
@@ -142,6 +162,15 @@ std::optional<uint64_t> SyscallLayer::Descriptor(const Call& c) {
       return Errno(EINVAL);  // neither /dev/null nor a pipe can be synced
     case kSyncfs:
       return 0;
+    case kFadvise64:  // (fd, offset, len, advice)
+      if (fd != 0) return Errno(ESPIPE);
+      return static_cast<int64_t>(c.a[2]) < 0 || c.a[3] > 5 ? Errno(EINVAL) : 0;
+    case kFstatfs: {
+      uint8_t* sf = Writable(c.a[1], 120);
+      if (sf == nullptr) return Errno(EFAULT);
+      FillStatfs(fd, sf);
+      return 0;
+    }
     case kIoctl:
       return Ioctl(c);
     case kFcntl:
@@ -189,8 +218,8 @@ std::optional<uint64_t> SyscallLayer::Fcntl(const Call& c) {
 
 std::optional<uint64_t> SyscallLayer::SignalToSelf(const Call& c) {
   // kill(pid, sig), tkill(tid, sig), tgkill(pid, tid, sig): this process
-  // or its only thread, with every disposition the default (rt_sigaction
-  // is not answered, so no handler can have been installed).
+  // or its only thread, with the dispositions rt_sigaction set in this run
+  // (the default until then).
   const bool tg = c.nr == kTgkill;
   const uint64_t target = tg ? c.a[1] : c.a[0];
   const uint64_t sig = tg ? c.a[2] : c.a[1];
@@ -199,6 +228,8 @@ std::optional<uint64_t> SyscallLayer::SignalToSelf(const Call& c) {
   if (sig > 64) return Errno(EINVAL);
   if (sig == 0) return 0;                                    // "does it exist": it does
   if ((signal_mask_ >> (sig - 1)) & 1) return std::nullopt;  // left pending
+  if (actions_[sig - 1].handler == 1) return 0;              // SIG_IGN
+  if (actions_[sig - 1].handler != 0) return std::nullopt;   // a handler would run
   // SIGCHLD, SIGCONT, SIGURG and SIGWINCH are ignored by default.
   if (sig == 17 || sig == 18 || sig == 23 || sig == 28) return 0;
   // SIGABRT kills the process as abort() does; what the others do (stop,

@@ -324,6 +324,10 @@ void SyscallLayer::OnSyscall(uc_struct* uc) {
       std::optional<uint64_t> answer = c.nr == kFutex ? Futex(c) : AboutTheProcess(c);
       if (!answer) answer = Descriptor(c);
       if (!answer) answer = SignalToSelf(c);
+      if (!answer) answer = PathCall(c);
+      if (!answer) answer = MemoryCall(c);
+      if (!answer) answer = ProcessCall(c);
+      if (!answer) answer = MachineCall(c);
       if (killed_by_ != 0) {
         sandbox_.live().Decide(
             Ending::kFault, FaultClass::kAbort, rip,
@@ -345,6 +349,16 @@ void SyscallLayer::OnSyscall(uc_struct* uc) {
       uc_emu_stop(uc);
       return;
     }
+  }
+  if (AlarmDue()) {
+    // SIGALRM's default ends the process without a fault class, and a
+    // handler would run code the layer does not.
+    sandbox_.live().Decide(
+        Ending::kInconclusive, FaultClass::kNone, rip,
+        fmt::format("SIGALRM from the timer would be delivered after {} at {:#x}",
+                    SyscallName(c.nr), rip));
+    uc_emu_stop(uc);
+    return;
   }
   // As the kernel leaves them: rax the result, rcx the return address, r11 the flags.
   uint64_t next = rip + 2;

@@ -36,6 +36,28 @@
 //                         default 0; SIGABRT ends the run as abort() does
 // write and writev succeed on any descriptor and are compared: what a patch
 // writes matters more than where.
+// The file system (syscall_files.cc) holds only its root directory, an
+// empty tmpfs owned by root (mode 0755), which is also the working
+// directory: open, openat, creat, stat, lstat, newfstatat, statx, access,
+// faccessat(2), readlink(at), truncate, statfs, chdir, getcwd, mkdir(at),
+// symlink(at), link(at), unlink(at), rmdir, rename(at)(2), chmod, fchmodat,
+// chown, lchown, fchownat, utimensat and name_to_handle_at give the
+// kernel's answer there (-ENOENT for any other name, -EACCES for creating
+// one as user 1000, the root's own stat), and each call is compared with
+// its path(s), descriptor, flags and mode.
+// Anonymous memory (syscall_memory.cc): mmap(NULL, len, PROT_READ |
+// PROT_WRITE, MAP_PRIVATE or MAP_SHARED | MAP_ANONYMOUS, -1, 0) is served,
+// page-aligned and zeroed, from the sandbox heap; munmap, mprotect,
+// pkey_mprotect and madvise answer for those pages and for the sandbox's
+// other mappings and holes as the kernel would (-EINVAL, -ENOMEM, 0); the
+// calls are compared like allocation calls.
+// Signals and scheduling (syscall_process.cc): rt_sigaction keeps every
+// signal's disposition per run (all SIG_DFL at the start), sigaltstack
+// the alternate stack (disabled at the start); sched_getparam,
+// sched_getscheduler (SCHED_OTHER, priority 0), getpriority (nice 0),
+// getsid, getpgid, getpgrp (4242: the process leads its session and
+// group), setuid/setgid/setreuid/setregid/setresuid/setresgid (to 1000 or
+// -1: no change; anything else -EPERM), getresuid/getresgid.
 // A bad pointer gets -EFAULT and an unknown flag -EINVAL, as from the
 // kernel. Any other system call ends the run as inconclusive, naming it;
 // with `deny_others`, it is refused -ENOSYS instead, as under a seccomp
@@ -48,6 +70,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 struct uc_struct;
 
@@ -78,6 +102,8 @@ class SyscallLayer {
     signal_mask_ = 0;
     open_fds_ = 0b111;
     killed_by_ = 0;
+    if (process_state_dirty_) ResetProcessState();
+    anonymous_.clear();
   }
   // Answers the system call the CPU is at (from the sandbox's hook), or
   // decides the run inconclusive and stops it.
@@ -112,6 +138,37 @@ class SyscallLayer {
   std::optional<uint64_t> Fcntl(const Call& c);
   std::optional<uint64_t> SignalToSelf(const Call& c);
   bool IsOpen(uint64_t fd) const;
+  // syscall_files.cc: a call that names a path, answered in the empty
+  // file system; nullopt when it is not one or its answer is not modelled.
+  std::optional<uint64_t> PathCall(const Call& c);
+  std::optional<uint64_t> PathCallMore(const Call& c);
+  std::optional<uint64_t> PathChange(const Call& c);
+  std::optional<uint64_t> PathAttributes(const Call& c);
+  class FileSystem;
+  // syscall_memory.cc: mmap, munmap, mprotect, pkey_mprotect, madvise.
+  std::optional<uint64_t> MemoryCall(const Call& c);
+  std::optional<uint64_t> Mprotect(const Call& c);
+  std::optional<uint64_t> Madvise(const Call& c);
+  // syscall_process.cc: signal dispositions, the alternate stack, the
+  // scheduler, ids.
+  std::optional<uint64_t> ProcessCall(const Call& c);
+  std::optional<uint64_t> SigAction(const Call& c);
+  std::optional<uint64_t> SigAltStack(const Call& c);
+  std::optional<uint64_t> SetIds(const Call& c);
+  // syscall_machine.cc: uname, sysinfo, sethostname, setdomainname and the
+  // interval timers.
+  std::optional<uint64_t> MachineCall(const Call& c);
+  std::optional<uint64_t> Timer(const Call& c);
+  struct TimerState {
+    uint64_t interval = 0;  // us
+    uint64_t value = 0;     // us left; for ITIMER_REAL the clock's deadline (0: disarmed)
+  };
+  TimerState ReadTimer(int which) const;
+  // Whether the real-time timer has fired with SIGALRM not ignored.
+  bool AlarmDue();
+  void ResetProcessState();
+  // Adds a call to the run's compared calls.
+  void Record(const Call& c, std::vector<uint64_t> args, uint64_t ret, std::string data = {});
   // Host bytes of guest [addr, addr+len) writable by the kernel (noted as
   // written), or nullptr for -EFAULT.
   uint8_t* Writable(uint64_t addr, uint64_t len);
@@ -126,6 +183,17 @@ class SyscallLayer {
   uint32_t open_fds_ = 0b111;  // bit n: descriptor n is open
   int killed_by_ = 0;          // a signal that ended the process
   bool deny_others_ = false;
+  // Per run, for syscall_process.cc (cleared by BeginRun when touched).
+  struct SigactionState {
+    uint64_t handler = 0, flags = 0, restorer = 0, mask = 0;
+  };
+  SigactionState actions_[64] = {};  // signal n at [n - 1]; 0 is SIG_DFL
+  uint64_t altstack_[3] = {};        // ss_sp, ss_flags as set, ss_size (0: disabled)
+  TimerState timers_[3] = {};        // ITIMER_REAL, _VIRTUAL, _PROF
+  bool process_state_dirty_ = false;
+  // Per run, for syscall_memory.cc: the pages mmap gave out and that are
+  // still mapped, [begin, end).
+  std::vector<std::pair<uint64_t, uint64_t>> anonymous_;
 };
 
 }  // namespace patchlab::emulator
