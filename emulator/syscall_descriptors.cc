@@ -21,6 +21,7 @@ namespace {
 // x86-64 numbers.
 enum : uint64_t {
   kRead = 0,
+  kPoll = 7,
   kClose = 3,
   kFstat = 5,
   kLseek = 8,
@@ -137,6 +138,7 @@ bool SyscallLayer::IsOpen(uint64_t fd) const {
 
 std::optional<uint64_t> SyscallLayer::Descriptor(const Call& c) {
   if (c.nr == kNewfstatat) return StatAt(c);
+  if (c.nr == kPoll) return Poll(c);
   if (!TakesDescriptorFirst(c.nr)) return std::nullopt;
   if (!IsOpen(c.a[0])) return Errno(EBADF);
   const uint32_t fd = static_cast<uint32_t>(c.a[0]);
@@ -178,6 +180,35 @@ std::optional<uint64_t> SyscallLayer::Descriptor(const Call& c) {
     default:
       return std::nullopt;
   }
+}
+
+std::optional<uint64_t> SyscallLayer::Poll(const Call& c) {
+  // poll(fds, nfds, timeout_ms): /dev/null is always ready both ways
+  // (DEFAULT_POLLMASK), an empty pipe's write end for writing, a closed
+  // descriptor is POLLNVAL, a negative one ignored. With nothing ready the
+  // clock moves past the timeout; with none it would sleep forever.
+  constexpr uint16_t kNullMask = 0x145, kPipeMask = 0x104;  // IN|OUT|RDNORM|WRNORM; OUT|WRNORM
+  constexpr uint16_t kErrHup = 0x8 | 0x10, kNval = 0x20;
+  const uint64_t n = c.a[1];
+  if (n > 1024) return Errno(EINVAL);  // past RLIMIT_NOFILE
+  uint8_t* fds = n == 0 ? nullptr : Writable(c.a[0], n * 8);
+  if (n != 0 && fds == nullptr) return Errno(EFAULT);
+  uint64_t ready = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    int32_t fd = 0;
+    uint16_t events = 0, revents = 0;
+    std::memcpy(&fd, fds + i * 8, 4);
+    std::memcpy(&events, fds + i * 8 + 4, 2);
+    if (fd >= 0 && !IsOpen(static_cast<uint32_t>(fd))) revents = kNval;
+    if (fd >= 0 && IsOpen(static_cast<uint32_t>(fd)))
+      revents = (fd == 0 ? kNullMask : kPipeMask) & (events | kErrHup);
+    std::memcpy(fds + i * 8 + 6, &revents, 2);
+    if (revents != 0) ++ready;
+  }
+  const int32_t timeout = static_cast<int32_t>(c.a[2]);
+  if (ready == 0 && timeout < 0) return std::nullopt;
+  if (ready == 0) clock_us_ += static_cast<uint64_t>(timeout) * 1000;
+  return ready;
 }
 
 std::optional<uint64_t> SyscallLayer::StatAt(const Call& c) {

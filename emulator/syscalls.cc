@@ -47,6 +47,8 @@ enum : uint64_t {
   kFutex = 202,
   kClockGettime = 228,
   kClockGetres = 229,
+  kClockNanosleep = 230,
+  kNanosleep = 35,
   kPrlimit64 = 302,
   kGetrandom = 318,
 };
@@ -205,15 +207,80 @@ uint64_t SyscallLayer::SigProcMask(const Call& c) {
 }
 
 std::optional<uint64_t> SyscallLayer::Futex(const Call& c) {
-  const uint64_t op = c.a[1] & 0x7f;            // without FUTEX_PRIVATE_FLAG, FUTEX_CLOCK_REALTIME
-  if (op == 1) return 0;                        // FUTEX_WAKE: no other thread waits
-  if (op != 0 && op != 9) return std::nullopt;  // FUTEX_WAIT, FUTEX_WAIT_BITSET
+  // As kernel/futex/syscalls.c orders its checks. A process with one
+  // thread: a wake finds no waiter, and a wait that is not refused sleeps
+  // until its timeout (the clock jumps there) or forever (inconclusive).
+  constexpr uint64_t kPrivate = 128, kClockRealtime = 256;
+  const uint64_t cmd = c.a[1] & ~(kPrivate | kClockRealtime);
+  enum : uint64_t { kWait = 0, kWake = 1, kWaitBitset = 9, kWakeBitset = 10 };
+  const bool known = cmd <= 13 && cmd != 2;  // FUTEX_FD is gone
+  if (!known) return Errno(ENOSYS);
+  if ((c.a[1] & kClockRealtime) != 0 && cmd != kWaitBitset && cmd != 11 && cmd != 13)
+    return Errno(ENOSYS);
+  if (cmd != kWait && cmd != kWake && cmd != kWaitBitset && cmd != kWakeBitset)
+    return std::nullopt;  // requeueing, wake-op, priority inheritance: not modelled
+  const bool bitset = cmd == kWaitBitset || cmd == kWakeBitset;
+  if (bitset && static_cast<uint32_t>(c.a[5]) == 0) return Errno(EINVAL);
+  if (c.a[0] % 4 != 0) return Errno(EINVAL);
   const uint8_t* word = sandbox_.HostPtr(c.a[0], 4, UC_PROT_READ);
+  // A shared futex's key is its page: an unmapped one faults (-EFAULT); a
+  // private wake never touches the word.
+  if (cmd == kWake || cmd == kWakeBitset)
+    return word == nullptr && (c.a[1] & kPrivate) == 0 ? Errno(EFAULT) : 0;
+  std::optional<uint64_t> deadline;  // in the clock's microseconds
+  if (c.a[3] != 0) {
+    const uint8_t* ts = sandbox_.HostPtr(c.a[3], 16, UC_PROT_READ);
+    if (ts == nullptr) return Errno(EFAULT);
+    int64_t t[2];
+    std::memcpy(t, ts, 16);
+    if (t[0] < 0 || t[1] < 0 || t[1] >= 1000000000) return Errno(EINVAL);
+    const uint64_t us = std::min<uint64_t>(t[0], 1ull << 40) * 1000000 + (t[1] + 999) / 1000;
+    if (!bitset) {
+      deadline = clock_us_ + us;  // FUTEX_WAIT: relative
+    } else {
+      // Absolute, on CLOCK_MONOTONIC or (with the flag) CLOCK_REALTIME.
+      const uint64_t epoch =
+          ((c.a[1] & kClockRealtime) != 0 ? kRealtimeEpoch : kMonotonicEpoch) * 1000000;
+      deadline = us > epoch ? us - epoch : 0;
+    }
+  }
   if (word == nullptr) return Errno(EFAULT);
   uint32_t v = 0;
   std::memcpy(&v, word, 4);
   if (v != static_cast<uint32_t>(c.a[2])) return Errno(EAGAIN);
-  return std::nullopt;  // it would sleep with no one to wake it
+  if (!deadline) return std::nullopt;  // it would sleep with no one to wake it
+  clock_us_ = std::max(clock_us_, *deadline);
+  return Errno(ETIMEDOUT);
+}
+
+std::optional<uint64_t> SyscallLayer::Sleep(const Call& c) {
+  // nanosleep(req, rem) and clock_nanosleep(clock, flags, req, rem): the
+  // clock jumps to the end of the sleep; no signal interrupts it.
+  const bool nano = c.nr == kNanosleep;
+  const uint64_t clock = nano ? 1 : static_cast<uint32_t>(c.a[0]);
+  const bool absolute = !nano && (c.a[1] & 1) != 0;  // TIMER_ABSTIME
+  const uint8_t* ts = sandbox_.HostPtr(c.a[nano ? 0 : 2], 16, UC_PROT_READ);
+  // CLOCK_REALTIME, _MONOTONIC, _BOOTTIME, _TAI sleep; the raw and coarse
+  // clocks cannot (-EOPNOTSUPP), nor this thread's CPU clock (-EINVAL);
+  // the process's CPU clock and the alarm clocks are not modelled.
+  if (!nano && clock != 0 && clock != 1 && clock != 7 && clock != 11) {
+    if (clock >= 4 && clock <= 6) return Errno(EOPNOTSUPP);
+    if (clock == 3 || clock == 10 || (clock >= 12 && clock < 0x80000000)) return Errno(EINVAL);
+    return std::nullopt;
+  }
+  if (ts == nullptr) return Errno(EFAULT);
+  int64_t t[2];
+  std::memcpy(t, ts, 16);
+  if (t[0] < 0 || t[1] < 0 || t[1] >= 1000000000) return Errno(EINVAL);
+  const uint64_t us = std::min<uint64_t>(t[0], 1ull << 40) * 1000000 + (t[1] + 999) / 1000;
+  if (absolute) {
+    const uint64_t epoch = (clock == 0 || clock == 11 ? kRealtimeEpoch : kMonotonicEpoch) * 1000000;
+    clock_us_ = std::max(clock_us_, us > epoch ? us - epoch : 0);
+  } else {
+    clock_us_ += us;
+  }
+  Record(c, {clock, absolute, static_cast<uint64_t>(t[0]), static_cast<uint64_t>(t[1])}, 0);
+  return 0;
 }
 
 uint64_t SyscallLayer::GetLimit(const Call& c) {
@@ -322,6 +389,7 @@ void SyscallLayer::OnSyscall(uc_struct* uc) {
       break;
     default: {
       std::optional<uint64_t> answer = c.nr == kFutex ? Futex(c) : AboutTheProcess(c);
+      if (!answer && (c.nr == kNanosleep || c.nr == kClockNanosleep)) answer = Sleep(c);
       if (!answer) answer = Descriptor(c);
       if (!answer) answer = SignalToSelf(c);
       if (!answer) answer = PathCall(c);

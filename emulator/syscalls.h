@@ -14,9 +14,12 @@
 // 1000, gets from calls that ask about itself:
 //   getuid, geteuid, getgid, getegid  1000;  getppid  1
 //   rt_sigprocmask        a signal mask kept per run (empty at the start)
-//   futex                 FUTEX_WAKE wakes no one (0); FUTEX_WAIT returns
-//                         -EAGAIN when the word is not the expected value
-//                         (else it would sleep forever: inconclusive)
+//   futex                 FUTEX_WAKE(_BITSET) wakes no one (0); FUTEX_WAIT
+//                         (_BITSET) returns -EAGAIN when the word is not the
+//                         expected value, else -ETIMEDOUT with the clock at
+//                         its timeout (with none it would sleep forever:
+//                         inconclusive); unknown commands -ENOSYS
+//   nanosleep, clock_nanosleep  0, the clock moved past the sleep
 //   sched_yield 0; sched_get_priority_max/min as Linux answers them;
 //   clock_getres          1 ns
 //   prlimit64 (reading)   Linux's defaults (stack 8 MiB, 1024 open files, ...)
@@ -32,6 +35,9 @@
 //   ioctl on 0-2          -ENOTTY (FIONREAD on a pipe: 0 bytes)
 //   fcntl F_GETFD 0, F_GETFL O_RDONLY (0) or O_WRONLY (1, 2)
 //   fsync, fdatasync -EINVAL; syncfs 0
+//   poll                  /dev/null ready both ways, the pipes for writing,
+//                         others POLLNVAL; nothing ready: the clock moves
+//                         past the timeout (none: inconclusive)
 //   kill, tkill, tgkill to itself: signal 0 and the signals ignored by
 //                         default 0; SIGABRT ends the run as abort() does
 // write and writev succeed on any descriptor and are compared: what a patch
@@ -123,6 +129,8 @@ class SyscallLayer {
   uint64_t SigProcMask(const Call& c);
   // nullopt: the call would block forever.
   std::optional<uint64_t> Futex(const Call& c);
+  // nanosleep, clock_nanosleep: the clock jumps past the sleep.
+  std::optional<uint64_t> Sleep(const Call& c);
   uint64_t GetLimit(const Call& c);
   uint64_t ClockGetres(const Call& c);
   // The answer to a call about the process itself, or nullopt when `nr` is
@@ -134,6 +142,7 @@ class SyscallLayer {
   // its answer is not modelled.
   std::optional<uint64_t> Descriptor(const Call& c);
   std::optional<uint64_t> StatAt(const Call& c);
+  std::optional<uint64_t> Poll(const Call& c);
   std::optional<uint64_t> Ioctl(const Call& c);
   std::optional<uint64_t> Fcntl(const Call& c);
   std::optional<uint64_t> SignalToSelf(const Call& c);

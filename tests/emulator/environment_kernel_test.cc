@@ -2,7 +2,8 @@
 // against the real kernel: each case of the environment fixture's
 // env_probe runs in a fresh process that sees what the model describes
 // (an empty tmpfs as its root and working directory, user 1000, /dev/null
-// as descriptor 0 and pipes as 1 and 2, nothing else open), and must
+// as descriptor 0 and pipes as 1 and 2, nothing else open but the pipes'
+// read ends and the report pipe, at numbers the probes do not use), and must
 // answer what env_probe_model says. Needs root (a mount namespace and
 // chroot); skips without it.
 #include <dlfcn.h>
@@ -24,6 +25,7 @@ namespace {
 
 using Probe = long (*)(int);
 constexpr int kReportFd = 50;
+constexpr int kReadEnds = 60;
 
 struct Answer {
   int which;
@@ -41,8 +43,11 @@ bool EnterEmptyRoot(const char* dir) {
   int out[2], err[2];
   if (null_fd < 0 || pipe(out) != 0 || pipe(err) != 0) return false;
   if (dup2(null_fd, 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0) return false;
+  // The pipes' read ends stay open, as the model's capture holds them (a
+  // pipe without readers polls POLLERR), at numbers no probe uses.
+  if (dup2(out[0], kReadEnds) < 0 || dup2(err[0], kReadEnds + 1) < 0) return false;
   for (int fd = 3; fd < 1024; ++fd) {
-    if (fd != kReportFd) close(fd);
+    if (fd != kReportFd && fd != kReadEnds && fd != kReadEnds + 1) close(fd);
   }
   if (chdir(dir) != 0 || chroot(".") != 0 || chdir("/") != 0) return false;
   return setgroups(0, nullptr) == 0 && setgid(1000) == 0 && setuid(1000) == 0;
