@@ -47,6 +47,12 @@ enum : uint64_t {
   kPreadv = 295,
   kPwritev = 296,
   kSyncfs = 306,
+  kWait4 = 61,
+  kFchdir = 81,
+  kSchedGetaffinity = 204,
+  kFallocate = 285,
+  kAccept = 43,
+  kSendmmsg = 307,
 };
 
 constexpr uint64_t kAtEmptyPath = 0x1000;
@@ -81,6 +87,26 @@ bool TakesDescriptorFirst(uint64_t nr) {
     case kPreadv:
     case kPwritev:
     case kSyncfs:
+    case kFchdir:
+    case kFallocate:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The calls on a socket whose first check is that the descriptor is one
+// (net/socket.c): -EBADF for a closed one, -ENOTSOCK for 0-2.
+bool TakesSocketFirst(uint64_t nr) {
+  switch (nr) {
+    case kAccept:    // accept
+    case 48:         // shutdown
+    case 50:         // listen
+    case 51:         // getsockname
+    case 52:         // getpeername
+    case 54:         // setsockopt
+    case 55:         // getsockopt
+    case kSendmmsg:  // sendmmsg
       return true;
     default:
       return false;
@@ -139,6 +165,14 @@ bool SyscallLayer::IsOpen(uint64_t fd) const {
 std::optional<uint64_t> SyscallLayer::Descriptor(const Call& c) {
   if (c.nr == kNewfstatat) return StatAt(c);
   if (c.nr == kPoll) return Poll(c);
+  if (c.nr == kWait4) return Wait4(c);
+  if (c.nr == kSchedGetaffinity) return Affinity(c);
+  // accept4 checks its flags first (SOCK_CLOEXEC | SOCK_NONBLOCK).
+  if (c.nr == 288 && (c.a[3] & ~0x80800ull) != 0) return Errno(EINVAL);
+  if (TakesSocketFirst(c.nr) || c.nr == 288) return Errno(IsOpen(c.a[0]) ? ENOTSOCK : EBADF);
+  // A negative position is refused before the descriptor is looked at.
+  if ((c.nr == kPread64 || c.nr == kPwrite64) && static_cast<int64_t>(c.a[3]) < 0)
+    return Errno(EINVAL);
   if (!TakesDescriptorFirst(c.nr)) return std::nullopt;
   if (!IsOpen(c.a[0])) return Errno(EBADF);
   const uint32_t fd = static_cast<uint32_t>(c.a[0]);
@@ -162,6 +196,18 @@ std::optional<uint64_t> SyscallLayer::Descriptor(const Call& c) {
     case kFsync:
     case kFdatasync:
       return Errno(EINVAL);  // neither /dev/null nor a pipe can be synced
+    case kFchdir:
+    case kGetdents64:
+      return Errno(ENOTDIR);
+    case kPwrite64:
+      return fd == 0 ? Errno(EBADF) : Errno(ESPIPE);  // /dev/null is open read-only
+    case kFallocate:
+      // The range, then any mode bits (not modelled), then write access,
+      // then the file type.
+      if (static_cast<int64_t>(c.a[2]) < 0 || static_cast<int64_t>(c.a[3]) <= 0)
+        return Errno(EINVAL);
+      if (c.a[1] != 0) return std::nullopt;
+      return fd == 0 ? Errno(EBADF) : Errno(ESPIPE);
     case kSyncfs:
       return 0;
     case kFadvise64:  // (fd, offset, len, advice)
@@ -180,6 +226,27 @@ std::optional<uint64_t> SyscallLayer::Descriptor(const Call& c) {
     default:
       return std::nullopt;
   }
+}
+
+std::optional<uint64_t> SyscallLayer::Wait4(const Call& c) {
+  // wait4(pid, status, options, rusage): the process has no children.
+  constexpr uint64_t kKnownOptions = 0x1 | 0x2 | 0x8 | 0x20000000 | 0x40000000 | 0x80000000;
+  if ((static_cast<uint32_t>(c.a[2]) & ~kKnownOptions) != 0) return Errno(EINVAL);
+  if (static_cast<int32_t>(c.a[0]) == INT32_MIN) return Errno(ESRCH);
+  return Errno(ECHILD);
+}
+
+std::optional<uint64_t> SyscallLayer::Affinity(const Call& c) {
+  // sched_getaffinity(pid, len, mask) on a machine with one CPU: the mask
+  // is one unsigned long with bit 0 set.
+  const uint32_t len = static_cast<uint32_t>(c.a[1]);
+  if (len == 0 || (len & 7) != 0) return Errno(EINVAL);
+  if (static_cast<int32_t>(c.a[0]) != 0 && c.a[0] != kProcessId) return Errno(ESRCH);
+  uint8_t* mask = Writable(c.a[2], 8);
+  if (mask == nullptr) return Errno(EFAULT);
+  const uint64_t one_cpu = 1;
+  std::memcpy(mask, &one_cpu, 8);
+  return 8;
 }
 
 std::optional<uint64_t> SyscallLayer::Poll(const Call& c) {

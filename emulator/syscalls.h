@@ -35,6 +35,12 @@
 //   ioctl on 0-2          -ENOTTY (FIONREAD on a pipe: 0 bytes)
 //   fcntl F_GETFD 0, F_GETFL O_RDONLY (0) or O_WRONLY (1, 2)
 //   fsync, fdatasync -EINVAL; syncfs 0
+//   fchdir, getdents64 on 0-2  -ENOTDIR; pwrite64 -EBADF (0), -ESPIPE;
+//   fallocate (mode 0)    -EBADF (0), -ESPIPE (1, 2)
+//   accept(4), listen, shutdown, get/setsockopt, getsock/peername,
+//   sendmmsg              -ENOTSOCK on 0-2 (-EBADF on others)
+//   wait4                 -ECHILD: the process has no children
+//   sched_getaffinity     one CPU
 //   poll                  /dev/null ready both ways, the pipes for writing,
 //                         others POLLNVAL; nothing ready: the clock moves
 //                         past the timeout (none: inconclusive)
@@ -143,6 +149,8 @@ class SyscallLayer {
   std::optional<uint64_t> Descriptor(const Call& c);
   std::optional<uint64_t> StatAt(const Call& c);
   std::optional<uint64_t> Poll(const Call& c);
+  std::optional<uint64_t> Wait4(const Call& c);
+  std::optional<uint64_t> Affinity(const Call& c);
   std::optional<uint64_t> Ioctl(const Call& c);
   std::optional<uint64_t> Fcntl(const Call& c);
   std::optional<uint64_t> SignalToSelf(const Call& c);

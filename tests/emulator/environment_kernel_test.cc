@@ -49,6 +49,11 @@ bool EnterEmptyRoot(const char* dir) {
   for (int fd = 3; fd < 1024; ++fd) {
     if (fd != kReportFd && fd != kReadEnds && fd != kReadEnds + 1) close(fd);
   }
+  // The model's machine has one CPU.
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(0, &one);
+  if (sched_setaffinity(0, sizeof one, &one) != 0) return false;
   if (chdir(dir) != 0 || chroot(".") != 0 || chdir("/") != 0) return false;
   return setgroups(0, nullptr) == 0 && setgid(1000) == 0 && setuid(1000) == 0;
 }

@@ -33,7 +33,7 @@ const Counterexample* FindKind(const CheckResult& r, std::string_view kind) {
 }
 
 TEST(Environment, EveryProbeIsAnsweredAsTheModelSays) {
-  // env_probe(i) runs case i % 67 (files, memory, signals, ids, timers);
+  // env_probe(i) runs case i % 79 (files, memory, signals, ids, timers);
   // 400 inputs reach every case (small integers come first).
   auto same = RunCheck(Check("env_probe", "env_probe", "long f(int which)"));
   ASSERT_OK(same);
