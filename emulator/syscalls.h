@@ -200,6 +200,11 @@ class SyscallLayer {
   uint32_t open_fds_ = 0b111;  // bit n: descriptor n is open
   int killed_by_ = 0;          // a signal that ended the process
   bool deny_others_ = false;
+  // What BeginRun touches on every run sits together, before the tables.
+  bool process_state_dirty_ = false;  // a table below changed this run
+  // Per run, for syscall_memory.cc: the pages mmap gave out and that are
+  // still mapped, [begin, end).
+  std::vector<std::pair<uint64_t, uint64_t>> anonymous_;
   // Per run, for syscall_process.cc (cleared by BeginRun when touched).
   struct SigactionState {
     uint64_t handler = 0, flags = 0, restorer = 0, mask = 0;
@@ -207,10 +212,6 @@ class SyscallLayer {
   SigactionState actions_[64] = {};  // signal n at [n - 1]; 0 is SIG_DFL
   uint64_t altstack_[3] = {};        // ss_sp, ss_flags as set, ss_size (0: disabled)
   TimerState timers_[3] = {};        // ITIMER_REAL, _VIRTUAL, _PROF
-  bool process_state_dirty_ = false;
-  // Per run, for syscall_memory.cc: the pages mmap gave out and that are
-  // still mapped, [begin, end).
-  std::vector<std::pair<uint64_t, uint64_t>> anonymous_;
 };
 
 }  // namespace patchlab::emulator
