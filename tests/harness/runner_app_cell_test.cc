@@ -122,7 +122,9 @@ class AppGuest : public CellGuest {
                        {"comm", pid == 650 ? "python3" : "server"},
                        {"result", refused ? "refused" : done},
                        {"reason", refused ? "crc32_z is on a thread's stack" : ""},
-                       {"pause_us", 900}});
+                       {"pause_us", 900},
+                       {"mapped_bytes", 12288},
+                       {"island_bytes", 4096}});
     }
     r.exit_code = subcommand == "apply" && system_refuses_101 ? 3 : 0;
     r.json = {{"patch_id", "fix-1"}, {"processes", procs}, {"wall_us", 5000}};
@@ -136,7 +138,8 @@ class AppGuest : public CellGuest {
     HotpatchResult r;
     if (subcommand == "apply") {
       applied.push_back(std::stoi(args.at(1)));  // --pid PID
-      r.json = nlohmann::json::parse(R"({"pause_us": 1500})");
+      r.json = nlohmann::json::parse(
+          R"({"pause_us": 1500, "mapped_bytes": 8192, "island_bytes": 4096})");
     }
     return r;
   }
@@ -310,6 +313,33 @@ TEST(AppCellSequence, AWorkloadDurationSpentEndsTheMeasurementAtTheNextLook) {
   CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
   ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
   EXPECT_EQ(PairedWindowCosts(obs.windows).unpatched.size(), 2u);
+}
+
+// The patch's own memory beside the PSS growth, as for a labstats target:
+// what the first apply mapped into each of the target's processes, summed as
+// their PSS is (later applies map the same again and are not added).
+TEST(AppCellSequence, ThePatchesMappedAndIslandBytesAreSummedOverTheTargetsProcesses) {
+  AppPlan p;
+  p.scenario.apply.repeat = 3;
+  AppGuest guest;
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
+  EXPECT_EQ(guest.applied.size(), 9u) << "the first apply and two repeats, three processes each";
+  metrics::CellResult cell = Figures(obs);
+  EXPECT_EQ(cell.patch_mapped_kib, 24.0) << "8 KiB in each of three processes";
+  EXPECT_EQ(cell.island_kib, 12.0);
+  EXPECT_EQ(cell.mem_overhead_kib, 0.0) << "the fake's PSS does not grow";
+}
+
+TEST(AppCellSequence, ASystemWideApplyCountsTheMemoryOfTheTargetsProcessesOnly) {
+  AppPlan p;
+  p.spec.processes = PatchProcesses::kAll;
+  AppGuest guest;
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
+  metrics::CellResult cell = Figures(obs);
+  EXPECT_EQ(cell.patch_mapped_kib, 36.0) << "12 KiB in each of the three servers, not python3's";
+  EXPECT_EQ(cell.island_kib, 12.0);
 }
 
 TEST(AppCellSequence, PatchProcessesAllAppliesSystemWideAndCountsThoseStartedUnpatched) {
