@@ -39,7 +39,8 @@ class AppGuest : public CellGuest {
   std::vector<int> work_cycle;
   int generator_runs = 0;
   bool check_ok = true;
-  int kill_worker_at_listing = 0;  // 1-based; that listing lacks pid 102 and has 103
+  bool check_fails_once_patched = false;  // fails from the first apply on
+  int kill_worker_at_listing = 0;         // 1-based; that listing lacks pid 102 and has 103
   int listings = 0;
   std::vector<pid_t> applied;
   std::map<std::string, std::string> files;
@@ -77,8 +78,9 @@ class AppGuest : public CellGuest {
     if (argv0 == "probe" && !ready) r.exit.code = 1;
     if (argv0 == "stop") procs.clear();  // the service's own stop command
     if (argv0 == "check") {
-      r.stdout_data = check_ok ? "ok\n" : "mismatch\n";
-      r.exit.code = check_ok ? 0 : 1;
+      bool ok = check_ok && !(check_fails_once_patched && !applied.empty());
+      r.stdout_data = ok ? "ok\n" : "mismatch\n";
+      r.exit.code = ok ? 0 : 1;
     }
     return r;
   }
@@ -405,7 +407,7 @@ TEST(AppCellSequence, AWorkerThatDiesAndIsRespawnedIsACrash) {
 TEST(AppCellSequence, AFailingCheckIsAWrongResultWithItsOutputKept) {
   AppPlan p;
   AppGuest guest;
-  guest.check_ok = false;
+  guest.check_fails_once_patched = true;
   CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
   ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
   metrics::CellResult cell = Figures(obs);
@@ -414,6 +416,21 @@ TEST(AppCellSequence, AFailingCheckIsAWrongResultWithItsOutputKept) {
   EXPECT_THAT(::testing::PrintToString(cell.reasons), HasSubstr("wrong results"));
   ASSERT_TRUE(obs.artefacts.contains("check-1.out"));
   EXPECT_THAT(obs.artefacts.at("check-1.out"), HasSubstr("mismatch"));
+}
+
+// A check that fails before any patch was applied says the service or the
+// check is broken (a module not installed, a wrong URL), not the patch.
+TEST(AppCellSequence, ACheckFailingBeforeAnyPatchIsTheLabsErrorNamingTheField) {
+  AppPlan p;
+  AppGuest guest;
+  guest.check_ok = false;
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_TRUE(obs.infra_error);
+  EXPECT_THAT(*obs.infra_error, HasSubstr("app/scenario.yaml:23:14: workload.check.command"));
+  EXPECT_THAT(*obs.infra_error, HasSubstr("before any patch was applied"));
+  EXPECT_THAT(*obs.infra_error, HasSubstr("mismatch"));
+  EXPECT_TRUE(guest.applied.empty());
+  ASSERT_TRUE(obs.artefacts.contains("check-1.out"));
 }
 
 TEST(AppCellSequence, AGeneratorOutputThatNeverMatchesIsTheLabsErrorNamingTheField) {

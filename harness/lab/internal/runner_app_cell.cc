@@ -320,6 +320,13 @@ class AppSequence {
             fmt::format("# {}\n# {}\n--- stdout\n{}--- stderr\n{}", check.command.where,
                         r.exit.ToString(), r.stdout_data, r.stderr_data);
       }
+      // Before any patch, a failing check is the service's or the check's
+      // own fault (a module not installed, a wrong URL): not the patch's.
+      if (!applied_once_) {
+        Infra(fmt::format("{}: the check failed before any patch was applied ({}): {}",
+                          check.command.where, r.exit.ToString(),
+                          Quote(r.stdout_data + r.stderr_data)));
+      }
       if (totals_.wrong == 1) {
         obs_.problems.push_back(fmt::format("{}: the check failed ({}): {}", check.command.where,
                                             r.exit.ToString(),
