@@ -357,11 +357,22 @@ CallbackType ReadCallback(const DwarfType& t) {
 Status ParamFromType(const DwarfType& t, Param& p) {
   switch (t.kind) {
     case ValueKind::kInteger:
+      // Registers and the stack hold integers of these widths; a base type of
+      // another size (a hostile DW_AT_byte_size, found by fuzz/dwarf_fuzzer.cc)
+      // has no place in a call.
+      if (t.size != 1 && t.size != 2 && t.size != 4 && t.size != 8 && t.size != 16) {
+        return Fail(ErrorCode::kUnsupported, "'{}' has type {}, an integer of {} bytes", p.name,
+                    t.text, t.size);
+      }
       p.kind = ValueKind::kInteger;
       p.width = t.size;
       p.is_signed = t.is_signed;
       return {};
     case ValueKind::kFloat:
+      if (t.size != 4 && t.size != 8 && t.size != 16) {
+        return Fail(ErrorCode::kUnsupported, "'{}' has type {}, a floating type of {} bytes",
+                    p.name, t.text, t.size);
+      }
       p.kind = ValueKind::kFloat;
       p.format = t.format;
       p.width = FloatBytes(t.format);

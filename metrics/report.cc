@@ -42,6 +42,15 @@ std::string Figure(const std::optional<double>& v, const char* format) {
   return v ? fmt::format(fmt::runtime(format), *v) : "n/a";
 }
 
+// PSS growth in MiB with the patch's own bytes after it, for table cells.
+std::string MemoryFigure(const CellResult& c) {
+  std::string pss =
+      Figure(c.mem_overhead_kib ? std::optional<double>(*c.mem_overhead_kib / 1024) : std::nullopt,
+             "{:.2f}");
+  std::string note = PatchMemoryNote(c);
+  return note.empty() ? pss : fmt::format("{} ({})", pss, note);
+}
+
 std::string CellName(const CellKey& k) {
   return fmt::format("{} x {} x {}", k.image, k.cpu, k.workload);
 }
@@ -244,14 +253,15 @@ std::string RenderJunit(const ReportData& data) {
       cases += fmt::format(
           "      <system-out>verdict: {}\napply: {} {}\ncrashes: {}\npause median us: {}\ncpu "
           "overhead %: {}\n"
-          "memory overhead KiB: {}\nsemantic: {}\nartefacts: {}\n</system-out>\n",
+          "memory overhead KiB: {}{}\nsemantic: {}\nartefacts: {}\n</system-out>\n",
           VerdictName(c->verdict), ApplyResultName(c->apply), XmlEscape(c->apply_reason),
           c->TotalCrashes(), Figure(c->pause_median_us, "{:.1f}"),
           Figure(c->cpu_overhead_pct ? std::optional<double>(c->cpu_overhead_pct->value)
                                      : std::nullopt,
                  "{:.2f}"),
-          Figure(c->mem_overhead_kib, "{:.0f}"), SemanticVerdictName(c->semantic),
-          XmlEscape(c->artefacts));
+          Figure(c->mem_overhead_kib, "{:.0f}"),
+          PatchMemoryNote(*c).empty() ? "" : XmlEscape(" (" + PatchMemoryNote(*c) + ")"),
+          SemanticVerdictName(c->semantic), XmlEscape(c->artefacts));
       cases += "    </testcase>\n";
     }
     tests += static_cast<int>(cells.size());
@@ -304,11 +314,7 @@ std::string RenderMarkdown(const ReportData& data) {
         ApplyResultName(c.apply), c.TotalCrashes(),
         Figure(c.pause_median_us ? std::optional<double>(*c.pause_median_us / 1000) : std::nullopt,
                "{:.2f}"),
-        cpu,
-        Figure(
-            c.mem_overhead_kib ? std::optional<double>(*c.mem_overhead_kib / 1024) : std::nullopt,
-            "{:.2f}"),
-        SemanticVerdictName(c.semantic));
+        cpu, MarkdownCell(MemoryFigure(c)), SemanticVerdictName(c.semantic));
   }
   // What a release team reads first: "zlib fix: nginx ok, python3 ok, redis crashes".
   out += "\n**By application:**\n\n";
@@ -406,6 +412,14 @@ std::string RenderOpenMetrics(const ReportData& data) {
   }
   out += "# EOF\n";
   return out;
+}
+
+std::string PatchMemoryNote(const CellResult& cell) {
+  std::string note;
+  if (cell.patch_mapped_kib) note = fmt::format("patch {:.0f} KiB", *cell.patch_mapped_kib);
+  if (cell.island_kib)
+    note += fmt::format("{}island {:.0f} KiB", note.empty() ? "" : ", ", *cell.island_kib);
+  return note;
 }
 
 }  // namespace patchlab::metrics

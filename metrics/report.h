@@ -58,4 +58,10 @@ std::string RenderOpenMetrics(const ReportData& data);
 // it broke a policy rule and the scenario did not expect that outcome.
 bool CellFailedForReport(const CellResult& cell, const Policy& policy);
 
+// The patch's own memory beside a cell's PSS growth, as every report shows it:
+// "patch 24 KiB, island 12 KiB" (what hotpatch mapped into the target's
+// processes, and of that the trampoline island pages); empty when the cell
+// recorded neither.
+std::string PatchMemoryNote(const CellResult& cell);
+
 }  // namespace patchlab::metrics

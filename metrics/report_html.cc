@@ -113,7 +113,8 @@ std::string Matrix(const ReportData& data) {
             "{:.2f}"),
         Num(pause_max, "{:.2f}"), cpu,
         Num(c.mem_overhead_kib ? std::optional<double>(*c.mem_overhead_kib / 1024) : std::nullopt,
-            "{:.2f}"),
+            "{:.2f}") +
+            (PatchMemoryNote(c).empty() ? "" : "<br>" + HtmlEscape(PatchMemoryNote(c))),
         SemanticVerdictName(c.semantic), static_cast<double>(c.duration_ms) / 1000, c.run_id,
         artefacts, reasons);
   }

@@ -45,6 +45,8 @@ ProcessOutcome ApplyOne(const PreparedPackage& prepared, const ProcessInfo& p,
   out.pause = r->pause;
   out.staging = r->staging;
   out.retries = r->retries;
+  out.mapped_bytes = r->mapped_bytes;
+  out.island_bytes = r->island_bytes;
   for (const std::string& w : r->warnings) out.reason += (out.reason.empty() ? "" : "; ") + w;
   return out;
 }

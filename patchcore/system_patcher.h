@@ -53,6 +53,10 @@ struct ProcessOutcome {
   std::chrono::microseconds pause{0};
   std::chrono::microseconds staging{0};
   int retries = 0;
+  // What this apply mapped into the process (ApplyReport's mapped_bytes and
+  // island_bytes): 0 when it changed nothing (inherited, already live).
+  uint64_t mapped_bytes = 0;
+  uint64_t island_bytes = 0;
   pid_t inherited_from = 0;  // its record was adopted from this process first
   bool changed = false;      // this run changed it (not: already applied)
   bool followed = false;     // found by --follow, after the first round

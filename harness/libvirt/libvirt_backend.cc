@@ -411,6 +411,14 @@ const LibvirtBackendOptions& LibvirtBackend::options() const { return impl_->opt
 KvmProbe LibvirtBackend::ChooseAccelerator(const VmImage& image) { return Probe(impl_, image); }
 
 Result<std::unique_ptr<Vm>> LibvirtBackend::Boot(const VmImage& image, const VmSpec& spec) {
+  // Domains are kernel + initramfs only (domain_xml.h): an image whose root is
+  // a disk (`root: disk`) runs on the qemu backend.
+  if (!image.root_disk.empty()) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "image {} has its root on a disk (root: disk); the libvirt backend boots "
+                "initramfs images only: use --backend qemu, or root: initramfs",
+                image.name);
+  }
   if (!impl_->host->alive()) {
     return Fail(ErrorCode::kInfra, "libvirt {}: host dropped out: {}", impl_->host->uri(),
                 impl_->host->close_reason());

@@ -16,6 +16,7 @@
 #include "harness/vm/internal/cpio_writer.h"
 #include "harness/vm/internal/debian_packages.h"
 #include "harness/vm/internal/debian_system.h"
+#include "harness/vm/internal/disk_root.h"
 #include "harness/vm/internal/ldd_closure.h"
 
 namespace patchlab::harness {
@@ -83,6 +84,39 @@ echo "patchlab-init: starting the agent on /dev/ttyS1"
 exec /usr/sbin/patchlab-agent --device /dev/ttyS1
 )";
 
+// /init of a Debian system on a read-only disk (`root: disk`): load the
+// modules that reach the disk (virtio, ext4, overlay: Debian builds them as
+// modules), mount it under an overlay on tmpfs (writes stay in the guest's
+// memory, so a saved ready state holds them), unpack the lab's own files over
+// it and hand over to the system's /init (kSystemInitScript).
+constexpr std::string_view kDiskInitScript = R"(#!/bin/busybox sh
+bb=/bin/busybox
+$bb mount -t proc proc /proc
+$bb mount -t sysfs sysfs /sys
+$bb mount -t devtmpfs devtmpfs /dev
+for m in $($bb cat /modules/order); do
+  $bb insmod /modules/$m || echo "patchlab-init: insmod $m failed"
+done
+n=0
+while [ ! -b /dev/vda ]; do
+  n=$((n+1))
+  if [ $n -gt 1000 ]; then echo "patchlab-init: no root disk /dev/vda"; $bb poweroff -f; fi
+  $bb usleep 10000
+done
+$bb mkdir -p /lower /upper /newroot
+$bb mount -t ext4 -o ro /dev/vda /lower || { echo "patchlab-init: cannot mount /dev/vda"; $bb poweroff -f; }
+$bb mount -t tmpfs -o mode=0755 tmpfs /upper
+$bb mkdir -p /upper/data /upper/work
+$bb mount -t overlay -o lowerdir=/lower,upperdir=/upper/data,workdir=/upper/work overlay /newroot
+cd /newroot && $bb cpio -i -d -m -u < /lab.cpio 2>/dev/null
+cd /
+$bb umount /proc /sys /dev
+exec $bb switch_root /newroot /init
+)";
+
+// What the disk initramfs loads, dependencies resolved from the kernel package.
+const std::vector<std::string> kDiskModules = {"virtio_pci", "virtio_blk", "ext4", "overlay"};
+
 constexpr std::string_view kHosts = "127.0.0.1 localhost\n::1 localhost\n";
 
 constexpr std::string_view kPasswd = "root:x:0:0:root:/root:/bin/sh\n";
@@ -92,8 +126,13 @@ constexpr std::string_view kGroup = "root:x:0:\n";
 Result<SystemRecipe> ParseSystem(const YamlMap& image) {
   auto m = image.Map("system");
   if (!m) return std::unexpected(m.error());
-  if (auto s = m->AllowOnly({"suite", "packages"}); !s) return std::unexpected(s.error());
+  if (auto s = m->AllowOnly({"suite", "packages", "root"}); !s) return std::unexpected(s.error());
   SystemRecipe system;
+  auto root = m->GetOr<std::string>("root", "initramfs");
+  if (!root) return std::unexpected(root.error());
+  if (*root != "initramfs" && *root != "disk")
+    return std::unexpected(m->ErrorAt("root", "must be initramfs or disk"));
+  system.root = *root == "disk" ? SystemRoot::kDisk : SystemRoot::kInitramfs;
   auto suite = m->GetOr<std::string>("suite", "bookworm");
   if (!suite) return std::unexpected(suite.error());
   if (suite->empty() ||
@@ -263,6 +302,7 @@ nlohmann::json ImageJson(const VmImage& image, const ImageRecipe& recipe,
           {"kernel_release", image.kernel_release},
           {"kernel", image.kernel},
           {"initrd", image.initrd},
+          {"root_disk", image.root_disk},
           {"kernel_args", image.kernel_args},
           {"cpus", image.cpus},
           {"content_hash", image.content_hash},
@@ -503,6 +543,46 @@ Result<std::string> BuildInitramfs(const ImageStoreOptions& options, const Image
   return cpio.Finish();
 }
 
+// A Debian system on a disk (`root: disk`): the lab's files, /init and
+// busybox as an inner cpio the disk initramfs unpacks over the overlay, and
+// that initramfs itself: busybox, the disk /init and the modules.
+Result<std::string> BuildDiskInitramfs(const ImageStoreOptions& options, const ImageRecipe& recipe,
+                                       const Ingredients& ingredients,
+                                       const std::vector<ImageFile>& extra) {
+  CpioWriter lab;
+  if (!fs::exists(ingredients.system_root / "etc/hosts")) lab.AddFile("/etc/hosts", 0644, kHosts);
+  auto busybox = ReadFile(options.busybox);
+  if (!busybox) return std::unexpected(busybox.error());
+  lab.AddFile(kSystemLayout.busybox, 0755, *busybox);
+  lab.AddFile("/init", 0755, kSystemInitScript);
+  if (auto s = AddLabFiles(lab, options, recipe, ingredients, kSystemLayout); !s)
+    return std::unexpected(s.error());
+  for (const ImageFile& f : extra) {
+    if (!fs::exists(f.host_path))
+      return Fail(ErrorCode::kNotFound, "extra image file {} does not exist", f.host_path.string());
+    if (auto s = AddHostFile(lab, f.host_path, f.guest_path, f.mode, f.with_libraries, true); !s)
+      return std::unexpected(s.error());
+  }
+  auto modules = internal::BootModules(ingredients.kernel_root, kDiskModules);
+  if (!modules) return std::unexpected(modules.error());
+
+  CpioWriter cpio;
+  for (const char* dir : {"/proc", "/sys", "/dev", "/bin", "/modules"}) cpio.AddDirectory(dir);
+  cpio.AddCharDevice("/dev/console", 0600, 5, 1);
+  cpio.AddCharDevice("/dev/null", 0666, 1, 3);
+  cpio.AddFile("/bin/busybox", 0755, *busybox);
+  cpio.AddFile("/init", 0755, kDiskInitScript);
+  cpio.AddFile("/bare-init", 0755, fmt::format(fmt::runtime(kBareInitScript), "/bin/busybox"));
+  std::string order;
+  for (const internal::BootModule& m : *modules) {
+    cpio.AddFile("/modules/" + m.name, 0644, m.bytes);
+    order += m.name + "\n";
+  }
+  cpio.AddFile("/modules/order", 0644, order);
+  cpio.AddFile("/lab.cpio", 0644, lab.Finish());
+  return cpio.Finish();
+}
+
 }  // namespace
 
 namespace {
@@ -563,9 +643,20 @@ Result<std::optional<VmImage>> BuildOrFind(const ImageStoreOptions& options,
                            recipe.kernel_args.end());
   image.cpus = recipe.cpus;
 
-  auto initramfs = BuildInitramfs(options, recipe, ing, extra);
+  bool on_disk = recipe.system && recipe.system->root == SystemRoot::kDisk;
+  if (on_disk) {
+    fs::path disk = ing.system_root.parent_path() / "root.ext4";
+    if (!fetch && !fs::exists(disk)) return std::optional<VmImage>();
+    auto made = internal::MakeRootDisk(ing.system_root);
+    if (!made) return std::unexpected(std::move(made.error()).AddContext(where));
+    image.root_disk = *made;
+  }
+  auto initramfs = on_disk ? BuildDiskInitramfs(options, recipe, ing, extra)
+                           : BuildInitramfs(options, recipe, ing, extra);
   if (!initramfs) return std::unexpected(std::move(initramfs.error()).AddContext(where));
   std::string key = pkg->filename + "\n";
+  // The disk is made once per Debian system (its folder names the system).
+  if (on_disk) key += image.root_disk.string() + "\n";
   for (const auto& a : image.kernel_args) key += a + " ";
   key += "\n" + Sha256Hex(*initramfs);
   image.content_hash = Sha256Hex(key);

@@ -43,9 +43,15 @@ namespace patchlab::harness {
 // A real Debian system as the guest's root (vm-images/README.md): made by
 // mmdebstrap from `packages` (installed with their dependencies and maintainer
 // scripts), booted from the initramfs with the agent as PID 1.
+//
+// How that system reaches the guest (`root:`): packed into the initramfs, or
+// as a read-only ext4 disk (virtio) under an overlay on tmpfs, which a small
+// initramfs mounts before handing over (vm-images/README.md has the figures).
+enum class SystemRoot { kInitramfs, kDisk };
 struct SystemRecipe {
   std::string suite = "bookworm";
   std::vector<std::string> packages;
+  SystemRoot root = SystemRoot::kInitramfs;
 };
 
 struct ImageRecipe {

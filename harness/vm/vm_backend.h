@@ -46,6 +46,9 @@ struct VmImage {
   std::vector<std::string> kernel_args;  // the recipe's command line (console, loglevel...)
   std::vector<std::string> cpus;         // the recipe's default CPU models
   std::string content_hash;              // identifies kernel + initrd content
+  // Set: a read-only root disk (raw ext4) the initramfs mounts under a tmpfs
+  // overlay; every VM of the image, restored ones too, attaches this file.
+  std::filesystem::path root_disk;
 };
 
 struct VmSpec {

@@ -33,5 +33,21 @@ TEST(ImageRecipes, ErrorsNameTheGivenFileLineAndColumn) {
   EXPECT_THAT(r.error().ToString(), HasSubstr("memory"));
 }
 
+TEST(ImageRecipes, ADebianSystemsRootIsTheInitramfsUnlessItSaysDisk) {
+  auto r = ParseImageRecipes(
+      "images:\n  - name: a\n    kernel: k\n    system: {packages: [nginx-light]}\n"
+      "  - name: b\n    kernel: k\n    system: {packages: [nginx-light], root: disk}\n",
+      "my.yaml");
+  ASSERT_OK(r);
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ((*r)[0].system->root, SystemRoot::kInitramfs);
+  EXPECT_EQ((*r)[1].system->root, SystemRoot::kDisk);
+  auto bad = ParseImageRecipes(
+      "images:\n  - name: a\n    kernel: k\n    system:\n      root: cdrom\n", "my.yaml");
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_THAT(bad.error().ToString(), HasSubstr("my.yaml:5:13"));
+  EXPECT_THAT(bad.error().ToString(), HasSubstr("initramfs or disk"));
+}
+
 }  // namespace
 }  // namespace patchlab::harness

@@ -39,7 +39,8 @@ class AppGuest : public CellGuest {
   std::vector<int> work_cycle;
   int generator_runs = 0;
   bool check_ok = true;
-  int kill_worker_at_listing = 0;  // 1-based; that listing lacks pid 102 and has 103
+  bool check_fails_once_patched = false;  // fails from the first apply on
+  int kill_worker_at_listing = 0;         // 1-based; that listing lacks pid 102 and has 103
   int listings = 0;
   std::vector<pid_t> applied;
   std::map<std::string, std::string> files;
@@ -77,8 +78,9 @@ class AppGuest : public CellGuest {
     if (argv0 == "probe" && !ready) r.exit.code = 1;
     if (argv0 == "stop") procs.clear();  // the service's own stop command
     if (argv0 == "check") {
-      r.stdout_data = check_ok ? "ok\n" : "mismatch\n";
-      r.exit.code = check_ok ? 0 : 1;
+      bool ok = check_ok && !(check_fails_once_patched && !applied.empty());
+      r.stdout_data = ok ? "ok\n" : "mismatch\n";
+      r.exit.code = ok ? 0 : 1;
     }
     return r;
   }
@@ -122,7 +124,9 @@ class AppGuest : public CellGuest {
                        {"comm", pid == 650 ? "python3" : "server"},
                        {"result", refused ? "refused" : done},
                        {"reason", refused ? "crc32_z is on a thread's stack" : ""},
-                       {"pause_us", 900}});
+                       {"pause_us", 900},
+                       {"mapped_bytes", 12288},
+                       {"island_bytes", 4096}});
     }
     r.exit_code = subcommand == "apply" && system_refuses_101 ? 3 : 0;
     r.json = {{"patch_id", "fix-1"}, {"processes", procs}, {"wall_us", 5000}};
@@ -136,7 +140,8 @@ class AppGuest : public CellGuest {
     HotpatchResult r;
     if (subcommand == "apply") {
       applied.push_back(std::stoi(args.at(1)));  // --pid PID
-      r.json = nlohmann::json::parse(R"({"pause_us": 1500})");
+      r.json = nlohmann::json::parse(
+          R"({"pause_us": 1500, "mapped_bytes": 8192, "island_bytes": 4096})");
     }
     return r;
   }
@@ -312,6 +317,33 @@ TEST(AppCellSequence, AWorkloadDurationSpentEndsTheMeasurementAtTheNextLook) {
   EXPECT_EQ(PairedWindowCosts(obs.windows).unpatched.size(), 2u);
 }
 
+// The patch's own memory beside the PSS growth, as for a labstats target:
+// what the first apply mapped into each of the target's processes, summed as
+// their PSS is (later applies map the same again and are not added).
+TEST(AppCellSequence, ThePatchesMappedAndIslandBytesAreSummedOverTheTargetsProcesses) {
+  AppPlan p;
+  p.scenario.apply.repeat = 3;
+  AppGuest guest;
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
+  EXPECT_EQ(guest.applied.size(), 9u) << "the first apply and two repeats, three processes each";
+  metrics::CellResult cell = Figures(obs);
+  EXPECT_EQ(cell.patch_mapped_kib, 24.0) << "8 KiB in each of three processes";
+  EXPECT_EQ(cell.island_kib, 12.0);
+  EXPECT_EQ(cell.mem_overhead_kib, 0.0) << "the fake's PSS does not grow";
+}
+
+TEST(AppCellSequence, ASystemWideApplyCountsTheMemoryOfTheTargetsProcessesOnly) {
+  AppPlan p;
+  p.spec.processes = PatchProcesses::kAll;
+  AppGuest guest;
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
+  metrics::CellResult cell = Figures(obs);
+  EXPECT_EQ(cell.patch_mapped_kib, 36.0) << "12 KiB in each of the three servers, not python3's";
+  EXPECT_EQ(cell.island_kib, 12.0);
+}
+
 TEST(AppCellSequence, PatchProcessesAllAppliesSystemWideAndCountsThoseStartedUnpatched) {
   AppPlan p;
   p.spec.processes = PatchProcesses::kAll;
@@ -375,7 +407,7 @@ TEST(AppCellSequence, AWorkerThatDiesAndIsRespawnedIsACrash) {
 TEST(AppCellSequence, AFailingCheckIsAWrongResultWithItsOutputKept) {
   AppPlan p;
   AppGuest guest;
-  guest.check_ok = false;
+  guest.check_fails_once_patched = true;
   CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
   ASSERT_FALSE(obs.infra_error) << *obs.infra_error;
   metrics::CellResult cell = Figures(obs);
@@ -384,6 +416,21 @@ TEST(AppCellSequence, AFailingCheckIsAWrongResultWithItsOutputKept) {
   EXPECT_THAT(::testing::PrintToString(cell.reasons), HasSubstr("wrong results"));
   ASSERT_TRUE(obs.artefacts.contains("check-1.out"));
   EXPECT_THAT(obs.artefacts.at("check-1.out"), HasSubstr("mismatch"));
+}
+
+// A check that fails before any patch was applied says the service or the
+// check is broken (a module not installed, a wrong URL), not the patch.
+TEST(AppCellSequence, ACheckFailingBeforeAnyPatchIsTheLabsErrorNamingTheField) {
+  AppPlan p;
+  AppGuest guest;
+  guest.check_ok = false;
+  CellObservations obs = RunAppCellSequence(guest, p.plan, nullptr);
+  ASSERT_TRUE(obs.infra_error);
+  EXPECT_THAT(*obs.infra_error, HasSubstr("app/scenario.yaml:23:14: workload.check.command"));
+  EXPECT_THAT(*obs.infra_error, HasSubstr("before any patch was applied"));
+  EXPECT_THAT(*obs.infra_error, HasSubstr("mismatch"));
+  EXPECT_TRUE(guest.applied.empty());
+  ASSERT_TRUE(obs.artefacts.contains("check-1.out"));
 }
 
 TEST(AppCellSequence, AGeneratorOutputThatNeverMatchesIsTheLabsErrorNamingTheField) {

@@ -18,7 +18,7 @@ foreach(label process vm)
     PATCHLAB_E2E_VM=$<STREQUAL:${label},vm>)
 endforeach()
 # A real application in a Debian-system image (issue 14): one cell of
-# nginx-gzip-bad. The first run on a machine makes the image with mmdebstrap
+# nginx-gzip-bad, and one of nginx-gzip with patch.processes: all. The first run on a machine makes the image with mmdebstrap
 # (about 5 minutes), hence the long timeout.
 patchlab_add_gtest(harness_app_vm_test LABEL vm
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/app_end_to_end_test.cc

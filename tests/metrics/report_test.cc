@@ -244,6 +244,25 @@ TEST(ReportsByApplication, MarkdownHtmlAndJsonGroupAPatchsCellsByApplication) {
   EXPECT_EQ(json["applications"][0]["applications"][2]["outcome"], "crashes");
 }
 
+// Issue 13: the patch's own mapped bytes and island pages beside the PSS
+// growth they are part of, in every table a person reads; a cell without them
+// shows the PSS growth alone.
+TEST(ReportsMemory, ThePatchsMappedAndIslandBytesStandBesideThePssGrowth) {
+  ReportData data = ThreeApplications();
+  data.cells[0].mem_overhead_kib = 2048;
+  data.cells[0].patch_mapped_kib = 24;
+  data.cells[0].island_kib = 12;
+  data.cells[1].mem_overhead_kib = 1024;
+  EXPECT_EQ(PatchMemoryNote(data.cells[0]), "patch 24 KiB, island 12 KiB");
+  EXPECT_EQ(PatchMemoryNote(data.cells[1]), "");
+  std::string md = RenderMarkdown(data);
+  EXPECT_THAT(md, HasSubstr("| 2.00 (patch 24 KiB, island 12 KiB) |")) << md;
+  EXPECT_THAT(md, HasSubstr("| 1.00 |")) << md;
+  EXPECT_THAT(RenderHtml(data), HasSubstr("2.00<br>patch 24 KiB, island 12 KiB</td>"));
+  EXPECT_THAT(RenderJunit(data),
+              HasSubstr("memory overhead KiB: 2048 (patch 24 KiB, island 12 KiB)\n"));
+}
+
 TEST_F(Reports, PatchReportUsesTheGatesView) {
   auto data = GatherPatchReport(*db_, "fix-1", DefaultPolicy());
   ASSERT_OK(data);

@@ -166,6 +166,15 @@ TEST(HotpatchSystem, WorkersForkedAfterThePatchAreFollowedAndAdopted) {
   for (const json& p : report["processes"]) {
     followed += p.value("followed", false);
     inherited += p.contains("inherited_from") && p["inherited_from"] == *master;
+    // What each apply mapped (the lab reports it beside the PSS growth): the
+    // object and its island page where it changed the process, nothing where
+    // the fork's record was adopted.
+    bool adopted = p.contains("inherited_from");
+    ASSERT_EQ(p.contains("mapped_bytes"), !adopted) << p.dump();
+    if (!adopted) {
+      EXPECT_GE(p["island_bytes"].get<uint64_t>(), 4096u) << p.dump();
+      EXPECT_GT(p["mapped_bytes"].get<uint64_t>(), p["island_bytes"].get<uint64_t>()) << p.dump();
+    }
   }
   EXPECT_EQ(followed, 2) << report.dump();
   EXPECT_EQ(inherited, 1) << report.dump();

@@ -48,6 +48,10 @@ ordered_json OutcomeJson(const ProcessOutcome& p) {
                     {"pause_us", p.pause.count()}};
   j["staging_us"] = p.staging.count();
   j["retries"] = p.retries;
+  if (p.changed) {
+    j["mapped_bytes"] = p.mapped_bytes;
+    j["island_bytes"] = p.island_bytes;
+  }
   if (p.inherited_from) j["inherited_from"] = p.inherited_from;
   if (p.followed) j["followed"] = true;
   return j;

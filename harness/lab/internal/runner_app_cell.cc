@@ -320,6 +320,13 @@ class AppSequence {
             fmt::format("# {}\n# {}\n--- stdout\n{}--- stderr\n{}", check.command.where,
                         r.exit.ToString(), r.stdout_data, r.stderr_data);
       }
+      // Before any patch, a failing check is the service's or the check's
+      // own fault (a module not installed, a wrong URL): not the patch's.
+      if (!applied_once_) {
+        Infra(fmt::format("{}: the check failed before any patch was applied ({}): {}",
+                          check.command.where, r.exit.ToString(),
+                          Quote(r.stdout_data + r.stderr_data)));
+      }
       if (totals_.wrong == 1) {
         obs_.problems.push_back(fmt::format("{}: the check failed ({}): {}", check.command.where,
                                             r.exit.ToString(),
@@ -417,11 +424,13 @@ class AppSequence {
     bool all_ok = true;
     for (const ProcessCpu& p : procs) {
       CheckTime();
-      PatchCall call = ToPatchCall(
-          PatchCall::Op::kApply,
-          Must(HotpatchApply(guest_, p.pid, package_, pubkey_, s_.apply.timeout), "applying"));
+      HotpatchResult r =
+          Must(HotpatchApply(guest_, p.pid, package_, pubkey_, s_.apply.timeout), "applying");
+      PatchCall call = ToPatchCall(PatchCall::Op::kApply, r);
       call.message = fmt::format("pid {} ({}): {}", p.pid, p.comm, call.message);
       if (call.exit_code == 0) {
+        if (!applied_once_)
+          AddPatchMemory(JsonNumber(r.json, "mapped_bytes"), JsonNumber(r.json, "island_bytes"));
         applied_.push_back(p.pid);
       } else {
         all_ok = false;
@@ -512,6 +521,8 @@ class AppSequence {
                                       a.processes.size(), detail.empty() ? "" : "; ", detail)});
     if (op == PatchCall::Op::kApply) {
       for (const SystemProcess* p : done) {
+        if (!applied_once_ && known_.contains(p->pid))
+          AddPatchMemory(p->mapped_bytes, p->island_bytes);
         obs_.calls.push_back(
             {op, 0, p->pause_us, fmt::format("pid {} ({}): {}", p->pid, p->comm, p->result)});
       }
@@ -553,6 +564,14 @@ class AppSequence {
     for (const SystemProcess& p : UnpatchedBy(*status, plan_.patch->spec->id)) {
       obs_.system_wide->unpatched.emplace(p.pid, p.comm);
     }
+  }
+
+  // The first apply's own memory, summed over the target's processes as their
+  // PSS is: what the patch mapped into them, and of that the island pages, so
+  // the report tells the patch's bytes from the PSS growth it causes.
+  void AddPatchMemory(std::optional<double> mapped_bytes, std::optional<double> island_bytes) {
+    if (mapped_bytes) obs_.mapped_kib = obs_.mapped_kib.value_or(0) + *mapped_bytes / 1024;
+    if (island_bytes) obs_.island_kib = obs_.island_kib.value_or(0) + *island_bytes / 1024;
   }
 
   uint64_t TargetPss() {

@@ -62,8 +62,10 @@ SystemAnswer ReadSystemAnswer(const HotpatchResult& r) {
     return a;
   }
   for (const json& p : j["processes"]) {
-    SystemProcess sp{Pid(p), Text(p, "comm"), Text(p, "result"), Text(p, "reason"), std::nullopt};
+    SystemProcess sp{Pid(p), Text(p, "comm"), Text(p, "result"), Text(p, "reason")};
     sp.pause_us = JsonNumber(p, "pause_us");
+    sp.mapped_bytes = JsonNumber(p, "mapped_bytes");
+    sp.island_bytes = JsonNumber(p, "island_bytes");
     a.processes.push_back(std::move(sp));
   }
   // A process hotpatch could not even inspect (another tracer, a zombie)
@@ -71,7 +73,7 @@ SystemAnswer ReadSystemAnswer(const HotpatchResult& r) {
   if (j.contains("uninspected") && j["uninspected"].is_array()) {
     for (const json& u : j["uninspected"]) {
       a.processes.push_back(
-          {Pid(u), Text(u, "comm"), "refused", "not inspected: " + Text(u, "reason"), {}});
+          {Pid(u), Text(u, "comm"), "refused", "not inspected: " + Text(u, "reason")});
     }
   }
   a.wall_us = JsonNumber(j, "wall_us");
@@ -90,7 +92,7 @@ std::vector<SystemProcess> UnpatchedBy(const HotpatchResult& status, const std::
       continue;
     }
     for (const json& u : sp["unpatched"]) {
-      out.push_back({Pid(u), Text(u, "comm"), "unpatched", "", std::nullopt});
+      out.push_back({Pid(u), Text(u, "comm"), "unpatched", ""});
     }
   }
   return out;

@@ -43,6 +43,10 @@ struct SystemProcess {
   std::string result;  // applied, reverted, ok, refused, rolled-back, vanished, mismatch, ...
   std::string reason;
   std::optional<double> pause_us;
+  // What an apply that changed the process mapped into it (hotpatch's
+  // mapped_bytes / island_bytes); unset otherwise.
+  std::optional<double> mapped_bytes;
+  std::optional<double> island_bytes;
   int ExitCode() const;  // hotpatch's per-pid code for `result`: 0, 3, 4, 5, or -1
 };
 

@@ -86,6 +86,13 @@ std::vector<std::string> QemuCommandLine(const QemuLaunch& launch, const fs::pat
       "-action",
       "panic=pause",
   };
+  if (!launch.image.root_disk.empty()) {
+    // Read-only, so parallel VMs share it (a shared lock) and a restored VM
+    // finds the bytes its saved page cache came from.
+    argv.push_back("-drive");
+    argv.push_back(
+        fmt::format("file={},format=raw,if=virtio,readonly=on", launch.image.root_disk.string()));
+  }
   if (spec.count_instructions && launch.accelerator == Accelerator::kTcg) {
     argv.push_back("-icount");
     argv.push_back(kIcountOption);
