@@ -616,18 +616,24 @@ Result<std::vector<uint8_t>> ElfFile::ReadAt(uint64_t addr, uint64_t size) const
     if (s.type != PT_LOAD || addr < s.vaddr || addr - s.vaddr >= s.memsz) continue;
     uint64_t rel = addr - s.vaddr;
     if (size > s.memsz - rel) break;
-    std::vector<uint8_t> out(size, 0);
-    if (rel < s.filesz) {
-      uint64_t n = std::min(size, s.filesz - rel);
-      // Checked term by term: a p_offset near 2^64 plus `rel` wraps to a small
-      // offset that would pass a check of the sum.
-      if (s.offset > data_->size() || rel > data_->size() - s.offset ||
-          n > data_->size() - s.offset - rel) {
-        return Fail(ErrorCode::kParse, "{}: segment at {:#x} lies outside the file", path_.string(),
-                    s.vaddr);
-      }
-      std::memcpy(out.data(), data_->data() + (s.offset + rel), n);
+    // What a caller reads is code or a table the file holds; only a segment's
+    // zero-filled tail adds bytes the file does not. A read larger than the
+    // whole file comes from sizes a hostile header made up (a DT_RELASZ of
+    // 1.8 GB, found by fuzz/dwarf_fuzzer.cc): refused before allocating.
+    if (size > data_->size()) {
+      return Fail(ErrorCode::kParse, "{}: {} bytes at {:#x} is more than the file's {} bytes",
+                  path_.string(), size, addr, data_->size());
     }
+    const uint64_t n = rel < s.filesz ? std::min(size, s.filesz - rel) : 0;
+    // Checked term by term: a p_offset near 2^64 plus `rel` wraps to a small
+    // offset that would pass a check of the sum.
+    if (n > 0 && (s.offset > data_->size() || rel > data_->size() - s.offset ||
+                  n > data_->size() - s.offset - rel)) {
+      return Fail(ErrorCode::kParse, "{}: segment at {:#x} lies outside the file", path_.string(),
+                  s.vaddr);
+    }
+    std::vector<uint8_t> out(size, 0);
+    if (n > 0) std::memcpy(out.data(), data_->data() + (s.offset + rel), n);
     return out;
   }
   return Fail(ErrorCode::kNotFound, "{}: address range {:#x}+{} is not inside one PT_LOAD segment",

@@ -266,6 +266,37 @@ TEST(ElfFile, SegmentOffsetThatWrapsIsOutsideTheFile) {
   EXPECT_THAT(read.error().ToString(), ::testing::HasSubstr("lies outside the file"));
 }
 
+// A PT_LOAD whose p_memsz a hostile header set to 2 GiB: a read inside it
+// as large as a made-up DT_RELASZ allocated that much before anything was
+// checked (found by fuzz/dwarf_fuzzer.cc: a 1.8 GB malloc). Refused, naming
+// the file; a read within the file's size still works.
+TEST(ElfFile, ReadLargerThanTheFileIsRefusedBeforeAllocating) {
+  auto bytes = ReadFile(ELF_FIXTURE_PIE);
+  ASSERT_OK(bytes);
+  const uint64_t file_size = bytes->size();
+  Elf64_Ehdr eh;
+  std::memcpy(&eh, bytes->data(), sizeof eh);
+  uint64_t vaddr = 0;
+  for (uint16_t i = 0; i < eh.e_phnum; ++i) {
+    Elf64_Phdr ph;
+    const size_t at = eh.e_phoff + size_t{i} * eh.e_phentsize;
+    std::memcpy(&ph, bytes->data() + at, sizeof ph);
+    if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
+    vaddr = ph.p_vaddr;
+    ph.p_memsz = uint64_t{2} << 30;
+    std::memcpy(bytes->data() + at, &ph, sizeof ph);
+    break;
+  }
+  ASSERT_NE(vaddr, 0u);
+  auto f = ElfFile::FromBytes(std::move(*bytes), "huge-memsz.elf");
+  ASSERT_OK(f);
+  auto huge = f->ReadAt(vaddr, uint64_t{1} << 30);
+  ASSERT_FALSE(huge.has_value()) << "allocated 1 GiB for a file of " << file_size << " bytes";
+  EXPECT_THAT(huge.error().ToString(), HasSubstr("huge-memsz.elf"));
+  EXPECT_THAT(huge.error().ToString(), HasSubstr("more than the file's"));
+  EXPECT_OK(f->ReadAt(vaddr, 16));
+}
+
 TEST(ElfFile, FindDebugFileUsesBuildIdLayout) {
   fs::path root = fs::path(::testing::TempDir()) / "debugroot";
   fs::remove_all(root);
