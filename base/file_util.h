@@ -25,7 +25,10 @@ enum class Durability {
   kPowerLoss,  // fsync the file and its folder before returning
   // Only the writer being killed: the rename alone suffices (the page cache
   // outlives the process). For records of what is in the memory of running
-  // processes, which a reboot erases anyway; saves two fsyncs per write.
+  // processes, which a reboot erases anyway; saves two fsyncs per write, and
+  // swaps the names instead of renaming over the old file (ext4 flushes on
+  // that): a writer killed between the swap and the unlink leaves the old
+  // content in a hidden temporary beside `path`.
   kProcessCrash,
 };
 

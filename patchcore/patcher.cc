@@ -46,6 +46,7 @@ std::vector<uint8_t> IslandHeader(pid_t pid, uint64_t start_time) {
 struct PlannedApply {
   ProcessMaps maps;
   ProcessMemory memory;
+  ModuleSet modules;  // their decoded files also serve the stack check
   ApplyPlan plan;
   RemotePtr syscall_insn;
 };
@@ -74,17 +75,18 @@ Result<PlannedApply> PlanApply(pid_t pid, const StateStore& store, const Prepare
                                     std::move(*replaced), state, *maps, *memory,
                                     IslandHeader(pid, store.start_time()), pid);
   if (!plan) return std::unexpected(std::move(plan.error()));
-  return PlannedApply{std::move(*maps), std::move(*memory), std::move(*plan), *syscall_insn};
+  return PlannedApply{std::move(*maps), std::move(*memory), std::move(*modules), std::move(*plan),
+                      *syscall_insn};
 }
 
 // Every thread stopped with none inside the code being replaced, the code
 // still what was planned against, and the staged pages still in place.
 Result<internal::StoppedWorld> StopForSwitch(pid_t pid, const ApplyPlan& plan,
-                                             const ProcessMemory& memory,
+                                             const ProcessMemory& memory, const ModuleSet& modules,
                                              const StagedObject& staged,
                                              std::chrono::milliseconds timeout,
                                              const StateStore& store) {
-  auto world = internal::StopWorld(pid, memory, plan.guarded, timeout, store.park_path());
+  auto world = internal::StopWorld(pid, memory, plan.guarded, timeout, store.park_path(), &modules);
   if (!world) return std::unexpected(std::move(world.error()));
   for (const internal::PlannedFunction& pf : plan.functions) {
     if (pf.stacked) continue;
@@ -270,8 +272,8 @@ Result<ApplyReport> Patcher::Apply(const PreparedPackage& prepared, const ApplyO
   if (!staged) return Abandon(nullptr, StagingFailed(std::move(staged.error()), m.id), store_);
   report.staging = staged->held();
   FaultPoint("after-map");
-  auto world =
-      StopForSwitch(pid_, planned->plan, planned->memory, *staged, options.timeout, store_);
+  auto world = StopForSwitch(pid_, planned->plan, planned->memory, planned->modules, *staged,
+                             options.timeout, store_);
   if (!world) return Abandon(&*staged, std::move(world.error()), store_);
   report.retries = world->retries;
   report.attach = world->tracee.attach_time();

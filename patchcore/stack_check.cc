@@ -9,6 +9,13 @@
 
 #include "base/log.h"
 
+// libunwind's search of a .eh_frame_hdr table, the one libunwind-ptrace's
+// own find_proc_info ends in. Exported by libunwind-x86_64 (the ptrace and
+// coredump libraries call it) but not declared by its headers.
+extern "C" int _Ux86_64_dwarf_search_unwind_table(unw_addr_space_t as, unw_word_t ip,
+                                                  unw_dyn_info_t* di, unw_proc_info_t* pi,
+                                                  int need_unwind_info, void* arg);
+
 namespace patchlab::patchcore {
 namespace {
 
@@ -25,13 +32,30 @@ struct UnwindContext {
   // The UPT that serves `ip`: one per module, so each module's unwind tables
   // are loaded once, not again every time a stack crosses into another module.
   std::function<void*(uint64_t ip)> upt_for;
+  // The index of a given module that holds `addr`, or null.
+  std::function<const EhFrameIndex*(uint64_t addr)> index_for;
 };
 
 // libunwind-ptrace calls back into the address space's accessors with its
 // own argument (the UPT info), so the context is found through this instead.
+// (PutUnwindInfo frees what either search allocated, whichever UPT it gets.)
 thread_local UnwindContext* current_context = nullptr;
 
-int FindProcInfo(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t* pi, int need, void* /*arg*/) {
+int FindProcInfo(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t* pi, int need, void* arg) {
+  if (const EhFrameIndex* index = current_context->index_for(ip)) {
+    // The table as libunwind-ptrace describes it after finding it in the
+    // file: runtime addresses, entries relative to the header (so no load
+    // offset on top).
+    unw_dyn_info_t di;
+    std::memset(&di, 0, sizeof di);
+    di.format = UNW_INFO_FORMAT_REMOTE_TABLE;
+    di.start_ip = index->module.start.addr();
+    di.end_ip = index->module.end.addr();
+    di.u.rti.segbase = index->header;
+    di.u.rti.table_data = index->table;
+    di.u.rti.table_len = index->fde_count * 8 / sizeof(unw_word_t);
+    return _Ux86_64_dwarf_search_unwind_table(as, ip, &di, pi, need, arg);
+  }
   return _UPT_find_proc_info(as, ip, pi, need, current_context->upt_for(ip));
 }
 void PutUnwindInfo(unw_addr_space_t as, unw_proc_info_t* pi, void* /*arg*/) {
@@ -43,6 +67,12 @@ int GetDynInfoListAddr(unw_addr_space_t as, unw_word_t* addr, void* /*arg*/) {
 int AccessMem(unw_addr_space_t as, unw_word_t addr, unw_word_t* val, int write, void* /*arg*/) {
   UnwindContext* ctx = current_context;
   if (write) return _UPT_access_mem(as, addr, val, write, ctx->upt);
+  if (const EhFrameIndex* index = ctx->index_for(addr)) {
+    if (auto word = index->ReadWord(addr)) {
+      *val = *word;
+      return 0;
+    }
+  }
   uint64_t page = addr & ~(kCachePage - 1);
   uint64_t off = addr - page;
   if (off + sizeof(unw_word_t) > kCachePage) {
@@ -137,10 +167,24 @@ unw_accessors_t kAccessors = {FindProcInfo, PutUnwindInfo, GetDynInfoListAddr, A
 
 }  // namespace
 
-StackChecker::StackChecker() {
+StackChecker::StackChecker(const ModuleSet* modules) {
   unw_addr_space_t as = unw_create_addr_space(&kAccessors, 0);
   unw_set_caching_policy(as, UNW_CACHE_GLOBAL);
   address_space_ = as;
+  if (!modules) return;
+  all_indexed_ = true;
+  for (const LoadedModule& m : modules->modules()) {
+    auto index = IndexEhFrame(m);
+    if (index) indexes_.push_back(std::move(*index));
+    all_indexed_ = all_indexed_ && index.has_value();
+  }
+}
+
+const EhFrameIndex* StackChecker::IndexFor(uint64_t addr) const {
+  for (const EhFrameIndex& index : indexes_) {
+    if (index.module.Contains(RemotePtr(addr))) return &index;
+  }
+  return nullptr;
 }
 
 StackChecker::~StackChecker() {
@@ -149,16 +193,24 @@ StackChecker::~StackChecker() {
 }
 
 void StackChecker::Prepare(pid_t pid, const ProcessMemory& memory) {
+  // With every module indexed there is nothing to load (the vdso is not a
+  // file): the maps are read only if a check meets code outside them.
+  if (all_indexed_) return;
   auto maps = ProcessMaps::Read(pid);
   if (!maps) return;  // the stop that follows reports a vanished pid
   maps_ = std::move(*maps);
   auto as = static_cast<unw_addr_space_t>(address_space_);
   void* upt = _UPT_create(pid);
   if (!upt) return;
-  UnwindContext ctx{upt, nullptr, &memory, {}, [&](uint64_t ip) { return UptFor(pid, ip, upt); }};
+  UnwindContext ctx{upt,
+                    nullptr,
+                    &memory,
+                    {},
+                    [&](uint64_t ip) { return UptFor(pid, ip, upt); },
+                    [&](uint64_t addr) { return IndexFor(addr); }};
   current_context = &ctx;
   for (const MapEntry& e : maps_->entries()) {
-    if (!e.exec || !e.is_file()) continue;
+    if (!e.exec || !e.is_file() || IndexFor(e.start.addr())) continue;
     // Looking up any address of the module loads its unwind tables into the
     // module's UPT, where they stay for the checks during the stop.
     unw_proc_info_t pi;
@@ -211,8 +263,12 @@ Result<std::vector<StackHit>> StackChecker::Hits(const Tracee& tracee, const Pro
   };
   void* upt = _UPT_create(tracee.pid());
   if (!upt) return Fail(ErrorCode::kInternal, "libunwind: _UPT_create failed");
-  UnwindContext ctx{
-      upt, nullptr, &memory, {}, [&](uint64_t ip) { return UptFor(tracee.pid(), ip, upt); }};
+  UnwindContext ctx{upt,
+                    nullptr,
+                    &memory,
+                    {},
+                    [&](uint64_t ip) { return UptFor(tracee.pid(), ip, upt); },
+                    [&](uint64_t addr) { return IndexFor(addr); }};
   current_context = &ctx;
   std::vector<StackHit> hits;
   std::optional<Error> failure;

@@ -3,7 +3,10 @@
 //                         with N hammering threads; counters pause_us,
 //                         attach_us and staging_us (one thread held to map
 //                         the object before the stop), medians over the
-//                         iterations; aggregate rows with --benchmark_repetitions.
+//                         iterations, pause_us_p90, and `retried` (iterations
+//                         whose stack check found a thread inside the function
+//                         and parked or retried: the pause's tail);
+//                         aggregate rows with --benchmark_repetitions.
 //   BM_Call_Direct        calling the new function directly (baseline)
 //   BM_Call_Trampoline    calling it through the entry jump apply writes when
 //                         the replacement is within rel32 reach (the usual
@@ -80,6 +83,7 @@ void BM_Pause_Apply(benchmark::State& state) {
   ApplyOptions options;
   options.allow_unsigned = true;
   std::vector<double> pauses, attaches, stagings;
+  int retried = 0;  // iterations whose stack check found a thread inside and retried
   for (auto _ : state) {
     auto r = patcher->Apply(*pkg, options);
     if (!r) {
@@ -89,6 +93,7 @@ void BM_Pause_Apply(benchmark::State& state) {
     pauses.push_back(static_cast<double>(r->pause.count()));
     attaches.push_back(static_cast<double>(r->attach.count()));
     stagings.push_back(static_cast<double>(r->staging.count()));
+    retried += r->retries > 0;
     state.SetIterationTime(static_cast<double>(r->pause.count()) / 1e6);
     state.PauseTiming();
     (void)patcher->Revert("p1");
@@ -98,6 +103,8 @@ void BM_Pause_Apply(benchmark::State& state) {
   std::sort(attaches.begin(), attaches.end());
   std::sort(stagings.begin(), stagings.end());
   state.counters["pause_us_median"] = pauses[pauses.size() / 2];
+  state.counters["pause_us_p90"] = pauses[pauses.size() * 9 / 10];
+  state.counters["retried"] = retried;
   state.counters["attach_us_median"] = attaches[attaches.size() / 2];
   state.counters["staging_us_median"] = stagings[stagings.size() / 2];
 }

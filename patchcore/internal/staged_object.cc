@@ -45,10 +45,16 @@ Status MapAndFill(const ApplyPlan& plan, const ProcessMemory& memory, RemoteSysc
     if (auto st = memory.Write(page, plan.island_header); !st) return st;
     sys.UseStubOf(memory, {page});
   }
-  if (auto st = undo.Map(plan.mapping, PROT_READ | PROT_WRITE); !st) return st;
+  // Mapped read-only and written through /proc/PID/mem, which writes the
+  // read-only pages of a traced process (as for the island pages): only the
+  // pages that need more than reading then cost an injected mprotect (two of
+  // four for a typical object), and every injected call is two round trips
+  // through the target's scheduling.
+  if (auto st = undo.Map(plan.mapping, PROT_READ); !st) return st;
   FaultPoint("mid-staging");  // a thread waits at a stub with the patcher's registers
   if (auto st = memory.Write(plan.mapping.start, plan.image); !st) return st;
   for (const PageProtection& p : plan.protections) {
+    if (p.prot == PROT_READ) continue;
     if (auto st = sys.Mprotect(plan.mapping.start + static_cast<int64_t>(p.offset), p.size, p.prot);
         !st) {
       return st;

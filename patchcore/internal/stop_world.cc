@@ -179,9 +179,10 @@ Status RemoveParkTraps(const ProcessMemory& memory, const std::filesystem::path&
 Result<StoppedWorld> StopWorld(pid_t pid, const ProcessMemory& memory,
                                const std::vector<GuardedRange>& guarded,
                                std::chrono::milliseconds timeout,
-                               const std::filesystem::path& park_journal) {
+                               const std::filesystem::path& park_journal,
+                               const ModuleSet* modules) {
   const auto deadline = Clock::now() + timeout;
-  StackChecker checker;
+  StackChecker checker(modules);
   if (!guarded.empty()) checker.Prepare(pid, memory);
   auto backoff = microseconds(500);
   auto park_budget = microseconds(2000);

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "patchcore/module_set.h"
 #include "patchcore/process_memory.h"
 #include "patchcore/stack_check.h"
 #include "patchcore/tracee.h"
@@ -56,9 +57,12 @@ Status RemoveParkTraps(const ProcessMemory& memory, const std::filesystem::path&
 // kRefused naming the thread and function when the deadline passes with a
 // thread still inside; other errors as Tracee::Attach. `park_journal` empty:
 // no spin traps (sampling alone). `guarded` empty: the first stop is returned.
+// `modules` (may be null): the process's modules as planned, whose decoded
+// files then serve the unwinding (StackChecker).
 Result<StoppedWorld> StopWorld(pid_t pid, const ProcessMemory& memory,
                                const std::vector<GuardedRange>& guarded,
                                std::chrono::milliseconds timeout,
-                               const std::filesystem::path& park_journal = {});
+                               const std::filesystem::path& park_journal = {},
+                               const ModuleSet* modules = nullptr);
 
 }  // namespace patchlab::patchcore::internal

@@ -34,6 +34,25 @@ TEST(FileUtil, WriteAtomicReplacesContentAndSetsMode) {
   EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
 }
 
+// Without fsync the new file takes the old one's name by a swap
+// (RENAME_EXCHANGE); the old content must go with the temporary.
+TEST(FileUtil, WriteAtomicForProcessCrashReplacesAndLeavesNoTemporary) {
+  fs::path dir = FreshDir("atomic_nosync");
+  fs::path file = dir / "state.json";
+  ASSERT_OK(WriteFileAtomic(file, "first", 0600, Durability::kProcessCrash));
+  EXPECT_EQ(*ReadFile(file), "first");
+  for (int i = 0; i < 3; ++i) {
+    const std::string content = "content " + std::to_string(i);
+    ASSERT_OK(WriteFileAtomic(file, content, 0640, Durability::kProcessCrash));
+    EXPECT_EQ(*ReadFile(file), content);
+  }
+  struct stat st;
+  ASSERT_EQ(::stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+  EXPECT_EQ(st.st_nlink, 1u);
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
+}
+
 TEST(FileUtil, WriteAtomicFailureNamesFileAndKeepsOldContent) {
   fs::path dir = FreshDir("atomic_fail");
   fs::path file = dir / "kept.txt";

@@ -1,0 +1,118 @@
+// ElfCache knows a file by its identity, not its path: a library replaced on
+// disk after it was cached is a different file, and a process that maps the
+// new one must get the new one (and one that still maps the old one, the
+// old one). The test maps real ELF files into this process.
+#include "patchcore/elf_cache.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+#include "base/file_util.h"
+#include "tests/support/status_matchers.h"
+
+namespace patchlab::patchcore {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kLibz = "/lib/x86_64-linux-gnu/libz.so.1";
+constexpr const char* kTrue = "/usr/bin/true";
+
+// A private read-only mapping of `path`, unmapped on destruction.
+class Mapped {
+ public:
+  explicit Mapped(const fs::path& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    size_ = fs::file_size(path);
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (p != MAP_FAILED) addr_ = p;
+  }
+  ~Mapped() {
+    if (addr_) ::munmap(addr_, size_);
+  }
+  Mapped(const Mapped&) = delete;
+  Mapped& operator=(const Mapped&) = delete;
+
+  // This process's maps entry of the mapping.
+  std::optional<MapEntry> Entry() const {
+    auto maps = ProcessMaps::Read(::getpid());
+    if (!addr_ || !maps) return std::nullopt;
+    const MapEntry* e = maps->Find(RemotePtr(reinterpret_cast<uint64_t>(addr_)));
+    if (!e) return std::nullopt;
+    return *e;
+  }
+
+ private:
+  void* addr_ = nullptr;
+  size_t size_ = 0;
+};
+
+std::string BuildIdOf(const char* path) {
+  auto elf = ElfFile::Open(path);
+  return elf ? elf->build_id() : "";
+}
+
+fs::path FreshDir() {
+  fs::path dir = fs::temp_directory_path() / ("elf_cache_test-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::string CachedBuildId(ElfCache& cache, const MapEntry& e) {
+  auto elf = cache.Module(::getpid(), e);
+  return elf ? (*elf)->build_id() : "error: " + elf.error().ToString();
+}
+
+TEST(ElfCache, FileReplacedOnDiskIsNotServedFromTheCache) {
+  if (!fs::exists(kLibz) || !fs::exists(kTrue))
+    GTEST_SKIP() << "needs " << kLibz << " and " << kTrue;
+  const std::string libz_id = BuildIdOf(kLibz), true_id = BuildIdOf(kTrue);
+  ASSERT_FALSE(libz_id.empty());
+  ASSERT_NE(libz_id, true_id);
+  const fs::path dir = FreshDir();
+  const fs::path lib = dir / "libx.so";
+  fs::copy_file(kLibz, lib);
+  ElfCache cache;
+  Mapped old_map(lib);
+  auto old_entry = old_map.Entry();
+  ASSERT_TRUE(old_entry.has_value());
+  EXPECT_EQ(CachedBuildId(cache, *old_entry), libz_id);
+
+  // Replaced the way package managers do: a new file renamed over the path.
+  fs::copy_file(kTrue, dir / "new.tmp");
+  fs::rename(dir / "new.tmp", lib);
+  Mapped new_map(lib);
+  auto new_entry = new_map.Entry();
+  ASSERT_TRUE(new_entry.has_value());
+  EXPECT_EQ(CachedBuildId(cache, *new_entry), true_id);
+  // The process that mapped the old file still gets the old one.
+  EXPECT_EQ(CachedBuildId(cache, *old_entry), libz_id);
+
+  // Rewritten in place (same inode): its size and time differ, so it is
+  // read again.
+  {
+    auto bytes = ReadFile(kLibz);
+    ASSERT_OK(bytes);
+    int fd = ::open(lib.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, bytes->data(), bytes->size()), static_cast<ssize_t>(bytes->size()));
+    ::close(fd);
+  }
+  Mapped rewritten(lib);
+  auto rewritten_entry = rewritten.Entry();
+  ASSERT_TRUE(rewritten_entry.has_value());
+  EXPECT_EQ(rewritten_entry->inode, new_entry->inode);
+  EXPECT_EQ(CachedBuildId(cache, *rewritten_entry), libz_id);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace patchlab::patchcore
