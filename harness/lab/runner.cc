@@ -88,13 +88,18 @@ metrics::SemanticVerdict ToSemanticVerdict(emulator::Verdict verdict) {
   return metrics::SemanticVerdict::kPass;
 }
 
-// The semantic check of one built patch, when the scenario's semantic:
-// section names its object; its report lands beside the build.
+// The semantic check of one built patch: its own semantic: section, else the
+// scenario's when that names its object; its report lands beside the build.
 Status CheckPatch(const Scenario& s, const BuiltScenario& built, const BuiltPatch& p,
                   const fs::path& out, SemanticResults& results) {
-  emulator::CheckOptions check = *s.semantic;
-  if (fs::path(check.new_fn.elf).filename() != p.object.filename()) return {};
-  check.new_fn.elf = p.object.string();
+  const emulator::CheckOptions* section = SemanticOf(s, *p.spec);
+  if (section == nullptr) return {};
+  emulator::CheckOptions check = *section;
+  bool names_object = fs::path(check.new_fn.elf).filename() == p.object.filename();
+  // The scenario's section is for the one patch whose object it names; a
+  // patch's own is for that patch, whichever ELF its `new` names.
+  if (!p.spec->semantic && !names_object) return {};
+  if (names_object) check.new_fn.elf = p.object.string();
   if (fs::path(check.old_fn.elf).filename() == s.target.program)
     check.old_fn.elf = built.program.string();
   Log("harness")->info("semantic check of {} ({} inputs)", p.spec->id, check.inputs);
@@ -122,13 +127,12 @@ Status CheckPatch(const Scenario& s, const BuiltScenario& built, const BuiltPatc
   return {};
 }
 
-// The semantic checks, still before any machine: one per patch whose object
-// the scenario's semantic: section names.
+// The semantic checks, still before any machine: one per patch with its own
+// semantic: section or whose object the scenario's names.
 Result<SemanticResults> RunSemanticChecks(const std::vector<Scenario>& scenarios,
                                           const BuiltScenarios& built, const fs::path& out) {
   SemanticResults results;
   for (size_t si = 0; si < scenarios.size(); ++si) {
-    if (!scenarios[si].semantic) continue;
     for (const BuiltPatch& p : built[si]->patches) {
       if (auto s = CheckPatch(scenarios[si], *built[si], p, out, results); !s)
         return std::unexpected(s.error());

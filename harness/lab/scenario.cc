@@ -162,12 +162,29 @@ Result<TargetSpec> ParseTarget(const YamlMap& root) {
   return t;
 }
 
+Result<ExpectSpec> ParseExpect(const YamlMap& root);
+
+// A patch entry's own `expect:` and `semantic:`, validated like the scenario's.
+Status ParsePatchChecks(const YamlMap& m, PatchSpec& p) {
+  if (m.Has("expect")) {
+    PL_TRY(expect, ParseExpect(m));
+    p.expect = std::move(expect);
+  }
+  if (m.Has("semantic")) {
+    PL_TRY(section, m.Map("semantic"));
+    PL_TRY(check, emulator::ParseSemanticSection(section));
+    p.semantic = std::move(check);
+  }
+  return {};
+}
+
 // `target_built`: the target is built from sources (a labstats target, patched by its pid).
 Result<PatchSpec> ParsePatch(const YamlMap& m, bool target_built) {
   PL_CHECK(m.AllowOnly({"id", "seq", "module", "sources", "cflags", "functions", "references",
-                        "replaces", "package", "pubkey", "processes"}));
+                        "replaces", "package", "pubkey", "processes", "expect", "semantic"}));
   PatchSpec p;
   p.where = YamlWhere(m.file(), m.node());
+  PL_CHECK(ParsePatchChecks(m, p));
   PL_TRY(processes, m.GetOr<std::string>("processes", "program"));
   if (processes != "program" && processes != "all") {
     return std::unexpected(m.ErrorAt(
@@ -609,6 +626,15 @@ Result<std::vector<Scenario>> LoadScenarios(const std::vector<std::string>& args
     }
   }
   return out;
+}
+
+const ExpectSpec& ExpectOf(const Scenario& scenario, const PatchSpec& patch) {
+  return patch.expect ? *patch.expect : scenario.expect;
+}
+
+const emulator::CheckOptions* SemanticOf(const Scenario& scenario, const PatchSpec& patch) {
+  if (patch.semantic) return &*patch.semantic;
+  return scenario.semantic ? &*scenario.semantic : nullptr;
 }
 
 }  // namespace patchlab::harness

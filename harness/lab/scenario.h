@@ -70,6 +70,14 @@ enum class PatchProcesses {
   kAll,      // every process in the guest that maps the patched module (hotpatch --system)
 };
 
+struct ExpectSpec {
+  Verdict verdict = Verdict::kPass;
+  std::optional<int> max_crashes;              // default: 0 for pass, unbounded otherwise
+  std::optional<bool> overhead_flagged;        // whether the CPU limit must (not) be exceeded
+  std::optional<std::string> reason_contains;  // a substring one reason must hold
+  std::optional<std::string> semantic;         // expected semantic verdict, e.g. "pass"
+};
+
 struct PatchSpec {
   std::string id;
   uint32_t seq = 1;
@@ -90,6 +98,11 @@ struct PatchSpec {
   // `processes: all` (real applications only): applied with `hotpatch apply
   // --system`, so a library patch reaches every process that maps the library.
   PatchProcesses processes = PatchProcesses::kProgram;
+  // The patch's own `expect:` and `semantic:` (an entry of a patch list may
+  // carry them): they replace the scenario's for this patch. nullopt: the
+  // scenario's apply (ExpectOf, SemanticOf).
+  std::optional<ExpectSpec> expect;
+  std::optional<emulator::CheckOptions> semantic;
   std::string where;  // FILE:LINE:COL of the patch, for messages
 
   bool Prebuilt() const { return !package.empty(); }
@@ -174,14 +187,6 @@ struct LimitsSpec {
   double pause_us = 500000;  // the default gate policy's bound; TCG is slow
 };
 
-struct ExpectSpec {
-  Verdict verdict = Verdict::kPass;
-  std::optional<int> max_crashes;              // default: 0 for pass, unbounded otherwise
-  std::optional<bool> overhead_flagged;        // whether the CPU limit must (not) be exceeded
-  std::optional<std::string> reason_contains;  // a substring one reason must hold
-  std::optional<std::string> semantic;         // expected semantic verdict, e.g. "pass"
-};
-
 struct Scenario {
   std::filesystem::path file;  // the scenario.yaml
   std::filesystem::path dir;   // its folder: sources are relative to it
@@ -205,6 +210,12 @@ struct Scenario {
   std::optional<emulator::CheckOptions> semantic;
   std::chrono::milliseconds timeout{0};  // per cell, mandatory
 };
+
+// What must hold for `patch`'s cells: its own `expect:`, else the scenario's.
+const ExpectSpec& ExpectOf(const Scenario& scenario, const PatchSpec& patch);
+// The semantic check section for `patch`: its own, else the scenario's (which
+// runs only for the patch whose object its `new` names); nullptr when neither.
+const emulator::CheckOptions* SemanticOf(const Scenario& scenario, const PatchSpec& patch);
 
 // Reads and validates `path` (a scenario.yaml, or a folder holding one).
 Result<Scenario> LoadScenario(const std::filesystem::path& path);

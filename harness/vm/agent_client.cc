@@ -23,6 +23,16 @@ namespace {
 
 constexpr size_t kKeptGarbageLines = 16;
 
+// The tail of a protocol line whose head the host never saw: a ready state is
+// saved while the agent writes (its periodic "ready" and heartbeat lines), and
+// the guest's serial port sends the rest of that line to whoever connects after
+// a restore (the agent sends nothing but whole lines). Nothing waiting can be
+// answered by it, so nothing is failed by it: the next line is whole again.
+bool IsTailOfACutLine(const std::string& line) {
+  return !line.empty() && line.front() != '{' && line.back() == '}' &&
+         line.find('"') != std::string::npos;
+}
+
 }  // namespace
 
 struct AgentClient::State {
@@ -125,6 +135,11 @@ void AgentClient::HandleLine(const std::string& line) {
     return;
   }
   Status event = msg ? HandleEvent(*msg) : Status(std::unexpected(msg.error()));
+  if (!event && IsTailOfACutLine(line)) {
+    Log("harness")->info("{}: skipped the tail of a line cut by a save: '{}'", options_.name,
+                         line.substr(0, 200));
+    return;
+  }
   if (!event) {
     // Not the protocol: fail what is waiting (its reply may have been this line)
     // with a message that shows the line, rather than let it time out silently.

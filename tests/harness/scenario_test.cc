@@ -223,6 +223,68 @@ TEST_F(ScenarioFileTest, SemanticSectionIsParsedByTheChecker) {
   EXPECT_THAT(bad.error().ToString(), HasSubstr("inputz"));
 }
 
+// A patch list whose second entry carries its own expect: and semantic:.
+constexpr const char* kTwoPatches =
+    "patch:\n"
+    "  - {id: demo-1, sources: [fix.c], functions: [f]}\n"
+    "  - id: demo-2\n"
+    "    sources: [fix.c]\n"
+    "    functions: [f]\n"
+    "    expect: {verdict: fail, overhead_flagged: true}\n"
+    "    semantic: {old: demo:f, new: demo-2.so:f, inputs: 7}\n";
+
+std::string WithTwoPatches(std::string text) {
+  size_t from = text.find("patch:\n");
+  size_t to = text.find("workload:\n");
+  return text.replace(from, to - from, kTwoPatches);
+}
+
+TEST_F(ScenarioFileTest, PatchEntryCarriesItsOwnExpectationAndSemanticCheck) {
+  auto s = Load(WithTwoPatches(kValid));
+  ASSERT_OK(s);
+  ASSERT_EQ(s->patches.size(), 2u);
+  // The first patch has neither: the scenario's expectation, no check.
+  EXPECT_FALSE(s->patches[0].expect);
+  EXPECT_EQ(ExpectOf(*s, s->patches[0]).verdict, Verdict::kPass);
+  EXPECT_EQ(SemanticOf(*s, s->patches[0]), nullptr);
+  // The second one's own replace the scenario's.
+  const ExpectSpec& second = ExpectOf(*s, s->patches[1]);
+  EXPECT_EQ(second.verdict, Verdict::kFail);
+  EXPECT_EQ(second.overhead_flagged, true);
+  const emulator::CheckOptions* check = SemanticOf(*s, s->patches[1]);
+  ASSERT_NE(check, nullptr);
+  EXPECT_EQ(check->inputs, 7u);
+  EXPECT_EQ(fs::path(check->new_fn.elf).filename(), "demo-2.so");
+}
+
+TEST_F(ScenarioFileTest, ScenarioSemanticCheckIsThePatchesWithoutTheirOwn) {
+  std::string text = WithTwoPatches(kValid);
+  text.replace(text.find("expect:\n  verdict"), 7,
+               "semantic: {old: demo:f, new: demo-1.so:f, inputs: 9}\nexpect:");
+  auto s = Load(text);
+  ASSERT_OK(s);
+  ASSERT_NE(SemanticOf(*s, s->patches[0]), nullptr);
+  EXPECT_EQ(SemanticOf(*s, s->patches[0])->inputs, 9u);
+  EXPECT_EQ(SemanticOf(*s, s->patches[1])->inputs, 7u);
+}
+
+TEST_F(ScenarioFileTest, BadPatchExpectationNamesFileLineAndField) {
+  std::string text = WithTwoPatches(kValid);
+  text.replace(text.find("verdict: fail"), 13, "verdict: infra-error");
+  auto s = Load(text);
+  ASSERT_FALSE(s);
+  EXPECT_THAT(s.error().ToString(), StartsWith(File() + ":10:"));
+  EXPECT_THAT(s.error().ToString(), HasSubstr("verdict"));
+  EXPECT_THAT(s.error().ToString(), HasSubstr("infra-error"));
+
+  text = WithTwoPatches(kValid);
+  text.replace(text.find("inputs: 7"), 9, "inputz: 7");
+  s = Load(text);
+  ASSERT_FALSE(s);
+  EXPECT_THAT(s.error().ToString(), StartsWith(File() + ":11:"));
+  EXPECT_THAT(s.error().ToString(), HasSubstr("inputz"));
+}
+
 TEST_F(ScenarioFileTest, YamlSyntaxErrorNamesTheLine) {
   auto s = Load(Edit("  threads: 3\n", "  threads: [3\n"));
   ASSERT_FALSE(s);
@@ -252,6 +314,33 @@ TEST(BundledScenarios, AllParse) {
     EXPECT_GT(s.timeout.count(), 0) << s.name;
     EXPECT_FALSE(s.patches.empty()) << s.name;
   }
+}
+
+// The built-in gate policy needs a semantic pass: a bundled patch expected to
+// pass without a semantic check of its own would gate 3 ("no semantic check
+// recorded") however well its cells went.
+TEST(BundledScenarios, EveryPatchExpectedToPassHasASemanticCheck) {
+  auto all = LoadScenarios({PATCHLAB_SCENARIOS_DIR});
+  ASSERT_OK(all);
+  for (const auto& s : *all) {
+    for (const auto& p : s.patches) {
+      if (ExpectOf(s, p).verdict != Verdict::kPass) continue;
+      const emulator::CheckOptions* check = SemanticOf(s, p);
+      ASSERT_NE(check, nullptr) << s.name << "/" << p.id;
+      if (!p.semantic) {  // the scenario's section runs for the patch whose object it names
+        EXPECT_EQ(fs::path(check->new_fn.elf).filename(), p.id + ".so") << s.name << "/" << p.id;
+      }
+    }
+  }
+}
+
+TEST(BundledScenarios, TheLibzAdlerFixIsExpectedFlaggedAndTheServicePatchToPass) {
+  auto s = LoadScenario(fs::path(PATCHLAB_SCENARIOS_DIR) / "zlib-checksum");
+  ASSERT_OK(s);
+  ASSERT_EQ(s->patches.size(), 2u);
+  EXPECT_EQ(ExpectOf(*s, s->patches[0]).verdict, Verdict::kPass);
+  EXPECT_EQ(ExpectOf(*s, s->patches[1]).verdict, Verdict::kFail);
+  EXPECT_EQ(ExpectOf(*s, s->patches[1]).overhead_flagged, true);
 }
 
 TEST(BundledScenarios, NothingNamedIsAnError) {

@@ -147,7 +147,8 @@ CellRun RunCell(const PlannedCell& pc, const CellContext& ctx) {
   r.duration_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - cell_start - native_time)
           .count();
-  outcome.met_expectation = MetExpectation(r, pc.scenario->expect, outcome.unmet);
+  outcome.met_expectation =
+      MetExpectation(r, ExpectOf(*pc.scenario, *pc.patch->spec), outcome.unmet);
   r.met_expectation = outcome.met_expectation;
   (void)MakeDirs(artefacts);
   (void)WriteFileAtomic(artefacts / "figures.json", CellOutcomeJson(outcome).dump(2) + "\n");
