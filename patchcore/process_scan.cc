@@ -1,6 +1,7 @@
 #include "patchcore/process_scan.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -60,6 +61,22 @@ std::vector<ProcessInfo> ListProcesses(const ScanFilter& filter) {
 }
 
 Result<std::optional<std::string>> ModuleScanner::MappedPath(const ProcessInfo& p) {
+  // A mapping can go between reading the maps and opening its file (a
+  // library unloaded, a staged patch object unmapped by a rollback): that is
+  // not the process ending, so the maps are read again, a few times.
+  constexpr int kPasses = 3;
+  for (int pass = 1;; ++pass) {
+    auto found = ScanOnce(p);
+    if (found || found.error().code() != ErrorCode::kTargetGone) return found;
+    if (::kill(p.pid, 0) != 0 && errno == ESRCH) return found;
+    if (pass == kPasses) {
+      return Fail(ErrorCode::kIo, "pid {}: its mappings changed in each of {} reads ({})", p.pid,
+                  kPasses, found.error().ToString());
+    }
+  }
+}
+
+Result<std::optional<std::string>> ModuleScanner::ScanOnce(const ProcessInfo& p) {
   auto text = ReadFile(fmt::format("/proc/{}/maps", p.pid));
   if (!text) {
     const int err = text.error().sys_errno();
@@ -67,10 +84,12 @@ Result<std::optional<std::string>> ModuleScanner::MappedPath(const ProcessInfo& 
       return Fail(ErrorCode::kRefused, "cannot read the mappings of pid {}: {}", p.pid,
                   AttachBlockerAfter(p.pid, err));
     }
-    return Fail(ErrorCode::kTargetGone, "pid {} is gone", p.pid);
+    if (err == ENOENT || err == ESRCH) return Fail(ErrorCode::kTargetGone, "pid {} is gone", p.pid);
+    return std::unexpected(std::move(text.error()));
   }
   auto maps = ProcessMaps::Parse(*text, fmt::format("/proc/{}/maps", p.pid));
   if (!maps) return std::unexpected(std::move(maps.error()));
+  std::optional<Error> unreadable;
   for (const MapEntry& e : maps->entries()) {
     if (!e.exec || !e.is_file()) continue;
     auto [it, fresh] = known_.try_emplace({e.dev, e.inode}, false);
@@ -78,12 +97,23 @@ Result<std::optional<std::string>> ModuleScanner::MappedPath(const ProcessInfo& 
       auto id = files_.BuildId(p.pid, e);
       if (!id) {
         known_.erase(it);  // ask again in the next process that maps it
-        if (id.error().code() == ErrorCode::kTargetGone) return std::unexpected(id.error());
+        const ErrorCode code = id.error().code();
+        // The file went away under us (ENOENT between stat and open included).
+        if (code == ErrorCode::kTargetGone || code == ErrorCode::kNotFound) {
+          return Fail(ErrorCode::kTargetGone, "{}", id.error().ToString());
+        }
+        // Not an ELF file (kParse) cannot be the module; anything else hides
+        // whether it is.
+        if (code != ErrorCode::kParse && !unreadable) unreadable = std::move(id.error());
         continue;
       }
       it->second = *id == build_id_;
     }
     if (it->second) return std::optional<std::string>(e.path);
+  }
+  if (unreadable) {
+    return Fail(ErrorCode::kIo, "cannot tell whether pid {} maps the module: {}", p.pid,
+                unreadable->ToString());
   }
   return std::optional<std::string>();
 }

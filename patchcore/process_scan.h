@@ -45,11 +45,18 @@ class ModuleScanner {
       : build_id_(std::move(build_id)), files_(files) {}
 
   // The path (as its maps show it) from which `p` maps a file with the
-  // build-id as code; nullopt when it maps none. kTargetGone when it is
-  // gone, kRefused with the reason when its mappings cannot be read.
+  // build-id as code; nullopt when it maps none (files that are not ELF or
+  // carry no build-id cannot be the module). kTargetGone only when the
+  // process itself is gone, kRefused with the reason when its mappings
+  // cannot be read, kIo when a mapped file could not be read (then nobody
+  // can tell whether it is the module: the caller reports the process).
   Result<std::optional<std::string>> MappedPath(const ProcessInfo& p);
 
  private:
+  // One pass over the maps; kTargetGone also when one mapping went away
+  // between reading the maps and opening its file.
+  Result<std::optional<std::string>> ScanOnce(const ProcessInfo& p);
+
   std::string build_id_;
   ElfCache& files_;
   std::map<std::pair<dev_t, uint64_t>, bool> known_;  // file identity -> has the build-id

@@ -9,10 +9,13 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <string>
+#include <thread>
 
 #include "base/file_util.h"
+#include "patchcore/process_scan.h"
 #include "tests/support/status_matchers.h"
 
 namespace patchlab::patchcore {
@@ -112,6 +115,44 @@ TEST(ElfCache, FileReplacedOnDiskIsNotServedFromTheCache) {
   EXPECT_EQ(rewritten_entry->inode, new_entry->inode);
   EXPECT_EQ(CachedBuildId(cache, *rewritten_entry), libz_id);
   fs::remove_all(dir);
+}
+
+// A mapping that goes between reading the maps and opening its file is not
+// the process ending: the scanner must not answer "gone" for a live process
+// (system-wide apply dropped such a process without a word). A thread maps
+// and unmaps a deleted copy of /usr/bin/true (reached through map_files, so
+// an unmapped one is ENOENT) while this process is scanned for a module it
+// does not map: every scan must answer "not mapped".
+TEST(ModuleScanner, AMappingThatComesAndGoesIsNotTheProcessEnding) {
+  const fs::path dir = fs::path(::testing::TempDir()) / "scanner-flicker";
+  fs::create_directories(dir);
+  const fs::path copy = dir / "true-copy";
+  fs::copy_file(kTrue, copy, fs::copy_options::overwrite_existing);
+  int fd = ::open(copy.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  fs::remove(copy);  // the maps say "(deleted)": the scanner goes to map_files
+  std::atomic<bool> stop{false};
+  std::thread flicker([&] {
+    while (!stop.load()) {
+      void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+      if (p != MAP_FAILED) ::munmap(p, 4096);
+    }
+  });
+  const ProcessInfo self{::getpid(), 0, ::getppid(), "self"};
+  ElfCache files;
+  int answered = 0;
+  std::string first_error;
+  for (int i = 0; i < 300; ++i) {
+    ModuleScanner scanner(std::string(40, 'f'), files);
+    auto path = scanner.MappedPath(self);
+    if (path && !*path) ++answered;
+    if (!path && first_error.empty()) first_error = path.error().ToString();
+  }
+  stop = true;
+  flicker.join();
+  ::close(fd);
+  fs::remove_all(dir);
+  EXPECT_EQ(answered, 300) << first_error;
 }
 
 }  // namespace
