@@ -21,8 +21,9 @@ std::string_view CrossCheckName(CrossCheck c) {
 CrossCheck CrossCheckCpu(const Estimate& vm, const Estimate& native) {
   // Intervals, not point estimates: two noisy medians more than 1 pp apart
   // say nothing when their intervals overlap.
-  if (native.low > vm.high + kCrossCheckTolerancePp ||
-      native.high < vm.low - kCrossCheckTolerancePp) {
+  const bool apart = native.low > vm.high + kCrossCheckTolerancePp ||
+                     native.high < vm.low - kCrossCheckTolerancePp;
+  if (apart && native.high - native.low <= kCrossCheckMaxNativeWidthPp) {
     return CrossCheck::kDisagree;
   }
   if (native.low >= vm.low - kCrossCheckTolerancePp &&

@@ -31,6 +31,11 @@ TEST(CpuCrossCheck, DisagreesOnlyWhenTheIntervalsAreMoreThanOnePointApart) {
   EXPECT_EQ(CrossCheckCpu(vm, {3.6, 2.5, 4.7, 28}), CrossCheck::kUnresolved);
   // A wide native figure around the VM's: nothing can be said either way.
   EXPECT_EQ(CrossCheckCpu(vm, {3.6, -4.1, 13.4, 28}), CrossCheck::kUnresolved);
+  // Apart, but too wide to overrule the VM: a busy host's native figure
+  // (seen in a ci/lab run beside a full test run).
+  EXPECT_EQ(CrossCheckCpu(vm, {-10.75, -26.82, -2.52, 12}), CrossCheck::kUnresolved);
+  EXPECT_EQ(CrossCheckCpu(vm, {9.28, 2.86, 18.73, 12}), CrossCheck::kUnresolved);
+  EXPECT_EQ(CrossCheckCpu(vm, {9.0, 7.0, 11.0, 28}), CrossCheck::kDisagree);  // 4 pp wide
   EXPECT_FALSE(JudgeNative(CrossCheck::kUnresolved));
 }
 
