@@ -16,6 +16,7 @@
 #include "base/proc_stat.h"
 #include "base/subprocess.h"
 #include "harness/vm/agent_client.h"
+#include "tests/support/local_agent.h"
 #include "tests/support/status_matchers.h"
 
 using ::testing::HasSubstr;
@@ -32,13 +33,7 @@ class AgentOnHost : public ::testing::Test {
     char tmpl[] = "/tmp/agent-test-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    SubprocessOptions o;
-    o.argv = {PATCHLAB_AGENT_BINARY, "--listen", (dir_ / "agent.sock").string(), "--out",
-              (dir_ / "out").string()};
-    o.stdout_mode = OutputMode::kFile;
-    o.stdout_path = (dir_ / "agent.stderr").string();
-    o.stderr_to_stdout = true;
-    auto p = Subprocess::Start(std::move(o));
+    auto p = testing_support::StartLocalAgent(PATCHLAB_AGENT_BINARY, dir_);
     ASSERT_OK(p);
     agent_process_.emplace(std::move(*p));
     AgentClientOptions co;

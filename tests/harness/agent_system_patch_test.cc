@@ -12,6 +12,7 @@
 #include "base/subprocess.h"
 #include "harness/vm/agent_client.h"
 #include "harness/vm/system_patch_summary.h"
+#include "tests/support/local_agent.h"
 #include "tests/support/status_matchers.h"
 
 namespace patchlab::harness {
@@ -69,13 +70,7 @@ class AgentSystemPatch : public ::testing::Test {
     dir_ = fs::temp_directory_path() / ("patchcore-agent-" + std::to_string(::getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_ / "out");
-    SubprocessOptions o;
-    o.argv = {PATCHLAB_AGENT_BINARY, "--listen", (dir_ / "agent.sock").string(), "--out",
-              (dir_ / "out").string()};
-    o.stdout_mode = OutputMode::kFile;
-    o.stdout_path = (dir_ / "agent.stderr").string();
-    o.stderr_to_stdout = true;
-    auto p = Subprocess::Start(std::move(o));
+    auto p = testing_support::StartLocalAgent(PATCHLAB_AGENT_BINARY, dir_);
     ASSERT_OK(p);
     agent_.emplace(std::move(*p));
     AgentClientOptions co;
