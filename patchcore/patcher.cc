@@ -48,7 +48,7 @@ struct PlannedApply {
   ProcessMemory memory;
   ModuleSet modules;  // their decoded files also serve the stack check
   ApplyPlan plan;
-  RemotePtr syscall_insn;
+  InjectionSite injection;
 };
 
 // Every check and every change planned while the process runs.
@@ -69,14 +69,14 @@ Result<PlannedApply> PlanApply(pid_t pid, const StateStore& store, const Prepare
   if (!object) return std::unexpected(std::move(object.error()));
   auto functions = internal::PlanFunctions(m, **target, *modules, *object, state, *memory);
   if (!functions) return std::unexpected(std::move(functions.error()));
-  auto syscall_insn = FindSyscallInstruction(*memory, *maps);
-  if (!syscall_insn) return std::unexpected(std::move(syscall_insn.error()));
+  auto injection = FindInjectionSite(*memory, *maps);
+  if (!injection) return std::unexpected(std::move(injection.error()));
   auto plan = internal::PlanChanges(prepared.package(), **target, *object, std::move(*functions),
                                     std::move(*replaced), state, *maps, *memory,
                                     IslandHeader(pid, store.start_time()), pid);
   if (!plan) return std::unexpected(std::move(plan.error()));
   return PlannedApply{std::move(*maps), std::move(*memory), std::move(*modules), std::move(*plan),
-                      *syscall_insn};
+                      *injection};
 }
 
 // Every thread stopped with none inside the code being replaced, the code
@@ -179,10 +179,10 @@ void FreeSuperseded(pid_t pid, const PlannedApply& planned, std::vector<std::str
     warnings.push_back("leaving superseded patches mapped: " + tracee.error().ToString());
     return;
   }
-  RemoteSyscall sys(*tracee, tracee->threads().front(), planned.syscall_insn);
+  RemoteSyscall sys(*tracee, tracee->threads().front(), planned.memory, planned.injection);
   std::vector<RemotePtr> islands;
   for (const IslandState& is : planned.plan.next.islands) islands.push_back(is.addr);
-  sys.UseStubOf(planned.memory, islands);
+  sys.UseStubOf(islands);
   for (const RemoteRange& r : planned.plan.replaced_mappings) {
     if (auto st = sys.Munmap(r.start, r.size()); !st) {
       warnings.push_back("leaving a superseded patch mapped: " + st.error().ToString());
@@ -268,7 +268,7 @@ Result<ApplyReport> Patcher::Apply(const PreparedPackage& prepared, const ApplyO
       !st) {
     return std::unexpected(st.error());
   }
-  auto staged = StagedObject::Stage(pid_, planned->plan, planned->memory, planned->syscall_insn);
+  auto staged = StagedObject::Stage(pid_, planned->plan, planned->memory, planned->injection);
   if (!staged) return Abandon(nullptr, StagingFailed(std::move(staged.error()), m.id), store_);
   report.staging = staged->held();
   FaultPoint("after-map");

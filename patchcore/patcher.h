@@ -36,6 +36,7 @@
 #include "patchcore/patch_package.h"
 #include "patchcore/patch_state.h"
 #include "patchcore/prepared_package.h"
+#include "patchcore/remote_syscall.h"
 
 namespace patchlab::patchcore {
 
@@ -123,7 +124,7 @@ class Patcher {
   Result<bool> TakeOutParkTraps();
   // Puts back the registers of threads a killed patcher left at an island's
   // spin stub; how many.
-  Result<int> RestoreStranded();
+  Result<StrandedThreads> RestoreStranded();
   pid_t pid_;
   StateStore store_;
 };

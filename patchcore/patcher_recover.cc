@@ -49,15 +49,18 @@ Status ReplayJournal(const Journal& journal, pid_t pid, const ProcessMemory& mem
 
 // What a rolled-back apply must free: only ranges that hold what the apply
 // put there, since a planned mapping the patcher never made may be someone
-// else's memory by now.
-std::vector<RemoteRange> MappedByApply(const Journal& journal, const ProcessMemory& memory) {
+// else's memory by now; or the range that the mmap the patcher died in
+// returned (`made`: still empty, it shows nothing of ours yet).
+std::vector<RemoteRange> MappedByApply(const Journal& journal, const ProcessMemory& memory,
+                                       const std::vector<uint64_t>& made) {
   std::vector<RemoteRange> unmap;
   for (size_t i = 0; i < journal.mapped.size(); ++i) {
     const RemoteRange& r = journal.mapped[i];
     const auto& head =
         i < journal.mapped_heads.size() ? journal.mapped_heads[i] : std::vector<uint8_t>();
     auto got = memory.Read(r.start, head.size());
-    if (!head.empty() && got && *got == head) unmap.push_back(r);
+    const bool in_flight = std::find(made.begin(), made.end(), r.start.addr()) != made.end();
+    if (in_flight || (!head.empty() && got && *got == head)) unmap.push_back(r);
   }
   return unmap;
 }
@@ -95,17 +98,16 @@ Result<bool> Patcher::TakeOutParkTraps() {
   return true;
 }
 
-Result<int> Patcher::RestoreStranded() {
+Result<StrandedThreads> Patcher::RestoreStranded() {
   auto maps = ProcessMaps::Read(pid_);
   if (!maps) return std::unexpected(std::move(maps.error()));
   auto memory = ProcessMemory::Open(pid_);
   if (!memory) return std::unexpected(std::move(memory.error()));
-  const bool has_islands = std::any_of(maps->entries().begin(), maps->entries().end(),
-                                       [](const MapEntry& e) { return e.exec && e.path.empty(); });
-  if (!has_islands) return 0;
+  const auto stubs = FindStrandedStubs(*memory, *maps);
+  if (stubs.empty()) return StrandedThreads{};
   auto tracee = Tracee::Attach(pid_);
   if (!tracee) return std::unexpected(std::move(tracee.error()));
-  auto restored = RestoreStrandedThreads(*tracee, *memory, *maps);
+  auto restored = RestoreStrandedThreads(*tracee, *memory, stubs);
   if (!restored) return std::unexpected(std::move(restored.error()));
   if (auto st = tracee->Detach(); !st) return std::unexpected(st.error());
   return restored;
@@ -114,13 +116,14 @@ Result<int> Patcher::RestoreStranded() {
 Result<RecoverReport> Patcher::Recover(std::chrono::milliseconds timeout) {
   RecoverReport report;
   // A patcher killed while a thread ran its injected calls left that thread
-  // waiting at an island's stub: it gets its own registers back first.
+  // waiting at a stub (an island's, a code cave's): it gets its own
+  // registers back first.
   auto stranded = RestoreStranded();
   if (!stranded) return std::unexpected(std::move(stranded.error()));
   auto trapped = TakeOutParkTraps();
   if (!trapped) return std::unexpected(std::move(trapped.error()));
   report.had_journal = *trapped;
-  report.stranded_threads = *stranded;
+  report.stranded_threads = stranded->restored;
   const auto journal_path = store_.journal_path();
   auto journal = LoadJournal(journal_path);
   if (!journal) {
@@ -128,8 +131,8 @@ Result<RecoverReport> Patcher::Recover(std::chrono::milliseconds timeout) {
       return std::unexpected(std::move(journal.error()));
     }
     report.action = report.had_journal ? "removed the spin traps of an interrupted stop"
-                    : *stranded > 0
-                        ? fmt::format("gave {} thread(s) their registers back", *stranded)
+                    : stranded->restored > 0
+                        ? fmt::format("gave {} thread(s) their registers back", stranded->restored)
                         : "none";
     return report;
   }
@@ -149,7 +152,7 @@ Result<RecoverReport> Patcher::Recover(std::chrono::milliseconds timeout) {
   auto memory = ProcessMemory::Open(pid_);
   if (!memory) return std::unexpected(std::move(memory.error()));
   if (auto st = ReplayJournal(*journal, pid_, *memory); !st) return std::unexpected(st.error());
-  auto unmap = apply ? MappedByApply(*journal, *memory) : journal->to_unmap;
+  auto unmap = apply ? MappedByApply(*journal, *memory, stranded->last_results) : journal->to_unmap;
   std::vector<RemotePtr> islands;
   for (const IslandState& is : state->islands) islands.push_back(is.addr);
   if (auto st = internal::UnmapWhenUnused(pid_, *memory, *maps, unmap, islands, timeout,

@@ -73,11 +73,11 @@ bool UnusedAtSwitch(const RevertPlan& plan, const Tracee& tracee, const ProcessM
 // Unmaps the reverted code holding one thread: no jump leads there any more
 // and no thread was inside at the switch, so none can be now.
 Status UnmapUnused(pid_t pid, const RevertPlan& plan, const std::vector<RemotePtr>& islands,
-                   const ProcessMemory& memory, RemotePtr syscall_insn) {
+                   const ProcessMemory& memory, const InjectionSite& injection) {
   auto tracee = Tracee::AttachOne(pid);
   if (!tracee) return std::unexpected(std::move(tracee.error()));
-  RemoteSyscall sys(*tracee, tracee->threads().front(), syscall_insn);
-  sys.UseStubOf(memory, islands);  // island pages that go are unmapped last
+  RemoteSyscall sys(*tracee, tracee->threads().front(), memory, injection);
+  sys.UseStubOf(islands);  // island pages that go are unmapped last
   for (const RemoteRange& r : plan.to_unmap) {
     if (auto st = sys.Munmap(r.start, r.size()); !st) {
       Log("patchcore")->warn("pid {}: {}", pid, st.error().ToString());
@@ -105,8 +105,8 @@ Result<RevertReport> Patcher::Revert(std::optional<std::string> id,
   if (!maps) return std::unexpected(std::move(maps.error()));
   auto memory = ProcessMemory::Open(pid_);
   if (!memory) return std::unexpected(std::move(memory.error()));
-  auto insn = FindSyscallInstruction(*memory, *maps);
-  if (!insn) return std::unexpected(std::move(insn.error()));
+  auto injection = FindInjectionSite(*memory, *maps);
+  if (!injection) return std::unexpected(std::move(injection.error()));
 
   const auto journal_path = store_.journal_path();
   if (auto st = SaveJournal(journal_path, RevertJournal(*plan, id, state->serial)); !st) {
@@ -130,7 +130,7 @@ Result<RevertReport> Patcher::Revert(std::optional<std::string> id,
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - tracee.first_stop());
   std::vector<RemotePtr> islands;
   for (const IslandState& is : state->islands) islands.push_back(is.addr);
-  auto freed = unused ? UnmapUnused(pid_, *plan, islands, *memory, *insn)
+  auto freed = unused ? UnmapUnused(pid_, *plan, islands, *memory, *injection)
                       : internal::UnmapWhenUnused(pid_, *memory, *maps, plan->to_unmap, islands,
                                                   timeout, store_.park_path());
   if (!freed) {

@@ -1,7 +1,6 @@
 #include "patchcore/process_scan.h"
 
 #include <dirent.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -68,7 +67,7 @@ Result<std::optional<std::string>> ModuleScanner::MappedPath(const ProcessInfo& 
   for (int pass = 1;; ++pass) {
     auto found = ScanOnce(p);
     if (found || found.error().code() != ErrorCode::kTargetGone) return found;
-    if (::kill(p.pid, 0) != 0 && errno == ESRCH) return found;
+    if (HasEnded(p.pid)) return found;  // gone, or a zombie: no re-read helps
     if (pass == kPasses) {
       return Fail(ErrorCode::kIo, "pid {}: its mappings changed in each of {} reads ({})", p.pid,
                   kPasses, found.error().ToString());
@@ -89,6 +88,11 @@ Result<std::optional<std::string>> ModuleScanner::ScanOnce(const ProcessInfo& p)
   }
   auto maps = ProcessMaps::Parse(*text, fmt::format("/proc/{}/maps", p.pid));
   if (!maps) return std::unexpected(std::move(maps.error()));
+  if (maps->entries().empty() && HasEnded(p.pid)) {
+    // Kernel threads have no mappings either, but they run on.
+    return Fail(ErrorCode::kTargetGone, "pid {} has exited (its parent has not reaped it yet)",
+                p.pid);
+  }
   std::optional<Error> unreadable;
   for (const MapEntry& e : maps->entries()) {
     if (!e.exec || !e.is_file()) continue;

@@ -47,9 +47,10 @@ class ModuleScanner {
   // The path (as its maps show it) from which `p` maps a file with the
   // build-id as code; nullopt when it maps none (files that are not ELF or
   // carry no build-id cannot be the module). kTargetGone only when the
-  // process itself is gone, kRefused with the reason when its mappings
-  // cannot be read, kIo when a mapped file could not be read (then nobody
-  // can tell whether it is the module: the caller reports the process).
+  // process itself is gone or has exited (a zombie: no mappings left, and
+  // no code runs), kRefused with the reason when its mappings cannot be
+  // read, kIo when a mapped file could not be read (then nobody can tell
+  // whether it is the module: the caller reports the process).
   Result<std::optional<std::string>> MappedPath(const ProcessInfo& p);
 
  private:

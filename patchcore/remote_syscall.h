@@ -9,15 +9,20 @@
 // restarts normally once its registers are back.
 //
 // Where the call runs matters if the patcher dies meanwhile, because the
-// kernel then lets the thread go on from wherever it is:
-//  - from an existing `syscall` instruction of the target: the thread's own
-//    registers are put back right after each call, so only the few
-//    microseconds of one call are exposed (it would run on with ours);
-//  - from the spin stub of one of our island pages (UseStub): `syscall;
-//    jmp .`. Between calls the thread waits at the `jmp .`, and its own
-//    registers are kept in the page's save area first, so a patcher killed
-//    at any point leaves the thread spinning, never running on with ours;
-//    `hotpatch recover` puts them back (RestoreStrandedThreads).
+// kernel then lets the thread go on from wherever it is, with whatever
+// registers it has. Every call runs from a spin stub (`syscall; jmp .`)
+// next to a save area that holds the thread's own registers first:
+//  - the stub of one of our island pages (UseStub), when there is one;
+//  - else the stub written into a code cave of a module (code_cave.h) for
+//    as long as the calls last (the mmap of the first island, the munmap of
+//    the last one), and zeroed again after.
+// Between calls the thread waits at the `jmp .`, so a patcher killed at any
+// point leaves it spinning, never running on with our registers; `hotpatch
+// recover` puts them back (RestoreStrandedThreads). Only a process with no
+// cave at all (no executable segment ending 248 bytes before its page's end)
+// runs its calls from an existing `syscall` instruction of its own: its
+// registers are put back right after each call, and a patcher killed during
+// one of those few microseconds leaves the thread running on with ours.
 // Restore() or the destructor puts the registers back.
 //
 // Thread-safety: like Tracee, confined to the attaching thread.
@@ -39,15 +44,23 @@
 
 namespace patchlab::patchcore {
 
-// An address in an executable mapping of the target that holds the bytes
-// 0f 05 (`syscall`); the vdso first, then any executable file mapping.
-// kNotFound when the target has none.
-Result<RemotePtr> FindSyscallInstruction(const ProcessMemory& memory, const ProcessMaps& maps);
+// Where a process's injected calls run when no island stub can: a code cave
+// (see the top), else an existing `syscall` instruction.
+struct InjectionSite {
+  std::optional<RemotePtr> cave;
+  RemotePtr syscall_insn;  // when there is no cave
+};
+
+// The first free code cave of the process; without one, an address in an
+// executable mapping that holds the bytes 0f 05 (`syscall`), the vdso first.
+// kNotFound when the target has neither.
+Result<InjectionSite> FindInjectionSite(const ProcessMemory& memory, const ProcessMaps& maps);
 
 class RemoteSyscall {
  public:
-  // REQUIRES: `tid` is held stopped by `tracee`, which outlives this object.
-  RemoteSyscall(Tracee& tracee, pid_t tid, RemotePtr syscall_insn);
+  // REQUIRES: `tid` is held stopped by `tracee`, which outlives this
+  // object, as does `memory` (of the same process).
+  RemoteSyscall(Tracee& tracee, pid_t tid, const ProcessMemory& memory, InjectionSite site);
   ~RemoteSyscall();
   RemoteSyscall(const RemoteSyscall&) = delete;
   RemoteSyscall& operator=(const RemoteSyscall&) = delete;
@@ -55,11 +68,10 @@ class RemoteSyscall {
   // From now on, calls run from the spin stub of island page `island` (see
   // the top). False, with nothing changed, when that page holds no stub
   // (one made by an older hotpatch) or cannot be read.
-  bool UseStub(const ProcessMemory& memory, RemotePtr island);
+  bool UseStub(RemotePtr island);
   // UseStub with the first of `islands` that holds a stub and lies outside
   // every range of `going` (pages about to be unmapped).
-  void UseStubOf(const ProcessMemory& memory, const std::vector<RemotePtr>& islands,
-                 const std::vector<RemoteRange>& going = {});
+  void UseStubOf(const std::vector<RemotePtr>& islands, const std::vector<RemoteRange>& going = {});
 
   // Runs syscall `nr` with `args` in the thread. Returns the raw result
   // (negative errno on failure); fails only if ptrace itself fails.
@@ -68,31 +80,61 @@ class RemoteSyscall {
   // mmap(hint, size, prot, flags, -1, 0). Fails naming the pid and errno.
   Result<RemotePtr> Mmap(RemotePtr hint, uint64_t size, int prot, int flags);
   Status Mprotect(RemotePtr addr, uint64_t size, int prot);
-  // A range that holds the stub in use is unmapped from the syscall
-  // instruction instead: a thread must not be left inside unmapped code.
+  // A range that holds the island stub in use is unmapped from the cave (or
+  // the syscall instruction) instead: a thread must not be left inside
+  // unmapped code.
   Status Munmap(RemotePtr addr, uint64_t size);
 
-  // Puts the thread's registers back. Called by the destructor too.
+  // Puts the thread's registers back and zeroes the cave. Called by the
+  // destructor too.
   Status Restore();
 
  private:
-  Status SaveRegistersInStub();
+  struct Stub {
+    RemotePtr code;       // `syscall; jmp .`
+    RemotePtr save_area;  // magic, thread id, registers
+    bool operator==(const Stub&) const = default;
+  };
+
+  // The stub the next call runs from (the cave's written first), or nullopt
+  // for the syscall instruction.
+  Result<std::optional<Stub>> StubForCall();
+  Status SaveRegistersAt(RemotePtr save_area);
+  Status EraseCave();
 
   Tracee& tracee_;
   pid_t tid_;
-  RemotePtr insn_;
-  std::optional<RemotePtr> stub_;  // island page whose stub runs the calls
-  const ProcessMemory* memory_ = nullptr;
+  const ProcessMemory& memory_;
+  InjectionSite site_;
+  std::optional<Stub> island_stub_;  // an island page's stub runs the calls
+  bool cave_written_ = false;        // the cave holds our stub
   std::optional<user_regs_struct> saved_;
-  bool saved_in_stub_ = false;  // the save area of stub_ holds saved_
-  bool moved_ = false;          // the thread's registers are not its own
+  std::optional<RemotePtr> saved_at_;  // the save area that holds saved_
+  bool moved_ = false;                 // the thread's registers are not its own
+};
+
+// The stubs a patcher that died may have left a thread at: island pages'
+// and code caves' whose save area holds registers. Reads only.
+struct StrandedStub {
+  RemotePtr code;
+  RemotePtr save_area;
+  bool in_cave = false;  // zeroed once no thread waits there
+};
+std::vector<StrandedStub> FindStrandedStubs(const ProcessMemory& memory, const ProcessMaps& maps);
+
+// The threads RestoreStrandedThreads gave their registers back, with what
+// the last injected call of each returned (rax at the stub): an mmap the
+// patcher died in the middle of names its new mapping only there.
+struct StrandedThreads {
+  int restored = 0;
+  std::vector<uint64_t> last_results;
 };
 
 // For `hotpatch recover`: puts back the registers of every thread of the
-// held process that waits at the spin stub of one of its island pages
-// (a patcher died while it ran injected calls), from that page's save area.
-// Returns how many threads it restored.
-Result<int> RestoreStrandedThreads(Tracee& tracee, const ProcessMemory& memory,
-                                   const ProcessMaps& maps);
+// held process that waits at one of `stubs` (a patcher died while it ran
+// injected calls), from the stub's save area; then zeroes the caves no
+// thread waits at.
+Result<StrandedThreads> RestoreStrandedThreads(Tracee& tracee, const ProcessMemory& memory,
+                                               const std::vector<StrandedStub>& stubs);
 
 }  // namespace patchlab::patchcore

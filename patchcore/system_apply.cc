@@ -159,6 +159,10 @@ Result<SystemReport> ApplySystem(const PatchPackage& package, const SystemOption
                 m.target_file, m.target_build_id, report.scanned);
   }
   report.processes = ApplyAll(*prepared, found.users, options);
+  for (const UninspectedProcess& z : found.ended) {
+    report.processes.push_back(
+        {.pid = z.pid, .comm = z.comm, .result = Outcome::kVanished, .reason = z.reason});
+  }
   RevertTheApplied(m.id, report, options);
   if (options.follow.count() > 0) {
     Follower follower(*prepared, options, report);

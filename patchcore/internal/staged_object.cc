@@ -34,7 +34,7 @@ std::vector<RemotePtr> ExistingIslands(const ApplyPlan& plan) {
 // gives the injection thread its registers back.
 Status MapAndFill(const ApplyPlan& plan, const ProcessMemory& memory, RemoteSyscall& sys,
                   RollbackGuard& undo) {
-  sys.UseStubOf(memory, ExistingIslands(plan));
+  sys.UseStubOf(ExistingIslands(plan));
   for (RemotePtr page : plan.new_islands) {
     if (auto st =
             undo.Map({page, page + static_cast<int64_t>(kIslandPageSize)}, PROT_READ | PROT_EXEC);
@@ -43,7 +43,7 @@ Status MapAndFill(const ApplyPlan& plan, const ProcessMemory& memory, RemoteSysc
     }
     // The page is new: nothing refers to it and no thread runs in it.
     if (auto st = memory.Write(page, plan.island_header); !st) return st;
-    sys.UseStubOf(memory, {page});
+    sys.UseStubOf({page});
   }
   // Mapped read-only and written through /proc/PID/mem, which writes the
   // read-only pages of a traced process (as for the island pages): only the
@@ -72,12 +72,13 @@ Status MapAndFill(const ApplyPlan& plan, const ProcessMemory& memory, RemoteSysc
 }  // namespace
 
 Result<StagedObject> StagedObject::Stage(pid_t pid, const ApplyPlan& plan,
-                                         const ProcessMemory& memory, RemotePtr syscall_insn) {
-  StagedObject staged(pid, plan, memory, syscall_insn);
+                                         const ProcessMemory& memory,
+                                         const InjectionSite& injection) {
+  StagedObject staged(pid, plan, memory, injection);
   auto tracee = Tracee::AttachOne(pid);
   if (!tracee) return std::unexpected(std::move(tracee.error()));
   {
-    RemoteSyscall sys(*tracee, tracee->threads().front(), syscall_insn);
+    RemoteSyscall sys(*tracee, tracee->threads().front(), memory, injection);
     RollbackGuard undo(memory, &sys);
     if (auto st = MapAndFill(plan, memory, sys, undo); !st) {
       if (auto undone = undo.Undo(); !undone) {
@@ -99,7 +100,7 @@ StagedObject::StagedObject(StagedObject&& other) noexcept
     : pid_(other.pid_),
       plan_(other.plan_),
       memory_(other.memory_),
-      syscall_insn_(other.syscall_insn_),
+      injection_(other.injection_),
       staged_(std::exchange(other.staged_, false)),
       held_(other.held_) {}
 
@@ -124,10 +125,10 @@ Status StagedObject::Unstage() {
   if (!std::exchange(staged_, false)) return {};
   auto tracee = Tracee::AttachOne(pid_);
   if (!tracee) return std::unexpected(std::move(tracee.error()));
-  RemoteSyscall sys(*tracee, tracee->threads().front(), syscall_insn_);
+  RemoteSyscall sys(*tracee, tracee->threads().front(), *memory_, injection_);
   std::vector<RemotePtr> islands;
   for (const IslandState& is : plan_->next.islands) islands.push_back(is.addr);
-  sys.UseStubOf(*memory_, islands);  // a new page's stub too: Munmap leaves it last
+  sys.UseStubOf(islands);  // a new page's stub too: Munmap leaves it last
   for (const JournalWrite& w : plan_->slot_writes) {
     // SAFETY: still no jump leads to this slot: the switch never happened
     // (or was undone), so no thread can be executing it.

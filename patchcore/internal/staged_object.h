@@ -24,6 +24,7 @@
 #include "patchcore/internal/apply_plan.h"
 #include "patchcore/process_memory.h"
 #include "patchcore/remote_ptr.h"
+#include "patchcore/remote_syscall.h"
 
 namespace patchlab::patchcore::internal {
 
@@ -33,7 +34,7 @@ class StagedObject {
   // failure whatever was made is undone before returning (kRolledBack is for
   // the caller to decide; the error says what failed).
   static Result<StagedObject> Stage(pid_t pid, const ApplyPlan& plan, const ProcessMemory& memory,
-                                    RemotePtr syscall_insn);
+                                    const InjectionSite& injection);
 
   StagedObject(StagedObject&& other) noexcept;
   StagedObject& operator=(StagedObject&&) = delete;
@@ -53,13 +54,14 @@ class StagedObject {
   std::chrono::microseconds held() const { return held_; }
 
  private:
-  StagedObject(pid_t pid, const ApplyPlan& plan, const ProcessMemory& memory, RemotePtr insn)
-      : pid_(pid), plan_(&plan), memory_(&memory), syscall_insn_(insn) {}
+  StagedObject(pid_t pid, const ApplyPlan& plan, const ProcessMemory& memory,
+               const InjectionSite& injection)
+      : pid_(pid), plan_(&plan), memory_(&memory), injection_(injection) {}
 
   pid_t pid_;
   const ApplyPlan* plan_;
   const ProcessMemory* memory_;
-  RemotePtr syscall_insn_;
+  InjectionSite injection_;
   bool staged_ = false;
   std::chrono::microseconds held_{0};
 };

@@ -18,6 +18,9 @@ ModuleUsers FindModuleUsers(const std::string& build_id, const std::vector<Proce
     if (!path) {
       if (path.error().code() != ErrorCode::kTargetGone) {
         out.uninspected.push_back({p.pid, p.comm, path.error().ToString()});
+      } else if (auto stat = ReadProcStat(p.pid);
+                 stat && stat->start_ticks == p.start_time && HasEndedState(stat->state)) {
+        out.ended.push_back({p.pid, p.comm, path.error().ToString()});
       }
       continue;
     }

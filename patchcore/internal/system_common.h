@@ -21,6 +21,9 @@ namespace patchlab::patchcore::internal {
 struct ModuleUsers {
   std::vector<ProcessInfo> users;  // pid order
   std::vector<UninspectedProcess> uninspected;
+  // Listed but exited since (zombies): they run no code, so nothing of
+  // theirs can be patched or left unpatched; reported as vanished.
+  std::vector<UninspectedProcess> ended;
   size_t scanned = 0;
 };
 

@@ -14,10 +14,10 @@ Status UnmapWhenUnused(pid_t pid, const ProcessMemory& memory, const ProcessMaps
   for (const RemoteRange& r : ranges) guarded.push_back({r, fmt::format("mapping at {}", r.start)});
   auto world = StopWorld(pid, memory, guarded, timeout, park_journal);
   if (!world) return std::unexpected(std::move(world.error()));
-  auto insn = FindSyscallInstruction(memory, maps);
-  if (!insn) return std::unexpected(std::move(insn.error()));
-  RemoteSyscall sys(world->tracee, world->tracee.threads().front(), *insn);
-  sys.UseStubOf(memory, islands);
+  auto injection = FindInjectionSite(memory, maps);
+  if (!injection) return std::unexpected(std::move(injection.error()));
+  RemoteSyscall sys(world->tracee, world->tracee.threads().front(), memory, *injection);
+  sys.UseStubOf(islands);
   for (const RemoteRange& r : ranges) {
     if (auto st = sys.Munmap(r.start, r.size()); !st) return st;
   }

@@ -252,7 +252,8 @@ TEST(HotpatchProcess, SecurityRefusals) {
 }
 
 TEST(HotpatchProcess, KilledAtEachFaultPointThenRecovered) {
-  for (const char* fault : {"mid-staging", "after-map", "after-write-1", "before-commit"}) {
+  for (const char* fault :
+       {"mid-cave-call", "mid-staging", "after-map", "after-write-1", "before-commit"}) {
     SCOPED_TRACE(fault);
     Workspace ws;
     auto target = Target::Start(TARGET_PIE, {"--threads", "4"}, ws.dir);
@@ -266,8 +267,12 @@ TEST(HotpatchProcess, KilledAtEachFaultPointThenRecovered) {
     auto rec = Hotpatch({"recover", "--pid", pid});
     EXPECT_EQ(rec.status.code, 0) << rec.stderr_data;
     EXPECT_EQ(Hotpatch({"verify", "--pid", pid}).status.code, 0);
-    // Nothing the killed apply mapped stays behind.
+    // Nothing the killed apply mapped stays behind, and no thread waits at a
+    // stub (mid-cave-call: the old patcher ran that first call from the
+    // target's own syscall instruction, and the thread ran on with the
+    // patcher's registers: the target crashed).
     EXPECT_THAT(AnonymousCodeMappings(target->pid()), ::testing::IsEmpty());
+    EXPECT_EQ(StrandedStubs(target->pid()), 0u);
     long v0 = target->Tick()["v0"];
     ASSERT_TRUE(target->WaitFor([&](const auto& t) { return t.at("v0") > v0 + 1000; }));
     // Consistent: after recovery the stack says what runs, and apply works again.

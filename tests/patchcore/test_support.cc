@@ -8,6 +8,9 @@
 #include <thread>
 
 #include "base/file_util.h"
+#include "patchcore/process_maps.h"
+#include "patchcore/process_memory.h"
+#include "patchcore/remote_syscall.h"
 #include "tests/support/status_matchers.h"
 
 namespace patchlab::patchcore::testing {
@@ -69,6 +72,16 @@ std::vector<std::string> AnonymousCodeMappings(pid_t pid) {
     if (perms.size() > 2 && perms[2] == 'x' && inode == "0" && path.empty()) out.push_back(line);
   }
   return out;
+}
+
+size_t StrandedStubs(pid_t pid) {
+  auto maps = ProcessMaps::Read(pid);
+  auto memory = ProcessMemory::Open(pid);
+  if (!maps || !memory) {
+    ADD_FAILURE() << "cannot read pid " << pid;
+    return 0;
+  }
+  return FindStrandedStubs(*memory, *maps).size();
 }
 
 SubprocessResult Hotpatch(std::vector<std::string> args) {

@@ -42,6 +42,9 @@ SubprocessResult Hotpatch(std::vector<std::string> args);
 // patcher's objects and island pages live (the test programs have none of
 // their own).
 std::vector<std::string> AnonymousCodeMappings(pid_t pid);
+// How many spin stubs with saved registers `pid` still holds (island pages'
+// and code caves'): none once every injected call is over or recovered.
+size_t StrandedStubs(pid_t pid);
 
 // A scratch folder with a key pair, fresh for each test.
 // A scratch folder per test and process, with a key pair and HOTPATCH_STATE_DIR

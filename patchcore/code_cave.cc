@@ -1,0 +1,72 @@
+#include "patchcore/code_cave.h"
+
+#include <elf.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace patchlab::patchcore {
+namespace {
+
+constexpr uint16_t kMaxProgramHeaders = 64;
+
+// The program headers of the module whose first mapping is `first`, read
+// from the process's memory; empty when they are not there to read.
+std::vector<Elf64_Phdr> ProgramHeaders(const ProcessMemory& memory, const MapEntry& first) {
+  Elf64_Ehdr eh;
+  if (!memory.ReadInto(first.start, {reinterpret_cast<uint8_t*>(&eh), sizeof eh})) return {};
+  if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+      eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 || eh.e_phnum > kMaxProgramHeaders) {
+    return {};
+  }
+  const uint64_t bytes = uint64_t{eh.e_phnum} * sizeof(Elf64_Phdr);
+  if (eh.e_phoff + bytes > static_cast<uint64_t>(first.end - first.start)) return {};
+  std::vector<Elf64_Phdr> phdrs(eh.e_phnum);
+  if (!memory.ReadInto(first.start + static_cast<int64_t>(eh.e_phoff),
+                       {reinterpret_cast<uint8_t*>(phdrs.data()), bytes})) {
+    return {};
+  }
+  return phdrs;
+}
+
+const MapEntry* FirstMappingOf(const ProcessMaps& maps, const MapEntry& e) {
+  for (const MapEntry& m : maps.entries()) {
+    if (m.offset == 0 && m.read && m.dev == e.dev && m.inode == e.inode && m.path == e.path) {
+      return &m;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+std::vector<RemotePtr> FindCodeCaves(const ProcessMemory& memory, const ProcessMaps& maps,
+                                     bool zeroed_only) {
+  std::vector<RemotePtr> caves;
+  for (const MapEntry& e : maps.entries()) {
+    if (!e.exec || e.shared || !e.is_file()) continue;
+    const MapEntry* first = FirstMappingOf(maps, e);
+    if (!first) continue;
+    const uint64_t size = static_cast<uint64_t>(e.end - e.start);
+    for (const Elf64_Phdr& ph : ProgramHeaders(memory, *first)) {
+      // A segment with bss has zero-filled memory after its file bytes: that
+      // is the program's, not padding.
+      if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X) || ph.p_filesz != ph.p_memsz) continue;
+      const uint64_t segment_end = ph.p_offset + ph.p_filesz;
+      if (segment_end < e.offset || segment_end >= e.offset + size) continue;
+      const uint64_t from = (segment_end - e.offset + 7) & ~uint64_t{7};
+      if (from + kCaveSize > size) continue;
+      const RemotePtr cave = e.start + static_cast<int64_t>(from);
+      if (zeroed_only) {
+        auto bytes = memory.Read(cave, kCaveSize);
+        if (!bytes || std::any_of(bytes->begin(), bytes->end(), [](uint8_t b) { return b != 0; })) {
+          continue;
+        }
+      }
+      caves.push_back(cave);
+    }
+  }
+  return caves;
+}
+
+}  // namespace patchlab::patchcore
