@@ -21,14 +21,9 @@
 namespace patchlab::patchcore {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using internal::ApplyPlan;
 using internal::RollbackGuard;
 using internal::StagedObject;
-
-std::chrono::microseconds Since(Clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t);
-}
 
 // The island header: magic, pid, start time. Lets a reader of the process
 // alone (without host state) recognise our pages.
@@ -140,7 +135,7 @@ Status Switch(const ApplyPlan& plan, Tracee& tracee, const ProcessMemory& memory
   }
   undo.Commit();
   auto detached = tracee.Detach();
-  report.pause = Since(tracee.first_stop());
+  report.pause = tracee.held();
   return detached;
 }
 

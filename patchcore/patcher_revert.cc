@@ -16,7 +16,6 @@
 namespace patchlab::patchcore {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using internal::RevertPlan;
 
 Journal RevertJournal(const RevertPlan& plan, const std::optional<std::string>& id,
@@ -126,8 +125,7 @@ Result<RevertReport> Patcher::Revert(std::optional<std::string> id,
   }
   const bool unused = UnusedAtSwitch(*plan, tracee, *memory);
   (void)tracee.Detach();
-  report.pause =
-      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - tracee.first_stop());
+  report.pause = tracee.held();
   std::vector<RemotePtr> islands;
   for (const IslandState& is : state->islands) islands.push_back(is.addr);
   auto freed = unused ? UnmapUnused(pid_, *plan, islands, *memory, *injection)

@@ -293,6 +293,11 @@ Status Tracee::RunSyscall(pid_t tid) {
   return {};
 }
 
+std::chrono::microseconds Tracee::held() const {
+  if (released_ == Clock::time_point{}) return std::chrono::microseconds(0);
+  return std::chrono::duration_cast<std::chrono::microseconds>(released_ - first_stop_);
+}
+
 Status Tracee::Detach() {
   if (!attached_) return {};
   attached_ = false;
@@ -307,6 +312,7 @@ Status Tracee::Detach() {
     }
   }
   threads_.clear();
+  released_ = Clock::now();
   boost_.Lower();
   if (::kill(pid_, 0) != 0 && errno == ESRCH) {
     return Fail(ErrorCode::kTargetGone, "pid {} is gone", pid_);

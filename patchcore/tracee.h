@@ -52,6 +52,12 @@ class Tracee {
   // When the first thread was asked to stop, and how long until all had stopped.
   Clock::time_point first_stop() const { return first_stop_; }
   std::chrono::microseconds attach_time() const { return attach_time_; }
+  // How long the process was held: from the first stop until Detach had
+  // let the last thread go (not until Detach returned: the patcher, back
+  // from real-time priority among the threads it just released, may wait
+  // its turn to run then, and that is not the target's pause). Zero
+  // before Detach.
+  std::chrono::microseconds held() const;
 
   Result<user_regs_struct> GetRegs(pid_t tid) const;
   Status SetRegs(pid_t tid, const user_regs_struct& regs);
@@ -113,6 +119,7 @@ class Tracee {
   pid_t pid_;
   std::vector<Thread> threads_;
   Clock::time_point first_stop_{};
+  Clock::time_point released_{};
   std::chrono::microseconds attach_time_{0};
   bool attached_ = false;
   Boost boost_;

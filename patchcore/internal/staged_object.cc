@@ -14,8 +14,6 @@
 namespace patchlab::patchcore::internal {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 // The island pages this apply does not make (their stubs can run the calls).
 std::vector<RemotePtr> ExistingIslands(const ApplyPlan& plan) {
   std::vector<RemotePtr> out;
@@ -89,8 +87,7 @@ Result<StagedObject> StagedObject::Stage(pid_t pid, const ApplyPlan& plan,
     undo.Commit();
   }
   auto detached = tracee->Detach();
-  staged.held_ =
-      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - tracee->first_stop());
+  staged.held_ = tracee->held();
   staged.staged_ = true;
   if (!detached) return std::unexpected(std::move(detached.error()));
   return staged;
