@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -18,11 +19,22 @@
 namespace patchlab::patchcore {
 namespace {
 
-TEST(CodeCave, EveryCaveIsPaddingAfterAnExecutableSegmentOfItsFile) {
-  auto maps = ProcessMaps::Read(::getpid());
-  ASSERT_OK(maps);
-  auto memory = ProcessMemory::Open(::getpid());
-  ASSERT_OK(memory);
+// This process's maps and memory.
+class CodeCave : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto m = ProcessMaps::Read(::getpid());
+    ASSERT_OK(m);
+    maps.emplace(std::move(*m));
+    auto mem = ProcessMemory::Open(::getpid());
+    ASSERT_OK(mem);
+    memory.emplace(std::move(*mem));
+  }
+  std::optional<ProcessMaps> maps;
+  std::optional<ProcessMemory> memory;
+};
+
+TEST_F(CodeCave, EveryCaveIsPaddingAfterAnExecutableSegmentOfItsFile) {
   const auto caves = FindCodeCaves(*memory, *maps, /*zeroed_only=*/true);
   ASSERT_FALSE(caves.empty()) << "this test program, libc and ld.so have no cave at all";
   for (RemotePtr cave : caves) {
@@ -61,11 +73,7 @@ TEST(CodeCave, EveryCaveIsPaddingAfterAnExecutableSegmentOfItsFile) {
     EXPECT_TRUE(pages.insert(cave.addr() / 4096).second) << fmt::format("{}", cave);
 }
 
-TEST(CodeCave, ACaveThatHoldsAStubIsFoundOnlyForRecovery) {
-  auto maps = ProcessMaps::Read(::getpid());
-  ASSERT_OK(maps);
-  auto memory = ProcessMemory::Open(::getpid());
-  ASSERT_OK(memory);
+TEST_F(CodeCave, ACaveThatHoldsAStubIsFoundOnlyForRecovery) {
   const auto free_caves = FindCodeCaves(*memory, *maps, /*zeroed_only=*/true);
   ASSERT_FALSE(free_caves.empty());
   const RemotePtr cave = free_caves.front();

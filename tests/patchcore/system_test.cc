@@ -56,6 +56,14 @@ std::map<pid_t, std::string> Results(const json& report) {
 bool Patched(const ZLine& l) { return l.z == "600d"; }
 bool Original(const ZLine& l) { return l.z == "1"; }
 
+// `n` idle processes on the system's libz, each printing its original result.
+std::vector<pid_t> StartIdle(Fleet& fleet, int n) {
+  std::vector<pid_t> pids;
+  for (int i = 0; i < n; ++i) pids.push_back(*fleet.Start({ZLIB_IDLE, "--period", "20"}));
+  fleet.WaitUntil(pids, Original);
+  return pids;
+}
+
 std::string Maps(pid_t pid) { return ReadFile(fmt::format("/proc/{}/maps", pid)).value_or(""); }
 
 // Waits until `sleep` has finished starting up (its locale files and heap are
@@ -317,9 +325,7 @@ TEST(HotpatchSystem, APatcherKilledMidwayIsRecoveredInEveryProcess) {
     SCOPED_TRACE(fault);
     Workspace ws;
     Fleet fleet(ws.dir);
-    std::vector<pid_t> pids;
-    for (int i = 0; i < 12; ++i) pids.push_back(*fleet.Start({ZLIB_IDLE, "--period", "20"}));
-    fleet.WaitUntil(pids, Original);
+    const std::vector<pid_t> pids = StartIdle(fleet, 12);
     auto pkg = ws.Pack(kLibz, PATCH_ZLIB, "z1", 1, {"--func", "adler32=adler32_v1"});
     ::setenv("HOTPATCH_FAULT", fault, 1);
     auto killed = System({"apply", "--jobs", "2", "--pubkey", ws.pub(), pkg});
@@ -353,9 +359,7 @@ TEST(HotpatchSystem, APatcherKilledMidwayIsRecoveredInEveryProcess) {
 TEST(HotpatchSystem, AnExitedProcessIsReportedAsVanished) {
   Workspace ws;
   Fleet fleet(ws.dir);
-  std::vector<pid_t> pids;
-  for (int i = 0; i < 3; ++i) pids.push_back(*fleet.Start({ZLIB_IDLE, "--period", "20"}));
-  fleet.WaitUntil(pids, Original);
+  const std::vector<pid_t> pids = StartIdle(fleet, 3);
   const pid_t zombie = pids[1];
   ASSERT_EQ(::kill(zombie, SIGKILL), 0);
   for (int i = 0; i < 500 && ReadProcStat(zombie)->state != 'Z'; ++i) {
@@ -380,9 +384,7 @@ TEST(HotpatchSystem, AnExitedProcessIsReportedAsVanished) {
 TEST(HotpatchSystem, UnattachableProcessesAreReportedWithTheirReason) {
   Workspace ws;
   Fleet fleet(ws.dir);
-  std::vector<pid_t> pids;
-  for (int i = 0; i < 4; ++i) pids.push_back(*fleet.Start({ZLIB_IDLE, "--period", "20"}));
-  fleet.WaitUntil(pids, Original);
+  const std::vector<pid_t> pids = StartIdle(fleet, 4);
   auto pkg = ws.Pack(kLibz, PATCH_ZLIB, "z1", 1, {"--func", "adler32=adler32_v1"});
   // This test traces one of them: another tracer, as a debugger would be.
   const pid_t traced = pids[0];
