@@ -16,6 +16,7 @@
 #include "harness/vm/internal/cpio_writer.h"
 #include "harness/vm/internal/debian_packages.h"
 #include "harness/vm/internal/debian_system.h"
+#include "harness/vm/internal/debug_strip.h"
 #include "harness/vm/internal/disk_root.h"
 #include "harness/vm/internal/ldd_closure.h"
 
@@ -229,26 +230,43 @@ std::string GuestPath(const std::string& path, bool usr_merged) {
   return path;
 }
 
-// Adds a host file at `guest_path`, and with `closure` its ldd closure. In a
-// Debian system (`usr_merged`) a library it already has is kept: it is the
-// same Debian file the host has.
-Status AddHostFile(CpioWriter& cpio, const fs::path& host, const std::string& guest_path,
-                   mode_t mode, bool closure, bool usr_merged = false) {
-  auto data = ReadFile(host);
-  if (!data) return std::unexpected(data.error());
-  cpio.AddFile(GuestPath(guest_path, usr_merged), mode, *data);
-  if (!closure) return {};
+// Adds `host`'s ldd closure at the paths ld.so asks for. In a Debian system
+// (`usr_merged`) a library it already has is kept: it is the same Debian file
+// the host has. With `strip_debug` a library with debug info goes in without it.
+Status AddClosure(CpioWriter& cpio, const fs::path& host, bool usr_merged, bool strip_debug) {
   auto libs = internal::LddClosure(host);
   if (!libs) return std::unexpected(libs.error());
   for (const std::string& lib : *libs) {
     std::string guest = GuestPath(lib, usr_merged);
     if (cpio.Contains(guest)) continue;
     // Follow symlinks: the guest gets the real bytes under the name ld.so asks for.
-    auto bytes = ReadFile(fs::canonical(lib));
+    fs::path real = fs::canonical(lib);
+    auto bytes = strip_debug ? internal::ReadWithoutDebugInfo(real) : ReadFile(real);
     if (!bytes) return std::unexpected(bytes.error());
     cpio.AddFile(guest, 0755, *bytes);
   }
   return {};
+}
+
+// Adds a host file at `guest_path` as it is, and with `closure` its ldd closure.
+Status AddHostFile(CpioWriter& cpio, const fs::path& host, const std::string& guest_path,
+                   mode_t mode, bool closure, bool usr_merged = false) {
+  auto data = ReadFile(host);
+  if (!data) return std::unexpected(data.error());
+  cpio.AddFile(GuestPath(guest_path, usr_merged), mode, *data);
+  if (!closure) return {};
+  return AddClosure(cpio, host, usr_merged, false);
+}
+
+// Adds one of the lab's own programs (the agent, hotpatch) and its closure
+// without debug info: the guest runs them, nobody debugs them there, and an
+// -O2 -g hotpatch is 25 times its stripped size.
+Status AddLabBinary(CpioWriter& cpio, const fs::path& host, const std::string& guest_path,
+                    bool usr_merged) {
+  auto data = internal::ReadWithoutDebugInfo(host);
+  if (!data) return std::unexpected(data.error());
+  cpio.AddFile(GuestPath(guest_path, usr_merged), 0755, *data);
+  return AddClosure(cpio, host, usr_merged, true);
 }
 
 struct TreeOptions {
@@ -493,13 +511,13 @@ Status AddPanicModules(CpioWriter& cpio, const fs::path& kernel_root, const Layo
 Status AddLabFiles(CpioWriter& cpio, const ImageStoreOptions& options, const ImageRecipe& recipe,
                    const Ingredients& ingredients, const Layout& layout) {
   cpio.AddFile("/bare-init", 0755, fmt::format(fmt::runtime(kBareInitScript), layout.busybox));
-  if (auto s = AddHostFile(cpio, options.agent_binary, "/usr/sbin/patchlab-agent", 0755, true,
-                           layout.usr_merged);
+  if (auto s =
+          AddLabBinary(cpio, options.agent_binary, "/usr/sbin/patchlab-agent", layout.usr_merged);
       !s)
     return s;
   if (!options.hotpatch_binary.empty() && fs::is_regular_file(options.hotpatch_binary)) {
-    if (auto s = AddHostFile(cpio, options.hotpatch_binary, "/usr/bin/hotpatch", 0755, true,
-                             layout.usr_merged);
+    if (auto s =
+            AddLabBinary(cpio, options.hotpatch_binary, "/usr/bin/hotpatch", layout.usr_merged);
         !s) {
       return std::unexpected(std::move(s.error()).AddContext("adding hotpatch"));
     }

@@ -102,5 +102,34 @@ TEST(DiskRoot, BootsAndRestoresWithTheSameDiskAndItsWrites) {
   if (!::testing::Test::HasFailure()) fs::remove_all(dir);
 }
 
+// The lab's files reach a disk root through the initramfs's inner lab.cpio:
+// hotpatch and the agent go there without their debug info.
+TEST(DiskRoot, TheLabsBinariesGoInWithoutDebugInfo) {
+  if (auto why = testing::MissingVmPrerequisite(); !why.empty()) GTEST_SKIP() << why;
+  if (::access("/usr/bin/mmdebstrap", X_OK) != 0) GTEST_SKIP() << "mmdebstrap is not installed";
+  fs::path dir = fs::temp_directory_path() / fmt::format("disk_root_strip_test.{}", ::getpid());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto recipes = DiskRecipes(dir);
+  ASSERT_OK(recipes);
+  ImageStoreOptions options = testing::StoreOptions();
+  ASSERT_FALSE(options.hotpatch_binary.empty()) << "the hotpatch target is not built";
+  options.recipes = *recipes;
+  auto store = ImageStore::Open(options);
+  ASSERT_OK(store);
+  auto image = store->Build("disk-root-test");
+  ASSERT_OK(image);
+  auto lab = testing::CpioMember(image->initrd, "lab.cpio");
+  ASSERT_OK(lab);
+  ASSERT_OK(WriteFileAtomic(dir / "lab.cpio", *lab));
+  for (auto [member, host] : {std::pair{"usr/bin/hotpatch", options.hotpatch_binary},
+                              std::pair{"usr/sbin/patchlab-agent", options.agent_binary}}) {
+    auto bytes = testing::CpioMember(dir / "lab.cpio", member);
+    ASSERT_OK(bytes);
+    EXPECT_EQ(testing::DebugInfoLeft(*bytes, host), "") << member;
+  }
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace patchlab::harness

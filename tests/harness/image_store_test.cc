@@ -7,6 +7,7 @@
 
 #include <filesystem>
 
+#include "base/elf_file.h"
 #include "base/file_util.h"
 #include "base/subprocess.h"
 #include "tests/harness/vm_test_env.h"
@@ -56,6 +57,56 @@ TEST(ImageStore, SecondBuildIsACacheHitWithIdenticalFiles) {
        {"init", "bin/busybox", "usr/sbin/patchlab-agent", "lib/x86_64-linux-gnu/libz.so.1",
         "lib/x86_64-linux-gnu/libc.so.6", "lib64/ld-linux-x86-64.so.2", "dev/console"}) {
     EXPECT_THAT(r->stdout_data, HasSubstr(std::string(path) + "\n")) << path;
+  }
+}
+
+// The lab's binaries (-O2 -g builds, hotpatch ~52 MB) go in without their
+// debug info; the build's own files keep it.
+TEST(ImageStore, TheLabsBinariesGoInWithoutDebugInfo) {
+  if (auto why = testing::MissingVmPrerequisite(); !why.empty()) GTEST_SKIP() << why;
+  auto options = testing::StoreOptions();
+  ASSERT_FALSE(options.hotpatch_binary.empty()) << "the hotpatch target is not built";
+  auto store = ImageStore::Open(options);
+  ASSERT_OK(store);
+  auto image = store->Build("debian12-cloud");
+  ASSERT_OK(image);
+  for (auto [member, host] : {std::pair{"usr/bin/hotpatch", options.hotpatch_binary},
+                              std::pair{"usr/sbin/patchlab-agent", options.agent_binary}}) {
+    auto bytes = testing::CpioMember(image->initrd, member);
+    ASSERT_OK(bytes);
+    EXPECT_EQ(testing::DebugInfoLeft(*bytes, host), "") << member;
+  }
+  auto hotpatch = ElfFile::Open(options.hotpatch_binary);
+  ASSERT_OK(hotpatch);
+  EXPECT_NE(hotpatch->FindSection(".debug_info"), nullptr)
+      << "the build's own hotpatch was touched (or built without -g)";
+}
+
+// The image's content hash covers the binaries it holds (stripped): another
+// hotpatch makes another image, the same one finds the first again.
+TEST(ImageStore, AnotherHotpatchMakesAnotherImage) {
+  if (auto why = testing::MissingVmPrerequisite(); !why.empty()) GTEST_SKIP() << why;
+  auto options = testing::StoreOptions();
+  ASSERT_FALSE(options.hotpatch_binary.empty()) << "the hotpatch target is not built";
+  auto store = ImageStore::Open(options);
+  ASSERT_OK(store);
+  auto first = store->Build("debian12-cloud");
+  ASSERT_OK(first);
+  auto other_options = options;
+  other_options.hotpatch_binary = PATCHLAB_CRASHER_BINARY;  // any other program
+  auto other_store = ImageStore::Open(other_options);
+  ASSERT_OK(other_store);
+  auto other = other_store->Build("debian12-cloud");
+  ASSERT_OK(other);
+  EXPECT_NE(other->content_hash, first->content_hash);
+  EXPECT_NE(other->initrd, first->initrd);
+  auto again = store->Build("debian12-cloud");
+  ASSERT_OK(again);
+  EXPECT_EQ(again->content_hash, first->content_hash);
+  EXPECT_EQ(again->initrd, first->initrd);
+  if (other->initrd != first->initrd) {
+    std::error_code ec;
+    fs::remove_all(other->initrd.parent_path(), ec);  // the crasher-as-hotpatch image
   }
 }
 
