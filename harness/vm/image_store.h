@@ -4,8 +4,9 @@
 // fields). Building one fetches its kernel package with `apt-get download`
 // (resolving a meta package such as linux-image-cloud-amd64 to the versioned
 // package it depends on), unpacks it with `dpkg -x`, and writes a newc cpio
-// initramfs holding busybox-static, /init, the guest agent, `hotpatch` and the
-// recipe's extra files, each with its `ldd` closure of real Debian libraries.
+// initramfs holding busybox-static, /init, the guest agent, `hotpatch` (those
+// two without their debug info) and the recipe's extra files, each with its
+// `ldd` closure of real Debian libraries.
 // The result lives under CACHE/images/HASH/ where HASH covers every input, so a
 // second build with the same inputs returns at once and yields identical files.
 //
