@@ -11,49 +11,13 @@
 #include <cerrno>
 #include <cstring>
 
+#include "emulator/internal/guest_abi.h"
 #include "emulator/internal/sandbox_live.h"
 #include "emulator/sandbox.h"
 #include "emulator/syscalls.h"
 
 namespace patchlab::emulator {
 namespace {
-
-// x86-64 numbers.
-enum : uint64_t {
-  kRead = 0,
-  kPoll = 7,
-  kClose = 3,
-  kFstat = 5,
-  kLseek = 8,
-  kIoctl = 16,
-  kPread64 = 17,
-  kPwrite64 = 18,
-  kReadv = 19,
-  kDup = 32,
-  kKill = 62,
-  kFcntl = 72,
-  kFlock = 73,
-  kFsync = 74,
-  kFdatasync = 75,
-  kFtruncate = 77,
-  kFchmod = 91,
-  kFchown = 93,
-  kFstatfs = 138,
-  kTkill = 200,
-  kGetdents64 = 217,
-  kFadvise64 = 221,
-  kTgkill = 234,
-  kNewfstatat = 262,
-  kPreadv = 295,
-  kPwritev = 296,
-  kSyncfs = 306,
-  kWait4 = 61,
-  kFchdir = 81,
-  kSchedGetaffinity = 204,
-  kFallocate = 285,
-  kAccept = 43,
-  kSendmmsg = 307,
-};
 
 constexpr uint64_t kAtEmptyPath = 0x1000;
 constexpr uint64_t kFionread = 0x541b;
@@ -65,30 +29,30 @@ uint64_t Errno(int e) { return static_cast<uint64_t>(-static_cast<int64_t>(e)); 
 // open to go on: for a closed one the answer is -EBADF.
 bool TakesDescriptorFirst(uint64_t nr) {
   switch (nr) {
-    case kRead:
-    case kClose:
-    case kFstat:
-    case kLseek:
-    case kIoctl:
-    case kPread64:
-    case kPwrite64:
-    case kReadv:
-    case kDup:
-    case kFcntl:
-    case kFlock:
-    case kFsync:
-    case kFdatasync:
-    case kFtruncate:
-    case kFchmod:
-    case kFchown:
-    case kFstatfs:
-    case kGetdents64:
-    case kFadvise64:
-    case kPreadv:
-    case kPwritev:
-    case kSyncfs:
-    case kFchdir:
-    case kFallocate:
+    case SYS_read:
+    case SYS_close:
+    case SYS_fstat:
+    case SYS_lseek:
+    case SYS_ioctl:
+    case SYS_pread64:
+    case SYS_pwrite64:
+    case SYS_readv:
+    case SYS_dup:
+    case SYS_fcntl:
+    case SYS_flock:
+    case SYS_fsync:
+    case SYS_fdatasync:
+    case SYS_ftruncate:
+    case SYS_fchmod:
+    case SYS_fchown:
+    case SYS_fstatfs:
+    case SYS_getdents64:
+    case SYS_fadvise64:
+    case SYS_preadv:
+    case SYS_pwritev:
+    case SYS_syncfs:
+    case SYS_fchdir:
+    case SYS_fallocate:
       return true;
     default:
       return false;
@@ -99,14 +63,14 @@ bool TakesDescriptorFirst(uint64_t nr) {
 // (net/socket.c): -EBADF for a closed one, -ENOTSOCK for 0-2.
 bool TakesSocketFirst(uint64_t nr) {
   switch (nr) {
-    case kAccept:    // accept
-    case 48:         // shutdown
-    case 50:         // listen
-    case 51:         // getsockname
-    case 52:         // getpeername
-    case 54:         // setsockopt
-    case 55:         // getsockopt
-    case kSendmmsg:  // sendmmsg
+    case SYS_accept:
+    case SYS_shutdown:
+    case SYS_listen:
+    case SYS_getsockname:
+    case SYS_getpeername:
+    case SYS_setsockopt:
+    case SYS_getsockopt:
+    case SYS_sendmmsg:
       return true;
     default:
       return false;
@@ -163,65 +127,66 @@ bool SyscallLayer::IsOpen(uint64_t fd) const {
 }
 
 std::optional<uint64_t> SyscallLayer::Descriptor(const Call& c) {
-  if (c.nr == kNewfstatat) return StatAt(c);
-  if (c.nr == kPoll) return Poll(c);
-  if (c.nr == kWait4) return Wait4(c);
-  if (c.nr == kSchedGetaffinity) return Affinity(c);
+  if (c.nr == SYS_newfstatat) return StatAt(c);
+  if (c.nr == SYS_poll) return Poll(c);
+  if (c.nr == SYS_wait4) return Wait4(c);
+  if (c.nr == SYS_sched_getaffinity) return Affinity(c);
   // accept4 checks its flags first (SOCK_CLOEXEC | SOCK_NONBLOCK).
-  if (c.nr == 288 && (c.a[3] & ~0x80800ull) != 0) return Errno(EINVAL);
-  if (TakesSocketFirst(c.nr) || c.nr == 288) return Errno(IsOpen(c.a[0]) ? ENOTSOCK : EBADF);
+  if (c.nr == SYS_accept4 && (c.a[3] & ~0x80800ull) != 0) return Errno(EINVAL);
+  if (TakesSocketFirst(c.nr) || c.nr == SYS_accept4)
+    return Errno(IsOpen(c.a[0]) ? ENOTSOCK : EBADF);
   // A negative position is refused before the descriptor is looked at.
-  if ((c.nr == kPread64 || c.nr == kPwrite64) && static_cast<int64_t>(c.a[3]) < 0)
+  if ((c.nr == SYS_pread64 || c.nr == SYS_pwrite64) && static_cast<int64_t>(c.a[3]) < 0)
     return Errno(EINVAL);
   if (!TakesDescriptorFirst(c.nr)) return std::nullopt;
   if (!IsOpen(c.a[0])) return Errno(EBADF);
   const uint32_t fd = static_cast<uint32_t>(c.a[0]);
   switch (c.nr) {
-    case kClose:
+    case SYS_close:
       open_fds_ &= ~(1u << fd);
       return 0;
-    case kFstat: {
+    case SYS_fstat: {
       uint8_t* st = Writable(c.a[1], 144);
       if (st == nullptr) return Errno(EFAULT);
       FillStat(fd, st);
       return 0;
     }
-    case kRead:
-    case kReadv:
+    case SYS_read:
+    case SYS_readv:
       return fd == 0 ? 0 : Errno(EBADF);  // /dev/null's end; a pipe's write end
-    case kPread64:
-    case kPreadv:
-    case kLseek:
+    case SYS_pread64:
+    case SYS_preadv:
+    case SYS_lseek:
       return fd == 0 ? 0 : Errno(ESPIPE);
-    case kFsync:
-    case kFdatasync:
+    case SYS_fsync:
+    case SYS_fdatasync:
       return Errno(EINVAL);  // neither /dev/null nor a pipe can be synced
-    case kFchdir:
-    case kGetdents64:
+    case SYS_fchdir:
+    case SYS_getdents64:
       return Errno(ENOTDIR);
-    case kPwrite64:
+    case SYS_pwrite64:
       return fd == 0 ? Errno(EBADF) : Errno(ESPIPE);  // /dev/null is open read-only
-    case kFallocate:
+    case SYS_fallocate:
       // The range, then any mode bits (not modelled), then write access,
       // then the file type.
       if (static_cast<int64_t>(c.a[2]) < 0 || static_cast<int64_t>(c.a[3]) <= 0)
         return Errno(EINVAL);
       if (c.a[1] != 0) return std::nullopt;
       return fd == 0 ? Errno(EBADF) : Errno(ESPIPE);
-    case kSyncfs:
+    case SYS_syncfs:
       return 0;
-    case kFadvise64:  // (fd, offset, len, advice)
+    case SYS_fadvise64:  // (fd, offset, len, advice)
       if (fd != 0) return Errno(ESPIPE);
       return static_cast<int64_t>(c.a[2]) < 0 || c.a[3] > 5 ? Errno(EINVAL) : 0;
-    case kFstatfs: {
+    case SYS_fstatfs: {
       uint8_t* sf = Writable(c.a[1], 120);
       if (sf == nullptr) return Errno(EFAULT);
       FillStatfs(fd, sf);
       return 0;
     }
-    case kIoctl:
+    case SYS_ioctl:
       return Ioctl(c);
-    case kFcntl:
+    case SYS_fcntl:
       return Fcntl(c);
     default:
       return std::nullopt;
@@ -318,10 +283,10 @@ std::optional<uint64_t> SyscallLayer::SignalToSelf(const Call& c) {
   // kill(pid, sig), tkill(tid, sig), tgkill(pid, tid, sig): this process
   // or its only thread, with the dispositions rt_sigaction set in this run
   // (the default until then).
-  const bool tg = c.nr == kTgkill;
+  const bool tg = c.nr == SYS_tgkill;
   const uint64_t target = tg ? c.a[1] : c.a[0];
   const uint64_t sig = tg ? c.a[2] : c.a[1];
-  if (c.nr != kKill && c.nr != kTkill && !tg) return std::nullopt;
+  if (c.nr != SYS_kill && c.nr != SYS_tkill && !tg) return std::nullopt;
   if ((tg && c.a[0] != kProcessId) || target != kProcessId) return std::nullopt;
   if (sig > 64) return Errno(EINVAL);
   if (sig == 0) return 0;                                    // "does it exist": it does

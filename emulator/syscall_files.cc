@@ -16,51 +16,13 @@
 #include <cerrno>
 #include <cstring>
 
+#include "emulator/internal/guest_abi.h"
 #include "emulator/internal/sandbox_live.h"
 #include "emulator/sandbox.h"
 #include "emulator/syscalls.h"
 
 namespace patchlab::emulator {
 namespace {
-
-// x86-64 numbers.
-enum : uint64_t {
-  kOpen = 2,
-  kStat = 4,
-  kLstat = 6,
-  kAccess = 21,
-  kTruncate = 76,
-  kGetcwd = 79,
-  kChdir = 80,
-  kRename = 82,
-  kMkdir = 83,
-  kRmdir = 84,
-  kCreat = 85,
-  kLink = 86,
-  kUnlink = 87,
-  kSymlink = 88,
-  kReadlink = 89,
-  kChmod = 90,
-  kChown = 92,
-  kLchown = 94,
-  kStatfs = 137,
-  kOpenat = 257,
-  kMkdirat = 258,
-  kFchownat = 260,
-  kNewfstatat = 262,
-  kUnlinkat = 263,
-  kRenameat = 264,
-  kLinkat = 265,
-  kSymlinkat = 266,
-  kReadlinkat = 267,
-  kFchmodat = 268,
-  kFaccessat = 269,
-  kUtimensat = 280,
-  kName2HandleAt = 303,
-  kRenameat2 = 316,
-  kStatx = 332,
-  kFaccessat2 = 439,
-};
 
 constexpr int32_t kAtFdcwd = -100;
 constexpr uint64_t kAtSymlinkNofollow = 0x100, kAtRemovedir = 0x200, kAtEaccess = 0x200;
@@ -252,12 +214,12 @@ class SyscallLayer::FileSystem {
 
 std::optional<uint64_t> SyscallLayer::FileSystem::Rename(const Call& c, std::string* paths) const {
   // rename(old, new), renameat(olddfd, old, newdfd, new), renameat2(..., flags)
-  const bool at = c.nr != kRename;
+  const bool at = c.nr != SYS_rename;
   const uint64_t old_fd = at ? c.a[0] : static_cast<uint64_t>(kAtFdcwd);
   const uint64_t old_addr = at ? c.a[1] : c.a[0];
   const uint64_t new_fd = at ? c.a[2] : static_cast<uint64_t>(kAtFdcwd);
   const uint64_t new_addr = at ? c.a[3] : c.a[1];
-  const uint64_t flags = c.nr == kRenameat2 ? c.a[4] : 0;
+  const uint64_t flags = c.nr == SYS_renameat2 ? c.a[4] : 0;
   constexpr uint64_t kNoreplace = 1, kExchange = 2, kWhiteout = 4;
   if ((flags & ~(kNoreplace | kExchange | kWhiteout)) != 0) return Errno(EINVAL);
   if ((flags & (kNoreplace | kWhiteout)) != 0 && (flags & kExchange) != 0) return Errno(EINVAL);
@@ -301,28 +263,28 @@ std::optional<uint64_t> SyscallLayer::PathCall(const Call& c) {
   std::vector<uint64_t> args;  // the arguments that are not pointers
   std::optional<uint64_t> ret;
   switch (c.nr) {
-    case kOpen:
-    case kCreat:
-    case kOpenat: {
-      const bool at = c.nr == kOpenat;
-      const uint64_t flags = c.nr == kCreat ? (kOCreat | 1 | 01000) : c.a[at ? 2 : 1];
-      const uint64_t mode = c.a[c.nr == kCreat ? 1 : at ? 3 : 2];
+    case SYS_open:
+    case SYS_creat:
+    case SYS_openat: {
+      const bool at = c.nr == SYS_openat;
+      const uint64_t flags = c.nr == SYS_creat ? (kOCreat | 1 | 01000) : c.a[at ? 2 : 1];
+      const uint64_t mode = c.a[c.nr == SYS_creat ? 1 : at ? 3 : 2];
       args = {at ? c.a[0] : kCwd, flags, (flags & kOCreat) != 0 ? mode : 0};
       ret = fs.Open(at ? c.a[0] : kCwd, c.a[at ? 1 : 0], flags, &path);
       break;
     }
-    case kStat:
-    case kLstat:
+    case SYS_stat:
+    case SYS_lstat:
       ret = fs.Stat(kCwd, c.a[0], c.a[1], &path);
       break;
-    case kNewfstatat:
+    case SYS_newfstatat:
       args = {c.a[0], c.a[3]};
       if ((c.a[3] & ~(kAtSymlinkNofollow | kAtNoAutomount | kAtEmptyPath | kAtStatxSyncType)) != 0)
         ret = Errno(EINVAL);
       else
         ret = fs.Stat(c.a[0], c.a[1], c.a[2], &path);
       break;
-    case kStatx: {
+    case SYS_statx: {
       args = {c.a[0], c.a[2], c.a[3]};
       const uint64_t known = kAtSymlinkNofollow | kAtNoAutomount | kAtEmptyPath | kAtStatxSyncType;
       if ((c.a[2] & ~known) != 0 || (c.a[2] & kAtStatxSyncType) == kAtStatxSyncType ||
@@ -334,14 +296,15 @@ std::optional<uint64_t> SyscallLayer::PathCall(const Call& c) {
       if (int e = FileSystem::Existing(w); e != 0) ret = Errno(e);  // the root: not modelled
       break;
     }
-    case kAccess:
+    case SYS_access:
       args = {c.a[1]};
       ret = fs.Access(kCwd, c.a[0], c.a[1], &path);
       break;
-    case kFaccessat:
-    case kFaccessat2:
-      args = {c.a[0], c.a[2], c.nr == kFaccessat2 ? c.a[3] : 0};
-      if (c.nr == kFaccessat2 && (c.a[3] & ~(kAtEaccess | kAtSymlinkNofollow | kAtEmptyPath)) != 0)
+    case SYS_faccessat:
+    case SYS_faccessat2:
+      args = {c.a[0], c.a[2], c.nr == SYS_faccessat2 ? c.a[3] : 0};
+      if (c.nr == SYS_faccessat2 &&
+          (c.a[3] & ~(kAtEaccess | kAtSymlinkNofollow | kAtEmptyPath)) != 0)
         ret = Errno(EINVAL);
       else
         ret = fs.Access(c.a[0], c.a[1], c.a[2], &path);
@@ -361,9 +324,9 @@ std::optional<uint64_t> SyscallLayer::PathCallMore(const Call& c) {
   std::vector<uint64_t> args;
   std::optional<uint64_t> ret;
   switch (c.nr) {
-    case kReadlink:
-    case kReadlinkat: {
-      const bool at = c.nr == kReadlinkat;
+    case SYS_readlink:
+    case SYS_readlinkat: {
+      const bool at = c.nr == SYS_readlinkat;
       const int32_t size = static_cast<int32_t>(c.a[at ? 3 : 2]);
       args = {at ? c.a[0] : kCwd, static_cast<uint64_t>(size)};
       if (size <= 0) {
@@ -375,7 +338,7 @@ std::optional<uint64_t> SyscallLayer::PathCallMore(const Call& c) {
       ret = Errno(e != 0 ? e : EINVAL);  // the root is not a symbolic link
       break;
     }
-    case kTruncate: {
+    case SYS_truncate: {
       args = {c.a[1]};
       if (static_cast<int64_t>(c.a[1]) < 0) {
         ret = Errno(EINVAL);
@@ -385,7 +348,7 @@ std::optional<uint64_t> SyscallLayer::PathCallMore(const Call& c) {
       ret = Errno(e != 0 ? e : EISDIR);
       break;
     }
-    case kStatfs: {
+    case SYS_statfs: {
       const int e = FileSystem::Existing(fs.Lookup(kCwd, c.a[0], &path));
       if (e != 0) {
         ret = Errno(e);
@@ -397,10 +360,10 @@ std::optional<uint64_t> SyscallLayer::PathCallMore(const Call& c) {
       }
       break;
     }
-    case kChdir:
+    case SYS_chdir:
       ret = Errno(FileSystem::Existing(fs.Lookup(kCwd, c.a[0], &path)));  // "/": stays there, 0
       break;
-    case kGetcwd: {
+    case SYS_getcwd: {
       args = {c.a[1]};
       uint8_t* buf = c.a[1] < 2 ? nullptr : Writable(c.a[0], 2);
       ret = c.a[1] < 2 ? Errno(ERANGE) : buf == nullptr ? Errno(EFAULT) : 2;
@@ -423,16 +386,16 @@ std::optional<uint64_t> SyscallLayer::PathChange(const Call& c) {
   std::vector<uint64_t> args;
   std::optional<uint64_t> ret;
   switch (c.nr) {
-    case kMkdir:
-    case kMkdirat: {
-      const bool at = c.nr == kMkdirat;
+    case SYS_mkdir:
+    case SYS_mkdirat: {
+      const bool at = c.nr == SYS_mkdirat;
       args = {at ? c.a[0] : kCwd, c.a[at ? 2 : 1]};
       ret = Errno(FileSystem::Create(fs.Lookup(at ? c.a[0] : kCwd, c.a[at ? 1 : 0], &path), true));
       break;
     }
-    case kSymlink:
-    case kSymlinkat: {
-      const bool at = c.nr == kSymlinkat;
+    case SYS_symlink:
+    case SYS_symlinkat: {
+      const bool at = c.nr == SYS_symlinkat;
       PathArg target = fs.Read(c.a[0]);
       path = target.text + std::string(1, '\0');
       args = {at ? c.a[1] : kCwd};
@@ -445,9 +408,9 @@ std::optional<uint64_t> SyscallLayer::PathChange(const Call& c) {
       path += link;
       break;
     }
-    case kLink:
-    case kLinkat: {
-      const bool at = c.nr == kLinkat;
+    case SYS_link:
+    case SYS_linkat: {
+      const bool at = c.nr == SYS_linkat;
       args = {at ? c.a[0] : kCwd, at ? c.a[2] : kCwd, at ? c.a[4] : 0};
       if (at && (c.a[4] & ~(kAtSymlinkFollow | kAtEmptyPath)) != 0) {
         ret = Errno(EINVAL);
@@ -458,21 +421,21 @@ std::optional<uint64_t> SyscallLayer::PathChange(const Call& c) {
         ret = Errno(e);  // linking the root: not modelled
       break;
     }
-    case kUnlink:
-    case kRmdir:
-      ret = fs.Remove(kCwd, c.a[0], c.nr == kRmdir, &path);
+    case SYS_unlink:
+    case SYS_rmdir:
+      ret = fs.Remove(kCwd, c.a[0], c.nr == SYS_rmdir, &path);
       break;
-    case kUnlinkat:
+    case SYS_unlinkat:
       args = {c.a[0], c.a[2]};
       ret = (c.a[2] & ~kAtRemovedir) != 0
                 ? Errno(EINVAL)
                 : fs.Remove(c.a[0], c.a[1], (c.a[2] & kAtRemovedir) != 0, &path);
       break;
-    case kRename:
-    case kRenameat:
-    case kRenameat2:
-      args = {c.nr == kRename ? kCwd : c.a[0], c.nr == kRename ? kCwd : c.a[2],
-              c.nr == kRenameat2 ? c.a[4] : 0};
+    case SYS_rename:
+    case SYS_renameat:
+    case SYS_renameat2:
+      args = {c.nr == SYS_rename ? kCwd : c.a[0], c.nr == SYS_rename ? kCwd : c.a[2],
+              c.nr == SYS_renameat2 ? c.a[4] : 0};
       ret = fs.Rename(c, &path);
       break;
     default:
@@ -493,21 +456,21 @@ std::optional<uint64_t> SyscallLayer::PathAttributes(const Call& c) {
   std::vector<uint64_t> args;
   uint64_t dirfd = kCwd, path_addr = c.a[0], flags = 0, known_flags = 0;
   switch (c.nr) {
-    case kChmod:
-    case kChown:
-    case kLchown:
-      args = {c.a[1], c.nr == kChmod ? 0 : c.a[2]};
+    case SYS_chmod:
+    case SYS_chown:
+    case SYS_lchown:
+      args = {c.a[1], c.nr == SYS_chmod ? 0 : c.a[2]};
       break;
-    case kFchmodat:
+    case SYS_fchmodat:
       dirfd = c.a[0], path_addr = c.a[1];
       args = {c.a[0], c.a[2]};
       break;
-    case kFchownat:
+    case SYS_fchownat:
       dirfd = c.a[0], path_addr = c.a[1], flags = c.a[4];
       known_flags = kAtSymlinkNofollow | kAtEmptyPath;
       args = {c.a[0], c.a[2], c.a[3], c.a[4]};
       break;
-    case kUtimensat:
+    case SYS_utimensat:
       // A NULL path with a descriptor is futimens on it: flags must be 0
       // and the descriptor open; on 0-2 not modelled.
       if (c.a[1] == 0 && static_cast<int32_t>(c.a[0]) != kAtFdcwd) {
@@ -526,7 +489,7 @@ std::optional<uint64_t> SyscallLayer::PathAttributes(const Call& c) {
         return Errno(EFAULT);
       }
       break;
-    case kName2HandleAt:
+    case SYS_name_to_handle_at:
       dirfd = c.a[0], path_addr = c.a[1], flags = c.a[4];
       known_flags = kAtSymlinkFollow | kAtEmptyPath;
       args = {c.a[0], c.a[4]};
@@ -539,9 +502,9 @@ std::optional<uint64_t> SyscallLayer::PathAttributes(const Call& c) {
     ret = Errno(EINVAL);
   } else if (int e = FileSystem::Existing(fs.Lookup(dirfd, path_addr, &path)); e != 0) {
     ret = Errno(e);
-  } else if (c.nr == kChmod || c.nr == kFchmodat) {
+  } else if (c.nr == SYS_chmod || c.nr == SYS_fchmodat) {
     ret = Errno(EPERM);  // only the root's owner may change its mode
-  } else if ((c.nr == kChown || c.nr == kLchown || c.nr == kFchownat) &&
+  } else if ((c.nr == SYS_chown || c.nr == SYS_lchown || c.nr == SYS_fchownat) &&
              (static_cast<uint32_t>(args[args.size() == 2 ? 0 : 1]) != ~0u ||
               static_cast<uint32_t>(args[args.size() == 2 ? 1 : 2]) != ~0u)) {
     ret = Errno(EPERM);  // nor its owner or group

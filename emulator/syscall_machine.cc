@@ -10,22 +10,13 @@
 #include <cerrno>
 #include <cstring>
 
+#include "emulator/internal/guest_abi.h"
 #include "emulator/internal/sandbox_live.h"
 #include "emulator/sandbox.h"
 #include "emulator/syscalls.h"
 
 namespace patchlab::emulator {
 namespace {
-
-enum : uint64_t {
-  kGetitimer = 36,
-  kAlarm = 37,
-  kSetitimer = 38,
-  kUname = 63,
-  kSysinfo = 99,
-  kSethostname = 170,
-  kSetdomainname = 171,
-};
 
 constexpr uint64_t kMonotonicEpoch = 100000;  // syscalls.cc's "boot"
 constexpr uint64_t kRamBytes = 1ull << 30;
@@ -40,15 +31,15 @@ uint64_t Errno(int e) { return static_cast<uint64_t>(-static_cast<int64_t>(e)); 
 
 std::optional<uint64_t> SyscallLayer::MachineCall(const Call& c) {
   switch (c.nr) {
-    case kUname: {
+    case SYS_uname: {
       uint8_t* u = Writable(c.a[0], 6 * kUtsField);
       if (u == nullptr) return Errno(EFAULT);
       std::memset(u, 0, 6 * kUtsField);
       for (int i = 0; i < 6; ++i) std::memcpy(u + i * kUtsField, kUts[i], std::strlen(kUts[i]));
       return 0;
     }
-    case kSethostname:
-    case kSetdomainname: {
+    case SYS_sethostname:
+    case SYS_setdomainname: {
       // Needs CAP_SYS_ADMIN, checked before anything else.
       const uint64_t n = std::min<uint64_t>(static_cast<uint32_t>(c.a[1]), 64);
       const uint8_t* name = sandbox_.HostPtr(c.a[0], n, UC_PROT_READ);
@@ -56,7 +47,7 @@ std::optional<uint64_t> SyscallLayer::MachineCall(const Call& c) {
              name == nullptr ? std::string() : std::string(name, name + n));
       return Errno(EPERM);
     }
-    case kSysinfo: {
+    case SYS_sysinfo: {
       uint8_t* s = Writable(c.a[0], 112);
       if (s == nullptr) return Errno(EFAULT);
       std::memset(s, 0, 112);
@@ -70,9 +61,9 @@ std::optional<uint64_t> SyscallLayer::MachineCall(const Call& c) {
       std::memcpy(s + 104, &unit, 4);
       return 0;
     }
-    case kAlarm:
-    case kGetitimer:
-    case kSetitimer:
+    case SYS_alarm:
+    case SYS_getitimer:
+    case SYS_setitimer:
       return Timer(c);
     default:
       return std::nullopt;
@@ -105,7 +96,7 @@ SyscallLayer::TimerState SyscallLayer::ReadTimer(int which) const {
 }
 
 std::optional<uint64_t> SyscallLayer::Timer(const Call& c) {
-  if (c.nr == kAlarm) {
+  if (c.nr == SYS_alarm) {
     const TimerState old = ReadTimer(0);
     timers_[0] = {0, c.a[0] == 0 ? 0 : clock_us_ + static_cast<uint32_t>(c.a[0]) * 1000000ull};
     process_state_dirty_ = true;
@@ -114,7 +105,7 @@ std::optional<uint64_t> SyscallLayer::Timer(const Call& c) {
     return sec + ((sec == 0 && usec != 0) || usec >= 500000 ? 1 : 0);
   }
   const int64_t which = static_cast<int32_t>(c.a[0]);
-  if (c.nr == kGetitimer) {
+  if (c.nr == SYS_getitimer) {
     if (which < 0 || which > 2) return Errno(EINVAL);
     uint8_t* out = Writable(c.a[1], 32);
     if (out == nullptr) return Errno(EFAULT);

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "emulator/internal/guest_abi.h"
 #include "emulator/internal/sandbox_live.h"
 #include "emulator/layout.h"
 #include "emulator/sandbox.h"
@@ -22,8 +23,6 @@
 
 namespace patchlab::emulator {
 namespace {
-
-enum : uint64_t { kMmap = 9, kMprotect = 10, kMunmap = 11, kMadvise = 28, kPkeyMprotect = 329 };
 
 constexpr uint64_t kTaskSize = 0x7ffffffff000;  // x86-64, 4-level page tables
 constexpr uint64_t kProtRead = 1, kProtWrite = 2, kProtExec = 4, kProtSem = 8;
@@ -94,7 +93,7 @@ std::optional<uint64_t> SyscallLayer::MemoryCall(const Call& c) {
   std::vector<uint64_t> args;
   const std::vector<Region>& regions = sandbox_.regions();
   switch (c.nr) {
-    case kMmap: {
+    case SYS_mmap: {
       args = {c.a[0], c.a[1], c.a[2], c.a[3], c.a[4], c.a[5]};
       const uint64_t len = c.a[1], prot = c.a[2], flags = c.a[3];
       if ((c.a[5] & (kPageSize - 1)) != 0) {
@@ -118,7 +117,7 @@ std::optional<uint64_t> SyscallLayer::MemoryCall(const Call& c) {
       }
       break;
     }
-    case kMunmap: {
+    case SYS_munmap: {
       args = {c.a[0], c.a[1]};
       const uint64_t start = c.a[0], len = PageAlign(c.a[1]);
       if ((start & (kPageSize - 1)) != 0 || start > kTaskSize || c.a[1] > kTaskSize - start ||
@@ -136,12 +135,12 @@ std::optional<uint64_t> SyscallLayer::MemoryCall(const Call& c) {
       ret = 0;
       break;
     }
-    case kMprotect:
-    case kPkeyMprotect:
-      args = {c.a[0], c.a[1], c.a[2], c.nr == kPkeyMprotect ? c.a[3] : ~0ull};
+    case SYS_mprotect:
+    case SYS_pkey_mprotect:
+      args = {c.a[0], c.a[1], c.a[2], c.nr == SYS_pkey_mprotect ? c.a[3] : ~0ull};
       ret = Mprotect(c);
       break;
-    case kMadvise:
+    case SYS_madvise:
       args = {c.a[0], c.a[1], c.a[2]};
       ret = Madvise(c);
       break;
@@ -165,7 +164,7 @@ std::optional<uint64_t> SyscallLayer::Mprotect(const Call& c) {
   if (end <= start) return Errno(ENOMEM);
   if ((prot & ~(kProtRead | kProtWrite | kProtExec | kProtSem)) != 0) return Errno(EINVAL);
   // No protection key was ever allocated (pkey_alloc is not answered).
-  if (c.nr == kPkeyMprotect && static_cast<int32_t>(c.a[3]) != -1) return Errno(EINVAL);
+  if (c.nr == SYS_pkey_mprotect && static_cast<int32_t>(c.a[3]) != -1) return Errno(EINVAL);
   const Survey s = SurveyRange(start, end, sandbox_.regions(), anonymous_);
   if (s.starts_in_hole) return Errno(ENOMEM);
   if (s.other) return std::nullopt;

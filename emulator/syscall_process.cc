@@ -10,31 +10,13 @@
 #include <cerrno>
 #include <cstring>
 
+#include "emulator/internal/guest_abi.h"
 #include "emulator/internal/sandbox_live.h"
 #include "emulator/sandbox.h"
 #include "emulator/syscalls.h"
 
 namespace patchlab::emulator {
 namespace {
-
-enum : uint64_t {
-  kRtSigaction = 13,
-  kSetuid = 105,
-  kSetgid = 106,
-  kGetpgid = 121,
-  kGetpgrp = 111,
-  kSetreuid = 113,
-  kSetregid = 114,
-  kSetresuid = 117,
-  kGetresuid = 118,
-  kSetresgid = 119,
-  kGetresgid = 120,
-  kGetsid = 124,
-  kSigaltstack = 131,
-  kGetpriority = 140,
-  kSchedGetparam = 143,
-  kSchedGetscheduler = 145,
-};
 
 constexpr uint64_t kPid = SyscallLayer::kProcessId;
 constexpr uint32_t kUid = 1000;
@@ -144,9 +126,9 @@ std::optional<uint64_t> SyscallLayer::SigAltStack(const Call& c) {
 std::optional<uint64_t> SyscallLayer::SetIds(const Call& c) {
   // An unprivileged process may only set its ids to the ones it has (all
   // 1000); -1 leaves one as it is. setuid and setgid take no -1.
-  const int n = c.nr == kSetuid || c.nr == kSetgid         ? 1
-                : c.nr == kSetresuid || c.nr == kSetresgid ? 3
-                                                           : 2;
+  const int n = c.nr == SYS_setuid || c.nr == SYS_setgid         ? 1
+                : c.nr == SYS_setresuid || c.nr == SYS_setresgid ? 3
+                                                                 : 2;
   uint64_t ret = 0;
   for (int i = 0; i < n; ++i) {
     const uint32_t id = static_cast<uint32_t>(c.a[i]);
@@ -159,34 +141,34 @@ std::optional<uint64_t> SyscallLayer::SetIds(const Call& c) {
 
 std::optional<uint64_t> SyscallLayer::ProcessCall(const Call& c) {
   switch (c.nr) {
-    case kRtSigaction:
+    case SYS_rt_sigaction:
       return SigAction(c);
-    case kSigaltstack:
+    case SYS_sigaltstack:
       return SigAltStack(c);
-    case kSetuid:
-    case kSetgid:
-    case kSetreuid:
-    case kSetregid:
-    case kSetresuid:
-    case kSetresgid:
+    case SYS_setuid:
+    case SYS_setgid:
+    case SYS_setreuid:
+    case SYS_setregid:
+    case SYS_setresuid:
+    case SYS_setresgid:
       return SetIds(c);
-    case kGetresuid:
-    case kGetresgid:
+    case SYS_getresuid:
+    case SYS_getresgid:
       for (int i = 0; i < 3; ++i) {
         uint8_t* p = Writable(c.a[i], 4);
         if (p == nullptr) return Errno(EFAULT);
         std::memcpy(p, &kUid, 4);
       }
       return 0;
-    case kGetpgrp:
+    case SYS_getpgrp:
       return kPid;
-    case kGetsid:
-    case kGetpgid:
+    case SYS_getsid:
+    case SYS_getpgid:
       return IsSelf(c.a[0]) ? kPid : Errno(ESRCH);
-    case kSchedGetscheduler:
+    case SYS_sched_getscheduler:
       if (static_cast<int32_t>(c.a[0]) < 0) return Errno(EINVAL);
       return IsSelf(c.a[0]) ? 0 : Errno(ESRCH);  // SCHED_OTHER
-    case kSchedGetparam: {
+    case SYS_sched_getparam: {
       if (c.a[1] == 0 || static_cast<int32_t>(c.a[0]) < 0) return Errno(EINVAL);
       if (!IsSelf(c.a[0])) return Errno(ESRCH);
       uint8_t* p = Writable(c.a[1], 4);
@@ -194,7 +176,7 @@ std::optional<uint64_t> SyscallLayer::ProcessCall(const Call& c) {
       std::memset(p, 0, 4);
       return 0;
     }
-    case kGetpriority: {
+    case SYS_getpriority: {
       // The kernel answers 20 - nice; PRIO_USER: the processes of a uid.
       const uint64_t which = static_cast<uint32_t>(c.a[0]);
       if (which > 2) return Errno(EINVAL);

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "emulator/internal/guest_abi.h"
 #include "emulator/internal/sandbox_live.h"
 #include "emulator/layout.h"
 #include "emulator/sandbox.h"
@@ -26,32 +27,6 @@ constexpr NamedSyscall kSyscallNames[] = {
 constexpr uint64_t kPid = SyscallLayer::kProcessId;
 constexpr uint64_t kRealtimeEpoch = 1767225600;  // 2026-01-01 00:00:00 UTC
 constexpr uint64_t kMonotonicEpoch = 100000;     // seconds since boot
-
-// The numbers of the calls answered (x86-64).
-enum : uint64_t {
-  kWrite = 1,
-  kRtSigprocmask = 14,
-  kWritev = 20,
-  kSchedYield = 24,
-  kGetpid = 39,
-  kGettimeofday = 96,
-  kGetuid = 102,
-  kGetgid = 104,
-  kGeteuid = 107,
-  kGetegid = 108,
-  kGetppid = 110,
-  kSchedGetPriorityMax = 146,
-  kSchedGetPriorityMin = 147,
-  kGettid = 186,
-  kTime = 201,
-  kFutex = 202,
-  kClockGettime = 228,
-  kClockGetres = 229,
-  kClockNanosleep = 230,
-  kNanosleep = 35,
-  kPrlimit64 = 302,
-  kGetrandom = 318,
-};
 
 constexpr uint64_t kUid = 1000;
 constexpr uint64_t kInfinity = ~0ull;  // RLIM_INFINITY
@@ -256,7 +231,7 @@ std::optional<uint64_t> SyscallLayer::Futex(const Call& c) {
 std::optional<uint64_t> SyscallLayer::Sleep(const Call& c) {
   // nanosleep(req, rem) and clock_nanosleep(clock, flags, req, rem): the
   // clock jumps to the end of the sleep; no signal interrupts it.
-  const bool nano = c.nr == kNanosleep;
+  const bool nano = c.nr == SYS_nanosleep;
   const uint64_t clock = nano ? 1 : static_cast<uint32_t>(c.a[0]);
   const bool absolute = !nano && (c.a[1] & 1) != 0;  // TIMER_ABSTIME
   const uint8_t* ts = sandbox_.HostPtr(c.a[nano ? 0 : 2], 16, UC_PROT_READ);
@@ -319,27 +294,27 @@ uint64_t SyscallLayer::ClockGetres(const Call& c) {
 
 std::optional<uint64_t> SyscallLayer::AboutTheProcess(const Call& c) {
   switch (c.nr) {
-    case kGetuid:
-    case kGeteuid:
-    case kGetgid:
-    case kGetegid:
+    case SYS_getuid:
+    case SYS_geteuid:
+    case SYS_getgid:
+    case SYS_getegid:
       return kUid;
-    case kGetppid:
+    case SYS_getppid:
       return 1;
-    case kSchedYield:
+    case SYS_sched_yield:
       return 0;
-    case kSchedGetPriorityMax:
-    case kSchedGetPriorityMin:
+    case SYS_sched_get_priority_max:
+    case SYS_sched_get_priority_min:
       // SCHED_FIFO and SCHED_RR: 1..99; SCHED_OTHER, _BATCH, _IDLE,
       // _DEADLINE: 0.
-      if (c.a[0] == 1 || c.a[0] == 2) return c.nr == kSchedGetPriorityMax ? 99 : 1;
+      if (c.a[0] == 1 || c.a[0] == 2) return c.nr == SYS_sched_get_priority_max ? 99 : 1;
       if (c.a[0] == 0 || c.a[0] == 3 || c.a[0] == 5 || c.a[0] == 6) return 0;
       return Errno(EINVAL);
-    case kRtSigprocmask:
+    case SYS_rt_sigprocmask:
       return SigProcMask(c);
-    case kClockGetres:
+    case SYS_clock_getres:
       return ClockGetres(c);
-    case kPrlimit64:
+    case SYS_prlimit64:
       return GetLimit(c);
     default:
       return std::nullopt;
@@ -365,31 +340,31 @@ void SyscallLayer::OnSyscall(uc_struct* uc) {
   uc_reg_read_batch(uc, ids, vals, 9);
   uint64_t ret = 0;
   switch (c.nr) {
-    case kGetpid:
-    case kGettid:
+    case SYS_getpid:
+    case SYS_gettid:
       ret = kPid;
       break;
-    case kClockGettime:
+    case SYS_clock_gettime:
       ret = ClockGettime(c);
       break;
-    case kGettimeofday:
+    case SYS_gettimeofday:
       ret = Gettimeofday(c);
       break;
-    case kTime:
+    case SYS_time:
       ret = Time(c);
       break;
-    case kGetrandom:
+    case SYS_getrandom:
       ret = Getrandom(c);
       break;
-    case kWrite:
+    case SYS_write:
       ret = Write(c);
       break;
-    case kWritev:
+    case SYS_writev:
       ret = Writev(c);
       break;
     default: {
-      std::optional<uint64_t> answer = c.nr == kFutex ? Futex(c) : AboutTheProcess(c);
-      if (!answer && (c.nr == kNanosleep || c.nr == kClockNanosleep)) answer = Sleep(c);
+      std::optional<uint64_t> answer = c.nr == SYS_futex ? Futex(c) : AboutTheProcess(c);
+      if (!answer && (c.nr == SYS_nanosleep || c.nr == SYS_clock_nanosleep)) answer = Sleep(c);
       if (!answer) answer = Descriptor(c);
       if (!answer) answer = SignalToSelf(c);
       if (!answer) answer = PathCall(c);
@@ -407,7 +382,7 @@ void SyscallLayer::OnSyscall(uc_struct* uc) {
         ret = *answer;
         break;
       }
-      if (deny_others_ && c.nr != kFutex) {
+      if (deny_others_ && c.nr != SYS_futex) {
         ret = Deny(c);
         break;
       }
