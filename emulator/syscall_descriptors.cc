@@ -6,9 +6,19 @@
 // answer this process. Calls on 0-2 are answered where the answer follows
 // from what they are (a read of /dev/null is at its end, a pipe cannot
 // seek, neither is a terminal); the rest end the run inconclusive.
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unicorn/unicorn.h>
 
 #include <cerrno>
+#include <climits>
+#include <csignal>
 #include <cstring>
 
 #include "emulator/internal/guest_abi.h"
@@ -18,10 +28,6 @@
 
 namespace patchlab::emulator {
 namespace {
-
-constexpr uint64_t kAtEmptyPath = 0x1000;
-constexpr uint64_t kFionread = 0x541b;
-constexpr int kSigAbrt = 6;
 
 uint64_t Errno(int e) { return static_cast<uint64_t>(-static_cast<int64_t>(e)); }
 
@@ -84,7 +90,7 @@ void FillStat(uint64_t fd, uint8_t* st) {
   const uint64_t dev = null_device ? 5 : 12;  // devtmpfs, pipefs
   const uint64_t ino = null_device ? 4 : 1000 + fd;
   const uint64_t nlink = 1;
-  const uint32_t mode = null_device ? 020666 : 010600;  // S_IFCHR, S_IFIFO
+  const uint32_t mode = null_device ? S_IFCHR | 0666 : S_IFIFO | 0600;
   const uint32_t owner = null_device ? 0 : 1000;
   const uint64_t rdev = null_device ? 0x103 : 0;  // makedev(1, 3)
   const uint64_t blksize = 4096;
@@ -104,17 +110,18 @@ void FillStatfs(uint64_t fd, uint8_t* sf) {
   std::memset(sf, 0, 120);
   const bool null_device = fd == 0;
   const uint64_t blocks = null_device ? 262144 : 0, files = null_device ? 262144 : 0;
-  const uint64_t fields[] = {null_device ? 0x01021994u : 0x50495045u,  // TMPFS_, PIPEFS_MAGIC
-                             4096,
-                             blocks,
-                             blocks,
-                             blocks,
-                             files,
-                             null_device ? files - 200 : 0,
-                             null_device ? 5u : 12u,  // f_fsid: the device, as fstat's st_dev
-                             255,
-                             4096,
-                             null_device ? 0x1020u : 0x20u};  // ST_VALID (| ST_RELATIME)
+  const uint64_t fields[] = {
+      null_device ? uint64_t{TMPFS_MAGIC} : uint64_t{PIPEFS_MAGIC},
+      4096,
+      blocks,
+      blocks,
+      blocks,
+      files,
+      null_device ? files - 200 : 0,
+      null_device ? 5u : 12u,  // f_fsid: the device, as fstat's st_dev
+      NAME_MAX,
+      4096,
+      null_device ? uint64_t{ST_RELATIME | 0x20} : 0x20u};  // 0x20: ST_VALID, unnamed in glibc
   std::memcpy(sf, fields, sizeof fields);
 }
 
@@ -131,8 +138,9 @@ std::optional<uint64_t> SyscallLayer::Descriptor(const Call& c) {
   if (c.nr == SYS_poll) return Poll(c);
   if (c.nr == SYS_wait4) return Wait4(c);
   if (c.nr == SYS_sched_getaffinity) return Affinity(c);
-  // accept4 checks its flags first (SOCK_CLOEXEC | SOCK_NONBLOCK).
-  if (c.nr == SYS_accept4 && (c.a[3] & ~0x80800ull) != 0) return Errno(EINVAL);
+  // accept4 checks its flags first.
+  constexpr uint64_t kAccept4Flags = SOCK_CLOEXEC | SOCK_NONBLOCK;
+  if (c.nr == SYS_accept4 && (c.a[3] & ~kAccept4Flags) != 0) return Errno(EINVAL);
   if (TakesSocketFirst(c.nr) || c.nr == SYS_accept4)
     return Errno(IsOpen(c.a[0]) ? ENOTSOCK : EBADF);
   // A negative position is refused before the descriptor is looked at.
@@ -177,7 +185,7 @@ std::optional<uint64_t> SyscallLayer::Descriptor(const Call& c) {
       return 0;
     case SYS_fadvise64:  // (fd, offset, len, advice)
       if (fd != 0) return Errno(ESPIPE);
-      return static_cast<int64_t>(c.a[2]) < 0 || c.a[3] > 5 ? Errno(EINVAL) : 0;
+      return static_cast<int64_t>(c.a[2]) < 0 || c.a[3] > POSIX_FADV_NOREUSE ? Errno(EINVAL) : 0;
     case SYS_fstatfs: {
       uint8_t* sf = Writable(c.a[1], 120);
       if (sf == nullptr) return Errno(EFAULT);
@@ -195,7 +203,8 @@ std::optional<uint64_t> SyscallLayer::Descriptor(const Call& c) {
 
 std::optional<uint64_t> SyscallLayer::Wait4(const Call& c) {
   // wait4(pid, status, options, rusage): the process has no children.
-  constexpr uint64_t kKnownOptions = 0x1 | 0x2 | 0x8 | 0x20000000 | 0x40000000 | 0x80000000;
+  constexpr uint64_t kKnownOptions =
+      WNOHANG | WUNTRACED | WCONTINUED | __WNOTHREAD | __WALL | __WCLONE;
   if ((static_cast<uint32_t>(c.a[2]) & ~kKnownOptions) != 0) return Errno(EINVAL);
   if (static_cast<int32_t>(c.a[0]) == INT32_MIN) return Errno(ESRCH);
   return Errno(ECHILD);
@@ -219,8 +228,9 @@ std::optional<uint64_t> SyscallLayer::Poll(const Call& c) {
   // (DEFAULT_POLLMASK), an empty pipe's write end for writing, a closed
   // descriptor is POLLNVAL, a negative one ignored. With nothing ready the
   // clock moves past the timeout; with none it would sleep forever.
-  constexpr uint16_t kNullMask = 0x145, kPipeMask = 0x104;  // IN|OUT|RDNORM|WRNORM; OUT|WRNORM
-  constexpr uint16_t kErrHup = 0x8 | 0x10, kNval = 0x20;
+  constexpr uint16_t kNullMask = POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM;
+  constexpr uint16_t kPipeMask = POLLOUT | POLLWRNORM;
+  constexpr uint16_t kErrHup = POLLERR | POLLHUP, kNval = POLLNVAL;
   const uint64_t n = c.a[1];
   if (n > 1024) return Errno(EINVAL);  // past RLIMIT_NOFILE
   uint8_t* fds = n == 0 ? nullptr : Writable(c.a[0], n * 8);
@@ -249,7 +259,7 @@ std::optional<uint64_t> SyscallLayer::StatAt(const Call& c) {
   const uint8_t* path = sandbox_.HostPtr(c.a[1], 1, UC_PROT_READ);
   if (path == nullptr) return Errno(EFAULT);
   if (*path != 0) return std::nullopt;
-  if ((c.a[3] & kAtEmptyPath) == 0) return Errno(ENOENT);
+  if ((c.a[3] & AT_EMPTY_PATH) == 0) return Errno(ENOENT);
   if (!IsOpen(c.a[0])) return Errno(EBADF);
   uint8_t* st = Writable(c.a[2], 144);
   if (st == nullptr) return Errno(EFAULT);
@@ -261,7 +271,7 @@ std::optional<uint64_t> SyscallLayer::Ioctl(const Call& c) {
   // A pipe answers FIONREAD (nothing to read in an empty one); /dev/null
   // and a pipe answer every other request, the terminal ones among them,
   // with -ENOTTY.
-  if (c.a[1] != kFionread || c.a[0] == 0) return Errno(ENOTTY);
+  if (c.a[1] != FIONREAD || c.a[0] == 0) return Errno(ENOTTY);
   uint8_t* n = Writable(c.a[2], 4);
   if (n == nullptr) return Errno(EFAULT);
   std::memset(n, 0, 4);
@@ -270,10 +280,10 @@ std::optional<uint64_t> SyscallLayer::Ioctl(const Call& c) {
 
 std::optional<uint64_t> SyscallLayer::Fcntl(const Call& c) {
   switch (c.a[1]) {
-    case 1:  // F_GETFD: no FD_CLOEXEC on inherited descriptors
+    case F_GETFD:  // no FD_CLOEXEC on inherited descriptors
       return 0;
-    case 3:  // F_GETFL: O_RDONLY for 0, O_WRONLY for 1 and 2
-      return static_cast<uint32_t>(c.a[0]) == 0 ? 0 : 1;
+    case F_GETFL:
+      return static_cast<uint32_t>(c.a[0]) == 0 ? O_RDONLY : O_WRONLY;
     default:  // setting flags, locks, duplicating: not modelled
       return std::nullopt;
   }
@@ -288,16 +298,16 @@ std::optional<uint64_t> SyscallLayer::SignalToSelf(const Call& c) {
   const uint64_t sig = tg ? c.a[2] : c.a[1];
   if (c.nr != SYS_kill && c.nr != SYS_tkill && !tg) return std::nullopt;
   if ((tg && c.a[0] != kProcessId) || target != kProcessId) return std::nullopt;
-  if (sig > 64) return Errno(EINVAL);
-  if (sig == 0) return 0;                                    // "does it exist": it does
+  if (sig > 64) return Errno(EINVAL);  // the kernel's _NSIG (glibc's NSIG counts signal 0 too)
+  if (sig == 0) return 0;              // "does it exist": it does
   if ((signal_mask_ >> (sig - 1)) & 1) return std::nullopt;  // left pending
-  if (actions_[sig - 1].handler == 1) return 0;              // SIG_IGN
-  if (actions_[sig - 1].handler != 0) return std::nullopt;   // a handler would run
+  if (actions_[sig - 1].handler == 1) return 0;  // SIG_IGN (<csignal> has it as a pointer)
+  if (actions_[sig - 1].handler != 0) return std::nullopt;  // a handler would run
   // SIGCHLD, SIGCONT, SIGURG and SIGWINCH are ignored by default.
-  if (sig == 17 || sig == 18 || sig == 23 || sig == 28) return 0;
+  if (sig == SIGCHLD || sig == SIGCONT || sig == SIGURG || sig == SIGWINCH) return 0;
   // SIGABRT kills the process as abort() does; what the others do (stop,
   // or terminate without an abort) has no fault class yet.
-  if (sig != kSigAbrt) return std::nullopt;
+  if (sig != SIGABRT) return std::nullopt;
   killed_by_ = static_cast<int>(sig);
   return 0;
 }
