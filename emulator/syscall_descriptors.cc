@@ -6,11 +6,22 @@
 // answer this process. Calls on 0-2 are answered where the answer follows
 // from what they are (a read of /dev/null is at its end, a pipe cannot
 // seek, neither is a terminal); the rest end the run inconclusive.
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unicorn/unicorn.h>
 
 #include <cerrno>
+#include <climits>
+#include <csignal>
 #include <cstring>
 
+#include "emulator/internal/guest_abi.h"
 #include "emulator/internal/sandbox_live.h"
 #include "emulator/sandbox.h"
 #include "emulator/syscalls.h"
@@ -18,77 +29,36 @@
 namespace patchlab::emulator {
 namespace {
 
-// x86-64 numbers.
-enum : uint64_t {
-  kRead = 0,
-  kPoll = 7,
-  kClose = 3,
-  kFstat = 5,
-  kLseek = 8,
-  kIoctl = 16,
-  kPread64 = 17,
-  kPwrite64 = 18,
-  kReadv = 19,
-  kDup = 32,
-  kKill = 62,
-  kFcntl = 72,
-  kFlock = 73,
-  kFsync = 74,
-  kFdatasync = 75,
-  kFtruncate = 77,
-  kFchmod = 91,
-  kFchown = 93,
-  kFstatfs = 138,
-  kTkill = 200,
-  kGetdents64 = 217,
-  kFadvise64 = 221,
-  kTgkill = 234,
-  kNewfstatat = 262,
-  kPreadv = 295,
-  kPwritev = 296,
-  kSyncfs = 306,
-  kWait4 = 61,
-  kFchdir = 81,
-  kSchedGetaffinity = 204,
-  kFallocate = 285,
-  kAccept = 43,
-  kSendmmsg = 307,
-};
-
-constexpr uint64_t kAtEmptyPath = 0x1000;
-constexpr uint64_t kFionread = 0x541b;
-constexpr int kSigAbrt = 6;
-
 uint64_t Errno(int e) { return static_cast<uint64_t>(-static_cast<int64_t>(e)); }
 
 // The calls whose first argument is a descriptor and that only need it to be
 // open to go on: for a closed one the answer is -EBADF.
 bool TakesDescriptorFirst(uint64_t nr) {
   switch (nr) {
-    case kRead:
-    case kClose:
-    case kFstat:
-    case kLseek:
-    case kIoctl:
-    case kPread64:
-    case kPwrite64:
-    case kReadv:
-    case kDup:
-    case kFcntl:
-    case kFlock:
-    case kFsync:
-    case kFdatasync:
-    case kFtruncate:
-    case kFchmod:
-    case kFchown:
-    case kFstatfs:
-    case kGetdents64:
-    case kFadvise64:
-    case kPreadv:
-    case kPwritev:
-    case kSyncfs:
-    case kFchdir:
-    case kFallocate:
+    case SYS_read:
+    case SYS_close:
+    case SYS_fstat:
+    case SYS_lseek:
+    case SYS_ioctl:
+    case SYS_pread64:
+    case SYS_pwrite64:
+    case SYS_readv:
+    case SYS_dup:
+    case SYS_fcntl:
+    case SYS_flock:
+    case SYS_fsync:
+    case SYS_fdatasync:
+    case SYS_ftruncate:
+    case SYS_fchmod:
+    case SYS_fchown:
+    case SYS_fstatfs:
+    case SYS_getdents64:
+    case SYS_fadvise64:
+    case SYS_preadv:
+    case SYS_pwritev:
+    case SYS_syncfs:
+    case SYS_fchdir:
+    case SYS_fallocate:
       return true;
     default:
       return false;
@@ -99,14 +69,14 @@ bool TakesDescriptorFirst(uint64_t nr) {
 // (net/socket.c): -EBADF for a closed one, -ENOTSOCK for 0-2.
 bool TakesSocketFirst(uint64_t nr) {
   switch (nr) {
-    case kAccept:    // accept
-    case 48:         // shutdown
-    case 50:         // listen
-    case 51:         // getsockname
-    case 52:         // getpeername
-    case 54:         // setsockopt
-    case 55:         // getsockopt
-    case kSendmmsg:  // sendmmsg
+    case SYS_accept:
+    case SYS_shutdown:
+    case SYS_listen:
+    case SYS_getsockname:
+    case SYS_getpeername:
+    case SYS_setsockopt:
+    case SYS_getsockopt:
+    case SYS_sendmmsg:
       return true;
     default:
       return false;
@@ -120,7 +90,7 @@ void FillStat(uint64_t fd, uint8_t* st) {
   const uint64_t dev = null_device ? 5 : 12;  // devtmpfs, pipefs
   const uint64_t ino = null_device ? 4 : 1000 + fd;
   const uint64_t nlink = 1;
-  const uint32_t mode = null_device ? 020666 : 010600;  // S_IFCHR, S_IFIFO
+  const uint32_t mode = null_device ? S_IFCHR | 0666 : S_IFIFO | 0600;
   const uint32_t owner = null_device ? 0 : 1000;
   const uint64_t rdev = null_device ? 0x103 : 0;  // makedev(1, 3)
   const uint64_t blksize = 4096;
@@ -140,17 +110,18 @@ void FillStatfs(uint64_t fd, uint8_t* sf) {
   std::memset(sf, 0, 120);
   const bool null_device = fd == 0;
   const uint64_t blocks = null_device ? 262144 : 0, files = null_device ? 262144 : 0;
-  const uint64_t fields[] = {null_device ? 0x01021994u : 0x50495045u,  // TMPFS_, PIPEFS_MAGIC
-                             4096,
-                             blocks,
-                             blocks,
-                             blocks,
-                             files,
-                             null_device ? files - 200 : 0,
-                             null_device ? 5u : 12u,  // f_fsid: the device, as fstat's st_dev
-                             255,
-                             4096,
-                             null_device ? 0x1020u : 0x20u};  // ST_VALID (| ST_RELATIME)
+  const uint64_t fields[] = {
+      null_device ? uint64_t{TMPFS_MAGIC} : uint64_t{PIPEFS_MAGIC},
+      4096,
+      blocks,
+      blocks,
+      blocks,
+      files,
+      null_device ? files - 200 : 0,
+      null_device ? 5u : 12u,  // f_fsid: the device, as fstat's st_dev
+      NAME_MAX,
+      4096,
+      null_device ? uint64_t{ST_RELATIME | 0x20} : 0x20u};  // 0x20: ST_VALID, unnamed in glibc
   std::memcpy(sf, fields, sizeof fields);
 }
 
@@ -163,65 +134,67 @@ bool SyscallLayer::IsOpen(uint64_t fd) const {
 }
 
 std::optional<uint64_t> SyscallLayer::Descriptor(const Call& c) {
-  if (c.nr == kNewfstatat) return StatAt(c);
-  if (c.nr == kPoll) return Poll(c);
-  if (c.nr == kWait4) return Wait4(c);
-  if (c.nr == kSchedGetaffinity) return Affinity(c);
-  // accept4 checks its flags first (SOCK_CLOEXEC | SOCK_NONBLOCK).
-  if (c.nr == 288 && (c.a[3] & ~0x80800ull) != 0) return Errno(EINVAL);
-  if (TakesSocketFirst(c.nr) || c.nr == 288) return Errno(IsOpen(c.a[0]) ? ENOTSOCK : EBADF);
+  if (c.nr == SYS_newfstatat) return StatAt(c);
+  if (c.nr == SYS_poll) return Poll(c);
+  if (c.nr == SYS_wait4) return Wait4(c);
+  if (c.nr == SYS_sched_getaffinity) return Affinity(c);
+  // accept4 checks its flags first.
+  constexpr uint64_t kAccept4Flags = SOCK_CLOEXEC | SOCK_NONBLOCK;
+  if (c.nr == SYS_accept4 && (c.a[3] & ~kAccept4Flags) != 0) return Errno(EINVAL);
+  if (TakesSocketFirst(c.nr) || c.nr == SYS_accept4)
+    return Errno(IsOpen(c.a[0]) ? ENOTSOCK : EBADF);
   // A negative position is refused before the descriptor is looked at.
-  if ((c.nr == kPread64 || c.nr == kPwrite64) && static_cast<int64_t>(c.a[3]) < 0)
+  if ((c.nr == SYS_pread64 || c.nr == SYS_pwrite64) && static_cast<int64_t>(c.a[3]) < 0)
     return Errno(EINVAL);
   if (!TakesDescriptorFirst(c.nr)) return std::nullopt;
   if (!IsOpen(c.a[0])) return Errno(EBADF);
   const uint32_t fd = static_cast<uint32_t>(c.a[0]);
   switch (c.nr) {
-    case kClose:
+    case SYS_close:
       open_fds_ &= ~(1u << fd);
       return 0;
-    case kFstat: {
+    case SYS_fstat: {
       uint8_t* st = Writable(c.a[1], 144);
       if (st == nullptr) return Errno(EFAULT);
       FillStat(fd, st);
       return 0;
     }
-    case kRead:
-    case kReadv:
+    case SYS_read:
+    case SYS_readv:
       return fd == 0 ? 0 : Errno(EBADF);  // /dev/null's end; a pipe's write end
-    case kPread64:
-    case kPreadv:
-    case kLseek:
+    case SYS_pread64:
+    case SYS_preadv:
+    case SYS_lseek:
       return fd == 0 ? 0 : Errno(ESPIPE);
-    case kFsync:
-    case kFdatasync:
+    case SYS_fsync:
+    case SYS_fdatasync:
       return Errno(EINVAL);  // neither /dev/null nor a pipe can be synced
-    case kFchdir:
-    case kGetdents64:
+    case SYS_fchdir:
+    case SYS_getdents64:
       return Errno(ENOTDIR);
-    case kPwrite64:
+    case SYS_pwrite64:
       return fd == 0 ? Errno(EBADF) : Errno(ESPIPE);  // /dev/null is open read-only
-    case kFallocate:
+    case SYS_fallocate:
       // The range, then any mode bits (not modelled), then write access,
       // then the file type.
       if (static_cast<int64_t>(c.a[2]) < 0 || static_cast<int64_t>(c.a[3]) <= 0)
         return Errno(EINVAL);
       if (c.a[1] != 0) return std::nullopt;
       return fd == 0 ? Errno(EBADF) : Errno(ESPIPE);
-    case kSyncfs:
+    case SYS_syncfs:
       return 0;
-    case kFadvise64:  // (fd, offset, len, advice)
+    case SYS_fadvise64:  // (fd, offset, len, advice)
       if (fd != 0) return Errno(ESPIPE);
-      return static_cast<int64_t>(c.a[2]) < 0 || c.a[3] > 5 ? Errno(EINVAL) : 0;
-    case kFstatfs: {
+      return static_cast<int64_t>(c.a[2]) < 0 || c.a[3] > POSIX_FADV_NOREUSE ? Errno(EINVAL) : 0;
+    case SYS_fstatfs: {
       uint8_t* sf = Writable(c.a[1], 120);
       if (sf == nullptr) return Errno(EFAULT);
       FillStatfs(fd, sf);
       return 0;
     }
-    case kIoctl:
+    case SYS_ioctl:
       return Ioctl(c);
-    case kFcntl:
+    case SYS_fcntl:
       return Fcntl(c);
     default:
       return std::nullopt;
@@ -230,7 +203,8 @@ std::optional<uint64_t> SyscallLayer::Descriptor(const Call& c) {
 
 std::optional<uint64_t> SyscallLayer::Wait4(const Call& c) {
   // wait4(pid, status, options, rusage): the process has no children.
-  constexpr uint64_t kKnownOptions = 0x1 | 0x2 | 0x8 | 0x20000000 | 0x40000000 | 0x80000000;
+  constexpr uint64_t kKnownOptions =
+      WNOHANG | WUNTRACED | WCONTINUED | __WNOTHREAD | __WALL | __WCLONE;
   if ((static_cast<uint32_t>(c.a[2]) & ~kKnownOptions) != 0) return Errno(EINVAL);
   if (static_cast<int32_t>(c.a[0]) == INT32_MIN) return Errno(ESRCH);
   return Errno(ECHILD);
@@ -254,8 +228,9 @@ std::optional<uint64_t> SyscallLayer::Poll(const Call& c) {
   // (DEFAULT_POLLMASK), an empty pipe's write end for writing, a closed
   // descriptor is POLLNVAL, a negative one ignored. With nothing ready the
   // clock moves past the timeout; with none it would sleep forever.
-  constexpr uint16_t kNullMask = 0x145, kPipeMask = 0x104;  // IN|OUT|RDNORM|WRNORM; OUT|WRNORM
-  constexpr uint16_t kErrHup = 0x8 | 0x10, kNval = 0x20;
+  constexpr uint16_t kNullMask = POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM;
+  constexpr uint16_t kPipeMask = POLLOUT | POLLWRNORM;
+  constexpr uint16_t kErrHup = POLLERR | POLLHUP, kNval = POLLNVAL;
   const uint64_t n = c.a[1];
   if (n > 1024) return Errno(EINVAL);  // past RLIMIT_NOFILE
   uint8_t* fds = n == 0 ? nullptr : Writable(c.a[0], n * 8);
@@ -284,7 +259,7 @@ std::optional<uint64_t> SyscallLayer::StatAt(const Call& c) {
   const uint8_t* path = sandbox_.HostPtr(c.a[1], 1, UC_PROT_READ);
   if (path == nullptr) return Errno(EFAULT);
   if (*path != 0) return std::nullopt;
-  if ((c.a[3] & kAtEmptyPath) == 0) return Errno(ENOENT);
+  if ((c.a[3] & AT_EMPTY_PATH) == 0) return Errno(ENOENT);
   if (!IsOpen(c.a[0])) return Errno(EBADF);
   uint8_t* st = Writable(c.a[2], 144);
   if (st == nullptr) return Errno(EFAULT);
@@ -296,7 +271,7 @@ std::optional<uint64_t> SyscallLayer::Ioctl(const Call& c) {
   // A pipe answers FIONREAD (nothing to read in an empty one); /dev/null
   // and a pipe answer every other request, the terminal ones among them,
   // with -ENOTTY.
-  if (c.a[1] != kFionread || c.a[0] == 0) return Errno(ENOTTY);
+  if (c.a[1] != FIONREAD || c.a[0] == 0) return Errno(ENOTTY);
   uint8_t* n = Writable(c.a[2], 4);
   if (n == nullptr) return Errno(EFAULT);
   std::memset(n, 0, 4);
@@ -305,10 +280,10 @@ std::optional<uint64_t> SyscallLayer::Ioctl(const Call& c) {
 
 std::optional<uint64_t> SyscallLayer::Fcntl(const Call& c) {
   switch (c.a[1]) {
-    case 1:  // F_GETFD: no FD_CLOEXEC on inherited descriptors
+    case F_GETFD:  // no FD_CLOEXEC on inherited descriptors
       return 0;
-    case 3:  // F_GETFL: O_RDONLY for 0, O_WRONLY for 1 and 2
-      return static_cast<uint32_t>(c.a[0]) == 0 ? 0 : 1;
+    case F_GETFL:
+      return static_cast<uint32_t>(c.a[0]) == 0 ? O_RDONLY : O_WRONLY;
     default:  // setting flags, locks, duplicating: not modelled
       return std::nullopt;
   }
@@ -318,21 +293,21 @@ std::optional<uint64_t> SyscallLayer::SignalToSelf(const Call& c) {
   // kill(pid, sig), tkill(tid, sig), tgkill(pid, tid, sig): this process
   // or its only thread, with the dispositions rt_sigaction set in this run
   // (the default until then).
-  const bool tg = c.nr == kTgkill;
+  const bool tg = c.nr == SYS_tgkill;
   const uint64_t target = tg ? c.a[1] : c.a[0];
   const uint64_t sig = tg ? c.a[2] : c.a[1];
-  if (c.nr != kKill && c.nr != kTkill && !tg) return std::nullopt;
+  if (c.nr != SYS_kill && c.nr != SYS_tkill && !tg) return std::nullopt;
   if ((tg && c.a[0] != kProcessId) || target != kProcessId) return std::nullopt;
-  if (sig > 64) return Errno(EINVAL);
-  if (sig == 0) return 0;                                    // "does it exist": it does
+  if (sig > 64) return Errno(EINVAL);  // the kernel's _NSIG (glibc's NSIG counts signal 0 too)
+  if (sig == 0) return 0;              // "does it exist": it does
   if ((signal_mask_ >> (sig - 1)) & 1) return std::nullopt;  // left pending
-  if (actions_[sig - 1].handler == 1) return 0;              // SIG_IGN
-  if (actions_[sig - 1].handler != 0) return std::nullopt;   // a handler would run
+  if (actions_[sig - 1].handler == 1) return 0;  // SIG_IGN (<csignal> has it as a pointer)
+  if (actions_[sig - 1].handler != 0) return std::nullopt;  // a handler would run
   // SIGCHLD, SIGCONT, SIGURG and SIGWINCH are ignored by default.
-  if (sig == 17 || sig == 18 || sig == 23 || sig == 28) return 0;
+  if (sig == SIGCHLD || sig == SIGCONT || sig == SIGURG || sig == SIGWINCH) return 0;
   // SIGABRT kills the process as abort() does; what the others do (stop,
   // or terminate without an abort) has no fault class yet.
-  if (sig != kSigAbrt) return std::nullopt;
+  if (sig != SIGABRT) return std::nullopt;
   killed_by_ = static_cast<int>(sig);
   return 0;
 }

@@ -11,11 +11,18 @@
 // -EBADF), then the walk. Each call answered is compared with its paths and
 // its other arguments. Calls that would reach the root itself in a way not
 // modelled (opening it, changing its owner) end the run inconclusive.
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/statvfs.h>
 #include <unicorn/unicorn.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <climits>
+#include <cstdio>
 #include <cstring>
 
+#include "emulator/internal/guest_abi.h"
 #include "emulator/internal/sandbox_live.h"
 #include "emulator/sandbox.h"
 #include "emulator/syscalls.h"
@@ -23,52 +30,9 @@
 namespace patchlab::emulator {
 namespace {
 
-// x86-64 numbers.
-enum : uint64_t {
-  kOpen = 2,
-  kStat = 4,
-  kLstat = 6,
-  kAccess = 21,
-  kTruncate = 76,
-  kGetcwd = 79,
-  kChdir = 80,
-  kRename = 82,
-  kMkdir = 83,
-  kRmdir = 84,
-  kCreat = 85,
-  kLink = 86,
-  kUnlink = 87,
-  kSymlink = 88,
-  kReadlink = 89,
-  kChmod = 90,
-  kChown = 92,
-  kLchown = 94,
-  kStatfs = 137,
-  kOpenat = 257,
-  kMkdirat = 258,
-  kFchownat = 260,
-  kNewfstatat = 262,
-  kUnlinkat = 263,
-  kRenameat = 264,
-  kLinkat = 265,
-  kSymlinkat = 266,
-  kReadlinkat = 267,
-  kFchmodat = 268,
-  kFaccessat = 269,
-  kUtimensat = 280,
-  kName2HandleAt = 303,
-  kRenameat2 = 316,
-  kStatx = 332,
-  kFaccessat2 = 439,
-};
-
-constexpr int32_t kAtFdcwd = -100;
-constexpr uint64_t kAtSymlinkNofollow = 0x100, kAtRemovedir = 0x200, kAtEaccess = 0x200;
-constexpr uint64_t kAtSymlinkFollow = 0x400, kAtNoAutomount = 0x800, kAtEmptyPath = 0x1000;
-constexpr uint64_t kAtStatxSyncType = 0x6000;
-constexpr uint64_t kOCreat = 0100, kOExcl = 0200, kOAccMode = 3, kOTmpfile = 020000000;
-constexpr uint64_t kPathMax = 4096, kNameMax = 255;
-constexpr uint64_t kWOk = 2;
+// The kernel's __O_TMPFILE bit alone: glibc's O_TMPFILE and __O_TMPFILE
+// both carry O_DIRECTORY too, and <linux/fcntl.h> clashes with <fcntl.h>.
+constexpr uint64_t kOTmpfileBit = 020000000;
 // The root's inode: a tmpfs directory holding nothing, made at boot.
 constexpr uint64_t kRootDev = 0x15, kRootIno = 1, kRootNlink = 2, kRootSize = 40;
 constexpr uint32_t kRootMode = 040755;
@@ -101,7 +65,7 @@ Walk WalkPath(const std::string& path) {
   for (size_t i = 0; i < parts.size(); ++i) {
     const bool dots = parts[i] == "." || parts[i] == "..";
     const bool last = i + 1 == parts.size();
-    if (parts[i].size() > kNameMax) {
+    if (parts[i].size() > NAME_MAX) {
       w.error = ENAMETOOLONG;
       return w;
     }
@@ -134,9 +98,10 @@ void FillRootStat(uint8_t* st) {
 // struct statfs (x86-64, 120 bytes) of the root's tmpfs: 1 MiB, empty.
 void FillRootStatfs(uint8_t* sf) {
   std::memset(sf, 0, 120);
-  const uint64_t fields[] = {0x01021994, 4096, 256, 256, 256, 1024, 1023};
+  const uint64_t fields[] = {TMPFS_MAGIC, 4096, 256, 256, 256, 1024, 1023};
   std::memcpy(sf, fields, sizeof fields);  // type, bsize, blocks, bfree, bavail, files, ffree
-  const uint64_t namelen = kNameMax, frsize = 4096, flags = 0x1020;  // ST_VALID | ST_RELATIME
+  const uint64_t namelen = NAME_MAX, frsize = 4096;
+  const uint64_t flags = ST_RELATIME | 0x20;  // 0x20: ST_VALID, unnamed in glibc
   std::memcpy(sf + 64, &namelen, 8);
   std::memcpy(sf + 72, &frsize, 8);
   std::memcpy(sf + 80, &flags, 8);
@@ -168,7 +133,7 @@ class SyscallLayer::FileSystem {
 
   PathArg Read(uint64_t addr) const {
     PathArg p;
-    for (uint64_t i = 0; i < kPathMax; ++i) {
+    for (uint64_t i = 0; i < PATH_MAX; ++i) {
       const uint8_t* b = layer_.sandbox_.HostPtr(addr + i, 1, UC_PROT_READ);
       if (b == nullptr) {
         p.error = EFAULT;
@@ -190,7 +155,7 @@ class SyscallLayer::FileSystem {
     PathArg p = Read(addr);
     *path = p.text;
     if (p.error != 0) return Walk{.error = p.error};
-    if (!p.text.starts_with('/') && static_cast<int32_t>(dirfd) != kAtFdcwd)
+    if (!p.text.starts_with('/') && static_cast<int32_t>(dirfd) != AT_FDCWD)
       return Walk{.error = layer_.IsOpen(dirfd) ? ENOTDIR : EBADF};
     return WalkPath(p.text);
   }
@@ -213,14 +178,14 @@ class SyscallLayer::FileSystem {
                                std::string* path) const {
     const Walk w = Lookup(dirfd, path_addr, path);
     if (w.error != 0) return Errno(w.error);
-    if ((flags & kOTmpfile) == kOTmpfile) return std::nullopt;
+    if ((flags & kOTmpfileBit) == kOTmpfileBit) return std::nullopt;
     if (w.last_is_name) {
-      if ((flags & kOCreat) == 0) return Errno(ENOENT);
+      if ((flags & O_CREAT) == 0) return Errno(ENOENT);
       return Errno(w.trailing_slash ? EISDIR : EACCES);
     }
     // The root itself.
-    if ((flags & kOCreat) != 0) return Errno((flags & kOExcl) != 0 ? EEXIST : EISDIR);
-    if ((flags & kOAccMode) != 0) return Errno(EISDIR);
+    if ((flags & O_CREAT) != 0) return Errno((flags & O_EXCL) != 0 ? EEXIST : EISDIR);
+    if ((flags & O_ACCMODE) != 0) return Errno(EISDIR);
     return std::nullopt;  // a descriptor of the root directory: not modelled
   }
 
@@ -239,7 +204,7 @@ class SyscallLayer::FileSystem {
     if ((mode & ~7ull) != 0) return Errno(EINVAL);
     const Walk w = Lookup(dirfd, path_addr, path);
     if (int e = Existing(w); e != 0) return Errno(e);
-    return (mode & kWOk) != 0 ? Errno(EACCES) : 0;
+    return (mode & W_OK) != 0 ? Errno(EACCES) : 0;
   }
 
   std::optional<uint64_t> Rename(const Call& c, std::string* paths) const;
@@ -252,16 +217,16 @@ class SyscallLayer::FileSystem {
 
 std::optional<uint64_t> SyscallLayer::FileSystem::Rename(const Call& c, std::string* paths) const {
   // rename(old, new), renameat(olddfd, old, newdfd, new), renameat2(..., flags)
-  const bool at = c.nr != kRename;
-  const uint64_t old_fd = at ? c.a[0] : static_cast<uint64_t>(kAtFdcwd);
+  const bool at = c.nr != SYS_rename;
+  const uint64_t old_fd = at ? c.a[0] : static_cast<uint64_t>(AT_FDCWD);
   const uint64_t old_addr = at ? c.a[1] : c.a[0];
-  const uint64_t new_fd = at ? c.a[2] : static_cast<uint64_t>(kAtFdcwd);
+  const uint64_t new_fd = at ? c.a[2] : static_cast<uint64_t>(AT_FDCWD);
   const uint64_t new_addr = at ? c.a[3] : c.a[1];
-  const uint64_t flags = c.nr == kRenameat2 ? c.a[4] : 0;
-  constexpr uint64_t kNoreplace = 1, kExchange = 2, kWhiteout = 4;
-  if ((flags & ~(kNoreplace | kExchange | kWhiteout)) != 0) return Errno(EINVAL);
-  if ((flags & (kNoreplace | kWhiteout)) != 0 && (flags & kExchange) != 0) return Errno(EINVAL);
-  if ((flags & kWhiteout) != 0) return std::nullopt;
+  const uint64_t flags = c.nr == SYS_renameat2 ? c.a[4] : 0;
+  if ((flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) != 0) return Errno(EINVAL);
+  if ((flags & (RENAME_NOREPLACE | RENAME_WHITEOUT)) != 0 && (flags & RENAME_EXCHANGE) != 0)
+    return Errno(EINVAL);
+  if ((flags & RENAME_WHITEOUT) != 0) return std::nullopt;
   std::string old_path, new_path;
   const Walk o = Lookup(old_fd, old_addr, &old_path);
   *paths = old_path;
@@ -270,7 +235,7 @@ std::optional<uint64_t> SyscallLayer::FileSystem::Rename(const Call& c, std::str
   *paths += std::string(1, '\0') + new_path;
   if (n.error != 0) return Errno(n.error);
   if (!o.last_is_name) return Errno(EBUSY);
-  if (!n.last_is_name) return Errno((flags & kNoreplace) != 0 ? EEXIST : EBUSY);
+  if (!n.last_is_name) return Errno((flags & RENAME_NOREPLACE) != 0 ? EEXIST : EBUSY);
   return Errno(ENOENT);  // the source does not exist
 }
 
@@ -289,7 +254,7 @@ std::optional<uint64_t> SyscallLayer::FileSystem::Remove(uint64_t dirfd, uint64_
 
 namespace {
 
-constexpr uint64_t kCwd = static_cast<uint64_t>(static_cast<int64_t>(kAtFdcwd));
+constexpr uint64_t kCwd = static_cast<uint64_t>(static_cast<int64_t>(AT_FDCWD));
 
 }  // namespace
 
@@ -301,31 +266,33 @@ std::optional<uint64_t> SyscallLayer::PathCall(const Call& c) {
   std::vector<uint64_t> args;  // the arguments that are not pointers
   std::optional<uint64_t> ret;
   switch (c.nr) {
-    case kOpen:
-    case kCreat:
-    case kOpenat: {
-      const bool at = c.nr == kOpenat;
-      const uint64_t flags = c.nr == kCreat ? (kOCreat | 1 | 01000) : c.a[at ? 2 : 1];
-      const uint64_t mode = c.a[c.nr == kCreat ? 1 : at ? 3 : 2];
-      args = {at ? c.a[0] : kCwd, flags, (flags & kOCreat) != 0 ? mode : 0};
+    case SYS_open:
+    case SYS_creat:
+    case SYS_openat: {
+      const bool at = c.nr == SYS_openat;
+      const uint64_t flags = c.nr == SYS_creat ? (O_CREAT | O_WRONLY | O_TRUNC) : c.a[at ? 2 : 1];
+      const uint64_t mode = c.a[c.nr == SYS_creat ? 1 : at ? 3 : 2];
+      args = {at ? c.a[0] : kCwd, flags, (flags & O_CREAT) != 0 ? mode : 0};
       ret = fs.Open(at ? c.a[0] : kCwd, c.a[at ? 1 : 0], flags, &path);
       break;
     }
-    case kStat:
-    case kLstat:
+    case SYS_stat:
+    case SYS_lstat:
       ret = fs.Stat(kCwd, c.a[0], c.a[1], &path);
       break;
-    case kNewfstatat:
+    case SYS_newfstatat:
       args = {c.a[0], c.a[3]};
-      if ((c.a[3] & ~(kAtSymlinkNofollow | kAtNoAutomount | kAtEmptyPath | kAtStatxSyncType)) != 0)
+      if ((c.a[3] &
+           ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE)) != 0)
         ret = Errno(EINVAL);
       else
         ret = fs.Stat(c.a[0], c.a[1], c.a[2], &path);
       break;
-    case kStatx: {
+    case SYS_statx: {
       args = {c.a[0], c.a[2], c.a[3]};
-      const uint64_t known = kAtSymlinkNofollow | kAtNoAutomount | kAtEmptyPath | kAtStatxSyncType;
-      if ((c.a[2] & ~known) != 0 || (c.a[2] & kAtStatxSyncType) == kAtStatxSyncType ||
+      const uint64_t known =
+          AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE;
+      if ((c.a[2] & ~known) != 0 || (c.a[2] & AT_STATX_SYNC_TYPE) == AT_STATX_SYNC_TYPE ||
           (c.a[3] & 0x80000000u) != 0) {
         ret = Errno(EINVAL);
         break;
@@ -334,14 +301,15 @@ std::optional<uint64_t> SyscallLayer::PathCall(const Call& c) {
       if (int e = FileSystem::Existing(w); e != 0) ret = Errno(e);  // the root: not modelled
       break;
     }
-    case kAccess:
+    case SYS_access:
       args = {c.a[1]};
       ret = fs.Access(kCwd, c.a[0], c.a[1], &path);
       break;
-    case kFaccessat:
-    case kFaccessat2:
-      args = {c.a[0], c.a[2], c.nr == kFaccessat2 ? c.a[3] : 0};
-      if (c.nr == kFaccessat2 && (c.a[3] & ~(kAtEaccess | kAtSymlinkNofollow | kAtEmptyPath)) != 0)
+    case SYS_faccessat:
+    case SYS_faccessat2:
+      args = {c.a[0], c.a[2], c.nr == SYS_faccessat2 ? c.a[3] : 0};
+      if (c.nr == SYS_faccessat2 &&
+          (c.a[3] & ~(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH)) != 0)
         ret = Errno(EINVAL);
       else
         ret = fs.Access(c.a[0], c.a[1], c.a[2], &path);
@@ -361,9 +329,9 @@ std::optional<uint64_t> SyscallLayer::PathCallMore(const Call& c) {
   std::vector<uint64_t> args;
   std::optional<uint64_t> ret;
   switch (c.nr) {
-    case kReadlink:
-    case kReadlinkat: {
-      const bool at = c.nr == kReadlinkat;
+    case SYS_readlink:
+    case SYS_readlinkat: {
+      const bool at = c.nr == SYS_readlinkat;
       const int32_t size = static_cast<int32_t>(c.a[at ? 3 : 2]);
       args = {at ? c.a[0] : kCwd, static_cast<uint64_t>(size)};
       if (size <= 0) {
@@ -375,7 +343,7 @@ std::optional<uint64_t> SyscallLayer::PathCallMore(const Call& c) {
       ret = Errno(e != 0 ? e : EINVAL);  // the root is not a symbolic link
       break;
     }
-    case kTruncate: {
+    case SYS_truncate: {
       args = {c.a[1]};
       if (static_cast<int64_t>(c.a[1]) < 0) {
         ret = Errno(EINVAL);
@@ -385,7 +353,7 @@ std::optional<uint64_t> SyscallLayer::PathCallMore(const Call& c) {
       ret = Errno(e != 0 ? e : EISDIR);
       break;
     }
-    case kStatfs: {
+    case SYS_statfs: {
       const int e = FileSystem::Existing(fs.Lookup(kCwd, c.a[0], &path));
       if (e != 0) {
         ret = Errno(e);
@@ -397,10 +365,10 @@ std::optional<uint64_t> SyscallLayer::PathCallMore(const Call& c) {
       }
       break;
     }
-    case kChdir:
+    case SYS_chdir:
       ret = Errno(FileSystem::Existing(fs.Lookup(kCwd, c.a[0], &path)));  // "/": stays there, 0
       break;
-    case kGetcwd: {
+    case SYS_getcwd: {
       args = {c.a[1]};
       uint8_t* buf = c.a[1] < 2 ? nullptr : Writable(c.a[0], 2);
       ret = c.a[1] < 2 ? Errno(ERANGE) : buf == nullptr ? Errno(EFAULT) : 2;
@@ -423,16 +391,16 @@ std::optional<uint64_t> SyscallLayer::PathChange(const Call& c) {
   std::vector<uint64_t> args;
   std::optional<uint64_t> ret;
   switch (c.nr) {
-    case kMkdir:
-    case kMkdirat: {
-      const bool at = c.nr == kMkdirat;
+    case SYS_mkdir:
+    case SYS_mkdirat: {
+      const bool at = c.nr == SYS_mkdirat;
       args = {at ? c.a[0] : kCwd, c.a[at ? 2 : 1]};
       ret = Errno(FileSystem::Create(fs.Lookup(at ? c.a[0] : kCwd, c.a[at ? 1 : 0], &path), true));
       break;
     }
-    case kSymlink:
-    case kSymlinkat: {
-      const bool at = c.nr == kSymlinkat;
+    case SYS_symlink:
+    case SYS_symlinkat: {
+      const bool at = c.nr == SYS_symlinkat;
       PathArg target = fs.Read(c.a[0]);
       path = target.text + std::string(1, '\0');
       args = {at ? c.a[1] : kCwd};
@@ -445,11 +413,11 @@ std::optional<uint64_t> SyscallLayer::PathChange(const Call& c) {
       path += link;
       break;
     }
-    case kLink:
-    case kLinkat: {
-      const bool at = c.nr == kLinkat;
+    case SYS_link:
+    case SYS_linkat: {
+      const bool at = c.nr == SYS_linkat;
       args = {at ? c.a[0] : kCwd, at ? c.a[2] : kCwd, at ? c.a[4] : 0};
-      if (at && (c.a[4] & ~(kAtSymlinkFollow | kAtEmptyPath)) != 0) {
+      if (at && (c.a[4] & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH)) != 0) {
         ret = Errno(EINVAL);
         break;
       }
@@ -458,21 +426,21 @@ std::optional<uint64_t> SyscallLayer::PathChange(const Call& c) {
         ret = Errno(e);  // linking the root: not modelled
       break;
     }
-    case kUnlink:
-    case kRmdir:
-      ret = fs.Remove(kCwd, c.a[0], c.nr == kRmdir, &path);
+    case SYS_unlink:
+    case SYS_rmdir:
+      ret = fs.Remove(kCwd, c.a[0], c.nr == SYS_rmdir, &path);
       break;
-    case kUnlinkat:
+    case SYS_unlinkat:
       args = {c.a[0], c.a[2]};
-      ret = (c.a[2] & ~kAtRemovedir) != 0
+      ret = (c.a[2] & ~AT_REMOVEDIR) != 0
                 ? Errno(EINVAL)
-                : fs.Remove(c.a[0], c.a[1], (c.a[2] & kAtRemovedir) != 0, &path);
+                : fs.Remove(c.a[0], c.a[1], (c.a[2] & AT_REMOVEDIR) != 0, &path);
       break;
-    case kRename:
-    case kRenameat:
-    case kRenameat2:
-      args = {c.nr == kRename ? kCwd : c.a[0], c.nr == kRename ? kCwd : c.a[2],
-              c.nr == kRenameat2 ? c.a[4] : 0};
+    case SYS_rename:
+    case SYS_renameat:
+    case SYS_renameat2:
+      args = {c.nr == SYS_rename ? kCwd : c.a[0], c.nr == SYS_rename ? kCwd : c.a[2],
+              c.nr == SYS_renameat2 ? c.a[4] : 0};
       ret = fs.Rename(c, &path);
       break;
     default:
@@ -493,31 +461,31 @@ std::optional<uint64_t> SyscallLayer::PathAttributes(const Call& c) {
   std::vector<uint64_t> args;
   uint64_t dirfd = kCwd, path_addr = c.a[0], flags = 0, known_flags = 0;
   switch (c.nr) {
-    case kChmod:
-    case kChown:
-    case kLchown:
-      args = {c.a[1], c.nr == kChmod ? 0 : c.a[2]};
+    case SYS_chmod:
+    case SYS_chown:
+    case SYS_lchown:
+      args = {c.a[1], c.nr == SYS_chmod ? 0 : c.a[2]};
       break;
-    case kFchmodat:
+    case SYS_fchmodat:
       dirfd = c.a[0], path_addr = c.a[1];
       args = {c.a[0], c.a[2]};
       break;
-    case kFchownat:
+    case SYS_fchownat:
       dirfd = c.a[0], path_addr = c.a[1], flags = c.a[4];
-      known_flags = kAtSymlinkNofollow | kAtEmptyPath;
+      known_flags = AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH;
       args = {c.a[0], c.a[2], c.a[3], c.a[4]};
       break;
-    case kUtimensat:
+    case SYS_utimensat:
       // A NULL path with a descriptor is futimens on it: flags must be 0
       // and the descriptor open; on 0-2 not modelled.
-      if (c.a[1] == 0 && static_cast<int32_t>(c.a[0]) != kAtFdcwd) {
+      if (c.a[1] == 0 && static_cast<int32_t>(c.a[0]) != AT_FDCWD) {
         const uint64_t e = c.a[3] != 0 ? Errno(EINVAL) : !IsOpen(c.a[0]) ? Errno(EBADF) : 0;
         if (e == 0) return std::nullopt;
         Record(c, {c.a[0], c.a[3]}, e, {});
         return e;
       }
       dirfd = c.a[0], path_addr = c.a[1], flags = c.a[3];
-      known_flags = kAtSymlinkNofollow | kAtEmptyPath;
+      known_flags = AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH;
       args = {c.a[0], c.a[3]};
       // The times are read first; their values are checked only once the
       // file is found (never, here).
@@ -526,9 +494,9 @@ std::optional<uint64_t> SyscallLayer::PathAttributes(const Call& c) {
         return Errno(EFAULT);
       }
       break;
-    case kName2HandleAt:
+    case SYS_name_to_handle_at:
       dirfd = c.a[0], path_addr = c.a[1], flags = c.a[4];
-      known_flags = kAtSymlinkFollow | kAtEmptyPath;
+      known_flags = AT_SYMLINK_FOLLOW | AT_EMPTY_PATH;
       args = {c.a[0], c.a[4]};
       break;
     default:
@@ -539,9 +507,9 @@ std::optional<uint64_t> SyscallLayer::PathAttributes(const Call& c) {
     ret = Errno(EINVAL);
   } else if (int e = FileSystem::Existing(fs.Lookup(dirfd, path_addr, &path)); e != 0) {
     ret = Errno(e);
-  } else if (c.nr == kChmod || c.nr == kFchmodat) {
+  } else if (c.nr == SYS_chmod || c.nr == SYS_fchmodat) {
     ret = Errno(EPERM);  // only the root's owner may change its mode
-  } else if ((c.nr == kChown || c.nr == kLchown || c.nr == kFchownat) &&
+  } else if ((c.nr == SYS_chown || c.nr == SYS_lchown || c.nr == SYS_fchownat) &&
              (static_cast<uint32_t>(args[args.size() == 2 ? 0 : 1]) != ~0u ||
               static_cast<uint32_t>(args[args.size() == 2 ? 1 : 2]) != ~0u)) {
     ret = Errno(EPERM);  // nor its owner or group

@@ -5,11 +5,15 @@
 // starts), 1 GiB of memory, up as long as the monotonic clock says, one
 // process. The real-time timer (alarm, ITIMER_REAL) runs on the layer's
 // clock; the CPU-time timers keep their value, as no CPU time is counted.
+#include <sys/time.h>
+#include <sys/utsname.h>
 #include <unicorn/unicorn.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 
+#include "emulator/internal/guest_abi.h"
 #include "emulator/internal/sandbox_live.h"
 #include "emulator/sandbox.h"
 #include "emulator/syscalls.h"
@@ -17,19 +21,9 @@
 namespace patchlab::emulator {
 namespace {
 
-enum : uint64_t {
-  kGetitimer = 36,
-  kAlarm = 37,
-  kSetitimer = 38,
-  kUname = 63,
-  kSysinfo = 99,
-  kSethostname = 170,
-  kSetdomainname = 171,
-};
-
 constexpr uint64_t kMonotonicEpoch = 100000;  // syscalls.cc's "boot"
 constexpr uint64_t kRamBytes = 1ull << 30;
-constexpr uint64_t kUtsField = 65;
+constexpr uint64_t kUtsField = sizeof(utsname::sysname);  // each of its six names
 constexpr const char* kUts[6] = {"Linux",  "(none)",
                                  "6.1.0",  "#1 SMP PREEMPT_DYNAMIC Debian 6.1.0 (2026-01-01)",
                                  "x86_64", "(none)"};
@@ -40,23 +34,24 @@ uint64_t Errno(int e) { return static_cast<uint64_t>(-static_cast<int64_t>(e)); 
 
 std::optional<uint64_t> SyscallLayer::MachineCall(const Call& c) {
   switch (c.nr) {
-    case kUname: {
+    case SYS_uname: {
       uint8_t* u = Writable(c.a[0], 6 * kUtsField);
       if (u == nullptr) return Errno(EFAULT);
       std::memset(u, 0, 6 * kUtsField);
       for (int i = 0; i < 6; ++i) std::memcpy(u + i * kUtsField, kUts[i], std::strlen(kUts[i]));
       return 0;
     }
-    case kSethostname:
-    case kSetdomainname: {
-      // Needs CAP_SYS_ADMIN, checked before anything else.
-      const uint64_t n = std::min<uint64_t>(static_cast<uint32_t>(c.a[1]), 64);
+    case SYS_sethostname:
+    case SYS_setdomainname: {
+      // Needs CAP_SYS_ADMIN, checked before anything else. The name
+      // recorded is cut where the kernel's limit would (__NEW_UTS_LEN).
+      const uint64_t n = std::min<uint64_t>(static_cast<uint32_t>(c.a[1]), kUtsField - 1);
       const uint8_t* name = sandbox_.HostPtr(c.a[0], n, UC_PROT_READ);
       Record(c, {c.a[1]}, Errno(EPERM),
              name == nullptr ? std::string() : std::string(name, name + n));
       return Errno(EPERM);
     }
-    case kSysinfo: {
+    case SYS_sysinfo: {
       uint8_t* s = Writable(c.a[0], 112);
       if (s == nullptr) return Errno(EFAULT);
       std::memset(s, 0, 112);
@@ -70,9 +65,9 @@ std::optional<uint64_t> SyscallLayer::MachineCall(const Call& c) {
       std::memcpy(s + 104, &unit, 4);
       return 0;
     }
-    case kAlarm:
-    case kGetitimer:
-    case kSetitimer:
+    case SYS_alarm:
+    case SYS_getitimer:
+    case SYS_setitimer:
       return Timer(c);
     default:
       return std::nullopt;
@@ -96,7 +91,7 @@ void WriteTimer(uint8_t* out, TimerValue t) {
 
 SyscallLayer::TimerState SyscallLayer::ReadTimer(int which) const {
   TimerState t = timers_[which];
-  if (which == 0 && t.value != 0) {
+  if (which == ITIMER_REAL && t.value != 0) {
     // ITIMER_REAL holds its deadline on the clock; the kernel reports at
     // least 1 us left for a timer about to fire.
     t.value = t.value > clock_us_ ? t.value - clock_us_ : 1;
@@ -105,17 +100,18 @@ SyscallLayer::TimerState SyscallLayer::ReadTimer(int which) const {
 }
 
 std::optional<uint64_t> SyscallLayer::Timer(const Call& c) {
-  if (c.nr == kAlarm) {
-    const TimerState old = ReadTimer(0);
-    timers_[0] = {0, c.a[0] == 0 ? 0 : clock_us_ + static_cast<uint32_t>(c.a[0]) * 1000000ull};
+  if (c.nr == SYS_alarm) {
+    const TimerState old = ReadTimer(ITIMER_REAL);
+    timers_[ITIMER_REAL] = {
+        0, c.a[0] == 0 ? 0 : clock_us_ + static_cast<uint32_t>(c.a[0]) * 1000000ull};
     process_state_dirty_ = true;
     const uint64_t sec = old.value / 1000000, usec = old.value % 1000000;
     Record(c, {static_cast<uint32_t>(c.a[0])}, 0);
     return sec + ((sec == 0 && usec != 0) || usec >= 500000 ? 1 : 0);
   }
   const int64_t which = static_cast<int32_t>(c.a[0]);
-  if (c.nr == kGetitimer) {
-    if (which < 0 || which > 2) return Errno(EINVAL);
+  if (c.nr == SYS_getitimer) {
+    if (which < 0 || which > ITIMER_PROF) return Errno(EINVAL);
     uint8_t* out = Writable(c.a[1], 32);
     if (out == nullptr) return Errno(EFAULT);
     const TimerState t = ReadTimer(static_cast<int>(which));
@@ -131,11 +127,11 @@ std::optional<uint64_t> SyscallLayer::Timer(const Call& c) {
   }
   const bool valid =
       v[0] >= 0 && v[2] >= 0 && v[1] >= 0 && v[1] < 1000000 && v[3] >= 0 && v[3] < 1000000;
-  if (ret == 0 && (!valid || which < 0 || which > 2)) ret = Errno(EINVAL);
+  if (ret == 0 && (!valid || which < 0 || which > ITIMER_PROF)) ret = Errno(EINVAL);
   if (ret == 0) {
     const TimerState old = ReadTimer(static_cast<int>(which));
     const uint64_t interval = v[0] * 1000000ull + v[1], value = v[2] * 1000000ull + v[3];
-    timers_[which] = {interval, value == 0 ? 0 : which == 0 ? clock_us_ + value : value};
+    timers_[which] = {interval, value == 0 ? 0 : which == ITIMER_REAL ? clock_us_ + value : value};
     process_state_dirty_ = true;
     if (c.a[2] != 0) {
       uint8_t* out = Writable(c.a[2], 32);
@@ -151,9 +147,10 @@ std::optional<uint64_t> SyscallLayer::Timer(const Call& c) {
 }
 
 bool SyscallLayer::AlarmDue() {
-  if (timers_[0].value == 0 || clock_us_ < timers_[0].value) return false;
-  if (actions_[13].handler == 1) {  // SIGALRM ignored: the timer goes on
-    timers_[0].value = timers_[0].interval == 0 ? 0 : clock_us_ + timers_[0].interval;
+  if (timers_[ITIMER_REAL].value == 0 || clock_us_ < timers_[ITIMER_REAL].value) return false;
+  if (actions_[SIGALRM - 1].handler == 1) {  // SIGALRM ignored: the timer goes on
+    timers_[ITIMER_REAL].value =
+        timers_[ITIMER_REAL].interval == 0 ? 0 : clock_us_ + timers_[ITIMER_REAL].interval;
     return false;
   }
   return true;

@@ -9,11 +9,14 @@
 // engine's memory would have to show (another protection, pages read back
 // as zero after MADV_FREE), ends the run inconclusive. Every call answered
 // is recorded and compared, like an allocation call.
+#include <linux/mman.h>
+#include <sys/mman.h>
 #include <unicorn/unicorn.h>
 
 #include <cerrno>
 #include <cstring>
 
+#include "emulator/internal/guest_abi.h"
 #include "emulator/internal/sandbox_live.h"
 #include "emulator/layout.h"
 #include "emulator/sandbox.h"
@@ -23,14 +26,7 @@
 namespace patchlab::emulator {
 namespace {
 
-enum : uint64_t { kMmap = 9, kMprotect = 10, kMunmap = 11, kMadvise = 28, kPkeyMprotect = 329 };
-
 constexpr uint64_t kTaskSize = 0x7ffffffff000;  // x86-64, 4-level page tables
-constexpr uint64_t kProtRead = 1, kProtWrite = 2, kProtExec = 4, kProtSem = 8;
-constexpr uint64_t kProtGrowsDown = 0x01000000, kProtGrowsUp = 0x02000000;
-constexpr uint64_t kMapShared = 1, kMapPrivate = 2, kMapType = 0xf, kMapFixed = 0x10;
-constexpr uint64_t kMapAnonymous = 0x20, kMapGrowsDown = 0x100, kMapLocked = 0x2000;
-constexpr uint64_t kMapHugetlb = 0x40000, kMapFixedNoreplace = 0x100000;
 
 uint64_t Errno(int e) { return static_cast<uint64_t>(-static_cast<int64_t>(e)); }
 uint64_t PageAlign(uint64_t n) { return (n + kPageSize - 1) & ~(kPageSize - 1); }
@@ -46,8 +42,16 @@ struct Survey {
 
 // The advice values Linux 6.x accepts (madvise_behavior_valid), and which
 // of them leave an anonymous page's contents and protection as they are.
-bool AdviceValid(uint64_t a) { return a <= 4 || (a >= 8 && a <= 25) || (a >= 100 && a <= 103); }
-bool AdviceHarmless(uint64_t a) { return a <= 3 || (a >= 10 && a <= 23); }
+// The last, MADV_GUARD_REMOVE (after MADV_GUARD_INSTALL, 102), is newer
+// than this machine's headers.
+constexpr uint64_t kMadvGuardRemove = 103;
+bool AdviceValid(uint64_t a) {
+  return a <= MADV_DONTNEED || (a >= MADV_FREE && a <= MADV_COLLAPSE) ||
+         (a >= MADV_HWPOISON && a <= kMadvGuardRemove);
+}
+bool AdviceHarmless(uint64_t a) {
+  return a <= MADV_WILLNEED || (a >= MADV_DONTFORK && a <= MADV_POPULATE_WRITE);
+}
 
 }  // namespace
 
@@ -94,22 +98,23 @@ std::optional<uint64_t> SyscallLayer::MemoryCall(const Call& c) {
   std::vector<uint64_t> args;
   const std::vector<Region>& regions = sandbox_.regions();
   switch (c.nr) {
-    case kMmap: {
+    case SYS_mmap: {
       args = {c.a[0], c.a[1], c.a[2], c.a[3], c.a[4], c.a[5]};
       const uint64_t len = c.a[1], prot = c.a[2], flags = c.a[3];
       if ((c.a[5] & (kPageSize - 1)) != 0) {
         ret = Errno(EINVAL);
-      } else if ((flags & kMapAnonymous) == 0) {
+      } else if ((flags & MAP_ANONYMOUS) == 0) {
         if (!IsOpen(c.a[4])) ret = Errno(EBADF);  // /dev/null and pipes: not modelled
       } else if (len == 0) {
         ret = Errno(EINVAL);
       } else if (PageAlign(len) == 0 || PageAlign(len) > kTaskSize) {
         ret = Errno(ENOMEM);
-      } else if ((flags & kMapType) != kMapShared && (flags & kMapType) != kMapPrivate) {
-        if ((flags & kMapType) != 3) ret = Errno(EINVAL);  // MAP_SHARED_VALIDATE: not modelled
-      } else if (c.a[0] == 0 && prot == (kProtRead | kProtWrite) &&
-                 (flags & (kMapFixed | kMapFixedNoreplace | kMapGrowsDown | kMapLocked |
-                           kMapHugetlb)) == 0) {
+      } else if ((flags & MAP_TYPE) != MAP_SHARED && (flags & MAP_TYPE) != MAP_PRIVATE) {
+        // MAP_SHARED_VALIDATE itself is not modelled.
+        if ((flags & MAP_TYPE) != MAP_SHARED_VALIDATE) ret = Errno(EINVAL);
+      } else if (c.a[0] == 0 && prot == (PROT_READ | PROT_WRITE) &&
+                 (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_GROWSDOWN | MAP_LOCKED |
+                           MAP_HUGETLB)) == 0) {
         // Another address, protection or kind of mapping: not modelled.
         if (uint64_t addr = sandbox_.stubs_->AllocatePages(PageAlign(len)); addr != 0) {
           anonymous_.emplace_back(addr, addr + PageAlign(len));
@@ -118,7 +123,7 @@ std::optional<uint64_t> SyscallLayer::MemoryCall(const Call& c) {
       }
       break;
     }
-    case kMunmap: {
+    case SYS_munmap: {
       args = {c.a[0], c.a[1]};
       const uint64_t start = c.a[0], len = PageAlign(c.a[1]);
       if ((start & (kPageSize - 1)) != 0 || start > kTaskSize || c.a[1] > kTaskSize - start ||
@@ -136,12 +141,12 @@ std::optional<uint64_t> SyscallLayer::MemoryCall(const Call& c) {
       ret = 0;
       break;
     }
-    case kMprotect:
-    case kPkeyMprotect:
-      args = {c.a[0], c.a[1], c.a[2], c.nr == kPkeyMprotect ? c.a[3] : ~0ull};
+    case SYS_mprotect:
+    case SYS_pkey_mprotect:
+      args = {c.a[0], c.a[1], c.a[2], c.nr == SYS_pkey_mprotect ? c.a[3] : ~0ull};
       ret = Mprotect(c);
       break;
-    case kMadvise:
+    case SYS_madvise:
       args = {c.a[0], c.a[1], c.a[2]};
       ret = Madvise(c);
       break;
@@ -155,23 +160,23 @@ std::optional<uint64_t> SyscallLayer::MemoryCall(const Call& c) {
 
 std::optional<uint64_t> SyscallLayer::Mprotect(const Call& c) {
   const uint64_t start = c.a[0];
-  const uint64_t grows = c.a[2] & (kProtGrowsDown | kProtGrowsUp);
+  const uint64_t grows = c.a[2] & (PROT_GROWSDOWN | PROT_GROWSUP);
   const uint64_t prot = c.a[2] & ~grows;
-  if (grows == (kProtGrowsDown | kProtGrowsUp)) return Errno(EINVAL);
+  if (grows == (PROT_GROWSDOWN | PROT_GROWSUP)) return Errno(EINVAL);
   if ((start & (kPageSize - 1)) != 0) return Errno(EINVAL);
   if (c.a[1] == 0) return 0;
   const uint64_t len = PageAlign(c.a[1]);
   const uint64_t end = start + len;
   if (end <= start) return Errno(ENOMEM);
-  if ((prot & ~(kProtRead | kProtWrite | kProtExec | kProtSem)) != 0) return Errno(EINVAL);
+  if ((prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM)) != 0) return Errno(EINVAL);
   // No protection key was ever allocated (pkey_alloc is not answered).
-  if (c.nr == kPkeyMprotect && static_cast<int32_t>(c.a[3]) != -1) return Errno(EINVAL);
+  if (c.nr == SYS_pkey_mprotect && static_cast<int32_t>(c.a[3]) != -1) return Errno(EINVAL);
   const Survey s = SurveyRange(start, end, sandbox_.regions(), anonymous_);
   if (s.starts_in_hole) return Errno(ENOMEM);
   if (s.other) return std::nullopt;
   if (grows != 0) return Errno(EINVAL);  // mmap's pages do not grow
   // Read-write (PROT_SEM changes nothing on x86) is what they are already.
-  if ((prot & ~kProtSem) != (kProtRead | kProtWrite)) return std::nullopt;
+  if ((prot & ~PROT_SEM) != (PROT_READ | PROT_WRITE)) return std::nullopt;
   return s.hole ? Errno(ENOMEM) : 0;
 }
 
@@ -184,11 +189,12 @@ std::optional<uint64_t> SyscallLayer::Madvise(const Call& c) {
   const uint64_t end = start + len;
   if (end < start) return Errno(EINVAL);
   if (end == start) return 0;
-  if (advice == 100 || advice == 101) return Errno(EPERM);  // needs CAP_SYS_ADMIN
+  // These two need CAP_SYS_ADMIN.
+  if (advice == MADV_HWPOISON || advice == MADV_SOFT_OFFLINE) return Errno(EPERM);
   const Survey s = SurveyRange(start, end, sandbox_.regions(), anonymous_);
   if (!s.anonymous && !s.other) return Errno(ENOMEM);
   if (s.other) return std::nullopt;
-  const bool dontneed = advice == 4 || advice == 24;
+  const bool dontneed = advice == MADV_DONTNEED || advice == MADV_DONTNEED_LOCKED;
   if (!AdviceHarmless(advice) && !dontneed) return std::nullopt;
   if (dontneed) {
     // Private anonymous pages read back as zeros afterwards.

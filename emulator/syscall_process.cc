@@ -5,11 +5,15 @@
 // 0. rt_sigaction and sigaltstack change what later calls in the same run
 // see; the checks come in the kernel's order (kernel/signal.c,
 // kernel/sched/syscalls.c, kernel/sys.c).
+#include <sched.h>
+#include <sys/resource.h>
 #include <unicorn/unicorn.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 
+#include "emulator/internal/guest_abi.h"
 #include "emulator/internal/sandbox_live.h"
 #include "emulator/sandbox.h"
 #include "emulator/syscalls.h"
@@ -17,36 +21,19 @@
 namespace patchlab::emulator {
 namespace {
 
-enum : uint64_t {
-  kRtSigaction = 13,
-  kSetuid = 105,
-  kSetgid = 106,
-  kGetpgid = 121,
-  kGetpgrp = 111,
-  kSetreuid = 113,
-  kSetregid = 114,
-  kSetresuid = 117,
-  kGetresuid = 118,
-  kSetresgid = 119,
-  kGetresgid = 120,
-  kGetsid = 124,
-  kSigaltstack = 131,
-  kGetpriority = 140,
-  kSchedGetparam = 143,
-  kSchedGetscheduler = 145,
-};
-
 constexpr uint64_t kPid = SyscallLayer::kProcessId;
 constexpr uint32_t kUid = 1000;
 constexpr uint32_t kNoId = 0xffffffff;  // (uid_t) -1: leave as it is
-constexpr int kSigKill = 9, kSigStop = 19;
-// The sa_flags bits Linux keeps (UAPI_SA_FLAGS on x86): SA_NOCLDSTOP,
-// SA_NOCLDWAIT, SA_SIGINFO, SA_EXPOSE_TAGBITS, SA_RESTORER, SA_ONSTACK,
-// SA_RESTART, SA_NODEFER, SA_RESETHAND.
-constexpr uint64_t kUapiSaFlags =
-    0x1 | 0x2 | 0x4 | 0x800 | 0x04000000 | 0x08000000 | 0x10000000 | 0x40000000 | 0x80000000;
-constexpr uint64_t kSsOnstack = 1, kSsDisable = 2, kSsAutodisarm = 1u << 31;
-constexpr uint64_t kMinSigStackSize = 2048;  // MINSIGSTKSZ
+// The values <csignal> lacks (the kernel's SA_EXPOSE_TAGBITS, SA_RESTORER,
+// SS_AUTODISARM; <linux/signal.h> clashes with it) or gives as a call
+// (MINSIGSTKSZ is sysconf(_SC_MINSIGSTKSZ) under _GNU_SOURCE): x86-64's.
+constexpr uint64_t kSaExposeTagbits = 0x800, kSaRestorer = 0x04000000;
+constexpr uint64_t kSsAutodisarm = 1u << 31;
+constexpr uint64_t kMinSigStackSize = 2048;
+constexpr uint64_t kSsOnstack = SS_ONSTACK, kSsDisable = SS_DISABLE;
+// The sa_flags bits Linux keeps (UAPI_SA_FLAGS on x86).
+constexpr uint64_t kUapiSaFlags = SA_NOCLDSTOP | SA_NOCLDWAIT | SA_SIGINFO | kSaExposeTagbits |
+                                  kSaRestorer | SA_ONSTACK | SA_RESTART | SA_NODEFER | SA_RESETHAND;
 
 uint64_t Errno(int e) { return static_cast<uint64_t>(-static_cast<int64_t>(e)); }
 bool IsSelf(uint64_t pid) { return static_cast<int32_t>(pid) == 0 || pid == kPid; }
@@ -69,14 +56,14 @@ std::optional<uint64_t> SyscallLayer::SigAction(const Call& c) {
   } else if (const uint8_t* p = c.a[1] == 0 ? nullptr : sandbox_.HostPtr(c.a[1], 32, UC_PROT_READ);
              c.a[1] != 0 && p == nullptr) {
     ret = Errno(EFAULT);
-  } else if (sig < 1 || sig > 64 || (p != nullptr && (sig == kSigKill || sig == kSigStop))) {
+  } else if (sig < 1 || sig > 64 || (p != nullptr && (sig == SIGKILL || sig == SIGSTOP))) {
     ret = Errno(EINVAL);
   } else {
     const SigactionState old = actions_[sig - 1];
     if (p != nullptr) {
       std::memcpy(&act, p, 32);
       act.flags &= kUapiSaFlags;
-      act.mask &= ~((1ull << (kSigKill - 1)) | (1ull << (kSigStop - 1)));
+      act.mask &= ~((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)));
       actions_[sig - 1] = act;
       process_state_dirty_ = true;
     }
@@ -144,9 +131,9 @@ std::optional<uint64_t> SyscallLayer::SigAltStack(const Call& c) {
 std::optional<uint64_t> SyscallLayer::SetIds(const Call& c) {
   // An unprivileged process may only set its ids to the ones it has (all
   // 1000); -1 leaves one as it is. setuid and setgid take no -1.
-  const int n = c.nr == kSetuid || c.nr == kSetgid         ? 1
-                : c.nr == kSetresuid || c.nr == kSetresgid ? 3
-                                                           : 2;
+  const int n = c.nr == SYS_setuid || c.nr == SYS_setgid         ? 1
+                : c.nr == SYS_setresuid || c.nr == SYS_setresgid ? 3
+                                                                 : 2;
   uint64_t ret = 0;
   for (int i = 0; i < n; ++i) {
     const uint32_t id = static_cast<uint32_t>(c.a[i]);
@@ -159,34 +146,34 @@ std::optional<uint64_t> SyscallLayer::SetIds(const Call& c) {
 
 std::optional<uint64_t> SyscallLayer::ProcessCall(const Call& c) {
   switch (c.nr) {
-    case kRtSigaction:
+    case SYS_rt_sigaction:
       return SigAction(c);
-    case kSigaltstack:
+    case SYS_sigaltstack:
       return SigAltStack(c);
-    case kSetuid:
-    case kSetgid:
-    case kSetreuid:
-    case kSetregid:
-    case kSetresuid:
-    case kSetresgid:
+    case SYS_setuid:
+    case SYS_setgid:
+    case SYS_setreuid:
+    case SYS_setregid:
+    case SYS_setresuid:
+    case SYS_setresgid:
       return SetIds(c);
-    case kGetresuid:
-    case kGetresgid:
+    case SYS_getresuid:
+    case SYS_getresgid:
       for (int i = 0; i < 3; ++i) {
         uint8_t* p = Writable(c.a[i], 4);
         if (p == nullptr) return Errno(EFAULT);
         std::memcpy(p, &kUid, 4);
       }
       return 0;
-    case kGetpgrp:
+    case SYS_getpgrp:
       return kPid;
-    case kGetsid:
-    case kGetpgid:
+    case SYS_getsid:
+    case SYS_getpgid:
       return IsSelf(c.a[0]) ? kPid : Errno(ESRCH);
-    case kSchedGetscheduler:
+    case SYS_sched_getscheduler:
       if (static_cast<int32_t>(c.a[0]) < 0) return Errno(EINVAL);
-      return IsSelf(c.a[0]) ? 0 : Errno(ESRCH);  // SCHED_OTHER
-    case kSchedGetparam: {
+      return IsSelf(c.a[0]) ? SCHED_OTHER : Errno(ESRCH);
+    case SYS_sched_getparam: {
       if (c.a[1] == 0 || static_cast<int32_t>(c.a[0]) < 0) return Errno(EINVAL);
       if (!IsSelf(c.a[0])) return Errno(ESRCH);
       uint8_t* p = Writable(c.a[1], 4);
@@ -194,13 +181,13 @@ std::optional<uint64_t> SyscallLayer::ProcessCall(const Call& c) {
       std::memset(p, 0, 4);
       return 0;
     }
-    case kGetpriority: {
+    case SYS_getpriority: {
       // The kernel answers 20 - nice; PRIO_USER: the processes of a uid.
       const uint64_t which = static_cast<uint32_t>(c.a[0]);
-      if (which > 2) return Errno(EINVAL);
-      const bool self =
-          which == 2 ? static_cast<uint32_t>(c.a[1]) == 0 || static_cast<uint32_t>(c.a[1]) == kUid
-                     : IsSelf(static_cast<uint32_t>(c.a[1]));
+      if (which > PRIO_USER) return Errno(EINVAL);
+      const bool self = which == PRIO_USER ? static_cast<uint32_t>(c.a[1]) == 0 ||
+                                                 static_cast<uint32_t>(c.a[1]) == kUid
+                                           : IsSelf(static_cast<uint32_t>(c.a[1]));
       return self ? 20 : Errno(ESRCH);
     }
     default:

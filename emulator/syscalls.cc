@@ -1,10 +1,18 @@
 #include "emulator/syscalls.h"
 
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/random.h>
+#include <sys/resource.h>
 #include <unicorn/unicorn.h>
 
 #include <cerrno>
+#include <climits>
+#include <csignal>
 #include <cstring>
+#include <ctime>
 
+#include "emulator/internal/guest_abi.h"
 #include "emulator/internal/sandbox_live.h"
 #include "emulator/layout.h"
 #include "emulator/sandbox.h"
@@ -27,34 +35,9 @@ constexpr uint64_t kPid = SyscallLayer::kProcessId;
 constexpr uint64_t kRealtimeEpoch = 1767225600;  // 2026-01-01 00:00:00 UTC
 constexpr uint64_t kMonotonicEpoch = 100000;     // seconds since boot
 
-// The numbers of the calls answered (x86-64).
-enum : uint64_t {
-  kWrite = 1,
-  kRtSigprocmask = 14,
-  kWritev = 20,
-  kSchedYield = 24,
-  kGetpid = 39,
-  kGettimeofday = 96,
-  kGetuid = 102,
-  kGetgid = 104,
-  kGeteuid = 107,
-  kGetegid = 108,
-  kGetppid = 110,
-  kSchedGetPriorityMax = 146,
-  kSchedGetPriorityMin = 147,
-  kGettid = 186,
-  kTime = 201,
-  kFutex = 202,
-  kClockGettime = 228,
-  kClockGetres = 229,
-  kClockNanosleep = 230,
-  kNanosleep = 35,
-  kPrlimit64 = 302,
-  kGetrandom = 318,
-};
-
 constexpr uint64_t kUid = 1000;
-constexpr uint64_t kInfinity = ~0ull;  // RLIM_INFINITY
+// CLOCK_SGI_CYCLE, retired in Linux 4.20: a gap no header names.
+constexpr uint64_t kClockSgiCycle = 10;
 
 uint64_t Errno(int e) { return static_cast<uint64_t>(-static_cast<int64_t>(e)); }
 
@@ -85,8 +68,9 @@ uint64_t SyscallLayer::ClockGettime(const Call& c) {
   const uint64_t clock = c.a[0];
   // CLOCK_REALTIME and its _COARSE and _ALARM forms, TAI: the wall clock;
   // the monotonic, boot-time and CPU-time clocks count from "boot".
-  const bool wall = clock == 0 || clock == 5 || clock == 8 || clock == 11;
-  const bool other = clock <= 7 || clock == 9;
+  const bool wall = clock == CLOCK_REALTIME || clock == CLOCK_REALTIME_COARSE ||
+                    clock == CLOCK_REALTIME_ALARM || clock == CLOCK_TAI;
+  const bool other = clock <= CLOCK_BOOTTIME || clock == CLOCK_BOOTTIME_ALARM;
   if (!wall && !other) return Errno(EINVAL);
   uint8_t* ts = Writable(c.a[1], 16);
   if (ts == nullptr) return Errno(EFAULT);
@@ -126,7 +110,7 @@ uint64_t SyscallLayer::Time(const Call& c) {
 }
 
 uint64_t SyscallLayer::Getrandom(const Call& c) {
-  constexpr uint64_t kKnownFlags = 0x1 | 0x2 | 0x4;            // GRND_NONBLOCK, _RANDOM, _INSECURE
+  constexpr uint64_t kKnownFlags = GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE;
   const uint64_t len = std::min<uint64_t>(c.a[1], 0x1ffffff);  // the kernel's cap per call
   uint64_t ret = 0;
   if ((c.a[2] & ~kKnownFlags) != 0) {
@@ -155,8 +139,7 @@ uint64_t SyscallLayer::Write(const Call& c) {
 
 uint64_t SyscallLayer::Writev(const Call& c) {
   // The iovecs' bytes, gathered as the kernel writes them.
-  constexpr uint64_t kIovMax = 1024;
-  if (c.a[2] > kIovMax) return Errno(EINVAL);
+  if (c.a[2] > IOV_MAX) return Errno(EINVAL);
   const uint8_t* iov = c.a[2] == 0 ? nullptr : sandbox_.HostPtr(c.a[1], c.a[2] * 16, UC_PROT_READ);
   std::string data;
   uint64_t ret = 0;
@@ -188,7 +171,7 @@ uint64_t SyscallLayer::SigProcMask(const Call& c) {
     const uint8_t* p = sandbox_.HostPtr(c.a[1], 8, UC_PROT_READ);
     if (p == nullptr) return Errno(EFAULT);
     std::memcpy(&set, p, 8);
-    if (how > 2) return Errno(EINVAL);
+    if (how > SIG_SETMASK) return Errno(EINVAL);
   }
   if (c.a[2] != 0) {
     uint8_t* old = Writable(c.a[2], 8);
@@ -196,11 +179,11 @@ uint64_t SyscallLayer::SigProcMask(const Call& c) {
     std::memcpy(old, &signal_mask_, 8);
   }
   // SIGKILL and SIGSTOP can never be blocked.
-  constexpr uint64_t kUnblockable = (1ull << 8) | (1ull << 18);
+  constexpr uint64_t kUnblockable = (1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1));
   if (c.a[1] != 0) {
-    if (how == 0) signal_mask_ |= set;   // SIG_BLOCK
-    if (how == 1) signal_mask_ &= ~set;  // SIG_UNBLOCK
-    if (how == 2) signal_mask_ = set;    // SIG_SETMASK
+    if (how == SIG_BLOCK) signal_mask_ |= set;
+    if (how == SIG_UNBLOCK) signal_mask_ &= ~set;
+    if (how == SIG_SETMASK) signal_mask_ = set;
     signal_mask_ &= ~kUnblockable;
   }
   return 0;
@@ -210,22 +193,23 @@ std::optional<uint64_t> SyscallLayer::Futex(const Call& c) {
   // As kernel/futex/syscalls.c orders its checks. A process with one
   // thread: a wake finds no waiter, and a wait that is not refused sleeps
   // until its timeout (the clock jumps there) or forever (inconclusive).
-  constexpr uint64_t kPrivate = 128, kClockRealtime = 256;
+  constexpr uint64_t kPrivate = FUTEX_PRIVATE_FLAG, kClockRealtime = FUTEX_CLOCK_REALTIME;
   const uint64_t cmd = c.a[1] & ~(kPrivate | kClockRealtime);
-  enum : uint64_t { kWait = 0, kWake = 1, kWaitBitset = 9, kWakeBitset = 10 };
-  const bool known = cmd <= 13 && cmd != 2;  // FUTEX_FD is gone
+  const bool known = cmd <= FUTEX_LOCK_PI2 && cmd != FUTEX_FD;  // FUTEX_FD is gone
   if (!known) return Errno(ENOSYS);
-  if ((c.a[1] & kClockRealtime) != 0 && cmd != kWaitBitset && cmd != 11 && cmd != 13)
+  if ((c.a[1] & kClockRealtime) != 0 && cmd != FUTEX_WAIT_BITSET && cmd != FUTEX_WAIT_REQUEUE_PI &&
+      cmd != FUTEX_LOCK_PI2)
     return Errno(ENOSYS);
-  if (cmd != kWait && cmd != kWake && cmd != kWaitBitset && cmd != kWakeBitset)
+  if (cmd != FUTEX_WAIT && cmd != FUTEX_WAKE && cmd != FUTEX_WAIT_BITSET &&
+      cmd != FUTEX_WAKE_BITSET)
     return std::nullopt;  // requeueing, wake-op, priority inheritance: not modelled
-  const bool bitset = cmd == kWaitBitset || cmd == kWakeBitset;
+  const bool bitset = cmd == FUTEX_WAIT_BITSET || cmd == FUTEX_WAKE_BITSET;
   if (bitset && static_cast<uint32_t>(c.a[5]) == 0) return Errno(EINVAL);
   if (c.a[0] % 4 != 0) return Errno(EINVAL);
   const uint8_t* word = sandbox_.HostPtr(c.a[0], 4, UC_PROT_READ);
   // A shared futex's key is its page: an unmapped one faults (-EFAULT); a
   // private wake never touches the word.
-  if (cmd == kWake || cmd == kWakeBitset)
+  if (cmd == FUTEX_WAKE || cmd == FUTEX_WAKE_BITSET)
     return word == nullptr && (c.a[1] & kPrivate) == 0 ? Errno(EFAULT) : 0;
   std::optional<uint64_t> deadline;  // in the clock's microseconds
   if (c.a[3] != 0) {
@@ -256,16 +240,19 @@ std::optional<uint64_t> SyscallLayer::Futex(const Call& c) {
 std::optional<uint64_t> SyscallLayer::Sleep(const Call& c) {
   // nanosleep(req, rem) and clock_nanosleep(clock, flags, req, rem): the
   // clock jumps to the end of the sleep; no signal interrupts it.
-  const bool nano = c.nr == kNanosleep;
-  const uint64_t clock = nano ? 1 : static_cast<uint32_t>(c.a[0]);
-  const bool absolute = !nano && (c.a[1] & 1) != 0;  // TIMER_ABSTIME
+  const bool nano = c.nr == SYS_nanosleep;
+  const uint64_t clock = nano ? CLOCK_MONOTONIC : static_cast<uint32_t>(c.a[0]);
+  const bool absolute = !nano && (c.a[1] & TIMER_ABSTIME) != 0;
   const uint8_t* ts = sandbox_.HostPtr(c.a[nano ? 0 : 2], 16, UC_PROT_READ);
   // CLOCK_REALTIME, _MONOTONIC, _BOOTTIME, _TAI sleep; the raw and coarse
   // clocks cannot (-EOPNOTSUPP), nor this thread's CPU clock (-EINVAL);
   // the process's CPU clock and the alarm clocks are not modelled.
-  if (!nano && clock != 0 && clock != 1 && clock != 7 && clock != 11) {
-    if (clock >= 4 && clock <= 6) return Errno(EOPNOTSUPP);
-    if (clock == 3 || clock == 10 || (clock >= 12 && clock < 0x80000000)) return Errno(EINVAL);
+  if (!nano && clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC && clock != CLOCK_BOOTTIME &&
+      clock != CLOCK_TAI) {
+    if (clock >= CLOCK_MONOTONIC_RAW && clock <= CLOCK_MONOTONIC_COARSE) return Errno(EOPNOTSUPP);
+    if (clock == CLOCK_THREAD_CPUTIME_ID || clock == kClockSgiCycle ||
+        (clock > CLOCK_TAI && clock < 0x80000000))
+      return Errno(EINVAL);
     return std::nullopt;
   }
   if (ts == nullptr) return Errno(EFAULT);
@@ -274,7 +261,9 @@ std::optional<uint64_t> SyscallLayer::Sleep(const Call& c) {
   if (t[0] < 0 || t[1] < 0 || t[1] >= 1000000000) return Errno(EINVAL);
   const uint64_t us = std::min<uint64_t>(t[0], 1ull << 40) * 1000000 + (t[1] + 999) / 1000;
   if (absolute) {
-    const uint64_t epoch = (clock == 0 || clock == 11 ? kRealtimeEpoch : kMonotonicEpoch) * 1000000;
+    const uint64_t epoch =
+        (clock == CLOCK_REALTIME || clock == CLOCK_TAI ? kRealtimeEpoch : kMonotonicEpoch) *
+        1000000;
     clock_us_ = std::max(clock_us_, us > epoch ? us - epoch : 0);
   } else {
     clock_us_ += us;
@@ -286,16 +275,16 @@ std::optional<uint64_t> SyscallLayer::Sleep(const Call& c) {
 uint64_t SyscallLayer::GetLimit(const Call& c) {
   if (c.a[0] != 0 && c.a[0] != kPid) return Errno(ESRCH);
   if (c.a[2] != 0) return Errno(EPERM);  // setting a limit: not this sandbox's to grant
-  if (c.a[1] >= 16) return Errno(EINVAL);
-  uint64_t soft = kInfinity, hard = kInfinity;
-  if (c.a[1] == 3) soft = 8 << 20;  // RLIMIT_STACK
-  if (c.a[1] == 4) soft = 0;        // RLIMIT_CORE
-  if (c.a[1] == 7) {                // RLIMIT_NOFILE
+  if (c.a[1] >= RLIM_NLIMITS) return Errno(EINVAL);
+  uint64_t soft = RLIM_INFINITY, hard = RLIM_INFINITY;
+  if (c.a[1] == RLIMIT_STACK) soft = 8 << 20;
+  if (c.a[1] == RLIMIT_CORE) soft = 0;
+  if (c.a[1] == RLIMIT_NOFILE) {
     soft = 1024;
     hard = 1048576;
   }
-  if (c.a[1] == 8) soft = hard = 8 << 20;  // RLIMIT_MEMLOCK
-  if (c.a[1] == 12) soft = hard = 819200;  // RLIMIT_MSGQUEUE
+  if (c.a[1] == RLIMIT_MEMLOCK) soft = hard = 8 << 20;
+  if (c.a[1] == RLIMIT_MSGQUEUE) soft = hard = 819200;
   if (c.a[3] != 0) {
     uint8_t* out = Writable(c.a[3], 16);
     if (out == nullptr) return Errno(EFAULT);
@@ -307,7 +296,7 @@ uint64_t SyscallLayer::GetLimit(const Call& c) {
 
 uint64_t SyscallLayer::ClockGetres(const Call& c) {
   const uint64_t clock = c.a[0];
-  if (clock > 11 || clock == 10) return Errno(EINVAL);
+  if (clock > CLOCK_TAI || clock == kClockSgiCycle) return Errno(EINVAL);
   if (c.a[1] != 0) {
     uint8_t* ts = Writable(c.a[1], 16);
     if (ts == nullptr) return Errno(EFAULT);
@@ -319,27 +308,29 @@ uint64_t SyscallLayer::ClockGetres(const Call& c) {
 
 std::optional<uint64_t> SyscallLayer::AboutTheProcess(const Call& c) {
   switch (c.nr) {
-    case kGetuid:
-    case kGeteuid:
-    case kGetgid:
-    case kGetegid:
+    case SYS_getuid:
+    case SYS_geteuid:
+    case SYS_getgid:
+    case SYS_getegid:
       return kUid;
-    case kGetppid:
+    case SYS_getppid:
       return 1;
-    case kSchedYield:
+    case SYS_sched_yield:
       return 0;
-    case kSchedGetPriorityMax:
-    case kSchedGetPriorityMin:
-      // SCHED_FIFO and SCHED_RR: 1..99; SCHED_OTHER, _BATCH, _IDLE,
-      // _DEADLINE: 0.
-      if (c.a[0] == 1 || c.a[0] == 2) return c.nr == kSchedGetPriorityMax ? 99 : 1;
-      if (c.a[0] == 0 || c.a[0] == 3 || c.a[0] == 5 || c.a[0] == 6) return 0;
+    case SYS_sched_get_priority_max:
+    case SYS_sched_get_priority_min:
+      // The real-time policies: 1..99; the others: 0.
+      if (c.a[0] == SCHED_FIFO || c.a[0] == SCHED_RR)
+        return c.nr == SYS_sched_get_priority_max ? 99 : 1;
+      if (c.a[0] == SCHED_OTHER || c.a[0] == SCHED_BATCH || c.a[0] == SCHED_IDLE ||
+          c.a[0] == SCHED_DEADLINE)
+        return 0;
       return Errno(EINVAL);
-    case kRtSigprocmask:
+    case SYS_rt_sigprocmask:
       return SigProcMask(c);
-    case kClockGetres:
+    case SYS_clock_getres:
       return ClockGetres(c);
-    case kPrlimit64:
+    case SYS_prlimit64:
       return GetLimit(c);
     default:
       return std::nullopt;
@@ -365,31 +356,31 @@ void SyscallLayer::OnSyscall(uc_struct* uc) {
   uc_reg_read_batch(uc, ids, vals, 9);
   uint64_t ret = 0;
   switch (c.nr) {
-    case kGetpid:
-    case kGettid:
+    case SYS_getpid:
+    case SYS_gettid:
       ret = kPid;
       break;
-    case kClockGettime:
+    case SYS_clock_gettime:
       ret = ClockGettime(c);
       break;
-    case kGettimeofday:
+    case SYS_gettimeofday:
       ret = Gettimeofday(c);
       break;
-    case kTime:
+    case SYS_time:
       ret = Time(c);
       break;
-    case kGetrandom:
+    case SYS_getrandom:
       ret = Getrandom(c);
       break;
-    case kWrite:
+    case SYS_write:
       ret = Write(c);
       break;
-    case kWritev:
+    case SYS_writev:
       ret = Writev(c);
       break;
     default: {
-      std::optional<uint64_t> answer = c.nr == kFutex ? Futex(c) : AboutTheProcess(c);
-      if (!answer && (c.nr == kNanosleep || c.nr == kClockNanosleep)) answer = Sleep(c);
+      std::optional<uint64_t> answer = c.nr == SYS_futex ? Futex(c) : AboutTheProcess(c);
+      if (!answer && (c.nr == SYS_nanosleep || c.nr == SYS_clock_nanosleep)) answer = Sleep(c);
       if (!answer) answer = Descriptor(c);
       if (!answer) answer = SignalToSelf(c);
       if (!answer) answer = PathCall(c);
@@ -407,7 +398,7 @@ void SyscallLayer::OnSyscall(uc_struct* uc) {
         ret = *answer;
         break;
       }
-      if (deny_others_ && c.nr != kFutex) {
+      if (deny_others_ && c.nr != SYS_futex) {
         ret = Deny(c);
         break;
       }

@@ -4,11 +4,17 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
+
+#include "patchcore/island.h"
 
 namespace patchlab::patchcore {
 namespace {
 
 constexpr uint16_t kMaxProgramHeaders = 64;
+// A segment's tail is less than a page in a file mapping; the vdso's image
+// may end a page or so before its mapping does.
+constexpr uint64_t kMaxTail = 2 * 4096;
 
 // The program headers of the module whose first mapping is `first`, read
 // from the process's memory; empty when they are not there to read.
@@ -30,6 +36,9 @@ std::vector<Elf64_Phdr> ProgramHeaders(const ProcessMemory& memory, const MapEnt
 }
 
 const MapEntry* FirstMappingOf(const ProcessMaps& maps, const MapEntry& e) {
+  // The vdso is one mapping, an ELF image from its first byte: every process
+  // has one, statically linked programs included.
+  if (e.path == "[vdso]") return e.offset == 0 && e.read ? &e : nullptr;
   for (const MapEntry& m : maps.entries()) {
     if (m.offset == 0 && m.read && m.dev == e.dev && m.inode == e.inode && m.path == e.path) {
       return &m;
@@ -38,13 +47,31 @@ const MapEntry* FirstMappingOf(const ProcessMaps& maps, const MapEntry& e) {
   return nullptr;
 }
 
+// The first cave in the `length` bytes at `tail` (8-aligned): kCaveSize
+// zero bytes, or with `zeroed_only` false also a stub with its save area.
+// The tail need not start with it: the vdso keeps its section headers there.
+std::optional<RemotePtr> CaveIn(const ProcessMemory& memory, RemotePtr tail, uint64_t length,
+                                bool zeroed_only) {
+  auto bytes = memory.Read(tail, length);
+  if (!bytes) return std::nullopt;
+  for (uint64_t at = 0; at + kCaveSize <= length; at += 8) {
+    const uint8_t* p = bytes->data() + at;
+    const bool zero = std::all_of(p, p + kCaveSize, [](uint8_t b) { return b == 0; });
+    const bool stub = !zeroed_only &&
+                      std::memcmp(p + kCaveStubOffset, kIslandStub, sizeof kIslandStub) == 0 &&
+                      std::memcmp(p + kCaveSaveOffset, kSaveAreaMagic, sizeof kSaveAreaMagic) == 0;
+    if (zero || stub) return tail + static_cast<int64_t>(at);
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::vector<RemotePtr> FindCodeCaves(const ProcessMemory& memory, const ProcessMaps& maps,
                                      bool zeroed_only) {
   std::vector<RemotePtr> caves;
   for (const MapEntry& e : maps.entries()) {
-    if (!e.exec || e.shared || !e.is_file()) continue;
+    if (!e.exec || e.shared || (!e.is_file() && e.path != "[vdso]")) continue;
     const MapEntry* first = FirstMappingOf(maps, e);
     if (!first) continue;
     const uint64_t size = static_cast<uint64_t>(e.end - e.start);
@@ -55,15 +82,11 @@ std::vector<RemotePtr> FindCodeCaves(const ProcessMemory& memory, const ProcessM
       const uint64_t segment_end = ph.p_offset + ph.p_filesz;
       if (segment_end < e.offset || segment_end >= e.offset + size) continue;
       const uint64_t from = (segment_end - e.offset + 7) & ~uint64_t{7};
-      if (from + kCaveSize > size) continue;
-      const RemotePtr cave = e.start + static_cast<int64_t>(from);
-      if (zeroed_only) {
-        auto bytes = memory.Read(cave, kCaveSize);
-        if (!bytes || std::any_of(bytes->begin(), bytes->end(), [](uint8_t b) { return b != 0; })) {
-          continue;
-        }
+      if (from + kCaveSize > size || size - from > kMaxTail) continue;
+      if (auto cave =
+              CaveIn(memory, e.start + static_cast<int64_t>(from), size - from, zeroed_only)) {
+        caves.push_back(*cave);
       }
-      caves.push_back(cave);
     }
   }
   return caves;

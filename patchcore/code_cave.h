@@ -6,7 +6,9 @@
 // last byte to the end of that page are mapped executable but belong to no
 // section, and no code of the program refers to them. A cave is such a tail
 // of at least kCaveSize zero bytes (what linkers put there), in a private
-// file mapping:
+// file mapping or in the vdso (which every process has, statically linked
+// ones included; the kernel lets a tracer write it, as a debugger's
+// breakpoints do, into the process's own copy):
 //     cave:      0f 05 eb fe            syscall; jmp .   (kIslandStub)
 //     cave + 8:  save area              kSaveAreaMagic, thread id, registers
 // Written through /proc/PID/mem (the page becomes a private copy of its
@@ -34,8 +36,8 @@ inline constexpr uint64_t kCaveSaveOffset = 8;
 inline constexpr uint64_t kCaveSize = kCaveSaveOffset + 16 + 8 + 216;
 
 // Every cave of at least kCaveSize bytes after an executable PT_LOAD segment
-// of a module `maps` shows (its program headers read from the module's
-// first mapping in `memory`), 8-byte aligned, in address order. With
+// of a module `maps` shows, the vdso included (its program headers read from
+// the module's first mapping in `memory`), 8-byte aligned, in address order. With
 // `zeroed_only`, just the caves whose bytes are all zero now (free to use);
 // without, also those that hold a stub (for recovery).
 std::vector<RemotePtr> FindCodeCaves(const ProcessMemory& memory, const ProcessMaps& maps,
