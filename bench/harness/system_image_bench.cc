@@ -18,7 +18,10 @@
 // initramfs / disk: 0.366 / 0.382 / 0.444 s, then 0.314 / 0.410 / 0.382 s
 // (disk_vs_initramfs_restore 1.16, then 0.93: a tie); saved state 133 / 291 /
 // 144 MiB; cold boot 6.5 / 11.6 / 9.9 s, then 5.2 / 8.8 / 10.8 s. The
-// initramfs stays the default (vm-images/README.md).
+// initramfs stays the default (vm-images/README.md). Since the lab's binaries
+// go into images without debug info, saved state 79.5 / 237 / 90 MiB, and
+// restore 0.60-0.98x and cold boot 0.67-1.02x of the figures before, in runs
+// alternating the two builds (vm-images/README.md has the table).
 //
 //   build/ci/bench/harness/harness_system_image_bench
 #include <benchmark/benchmark.h>
