@@ -83,46 +83,34 @@ bool TakesSocketFirst(uint64_t nr) {
   }
 }
 
-// struct stat (x86-64, 144 bytes) of /dev/null (fd 0) or of a pipe (1, 2).
-void FillStat(uint64_t fd, uint8_t* st) {
-  std::memset(st, 0, 144);
+// struct stat of /dev/null (fd 0) or of a pipe (1, 2).
+void FillStat(uint64_t fd, uint8_t* guest) {
   const bool null_device = fd == 0;
-  const uint64_t dev = null_device ? 5 : 12;  // devtmpfs, pipefs
-  const uint64_t ino = null_device ? 4 : 1000 + fd;
-  const uint64_t nlink = 1;
-  const uint32_t mode = null_device ? S_IFCHR | 0666 : S_IFIFO | 0600;
-  const uint32_t owner = null_device ? 0 : 1000;
-  const uint64_t rdev = null_device ? 0x103 : 0;  // makedev(1, 3)
-  const uint64_t blksize = 4096;
-  std::memcpy(st + 0, &dev, 8);
-  std::memcpy(st + 8, &ino, 8);
-  std::memcpy(st + 16, &nlink, 8);
-  std::memcpy(st + 24, &mode, 4);
-  std::memcpy(st + 28, &owner, 4);
-  std::memcpy(st + 32, &owner, 4);
-  std::memcpy(st + 40, &rdev, 8);
-  std::memcpy(st + 56, &blksize, 8);
+  struct stat st {};
+  st.st_dev = null_device ? 5 : 12;  // devtmpfs, pipefs
+  st.st_ino = null_device ? 4 : 1000 + fd;
+  st.st_nlink = 1;
+  st.st_mode = null_device ? S_IFCHR | 0666 : S_IFIFO | 0600;
+  st.st_uid = st.st_gid = null_device ? 0 : 1000;
+  st.st_rdev = null_device ? 0x103 : 0;  // makedev(1, 3)
+  st.st_blksize = 4096;
+  internal::CopyOut(st, guest);
 }
 
-// struct statfs (x86-64, 120 bytes) of the file system holding /dev/null
-// (a devtmpfs, given 1 GiB here) or a pipe (pipefs, which counts nothing).
-void FillStatfs(uint64_t fd, uint8_t* sf) {
-  std::memset(sf, 0, 120);
+// struct statfs of the file system holding /dev/null (a devtmpfs, given
+// 1 GiB here) or a pipe (pipefs, which counts nothing).
+void FillStatfs(uint64_t fd, uint8_t* guest) {
   const bool null_device = fd == 0;
-  const uint64_t blocks = null_device ? 262144 : 0, files = null_device ? 262144 : 0;
-  const uint64_t fields[] = {
-      null_device ? uint64_t{TMPFS_MAGIC} : uint64_t{PIPEFS_MAGIC},
-      4096,
-      blocks,
-      blocks,
-      blocks,
-      files,
-      null_device ? files - 200 : 0,
-      null_device ? 5u : 12u,  // f_fsid: the device, as fstat's st_dev
-      NAME_MAX,
-      4096,
-      null_device ? uint64_t{ST_RELATIME | 0x20} : 0x20u};  // 0x20: ST_VALID, unnamed in glibc
-  std::memcpy(sf, fields, sizeof fields);
+  struct statfs sf {};
+  sf.f_type = null_device ? TMPFS_MAGIC : PIPEFS_MAGIC;
+  sf.f_bsize = sf.f_frsize = 4096;
+  sf.f_blocks = sf.f_bfree = sf.f_bavail = null_device ? 262144 : 0;
+  sf.f_files = null_device ? 262144 : 0;
+  sf.f_ffree = null_device ? 262144 - 200 : 0;
+  sf.f_fsid.__val[0] = null_device ? 5 : 12;  // the device, as fstat's st_dev
+  sf.f_namelen = NAME_MAX;
+  sf.f_flags = (null_device ? ST_RELATIME : 0) | internal::kStValid;
+  internal::CopyOut(sf, guest);
 }
 
 }  // namespace
@@ -154,7 +142,7 @@ std::optional<uint64_t> SyscallLayer::Descriptor(const Call& c) {
       open_fds_ &= ~(1u << fd);
       return 0;
     case SYS_fstat: {
-      uint8_t* st = Writable(c.a[1], 144);
+      uint8_t* st = Writable(c.a[1], sizeof(struct stat));
       if (st == nullptr) return Errno(EFAULT);
       FillStat(fd, st);
       return 0;
@@ -187,7 +175,7 @@ std::optional<uint64_t> SyscallLayer::Descriptor(const Call& c) {
       if (fd != 0) return Errno(ESPIPE);
       return static_cast<int64_t>(c.a[2]) < 0 || c.a[3] > POSIX_FADV_NOREUSE ? Errno(EINVAL) : 0;
     case SYS_fstatfs: {
-      uint8_t* sf = Writable(c.a[1], 120);
+      uint8_t* sf = Writable(c.a[1], sizeof(struct statfs));
       if (sf == nullptr) return Errno(EFAULT);
       FillStatfs(fd, sf);
       return 0;
@@ -261,7 +249,7 @@ std::optional<uint64_t> SyscallLayer::StatAt(const Call& c) {
   if (*path != 0) return std::nullopt;
   if ((c.a[3] & AT_EMPTY_PATH) == 0) return Errno(ENOENT);
   if (!IsOpen(c.a[0])) return Errno(EBADF);
-  uint8_t* st = Writable(c.a[2], 144);
+  uint8_t* st = Writable(c.a[2], sizeof(struct stat));
   if (st == nullptr) return Errno(EFAULT);
   FillStat(static_cast<uint32_t>(c.a[0]), st);
   return 0;

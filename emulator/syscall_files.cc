@@ -82,29 +82,30 @@ Walk WalkPath(const std::string& path) {
   return w;
 }
 
-// struct stat (x86-64, 144 bytes) of the root directory.
-void FillRootStat(uint8_t* st) {
-  std::memset(st, 0, 144);
-  const uint64_t blksize = 4096;
-  std::memcpy(st + 0, &kRootDev, 8);
-  std::memcpy(st + 8, &kRootIno, 8);
-  std::memcpy(st + 16, &kRootNlink, 8);
-  std::memcpy(st + 24, &kRootMode, 4);
-  std::memcpy(st + 48, &kRootSize, 8);
-  std::memcpy(st + 56, &blksize, 8);
-  for (int t = 0; t < 3; ++t) std::memcpy(st + 72 + 16 * t, &kBootTime, 8);  // a, m, ctime
+// struct stat of the root directory.
+void FillRootStat(uint8_t* guest) {
+  struct stat st {};
+  st.st_dev = kRootDev;
+  st.st_ino = kRootIno;
+  st.st_nlink = kRootNlink;
+  st.st_mode = kRootMode;
+  st.st_size = kRootSize;
+  st.st_blksize = 4096;
+  st.st_atim.tv_sec = st.st_mtim.tv_sec = st.st_ctim.tv_sec = kBootTime;
+  internal::CopyOut(st, guest);
 }
 
-// struct statfs (x86-64, 120 bytes) of the root's tmpfs: 1 MiB, empty.
-void FillRootStatfs(uint8_t* sf) {
-  std::memset(sf, 0, 120);
-  const uint64_t fields[] = {TMPFS_MAGIC, 4096, 256, 256, 256, 1024, 1023};
-  std::memcpy(sf, fields, sizeof fields);  // type, bsize, blocks, bfree, bavail, files, ffree
-  const uint64_t namelen = NAME_MAX, frsize = 4096;
-  const uint64_t flags = ST_RELATIME | 0x20;  // 0x20: ST_VALID, unnamed in glibc
-  std::memcpy(sf + 64, &namelen, 8);
-  std::memcpy(sf + 72, &frsize, 8);
-  std::memcpy(sf + 80, &flags, 8);
+// struct statfs of the root's tmpfs: 1 MiB, empty.
+void FillRootStatfs(uint8_t* guest) {
+  struct statfs sf {};
+  sf.f_type = TMPFS_MAGIC;
+  sf.f_bsize = sf.f_frsize = 4096;
+  sf.f_blocks = sf.f_bfree = sf.f_bavail = 256;
+  sf.f_files = 1024;
+  sf.f_ffree = 1023;
+  sf.f_namelen = NAME_MAX;
+  sf.f_flags = ST_RELATIME | internal::kStValid;
+  internal::CopyOut(sf, guest);
 }
 
 }  // namespace
@@ -193,7 +194,7 @@ class SyscallLayer::FileSystem {
                                std::string* path) const {
     const Walk w = Lookup(dirfd, path_addr, path);
     if (int e = Existing(w); e != 0) return Errno(e);
-    uint8_t* st = layer_.Writable(buf, 144);
+    uint8_t* st = layer_.Writable(buf, sizeof(struct stat));
     if (st == nullptr) return Errno(EFAULT);
     FillRootStat(st);
     return 0;
@@ -357,7 +358,7 @@ std::optional<uint64_t> SyscallLayer::PathCallMore(const Call& c) {
       const int e = FileSystem::Existing(fs.Lookup(kCwd, c.a[0], &path));
       if (e != 0) {
         ret = Errno(e);
-      } else if (uint8_t* sf = Writable(c.a[1], 120); sf == nullptr) {
+      } else if (uint8_t* sf = Writable(c.a[1], sizeof(struct statfs)); sf == nullptr) {
         ret = Errno(EFAULT);
       } else {
         FillRootStatfs(sf);
