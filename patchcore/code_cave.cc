@@ -47,20 +47,21 @@ const MapEntry* FirstMappingOf(const ProcessMaps& maps, const MapEntry& e) {
   return nullptr;
 }
 
-// The first cave in the `length` bytes at `tail` (8-aligned): kCaveSize
-// zero bytes, or with `zeroed_only` false also a stub with its save area.
-// The tail need not start with it: the vdso keeps its section headers there.
+// The first cave in `state` in the `length` bytes at `tail` (8-aligned):
+// kCaveSize zero bytes, or a stub with its save area. The tail need not
+// start with it: the vdso keeps its section headers there.
 std::optional<RemotePtr> CaveIn(const ProcessMemory& memory, RemotePtr tail, uint64_t length,
-                                bool zeroed_only) {
+                                CaveState state) {
   auto bytes = memory.Read(tail, length);
   if (!bytes) return std::nullopt;
   for (uint64_t at = 0; at + kCaveSize <= length; at += 8) {
     const uint8_t* p = bytes->data() + at;
-    const bool zero = std::all_of(p, p + kCaveSize, [](uint8_t b) { return b == 0; });
-    const bool stub = !zeroed_only &&
-                      std::memcmp(p + kCaveStubOffset, kIslandStub, sizeof kIslandStub) == 0 &&
-                      std::memcmp(p + kCaveSaveOffset, kSaveAreaMagic, sizeof kSaveAreaMagic) == 0;
-    if (zero || stub) return tail + static_cast<int64_t>(at);
+    const bool found =
+        state == CaveState::kFree
+            ? std::all_of(p, p + kCaveSize, [](uint8_t b) { return b == 0; })
+            : std::memcmp(p + kCaveStubOffset, kIslandStub, sizeof kIslandStub) == 0 &&
+                  std::memcmp(p + kCaveSaveOffset, kSaveAreaMagic, sizeof kSaveAreaMagic) == 0;
+    if (found) return tail + static_cast<int64_t>(at);
   }
   return std::nullopt;
 }
@@ -68,14 +69,16 @@ std::optional<RemotePtr> CaveIn(const ProcessMemory& memory, RemotePtr tail, uin
 }  // namespace
 
 std::vector<RemotePtr> FindCodeCaves(const ProcessMemory& memory, const ProcessMaps& maps,
-                                     bool zeroed_only) {
+                                     CaveState state, size_t most) {
   std::vector<RemotePtr> caves;
   for (const MapEntry& e : maps.entries()) {
+    if (caves.size() >= most) break;
     if (!e.exec || e.shared || (!e.is_file() && e.path != "[vdso]")) continue;
     const MapEntry* first = FirstMappingOf(maps, e);
     if (!first) continue;
     const uint64_t size = static_cast<uint64_t>(e.end - e.start);
     for (const Elf64_Phdr& ph : ProgramHeaders(memory, *first)) {
+      if (caves.size() >= most) break;
       // A segment with bss has zero-filled memory after its file bytes: that
       // is the program's, not padding.
       if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X) || ph.p_filesz != ph.p_memsz) continue;
@@ -83,8 +86,7 @@ std::vector<RemotePtr> FindCodeCaves(const ProcessMemory& memory, const ProcessM
       if (segment_end < e.offset || segment_end >= e.offset + size) continue;
       const uint64_t from = (segment_end - e.offset + 7) & ~uint64_t{7};
       if (from + kCaveSize > size || size - from > kMaxTail) continue;
-      if (auto cave =
-              CaveIn(memory, e.start + static_cast<int64_t>(from), size - from, zeroed_only)) {
+      if (auto cave = CaveIn(memory, e.start + static_cast<int64_t>(from), size - from, state)) {
         caves.push_back(*cave);
       }
     }

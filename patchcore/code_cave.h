@@ -21,6 +21,7 @@
 // Thread-safety: pure functions of a snapshot.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -35,12 +36,18 @@ inline constexpr uint64_t kCaveSaveOffset = 8;
 // The stub, then the save area (magic, thread id, user_regs_struct).
 inline constexpr uint64_t kCaveSize = kCaveSaveOffset + 16 + 8 + 216;
 
-// Every cave of at least kCaveSize bytes after an executable PT_LOAD segment
-// of a module `maps` shows, the vdso included (its program headers read from
-// the module's first mapping in `memory`), 8-byte aligned, in address order. With
-// `zeroed_only`, just the caves whose bytes are all zero now (free to use);
-// without, also those that hold a stub (for recovery).
+// What FindCodeCaves looks for in a cave.
+enum class CaveState {
+  kFree,     // all zero: free to use
+  kHolding,  // a stub with its save area: a patcher's, for recovery
+};
+
+// The caves in state `state` after the executable PT_LOAD segments of the
+// modules `maps` shows, the vdso included (their program headers read from
+// each module's first mapping in `memory`), at least kCaveSize bytes, 8-byte
+// aligned, in address order; at most `most` (the first ones: a patcher needs
+// one, and the rest would cost reads).
 std::vector<RemotePtr> FindCodeCaves(const ProcessMemory& memory, const ProcessMaps& maps,
-                                     bool zeroed_only);
+                                     CaveState state, size_t most = SIZE_MAX);
 
 }  // namespace patchlab::patchcore

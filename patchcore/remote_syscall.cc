@@ -66,7 +66,7 @@ bool WaitsAt(const user_regs_struct& regs, RemotePtr code) {
 }  // namespace
 
 Result<InjectionSite> FindInjectionSite(const ProcessMemory& memory, const ProcessMaps& maps) {
-  auto caves = FindCodeCaves(memory, maps, /*zeroed_only=*/true);
+  auto caves = FindCodeCaves(memory, maps, CaveState::kFree, /*most=*/1);
   if (!caves.empty()) return InjectionSite{.cave = caves.front()};
   auto insn = FindSyscallInstruction(memory, maps);
   if (!insn) return std::unexpected(std::move(insn.error()));
@@ -247,12 +247,9 @@ std::vector<StrandedStub> FindStrandedStubs(const ProcessMemory& memory, const P
       out.push_back(stub);
     }
   }
-  for (RemotePtr cave : FindCodeCaves(memory, maps, /*zeroed_only=*/false)) {
-    StrandedStub stub{cave + static_cast<int64_t>(kCaveStubOffset),
-                      cave + static_cast<int64_t>(kCaveSaveOffset), /*in_cave=*/true};
-    if (HoldsStub(memory, stub.code) && HoldsSaveArea(memory, stub.save_area)) {
-      out.push_back(stub);
-    }
+  for (RemotePtr cave : FindCodeCaves(memory, maps, CaveState::kHolding)) {
+    out.push_back({cave + static_cast<int64_t>(kCaveStubOffset),
+                   cave + static_cast<int64_t>(kCaveSaveOffset), /*in_cave=*/true});
   }
   return out;
 }

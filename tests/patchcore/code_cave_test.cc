@@ -46,7 +46,7 @@ Result<ElfFile> ImageOf(const MapEntry& e, const ProcessMemory& memory) {
 }
 
 TEST_F(CodeCave, EveryCaveIsPaddingAfterAnExecutableSegmentOfItsImage) {
-  const auto caves = FindCodeCaves(*memory, *maps, /*zeroed_only=*/true);
+  const auto caves = FindCodeCaves(*memory, *maps, CaveState::kFree);
   ASSERT_FALSE(caves.empty()) << "this test program, libc, ld.so and the vdso have no cave at all";
   bool in_vdso = false;
   for (RemotePtr cave : caves) {
@@ -87,9 +87,14 @@ TEST_F(CodeCave, EveryCaveIsPaddingAfterAnExecutableSegmentOfItsImage) {
 }
 
 TEST_F(CodeCave, ACaveThatHoldsAStubIsFoundOnlyForRecovery) {
-  const auto free_caves = FindCodeCaves(*memory, *maps, /*zeroed_only=*/true);
+  const auto free_caves = FindCodeCaves(*memory, *maps, CaveState::kFree);
   ASSERT_FALSE(free_caves.empty());
   const RemotePtr cave = free_caves.front();
+  const auto holding_before = FindCodeCaves(*memory, *maps, CaveState::kHolding);
+  EXPECT_EQ(std::count(holding_before.begin(), holding_before.end(), cave), 0);
+  // At most the first one, when asked for one.
+  EXPECT_EQ(FindCodeCaves(*memory, *maps, CaveState::kFree, 1),
+            std::vector<RemotePtr>{free_caves.front()});
   // A stub with its save area, as the patcher leaves it when it dies.
   // Writing through /proc/self/mem gives this process a private copy of the
   // page, as the patcher's write does in a target.
@@ -97,11 +102,11 @@ TEST_F(CodeCave, ACaveThatHoldsAStubIsFoundOnlyForRecovery) {
   std::memcpy(held.data() + kCaveStubOffset, kIslandStub, sizeof kIslandStub);
   std::memcpy(held.data() + kCaveSaveOffset, kSaveAreaMagic, sizeof kSaveAreaMagic);
   ASSERT_OK(memory->Write(cave, held));
-  auto now_free = FindCodeCaves(*memory, *maps, /*zeroed_only=*/true);
-  auto all = FindCodeCaves(*memory, *maps, /*zeroed_only=*/false);
+  auto now_free = FindCodeCaves(*memory, *maps, CaveState::kFree);
+  auto holding = FindCodeCaves(*memory, *maps, CaveState::kHolding);
   ASSERT_OK(memory->Write(cave, std::vector<uint8_t>(kCaveSize, 0)));
   EXPECT_EQ(std::count(now_free.begin(), now_free.end(), cave), 0);
-  EXPECT_EQ(std::count(all.begin(), all.end(), cave), 1);
+  EXPECT_EQ(std::count(holding.begin(), holding.end(), cave), 1);
 }
 
 }  // namespace
